@@ -1,0 +1,106 @@
+"""The one exception tree of accord.
+
+Every error accord raises on purpose derives from :class:`AccordError`. Where an error
+resembles a builtin it also subclasses it, so ``except ValueError`` keeps working for
+callers that do not know accord. Messages say what went wrong *and* what to do next.
+
+::
+
+    AccordError
+    ├── ConfigError (ValueError)            fed.toml or an option is invalid
+    ├── MissingExtraError (ImportError)     an optional extra is not installed
+    ├── DatasetError (ValueError)           a dataset or partition cannot be built
+    ├── TaskError (RuntimeError)            the user's task failed or misbehaved
+    ├── UpdateRejected (ValueError)         an update failed validation
+    ├── RoundFailed (RuntimeError)          a round could not reach its quorum
+    ├── RunAborted (RuntimeError)           a run stopped before its last round
+    └── StoreError (RuntimeError)           the store cannot read or write
+        └── RunNotFound (LookupError)       no run with that id
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccordError",
+    "ConfigError",
+    "DatasetError",
+    "MissingExtraError",
+    "RoundFailed",
+    "RunAborted",
+    "RunNotFound",
+    "StoreError",
+    "TaskError",
+    "UpdateRejected",
+]
+
+
+class AccordError(Exception):
+    """Root of every error accord raises on purpose."""
+
+
+class ConfigError(AccordError, ValueError):
+    """A configuration value is invalid; ``key`` names where it is."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+class MissingExtraError(AccordError, ImportError):
+    """An optional dependency is missing; the message names the install command."""
+
+    def __init__(self, *, extra: str, package: str, feature: str) -> None:
+        self.extra = extra
+        self.package = package
+        super().__init__(
+            f"{feature} needs the '{package}' package, which is not installed. "
+            f"Install it with: pip install 'accord[{extra}]'"
+        )
+
+
+class DatasetError(AccordError, ValueError):
+    """A dataset cannot be loaded, or a partition cannot be built from it."""
+
+
+class TaskError(AccordError, RuntimeError):
+    """The user's task raised or returned something accord cannot use."""
+
+
+class UpdateRejected(AccordError, ValueError):
+    """An update failed validation; ``reason`` is short and safe to show its sender."""
+
+    def __init__(self, reason: str, *, participant: str | None = None) -> None:
+        self.reason = reason
+        self.participant = participant
+        who = f"update from {participant!r}" if participant else "update"
+        super().__init__(f"{who} rejected: {reason}")
+
+
+class RoundFailed(AccordError, RuntimeError):
+    """A round ended without enough valid updates; the global model is unchanged."""
+
+    def __init__(self, *, round_number: int, received: int, required: int) -> None:
+        self.round_number = round_number
+        self.received = received
+        self.required = required
+        super().__init__(
+            f"round {round_number} got {received} valid update(s) but needs "
+            f"{required}; the global model was left unchanged. Raise the deadline, "
+            "lower the quorum, or look at the participants' recorded failures."
+        )
+
+
+class RunAborted(AccordError, RuntimeError):
+    """A run stopped early; completed rounds stay in the store."""
+
+
+class StoreError(AccordError, RuntimeError):
+    """The store cannot be read or written."""
+
+
+class RunNotFound(StoreError, LookupError):
+    """No run with the given id exists in the store."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run {run_id!r} in the store; `accord runs` lists them")
