@@ -35,6 +35,7 @@ class TrainConfig:
     learning_rate: float = 0.05
     seed: int = 0
     round: int = 0
+    participant: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
 
 

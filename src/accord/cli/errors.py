@@ -1,0 +1,41 @@
+"""Turning accord's errors into a message and an exit code at the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+from accord.errors import (
+    AccordError,
+    ConfigError,
+    MissingExtraError,
+    RoundFailed,
+    RunAborted,
+    StoreError,
+)
+
+__all__ = ["EXIT_CODES", "reported"]
+
+#: Exit code per error class; the first matching entry wins.
+EXIT_CODES: tuple[tuple[type[AccordError], int], ...] = (
+    (ConfigError, 2),
+    (MissingExtraError, 3),
+    (StoreError, 4),
+    (RunAborted, 1),
+    (RoundFailed, 1),
+    (AccordError, 1),
+)
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Print an AccordError as one readable message and exit with its code."""
+    try:
+        yield
+    except AccordError as exc:
+        code = next(c for cls, c in EXIT_CODES if isinstance(exc, cls))
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(code) from None

@@ -1,0 +1,57 @@
+"""The ``accord`` command: the only place that configures logging.
+
+Exit codes: 0 success; 1 the run failed or was aborted; 2 invalid configuration or
+arguments; 3 a missing optional dependency; 4 the store could not be used;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from accord.cli import datasets as datasets_cli
+from accord.cli import runs as runs_cli
+from accord.cli import simulate as simulate_cli
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="accord",
+    help="Federated learning across organizations that cannot pool their data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _configure(
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."
+    ),
+) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(
+        level=level,
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+        force=True,
+    )
+
+
+simulate_cli.register(app)
+runs_cli.register(app)
+datasets_cli.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

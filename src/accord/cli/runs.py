@@ -1,0 +1,119 @@
+"""``accord runs``: list recorded runs, show one, export its metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from accord.cli.errors import reported
+from accord.store import RunStore, export_metrics, open_store
+
+__all__ = ["register"]
+
+runs_app = typer.Typer(
+    help="Recorded runs: list, show, export.", invoke_without_command=True
+)
+_STORE = typer.Option(None, "--store", help="SQLAlchemy URL (default: the local store).")
+_DIR = typer.Option(Path("accord-runs"), "--dir", help="Folder of the default store.")
+
+
+def _open(store: str | None, directory: Path) -> RunStore:
+    return open_store(store, default_dir=directory)
+
+
+@runs_app.callback()
+def list_runs(
+    ctx: typer.Context,
+    store: str | None = _STORE,
+    directory: Path = _DIR,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with reported():
+        db = _open(store, directory)
+        try:
+            runs = db.list_runs()
+        finally:
+            db.close()
+    if as_json:
+        typer.echo(json.dumps([
+            {"run_id": r.run_id, "name": r.name, "status": r.status,
+             "created_at": r.created_at.isoformat(), "rounds_completed":
+             r.rounds_completed, "rounds_planned": r.rounds_planned}
+            for r in runs
+        ], indent=2))
+        return
+    table = Table(title="runs")
+    for col in ("run", "name", "status", "rounds", "created (UTC)", "final"):
+        table.add_column(col)
+    for r in runs:
+        final = (r.summary or {}).get("final", {})
+        headline = ", ".join(
+            f"{k} {v:.4f}" for k, v in final.items()
+            if k.startswith("central.") and isinstance(v, float) and not math.isnan(v)
+        )
+        table.add_row(r.run_id, r.name, r.status,
+                      f"{r.rounds_completed}/{r.rounds_planned}",
+                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"), headline)
+    Console().print(table)
+
+
+@runs_app.command("show")
+def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) -> None:
+    """Rounds of one run with each participant's outcome."""
+    with reported():
+        db = _open(store, directory)
+        try:
+            info, rounds = db.get_run(run_id), db.rounds(run_id)
+        finally:
+            db.close()
+    console = Console()
+    console.print(f"[bold]{info.run_id}[/] {info.name}: {info.status}, seed {info.seed}")
+    table = Table()
+    for col in ("round", "status", "ok", "not ok (reason)", "model digest"):
+        table.add_column(col)
+    for r in rounds:
+        ok = sum(1 for o in r.outcomes if o.status == "ok")
+        bad = "; ".join(
+            f"{o.participant} {o.status}: {o.reason}" for o in r.outcomes if o.status != "ok"
+        )
+        table.add_row(str(r.number), r.status, f"{ok}/{len(r.selected)}", bad,
+                      r.global_digest[:16])
+    console.print(table)
+
+
+@runs_app.command("export")
+def export_run(
+    run_id: str,
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write."),
+    store: str | None = _STORE,
+    directory: Path = _DIR,
+) -> None:
+    """Export a run's metrics as CSV or JSON."""
+    if fmt not in ("csv", "json"):
+        raise typer.BadParameter("--format must be csv or json")
+    kind: Literal["csv", "json"] = "csv" if fmt == "csv" else "json"
+    with reported():
+        db = _open(store, directory)
+        try:
+            text = export_metrics(db, run_id, kind)
+        finally:
+            db.close()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``accord runs`` to the application."""
+    app.add_typer(runs_app, name="runs")

@@ -1,0 +1,174 @@
+"""``accord simulate`` and ``accord demo``: run a federation on this machine."""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from accord.cli.errors import reported
+from accord.cli.progress import ProgressObserver
+from accord.config import FedConfig, load_config
+from accord.simulation.baselines import Comparison
+from accord.simulation.engine import SimulationResult, simulate
+from accord.store import open_store
+
+__all__ = ["register"]
+
+_WORKERS = typer.Option(None, "--workers", "-w", help="Worker processes; 0 runs in-process.")
+_ROUNDS = typer.Option(None, "--rounds", "-r", help="Override federation.rounds.")
+_SEED = typer.Option(None, "--seed", help="Override federation.seed.")
+_STORE = typer.Option(
+    None, "--store", help="SQLAlchemy URL of the store (default: SQLite in store.directory)."
+)
+_JSON = typer.Option(False, "--json", help="Print one JSON document instead of progress.")
+
+
+def _overrides(
+    workers: int | None, rounds: int | None, seed: int | None, store: str | None
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if workers is not None:
+        out["simulation"] = {"workers": workers}
+    if rounds is not None or seed is not None:
+        fed: dict[str, Any] = {}
+        if rounds is not None:
+            fed["rounds"] = rounds
+        if seed is not None:
+            fed["seed"] = seed
+        out["federation"] = fed
+    if store is not None:
+        out["store"] = {"url": store}
+    return out
+
+
+def _run(config: FedConfig, *, as_json: bool) -> SimulationResult:
+    directory = Path(config.store.directory)
+    store = open_store(config.store.url, default_dir=directory)
+    checkpoints = directory / "checkpoints" if config.store.checkpoints else None
+    console = Console(stderr=as_json, quiet=as_json)
+    try:
+        with ProgressObserver(
+            console, rounds=config.federation.rounds, metric=config.evaluation.metric
+        ) as observer:
+            n_baselines = config.data.sites + 1 if config.evaluation.baselines else 0
+
+            def on_baseline(name: str) -> None:
+                if name == "pooled":
+                    observer.finish_baselines(n_baselines)
+                observer.baseline_done(name)
+
+            result = simulate(
+                config,
+                store=store,
+                checkpoint_dir=checkpoints,
+                observer=observer,
+                on_baseline=on_baseline,
+            )
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(_as_json(result), indent=2, default=_json_default))
+    else:
+        _print_results(console, config, result)
+    return result
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def _as_json(result: SimulationResult) -> dict[str, Any]:
+    run = result.run
+    return {
+        "run_id": run.run_id,
+        "final_digest": run.params.digest(),
+        "rounds": [
+            {
+                "number": r.number,
+                "status": r.status,
+                "selected": r.selected,
+                "succeeded": r.succeeded,
+                "duration_s": r.duration_s,
+                "metrics": dict(r.metrics),
+                "reason": r.reason,
+            }
+            for r in run.rounds
+        ],
+        "comparison": result.comparison.to_dict() if result.comparison else None,
+    }
+
+
+def _print_results(console: Console, config: FedConfig, result: SimulationResult) -> None:
+    run = result.run
+    done = sum(1 for r in run.rounds if r.status == "completed")
+    console.print(
+        f"\nrun [bold]{run.run_id}[/]: {done}/{len(run.rounds)} rounds completed; "
+        f"final model {run.params.digest()[:16]}"
+    )
+    if result.comparison is not None:
+        console.print(_comparison_table(result.comparison))
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def _comparison_table(c: Comparison) -> Table:
+    table = Table(title="Federated vs pooled vs each site alone (central test set)")
+    table.add_column("model")
+    for name in ("auc", "accuracy", "loss"):
+        table.add_column(name, justify="right")
+    rows: list[tuple[str, dict[str, float]]] = [
+        ("[bold]federated[/]", dict(c.federated)),
+        ("pooled data", dict(c.pooled)),
+    ]
+    rows += [(f"  {name} alone", dict(m)) for name, m in c.sites.items()]
+    for label, m in rows:
+        table.add_row(label, *(_fmt(m.get(k, math.nan)) for k in ("auc", "accuracy", "loss")))
+    table.caption = (
+        f"federated {c.metric} = {100 * c.ratio_to_pooled:.1f}% of pooled; "
+        f"median site alone {_fmt(c.median_site)}"
+    )
+    return table
+
+
+def simulate_command(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="fed.toml"),
+    workers: int | None = _WORKERS,
+    rounds: int | None = _ROUNDS,
+    seed: int | None = _SEED,
+    store: str | None = _STORE,
+    as_json: bool = _JSON,
+) -> None:
+    """Run the federation described by a fed.toml on this machine."""
+    with reported():
+        cfg = load_config(config, **_overrides(workers, rounds, seed, store))
+        _run(cfg, as_json=as_json)
+
+
+def demo_command(
+    workers: int | None = _WORKERS,
+    store: str | None = _STORE,
+    as_json: bool = _JSON,
+) -> None:
+    """Federate COVID-19 test results across hospital clinics, then compare."""
+    with reported():
+        demo = resources.files("accord.demo").joinpath("covid.toml")
+        with resources.as_file(demo) as path:
+            cfg = load_config(path, **_overrides(workers, None, None, store))
+        _run(cfg, as_json=as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the application."""
+    app.command("simulate")(simulate_command)
+    app.command("demo")(demo_command)

@@ -1,0 +1,222 @@
+"""``fed.toml``: the federation's configuration, validated once into frozen objects.
+
+Every section is a pydantic model that forbids unknown keys, so a typo is an error that
+names the key instead of a setting silently ignored. :func:`load_config` turns every
+validation problem into one :class:`~accord.errors.ConfigError` listing each bad key
+and what is allowed there. Combinations that cannot work together are refused here,
+when the file is loaded, not in round 7.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from accord.errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "EvaluationConfig",
+    "FedConfig",
+    "FederationConfig",
+    "RoundConfig",
+    "SelectionConfig",
+    "SimulationConfig",
+    "StoreConfig",
+    "StrategyConfig",
+    "TaskConfig",
+    "TrainSettings",
+    "config_from_mapping",
+    "load_config",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FederationConfig(_Section):
+    """Name, length and seed of the run."""
+
+    name: str = Field(default="federation", min_length=1, max_length=100)
+    rounds: int = Field(default=10, ge=1, le=100_000)
+    seed: int = Field(default=0, ge=0, lt=2**63)
+
+
+class DataConfig(_Section):
+    """Which dataset, and how it is split into sites (simulation only)."""
+
+    dataset: str = Field(min_length=1)
+    partition: Literal["iid", "dirichlet", "quantity", "natural"] = "iid"
+    sites: int = Field(default=10, ge=1, le=100_000)
+    alpha: float = Field(default=0.5, gt=0)
+    test_fraction: float = Field(default=0.2, ge=0, lt=1)
+    holdout_fraction: float = Field(default=0.2, ge=0, lt=1)
+    site_column: str | None = None
+    other: Literal["drop", "pool"] = "drop"
+    min_site_size: int = Field(default=10, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskConfig(_Section):
+    """The task: ``module:object``, a Task or a factory ``f(info, **options)``."""
+
+    factory: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("factory")
+    @classmethod
+    def _module_colon_object(cls, value: str) -> str:
+        module, sep, obj = value.partition(":")
+        if not sep or not module or not obj:
+            raise ValueError(
+                "must be 'module:object', e.g. 'accord.task.numpy_task:"
+                "softmax_regression' or 'task:build' for task.py next to fed.toml"
+            )
+        return value
+
+
+class TrainSettings(_Section):
+    """Local training settings sent to every participant each round."""
+
+    epochs: int = Field(default=1, ge=1, le=10_000)
+    batch_size: int = Field(default=32, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SelectionConfig(_Section):
+    """Which participants train in a round."""
+
+    fraction: float = Field(default=1.0, gt=0, le=1)
+    min_participants: int = Field(default=1, ge=1)
+
+
+class RoundConfig(_Section):
+    """Deadline and quorum of a round."""
+
+    deadline_s: float = Field(default=600.0, gt=0)
+    quorum: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="fraction of the selected participants whose valid updates a "
+        "round needs to complete",
+    )
+    max_failed_rounds: int = Field(default=3, ge=1)
+
+
+class StrategyConfig(_Section):
+    """How updates become the next global model."""
+
+    aggregation: Literal["mean", "median", "trimmed_mean"] = "mean"
+    trim: float = Field(default=0.1, ge=0, lt=0.5)
+    server_optimizer: Literal["sgd", "adam"] = "sgd"
+    server_lr: float = Field(default=1.0, gt=0)
+    server_momentum: float = Field(default=0.0, ge=0, lt=1)
+
+
+class EvaluationConfig(_Section):
+    """What is measured, how often, and the comparison at the end of a simulation."""
+
+    every: int = Field(default=1, ge=1)
+    central: bool = True
+    federated: bool = True
+    baselines: bool = False
+    metric: Literal["accuracy", "auc", "loss"] = "accuracy"
+
+
+class SimulationConfig(_Section):
+    """How ``accord simulate`` runs the participants on this machine."""
+
+    workers: int = Field(default=2, ge=0, le=256)
+    start_method: Literal["spawn", "forkserver", "fork"] = "spawn"
+
+
+class StoreConfig(_Section):
+    """Where runs are recorded."""
+
+    url: str | None = None
+    directory: str = "accord-runs"
+    checkpoints: bool = True
+
+
+class FedConfig(_Section):
+    """The whole of ``fed.toml``. ``base_dir`` is the folder the file was read from."""
+
+    federation: FederationConfig = Field(default_factory=FederationConfig)
+    data: DataConfig
+    task: TaskConfig
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    round: RoundConfig = Field(default_factory=RoundConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    base_dir: str = Field(default=".", exclude=True)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The configuration as plain JSON-able data (what the store records)."""
+        return self.model_dump(mode="json")
+
+
+def _check_compatibility(cfg: FedConfig) -> None:
+    if cfg.selection.min_participants > cfg.data.sites:
+        raise ConfigError(
+            f"needs {cfg.selection.min_participants} participants but the data has "
+            f"only {cfg.data.sites} sites; lower it or raise data.sites",
+            key="selection.min_participants",
+        )
+    if cfg.strategy.aggregation == "trimmed_mean":
+        expected = max(cfg.selection.min_participants, 1)
+        if int(cfg.strategy.trim * expected) * 2 >= expected and expected > 1:
+            raise ConfigError(
+                f"trim={cfg.strategy.trim} would discard every update of a round "
+                f"with {expected} participants; lower it",
+                key="strategy.trim",
+            )
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {key}: {err['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def config_from_mapping(
+    raw: Mapping[str, Any], *, base_dir: Path | str = "."
+) -> FedConfig:
+    """Validate an already-parsed TOML document into a :class:`FedConfig`."""
+    try:
+        cfg = FedConfig.model_validate({**raw, "base_dir": str(base_dir)})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+    _check_compatibility(cfg)
+    return cfg
+
+
+def load_config(path: Path | str, **overrides: Mapping[str, Any]) -> FedConfig:
+    """Read and validate ``fed.toml``; ``overrides`` replace keys of whole sections.
+
+    ``load_config("fed.toml", simulation={"workers": 0})`` changes one key of one
+    section and keeps the rest of it.
+    """
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+    for section, values in overrides.items():
+        merged = dict(raw.get(section, {}))
+        merged.update(values)
+        raw[section] = merged
+    return config_from_mapping(raw, base_dir=file.resolve().parent)

@@ -1,0 +1,112 @@
+"""How the coordinator reaches participants: :class:`Executor` and its events.
+
+The round logic never knows whether participants are worker processes on this machine
+(:mod:`accord.simulation`) or organizations at the other end of a gRPC stream: both
+implement :class:`Executor`. The coordinator publishes the global model, submits jobs,
+and consumes events; updates arrive as :class:`~accord.params.Params` views that stay
+valid until the coordinator calls :meth:`Executor.release`, which lets an executor hand
+over shared memory or a receive buffer without a copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from accord.params import Params
+from accord.task.protocol import TrainConfig
+
+__all__ = [
+    "EvalDone",
+    "Event",
+    "Executor",
+    "JobFailed",
+    "TrainDone",
+    "TrainJob",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainJob:
+    """Train ``participant`` from the published global model with ``config``."""
+
+    participant: str
+    config: TrainConfig
+
+
+@dataclass(frozen=True, slots=True)
+class TrainDone:
+    """A participant's update (local − global), valid until released."""
+
+    participant: str
+    round: int
+    update: Params
+    num_examples: int
+    duration_s: float
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    update_digest: str | None = None
+    token: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EvalDone:
+    """A participant's scores of the published global model on its holdout."""
+
+    participant: str
+    round: int
+    metrics: Mapping[str, float]
+    num_examples: int
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailed:
+    """A job ended without a usable result; ``reason`` is readable by its owner."""
+
+    participant: str
+    round: int
+    kind: Literal["train", "eval"]
+    status: Literal["failed", "rejected", "timeout"]
+    reason: str
+    duration_s: float = 0.0
+
+
+Event = TrainDone | EvalDone | JobFailed
+
+
+class Executor(Protocol):
+    """Runs jobs at participants and reports what happened, in arrival order."""
+
+    @property
+    def participants(self) -> tuple[str, ...]:
+        """Every participant this executor can reach, in a stable order."""
+        ...
+
+    def publish(self, params: Params) -> None:
+        """Make ``params`` the global model that the next jobs start from."""
+        ...
+
+    def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:
+        """Start training jobs; each ends in exactly one TrainDone or JobFailed."""
+        ...
+
+    def submit_eval(self, round_number: int, participants: Sequence[str]) -> None:
+        """Start evaluation jobs; each ends in exactly one EvalDone or JobFailed."""
+        ...
+
+    def next_event(self, timeout: float | None) -> Event | None:
+        """The next event, or None if none arrived within ``timeout`` seconds."""
+        ...
+
+    def release(self, event: TrainDone) -> None:
+        """The coordinator is done reading ``event.update``."""
+        ...
+
+    def abandon(self, round_number: int, participants: Sequence[str]) -> None:
+        """Stop waiting for these participants' jobs; their late results are dropped."""
+        ...
+
+    def close(self) -> None:
+        """Stop every job and free every resource."""
+        ...

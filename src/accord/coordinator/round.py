@@ -1,0 +1,199 @@
+"""One training round as a pure state machine: events in, outcomes out.
+
+A :class:`Round` knows who was selected and what each of them has sent. Every selected
+participant ends with exactly one outcome: ``ok`` (its update was valid and folded
+into the aggregate), ``rejected`` (the update failed validation; the reason is kept),
+``failed`` (its job raised or its process died) or ``timeout``. A rejected update
+never touches the aggregate: it is validated completely before the first byte is
+folded. The round needs no clock and no I/O, so every path is tested without sockets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from accord.coordinator.executor import JobFailed, TrainDone
+from accord.errors import RoundFailed, UpdateRejected
+from accord.params import Params, ParamSpec
+from accord.records import ParticipantOutcome
+
+__all__ = ["Accumulator", "Round", "RoundPlan", "validate_update"]
+
+
+class Accumulator(Protocol):
+    """Folds updates as they arrive (streaming mean) or keeps them (robust rules)."""
+
+    def add(self, update: Params, weight: float) -> None:
+        """Fold one validated update with its weight."""
+        ...
+
+    def result(self) -> Params:
+        """The aggregate of everything added."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoundPlan:
+    """Who trains in round ``number`` and how many valid updates it needs."""
+
+    number: int
+    selected: tuple[str, ...]
+    required: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.required <= max(len(self.selected), 1):
+            raise ValueError(
+                f"round needs {self.required} updates from {len(self.selected)} "
+                "selected participants"
+            )
+
+
+def validate_update(spec: ParamSpec, update: Params, num_examples: int) -> None:
+    """Raise :class:`UpdateRejected` unless ``update`` fits the model and is finite."""
+    if num_examples <= 0:
+        raise UpdateRejected(f"num_examples must be positive, got {num_examples}")
+    spec.check(update)
+    for name, arr in update.items():
+        # A float64 sum reads the array once without a temporary and is non-finite
+        # exactly when some element is NaN or infinite (float32 inputs cannot overflow).
+        total = float(np.add.reduce(arr, axis=None, dtype=np.float64))
+        if not math.isfinite(total):
+            raise UpdateRejected(f"{name!r} contains NaN or infinite values")
+
+
+class Round:
+    """Collects and validates the updates of one round."""
+
+    def __init__(self, plan: RoundPlan, spec: ParamSpec, accumulator: Accumulator):
+        self.plan = plan
+        self._spec = spec
+        self._acc = accumulator
+        self._outcomes: dict[str, ParticipantOutcome] = {}
+        self._total_examples = 0
+
+    @property
+    def number(self) -> int:
+        """The round number."""
+        return self.plan.number
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """Selected participants without an outcome yet, in selection order."""
+        return tuple(p for p in self.plan.selected if p not in self._outcomes)
+
+    @property
+    def outcomes(self) -> tuple[ParticipantOutcome, ...]:
+        """Outcomes so far, in selection order."""
+        return tuple(
+            self._outcomes[p] for p in self.plan.selected if p in self._outcomes
+        )
+
+    @property
+    def succeeded(self) -> int:
+        """How many valid updates were folded."""
+        return sum(1 for o in self._outcomes.values() if o.status == "ok")
+
+    @property
+    def total_examples(self) -> int:
+        """Examples behind the folded updates."""
+        return self._total_examples
+
+    @property
+    def finished(self) -> bool:
+        """True when every selected participant has an outcome."""
+        return not self.pending
+
+    def _admit(self, participant: str, round_number: int) -> None:
+        if round_number != self.plan.number:
+            raise UpdateRejected(
+                f"message is for round {round_number}, this is round {self.number}",
+                participant=participant,
+            )
+        if participant not in self.plan.selected:
+            raise UpdateRejected("not selected for this round", participant=participant)
+        if participant in self._outcomes:
+            raise UpdateRejected(
+                "duplicate submission: this round already has an outcome for you",
+                participant=participant,
+            )
+
+    def receive(self, done: TrainDone) -> ParticipantOutcome:
+        """Validate and fold an update; a bad one becomes a ``rejected`` outcome.
+
+        Raises :class:`UpdateRejected` (recording nothing) for a message that is not
+        this round's to judge: wrong round, not selected, or a duplicate.
+        """
+        self._admit(done.participant, done.round)
+        try:
+            validate_update(self._spec, done.update, done.num_examples)
+        except UpdateRejected as exc:
+            return self._record(done.participant, "rejected", exc.reason, done)
+        self._acc.add(done.update, float(done.num_examples))
+        self._total_examples += done.num_examples
+        return self._record(done.participant, "ok", None, done)
+
+    def fail(self, failure: JobFailed) -> ParticipantOutcome:
+        """Record a failed, rejected or timed-out job."""
+        self._admit(failure.participant, failure.round)
+        outcome = ParticipantOutcome(
+            participant=failure.participant,
+            status=failure.status,
+            reason=failure.reason,
+            num_examples=0,
+            update_digest=None,
+            duration_s=failure.duration_s,
+            metrics={},
+        )
+        self._outcomes[failure.participant] = outcome
+        return outcome
+
+    def expire(self, elapsed_s: float) -> tuple[ParticipantOutcome, ...]:
+        """Mark every pending participant as timed out after ``elapsed_s`` seconds."""
+        return tuple(
+            self.fail(
+                JobFailed(
+                    participant=p,
+                    round=self.number,
+                    kind="train",
+                    status="timeout",
+                    reason=f"no update within the round deadline ({elapsed_s:.1f} s)",
+                    duration_s=elapsed_s,
+                )
+            )
+            for p in self.pending
+        )
+
+    def aggregate(self) -> Params:
+        """The aggregate of the valid updates; :class:`RoundFailed` without quorum."""
+        if self.succeeded < self.plan.required:
+            raise RoundFailed(
+                round_number=self.number,
+                received=self.succeeded,
+                required=self.plan.required,
+            )
+        return self._acc.result()
+
+    def _record(
+        self,
+        participant: str,
+        status: Literal["ok", "rejected"],
+        reason: str | None,
+        done: TrainDone,
+    ) -> ParticipantOutcome:
+        metrics: Mapping[str, float] = dict(done.metrics) if status == "ok" else {}
+        outcome = ParticipantOutcome(
+            participant=participant,
+            status=status,
+            reason=reason,
+            num_examples=done.num_examples if status == "ok" else 0,
+            update_digest=done.update_digest if status == "ok" else None,
+            duration_s=done.duration_s,
+            metrics=metrics,
+        )
+        self._outcomes[participant] = outcome
+        return outcome

@@ -1,0 +1,357 @@
+"""The round loop: select, dispatch, collect, aggregate, evaluate, record.
+
+:class:`Coordinator` drives :class:`~accord.coordinator.round.Round` over any
+:class:`~accord.coordinator.executor.Executor`, so the same loop runs a simulation and
+a deployment. A participant that raises, hangs past the deadline or sends a bad update
+gets an outcome with the reason and the round goes on with the quorum; a round without
+quorum leaves the model unchanged and is recorded as failed. Each completed round is
+checkpointed and committed to the store before the next one starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from accord.config import FedConfig
+from accord.coordinator.executor import (
+    EvalDone,
+    Executor,
+    JobFailed,
+    TrainDone,
+    TrainJob,
+)
+from accord.coordinator.round import Round, RoundPlan
+from accord.coordinator.selection import derive_seed, select
+from accord.coordinator.strategy import Strategy
+from accord.errors import RoundFailed, RunAborted, UpdateRejected
+from accord.params import Params
+from accord.records import MetricValue, ParticipantOutcome, RoundRecord
+from accord.task.protocol import TrainConfig
+
+if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy; the loop needs none
+    from accord.store.checkpoint import CheckpointStore
+    from accord.store.protocol import RunStore
+
+__all__ = ["Coordinator", "RoundSummary", "RunObserver", "RunResult"]
+
+logger = logging.getLogger(__name__)
+
+CentralEval = Callable[[Params], Mapping[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class RoundSummary:
+    """What the CLI shows and the caller gets back for each round."""
+
+    number: int
+    status: Literal["completed", "failed"]
+    selected: int
+    succeeded: int
+    duration_s: float
+    global_digest: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """The outcome of a whole run."""
+
+    run_id: str
+    params: Params
+    rounds: tuple[RoundSummary, ...]
+
+
+class RunObserver(Protocol):
+    """Receives progress as it happens (the CLI draws it; tests record it)."""
+
+    def round_started(self, number: int, selected: Sequence[str]) -> None:
+        """A round dispatched its jobs."""
+        ...
+
+    def participant_finished(self, number: int, outcome: ParticipantOutcome) -> None:
+        """A selected participant's job ended, well or not."""
+        ...
+
+    def round_finished(self, summary: RoundSummary) -> None:
+        """A round was recorded."""
+        ...
+
+
+class _SilentObserver:
+    def round_started(self, number: int, selected: Sequence[str]) -> None:
+        pass
+
+    def participant_finished(self, number: int, outcome: ParticipantOutcome) -> None:
+        pass
+
+    def round_finished(self, summary: RoundSummary) -> None:
+        pass
+
+
+class Coordinator:
+    """Runs the configured number of rounds over an executor and records them."""
+
+    def __init__(
+        self,
+        config: FedConfig,
+        *,
+        executor: Executor,
+        store: RunStore,
+        checkpoints: CheckpointStore | None = None,
+        central_eval: CentralEval | None = None,
+        observer: RunObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self._executor = executor
+        self._store = store
+        self._checkpoints = checkpoints
+        self._central_eval = central_eval
+        self._observer: RunObserver = observer or _SilentObserver()
+        self._clock = clock
+        self._strategy = Strategy(config.strategy)
+
+    def run(
+        self,
+        initial: Params,
+        *,
+        extra_summary: Callable[[Params], Mapping[str, Any]] | None = None,
+    ) -> RunResult:
+        """Train for ``federation.rounds`` rounds from ``initial``; return the model.
+
+        ``extra_summary`` computes more of the run's stored summary from the final
+        model (the simulation uses it for its pooled and site-alone comparison).
+        """
+        cfg = self.config
+        run_id = self._store.create_run(
+            name=cfg.federation.name,
+            config=cfg.to_json_dict(),
+            seed=cfg.federation.seed,
+            rounds_planned=cfg.federation.rounds,
+        )
+        logger.info("run %s started: %d rounds", run_id, cfg.federation.rounds)
+        params, state = initial, self._strategy.init_state(initial)
+        self._executor.publish(params)
+        summaries: list[RoundSummary] = []
+        failed_in_a_row = 0
+        try:
+            for number in range(1, cfg.federation.rounds + 1):
+                params, state, summary = self._round(run_id, number, params, state)
+                summaries.append(summary)
+                failed_in_a_row = (
+                    failed_in_a_row + 1 if summary.status == "failed" else 0
+                )
+                if failed_in_a_row >= cfg.round.max_failed_rounds:
+                    raise RunAborted(
+                        f"{failed_in_a_row} rounds in a row failed to reach quorum "
+                        f"(last: {summary.reason}); see `accord runs show {run_id}`"
+                    )
+            summary: dict[str, Any] = {"final": _last_metrics(summaries)}
+            if extra_summary is not None:
+                summary.update(extra_summary(params))
+        except BaseException:
+            self._store.finish_run(run_id, status="aborted", summary=None)
+            raise
+        self._store.finish_run(run_id, status="completed", summary=summary)
+        return RunResult(run_id=run_id, params=params, rounds=tuple(summaries))
+
+    def _round(
+        self, run_id: str, number: int, params: Params, state: Params
+    ) -> tuple[Params, Params, RoundSummary]:
+        cfg = self.config
+        started, t0 = datetime.now(UTC), self._clock()
+        selected = select(
+            self._executor.participants,
+            fraction=cfg.selection.fraction,
+            minimum=cfg.selection.min_participants,
+            run_seed=cfg.federation.seed,
+            round_number=number,
+        )
+        required = max(1, math.ceil(cfg.round.quorum * len(selected)))
+        rnd = Round(
+            RoundPlan(number, selected, required),
+            params.spec,
+            self._strategy.accumulator(params.spec),
+        )
+        self._executor.submit_train(number, self._jobs(number, selected))
+        self._observer.round_started(number, selected)
+        self._collect_updates(rnd, t0)
+        metrics: list[MetricValue] = _train_metrics(rnd.outcomes)
+        reason: str | None = None
+        try:
+            delta = rnd.aggregate()
+            params, state = self._strategy.apply(params, delta, state)
+            status: Literal["completed", "failed"] = "completed"
+        except RoundFailed as exc:
+            status, reason = "failed", str(exc)
+            logger.warning("round %d failed: %s", number, exc)
+        self._executor.publish(params)
+        if status == "completed" and self._evaluates(number):
+            metrics += self._evaluate(number, params, t0)
+        digest = params.digest()
+        checkpoint = None
+        if self._checkpoints is not None and status == "completed":
+            path = self._checkpoints.save(run_id, number, params, extra={"opt": state})
+            checkpoint = str(path)
+        self._store.record_round(
+            RoundRecord(
+                run_id=run_id,
+                number=number,
+                started_at=started,
+                finished_at=datetime.now(UTC),
+                status=status,
+                global_digest=digest,
+                selected=selected,
+                outcomes=rnd.outcomes,
+                metrics=tuple(metrics),
+                checkpoint=checkpoint,
+            )
+        )
+        summary = RoundSummary(
+            number=number,
+            status=status,
+            selected=len(selected),
+            succeeded=rnd.succeeded,
+            duration_s=self._clock() - t0,
+            global_digest=digest,
+            metrics={
+                f"{m.scope}.{m.name}": m.value for m in metrics if m.participant is None
+            },
+            reason=reason,
+        )
+        self._observer.round_finished(summary)
+        return params, state, summary
+
+    def _jobs(self, number: int, selected: Sequence[str]) -> list[TrainJob]:
+        train = self.config.train
+        index = {p: i for i, p in enumerate(self._executor.participants)}
+        return [
+            TrainJob(
+                participant=p,
+                config=TrainConfig(
+                    epochs=train.epochs,
+                    batch_size=train.batch_size,
+                    learning_rate=train.learning_rate,
+                    seed=derive_seed(self.config.federation.seed, number, index[p]),
+                    round=number,
+                    participant=p,
+                    options=dict(train.options),
+                ),
+            )
+            for p in selected
+        ]
+
+    def _collect_updates(self, rnd: Round, t0: float) -> None:
+        deadline = t0 + self.config.round.deadline_s
+        while not rnd.finished:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                pending = rnd.pending
+                for outcome in rnd.expire(self._clock() - t0):
+                    self._observer.participant_finished(rnd.number, outcome)
+                self._executor.abandon(rnd.number, pending)
+                return
+            event = self._executor.next_event(remaining)
+            if event is None:
+                continue
+            outcome = self._apply(rnd, event)
+            if outcome is not None:
+                self._observer.participant_finished(rnd.number, outcome)
+
+    def _apply(
+        self, rnd: Round, event: TrainDone | EvalDone | JobFailed
+    ) -> ParticipantOutcome | None:
+        try:
+            if isinstance(event, TrainDone):
+                try:
+                    return rnd.receive(event)
+                finally:
+                    self._executor.release(event)
+            if isinstance(event, JobFailed) and event.kind == "train":
+                return rnd.fail(event)
+        except UpdateRejected as exc:
+            logger.warning("ignored a message in round %d: %s", rnd.number, exc)
+            return None
+        logger.debug("ignored a stale %s in round %d", type(event).__name__, rnd.number)
+        return None
+
+    def _evaluates(self, number: int) -> bool:
+        ev = self.config.evaluation
+        return number % ev.every == 0 or number == self.config.federation.rounds
+
+    def _evaluate(self, number: int, params: Params, t0: float) -> list[MetricValue]:
+        out: list[MetricValue] = []
+        ev = self.config.evaluation
+        if ev.central and self._central_eval is not None:
+            for name, value in self._central_eval(params).items():
+                out.append(MetricValue("central", None, name, float(value)))
+        if ev.federated:
+            out += self._federated_eval(number, t0)
+        return out
+
+    def _federated_eval(self, number: int, t0: float) -> list[MetricValue]:
+        sites = self._executor.participants
+        self._executor.submit_eval(number, sites)
+        results: dict[str, EvalDone] = {}
+        waiting = set(sites)
+        deadline = t0 + 2 * self.config.round.deadline_s
+        while waiting:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                self._executor.abandon(number, sorted(waiting))
+                logger.warning("federated evaluation missed %d site(s)", len(waiting))
+                break
+            event = self._executor.next_event(remaining)
+            if isinstance(event, TrainDone):
+                self._executor.release(event)
+            elif isinstance(event, EvalDone) and event.round == number:
+                results[event.participant] = event
+                waiting.discard(event.participant)
+            elif isinstance(event, JobFailed) and event.kind == "eval":
+                logger.warning(
+                    "evaluation at %s failed: %s", event.participant, event.reason
+                )
+                waiting.discard(event.participant)
+        return _federated_metrics(results)
+
+
+def _federated_metrics(results: Mapping[str, EvalDone]) -> list[MetricValue]:
+    out: list[MetricValue] = []
+    totals: dict[str, tuple[float, int]] = {}
+    for site, done in sorted(results.items()):
+        for name, value in done.metrics.items():
+            out.append(MetricValue("site", site, name, float(value)))
+            if math.isfinite(value) and done.num_examples > 0:
+                s, n = totals.get(name, (0.0, 0))
+                totals[name] = (s + value * done.num_examples, n + done.num_examples)
+    for name, (s, n) in sorted(totals.items()):
+        out.append(MetricValue("federated", None, name, s / n))
+    return out
+
+
+def _train_metrics(outcomes: Sequence[ParticipantOutcome]) -> list[MetricValue]:
+    totals: dict[str, tuple[float, int]] = {}
+    for o in outcomes:
+        if o.status != "ok":
+            continue
+        for name, value in o.metrics.items():
+            s, n = totals.get(name, (0.0, 0))
+            totals[name] = (s + value * o.num_examples, n + o.num_examples)
+    return [
+        MetricValue("train", None, name, s / n)
+        for name, (s, n) in sorted(totals.items())
+    ]
+
+
+def _last_metrics(summaries: Sequence[RoundSummary]) -> dict[str, float]:
+    for summary in reversed(summaries):
+        if summary.status == "completed":
+            return dict(summary.metrics)
+    return {}

@@ -1,0 +1,42 @@
+"""Choosing a round's participants and deriving their seeds, reproducibly.
+
+Both depend only on the run seed, the round number and the roster, so a simulated
+federation and a deployed one with the same seed select the same sites and train them
+with the same randomness.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["derive_seed", "select"]
+
+
+def derive_seed(run_seed: int, round_number: int, index: int) -> int:
+    """A 63-bit seed for participant ``index`` in ``round_number`` of a run."""
+    seq = np.random.SeedSequence([run_seed, round_number, index])
+    return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def select(
+    roster: Sequence[str],
+    *,
+    fraction: float,
+    minimum: int,
+    run_seed: int,
+    round_number: int,
+) -> tuple[str, ...]:
+    """Sample ``ceil(fraction * n)`` participants (at least ``minimum``), roster order.
+
+    With ``fraction == 1`` every participant is chosen and no randomness is used.
+    """
+    n = len(roster)
+    count = min(n, max(minimum, math.ceil(fraction * n)))
+    if count >= n:
+        return tuple(roster)
+    rng = np.random.default_rng([run_seed, round_number, 0x5E1EC7])
+    chosen = np.sort(rng.choice(n, size=count, replace=False))
+    return tuple(roster[i] for i in chosen)

@@ -1,0 +1,78 @@
+"""A strategy: how a round's valid updates become the next global model.
+
+It composes an aggregation rule (streaming weighted mean, or a robust rule that needs
+every update) with a server optimizer (plain FedAvg is SGD with learning rate 1), as
+two parts rather than a subclass per combination.
+"""
+
+from __future__ import annotations
+
+from accord.aggregation import (
+    AggregationRule,
+    MeanAccumulator,
+    ServerAdam,
+    ServerSGD,
+    make_rule,
+)
+from accord.config import StrategyConfig
+from accord.coordinator.round import Accumulator
+from accord.params import Params, ParamSpec
+
+__all__ = ["CollectingAccumulator", "Strategy"]
+
+
+class CollectingAccumulator:
+    """Keeps a copy of every update for rules that need them all (median, trimmed)."""
+
+    def __init__(self, rule: AggregationRule) -> None:
+        self._rule = rule
+        self._updates: list[Params] = []
+        self._weights: list[float] = []
+
+    def add(self, update: Params, weight: float) -> None:
+        """Copy the update: the executor may reuse its buffer once this returns."""
+        self._updates.append(update.copy())
+        self._weights.append(weight)
+
+    def result(self) -> Params:
+        """Apply the rule to every collected update."""
+        return self._rule.aggregate(self._updates, self._weights)
+
+
+class Strategy:
+    """Aggregation rule + server optimizer, configured by ``[strategy]``."""
+
+    def __init__(self, config: StrategyConfig) -> None:
+        self.config = config
+        self._rule = (
+            None
+            if config.aggregation == "mean"
+            else make_rule(config.aggregation, **_rule_options(config))
+        )
+        self._optimizer: ServerSGD | ServerAdam = (
+            ServerAdam(lr=config.server_lr)
+            if config.server_optimizer == "adam"
+            else ServerSGD(lr=config.server_lr, momentum=config.server_momentum)
+        )
+
+    def accumulator(self, spec: ParamSpec) -> Accumulator:
+        """A fresh accumulator for one round."""
+        if self._rule is None:
+            return MeanAccumulator(spec)
+        return CollectingAccumulator(self._rule)
+
+    def init_state(self, params: Params) -> Params:
+        """Initial server-optimizer state, as Params so that it checkpoints."""
+        return self._optimizer.init(params).to_params()
+
+    def apply(
+        self, global_params: Params, delta: Params, state: Params
+    ) -> tuple[Params, Params]:
+        """Next global model and optimizer state from the round's aggregate delta."""
+        opt_state = self._optimizer.state_from_params(state)
+        new_params, new_state = self._optimizer.apply(global_params, delta, opt_state)
+        return new_params, new_state.to_params()
+
+
+def _rule_options(config: StrategyConfig) -> dict[str, float]:
+    return {"beta": config.trim} if config.aggregation == "trimmed_mean" else {}

@@ -1,0 +1,1 @@
+"""The configuration of ``accord demo``, shipped with the package."""

@@ -1,0 +1,88 @@
+"""``accord simulate``: a whole federation on this machine, recorded in the store.
+
+It builds the sites' data and the task, starts the executor (warm worker processes,
+or in-process with ``workers = 0``), runs the coordinator's round loop and, when asked,
+trains the pooled and site-alone baselines for comparison. The round logic is the one
+a deployment runs; only the executor differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from accord.config import FedConfig
+from accord.coordinator.executor import Executor
+from accord.coordinator.runner import Coordinator, RunObserver, RunResult
+from accord.evaluation.metrics import evaluate
+from accord.params import Params
+from accord.simulation.baselines import Comparison, compare
+from accord.simulation.context import SimContext, build_context
+from accord.simulation.inprocess import InProcessExecutor
+from accord.simulation.pool import ProcessExecutor
+from accord.store.checkpoint import CheckpointStore
+from accord.store.protocol import RunStore
+
+__all__ = ["SimulationResult", "simulate"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationResult:
+    """The run, and the baseline comparison when it was asked for."""
+
+    run: RunResult
+    comparison: Comparison | None
+
+
+def _executor(config: FedConfig, ctx: SimContext, initial: Params) -> Executor:
+    if config.simulation.workers == 0:
+        return InProcessExecutor(ctx)
+    return ProcessExecutor(
+        config, ctx.participants, initial.spec, workers=config.simulation.workers
+    )
+
+
+def simulate(
+    config: FedConfig,
+    *,
+    store: RunStore,
+    checkpoint_dir: Path | None = None,
+    observer: RunObserver | None = None,
+    on_baseline: Callable[[str], None] | None = None,
+) -> SimulationResult:
+    """Run the federation that ``config`` describes and record it in ``store``."""
+    ctx = build_context(config)
+    initial = ctx.task.init_params(config.federation.seed)
+    has_test = len(ctx.data.test) > 0
+
+    def central(params: Params) -> Mapping[str, float]:
+        return evaluate(ctx.task, params, ctx.data.test)
+
+    comparison: list[Comparison] = []
+
+    def summarise(params: Params) -> Mapping[str, Any]:
+        if not (config.evaluation.baselines and has_test):
+            return {}
+        result = compare(ctx, config, central(params), on_step=on_baseline)
+        comparison.append(result)
+        return {"comparison": result.to_dict()}
+
+    executor = _executor(config, ctx, initial)
+    try:
+        coordinator = Coordinator(
+            config,
+            executor=executor,
+            store=store,
+            checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None,
+            central_eval=central if has_test else None,
+            observer=observer,
+        )
+        run = coordinator.run(initial, extra_summary=summarise)
+    finally:
+        executor.close()
+    return SimulationResult(run=run, comparison=comparison[0] if comparison else None)

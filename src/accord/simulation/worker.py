@@ -1,0 +1,194 @@
+"""The worker process of a simulation: loads its sites once and runs their jobs.
+
+A worker maps the global model from shared memory (read-only, no copy) and writes each
+update into one of its own shared-memory slots; only small JSON messages cross the
+pipe. The coordinator releases a slot once it has folded the update, so a worker can
+train the next site while the previous update is being aggregated. Messages are JSON,
+never pickle, to keep to the rule that holds across real trust boundaries.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
+from typing import Any
+
+from accord.config import FedConfig
+from accord.params import Params, ParamSpec
+from accord.simulation.context import SimContext, build_context
+from accord.simulation.jobs import JobError, run_eval, run_train
+from accord.task.protocol import TrainConfig
+
+__all__ = ["WorkerSetup", "worker_main"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSetup:
+    """Everything a worker needs at start, as plain data."""
+
+    config_json: str
+    base_dir: str
+    spec_json: str
+    global_shm: str
+    slot_shms: tuple[str, ...]
+
+
+def attach(name: str) -> SharedMemory:
+    """Map a segment the coordinator owns without this process ever unlinking it."""
+    if sys.version_info >= (3, 13):
+        return SharedMemory(name=name, track=False)
+    # Before 3.13 attaching registers the segment again, with the resource tracker
+    # this process shares with the coordinator (spawn and forkserver pass it on); the
+    # tracker keeps a set, so the coordinator's unlink still settles it.
+    return SharedMemory(name=name)
+
+
+def send(conn: Connection, message: Mapping[str, Any]) -> None:
+    """Send one JSON message."""
+    conn.send_bytes(json.dumps(message).encode())
+
+
+def receive(conn: Connection) -> dict[str, Any]:
+    """Receive one JSON message."""
+    message: dict[str, Any] = json.loads(conn.recv_bytes())
+    return message
+
+
+class _Worker:
+    def __init__(self, conn: Connection, setup: WorkerSetup, ctx: SimContext) -> None:
+        self.conn = conn
+        self.ctx = ctx
+        spec = ParamSpec.from_json(setup.spec_json)
+        self._shms = [attach(setup.global_shm)] + [attach(n) for n in setup.slot_shms]
+        self.global_params = spec.view(self._shms[0].buf)
+        self.slots: list[Params] = [
+            spec.view(s.buf, writable=True) for s in self._shms[1:]
+        ]
+        self.free = collections.deque(range(len(self.slots)))
+        self.jobs: collections.deque[dict[str, Any]] = collections.deque()
+        self.running = True
+
+    def handle(self, message: dict[str, Any]) -> None:
+        op = message["op"]
+        if op == "train":
+            self.jobs.extend(
+                {"kind": "train", "round": message["round"], **j}
+                for j in message["jobs"]
+            )
+        elif op == "eval":
+            self.jobs.extend(
+                {"kind": "eval", "round": message["round"], "participant": p}
+                for p in message["participants"]
+            )
+        elif op == "release":
+            self.free.append(int(message["slot"]))
+        elif op == "stop":
+            self.running = False
+
+    def loop(self) -> None:
+        while self.running:
+            if not self.jobs or (self.jobs[0]["kind"] == "train" and not self.free):
+                self.handle(receive(self.conn))
+                continue
+            while self.conn.poll(0):
+                self.handle(receive(self.conn))
+            if self.running:
+                self.run(self.jobs.popleft())
+
+    def run(self, job: dict[str, Any]) -> None:
+        site = self.ctx.site(job["participant"])
+        head = {"participant": job["participant"], "round": job["round"]}
+        if job["kind"] == "eval":
+            ev = run_eval(self.ctx.task, site.holdout, self.global_params)
+            if isinstance(ev, JobError):
+                send(
+                    self.conn,
+                    {
+                        "op": "failed",
+                        "kind": "eval",
+                        **head,
+                        "status": ev.status,
+                        "reason": ev.reason,
+                    },
+                )
+            else:
+                send(
+                    self.conn,
+                    {
+                        "op": "eval_done",
+                        **head,
+                        "metrics": ev.metrics,
+                        "num_examples": ev.num_examples,
+                        "duration": ev.duration_s,
+                    },
+                )
+            return
+        slot = self.free.popleft()
+        config = TrainConfig(**job["config"])
+        out = run_train(
+            self.ctx.task, site.train, self.global_params, config, self.slots[slot]
+        )
+        if isinstance(out, JobError):
+            self.free.appendleft(slot)
+            send(
+                self.conn,
+                {
+                    "op": "failed",
+                    "kind": "train",
+                    **head,
+                    "status": out.status,
+                    "reason": out.reason,
+                    "duration": out.duration_s,
+                },
+            )
+            return
+        send(
+            self.conn,
+            {
+                "op": "train_done",
+                **head,
+                "slot": slot,
+                "num_examples": out.num_examples,
+                "metrics": out.metrics,
+                "duration": out.duration_s,
+                "digest": self.slots[slot].digest(),
+            },
+        )
+
+    def close(self) -> None:
+        del self.global_params, self.slots
+        for shm in self._shms:
+            shm.close()
+
+
+def worker_main(conn: Connection, setup: WorkerSetup) -> None:
+    """Entry point of a worker process."""
+    try:
+        config = FedConfig.model_validate(
+            {**json.loads(setup.config_json), "base_dir": setup.base_dir}
+        )
+        ctx = build_context(config)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(
+                int(os.environ.get("OMP_NUM_THREADS", "1"))
+            )
+        worker = _Worker(conn, setup, ctx)
+    except Exception as exc:  # report any start-up failure to the coordinator
+        send(conn, {"op": "setup_failed", "reason": f"{type(exc).__name__}: {exc}"})
+        return
+    send(conn, {"op": "ready"})
+    try:
+        worker.loop()
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        pass  # the coordinator went away or interrupted the run
+    finally:
+        worker.close()

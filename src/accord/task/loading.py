@@ -1,0 +1,78 @@
+"""Finding the user's task from a ``module:object`` reference in ``fed.toml``.
+
+The module is looked up first next to ``fed.toml`` (so ``task:build`` means ``task.py``
+beside the config), then on the normal import path. The object is either a ready
+:class:`~accord.task.protocol.Task` or a factory called as ``factory(info, **options)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from accord.data.arrays import DatasetInfo
+from accord.errors import ConfigError, TaskError
+from accord.task.protocol import Task
+
+__all__ = ["load_task", "resolve_object"]
+
+
+def resolve_object(reference: str, *, base_dir: Path | str = ".") -> Any:
+    """Import ``module:object`` (dots allowed in both parts)."""
+    module_name, _, attr = reference.partition(":")
+    base = str(Path(base_dir).resolve())
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"cannot import module {module_name!r} ({exc}); it must be importable or "
+            f"a file next to fed.toml in {base}",
+            key="task.factory",
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(
+                f"module {module_name!r} has no attribute {attr!r}", key="task.factory"
+            ) from None
+    return obj
+
+
+def load_task(
+    reference: str,
+    info: DatasetInfo,
+    *,
+    options: Mapping[str, Any] | None = None,
+    base_dir: Path | str = ".",
+) -> Task:
+    """Build the task that ``reference`` names for a dataset described by ``info``."""
+    obj = resolve_object(reference, base_dir=base_dir)
+    if isinstance(obj, Task) and not isinstance(obj, type):
+        if options:
+            raise ConfigError(
+                f"{reference} is a task instance and takes no options; remove "
+                "[task.options] or point at a factory",
+                key="task.options",
+            )
+        return obj
+    if not callable(obj):
+        raise ConfigError(f"{reference} is neither a Task nor a factory", key="task")
+    try:
+        task = obj(info, **dict(options or {}))
+    except TypeError as exc:
+        raise ConfigError(
+            f"calling {reference}(info, **options) failed: {exc}"
+        ) from exc
+    if not isinstance(task, Task):
+        raise TaskError(
+            f"{reference} returned {type(task).__name__}, which lacks init_params, "
+            "train or predict"
+        )
+    return task
