@@ -201,7 +201,7 @@ class Params(Mapping[str, Array]):
                 arr = arr.astype(np.float32)
             if arr.dtype.byteorder == ">":
                 arr = arr.astype(arr.dtype.newbyteorder("<"))
-            out[str(name)] = np.ascontiguousarray(arr)
+            out[str(name)] = np.require(arr, requirements="C")  # keeps 0-d arrays
         self._arrays = out
         self._spec: ParamSpec | None = None
 
@@ -246,7 +246,8 @@ class Params(Mapping[str, Array]):
         h = hashlib.sha256()
         h.update(self.spec.to_json().encode())
         for a in self._arrays.values():
-            h.update(np.ascontiguousarray(a).data.cast("B"))
+            if a.size:
+                h.update(np.require(a, requirements="C").data.cast("B"))
         return h.hexdigest()
 
     def copy(self) -> Params:

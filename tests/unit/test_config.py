@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from accord.config import config_from_mapping, load_config
 from accord.errors import ConfigError
@@ -10,7 +11,7 @@ def test_minimal_config_gets_defaults_and_is_frozen():
     cfg = config_from_mapping(MINIMAL)
     assert cfg.federation.rounds == 10
     assert cfg.strategy.aggregation == "mean"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.federation.rounds = 3  # type: ignore[misc]
 
 
@@ -20,7 +21,9 @@ def test_unknown_key_is_named():
 
 
 def test_out_of_range_value_names_key_and_bound():
-    with pytest.raises(ConfigError, match=r"selection\.fraction.*less than or equal to 1"):
+    with pytest.raises(
+        ConfigError, match=r"selection\.fraction.*less than or equal to 1"
+    ):
         config_from_mapping({**MINIMAL, "selection": {"fraction": 1.5}})
 
 

@@ -23,15 +23,19 @@ def datasets_command(
     with reported():
         entries = list_datasets()
     if as_json:
-        rows: list[Any] = [asdict(e) if is_dataclass(e) else e for e in entries]  # type: ignore[arg-type]  # entries are dataclass instances
+        rows: list[Any] = [asdict(e) if is_dataclass(e) else e for e in entries]
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
     table = Table(title="datasets (offline)")
     for col in ("name", "rows", "features", "classes", "natural sites", "description"):
         table.add_column(col)
     for e in entries:
-        table.add_row(*(str(getattr(e, f, "")) for f in
-                        ("name", "rows", "features", "classes", "sites", "description")))
+        table.add_row(
+            *(
+                str(getattr(e, f, ""))
+                for f in ("name", "rows", "features", "classes", "sites", "description")
+            )
+        )
     Console().print(table)
 
 

@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from accord.cli import datasets as datasets_cli
-from accord.cli import runs as runs_cli
-from accord.cli import simulate as simulate_cli
+from accord.cli.datasets import register as register_datasets
+from accord.cli.runs import register as register_runs
+from accord.cli.simulate import register as register_simulate
 
 __all__ = ["app", "main"]
 
@@ -44,9 +44,9 @@ def _configure(
     )
 
 
-simulate_cli.register(app)
-runs_cli.register(app)
-datasets_cli.register(app)
+register_simulate(app)
+register_runs(app)
+register_datasets(app)
 
 
 def main() -> None:

@@ -36,7 +36,9 @@ class ProgressObserver:
             transient=False,
         )
         self._rounds = self._progress.add_task("rounds", total=rounds, status="")
-        self._sites = self._progress.add_task("sites", total=1, status="", visible=False)
+        self._sites = self._progress.add_task(
+            "sites", total=1, status="", visible=False
+        )
 
     def __enter__(self) -> ProgressObserver:
         self._progress.start()
@@ -71,7 +73,9 @@ class ProgressObserver:
         status = self._status(summary)
         self._progress.update(self._rounds, advance=1, status=status)
         if summary.status == "failed":
-            self._console.print(f"  [red]round {summary.number} failed:[/] {summary.reason}")
+            self._console.print(
+                f"  [red]round {summary.number} failed:[/] {summary.reason}"
+            )
 
     def finish_baselines(self, total: int) -> None:
         """Switch the second bar to the baseline training."""

@@ -19,7 +19,11 @@ __all__ = ["register"]
 runs_app = typer.Typer(
     help="Recorded runs: list, show, export.", invoke_without_command=True
 )
-_STORE = typer.Option(None, "--store", help="SQLAlchemy URL (default: the local store).")
+_STORE = typer.Option(
+    None, "--store", help="SQLAlchemy URL (default: the local store)."
+)
+_FORMAT = typer.Option("csv", "--format", "-f", help="csv or json")
+_OUTPUT = typer.Option(None, "--output", "-o", help="File to write.")
 _DIR = typer.Option(Path("accord-runs"), "--dir", help="Folder of the default store.")
 
 
@@ -44,12 +48,22 @@ def list_runs(
         finally:
             db.close()
     if as_json:
-        typer.echo(json.dumps([
-            {"run_id": r.run_id, "name": r.name, "status": r.status,
-             "created_at": r.created_at.isoformat(), "rounds_completed":
-             r.rounds_completed, "rounds_planned": r.rounds_planned}
-            for r in runs
-        ], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "run_id": r.run_id,
+                        "name": r.name,
+                        "status": r.status,
+                        "created_at": r.created_at.isoformat(),
+                        "rounds_completed": r.rounds_completed,
+                        "rounds_planned": r.rounds_planned,
+                    }
+                    for r in runs
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(title="runs")
     for col in ("run", "name", "status", "rounds", "created (UTC)", "final"):
@@ -57,12 +71,18 @@ def list_runs(
     for r in runs:
         final = (r.summary or {}).get("final", {})
         headline = ", ".join(
-            f"{k} {v:.4f}" for k, v in final.items()
+            f"{k} {v:.4f}"
+            for k, v in final.items()
             if k.startswith("central.") and isinstance(v, float) and not math.isnan(v)
         )
-        table.add_row(r.run_id, r.name, r.status,
-                      f"{r.rounds_completed}/{r.rounds_planned}",
-                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"), headline)
+        table.add_row(
+            r.run_id,
+            r.name,
+            r.status,
+            f"{r.rounds_completed}/{r.rounds_planned}",
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            headline,
+        )
     Console().print(table)
 
 
@@ -76,25 +96,34 @@ def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) ->
         finally:
             db.close()
     console = Console()
-    console.print(f"[bold]{info.run_id}[/] {info.name}: {info.status}, seed {info.seed}")
+    console.print(
+        f"[bold]{info.run_id}[/] {info.name}: {info.status}, seed {info.seed}"
+    )
     table = Table()
     for col in ("round", "status", "ok", "not ok (reason)", "model digest"):
         table.add_column(col)
     for r in rounds:
         ok = sum(1 for o in r.outcomes if o.status == "ok")
         bad = "; ".join(
-            f"{o.participant} {o.status}: {o.reason}" for o in r.outcomes if o.status != "ok"
+            f"{o.participant} {o.status}: {o.reason}"
+            for o in r.outcomes
+            if o.status != "ok"
         )
-        table.add_row(str(r.number), r.status, f"{ok}/{len(r.selected)}", bad,
-                      r.global_digest[:16])
+        table.add_row(
+            str(r.number),
+            r.status,
+            f"{ok}/{len(r.selected)}",
+            bad,
+            r.global_digest[:16],
+        )
     console.print(table)
 
 
 @runs_app.command("export")
 def export_run(
     run_id: str,
-    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json"),
-    output: Path | None = typer.Option(None, "--output", "-o", help="File to write."),
+    fmt: str = _FORMAT,
+    output: Path | None = _OUTPUT,
     store: str | None = _STORE,
     directory: Path = _DIR,
 ) -> None:

@@ -21,13 +21,20 @@ from accord.store import open_store
 
 __all__ = ["register"]
 
-_WORKERS = typer.Option(None, "--workers", "-w", help="Worker processes; 0 runs in-process.")
+_WORKERS = typer.Option(
+    None, "--workers", "-w", help="Worker processes; 0 runs in-process."
+)
 _ROUNDS = typer.Option(None, "--rounds", "-r", help="Override federation.rounds.")
 _SEED = typer.Option(None, "--seed", help="Override federation.seed.")
 _STORE = typer.Option(
-    None, "--store", help="SQLAlchemy URL of the store (default: SQLite in store.directory)."
+    None,
+    "--store",
+    help="SQLAlchemy URL of the store (default: SQLite in store.directory).",
 )
-_JSON = typer.Option(False, "--json", help="Print one JSON document instead of progress.")
+_CONFIG = typer.Argument(..., exists=True, dir_okay=False, help="fed.toml")
+_JSON = typer.Option(
+    False, "--json", help="Print one JSON document instead of progress."
+)
 
 
 def _overrides(
@@ -107,7 +114,9 @@ def _as_json(result: SimulationResult) -> dict[str, Any]:
     }
 
 
-def _print_results(console: Console, config: FedConfig, result: SimulationResult) -> None:
+def _print_results(
+    console: Console, config: FedConfig, result: SimulationResult
+) -> None:
     run = result.run
     done = sum(1 for r in run.rounds if r.status == "completed")
     console.print(
@@ -133,7 +142,9 @@ def _comparison_table(c: Comparison) -> Table:
     ]
     rows += [(f"  {name} alone", dict(m)) for name, m in c.sites.items()]
     for label, m in rows:
-        table.add_row(label, *(_fmt(m.get(k, math.nan)) for k in ("auc", "accuracy", "loss")))
+        table.add_row(
+            label, *(_fmt(m.get(k, math.nan)) for k in ("auc", "accuracy", "loss"))
+        )
     table.caption = (
         f"federated {c.metric} = {100 * c.ratio_to_pooled:.1f}% of pooled; "
         f"median site alone {_fmt(c.median_site)}"
@@ -142,7 +153,7 @@ def _comparison_table(c: Comparison) -> Table:
 
 
 def simulate_command(
-    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="fed.toml"),
+    config: Path = _CONFIG,
     workers: int | None = _WORKERS,
     rounds: int | None = _ROUNDS,
     seed: int | None = _SEED,

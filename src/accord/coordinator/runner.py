@@ -153,13 +153,13 @@ class Coordinator:
                         f"{failed_in_a_row} rounds in a row failed to reach quorum "
                         f"(last: {summary.reason}); see `accord runs show {run_id}`"
                     )
-            summary: dict[str, Any] = {"final": _last_metrics(summaries)}
+            final: dict[str, Any] = {"final": _last_metrics(summaries)}
             if extra_summary is not None:
-                summary.update(extra_summary(params))
+                final.update(extra_summary(params))
         except BaseException:
             self._store.finish_run(run_id, status="aborted", summary=None)
             raise
-        self._store.finish_run(run_id, status="completed", summary=summary)
+        self._store.finish_run(run_id, status="completed", summary=final)
         return RunResult(run_id=run_id, params=params, rounds=tuple(summaries))
 
     def _round(
@@ -191,7 +191,7 @@ class Coordinator:
             status: Literal["completed", "failed"] = "completed"
         except RoundFailed as exc:
             status, reason = "failed", str(exc)
-            logger.warning("round %d failed: %s", number, exc)
+            logger.info("round %d failed: %s", number, exc)
         self._executor.publish(params)
         if status == "completed" and self._evaluates(number):
             metrics += self._evaluate(number, params, t0)
@@ -261,9 +261,9 @@ class Coordinator:
             event = self._executor.next_event(remaining)
             if event is None:
                 continue
-            outcome = self._apply(rnd, event)
-            if outcome is not None:
-                self._observer.participant_finished(rnd.number, outcome)
+            applied = self._apply(rnd, event)
+            if applied is not None:
+                self._observer.participant_finished(rnd.number, applied)
 
     def _apply(
         self, rnd: Round, event: TrainDone | EvalDone | JobFailed

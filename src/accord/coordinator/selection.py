@@ -16,9 +16,13 @@ __all__ = ["derive_seed", "select"]
 
 
 def derive_seed(run_seed: int, round_number: int, index: int) -> int:
-    """A 63-bit seed for participant ``index`` in ``round_number`` of a run."""
+    """A 32-bit seed for participant ``index`` in ``round_number`` of a run.
+
+    32 bits because that is what every library accepts (NumPy's legacy RandomState,
+    and so scikit-learn, refuses more).
+    """
     seq = np.random.SeedSequence([run_seed, round_number, index])
-    return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    return int(seq.generate_state(1, dtype=np.uint32)[0])
 
 
 def select(

@@ -7,10 +7,13 @@ two parts rather than a subclass per combination.
 
 from __future__ import annotations
 
+from typing import Any
+
 from accord.aggregation import (
     AggregationRule,
     MeanAccumulator,
     ServerAdam,
+    ServerOptimizer,
     ServerSGD,
     make_rule,
 )
@@ -49,7 +52,7 @@ class Strategy:
             if config.aggregation == "mean"
             else make_rule(config.aggregation, **_rule_options(config))
         )
-        self._optimizer: ServerSGD | ServerAdam = (
+        self._optimizer: ServerOptimizer[Any] = (
             ServerAdam(lr=config.server_lr)
             if config.server_optimizer == "adam"
             else ServerSGD(lr=config.server_lr, momentum=config.server_momentum)
@@ -63,7 +66,8 @@ class Strategy:
 
     def init_state(self, params: Params) -> Params:
         """Initial server-optimizer state, as Params so that it checkpoints."""
-        return self._optimizer.init(params).to_params()
+        state: Params = self._optimizer.init(params).to_params()
+        return state
 
     def apply(
         self, global_params: Params, delta: Params, state: Params

@@ -20,9 +20,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
-from typing import Any
+from typing import Any, Literal, cast
 
 from accord.config import FedConfig
 from accord.coordinator.executor import EvalDone, Event, JobFailed, TrainDone, TrainJob
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 _START_TIMEOUT_S = 300.0
 
 
+_Key = tuple[int, Literal["train", "eval"], str]  # (round, kind, participant)
+
+
 @dataclass
 class _Handle:
     index: int
@@ -43,7 +47,7 @@ class _Handle:
     conn: Connection
     slots: list[SharedMemory]
     views: list[Params]
-    outstanding: dict[tuple[int, str, str], float] = field(default_factory=dict)
+    outstanding: dict[_Key, float] = field(default_factory=dict)
     ready: bool = False
 
 
@@ -82,7 +86,7 @@ class ProcessExecutor:
         self._spec = spec
         self._nbytes = max(spec.packed_nbytes, 1)
         self._slots_per_worker = slots_per_worker
-        self._ctx = mp.get_context(config.simulation.start_method)
+        self._ctx = cast("SpawnContext", mp.get_context(config.simulation.start_method))
         self._threads = max(1, (os.cpu_count() or 1) // workers)
         self._global = SharedMemory(create=True, size=self._nbytes)
         self._events: collections.deque[Event] = collections.deque()
@@ -213,10 +217,11 @@ class ProcessExecutor:
             sentinels = {h.process.sentinel: h for h in self._handles}
             ready = wait([*conns, *sentinels], remaining)
             for obj in ready:
-                if obj in conns:
-                    self._read(conns[obj])  # type: ignore[index]  # wait returns the objects given
-                elif not sentinels[obj].conn.poll(0):  # type: ignore[index]  # idem
-                    self._on_death(sentinels[obj])  # type: ignore[index]  # idem
+                if isinstance(obj, int):
+                    if not sentinels[obj].conn.poll(0):
+                        self._on_death(sentinels[obj])
+                elif obj in conns:
+                    self._read(conns[obj])
         return self._events.popleft()
 
     def _read(self, h: _Handle) -> None:
@@ -282,7 +287,7 @@ class ProcessExecutor:
                     rnd,
                     kind,
                     "failed",
-                    reason,  # type: ignore[arg-type]  # kind is train|eval
+                    reason,
                     time.monotonic() - t0,
                 )
             )
@@ -316,7 +321,7 @@ class ProcessExecutor:
                         p,
                         rnd,
                         kind,
-                        "failed",  # type: ignore[arg-type]  # kind is train|eval
+                        "failed",
                         "worker restarted after another site's job passed the deadline",
                         time.monotonic() - t0,
                     )

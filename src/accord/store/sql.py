@@ -1,0 +1,297 @@
+"""A :class:`RunStore` on any SQLAlchemy database: SQLite by default, PostgreSQL by URL.
+
+Every write is one transaction: a round, its outcomes and its metrics are committed
+together or not at all, and are durable when :meth:`SqlStore.record_round` returns
+(SQLite runs with ``synchronous=FULL``, see :mod:`accord.store.engine`). Reads open a
+short session each, so a dashboard in another process sees each round whole as soon
+as it is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import URL, func, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from accord.errors import RunNotFound, StoreError
+from accord.store import engine as engines
+from accord.store.protocol import (
+    FinalStatus,
+    check_finish,
+    check_new_run,
+    dump_json,
+    new_run_id,
+    utc_now,
+)
+from accord.store.records import MetricValue, RoundRecord, RunInfo, check_round
+from accord.store.schema import (
+    SCHEMA_VERSION,
+    Base,
+    MetaRow,
+    MetricRow,
+    RoundRow,
+    RunRow,
+    metric_from_row,
+    round_from_row,
+    round_to_row,
+    run_info_from_row,
+)
+
+__all__ = ["SqlStore", "open_store"]
+
+logger = logging.getLogger(__name__)
+
+_ID_ATTEMPTS = 5
+
+
+class SqlStore:
+    """:class:`~accord.store.protocol.RunStore` over SQLAlchemy; creates its tables.
+
+    ``url`` is any SQLAlchemy URL (``sqlite:///runs/accord.db``,
+    ``postgresql://user@host/db``). ``clock`` returns the current UTC time; tests pass
+    a fake one. Raises :class:`StoreError` if the database cannot be opened.
+    """
+
+    def __init__(
+        self, url: str | URL, *, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._url = engines.parse_url(url)
+        self._where = engines.describe(self._url)
+        self._clock = clock
+        self._engine = engines.connect(self._url)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._closed = False
+        try:
+            self._prepare()
+        except BaseException:
+            self._engine.dispose()
+            raise
+        logger.info("opened run store: %s", self._where)
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def where(self) -> str:
+        """The database, described for people (file path or URL without password)."""
+        return self._where
+
+    @contextmanager
+    def _session(self, action: str, *, write: bool = False) -> Iterator[Session]:
+        """A session (in a transaction if ``write``); database errors -> StoreError."""
+        if self._closed:
+            raise StoreError("the store is closed; open a new one")
+        with engines.translated(action, self._where), self._sessions() as session:
+            if not write:
+                yield session
+                return
+            with session.begin():
+                yield session
+
+    def _prepare(self) -> None:
+        """Create missing tables; refuse a database written by another schema."""
+        try:
+            Base.metadata.create_all(self._engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot open {self._where}: {engines.reason(exc)}. Check that it "
+                "is a database accord may write, or pass another --store URL"
+            ) from exc
+        with self._session("checking the schema version", write=True) as session:
+            row = session.get(MetaRow, "schema_version")
+            if row is None:
+                session.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif row.value != str(SCHEMA_VERSION):
+                raise StoreError(
+                    f"{self._where} has store schema version {row.value}, this accord "
+                    f"reads version {SCHEMA_VERSION}; use the accord release that "
+                    "wrote it or a fresh database"
+                )
+
+    def create_run(
+        self, *, name: str, config: Mapping[str, Any], seed: int, rounds_planned: int
+    ) -> str:
+        """Start a run with status ``running``; return its new id."""
+        check_new_run(name=name, seed=seed, rounds_planned=rounds_planned)
+        config_json = dump_json(config, what="the run's config")
+        now = self._clock().astimezone(UTC)
+        for attempt in range(_ID_ATTEMPTS):
+            run_id = new_run_id(now)
+            row = RunRow(
+                id=run_id,
+                name=name,
+                created_at=now,
+                status="running",
+                seed=seed,
+                rounds_planned=rounds_planned,
+                config=config_json,
+            )
+            try:
+                with self._session(f"creating run {name!r}", write=True) as session:
+                    session.add(row)
+            except StoreError as exc:
+                # Two ids made in one second may collide; retry with fresh random.
+                if isinstance(exc.__cause__, IntegrityError) and (
+                    attempt < _ID_ATTEMPTS - 1
+                ):
+                    continue
+                raise
+            logger.info("created run %s (%s)", run_id, name)
+            return run_id
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def record_round(self, record: RoundRecord) -> None:
+        """Store one round, its outcomes and metrics in one transaction."""
+        check_round(record)
+        action = f"recording round {record.number} of run {record.run_id}"
+        row = round_to_row(record)
+        with self._session(action, write=True) as session:
+            if session.get(RunRow, record.run_id) is None:
+                raise RunNotFound(record.run_id)
+            existing = session.scalar(
+                select(RoundRow.id).where(
+                    RoundRow.run_id == record.run_id, RoundRow.number == record.number
+                )
+            )
+            if existing is not None:
+                raise StoreError(
+                    f"round {record.number} of run {record.run_id} is already "
+                    "recorded; a round is recorded once"
+                )
+            session.add(row)
+        logger.debug("recorded round %d of run %s", record.number, record.run_id)
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: FinalStatus,
+        summary: Mapping[str, Any] | None,
+    ) -> None:
+        """Mark a run as ended with ``status`` and an optional JSON ``summary``."""
+        check_finish(status)
+        summary_json = None if summary is None else dump_json(summary, what="summary")
+        with self._session(f"finishing run {run_id}", write=True) as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                raise RunNotFound(run_id)
+            row.status = status
+            row.finished_at = self._clock().astimezone(UTC)
+            row.summary = summary_json
+
+    def list_runs(self) -> list[RunInfo]:
+        """Every run, newest first."""
+        done = (
+            select(func.count(RoundRow.id))
+            .where(RoundRow.run_id == RunRow.id, RoundRow.status == "completed")
+            .correlate(RunRow)
+            .scalar_subquery()
+        )
+        stmt = select(RunRow, done).order_by(RunRow.created_at.desc(), RunRow.id.desc())
+        with self._session("listing runs") as session:
+            return [
+                run_info_from_row(row, rounds_completed=int(count))
+                for row, count in session.execute(stmt)
+            ]
+
+    def get_run(self, run_id: str) -> RunInfo:
+        """One run; :class:`~accord.errors.RunNotFound` if there is none."""
+        with self._session(f"reading run {run_id}") as session:
+            row = self._existing(session, run_id)
+            count = session.scalar(
+                select(func.count(RoundRow.id)).where(
+                    RoundRow.run_id == run_id, RoundRow.status == "completed"
+                )
+            )
+            return run_info_from_row(row, rounds_completed=int(count or 0))
+
+    def rounds(self, run_id: str) -> list[RoundRecord]:
+        """The run's recorded rounds, by round number."""
+        with self._session(f"reading rounds of run {run_id}") as session:
+            self._existing(session, run_id)
+            stmt = (
+                select(RoundRow)
+                .where(RoundRow.run_id == run_id)
+                .order_by(RoundRow.number)
+                .options(
+                    selectinload(RoundRow.outcomes), selectinload(RoundRow.metrics)
+                )
+            )
+            return [round_from_row(row) for row in session.scalars(stmt)]
+
+    def last_completed_round(self, run_id: str) -> RoundRecord | None:
+        """The highest-numbered round with status ``completed`` (where to resume)."""
+        with self._session(f"reading rounds of run {run_id}") as session:
+            self._existing(session, run_id)
+            stmt = (
+                select(RoundRow)
+                .where(RoundRow.run_id == run_id, RoundRow.status == "completed")
+                .order_by(RoundRow.number.desc())
+                .limit(1)
+                .options(
+                    selectinload(RoundRow.outcomes), selectinload(RoundRow.metrics)
+                )
+            )
+            row = session.scalars(stmt).first()
+            return None if row is None else round_from_row(row)
+
+    def metrics(self, run_id: str) -> list[tuple[int, MetricValue]]:
+        """Every metric of the run as ``(round number, value)``, in round order."""
+        stmt = (
+            select(RoundRow.number, MetricRow)
+            .join(MetricRow, MetricRow.round_id == RoundRow.id)
+            .where(RoundRow.run_id == run_id)
+            .order_by(RoundRow.number, MetricRow.position)
+        )
+        with self._session(f"reading metrics of run {run_id}") as session:
+            self._existing(session, run_id)
+            return [
+                (number, metric_from_row(row)) for number, row in session.execute(stmt)
+            ]
+
+    def close(self) -> None:
+        """Close every pooled connection; later calls raise :class:`StoreError`."""
+        if not self._closed:
+            self._closed = True
+            self._engine.dispose()
+
+    @staticmethod
+    def _existing(session: Session, run_id: str) -> RunRow:
+        row = session.get(RunRow, run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        return row
+
+
+def open_store(url: str | None, *, default_dir: Path) -> SqlStore:
+    """Open the store at ``url``, or ``{default_dir}/accord.db`` (SQLite) if ``None``.
+
+    ``default_dir`` is created when needed; an explicit URL's directory is not, so a
+    mistyped path fails loudly instead of starting an empty store somewhere else.
+    """
+    if url is not None:
+        return SqlStore(url)
+    try:
+        default_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the store directory {default_dir}: {exc.strerror or exc}; "
+            "choose another with --store URL"
+        ) from exc
+    return SqlStore(URL.create("sqlite", database=str(default_dir / "accord.db")))

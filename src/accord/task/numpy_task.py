@@ -1,0 +1,263 @@
+"""Tasks in plain numpy: multinomial logistic regression and a one-hidden-layer MLP.
+
+They let accord run, be tested and be demonstrated with no machine-learning framework
+installed, and they are fast enough for tabular sites of thousands of rows: every step
+is a few vectorised float32 matrix products on a minibatch, with gradients written by
+hand (the models are small enough that automatic differentiation would only add a
+dependency).
+
+Training is minibatch SGD with the learning rate, batch size and epochs of the
+:class:`TrainConfig`; rows are shuffled each epoch by ``np.random.default_rng(seed)``,
+so the same parameters, data and config always give bit-identical results. The
+optional L2 ``weight_decay`` applies to weight matrices only, not to biases.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from accord.data.arrays import ArrayData, DatasetInfo
+from accord.errors import ConfigError, DatasetError
+from accord.params import Params, ParamSpec, TensorSpec
+from accord.task.protocol import TrainConfig, TrainResult
+
+__all__ = ["NumpyMLP", "SoftmaxRegression", "mlp", "softmax_regression"]
+
+logger = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+FloatT = TypeVar("FloatT", bound=npt.NDArray[np.floating[Any]])
+Weights = dict[str, F32]
+#: One SGD step on a batch (features, labels, one-hot labels, learning rate):
+#: updates the weights in place and returns the summed loss of the batch.
+Step = Callable[[Weights, F32, I64, F32, float], float]
+_TINY = np.float32(1e-30)
+
+
+def _features(info: DatasetInfo, x: npt.NDArray[np.float32]) -> F32:
+    """``x`` as a float32 ``(n, d)`` matrix, checked against the dataset's shape."""
+    if tuple(x.shape[1:]) != info.feature_shape:
+        raise DatasetError(
+            f"features have shape {tuple(x.shape[1:])} per row, but the task was "
+            f"built for {info.feature_shape}; rebuild it from this dataset's info"
+        )
+    return np.ascontiguousarray(x.reshape(len(x), info.n_features), dtype=np.float32)
+
+
+def _labels(info: DatasetInfo, y: npt.NDArray[np.int64]) -> I64:
+    labels = np.asarray(y, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= info.n_classes):
+        raise DatasetError(
+            f"labels must be class indices in [0, {info.n_classes}), got "
+            f"[{int(labels.min())}, {int(labels.max())}]"
+        )
+    return labels
+
+
+def _softmax_inplace(logits: FloatT) -> FloatT:
+    """Row-wise softmax, overwriting ``logits``."""
+    logits -= logits.max(axis=1, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=1, keepdims=True)
+    return logits
+
+
+def _output_gradient(proba: F32, y: I64, one_hot: F32) -> tuple[F32, float]:
+    """Turn softmax output into d(mean cross-entropy)/d(logits), in place.
+
+    Also returns the batch's summed cross-entropy. Subtracting a precomputed one-hot
+    matrix is several times cheaper than fancy-index assignment on small batches.
+    """
+    picked = proba[np.arange(y.size), y]
+    np.maximum(picked, _TINY, out=picked)
+    loss_sum = -float(np.log(picked, out=picked).sum())
+    proba -= one_hot
+    proba /= np.float32(y.size)
+    return proba, loss_sum
+
+
+def _run_sgd(
+    weights: Weights, x: F32, y: I64, n_classes: int, config: TrainConfig, step: Step
+) -> float:
+    """Run ``config.epochs`` of shuffled minibatch SGD; mean loss of the last epoch."""
+    rng = np.random.default_rng(config.seed)
+    n, size = len(y), config.batch_size
+    one_hot = np.eye(n_classes, dtype=np.float32)[y]
+    loss = float("nan")
+    for _ in range(config.epochs):
+        perm = rng.permutation(n)
+        xs, ys, hs = x[perm], y[perm], one_hot[perm]
+        total = 0.0
+        for start in range(0, n, size):
+            end = start + size
+            total += step(
+                weights,
+                xs[start:end],
+                ys[start:end],
+                hs[start:end],
+                config.learning_rate,
+            )
+        loss = total / n
+    return loss
+
+
+def _train(
+    spec: ParamSpec,
+    info: DatasetInfo,
+    params: Params,
+    data: ArrayData,
+    config: TrainConfig,
+    step: Step,
+) -> TrainResult:
+    """Shared ``train``: validate, copy the weights, run SGD, wrap the result."""
+    if config.batch_size <= 0:
+        raise ConfigError("must be a positive integer", key="batch_size")
+    if config.epochs < 0:
+        raise ConfigError("must not be negative", key="epochs")
+    spec.check(params)
+    weights: Weights = {n: np.array(a, dtype=np.float32) for n, a in params.items()}
+    x, y = _features(info, data.x), _labels(info, data.y)
+    metrics: dict[str, float] = {}
+    if len(y) and config.epochs > 0:
+        metrics["train_loss"] = _run_sgd(weights, x, y, info.n_classes, config, step)
+    logger.debug("trained on %d rows for %d epoch(s)", len(y), config.epochs)
+    return TrainResult(Params(weights), num_examples=len(y), metrics=metrics)
+
+
+class SoftmaxRegression:
+    """Multinomial logistic regression; params ``w`` ``(d, k)`` and ``b`` ``(k,)``.
+
+    A binary problem is two classes (``k = 2``), so predictions always have one
+    column per class. Initial weights are zero whatever the seed (the loss is convex).
+    """
+
+    def __init__(self, info: DatasetInfo, *, weight_decay: float = 0.0) -> None:
+        self.info = info
+        self.weight_decay = float(weight_decay)
+        d, k = info.n_features, info.n_classes
+        self.spec = ParamSpec(
+            (TensorSpec("w", "<f4", (d, k)), TensorSpec("b", "<f4", (k,)))
+        )
+
+    def init_params(self, seed: int) -> Params:
+        """Zero weights and biases (``seed`` is accepted for the protocol)."""
+        return Params(
+            {t.name: np.zeros(t.shape, np.float32) for t in self.spec.tensors}
+        )
+
+    def train(
+        self, params: Params, data: ArrayData, config: TrainConfig
+    ) -> TrainResult:
+        """Minibatch SGD from ``params`` (which are copied, never modified)."""
+        return _train(self.spec, self.info, params, data, config, self._step)
+
+    def predict(
+        self, params: Params, x: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.floating[Any]]:
+        """Class probabilities, float32 ``(n, k)``."""
+        self.spec.check(params)
+        logits = _features(self.info, x) @ params["w"] + params["b"]
+        return _softmax_inplace(logits)
+
+    def _step(
+        self, weights: Weights, xb: F32, yb: I64, one_hot: F32, lr: float
+    ) -> float:
+        w, b = weights["w"], weights["b"]
+        grad, loss = _output_gradient(_softmax_inplace(xb @ w + b), yb, one_hot)
+        grad_w = xb.T @ grad
+        if self.weight_decay:
+            grad_w += np.float32(self.weight_decay) * w
+        w -= np.float32(lr) * grad_w
+        b -= np.float32(lr) * grad.sum(axis=0)
+        return loss
+
+
+class NumpyMLP:
+    """A multilayer perceptron with one hidden ReLU layer of ``hidden`` units.
+
+    Params ``w1`` ``(d, h)``, ``b1`` ``(h,)``, ``w2`` ``(h, k)``, ``b2`` ``(k,)``.
+    Initialised like PyTorch's ``nn.Linear``: uniform in ``±1/sqrt(fan_in)``.
+    """
+
+    def __init__(
+        self, info: DatasetInfo, *, hidden: int = 64, weight_decay: float = 0.0
+    ) -> None:
+        if hidden <= 0:
+            raise ConfigError("must be a positive integer", key="hidden")
+        self.info = info
+        self.weight_decay = float(weight_decay)
+        d, k = info.n_features, info.n_classes
+        self.spec = ParamSpec(
+            (
+                TensorSpec("w1", "<f4", (d, hidden)),
+                TensorSpec("b1", "<f4", (hidden,)),
+                TensorSpec("w2", "<f4", (hidden, k)),
+                TensorSpec("b2", "<f4", (k,)),
+            )
+        )
+
+    def init_params(self, seed: int) -> Params:
+        """Random weights, deterministic in ``seed``."""
+        rng = np.random.default_rng(seed)
+        d, h = self.spec.tensors[0].shape
+        out: dict[str, F32] = {}
+        for t in self.spec.tensors:
+            bound = 1.0 / np.sqrt(d if t.name.endswith("1") else h)
+            out[t.name] = rng.uniform(-bound, bound, t.shape).astype(np.float32)
+        return Params(out)
+
+    def train(
+        self, params: Params, data: ArrayData, config: TrainConfig
+    ) -> TrainResult:
+        """Minibatch SGD from ``params`` (which are copied, never modified)."""
+        return _train(self.spec, self.info, params, data, config, self._step)
+
+    def predict(
+        self, params: Params, x: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.floating[Any]]:
+        """Class probabilities, float32 ``(n, k)``."""
+        self.spec.check(params)
+        hidden = _features(self.info, x) @ params["w1"] + params["b1"]
+        np.maximum(hidden, 0.0, out=hidden)
+        return _softmax_inplace(hidden @ params["w2"] + params["b2"])
+
+    def _step(
+        self, weights: Weights, xb: F32, yb: I64, one_hot: F32, lr: float
+    ) -> float:
+        w1, b1, w2, b2 = weights["w1"], weights["b1"], weights["w2"], weights["b2"]
+        pre = xb @ w1 + b1
+        hidden = np.maximum(pre, 0.0)
+        logits = hidden @ w2 + b2
+        grad_out, loss = _output_gradient(_softmax_inplace(logits), yb, one_hot)
+        grad_hidden = grad_out @ w2.T
+        np.multiply(grad_hidden, pre > 0.0, out=grad_hidden)  # ReLU's derivative
+        grad_w2 = hidden.T @ grad_out
+        grad_w1 = xb.T @ grad_hidden
+        if self.weight_decay:
+            decay = np.float32(self.weight_decay)
+            grad_w1 += decay * w1
+            grad_w2 += decay * w2
+        rate = np.float32(lr)
+        w1 -= rate * grad_w1
+        b1 -= rate * grad_hidden.sum(axis=0)
+        w2 -= rate * grad_w2
+        b2 -= rate * grad_out.sum(axis=0)
+        return loss
+
+
+def softmax_regression(
+    info: DatasetInfo, *, weight_decay: float = 0.0
+) -> SoftmaxRegression:
+    """Task factory: :class:`SoftmaxRegression` for ``info``."""
+    return SoftmaxRegression(info, weight_decay=weight_decay)
+
+
+def mlp(info: DatasetInfo, *, hidden: int = 64, weight_decay: float = 0.0) -> NumpyMLP:
+    """Task factory: :class:`NumpyMLP` with ``hidden`` units for ``info``."""
+    return NumpyMLP(info, hidden=hidden, weight_decay=weight_decay)

@@ -1,0 +1,229 @@
+"""Checkpoints: bit-identical, ordered round trips and detection of damaged files."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from safetensors.numpy import save_file
+
+from accord.errors import StoreError
+from accord.params import Params
+from accord.store import CheckpointStore
+
+RUN = "20261122-163301-ab12cd"
+
+
+def _assert_identical(got: Params, expected: Params) -> None:
+    assert list(got) == list(expected)
+    for name in expected:
+        assert got[name].dtype == expected[name].dtype
+        assert got[name].shape == expected[name].shape
+        assert got[name].tobytes() == expected[name].tobytes()
+    assert got.digest() == expected.digest()
+
+
+def test_round_trip_is_bit_identical_and_keeps_order(
+    tmp_path: Path, params: Params
+) -> None:
+    store = CheckpointStore(tmp_path)
+
+    path = store.save(RUN, 7, params)
+    loaded = store.load(path)
+
+    assert path == tmp_path / RUN / "round-00007.safetensors"
+    assert list(params) != sorted(params)  # the fixture really is out of order
+    _assert_identical(loaded, params)
+
+
+def test_extra_groups_round_trip_alongside_the_model(
+    tmp_path: Path, params: Params
+) -> None:
+    store = CheckpointStore(tmp_path)
+    moments = {"opt": params.scale(0.5), "opt/v": Params({"a.bias": np.ones(5)})}
+
+    path = store.save(RUN, 1, params, extra=moments)
+    checkpoint = store.load_checkpoint(path)
+
+    assert (checkpoint.run_id, checkpoint.round_number) == (RUN, 1)
+    _assert_identical(checkpoint.params, params)
+    assert list(checkpoint.extra) == ["opt", "opt/v"]
+    for group, expected in moments.items():
+        _assert_identical(checkpoint.extra[group], expected)
+
+
+def test_nan_and_infinities_are_kept_bit_for_bit(tmp_path: Path) -> None:
+    weird = Params({"w": np.array([np.nan, -np.inf, np.inf, -0.0, 1e-45], np.float32)})
+    store = CheckpointStore(tmp_path)
+
+    _assert_identical(store.load(store.save(RUN, 1, weird)), weird)
+
+
+@settings(max_examples=40, deadline=None, database=None, derandomize=True)
+@given(
+    arrays=st.lists(
+        hnp.arrays(
+            dtype=st.sampled_from([np.float16, np.float32, np.float64]),
+            shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4),
+            elements={"allow_nan": True, "allow_infinity": True},
+        ),
+        max_size=5,
+    ),
+    names=st.lists(
+        st.text(min_size=1, max_size=12), min_size=5, max_size=5, unique=True
+    ),
+)
+def test_any_params_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, arrays: list[np.ndarray], names: list[str]
+) -> None:
+    params = Params(list(zip(names, arrays, strict=False)))
+    store = CheckpointStore(tmp_path_factory.mktemp("ckpt"))
+
+    _assert_identical(store.load(store.save(RUN, 0, params)), params)
+
+
+def test_latest_finds_the_highest_round(tmp_path: Path, params: Params) -> None:
+    store = CheckpointStore(tmp_path)
+    assert store.latest(RUN) is None
+    for n in (2, 10, 3):
+        store.save(RUN, n, params)
+    store.save("other-run", 99, params)
+    (tmp_path / RUN / ".round-00500.safetensors.abc.tmp").write_bytes(b"partial")
+
+    assert store.latest(RUN) == (10, tmp_path / RUN / "round-00010.safetensors")
+
+
+def test_save_leaves_no_temporary_files(tmp_path: Path, params: Params) -> None:
+    store = CheckpointStore(tmp_path)
+
+    store.save(RUN, 1, params)
+    store.save(RUN, 1, params.scale(2.0))  # re-saving a round replaces it
+
+    assert sorted(p.name for p in (tmp_path / RUN).iterdir()) == [
+        "round-00001.safetensors"
+    ]
+    _assert_identical(
+        store.load(tmp_path / RUN / "round-00001.safetensors"), params.scale(2.0)
+    )
+
+
+def test_name_clash_with_extra_group_is_refused(tmp_path: Path, params: Params) -> None:
+    store = CheckpointStore(tmp_path)
+    clash = {"m": Params({"half": np.zeros(1)})}  # "m/half" is already a model tensor
+
+    with pytest.raises(StoreError, match="used twice"):
+        store.save(RUN, 1, params, extra=clash)
+
+    assert store.latest(RUN) is None
+
+
+def test_crash_during_write_keeps_the_previous_file(
+    tmp_path: Path, params: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CheckpointStore(tmp_path)
+    path = store.save(RUN, 1, params)
+
+    def half_write(tensors: object, filename: Path, metadata: object) -> None:
+        Path(filename).write_bytes(b"\x00" * 10)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("accord.store.checkpoint.save_file", half_write)
+
+    with pytest.raises(StoreError, match="No space left on device"):
+        store.save(RUN, 1, params.scale(3.0))
+
+    assert [p.name for p in (tmp_path / RUN).iterdir()] == [path.name]
+    _assert_identical(store.load(path), params)
+
+
+@pytest.mark.parametrize("run_id", ["../escape", "a/b", "", ".hidden"])
+def test_unsafe_run_ids_are_refused(
+    tmp_path: Path, params: Params, run_id: str
+) -> None:
+    with pytest.raises(StoreError, match="cannot name a folder"):
+        CheckpointStore(tmp_path).save(run_id, 1, params)
+
+
+@pytest.fixture
+def saved(tmp_path: Path, params: Params) -> Path:
+    return CheckpointStore(tmp_path).save(RUN, 1, params, extra={"opt": params})
+
+
+def _header_size(path: Path) -> int:
+    return int(struct.unpack("<Q", path.read_bytes()[:8])[0])
+
+
+def test_truncated_checkpoint_is_detected(saved: Path) -> None:
+    data = saved.read_bytes()
+    for cut in (0, 5, 8 + _header_size(saved) // 2, len(data) - 1):
+        saved.write_bytes(data[:cut])
+
+        with pytest.raises(StoreError, match="damaged"):
+            CheckpointStore(saved.parent).load(saved)
+
+
+def test_flipped_byte_in_any_tensor_is_detected(saved: Path) -> None:
+    original = saved.read_bytes()
+    size = _header_size(saved)
+    header = json.loads(original[8 : 8 + size])
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    assert len(tensors) == 8
+    for name, info in tensors.items():
+        data = bytearray(original)
+        data[8 + size + info["data_offsets"][0]] ^= 0x01
+        saved.write_bytes(bytes(data))
+
+        with pytest.raises(StoreError, match="digest") as caught:
+            CheckpointStore(saved.parent).load(saved)
+        assert ("extra group" in str(caught.value)) == name.startswith("opt/")
+
+
+def _edit_metadata(path: Path, key: str, value: str) -> None:
+    data = path.read_bytes()
+    size = _header_size(path)
+    header = json.loads(data[8 : 8 + size])
+    header["__metadata__"][key] = value
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + size :])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("accord.order", json.dumps(["a.bias", "z.weight", "m/half", "one"]), "digest"),
+        ("accord.order", "not json", "bad metadata"),
+        ("accord.order", json.dumps(["a.bias"]), "digest"),
+        ("accord.order", json.dumps(["nope"]), "missing"),
+        ("accord.digest", "0" * 64, "digest"),
+        ("accord.extra_digests", json.dumps({"opt": "0" * 64}), "extra group 'opt'"),
+        ("accord.extra", json.dumps({}), "does not list"),
+        ("accord.format", "something-else/9", "no accord metadata"),
+    ],
+)
+def test_edited_metadata_is_detected(
+    saved: Path, key: str, value: str, match: str
+) -> None:
+    _edit_metadata(saved, key, value)
+
+    with pytest.raises(StoreError, match=match):
+        CheckpointStore(saved.parent).load(saved)
+
+
+def test_foreign_safetensors_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    save_file({"w": np.zeros(3, np.float32)}, path)
+
+    with pytest.raises(StoreError, match="not an accord checkpoint"):
+        CheckpointStore(tmp_path).load(path)
+
+
+def test_missing_file_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot read checkpoint"):
+        CheckpointStore(tmp_path).load(tmp_path / "nope.safetensors")
