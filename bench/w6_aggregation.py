@@ -5,8 +5,8 @@ Measures, in one process and one run, the median of ``--repeats`` timings of:
 * the memory-bandwidth reference: reading every update once (``np.add.reduce`` over
   each array, on one thread and chunked over the worker threads; the faster is the
   reference) and a memcpy of all updates;
-* accord's weighted mean (batch and streaming), coordinate-wise median and trimmed
-  mean (beta 0.1);
+* accord's weighted mean (exact float64 batch, float32 batch, and streaming),
+  coordinate-wise median and trimmed mean (beta 0.1);
 * the naive numpy baselines that Flower's ``aggregate``, ``aggregate_median`` and
   ``aggregate_trimmed_avg`` amount to: stack the updates, then ``np.average``,
   ``np.median`` and a trimmed mean (by full sort, and by ``np.partition`` as Flower
@@ -131,6 +131,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ms["accord_mean"] = timed(
         lambda: weighted_mean(updates, weights, workers=workers), r
     )
+    ms["accord_mean_float32"] = timed(
+        lambda: weighted_mean(updates, weights, precision="float32", workers=workers), r
+    )
     ms["accord_mean_streaming"] = timed(lambda: streaming_mean(updates, weights), r)
     ms["accord_median"] = timed(lambda: coordinate_median(updates, workers=workers), r)
     ms["accord_trimmed"] = timed(
@@ -164,6 +167,7 @@ def main() -> None:
     ms = result["ms"]
     ratio = {
         "mean_over_bandwidth": ms["accord_mean"] / ms["bandwidth_ref"],
+        "mean_float32_over_bandwidth": ms["accord_mean_float32"] / ms["bandwidth_ref"],
         "median_over_mean": ms["accord_median"] / ms["accord_mean"],
         "trimmed_over_mean": ms["accord_trimmed"] / ms["accord_mean"],
         "naive_mean_over_accord": ms["naive_mean"] / ms["accord_mean"],

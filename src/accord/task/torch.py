@@ -34,7 +34,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -191,13 +191,13 @@ class TorchTask:
                 total += loss.detach() * len(batch)
         return float(total) / n
 
-    def _make_optimizer(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
+    def _make_optimizer(self, module: nn.Module, lr: float) -> _Optimizer:
         if self.optimizer == "adam":
             return torch.optim.Adam(
                 module.parameters(), lr=lr, weight_decay=self.weight_decay
             )
-        return torch.optim.SGD(
-            module.parameters(),
+        return _SGD(
+            list(module.parameters()),
             lr=lr,
             momentum=self.momentum,
             weight_decay=self.weight_decay,
@@ -225,6 +225,59 @@ class TorchTask:
 
     def _input_dtype(self) -> str:
         return self.spec.tensors[0].dtype if self.spec.tensors else "<f4"
+
+
+class _Optimizer(Protocol):
+    def zero_grad(self, set_to_none: bool = True) -> None: ...
+
+    def step(self) -> None: ...
+
+
+class _SGD:
+    """``torch.optim.SGD``'s CPU step (no dampening, no Nesterov), bit for bit.
+
+    Every ``torch.optim`` optimizer imports ``torch._dynamo`` the first time it is
+    used, which takes seconds in each fresh process (each simulation worker). This is
+    the same arithmetic in the same order as SGD's single-tensor path, the one it
+    takes on the CPU: ``g += wd * p``; ``buf = g`` then ``buf = m * buf + g``;
+    ``p -= lr * buf``.
+    """
+
+    def __init__(
+        self,
+        params: list[nn.Parameter],
+        *,
+        lr: float,
+        momentum: float,
+        weight_decay: float,
+    ) -> None:
+        self.params = params
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.buffers: list[torch.Tensor | None] = [None] * len(params)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            grad = p.grad
+            if grad is None:
+                continue
+            if self.weight_decay != 0:
+                grad = grad.add(p, alpha=self.weight_decay)
+            if self.momentum != 0:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = grad.detach().clone()
+                    self.buffers[i] = buf
+                else:
+                    buf.mul_(self.momentum).add_(grad, alpha=1)
+                grad = buf
+            p.add_(grad, alpha=-self.lr)
 
 
 def _spec_of(module: nn.Module) -> ParamSpec:

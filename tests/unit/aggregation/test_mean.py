@@ -31,7 +31,7 @@ def assert_identical(a: Params, b: Params) -> None:
         assert a[name].tobytes() == b[name].tobytes()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     shape_list=shapes,
     seed=seeds,
@@ -55,7 +55,48 @@ def test_equals_numpy_average(make_updates, shape_list, seed, weights):
         assert (np.abs(got - expected) <= bound).all()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
+@given(
+    shape_list=shapes,
+    seed=seeds,
+    weights=st.lists(st.floats(0, 1e4), min_size=1, max_size=12).filter(
+        lambda ws: sum(ws) > 0
+    ),
+)
+def test_float32_precision_is_close_to_numpy_average(
+    make_updates, shape_list, seed, weights
+):
+    updates = make_updates(len(weights), shape_list, seed=seed)
+
+    result = weighted_mean(updates, weights, precision="float32")
+
+    for name in updates[0]:
+        stacked = np.stack([u[name] for u in updates]).astype(np.float64)
+        expected = np.average(stacked, axis=0, weights=weights)
+        got = result[name]
+        assert got.dtype == np.float32
+        spread = np.abs(stacked).max(axis=0, initial=0.0)
+        eps = float(np.finfo(np.float32).eps)
+        bound = (len(weights) + 2) * eps * spread + 1e-37
+        assert (np.abs(got - expected) <= bound).all()
+
+
+def test_float32_precision_keeps_float64_tensors_exactish(make_updates):
+    updates = make_updates(4, [(1_000,)], dtype=np.float64, seed=9)
+    weights = [1.0, 3.0, 2.0, 5.0]
+
+    fast = weighted_mean(updates, weights, precision="float32")["layer0.weight"]
+
+    exact = weighted_mean(updates, weights)["layer0.weight"]
+    assert fast.dtype == np.float64
+    np.testing.assert_allclose(
+        fast, exact, rtol=1e-13, atol=1e-13 * np.abs(exact).max()
+    )
+    with pytest.raises(ValueError, match="precision"):
+        weighted_mean(updates, weights, precision="float16")  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
 @given(
     shape_list=shapes,
     seed=seeds,
@@ -69,7 +110,7 @@ def test_streaming_equals_batch_bit_for_bit(make_updates, shape_list, seed, weig
     assert_identical(stream(updates, weights), weighted_mean(updates, weights))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     data=st.data(),
     n=st.integers(1, 8),

@@ -31,7 +31,7 @@ def assert_identical(result: Params, expected: dict[str, np.ndarray]) -> None:
         np.testing.assert_array_equal(got, want, strict=True)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     n=st.integers(1, 25),
     shape_list=shapes,

@@ -104,3 +104,14 @@ def test_public_api_is_exactly_all():
 
     assert set(aggregation.__all__) == public - modules
     assert all(getattr(aggregation, n) is not None for n in aggregation.__all__)
+
+
+def test_rules_read_zero_copy_views_of_received_bytes(make_updates):
+    updates = make_updates(4, [(3_000,), (5, 7)], seed=4)
+    spec = updates[0].spec
+    views = [spec.view(bytes(spec.pack(u))) for u in updates]  # read-only arrays
+
+    for name, options in [("mean", {}), ("median", {}), ("trimmed_mean", {})]:
+        rule = make_rule(name, **options)
+        got = rule.aggregate(views, [1, 2, 3, 4])
+        assert got.digest() == rule.aggregate(updates, [1, 2, 3, 4]).digest()

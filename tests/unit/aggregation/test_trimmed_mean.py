@@ -49,7 +49,7 @@ def assert_close(result: Params, expected, dtype) -> None:
         assert (np.abs(got - want) <= bound).all()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     n=st.integers(1, 25),
     beta=betas,
@@ -66,7 +66,7 @@ def test_matches_sort_then_average(make_updates, n, beta, shape_list, seed, pool
     assert_close(result, reference(updates, beta), np.float32)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     n_honest=st.integers(1, 15),
     beta=st.floats(0.05, 0.45),

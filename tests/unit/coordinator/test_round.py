@@ -44,6 +44,7 @@ def test_valid_updates_are_folded_with_their_weight():
     rnd, acc = _round()
     rnd.receive(_done("a", 1.0, n=10))
     rnd.receive(_done("b", 4.0, n=30))
+    assert [e.participant for e in rnd.drain()] == ["a", "b"]
     assert [w for _, w in acc.added] == [10.0, 30.0]
     assert rnd.pending == ("c",)
     np.testing.assert_allclose(rnd.aggregate()["w"], 3.25)
@@ -74,6 +75,7 @@ def test_bad_updates_are_rejected_with_reason_and_never_folded(update, reason):
 def test_duplicate_wrong_round_and_unselected_raise_without_recording():
     rnd, acc = _round()
     rnd.receive(_done("a"))
+    rnd.drain()
     with pytest.raises(UpdateRejected, match="duplicate"):
         rnd.receive(_done("a", 9.0))
     with pytest.raises(UpdateRejected, match="round 2"):
@@ -89,6 +91,7 @@ def test_failures_and_timeouts_are_recorded_and_quorum_enforced():
     rnd.receive(_done("a"))
     rnd.fail(JobFailed("b", 1, "train", "failed", "ValueError: boom"))
     timed_out = rnd.expire(30.0)
+    rnd.drain()
     assert [o.participant for o in timed_out] == ["c"]
     assert timed_out[0].status == "timeout"
     assert rnd.finished
@@ -106,3 +109,40 @@ def test_validate_update_rejects_non_positive_examples():
 def test_plan_requires_feasible_quorum():
     with pytest.raises(ValueError):
         RoundPlan(1, ("a",), 2)
+
+
+def test_updates_fold_in_selection_order_whatever_the_arrival_order():
+    rnd, acc = _round()
+    late_first = _done("c", 3.0)
+    rnd.receive(late_first)
+    assert rnd.holds(late_first)
+    assert rnd.drain() == []
+    rnd.receive(_done("b", 2.0))
+    assert rnd.drain() == []
+    rnd.fail(JobFailed("a", 1, "train", "failed", "gone"))
+    assert [e.participant for e in rnd.drain()] == ["b", "c"]
+    assert not rnd.holds(late_first)
+    assert [float(u["w"][0, 0]) for u, _ in acc.added] == [2.0, 3.0]
+
+
+def test_aggregate_refuses_while_updates_wait():
+    rnd, _ = _round()
+    rnd.receive(_done("b"))
+    with pytest.raises(RuntimeError, match="drain"):
+        rnd.aggregate()
+
+
+def test_validate_update_accepts_large_finite_values_whose_float32_sum_overflows():
+    big = Params({"w": np.full(8, 3e38, dtype=np.float32)})
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.add.reduce(big["w"]))  # the fast sum overflows
+    validate_update(big.spec, big, 1)  # yet every value is finite
+    for bad in (np.nan, np.inf, -np.inf):
+        values = np.full(8, 3e38, dtype=np.float32)
+        values[5] = bad
+        update = Params({"w": values})
+        with pytest.raises(UpdateRejected, match="NaN or infinite"):
+            validate_update(update.spec, update, 1)
+    mixed = Params({"w": np.array([np.inf, -np.inf, 1.0], dtype=np.float32)})
+    with pytest.raises(UpdateRejected, match="NaN or infinite"):
+        validate_update(mixed.spec, mixed, 1)

@@ -20,6 +20,7 @@ def test_list_datasets_describes_every_bundled_table() -> None:
         "covid_testing",
         "lending_club",
         "mlc_churn",
+        "synthetic",
     }
     rows = {name: e.rows for name, e in entries.items()}
     assert rows == {
@@ -29,6 +30,7 @@ def test_list_datasets_describes_every_bundled_table() -> None:
         "covid_testing": 15524 - 301,  # invalid tests removed
         "lending_club": 9857,
         "mlc_churn": 5000,
+        "synthetic": 1000,
     }
     assert entries["covid_testing"].sites == 88
     assert entries["lending_club"].sites == 50
@@ -134,3 +136,26 @@ def test_missing_extra_names_the_install_command(
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'accord\[datasets\]'"):
         load_table(f"csv:{csv_path}", target="label")
+
+
+@pytest.mark.parametrize("name", ["digits", "wine", "breast_cancer"])
+def test_sklearn_tables_read_without_sklearn_equal_sklearns(name: str) -> None:
+    """The bundled scikit-learn CSVs are parsed directly (importing scikit-learn
+    costs a second per process); the result is what load_NAME gives."""
+    from accord.data import datasets
+
+    spec = BUILTIN[name]
+    path = datasets._sklearn_data_file(name)
+    assert path is not None
+    direct = datasets._read_sklearn_file(path, spec)
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(datasets, "_sklearn_data_file", lambda locator: None)
+    try:
+        via_sklearn = datasets._read_sklearn(name, spec)
+    finally:
+        monkey.undo()
+    assert list(direct.columns) == list(via_sklearn.columns)
+    assert direct.drop(columns="target").to_numpy().tobytes() == (
+        via_sklearn.drop(columns="target").to_numpy(dtype=float).tobytes()
+    )
+    assert list(direct["target"]) == list(via_sklearn["target"])

@@ -129,6 +129,34 @@ def test_optimizers_learn_deterministically(
     assert first.digest() == second.digest()
 
 
+def test_sgd_with_momentum_and_decay_equals_torch_optim_bit_for_bit(
+    digits: Split,
+) -> None:
+    """accord's SGD avoids torch.optim (which imports torch._dynamo, seconds per
+    process) but must give exactly what torch.optim.SGD gives."""
+    task = mlp(digits.info, momentum=0.9, weight_decay=1e-4)
+    config = TrainConfig(epochs=2, batch_size=32, learning_rate=0.05, seed=5)
+    reference = flower_model()
+    optimizer = torch.optim.SGD(
+        reference.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4
+    )
+    x, y = torch.from_numpy(digits.train.x), torch.from_numpy(digits.train.y)
+    generator = torch.Generator().manual_seed(config.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(config.seed)
+        for _ in range(config.epochs):
+            order = torch.randperm(len(x), generator=generator)
+            for start in range(0, len(order), 32):
+                batch = order[start : start + 32]
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(reference(x[batch]), y[batch]).backward()
+                optimizer.step()
+
+    trained = task.train(task.init_params(0), digits.train, config).params
+
+    assert trained.digest() == as_params(reference).digest()
+
+
 def test_threads_give_the_same_results_as_one(digits: Split) -> None:
     task = mlp(digits.info)
     initial = task.init_params(0)

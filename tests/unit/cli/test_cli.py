@@ -1,0 +1,86 @@
+import csv
+import io
+import json
+
+from typer.testing import CliRunner
+
+from accord.cli.main import app
+
+runner = CliRunner()
+
+FED = """
+[federation]
+name = "cli-test"
+rounds = 2
+seed = 3
+[data]
+dataset = "wine"
+sites = 3
+[task]
+factory = "accord.task.numpy_task:softmax_regression"
+[simulation]
+workers = 0
+[store]
+directory = "{dir}"
+"""
+
+
+def _simulate(tmp_path, *extra):
+    config = tmp_path / "fed.toml"
+    config.write_text(FED.format(dir=tmp_path / "runs"))
+    return runner.invoke(app, ["simulate", str(config), "--json", *extra])
+
+
+def test_simulate_json_then_list_show_and_export(tmp_path):
+    result = _simulate(tmp_path)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    run_id = out["run_id"]
+    assert [r["status"] for r in out["rounds"]] == ["completed", "completed"]
+
+    listed = runner.invoke(app, ["runs", "--dir", str(tmp_path / "runs"), "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
+
+    shown = runner.invoke(
+        app, ["runs", "show", run_id, "--dir", str(tmp_path / "runs")]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "3/3" in shown.stdout
+
+    exported = runner.invoke(
+        app,
+        ["runs", "export", run_id, "--format", "csv", "--dir", str(tmp_path / "runs")],
+    )
+    assert exported.exit_code == 0, exported.output
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert {r["scope"] for r in rows} >= {"central", "federated", "site"}
+    assert {int(r["round"]) for r in rows} == {1, 2}
+
+
+def test_invalid_config_exits_2_naming_the_key(tmp_path):
+    config = tmp_path / "fed.toml"
+    config.write_text('[data]\ndataset = "wine"\nsites = 0\n[task]\nfactory = "a:b"\n')
+    result = runner.invoke(app, ["simulate", str(config)])
+    assert result.exit_code == 2
+    assert "data.sites" in result.output
+
+
+def test_unknown_run_exits_4(tmp_path):
+    result = runner.invoke(app, ["runs", "show", "nope", "--dir", str(tmp_path)])
+    assert result.exit_code == 4
+    assert "no run 'nope'" in result.output
+
+
+def test_datasets_lists_the_bundled_tables():
+    result = runner.invoke(app, ["datasets", "--json"])
+    assert result.exit_code == 0, result.output
+    names = {d["name"] for d in json.loads(result.stdout)}
+    assert {
+        "covid_testing",
+        "lending_club",
+        "mlc_churn",
+        "digits",
+        "breast_cancer",
+        "wine",
+    } <= names
