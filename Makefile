@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an open range would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[datasets,sklearn,torch,dev]"
+	$(BIN)/pip install --quiet -e ".[datasets,sklearn,torch,deploy,postgres,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,8 +26,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Starts a throwaway PostgreSQL on loopback when PostgreSQL is installed, so the store
+# tests also run against a real server (CI installs it: see .ci/run).
 unit: install
-	$(BIN)/pytest
+	bash scripts/with-postgres.sh $(BIN)/pytest
 
 test: lint typecheck unit
 

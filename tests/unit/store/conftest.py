@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +45,33 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the test server; dropped afterwards.
+
+    The server comes from ``ACCORD_TEST_POSTGRES_URL`` (``scripts/with-postgres.sh``
+    starts one for ``make test``). Under CI its absence fails the run instead of
+    skipping, so a green CI always means the PostgreSQL tests ran.
+    """
+    admin_url = os.environ.get("ACCORD_TEST_POSTGRES_URL")
+    if not admin_url:
+        if os.environ.get("CI"):
+            pytest.fail(
+                "CI must run the store tests against PostgreSQL: "
+                "set ACCORD_TEST_POSTGRES_URL (see scripts/with-postgres.sh)"
+            )
+        pytest.skip("no PostgreSQL server (ACCORD_TEST_POSTGRES_URL unset)")
+    psycopg = pytest.importorskip("psycopg")
+    name = f"accord_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = admin_url.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[RunStore]:
@@ -51,8 +79,10 @@ def store(
     impl: RunStore
     if request.param == "memory":
         impl = MemoryStore(clock=clock)
-    else:
+    elif request.param == "sqlite":
         impl = SqlStore(sqlite_url(tmp_path / "accord.db"), clock=clock)
+    else:
+        impl = SqlStore(request.getfixturevalue("postgres_url"), clock=clock)
     yield impl
     impl.close()
 
