@@ -12,24 +12,35 @@ callers that do not know accord. Messages say what went wrong *and* what to do n
     ├── DatasetError (ValueError)           a dataset or partition cannot be built
     ├── TaskError (RuntimeError)            the user's task failed or misbehaved
     ├── UpdateRejected (ValueError)         an update failed validation
+    │   └── SubmissionRefused               a message was refused on arrival
     ├── RoundFailed (RuntimeError)          a round could not reach its quorum
     ├── RunAborted (RuntimeError)           a run stopped before its last round
-    └── StoreError (RuntimeError)           the store cannot read or write
-        └── RunNotFound (LookupError)       no run with that id
+    ├── StoreError (RuntimeError)           the store cannot read or write
+    │   └── RunNotFound (LookupError)       no run with that id
+    ├── PkiError (ValueError)               a CA, CSR, key or trust file is unusable
+    ├── AuthenticationFailed (PermissionError)  a peer's certificate was refused
+    └── TransportError (ConnectionError)    the coordinator is unreachable or refused us
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 __all__ = [
     "AccordError",
+    "AuthenticationFailed",
     "ConfigError",
     "DatasetError",
     "MissingExtraError",
+    "PkiError",
+    "RefusalKind",
     "RoundFailed",
     "RunAborted",
     "RunNotFound",
     "StoreError",
+    "SubmissionRefused",
     "TaskError",
+    "TransportError",
     "UpdateRejected",
 ]
 
@@ -76,6 +87,27 @@ class UpdateRejected(AccordError, ValueError):
         super().__init__(f"{who} rejected: {reason}")
 
 
+#: Why :class:`SubmissionRefused` refused a message; the transport maps each kind to
+#: one gRPC status code.
+RefusalKind = Literal[
+    "malformed", "mismatch", "duplicate", "stale", "too_large", "corrupt", "forbidden"
+]
+
+
+class SubmissionRefused(UpdateRejected):
+    """A participant's message was refused before it reached the round.
+
+    ``kind`` classifies the refusal (``duplicate``, ``stale`` for a replay or a late
+    message, ``too_large``, ...); ``reason`` is readable and safe to send back.
+    """
+
+    def __init__(
+        self, kind: RefusalKind, reason: str, *, participant: str | None = None
+    ) -> None:
+        self.kind: RefusalKind = kind
+        super().__init__(reason, participant=participant)
+
+
 class RoundFailed(AccordError, RuntimeError):
     """A round ended without enough valid updates; the global model is unchanged."""
 
@@ -104,3 +136,31 @@ class RunNotFound(StoreError, LookupError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run {run_id!r} in the store; `accord runs` lists them")
+
+
+class PkiError(AccordError, ValueError):
+    """A PKI operation cannot proceed: bad name, wrong passphrase, unusable file."""
+
+
+class AuthenticationFailed(AccordError, PermissionError):
+    """A peer's certificate was refused; ``reason`` is readable and safe to log.
+
+    ``name`` is the common name the certificate claims (unverified) when it has one.
+    """
+
+    def __init__(self, reason: str, *, name: str | None = None) -> None:
+        self.reason = reason
+        self.name = name
+        super().__init__(reason)
+
+
+class TransportError(AccordError, ConnectionError):
+    """The coordinator cannot be reached, or it refused this site for good.
+
+    ``code`` is the gRPC status name when the coordinator answered (for example
+    ``UNAUTHENTICATED`` for a revoked certificate), None when it never did.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)

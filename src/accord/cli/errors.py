@@ -10,8 +10,10 @@ from rich.console import Console
 
 from accord.errors import (
     AccordError,
+    AuthenticationFailed,
     ConfigError,
     MissingExtraError,
+    PkiError,
     RoundFailed,
     RunAborted,
     StoreError,
@@ -22,6 +24,8 @@ __all__ = ["EXIT_CODES", "reported"]
 #: Exit code per error class; the first matching entry wins.
 EXIT_CODES: tuple[tuple[type[AccordError], int], ...] = (
     (ConfigError, 2),
+    (PkiError, 2),
+    (AuthenticationFailed, 5),
     (MissingExtraError, 3),
     (StoreError, 4),
     (RunAborted, 1),

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 the run failed or was aborted; 2 invalid configuration or
 arguments; 3 a missing optional dependency; 4 the store could not be used;
-130 interrupted.
+5 a certificate was refused; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from accord.cli.datasets import register as register_datasets
+from accord.cli.pki import register as register_pki
 from accord.cli.runs import register as register_runs
 from accord.cli.simulate import register as register_simulate
 
@@ -47,6 +48,7 @@ def _configure(
 register_simulate(app)
 register_runs(app)
 register_datasets(app)
+register_pki(app)
 
 
 def main() -> None:
