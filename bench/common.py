@@ -115,6 +115,7 @@ def run_accord(
     tag: str,
     timeout_s: float = 900.0,
     extra_args: Sequence[str] = (),
+    keep_doc: bool = False,
 ) -> dict[str, Any]:
     """Run ``accord simulate fed.toml --json`` in ``folder``; measure it from outside.
 
@@ -156,6 +157,7 @@ def run_accord(
     if failed:
         raise RuntimeError(f"accord run {tag}: rounds {failed} did not complete")
     return {
+        **({"doc": doc} if keep_doc else {}),
         "process_wall_s": round(wall, 3),
         "round_s": [round(float(r["duration_s"]), 5) for r in rounds],
         "succeeded": [int(r["succeeded"]) for r in rounds],

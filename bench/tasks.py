@@ -13,6 +13,7 @@ next to the config (``bench/common.py`` does it), options ``params`` and ``tenso
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -92,3 +93,38 @@ class NoiseTask:
 def build(info: DatasetInfo, *, params: int = 1000, tensors: int = 1) -> NoiseTask:
     """Task factory for ``fed.toml``: ``[task] factory = "tasks:build"``."""
     return NoiseTask(info, params=params, tensors=tensors)
+
+
+class FlowerSeededMLP:
+    """accord's W1 MLP, trained with the Flower W1 client's seeds (W1 parity check).
+
+    Flower's ``w_digits.py`` shuffles each client's epoch with a generator seeded by
+    ``1000 * round + partition_id``; accord derives its own seeds. This wrapper gives
+    the training job exactly Flower's seed (the participant's name is its partition
+    id), so that, on the same data split, both frameworks run the same training.
+    """
+
+    def __init__(self, info: DatasetInfo) -> None:
+        from accord.task.torch import mlp
+
+        self.inner = mlp(info)
+
+    def init_params(self, seed: int) -> Params:
+        """The MLP's initial parameters (Flower's ``torch.manual_seed(seed)``)."""
+        return self.inner.init_params(seed)
+
+    def train(
+        self, params: Params, data: ArrayData, config: TrainConfig
+    ) -> TrainResult:
+        """One local run with the seed Flower's client would use."""
+        seed = 1000 * config.round + int(config.participant)
+        return self.inner.train(params, data, dataclasses.replace(config, seed=seed))
+
+    def predict(self, params: Params, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Class probabilities."""
+        return self.inner.predict(params, x)
+
+
+def flower_seeded_mlp(info: DatasetInfo) -> FlowerSeededMLP:
+    """Task factory for the W1 parity run: ``factory = "tasks:flower_seeded_mlp"``."""
+    return FlowerSeededMLP(info)

@@ -21,6 +21,7 @@ from accord.errors import ConfigError
 
 __all__ = [
     "DataConfig",
+    "DeploymentConfig",
     "EvaluationConfig",
     "FedConfig",
     "FederationConfig",
@@ -153,6 +154,36 @@ class StoreConfig(_Section):
     checkpoints: bool = True
 
 
+class DeploymentConfig(_Section):
+    """How ``accord coordinator`` runs the federation across organizations.
+
+    ``participants`` is the roster, in the fixed order that selection and seeds use
+    (the names in the sites' certificates); empty means the sites of ``[data]``, in
+    partition order, as ``accord simulate`` would have them.
+    """
+
+    participants: list[str] = Field(default_factory=list)
+    wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="how long the coordinator waits for every participant to "
+        "connect before the first round",
+    )
+    grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="how long a participant may be disconnected with a job open "
+        "before the job fails",
+    )
+
+    @field_validator("participants")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("participant names must be distinct")
+        return value
+
+
 class FedConfig(_Section):
     """The whole of ``fed.toml``. ``base_dir`` is the folder the file was read from."""
 
@@ -166,6 +197,7 @@ class FedConfig(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     base_dir: str = Field(default=".", exclude=True)
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ __all__ = [
     "OutcomeStatus",
     "ParticipantOutcome",
     "RoundRecord",
+    "RunEvent",
     "RunInfo",
     "RunStatus",
 ]
@@ -77,3 +78,22 @@ class RunInfo:
     rounds_completed: int
     config: Mapping[str, Any]
     summary: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """Something that happened to a run outside any round's outcomes.
+
+    Chiefly a message refused before it reached a round (a replay, a duplicate, an
+    unauthenticated or malformed submission): it changes nothing else, but operators
+    and auditors must be able to see that it was tried. ``kind`` is a short
+    identifier (``duplicate``, ``stale``, ``unauthenticated``, ...), ``detail`` a
+    readable reason; ``round`` and ``participant`` are None when unknown.
+    """
+
+    run_id: str
+    at: datetime
+    round: int | None
+    participant: str | None
+    kind: str
+    detail: str

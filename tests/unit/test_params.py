@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from accord.errors import UpdateRejected
-from accord.params import ParamSpec, Params
+from accord.params import Params, ParamSpec
 
 DTYPES = st.sampled_from([np.float16, np.float32, np.float64])
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from accord.cli.datasets import register as register_datasets
+from accord.cli.deploy import register as register_deploy
 from accord.cli.pki import register as register_pki
 from accord.cli.runs import register as register_runs
 from accord.cli.simulate import register as register_simulate
@@ -48,6 +49,7 @@ def _configure(
 register_simulate(app)
 register_runs(app)
 register_datasets(app)
+register_deploy(app)
 register_pki(app)
 
 

@@ -1,4 +1,13 @@
-"""``accord simulate`` and ``accord demo``: run a federation on this machine."""
+"""``accord simulate`` and ``accord demo``: run a federation on this machine.
+
+``accord simulate fed.toml --resume RUN_ID`` continues a run that stopped (killed,
+interrupted, aborted) after its last recorded round, under the same id. The run's
+stored configuration is the reference: fed.toml, with the same overrides, must
+describe the same federation, or the command stops and lists what differs. Only
+``[simulation]`` and ``[store]`` may change (more workers, a moved store), since they
+do not change the model. Refusing is safer than silently taking the stored config:
+a fed.toml edited since is a mistake to show, not to ignore.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +41,12 @@ _STORE = typer.Option(
     help="SQLAlchemy URL of the store (default: SQLite in store.directory).",
 )
 _CONFIG = typer.Argument(..., exists=True, dir_okay=False, help="fed.toml")
+_RESUME = typer.Option(
+    None,
+    "--resume",
+    metavar="RUN_ID",
+    help="Continue this run after its last recorded round (same fed.toml and options).",
+)
 _JSON = typer.Option(
     False, "--json", help="Print one JSON document instead of progress."
 )
@@ -55,14 +70,19 @@ def _overrides(
     return out
 
 
-def _run(config: FedConfig, *, as_json: bool) -> SimulationResult:
+def _run(
+    config: FedConfig, *, as_json: bool, resume: str | None = None
+) -> SimulationResult:
     directory = Path(config.store.directory)
     store = open_store(config.store.url, default_dir=directory)
     checkpoints = directory / "checkpoints" if config.store.checkpoints else None
     console = Console(stderr=as_json, quiet=as_json)
     try:
+        done = len(store.rounds(resume)) if resume is not None else 0
         with ProgressObserver(
-            console, rounds=config.federation.rounds, metric=config.evaluation.metric
+            console,
+            rounds=max(config.federation.rounds - done, 0),
+            metric=config.evaluation.metric,
         ) as observer:
             n_baselines = config.data.sites + 1 if config.evaluation.baselines else 0
 
@@ -77,6 +97,7 @@ def _run(config: FedConfig, *, as_json: bool) -> SimulationResult:
                 checkpoint_dir=checkpoints,
                 observer=observer,
                 on_baseline=on_baseline,
+                resume=resume,
             )
     finally:
         store.close()
@@ -158,12 +179,13 @@ def simulate_command(
     rounds: int | None = _ROUNDS,
     seed: int | None = _SEED,
     store: str | None = _STORE,
+    resume: str | None = _RESUME,
     as_json: bool = _JSON,
 ) -> None:
     """Run the federation described by a fed.toml on this machine."""
     with reported():
         cfg = load_config(config, **_overrides(workers, rounds, seed, store))
-        _run(cfg, as_json=as_json)
+        _run(cfg, as_json=as_json, resume=resume)
 
 
 def demo_command(

@@ -85,6 +85,7 @@ class Round:
         self._spec = spec
         self._acc = accumulator
         self._outcomes: dict[str, ParticipantOutcome] = {}
+        self._n_selected = len(set(plan.selected))
         self._waiting: dict[str, TrainDone] = {}
         self._next = 0  # index in plan.selected of the next update to fold
         self._total_examples = 0
@@ -119,7 +120,9 @@ class Round:
     @property
     def finished(self) -> bool:
         """True when every selected participant has an outcome."""
-        return not self.pending
+        # Outcomes are only ever recorded for selected participants, once each, so
+        # counting them is enough (``pending`` is O(selected), asked after each event).
+        return len(self._outcomes) >= self._n_selected
 
     def _admit(self, participant: str, round_number: int) -> None:
         if round_number != self.plan.number:

@@ -5,7 +5,9 @@
 a deployment. A participant that raises, hangs past the deadline or sends a bad update
 gets an outcome with the reason and the round goes on with the quorum; a round without
 quorum leaves the model unchanged and is recorded as failed. Each completed round is
-checkpointed and committed to the store before the next one starts.
+checkpointed and committed to the store before the next one starts, so that
+:meth:`Coordinator.resume` can continue a run that stopped (see
+:mod:`accord.coordinator.resume`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from accord.coordinator.executor import (
     TrainDone,
     TrainJob,
 )
+from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan
 from accord.coordinator.selection import derive_seed, select
 from accord.coordinator.strategy import Strategy
-from accord.errors import RoundFailed, RunAborted, UpdateRejected
+from accord.errors import RoundFailed, RunAborted, StoreError, UpdateRejected
 from accord.params import Params
 from accord.records import MetricValue, ParticipantOutcome, RoundRecord
 from accord.task.protocol import TrainConfig
@@ -137,12 +140,58 @@ class Coordinator:
             rounds_planned=cfg.federation.rounds,
         )
         logger.info("run %s started: %d rounds", run_id, cfg.federation.rounds)
-        params, state = initial, self._strategy.init_state(initial)
+        state = self._strategy.init_state(initial)
+        return self._run_from(run_id, 1, (initial, state), (), extra_summary)
+
+    def resume(
+        self,
+        run_id: str,
+        initial: Params,
+        *,
+        extra_summary: Callable[[Params], Mapping[str, Any]] | None = None,
+    ) -> RunResult:
+        """Continue ``run_id`` after its last recorded round; return the final model.
+
+        The run keeps its id; it continues from the checkpoint of its last completed
+        round (``initial`` if none completed) and is marked running again. The
+        configuration must be the one it started with (execution settings aside):
+        :class:`ConfigError` otherwise. The result lists the earlier rounds too.
+        """
+        point = resume_point(
+            self._store, self._checkpoints, run_id, self.config.to_json_dict()
+        )
+        if point.params is None or point.state is None:
+            params, state = initial, self._strategy.init_state(initial)
+        else:
+            params, state = point.params, point.state
+        if params.spec != initial.spec:
+            raise StoreError(
+                f"run {run_id}'s checkpoint does not fit the task's model (its "
+                "tensors differ); resume with the task the run was started with"
+            )
+        self._store.reopen_run(run_id)
+        logger.info("run %s resumed at round %d", run_id, point.next_round)
+        done = tuple(_summary_of(r) for r in point.recorded)
+        return self._run_from(
+            run_id, point.next_round, (params, state), done, extra_summary
+        )
+
+    def _run_from(
+        self,
+        run_id: str,
+        first: int,
+        start: tuple[Params, Params],
+        done: tuple[RoundSummary, ...],
+        extra_summary: Callable[[Params], Mapping[str, Any]] | None,
+    ) -> RunResult:
+        """Run rounds ``first`` to the last from model and state ``start``."""
+        cfg = self.config
+        params, state = start
         self._executor.publish(params)
-        summaries: list[RoundSummary] = []
-        failed_in_a_row = 0
+        summaries = list(done)
+        failed_in_a_row = _failed_in_a_row(summaries)
         try:
-            for number in range(1, cfg.federation.rounds + 1):
+            for number in range(first, cfg.federation.rounds + 1):
                 params, state, summary = self._round(run_id, number, params, state)
                 summaries.append(summary)
                 failed_in_a_row = (
@@ -183,15 +232,21 @@ class Coordinator:
         self._executor.submit_train(number, self._jobs(number, selected))
         self._observer.round_started(number, selected)
         self._collect_updates(rnd, t0)
-        metrics: list[MetricValue] = _train_metrics(rnd.outcomes)
+        outcomes, succeeded = rnd.outcomes, rnd.succeeded
+        metrics: list[MetricValue] = _train_metrics(outcomes)
         reason: str | None = None
         try:
-            delta = rnd.aggregate()
-            params, state = self._strategy.apply(params, delta, state)
+            delta: Params | None = rnd.aggregate()
             status: Literal["completed", "failed"] = "completed"
         except RoundFailed as exc:
-            status, reason = "failed", str(exc)
+            delta, status, reason = None, "failed", str(exc)
             logger.info("round %d failed: %s", number, exc)
+        # The round's accumulator holds a float64 copy of the model: free it before
+        # the next model is computed, checkpointed and recorded.
+        del rnd
+        if delta is not None:
+            params, state = self._strategy.apply(params, delta, state)
+            del delta
         self._executor.publish(params)
         if status == "completed" and self._evaluates(number):
             metrics += self._evaluate(number, params, t0)
@@ -211,7 +266,7 @@ class Coordinator:
                 status=status,
                 global_digest=digest,
                 selected=selected,
-                outcomes=rnd.outcomes,
+                outcomes=outcomes,
                 metrics=tuple(metrics),
                 checkpoint=checkpoint,
             )
@@ -220,7 +275,7 @@ class Coordinator:
             number=number,
             status=status,
             selected=len(selected),
-            succeeded=rnd.succeeded,
+            succeeded=succeeded,
             duration_s=self._clock() - t0,
             global_digest=digest,
             metrics={
@@ -364,3 +419,30 @@ def _last_metrics(summaries: Sequence[RoundSummary]) -> dict[str, float]:
         if summary.status == "completed":
             return dict(summary.metrics)
     return {}
+
+
+def _failed_in_a_row(summaries: Sequence[RoundSummary]) -> int:
+    """How many of the last rounds failed, to carry the abort rule across a resume."""
+    count = 0
+    for summary in reversed(summaries):
+        if summary.status != "failed":
+            break
+        count += 1
+    return count
+
+
+def _summary_of(record: RoundRecord) -> RoundSummary:
+    """A recorded round as the loop would have summarised it (its reason is lost)."""
+    return RoundSummary(
+        number=record.number,
+        status=record.status,
+        selected=len(record.selected),
+        succeeded=sum(o.status == "ok" for o in record.outcomes),
+        duration_s=(record.finished_at - record.started_at).total_seconds(),
+        global_digest=record.global_digest,
+        metrics={
+            f"{m.scope}.{m.name}": m.value
+            for m in record.metrics
+            if m.participant is None
+        },
+    )

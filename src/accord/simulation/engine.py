@@ -54,8 +54,13 @@ def simulate(
     checkpoint_dir: Path | None = None,
     observer: RunObserver | None = None,
     on_baseline: Callable[[str], None] | None = None,
+    resume: str | None = None,
 ) -> SimulationResult:
-    """Run the federation that ``config`` describes and record it in ``store``."""
+    """Run the federation that ``config`` describes and record it in ``store``.
+
+    ``resume`` is the id of a run in ``store`` to continue instead of starting a new
+    one (see :meth:`Coordinator.resume`); ``config`` must be the run's own.
+    """
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
     ctx = build_context(config)
     initial = ctx.task.init_params(config.federation.seed)
@@ -83,7 +88,10 @@ def simulate(
             central_eval=central if has_test else None,
             observer=observer,
         )
-        run = coordinator.run(initial, extra_summary=summarise)
+        if resume is None:
+            run = coordinator.run(initial, extra_summary=summarise)
+        else:
+            run = coordinator.resume(resume, initial, extra_summary=summarise)
     finally:
         executor.close()
     return SimulationResult(run=run, comparison=comparison[0] if comparison else None)

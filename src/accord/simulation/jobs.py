@@ -19,9 +19,18 @@ from accord.data.arrays import ArrayData
 from accord.errors import UpdateRejected
 from accord.evaluation.metrics import evaluate
 from accord.params import Params
-from accord.task.protocol import Task, TrainConfig
+from accord.task.protocol import Task, TrainConfig, TrainResult
 
-__all__ = ["EvalOutcome", "JobError", "TrainOutcome", "run_eval", "run_train"]
+__all__ = [
+    "EvalOutcome",
+    "JobError",
+    "TrainOutcome",
+    "Trained",
+    "run_eval",
+    "run_train",
+    "train",
+    "write_update",
+]
 
 logger = logging.getLogger(__name__)
 _REASON_LIMIT = 500
@@ -34,6 +43,14 @@ class TrainOutcome:
     num_examples: int
     duration_s: float
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Trained:
+    """The task's result, not yet turned into an update (no buffer needed yet)."""
+
+    result: TrainResult
+    duration_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,20 +80,44 @@ def run_train(
     task: Task, data: ArrayData, global_params: Params, config: TrainConfig, out: Params
 ) -> TrainOutcome | JobError:
     """Train, then write ``local − global`` into ``out`` (same structure as global)."""
+    trained = train(task, data, global_params, config)
+    if isinstance(trained, JobError):
+        return trained
+    return write_update(trained, global_params, out)
+
+
+def train(
+    task: Task, data: ArrayData, global_params: Params, config: TrainConfig
+) -> Trained | JobError:
+    """Run the task's training; the first half of :func:`run_train`."""
     t0 = time.perf_counter()
     try:
         result = task.train(global_params, data, config)
     except Exception as exc:  # the user's code may raise anything; report, don't die
         logger.info("training raised %s", type(exc).__name__)
         return JobError("failed", _describe(exc), time.perf_counter() - t0)
+    return Trained(result, time.perf_counter() - t0)
+
+
+def write_update(
+    trained: Trained, global_params: Params, out: Params
+) -> TrainOutcome | JobError:
+    """Write ``local − global`` into ``out``; the second half of :func:`run_train`.
+
+    The duration reported is the training's plus this step's, not the time between.
+    """
+    t0 = time.perf_counter()
+    result = trained.result
     try:
         global_params.spec.check(result.params)
         for name, g in global_params.items():
             np.subtract(result.params[name], g, out=out[name])
     except UpdateRejected as exc:
-        return JobError("rejected", exc.reason, time.perf_counter() - t0)
+        elapsed = trained.duration_s + time.perf_counter() - t0
+        return JobError("rejected", exc.reason, elapsed)
     metrics = {k: float(v) for k, v in result.metrics.items()}
-    return TrainOutcome(int(result.num_examples), time.perf_counter() - t0, metrics)
+    elapsed = trained.duration_s + time.perf_counter() - t0
+    return TrainOutcome(int(result.num_examples), elapsed, metrics)
 
 
 def run_eval(task: Task, data: ArrayData, params: Params) -> EvalOutcome | JobError:

@@ -12,6 +12,12 @@ task, and the server imports once what every worker needs (accord's worker, the
 dataset's loader, the task's module, or what a task file next to fed.toml imports), in
 parallel with the coordinator; workers then fork from it already warm instead of each
 importing everything again, as they do under ``spawn``.
+
+A worker has as many update slots as fit in a small budget (one for a large model, up
+to 64 for a small one), so that it can run ahead of the coordinator; it trains before
+it takes a slot, so even with one it trains its next site while the coordinator folds
+the previous update. Released slots go back in one message when the coordinator is
+about to wait (or half the slots are waiting), not one message per update.
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ __all__ = ["ProcessExecutor", "preload_modules", "warm_up"]
 
 logger = logging.getLogger(__name__)
 _START_TIMEOUT_S = 300.0
+#: Shared memory for one worker's update slots: as many slots as fit, within bounds.
+_SLOT_BUDGET_BYTES = 4 * 2**20
+_MIN_SLOTS, _MAX_SLOTS = 1, 64
 #: Modules a worker imports to load each kind of dataset (by its source's prefix).
 _DATASET_MODULES: dict[str, tuple[str, ...]] = {
     "sklearn": ("pandas",),  # read from scikit-learn's files, not through it
@@ -66,6 +75,7 @@ class _Handle:
     slots: list[SharedMemory]
     views: list[Params]
     outstanding: dict[_Key, float] = field(default_factory=dict)
+    to_release: list[int] = field(default_factory=list)
     ready: bool = False
 
 
@@ -92,6 +102,10 @@ def _threads_per_worker(workers: int) -> int:
     bit-identical to in-process runs (BLAS splits sums differently per thread count).
     """
     return 1
+
+
+def _slots_for(nbytes: int) -> int:
+    return max(_MIN_SLOTS, min(_MAX_SLOTS, _SLOT_BUDGET_BYTES // max(nbytes, 1)))
 
 
 def _is_local(module: str, base: Path) -> bool:
@@ -166,7 +180,7 @@ class ProcessExecutor:
         spec: ParamSpec,
         *,
         workers: int,
-        slots_per_worker: int = 2,
+        slots_per_worker: int | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("ProcessExecutor needs at least one worker")
@@ -175,7 +189,8 @@ class ProcessExecutor:
         self._index = {p: i for i, p in enumerate(self._participants)}
         self._spec = spec
         self._nbytes = max(spec.packed_nbytes, 1)
-        self._slots_per_worker = slots_per_worker
+        self._slots_per_worker = slots_per_worker or _slots_for(self._nbytes)
+        self._release_batch = max(1, self._slots_per_worker // 2)
         self._ctx = cast("SpawnContext", mp.get_context(config.simulation.start_method))
         self._threads = _threads_per_worker(workers)
         warm_up(config)
@@ -304,6 +319,9 @@ class ProcessExecutor:
         """Wait for the next message from any worker, or a worker's death."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._events:
+            for h in self._handles:  # about to wait: give back what was released
+                if h.to_release:
+                    self._flush(h)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
@@ -315,10 +333,17 @@ class ProcessExecutor:
                 if self._handles[h.index] is not h:
                     continue  # restarted while handling an earlier object of `ready`
                 if not isinstance(obj, int):
-                    self._read(h)
+                    self._read_available(h)
                 elif not h.conn.poll(0):  # read what it sent before it died first
                     self._on_death(h)
         return self._events.popleft()
+
+    def _read_available(self, h: _Handle, limit: int = 64) -> None:
+        """Read what ``h`` has sent, up to ``limit`` messages, without blocking."""
+        for _ in range(limit):
+            self._read(h)
+            if self._handles[h.index] is not h or not h.conn.poll(0):
+                return
 
     def _read(self, h: _Handle) -> None:
         try:
@@ -402,7 +427,13 @@ class ProcessExecutor:
         """Give the slot back to the worker that wrote it."""
         h, slot = self._lent.pop(event.token)
         if self._handles[h.index] is h:  # a restarted worker starts with all slots free
-            self._send(h, {"op": "release", "slot": slot})
+            h.to_release.append(slot)
+            if len(h.to_release) >= self._release_batch:
+                self._flush(h)
+
+    def _flush(self, h: _Handle) -> None:
+        slots, h.to_release = h.to_release, []
+        self._send(h, {"op": "release", "slots": slots})
 
     def _lend(self, h: _Handle, slot: int) -> int:
         self._tokens += 1

@@ -23,7 +23,13 @@ from typing import Any
 from accord.config import FedConfig
 from accord.params import Params, ParamSpec
 from accord.simulation.context import SimContext, build_context
-from accord.simulation.jobs import JobError, run_eval, run_train
+from accord.simulation.jobs import (
+    JobError,
+    TrainOutcome,
+    run_eval,
+    train,
+    write_update,
+)
 from accord.task.protocol import TrainConfig
 
 __all__ = ["WorkerSetup", "worker_main"]
@@ -92,19 +98,34 @@ class _Worker:
                 for p in message["participants"]
             )
         elif op == "release":
-            self.free.append(int(message["slot"]))
+            if "slots" in message:
+                self.free.extend(int(slot) for slot in message["slots"])
+            else:
+                self.free.append(int(message["slot"]))
         elif op == "stop":
             self.running = False
 
     def loop(self) -> None:
         while self.running:
-            if not self.jobs or (self.jobs[0]["kind"] == "train" and not self.free):
+            if not self.jobs:
                 self.handle(receive(self.conn))
                 continue
             while self.conn.poll(0):
                 self.handle(receive(self.conn))
             if self.running:
                 self.run(self.jobs.popleft())
+
+    def acquire_slot(self) -> int | None:
+        """A free update slot, waiting for the coordinator to release one if need be.
+
+        Training runs before this, so a worker with one slot trains its next site
+        while the coordinator is still folding the previous update. None: stopping.
+        """
+        while not self.free:
+            if not self.running:
+                return None
+            self.handle(receive(self.conn))
+        return self.free.popleft() if self.running else None
 
     def run(self, job: dict[str, Any]) -> None:
         site = self.sites[job["participant"]]
@@ -134,13 +155,20 @@ class _Worker:
                     },
                 )
             return
-        slot = self.free.popleft()
         config = TrainConfig(**job["config"])
-        out = run_train(
-            self.ctx.task, site.train, self.global_params, config, self.slots[slot]
-        )
+        trained = train(self.ctx.task, site.train, self.global_params, config)
+        slot: int | None = None
+        if isinstance(trained, JobError):
+            out: TrainOutcome | JobError = trained
+        else:
+            slot = self.acquire_slot()
+            if slot is None:
+                return  # told to stop while waiting for a slot
+            out = write_update(trained, self.global_params, self.slots[slot])
+        del trained  # the task's own copy of the model
         if isinstance(out, JobError):
-            self.free.appendleft(slot)
+            if slot is not None:
+                self.free.appendleft(slot)
             send(
                 self.conn,
                 {
@@ -153,6 +181,7 @@ class _Worker:
                 },
             )
             return
+        assert slot is not None  # only a failed training has none
         send(
             self.conn,
             {

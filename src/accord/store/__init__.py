@@ -1,10 +1,12 @@
-"""Persistence of runs: rounds, outcomes and metrics in a database, models on disk.
+"""Persistence of runs: rounds, events and metrics in a database, models on disk.
 
 :class:`RunStore` is the interface the round engine, CLI and dashboard use;
 :class:`SqlStore` implements it on SQLite (default, see :func:`open_store`) or any
-SQLAlchemy URL, :class:`MemoryStore` in memory. :class:`CheckpointStore` keeps each
-round's global model as a verified safetensors file. Importing this package imports
-SQLAlchemy; the pure round engine imports only :mod:`accord.records`.
+SQLAlchemy URL, with its tables kept up to date by Alembic migrations
+(:mod:`accord.store.migrate`); :class:`MemoryStore` implements it in memory.
+:class:`CheckpointStore` keeps each round's global model as a verified safetensors
+file. Importing this package imports SQLAlchemy and Alembic; the pure round engine
+imports only :mod:`accord.records`.
 """
 
 from accord.store.checkpoint import Checkpoint, CheckpointStore
@@ -18,6 +20,7 @@ from accord.store.records import (
     ParticipantOutcome,
     RoundRecord,
     RoundStatus,
+    RunEvent,
     RunInfo,
     RunStatus,
 )
@@ -34,6 +37,7 @@ __all__ = [
     "ParticipantOutcome",
     "RoundRecord",
     "RoundStatus",
+    "RunEvent",
     "RunInfo",
     "RunStatus",
     "RunStore",

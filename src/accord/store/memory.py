@@ -22,6 +22,7 @@ from accord.store.protocol import (
     FinalStatus,
     check_finish,
     check_new_run,
+    check_reopen,
     dump_json,
     new_run_id,
     utc_now,
@@ -29,9 +30,11 @@ from accord.store.protocol import (
 from accord.store.records import (
     MetricValue,
     RoundRecord,
+    RunEvent,
     RunInfo,
     RunStatus,
     check_round,
+    clean_event,
 )
 
 __all__ = ["MemoryStore"]
@@ -51,6 +54,7 @@ class _Run:
     finished_at: datetime | None = None
     summary_json: str | None = None
     rounds: dict[int, RoundRecord] = field(default_factory=dict)
+    events: list[RunEvent] = field(default_factory=list)
 
     def info(self) -> RunInfo:
         completed = sum(r.status == "completed" for r in self.rounds.values())
@@ -161,6 +165,29 @@ class MemoryStore:
                 )
             run.rounds[record.number] = stored
 
+    def record_event(
+        self,
+        run_id: str,
+        *,
+        round: int | None,
+        participant: str | None,
+        kind: str,
+        detail: str,
+    ) -> None:
+        """Keep one event of the run (a refused message)."""
+        who, text = clean_event(
+            round_number=round, participant=participant, kind=kind, detail=detail
+        )
+        with self._lock:
+            run = self._run(run_id)
+            at = self._clock().astimezone(UTC)
+            run.events.append(RunEvent(run_id, at, round, who, kind, text))
+
+    def events(self, run_id: str) -> list[RunEvent]:
+        """The run's events, in the order they were recorded."""
+        with self._lock:
+            return list(self._run(run_id).events)
+
     def finish_run(
         self,
         run_id: str,
@@ -176,6 +203,16 @@ class MemoryStore:
             run.status = status
             run.finished_at = self._clock().astimezone(UTC)
             run.summary_json = summary_json
+
+    def reopen_run(self, run_id: str) -> RunInfo:
+        """Mark a run that did not complete as ``running`` again, to resume it."""
+        with self._lock:
+            run = self._run(run_id)
+            check_reopen(run_id, run.status)
+            run.status = "running"
+            run.finished_at = None
+            run.summary_json = None
+            return run.info()
 
     def list_runs(self) -> list[RunInfo]:
         """Every run, newest first."""

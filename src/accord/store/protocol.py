@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from accord.errors import StoreError
-from accord.store.records import MetricValue, RoundRecord, RunInfo
+from accord.store.records import MetricValue, RoundRecord, RunEvent, RunInfo
 
 __all__ = [
     "FinalStatus",
     "RunStore",
     "check_finish",
     "check_new_run",
+    "check_reopen",
     "dump_json",
     "new_run_id",
     "utc_now",
@@ -39,7 +40,8 @@ class RunStore(Protocol):
     """Where runs, their rounds and their metrics are kept.
 
     A round passed to :meth:`record_round` is durable when the call returns, and is
-    written all at once or not at all: readers never see half a round.
+    written all at once or not at all: readers never see half a round. So is an
+    event passed to :meth:`record_event`.
     """
 
     def create_run(
@@ -52,6 +54,28 @@ class RunStore(Protocol):
         """Store one round atomically; :class:`StoreError` if it is already stored."""
         ...
 
+    def record_event(
+        self,
+        run_id: str,
+        *,
+        round: int | None,
+        participant: str | None,
+        kind: str,
+        detail: str,
+    ) -> None:
+        """Store something that happened outside the rounds, e.g. a refused message.
+
+        ``kind`` is a short identifier (``duplicate``, ``stale``,
+        ``unauthenticated``, ``malformed``, ...); ``detail`` says why, readably.
+        ``participant`` and ``detail`` may quote a peer and are stored cut to a
+        bounded length (see :func:`~accord.store.records.clean_event`).
+        """
+        ...
+
+    def events(self, run_id: str) -> list[RunEvent]:
+        """The run's events, in the order they were recorded."""
+        ...
+
     def finish_run(
         self,
         run_id: str,
@@ -60,6 +84,15 @@ class RunStore(Protocol):
         summary: Mapping[str, Any] | None,
     ) -> None:
         """Mark a run as ended with ``status`` and an optional JSON ``summary``."""
+        ...
+
+    def reopen_run(self, run_id: str) -> RunInfo:
+        """Mark a run that did not complete as ``running`` again; return it.
+
+        For resuming after a crash or an interruption: the finish time and summary
+        are cleared, recorded rounds are kept. A completed run is refused with
+        :class:`StoreError`: there is nothing left to run.
+        """
         ...
 
     def list_runs(self) -> list[RunInfo]:
@@ -135,4 +168,13 @@ def check_finish(status: str) -> None:
         raise StoreError(
             f"cannot finish a run with status {status!r}; use one of "
             f"{', '.join(allowed)}"
+        )
+
+
+def check_reopen(run_id: str, status: str) -> None:
+    """Refuse to reopen a run that completed (what :meth:`RunStore.reopen_run` does)."""
+    if status == "completed":
+        raise StoreError(
+            f"run {run_id} completed all its rounds; there is nothing to resume. "
+            "Start a new run instead"
         )

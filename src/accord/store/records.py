@@ -5,12 +5,13 @@ engine can build them without importing anything of the store (or SQLAlchemy); t
 are re-exported here for the store's callers. :func:`check_round` is the one place
 that decides whether a round can be stored, so that every :class:`RunStore`
 implementation refuses the same records with the same message, before it writes
-anything.
+anything; :func:`clean_event` does the same for events.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Literal, get_args
 
@@ -20,6 +21,7 @@ from accord.records import (
     OutcomeStatus,
     ParticipantOutcome,
     RoundRecord,
+    RunEvent,
     RunInfo,
     RunStatus,
 )
@@ -31,15 +33,23 @@ __all__ = [
     "ParticipantOutcome",
     "RoundRecord",
     "RoundStatus",
+    "RunEvent",
     "RunInfo",
     "RunStatus",
     "check_round",
+    "clean_event",
 ]
 
 RoundStatus = Literal["completed", "failed"]
 #: ``central``: on the coordinator's data; ``federated``: pooled over the sites'
 #: holdouts; ``site``: on one site's holdout; ``train``: from one site's training.
 MetricScope = Literal["central", "federated", "site", "train"]
+
+#: Longest ``detail`` and ``participant`` of an event that are kept; longer ones are
+#: cut (they often quote what a peer sent, which can be anything).
+MAX_EVENT_DETAIL = 2000
+MAX_EVENT_PARTICIPANT = 255
+_EVENT_KIND = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 
 
 def _choice(where: str, field: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -86,3 +96,35 @@ def check_round(record: RoundRecord) -> None:
         _choice(where, "metric scope", metric.scope, get_args(MetricScope))
         if not metric.name:
             raise StoreError(f"{where}: a metric has an empty name")
+
+
+def _fit(text: str, limit: int) -> str:
+    """``text`` cut to ``limit``, without what PostgreSQL refuses in text columns.
+
+    NUL becomes U+FFFD; lone surrogates (from bytes decoded with surrogateescape)
+    become backslash escapes, since they cannot be encoded as UTF-8.
+    """
+    text = text.replace("\x00", "\ufffd")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def clean_event(
+    *, round_number: int | None, participant: str | None, kind: str, detail: str
+) -> tuple[str | None, str]:
+    """Check an event's fields; return its ``participant`` and ``detail`` as stored.
+
+    ``kind`` and ``round_number`` come from accord's own code, so a bad one is a bug
+    and raises :class:`StoreError`. ``participant`` and ``detail`` may quote a peer's
+    message: they are made storable (no NUL, cut to a bounded length) rather than
+    refused, so that recording a refusal cannot itself fail on hostile input.
+    """
+    if not _EVENT_KIND.match(kind):
+        raise StoreError(
+            f"event kind {kind!r} is not a short identifier; use lower-case letters, "
+            "digits, '_', '.' and '-' (at most 32), e.g. 'duplicate'"
+        )
+    if round_number is not None and round_number < 0:
+        raise StoreError(f"event round is {round_number}; pass >= 0, or None")
+    who = None if participant is None else _fit(participant, MAX_EVENT_PARTICIPANT)
+    return who, _fit(detail, MAX_EVENT_DETAIL)

@@ -6,6 +6,9 @@ SQL; the two column types of :mod:`accord.store.columns` smooth over what differ
 (time zones, NaN).
 
 Tables are prefixed ``accord_`` so they can share a PostgreSQL schema with others.
+The tables are created and changed by the Alembic migrations in
+:mod:`accord.store.migrations`, never by ``create_all``; a test checks that the
+migrations produce exactly these models.
 """
 
 from __future__ import annotations
@@ -35,26 +38,25 @@ from accord.store.records import (
     ParticipantOutcome,
     RoundRecord,
     RoundStatus,
+    RunEvent,
     RunInfo,
     RunStatus,
 )
 
 __all__ = [
-    "SCHEMA_VERSION",
     "Base",
+    "EventRow",
     "MetaRow",
     "MetricRow",
     "OutcomeRow",
     "RoundRow",
     "RunRow",
+    "event_from_row",
     "metric_from_row",
     "round_from_row",
     "round_to_row",
     "run_info_from_row",
 ]
-
-#: Bumped whenever the tables change; a store refuses a database of another version.
-SCHEMA_VERSION = 1
 
 _NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -72,7 +74,13 @@ class Base(DeclarativeBase):
 
 
 class MetaRow(Base):
-    """Key-value facts about the database itself (the schema version)."""
+    """Key-value facts about the database itself.
+
+    Its ``schema_version`` row is how accord releases from before the migrations
+    recognised their tables (they accept only ``1``). Migration 0002 sets it to
+    ``2`` so that such a release refuses a migrated database instead of writing to
+    it; the Alembic revision is the authority now.
+    """
 
     __tablename__ = "accord_meta"
 
@@ -178,6 +186,34 @@ class MetricRow(Base):
         CheckConstraint(
             "scope IN ('central', 'federated', 'site', 'train')", name="scope"
         ),
+    )
+
+
+class EventRow(Base):
+    """Something that happened to a run outside its rounds (a refused message)."""
+
+    __tablename__ = "accord_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("accord_runs.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    round: Mapped[int | None]
+    participant: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+def event_from_row(row: EventRow) -> RunEvent:
+    """The record of one event row."""
+    return RunEvent(
+        run_id=row.run_id,
+        at=row.at,
+        round=row.round,
+        participant=row.participant,
+        kind=row.kind,
+        detail=row.detail,
     )
 
 

@@ -4,7 +4,8 @@ Every write is one transaction: a round, its outcomes and its metrics are commit
 together or not at all, and are durable when :meth:`SqlStore.record_round` returns
 (SQLite runs with ``synchronous=FULL``, see :mod:`accord.store.engine`). Reads open a
 short session each, so a dashboard in another process sees each round whole as soon
-as it is committed.
+as it is committed. Opening a store brings the database's tables to this accord's
+schema (:mod:`accord.store.migrate`).
 """
 
 from __future__ import annotations
@@ -18,27 +19,35 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import URL, func, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from accord.errors import RunNotFound, StoreError
 from accord.store import engine as engines
+from accord.store import migrate
 from accord.store.protocol import (
     FinalStatus,
     check_finish,
     check_new_run,
+    check_reopen,
     dump_json,
     new_run_id,
     utc_now,
 )
-from accord.store.records import MetricValue, RoundRecord, RunInfo, check_round
+from accord.store.records import (
+    MetricValue,
+    RoundRecord,
+    RunEvent,
+    RunInfo,
+    check_round,
+    clean_event,
+)
 from accord.store.schema import (
-    SCHEMA_VERSION,
-    Base,
-    MetaRow,
+    EventRow,
     MetricRow,
     RoundRow,
     RunRow,
+    event_from_row,
     metric_from_row,
     round_from_row,
     round_to_row,
@@ -53,11 +62,12 @@ _ID_ATTEMPTS = 5
 
 
 class SqlStore:
-    """:class:`~accord.store.protocol.RunStore` over SQLAlchemy; creates its tables.
+    """:class:`~accord.store.protocol.RunStore` over SQLAlchemy; migrates its tables.
 
     ``url`` is any SQLAlchemy URL (``sqlite:///runs/accord.db``,
     ``postgresql://user@host/db``). ``clock`` returns the current UTC time; tests pass
-    a fake one. Raises :class:`StoreError` if the database cannot be opened.
+    a fake one. Raises :class:`StoreError` if the database cannot be opened or was
+    written by a newer accord.
     """
 
     def __init__(
@@ -70,7 +80,7 @@ class SqlStore:
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._closed = False
         try:
-            self._prepare()
+            migrate.upgrade(self._engine, where=self._where)
         except BaseException:
             self._engine.dispose()
             raise
@@ -103,26 +113,6 @@ class SqlStore:
                 return
             with session.begin():
                 yield session
-
-    def _prepare(self) -> None:
-        """Create missing tables; refuse a database written by another schema."""
-        try:
-            Base.metadata.create_all(self._engine)
-        except SQLAlchemyError as exc:
-            raise StoreError(
-                f"cannot open {self._where}: {engines.reason(exc)}. Check that it "
-                "is a database accord may write, or pass another --store URL"
-            ) from exc
-        with self._session("checking the schema version", write=True) as session:
-            row = session.get(MetaRow, "schema_version")
-            if row is None:
-                session.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif row.value != str(SCHEMA_VERSION):
-                raise StoreError(
-                    f"{self._where} has store schema version {row.value}, this accord "
-                    f"reads version {SCHEMA_VERSION}; use the accord release that "
-                    "wrote it or a fresh database"
-                )
 
     def create_run(
         self, *, name: str, config: Mapping[str, Any], seed: int, rounds_planned: int
@@ -177,6 +167,38 @@ class SqlStore:
             session.add(row)
         logger.debug("recorded round %d of run %s", record.number, record.run_id)
 
+    def record_event(
+        self,
+        run_id: str,
+        *,
+        round: int | None,
+        participant: str | None,
+        kind: str,
+        detail: str,
+    ) -> None:
+        """Store one event of the run (a refused message), durably."""
+        who, text = clean_event(
+            round_number=round, participant=participant, kind=kind, detail=detail
+        )
+        row = EventRow(
+            run_id=run_id,
+            at=self._clock().astimezone(UTC),
+            round=round,
+            participant=who,
+            kind=kind,
+            detail=text,
+        )
+        with self._session(f"recording an event of run {run_id}", write=True) as s:
+            self._existing(s, run_id)
+            s.add(row)
+
+    def events(self, run_id: str) -> list[RunEvent]:
+        """The run's events, in the order they were recorded."""
+        stmt = select(EventRow).where(EventRow.run_id == run_id).order_by(EventRow.id)
+        with self._session(f"reading events of run {run_id}") as session:
+            self._existing(session, run_id)
+            return [event_from_row(row) for row in session.scalars(stmt)]
+
     def finish_run(
         self,
         run_id: str,
@@ -194,6 +216,17 @@ class SqlStore:
             row.status = status
             row.finished_at = self._clock().astimezone(UTC)
             row.summary = summary_json
+
+    def reopen_run(self, run_id: str) -> RunInfo:
+        """Mark a run that did not complete as ``running`` again, to resume it."""
+        with self._session(f"reopening run {run_id}", write=True) as session:
+            row = self._existing(session, run_id)
+            check_reopen(run_id, row.status)
+            row.status = "running"
+            row.finished_at = None
+            row.summary = None
+        logger.info("reopened run %s", run_id)
+        return self.get_run(run_id)
 
     def list_runs(self) -> list[RunInfo]:
         """Every run, newest first."""

@@ -1,8 +1,17 @@
 """Moving updates between sites and the coordinator, and deciding whom to trust.
 
-The PKI needs the ``deploy`` extra (``cryptography``) and imports no grpc:
-:mod:`accord.transport.pki` runs the federation's certificate authority and a site's
-enrolment (keys, CSRs, certificates), :mod:`accord.transport.roster` is the record
-of who was issued what, and :mod:`accord.transport.trust` decides whether a peer's
-certificate belongs to the federation.
+The only package that imports grpc (in :mod:`~accord.transport.server`,
+:mod:`~accord.transport.client`, :mod:`~accord.transport.security` and
+:mod:`~accord.transport.status`); it needs the ``deploy`` extra.
+
+Wire: ``proto/accord.proto`` and its generated modules; :mod:`.messages` (the
+protocol's messages as plain dataclasses) and :mod:`.codec` (the one converter
+between them and protobuf); :mod:`.rpc` (the method table).
+Coordinator side: :mod:`.executor` (``GrpcExecutor``, the round loop's Executor),
+:mod:`.jobs` (admission rules), :mod:`.links` (open task streams),
+:mod:`.spool` (receiving an update to disk), :mod:`.rejections`, :mod:`.server`.
+Participant side: :mod:`.client`. Trust: :mod:`.pki` runs the federation's
+certificate authority and a site's enrolment, :mod:`.roster` is the record of who
+was issued what, :mod:`.trust` decides whether a peer's certificate belongs to the
+federation, and :mod:`.security` applies it to every call.
 """

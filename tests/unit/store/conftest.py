@@ -1,4 +1,4 @@
-"""Fixtures shared by the store tests: both RunStore implementations, records."""
+"""Fixtures shared by the store tests: both RunStore implementations, databases."""
 
 from __future__ import annotations
 
@@ -69,6 +69,15 @@ def postgres_url() -> Iterator[str]:
     yield f"{base}/{name}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "accord.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])

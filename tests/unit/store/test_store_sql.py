@@ -165,16 +165,6 @@ def test_postgresql_without_driver_names_the_extra() -> None:
         SqlStore("postgresql://user:secret@localhost/accord")
 
 
-def test_database_of_another_schema_version_is_refused(tmp_path: Path) -> None:
-    db = tmp_path / "accord.db"
-    SqlStore(_url(db)).close()
-    with closing(sqlite3.connect(db)) as conn, conn:
-        conn.execute("UPDATE accord_meta SET value = '99' WHERE key = 'schema_version'")
-
-    with pytest.raises(StoreError, match="schema version 99"):
-        SqlStore(_url(db))
-
-
 def test_database_errors_become_store_errors(
     tmp_path: Path, make_round: MakeRound
 ) -> None:

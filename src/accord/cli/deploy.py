@@ -1,0 +1,347 @@
+"""``accord coordinator`` and ``accord participant``: a federation for real, on gRPC.
+
+The coordinator listens (mutual TLS unless ``--insecure``), waits for the roster of
+``[deployment]`` to connect, then runs the same round loop as ``accord simulate``:
+only the executor differs. Each site runs ``accord participant``, which dials out
+to the coordinator and serves its tasks on local data until the run ends. gRPC and
+the PKI are imported only when one of these commands runs, so the rest of the CLI
+works without the ``deploy`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from accord.cli.errors import reported
+from accord.cli.progress import ProgressObserver
+from accord.config import FedConfig, load_config
+from accord.errors import ConfigError, RunAborted
+
+if TYPE_CHECKING:
+    from accord.coordinator.runner import RunResult
+    from accord.transport.executor import GrpcExecutor
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+
+def _security(
+    *,
+    insecure: bool,
+    pki: Path | None,
+    trust: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    ca: Path | None,
+    crl: Path | None,
+    allowed: Path | None,
+) -> tuple[Any, Any]:
+    """The coordinator's identity files and trust store (None, None if insecure)."""
+    if insecure:
+        return None, None
+    from accord.transport.enrolment import IdentityFiles, load_identity
+    from accord.transport.trust import TrustStore
+
+    if pki is not None:
+        return load_identity(pki), TrustStore.load(trust or pki)
+    if cert is None or key is None or ca is None:
+        raise ConfigError(
+            "the coordinator needs its certificate: --pki DIR (key.pem, cert.pem, "
+            "ca.pem, crl.pem, roster.json) or --cert, --key and --ca; --insecure "
+            "serves plaintext on loopback only",
+            key="--pki",
+        )
+    identity = IdentityFiles(key.read_bytes(), cert.read_bytes(), ca.read_bytes())
+    if trust is not None:
+        return identity, TrustStore.load(trust)
+    return identity, TrustStore.from_files(ca_cert=ca, crl=crl, allowed_names=allowed)
+
+
+def coordinator_command(
+    config: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="fed.toml")
+    ],
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any).")
+    ] = "127.0.0.1:50051",
+    pki: Annotated[
+        Path | None,
+        typer.Option(
+            "--pki",
+            help="Folder with the coordinator's key.pem, cert.pem, ca.pem "
+            "and the CA's crl.pem and roster.json.",
+        ),
+    ] = None,
+    trust: Annotated[
+        Path | None,
+        typer.Option("--trust", help="Folder with ca.pem, crl.pem, roster.json."),
+    ] = None,
+    cert: Annotated[Path | None, typer.Option("--cert")] = None,
+    key: Annotated[Path | None, typer.Option("--key")] = None,
+    ca: Annotated[Path | None, typer.Option("--ca", help="Trusted CA bundle.")] = None,
+    crl: Annotated[Path | None, typer.Option("--crl")] = None,
+    allowed: Annotated[
+        Path | None, typer.Option("--allowed-names", help="One name a line.")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="SQLAlchemy URL of the store.")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Plaintext, loopback only.")
+    ] = False,
+    rounds: Annotated[int | None, typer.Option("--rounds", "-r")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    port_file: Annotated[
+        Path | None, typer.Option("--port-file", help="Write the bound port here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON.")] = False,
+) -> None:
+    """Coordinate a federation whose participants connect over gRPC."""
+    with reported():
+        overrides: dict[str, dict[str, Any]] = {}
+        if rounds is not None or seed is not None:
+            overrides["federation"] = {
+                k: v for k, v in (("rounds", rounds), ("seed", seed)) if v is not None
+            }
+        if store is not None:
+            overrides["store"] = {"url": store}
+        cfg = load_config(config, **overrides)
+        if insecure:
+            from accord.transport.security import check_insecure_host
+
+            check_insecure_host(listen)
+        identity, trust_store = _security(
+            insecure=insecure,
+            pki=pki,
+            trust=trust,
+            cert=cert,
+            key=key,
+            ca=ca,
+            crl=crl,
+            allowed=allowed,
+        )
+        result, rejections = _coordinate(
+            cfg,
+            listen=listen,
+            identity=identity,
+            trust=trust_store,
+            insecure=insecure,
+            port_file=port_file,
+            quiet=as_json,
+        )
+        if as_json:
+            typer.echo(json.dumps(_as_json(result, rejections), indent=2))
+
+
+def _coordinate(
+    cfg: FedConfig,
+    *,
+    listen: str,
+    identity: Any,
+    trust: Any,
+    insecure: bool,
+    port_file: Path | None,
+    quiet: bool,
+) -> tuple[RunResult, list[dict[str, object]]]:
+    from accord.coordinator.runner import Coordinator
+    from accord.evaluation.metrics import evaluate
+    from accord.params import Params
+    from accord.simulation.context import build_context
+    from accord.store import CheckpointStore, open_store
+    from accord.transport.executor import GrpcExecutor
+    from accord.transport.server import serve
+
+    ctx = build_context(cfg)  # the initial model needs the task and the data's schema
+    initial = ctx.task.init_params(cfg.federation.seed)
+    participants = cfg.deployment.participants or list(ctx.participants)
+    console = Console(stderr=True, quiet=quiet)
+    executor = GrpcExecutor(participants, grace_s=cfg.deployment.grace_s)
+    server = serve(
+        executor, listen=listen, identity=identity, trust=trust, insecure=insecure
+    )
+    directory = Path(cfg.store.directory)
+    run_store = open_store(cfg.store.url, default_dir=directory)
+    try:
+        if port_file is not None:
+            port_file.write_text(f"{server.port}\n", encoding="utf-8")
+        mode = "plaintext" if insecure else "mutual TLS"
+        console.print(
+            f"listening on {server.address} ({mode}); waiting for "
+            f"{len(participants)} participant(s)"
+        )
+        _wait(executor, participants, cfg)
+
+        def central(params: Params) -> Mapping[str, float]:
+            return evaluate(ctx.task, params, ctx.data.test)
+
+        checkpoints = (
+            CheckpointStore(directory / "checkpoints")
+            if cfg.store.checkpoints
+            else None
+        )
+        with ProgressObserver(
+            console, rounds=cfg.federation.rounds, metric=cfg.evaluation.metric
+        ) as observer:
+            result = Coordinator(
+                cfg,
+                executor=executor,
+                store=run_store,
+                checkpoints=checkpoints,
+                central_eval=central if len(ctx.data.test) else None,
+                observer=observer,
+            ).run(initial)
+        refused = executor.rejections.snapshot()
+        for r in refused:  # after the run: the store is not shared with RPC threads
+            run_store.record_event(
+                result.run_id,
+                round=r.round or None,
+                participant=r.participant,
+                kind=r.kind,
+                detail=f"{r.method}: {r.reason}",
+            )
+        console.print(
+            f"run {result.run_id}: final model {result.params.digest()[:16]}; "
+            f"{len(refused)} message(s) refused"
+        )
+        return result, [r.to_json() for r in refused]
+    finally:
+        executor.close()
+        server.stop(5.0)
+        run_store.close()
+
+
+def _wait(executor: GrpcExecutor, participants: list[str], cfg: FedConfig) -> None:
+    connected = executor.wait_for(participants, cfg.deployment.wait_s)
+    missing = sorted(set(participants) - connected)
+    if not missing:
+        return
+    if len(connected) < cfg.selection.min_participants:
+        raise RunAborted(
+            f"only {len(connected)} of {len(participants)} participants connected "
+            f"within {cfg.deployment.wait_s:.0f} s (missing: {', '.join(missing)}); "
+            "check their logs, or raise [deployment] wait_s"
+        )
+    logger.warning("starting without %s: not connected", ", ".join(missing))
+
+
+def _as_json(result: RunResult, rejections: list[dict[str, object]]) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "final_digest": result.params.digest(),
+        "rounds": [
+            {
+                "number": r.number,
+                "status": r.status,
+                "selected": r.selected,
+                "succeeded": r.succeeded,
+                "duration_s": r.duration_s,
+                "global_digest": r.global_digest,
+                "metrics": dict(r.metrics),
+                "reason": r.reason,
+            }
+            for r in result.rounds
+        ],
+        "rejections": rejections,
+    }
+
+
+def participant_command(
+    coordinator: Annotated[
+        str, typer.Option("--coordinator", help="HOST:PORT of the coordinator.")
+    ],
+    data: Annotated[str, typer.Option("--data", help="csv:PATH or sim:FED.TOML#SITE.")],
+    identity: Annotated[
+        Path | None,
+        typer.Option("--identity", help="This site's key.pem, cert.pem, ca.pem."),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="module:object of the task.")
+    ] = None,
+    data_option: Annotated[
+        list[str] | None,
+        typer.Option("--data-option", help="KEY=VALUE for csv data, e.g. target=y."),
+    ] = None,
+    site_log: Annotated[
+        Path | None,
+        typer.Option("--site-log", help="JSON-lines log (default: in --identity)."),
+    ] = None,
+    server_name: Annotated[
+        str | None,
+        typer.Option("--server-name", help="Name in the coordinator's certificate."),
+    ] = None,
+    insecure_name: Annotated[
+        str | None,
+        typer.Option("--insecure", help="Plaintext on loopback, as this name."),
+    ] = None,
+    threads: Annotated[
+        int, typer.Option("--threads", help="BLAS/torch threads for training.")
+    ] = 1,
+    give_up_after: Annotated[
+        float | None,
+        typer.Option("--give-up-after", help="Seconds without contact before exit."),
+    ] = None,
+) -> None:
+    """Serve this site's tasks from a coordinator until its run ends."""
+    with reported():
+        from accord.participant.data import build_task, load_local_data
+        from accord.participant.runtime import ParticipantRuntime
+        from accord.participant.sitelog import SiteLog
+        from accord.transport.client import CoordinatorClient
+        from accord.transport.enrolment import load_identity
+
+        if identity is None and insecure_name is None:
+            raise ConfigError(
+                "pass --identity DIR (this site's certificate), or --insecure NAME "
+                "on loopback",
+                key="--identity",
+            )
+        files = load_identity(identity) if identity is not None else None
+        local = load_local_data(data, options=_options(data_option or []))
+        site_task = build_task(local, task)
+        log_path = site_log or (identity / "site-log.jsonl" if identity else None)
+        log = SiteLog(log_path)
+
+        def connect() -> CoordinatorClient:
+            return CoordinatorClient(
+                coordinator,
+                identity=files,
+                insecure_name=insecure_name,
+                server_name=server_name,
+            )
+
+        try:
+            reason = ParticipantRuntime(
+                connect,
+                site_task,
+                local,
+                log=log,
+                threads=threads,
+                give_up_after_s=give_up_after,
+            ).run()
+        finally:
+            log.close()
+        Console(stderr=True).print(f"the coordinator ended the run: {reason}")
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"{pair!r} is not KEY=VALUE", key="--data-option")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the application."""
+    app.command("coordinator")(coordinator_command)
+    app.command("participant")(participant_command)

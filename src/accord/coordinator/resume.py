@@ -1,0 +1,148 @@
+"""Where a run that stopped early picks up again: its next round, model and state.
+
+Every round is recorded, and a completed one checkpointed, before the next begins,
+so the store says exactly where a run stopped: it resumes at the round after the last
+*recorded* one (a failed round is not run again either), from the model and
+server-optimizer state of the last *completed* one. A round that was running when
+the process died is not in the store (at most its checkpoint was written, and is
+replaced) and runs again from the start; selection and training seeds depend only on
+(seed, round, roster), so it runs exactly as it would have.
+
+A run resumes only with the configuration it was started with: everything that
+shapes the model must be equal. Only the sections that say how this machine runs it
+(``[simulation]``, ``[store]``) may differ. Pure: no store or file-format imports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from accord.config import config_from_mapping
+from accord.errors import ConfigError, StoreError
+from accord.params import Params
+from accord.records import RoundRecord
+
+if TYPE_CHECKING:
+    from accord.store.checkpoint import CheckpointStore
+    from accord.store.protocol import RunStore
+
+__all__ = ["EXECUTION_SECTIONS", "ResumePoint", "check_same_config", "resume_point"]
+
+#: Config sections that say how a run is executed, not what it computes.
+EXECUTION_SECTIONS = frozenset({"simulation", "store"})
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """Where a run continues: ``params``/``state`` are None if no round completed."""
+
+    next_round: int
+    params: Params | None
+    state: Params | None
+    recorded: tuple[RoundRecord, ...]
+
+
+def _differences(stored: Any, current: Any, key: str) -> list[str]:
+    if isinstance(stored, dict) and isinstance(current, dict):
+        out: list[str] = []
+        for name in sorted(set(stored) | set(current), key=str):
+            sub = f"{key}.{name}" if key else str(name)
+            if not key and name in EXECUTION_SECTIONS:
+                continue
+            out += _differences(stored.get(name), current.get(name), sub)
+        return out
+    if stored == current:
+        return []
+    return [f"{key}: run has {json.dumps(stored)}, config has {json.dumps(current)}"]
+
+
+def check_same_config(
+    run_id: str, stored: Mapping[str, Any], current: Mapping[str, Any]
+) -> None:
+    """Raise :class:`ConfigError` listing what differs, execution sections aside.
+
+    The stored config is read through today's config model first, so a setting added
+    since the run started counts as its default rather than as a difference.
+    """
+    try:
+        reference = config_from_mapping(stored).to_json_dict()
+    except ConfigError as exc:
+        raise ConfigError(
+            f"run {run_id} was started with a configuration this accord no longer "
+            f"accepts ({exc}); resume it with the accord release that started it"
+        ) from exc
+    # Compare as the store keeps it: JSON (tuples become lists, and so on).
+    normalised = json.loads(json.dumps(dict(current)))
+    diffs = _differences(reference, normalised, "")
+    if diffs:
+        listed = "\n  ".join(diffs)
+        raise ConfigError(
+            f"run {run_id} was started with another configuration, so resuming it "
+            f"with this one would not continue the same training:\n  {listed}\n"
+            "Resume with the fed.toml and options the run was started with (only "
+            "[simulation] and [store] may differ), or start a new run"
+        )
+
+
+def resume_point(
+    store: RunStore,
+    checkpoints: CheckpointStore | None,
+    run_id: str,
+    config: Mapping[str, Any],
+) -> ResumePoint:
+    """Where ``run_id`` stopped, with its last completed round's checkpoint loaded.
+
+    ``config`` is the configuration to resume with (as JSON data); it must be the
+    run's own (:func:`check_same_config`). :class:`StoreError` if the run completed
+    or its records and checkpoints cannot take it further.
+    """
+    info = store.get_run(run_id)
+    if info.status == "completed":
+        raise StoreError(
+            f"run {run_id} completed all its rounds; there is nothing to resume. "
+            "Start a new run instead"
+        )
+    check_same_config(run_id, info.config, config)
+    recorded = tuple(store.rounds(run_id))
+    _check_numbering(run_id, [r.number for r in recorded])
+    completed = [r for r in recorded if r.status == "completed"]
+    if not completed:
+        return ResumePoint(len(recorded) + 1, None, None, recorded)
+    last = completed[-1]
+    if checkpoints is None:
+        raise StoreError(
+            f"run {run_id} cannot resume without its checkpoints; enable "
+            "store.checkpoints and point store.directory where the run kept them"
+        )
+    path = checkpoints.path(run_id, last.number)
+    if not path.is_file() and last.checkpoint:
+        path = Path(last.checkpoint)  # the run kept them somewhere else
+    checkpoint = checkpoints.load_checkpoint(path)
+    if (checkpoint.run_id, checkpoint.round_number) != (run_id, last.number) or (
+        checkpoint.params.digest() != last.global_digest
+    ):
+        raise StoreError(
+            f"checkpoint {path} is not the model of round {last.number} of run "
+            f"{run_id} that the store recorded; restore that round's checkpoint or "
+            "start a new run"
+        )
+    if "opt" not in checkpoint.extra:
+        raise StoreError(
+            f"checkpoint {path} holds no server-optimizer state; it cannot resume"
+        )
+    return ResumePoint(
+        len(recorded) + 1, checkpoint.params, checkpoint.extra["opt"], recorded
+    )
+
+
+def _check_numbering(run_id: str, numbers: Sequence[int]) -> None:
+    if list(numbers) != list(range(1, len(numbers) + 1)):
+        raise StoreError(
+            f"run {run_id} has rounds {list(numbers)} recorded, not 1 to "
+            f"{len(numbers)} in order; it was not written by accord's round loop "
+            "and cannot be resumed"
+        )

@@ -1,0 +1,135 @@
+"""A site's local data and task, from ``accord participant --data/--task``.
+
+Two sources:
+
+``csv:PATH``
+    The site's own table. Options (``target=COLUMN`` is required; ``categorical``,
+    ``drop``, ``classes`` as for ``accord simulate``) say how to read it. The rows
+    are split into train and holdout (stratified, seeded), and preprocessing is
+    fitted on the site's own train rows. Every site must end up with the same
+    features: name the ``classes`` and use numeric columns, or the same
+    categorical levels everywhere.
+``sim:PATH/TO/fed.toml#SITE``
+    For demonstrations and tests: build exactly the federation ``accord simulate``
+    builds from that file (same seed, same split, same preprocessing) and take the
+    site ``SITE``'s train and holdout. A deployment of such a participant per site
+    trains the same model as the simulation, bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accord.config import load_config
+from accord.data.arrays import ArrayData, DatasetInfo
+from accord.data.federation import build_federation
+from accord.errors import ConfigError
+from accord.simulation.context import build_context
+from accord.task.loading import load_task
+from accord.task.protocol import Task
+
+__all__ = ["LocalData", "build_task", "load_local_data"]
+
+
+@dataclass(frozen=True)
+class LocalData:
+    """One site's rows and, for ``sim:`` data, the federation's own task."""
+
+    name: str
+    info: DatasetInfo
+    train: ArrayData
+    holdout: ArrayData
+    task_reference: str | None = None
+    task: Task | None = field(default=None, compare=False)
+
+
+def load_local_data(
+    source: str,
+    *,
+    options: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    holdout_fraction: float = 0.2,
+) -> LocalData:
+    """Load a site's data from ``csv:PATH`` or ``sim:FED.TOML#SITE``."""
+    kind, _, rest = source.partition(":")
+    if kind == "sim":
+        if options:
+            raise ConfigError("sim: data takes its options from fed.toml", key="--data")
+        return _simulated(rest)
+    if kind == "csv":
+        return _csv(rest, dict(options or {}), seed, holdout_fraction)
+    raise ConfigError(
+        f"unknown data source {source!r}: use csv:PATH or sim:FED.TOML#SITE",
+        key="--data",
+    )
+
+
+def _simulated(rest: str) -> LocalData:
+    path, sep, site = rest.rpartition("#")
+    if not sep or not path or not site:
+        raise ConfigError(
+            f"sim:{rest} must name a site: sim:PATH/TO/fed.toml#SITE", key="--data"
+        )
+    config = load_config(path)
+    ctx = build_context(config)
+    try:
+        chosen = ctx.site(site)
+    except KeyError:
+        names = ", ".join(ctx.participants)
+        raise ConfigError(
+            f"{path} has no site {site!r}; its sites are {names}", key="--data"
+        ) from None
+    return LocalData(
+        name=site,
+        info=ctx.data.info,
+        train=chosen.train,
+        holdout=chosen.holdout,
+        task_reference=config.task.factory,
+        task=ctx.task,
+    )
+
+
+def _csv(
+    path: str, options: dict[str, Any], seed: int, holdout_fraction: float
+) -> LocalData:
+    if not Path(path).is_file():
+        raise ConfigError(f"no CSV file at {path}", key="--data")
+    if "target" not in options:
+        raise ConfigError(
+            "csv data needs the label column: --data-option target=COLUMN",
+            key="--data-option",
+        )
+    data = build_federation(
+        f"csv:{Path(path).resolve()}",
+        partition="iid",
+        sites=1,
+        seed=seed,
+        test_fraction=0.0,
+        holdout_fraction=holdout_fraction,
+        min_site_size=1,
+        options=options,
+    )
+    site = data.sites[0]
+    return LocalData(Path(path).stem, data.info, site.train, site.holdout)
+
+
+def build_task(
+    data: LocalData,
+    reference: str | None,
+    *,
+    options: Mapping[str, Any] | None = None,
+    base_dir: Path | str = ".",
+) -> Task:
+    """The task ``reference`` names, built for ``data``; sim: data's own by default."""
+    if (
+        data.task is not None
+        and reference in (None, data.task_reference)
+        and not options
+    ):
+        return data.task
+    if reference is None:
+        raise ConfigError("name the task: --task module:object", key="--task")
+    return load_task(reference, data.info, options=options, base_dir=base_dir)

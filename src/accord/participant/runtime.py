@@ -1,0 +1,302 @@
+"""The participant runtime: dial out, take tasks, train locally, send updates.
+
+:class:`ParticipantRuntime` keeps a task stream open to the coordinator and runs
+each task it receives, one at a time: fetch the global model the task names and
+check its digest, run :func:`~accord.simulation.jobs.run_train` or
+:func:`~accord.simulation.jobs.run_eval` (the same code a simulation worker runs,
+with the same single BLAS thread by default, so a deployment reproduces a
+simulation bit for bit) and stream the result back. A job that fails, or a result
+the coordinator refuses, is reported with its reason so that the round need not
+wait for its deadline. When the stream breaks the runtime dials again after an
+exponential backoff with jitter; it stops when the coordinator says goodbye, when
+its certificate is refused (no retry changes that), or when asked to.
+
+Everything received, sent (sizes, digests) and refused goes to the
+:class:`~accord.participant.sitelog.SiteLog`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from threadpoolctl import threadpool_limits
+
+from accord.errors import SubmissionRefused, TransportError
+from accord.params import Params
+from accord.participant.backoff import Backoff
+from accord.participant.data import LocalData
+from accord.participant.sitelog import SiteLog
+from accord.simulation.jobs import JobError, run_eval, run_train
+from accord.task.protocol import Task
+from accord.transport.messages import (
+    EvalReport,
+    FailureReport,
+    Goodbye,
+    PackedHeader,
+    TaskOrder,
+    UpdateHeader,
+    Welcome,
+)
+
+if TYPE_CHECKING:  # the runtime itself needs no grpc: tests drive it with a fake
+    from accord.transport.client import CoordinatorClient
+
+__all__ = ["ParticipantRuntime"]
+
+logger = logging.getLogger(__name__)
+
+#: Refusals after which the site reports the job failed (the others, a duplicate
+#: or a stale message, mean the coordinator already has its answer or moved on).
+_REPORT_AFTER = frozenset({"mismatch", "malformed", "too_large", "corrupt"})
+
+
+class ParticipantRuntime:
+    """Serves one site's tasks until the coordinator ends the run."""
+
+    def __init__(
+        self,
+        connect: Callable[[], CoordinatorClient],
+        task: Task,
+        data: LocalData,
+        *,
+        log: SiteLog | None = None,
+        backoff: Backoff | None = None,
+        threads: int | None = 1,
+        give_up_after_s: float | None = None,
+    ) -> None:
+        self._connect = connect
+        self._task = task
+        self._data = data
+        self.log = log or SiteLog()
+        self._backoff = backoff or Backoff()
+        self._threads = threads
+        self._give_up_after_s = give_up_after_s
+        self._answered: set[tuple[str, int, str]] = set()
+        self._model: tuple[str, Params] | None = None
+
+    def run(self, stop: threading.Event | None = None) -> str:
+        """Serve tasks; return the coordinator's goodbye (or ``"stopped"``)."""
+        stop = stop or threading.Event()
+        failures, last_contact = 0, time.monotonic()
+        while not stop.is_set():
+            client = self._connect()
+            try:
+                for message in client.subscribe():
+                    failures, last_contact = 0, time.monotonic()
+                    if isinstance(message, Goodbye):
+                        self.log.record("goodbye", reason=message.reason)
+                        return message.reason
+                    if isinstance(message, Welcome):
+                        self.log.record(
+                            "connected", run_id=message.run_id, round=message.round
+                        )
+                    else:
+                        self._handle(client, message)
+                self.log.record("disconnected", reason="the task stream ended")
+            except SubmissionRefused as exc:
+                self.log.record(
+                    "refused_by_coordinator", kind=exc.kind, reason=exc.reason
+                )
+                raise TransportError(
+                    f"the coordinator refused this site: {exc.reason}", code=exc.kind
+                ) from None
+            except TransportError as exc:
+                self.log.record("disconnected", code=exc.code, reason=str(exc))
+                if exc.code == "UNAUTHENTICATED":
+                    raise
+            finally:
+                client.close()
+            waited = time.monotonic() - last_contact
+            if self._give_up_after_s is not None and waited > self._give_up_after_s:
+                raise TransportError(
+                    f"no contact with the coordinator for {waited:.0f} s; giving up"
+                )
+            stop.wait(self._backoff.delay(failures))
+            failures += 1
+        return "stopped"
+
+    # One task.
+
+    def _handle(self, client: CoordinatorClient, order: TaskOrder) -> None:
+        key = (order.run_id, order.round, order.kind)
+        if key in self._answered:
+            self.log.record("ignored_repeat", round=order.round, kind=order.kind)
+            return
+        self.log.record(
+            "received_task",
+            run_id=order.run_id,
+            round=order.round,
+            kind=order.kind,
+            model_digest=order.model_digest,
+        )
+        try:
+            params = self._fetch(client, order)
+        except SubmissionRefused as exc:
+            self._refuse(client, order, f"the global model is unusable: {exc.reason}")
+            return
+        if order.kind == "train":
+            self._train(client, order, params)
+        else:
+            self._evaluate(client, order, params)
+
+    def _fetch(self, client: CoordinatorClient, order: TaskOrder) -> Params:
+        if self._model is not None and self._model[0] == order.model_digest:
+            return self._model[1]
+        header, buffer = client.fetch_model(order.run_id, order.model_digest)
+        params = header.spec.view(buffer)
+        actual = params.digest()
+        if actual != order.model_digest or header.digest != order.model_digest:
+            raise SubmissionRefused(
+                "corrupt",
+                f"its digest is {actual[:16]}…, the task named "
+                f"{order.model_digest[:16]}…",
+            )
+        self.log.record(
+            "fetched_model", round=order.round, bytes=len(buffer), digest=actual
+        )
+        self._model = (actual, params)
+        return params
+
+    def _train(
+        self, client: CoordinatorClient, order: TaskOrder, params: Params
+    ) -> None:
+        config = order.config
+        if config is None or config.round != order.round:
+            self._refuse(client, order, "the training configuration does not match")
+            return
+        spec = params.spec
+        buffer = bytearray(spec.packed_nbytes)
+        out = spec.view(buffer, writable=True)
+        with self._limits():
+            result = run_train(self._task, self._data.train, params, config, out)
+        if isinstance(result, JobError):
+            self._fail(
+                client, order, result.reason, refused=result.status == "rejected"
+            )
+            return
+        digest = out.digest()
+        header = UpdateHeader(
+            run_id=order.run_id,
+            round=order.round,
+            base_digest=order.model_digest,
+            params=PackedHeader(spec, spec.packed_nbytes, digest),
+            num_examples=result.num_examples,
+            duration_s=result.duration_s,
+            metrics=_finite(result.metrics),
+        )
+        try:
+            receipt = client.submit_update(header, buffer)
+        except SubmissionRefused as exc:
+            self._refused_by_coordinator(client, order, exc)
+            return
+        self._answered.add((order.run_id, order.round, order.kind))
+        self.log.record(
+            "sent_update",
+            round=order.round,
+            bytes=len(buffer),
+            digest=digest,
+            num_examples=result.num_examples,
+            receipt_digest=receipt.digest,
+        )
+
+    def _evaluate(
+        self, client: CoordinatorClient, order: TaskOrder, params: Params
+    ) -> None:
+        with self._limits():
+            result = run_eval(self._task, self._data.holdout, params)
+        if isinstance(result, JobError):
+            self._fail(client, order, result.reason, refused=False)
+            return
+        report = EvalReport(
+            run_id=order.run_id,
+            round=order.round,
+            model_digest=order.model_digest,
+            metrics=_finite(result.metrics),
+            num_examples=result.num_examples,
+            duration_s=result.duration_s,
+        )
+        try:
+            client.submit_eval(report)
+        except SubmissionRefused as exc:
+            self._refused_by_coordinator(client, order, exc)
+            return
+        self._answered.add((order.run_id, order.round, order.kind))
+        self.log.record(
+            "sent_eval", round=order.round, num_examples=result.num_examples
+        )
+
+    # Failures and refusals.
+
+    def _refuse(self, client: CoordinatorClient, order: TaskOrder, reason: str) -> None:
+        """Decline the task (the site will not or cannot run it)."""
+        self.log.record(
+            "refused_task", round=order.round, kind=order.kind, reason=reason
+        )
+        self._fail(client, order, reason, refused=True, record=False)
+
+    def _fail(
+        self,
+        client: CoordinatorClient,
+        order: TaskOrder,
+        reason: str,
+        *,
+        refused: bool,
+        record: bool = True,
+    ) -> None:
+        if record:
+            self.log.record(
+                "job_failed", round=order.round, kind=order.kind, reason=reason
+            )
+        report = FailureReport(
+            order.run_id, order.round, order.kind, reason, refused=refused
+        )
+        try:
+            client.report_failure(report)
+        except SubmissionRefused as exc:
+            self.log.record("refused_by_coordinator", kind=exc.kind, reason=exc.reason)
+        self._answered.add((order.run_id, order.round, order.kind))
+
+    def _refused_by_coordinator(
+        self, client: CoordinatorClient, order: TaskOrder, exc: SubmissionRefused
+    ) -> None:
+        self.log.record(
+            "refused_by_coordinator",
+            round=order.round,
+            kind=order.kind,
+            refusal=exc.kind,
+            reason=exc.reason,
+        )
+        if exc.kind in _REPORT_AFTER:
+            reason = f"the coordinator refused the result: {exc.reason}"
+            self._fail(client, order, reason, refused=True, record=False)
+        else:
+            self._answered.add((order.run_id, order.round, order.kind))
+
+    @contextlib.contextmanager
+    def _limits(self) -> Iterator[None]:
+        """Run the user's code with this site's BLAS/torch thread count."""
+        if self._threads is None:
+            yield
+            return
+        torch = sys.modules.get("torch")
+        saved = torch.get_num_threads() if torch is not None else None
+        if torch is not None:
+            torch.set_num_threads(self._threads)
+        try:
+            with threadpool_limits(limits=self._threads):
+                yield
+        finally:
+            if torch is not None and saved is not None:
+                torch.set_num_threads(saved)
+
+
+def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Metrics the wire accepts (a non-finite value would refuse the whole message)."""
+    return {k: float(v) for k, v in metrics.items() if math.isfinite(v)}

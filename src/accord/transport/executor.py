@@ -1,0 +1,377 @@
+"""The coordinator's side of a deployment: an :class:`Executor` over gRPC streams.
+
+:class:`GrpcExecutor` is what the round loop and the RPC handlers share: the open
+task streams (:class:`~accord.transport.links.Links`), the published global model,
+the book of jobs (:class:`~accord.transport.jobs.JobBook`) and the queue of events.
+The handlers of :mod:`accord.transport.server` call its ``subscribe``, ``model``
+and ``receive_*`` methods with the participant's name *as its certificate proved
+it*; the round loop calls the :class:`~accord.coordinator.executor.Executor`
+methods. Nothing here touches a socket, so every admission rule is tested without
+one.
+
+A refused message changes nothing: the job stays open (the participant may still
+send a correct update before the deadline), the round never sees the message, and
+the server records the refusal with :meth:`GrpcExecutor.reject`. An accepted update
+reaches the round as a read-only view on its spool file
+(:class:`~accord.transport.spool.SpooledUpdate`), deleted on :meth:`release`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from accord.coordinator.executor import EvalDone, Event, JobFailed, TrainDone, TrainJob
+from accord.errors import RunAborted, SubmissionRefused
+from accord.params import Params
+from accord.transport.codec import Chunk
+from accord.transport.jobs import JobBook, check_update_header
+from accord.transport.links import Links
+from accord.transport.messages import (
+    EvalReport,
+    FailureReport,
+    Goodbye,
+    PackedHeader,
+    Receipt,
+    TaskOrder,
+    UpdateHeader,
+    Welcome,
+)
+from accord.transport.rejections import Rejection, RejectionLog
+from accord.transport.spool import SpooledUpdate
+
+__all__ = ["GrpcExecutor", "ParticipantState", "Published"]
+
+logger = logging.getLogger(__name__)
+_POLL_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The global model as FetchModel streams it: header and packed bytes."""
+
+    header: PackedHeader
+    buffer: bytearray  # never written to once published
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantState:
+    """What :meth:`GrpcExecutor.status` reports about one participant."""
+
+    name: str
+    connected: bool
+    last_round: int
+
+
+class GrpcExecutor:
+    """Runs jobs at participants connected over gRPC; see the module docstring.
+
+    ``participants`` is the federation's roster in the fixed order the round loop
+    selects and seeds by. ``grace_s`` is how long a participant may stay
+    disconnected with a job waiting before the job fails (one that reconnects
+    within it gets the job again). ``run_id`` names the run on the wire: messages
+    of any other run are refused as stale.
+    """
+
+    def __init__(
+        self,
+        participants: Sequence[str],
+        *,
+        run_id: str | None = None,
+        spool_dir: Path | None = None,
+        grace_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not participants or len(set(participants)) != len(participants):
+            raise ValueError("participants must be distinct names, at least one")
+        self._participants = tuple(participants)
+        self.run_id = run_id or uuid.uuid4().hex
+        self._tmp = tempfile.TemporaryDirectory(prefix="accord-spool-", dir=spool_dir)
+        self.spool_dir = Path(self._tmp.name)
+        self._grace_s = grace_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._jobs = JobBook(self.run_id, self._participants)
+        self._links = Links(self.run_id, clock)
+        self._events: queue.Queue[Event] = queue.Queue()
+        self._model: Published | None = None
+        self._held: dict[int, SpooledUpdate] = {}
+        self._tokens = 0
+        self._stop_reason: str | None = None
+        self._closed = False
+        self.rejections = RejectionLog()
+
+    # The Executor protocol, called by the round loop.
+
+    @property
+    def participants(self) -> tuple[str, ...]:
+        """The roster, in the configured order."""
+        return self._participants
+
+    def publish(self, params: Params) -> None:
+        """Pack ``params`` once; every FetchModel streams these bytes."""
+        spec = params.spec
+        header = PackedHeader(spec, spec.packed_nbytes, params.digest())
+        self._model = Published(header, spec.pack(params))
+
+    def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:
+        """Push a train task to each participant's stream."""
+        digest = self._require_model().header.digest
+        for job in jobs:
+            order = TaskOrder(self.run_id, round_number, "train", digest, job.config)
+            self._dispatch(job.participant, order)
+
+    def submit_eval(self, round_number: int, participants: Sequence[str]) -> None:
+        """Push an eval task to each participant's stream."""
+        digest = self._require_model().header.digest
+        for p in participants:
+            self._dispatch(p, TaskOrder(self.run_id, round_number, "eval", digest))
+
+    def next_event(self, timeout: float | None) -> Event | None:
+        """The next event; raises RunAborted once an admin asked to stop."""
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            if self._stop_reason is not None:
+                raise RunAborted(self._stop_reason)
+            self._fail_disconnected()
+            wait = _POLL_S
+            if deadline is not None:
+                wait = min(wait, deadline - self._clock())
+            try:
+                return self._events.get(timeout=max(wait, 0.0))
+            except queue.Empty:
+                if deadline is not None and self._clock() >= deadline:
+                    return None
+
+    def release(self, event: TrainDone) -> None:
+        """Delete the spool file behind ``event.update``."""
+        with self._lock:
+            spooled = self._held.pop(event.token, None)
+        if spooled is not None:
+            spooled.discard()
+
+    def abandon(self, round_number: int, participants: Sequence[str]) -> None:
+        """Close these jobs: late results are refused as stale."""
+        with self._lock:
+            self._jobs.abandon(round_number, participants)
+
+    def close(self) -> None:
+        """Say goodbye on every stream and delete the spool directory."""
+        with self._lock:
+            self._closed = True
+            held = list(self._held.values())
+            self._held.clear()
+        self._links.close(Goodbye(self.run_id, self._stop_reason or "run finished"))
+        for spooled in held:
+            spooled.discard()
+        self._tmp.cleanup()
+
+    # Connections, called by the Subscribe handler and the CLI.
+
+    def subscribe(
+        self, name: str, is_active: Callable[[], bool]
+    ) -> Iterator[TaskOrder | Goodbye | Welcome]:
+        """``name``'s task stream: a welcome, its waiting jobs again, then new ones."""
+        with self._lock:
+            self._jobs.check_member(name)
+            link = self._links.open(name)
+            first: list[Welcome | TaskOrder] = [Welcome(self.run_id, self._jobs.round)]
+            first += self._jobs.waiting(name)
+        return self._links.stream(link, first, is_active)
+
+    def wake(self, name: str) -> None:
+        """Unblock ``name``'s stream so its handler notices a cancelled call."""
+        self._links.wake(name)
+
+    def wait_for(self, names: Sequence[str], timeout: float) -> frozenset[str]:
+        """Block until every one of ``names`` is connected or ``timeout`` passes."""
+        return self._links.wait_for(names, timeout)
+
+    def check_member(self, name: str) -> None:
+        """Refuse a certificate holder who is not on this run's roster."""
+        self._jobs.check_member(name)
+
+    # Messages, called by the RPC handlers with the authenticated name.
+
+    def model(self, name: str, run_id: str, digest: str) -> Published:
+        """The published model, if ``digest`` is still the current one."""
+        self._jobs.check_member(name)
+        self._jobs.check_run(run_id)
+        model = self._require_model()
+        if digest != model.header.digest:
+            raise SubmissionRefused(
+                "stale",
+                f"model {digest[:16]}… is no longer published; the current one is "
+                f"{model.header.digest[:16]}…",
+            )
+        return model
+
+    def receive_update(
+        self, name: str, parts: Iterator[UpdateHeader | Chunk]
+    ) -> Receipt:
+        """Admit, spool and check one update stream; queue its TrainDone."""
+        header = next(parts, None)
+        if not isinstance(header, UpdateHeader):
+            raise SubmissionRefused(
+                "malformed", "an update stream must start with its header"
+            )
+        with self._lock:
+            job = self._jobs.admit(name, "train", header.round, header.run_id)
+            check_update_header(header, self._require_model().header, job)
+            job.state = "receiving"
+        try:
+            spooled = SpooledUpdate(
+                self.spool_dir,
+                header.params.spec,
+                digest=header.params.digest,
+                num_examples=header.num_examples,
+                label=f"{name}-r{header.round}",
+            )
+        except BaseException:
+            with self._lock:
+                self._jobs.reopen(name, header.round)
+            raise
+        try:
+            for part in parts:
+                if not isinstance(part, Chunk):
+                    raise SubmissionRefused("malformed", "a second header")
+                spooled.write(part.offset, part.data)
+            update = spooled.finish()
+            return self._accept(name, header, spooled, update)
+        except BaseException:
+            spooled.discard()
+            with self._lock:
+                self._jobs.reopen(name, header.round)
+            raise
+
+    def _accept(
+        self, name: str, header: UpdateHeader, spooled: SpooledUpdate, update: Params
+    ) -> Receipt:
+        with self._lock:
+            job = self._jobs.get(name, "train", header.round)
+            if job is None or job.state != "receiving" or self._closed:
+                raise SubmissionRefused(
+                    "stale", f"round {header.round} closed while the update arrived"
+                )
+            job.state = "done"
+            self._tokens += 1
+            self._held[self._tokens] = spooled
+            self._events.put(
+                TrainDone(
+                    participant=name,
+                    round=header.round,
+                    update=update,
+                    num_examples=header.num_examples,
+                    duration_s=header.duration_s,
+                    metrics=dict(header.metrics),
+                    update_digest=header.params.digest,
+                    token=self._tokens,
+                )
+            )
+        digest = header.params.digest
+        return Receipt(self.run_id, header.round, name, digest, spooled.total)
+
+    def receive_eval(self, name: str, report: EvalReport) -> Receipt:
+        """Accept a site's scores of the model its eval job named."""
+        with self._lock:
+            job = self._jobs.admit(name, "eval", report.round, report.run_id)
+            if report.model_digest != job.order.model_digest:
+                raise SubmissionRefused(
+                    "stale", "these scores are of another model than the job's"
+                )
+            if report.num_examples <= 0:
+                raise SubmissionRefused("mismatch", "num_examples must be positive")
+            job.state = "done"
+            self._events.put(
+                EvalDone(
+                    name,
+                    report.round,
+                    dict(report.metrics),
+                    report.num_examples,
+                    report.duration_s,
+                )
+            )
+        return Receipt(self.run_id, report.round, name, report.model_digest)
+
+    def receive_failure(self, name: str, report: FailureReport) -> Receipt:
+        """Record that a job of ``name`` produced nothing usable."""
+        with self._lock:
+            job = self._jobs.admit(name, report.kind, report.round, report.run_id)
+            job.state = "failed"
+            prefix = "refused by the site: " if report.refused else ""
+            self._events.put(
+                JobFailed(
+                    name,
+                    report.round,
+                    report.kind,
+                    "rejected" if report.refused else "failed",
+                    prefix + report.reason,
+                    report.duration_s,
+                )
+            )
+        return Receipt(self.run_id, report.round, name)
+
+    def reject(
+        self, name: str | None, method: str, exc: SubmissionRefused, round_number: int
+    ) -> Rejection:
+        """Keep and log a refusal (the server calls it before answering)."""
+        return self.rejections.add(
+            participant=name,
+            method=method,
+            round=round_number,
+            kind=exc.kind,
+            reason=exc.reason,
+        )
+
+    # Admin.
+
+    def status(self) -> tuple[int, tuple[ParticipantState, ...], bool]:
+        """Current round, each participant's state, and whether a stop was asked."""
+        connected = self._links.connected()
+        with self._lock:
+            states = tuple(
+                ParticipantState(p, p in connected, self._jobs.last_train(p))
+                for p in self._participants
+            )
+            return self._jobs.round, states, self._stop_reason is not None
+
+    def stop(self, reason: str) -> None:
+        """Make the round loop stop: its next wait raises RunAborted(reason)."""
+        self._stop_reason = reason
+
+    # Internals.
+
+    def _require_model(self) -> Published:
+        if self._model is None:
+            raise RuntimeError("publish() the global model before submitting jobs")
+        return self._model
+
+    def _dispatch(self, name: str, order: TaskOrder) -> None:
+        with self._lock:
+            job = self._jobs.open(name, order)
+            sent = self._links.send(name, order)
+            if not sent:
+                job.state = "failed"
+        if not sent:
+            reason = "not connected: the participant has no open task stream"
+            self._events.put(JobFailed(name, order.round, order.kind, "failed", reason))
+
+    def _fail_disconnected(self) -> None:
+        gone = self._links.gone_longer_than(self._grace_s)
+        if not gone:
+            return
+        with self._lock:
+            failed = self._jobs.fail_waiting(gone)
+        reason = f"lost the connection for more than {self._grace_s:.0f} s"
+        for job in failed:
+            o = job.order
+            self._events.put(
+                JobFailed(job.participant, o.round, o.kind, "failed", reason)
+            )

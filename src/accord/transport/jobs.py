@@ -1,0 +1,176 @@
+"""The coordinator's book of jobs, and the rules for admitting a participant's message.
+
+Every job the round loop submits is opened here, keyed by participant, kind and
+round, and moves ``sent`` → ``receiving`` (an update is streaming in) → ``done``, or
+to ``failed`` or ``abandoned``. A message is admitted only against an open job of
+its sender; everything else is a :class:`~accord.errors.SubmissionRefused` whose
+kind says why: another run or a replay from an earlier round (``stale``), a job
+that already has a result (``duplicate``), no such job (``forbidden``), an update
+whose structure or size is not the model's (``mismatch``, ``too_large``). The book
+does no locking and no I/O; :class:`~accord.transport.executor.GrpcExecutor` holds a
+lock around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from accord.errors import SubmissionRefused
+from accord.params import ParamSpec
+from accord.transport.messages import JobKind, PackedHeader, TaskOrder, UpdateHeader
+
+__all__ = ["Job", "JobBook", "check_update_header"]
+
+JobState = Literal["sent", "receiving", "done", "failed", "abandoned"]
+_Key = tuple[str, JobKind, int]  # (participant, kind, round)
+
+
+@dataclass
+class Job:
+    """One job given to one participant, and how far it got."""
+
+    participant: str
+    order: TaskOrder
+    state: JobState = "sent"
+
+
+class JobBook:
+    """The jobs of one run; see the module docstring."""
+
+    def __init__(self, run_id: str, participants: Sequence[str]) -> None:
+        self.run_id = run_id
+        self._members = frozenset(participants)
+        self._jobs: dict[_Key, Job] = {}
+        self._last_train: dict[str, int] = {}
+        self.round = 0
+
+    def open(self, participant: str, order: TaskOrder) -> Job:
+        """Record a job just handed to ``participant``."""
+        job = Job(participant, order)
+        self._jobs[(participant, order.kind, order.round)] = job
+        if order.kind == "train":
+            self._last_train[participant] = order.round
+            self.round = max(self.round, order.round)
+        return job
+
+    def last_train(self, participant: str) -> int:
+        """The latest round ``participant`` was asked to train in (0: none)."""
+        return self._last_train.get(participant, 0)
+
+    def check_member(self, name: str) -> None:
+        """Refuse a certificate holder who is not on this run's roster."""
+        if name not in self._members:
+            raise SubmissionRefused(
+                "forbidden",
+                f"{name!r} holds a valid certificate but is not a participant of "
+                "this run; the coordinator's [deployment] participants must list it",
+                participant=name,
+            )
+
+    def check_run(self, run_id: str) -> None:
+        """Refuse a message of another run (an old run's replay, or a stranger's)."""
+        if run_id != self.run_id:
+            raise SubmissionRefused(
+                "stale", f"this message is for run {run_id[:32]!r}, not the current one"
+            )
+
+    def admit(self, name: str, kind: JobKind, round_number: int, run_id: str) -> Job:
+        """The open job a message of ``name`` answers, or a refusal saying why not."""
+        self.check_member(name)
+        self.check_run(run_id)
+        latest = self.last_train(name)
+        if kind == "train" and round_number < latest:
+            raise SubmissionRefused(
+                "stale", f"replay: round {round_number} is over (yours is now {latest})"
+            )
+        job = self._jobs.get((name, kind, round_number))
+        if job is None:
+            raise SubmissionRefused(
+                "forbidden", f"you have no {kind} job in round {round_number}"
+            )
+        if job.state in ("done", "receiving", "failed"):
+            raise SubmissionRefused(
+                "duplicate",
+                f"duplicate: your {kind} job of round {round_number} already has a "
+                "result",
+            )
+        if job.state == "abandoned":
+            raise SubmissionRefused(
+                "stale", f"the deadline of round {round_number} passed"
+            )
+        return job
+
+    def get(self, name: str, kind: JobKind, round_number: int) -> Job | None:
+        """The job, in whatever state."""
+        return self._jobs.get((name, kind, round_number))
+
+    def reopen(self, name: str, round_number: int) -> None:
+        """An update stream broke off or was refused: the job is open again."""
+        job = self._jobs.get((name, "train", round_number))
+        if job is not None and job.state == "receiving":
+            job.state = "sent"
+
+    def abandon(self, round_number: int, participants: Sequence[str]) -> None:
+        """Close these participants' open jobs of ``round_number``."""
+        for p in participants:
+            for kind in ("train", "eval"):
+                job = self._jobs.get((p, kind, round_number))
+                if job is not None and job.state in ("sent", "receiving"):
+                    job.state = "abandoned"
+
+    def waiting(self, name: str) -> list[TaskOrder]:
+        """Jobs of ``name`` handed out but not started on (sent again on reconnect)."""
+        return [
+            j.order
+            for j in self._jobs.values()
+            if j.participant == name and j.state == "sent"
+        ]
+
+    def fail_waiting(self, names: Sequence[str]) -> list[Job]:
+        """Mark the jobs of ``names`` that wait for a result failed; return them."""
+        failed = [
+            j
+            for j in self._jobs.values()
+            if j.participant in names and j.state == "sent"
+        ]
+        for job in failed:
+            job.state = "failed"
+        return failed
+
+
+def check_update_header(header: UpdateHeader, model: PackedHeader, job: Job) -> None:
+    """Refuse an update not trained from the job's model, or not shaped like it."""
+    if header.base_digest != job.order.model_digest:
+        raise SubmissionRefused(
+            "stale",
+            f"trained from model {header.base_digest[:16]}…, but round "
+            f"{header.round} started from {job.order.model_digest[:16]}…",
+        )
+    announced, expected = header.params.total_bytes, model.total_bytes
+    if announced > expected:
+        raise SubmissionRefused(
+            "too_large",
+            f"the update announces {announced} bytes; the model has {expected}",
+        )
+    if header.params.spec != model.spec:
+        raise SubmissionRefused("mismatch", _mismatch(model.spec, header.params.spec))
+    if announced != expected:
+        raise SubmissionRefused(
+            "mismatch",
+            f"the update announces {announced} bytes; the model has {expected}",
+        )
+    if header.num_examples <= 0:
+        raise SubmissionRefused("mismatch", "num_examples must be positive")
+
+
+def _mismatch(expected: ParamSpec, got: ParamSpec) -> str:
+    for mine, theirs in zip(expected.tensors, got.tensors, strict=False):
+        if mine != theirs:
+            return (
+                f"tensor {theirs.name[:100]!r} is {theirs.dtype}{list(theirs.shape)}; "
+                f"the model has {mine.name!r} {mine.dtype}{list(mine.shape)}"
+            )
+    n, m = len(got.tensors), len(expected.tensors)
+    return f"the update has {n} tensors; the model has {m}"

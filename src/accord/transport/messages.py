@@ -1,0 +1,121 @@
+"""What the coordinator and the participants say to each other, as plain data.
+
+These frozen dataclasses are the wire protocol's messages as the rest of accord sees
+them; :mod:`accord.transport.codec` is the only module that turns them into protobuf
+messages and back, so nothing outside the transport imports generated code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from accord.params import ParamSpec
+from accord.task.protocol import TrainConfig
+
+__all__ = [
+    "CHUNK_BYTES",
+    "PROTOCOL_VERSION",
+    "EvalReport",
+    "FailureReport",
+    "Goodbye",
+    "JobKind",
+    "PackedHeader",
+    "Receipt",
+    "TaskOrder",
+    "UpdateHeader",
+    "Welcome",
+]
+
+#: Version of the wire protocol; a participant sends it in its Hello.
+PROTOCOL_VERSION = 1
+#: Largest slice of a packed buffer in one message: far below gRPC's 4 MiB default
+#: limit, large enough that per-message overhead is negligible.
+CHUNK_BYTES = 1 << 20
+
+JobKind = Literal["train", "eval"]
+
+
+@dataclass(frozen=True, slots=True)
+class PackedHeader:
+    """Structure, packed size and digest of a buffer that follows in chunks."""
+
+    spec: ParamSpec
+    total_bytes: int
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOrder:
+    """A job the coordinator asks a participant to run on ``model_digest``."""
+
+    run_id: str
+    round: int
+    kind: JobKind
+    model_digest: str
+    config: TrainConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """First message of the task stream: the coordinator accepted the subscription."""
+
+    run_id: str
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class Goodbye:
+    """The run is over: the participant closes its stream and stops."""
+
+    run_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateHeader:
+    """First message of an update: what follows, and what it was trained from."""
+
+    run_id: str
+    round: int
+    base_digest: str
+    params: PackedHeader
+    num_examples: int
+    duration_s: float
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    """A site's scores of the global model ``model_digest`` on its holdout."""
+
+    run_id: str
+    round: int
+    model_digest: str
+    metrics: Mapping[str, float]
+    num_examples: int
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FailureReport:
+    """A job that produced nothing usable; ``refused`` when the site declined it."""
+
+    run_id: str
+    round: int
+    kind: JobKind
+    reason: str
+    refused: bool = False
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the coordinator accepted from ``participant`` (as it authenticated it)."""
+
+    run_id: str
+    round: int
+    participant: str
+    digest: str = ""
+    bytes: int = 0

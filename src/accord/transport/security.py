@@ -1,0 +1,162 @@
+"""Mutual TLS for both ends, addresses, keepalives, and who a caller is.
+
+Mutual TLS is the default: the coordinator presents its certificate and requires
+one from every caller, signed by the federation's CA (BoringSSL refuses anything
+else during the handshake: no certificate, a self-signed one, another CA's). The
+handshake cannot know the CRL or the roster, so :class:`Authenticator` checks the
+caller's certificate with :func:`~accord.transport.trust.verify_peer` on every call:
+a revocation takes effect on the next call, not the next restart. The peer's name
+and role come only from that certificate, never from a message field.
+
+``insecure`` mode (plaintext, for demos and tests) must be asked for explicitly and
+binds or dials loopback addresses only; a caller then names itself in the
+``accord-insecure-name`` metadata and may call anything, admin operations included:
+exactly as trustworthy as it sounds.
+
+Keepalives: a participant's task stream is silent while it trains, for tens of
+minutes. Both ends ping every 30–60 s so that NATs and firewalls keep the stream,
+and the server allows pings that often (gRPC's default would call them abuse and
+close the connection with ``too_many_pings``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from accord.errors import AuthenticationFailed, ConfigError, SubmissionRefused
+from accord.transport.enrolment import IdentityFiles
+from accord.transport.roster import Role, validate_name
+from accord.transport.trust import Identity, TrustStore, verify_peer
+
+__all__ = [
+    "CLIENT_OPTIONS",
+    "INSECURE_NAME_KEY",
+    "SERVER_OPTIONS",
+    "Authenticator",
+    "channel_credentials",
+    "check_insecure_host",
+    "is_loopback",
+    "server_credentials",
+    "split_address",
+]
+
+INSECURE_NAME_KEY = "accord-insecure-name"
+_MAX_MESSAGE = 4 * 2**20
+
+#: Server channel options: pings every minute, clients may ping every 10 s.
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+    ("grpc.so_reuseport", 0),
+]
+
+#: Client channel options: pings every 30 s even while no call is active.
+CLIENT_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+]
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as host and port."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{address!r} is not HOST:PORT", key="address")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_insecure_host(address: str) -> None:
+    """Refuse plaintext anywhere but on this machine's loopback interface."""
+    host, _ = split_address(address)
+    if not is_loopback(host):
+        raise ConfigError(
+            f"--insecure sends everything in plaintext, so it only works on loopback "
+            f"(127.0.0.1, ::1, localhost), not {host!r}; use certificates "
+            "(accord pki) to reach other machines",
+            key="address",
+        )
+
+
+def server_credentials(identity: IdentityFiles, trust: TrustStore) -> Any:
+    """TLS credentials that require a client certificate from the trusted CA."""
+    return grpc.ssl_server_credentials(
+        [(identity.key_pem, identity.cert_pem)],
+        root_certificates=trust.ca_pem,
+        require_client_auth=True,
+    )
+
+
+def channel_credentials(identity: IdentityFiles) -> Any:
+    """TLS credentials presenting the site's certificate, trusting its CA only."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=identity.ca_pem,
+        private_key=identity.key_pem,
+        certificate_chain=identity.cert_pem,
+    )
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """Who is calling: from the verified TLS certificate, or (insecure) metadata."""
+
+    trust: TrustStore | None
+
+    def identify(self, context: Any) -> Identity:
+        """The caller's identity; AuthenticationFailed when it cannot be proved."""
+        if self.trust is None:
+            return _insecure_identity(context)
+        auth = context.auth_context()
+        certs = auth.get("x509_pem_cert") or []
+        if not certs:
+            raise AuthenticationFailed("the caller presented no client certificate")
+        return verify_peer(certs[0], self.trust, usage="client")
+
+    def require(self, context: Any, roles: Collection[Role]) -> str:
+        """The caller's name, if its certificate holds one of ``roles``."""
+        who = self.identify(context)
+        if who.role not in roles and self.trust is not None:
+            wanted = " or ".join(roles)
+            raise SubmissionRefused(
+                "forbidden",
+                f"{who.name!r} holds a {who.role} certificate; this needs {wanted}",
+                participant=who.name,
+            )
+        return who.name
+
+
+def _insecure_identity(context: Any) -> Identity:
+    names = [v for k, v in context.invocation_metadata() if k == INSECURE_NAME_KEY]
+    if not names:
+        raise AuthenticationFailed(
+            f"insecure mode: the caller must name itself in {INSECURE_NAME_KEY!r}"
+        )
+    name = str(names[0])
+    try:
+        validate_name(name)
+    except ValueError as exc:
+        raise AuthenticationFailed(str(exc)) from None
+    return Identity(name, "participant", 0, "insecure")

@@ -1,0 +1,188 @@
+"""Real gRPC servers on loopback port 0, with certificates from a real federation CA."""
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from accord.transport import pki
+from accord.transport.client import AdminClient, CoordinatorClient
+from accord.transport.executor import GrpcExecutor
+from accord.transport.server import CoordinatorServer, serve
+from accord.transport.trust import TrustStore
+
+PASS = b"integration passphrase"
+SITES = ("site-00", "site-01", "site-02")
+
+
+@dataclass
+class Federation:
+    """A CA directory and enrolled identity folders by name."""
+
+    ca: Path
+    root: Path
+
+    def enrol(self, name: str, role: pki.Role = "participant") -> Path:
+        site = self.root / name
+        hosts = ["localhost", "127.0.0.1"] if role == "coordinator" else []
+        csr = pki.request(site, name, role=role, hosts=hosts)
+        pki.sign(self.ca, csr, passphrase=PASS, role=role)
+        return site
+
+    def revoke(self, name: str) -> None:
+        pki.revoke(self.ca, name, passphrase=PASS)
+
+
+@pytest.fixture
+def federation(tmp_path: Path) -> Federation:
+    ca = tmp_path / "ca"
+    pki.init_ca(ca, federation="integration", passphrase=PASS)
+    fed = Federation(ca, tmp_path)
+    fed.enrol("coordinator", "coordinator")
+    for name in SITES:
+        fed.enrol(name)
+    return fed
+
+
+@dataclass
+class Running:
+    executor: GrpcExecutor
+    server: CoordinatorServer
+    federation: Federation
+
+    @property
+    def target(self) -> str:
+        return f"localhost:{self.server.port}"
+
+    def client(self, name: str) -> CoordinatorClient:
+        identity = pki.load_identity(self.federation.root / name)
+        return CoordinatorClient(self.target, identity=identity)
+
+    def admin(self, name: str) -> AdminClient:
+        identity = pki.load_identity(self.federation.root / name)
+        return AdminClient(self.target, identity=identity)
+
+
+@pytest.fixture
+def coordinator(federation: Federation, tmp_path: Path) -> Iterator[Running]:
+    """A GrpcExecutor for SITES behind a mutual-TLS server on a free port."""
+    executor = GrpcExecutor(SITES, spool_dir=tmp_path, grace_s=2.0)
+    server = serve(
+        executor,
+        listen="127.0.0.1:0",
+        identity=pki.load_identity(federation.root / "coordinator"),
+        trust=TrustStore.load(federation.ca),
+    )
+    try:
+        yield Running(executor, server, federation)
+    finally:
+        executor.close()
+        server.stop(0.5)
+
+
+@pytest.fixture
+def background() -> Iterator[Callable[[Callable[[], object]], threading.Thread]]:
+    """Start daemon threads; join them (bounded) at the end of the test."""
+    threads: list[threading.Thread] = []
+
+    def start(fn: Callable[[], object]) -> threading.Thread:
+        thread = threading.Thread(target=fn, daemon=True)
+        thread.start()
+        threads.append(thread)
+        return thread
+
+    yield start
+    for thread in threads:
+        thread.join(10)
+
+
+def _ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Another CA")])
+    cert = (
+        _builder(name, name, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _builder(subject, issuer, public_key) -> x509.CertificateBuilder:
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+    )
+
+
+@pytest.fixture
+def forge(tmp_path: Path) -> Callable[..., Path]:
+    """A participant folder whose certificate is self-signed or from another CA."""
+
+    def make(name: str, *, other_ca: bool = False) -> Path:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, name),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "participant"),
+            ]
+        )
+        issuer, signer = _ca() if other_ca else (None, key)
+        cert = (
+            _builder(subject, issuer.subject if issuer else subject, key.public_key())
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
+            .sign(signer, hashes.SHA256())
+        )
+        directory = tmp_path / f"forged-{name}-{other_ca}"
+        directory.mkdir()
+        pem = serialization.Encoding.PEM
+        (directory / pki.KEY).write_bytes(
+            key.private_bytes(
+                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        (directory / pki.CERT).write_bytes(cert.public_bytes(pem))
+        return directory
+
+    return make
+
+
+@pytest.fixture
+def raw_channel(coordinator: Running) -> Callable[[str | None], object]:
+    """A bare gRPC channel to the coordinator with a site's certificate (or none).
+
+    ``who`` is an enrolled site's name, a folder holding key.pem and cert.pem, or
+    None for no client certificate at all.
+    """
+    import grpc
+
+    ca_pem = (coordinator.federation.ca / pki.CA_CERT).read_bytes()
+
+    def open_channel(who: str | Path | None):
+        if who is None:
+            creds = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+        else:
+            site = who if isinstance(who, Path) else coordinator.federation.root / who
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=ca_pem,
+                private_key=(site / pki.KEY).read_bytes(),
+                certificate_chain=(site / pki.CERT).read_bytes(),
+            )
+        return grpc.secure_channel(coordinator.target, creds)
+
+    return open_channel

@@ -1,0 +1,117 @@
+"""Who may call the coordinator: certificates checked at the handshake and per call."""
+
+import grpc
+import pytest
+
+from accord.errors import RunAborted, SubmissionRefused, TransportError
+from accord.participant.backoff import Backoff
+from accord.participant.runtime import ParticipantRuntime
+
+pytestmark = pytest.mark.timeout(60)
+
+SUBMIT_EVAL = "/accord.v1.Federation/SubmitEval"
+
+
+def _call(channel) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        channel.unary_unary(SUBMIT_EVAL)(b"", timeout=5)
+    return info.value
+
+
+def test_a_client_without_a_certificate_fails_the_handshake(coordinator, raw_channel):
+    with raw_channel(None) as channel:
+        error = _call(channel)
+
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize("other_ca", [False, True], ids=["self-signed", "other-ca"])
+def test_a_certificate_not_from_the_federation_fails_the_handshake(
+    coordinator, raw_channel, forge, other_ca
+):
+    with raw_channel(forge("site-00", other_ca=other_ca)) as channel:
+        error = _call(channel)
+
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert coordinator.executor.next_event(0.1) is None
+
+
+def test_an_enrolled_site_gets_past_authentication(coordinator, raw_channel):
+    with raw_channel("site-00") as channel:
+        error = _call(channel)
+
+    # Authenticated: the empty report is judged on its content, not refused at the door.
+    assert error.code() != grpc.StatusCode.UNAUTHENTICATED
+    assert "not the current one" in error.details()
+
+
+def test_a_revoked_certificate_is_refused_on_its_next_call(coordinator):
+    client = coordinator.client("site-01")
+    try:
+        with pytest.raises(SubmissionRefused):  # accepted at the door, no job
+            client.submit_eval(_eval(coordinator))
+        coordinator.federation.revoke("site-01")
+
+        with pytest.raises(TransportError) as info:
+            client.submit_eval(_eval(coordinator))
+    finally:
+        client.close()
+
+    assert info.value.code == "UNAUTHENTICATED"
+    assert "revoked" in str(info.value)
+    logged = coordinator.executor.rejections.snapshot()[-1]
+    assert (logged.participant, logged.kind) == ("site-01", "unauthenticated")
+
+
+def test_a_federation_member_outside_this_run_is_denied(coordinator):
+    coordinator.federation.enrol("site-99")
+    with (
+        coordinator.client("site-99") as client,
+        pytest.raises(SubmissionRefused) as info,
+    ):
+        next(client.subscribe())
+
+    assert info.value.kind == "forbidden"
+    assert "not a participant of this run" in info.value.reason
+
+
+def test_admin_operations_need_an_admin_certificate(coordinator):
+    coordinator.federation.enrol("operator", "admin")
+
+    with (
+        coordinator.admin("site-00") as participant,
+        pytest.raises(SubmissionRefused) as denied,
+    ):
+        participant.status()
+    with coordinator.admin("operator") as admin:
+        status = admin.status()
+        accepted = admin.stop("maintenance")
+
+    assert denied.value.kind == "forbidden"
+    assert "needs admin" in denied.value.reason
+    assert status.run_id == coordinator.executor.run_id
+    assert [p.name for p in status.participants] == ["site-00", "site-01", "site-02"]
+    assert accepted
+    with pytest.raises(RunAborted, match="maintenance"):
+        coordinator.executor.next_event(1)
+
+
+def test_a_revoked_participant_runtime_stops_instead_of_retrying(coordinator):
+    coordinator.federation.revoke("site-02")
+    runtime = ParticipantRuntime(
+        lambda: coordinator.client("site-02"),
+        task=None,  # never reached
+        data=None,
+        backoff=Backoff(initial_s=0.01, maximum_s=0.05),
+    )
+
+    with pytest.raises(TransportError) as info:
+        runtime.run()
+
+    assert info.value.code == "UNAUTHENTICATED"
+
+
+def _eval(coordinator):
+    from accord.transport.messages import EvalReport
+
+    return EvalReport(coordinator.executor.run_id, 1, "x" * 64, {"auc": 0.5}, 3, 0.1)

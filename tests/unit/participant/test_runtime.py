@@ -1,0 +1,226 @@
+"""The participant runtime against a scripted coordinator (no sockets)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from accord.data.arrays import ArrayData, DatasetInfo
+from accord.errors import SubmissionRefused, TransportError
+from accord.params import Params
+from accord.participant.backoff import Backoff
+from accord.participant.data import LocalData
+from accord.participant.runtime import ParticipantRuntime
+from accord.participant.sitelog import SiteLog
+from accord.task.protocol import TrainConfig, TrainResult
+from accord.transport.messages import Goodbye, PackedHeader, TaskOrder, Welcome
+
+GLOBAL = Params({"w": np.array([1.0, 2.0], np.float32)})
+DIGEST = GLOBAL.digest()
+DATA = LocalData(
+    "site-00",
+    DatasetInfo("toy", (2,), ("a", "b")),
+    ArrayData(np.ones((4, 2), np.float32), np.array([0, 1, 0, 1])),
+    ArrayData(np.ones((2, 2), np.float32), np.array([0, 1])),
+)
+
+
+class AddOne:
+    """Training adds 1 to every weight; predictions are uniform."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    def init_params(self, seed):
+        return GLOBAL
+
+    def train(self, params, data, config):
+        if self.fail:
+            raise RuntimeError("out of memory")
+        return TrainResult(
+            Params({"w": params["w"] + 1}), len(data), {"loss": 0.5, "bad": np.nan}
+        )
+
+    def predict(self, params, x):
+        return np.full((len(x), 2), 0.5)
+
+
+class Script:
+    """A fake CoordinatorClient: each connection plays the next list of messages."""
+
+    def __init__(self, *sessions, model=GLOBAL, refuse_update=None):
+        self.sessions = list(sessions)
+        self.model = model
+        self.refuse_update = refuse_update
+        self.updates, self.evals, self.failures = [], [], []
+        self.connections = 0
+
+    def connect(self):
+        self.connections += 1
+        return self
+
+    def subscribe(self):
+        session = self.sessions.pop(0)
+        for item in session:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def fetch_model(self, run_id, digest):
+        m = self.model
+        return PackedHeader(m.spec, m.spec.packed_nbytes, m.digest()), m.spec.pack(m)
+
+    def submit_update(self, header, buffer):
+        if self.refuse_update is not None:
+            raise self.refuse_update
+        self.updates.append((header, bytes(buffer)))
+        from accord.transport.messages import Receipt
+
+        return Receipt(header.run_id, header.round, "site-00", header.params.digest, 8)
+
+    def submit_eval(self, report):
+        self.evals.append(report)
+
+    def report_failure(self, report):
+        self.failures.append(report)
+
+    def close(self):
+        pass
+
+
+def train_order(round=1, digest=DIGEST):
+    return TaskOrder("run", round, "train", digest, TrainConfig(round=round, seed=3))
+
+
+def runtime(script, task=None, tmp_path=None):
+    log = SiteLog(tmp_path / "site.jsonl") if tmp_path else None
+    return ParticipantRuntime(
+        script.connect,
+        task or AddOne(),
+        DATA,
+        log=log,
+        backoff=Backoff(initial_s=0.001, maximum_s=0.002),
+    )
+
+
+def test_a_train_task_sends_local_minus_global_and_logs_it(tmp_path):
+    script = Script([Welcome("run", 0), train_order(), Goodbye("run", "done")])
+    r = runtime(script, tmp_path=tmp_path)
+
+    assert r.run() == "done"
+    r.log.close()
+
+    header, buffer = script.updates[0]
+    update = header.params.spec.view(buffer)
+    np.testing.assert_array_equal(update["w"], [1.0, 1.0])
+    assert header.base_digest == DIGEST and header.num_examples == 4
+    assert header.metrics == {"loss": 0.5}  # the NaN metric stays home
+    events = [e["event"] for e in SiteLog.read(tmp_path / "site.jsonl")]
+    assert events == [
+        "connected",
+        "received_task",
+        "fetched_model",
+        "sent_update",
+        "goodbye",
+    ]
+
+
+def test_an_eval_task_reports_scores_of_the_named_model():
+    order = TaskOrder("run", 2, "eval", DIGEST)
+    script = Script([order, Goodbye("run", "done")])
+
+    runtime(script).run()
+
+    (report,) = script.evals
+    assert report.model_digest == DIGEST and report.num_examples == 2
+    assert "accuracy" in report.metrics
+
+
+def test_a_model_that_is_not_the_named_one_is_refused_and_reported():
+    script = Script([train_order(digest="0" * 64), Goodbye("run", "done")])
+
+    runtime(script).run()
+
+    assert script.updates == []
+    (failure,) = script.failures
+    assert failure.refused and "unusable" in failure.reason
+
+
+def test_a_task_that_raises_is_reported_as_failed():
+    script = Script([train_order(), Goodbye("run", "done")])
+
+    runtime(script, task=AddOne(fail=True)).run()
+
+    (failure,) = script.failures
+    assert not failure.refused and "out of memory" in failure.reason
+
+
+def test_an_update_the_coordinator_refuses_is_reported_so_the_round_moves_on():
+    refusal = SubmissionRefused("mismatch", "'w' contains NaN or infinite values")
+    script = Script([train_order(), Goodbye("run", "done")], refuse_update=refusal)
+
+    runtime(script).run()
+
+    (failure,) = script.failures
+    assert failure.refused and "NaN" in failure.reason
+
+
+def test_a_duplicate_refusal_is_not_reported():
+    refusal = SubmissionRefused("duplicate", "already has a result")
+    script = Script([train_order(), Goodbye("run", "done")], refuse_update=refusal)
+
+    runtime(script).run()
+
+    assert script.failures == []
+
+
+def test_a_task_sent_again_after_it_was_answered_is_ignored():
+    script = Script([train_order(), train_order(), Goodbye("run", "done")])
+
+    runtime(script).run()
+
+    assert len(script.updates) == 1
+
+
+def test_a_broken_stream_is_redialled_and_the_job_still_done():
+    lost = TransportError("UNAVAILABLE: connection reset", code="UNAVAILABLE")
+    script = Script([Welcome("run", 0), lost], [train_order(), Goodbye("run", "done")])
+
+    assert runtime(script).run() == "done"
+
+    assert script.connections == 2 and len(script.updates) == 1
+
+
+def test_a_refused_certificate_stops_the_runtime():
+    refused = TransportError("UNAUTHENTICATED: revoked", code="UNAUTHENTICATED")
+    script = Script([refused], [Goodbye("run", "never reached")])
+
+    with pytest.raises(TransportError, match="revoked"):
+        runtime(script).run()
+
+
+def test_a_refused_subscription_stops_the_runtime():
+    script = Script([SubmissionRefused("forbidden", "not a participant of this run")])
+
+    with pytest.raises(TransportError, match="not a participant"):
+        runtime(script).run()
+
+
+def test_a_stop_request_ends_the_reconnect_loop():
+    lost = TransportError("UNAVAILABLE", code="UNAVAILABLE")
+    script = Script(*([lost] for _ in range(1000)))
+    stop = threading.Event()
+    stop.set()
+
+    assert runtime(script).run(stop) == "stopped"
+
+
+def test_it_gives_up_after_a_long_silence():
+    lost = TransportError("UNAVAILABLE", code="UNAVAILABLE")
+    script = Script(*([lost] for _ in range(1000)))
+    r = ParticipantRuntime(
+        script.connect, AddOne(), DATA, backoff=Backoff(0.001, 0.001), give_up_after_s=0
+    )
+
+    with pytest.raises(TransportError, match="giving up"):
+        r.run()

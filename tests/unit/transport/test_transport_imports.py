@@ -1,0 +1,25 @@
+"""grpc stays inside accord.transport's server and client modules."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "accord.coordinator.round",
+        "accord.coordinator.runner",
+        "accord.cli.main",
+        "accord.participant.runtime",
+        "accord.transport.executor",
+        "accord.transport.jobs",
+    ],
+)
+def test_module_does_not_load_grpc(module):
+    code = f"import sys, {module}\nprint('grpc' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
