@@ -19,7 +19,12 @@ callers that do not know accord. Messages say what went wrong *and* what to do n
     │   └── RunNotFound (LookupError)       no run with that id
     ├── PkiError (ValueError)               a CA, CSR, key or trust file is unusable
     ├── AuthenticationFailed (PermissionError)  a peer's certificate was refused
-    └── TransportError (ConnectionError)    the coordinator is unreachable or refused us
+    ├── TransportError (ConnectionError)    the coordinator is unreachable or refused us
+    └── SecAggAborted (RuntimeError)        a secure-aggregation round stopped, no sum
+        ├── ShareRejected                   a share failed to decrypt or to rebuild;
+        │                                   ``offender`` names who is to blame
+        └── EquivocationDetected            the coordinator showed different survivor
+                                            sets to different participants
 """
 
 from __future__ import annotations
@@ -31,12 +36,15 @@ __all__ = [
     "AuthenticationFailed",
     "ConfigError",
     "DatasetError",
+    "EquivocationDetected",
     "MissingExtraError",
     "PkiError",
     "RefusalKind",
     "RoundFailed",
     "RunAborted",
     "RunNotFound",
+    "SecAggAborted",
+    "ShareRejected",
     "StoreError",
     "SubmissionRefused",
     "TaskError",
@@ -164,3 +172,56 @@ class TransportError(AccordError, ConnectionError):
     def __init__(self, message: str, *, code: str | None = None) -> None:
         self.code = code
         super().__init__(message)
+
+
+class SecAggAborted(AccordError, RuntimeError):
+    """A secure-aggregation round stopped before its end and produced no output.
+
+    ``stage`` names the protocol stage (``advertise``, ``share_keys``,
+    ``masked_input``, ``consistency``, ``unmask``); ``reason`` is readable and safe
+    to record. Nothing of the round's sum is released: the global model is unchanged.
+    """
+
+    def __init__(self, reason: str, *, stage: str | None = None) -> None:
+        self.reason = reason
+        self.stage = stage
+        where = f" at stage {stage!r}" if stage else ""
+        super().__init__(f"secure aggregation aborted{where}: {reason}")
+
+
+class ShareRejected(SecAggAborted):
+    """A secret share failed authentication or did not reconstruct what was committed.
+
+    ``offender`` is the participant held responsible (the dealer of a share that does
+    not decrypt or does not match its commitment, or a holder that revealed a share
+    the dealer never signed); ``detected_by`` is who noticed (a participant id, or
+    None for the coordinator). Exclude the offender before the next round.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        offender: str,
+        stage: str | None = None,
+        detected_by: str | None = None,
+    ) -> None:
+        self.offender = offender
+        self.detected_by = detected_by
+        super().__init__(f"{reason} (offender: {offender!r})", stage=stage)
+
+
+class EquivocationDetected(SecAggAborted):
+    """The coordinator showed different participants different survivor sets.
+
+    Raised by a participant whose view of the round disagrees with the signatures the
+    coordinator relays; ``signers`` lists the participants whose signatures did not
+    cover this participant's view. The participant reveals no share: a coordinator
+    that equivocates learns nothing beyond what it would learn from an aborted round.
+    """
+
+    def __init__(
+        self, reason: str, *, stage: str | None = None, signers: tuple[str, ...] = ()
+    ) -> None:
+        self.signers = signers
+        super().__init__(reason, stage=stage)

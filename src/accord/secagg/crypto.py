@@ -1,0 +1,191 @@
+"""The cryptographic primitives of secure aggregation, all from ``cryptography``.
+
+Nothing here is hand-rolled cryptography: every primitive is OpenSSL's, reached
+through the maintained ``cryptography`` package. This module only fixes *which*
+primitive serves which purpose and how keys are separated between purposes:
+
+* **X25519** key agreement: each participant advertises two fresh public keys per
+  round, one to encrypt the shares it sends, one to derive pairwise masks, so that
+  revealing the masking key of a dropped participant never exposes its shares.
+* **HKDF-SHA256** turns each X25519 shared secret (and each self-mask seed) into a
+  32-byte key. The ``info`` string names the purpose and binds the run, the round
+  and the ordered pair of participants, so no key ever serves two purposes or two
+  rounds.
+* **AES-256-GCM** encrypts the shares a participant deals to each neighbour; the
+  associated data binds sender, receiver, run and round, so a ciphertext replayed in
+  another round or to another recipient fails authentication.
+* **Ed25519** signs key advertisements, each dealt share and the set of survivors
+  seen at the consistency check.
+
+:func:`frame` gives every signed payload, associated data and HKDF ``info`` one
+unambiguous encoding (length-prefixed fields under a versioned protocol label), so
+two different tuples of fields can never produce the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from accord.errors import MissingExtraError
+
+try:
+    from cryptography.exceptions import InvalidSignature, InvalidTag
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise MissingExtraError(
+        extra="secagg", package="cryptography", feature="Secure aggregation"
+    ) from exc
+
+__all__ = [
+    "KEY_BYTES",
+    "PROTOCOL",
+    "SEAL_OVERHEAD",
+    "SIGNATURE_BYTES",
+    "Ed25519PrivateKey",
+    "X25519PrivateKey",
+    "agree",
+    "derive_key",
+    "digest",
+    "frame",
+    "generate_x25519",
+    "identity_public",
+    "open_sealed",
+    "random_secret",
+    "seal",
+    "sign",
+    "verify",
+    "x25519_public",
+]
+
+#: Versioned label that prefixes every framed byte string of the protocol.
+PROTOCOL = "accord/secagg/v1"
+#: Bytes of every symmetric key, X25519 key, seed and Ed25519 public key.
+KEY_BYTES = 32
+#: Bytes of an Ed25519 signature.
+SIGNATURE_BYTES = 64
+_NONCE_BYTES = 12
+#: Bytes :func:`seal` adds to a plaintext (nonce and GCM tag).
+SEAL_OVERHEAD = _NONCE_BYTES + 16
+
+
+def frame(*parts: bytes | str | int) -> bytes:
+    """Encode fields unambiguously: each as a 4-byte big-endian length then its bytes.
+
+    Strings are UTF-8; integers are 8-byte big-endian signed. The protocol label is
+    always the first field, so the encoding is also domain-separated from anything
+    that is not this protocol.
+    """
+    out = bytearray()
+    for part in (PROTOCOL, *parts):
+        if isinstance(part, str):
+            raw = part.encode()
+        elif isinstance(part, int):
+            raw = part.to_bytes(8, "big", signed=True)
+        else:
+            raw = bytes(part)
+        out += len(raw).to_bytes(4, "big")
+        out += raw
+    return bytes(out)
+
+
+def digest(*parts: bytes | str | int) -> bytes:
+    """SHA-256 of :func:`frame` of ``parts`` (used as a commitment to a seed)."""
+    return hashlib.sha256(frame(*parts)).digest()
+
+
+def random_secret() -> bytes:
+    """32 bytes from the operating system's CSPRNG."""
+    return os.urandom(KEY_BYTES)
+
+
+def generate_x25519(secret: bytes | None = None) -> tuple[X25519PrivateKey, bytes]:
+    """A fresh X25519 key pair as (private key, raw public key).
+
+    ``secret`` (32 bytes) makes the key deterministic; only tests pass it.
+    """
+    private = X25519PrivateKey.from_private_bytes(secret or random_secret())
+    return private, private.public_key().public_bytes_raw()
+
+
+def x25519_public(private_raw: bytes) -> bytes:
+    """The raw public key of a raw X25519 private key (checks a reconstruction)."""
+    return (
+        X25519PrivateKey.from_private_bytes(private_raw).public_key().public_bytes_raw()
+    )
+
+
+def agree(private: X25519PrivateKey | bytes, peer_public: bytes) -> bytes:
+    """X25519 shared secret with ``peer_public``.
+
+    Raises ValueError for a malformed or low-order peer key (the all-zero secret).
+    """
+    if isinstance(private, bytes):
+        private = X25519PrivateKey.from_private_bytes(private)
+    if len(peer_public) != KEY_BYTES:
+        raise ValueError(f"an X25519 public key has {KEY_BYTES} bytes")
+    return private.exchange(X25519PublicKey.from_public_bytes(peer_public))
+
+
+def derive_key(secret: bytes, *, purpose: str, context: bytes) -> bytes:
+    """HKDF-SHA256 of ``secret`` into a 32-byte key for one ``purpose`` and context.
+
+    ``purpose`` is one of the protocol's labels (``share-encryption``,
+    ``pairwise-mask``, ``self-mask``); ``context`` binds run, round and parties.
+    """
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(),
+        length=KEY_BYTES,
+        salt=None,
+        info=frame("hkdf", purpose, context),
+    )
+    return hkdf.derive(secret)
+
+
+def seal(key: bytes, plaintext: bytes, *, associated_data: bytes) -> bytes:
+    """AES-256-GCM encrypt; returns nonce (12 random bytes) + ciphertext + tag."""
+    nonce = os.urandom(_NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def open_sealed(key: bytes, sealed: bytes, *, associated_data: bytes) -> bytes:
+    """Decrypt :func:`seal` output; raises ValueError if it fails authentication."""
+    if len(sealed) < _NONCE_BYTES + 16:
+        raise ValueError("ciphertext is too short to be authentic")
+    try:
+        return AESGCM(key).decrypt(
+            sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], associated_data
+        )
+    except InvalidTag:
+        raise ValueError("ciphertext failed authentication") from None
+
+
+def sign(identity: Ed25519PrivateKey, payload: bytes) -> bytes:
+    """Ed25519 signature of ``payload``."""
+    return identity.sign(payload)
+
+
+def verify(public_key: bytes, signature: bytes, payload: bytes) -> bool:
+    """True iff ``signature`` is a valid Ed25519 signature of ``payload``."""
+    if len(public_key) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, payload)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def identity_public(identity: Ed25519PrivateKey) -> bytes:
+    """The raw 32-byte Ed25519 public key of ``identity``."""
+    return identity.public_key().public_bytes_raw()

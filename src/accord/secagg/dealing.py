@@ -1,0 +1,163 @@
+"""A participant's share handling: checking keys, dealing shares, opening them.
+
+Three pure functions that :class:`~accord.secagg.participant.SecAggParticipant`
+calls at stages 1 and 2; each raises ValueError with a readable reason, which the
+state machine turns into an abort (or, for a bad share, into blame of its dealer).
+
+* :func:`verify_directory` keeps the neighbours' advertisements, each checked
+  against the roster's identity key, so the coordinator cannot slip in its own keys.
+* :func:`deal` splits the self-mask seed and the masking private key t-of-m among
+  the live closed neighbourhood, has the dealer sign every share (so a holder can
+  later prove which share it was given), and encrypts each holder's bundle under
+  the pair's AES-GCM key, with the round and both ids as associated data.
+* :func:`open_bundle` is the reverse, and checks that the share index is the one
+  this holder is owed and that both signatures are the dealer's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from accord.secagg import transcript as tx
+from accord.secagg.config import SecAggConfig
+from accord.secagg.crypto import (
+    Ed25519PrivateKey,
+    X25519PrivateKey,
+    open_sealed,
+    seal,
+    sign,
+    verify,
+)
+from accord.secagg.messages import (
+    AdvertiseKeys,
+    EncryptedShares,
+    KeyDirectory,
+    ShareKind,
+)
+from accord.secagg.shamir import split_secret
+
+__all__ = ["deal", "open_bundle", "verify_directory"]
+
+
+def verify_directory(
+    cfg: SecAggConfig,
+    directory: KeyDirectory,
+    *,
+    me: str,
+    own: AdvertiseKeys,
+    neighbours: frozenset[str],
+) -> dict[str, AdvertiseKeys]:
+    """The neighbours' advertisements in ``directory``, each signature verified."""
+    keys = cfg.identity_keys()
+    peers: dict[str, AdvertiseKeys] = {}
+    seen: set[str] = set()
+    for advert in directory.keys:
+        who = advert.sender
+        if who not in keys or who in seen:
+            raise ValueError(f"the key directory lists {who!r} twice or off the roster")
+        seen.add(who)
+        if who == me:
+            if advert != own:
+                raise ValueError("the coordinator altered this participant's keys")
+            continue
+        if who not in neighbours:
+            continue
+        statement = tx.advertisement(
+            cfg, who, advert.encryption_key, advert.masking_key, advert.seed_commitment
+        )
+        if not verify(keys[who], advert.signature, statement):
+            raise ValueError(
+                f"the advertisement of {who!r} is not signed by its identity key; "
+                "the coordinator relayed a forged or altered key"
+            )
+        peers[who] = advert
+    if me not in seen:
+        raise ValueError("the coordinator left out this participant's advertisement")
+    public = [
+        k for a in (own, *peers.values()) for k in (a.encryption_key, a.masking_key)
+    ]
+    if len(set(public)) != len(public):
+        raise ValueError("two advertisements carry the same public key")
+    return peers
+
+
+def deal(
+    cfg: SecAggConfig,
+    *,
+    dealer: str,
+    identity: Ed25519PrivateKey,
+    encryption: X25519PrivateKey,
+    seed: bytes,
+    masking_secret: bytes,
+    holders: Sequence[str],
+    peers: Mapping[str, AdvertiseKeys],
+) -> tuple[tx.ShareBundle, tuple[EncryptedShares, ...]]:
+    """Shares of ``seed`` and ``masking_secret`` for ``holders`` (the dealer included).
+
+    Returns the dealer's own bundle (kept, never sent) and one ciphertext per other
+    holder.
+    """
+    t, m = cfg.threshold, len(holders)
+    seeds = split_secret(seed, threshold=t, holders=m)
+    secrets = split_secret(masking_secret, threshold=t, holders=m)
+    own: tx.ShareBundle | None = None
+    out: list[EncryptedShares] = []
+    for holder, seed_share, key_share in zip(holders, seeds, secrets, strict=True):
+        index = seed_share.index
+        signatures = [
+            sign(
+                identity,
+                tx.share_statement(cfg, kind, dealer, holder, index, share.value),
+            )
+            for kind, share in (
+                (ShareKind.SELF_MASK, seed_share),
+                (ShareKind.MASK_KEY, key_share),
+            )
+        ]
+        bundle = tx.ShareBundle(index, seed_share.value, key_share.value, *signatures)
+        if holder == dealer:
+            own = bundle
+            continue
+        key = tx.share_encryption_key(
+            cfg, encryption, peers[holder].encryption_key, dealer, holder
+        )
+        ad = tx.share_associated_data(cfg, dealer, holder)
+        out.append(
+            EncryptedShares(
+                dealer, holder, seal(key, bundle.pack(), associated_data=ad)
+            )
+        )
+    if own is None:
+        raise ValueError("the dealer must be one of its own share holders")
+    return own, tuple(out)
+
+
+def open_bundle(
+    cfg: SecAggConfig,
+    shares: EncryptedShares,
+    *,
+    encryption: X25519PrivateKey,
+    dealer_keys: AdvertiseKeys,
+    expected_index: int,
+) -> tx.ShareBundle:
+    """Decrypt and check the bundle ``shares.dealer`` dealt to ``shares.holder``."""
+    dealer, holder = shares.dealer, shares.holder
+    key = tx.share_encryption_key(
+        cfg, encryption, dealer_keys.encryption_key, dealer, holder
+    )
+    ad = tx.share_associated_data(cfg, dealer, holder)
+    try:
+        bundle = tx.ShareBundle.unpack(
+            open_sealed(key, shares.ciphertext, associated_data=ad)
+        )
+    except ValueError as exc:
+        raise ValueError(f"its shares failed to decrypt ({exc})") from None
+    if bundle.index != expected_index:
+        raise ValueError(f"it dealt share index {bundle.index}, not {expected_index}")
+    identity = cfg.identity_keys()[dealer]
+    for kind in ShareKind:
+        value, signature = bundle.share(kind)
+        statement = tx.share_statement(cfg, kind, dealer, holder, bundle.index, value)
+        if not verify(identity, signature, statement):
+            raise ValueError(f"its {kind} share carries no valid signature")
+    return bundle

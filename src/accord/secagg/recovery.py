@@ -1,0 +1,174 @@
+"""The coordinator's unmasking: rebuild secrets from revealed shares, with blame.
+
+:func:`remove_masks` takes the running ring total of the survivors' masked inputs
+and subtracts what is left of the masks: each survivor's self-mask (its seed rebuilt
+from the shares its neighbours revealed) and, for each participant that dealt shares
+but sent no input, the pairwise masks its surviving neighbours added for it (its
+masking private key rebuilt, then each pair key re-derived). Pairwise masks between
+two survivors cancel in the sum and are never touched.
+
+Shamir's reconstruction returns *some* 32 bytes for any set of shares, so each
+result is checked against what the dealer committed to at stage 0 (the seed
+commitment for a self-mask seed, the advertised public key for a masking key).
+
+The fast path combines the first ``t`` shares and checks once. Only when the check
+fails are the dealer's signatures over the shares verified (they are costly, and
+almost never needed): a share without a valid dealer signature was altered by the
+holder that revealed it, which is recorded as an offender and left out before
+trying again; if shares that the dealer *did* sign still do not rebuild what it
+committed to, the dealer dealt inconsistent shares and the round aborts naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from accord.errors import SecAggAborted, ShareRejected
+from accord.secagg import transcript as tx
+from accord.secagg.config import SecAggConfig
+from accord.secagg.crypto import verify, x25519_public
+from accord.secagg.graph import NeighbourGraph
+from accord.secagg.mask import MaskGenerator, RingVector
+from accord.secagg.messages import (
+    AdvertiseKeys,
+    RevealedShare,
+    ShareKind,
+    Stage,
+    UnmaskShares,
+)
+from accord.secagg.shamir import Share, combine_shares
+
+__all__ = ["Recovered", "recover_secret", "remove_masks"]
+
+_Revealed = dict[tuple[str, ShareKind], dict[str, RevealedShare]]
+
+
+def remove_masks(
+    cfg: SecAggConfig,
+    *,
+    total: RingVector,
+    graph: NeighbourGraph,
+    adverts: Mapping[str, AdvertiseKeys],
+    survivors: tuple[str, ...],
+    dealers: Iterable[str],
+    reveals: Iterable[UnmaskShares],
+    masks: MaskGenerator,
+) -> tuple[str, ...]:
+    """Unmask ``total`` in place; return the holders that revealed forged shares.
+
+    ``dealers`` are all who dealt shares (U2), ``survivors`` those whose inputs are
+    in ``total`` (U3), ``reveals`` the stage-4 messages, in protocol order.
+    """
+    revealed: _Revealed = {}
+    for message in reveals:
+        for share in message.shares:
+            revealed.setdefault((share.dealer, share.kind), {})[message.sender] = share
+    order = cfg.order()
+    offenders: set[str] = set()
+
+    def rebuild(dealer: str, kind: ShareKind) -> bytes:
+        advert = adverts[dealer]
+
+        def committed(secret: bytes) -> bool:
+            if kind is ShareKind.SELF_MASK:
+                expected = tx.seed_commitment(cfg, dealer, secret)
+                return expected == advert.seed_commitment
+            return x25519_public(secret) == advert.masking_key
+
+        found = recover_secret(
+            cfg,
+            dealer=dealer,
+            kind=kind,
+            revealed=revealed.get((dealer, kind), {}),
+            is_committed=committed,
+        )
+        offenders.update(found.offenders)
+        return found.secret
+
+    alive = set(survivors)
+    for owner in survivors:
+        seed = rebuild(owner, ShareKind.SELF_MASK)
+        masks.add(tx.self_mask_key(cfg, owner, seed), total, sign=-1)
+    for gone in sorted(set(dealers) - alive, key=order.__getitem__):
+        peers = sorted(graph.of(gone) & alive, key=order.__getitem__)
+        if not peers:
+            continue
+        secret = rebuild(gone, ShareKind.MASK_KEY)
+        for peer in peers:
+            first, second = sorted((peer, gone), key=order.__getitem__)
+            key = tx.pairwise_mask_key(
+                cfg, secret, adverts[peer].masking_key, first, second
+            )
+            # ``peer`` added this mask with sign +1 if ``gone`` comes first.
+            masks.add(key, total, sign=-1 if first == gone else 1)
+    return tuple(sorted(offenders, key=order.__getitem__))
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """A rebuilt secret and the holders whose revealed shares were forged."""
+
+    secret: bytes
+    offenders: tuple[str, ...]
+
+
+def recover_secret(
+    cfg: SecAggConfig,
+    *,
+    dealer: str,
+    kind: ShareKind,
+    revealed: Mapping[str, RevealedShare],
+    is_committed: Callable[[bytes], bool],
+) -> Recovered:
+    """Rebuild ``dealer``'s secret of ``kind`` from ``revealed`` (holder -> share).
+
+    Raises :class:`ShareRejected` naming the dealer if validly signed shares do not
+    rebuild its commitment, and :class:`SecAggAborted` if fewer than ``threshold``
+    shares remain.
+    """
+    t = cfg.threshold
+    stage = str(Stage.UNMASK)
+    holders = list(revealed)
+    if len(holders) >= t:
+        secret = _combine(revealed, holders, t)
+        if secret and is_committed(secret):
+            return Recovered(secret, ())
+    keys = cfg.identity_keys()
+    forged = tuple(
+        holder
+        for holder, share in revealed.items()
+        if not verify(
+            keys[dealer],
+            share.signature,
+            tx.share_statement(cfg, kind, dealer, holder, share.index, share.value),
+        )
+    )
+    signed = [h for h in holders if h not in forged]
+    if len(signed) < t:
+        raise SecAggAborted(
+            f"only {len(signed)} valid shares of the {kind} of {dealer!r} were "
+            f"revealed, fewer than the threshold {t}"
+            + (f"; {list(forged)} revealed forged shares" if forged else ""),
+            stage=stage,
+        )
+    secret = _combine(revealed, signed, t)
+    if not (secret and is_committed(secret)):
+        raise ShareRejected(
+            f"the shares {dealer!r} signed do not rebuild the {kind} it committed to: "
+            "it dealt inconsistent shares",
+            offender=dealer,
+            stage=stage,
+        )
+    return Recovered(secret, forged)
+
+
+def _combine(
+    revealed: Mapping[str, RevealedShare], holders: list[str], t: int
+) -> bytes:
+    try:
+        shares = [Share(revealed[h].index, revealed[h].value) for h in holders[:t]]
+        return combine_shares(shares, threshold=t)
+    except ValueError:
+        # A malformed share (bad length, duplicate index): let the blame path decide.
+        return b""

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from accord.secagg import crypto
+from accord.secagg.crypto import Ed25519PrivateKey
+
+
+def test_frame_is_unambiguous():
+    # Arrange / Act: the same bytes split differently must frame differently
+    a = crypto.frame(b"ab", b"c")
+    b = crypto.frame(b"a", b"bc")
+    # Assert
+    assert a != b
+    assert crypto.frame("x", 1) != crypto.frame("x", 2)
+    assert crypto.frame("x").startswith(len(crypto.PROTOCOL).to_bytes(4, "big"))
+
+
+def test_x25519_agreement_is_symmetric():
+    a, a_pub = crypto.generate_x25519()
+    b, b_pub = crypto.generate_x25519()
+    assert crypto.agree(a, b_pub) == crypto.agree(b, a_pub)
+    assert crypto.agree(a.private_bytes_raw(), b_pub) == crypto.agree(b, a_pub)
+    assert crypto.x25519_public(a.private_bytes_raw()) == a_pub
+
+
+def test_low_order_peer_key_is_refused():
+    a, _ = crypto.generate_x25519()
+    with pytest.raises(ValueError):
+        crypto.agree(a, bytes(32))
+    with pytest.raises(ValueError):
+        crypto.agree(a, bytes(31))
+
+
+def test_derived_keys_are_separated_by_purpose_and_context():
+    secret = b"s" * 32
+    k1 = crypto.derive_key(secret, purpose="pairwise-mask", context=b"r1")
+    k2 = crypto.derive_key(secret, purpose="self-mask", context=b"r1")
+    k3 = crypto.derive_key(secret, purpose="pairwise-mask", context=b"r2")
+    assert len({k1, k2, k3}) == 3
+    assert all(len(k) == 32 for k in (k1, k2, k3))
+    assert k1 == crypto.derive_key(secret, purpose="pairwise-mask", context=b"r1")
+
+
+def test_seal_binds_associated_data_and_detects_tampering():
+    key = crypto.random_secret()
+    sealed = crypto.seal(key, b"share", associated_data=b"a->b round 1")
+    assert crypto.open_sealed(key, sealed, associated_data=b"a->b round 1") == b"share"
+    with pytest.raises(ValueError, match="authentication"):
+        crypto.open_sealed(key, sealed, associated_data=b"a->b round 2")
+    flipped = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    with pytest.raises(ValueError, match="authentication"):
+        crypto.open_sealed(key, flipped, associated_data=b"a->b round 1")
+    with pytest.raises(ValueError):
+        crypto.open_sealed(key, b"short", associated_data=b"")
+
+
+def test_signatures_verify_only_the_signed_payload():
+    identity = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    public = crypto.identity_public(identity)
+    sig = crypto.sign(identity, b"payload")
+    assert crypto.verify(public, sig, b"payload")
+    assert not crypto.verify(public, sig, b"payload!")
+    assert not crypto.verify(public, sig[:-1], b"payload")
+    assert not crypto.verify(public[:-1], sig, b"payload")

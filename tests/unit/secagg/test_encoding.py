@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accord.secagg.encoding import FixedPointEncoding
+
+
+@st.composite
+def updates(draw):
+    n = draw(st.integers(1, 30))
+    size = draw(st.integers(1, 200))
+    clip = draw(st.floats(1e-3, 1e3))
+    max_weight = draw(st.floats(1e-2, 1e4))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return n, size, clip, max_weight, seed
+
+
+def encode_all(enc, xs, ws, rng):
+    total = np.zeros(enc.words(xs[0].size), dtype=np.uint32)
+    for x, w in zip(xs, ws, strict=True):
+        np.add(total, enc.encode(x, w, rng), out=total)
+    return total
+
+
+@settings(max_examples=60, deadline=None)
+@given(updates())
+def test_decoded_sum_is_within_the_stated_bound(case):
+    # Arrange: values up to 3x the clip range, so clipping is exercised
+    n, size, clip, max_weight, seed = case
+    rng = np.random.default_rng(seed)
+    enc = FixedPointEncoding(clip=clip, participants=n, max_weight=max_weight)
+    xs = [rng.uniform(-3 * clip, 3 * clip, size) for _ in range(n)]
+    ws = rng.uniform(0, max_weight, n)
+    # Act
+    weighted, weight = enc.decode(encode_all(enc, xs, ws, rng))
+    # Assert
+    true = sum(w * np.clip(x, -clip, clip) for x, w in zip(xs, ws, strict=True))
+    assert np.abs(weighted - true).max() <= enc.bound
+    assert abs(weight - ws.sum()) <= enc.weight_bound
+
+
+def test_extremes_at_full_headroom_do_not_overflow():
+    # Every participant at the top of the range, with the largest weight
+    n = 1000
+    enc = FixedPointEncoding(clip=2.0, participants=n, max_weight=5.0)
+    rng = np.random.default_rng(1)
+    for sign in (1.0, -1.0):
+        xs = [np.full(3, sign * 10.0) for _ in range(n)]
+        weighted, weight = enc.decode(encode_all(enc, xs, [5.0] * n, rng))
+        np.testing.assert_allclose(weighted, sign * n * 5.0 * 2.0, atol=enc.bound)
+        assert abs(weight - n * 5.0) <= enc.weight_bound
+
+
+def test_rounding_is_unbiased():
+    enc = FixedPointEncoding(clip=1.0, participants=2**20)  # coarse: 1 unit ~ 1e-3
+    rng = np.random.default_rng(2)
+    value = 0.3 / enc.scale  # a third of one unit
+    words = enc.encode(np.full(100_000, value), 1.0, rng)[:-1]
+    assert set(np.unique(words.view(np.int32))) <= {0, 1}
+    assert abs(words.view(np.int32).mean() - 0.3) < 0.01
+
+
+def test_weighted_mean():
+    enc = FixedPointEncoding(clip=10.0, participants=3, max_weight=100.0)
+    rng = np.random.default_rng(3)
+    xs = [np.array([1.0, -2.0]), np.array([3.0, 4.0]), np.array([5.0, 0.5])]
+    ws = [10.0, 30.0, 60.0]
+    mean = enc.decode_mean(encode_all(enc, xs, ws, rng))
+    np.testing.assert_allclose(mean, [4.0, 1.3], atol=1e-5)
+
+
+def test_zero_total_weight_has_no_mean():
+    enc = FixedPointEncoding(clip=1.0, participants=2)
+    total = encode_all(enc, [np.ones(2)] * 2, [0.0, 0.0], np.random.default_rng(0))
+    with pytest.raises(ValueError, match="no mean"):
+        enc.decode_mean(total)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"clip": 0.0, "participants": 2}, "clip"),
+        ({"clip": float("inf"), "participants": 2}, "clip"),
+        ({"clip": 1.0, "participants": 0}, "participants"),
+        ({"clip": 1.0, "participants": 2, "max_weight": -1.0}, "max_weight"),
+    ],
+)
+def test_invalid_encodings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FixedPointEncoding(**kwargs)
+
+
+def test_invalid_inputs_are_refused():
+    enc = FixedPointEncoding(clip=1.0, participants=2, max_weight=1.0)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="NaN"):
+        enc.encode(np.array([np.nan]), 1.0, rng)
+    with pytest.raises(ValueError, match="outside"):
+        enc.encode(np.array([0.0]), 2.0, rng)
+    with pytest.raises(ValueError):
+        enc.decode(np.zeros(3, np.int32))  # type: ignore[arg-type]
