@@ -124,9 +124,9 @@ class Program:
     def run(self, inputs: Sequence[Array], work: Sequence[Array], out: Array) -> None:
         """Evaluate; ``work`` holds ``n_work`` arrays shaped like ``out``."""
         slots: list[Any] = [*inputs, *work, out, *self.constants]
-        # Sums of values near the dtype's maximum overflow to inf, exactly as numpy's
-        # own median and mean do; that is the answer, not a fault worth a warning.
-        with np.errstate(over="ignore"):
+        # Sums near the dtype's maximum overflow to inf, and inf + -inf is NaN, exactly
+        # as in numpy's own median and mean: that is the answer, not a fault to warn.
+        with np.errstate(over="ignore", invalid="ignore"):
             for ufunc, a, b, dst in self.steps:
                 ufunc(slots[a], slots[b], out=slots[dst])
 
