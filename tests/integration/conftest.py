@@ -12,9 +12,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from accord.store import SqlStore
 from accord.transport import pki
 from accord.transport.client import AdminClient, CoordinatorClient
-from accord.transport.executor import GrpcExecutor
+from accord.transport.executor import GrpcExecutor, wire_run_id
+from accord.transport.rejections import event_recorder
 from accord.transport.server import CoordinatorServer, serve
 from accord.transport.trust import TrustStore
 
@@ -29,11 +31,19 @@ class Federation:
     ca: Path
     root: Path
 
-    def enrol(self, name: str, role: pki.Role = "participant") -> Path:
+    def enrol(
+        self,
+        name: str,
+        role: pki.Role = "participant",
+        *,
+        days: int = 365,
+        now: datetime | None = None,
+    ) -> Path:
+        """Issue ``name`` a certificate; ``now`` in the past makes an expired one."""
         site = self.root / name
         hosts = ["localhost", "127.0.0.1"] if role == "coordinator" else []
         csr = pki.request(site, name, role=role, hosts=hosts)
-        pki.sign(self.ca, csr, passphrase=PASS, role=role)
+        pki.sign(self.ca, csr, passphrase=PASS, role=role, days=days, now=now)
         return site
 
     def revoke(self, name: str) -> None:
@@ -56,6 +66,14 @@ class Running:
     executor: GrpcExecutor
     server: CoordinatorServer
     federation: Federation
+    store: SqlStore
+    run_id: str  # the store's; the executor's run_id is the wire's
+
+    def events(self) -> list[tuple[str | None, int | None, str]]:
+        """(participant, round, kind) of each refusal the store has recorded."""
+        return [
+            (e.participant, e.round, e.kind) for e in self.store.events(self.run_id)
+        ]
 
     @property
     def target(self) -> str:
@@ -72,8 +90,20 @@ class Running:
 
 @pytest.fixture
 def coordinator(federation: Federation, tmp_path: Path) -> Iterator[Running]:
-    """A GrpcExecutor for SITES behind a mutual-TLS server on a free port."""
-    executor = GrpcExecutor(SITES, spool_dir=tmp_path, grace_s=2.0)
+    """A GrpcExecutor for SITES behind a mutual-TLS server on a free port.
+
+    Refusals go to a SQLite run store as they are made, as in ``accord
+    coordinator``; the wire names the run as a coordinator process would.
+    """
+    store = SqlStore(f"sqlite:///{tmp_path}/runs.db")
+    run_id = store.create_run(name="integration", config={}, seed=0, rounds_planned=3)
+    executor = GrpcExecutor(
+        SITES,
+        run_id=wire_run_id(run_id),
+        spool_dir=tmp_path,
+        grace_s=2.0,
+        on_reject=event_recorder(store, run_id),
+    )
     server = serve(
         executor,
         listen="127.0.0.1:0",
@@ -81,10 +111,11 @@ def coordinator(federation: Federation, tmp_path: Path) -> Iterator[Running]:
         trust=TrustStore.load(federation.ca),
     )
     try:
-        yield Running(executor, server, federation)
+        yield Running(executor, server, federation, store, run_id)
     finally:
         executor.close()
         server.stop(0.5)
+        store.close()
 
 
 @pytest.fixture

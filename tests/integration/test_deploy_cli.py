@@ -3,6 +3,7 @@
 from typer.testing import CliRunner
 
 from accord.cli.main import app
+from accord.store import SqlStore
 
 runner = CliRunner()
 FED = """
@@ -65,3 +66,107 @@ def test_plaintext_participant_must_dial_loopback(tmp_path):
 
     assert result.exit_code == 2
     assert "loopback" in result.output
+
+
+# --resume: checked before the coordinator listens, so no site connects in vain.
+
+
+def _resume(tmp_path, value, *, wait_s=0.5):
+    config = tmp_path / "fed.toml"
+    config.write_text(FED + f"[deployment]\nwait_s = {wait_s}\n")
+    port_file = tmp_path / "port"
+    result = runner.invoke(
+        app,
+        [
+            "coordinator",
+            str(config),
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure",
+            "--store",
+            f"sqlite:///{tmp_path}/runs.db",
+            "--port-file",
+            str(port_file),
+            "--resume",
+            value,
+        ],
+    )
+    return result, port_file.exists()
+
+
+def _runs(tmp_path, *statuses, seed=None):
+    from accord.config import load_config
+    from accord.coordinator.runner import create_run
+
+    config = tmp_path / "fed.toml"
+    config.write_text(FED + "[deployment]\nwait_s = 0.5\n")
+    cfg = load_config(config)
+    if seed is not None:
+        cfg = load_config(config, federation={"seed": seed})
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        ids = [create_run(store, cfg) for _ in statuses]
+        for run_id, status in zip(ids, statuses, strict=True):
+            if status != "running":
+                store.finish_run(run_id, status=status, summary=None)
+    return ids
+
+
+def test_resume_auto_refuses_to_guess_between_interrupted_runs(tmp_path):
+    _runs(tmp_path, "running", "running")
+
+    result, listened = _resume(tmp_path, "auto")
+
+    assert result.exit_code == 2, result.output
+    assert "2 runs of 'federation' are marked running" in " ".join(
+        result.output.split()
+    )
+    assert not listened
+
+
+def test_resume_auto_without_an_interrupted_run_starts_a_new_one(tmp_path):
+    (done,) = _runs(tmp_path, "completed")
+
+    # No participant comes: the new run cannot start and is marked aborted.
+    result, listened = _resume(tmp_path, "auto")
+
+    assert result.exit_code == 1, result.output
+    assert "no interrupted run of 'federation' to resume" in " ".join(
+        result.output.split()
+    )
+    assert listened
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        runs = {r.run_id: r.status for r in store.list_runs()}
+    assert len(runs) == 2 and runs.pop(done) == "completed"
+    assert list(runs.values()) == ["aborted"]
+
+
+def test_resume_of_a_completed_run_is_refused_before_listening(tmp_path):
+    (done,) = _runs(tmp_path, "completed")
+
+    result, listened = _resume(tmp_path, done)
+
+    assert result.exit_code == 4, result.output
+    assert "nothing to resume" in " ".join(result.output.split())
+    assert not listened
+
+
+def test_resume_with_another_configuration_is_refused_before_listening(tmp_path):
+    (run_id,) = _runs(tmp_path, "running", seed=99)
+
+    result, listened = _resume(tmp_path, run_id)
+
+    assert result.exit_code == 2, result.output
+    assert "federation.seed: run has 99" in " ".join(result.output.split())
+    assert not listened
+
+
+def test_a_resumed_run_whose_sites_do_not_come_back_stays_resumable(tmp_path):
+    (run_id,) = _runs(tmp_path, "running")
+
+    result, listened = _resume(tmp_path, "auto")
+
+    assert result.exit_code == 1, result.output
+    assert f"resuming run {run_id} after round 0" in " ".join(result.output.split())
+    assert listened
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        assert store.get_run(run_id).status == "running"  # --resume auto finds it

@@ -1,4 +1,14 @@
-"""Who may call the coordinator: certificates checked at the handshake and per call."""
+"""Who may call the coordinator: certificates checked at the handshake and per call.
+
+A certificate that is self-signed, from another federation's CA or expired fails
+the TLS handshake itself: gRPC's BoringSSL checks the chain and the dates, and the
+call never reaches accord (so there is nothing to record). A revoked one passes the
+handshake, because gRPC Python has no hook for a CRL there, and is refused with
+UNAUTHENTICATED on its first call by the server's per-call check (``Authenticator``
+in ``accord.transport.security``), which records the refusal.
+"""
+
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -34,6 +44,21 @@ def test_a_certificate_not_from_the_federation_fails_the_handshake(
 
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert coordinator.executor.next_event(0.1) is None
+    # Refused by TLS before any of accord's code runs: nothing to record.
+    assert coordinator.events() == []
+
+
+def test_an_expired_certificate_of_the_federation_fails_the_handshake(
+    coordinator, raw_channel
+):
+    past = datetime.now(UTC) - timedelta(days=400)
+    coordinator.federation.enrol("site-old", days=30, now=past)
+
+    with raw_channel("site-old") as channel:
+        error = _call(channel)
+
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert coordinator.events() == []
 
 
 def test_an_enrolled_site_gets_past_authentication(coordinator, raw_channel):
@@ -61,6 +86,9 @@ def test_a_revoked_certificate_is_refused_on_its_next_call(coordinator):
     assert "revoked" in str(info.value)
     logged = coordinator.executor.rejections.snapshot()[-1]
     assert (logged.participant, logged.kind) == ("site-01", "unauthenticated")
+    (event,) = coordinator.store.events(coordinator.run_id)[-1:]
+    assert (event.participant, event.kind) == ("site-01", "unauthenticated")
+    assert "revoked" in event.detail
 
 
 def test_a_federation_member_outside_this_run_is_denied(coordinator):
@@ -73,6 +101,7 @@ def test_a_federation_member_outside_this_run_is_denied(coordinator):
 
     assert info.value.kind == "forbidden"
     assert "not a participant of this run" in info.value.reason
+    assert coordinator.events() == [("site-99", None, "forbidden")]
 
 
 def test_admin_operations_need_an_admin_certificate(coordinator):

@@ -137,6 +137,8 @@ def test_a_bad_update_is_refused_with_its_code_and_reason(
     assert list(coordinator.executor.spool_dir.iterdir()) == []
     logged = coordinator.executor.rejections.snapshot()[-1]
     assert (logged.participant, logged.round, logged.kind) == ("site-01", 1, kind)
+    assert coordinator.events() == [("site-01", 1, kind)]  # recorded at once
+    assert coordinator.store.rounds(coordinator.run_id) == []
 
 
 def test_bytes_past_the_announced_size_are_refused_while_streaming(
@@ -149,6 +151,7 @@ def test_bytes_past_the_announced_size_are_refused_while_streaming(
 
     assert refusal.kind == "too_large"
     assert "past" in refusal.reason
+    assert coordinator.events() == [("site-01", 1, "too_large")]
 
 
 def test_values_that_do_not_match_the_announced_digest_are_refused(
@@ -161,6 +164,7 @@ def test_values_that_do_not_match_the_announced_digest_are_refused(
 
     assert refusal.kind == "corrupt"
     assert CODES[refusal.kind] == grpc.StatusCode.DATA_LOSS
+    assert coordinator.events() == [("site-01", 1, "corrupt")]
 
 
 def test_a_duplicate_is_refused_and_the_first_update_stands(coordinator, round_one):
@@ -174,6 +178,7 @@ def test_a_duplicate_is_refused_and_the_first_update_stands(coordinator, round_o
     event = coordinator.executor.next_event(5)
     assert isinstance(event, TrainDone) and event.participant == "site-02"
     assert coordinator.executor.next_event(0.3) is None
+    assert coordinator.events() == [("site-02", 1, "duplicate")]
 
 
 def test_a_replay_from_an_earlier_round_is_refused(coordinator, round_one):
@@ -186,6 +191,7 @@ def test_a_replay_from_an_earlier_round_is_refused(coordinator, round_one):
     assert refusal.kind == "stale"
     assert "replay" in refusal.reason
     assert CODES["stale"] == grpc.StatusCode.FAILED_PRECONDITION
+    assert coordinator.events() == [("site-00", 1, "stale")]
 
 
 def test_an_update_for_another_run_is_refused(coordinator, round_one):
@@ -195,6 +201,21 @@ def test_an_update_for_another_run_is_refused(coordinator, round_one):
 
     assert refusal.kind == "stale"
     assert "run" in refusal.reason
+    assert coordinator.events() == [("site-00", 1, "stale")]
+
+
+def test_an_update_for_the_store_run_but_another_coordinator_process_is_refused(
+    coordinator, round_one
+):
+    # What a site finishing its training after the coordinator was restarted sends:
+    # the store's run id is the same, the process (the wire id's suffix) is not.
+    header, buffer = _update(coordinator, _good(), run_id=f"{coordinator.run_id}.0")
+
+    refusal = _refusal(coordinator, "site-00", header, buffer)
+
+    assert refusal.kind == "stale"
+    assert coordinator.executor.next_event(0.3) is None
+    assert coordinator.events() == [("site-00", 1, "stale")]
 
 
 def test_a_refused_update_leaves_the_job_open_for_a_correct_one(coordinator, round_one):
@@ -224,6 +245,10 @@ def test_raw_garbage_gets_invalid_argument_with_a_reason(
     assert "not a valid EvalReport" in info.value.details()
     assert streamed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert coordinator.executor.next_event(0.3) is None
+    assert coordinator.events() == [
+        ("site-00", None, "malformed"),
+        ("site-00", None, "malformed"),
+    ]
 
 
 def test_a_site_without_a_job_in_the_round_is_refused(coordinator, round_one):
@@ -234,6 +259,7 @@ def test_a_site_without_a_job_in_the_round_is_refused(coordinator, round_one):
 
     assert refusal.kind == "forbidden"
     assert CODES["forbidden"] == grpc.StatusCode.PERMISSION_DENIED
+    assert coordinator.events() == [("site-02", 3, "forbidden")]
 
 
 def test_an_update_after_the_deadline_is_refused_as_stale(coordinator, round_one):
@@ -244,6 +270,7 @@ def test_an_update_after_the_deadline_is_refused_as_stale(coordinator, round_one
 
     assert refusal.kind == "stale"
     assert "deadline" in refusal.reason
+    assert coordinator.events() == [("site-02", 1, "stale")]
 
 
 def test_eval_and_failure_reports_are_checked_too(coordinator, round_one):
@@ -264,5 +291,9 @@ def test_eval_and_failure_reports_are_checked_too(coordinator, round_one):
 
     assert no_job.value.kind == "forbidden"
     assert again.value.kind == "duplicate"
+    assert coordinator.events() == [
+        ("site-00", 1, "forbidden"),
+        ("site-00", 1, "duplicate"),
+    ]
     event = coordinator.executor.next_event(5)
     assert event.participant == "site-00" and event.reason == "disk full"

@@ -6,13 +6,34 @@ only the executor differs. Each site runs ``accord participant``, which dials ou
 to the coordinator and serves its tasks on local data until the run ends. gRPC and
 the PKI are imported only when one of these commands runs, so the rest of the CLI
 works without the ``deploy`` extra.
+
+Durability. The run is created in the store before the coordinator listens, and
+every message it refuses is recorded there as an event when it is refused. A
+coordinator that died (killed, crashed, machine lost) is started again with
+``--resume RUN_ID``, or ``--resume auto`` (the one run of this federation that the
+store still marks ``running``, i.e. whose coordinator died without recording an
+end; a new run if there is none; an error if there are several). It listens on the
+same address, the participants, which redial with backoff, connect again, and the
+run goes on after its last recorded round, from that round's checkpoint
+(:meth:`~accord.coordinator.runner.Coordinator.resume`): a round the dead process
+had not recorded runs again from its start, with the same selection and seeds.
+
+Each coordinator process names the run on the wire with a fresh id, the store's run
+id plus a random suffix (:func:`~accord.transport.executor.wire_run_id`). So the
+resumed process refuses as ``stale`` any update, report or model request still
+addressed to the process that died (an update a site finishes training after the
+crash, say), and a site that already answered the dead process's round does not
+mistake the resumed round of the same number for a repeat. A stable wire id would
+get both wrong. Nothing prevents two coordinators from resuming the same run at
+once: run one per federation.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,6 +47,9 @@ from accord.errors import ConfigError, RunAborted
 
 if TYPE_CHECKING:
     from accord.coordinator.runner import RunResult
+    from accord.params import Params
+    from accord.simulation.context import SimContext
+    from accord.store import RunStore
     from accord.transport.executor import GrpcExecutor
 
 __all__ = ["register"]
@@ -102,6 +126,16 @@ def coordinator_command(
     port_file: Annotated[
         Path | None, typer.Option("--port-file", help="Write the bound port here.")
     ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN_ID|auto",
+            help="Continue this run after its last recorded round (same fed.toml "
+            "and options); auto: the one run of this federation still marked "
+            "running, else a new run.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON.")] = False,
 ) -> None:
     """Coordinate a federation whose participants connect over gRPC."""
@@ -135,6 +169,7 @@ def coordinator_command(
             trust=trust_store,
             insecure=insecure,
             port_file=port_file,
+            resume=resume,
             quiet=as_json,
         )
         if as_json:
@@ -149,76 +184,170 @@ def _coordinate(
     trust: Any,
     insecure: bool,
     port_file: Path | None,
+    resume: str | None,
     quiet: bool,
 ) -> tuple[RunResult, list[dict[str, object]]]:
-    from accord.coordinator.runner import Coordinator
-    from accord.evaluation.metrics import evaluate
-    from accord.params import Params
     from accord.simulation.context import build_context
-    from accord.store import CheckpointStore, open_store
-    from accord.transport.executor import GrpcExecutor
+    from accord.store import open_store
+    from accord.transport.executor import GrpcExecutor, wire_run_id
+    from accord.transport.rejections import event_recorder
     from accord.transport.server import serve
 
     ctx = build_context(cfg)  # the initial model needs the task and the data's schema
-    initial = ctx.task.init_params(cfg.federation.seed)
     participants = cfg.deployment.participants or list(ctx.participants)
     console = Console(stderr=True, quiet=quiet)
-    executor = GrpcExecutor(participants, grace_s=cfg.deployment.grace_s)
-    server = serve(
-        executor, listen=listen, identity=identity, trust=trust, insecure=insecure
-    )
-    directory = Path(cfg.store.directory)
-    run_store = open_store(cfg.store.url, default_dir=directory)
+    run_store = open_store(cfg.store.url, default_dir=Path(cfg.store.directory))
     try:
-        if port_file is not None:
-            port_file.write_text(f"{server.port}\n", encoding="utf-8")
-        mode = "plaintext" if insecure else "mutual TLS"
-        console.print(
-            f"listening on {server.address} ({mode}); waiting for "
-            f"{len(participants)} participant(s)"
+        run_id, resumed = _which_run(run_store, cfg, resume, console)
+        executor = GrpcExecutor(
+            participants,
+            run_id=wire_run_id(run_id),
+            grace_s=cfg.deployment.grace_s,
+            on_reject=event_recorder(run_store, run_id),
         )
-        _wait(executor, participants, cfg)
-
-        def central(params: Params) -> Mapping[str, float]:
-            return evaluate(ctx.task, params, ctx.data.test)
-
-        checkpoints = (
-            CheckpointStore(directory / "checkpoints")
-            if cfg.store.checkpoints
-            else None
-        )
-        with ProgressObserver(
-            console, rounds=cfg.federation.rounds, metric=cfg.evaluation.metric
-        ) as observer:
-            result = Coordinator(
-                cfg,
-                executor=executor,
-                store=run_store,
-                checkpoints=checkpoints,
-                central_eval=central if len(ctx.data.test) else None,
-                observer=observer,
-            ).run(initial)
-        refused = executor.rejections.snapshot()
-        for r in refused:  # after the run: the store is not shared with RPC threads
-            run_store.record_event(
-                result.run_id,
-                round=r.round or None,
-                participant=r.participant,
-                kind=r.kind,
-                detail=f"{r.method}: {r.reason}",
-            )
+        server = None
+        try:
+            with _aborted_unless_resumed(run_store, run_id, resumed):
+                server = serve(
+                    executor,
+                    listen=listen,
+                    identity=identity,
+                    trust=trust,
+                    insecure=insecure,
+                )
+                if port_file is not None:
+                    port_file.write_text(f"{server.port}\n", encoding="utf-8")
+                mode = "plaintext" if insecure else "mutual TLS"
+                console.print(f"listening on {server.address} ({mode})")
+                _wait(executor, participants, cfg, console)
+                result = _train(cfg, ctx, executor, run_store, run_id, resumed, console)
+        finally:
+            executor.close()
+            if server is not None:
+                server.stop(5.0)
+        refused = executor.rejections.snapshot()  # already in the store, one by one
         console.print(
             f"run {result.run_id}: final model {result.params.digest()[:16]}; "
             f"{len(refused)} message(s) refused"
         )
         return result, [r.to_json() for r in refused]
     finally:
-        executor.close()
-        server.stop(5.0)
         run_store.close()
 
 
-def _wait(executor: GrpcExecutor, participants: list[str], cfg: FedConfig) -> None:
+def _which_run(
+    store: RunStore, cfg: FedConfig, resume: str | None, console: Console
+) -> tuple[str, bool]:
+    """The store's id of the run to serve, and whether it resumes; checked now.
+
+    A new run is created at once, so that refusals made while participants connect
+    are recorded under it. A run to resume is checked (it exists, did not complete,
+    has this configuration) before the coordinator listens, so that participants
+    never connect to a run that cannot go on; it is reopened only once they have.
+    """
+    from accord.coordinator.resume import check_resumable
+    from accord.coordinator.runner import create_run
+
+    if resume == "auto":
+        found = _interrupted_run(store, cfg.federation.name)
+        if found is None:
+            console.print(
+                f"no interrupted run of {cfg.federation.name!r} to resume; "
+                "starting a new one"
+            )
+            return create_run(store, cfg), False
+        resume = found
+    if resume is None:
+        return create_run(store, cfg), False
+    check_resumable(store, resume, cfg.to_json_dict())
+    done = len(store.rounds(resume))
+    console.print(f"resuming run {resume} after round {done}")
+    return resume, True
+
+
+def _interrupted_run(store: RunStore, federation: str) -> str | None:
+    """The one run of ``federation`` still marked running (its coordinator died)."""
+    running = [
+        r.run_id
+        for r in store.list_runs()
+        if r.name == federation and r.status == "running"
+    ]
+    if len(running) > 1:
+        raise ConfigError(
+            f"{len(running)} runs of {federation!r} are marked running "
+            f"({', '.join(running)}); pass --resume RUN_ID to say which to continue "
+            "(`accord runs` lists them)",
+            key="--resume",
+        )
+    return running[0] if running else None
+
+
+@contextmanager
+def _aborted_unless_resumed(
+    store: RunStore, run_id: str, resumed: bool
+) -> Iterator[None]:
+    """Mark a new run aborted if it fails, even before its first round.
+
+    (Once the round loop runs, it does so itself.) A run being resumed stays as it
+    was, ``running`` after a crash, so that the next ``--resume auto`` still finds
+    it when its participants did not come back in time.
+    """
+    try:
+        yield
+    except BaseException:
+        if not resumed:
+            try:
+                store.finish_run(run_id, status="aborted", summary=None)
+            except Exception:  # the store is why it failed, maybe: say the first
+                logger.exception("could not mark run %s aborted", run_id)
+        raise
+
+
+def _train(
+    cfg: FedConfig,
+    ctx: SimContext,
+    executor: GrpcExecutor,
+    store: RunStore,
+    run_id: str,
+    resumed: bool,
+    console: Console,
+) -> RunResult:
+    """Run (or resume) the rounds of ``run_id`` over the connected participants."""
+    from accord.coordinator.runner import Coordinator
+    from accord.evaluation.metrics import evaluate
+    from accord.store import CheckpointStore
+
+    def central(params: Params) -> Mapping[str, float]:
+        return evaluate(ctx.task, params, ctx.data.test)
+
+    directory = Path(cfg.store.directory)
+    checkpoints = (
+        CheckpointStore(directory / "checkpoints") if cfg.store.checkpoints else None
+    )
+    initial = ctx.task.init_params(cfg.federation.seed)
+    done = len(store.rounds(run_id)) if resumed else 0
+    with ProgressObserver(
+        console,
+        rounds=max(cfg.federation.rounds - done, 0),
+        metric=cfg.evaluation.metric,
+    ) as observer:
+        coordinator = Coordinator(
+            cfg,
+            executor=executor,
+            store=store,
+            checkpoints=checkpoints,
+            central_eval=central if len(ctx.data.test) else None,
+            observer=observer,
+        )
+        if resumed:
+            return coordinator.resume(run_id, initial)
+        return coordinator.run(initial, run_id=run_id)
+
+
+def _wait(
+    executor: GrpcExecutor, participants: list[str], cfg: FedConfig, console: Console
+) -> None:
+    console.print(f"waiting for {len(participants)} participant(s)")
     connected = executor.wait_for(participants, cfg.deployment.wait_s)
     missing = sorted(set(participants) - connected)
     if not missing:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from accord.errors import (
     AccordError,
@@ -41,5 +42,9 @@ def reported() -> Iterator[None]:
         yield
     except AccordError as exc:
         code = next(c for cls, c in EXIT_CODES if isinstance(exc, cls))
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        # escape: messages quote config sections such as "[deployment]", which
+        # Rich would otherwise take for markup and drop.
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False
+        )
         raise typer.Exit(code) from None

@@ -9,6 +9,7 @@ from typing import Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from accord.cli.errors import reported
@@ -88,11 +89,12 @@ def list_runs(
 
 @runs_app.command("show")
 def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) -> None:
-    """Rounds of one run with each participant's outcome."""
+    """Rounds of one run with each participant's outcome, and refused messages."""
     with reported():
         db = _open(store, directory)
         try:
             info, rounds = db.get_run(run_id), db.rounds(run_id)
+            events = db.events(run_id)
         finally:
             db.close()
     console = Console()
@@ -117,6 +119,19 @@ def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) ->
             r.global_digest[:16],
         )
     console.print(table)
+    if events:
+        refused = Table(title="refused messages")
+        for col in ("time (UTC)", "round", "participant", "kind", "detail"):
+            refused.add_column(col)
+        for e in events:
+            refused.add_row(
+                e.at.strftime("%Y-%m-%d %H:%M:%S"),
+                "" if e.round is None else str(e.round),
+                escape(e.participant or "(unauthenticated)"),
+                e.kind,
+                escape(e.detail),  # quotes what a peer sent: no markup from it
+            )
+        console.print(refused)
 
 
 @runs_app.command("export")

@@ -9,8 +9,11 @@ replaced) and runs again from the start; selection and training seeds depend onl
 (seed, round, roster), so it runs exactly as it would have.
 
 A run resumes only with the configuration it was started with: everything that
-shapes the model must be equal. Only the sections that say how this machine runs it
-(``[simulation]``, ``[store]``) may differ. Pure: no store or file-format imports.
+shapes the model must be equal. Only the settings that say how this machine runs it
+may differ: the ``[simulation]`` and ``[store]`` sections, and how long a
+coordinator waits for participants (``deployment.wait_s``, ``deployment.grace_s``);
+the deployment's roster may not, since selection and seeds follow it.
+Pure: no store or file-format imports.
 """
 
 from __future__ import annotations
@@ -24,16 +27,25 @@ from typing import TYPE_CHECKING, Any
 from accord.config import config_from_mapping
 from accord.errors import ConfigError, StoreError
 from accord.params import Params
-from accord.records import RoundRecord
+from accord.records import RoundRecord, RunInfo
 
 if TYPE_CHECKING:
     from accord.store.checkpoint import CheckpointStore
     from accord.store.protocol import RunStore
 
-__all__ = ["EXECUTION_SECTIONS", "ResumePoint", "check_same_config", "resume_point"]
+__all__ = [
+    "EXECUTION_KEYS",
+    "EXECUTION_SECTIONS",
+    "ResumePoint",
+    "check_resumable",
+    "check_same_config",
+    "resume_point",
+]
 
 #: Config sections that say how a run is executed, not what it computes.
 EXECUTION_SECTIONS = frozenset({"simulation", "store"})
+#: Single settings of other sections that say how, not what (dotted keys).
+EXECUTION_KEYS = frozenset({"deployment.wait_s", "deployment.grace_s"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +63,7 @@ def _differences(stored: Any, current: Any, key: str) -> list[str]:
         out: list[str] = []
         for name in sorted(set(stored) | set(current), key=str):
             sub = f"{key}.{name}" if key else str(name)
-            if not key and name in EXECUTION_SECTIONS:
+            if (not key and name in EXECUTION_SECTIONS) or sub in EXECUTION_KEYS:
                 continue
             out += _differences(stored.get(name), current.get(name), sub)
         return out
@@ -84,8 +96,28 @@ def check_same_config(
             f"run {run_id} was started with another configuration, so resuming it "
             f"with this one would not continue the same training:\n  {listed}\n"
             "Resume with the fed.toml and options the run was started with (only "
-            "[simulation] and [store] may differ), or start a new run"
+            "[simulation] and [store] may differ, and deployment.wait_s and "
+            "grace_s), or start a new run"
         )
+
+
+def check_resumable(store: RunStore, run_id: str, config: Mapping[str, Any]) -> RunInfo:
+    """``run_id``'s record, if it can resume with ``config``; changes nothing.
+
+    :class:`~accord.errors.RunNotFound` or :class:`StoreError` if there is no such
+    run or it completed; :class:`ConfigError` if ``config`` is not the run's own
+    (:func:`check_same_config`). Cheap (no checkpoint is read): a coordinator checks
+    it before it listens, so that participants never connect to a run that cannot
+    go on.
+    """
+    info = store.get_run(run_id)
+    if info.status == "completed":
+        raise StoreError(
+            f"run {run_id} completed all its rounds; there is nothing to resume. "
+            "Start a new run instead"
+        )
+    check_same_config(run_id, info.config, config)
+    return info
 
 
 def resume_point(
@@ -100,13 +132,7 @@ def resume_point(
     run's own (:func:`check_same_config`). :class:`StoreError` if the run completed
     or its records and checkpoints cannot take it further.
     """
-    info = store.get_run(run_id)
-    if info.status == "completed":
-        raise StoreError(
-            f"run {run_id} completed all its rounds; there is nothing to resume. "
-            "Start a new run instead"
-        )
-    check_same_config(run_id, info.config, config)
+    check_resumable(store, run_id, config)
     recorded = tuple(store.rounds(run_id))
     _check_numbering(run_id, [r.number for r in recorded])
     completed = [r for r in recorded if r.status == "completed"]

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy; the loop ne
     from accord.store.checkpoint import CheckpointStore
     from accord.store.protocol import RunStore
 
-__all__ = ["Coordinator", "RoundSummary", "RunObserver", "RunResult"]
+__all__ = ["Coordinator", "RoundSummary", "RunObserver", "RunResult", "create_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,21 @@ class _SilentObserver:
         pass
 
 
+def create_run(store: RunStore, config: FedConfig) -> str:
+    """Record a new run of ``config`` in ``store`` (status ``running``); its id.
+
+    :meth:`Coordinator.run` does it by itself; a caller that needs the id before the
+    first round (a deployment names the run on the wire and records refusals under
+    it while participants connect) creates the run first and passes its id.
+    """
+    return store.create_run(
+        name=config.federation.name,
+        config=config.to_json_dict(),
+        seed=config.federation.seed,
+        rounds_planned=config.federation.rounds,
+    )
+
+
 class Coordinator:
     """Runs the configured number of rounds over an executor and records them."""
 
@@ -125,20 +140,23 @@ class Coordinator:
         self,
         initial: Params,
         *,
+        run_id: str | None = None,
         extra_summary: Callable[[Params], Mapping[str, Any]] | None = None,
     ) -> RunResult:
         """Train for ``federation.rounds`` rounds from ``initial``; return the model.
 
+        ``run_id`` is a run made by :func:`create_run` that has no round yet (None:
+        create one now); a run with rounds continues with :meth:`resume` instead.
         ``extra_summary`` computes more of the run's stored summary from the final
         model (the simulation uses it for its pooled and site-alone comparison).
         """
         cfg = self.config
-        run_id = self._store.create_run(
-            name=cfg.federation.name,
-            config=cfg.to_json_dict(),
-            seed=cfg.federation.seed,
-            rounds_planned=cfg.federation.rounds,
-        )
+        if run_id is None:
+            run_id = create_run(self._store, cfg)
+        elif self._store.rounds(run_id):
+            raise StoreError(
+                f"run {run_id} already has recorded rounds; continue it with resume"
+            )
         logger.info("run %s started: %d rounds", run_id, cfg.federation.rounds)
         state = self._strategy.init_state(initial)
         return self._run_from(run_id, 1, (initial, state), (), extra_summary)

@@ -52,6 +52,10 @@ __all__ = ["ParticipantRuntime"]
 
 logger = logging.getLogger(__name__)
 
+#: Update buffers up to this size are kept for the next round (no page faults for a
+#: fresh allocation every round); larger ones go back to the OS as soon as sent.
+_SPARE_MAX_BYTES = 256 * 2**20
+
 #: Refusals after which the site reports the job failed (the others, a duplicate
 #: or a stale message, mean the coordinator already has its answer or moved on).
 _REPORT_AFTER = frozenset({"mismatch", "malformed", "too_large", "corrupt"})
@@ -80,11 +84,19 @@ class ParticipantRuntime:
         self._give_up_after_s = give_up_after_s
         self._answered: set[tuple[str, int, str]] = set()
         self._model: tuple[str, Params] | None = None
+        # The last update's buffer, once nothing reads it any more: the next round
+        # writes into it instead of faulting in a fresh model-sized allocation.
+        self._spare: bytearray | None = None
+
+    def _keep(self, buffer: bytearray) -> None:
+        """Keep ``buffer`` for the next update, if it is small enough to hold on to."""
+        self._spare = buffer if len(buffer) <= _SPARE_MAX_BYTES else None
 
     def run(self, stop: threading.Event | None = None) -> str:
         """Serve tasks; return the coordinator's goodbye (or ``"stopped"``)."""
         stop = stop or threading.Event()
         failures, last_contact = 0, time.monotonic()
+        last_error = "none"
         while not stop.is_set():
             client = self._connect()
             try:
@@ -111,12 +123,17 @@ class ParticipantRuntime:
                 self.log.record("disconnected", code=exc.code, reason=str(exc))
                 if exc.code == "UNAUTHENTICATED":
                     raise
+                last_error = str(exc)
             finally:
                 client.close()
             waited = time.monotonic() - last_contact
             if self._give_up_after_s is not None and waited > self._give_up_after_s:
                 raise TransportError(
-                    f"no contact with the coordinator for {waited:.0f} s; giving up"
+                    f"no contact with the coordinator for {waited:.0f} s; giving up "
+                    f"(last error: {last_error}). If the coordinator is running, its "
+                    "TLS handshake may be refusing this site's certificate: check "
+                    "that the federation's CA issued it and that it has not expired "
+                    "(openssl x509 -in cert.pem -noout -issuer -dates)"
                 )
             stop.wait(self._backoff.delay(failures))
             failures += 1
@@ -172,11 +189,15 @@ class ParticipantRuntime:
             self._refuse(client, order, "the training configuration does not match")
             return
         spec = params.spec
-        buffer = bytearray(spec.packed_nbytes)
+        buffer, self._spare = self._spare, None
+        if buffer is None or len(buffer) != spec.packed_nbytes:
+            buffer = bytearray(spec.packed_nbytes)
         out = spec.view(buffer, writable=True)
         with self._limits():
             result = run_train(self._task, self._data.train, params, config, out)
         if isinstance(result, JobError):
+            del out
+            self._keep(buffer)  # nothing was sent from it
             self._fail(
                 client, order, result.reason, refused=result.status == "rejected"
             )
@@ -196,6 +217,9 @@ class ParticipantRuntime:
         except SubmissionRefused as exc:
             self._refused_by_coordinator(client, order, exc)
             return
+        # The coordinator read the whole stream before its receipt: reuse the buffer.
+        del out
+        self._keep(buffer)
         self._answered.add((order.run_id, order.round, order.kind))
         self.log.record(
             "sent_update",

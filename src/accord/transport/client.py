@@ -78,6 +78,11 @@ def _channel(
     return grpc.secure_channel(target, channel_credentials(identity), options=options)
 
 
+def _serialize(msg: Any) -> bytes:
+    """A message's wire bytes; frames already serialized go out as they are."""
+    return msg if isinstance(msg, bytes) else bytes(msg.SerializeToString())
+
+
 class _Base:
     def __init__(
         self,
@@ -96,10 +101,13 @@ class _Base:
         self._calls: dict[str, Any] = {}
         for m in METHODS:
             factory = getattr(self._channel, m.shape)
+            parse: Any = m.response.FromString
+            if m.response is pb.ModelPart:
+                parse = codec.parse_chunk_or(parse)  # chunks: a view, no copy
             self._calls[m.name] = factory(
                 path(m.service, m.name),
-                request_serializer=lambda msg: msg.SerializeToString(),
-                response_deserializer=m.response.FromString,
+                request_serializer=_serialize,
+                response_deserializer=parse,
             )
 
     def close(self) -> None:
@@ -148,7 +156,7 @@ class CoordinatorClient(_Base):
     ) -> Receipt:
         """Stream an update (header, then the packed bytes in chunks)."""
         return self._unary(
-            "SubmitUpdate", codec.encode_update_parts(header, buffer), timeout_s
+            "SubmitUpdate", codec.update_frames(header, buffer), timeout_s
         )
 
     def submit_eval(self, report: EvalReport, *, timeout_s: float = 60.0) -> Receipt:

@@ -11,8 +11,9 @@ one.
 
 A refused message changes nothing: the job stays open (the participant may still
 send a correct update before the deadline), the round never sees the message, and
-the server records the refusal with :meth:`GrpcExecutor.reject`. An accepted update
-reaches the round as a read-only view on its spool file
+the server records the refusal with :meth:`GrpcExecutor.reject`, which hands it to
+``on_reject`` (the run store, in a deployment) before the peer is answered. An
+accepted update reaches the round as a read-only view on its spool file
 (:class:`~accord.transport.spool.SpooledUpdate`), deleted on :meth:`release`.
 """
 
@@ -44,13 +45,26 @@ from accord.transport.messages import (
     UpdateHeader,
     Welcome,
 )
-from accord.transport.rejections import Rejection, RejectionLog
+from accord.transport.rejections import Rejection, RejectionLog, Sink
 from accord.transport.spool import SpooledUpdate
 
-__all__ = ["GrpcExecutor", "ParticipantState", "Published"]
+__all__ = ["GrpcExecutor", "ParticipantState", "Published", "wire_run_id"]
 
 logger = logging.getLogger(__name__)
 _POLL_S = 0.25
+
+
+def wire_run_id(run_id: str) -> str:
+    """The run id one coordinator process uses on the wire: ``{run_id}.{8 hex}``.
+
+    It starts with the store's run id, so a site's log says which run it served,
+    and ends with a part drawn afresh by each process. A coordinator that resumes
+    a run after a crash therefore refuses, as ``stale``, whatever was meant for the
+    process that died (an update trained for its round, a model request, a report),
+    and a site that already answered a round of the dead process does not take the
+    resumed round's task of the same number for a repeat: it trains again.
+    """
+    return f"{run_id}.{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +91,11 @@ class GrpcExecutor:
     selects and seeds by. ``grace_s`` is how long a participant may stay
     disconnected with a job waiting before the job fails (one that reconnects
     within it gets the job again). ``run_id`` names the run on the wire: messages
-    of any other run are refused as stale.
+    of any other run are refused as stale. ``accord coordinator`` gives each of its
+    processes a fresh one (the store's run id and a random suffix, see
+    :func:`wire_run_id`), so that after a restart nothing sent to, or received
+    from, the process that died is admitted. ``on_reject`` receives every refusal
+    as it is made (see :mod:`~accord.transport.rejections`).
     """
 
     def __init__(
@@ -87,6 +105,7 @@ class GrpcExecutor:
         run_id: str | None = None,
         spool_dir: Path | None = None,
         grace_s: float = 30.0,
+        on_reject: Sink | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not participants or len(set(participants)) != len(participants):
@@ -106,7 +125,7 @@ class GrpcExecutor:
         self._tokens = 0
         self._stop_reason: str | None = None
         self._closed = False
-        self.rejections = RejectionLog()
+        self.rejections = RejectionLog(on_reject)
 
     # The Executor protocol, called by the round loop.
 
@@ -372,6 +391,13 @@ class GrpcExecutor:
         reason = f"lost the connection for more than {self._grace_s:.0f} s"
         for job in failed:
             o = job.order
+            logger.warning(
+                "%s's %s job of round %d failed: %s",
+                job.participant,
+                o.kind,
+                o.round,
+                reason,
+            )
             self._events.put(
                 JobFailed(job.participant, o.round, o.kind, "failed", reason)
             )

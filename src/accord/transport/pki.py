@@ -293,8 +293,9 @@ def sign(
 ) -> Path:
     """Issue a certificate for the CSR at ``csr_path``; return the certificate's path.
 
-    The certificate goes to ``out`` (default: ``cert.pem`` beside the CSR), with the
-    CA certificate copied beside it as ``ca.pem``, and onto the roster. A name that
+    The certificate goes to ``out`` (default: ``cert.pem`` beside the CSR; its folder
+    is created), with the CA certificate copied beside it as ``ca.pem``, and onto the
+    roster. A name that
     already holds an active certificate is refused unless ``replace``, which revokes
     that one. ``now`` moves the time of issue (tests use it to make expired ones).
     """
@@ -306,6 +307,9 @@ def sign(
     roster = read_roster(d)
     target = Path(out) if out is not None else csr_file.parent / CERT
     _check_free(roster, name, target, ca, replace=replace, at=at)
+    # Before the roster records the certificate: a missing --out folder must not
+    # leave a name on the roster whose certificate was never written.
+    target.parent.mkdir(parents=True, exist_ok=True)
     cert = leaf_certificate(csr, name, role, key, ca, at=at, days=days)
     entry = RosterEntry(
         name, role, cert.serial_number, fingerprint(cert), at, cert.not_valid_after_utc
@@ -372,8 +376,9 @@ def revoke(
     """Revoke every unrevoked certificate of ``name``; return them, as revoked.
 
     Writes a new ``crl.pem`` and ``roster.json``; a coordinator that trusts this
-    directory (or a copy of both files) refuses the certificates from its next
-    connection on.
+    directory (or a copy of both files) refuses the certificates from their next
+    call on, with ``UNAUTHENTICATED`` (the TLS handshake still succeeds: gRPC
+    Python cannot check a CRL there).
     """
     d = Path(ca_dir)
     key, ca = _load_ca(d, passphrase)

@@ -1,12 +1,23 @@
 """Mutual TLS for both ends, addresses, keepalives, and who a caller is.
 
 Mutual TLS is the default: the coordinator presents its certificate and requires
-one from every caller, signed by the federation's CA (BoringSSL refuses anything
-else during the handshake: no certificate, a self-signed one, another CA's). The
-handshake cannot know the CRL or the roster, so :class:`Authenticator` checks the
-caller's certificate with :func:`~accord.transport.trust.verify_peer` on every call:
-a revocation takes effect on the next call, not the next restart. The peer's name
-and role come only from that certificate, never from a message field.
+one from every caller, signed by the federation's CA. Where each bad certificate is
+refused:
+
+- no certificate, a self-signed one, one of another federation's CA, an expired
+  (or not yet valid) one: the TLS handshake itself fails (BoringSSL checks chain and
+  dates); the caller sees ``UNAVAILABLE`` and no RPC, so nothing of accord runs and
+  nothing can be recorded (the operator sees it in gRPC's own log);
+- a revoked one, or one the roster does not list: the handshake succeeds, because
+  gRPC Python offers no CRL option and no hook in the handshake; the first RPC is
+  refused with ``UNAUTHENTICATED`` by :class:`Authenticator`, which checks the
+  caller's certificate with :func:`~accord.transport.trust.verify_peer` (CRL and
+  roster, re-read when they change) before any handler runs, and the refusal is
+  recorded. Every later call is checked the same way, so a revocation takes effect
+  on the next call of a connection already open, not at the next restart.
+
+The peer's name and role come only from that certificate, never from a message
+field.
 
 ``insecure`` mode (plaintext, for demos and tests) must be asked for explicitly and
 binds or dials loopback addresses only; a caller then names itself in the

@@ -15,7 +15,8 @@ Undecodable bytes answer ``INVALID_ARGUMENT`` rather than gRPC's bare
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterator
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -32,7 +33,7 @@ from accord.transport import codec
 from accord.transport.codec import Malformed, parse_or_malformed
 from accord.transport.enrolment import IdentityFiles
 from accord.transport.executor import GrpcExecutor
-from accord.transport.messages import PROTOCOL_VERSION, UpdateHeader
+from accord.transport.messages import PROTOCOL_VERSION, PackedHeader, UpdateHeader
 from accord.transport.proto import accord_pb2 as pb
 from accord.transport.roster import Role
 from accord.transport.rpc import ADMIN, FEDERATION, METHODS, Method
@@ -61,12 +62,30 @@ class _Failure:
     kind: str | None = None
 
 
+#: Models up to this size are serialized once per round and the same bytes go to
+#: every participant; larger ones are framed again for each (one copy per chunk),
+#: so that the coordinator never holds a second copy of a huge model.
+FRAME_CACHE_BYTES = 512 * 2**20
+
+
 class _Handlers:
     """The RPC handlers of both services, bound to one executor."""
 
     def __init__(self, executor: GrpcExecutor, auth: Authenticator) -> None:
         self._ex = executor
         self._auth = auth
+        self._frames_lock = threading.Lock()
+        self._frames: tuple[object, list[bytes]] | None = None
+
+    def _model_frames(self, header: PackedHeader, buffer: Any) -> Iterable[bytes]:
+        """The published model's FetchModel stream, serialized once per model."""
+        if header.total_bytes > FRAME_CACHE_BYTES:
+            return codec.model_frames(header, buffer)
+        with self._frames_lock:
+            if self._frames is None or self._frames[0] is not buffer:
+                self._frames = None  # drop the old model's frames first
+                self._frames = (buffer, list(codec.model_frames(header, buffer)))
+            return self._frames[1]
 
     # Plumbing: errors become a status here and nowhere else.
 
@@ -145,7 +164,7 @@ class _Handlers:
         for item in stream:
             yield codec.encode_task(item)
 
-    def fetch_model(self, request: Any, context: Any) -> Iterator[pb.ModelPart]:
+    def fetch_model(self, request: Any, context: Any) -> Iterator[bytes]:
         name = self._who(context, "FetchModel", _PARTICIPANT)
         req: pb.ModelRequest = self._parsed(context, "FetchModel", request, name)
         model = self._run(
@@ -154,7 +173,7 @@ class _Handlers:
             lambda: self._ex.model(name, req.run_id, req.digest),
             name=name,
         )
-        yield from codec.encode_model_parts(model.header, model.buffer)
+        yield from self._model_frames(model.header, model.buffer)
 
     def submit_update(self, requests: Iterator[Any], context: Any) -> pb.Receipt:
         name = self._who(context, "SubmitUpdate", _PARTICIPANT)
@@ -260,11 +279,15 @@ def _method_handler(m: Method, fn: Callable[..., Any]) -> Any:
         "unary_stream": grpc.unary_stream_rpc_method_handler,
         "stream_unary": grpc.stream_unary_rpc_method_handler,
     }[m.shape]
-    return make(
-        fn,
-        request_deserializer=parse_or_malformed(m.request),
-        response_serializer=lambda msg: msg.SerializeToString(),
-    )
+    parse: Callable[[bytes], Any] = parse_or_malformed(m.request)
+    if m.request is pb.UpdatePart:
+        parse = codec.parse_chunk_or(parse)  # chunks: a view, no protobuf object
+    return make(fn, request_deserializer=parse, response_serializer=_serialize)
+
+
+def _serialize(msg: Any) -> bytes:
+    """A message's wire bytes; frames already serialized go out as they are."""
+    return msg if isinstance(msg, bytes) else bytes(msg.SerializeToString())
 
 
 @dataclass

@@ -48,7 +48,7 @@ class SpooledUpdate:
         self._file = os.fdopen(fd, "wb")
         self._map: mmap.mmap | None = None
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         """Append one chunk; refuse gaps, reordering, overlong chunks and excess."""
         if offset != self.received:
             raise SubmissionRefused(

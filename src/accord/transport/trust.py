@@ -13,9 +13,11 @@ option. So a server calls :func:`verify_peer` on the certificate the handshake
 authenticated before it serves a peer. Repeating the chain checks costs microseconds,
 gives readable reasons and keeps the function sound where no handshake came first.
 The CRL and the roster are read again whenever their file changes on disk (each call
-compares mtime, size and inode), so a revocation takes effect on the next connection
-without restarting the coordinator. A file that disappears or stops parsing fails
-closed: every verification raises :class:`~accord.errors.PkiError` until it is fixed.
+compares mtime, size and inode), so a revocation takes effect on the next call, even
+on a connection already open, without restarting the coordinator (the handshake
+itself cannot refuse a revoked certificate: see :mod:`accord.transport.security`).
+A file that disappears or stops parsing fails closed: every verification raises
+:class:`~accord.errors.PkiError` until it is fixed.
 
 Roles travel in the subject's organizational unit (``OU=participant``, ``admin`` or
 ``coordinator``); the CA's signature is what makes that claim trustworthy. A

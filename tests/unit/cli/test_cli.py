@@ -84,3 +84,45 @@ def test_datasets_lists_the_bundled_tables():
         "breast_cancer",
         "wine",
     } <= names
+
+
+def test_runs_show_lists_refused_messages_verbatim(tmp_path):
+    from accord.store import SqlStore
+
+    run_id = json.loads(_simulate(tmp_path).stdout)["run_id"]
+    with SqlStore(f"sqlite:///{tmp_path}/runs/accord.db") as store:
+        store.record_event(
+            run_id,
+            round=2,
+            participant="site-01",
+            kind="mismatch",
+            detail="SubmitUpdate: tensor '[/bold]w' is <f4[4, 4]",
+        )
+
+    shown = runner.invoke(
+        app, ["runs", "show", run_id, "--dir", str(tmp_path / "runs")]
+    )
+
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.stdout.split())
+    assert "refused messages" in text
+    assert "site-01" in text and "mismatch" in text
+    assert "[/bold]w" in text  # a peer's text is shown, never taken for markup
+
+
+def test_an_error_message_keeps_its_square_brackets():
+    import typer
+
+    from accord.cli.errors import reported
+    from accord.errors import ConfigError
+
+    def fail() -> None:
+        with reported():
+            raise ConfigError("list it in [deployment] participants")
+
+    command = typer.Typer()
+    command.command()(fail)
+    result = CliRunner().invoke(command, [])
+
+    assert result.exit_code == 2
+    assert "[deployment] participants" in result.output

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from accord.config import FedConfig, config_from_mapping
-from accord.coordinator.resume import check_same_config
-from accord.coordinator.runner import RoundSummary
+from accord.coordinator.resume import check_resumable, check_same_config
+from accord.coordinator.runner import Coordinator, RoundSummary, create_run
 from accord.errors import ConfigError, StoreError
 from accord.records import ParticipantOutcome
+from accord.simulation.context import build_context
 from accord.simulation.engine import simulate
+from accord.simulation.inprocess import InProcessExecutor
 from accord.store import CheckpointStore, MemoryStore, RunStore
 
 pytest.importorskip("sklearn")
@@ -172,3 +174,47 @@ def test_config_differences_are_all_listed() -> None:
     assert 'federation.name: run has "federation", config has "other"' in message
     assert "train.options.extra: run has null, config has [1, 2]" in message
     assert "only [simulation] and [store] may differ" in message
+
+
+def test_a_coordinator_may_wait_longer_but_not_change_its_roster() -> None:
+    stored = make_config().to_json_dict()
+    longer = dict(
+        stored, deployment={**stored["deployment"], "wait_s": 5, "grace_s": 1}
+    )
+    other = dict(stored, deployment={**stored["deployment"], "participants": ["x"]})
+
+    check_same_config("r", stored, longer)
+    with pytest.raises(ConfigError, match=r"deployment\.participants"):
+        check_same_config("r", stored, other)
+
+
+def test_check_resumable_reads_the_run_and_changes_nothing(tmp_path: Path) -> None:
+    with MemoryStore() as store:
+        run_id = interrupted(make_config(), store, tmp_path, at=2)
+        before = store.get_run(run_id)
+
+        info = check_resumable(store, run_id, make_config().to_json_dict())
+
+        assert info == before == store.get_run(run_id)
+        with pytest.raises(ConfigError, match="federation.seed"):
+            check_resumable(store, run_id, make_config(seed=9).to_json_dict())
+        store.finish_run(run_id, status="completed", summary=None)
+        with pytest.raises(StoreError, match="nothing to resume"):
+            check_resumable(store, run_id, make_config().to_json_dict())
+
+
+def test_a_run_created_first_is_the_one_that_runs(tmp_path: Path) -> None:
+    config = make_config(rounds=2)
+    ctx = build_context(config)
+    initial = ctx.task.init_params(config.federation.seed)
+    with MemoryStore() as store:
+        run_id = create_run(store, config)
+        coordinator = Coordinator(config, executor=InProcessExecutor(ctx), store=store)
+
+        result = coordinator.run(initial, run_id=run_id)
+
+        assert result.run_id == run_id
+        assert [r.run_id for r in store.list_runs()] == [run_id]
+        assert [r.number for r in store.rounds(run_id)] == [1, 2]
+        with pytest.raises(StoreError, match="continue it with resume"):
+            coordinator.run(initial, run_id=run_id)

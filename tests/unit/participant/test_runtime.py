@@ -224,3 +224,30 @@ def test_it_gives_up_after_a_long_silence():
 
     with pytest.raises(TransportError, match="giving up"):
         r.run()
+
+
+class AddRound:
+    """Training adds the round number, so that each round's update differs."""
+
+    def init_params(self, seed):
+        return GLOBAL
+
+    def train(self, params, data, config):
+        return TrainResult(Params({"w": params["w"] + config.round}), len(data))
+
+    def predict(self, params, x):
+        return np.full((len(x), 2), 0.5)
+
+
+def test_each_round_sends_its_own_update_when_the_buffer_is_reused():
+    script = Script(
+        [train_order(round=1), train_order(round=2), Goodbye("run", "done")]
+    )
+
+    assert runtime(script, task=AddRound()).run() == "done"
+
+    sent = [h.params.spec.view(b)["w"].tolist() for h, b in script.updates]
+    assert sent == [[1.0, 1.0], [2.0, 2.0]]
+    assert [h.params.digest for h, _ in script.updates] == [
+        Params({"w": np.full(2, r, np.float32)}).digest() for r in (1, 2)
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -146,3 +147,42 @@ def test_unknown_run_raises_run_not_found(
 ) -> None:
     with pytest.raises(RunNotFound):
         call(store)
+
+
+def test_events_from_many_threads_while_rounds_are_recorded(
+    store: RunStore, new_run: NewRun, make_round: MakeRound
+) -> None:
+    # A coordinator records refusals on its RPC threads while the round loop
+    # commits rounds on its own: every write must land, none may fail.
+    run_id = new_run()
+    threads, per_thread = 4, 10
+    errors: list[BaseException] = []
+
+    def refuse(worker: int) -> None:
+        try:
+            for i in range(per_thread):
+                store.record_event(
+                    run_id,
+                    round=1,
+                    participant=f"site-{worker}",
+                    kind="duplicate",
+                    detail=str(i),
+                )
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=refuse, args=(w,)) for w in range(threads)]
+    for w in workers:
+        w.start()
+    for number in (1, 2, 3):
+        store.record_round(make_round(run_id, number))
+    for w in workers:
+        w.join(60)
+
+    assert errors == []
+    events = store.events(run_id)
+    assert len(events) == threads * per_thread
+    for w in range(threads):
+        mine = [e.detail for e in events if e.participant == f"site-{w}"]
+        assert mine == [str(i) for i in range(per_thread)]  # in recording order
+    assert [r.number for r in store.rounds(run_id)] == [1, 2, 3]

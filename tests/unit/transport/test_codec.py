@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accord.errors import SubmissionRefused
 from accord.params import Params
@@ -187,3 +189,96 @@ def test_an_empty_part_is_malformed():
         codec.decode_update_part(pb.UpdatePart())
     with pytest.raises(SubmissionRefused, match="neither"):
         codec.decode_model_part(pb.ModelPart())
+
+
+# Chunk frames: written and read without protobuf objects, byte-exact with protobuf.
+
+
+@pytest.mark.parametrize("offset", [0, 1, 127, 128, CHUNK_BYTES, 2**40, 2**63 - 1])
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 300, CHUNK_BYTES])
+@pytest.mark.parametrize("message", [pb.ModelPart, pb.UpdatePart])
+def test_a_chunk_frame_is_exactly_what_protobuf_serializes(offset, size, message):
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+
+    frame = codec.chunk_frame(offset, data)
+
+    expected = message(chunk=pb.Chunk(offset=offset, data=data)).SerializeToString()
+    assert frame == expected
+    chunk = codec.fast_chunk(frame)
+    assert chunk is not None
+    assert (chunk.offset, bytes(chunk.data)) == (offset, data)
+
+
+def test_frames_of_a_model_and_an_update_decode_like_the_message_objects():
+    big = Params({"w": np.arange(CHUNK_BYTES // 2 + 7, dtype=np.float32)})
+    header = _header(big)
+    buffer = big.spec.pack(big)
+    update = UpdateHeader("run", 2, "b" * 64, header, 5, 0.5, {"loss": 1.0})
+
+    model = list(codec.model_frames(header, buffer))
+    sent = list(codec.update_frames(update, buffer))
+
+    assert model == [
+        p.SerializeToString() for p in codec.encode_model_parts(header, buffer)
+    ]
+    assert sent == [
+        p.SerializeToString() for p in codec.encode_update_parts(update, buffer)
+    ]
+    read = codec.parse_chunk_or(codec.parse_or_malformed(pb.UpdatePart))
+    parts = [codec.decode_update_part(read(f)) for f in sent]
+    assert parts[0] == update
+    assert b"".join(bytes(p.data) for p in parts[1:]) == bytes(buffer)
+
+
+def _chunk(offset: int, data: bytes) -> bytes:
+    return pb.UpdatePart(chunk=pb.Chunk(offset=offset, data=data)).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\x12",
+        _chunk(5, b"abc")[:-1],  # truncated
+        _chunk(5, b"abc") + b"\x00",  # trailing byte
+        _chunk(5, b"abc") + _chunk(6, b"d"),  # a second chunk field: merged
+        b"\x12\x07\x12\x03abc\x08\x05",  # data before offset
+        b"\x12\x07\x08\x05\x12\x05abc",  # data runs past the end
+        b"\x12\x04\x18\x01\x08\x05",  # an unknown field
+        b"\x12\x0d\x08" + b"\xff" * 10 + b"\x01\x12\x00",  # an 11-byte varint
+        pb.UpdatePart(header=pb.UpdateHeader(run_id="r", round=1)).SerializeToString(),
+    ],
+)
+def test_anything_but_a_canonical_chunk_goes_to_protobuf(frame):
+    assert codec.fast_chunk(frame) is None
+
+
+def test_an_offset_beyond_the_range_goes_to_protobuf_and_is_refused():
+    frame = _chunk(2**63, b"x")
+    read = codec.parse_chunk_or(codec.parse_or_malformed(pb.UpdatePart))
+
+    part = read(frame)
+
+    assert isinstance(part, pb.UpdatePart)
+    with pytest.raises(SubmissionRefused, match="offset"):
+        codec.decode_update_part(part)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_what_the_fast_path_accepts_protobuf_reads_the_same_way(frame):
+    chunk = codec.fast_chunk(frame)
+    if chunk is None:
+        return
+    msg = pb.UpdatePart.FromString(frame)
+    assert msg.WhichOneof("part") == "chunk"
+    assert (msg.chunk.offset, msg.chunk.data) == (chunk.offset, bytes(chunk.data))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**63 - 1), st.binary(max_size=300))
+def test_every_chunk_protobuf_writes_takes_the_fast_path(offset, data):
+    chunk = codec.fast_chunk(_chunk(offset, data))
+
+    assert chunk is not None
+    assert (chunk.offset, bytes(chunk.data)) == (offset, data)

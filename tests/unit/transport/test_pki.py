@@ -432,3 +432,14 @@ def test_the_pki_imports_no_grpc():
     )
 
     assert out.stdout.strip() == ""
+
+
+def test_sign_creates_the_out_folder_before_the_roster_records_anything(ca, passphrase):
+    csr = pki.request(ca.parent / "inbox", "site-1", role="participant")
+    out = ca.parent / "outbox" / "site-1" / "cert.pem"
+
+    issued = pki.sign(ca, csr, passphrase=passphrase, role="participant", out=out)
+
+    assert issued == out and out.is_file()
+    assert (out.parent / pki.CA_CERT).read_bytes() == (ca / pki.CA_CERT).read_bytes()
+    assert [e.name for e in pki.read_roster(ca).entries] == ["site-1"]

@@ -23,3 +23,20 @@ def test_module_does_not_load_grpc(module):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "accord.transport.executor",
+        "accord.transport.rejections",
+        "accord.transport.server",
+    ],
+)
+def test_the_coordinators_transport_does_not_load_sqlalchemy(module):
+    # Refusals reach the store through an injected callable (event_recorder).
+    code = f"import sys, {module}\nprint('sqlalchemy' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
