@@ -138,8 +138,11 @@ def connect(url: URL) -> Engine:
     path = sqlite_path(url)
     if path is not None:
         _check_sqlite_file(path)
+    # SQLite: wait up to 30 s for another process's write lock (a migration, or a
+    # coordinator committing a round) instead of failing at pysqlite's default 5 s.
+    connect_args = {"timeout": 30.0} if path is not None else {}
     try:
-        engine = create_engine(url)
+        engine = create_engine(url, connect_args=connect_args)
     except NoSuchModuleError as exc:
         raise StoreError(
             f"no SQLAlchemy dialect for {url.drivername!r}; use a sqlite:// or "
