@@ -334,14 +334,19 @@ def serve(
     )
     handlers = _Handlers(executor, Authenticator(None if insecure else trust))
     server.add_generic_rpc_handlers(_generic_handlers(handlers))
-    if insecure:
-        port = server.add_insecure_port(listen)
-    else:
-        assert identity is not None and trust is not None
-        port = server.add_secure_port(listen, server_credentials(identity, trust))
+    try:
+        if insecure:
+            port = server.add_insecure_port(listen)
+        else:
+            assert identity is not None and trust is not None
+            port = server.add_secure_port(listen, server_credentials(identity, trust))
+    except RuntimeError:  # grpcio >= 1.60 raises where older versions returned 0
+        port = 0
     if not port:
+        server.stop(None)
         raise TransportError(
-            f"cannot listen on {listen}: the address is taken or invalid"
+            f"cannot listen on {listen}: the address is taken (another coordinator "
+            "may be running there) or is not one of this host's"
         )
     server.start()
     host = listen.rpartition(":")[0]
