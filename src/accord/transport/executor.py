@@ -84,6 +84,9 @@ class ParticipantState:
     last_round: int
 
 
+_SHUTTING_DOWN = "the run is over: the coordinator is shutting down"
+
+
 class GrpcExecutor:
     """Runs jobs at participants connected over gRPC; see the module docstring.
 
@@ -242,6 +245,8 @@ class GrpcExecutor:
                 "malformed", "an update stream must start with its header"
             )
         with self._lock:
+            if self._closed:
+                raise SubmissionRefused("stale", _SHUTTING_DOWN)
             job = self._jobs.admit(name, "train", header.round, header.run_id)
             check_update_header(header, self._require_model().header, job)
             job.state = "receiving"
@@ -253,9 +258,10 @@ class GrpcExecutor:
                 num_examples=header.num_examples,
                 label=f"{name}-r{header.round}",
             )
-        except BaseException:
+        except BaseException as exc:
             with self._lock:
                 self._jobs.reopen(name, header.round)
+            self._refuse_if_closed(exc)
             raise
         try:
             for part in parts:
@@ -264,11 +270,17 @@ class GrpcExecutor:
                 spooled.write(part.offset, part.data)
             update = spooled.finish()
             return self._accept(name, header, spooled, update)
-        except BaseException:
+        except BaseException as exc:
             spooled.discard()
             with self._lock:
                 self._jobs.reopen(name, header.round)
+            self._refuse_if_closed(exc)
             raise
+
+    def _refuse_if_closed(self, exc: BaseException) -> None:
+        """A spool write that failed because close() removed the spool: say so."""
+        if isinstance(exc, OSError) and self._closed:
+            raise SubmissionRefused("stale", _SHUTTING_DOWN) from exc
 
     def _accept(
         self, name: str, header: UpdateHeader, spooled: SpooledUpdate, update: Params

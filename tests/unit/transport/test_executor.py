@@ -357,3 +357,21 @@ def test_status_lists_every_participant(executor):
         ("b", True, 4),
         ("c", False, 0),
     ]
+
+
+def test_an_update_arriving_while_the_coordinator_closes_is_stale(executor):
+    connect(executor, "a")
+    train(executor, 1, "a")
+    header, buffer = update()
+    stream = parts(header, buffer)
+    first = next(stream)
+
+    def rest():
+        yield first
+        executor.close()  # the spool directory disappears mid-upload
+        yield from stream
+
+    error = refused(executor, "a", rest())
+    assert error.kind == "stale"
+    assert "shutting down" in str(error)
+    assert refused(executor, "a", parts(header, buffer)).kind == "stale"
