@@ -20,7 +20,7 @@ from accord.store import CheckpointStore
 RUN = "20261122-163301-ab12cd"
 
 
-def _assert_identical(got: Params, expected: Params) -> None:
+def assert_identical(got: Params, expected: Params) -> None:
     assert list(got) == list(expected)
     for name in expected:
         assert got[name].dtype == expected[name].dtype
@@ -39,7 +39,7 @@ def test_round_trip_is_bit_identical_and_keeps_order(
 
     assert path == tmp_path / RUN / "round-00007.safetensors"
     assert list(params) != sorted(params)  # the fixture really is out of order
-    _assert_identical(loaded, params)
+    assert_identical(loaded, params)
 
 
 def test_extra_groups_round_trip_alongside_the_model(
@@ -52,17 +52,17 @@ def test_extra_groups_round_trip_alongside_the_model(
     checkpoint = store.load_checkpoint(path)
 
     assert (checkpoint.run_id, checkpoint.round_number) == (RUN, 1)
-    _assert_identical(checkpoint.params, params)
+    assert_identical(checkpoint.params, params)
     assert list(checkpoint.extra) == ["opt", "opt/v"]
     for group, expected in moments.items():
-        _assert_identical(checkpoint.extra[group], expected)
+        assert_identical(checkpoint.extra[group], expected)
 
 
 def test_nan_and_infinities_are_kept_bit_for_bit(tmp_path: Path) -> None:
     weird = Params({"w": np.array([np.nan, -np.inf, np.inf, -0.0, 1e-45], np.float32)})
     store = CheckpointStore(tmp_path)
 
-    _assert_identical(store.load(store.save(RUN, 1, weird)), weird)
+    assert_identical(store.load(store.save(RUN, 1, weird)), weird)
 
 
 @settings(max_examples=40, deadline=None, database=None, derandomize=True)
@@ -85,7 +85,7 @@ def test_any_params_round_trip(
     params = Params(list(zip(names, arrays, strict=False)))
     store = CheckpointStore(tmp_path_factory.mktemp("ckpt"))
 
-    _assert_identical(store.load(store.save(RUN, 0, params)), params)
+    assert_identical(store.load(store.save(RUN, 0, params)), params)
 
 
 def test_latest_finds_the_highest_round(tmp_path: Path, params: Params) -> None:
@@ -108,7 +108,7 @@ def test_save_leaves_no_temporary_files(tmp_path: Path, params: Params) -> None:
     assert sorted(p.name for p in (tmp_path / RUN).iterdir()) == [
         "round-00001.safetensors"
     ]
-    _assert_identical(
+    assert_identical(
         store.load(tmp_path / RUN / "round-00001.safetensors"), params.scale(2.0)
     )
 
@@ -139,7 +139,7 @@ def test_crash_during_write_keeps_the_previous_file(
         store.save(RUN, 1, params.scale(3.0))
 
     assert [p.name for p in (tmp_path / RUN).iterdir()] == [path.name]
-    _assert_identical(store.load(path), params)
+    assert_identical(store.load(path), params)
 
 
 @pytest.mark.parametrize("run_id", ["../escape", "a/b", "", ".hidden"])
