@@ -28,6 +28,7 @@ from accord.coordinator.executor import (
     TrainDone,
     TrainJob,
 )
+from accord.coordinator.metrics import federated_metrics, train_metrics
 from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan
 from accord.coordinator.selection import derive_seed, select
@@ -251,7 +252,7 @@ class Coordinator:
         self._observer.round_started(number, selected)
         self._collect_updates(rnd, t0)
         outcomes, succeeded = rnd.outcomes, rnd.succeeded
-        metrics: list[MetricValue] = _train_metrics(outcomes)
+        metrics: list[MetricValue] = train_metrics(outcomes)
         reason: str | None = None
         try:
             delta: Params | None = rnd.aggregate()
@@ -401,35 +402,7 @@ class Coordinator:
                     "evaluation at %s failed: %s", event.participant, event.reason
                 )
                 waiting.discard(event.participant)
-        return _federated_metrics(results)
-
-
-def _federated_metrics(results: Mapping[str, EvalDone]) -> list[MetricValue]:
-    out: list[MetricValue] = []
-    totals: dict[str, tuple[float, int]] = {}
-    for site, done in sorted(results.items()):
-        for name, value in done.metrics.items():
-            out.append(MetricValue("site", site, name, float(value)))
-            if math.isfinite(value) and done.num_examples > 0:
-                s, n = totals.get(name, (0.0, 0))
-                totals[name] = (s + value * done.num_examples, n + done.num_examples)
-    for name, (s, n) in sorted(totals.items()):
-        out.append(MetricValue("federated", None, name, s / n))
-    return out
-
-
-def _train_metrics(outcomes: Sequence[ParticipantOutcome]) -> list[MetricValue]:
-    totals: dict[str, tuple[float, int]] = {}
-    for o in outcomes:
-        if o.status != "ok":
-            continue
-        for name, value in o.metrics.items():
-            s, n = totals.get(name, (0.0, 0))
-            totals[name] = (s + value * o.num_examples, n + o.num_examples)
-    return [
-        MetricValue("train", None, name, s / n)
-        for name, (s, n) in sorted(totals.items())
-    ]
+        return federated_metrics(results)
 
 
 def _last_metrics(summaries: Sequence[RoundSummary]) -> dict[str, float]:
