@@ -30,7 +30,6 @@ once: run one per federation.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ import typer
 from rich.console import Console
 
 from accord.cli.errors import reported
+from accord.cli.output import dumps, run_json
 from accord.cli.progress import ProgressObserver
 from accord.config import FedConfig, load_config
 from accord.errors import ConfigError, RunAborted
@@ -173,7 +173,7 @@ def coordinator_command(
             quiet=as_json,
         )
         if as_json:
-            typer.echo(json.dumps(_as_json(result, rejections), indent=2))
+            typer.echo(dumps(_as_json(result, rejections)))
 
 
 def _coordinate(
@@ -362,24 +362,7 @@ def _wait(
 
 
 def _as_json(result: RunResult, rejections: list[dict[str, object]]) -> dict[str, Any]:
-    return {
-        "run_id": result.run_id,
-        "final_digest": result.params.digest(),
-        "rounds": [
-            {
-                "number": r.number,
-                "status": r.status,
-                "selected": r.selected,
-                "succeeded": r.succeeded,
-                "duration_s": r.duration_s,
-                "global_digest": r.global_digest,
-                "metrics": dict(r.metrics),
-                "reason": r.reason,
-            }
-            for r in result.rounds
-        ],
-        "rejections": rejections,
-    }
+    return {**run_json(result), "rejections": rejections}
 
 
 def participant_command(

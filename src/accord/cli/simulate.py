@@ -11,7 +11,6 @@ a fed.toml edited since is a mistake to show, not to ignore.
 
 from __future__ import annotations
 
-import json
 import math
 from importlib import resources
 from pathlib import Path
@@ -22,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from accord.cli.errors import reported
+from accord.cli.output import dumps, run_json
 from accord.cli.progress import ProgressObserver
 from accord.config import FedConfig, load_config
 from accord.simulation.baselines import Comparison
@@ -102,37 +102,15 @@ def _run(
     finally:
         store.close()
     if as_json:
-        typer.echo(json.dumps(_as_json(result), indent=2, default=_json_default))
+        typer.echo(dumps(_as_json(result)))
     else:
         _print_results(console, config, result)
     return result
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
-
-
 def _as_json(result: SimulationResult) -> dict[str, Any]:
-    run = result.run
-    return {
-        "run_id": run.run_id,
-        "final_digest": run.params.digest(),
-        "rounds": [
-            {
-                "number": r.number,
-                "status": r.status,
-                "selected": r.selected,
-                "succeeded": r.succeeded,
-                "duration_s": r.duration_s,
-                "metrics": dict(r.metrics),
-                "reason": r.reason,
-            }
-            for r in run.rounds
-        ],
-        "comparison": result.comparison.to_dict() if result.comparison else None,
-    }
+    comparison = result.comparison.to_dict() if result.comparison else None
+    return {**run_json(result.run), "comparison": comparison}
 
 
 def _print_results(

@@ -402,19 +402,15 @@ class ProcessExecutor:
         code = h.process.exitcode
         reason = f"worker process exited unexpectedly (exit code {code})"
         logger.warning("worker %d died: %s", h.index, reason)
-        for (rnd, kind, p), t0 in sorted(h.outstanding.items()):
-            self._events.append(
-                JobFailed(
-                    p,
-                    rnd,
-                    kind,
-                    "failed",
-                    reason,
-                    time.monotonic() - t0,
-                )
-            )
-        h.outstanding.clear()
+        self._fail_outstanding(h, reason)
         self._restart(h)
+
+    def _fail_outstanding(self, h: _Handle, reason: str) -> None:
+        """End every job still waiting on ``h`` with a failure, oldest first."""
+        now = time.monotonic()
+        for (rnd, kind, p), t0 in sorted(h.outstanding.items()):
+            self._events.append(JobFailed(p, rnd, kind, "failed", reason, now - t0))
+        h.outstanding.clear()
 
     def _restart(self, h: _Handle) -> None:
         if h.process.is_alive():
@@ -449,18 +445,9 @@ class ProcessExecutor:
                 continue
             for k in hung:
                 del h.outstanding[k]
-            for (rnd, kind, p), t0 in sorted(h.outstanding.items()):
-                self._events.append(
-                    JobFailed(
-                        p,
-                        rnd,
-                        kind,
-                        "failed",
-                        "worker restarted after another site's job passed the deadline",
-                        time.monotonic() - t0,
-                    )
-                )
-            h.outstanding.clear()
+            self._fail_outstanding(
+                h, "worker restarted after another site's job passed the deadline"
+            )
             logger.warning("restarting worker %d (jobs past the deadline)", h.index)
             self._restart(h)
 
