@@ -9,13 +9,21 @@ when the file is loaded, not in round 7.
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from accord.errors import ConfigError
 
@@ -122,6 +130,34 @@ class StrategyConfig(_Section):
     server_momentum: float = Field(default=0.0, ge=0, lt=1)
 
 
+class SecureAggregationConfig(_Section):
+    """Whether the coordinator may see individual updates, and how it is kept from it.
+
+    ``mode = "masking"`` runs SecAgg (SecAgg+ with a neighbour graph for large
+    federations, see ``docs/security.md``): the coordinator learns only the
+    weighted sum of at least ``threshold`` participants' updates. ``threshold`` and
+    ``degree`` left unset take safe defaults from the number of participants in
+    the round. Updates are clipped to ``[-clip, clip]`` per value before encoding;
+    weights are example counts over ``max_examples`` (a site with more counts as
+    ``max_examples``). ``stage_timeout_s`` bounds each stage after training; a
+    participant silent past it counts as dropped out.
+    """
+
+    mode: Literal["off", "masking"] = "off"
+    threshold: int | None = Field(default=None, ge=2)
+    degree: int | None = Field(default=None, ge=1)
+    clip: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    max_examples: int = Field(default=100_000, ge=1)
+    stage_timeout_s: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_shorthand(cls, value: Any) -> Any:
+        # ``secure_aggregation = "masking"`` is short for ``[secure_aggregation]
+        # mode = "masking"``.
+        return {"mode": value} if isinstance(value, str) else value
+
+
 class EvaluationConfig(_Section):
     """What is measured, how often, and the comparison at the end of a simulation."""
 
@@ -195,6 +231,9 @@ class FedConfig(_Section):
     round: RoundConfig = Field(default_factory=RoundConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    secure_aggregation: SecureAggregationConfig = Field(
+        default_factory=SecureAggregationConfig
+    )
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
@@ -206,6 +245,7 @@ class FedConfig(_Section):
 
 
 def _check_compatibility(cfg: FedConfig) -> None:
+    _check_secure(cfg)
     if cfg.selection.min_participants > cfg.data.sites:
         raise ConfigError(
             f"needs {cfg.selection.min_participants} participants but the data has "
@@ -220,6 +260,54 @@ def _check_compatibility(cfg: FedConfig) -> None:
                 f"with {expected} participants; lower it",
                 key="strategy.trim",
             )
+
+
+def _expected_round_size(cfg: FedConfig) -> int:
+    """Participants a round selects, as far as the configuration alone tells."""
+    sites = len(cfg.deployment.participants) or cfg.data.sites
+    return max(
+        math.ceil(cfg.selection.fraction * sites), cfg.selection.min_participants
+    )
+
+
+def _check_secure(cfg: FedConfig) -> None:
+    """Refuse secure-aggregation settings that cannot keep their promise."""
+    sec = cfg.secure_aggregation
+    if sec.mode == "off":
+        return
+    key = "secure_aggregation.mode"
+    if cfg.strategy.aggregation != "mean":
+        raise ConfigError(
+            f"strategy.aggregation = {cfg.strategy.aggregation!r} needs every "
+            "individual update, which secure aggregation exists to hide from the "
+            'coordinator; use aggregation = "mean" with secure aggregation, or turn '
+            "it off to use a robust rule",
+            key=key,
+        )
+    n = _expected_round_size(cfg)
+    if n < 3:
+        raise ConfigError(
+            f"rounds select {n} participant(s); secure aggregation needs at least 3 "
+            "(with 2, each learns the other's update from the sum)",
+            key=key,
+        )
+    if sec.threshold is not None:
+        holders = n if sec.degree is None else min(n, sec.degree + 1)
+        if sec.threshold <= holders // 2 or sec.threshold > holders:
+            raise ConfigError(
+                f"threshold {sec.threshold} with {holders} share holders is not safe: "
+                "at or below half, a coordinator can show two halves of the "
+                "holders different survivor sets and rebuild both masks of one "
+                f"participant; above {holders}, no secret can ever be rebuilt. "
+                f"Choose a threshold in {holders // 2 + 1}..{holders}",
+                key="secure_aggregation.threshold",
+            )
+    if sec.degree is not None and sec.degree < 2:
+        raise ConfigError(
+            "a neighbour degree below 2 leaves a participant one neighbour, who "
+            "would learn its update",
+            key="secure_aggregation.degree",
+        )
 
 
 def _format_errors(exc: ValidationError) -> str:

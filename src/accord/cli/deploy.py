@@ -148,6 +148,12 @@ def coordinator_command(
         if store is not None:
             overrides["store"] = {"url": store}
         cfg = load_config(config, **overrides)
+        if cfg.secure_aggregation.mode != "off":
+            raise ConfigError(
+                "secure aggregation runs in `accord simulate`; over gRPC it is not "
+                "available in this version",
+                key="secure_aggregation.mode",
+            )
         if insecure:
             from accord.transport.security import check_insecure_host
 

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from accord.params import Params
 from accord.task.protocol import TrainConfig
+
+if TYPE_CHECKING:  # secure aggregation needs its extra; the plain loop does not
+    from accord.secagg.session import SecureJob
 
 __all__ = [
     "EvalDone",
     "Event",
     "Executor",
     "JobFailed",
+    "SecAggReply",
     "TrainDone",
     "TrainJob",
 ]
@@ -29,10 +33,16 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class TrainJob:
-    """Train ``participant`` from the published global model with ``config``."""
+    """Train ``participant`` from the published global model with ``config``.
+
+    With ``secure`` set, the participant keeps its update, opens a secure session
+    and answers with the first stage's message (:class:`SecAggReply`) instead of a
+    :class:`TrainDone`.
+    """
 
     participant: str
     config: TrainConfig
+    secure: SecureJob | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +76,28 @@ class JobFailed:
 
     participant: str
     round: int
-    kind: Literal["train", "eval"]
+    kind: Literal["train", "eval", "secagg"]
     status: Literal["failed", "rejected", "timeout"]
     reason: str
     duration_s: float = 0.0
 
 
-Event = TrainDone | EvalDone | JobFailed
+@dataclass(frozen=True, slots=True)
+class SecAggReply:
+    """A participant's encoded message for one stage of a secure round.
+
+    ``payload`` is opaque here (:mod:`accord.secagg.wire` parses it); ``duration_s``
+    is the participant's time for the stage, training included for the first.
+    """
+
+    participant: str
+    round: int
+    stage: str
+    payload: bytes
+    duration_s: float = 0.0
+
+
+Event = TrainDone | EvalDone | JobFailed | SecAggReply
 
 
 class Executor(Protocol):
@@ -93,6 +118,24 @@ class Executor(Protocol):
 
     def submit_eval(self, round_number: int, participants: Sequence[str]) -> None:
         """Start evaluation jobs; each ends in exactly one EvalDone or JobFailed."""
+        ...
+
+    def identity_keys(self, participants: Sequence[str]) -> Mapping[str, bytes]:
+        """The raw Ed25519 identity public keys of these participants.
+
+        Raises :class:`~accord.errors.ConfigError` naming any participant without
+        one (secure aggregation cannot include it).
+        """
+        ...
+
+    def submit_secagg(
+        self, round_number: int, stage: str, payloads: Mapping[str, bytes]
+    ) -> None:
+        """Send each participant its coordinator message opening ``stage``.
+
+        Each ends in exactly one :class:`SecAggReply` for ``stage`` or one
+        :class:`JobFailed` of kind ``secagg``.
+        """
         ...
 
     def next_event(self, timeout: float | None) -> Event | None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from accord.config import FedConfig
 from accord.coordinator.executor import (
     EvalDone,
+    Event,
     Executor,
     JobFailed,
     TrainDone,
@@ -243,26 +244,15 @@ class Coordinator:
             round_number=number,
         )
         required = max(1, math.ceil(cfg.round.quorum * len(selected)))
-        rnd = Round(
-            RoundPlan(number, selected, required),
-            params.spec,
-            self._strategy.accumulator(params.spec),
+        plan = RoundPlan(number, selected, required)
+        if cfg.secure_aggregation.mode == "off":
+            outcomes, succeeded, delta, reason = self._plain(plan, params, t0)
+        else:
+            outcomes, succeeded, delta, reason = self._secure(run_id, plan, params, t0)
+        status: Literal["completed", "failed"] = (
+            "failed" if delta is None else "completed"
         )
-        self._executor.submit_train(number, self._jobs(number, selected))
-        self._observer.round_started(number, selected)
-        self._collect_updates(rnd, t0)
-        outcomes, succeeded = rnd.outcomes, rnd.succeeded
         metrics: list[MetricValue] = train_metrics(outcomes)
-        reason: str | None = None
-        try:
-            delta: Params | None = rnd.aggregate()
-            status: Literal["completed", "failed"] = "completed"
-        except RoundFailed as exc:
-            delta, status, reason = None, "failed", str(exc)
-            logger.info("round %d failed: %s", number, exc)
-        # The round's accumulator holds a float64 copy of the model: free it before
-        # the next model is computed, checkpointed and recorded.
-        del rnd
         if delta is not None:
             params, state = self._strategy.apply(params, delta, state)
             del delta
@@ -304,6 +294,45 @@ class Coordinator:
         )
         self._observer.round_finished(summary)
         return params, state, summary
+
+    def _plain(
+        self, plan: RoundPlan, params: Params, t0: float
+    ) -> tuple[tuple[ParticipantOutcome, ...], int, Params | None, str | None]:
+        """Collect and fold the selected participants' updates in the clear."""
+        rnd = Round(plan, params.spec, self._strategy.accumulator(params.spec))
+        self._executor.submit_train(plan.number, self._jobs(plan.number, plan.selected))
+        self._observer.round_started(plan.number, plan.selected)
+        self._collect_updates(rnd, t0)
+        try:
+            return rnd.outcomes, rnd.succeeded, rnd.aggregate(), None
+        except RoundFailed as exc:
+            logger.info("round %d failed: %s", plan.number, exc)
+            return rnd.outcomes, rnd.succeeded, None, str(exc)
+        # The round's accumulator (a float64 copy of the model) goes with ``rnd``.
+
+    def _secure(
+        self, run_id: str, plan: RoundPlan, params: Params, t0: float
+    ) -> tuple[tuple[ParticipantOutcome, ...], int, Params | None, str | None]:
+        """Run the round under secure aggregation: only the sum is ever seen."""
+        from accord.coordinator.secure import SecureCollector  # needs the extra
+
+        number = plan.number
+        collector = SecureCollector(
+            executor=self._executor,
+            settings=self.config.secure_aggregation,
+            run_id=run_id,
+            plan=plan,
+            spec=params.spec,
+            clock=self._clock,
+            on_outcome=lambda o: self._observer.participant_finished(number, o),
+        )
+        self._observer.round_started(number, plan.selected)
+        out = collector.run(
+            self._jobs(number, plan.selected), t0 + self.config.round.deadline_s
+        )
+        if out.reason is not None:
+            logger.info("round %d failed: %s", number, out.reason)
+        return out.outcomes, out.succeeded, out.delta, out.reason
 
     def _jobs(self, number: int, selected: Sequence[str]) -> list[TrainJob]:
         train = self.config.train
@@ -347,9 +376,7 @@ class Coordinator:
         for done in rnd.drain():
             self._executor.release(done)
 
-    def _apply(
-        self, rnd: Round, event: TrainDone | EvalDone | JobFailed
-    ) -> ParticipantOutcome | None:
+    def _apply(self, rnd: Round, event: Event) -> ParticipantOutcome | None:
         try:
             if isinstance(event, TrainDone):
                 try:

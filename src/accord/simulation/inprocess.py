@@ -10,20 +10,38 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from accord.coordinator.executor import EvalDone, Event, JobFailed, TrainDone, TrainJob
+from accord.coordinator.executor import (
+    EvalDone,
+    Event,
+    JobFailed,
+    SecAggReply,
+    TrainDone,
+    TrainJob,
+)
+from accord.errors import ConfigError
 from accord.params import Params
 from accord.simulation.context import SimContext
 from accord.simulation.jobs import JobError, run_eval, run_train
 
+if TYPE_CHECKING:
+    from accord.secagg.session import SecureSession
+
 __all__ = ["InProcessExecutor"]
 
-_Job = tuple[Literal["train", "eval"], int, str, TrainJob | None]
+# (kind, round, participant, train job, (stage, payload) of a secagg job)
+_Job = tuple[
+    Literal["train", "eval", "secagg"],
+    int,
+    str,
+    TrainJob | None,
+    tuple[str, bytes] | None,
+]
 
 
 class InProcessExecutor:
@@ -34,6 +52,8 @@ class InProcessExecutor:
         self._global: Params | None = None
         self._queue: collections.deque[_Job] = collections.deque()
         self._buffer: Params | None = None
+        self._identities: dict[str, bytes] = {}  # private keys, made on first use
+        self._sessions: dict[str, tuple[int, SecureSession]] = {}
 
     @property
     def participants(self) -> tuple[str, ...]:
@@ -50,11 +70,33 @@ class InProcessExecutor:
 
     def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:
         """Queue training jobs."""
-        self._queue.extend(("train", round_number, j.participant, j) for j in jobs)
+        self._queue.extend(
+            ("train", round_number, j.participant, j, None) for j in jobs
+        )
 
     def submit_eval(self, round_number: int, participants: Sequence[str]) -> None:
         """Queue evaluation jobs."""
-        self._queue.extend(("eval", round_number, p, None) for p in participants)
+        self._queue.extend(("eval", round_number, p, None, None) for p in participants)
+
+    def identity_keys(self, participants: Sequence[str]) -> Mapping[str, bytes]:
+        """Each site's Ed25519 public key (the keys are made on first use)."""
+        from accord.simulation.secure import identity_keys, public_key
+
+        unknown = [p for p in participants if p not in self._ctx.participants]
+        if unknown:
+            raise ConfigError(f"no such participants: {', '.join(unknown)}")
+        if not self._identities:
+            self._identities = identity_keys(self._ctx.participants)
+        return {p: public_key(self._identities[p]) for p in participants}
+
+    def submit_secagg(
+        self, round_number: int, stage: str, payloads: Mapping[str, bytes]
+    ) -> None:
+        """Queue one stage's messages."""
+        self._queue.extend(
+            ("secagg", round_number, p, None, (stage, blob))
+            for p, blob in payloads.items()
+        )
 
     def next_event(self, timeout: float | None) -> Event | None:
         """Run the next queued job and report it; None when nothing is queued."""
@@ -64,16 +106,49 @@ class InProcessExecutor:
             return None
         if self._global is None or self._buffer is None:
             raise RuntimeError("publish() the global model before running jobs")
-        kind, number, participant, job = self._queue.popleft()
+        kind, number, participant, job, message = self._queue.popleft()
+        if message is not None:
+            return self._step(number, participant, *message)
         # Same BLAS thread count as a worker process, so results match bit for bit.
         with threadpool_limits(limits=1):
             return self._run(kind, number, participant, job)
+
+    def _step(self, number: int, participant: str, stage: str, blob: bytes) -> Event:
+        from accord.simulation.secure import step_session
+
+        held = self._sessions.get(participant)
+        if held is None or held[0] != number:
+            return JobFailed(
+                participant,
+                number,
+                "secagg",
+                "failed",
+                f"no secure session open for round {number}",
+            )
+        answer = step_session(held[1], stage, blob)
+        if isinstance(answer, JobError):
+            del self._sessions[participant]
+            return JobFailed(
+                participant,
+                number,
+                "secagg",
+                answer.status,
+                answer.reason,
+                answer.duration_s,
+            )
+        if answer.last:
+            del self._sessions[participant]
+        return SecAggReply(
+            participant, number, stage, answer.payload, answer.duration_s
+        )
 
     def _run(
         self, kind: str, number: int, participant: str, job: TrainJob | None
     ) -> Event:
         assert self._global is not None and self._buffer is not None
         site = self._ctx.site(participant)
+        if job is not None and job.secure is not None:
+            return self._open(number, participant, job)
         if kind == "eval":
             ev = run_eval(self._ctx.task, site.holdout, self._global)
             if isinstance(ev, JobError):
@@ -99,6 +174,37 @@ class InProcessExecutor:
             update_digest=self._buffer.digest(),
         )
 
+    def _open(self, number: int, participant: str, job: TrainJob) -> Event:
+        from accord.simulation.secure import open_session
+
+        assert self._global is not None and self._buffer is not None
+        assert job.secure is not None
+        if not self._identities:
+            self.identity_keys(())
+        self._sessions.pop(participant, None)
+        opened = open_session(
+            self._ctx.task,
+            self._ctx.site(participant).train,
+            self._global,
+            job.config,
+            job.secure,
+            self._identities[participant],
+            self._buffer,
+        )
+        if isinstance(opened, JobError):
+            return JobFailed(
+                participant,
+                number,
+                "train",
+                opened.status,
+                opened.reason,
+                opened.duration_s,
+            )
+        self._sessions[participant] = (number, opened.session)
+        return SecAggReply(
+            participant, number, "advertise", opened.advertise, opened.duration_s
+        )
+
     def release(self, event: TrainDone) -> None:
         """Nothing to free: the single update buffer is reused by the next job."""
 
@@ -108,7 +214,12 @@ class InProcessExecutor:
         self._queue = collections.deque(
             j for j in self._queue if not (j[1] == round_number and j[2] in drop)
         )
+        for p in drop:
+            held = self._sessions.get(p)
+            if held is not None and held[0] == round_number:
+                del self._sessions[p]
 
     def close(self) -> None:
-        """Forget queued jobs."""
+        """Forget queued jobs and open sessions."""
         self._queue.clear()
+        self._sessions.clear()

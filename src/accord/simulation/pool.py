@@ -30,7 +30,7 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import forkserver
@@ -42,9 +42,16 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from accord.config import FedConfig
-from accord.coordinator.executor import EvalDone, Event, JobFailed, TrainDone, TrainJob
+from accord.coordinator.executor import (
+    EvalDone,
+    Event,
+    JobFailed,
+    SecAggReply,
+    TrainDone,
+    TrainJob,
+)
 from accord.data.catalogue import BUILTIN
-from accord.errors import TaskError
+from accord.errors import ConfigError, TaskError
 from accord.params import Params, ParamSpec
 from accord.simulation.worker import WorkerSetup, receive, send, worker_main
 
@@ -64,7 +71,8 @@ _DATASET_MODULES: dict[str, tuple[str, ...]] = {
 }
 
 
-_Key = tuple[int, Literal["train", "eval"], str]  # (round, kind, participant)
+# (round, kind, participant)
+_Key = tuple[int, Literal["train", "eval", "secagg"], str]
 
 
 @dataclass
@@ -197,8 +205,16 @@ class ProcessExecutor:
         self._global = SharedMemory(create=True, size=self._nbytes)
         self._events: collections.deque[Event] = collections.deque()
         self._handles: list[_Handle] = []
+        self._worker_count = min(workers, len(self._participants))
         self._lent: dict[int, tuple[_Handle, int]] = {}  # token -> slot held by caller
         self._tokens = 0
+        # The sites' Ed25519 identity keys (private, raw), for secure rounds only:
+        # made here so a restarted worker gets its sites' same keys back.
+        self._identities: dict[str, bytes] = {}
+        if config.secure_aggregation.mode != "off":
+            from accord.simulation.secure import identity_keys
+
+            self._identities = identity_keys(self._participants)
         try:
             for i in range(min(workers, len(self._participants))):
                 self._handles.append(self._start(i))
@@ -228,6 +244,11 @@ class ProcessExecutor:
             global_shm=self._global.name,
             slot_shms=tuple(s.name for s in slots),
             threads=self._threads,
+            identities=tuple(
+                (p, key.hex())
+                for p, key in self._identities.items()
+                if self._index[p] % self._worker_count == index
+            ),
         )
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
@@ -275,20 +296,21 @@ class ProcessExecutor:
             h = self._owner(job.participant)
             h.outstanding[(round_number, "train", job.participant)] = now
             c = job.config
-            grouped[h.index].append(
-                {
-                    "participant": job.participant,
-                    "config": {
-                        "epochs": c.epochs,
-                        "batch_size": c.batch_size,
-                        "learning_rate": c.learning_rate,
-                        "seed": c.seed,
-                        "round": c.round,
-                        "participant": c.participant,
-                        "options": dict(c.options),
-                    },
-                }
-            )
+            item: dict[str, Any] = {
+                "participant": job.participant,
+                "config": {
+                    "epochs": c.epochs,
+                    "batch_size": c.batch_size,
+                    "learning_rate": c.learning_rate,
+                    "seed": c.seed,
+                    "round": c.round,
+                    "participant": c.participant,
+                    "options": dict(c.options),
+                },
+            }
+            if job.secure is not None:
+                item["secure"] = job.secure.to_json()
+            grouped[h.index].append(item)
         for index, items in grouped.items():
             self._send(
                 self._handles[index],
@@ -308,6 +330,43 @@ class ProcessExecutor:
                 self._handles[index],
                 {"op": "eval", "round": round_number, "participants": items},
             )
+
+    def identity_keys(self, participants: Sequence[str]) -> Mapping[str, bytes]:
+        """Each site's Ed25519 public key (secure rounds must be configured)."""
+        from accord.simulation.secure import public_key
+
+        missing = [p for p in participants if p not in self._identities]
+        if missing:
+            raise ConfigError(
+                f"no identity key for {', '.join(missing)}: the simulation was "
+                "started without secure aggregation"
+            )
+        return {p: public_key(self._identities[p]) for p in participants}
+
+    def submit_secagg(
+        self, round_number: int, stage: str, payloads: Mapping[str, bytes]
+    ) -> None:
+        """Send each worker its sites' messages for ``stage``: a header, then frames."""
+        grouped: dict[int, list[str]] = collections.defaultdict(list)
+        now = time.monotonic()
+        for p in payloads:
+            h = self._owner(p)
+            h.outstanding[(round_number, "secagg", p)] = now
+            grouped[h.index].append(p)
+        for index, names in grouped.items():
+            h = self._handles[index]
+            header = {
+                "op": "secagg",
+                "round": round_number,
+                "stage": stage,
+                "participants": names,
+            }
+            try:
+                send(h.conn, header)
+                for p in names:
+                    h.conn.send_bytes(payloads[p])
+            except (BrokenPipeError, OSError):
+                self._on_death(h)
 
     def _send(self, h: _Handle, message: dict[str, Any]) -> None:
         try:
@@ -372,6 +431,16 @@ class ProcessExecutor:
                     token=self._lend(h, int(m["slot"])),
                 )
             )
+        elif op == "secagg_done":
+            payload = h.conn.recv_bytes()  # the frame that follows the header
+            stage = str(m["stage"])
+            kind: Literal["train", "secagg"] = (
+                "train" if stage == "advertise" else "secagg"
+            )
+            if h.outstanding.pop((rnd, kind, p), None) is not None:
+                self._events.append(
+                    SecAggReply(p, rnd, stage, payload, float(m["duration"]))
+                )
         elif op == "eval_done":
             if h.outstanding.pop((rnd, "eval", p), None) is not None:
                 self._events.append(

@@ -47,6 +47,8 @@ class WorkerSetup:
     global_shm: str
     slot_shms: tuple[str, ...]
     threads: int = 1
+    #: (site, raw Ed25519 private key as hex) for this worker's sites, secure runs
+    identities: tuple[tuple[str, str], ...] = ()
 
 
 def attach(name: str) -> SharedMemory:
@@ -84,6 +86,9 @@ class _Worker:
         self.free = collections.deque(range(len(self.slots)))
         self.jobs: collections.deque[dict[str, Any]] = collections.deque()
         self.running = True
+        self.identities = {p: bytes.fromhex(k) for p, k in setup.identities}
+        self.sessions: dict[str, tuple[int, Any]] = {}  # site -> (round, session)
+        self._scratch: Params | None = None  # a secure round's plain update
 
     def handle(self, message: dict[str, Any]) -> None:
         op = message["op"]
@@ -97,6 +102,19 @@ class _Worker:
                 {"kind": "eval", "round": message["round"], "participant": p}
                 for p in message["participants"]
             )
+        elif op == "secagg":
+            # The header names the sites; one raw frame per site follows.
+            for p in message["participants"]:
+                payload = self.conn.recv_bytes()
+                self.jobs.append(
+                    {
+                        "kind": "secagg",
+                        "round": message["round"],
+                        "participant": p,
+                        "stage": message["stage"],
+                        "payload": payload,
+                    }
+                )
         elif op == "release":
             if "slots" in message:
                 self.free.extend(int(slot) for slot in message["slots"])
@@ -155,7 +173,13 @@ class _Worker:
                     },
                 )
             return
+        if job["kind"] == "secagg":
+            self.step(job, head)
+            return
         config = TrainConfig(**job["config"])
+        if "secure" in job:
+            self.open(job, head, config)
+            return
         trained = train(self.ctx.task, site.train, self.global_params, config)
         slot: int | None = None
         if isinstance(trained, JobError):
@@ -195,7 +219,90 @@ class _Worker:
             },
         )
 
+    def open(
+        self, job: dict[str, Any], head: dict[str, Any], config: TrainConfig
+    ) -> None:
+        """Train a site of a secure round and send its first message."""
+        from accord.secagg.session import SecureJob
+        from accord.simulation.secure import open_session
+
+        participant = job["participant"]
+        self.sessions.pop(participant, None)
+        if self._scratch is None:
+            spec = self.global_params.spec
+            self._scratch = spec.view(bytearray(spec.packed_nbytes), writable=True)
+        try:
+            secure = SecureJob.from_json(job["secure"])
+        except ValueError as exc:
+            self.fail(head, "train", "rejected", str(exc), 0.0)
+            return
+        identity = self.identities.get(participant)
+        if identity is None:
+            self.fail(head, "train", "failed", "this site has no identity key", 0.0)
+            return
+        opened = open_session(
+            self.ctx.task,
+            self.sites[participant].train,
+            self.global_params,
+            config,
+            secure,
+            identity,
+            self._scratch,
+        )
+        if isinstance(opened, JobError):
+            self.fail(head, "train", opened.status, opened.reason, opened.duration_s)
+            return
+        self.sessions[participant] = (opened.round, opened.session)
+        self.reply(head, "advertise", opened.advertise, opened.duration_s)
+
+    def step(self, job: dict[str, Any], head: dict[str, Any]) -> None:
+        """Answer one stage of a secure round for a site."""
+        from accord.simulation.secure import step_session
+
+        participant = job["participant"]
+        held = self.sessions.get(participant)
+        if held is None or held[0] != job["round"]:
+            reason = f"no secure session open for round {job['round']}"
+            self.fail(head, "secagg", "failed", reason, 0.0)
+            return
+        answer = step_session(held[1], job["stage"], job["payload"])
+        if isinstance(answer, JobError):
+            del self.sessions[participant]
+            self.fail(head, "secagg", answer.status, answer.reason, answer.duration_s)
+            return
+        if answer.last:
+            del self.sessions[participant]
+        self.reply(head, job["stage"], answer.payload, answer.duration_s)
+
+    def reply(
+        self, head: dict[str, Any], stage: str, payload: bytes, duration: float
+    ) -> None:
+        """A stage's message: a JSON header, then the payload as one raw frame."""
+        send(
+            self.conn,
+            {"op": "secagg_done", **head, "stage": stage, "duration": duration},
+        )
+        self.conn.send_bytes(payload)
+
+    def fail(
+        self, head: dict[str, Any], kind: str, status: str, reason: str, duration: float
+    ) -> None:
+        """Report a job that produced nothing usable."""
+        send(
+            self.conn,
+            {
+                "op": "failed",
+                "kind": kind,
+                **head,
+                "status": status,
+                "reason": reason,
+                "duration": duration,
+            },
+        )
+
     def close(self) -> None:
+        self.sessions.clear()
+        self._scratch = None
         del self.global_params, self.slots
         for shm in self._shms:
             shm.close()

@@ -25,12 +25,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from accord.coordinator.executor import EvalDone, Event, JobFailed, TrainDone, TrainJob
-from accord.errors import RunAborted, SubmissionRefused
+from accord.errors import ConfigError, RunAborted, SubmissionRefused
 from accord.params import Params
 from accord.transport.codec import Chunk
 from accord.transport.jobs import JobBook, check_update_header
@@ -155,6 +155,19 @@ class GrpcExecutor:
         digest = self._require_model().header.digest
         for p in participants:
             self._dispatch(p, TaskOrder(self.run_id, round_number, "eval", digest))
+
+    def identity_keys(self, participants: Sequence[str]) -> Mapping[str, bytes]:
+        """Refused: this coordinator has no identity certificates of its sites."""
+        raise ConfigError(
+            "secure aggregation over gRPC is not available in this version",
+            key="secure_aggregation.mode",
+        )
+
+    def submit_secagg(
+        self, round_number: int, stage: str, payloads: Mapping[str, bytes]
+    ) -> None:
+        """Refused, as :meth:`identity_keys`."""
+        self.identity_keys(list(payloads))
 
     def next_event(self, timeout: float | None) -> Event | None:
         """The next event; raises RunAborted once an admin asked to stop."""

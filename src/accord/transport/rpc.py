@@ -39,6 +39,7 @@ METHODS: tuple[Method, ...] = (
     Method(FEDERATION, "SubmitUpdate", pb.UpdatePart, pb.Receipt, "stream_unary"),
     Method(FEDERATION, "SubmitEval", pb.EvalReport, pb.Receipt, "unary_unary"),
     Method(FEDERATION, "ReportFailure", pb.FailureReport, pb.Receipt, "unary_unary"),
+    Method(FEDERATION, "SubmitSecAgg", pb.SecAggPart, pb.Receipt, "stream_unary"),
     Method(ADMIN, "Status", pb.StatusRequest, pb.StatusReply, "unary_unary"),
     Method(ADMIN, "Stop", pb.StopRequest, pb.StopReply, "unary_unary"),
 )

@@ -219,6 +219,16 @@ class _Handlers:
             context, "ReportFailure", receive, name=name, round=lambda: msg.round
         )
 
+    def submit_secagg(self, requests: Iterator[Any], context: Any) -> pb.Receipt:
+        name = self._who(context, "SubmitSecAgg", _PARTICIPANT)
+
+        def receive() -> pb.Receipt:
+            raise SubmissionRefused(
+                "forbidden", "this coordinator runs no secure-aggregation rounds"
+            )
+
+        return self._run(context, "SubmitSecAgg", receive, name=name)
+
     # Admin.
 
     def status(self, request: Any, context: Any) -> pb.StatusReply:
@@ -261,6 +271,7 @@ def _generic_handlers(handlers: _Handlers) -> list[Any]:
         "SubmitUpdate": handlers.submit_update,
         "SubmitEval": handlers.submit_eval,
         "ReportFailure": handlers.report_failure,
+        "SubmitSecAgg": handlers.submit_secagg,
         "Status": handlers.status,
         "Stop": handlers.stop,
     }

@@ -12,9 +12,11 @@ class JobKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_KIND_UNSPECIFIED: _ClassVar[JobKind]
     JOB_KIND_TRAIN: _ClassVar[JobKind]
     JOB_KIND_EVAL: _ClassVar[JobKind]
+    JOB_KIND_SECAGG: _ClassVar[JobKind]
 JOB_KIND_UNSPECIFIED: JobKind
 JOB_KIND_TRAIN: JobKind
 JOB_KIND_EVAL: JobKind
+JOB_KIND_SECAGG: JobKind
 
 class Hello(_message.Message):
     __slots__ = ("protocol", "software")
@@ -25,20 +27,28 @@ class Hello(_message.Message):
     def __init__(self, protocol: _Optional[int] = ..., software: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("run_id", "round", "kind", "model_digest", "config_json", "goodbye")
+    __slots__ = ("run_id", "round", "kind", "model_digest", "config_json", "goodbye", "secure_json", "secagg_stage", "secagg", "identity_certificates")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     GOODBYE_FIELD_NUMBER: _ClassVar[int]
+    SECURE_JSON_FIELD_NUMBER: _ClassVar[int]
+    SECAGG_STAGE_FIELD_NUMBER: _ClassVar[int]
+    SECAGG_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     round: int
     kind: JobKind
     model_digest: str
     config_json: str
     goodbye: str
-    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[JobKind, str]] = ..., model_digest: _Optional[str] = ..., config_json: _Optional[str] = ..., goodbye: _Optional[str] = ...) -> None: ...
+    secure_json: str
+    secagg_stage: str
+    secagg: bytes
+    identity_certificates: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[JobKind, str]] = ..., model_digest: _Optional[str] = ..., config_json: _Optional[str] = ..., goodbye: _Optional[str] = ..., secure_json: _Optional[str] = ..., secagg_stage: _Optional[str] = ..., secagg: _Optional[bytes] = ..., identity_certificates: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ModelRequest(_message.Message):
     __slots__ = ("run_id", "digest")
@@ -209,3 +219,181 @@ class StopReply(_message.Message):
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     def __init__(self, accepted: _Optional[bool] = ...) -> None: ...
+
+class SecAggAdvertise(_message.Message):
+    __slots__ = ("run_id", "round", "sender", "encryption_key", "masking_key", "seed_commitment", "signature")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_KEY_FIELD_NUMBER: _ClassVar[int]
+    MASKING_KEY_FIELD_NUMBER: _ClassVar[int]
+    SEED_COMMITMENT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    sender: str
+    encryption_key: bytes
+    masking_key: bytes
+    seed_commitment: bytes
+    signature: bytes
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., sender: _Optional[str] = ..., encryption_key: _Optional[bytes] = ..., masking_key: _Optional[bytes] = ..., seed_commitment: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class SecAggEncryptedShares(_message.Message):
+    __slots__ = ("dealer", "holder", "ciphertext")
+    DEALER_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    dealer: str
+    holder: str
+    ciphertext: bytes
+    def __init__(self, dealer: _Optional[str] = ..., holder: _Optional[str] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
+
+class SecAggShareKeys(_message.Message):
+    __slots__ = ("run_id", "round", "sender", "shares")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    sender: str
+    shares: _containers.RepeatedCompositeFieldContainer[SecAggEncryptedShares]
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., sender: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[SecAggEncryptedShares, _Mapping]]] = ...) -> None: ...
+
+class SecAggMaskedInput(_message.Message):
+    __slots__ = ("run_id", "round", "sender", "vector")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    sender: str
+    vector: bytes
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., sender: _Optional[str] = ..., vector: _Optional[bytes] = ...) -> None: ...
+
+class SecAggConsistency(_message.Message):
+    __slots__ = ("run_id", "round", "sender", "signature")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    sender: str
+    signature: bytes
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., sender: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class SecAggRevealedShare(_message.Message):
+    __slots__ = ("dealer", "kind", "index", "value", "signature")
+    DEALER_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    dealer: str
+    kind: str
+    index: int
+    value: bytes
+    signature: bytes
+    def __init__(self, dealer: _Optional[str] = ..., kind: _Optional[str] = ..., index: _Optional[int] = ..., value: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class SecAggUnmask(_message.Message):
+    __slots__ = ("run_id", "round", "sender", "shares")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    sender: str
+    shares: _containers.RepeatedCompositeFieldContainer[SecAggRevealedShare]
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., sender: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[SecAggRevealedShare, _Mapping]]] = ...) -> None: ...
+
+class SecAggKeyDirectory(_message.Message):
+    __slots__ = ("run_id", "round", "keys")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    keys: _containers.RepeatedCompositeFieldContainer[SecAggAdvertise]
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[SecAggAdvertise, _Mapping]]] = ...) -> None: ...
+
+class SecAggSharesDelivery(_message.Message):
+    __slots__ = ("run_id", "round", "recipient", "shares")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    recipient: str
+    shares: _containers.RepeatedCompositeFieldContainer[SecAggEncryptedShares]
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., recipient: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[SecAggEncryptedShares, _Mapping]]] = ...) -> None: ...
+
+class SecAggSurvivorList(_message.Message):
+    __slots__ = ("run_id", "round", "survivors")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    SURVIVORS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    survivors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., survivors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SecAggSurvivorSignatures(_message.Message):
+    __slots__ = ("run_id", "round", "survivors", "signatures")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    SURVIVORS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    survivors: _containers.RepeatedScalarFieldContainer[str]
+    signatures: _containers.RepeatedCompositeFieldContainer[SecAggConsistency]
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., survivors: _Optional[_Iterable[str]] = ..., signatures: _Optional[_Iterable[_Union[SecAggConsistency, _Mapping]]] = ...) -> None: ...
+
+class SecAggMessage(_message.Message):
+    __slots__ = ("advertise", "share_keys", "masked_input", "consistency", "unmask", "key_directory", "shares_delivery", "survivor_list", "survivor_signatures")
+    ADVERTISE_FIELD_NUMBER: _ClassVar[int]
+    SHARE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    MASKED_INPUT_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    UNMASK_FIELD_NUMBER: _ClassVar[int]
+    KEY_DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    SHARES_DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    SURVIVOR_LIST_FIELD_NUMBER: _ClassVar[int]
+    SURVIVOR_SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    advertise: SecAggAdvertise
+    share_keys: SecAggShareKeys
+    masked_input: SecAggMaskedInput
+    consistency: SecAggConsistency
+    unmask: SecAggUnmask
+    key_directory: SecAggKeyDirectory
+    shares_delivery: SecAggSharesDelivery
+    survivor_list: SecAggSurvivorList
+    survivor_signatures: SecAggSurvivorSignatures
+    def __init__(self, advertise: _Optional[_Union[SecAggAdvertise, _Mapping]] = ..., share_keys: _Optional[_Union[SecAggShareKeys, _Mapping]] = ..., masked_input: _Optional[_Union[SecAggMaskedInput, _Mapping]] = ..., consistency: _Optional[_Union[SecAggConsistency, _Mapping]] = ..., unmask: _Optional[_Union[SecAggUnmask, _Mapping]] = ..., key_directory: _Optional[_Union[SecAggKeyDirectory, _Mapping]] = ..., shares_delivery: _Optional[_Union[SecAggSharesDelivery, _Mapping]] = ..., survivor_list: _Optional[_Union[SecAggSurvivorList, _Mapping]] = ..., survivor_signatures: _Optional[_Union[SecAggSurvivorSignatures, _Mapping]] = ...) -> None: ...
+
+class SecAggHeader(_message.Message):
+    __slots__ = ("run_id", "round", "stage", "total_bytes", "duration_s")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    stage: str
+    total_bytes: int
+    duration_s: float
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., stage: _Optional[str] = ..., total_bytes: _Optional[int] = ..., duration_s: _Optional[float] = ...) -> None: ...
+
+class SecAggPart(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: SecAggHeader
+    chunk: Chunk
+    def __init__(self, header: _Optional[_Union[SecAggHeader, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ...) -> None: ...

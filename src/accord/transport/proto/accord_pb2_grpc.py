@@ -61,6 +61,11 @@ class FederationStub:
                 request_serializer=accord_dot_transport_dot_proto_dot_accord__pb2.FailureReport.SerializeToString,
                 response_deserializer=accord_dot_transport_dot_proto_dot_accord__pb2.Receipt.FromString,
                 _registered_method=True)
+        self.SubmitSecAgg = channel.stream_unary(
+                '/accord.v1.Federation/SubmitSecAgg',
+                request_serializer=accord_dot_transport_dot_proto_dot_accord__pb2.SecAggPart.SerializeToString,
+                response_deserializer=accord_dot_transport_dot_proto_dot_accord__pb2.Receipt.FromString,
+                _registered_method=True)
 
 
 class FederationServicer:
@@ -103,6 +108,14 @@ class FederationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitSecAgg(self, request_iterator, context):
+        """A participant's message of a secure-aggregation stage: one header, then chunks
+        of the encoded SecAggMessage (a masked input is as large as the model).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FederationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +142,11 @@ def add_FederationServicer_to_server(servicer, server):
             'ReportFailure': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportFailure,
                     request_deserializer=accord_dot_transport_dot_proto_dot_accord__pb2.FailureReport.FromString,
+                    response_serializer=accord_dot_transport_dot_proto_dot_accord__pb2.Receipt.SerializeToString,
+            ),
+            'SubmitSecAgg': grpc.stream_unary_rpc_method_handler(
+                    servicer.SubmitSecAgg,
+                    request_deserializer=accord_dot_transport_dot_proto_dot_accord__pb2.SecAggPart.FromString,
                     response_serializer=accord_dot_transport_dot_proto_dot_accord__pb2.Receipt.SerializeToString,
             ),
     }
@@ -268,6 +286,33 @@ class Federation:
             target,
             '/accord.v1.Federation/ReportFailure',
             accord_dot_transport_dot_proto_dot_accord__pb2.FailureReport.SerializeToString,
+            accord_dot_transport_dot_proto_dot_accord__pb2.Receipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitSecAgg(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/accord.v1.Federation/SubmitSecAgg',
+            accord_dot_transport_dot_proto_dot_accord__pb2.SecAggPart.SerializeToString,
             accord_dot_transport_dot_proto_dot_accord__pb2.Receipt.FromString,
             options,
             channel_credentials,

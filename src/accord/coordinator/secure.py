@@ -1,0 +1,279 @@
+"""One secure round over an executor: the coordinator learns the weighted sum only.
+
+:class:`SecureCollector` replaces the plain update collection of a round when
+``secure_aggregation.mode = "masking"``. It sends the training jobs with the
+round's :class:`~accord.secagg.session.SecureJob`, then walks the stages of
+:class:`~accord.secagg.SecAggServer` (the pure protocol) over the executor: each
+stage's replies are parsed (:mod:`accord.secagg.wire`) and fed to the server, a
+participant silent past the stage's deadline or whose job fails counts as dropped
+out, a refused message (another round's, a replay, a malformed one) is recorded
+with its reason and counts as dropped out too. When a stage closes with too few
+participants the round fails with the protocol's reason and releases nothing.
+
+The result is the weighted mean update, decoded from the ring sum; no individual
+update, weight or example count ever reaches the coordinator, so the round's
+outcomes carry none (``num_examples`` 0, the digest of the *masked* input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from accord.config import SecureAggregationConfig
+from accord.coordinator.executor import (
+    Executor,
+    JobFailed,
+    SecAggReply,
+    TrainDone,
+    TrainJob,
+)
+from accord.coordinator.round import RoundPlan
+from accord.errors import SecAggAborted, SubmissionRefused
+from accord.params import Params, ParamSpec
+from accord.records import ParticipantOutcome
+from accord.secagg.config import SecAggConfig
+from accord.secagg.encoding import FixedPointEncoding
+from accord.secagg.messages import Stage
+from accord.secagg.server import SecAggResult, SecAggServer
+from accord.secagg.session import SecureJob, check_secure_spec
+from accord.secagg.wire import FromCoordinator, decode_to_coordinator, encode
+
+__all__ = ["SecureCollector", "SecureOutcome"]
+
+_Status = Literal["ok", "failed", "rejected", "timeout"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SecureOutcome:
+    """What a secure round produced: outcomes, and the mean update or why none."""
+
+    outcomes: tuple[ParticipantOutcome, ...]
+    succeeded: int
+    delta: Params | None
+    reason: str | None
+    total_weight: float = 0.0
+
+
+class SecureCollector:
+    """Runs the stages of one secure round; build one per round."""
+
+    def __init__(
+        self,
+        *,
+        executor: Executor,
+        settings: SecureAggregationConfig,
+        run_id: str,
+        plan: RoundPlan,
+        spec: ParamSpec,
+        clock: Callable[[], float],
+        on_outcome: Callable[[ParticipantOutcome], None] = lambda _: None,
+    ) -> None:
+        check_secure_spec(spec)
+        self._ex = executor
+        self._settings = settings
+        self._plan = plan
+        self._spec = spec
+        self._clock = clock
+        self._on_outcome = on_outcome
+        roster = tuple(sorted(plan.selected))
+        keys = executor.identity_keys(roster)
+        vector_size = FixedPointEncoding.words(spec.size)
+        base = SecAggConfig.create(
+            run_id=run_id,
+            round_number=plan.number,
+            identities=keys,
+            vector_size=vector_size,
+            threshold=settings.threshold,
+            degree=settings.degree,
+        )
+        self.job = SecureJob(
+            run_id=run_id,
+            round_number=plan.number,
+            roster=roster,
+            vector_size=vector_size,
+            threshold=base.threshold,
+            degree=base.degree,
+            clip=settings.clip,
+            max_examples=settings.max_examples,
+            identity_keys=tuple((p, keys[p].hex()) for p in roster),
+        )
+        self._server = SecAggServer(base)
+        self._outcomes: dict[str, ParticipantOutcome] = {}
+        self._alive: set[str] = set(roster)
+        self._duration: dict[str, float] = dict.fromkeys(roster, 0.0)
+        self._digest: dict[str, str] = {}
+
+    @property
+    def threshold(self) -> int:
+        """The round's threshold (after defaults)."""
+        return self.job.threshold
+
+    def run(self, jobs: Sequence[TrainJob], training_deadline: float) -> SecureOutcome:
+        """Train, then run every stage; ``training_deadline`` is on the clock."""
+        server = self._server
+        self._ex.submit_train(
+            self._plan.number, [replace(j, secure=self.job) for j in jobs]
+        )
+        try:
+            self._collect(Stage.ADVERTISE, training_deadline)
+            self._stage(Stage.SHARE_KEYS, self._broadcast(server.key_directory()))
+            deliveries = server.deliver_shares()
+            self._stage(
+                Stage.MASKED_INPUT,
+                {
+                    p: encode(deliveries[p])
+                    for p in sorted(self._alive)
+                    if p in deliveries
+                },
+            )
+            self._stage(Stage.CONSISTENCY, self._broadcast(server.survivor_list()))
+            self._stage(Stage.UNMASK, self._broadcast(server.survivor_signatures()))
+            result = server.aggregate()
+        except SecAggAborted as exc:
+            return self._aborted(exc)
+        return self._finish(result)
+
+    # -- stages -----------------------------------------------------------------
+    def _broadcast(self, message: FromCoordinator) -> dict[str, bytes]:
+        blob = encode(message)
+        return dict.fromkeys(sorted(self._alive), blob)
+
+    def _stage(self, stage: Stage, payloads: dict[str, bytes]) -> None:
+        self._ex.submit_secagg(self._plan.number, stage.value, payloads)
+        self._collect(stage, self._clock() + self._settings.stage_timeout_s)
+
+    def _collect(self, stage: Stage, deadline: float) -> None:
+        waiting = set(self._alive)
+        number = self._plan.number
+        while waiting:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                late = sorted(waiting)
+                for p in late:
+                    self._drop(
+                        p,
+                        "timeout",
+                        f"dropped out: no {stage.value} message before the deadline",
+                    )
+                self._ex.abandon(number, late)
+                return
+            event = self._ex.next_event(remaining)
+            if isinstance(event, TrainDone):
+                # A plain update in a secure round: refuse to read it.
+                self._ex.release(event)
+                if event.round == number and event.participant in waiting:
+                    waiting.discard(event.participant)
+                    self._drop(
+                        event.participant,
+                        "rejected",
+                        "sent a plain update to a secure round",
+                    )
+                continue
+            if event is None or event.round != number:
+                continue
+            who = event.participant
+            if who not in waiting:
+                continue
+            if isinstance(event, JobFailed):
+                if event.kind == "eval":
+                    continue
+                waiting.discard(who)
+                self._drop(who, event.status, f"{stage.value}: {event.reason}")
+            elif isinstance(event, SecAggReply):
+                if event.stage != stage.value:
+                    continue
+                waiting.discard(who)
+                self._receive(stage, event)
+
+    def _receive(self, stage: Stage, event: SecAggReply) -> None:
+        who = event.participant
+        try:
+            message = decode_to_coordinator(event.payload, stage)
+            if message.sender != who:
+                raise SubmissionRefused(
+                    "forbidden",
+                    f"message names {message.sender!r} as its sender",
+                    participant=who,
+                )
+            self._server.receive(message)
+        except SubmissionRefused as exc:
+            logger.warning(
+                "secure round %d refused %s: %s", self._plan.number, who, exc
+            )
+            self._drop(who, "rejected", f"{stage.value}: {exc.reason}")
+            return
+        self._duration[who] += event.duration_s
+        if stage is Stage.MASKED_INPUT:
+            self._digest[who] = hashlib.sha256(event.payload).hexdigest()
+
+    def _drop(self, who: str, status: _Status, reason: str) -> None:
+        self._alive.discard(who)
+        if who in self._digest:
+            # Its masked input is in the sum already: it contributed.
+            return
+        self._settle(who, status, reason)
+
+    def _settle(self, who: str, status: _Status, reason: str | None) -> None:
+        if who in self._outcomes:
+            return
+        outcome = ParticipantOutcome(
+            participant=who,
+            status=status,
+            reason=reason,
+            num_examples=0,
+            update_digest=self._digest.get(who) if status == "ok" else None,
+            duration_s=self._duration.get(who, 0.0),
+            metrics={},
+        )
+        self._outcomes[who] = outcome
+        self._on_outcome(outcome)
+
+    # -- endings -----------------------------------------------------------------
+    def _aborted(self, exc: SecAggAborted) -> SecureOutcome:
+        logger.info("secure round %d aborted: %s", self._plan.number, exc)
+        pending = sorted(p for p in self._plan.selected if p not in self._outcomes)
+        if self._alive:
+            self._ex.abandon(self._plan.number, sorted(self._alive))
+        for p in pending:
+            self._settle(p, "failed", f"the secure round aborted: {exc.reason}")
+        return SecureOutcome(self._ordered(), 0, None, str(exc))
+
+    def _finish(self, result: SecAggResult) -> SecureOutcome:
+        offenders = set(result.offenders)
+        for p in result.contributors:
+            note = "revealed a forged share at unmask" if p in offenders else None
+            self._settle(p, "ok", note)
+        for p in self._plan.selected:
+            self._settle(p, "timeout", "dropped out")
+        encoding = self.job.encoding
+        weighted, weight = encoding.decode(result.total)
+        n = len(result.contributors)
+        if n < self._plan.required:
+            return SecureOutcome(
+                self._ordered(),
+                n,
+                None,
+                f"round {self._plan.number} got {n} contributions, needs "
+                f"{self._plan.required}",
+            )
+        if weight <= encoding.weight_bound:
+            return SecureOutcome(
+                self._ordered(),
+                n,
+                None,
+                "the contributors' total weight is zero; there is no mean to form",
+            )
+        weighted /= weight
+        delta = Params.unflatten(self._spec, weighted)
+        return SecureOutcome(self._ordered(), n, delta, None, weight)
+
+    def _ordered(self) -> tuple[ParticipantOutcome, ...]:
+        return tuple(
+            self._outcomes[p] for p in self._plan.selected if p in self._outcomes
+        )

@@ -1,0 +1,218 @@
+"""A participant's side of a secure round, from a trained update to the last stage.
+
+The round loop sends each selected participant a :class:`SecureJob` with its
+training job: the round's public settings (run, round, roster, vector size,
+threshold, degree, clip range, weight cap). After training, the participant opens
+a :class:`SecureSession`: the update is encoded into the ring at once (the float
+update is dropped), and the session answers each stage's coordinator message, as
+bytes in and bytes out (:mod:`accord.secagg.wire`), until the unmask stage. The
+same class serves a simulation's worker process and a deployed site; only where
+the peers' identity keys come from differs (the simulation's key registry, or the
+CA-signed identity certificates a deployed site checks itself).
+
+**Weights.** The coordinator learns ``sum w_i x_i`` and ``sum w_i``, never one
+``w_i``: each site's weight is its example count divided by the declared cap
+``max_examples`` (a count above it counts as the cap), which keeps every weight in
+``[0, 1]`` for :class:`~accord.secagg.encoding.FixedPointEncoding`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from accord.errors import ConfigError, SecAggAborted
+from accord.params import Params, ParamSpec
+from accord.secagg.config import SecAggConfig
+from accord.secagg.crypto import Ed25519PrivateKey
+from accord.secagg.encoding import FixedPointEncoding
+from accord.secagg.mask import MaskGenerator
+from accord.secagg.messages import KeyDirectory, SharesDelivery, Stage, SurvivorList
+from accord.secagg.participant import SecAggParticipant
+from accord.secagg.wire import decode_from_coordinator, encode
+
+__all__ = ["SecureJob", "SecureSession", "check_secure_spec"]
+
+logger = logging.getLogger(__name__)
+
+_FLOAT_KINDS = "f"
+
+
+def check_secure_spec(spec: ParamSpec) -> None:
+    """Raise :class:`ConfigError` unless every tensor of the model is floating point.
+
+    Masking works on fixed-point encodings of floats; an integer tensor (a step
+    counter, a vocabulary index) has no meaningful mean to protect.
+    """
+    bad = [t.name for t in spec.tensors if np.dtype(t.dtype).kind not in _FLOAT_KINDS]
+    if bad:
+        raise ConfigError(
+            f"secure aggregation needs floating-point parameters; {', '.join(bad)} "
+            "are not: keep them out of the model the federation averages",
+            key="secure_aggregation.mode",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SecureJob:
+    """The public settings of one secure round, as sent with each training job.
+
+    ``roster`` lists the round's participants (the selected ones) in protocol
+    order. ``identity_keys`` maps them to raw Ed25519 public keys where the sender
+    is trusted to say so (a simulation); a deployed site ignores it and takes the
+    keys from certificates it verifies itself.
+    """
+
+    run_id: str
+    round_number: int
+    roster: tuple[str, ...]
+    vector_size: int
+    threshold: int
+    degree: int
+    clip: float
+    max_examples: int
+    identity_keys: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if list(self.roster) != sorted(set(self.roster)) or not self.roster:
+            raise ValueError("the roster must be non-empty, sorted and without repeats")
+        if self.max_examples < 1:
+            raise ValueError("max_examples must be at least 1")
+        # Both checks raise ValueError or ConfigError with a readable reason.
+        FixedPointEncoding(self.clip, len(self.roster))
+
+    @property
+    def encoding(self) -> FixedPointEncoding:
+        """How floats become ring words in this round."""
+        return FixedPointEncoding(self.clip, len(self.roster), max_weight=1.0)
+
+    def weight(self, num_examples: int) -> float:
+        """A site's weight in ``[0, 1]``: its examples over the declared cap."""
+        return min(max(num_examples, 0), self.max_examples) / self.max_examples
+
+    def config(self, keys: Mapping[str, bytes]) -> SecAggConfig:
+        """The protocol's config, with the identity keys the caller trusts."""
+        missing = [p for p in self.roster if p not in keys]
+        if missing:
+            raise SecAggAborted(
+                f"no trusted identity key for {', '.join(missing)}", stage="advertise"
+            )
+        return SecAggConfig(
+            run_id=self.run_id,
+            round_number=self.round_number,
+            identities=tuple((p, bytes(keys[p])) for p in self.roster),
+            vector_size=self.vector_size,
+            threshold=self.threshold,
+            degree=self.degree,
+        )
+
+    def declared_keys(self) -> dict[str, bytes]:
+        """``identity_keys`` as raw bytes."""
+        return {p: bytes.fromhex(k) for p, k in self.identity_keys}
+
+    def to_json(self) -> str:
+        """The job as JSON (what travels)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> SecureJob:
+        """Parse and validate a job; ValueError with the reason if it is not one."""
+        try:
+            raw: dict[str, Any] = json.loads(text)
+            return cls(
+                run_id=str(raw["run_id"]),
+                round_number=int(raw["round_number"]),
+                roster=tuple(str(p) for p in raw["roster"]),
+                vector_size=int(raw["vector_size"]),
+                threshold=int(raw["threshold"]),
+                degree=int(raw["degree"]),
+                clip=float(raw["clip"]),
+                max_examples=int(raw["max_examples"]),
+                identity_keys=tuple(
+                    (str(p), str(k)) for p, k in raw.get("identity_keys", ())
+                ),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a valid secure-aggregation job: {exc}") from None
+
+
+class SecureSession:
+    """One participant's secure round, after training.
+
+    ``seed`` drives the stochastic rounding of the encoding (so a seeded run gives
+    the same model: masks cancel exactly in the ring); the round's secrets come
+    from ``entropy`` (the OS CSPRNG unless a test replaces it).
+    """
+
+    def __init__(
+        self,
+        job: SecureJob,
+        participant: str,
+        identity: Ed25519PrivateKey,
+        keys: Mapping[str, bytes],
+        update: Params,
+        num_examples: int,
+        *,
+        seed: int,
+        masks: MaskGenerator | None = None,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        config = job.config(keys)
+        if config.vector_size != FixedPointEncoding.words(update.size):
+            raise SecAggAborted(
+                f"the round expects {config.vector_size - 1} values, the update has "
+                f"{update.size}",
+                stage="advertise",
+            )
+        flat = update.flatten(np.float64)
+        clipped = int(np.count_nonzero(np.abs(flat) > job.clip))
+        if clipped:
+            logger.info(
+                "%d of %d update values exceed the declared range ±%g and were clipped",
+                clipped,
+                flat.size,
+                job.clip,
+            )
+        self.clipped = clipped
+        rng = np.random.default_rng(seed)
+        self._vector: np.ndarray[Any, np.dtype[np.uint32]] | None = job.encoding.encode(
+            flat, job.weight(num_examples), rng
+        )
+        del flat
+        self._state = SecAggParticipant(
+            config, participant, identity, masks=masks, entropy=entropy
+        )
+
+    @property
+    def stage(self) -> Stage:
+        """The stage whose coordinator message the session expects next."""
+        return self._state.stage
+
+    def advertise(self) -> bytes:
+        """Stage 0's message."""
+        return encode(self._state.advertise())
+
+    def step(self, stage: Stage, payload: bytes) -> bytes:
+        """Answer the coordinator's message for ``stage``; SecAggAborted to stop.
+
+        A malformed payload raises :class:`~accord.errors.SubmissionRefused`
+        (the caller reports it; the session is unusable afterwards, like an abort).
+        """
+        message = decode_from_coordinator(payload, stage)
+        state = self._state
+        if isinstance(message, KeyDirectory):
+            return encode(state.share_keys(message))
+        if isinstance(message, SharesDelivery):
+            vector, self._vector = self._vector, None
+            if vector is None:
+                raise SecAggAborted("the masked input was sent already", stage=stage)
+            return encode(state.masked_input(message, vector))
+        if isinstance(message, SurvivorList):
+            return encode(state.consistency_check(message))
+        return encode(state.unmask(message))

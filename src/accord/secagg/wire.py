@@ -1,0 +1,262 @@
+"""Secure-aggregation messages as bytes: the one converter to and from protobuf.
+
+Every executor carries the protocol's messages as opaque bytes (a worker pipe in a
+simulation, a gRPC stream in a deployment), encoded here as the ``SecAggMessage`` of
+``accord.proto``, so a message is parsed the same way wherever it travelled. Parsing
+is strict: the expected kind of message is named by the caller, and a blob that does
+not parse, holds another kind, or breaks a size rule is refused with
+:class:`~accord.errors.SubmissionRefused` (kind ``malformed``) before any of it
+reaches a state machine. Needs ``protobuf`` (the ``secagg`` and ``deploy`` extras).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from accord.errors import SubmissionRefused
+from accord.secagg.messages import (
+    AdvertiseKeys,
+    ConsistencySignature,
+    EncryptedShares,
+    KeyDirectory,
+    MaskedInput,
+    RevealedShare,
+    ShareKeys,
+    ShareKind,
+    SharesDelivery,
+    Stage,
+    SurvivorList,
+    SurvivorSignatures,
+    ToCoordinator,
+    UnmaskShares,
+)
+from accord.transport.proto import accord_pb2 as pb
+
+__all__ = [
+    "FromCoordinator",
+    "decode_from_coordinator",
+    "decode_to_coordinator",
+    "encode",
+    "reply_stage",
+]
+
+#: Every message the coordinator sends to a participant.
+FromCoordinator = KeyDirectory | SharesDelivery | SurvivorList | SurvivorSignatures
+Message = ToCoordinator | FromCoordinator
+
+#: The participant's message that answers each stage's coordinator message.
+_REPLY_FIELD: dict[Stage, str] = {
+    Stage.ADVERTISE: "advertise",
+    Stage.SHARE_KEYS: "share_keys",
+    Stage.MASKED_INPUT: "masked_input",
+    Stage.CONSISTENCY: "consistency",
+    Stage.UNMASK: "unmask",
+}
+#: The coordinator's message that opens each stage after the first.
+_INPUT_FIELD: dict[Stage, str] = {
+    Stage.SHARE_KEYS: "key_directory",
+    Stage.MASKED_INPUT: "shares_delivery",
+    Stage.CONSISTENCY: "survivor_list",
+    Stage.UNMASK: "survivor_signatures",
+}
+
+
+def reply_stage(stage: str) -> Stage:
+    """The stage named on the wire; SubmissionRefused for an unknown name."""
+    try:
+        value = Stage(stage)
+    except ValueError:
+        raise _malformed(f"unknown secure-aggregation stage {stage!r}") from None
+    if value not in _REPLY_FIELD:
+        raise _malformed(f"stage {stage!r} has no participant message")
+    return value
+
+
+def encode(message: Message) -> bytes:
+    """The wire form of any protocol message."""
+    out = pb.SecAggMessage()
+    match message:
+        case AdvertiseKeys():
+            _advert_to(out.advertise, message)
+        case ShareKeys():
+            _head(out.share_keys, message)
+            out.share_keys.sender = message.sender
+            out.share_keys.shares.extend(_shares_to(message.shares))
+        case MaskedInput():
+            _head(out.masked_input, message)
+            out.masked_input.sender = message.sender
+            out.masked_input.vector = message.vector
+        case ConsistencySignature():
+            _signature_to(out.consistency, message)
+        case UnmaskShares():
+            _head(out.unmask, message)
+            out.unmask.sender = message.sender
+            out.unmask.shares.extend(
+                pb.SecAggRevealedShare(
+                    dealer=s.dealer,
+                    kind=s.kind.value,
+                    index=s.index,
+                    value=s.value,
+                    signature=s.signature,
+                )
+                for s in message.shares
+            )
+        case KeyDirectory():
+            _head(out.key_directory, message)
+            for advert in message.keys:
+                _advert_to(out.key_directory.keys.add(), advert)
+        case SharesDelivery():
+            _head(out.shares_delivery, message)
+            out.shares_delivery.recipient = message.recipient
+            out.shares_delivery.shares.extend(_shares_to(message.shares))
+        case SurvivorList():
+            _head(out.survivor_list, message)
+            out.survivor_list.survivors.extend(message.survivors)
+        case SurvivorSignatures():
+            _head(out.survivor_signatures, message)
+            out.survivor_signatures.survivors.extend(message.survivors)
+            for sig in message.signatures:
+                _signature_to(out.survivor_signatures.signatures.add(), sig)
+    return out.SerializeToString()
+
+
+def decode_to_coordinator(data: bytes, stage: Stage) -> ToCoordinator:
+    """Parse a participant's message that must answer ``stage``."""
+    body = _parse(data, _REPLY_FIELD[stage], stage)
+    match stage:
+        case Stage.ADVERTISE:
+            return _advert_from(body)
+        case Stage.SHARE_KEYS:
+            return ShareKeys(
+                body.run_id,
+                body.round,
+                body.sender,
+                tuple(_shares_from(body.shares)),
+            )
+        case Stage.MASKED_INPUT:
+            return MaskedInput(body.run_id, body.round, body.sender, body.vector)
+        case Stage.CONSISTENCY:
+            return _signature_from(body)
+        case _:
+            return UnmaskShares(
+                body.run_id,
+                body.round,
+                body.sender,
+                tuple(
+                    RevealedShare(
+                        s.dealer,
+                        _kind(s.kind),
+                        s.index,
+                        s.value,
+                        s.signature,
+                    )
+                    for s in body.shares
+                ),
+            )
+
+
+def decode_from_coordinator(data: bytes, stage: Stage) -> FromCoordinator:
+    """Parse the coordinator's message that opens ``stage`` (not the first)."""
+    if stage not in _INPUT_FIELD:
+        raise _malformed(f"stage {stage.value!r} has no coordinator message")
+    body = _parse(data, _INPUT_FIELD[stage], stage)
+    match stage:
+        case Stage.SHARE_KEYS:
+            return KeyDirectory(
+                body.run_id, body.round, tuple(_advert_from(a) for a in body.keys)
+            )
+        case Stage.MASKED_INPUT:
+            return SharesDelivery(
+                body.run_id,
+                body.round,
+                body.recipient,
+                tuple(_shares_from(body.shares)),
+            )
+        case Stage.CONSISTENCY:
+            return SurvivorList(body.run_id, body.round, tuple(body.survivors))
+        case _:
+            return SurvivorSignatures(
+                body.run_id,
+                body.round,
+                tuple(body.survivors),
+                tuple(_signature_from(s) for s in body.signatures),
+            )
+
+
+def _parse(data: bytes, field: str, stage: Stage) -> Any:
+    message = pb.SecAggMessage()
+    try:
+        message.ParseFromString(data)
+    except (DecodeError, ValueError, TypeError) as exc:
+        raise _malformed(f"not a secure-aggregation message ({exc})") from None
+    kind = message.WhichOneof("body")
+    if kind != field:
+        raise _malformed(
+            f"stage {stage.value!r} expects a {field} message, got {kind or 'nothing'}"
+        )
+    return getattr(message, field)
+
+
+def _malformed(reason: str) -> SubmissionRefused:
+    return SubmissionRefused("malformed", reason)
+
+
+def _kind(value: str) -> ShareKind:
+    try:
+        return ShareKind(value)
+    except ValueError:
+        raise _malformed(f"unknown share kind {value!r}") from None
+
+
+def _head(target: Any, message: Message) -> None:
+    target.run_id = message.run_id
+    target.round = message.round_number
+
+
+def _advert_to(target: pb.SecAggAdvertise, advert: AdvertiseKeys) -> None:
+    _head(target, advert)
+    target.sender = advert.sender
+    target.encryption_key = advert.encryption_key
+    target.masking_key = advert.masking_key
+    target.seed_commitment = advert.seed_commitment
+    target.signature = advert.signature
+
+
+def _advert_from(body: pb.SecAggAdvertise) -> AdvertiseKeys:
+    return AdvertiseKeys(
+        body.run_id,
+        body.round,
+        body.sender,
+        body.encryption_key,
+        body.masking_key,
+        body.seed_commitment,
+        body.signature,
+    )
+
+
+def _signature_to(target: pb.SecAggConsistency, sig: ConsistencySignature) -> None:
+    _head(target, sig)
+    target.sender = sig.sender
+    target.signature = sig.signature
+
+
+def _signature_from(body: pb.SecAggConsistency) -> ConsistencySignature:
+    return ConsistencySignature(body.run_id, body.round, body.sender, body.signature)
+
+
+def _shares_to(
+    shares: tuple[EncryptedShares, ...],
+) -> list[pb.SecAggEncryptedShares]:
+    return [
+        pb.SecAggEncryptedShares(
+            dealer=s.dealer, holder=s.holder, ciphertext=s.ciphertext
+        )
+        for s in shares
+    ]
+
+
+def _shares_from(shares: Iterable[pb.SecAggEncryptedShares]) -> list[EncryptedShares]:
+    return [EncryptedShares(s.dealer, s.holder, s.ciphertext) for s in shares]

@@ -1,0 +1,124 @@
+"""Secure rounds on a simulated site: shared by worker processes and in-process mode.
+
+A simulation is run by one operator, so the sites' Ed25519 identity keys come from
+one registry (:func:`identity_keys`) that the executor creates and hands each worker
+the private keys of its own sites; each site then trusts the roster's public keys
+that the round's :class:`~accord.secagg.session.SecureJob` lists. A deployment takes
+them from certificates instead. Everything else is what a deployed site does:
+train, encode and mask the update in the site's own process, answer each stage.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from accord.data.arrays import ArrayData
+from accord.errors import SecAggAborted, SubmissionRefused
+from accord.params import Params
+from accord.secagg.crypto import Ed25519PrivateKey, identity_public
+from accord.secagg.messages import Stage
+from accord.secagg.session import SecureJob, SecureSession
+from accord.simulation.jobs import JobError, train, write_update
+from accord.task.protocol import Task, TrainConfig
+
+__all__ = [
+    "OpenSession",
+    "StageAnswer",
+    "identity_keys",
+    "load_identity",
+    "open_session",
+    "public_key",
+    "step_session",
+]
+
+
+def identity_keys(participants: list[str] | tuple[str, ...]) -> dict[str, bytes]:
+    """A fresh raw Ed25519 private key (32 bytes) per participant."""
+    return {p: os.urandom(32) for p in participants}
+
+
+def load_identity(raw: bytes) -> Ed25519PrivateKey:
+    """The private key of 32 raw bytes."""
+    return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+def public_key(raw: bytes) -> bytes:
+    """The raw public key of a raw private key."""
+    return identity_public(load_identity(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """A trained site's session and its first message."""
+
+    session: SecureSession
+    round: int
+    advertise: bytes
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StageAnswer:
+    """A site's reply to one stage."""
+
+    payload: bytes
+    duration_s: float
+    last: bool
+
+
+def open_session(
+    task: Task,
+    data: ArrayData,
+    global_params: Params,
+    config: TrainConfig,
+    job: SecureJob,
+    identity: bytes,
+    buffer: Params,
+) -> OpenSession | JobError:
+    """Train, encode the update into the ring and advertise keys.
+
+    ``buffer`` receives the plain update and is overwritten by the next job; the
+    session keeps only the encoded words.
+    """
+    trained = train(task, data, global_params, config)
+    if isinstance(trained, JobError):
+        return trained
+    out = write_update(trained, global_params, buffer)
+    del trained
+    if isinstance(out, JobError):
+        return out
+    t0 = time.perf_counter()
+    try:
+        session = SecureSession(
+            job,
+            config.participant,
+            load_identity(identity),
+            job.declared_keys(),
+            buffer,
+            out.num_examples,
+            seed=config.seed,
+        )
+        advert = session.advertise()
+    except (SecAggAborted, ValueError) as exc:
+        return JobError("failed", str(exc), out.duration_s)
+    elapsed = out.duration_s + time.perf_counter() - t0
+    return OpenSession(session, job.round_number, advert, elapsed)
+
+
+def step_session(
+    session: SecureSession, stage: str, payload: bytes
+) -> StageAnswer | JobError:
+    """Answer the coordinator's message for ``stage``; a JobError says why not."""
+    t0 = time.perf_counter()
+    try:
+        which = Stage(stage)
+        reply = session.step(which, payload)
+    except SubmissionRefused as exc:
+        return JobError("rejected", exc.reason, time.perf_counter() - t0)
+    except SecAggAborted as exc:
+        return JobError("failed", str(exc), time.perf_counter() - t0)
+    except ValueError as exc:  # an unknown stage name
+        return JobError("rejected", str(exc), time.perf_counter() - t0)
+    return StageAnswer(reply, time.perf_counter() - t0, which is Stage.UNMASK)
