@@ -121,10 +121,11 @@ class Executor(Protocol):
         ...
 
     def identity_keys(self, participants: Sequence[str]) -> Mapping[str, bytes]:
-        """The raw Ed25519 identity public keys of these participants.
+        """The raw Ed25519 identity public keys of these participants, where known.
 
-        Raises :class:`~accord.errors.ConfigError` naming any participant without
-        one (secure aggregation cannot include it).
+        A participant left out of the answer (a deployed site that presented no
+        identity certificate) cannot take part in a secure round: the round records
+        it as failed and goes on without it.
         """
         ...
 

@@ -32,7 +32,7 @@ from accord.coordinator.executor import (
     TrainJob,
 )
 from accord.coordinator.round import RoundPlan
-from accord.errors import SecAggAborted, SubmissionRefused
+from accord.errors import ConfigError, SecAggAborted, SubmissionRefused
 from accord.params import Params, ParamSpec
 from accord.records import ParticipantOutcome
 from accord.secagg.config import SecAggConfig
@@ -81,19 +81,36 @@ class SecureCollector:
         self._spec = spec
         self._clock = clock
         self._on_outcome = on_outcome
-        roster = tuple(sorted(plan.selected))
-        keys = executor.identity_keys(roster)
-        vector_size = FixedPointEncoding.words(spec.size)
-        base = SecAggConfig.create(
-            run_id=run_id,
-            round_number=plan.number,
-            identities=keys,
-            vector_size=vector_size,
-            threshold=settings.threshold,
-            degree=settings.degree,
-        )
-        self.job = SecureJob(
-            run_id=run_id,
+        self._run_id = run_id
+        self._outcomes: dict[str, ParticipantOutcome] = {}
+        self._alive: set[str] = set()
+        self._duration: dict[str, float] = {}
+        self._digest: dict[str, str] = {}
+
+    def _setup(self) -> tuple[SecureJob, SecAggServer]:
+        """The round's public settings; participants without an identity key fail."""
+        plan, settings = self._plan, self._settings
+        keys = self._ex.identity_keys(sorted(plan.selected))
+        for p in plan.selected:
+            if p not in keys:
+                self._settle(
+                    p, "failed", "no identity key: it cannot take part in secure rounds"
+                )
+        roster = tuple(sorted(p for p in plan.selected if p in keys))
+        vector_size = FixedPointEncoding.words(self._spec.size)
+        try:
+            base = SecAggConfig.create(
+                run_id=self._run_id,
+                round_number=plan.number,
+                identities={p: keys[p] for p in roster},
+                vector_size=vector_size,
+                threshold=settings.threshold,
+                degree=settings.degree,
+            )
+        except ConfigError as exc:
+            raise SecAggAborted(str(exc), stage="advertise") from None
+        job = SecureJob(
+            run_id=self._run_id,
             round_number=plan.number,
             roster=roster,
             vector_size=vector_size,
@@ -103,24 +120,23 @@ class SecureCollector:
             max_examples=settings.max_examples,
             identity_keys=tuple((p, keys[p].hex()) for p in roster),
         )
-        self._server = SecAggServer(base)
-        self._outcomes: dict[str, ParticipantOutcome] = {}
-        self._alive: set[str] = set(roster)
-        self._duration: dict[str, float] = dict.fromkeys(roster, 0.0)
-        self._digest: dict[str, str] = {}
-
-    @property
-    def threshold(self) -> int:
-        """The round's threshold (after defaults)."""
-        return self.job.threshold
+        self._alive = set(roster)
+        self._duration = dict.fromkeys(roster, 0.0)
+        return job, SecAggServer(base)
 
     def run(self, jobs: Sequence[TrainJob], training_deadline: float) -> SecureOutcome:
         """Train, then run every stage; ``training_deadline`` is on the clock."""
-        server = self._server
-        self._ex.submit_train(
-            self._plan.number, [replace(j, secure=self.job) for j in jobs]
-        )
         try:
+            self.job, server = self._setup()
+            self._server = server
+            self._ex.submit_train(
+                self._plan.number,
+                [
+                    replace(j, secure=self.job)
+                    for j in jobs
+                    if j.participant in self._alive
+                ],
+            )
             self._collect(Stage.ADVERTISE, training_deadline)
             self._stage(Stage.SHARE_KEYS, self._broadcast(server.key_directory()))
             deliveries = server.deliver_shares()
