@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -47,7 +47,15 @@ _Job = tuple[
 class InProcessExecutor:
     """Runs jobs synchronously, in submission order."""
 
-    def __init__(self, context: SimContext) -> None:
+    def __init__(
+        self,
+        context: SimContext,
+        *,
+        entropy: Callable[[str], Callable[[int], bytes]] | None = None,
+    ) -> None:
+        # ``entropy(site)`` replaces the OS CSPRNG for a site's round secrets, so
+        # that tests of what the coordinator sees are deterministic (tests only).
+        self._entropy = entropy
         self._ctx = context
         self._global: Params | None = None
         self._queue: collections.deque[_Job] = collections.deque()
@@ -190,6 +198,7 @@ class InProcessExecutor:
             job.secure,
             self._identities[participant],
             self._buffer,
+            **({"entropy": self._entropy(participant)} if self._entropy else {}),
         )
         if isinstance(opened, JobError):
             return JobFailed(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from accord.data.arrays import ArrayData
@@ -76,6 +77,8 @@ def open_session(
     job: SecureJob,
     identity: bytes,
     buffer: Params,
+    *,
+    entropy: Callable[[int], bytes] = os.urandom,
 ) -> OpenSession | JobError:
     """Train, encode the update into the ring and advertise keys.
 
@@ -99,6 +102,7 @@ def open_session(
             buffer,
             out.num_examples,
             seed=config.seed,
+            entropy=entropy,
         )
         advert = session.advertise()
     except (SecAggAborted, ValueError) as exc:
