@@ -135,7 +135,9 @@ class SecureAggregationConfig(_Section):
 
     ``mode = "masking"`` runs SecAgg (SecAgg+ with a neighbour graph for large
     federations, see ``docs/security.md``): the coordinator learns only the
-    weighted sum of at least ``threshold`` participants' updates. ``threshold`` and
+    weighted sum of at least ``threshold`` participants' updates. ``mode = "ckks"``
+    encrypts each update under a key holder's CKKS key (TenSEAL): the coordinator
+    adds ciphertexts it cannot decrypt; any participant can. ``threshold`` and
     ``degree`` left unset take safe defaults from the number of participants in
     the round. Updates are clipped to ``[-clip, clip]`` per value before encoding;
     weights are example counts over ``max_examples`` (a site with more counts as
@@ -143,7 +145,7 @@ class SecureAggregationConfig(_Section):
     participant silent past it counts as dropped out.
     """
 
-    mode: Literal["off", "masking"] = "off"
+    mode: Literal["off", "masking", "ckks"] = "off"
     threshold: int | None = Field(default=None, ge=2)
     degree: int | None = Field(default=None, ge=1)
     clip: float = Field(default=1.0, gt=0, allow_inf_nan=False)
@@ -291,6 +293,14 @@ def _check_secure(cfg: FedConfig) -> None:
             "(with 2, each learns the other's update from the sum)",
             key=key,
         )
+    if sec.mode == "ckks":
+        if sec.threshold is not None or sec.degree is not None:
+            raise ConfigError(
+                "threshold and degree belong to masking; CKKS has neither (the key "
+                "holder's key decides who can decrypt): remove them",
+                key="secure_aggregation.threshold",
+            )
+        return
     if sec.threshold is not None:
         holders = n if sec.degree is None else min(n, sec.degree + 1)
         if sec.threshold <= holders // 2 or sec.threshold > holders:

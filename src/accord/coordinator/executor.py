@@ -18,6 +18,7 @@ from accord.params import Params
 from accord.task.protocol import TrainConfig
 
 if TYPE_CHECKING:  # secure aggregation needs its extra; the plain loop does not
+    from accord.secagg.ckks_session import CkksJob
     from accord.secagg.session import SecureJob
 
 __all__ = [
@@ -35,14 +36,15 @@ __all__ = [
 class TrainJob:
     """Train ``participant`` from the published global model with ``config``.
 
-    With ``secure`` set, the participant keeps its update, opens a secure session
-    and answers with the first stage's message (:class:`SecAggReply`) instead of a
-    :class:`TrainDone`.
+    With ``secure`` set, the participant keeps its update and answers with the
+    first stage's message (:class:`SecAggReply`) instead of a :class:`TrainDone`:
+    a masking session's key advertisement (:class:`SecureJob`) or its encrypted
+    update (:class:`CkksJob`).
     """
 
     participant: str
     config: TrainConfig
-    secure: SecureJob | None = None
+    secure: SecureJob | CkksJob | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,12 +34,20 @@ from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan
 from accord.coordinator.selection import derive_seed, select
 from accord.coordinator.strategy import Strategy
-from accord.errors import RoundFailed, RunAborted, StoreError, UpdateRejected
+from accord.errors import (
+    ConfigError,
+    RoundFailed,
+    RunAborted,
+    StoreError,
+    UpdateRejected,
+)
 from accord.params import Params
 from accord.records import MetricValue, ParticipantOutcome, RoundRecord
 from accord.task.protocol import TrainConfig
 
 if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy; the loop needs none
+    from accord.coordinator.ckks_round import CkksCollector
+    from accord.coordinator.secure import SecureCollector
     from accord.store.checkpoint import CheckpointStore
     from accord.store.protocol import RunStore
 
@@ -128,8 +136,10 @@ class Coordinator:
         central_eval: CentralEval | None = None,
         observer: RunObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ckks_public_context: bytes | None = None,
     ) -> None:
         self.config = config
+        self._ckks_public = ckks_public_context
         self._executor = executor
         self._store = store
         self._checkpoints = checkpoints
@@ -317,15 +327,41 @@ class Coordinator:
         from accord.coordinator.secure import SecureCollector  # needs the extra
 
         number = plan.number
-        collector = SecureCollector(
-            executor=self._executor,
-            settings=self.config.secure_aggregation,
-            run_id=run_id,
-            plan=plan,
-            spec=params.spec,
-            clock=self._clock,
-            on_outcome=lambda o: self._observer.participant_finished(number, o),
-        )
+        settings = self.config.secure_aggregation
+
+        def report(outcome: ParticipantOutcome) -> None:
+            self._observer.participant_finished(number, outcome)
+
+        collector: SecureCollector | CkksCollector
+        if settings.mode == "ckks":
+            from accord.coordinator.ckks_round import CkksCollector
+
+            if self._ckks_public is None:
+                raise ConfigError(
+                    "secure_aggregation.mode = 'ckks' needs the key holder's public "
+                    "context; none was given to the coordinator",
+                    key="secure_aggregation.mode",
+                )
+            collector = CkksCollector(
+                executor=self._executor,
+                settings=settings,
+                public_context=self._ckks_public,
+                run_id=run_id,
+                plan=plan,
+                spec=params.spec,
+                clock=self._clock,
+                on_outcome=report,
+            )
+        else:
+            collector = SecureCollector(
+                executor=self._executor,
+                settings=settings,
+                run_id=run_id,
+                plan=plan,
+                spec=params.spec,
+                clock=self._clock,
+                on_outcome=report,
+            )
         self._observer.round_started(number, plan.selected)
         out = collector.run(
             self._jobs(number, plan.selected), t0 + self.config.round.deadline_s

@@ -39,12 +39,28 @@ class SimulationResult:
     comparison: Comparison | None
 
 
-def _executor(config: FedConfig, ctx: SimContext, initial: Params) -> Executor:
+def _executor(
+    config: FedConfig, ctx: SimContext, initial: Params, ckks_secret: bytes | None
+) -> Executor:
     if config.simulation.workers == 0:
-        return InProcessExecutor(ctx)
+        return InProcessExecutor(ctx, ckks_secret=ckks_secret)
     return ProcessExecutor(
-        config, ctx.participants, initial.spec, workers=config.simulation.workers
+        config,
+        ctx.participants,
+        initial.spec,
+        workers=config.simulation.workers,
+        ckks_secret=ckks_secret,
     )
+
+
+def _key_holder(config: FedConfig) -> tuple[bytes | None, bytes | None]:
+    """(secret, public) CKKS contexts for a ckks run: the engine is the key holder."""
+    if config.secure_aggregation.mode != "ckks":
+        return None, None
+    from accord.secagg.ckks_keys import KeyHolder
+
+    holder = KeyHolder.create()
+    return holder.secret_context, holder.public_context
 
 
 def simulate(
@@ -78,7 +94,8 @@ def simulate(
         comparison.append(result)
         return {"comparison": result.to_dict()}
 
-    executor = _executor(config, ctx, initial)
+    ckks_secret, ckks_public = _key_holder(config)
+    executor = _executor(config, ctx, initial, ckks_secret)
     try:
         coordinator = Coordinator(
             config,
@@ -87,6 +104,7 @@ def simulate(
             checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None,
             central_eval=central if has_test else None,
             observer=observer,
+            ckks_public_context=ckks_public,
         )
         if resume is None:
             run = coordinator.run(initial, extra_summary=summarise)

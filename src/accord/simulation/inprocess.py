@@ -52,7 +52,10 @@ class InProcessExecutor:
         context: SimContext,
         *,
         entropy: Callable[[str], Callable[[int], bytes]] | None = None,
+        ckks_secret: bytes | None = None,
     ) -> None:
+        # The key holder's secret CKKS context, which every site holds (ckks mode).
+        self._ckks_secret = ckks_secret
         # ``entropy(site)`` replaces the OS CSPRNG for a site's round secrets, so
         # that tests of what the coordinator sees are deterministic (tests only).
         self._entropy = entropy
@@ -122,8 +125,20 @@ class InProcessExecutor:
             return self._run(kind, number, participant, job)
 
     def _step(self, number: int, participant: str, stage: str, blob: bytes) -> Event:
-        from accord.simulation.secure import step_session
+        from accord.secagg.ckks_session import DECRYPT_STAGE
+        from accord.simulation.secure import decrypt_ckks, step_session
 
+        if stage == DECRYPT_STAGE:
+            assert self._global is not None
+            size = self._global.size
+            answer = decrypt_ckks(self._ckks_secret, blob, size)
+            if isinstance(answer, JobError):
+                return JobFailed(
+                    participant, number, "secagg", answer.status, answer.reason
+                )
+            return SecAggReply(
+                participant, number, stage, answer.payload, answer.duration_s
+            )
         held = self._sessions.get(participant)
         if held is None or held[0] != number:
             return JobFailed(
@@ -183,10 +198,33 @@ class InProcessExecutor:
         )
 
     def _open(self, number: int, participant: str, job: TrainJob) -> Event:
-        from accord.simulation.secure import open_session
+        from accord.secagg.ckks_session import UPLOAD_STAGE, CkksJob
+        from accord.simulation.secure import encrypt_ckks, open_session
 
         assert self._global is not None and self._buffer is not None
         assert job.secure is not None
+        if isinstance(job.secure, CkksJob):
+            sent = encrypt_ckks(
+                self._ctx.task,
+                self._ctx.site(participant).train,
+                self._global,
+                job.config,
+                job.secure,
+                self._ckks_secret,
+                self._buffer,
+            )
+            if isinstance(sent, JobError):
+                return JobFailed(
+                    participant,
+                    number,
+                    "train",
+                    sent.status,
+                    sent.reason,
+                    sent.duration_s,
+                )
+            return SecAggReply(
+                participant, number, UPLOAD_STAGE, sent.payload, sent.duration_s
+            )
         if not self._identities:
             self.identity_keys(())
         self._sessions.pop(participant, None)

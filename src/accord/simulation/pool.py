@@ -189,6 +189,7 @@ class ProcessExecutor:
         *,
         workers: int,
         slots_per_worker: int | None = None,
+        ckks_secret: bytes | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("ProcessExecutor needs at least one worker")
@@ -210,6 +211,7 @@ class ProcessExecutor:
         self._tokens = 0
         # The sites' Ed25519 identity keys (private, raw), for secure rounds only:
         # made here so a restarted worker gets its sites' same keys back.
+        self._ckks_secret = ckks_secret or b""
         self._identities: dict[str, bytes] = {}
         if config.secure_aggregation.mode != "off":
             from accord.simulation.secure import identity_keys
@@ -249,6 +251,7 @@ class ProcessExecutor:
                 for p, key in self._identities.items()
                 if self._index[p] % self._worker_count == index
             ),
+            ckks_secret=self._ckks_secret.hex(),
         )
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
@@ -435,7 +438,7 @@ class ProcessExecutor:
             payload = h.conn.recv_bytes()  # the frame that follows the header
             stage = str(m["stage"])
             kind: Literal["train", "secagg"] = (
-                "train" if stage == "advertise" else "secagg"
+                "train" if stage in ("advertise", "ckks_upload") else "secagg"
             )
             if h.outstanding.pop((rnd, kind, p), None) is not None:
                 self._events.append(

@@ -10,6 +10,7 @@ train, encode and mask the update in the site's own process, answer each stage.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from accord.data.arrays import ArrayData
 from accord.errors import SecAggAborted, SubmissionRefused
 from accord.params import Params
+from accord.secagg.ckks_session import CkksJob, ckks_decrypt, ckks_upload
 from accord.secagg.crypto import Ed25519PrivateKey, identity_public
 from accord.secagg.messages import Stage
 from accord.secagg.session import SecureJob, SecureSession
@@ -25,11 +27,15 @@ from accord.simulation.jobs import JobError, train, write_update
 from accord.task.protocol import Task, TrainConfig
 
 __all__ = [
+    "Encrypted",
     "OpenSession",
     "StageAnswer",
     "identity_keys",
+    "decrypt_ckks",
+    "encrypt_ckks",
     "load_identity",
     "open_session",
+    "parse_job",
     "public_key",
     "step_session",
 ]
@@ -126,3 +132,63 @@ def step_session(
     except ValueError as exc:  # an unknown stage name
         return JobError("rejected", str(exc), time.perf_counter() - t0)
     return StageAnswer(reply, time.perf_counter() - t0, which is Stage.UNMASK)
+
+
+@dataclass(frozen=True, slots=True)
+class Encrypted:
+    """A trained site's encrypted update (CKKS rounds)."""
+
+    payload: bytes
+    duration_s: float
+
+
+def encrypt_ckks(
+    task: Task,
+    data: ArrayData,
+    global_params: Params,
+    config: TrainConfig,
+    job: CkksJob,
+    secret_context: bytes | None,
+    buffer: Params,
+) -> Encrypted | JobError:
+    """Train, then encrypt the clipped, weighted update under the key holder's key."""
+    if secret_context is None:
+        return JobError("failed", "this site holds no CKKS key", 0.0)
+    trained = train(task, data, global_params, config)
+    if isinstance(trained, JobError):
+        return trained
+    out = write_update(trained, global_params, buffer)
+    del trained
+    if isinstance(out, JobError):
+        return out
+    t0 = time.perf_counter()
+    try:
+        blob = ckks_upload(job, secret_context, buffer, out.num_examples)
+    except (SecAggAborted, ValueError) as exc:
+        return JobError("failed", str(exc), out.duration_s)
+    return Encrypted(blob, out.duration_s + time.perf_counter() - t0)
+
+
+def decrypt_ckks(
+    secret_context: bytes | None, payload: bytes, values: int
+) -> StageAnswer | JobError:
+    """Decrypt the coordinator's encrypted sum, as the key's holders can."""
+    t0 = time.perf_counter()
+    if secret_context is None:
+        return JobError("failed", "this site holds no CKKS key", 0.0)
+    try:
+        reply = ckks_decrypt(secret_context, payload, values)
+    except SubmissionRefused as exc:
+        return JobError("rejected", exc.reason, time.perf_counter() - t0)
+    except (SecAggAborted, ValueError) as exc:
+        return JobError("failed", str(exc), time.perf_counter() - t0)
+    return StageAnswer(reply, time.perf_counter() - t0, True)
+
+
+def parse_job(text: str) -> SecureJob | CkksJob:
+    """A training job's secure settings, masking or CKKS; ValueError if neither."""
+    try:
+        mode = json.loads(text).get("mode", "masking")
+    except (ValueError, AttributeError):
+        raise ValueError("secure settings are not a JSON object") from None
+    return CkksJob.from_json(text) if mode == "ckks" else SecureJob.from_json(text)

@@ -49,6 +49,8 @@ class WorkerSetup:
     threads: int = 1
     #: (site, raw Ed25519 private key as hex) for this worker's sites, secure runs
     identities: tuple[tuple[str, str], ...] = ()
+    #: the key holder's secret CKKS context as hex (ckks runs)
+    ckks_secret: str = ""
 
 
 def attach(name: str) -> SharedMemory:
@@ -87,6 +89,7 @@ class _Worker:
         self.jobs: collections.deque[dict[str, Any]] = collections.deque()
         self.running = True
         self.identities = {p: bytes.fromhex(k) for p, k in setup.identities}
+        self.ckks_secret = bytes.fromhex(setup.ckks_secret) or None
         self.sessions: dict[str, tuple[int, Any]] = {}  # site -> (round, session)
         self._scratch: Params | None = None  # a secure round's plain update
 
@@ -223,8 +226,8 @@ class _Worker:
         self, job: dict[str, Any], head: dict[str, Any], config: TrainConfig
     ) -> None:
         """Train a site of a secure round and send its first message."""
-        from accord.secagg.session import SecureJob
-        from accord.simulation.secure import open_session
+        from accord.secagg.ckks_session import UPLOAD_STAGE, CkksJob
+        from accord.simulation.secure import encrypt_ckks, open_session, parse_job
 
         participant = job["participant"]
         self.sessions.pop(participant, None)
@@ -232,9 +235,24 @@ class _Worker:
             spec = self.global_params.spec
             self._scratch = spec.view(bytearray(spec.packed_nbytes), writable=True)
         try:
-            secure = SecureJob.from_json(job["secure"])
+            secure = parse_job(job["secure"])
         except ValueError as exc:
             self.fail(head, "train", "rejected", str(exc), 0.0)
+            return
+        if isinstance(secure, CkksJob):
+            sent = encrypt_ckks(
+                self.ctx.task,
+                self.sites[participant].train,
+                self.global_params,
+                config,
+                secure,
+                self.ckks_secret,
+                self._scratch,
+            )
+            if isinstance(sent, JobError):
+                self.fail(head, "train", sent.status, sent.reason, sent.duration_s)
+            else:
+                self.reply(head, UPLOAD_STAGE, sent.payload, sent.duration_s)
             return
         identity = self.identities.get(participant)
         if identity is None:
@@ -257,9 +275,18 @@ class _Worker:
 
     def step(self, job: dict[str, Any], head: dict[str, Any]) -> None:
         """Answer one stage of a secure round for a site."""
-        from accord.simulation.secure import step_session
+        from accord.secagg.ckks_session import DECRYPT_STAGE
+        from accord.simulation.secure import decrypt_ckks, step_session
 
         participant = job["participant"]
+        if job["stage"] == DECRYPT_STAGE:
+            size = self.global_params.size
+            done = decrypt_ckks(self.ckks_secret, job["payload"], size)
+            if isinstance(done, JobError):
+                self.fail(head, "secagg", done.status, done.reason, done.duration_s)
+            else:
+                self.reply(head, DECRYPT_STAGE, done.payload, done.duration_s)
+            return
         held = self.sessions.get(participant)
         if held is None or held[0] != job["round"]:
             reason = f"no secure session open for round {job['round']}"
