@@ -5,8 +5,8 @@ thing: ``accord simulate fed.toml --json`` as a subprocess (2 warm workers, the
 default) with ``bench/tasks.py``'s ``NoiseTask`` (the global model plus seeded noise,
 as Flower's ``w_secagg.py`` client does), 5 rounds, full participation, store and
 checkpoints on, evaluation off. Each workload runs with ``secure_aggregation``
-``off`` and ``masking``; the figure is steady s/round (mean of rounds 2..5) and the
-ratio secure / plain. Workloads:
+``off`` and ``masking`` (and ``ckks`` with ``--modes off,masking,ckks``); the
+figure is steady s/round (mean of rounds 2..5) and the ratio secure / plain. Workloads:
 
 * ``20x100k``: 20 participants x 100k parameters, accord's safe defaults (complete
   graph, threshold 14 of 20);
@@ -43,7 +43,7 @@ def config(name: str, spec: dict[str, Any], mode: str) -> str:
     n = spec["n"]
     secure = [f'mode = "{mode}"', "stage_timeout_s = 300"]
     for key in ("degree", "threshold"):
-        if key in spec and mode != "off":
+        if key in spec and mode == "masking":
             secure.append(f"{key} = {spec[key]}")
     body = "\n".join(secure)
     return f"""
@@ -122,6 +122,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--peer", action="store_true")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument(
+        "--modes", default="off,masking", help="also ckks: off,masking,ckks"
+    )
     ns = ap.parse_args()
     doc: dict[str, Any] = {
         "workload": "W5 whole rounds in accord simulate (2 workers), 5 rounds, "
@@ -131,9 +134,10 @@ def main() -> None:
         "rounds": {},
     }
     for name in ns.workloads.split(","):
-        runs: dict[str, list[dict[str, Any]]] = {"off": [], "masking": []}
+        modes = ns.modes.split(",")
+        runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
         for i in range(ns.repeats):
-            for mode in ("off", "masking"):
+            for mode in modes:
                 runs[mode].append(accord_run(name, mode, i + 1))
                 stderr(f"{name} {mode} run {i + 1}: {json.dumps(runs[mode][-1])}")
         entry = {
@@ -148,16 +152,19 @@ def main() -> None:
             }
             for mode, rs in runs.items()
         }
-        entry["secure_over_plain"] = round(
-            entry["masking"]["steady_s_per_round"] / entry["off"]["steady_s_per_round"],
-            3,
-        )
+        for mode in modes:
+            if mode != "off" and "off" in entry:
+                entry[f"{mode}_over_plain"] = round(
+                    entry[mode]["steady_s_per_round"]
+                    / entry["off"]["steady_s_per_round"],
+                    3,
+                )
         doc["rounds"][name] = entry
     if ns.peer:
         doc["flower"] = flower(ns.repeats)
         for name, entry in doc["rounds"].items():
-            if name.startswith("20x100k"):
-                entry["secure_over_flower_secaggplus"] = round(
+            if name.startswith("20x100k") and "masking" in entry:
+                entry["masking_over_flower_secaggplus"] = round(
                     entry["masking"]["steady_s_per_round"]
                     / doc["flower"]["secaggplus_s_per_round"],
                     3,
