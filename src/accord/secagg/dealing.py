@@ -6,7 +6,7 @@ state machine turns into an abort (or, for a bad share, into blame of its dealer
 
 * :func:`verify_directory` keeps the neighbours' advertisements, each checked
   against the roster's identity key, so the coordinator cannot slip in its own keys.
-* :func:`deal` splits the self-mask seed and the masking private key t-of-m among
+* :func:`deal` splits the self-mask seed and the masking secret t-of-m among
   the live closed neighbourhood, has the dealer sign every share (so a holder can
   later prove which share it was given), and encrypts each holder's bundle under
   the pair's AES-GCM key, with the round and both ids as associated data.

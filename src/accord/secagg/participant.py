@@ -63,6 +63,7 @@ from accord.secagg.messages import (
     SurvivorSignatures,
     UnmaskShares,
 )
+from accord.secagg.shamir import SECRET_BYTES
 
 __all__ = ["SecAggParticipant"]
 
@@ -101,8 +102,13 @@ class SecAggParticipant:
         self._masks = masks or MaskGenerator()
         self._stage = Stage.ADVERTISE
         self._encryption, _ = generate_x25519(entropy(32))
-        self._masking, _ = generate_x25519(entropy(32))
-        self._seed = entropy(32)
+        # The two shared secrets are 128 bits (one Shamir field element each); the
+        # masking key is derived from its secret, the self-mask key from the seed.
+        self._masking_secret = entropy(SECRET_BYTES)
+        self._masking, _ = generate_x25519(
+            tx.masking_private_key(config, participant_id, self._masking_secret)
+        )
+        self._seed = entropy(SECRET_BYTES)
         self._advert: AdvertiseKeys | None = None
         self._round_members: frozenset[str] = frozenset()
         self._peers: dict[str, AdvertiseKeys] = {}
@@ -174,7 +180,7 @@ class SecAggParticipant:
                 identity=self._identity,
                 encryption=self._encryption,
                 seed=self._seed,
-                masking_secret=self._masking.private_bytes_raw(),
+                masking_secret=self._masking_secret,
                 holders=holders,
                 peers=self._peers,
             )
@@ -341,6 +347,7 @@ class SecAggParticipant:
     def _forget_secrets(self) -> None:
         # Python cannot wipe memory; dropping the references is what it can do.
         self._seed = b""
+        self._masking_secret = b""
         self._bundles = {}
 
 

@@ -7,7 +7,7 @@ but sent no input, the pairwise masks its surviving neighbours added for it (its
 masking private key rebuilt, then each pair key re-derived). Pairwise masks between
 two survivors cancel in the sum and are never touched.
 
-Shamir's reconstruction returns *some* 32 bytes for any set of shares, so each
+Shamir's reconstruction returns *some* 16 bytes for any set of shares, so each
 result is checked against what the dealer committed to at stage 0 (the seed
 commitment for a self-mask seed, the advertised public key for a masking key).
 
@@ -74,7 +74,8 @@ def remove_masks(
             if kind is ShareKind.SELF_MASK:
                 expected = tx.seed_commitment(cfg, dealer, secret)
                 return expected == advert.seed_commitment
-            return x25519_public(secret) == advert.masking_key
+            private = tx.masking_private_key(cfg, dealer, secret)
+            return x25519_public(private) == advert.masking_key
 
         found = recover_secret(
             cfg,
@@ -94,11 +95,11 @@ def remove_masks(
         peers = sorted(graph.of(gone) & alive, key=order.__getitem__)
         if not peers:
             continue
-        secret = rebuild(gone, ShareKind.MASK_KEY)
+        private = tx.masking_private_key(cfg, gone, rebuild(gone, ShareKind.MASK_KEY))
         for peer in peers:
             first, second = sorted((peer, gone), key=order.__getitem__)
             key = tx.pairwise_mask_key(
-                cfg, secret, adverts[peer].masking_key, first, second
+                cfg, private, adverts[peer].masking_key, first, second
             )
             # ``peer`` added this mask with sign +1 if ``gone`` comes first.
             masks.add(key, total, sign=-1 if first == gone else 1)

@@ -47,6 +47,7 @@ from accord.secagg.messages import (
     UnmaskShares,
 )
 from accord.secagg.recovery import remove_masks
+from accord.secagg.shamir import SECRET_BYTES
 
 __all__ = ["SecAggResult", "SecAggServer"]
 
@@ -201,7 +202,7 @@ class SecAggServer:
             )
             if share.dealer not in self._dealt or owed != share.index:
                 raise _refuse("corrupt", f"no share of {share.dealer!r} is owed", who)
-            if share.kind is not kind or len(share.value) != KEY_BYTES:
+            if share.kind is not kind or len(share.value) != SECRET_BYTES:
                 raise _refuse("corrupt", f"wrong share of {share.dealer!r}", who)
 
     def _record(self, message: ToCoordinator) -> None:

@@ -1,19 +1,19 @@
-"""t-of-n Shamir sharing of 32-byte secrets, on top of pycryptodome's ``Shamir``.
+"""t-of-n Shamir sharing of 16-byte secrets, on top of pycryptodome's ``Shamir``.
 
 pycryptodome shares 16-byte secrets in GF(2^128) (``Crypto.Protocol.SecretSharing``,
-a maintained, reviewed implementation); the protocol's secrets (a self-mask seed and
-an X25519 private key) have 32 bytes. A secret is therefore cut into two 16-byte
-halves, each half is shared with its own independent random polynomial, and share
-``i`` is the concatenation of the two halves' shares at the same point ``i``. Any
-``t`` shares give both halves, hence the secret; ``t - 1`` shares say nothing about
-either half, hence nothing about the secret (the halves' polynomials are
-independent). Nothing is padded: pycryptodome's field elements are exactly 16 bytes.
+a maintained, reviewed implementation). The protocol's shared secrets are exactly
+that size: a 128-bit self-mask seed and a 128-bit masking secret, from which the
+mask key and the X25519 masking key are derived with HKDF
+(:mod:`accord.secagg.transcript`). 128 bits is the security level of X25519 itself,
+so nothing is lost, and each secret is one polynomial instead of two: the field
+arithmetic is pure Python and dominates a round's cost (an earlier version shared
+32-byte secrets as two halves, at twice the cost).
 
-This module only adds what the protocol needs around the library: 32-byte secrets,
-input validation with readable errors, and a :class:`Share` type with a fixed
-encoding. Whether a reconstruction is *right* is checked by the caller against a
-commitment (see :mod:`accord.secagg.server`), because Shamir itself returns some
-value for any set of shares, right or wrong.
+This module only adds what the protocol needs around the library: input
+validation with readable errors and a :class:`Share` type with a fixed encoding.
+Whether a reconstruction is *right* is checked by the caller against a commitment
+(see :mod:`accord.secagg.server`), because Shamir itself returns some value for any
+set of shares, right or wrong.
 """
 
 from __future__ import annotations
@@ -32,16 +32,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 __all__ = ["MAX_HOLDERS", "SECRET_BYTES", "Share", "combine_shares", "split_secret"]
 
-#: Bytes of a secret (and of a share).
-SECRET_BYTES = 32
+#: Bytes of a secret (and of a share): one element of GF(2^128).
+SECRET_BYTES = 16
 #: Largest number of shares of one secret (indices are encoded on 2 bytes).
 MAX_HOLDERS = 0xFFFF
-_HALF = SECRET_BYTES // 2
 
 
 @dataclass(frozen=True, slots=True)
 class Share:
-    """One share: its evaluation point ``index`` (1-based) and its 32-byte value."""
+    """One share: its evaluation point ``index`` (1-based) and its 16-byte value."""
 
     index: int
     value: bytes
@@ -71,7 +70,7 @@ def _check_threshold(threshold: int, holders: int) -> None:
 
 
 def split_secret(secret: bytes, *, threshold: int, holders: int) -> list[Share]:
-    """Share a 32-byte ``secret`` among ``holders``; any ``threshold`` rebuild it.
+    """Share a 16-byte ``secret`` among ``holders``; any ``threshold`` rebuild it.
 
     Share ``i`` (1-based) goes to the ``i``-th holder. Randomness comes from
     pycryptodome's CSPRNG.
@@ -79,10 +78,8 @@ def split_secret(secret: bytes, *, threshold: int, holders: int) -> list[Share]:
     if len(secret) != SECRET_BYTES:
         raise ValueError(f"a secret has {SECRET_BYTES} bytes, got {len(secret)}")
     _check_threshold(threshold, holders)
-    high = Shamir.split(threshold, holders, secret[:_HALF])
-    low = Shamir.split(threshold, holders, secret[_HALF:])
-    # Both calls number their shares 1..holders in order.
-    return [Share(i, hi + lo) for (i, hi), (_, lo) in zip(high, low, strict=True)]
+    # pycryptodome numbers the shares 1..holders, in order.
+    return [Share(i, value) for i, value in Shamir.split(threshold, holders, secret)]
 
 
 def combine_shares(shares: Sequence[Share], *, threshold: int) -> bytes:
@@ -90,7 +87,7 @@ def combine_shares(shares: Sequence[Share], *, threshold: int) -> bytes:
 
     Raises ValueError if there are fewer than ``threshold`` shares or two share one
     index. With shares of a different secret, or altered ones, the result is simply
-    a different 32-byte value: check it against a commitment.
+    a different 16-byte value: check it against a commitment.
     """
     if threshold < 2:
         raise ValueError(f"threshold must be at least 2, not {threshold}")
@@ -102,6 +99,4 @@ def combine_shares(shares: Sequence[Share], *, threshold: int) -> bytes:
     chosen = list(shares[:threshold])
     if len({s.index for s in chosen}) != len(chosen):
         raise ValueError("two shares have the same index")
-    high = Shamir.combine([(s.index, s.value[:_HALF]) for s in chosen])
-    low = Shamir.combine([(s.index, s.value[_HALF:]) for s in chosen])
-    return high + low
+    return Shamir.combine([(s.index, s.value) for s in chosen])

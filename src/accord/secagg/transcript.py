@@ -32,6 +32,7 @@ __all__ = [
     "BUNDLE_BYTES",
     "ShareBundle",
     "advertisement",
+    "masking_private_key",
     "pairwise_mask_key",
     "seed_commitment",
     "self_mask_key",
@@ -65,8 +66,22 @@ def advertisement(
 
 
 def seed_commitment(cfg: SecAggConfig, owner: str, seed: bytes) -> bytes:
-    """SHA-256 commitment to a self-mask seed (hiding: the seed has 256 random bits)."""
+    """SHA-256 commitment to a self-mask seed (hiding: the seed has 128 random bits)."""
     return digest("seed-commitment", cfg.run_id, cfg.round_number, owner, seed)
+
+
+def masking_private_key(cfg: SecAggConfig, owner: str, secret: bytes) -> bytes:
+    """The raw X25519 masking private key derived from ``owner``'s shared secret.
+
+    The 128-bit secret is what is Shamir-shared (one GF(2^128) element); HKDF bound
+    to the run, round and owner expands it into the 32-byte key, so rebuilding the
+    secret of a participant that dropped out rebuilds its key.
+    """
+    return derive_key(
+        secret,
+        purpose="masking-key",
+        context=frame("masking-key", cfg.run_id, cfg.round_number, owner),
+    )
 
 
 def share_statement(

@@ -52,7 +52,7 @@ def test_dealer_of_inconsistent_shares_is_named_by_the_coordinator(make_harness)
     h = make_harness(n=5, threshold=3)
     real = h.parts["site02"]._seed
     directory = h.advertise()
-    h.parts["site02"]._seed = bytes(32)
+    h.parts["site02"]._seed = bytes(16)
     deliveries = h.share(directory)
     h.parts["site02"]._seed = real  # it masks with the committed seed
     survivors = h.masked(deliveries)
@@ -74,7 +74,7 @@ def test_forged_revealed_share_is_attributed_and_left_out(make_harness):
         msg = h.parts[p].unmask(signed)
         if p == "site03":
             forged = [
-                dataclasses.replace(s, value=bytes(32)) if s.dealer == "site01" else s
+                dataclasses.replace(s, value=bytes(16)) if s.dealer == "site01" else s
                 for s in msg.shares
             ]
             msg = dataclasses.replace(msg, shares=tuple(forged))
