@@ -16,6 +16,7 @@ from accord.store import SqlStore
 from accord.transport import pki
 from accord.transport.client import AdminClient, CoordinatorClient
 from accord.transport.executor import GrpcExecutor, wire_run_id
+from accord.transport.identity import load_signing_identity
 from accord.transport.rejections import event_recorder
 from accord.transport.server import CoordinatorServer, serve
 from accord.transport.trust import TrustStore
@@ -79,28 +80,29 @@ class Running:
     def target(self) -> str:
         return f"localhost:{self.server.port}"
 
-    def client(self, name: str) -> CoordinatorClient:
-        identity = pki.load_identity(self.federation.root / name)
-        return CoordinatorClient(self.target, identity=identity)
+    def client(self, name: str, *, folder: Path | None = None) -> CoordinatorClient:
+        """A site's client, presenting its identity certificate when it has one."""
+        folder = folder or self.federation.root / name
+        signing = load_signing_identity(folder)
+        return CoordinatorClient(
+            self.target,
+            identity=pki.load_identity(folder),
+            identity_certificate=signing.certificate if signing else b"",
+        )
 
     def admin(self, name: str) -> AdminClient:
         identity = pki.load_identity(self.federation.root / name)
         return AdminClient(self.target, identity=identity)
 
 
-@pytest.fixture
-def coordinator(federation: Federation, tmp_path: Path) -> Iterator[Running]:
-    """A GrpcExecutor for SITES behind a mutual-TLS server on a free port.
-
-    Refusals go to a SQLite run store as they are made, as in ``accord
-    coordinator``; the wire names the run as a coordinator process would.
-    """
-    store = SqlStore(f"sqlite:///{tmp_path}/runs.db")
+def _serve(federation: Federation, directory: Path, sites: tuple[str, ...]) -> Running:
+    directory.mkdir(exist_ok=True)
+    store = SqlStore(f"sqlite:///{directory}/runs.db")
     run_id = store.create_run(name="integration", config={}, seed=0, rounds_planned=3)
     executor = GrpcExecutor(
-        SITES,
+        sites,
         run_id=wire_run_id(run_id),
-        spool_dir=tmp_path,
+        spool_dir=directory,
         grace_s=2.0,
         on_reject=event_recorder(store, run_id),
     )
@@ -110,12 +112,47 @@ def coordinator(federation: Federation, tmp_path: Path) -> Iterator[Running]:
         identity=pki.load_identity(federation.root / "coordinator"),
         trust=TrustStore.load(federation.ca),
     )
+    return Running(executor, server, federation, store, run_id)
+
+
+def _shut(running: Running) -> None:
+    running.executor.close()
+    running.server.stop(0.5)
+    running.store.close()
+
+
+@pytest.fixture
+def coordinator(federation: Federation, tmp_path: Path) -> Iterator[Running]:
+    """A GrpcExecutor for SITES behind a mutual-TLS server on a free port.
+
+    Refusals go to a SQLite run store as they are made, as in ``accord
+    coordinator``; the wire names the run as a coordinator process would.
+    """
+    running = _serve(federation, tmp_path, SITES)
     try:
-        yield Running(executor, server, federation, store, run_id)
+        yield running
     finally:
-        executor.close()
-        server.stop(0.5)
-        store.close()
+        _shut(running)
+
+
+@pytest.fixture
+def start_coordinator(
+    federation: Federation, tmp_path: Path
+) -> Iterator[Callable[[tuple[str, ...]], Running]]:
+    """Start coordinators like ``coordinator`` for other rosters; all stop at the end.
+
+    The sites of a roster must be enrolled (``federation.enrol``) before they dial.
+    """
+    started: list[Running] = []
+
+    def start(sites: tuple[str, ...]) -> Running:
+        running = _serve(federation, tmp_path / f"coordinator-{len(started)}", sites)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        _shut(running)
 
 
 @pytest.fixture

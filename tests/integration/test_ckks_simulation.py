@@ -57,12 +57,12 @@ class Tampering(InProcessExecutor):
 
     def next_event(self, timeout):
         event = super().next_event(timeout)
-        if isinstance(event, SecAggReply) and event.participant == "site-01":
-            if event.stage == "ckks_upload":
-                return SecAggReply("site-01", event.round, event.stage, b"junk")
-        if isinstance(event, SecAggReply) and event.participant == "site-00":
-            if event.stage == "ckks_decrypt":
-                return JobFailed("site-00", event.round, "secagg", "failed", "gone")
+        if not isinstance(event, SecAggReply):
+            return event
+        if (event.participant, event.stage) == ("site-01", "ckks_upload"):
+            return SecAggReply("site-01", event.round, event.stage, b"junk")
+        if (event.participant, event.stage) == ("site-00", "ckks_decrypt"):
+            return JobFailed("site-00", event.round, "secagg", "failed", "gone")
         return event
 
 

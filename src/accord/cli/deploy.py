@@ -1,11 +1,11 @@
-"""``accord coordinator`` and ``accord participant``: a federation for real, on gRPC.
+"""``accord coordinator``: a federation for real, on gRPC.
 
 The coordinator listens (mutual TLS unless ``--insecure``), waits for the roster of
 ``[deployment]`` to connect, then runs the same round loop as ``accord simulate``:
-only the executor differs. Each site runs ``accord participant``, which dials out
-to the coordinator and serves its tasks on local data until the run ends. gRPC and
-the PKI are imported only when one of these commands runs, so the rest of the CLI
-works without the ``deploy`` extra.
+only the executor differs. Each site runs ``accord participant``
+(:mod:`accord.cli.participant`), which dials out to the coordinator and serves its
+tasks on local data until the run ends. gRPC and the PKI are imported only when the
+command runs, so the rest of the CLI works without the ``deploy`` extra.
 
 Durability. The run is created in the store before the coordinator listens, and
 every message it refuses is recorded there as an event when it is refused. A
@@ -26,6 +26,9 @@ crash, say), and a site that already answered the dead process's round does not
 mistake the resumed round of the same number for a repeat. A stable wire id would
 get both wrong. Nothing prevents two coordinators from resuming the same run at
 once: run one per federation.
+
+Secure aggregation (``[secure_aggregation] mode = "masking"``) needs mutual TLS:
+the sites' identity certificates travel, and are checked, only there.
 """
 
 from __future__ import annotations
@@ -148,10 +151,16 @@ def coordinator_command(
         if store is not None:
             overrides["store"] = {"url": store}
         cfg = load_config(config, **overrides)
-        if cfg.secure_aggregation.mode != "off":
+        if cfg.secure_aggregation.mode not in ("off", "masking"):
             raise ConfigError(
-                "secure aggregation runs in `accord simulate`; over gRPC it is not "
-                "available in this version",
+                f"mode {cfg.secure_aggregation.mode!r} runs in `accord simulate` only; "
+                'a deployment aggregates securely with mode = "masking"',
+                key="secure_aggregation.mode",
+            )
+        if cfg.secure_aggregation.mode != "off" and insecure:
+            raise ConfigError(
+                "secure aggregation needs the sites' identity certificates, which "
+                "only mutual TLS can carry; drop --insecure (see `accord pki`)",
                 key="secure_aggregation.mode",
             )
         if insecure:
@@ -371,95 +380,6 @@ def _as_json(result: RunResult, rejections: list[dict[str, object]]) -> dict[str
     return {**run_json(result), "rejections": rejections}
 
 
-def participant_command(
-    coordinator: Annotated[
-        str, typer.Option("--coordinator", help="HOST:PORT of the coordinator.")
-    ],
-    data: Annotated[str, typer.Option("--data", help="csv:PATH or sim:FED.TOML#SITE.")],
-    identity: Annotated[
-        Path | None,
-        typer.Option("--identity", help="This site's key.pem, cert.pem, ca.pem."),
-    ] = None,
-    task: Annotated[
-        str | None, typer.Option("--task", help="module:object of the task.")
-    ] = None,
-    data_option: Annotated[
-        list[str] | None,
-        typer.Option("--data-option", help="KEY=VALUE for csv data, e.g. target=y."),
-    ] = None,
-    site_log: Annotated[
-        Path | None,
-        typer.Option("--site-log", help="JSON-lines log (default: in --identity)."),
-    ] = None,
-    server_name: Annotated[
-        str | None,
-        typer.Option("--server-name", help="Name in the coordinator's certificate."),
-    ] = None,
-    insecure_name: Annotated[
-        str | None,
-        typer.Option("--insecure", help="Plaintext on loopback, as this name."),
-    ] = None,
-    threads: Annotated[
-        int, typer.Option("--threads", help="BLAS/torch threads for training.")
-    ] = 1,
-    give_up_after: Annotated[
-        float | None,
-        typer.Option("--give-up-after", help="Seconds without contact before exit."),
-    ] = None,
-) -> None:
-    """Serve this site's tasks from a coordinator until its run ends."""
-    with reported():
-        from accord.participant.data import build_task, load_local_data
-        from accord.participant.runtime import ParticipantRuntime
-        from accord.participant.sitelog import SiteLog
-        from accord.transport.client import CoordinatorClient
-        from accord.transport.enrolment import load_identity
-
-        if identity is None and insecure_name is None:
-            raise ConfigError(
-                "pass --identity DIR (this site's certificate), or --insecure NAME "
-                "on loopback",
-                key="--identity",
-            )
-        files = load_identity(identity) if identity is not None else None
-        local = load_local_data(data, options=_options(data_option or []))
-        site_task = build_task(local, task)
-        log_path = site_log or (identity / "site-log.jsonl" if identity else None)
-        log = SiteLog(log_path)
-
-        def connect() -> CoordinatorClient:
-            return CoordinatorClient(
-                coordinator,
-                identity=files,
-                insecure_name=insecure_name,
-                server_name=server_name,
-            )
-
-        try:
-            reason = ParticipantRuntime(
-                connect,
-                site_task,
-                local,
-                log=log,
-                threads=threads,
-                give_up_after_s=give_up_after,
-            ).run()
-        finally:
-            log.close()
-        Console(stderr=True).print(f"the coordinator ended the run: {reason}")
-
-
-def _options(pairs: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise ConfigError(f"{pair!r} is not KEY=VALUE", key="--data-option")
-        out[name.strip()] = value.strip()
-    return out
-
-
 def register(app: typer.Typer) -> None:
-    """Add the commands to the application."""
+    """Add ``accord coordinator`` to the application."""
     app.command("coordinator")(coordinator_command)
-    app.command("participant")(participant_command)

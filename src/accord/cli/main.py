@@ -16,6 +16,7 @@ from rich.logging import RichHandler
 
 from accord.cli.datasets import register as register_datasets
 from accord.cli.deploy import register as register_deploy
+from accord.cli.participant import register as register_participant
 from accord.cli.pki import register as register_pki
 from accord.cli.runs import register as register_runs
 from accord.cli.simulate import register as register_simulate
@@ -50,6 +51,7 @@ register_simulate(app)
 register_runs(app)
 register_datasets(app)
 register_deploy(app)
+register_participant(app)
 register_pki(app)
 
 

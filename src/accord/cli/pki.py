@@ -114,10 +114,16 @@ def request_command(
         from accord.transport import pki
 
         csr = pki.request(directory, name, role=role, hosts=host or ())
+    keys = f"{directory / pki.KEY} (private: it stays here)"
+    returned = f"the {pki.CERT} and {pki.CA_CERT}"
+    if role == "participant":  # its identity key too
+        keys = f"{directory / pki.KEY}, {directory / pki.IDENTITY_KEY} (private: "
+        keys += "they stay here)"
+        returned = f"the {pki.CERT}, {pki.IDENTITY_CERT} and {pki.CA_CERT}"
     Console().print(
-        f"wrote {directory / pki.KEY} (private: it stays here) and {csr}.\n"
-        f"Send {csr} to the federation's operator; put the {pki.CERT} and "
-        f"{pki.CA_CERT} they return in {directory}.",
+        f"wrote {keys} and {csr}.\n"
+        f"Send {csr} to the federation's operator; put {returned} they return in "
+        f"{directory}.",
         highlight=False,
     )
 
@@ -154,9 +160,17 @@ def sign_command(
             out=out,
             replace=replace,
         )
+        identity = pki.read_roster(ca).entries[-1].identity_serial is not None
+    files, keys = f"it and {cert.parent / pki.CA_CERT}", "key"
+    if identity:
+        files = (
+            f"it, {cert.parent / pki.IDENTITY_CERT} (its identity certificate) and "
+            f"{cert.parent / pki.CA_CERT}"
+        )
+        keys = "keys"
     Console().print(
-        f"issued {cert} ({role}); return it and {cert.parent / pki.CA_CERT} to the "
-        "site, to put next to its key.",
+        f"issued {cert} ({role}); return {files} to the site, to put next to its "
+        f"{keys}.",
         highlight=False,
     )
 

@@ -11,6 +11,13 @@ wait for its deadline. When the stream breaks the runtime dials again after an
 exponential backoff with jitter; it stops when the coordinator says goodbye, when
 its certificate is refused (no retry changes that), or when asked to.
 
+Secure rounds: a train task carrying secure settings is checked first (the site's
+:class:`~accord.participant.policy.SitePolicy`, then the roster's identity
+certificates, :mod:`accord.participant.secure`); the trained update is encoded into
+a secure session at once and only its stage messages leave the site, through
+``SubmitSecAgg``, one per ``secagg`` task. The site's policy may refuse plain train
+tasks, or secure ones below a minimum threshold.
+
 Everything received, sent (sizes, digests) and refused goes to the
 :class:`~accord.participant.sitelog.SiteLog`.
 """
@@ -18,6 +25,7 @@ Everything received, sent (sizes, digests) and refused goes to the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import sys
@@ -28,25 +36,29 @@ from typing import TYPE_CHECKING
 
 from threadpoolctl import threadpool_limits
 
-from accord.errors import SubmissionRefused, TransportError
+from accord.errors import SecAggAborted, SubmissionRefused, TransportError
 from accord.params import Params
 from accord.participant.backoff import Backoff
 from accord.participant.data import LocalData
+from accord.participant.policy import SitePolicy
 from accord.participant.sitelog import SiteLog
-from accord.simulation.jobs import JobError, run_eval, run_train
+from accord.simulation.jobs import JobError, TrainOutcome, run_eval, run_train
 from accord.task.protocol import Task
 from accord.transport.messages import (
     EvalReport,
     FailureReport,
     Goodbye,
     PackedHeader,
+    SecAggHeader,
     TaskOrder,
     UpdateHeader,
     Welcome,
 )
 
 if TYPE_CHECKING:  # the runtime itself needs no grpc: tests drive it with a fake
+    from accord.participant.secure import SecurePlan, SecureSite
     from accord.transport.client import CoordinatorClient
+    from accord.transport.identity import SigningIdentity
 
 __all__ = ["ParticipantRuntime"]
 
@@ -61,8 +73,19 @@ _SPARE_MAX_BYTES = 256 * 2**20
 _REPORT_AFTER = frozenset({"mismatch", "malformed", "too_large", "corrupt"})
 
 
+def _job_key(order: TaskOrder) -> tuple[str, int, str]:
+    """What identifies a job across reconnections: a secure round has one per stage."""
+    kind = f"secagg:{order.stage}" if order.kind == "secagg" else order.kind
+    return order.run_id, order.round, kind
+
+
 class ParticipantRuntime:
-    """Serves one site's tasks until the coordinator ends the run."""
+    """Serves one site's tasks until the coordinator ends the run.
+
+    ``signing`` (the site's identity key and certificate) and ``ca_pem`` (the CA
+    certificate it checks the roster's identity certificates against) let it take
+    part in secure rounds; ``policy`` says which train tasks it refuses.
+    """
 
     def __init__(
         self,
@@ -74,6 +97,9 @@ class ParticipantRuntime:
         backoff: Backoff | None = None,
         threads: int | None = 1,
         give_up_after_s: float | None = None,
+        signing: SigningIdentity | None = None,
+        ca_pem: bytes | None = None,
+        policy: SitePolicy | None = None,
     ) -> None:
         self._connect = connect
         self._task = task
@@ -82,6 +108,10 @@ class ParticipantRuntime:
         self._backoff = backoff or Backoff()
         self._threads = threads
         self._give_up_after_s = give_up_after_s
+        self._signing = signing
+        self._ca_pem = ca_pem
+        self._policy = policy or SitePolicy()
+        self._secure: SecureSite | None = None  # made by the first secure task
         self._answered: set[tuple[str, int, str]] = set()
         self._model: tuple[str, Params] | None = None
         # The last update's buffer, once nothing reads it any more: the next round
@@ -142,26 +172,61 @@ class ParticipantRuntime:
     # One task.
 
     def _handle(self, client: CoordinatorClient, order: TaskOrder) -> None:
-        key = (order.run_id, order.round, order.kind)
-        if key in self._answered:
+        if _job_key(order) in self._answered:
             self.log.record("ignored_repeat", round=order.round, kind=order.kind)
             return
+        detail: dict[str, object] = {"model_digest": order.model_digest}
+        if order.kind == "secagg":
+            detail = {"stage": order.stage}
+        elif order.secure_json:
+            detail["secure"] = True
         self.log.record(
             "received_task",
             run_id=order.run_id,
             round=order.round,
             kind=order.kind,
-            model_digest=order.model_digest,
+            **detail,
         )
+        if order.kind == "secagg":
+            self._secagg(client, order)
+            return
+        plan: SecurePlan | None = None
+        if order.kind == "train":
+            accepted = self._admit_train(order)
+            if isinstance(accepted, str):
+                self._refuse(client, order, accepted)
+                return
+            plan = accepted
         try:
             params = self._fetch(client, order)
         except SubmissionRefused as exc:
             self._refuse(client, order, f"the global model is unusable: {exc.reason}")
             return
         if order.kind == "train":
-            self._train(client, order, params)
+            self._train(client, order, params, plan)
         else:
             self._evaluate(client, order, params)
+
+    def _admit_train(self, order: TaskOrder) -> SecurePlan | str | None:
+        """Check a train task against the site's policy and, if secure, its roster.
+
+        Returns the secure plan (None for a plain task) or why the site refuses it.
+        """
+        if self._secure is not None:
+            self._secure.drop()  # a new round: the last one's session is over
+        if not order.secure_json:
+            return self._policy.refusal(secure=False) or None
+        if self._secure is None:
+            try:
+                from accord.participant.secure import SecureSite
+            except ImportError as exc:
+                return f"this site cannot run secure aggregation: {exc}"
+            self._secure = SecureSite(self._signing, self._ca_pem)
+        plan = self._secure.prepare(order)
+        if isinstance(plan, str):
+            return plan
+        refusal = self._policy.refusal(secure=True, threshold=plan.job.threshold)
+        return plan if refusal is None else refusal
 
     def _fetch(self, client: CoordinatorClient, order: TaskOrder) -> Params:
         if self._model is not None and self._model[0] == order.model_digest:
@@ -182,7 +247,11 @@ class ParticipantRuntime:
         return params
 
     def _train(
-        self, client: CoordinatorClient, order: TaskOrder, params: Params
+        self,
+        client: CoordinatorClient,
+        order: TaskOrder,
+        params: Params,
+        plan: SecurePlan | None,
     ) -> None:
         config = order.config
         if config is None or config.round != order.round:
@@ -202,6 +271,11 @@ class ParticipantRuntime:
                 client, order, result.reason, refused=result.status == "rejected"
             )
             return
+        if plan is not None:
+            self._advertise(client, order, plan, out, result)
+            del out
+            self._keep(buffer)  # the session keeps only the encoded words
+            return
         digest = out.digest()
         header = UpdateHeader(
             run_id=order.run_id,
@@ -220,13 +294,82 @@ class ParticipantRuntime:
         # The coordinator read the whole stream before its receipt: reuse the buffer.
         del out
         self._keep(buffer)
-        self._answered.add((order.run_id, order.round, order.kind))
+        self._answered.add(_job_key(order))
         self.log.record(
             "sent_update",
             round=order.round,
             bytes=len(buffer),
             digest=digest,
             num_examples=result.num_examples,
+            receipt_digest=receipt.digest,
+        )
+
+    # Secure rounds.
+
+    def _advertise(
+        self,
+        client: CoordinatorClient,
+        order: TaskOrder,
+        plan: SecurePlan,
+        update: Params,
+        result: TrainOutcome,
+    ) -> None:
+        """Open the round's session on the trained update; send stage 0's message."""
+        assert self._secure is not None and order.config is not None
+        t0 = time.perf_counter()
+        try:
+            advert = self._secure.open(
+                order, plan, update, result.num_examples, seed=order.config.seed
+            )
+        except (SecAggAborted, ValueError) as exc:
+            self._fail(client, order, str(exc), refused=True)
+            return
+        duration = result.duration_s + time.perf_counter() - t0
+        self._send_stage(client, order, "advertise", advert, duration)
+
+    def _secagg(self, client: CoordinatorClient, order: TaskOrder) -> None:
+        """Answer one stage of the open secure round."""
+        t0 = time.perf_counter()
+        if self._secure is None:
+            reason = f"no secure session open for round {order.round}"
+            self._fail(client, order, reason, refused=False)
+            return
+        try:
+            reply = self._secure.step(order)
+        except SecAggAborted as exc:
+            self._fail(client, order, str(exc), refused=False)
+            return
+        except SubmissionRefused as exc:
+            reason = f"the coordinator's {order.stage} message: {exc.reason}"
+            self._fail(client, order, reason, refused=True)
+            return
+        self._send_stage(client, order, order.stage, reply, time.perf_counter() - t0)
+
+    def _send_stage(
+        self,
+        client: CoordinatorClient,
+        order: TaskOrder,
+        stage: str,
+        payload: bytes,
+        duration_s: float,
+    ) -> None:
+        header = SecAggHeader(
+            order.run_id, order.round, stage, len(payload), duration_s
+        )
+        try:
+            receipt = client.submit_secagg(header, payload)
+        except SubmissionRefused as exc:
+            if self._secure is not None and exc.kind != "duplicate":
+                self._secure.drop()
+            self._refused_by_coordinator(client, order, exc)
+            return
+        self._answered.add(_job_key(order))
+        self.log.record(
+            "sent_secagg",
+            round=order.round,
+            stage=stage,
+            bytes=len(payload),
+            digest=hashlib.sha256(payload).hexdigest(),
             receipt_digest=receipt.digest,
         )
 
@@ -251,7 +394,7 @@ class ParticipantRuntime:
         except SubmissionRefused as exc:
             self._refused_by_coordinator(client, order, exc)
             return
-        self._answered.add((order.run_id, order.round, order.kind))
+        self._answered.add(_job_key(order))
         self.log.record(
             "sent_eval", round=order.round, num_examples=result.num_examples
         )
@@ -285,7 +428,7 @@ class ParticipantRuntime:
             client.report_failure(report)
         except SubmissionRefused as exc:
             self.log.record("refused_by_coordinator", kind=exc.kind, reason=exc.reason)
-        self._answered.add((order.run_id, order.round, order.kind))
+        self._answered.add(_job_key(order))
 
     def _refused_by_coordinator(
         self, client: CoordinatorClient, order: TaskOrder, exc: SubmissionRefused
@@ -301,7 +444,7 @@ class ParticipantRuntime:
             reason = f"the coordinator refused the result: {exc.reason}"
             self._fail(client, order, reason, refused=True, record=False)
         else:
-            self._answered.add((order.run_id, order.round, order.kind))
+            self._answered.add(_job_key(order))
 
     @contextlib.contextmanager
     def _limits(self) -> Iterator[None]:

@@ -29,12 +29,14 @@ from accord.transport.messages import (
     Goodbye,
     PackedHeader,
     Receipt,
+    SecAggHeader,
     TaskOrder,
     UpdateHeader,
     Welcome,
 )
 from accord.transport.proto import accord_pb2 as pb
 from accord.transport.rpc import METHODS, path
+from accord.transport.secure_codec import secagg_frames
 from accord.transport.security import (
     CLIENT_OPTIONS,
     INSECURE_NAME_KEY,
@@ -122,14 +124,37 @@ class _Base:
 
 
 class CoordinatorClient(_Base):
-    """The Federation service, as a participant calls it."""
+    """The Federation service, as a participant calls it.
+
+    ``identity_certificate`` (DER) is the site's identity certificate, presented
+    with every subscription so that the site can take part in secure rounds.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        identity: IdentityFiles | None,
+        insecure_name: str | None = None,
+        server_name: str | None = None,
+        identity_certificate: bytes = b"",
+    ) -> None:
+        super().__init__(
+            target,
+            identity=identity,
+            insecure_name=insecure_name,
+            server_name=server_name,
+        )
+        self._identity_certificate = identity_certificate
 
     def subscribe(self) -> Iterator[TaskOrder | Goodbye | Welcome]:
         """The task stream; ends at a Goodbye, raises when the stream breaks."""
-        call = self._calls["Subscribe"](
-            pb.Hello(protocol=PROTOCOL_VERSION, software=_VERSION),
-            metadata=self._metadata,
+        hello = pb.Hello(
+            protocol=PROTOCOL_VERSION,
+            software=_VERSION,
+            identity_certificate=self._identity_certificate,
         )
+        call = self._calls["Subscribe"](hello, metadata=self._metadata)
         try:
             for msg in call:
                 yield codec.decode_task(msg)
@@ -158,6 +183,12 @@ class CoordinatorClient(_Base):
         return self._unary(
             "SubmitUpdate", codec.update_frames(header, buffer), timeout_s
         )
+
+    def submit_secagg(
+        self, header: SecAggHeader, payload: bytes, *, timeout_s: float = 3600.0
+    ) -> Receipt:
+        """Stream a message of a secure round (header, then the payload in chunks)."""
+        return self._unary("SubmitSecAgg", secagg_frames(header, payload), timeout_s)
 
     def submit_eval(self, report: EvalReport, *, timeout_s: float = 60.0) -> Receipt:
         """Send a site's scores of the global model."""

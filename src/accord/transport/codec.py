@@ -1,4 +1,4 @@
-"""The one place where protobuf messages become accord's types and back.
+"""Where protobuf messages become accord's types and back (secure rounds: secure_codec).
 
 Decoding never trusts its input: it came from another organization. Every field is
 checked for type and range, a malformed value raises
@@ -32,6 +32,7 @@ from accord.params import ParamSpec, TensorSpec
 from accord.task.protocol import TrainConfig
 from accord.transport.messages import (
     CHUNK_BYTES,
+    Chunk,
     EvalReport,
     FailureReport,
     Goodbye,
@@ -43,6 +44,7 @@ from accord.transport.messages import (
     Welcome,
 )
 from accord.transport.proto import accord_pb2 as pb
+from accord.transport.secure_codec import decode_secure_fields, secure_task_fields
 
 __all__ = [
     "Chunk",
@@ -80,15 +82,8 @@ _MAX_TEXT = 4096
 _KINDS: dict[JobKind, pb.JobKind] = {
     "train": pb.JOB_KIND_TRAIN,
     "eval": pb.JOB_KIND_EVAL,
+    "secagg": pb.JOB_KIND_SECAGG,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """A slice of a packed buffer starting at ``offset``."""
-
-    offset: int
-    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,7 +415,10 @@ def decode_train_config(text: str) -> TrainConfig:
 
 
 def encode_task(order: TaskOrder | Goodbye | Welcome) -> pb.Task:
-    """The wire form of a task (or of the start or the end of the stream)."""
+    """The wire form of a task (or of the start or the end of the stream).
+
+    The fields of secure rounds are :mod:`~accord.transport.secure_codec`'s.
+    """
     if isinstance(order, Welcome):
         return pb.Task(run_id=order.run_id, round=order.round)
     if isinstance(order, Goodbye):
@@ -431,6 +429,7 @@ def encode_task(order: TaskOrder | Goodbye | Welcome) -> pb.Task:
         kind=_KINDS[order.kind],
         model_digest=order.model_digest,
         config_json=encode_train_config(order.config) if order.config else "",
+        **secure_task_fields(order),
     )
 
 
@@ -447,7 +446,14 @@ def decode_task(msg: pb.Task) -> TaskOrder | Goodbye | Welcome:
         config = decode_train_config(
             _text(msg.config_json, "config_json", limit=1 << 20)
         )
-    return TaskOrder(run_id, int(msg.round), kind, msg.model_digest[:128], config)
+    return TaskOrder(
+        run_id,
+        int(msg.round),
+        kind,
+        msg.model_digest[:128],
+        config,
+        **decode_secure_fields(msg),
+    )
 
 
 def encode_eval(report: EvalReport) -> pb.EvalReport:

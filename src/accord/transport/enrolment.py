@@ -3,8 +3,11 @@
 ``accord pki request NAME --dir DIR`` runs :func:`request` at the site: it creates
 the site's ECDSA P-256 key in ``DIR/key.pem`` (mode 0600; it never leaves the site)
 and a certificate signing request ``DIR/request.csr`` for the federation's operator.
-The operator returns ``cert.pem`` and ``ca.pem``, which go next to the key;
-:func:`load_identity` then reads the three files as the PEM bytes gRPC's
+A participant's request also creates its Ed25519 identity key,
+``DIR/identity-key.pem`` (0600), and asks the CA, inside the same CSR, to certify it
+(:mod:`accord.transport.identity`). The operator returns ``cert.pem``, ``ca.pem``
+and, for a participant, ``identity-cert.pem``, which go next to the keys;
+:func:`load_identity` then reads the TLS files as the PEM bytes gRPC's
 ``ssl_channel_credentials`` and ``ssl_server_credentials`` take. Why P-256 and why
 the key stays at the site is explained in :mod:`accord.transport.pki`.
 """
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from accord.errors import MissingExtraError, PkiError
+from accord.transport.identity import IDENTITY_KEY, identity_request_extension
 from accord.transport.roster import CA_CERT, ROLES, Role, validate_name
 
 try:
@@ -31,6 +35,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 __all__ = ["CERT", "KEY", "REQUEST", "IdentityFiles", "load_identity", "request"]
@@ -94,15 +99,18 @@ def request(
     """At a site: create its private key and a CSR in ``directory``; return the CSR.
 
     ``hosts`` (DNS names or IP addresses the coordinator is reached at) are
-    required for, and only allowed for, the coordinator.
+    required for, and only allowed for, the coordinator. A participant also gets
+    its Ed25519 identity key, which the CSR asks the CA to certify.
     """
     d = Path(directory)
     validate_name(name)
     san = _subject_alt_name(role, hosts)
-    if (d / KEY).exists():
-        raise PkiError(f"{d / KEY} already exists; use an empty directory")
+    for existing in (KEY, IDENTITY_KEY):
+        if (d / existing).exists():
+            raise PkiError(f"{d / existing} already exists; use an empty directory")
     make_private_dir(d)
     key = ec.generate_private_key(ec.SECP256R1())
+    identity = Ed25519PrivateKey.generate() if role == "participant" else None
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, name),
@@ -112,16 +120,24 @@ def request(
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
     if san is not None:
         builder = builder.add_extension(san, critical=False)
+    if identity is not None:
+        ext = identity_request_extension(name, identity, key.public_key())
+        builder = builder.add_extension(ext, critical=False)
     csr = builder.sign(key, hashes.SHA256())
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),  # gRPC reads the key in the clear; mode 0600
-    )
-    write_new(d / KEY, key_pem, 0o600)
+    write_new(d / KEY, _private_pem(key), 0o600)
+    if identity is not None:
+        write_new(d / IDENTITY_KEY, _private_pem(identity), 0o600)
     write_atomic(d / REQUEST, csr.public_bytes(serialization.Encoding.PEM))
     logger.info("created the key and request of %r (%s) in %s", name, role, d)
     return d / REQUEST
+
+
+def _private_pem(key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),  # read in the clear (gRPC, the site); mode 0600
+    )
 
 
 def _subject_alt_name(

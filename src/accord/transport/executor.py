@@ -15,10 +15,17 @@ the server records the refusal with :meth:`GrpcExecutor.reject`, which hands it 
 ``on_reject`` (the run store, in a deployment) before the peer is answered. An
 accepted update reaches the round as a read-only view on its spool file
 (:class:`~accord.transport.spool.SpooledUpdate`), deleted on :meth:`release`.
+
+Secure rounds: :meth:`identity_keys` answers from the identity certificates the
+sites presented (:class:`~accord.transport.identity.IdentityBook`), which a secure
+train task carries to every site; each stage's message is admitted against the job
+of its stage, bounded, assembled in memory and queued (:meth:`receive_secagg`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import queue
 import tempfile
@@ -28,25 +35,39 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from accord.coordinator.executor import EvalDone, Event, JobFailed, TrainDone, TrainJob
+from accord.coordinator.executor import (
+    EvalDone,
+    Event,
+    JobFailed,
+    SecAggReply,
+    TrainDone,
+    TrainJob,
+)
 from accord.errors import ConfigError, RunAborted, SubmissionRefused
 from accord.params import Params
-from accord.transport.codec import Chunk
-from accord.transport.jobs import JobBook, check_update_header
+from accord.transport.identity import IdentityBook, IdentityCertificate
+from accord.transport.jobs import JobBook, check_secagg_header, check_update_header
 from accord.transport.links import Links
 from accord.transport.messages import (
+    Chunk,
     EvalReport,
     FailureReport,
     Goodbye,
     PackedHeader,
     Receipt,
+    SecAggHeader,
     TaskOrder,
     UpdateHeader,
     Welcome,
 )
 from accord.transport.rejections import Rejection, RejectionLog, Sink
+from accord.transport.secure_codec import assemble
 from accord.transport.spool import SpooledUpdate
+
+if TYPE_CHECKING:
+    from accord.secagg.session import SecureJob
 
 __all__ = ["GrpcExecutor", "ParticipantState", "Published", "wire_run_id"]
 
@@ -125,6 +146,8 @@ class GrpcExecutor:
         self._events: queue.Queue[Event] = queue.Queue()
         self._model: Published | None = None
         self._held: dict[int, SpooledUpdate] = {}
+        self._identities = IdentityBook()
+        self._secure: dict[int, SecureJob] = {}  # by round: what bounds its messages
         self._tokens = 0
         self._stop_reason: str | None = None
         self._closed = False
@@ -144,11 +167,35 @@ class GrpcExecutor:
         self._model = Published(header, spec.pack(params))
 
     def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:
-        """Push a train task to each participant's stream."""
+        """Push a train task to each participant's stream.
+
+        A secure job's task carries the round's settings (without the identity keys
+        the coordinator vouches for) and the roster's identity certificates.
+        """
         digest = self._require_model().header.digest
         for job in jobs:
             order = TaskOrder(self.run_id, round_number, "train", digest, job.config)
+            if job.secure is not None:
+                order = self._secure_order(order, job.secure)
             self._dispatch(job.participant, order)
+
+    def _secure_order(self, order: TaskOrder, secure: object) -> TaskOrder:
+        # The job's own class is loaded already; importing it here keeps the
+        # secagg extra out of plain deployments.
+        from accord.secagg.session import SecureJob
+
+        if not isinstance(secure, SecureJob):
+            raise ConfigError(
+                f"{type(secure).__name__} rounds do not run over gRPC; use masking",
+                key="secure_aggregation.mode",
+            )
+        with self._lock:
+            self._secure = {order.round: secure}  # earlier rounds' are over
+        return dataclasses.replace(
+            order,
+            secure_json=dataclasses.replace(secure, identity_keys=()).to_json(),
+            certificates=self._identities.certificates(secure.roster),
+        )
 
     def submit_eval(self, round_number: int, participants: Sequence[str]) -> None:
         """Push an eval task to each participant's stream."""
@@ -157,17 +204,18 @@ class GrpcExecutor:
             self._dispatch(p, TaskOrder(self.run_id, round_number, "eval", digest))
 
     def identity_keys(self, participants: Sequence[str]) -> Mapping[str, bytes]:
-        """Refused: this coordinator has no identity certificates of its sites."""
-        raise ConfigError(
-            "secure aggregation over gRPC is not available in this version",
-            key="secure_aggregation.mode",
-        )
+        """The keys of the verified identity certificates these participants hold."""
+        return self._identities.keys(participants)
 
     def submit_secagg(
         self, round_number: int, stage: str, payloads: Mapping[str, bytes]
     ) -> None:
-        """Refused, as :meth:`identity_keys`."""
-        self.identity_keys(list(payloads))
+        """Push each participant its message opening ``stage`` (a ``secagg`` task)."""
+        for name, payload in payloads.items():
+            order = TaskOrder(
+                self.run_id, round_number, "secagg", "", stage=stage, payload=payload
+            )
+            self._dispatch(name, order)
 
     def next_event(self, timeout: float | None) -> Event | None:
         """The next event; raises RunAborted once an admin asked to stop."""
@@ -211,11 +259,21 @@ class GrpcExecutor:
     # Connections, called by the Subscribe handler and the CLI.
 
     def subscribe(
-        self, name: str, is_active: Callable[[], bool]
+        self,
+        name: str,
+        is_active: Callable[[], bool],
+        *,
+        identity: IdentityCertificate | None = None,
+        recheck: Callable[[], IdentityCertificate] | None = None,
     ) -> Iterator[TaskOrder | Goodbye | Welcome]:
-        """``name``'s task stream: a welcome, its waiting jobs again, then new ones."""
+        """``name``'s task stream: a welcome, its waiting jobs again, then new ones.
+
+        ``identity`` is the identity certificate it presented, verified, and
+        ``recheck`` verifies it again before each secure round.
+        """
         with self._lock:
             self._jobs.check_member(name)
+            self._identities.present(name, identity, recheck)
             link = self._links.open(name)
             first: list[Welcome | TaskOrder] = [Welcome(self.run_id, self._jobs.round)]
             first += self._jobs.waiting(name)
@@ -321,6 +379,43 @@ class GrpcExecutor:
             )
         digest = header.params.digest
         return Receipt(self.run_id, header.round, name, digest, spooled.total)
+
+    def receive_secagg(
+        self, name: str, parts: Iterator[SecAggHeader | Chunk]
+    ) -> Receipt:
+        """Admit and assemble one message of a secure round; queue its SecAggReply."""
+        header = next(parts, None)
+        if not isinstance(header, SecAggHeader):
+            raise SubmissionRefused(
+                "malformed", "a secure-aggregation stream must start with its header"
+            )
+        with self._lock:
+            if self._closed:
+                raise SubmissionRefused("stale", _SHUTTING_DOWN)
+            job = self._jobs.admit_stage(
+                name, header.stage, header.round, header.run_id
+            )
+            check_secagg_header(header, self._secure.get(header.round))
+            job.state = "receiving"
+        try:
+            payload = assemble(parts, header.total_bytes)
+        except BaseException:
+            with self._lock:
+                self._jobs.reopen(name, header.round, job.order.kind)
+            raise
+        with self._lock:
+            if job.state != "receiving" or self._closed:
+                raise SubmissionRefused(
+                    "stale", f"round {header.round} closed while the message arrived"
+                )
+            job.state = "done"
+            self._events.put(
+                SecAggReply(
+                    name, header.round, header.stage, payload, header.duration_s
+                )
+            )
+        digest = hashlib.sha256(payload).hexdigest()
+        return Receipt(self.run_id, header.round, name, digest, len(payload))
 
     def receive_eval(self, name: str, report: EvalReport) -> Receipt:
         """Accept a site's scores of the model its eval job named."""

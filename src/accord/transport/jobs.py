@@ -9,19 +9,47 @@ that already has a result (``duplicate``), no such job (``forbidden``), an updat
 whose structure or size is not the model's (``mismatch``, ``too_large``). The book
 does no locking and no I/O; :class:`~accord.transport.executor.GrpcExecutor` holds a
 lock around it.
+
+Secure rounds (:meth:`JobBook.admit_stage`): the ``advertise`` message answers the
+secure train job; each later stage opens one ``secagg`` job per participant and
+round, which the next stage replaces, so a message for a stage that is over is a
+replay (``stale``), one for a stage not yet open is ``forbidden``, and a second
+answer to the open stage is a ``duplicate``. :func:`secagg_limit` bounds a stage's
+message by what the protocol can produce.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from accord.errors import SubmissionRefused
 from accord.params import ParamSpec
-from accord.transport.messages import JobKind, PackedHeader, TaskOrder, UpdateHeader
+from accord.transport.messages import (
+    JobKind,
+    PackedHeader,
+    SecAggHeader,
+    TaskOrder,
+    UpdateHeader,
+)
 
-__all__ = ["Job", "JobBook", "check_update_header"]
+if TYPE_CHECKING:
+    from accord.secagg.session import SecureJob
+
+__all__ = [
+    "STAGES",
+    "Job",
+    "JobBook",
+    "check_secagg_header",
+    "check_update_header",
+    "secagg_limit",
+]
+
+#: The stages of a secure round that a participant answers, in order (the values
+#: of :class:`accord.secagg.messages.Stage`; repeated so that the coordinator's
+#: transport refuses a stray message without the secagg extra).
+STAGES = ("advertise", "share_keys", "masked_input", "consistency", "unmask")
 
 JobState = Literal["sent", "receiving", "done", "failed", "abandoned"]
 _Key = tuple[str, JobKind, int]  # (participant, kind, round)
@@ -90,32 +118,65 @@ class JobBook:
             raise SubmissionRefused(
                 "forbidden", f"you have no {kind} job in round {round_number}"
             )
-        if job.state in ("done", "receiving", "failed"):
+        return _still_open(job, f"{kind} job")
+
+    def admit_stage(self, name: str, stage: str, round_number: int, run_id: str) -> Job:
+        """The open job a message of ``name`` for a secure round's ``stage`` answers."""
+        if stage not in STAGES:
             raise SubmissionRefused(
-                "duplicate",
-                f"duplicate: your {kind} job of round {round_number} already has a "
-                "result",
+                "malformed", f"unknown secure-aggregation stage {stage[:64]!r}"
             )
-        if job.state == "abandoned":
+        if stage == STAGES[0]:
+            train = self.admit(name, "train", round_number, run_id)
+            if not train.order.secure_json:
+                raise SubmissionRefused(
+                    "forbidden",
+                    f"your train job of round {round_number} is not a secure one",
+                )
+            return train
+        self.check_member(name)
+        self.check_run(run_id)
+        latest = self.last_train(name)
+        if round_number < latest:
             raise SubmissionRefused(
-                "stale", f"the deadline of round {round_number} passed"
+                "stale", f"replay: round {round_number} is over (yours is now {latest})"
             )
-        return job
+        job = self._jobs.get((name, "secagg", round_number))
+        if job is None:
+            raise SubmissionRefused(
+                "forbidden",
+                f"you have no secure-aggregation job in round {round_number}",
+            )
+        current = job.order.stage
+        if stage != current:
+            if STAGES.index(stage) < STAGES.index(current):
+                raise SubmissionRefused(
+                    "stale",
+                    f"replay: stage {stage} of round {round_number} is over (the "
+                    f"current one is {current})",
+                )
+            raise SubmissionRefused(
+                "forbidden",
+                f"stage {stage} of round {round_number} has not started (the "
+                f"current one is {current})",
+            )
+        return _still_open(job, f"{stage} job")
 
     def get(self, name: str, kind: JobKind, round_number: int) -> Job | None:
         """The job, in whatever state."""
         return self._jobs.get((name, kind, round_number))
 
-    def reopen(self, name: str, round_number: int) -> None:
-        """An update stream broke off or was refused: the job is open again."""
-        job = self._jobs.get((name, "train", round_number))
+    def reopen(self, name: str, round_number: int, kind: JobKind = "train") -> None:
+        """An upload broke off or was refused: the job is open again."""
+        job = self._jobs.get((name, kind, round_number))
         if job is not None and job.state == "receiving":
             job.state = "sent"
 
     def abandon(self, round_number: int, participants: Sequence[str]) -> None:
         """Close these participants' open jobs of ``round_number``."""
+        kinds: tuple[JobKind, ...] = ("train", "eval", "secagg")
         for p in participants:
-            for kind in ("train", "eval"):
+            for kind in kinds:
                 job = self._jobs.get((p, kind, round_number))
                 if job is not None and job.state in ("sent", "receiving"):
                     job.state = "abandoned"
@@ -138,6 +199,53 @@ class JobBook:
         for job in failed:
             job.state = "failed"
         return failed
+
+
+def _still_open(job: Job, what: str) -> Job:
+    if job.state in ("done", "receiving", "failed"):
+        raise SubmissionRefused(
+            "duplicate",
+            f"duplicate: your {what} of round {job.order.round} already has a result",
+        )
+    if job.state == "abandoned":
+        raise SubmissionRefused(
+            "stale", f"the deadline of round {job.order.round} passed"
+        )
+    return job
+
+
+#: Room for a stage message's framing: run id, sender, field tags and lengths.
+_OVERHEAD = 4096
+#: Generous room per roster member for the stages whose message grows with the
+#: roster: one encrypted pair of shares (share keys) or one revealed share
+#: (unmask) per neighbour, each a few hundred bytes.
+_PER_MEMBER = 2048
+
+
+def secagg_limit(stage: str, *, vector_size: int, roster_size: int) -> int:
+    """The largest message a participant may send for ``stage`` of a secure round.
+
+    A masked input is ``vector_size`` little-endian uint32 words; the other
+    messages grow at most linearly with the roster.
+    """
+    if stage == "masked_input":
+        return 4 * vector_size + _OVERHEAD
+    return _OVERHEAD + _PER_MEMBER * roster_size
+
+
+def check_secagg_header(header: SecAggHeader, secure: SecureJob | None) -> None:
+    """Refuse a stage's message larger than round ``secure`` can produce, or empty."""
+    limit = 0
+    if secure is not None:
+        limit = secagg_limit(
+            header.stage, vector_size=secure.vector_size, roster_size=len(secure.roster)
+        )
+    if not 0 < header.total_bytes <= limit:
+        raise SubmissionRefused(
+            "too_large" if header.total_bytes else "malformed",
+            f"a {header.stage} message of {header.total_bytes} bytes; this round "
+            f"allows 1 to {limit}",
+        )
 
 
 def check_update_header(header: UpdateHeader, model: PackedHeader, job: Job) -> None:

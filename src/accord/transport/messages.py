@@ -1,8 +1,9 @@
 """What the coordinator and the participants say to each other, as plain data.
 
 These frozen dataclasses are the wire protocol's messages as the rest of accord sees
-them; :mod:`accord.transport.codec` is the only module that turns them into protobuf
-messages and back, so nothing outside the transport imports generated code.
+them; :mod:`accord.transport.codec` (with :mod:`~accord.transport.secure_codec` for
+secure rounds) turns them into protobuf messages and back, so nothing outside the
+transport imports generated code.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from accord.task.protocol import TrainConfig
 __all__ = [
     "CHUNK_BYTES",
     "PROTOCOL_VERSION",
+    "Chunk",
     "EvalReport",
     "FailureReport",
     "Goodbye",
     "JobKind",
     "PackedHeader",
     "Receipt",
+    "SecAggHeader",
     "TaskOrder",
     "UpdateHeader",
     "Welcome",
@@ -34,7 +37,16 @@ PROTOCOL_VERSION = 1
 #: limit, large enough that per-message overhead is negligible.
 CHUNK_BYTES = 1 << 20
 
-JobKind = Literal["train", "eval"]
+#: ``secagg``: the next stage of a secure-aggregation round.
+JobKind = Literal["train", "eval", "secagg"]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A slice of a packed buffer (or of an encoded message) starting at ``offset``."""
+
+    offset: int
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +60,24 @@ class PackedHeader:
 
 @dataclass(frozen=True, slots=True)
 class TaskOrder:
-    """A job the coordinator asks a participant to run on ``model_digest``."""
+    """A job the coordinator asks a participant to run on ``model_digest``.
+
+    A train task of a secure round also carries ``secure_json`` (the round's
+    :class:`~accord.secagg.session.SecureJob` as JSON, which the site parses) and
+    the identity certificates (DER) of the round's roster; a ``secagg`` task
+    carries the ``stage`` it opens and the coordinator's message for it
+    (``payload``, an encoded ``SecAggMessage``) and no model.
+    """
 
     run_id: str
     round: int
     kind: JobKind
     model_digest: str
     config: TrainConfig | None = None
+    secure_json: str = ""
+    stage: str = ""
+    payload: bytes = b""
+    certificates: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +107,21 @@ class UpdateHeader:
     num_examples: int
     duration_s: float
     metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggHeader:
+    """First message of a SubmitSecAgg stream: the stage it answers, and its size.
+
+    ``duration_s`` is the site's time for the stage, training included for
+    ``advertise``.
+    """
+
+    run_id: str
+    round: int
+    stage: str
+    total_bytes: int
+    duration_s: float
 
 
 @dataclass(frozen=True, slots=True)

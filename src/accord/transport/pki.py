@@ -9,7 +9,10 @@ coordinator needs ``ca.pem``, ``crl.pem`` and ``roster.json`` but never ``ca.key
 A site's identity directory (:func:`request`, ``accord pki request NAME --dir DIR``)
 holds ``key.pem``, the site's private key (0600); ``request.csr``, sent to the CA's
 operator; then ``cert.pem`` and ``ca.pem``, which :func:`sign` writes and the site
-puts next to its key. :func:`load_identity` reads them for gRPC's credentials.
+puts next to its key. :func:`load_identity` reads them for gRPC's credentials. A
+participant's folder also holds ``identity-key.pem``, its Ed25519 key for secure
+aggregation, and ``identity-cert.pem``, which :func:`sign` issues in the same step
+(:mod:`~accord.transport.identity` explains the scheme).
 
 Threat model. An attacker on the network between sites and the coordinator may
 read, change or inject traffic; outsiders may present self-signed certificates or
@@ -66,7 +69,18 @@ from accord.transport.enrolment import (
     write_atomic,
     write_new,
 )
-from accord.transport.profile import SKEW, ca_certificate, leaf_certificate, read_csr
+from accord.transport.identity import (
+    IDENTITY_CERT,
+    IDENTITY_KEY,
+    requested_identity_key,
+)
+from accord.transport.profile import (
+    SKEW,
+    ca_certificate,
+    identity_certificate,
+    leaf_certificate,
+    read_csr,
+)
 from accord.transport.roster import (
     CA_CERT,
     CRL,
@@ -94,6 +108,8 @@ __all__ = [
     "CA_KEY",
     "CERT",
     "CRL",
+    "IDENTITY_CERT",
+    "IDENTITY_KEY",
     "KEY",
     "REQUEST",
     "ROLES",
@@ -266,12 +282,16 @@ def _write_crl(
     )
     for entry in revoked:
         assert entry.revoked_at is not None
-        builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder()
-            .serial_number(entry.serial)
-            .revocation_date(entry.revoked_at)
-            .build()
-        )
+        serials = [entry.serial]
+        if entry.identity_serial is not None:
+            serials.append(entry.identity_serial)
+        for serial in serials:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(entry.revoked_at)
+                .build()
+            )
     write_atomic(d / CRL, _pem(builder.sign(key, hashes.SHA256())))
 
 
@@ -295,34 +315,51 @@ def sign(
 
     The certificate goes to ``out`` (default: ``cert.pem`` beside the CSR; its folder
     is created), with the CA certificate copied beside it as ``ca.pem``, and onto the
-    roster. A name that
-    already holds an active certificate is refused unless ``replace``, which revokes
-    that one. ``now`` moves the time of issue (tests use it to make expired ones).
+    roster. A participant's request that carries an identity key also gets its
+    identity certificate, as ``identity-cert.pem`` beside the certificate. A name
+    that already holds an active certificate is refused unless ``replace``, which
+    revokes that one. ``now`` moves the time of issue (tests use it to make expired
+    ones).
     """
     d, csr_file = Path(ca_dir), Path(csr_path)
     _check_days(days)
     csr, name = read_csr(csr_file, role)
+    identity_key = requested_identity_key(csr, name, source=str(csr_file))
+    if identity_key is not None and role != "participant":
+        raise PkiError(f"{csr_file} asks for an identity key, which only sites hold")
     key, ca = _load_ca(d, passphrase)
     at = _now(now)
     roster = read_roster(d)
     target = Path(out) if out is not None else csr_file.parent / CERT
-    _check_free(roster, name, target, ca, replace=replace, at=at)
+    written = [target] + ([target.parent / IDENTITY_CERT] if identity_key else [])
+    _check_free(roster, name, written, ca, replace=replace, at=at)
     # Before the roster records the certificate: a missing --out folder must not
     # leave a name on the roster whose certificate was never written.
     target.parent.mkdir(parents=True, exist_ok=True)
     cert = leaf_certificate(csr, name, role, key, ca, at=at, days=days)
+    issued = [cert]
+    if identity_key is not None:
+        issued.append(identity_certificate(identity_key, cert, key, ca))
     entry = RosterEntry(
         name, role, cert.serial_number, fingerprint(cert), at, cert.not_valid_after_utc
     )
+    if identity_key is not None:
+        entry = dataclasses.replace(
+            entry,
+            identity_serial=issued[1].serial_number,
+            identity_fingerprint=fingerprint(issued[1]),
+        )
     replaced = [e for e in roster.entries if e.name == name and e.revoked_at is None]
     updated = _with_revoked(roster, replaced if replace else [], at)
     updated = dataclasses.replace(updated, entries=(*updated.entries, entry))
     (d / _ISSUED).mkdir(mode=0o700, exist_ok=True)
-    write_new(d / _ISSUED / f"{cert.serial_number:x}.pem", _pem(cert), 0o644)
+    for c in issued:
+        write_new(d / _ISSUED / f"{c.serial_number:x}.pem", _pem(c), 0o644)
     if replace and replaced:
         _write_crl(d, key, ca, [e for e in updated.entries if e.revoked_at], at)
     write_atomic(d / ROSTER, updated.to_bytes())
-    write_atomic(target, _pem(cert))
+    for path, c in zip(written, issued, strict=True):
+        write_atomic(path, _pem(c))
     if not (target.parent / CA_CERT).exists():
         write_atomic(target.parent / CA_CERT, _pem(ca))
     logger.info("issued %s certificate %x to %r", role, cert.serial_number, name)
@@ -332,7 +369,7 @@ def sign(
 def _check_free(
     roster: Roster,
     name: str,
-    target: Path,
+    targets: list[Path],
     ca: x509.Certificate,
     *,
     replace: bool,
@@ -344,9 +381,10 @@ def _check_free(
             f"{name!r} already holds an active certificate (serial "
             f"{current.serial:x}); pass --replace to revoke it and issue this one"
         )
-    if target.exists() and not replace:
-        raise PkiError(f"{target} already exists; choose another --out")
-    ca_copy = target.parent / CA_CERT
+    for target in targets:
+        if target.exists() and not replace:
+            raise PkiError(f"{target} already exists; choose another --out")
+    ca_copy = targets[0].parent / CA_CERT
     if ca_copy.exists() and ca_copy.read_bytes() != _pem(ca):
         raise PkiError(
             f"{ca_copy} is another CA's certificate; choose an --out folder without it"

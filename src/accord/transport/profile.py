@@ -8,6 +8,11 @@ needs nothing more), extended key usage ``clientAuth`` (participant, admin) or
 coordinator, the host names and addresses from its request. The CA builds the
 subject itself, ``CN=<name>, OU=<role>, O=<federation>``, rather than copying the
 request's. These are the extensions OpenSSL's strict mode and BoringSSL (gRPC) expect.
+
+A participant's identity certificate (:mod:`accord.transport.identity`) has the same
+subject and validity as its TLS certificate, an Ed25519 key, key usage
+``digitalSignature`` only and extended key usage :data:`IDENTITY_USAGE` alone, so
+that it authenticates secure-aggregation signatures and nothing else.
 """
 
 from __future__ import annotations
@@ -27,15 +32,26 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["SKEW", "ca_certificate", "leaf_certificate", "read_csr"]
+__all__ = [
+    "IDENTITY_USAGE",
+    "SKEW",
+    "ca_certificate",
+    "identity_certificate",
+    "leaf_certificate",
+    "read_csr",
+]
 
 logger = logging.getLogger(__name__)
 
 #: How far back ``not_before`` is dated, so that a peer whose clock is slow accepts
 #: a certificate issued moments ago.
 SKEW = timedelta(minutes=5)
+#: Extended key usage of identity certificates: "signs secure-aggregation messages
+#: of accord" (an OID under ``2.25``, derived from a UUID: no registration needed).
+IDENTITY_USAGE = x509.ObjectIdentifier("2.25.281226358730915626543468790622462333314")
 _OU = NameOID.ORGANIZATIONAL_UNIT_NAME
 _USAGES: dict[Role, list[x509.ObjectIdentifier]] = {
     "participant": [ExtendedKeyUsageOID.CLIENT_AUTH],
@@ -125,6 +141,39 @@ def leaf_certificate(
     if san is not None:
         builder = builder.add_extension(san, critical=False)
     return builder.sign(key, hashes.SHA256())
+
+
+def identity_certificate(
+    public_key: Ed25519PublicKey,
+    tls: x509.Certificate,
+    key: ec.EllipticCurvePrivateKey,
+    ca: x509.Certificate,
+) -> x509.Certificate:
+    """A participant's identity certificate, issued with its TLS certificate ``tls``.
+
+    Same subject and validity as ``tls``; the Ed25519 key, for signatures only.
+    """
+    ca_ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(tls.subject)
+        .issuer_name(ca.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(tls.not_valid_before_utc)
+        .not_valid_after(tls.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([IDENTITY_USAGE]), critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
 
 
 def read_csr(path: Path, role: Role) -> tuple[x509.CertificateSigningRequest, str]:

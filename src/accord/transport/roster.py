@@ -1,12 +1,14 @@
 """Who the federation's CA issued certificates to, and how a certificate names them.
 
 The built-in CA keeps every certificate it issues in ``roster.json`` (name, role,
-serial, SHA-256 fingerprint, expiry, revocation time); :class:`Roster` reads and
-writes it. The coordinator admits only certificates whose fingerprint the roster
-lists as unrevoked, so an operator can see, and an auditor can check, exactly who
-may join. The helpers here read a certificate's name (subject CN) and role (subject
-OU) and check names, which become file names and log fields, so they are restricted
-to a safe alphabet.
+serial, SHA-256 fingerprint, expiry, revocation time, and the serial and fingerprint
+of the identity certificate issued with it, if any: see
+:mod:`accord.transport.identity`); :class:`Roster` reads and writes it. The
+coordinator admits only certificates whose fingerprint the roster lists as
+unrevoked, so an operator can see, and an auditor can check, exactly who may join.
+The helpers here read a certificate's name (subject CN) and role (subject OU) and
+check names, which become file names and log fields, so they are restricted to a
+safe alphabet.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ class RosterEntry:
     issued_at: datetime
     not_after: datetime
     revoked_at: datetime | None = None
+    identity_serial: int | None = None
+    identity_fingerprint: str | None = None
 
     def status(
         self, now: datetime | None = None
@@ -107,7 +111,7 @@ class RosterEntry:
 
     def to_json(self) -> dict[str, str | None]:
         """The entry as JSON values; the serial as hex (it exceeds 64 bits)."""
-        return {
+        out = {
             "name": self.name,
             "role": self.role,
             "serial": f"{self.serial:x}",
@@ -116,6 +120,10 @@ class RosterEntry:
             "not_after": self.not_after.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
         }
+        if self.identity_serial is not None:
+            out["identity_serial"] = f"{self.identity_serial:x}"
+            out["identity_fingerprint"] = self.identity_fingerprint
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> RosterEntry:
@@ -124,6 +132,7 @@ class RosterEntry:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         revoked = data.get("revoked_at")
+        identity = data.get("identity_serial")
         return cls(
             name=str(data["name"]),
             role=role,
@@ -132,6 +141,10 @@ class RosterEntry:
             issued_at=datetime.fromisoformat(str(data["issued_at"])),
             not_after=datetime.fromisoformat(str(data["not_after"])),
             revoked_at=datetime.fromisoformat(str(revoked)) if revoked else None,
+            identity_serial=int(str(identity), 16) if identity else None,
+            identity_fingerprint=(
+                str(data["identity_fingerprint"]) if identity else None
+            ),
         )
 
 
@@ -146,6 +159,10 @@ class Roster:
     def by_fingerprint(self, value: str) -> RosterEntry | None:
         """The entry of the certificate with this fingerprint, if any."""
         return next((e for e in self.entries if e.fingerprint == value), None)
+
+    def by_identity(self, value: str) -> RosterEntry | None:
+        """The entry whose identity certificate has this fingerprint, if any."""
+        return next((e for e in self.entries if e.identity_fingerprint == value), None)
 
     def current(self, name: str, now: datetime | None = None) -> RosterEntry | None:
         """The active (issued, unexpired, unrevoked) certificate of ``name``."""

@@ -10,6 +10,12 @@ answers its kind's code with its readable reason; a certificate problem answers
 message (the traceback stays in the coordinator's log, never goes to a peer).
 Undecodable bytes answer ``INVALID_ARGUMENT`` rather than gRPC's bare
 ``INTERNAL``, thanks to :func:`~accord.transport.codec.parse_or_malformed`.
+
+A participant's identity certificate (in its ``Hello``) is checked here, against
+the same trust store as its TLS certificate
+(:func:`~accord.transport.identity.verify_presented`); one that fails refuses the
+subscription with ``UNAUTHENTICATED``, recorded like any refusal. Without mutual
+TLS (``insecure``) there is no CA to check it against, so it is ignored.
 """
 
 from __future__ import annotations
@@ -33,10 +39,17 @@ from accord.transport import codec
 from accord.transport.codec import Malformed, parse_or_malformed
 from accord.transport.enrolment import IdentityFiles
 from accord.transport.executor import GrpcExecutor
-from accord.transport.messages import PROTOCOL_VERSION, PackedHeader, UpdateHeader
+from accord.transport.identity import IdentityCertificate, verify_presented
+from accord.transport.messages import (
+    PROTOCOL_VERSION,
+    PackedHeader,
+    SecAggHeader,
+    UpdateHeader,
+)
 from accord.transport.proto import accord_pb2 as pb
 from accord.transport.roster import Role
 from accord.transport.rpc import ADMIN, FEDERATION, METHODS, Method
+from accord.transport.secure_codec import decode_secagg_part
 from accord.transport.security import (
     SERVER_OPTIONS,
     Authenticator,
@@ -154,15 +167,34 @@ class _Handlers:
                     f"participant {hello.protocol}; install the same accord version",
                 ),
             )
+        identity, recheck = self._identity(context, name, hello)
         stream = self._run(
             context,
             "Subscribe",
-            lambda: self._ex.subscribe(name, context.is_active),
+            lambda: self._ex.subscribe(
+                name, context.is_active, identity=identity, recheck=recheck
+            ),
             name=name,
         )
         context.add_callback(lambda: self._ex.wake(name))
         for item in stream:
             yield codec.encode_task(item)
+
+    def _identity(
+        self, context: Any, name: str, hello: pb.Hello
+    ) -> tuple[IdentityCertificate | None, Callable[[], IdentityCertificate] | None]:
+        """The identity certificate ``hello`` presents, verified; refuse a bad one."""
+        trust, der = self._auth.trust, bytes(hello.identity_certificate)
+        if not der:
+            return None, None
+        if trust is None:
+            logger.warning("%s's identity certificate is ignored: no TLS, no CA", name)
+            return None, None
+
+        def check() -> IdentityCertificate:
+            return verify_presented(der, trust, name=name)
+
+        return self._run(context, "Subscribe", check, name=name), check
 
     def fetch_model(self, request: Any, context: Any) -> Iterator[bytes]:
         name = self._who(context, "FetchModel", _PARTICIPANT)
@@ -221,13 +253,23 @@ class _Handlers:
 
     def submit_secagg(self, requests: Iterator[Any], context: Any) -> pb.Receipt:
         name = self._who(context, "SubmitSecAgg", _PARTICIPANT)
+        seen = [0]  # the round, once the header was read
+
+        def parts() -> Iterator[SecAggHeader | codec.Chunk]:
+            for msg in requests:
+                if isinstance(msg, Malformed):
+                    raise SubmissionRefused("malformed", msg.reason)
+                part = decode_secagg_part(msg)
+                if isinstance(part, SecAggHeader):
+                    seen[0] = part.round
+                yield part
 
         def receive() -> pb.Receipt:
-            raise SubmissionRefused(
-                "forbidden", "this coordinator runs no secure-aggregation rounds"
-            )
+            return codec.encode_receipt(self._ex.receive_secagg(name, parts()))
 
-        return self._run(context, "SubmitSecAgg", receive, name=name)
+        return self._run(
+            context, "SubmitSecAgg", receive, name=name, round=lambda: seen[0]
+        )
 
     # Admin.
 
@@ -291,7 +333,7 @@ def _method_handler(m: Method, fn: Callable[..., Any]) -> Any:
         "stream_unary": grpc.stream_unary_rpc_method_handler,
     }[m.shape]
     parse: Callable[[bytes], Any] = parse_or_malformed(m.request)
-    if m.request is pb.UpdatePart:
+    if m.request in (pb.UpdatePart, pb.SecAggPart):
         parse = codec.parse_chunk_or(parse)  # chunks: a view, no protobuf object
     return make(fn, request_deserializer=parse, response_serializer=_serialize)
 

@@ -259,6 +259,27 @@ class TrustStore:
             return f"claims role {role!r} but the roster lists {entry.role!r}"
         return None
 
+    def identity_problem(self, cert: x509.Certificate, name: str) -> str | None:
+        """Why the identity certificate ``cert`` may not speak for ``name``, or None.
+
+        Per the roster or allow-list; the caller checks the CA's signature and dates.
+        """
+        with self._lock:
+            roster = self._roster.get() if self._roster else None
+            names = (
+                self._names.get() if isinstance(self._names, _Watched) else self._names
+            )
+        if names is not None and name not in names:
+            return "is not on the federation's allow-list"
+        if roster is None:
+            return None
+        entry = roster.by_identity(fingerprint(cert))
+        if entry is None or entry.name != name:
+            return "is not on the roster; the federation's operator must sign it"
+        if entry.revoked_at is not None:
+            return f"was revoked on {_when(entry.revoked_at)}"
+        return None
+
     def _parse_crl(self, data: bytes) -> _Crl:
         try:
             crl = (

@@ -251,3 +251,63 @@ def test_each_round_sends_its_own_update_when_the_buffer_is_reused():
     assert [h.params.digest for h, _ in script.updates] == [
         Params({"w": np.full(2, r, np.float32)}).digest() for r in (1, 2)
     ]
+
+
+# Secure rounds and the site's policy.
+
+
+def test_a_plain_task_is_refused_before_any_model_is_fetched_when_policy_says_so(
+    tmp_path,
+):
+    from accord.participant.policy import SitePolicy
+
+    script = Script([train_order(), Goodbye("run", "done")])
+    script.fetch_model = None  # fetching would raise: the site must not try
+    r = ParticipantRuntime(
+        script.connect,
+        AddOne(),
+        DATA,
+        log=SiteLog(tmp_path / "site.jsonl"),
+        policy=SitePolicy(require_secure_aggregation=True),
+    )
+
+    r.run()
+    r.log.close()
+
+    (failure,) = script.failures
+    assert failure.refused and failure.kind == "train"
+    assert "site policy" in failure.reason
+    assert not script.updates
+    events = [e["event"] for e in SiteLog.read(tmp_path / "site.jsonl")]
+    assert "refused_task" in events and "fetched_model" not in events
+
+
+def test_a_secure_task_at_a_site_without_identity_key_is_refused():
+    order = TaskOrder(
+        "run", 1, "train", DIGEST, TrainConfig(round=1, seed=3), secure_json="{}"
+    )
+    script = Script([order, Goodbye("run", "done")])
+
+    runtime(script).run()
+
+    (failure,) = script.failures
+    assert failure.refused and "no identity key" in failure.reason
+
+
+def test_a_stage_without_an_open_session_reports_a_secagg_failure(tmp_path):
+    order = TaskOrder("run", 4, "secagg", "", stage="share_keys", payload=b"x")
+    script = Script([order, Goodbye("run", "done")])
+    r = runtime(script, tmp_path=tmp_path)
+
+    r.run()
+    r.log.close()
+
+    (failure,) = script.failures
+    assert failure.kind == "secagg" and failure.round == 4
+    assert "no secure session open for round 4" in failure.reason
+    (received,) = [
+        e
+        for e in SiteLog.read(tmp_path / "site.jsonl")
+        if e["event"] == "received_task"
+    ]
+    assert received["kind"] == "secagg" and received["stage"] == "share_keys"

@@ -417,6 +417,8 @@ def test_roster_file_is_readable_json(ca, enrol):
         "issued_at",
         "not_after",
         "revoked_at",
+        "identity_serial",  # a participant's identity certificate, issued with it
+        "identity_fingerprint",
     }
     assert entry["revoked_at"] is None
 

@@ -19,12 +19,14 @@ JOB_KIND_EVAL: JobKind
 JOB_KIND_SECAGG: JobKind
 
 class Hello(_message.Message):
-    __slots__ = ("protocol", "software")
+    __slots__ = ("protocol", "software", "identity_certificate")
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     protocol: int
     software: str
-    def __init__(self, protocol: _Optional[int] = ..., software: _Optional[str] = ...) -> None: ...
+    identity_certificate: bytes
+    def __init__(self, protocol: _Optional[int] = ..., software: _Optional[str] = ..., identity_certificate: _Optional[bytes] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("run_id", "round", "kind", "model_digest", "config_json", "goodbye", "secure_json", "secagg_stage", "secagg", "identity_certificates")

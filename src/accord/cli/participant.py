@@ -1,0 +1,162 @@
+"""``accord participant``: serve a site's tasks from a coordinator until its run ends.
+
+The site dials out to the coordinator (mutual TLS with the certificate of its
+``--identity`` folder, or plaintext on loopback with ``--insecure NAME``), runs each
+task on its own data (:mod:`accord.participant.data`) and keeps a site log. It
+presents the identity certificate of its folder, if it has one, so that it can take
+part in secure rounds, and enforces its own policy (``--require-secure-aggregation``,
+``--min-threshold``: :mod:`accord.participant.policy`), whatever the federation's
+configuration says. gRPC is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from accord.cli.errors import reported
+from accord.errors import ConfigError
+
+if TYPE_CHECKING:
+    from accord.transport.identity import SigningIdentity
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+
+def participant_command(
+    coordinator: Annotated[
+        str, typer.Option("--coordinator", help="HOST:PORT of the coordinator.")
+    ],
+    data: Annotated[str, typer.Option("--data", help="csv:PATH or sim:FED.TOML#SITE.")],
+    identity: Annotated[
+        Path | None,
+        typer.Option("--identity", help="This site's key.pem, cert.pem, ca.pem."),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="module:object of the task.")
+    ] = None,
+    data_option: Annotated[
+        list[str] | None,
+        typer.Option("--data-option", help="KEY=VALUE for csv data, e.g. target=y."),
+    ] = None,
+    site_log: Annotated[
+        Path | None,
+        typer.Option("--site-log", help="JSON-lines log (default: in --identity)."),
+    ] = None,
+    server_name: Annotated[
+        str | None,
+        typer.Option("--server-name", help="Name in the coordinator's certificate."),
+    ] = None,
+    insecure_name: Annotated[
+        str | None,
+        typer.Option("--insecure", help="Plaintext on loopback, as this name."),
+    ] = None,
+    threads: Annotated[
+        int, typer.Option("--threads", help="BLAS/torch threads for training.")
+    ] = 1,
+    give_up_after: Annotated[
+        float | None,
+        typer.Option("--give-up-after", help="Seconds without contact before exit."),
+    ] = None,
+    require_secure: Annotated[
+        bool,
+        typer.Option(
+            "--require-secure-aggregation",
+            help="Refuse train tasks that would send the update in the clear.",
+        ),
+    ] = False,
+    min_threshold: Annotated[
+        int | None,
+        typer.Option(
+            "--min-threshold",
+            help="Take part only in secure rounds with at least this threshold "
+            "(implies --require-secure-aggregation).",
+        ),
+    ] = None,
+) -> None:
+    """Serve this site's tasks from a coordinator until its run ends."""
+    with reported():
+        from accord.participant.data import build_task, load_local_data
+        from accord.participant.policy import SitePolicy
+        from accord.participant.runtime import ParticipantRuntime
+        from accord.participant.sitelog import SiteLog
+        from accord.transport.client import CoordinatorClient
+        from accord.transport.enrolment import load_identity
+
+        if identity is None and insecure_name is None:
+            raise ConfigError(
+                "pass --identity DIR (this site's certificate), or --insecure NAME "
+                "on loopback",
+                key="--identity",
+            )
+        policy = SitePolicy(
+            require_secure_aggregation=require_secure, min_threshold=min_threshold
+        )
+        files = load_identity(identity) if identity is not None else None
+        signing = _signing_identity(identity, files)
+        local = load_local_data(data, options=_options(data_option or []))
+        site_task = build_task(local, task)
+        log_path = site_log or (identity / "site-log.jsonl" if identity else None)
+        log = SiteLog(log_path)
+
+        def connect() -> CoordinatorClient:
+            return CoordinatorClient(
+                coordinator,
+                identity=files,
+                insecure_name=insecure_name,
+                server_name=server_name,
+                identity_certificate=signing.certificate if signing else b"",
+            )
+
+        try:
+            reason = ParticipantRuntime(
+                connect,
+                site_task,
+                local,
+                log=log,
+                threads=threads,
+                give_up_after_s=give_up_after,
+                signing=signing,
+                ca_pem=files.ca_pem if files is not None else None,
+                policy=policy,
+            ).run()
+        finally:
+            log.close()
+        Console(stderr=True).print(f"the coordinator ended the run: {reason}")
+
+
+def _signing_identity(identity: Path | None, files: Any) -> SigningIdentity | None:
+    """The site's identity key and certificate, if its folder holds them."""
+    if identity is None:
+        return None
+    from accord.transport.identity import load_signing_identity
+
+    signing = load_signing_identity(identity, tls_cert_pem=files.cert_pem)
+    if signing is None:
+        logger.warning(
+            "%s holds no identity key and certificate: this site takes part in "
+            "plain rounds only, not in secure ones",
+            identity,
+        )
+    return signing
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"{pair!r} is not KEY=VALUE", key="--data-option")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``accord participant`` to the application."""
+    app.command("participant")(participant_command)

@@ -1,0 +1,71 @@
+"""What a site agrees to train for, whatever the coordinator asks: its policy.
+
+A site's operator decides what may leave the site, not the federation's job: with
+``accord participant --require-secure-aggregation`` the site refuses to send an
+update in the clear (a plain train task), and with ``--min-threshold N`` it takes
+part only in secure rounds whose threshold (the fewest participants whose sum the
+coordinator may learn) is at least ``N``. A minimum threshold implies secure
+aggregation: a plain round has no threshold at all. A refused task is reported to
+the coordinator as refused by the site, with the policy in its reason, and recorded
+in the site log; the round goes on without the site.
+
+Evaluation tasks are not concerned: they send only the global model's scores.
+This module is pure: :meth:`SitePolicy.refusal` sees only whether a task is
+secure and its threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accord.errors import ConfigError
+
+__all__ = ["SitePolicy"]
+
+
+@dataclass(frozen=True, slots=True)
+class SitePolicy:
+    """The site's conditions for training; the default accepts every task."""
+
+    require_secure_aggregation: bool = False
+    min_threshold: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_threshold is not None and self.min_threshold < 2:
+            raise ConfigError(
+                f"a minimum threshold must be at least 2, not {self.min_threshold}: "
+                "a sum over one participant is that participant's update",
+                key="--min-threshold",
+            )
+
+    @property
+    def requires_secure(self) -> bool:
+        """Whether the site trains only under secure aggregation."""
+        return self.require_secure_aggregation or self.min_threshold is not None
+
+    def refusal(self, *, secure: bool, threshold: int | None = None) -> str | None:
+        """Why the site refuses a train task (None: it accepts it).
+
+        ``secure`` says whether the task runs under secure aggregation, and
+        ``threshold`` is its round's threshold.
+        """
+        if not secure:
+            if not self.requires_secure:
+                return None
+            flag = (
+                "--require-secure-aggregation"
+                if self.require_secure_aggregation
+                else f"--min-threshold {self.min_threshold}"
+            )
+            return (
+                "site policy: this site sends updates only under secure aggregation "
+                f"({flag}), and this task is a plain one"
+            )
+        if self.min_threshold is not None and (
+            threshold is None or threshold < self.min_threshold
+        ):
+            return (
+                f"site policy: the round's threshold {threshold} is below this "
+                f"site's minimum of {self.min_threshold} (--min-threshold)"
+            )
+        return None

@@ -1,0 +1,138 @@
+"""A deployed site's side of secure rounds: whom to trust, then mask and answer.
+
+The round loop's :class:`~accord.secagg.session.SecureJob` arrives with a train task,
+with the identity certificates of the round's roster. Before it trains, the site
+checks every certificate against its own copy of the federation's CA certificate
+(:func:`~accord.transport.identity.roster_keys`) and builds the roster's keys from
+them; the coordinator's word is never taken for a key. Any member without a valid
+certificate, a certificate of another CA, or a certificate for this site that does
+not hold this site's key makes the site refuse the task (:meth:`SecureSite.prepare`
+returns the reason). After training, :meth:`SecureSite.open` encodes the update
+into a :class:`~accord.secagg.session.SecureSession` (the float update is not kept)
+and returns the advertisement; :meth:`SecureSite.step` answers each later stage.
+One session is open at a time: a new train task or the unmask stage ends it.
+
+Needs the ``secagg`` extra; the runtime imports this module only when a secure
+task arrives, so a site without it still serves plain rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from accord.errors import AuthenticationFailed, PkiError, SecAggAborted
+from accord.params import Params
+from accord.secagg.messages import Stage
+from accord.secagg.session import SecureJob, SecureSession
+from accord.transport.identity import SigningIdentity, roster_keys
+from accord.transport.messages import TaskOrder
+
+__all__ = ["SecurePlan", "SecureSite"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SecurePlan:
+    """A secure train task the site accepted: the round's settings and trusted keys."""
+
+    job: SecureJob
+    keys: Mapping[str, bytes]
+
+
+class SecureSite:
+    """A site's secure rounds: its identity, the CA it trusts, the open session."""
+
+    def __init__(self, signing: SigningIdentity | None, ca_pem: bytes | None) -> None:
+        self._signing = signing
+        self._ca_pem = ca_pem
+        self._session: tuple[str, int, SecureSession] | None = None
+
+    def drop(self) -> None:
+        """Forget the open session (its secrets go with it)."""
+        self._session = None
+
+    def prepare(self, order: TaskOrder) -> SecurePlan | str:
+        """The plan of a secure train task, or why the site refuses it."""
+        self.drop()
+        signing, ca_pem = self._signing, self._ca_pem
+        if signing is None or ca_pem is None:
+            return (
+                "this site has no identity key and certificate (identity-key.pem, "
+                "identity-cert.pem), so it cannot take part in secure rounds; ask "
+                "the federation's operator to enrol it again"
+            )
+        try:
+            job = SecureJob.from_json(order.secure_json)
+        except ValueError as exc:
+            return str(exc)
+        participant = order.config.participant if order.config else ""
+        if job.round_number != order.round or participant != signing.name:
+            return (
+                f"the secure settings are for round {job.round_number} and site "
+                f"{participant!r}; this is round {order.round} at {signing.name!r}"
+            )
+        try:
+            keys = roster_keys(
+                order.certificates, roster=job.roster, ca_pem=ca_pem, own=signing
+            )
+            job.config(keys)  # refuses a threshold or roster the protocol forbids
+        except (AuthenticationFailed, PkiError, SecAggAborted, ValueError) as exc:
+            return str(exc)
+        return SecurePlan(job, keys)
+
+    def open(
+        self,
+        order: TaskOrder,
+        plan: SecurePlan,
+        update: Params,
+        num_examples: int,
+        *,
+        seed: int,
+    ) -> bytes:
+        """Encode ``update`` into the round's session; its advertisement (stage 0).
+
+        Raises SecAggAborted (or ValueError) if the update does not fit the round.
+        """
+        assert self._signing is not None  # prepare() refused the task otherwise
+        session = SecureSession(
+            plan.job,
+            self._signing.name,
+            self._signing.key,
+            plan.keys,
+            update,
+            num_examples,
+            seed=seed,
+        )
+        if session.clipped:
+            logger.info("round %d: %d values clipped", order.round, session.clipped)
+        advert = session.advertise()
+        self._session = (order.run_id, order.round, session)
+        return advert
+
+    def step(self, order: TaskOrder) -> bytes:
+        """Answer a ``secagg`` task's stage.
+
+        Raises SecAggAborted when the session cannot go on, SubmissionRefused when
+        the coordinator's message is malformed; either ends the session.
+        """
+        held = self._session
+        if held is None or held[:2] != (order.run_id, order.round):
+            raise SecAggAborted(
+                f"no secure session open for round {order.round}", stage=order.stage
+            )
+        try:
+            stage = Stage(order.stage)
+        except ValueError:
+            self.drop()
+            raise SecAggAborted(f"unknown stage {order.stage[:64]!r}") from None
+        try:
+            reply = held[2].step(stage, order.payload)
+        except BaseException:
+            self.drop()
+            raise
+        if stage is Stage.UNMASK:
+            self.drop()
+        return reply
