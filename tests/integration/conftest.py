@@ -1,7 +1,7 @@
 """Real gRPC servers on loopback port 0, with certificates from a real federation CA."""
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,11 +12,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from accord.store import SqlStore
+from accord.config import FedConfig
+from accord.coordinator.runner import Coordinator, RunResult
+from accord.params import Params
+from accord.participant.backoff import Backoff
+from accord.participant.data import LocalData
+from accord.participant.policy import SitePolicy
+from accord.participant.runtime import ParticipantRuntime
+from accord.participant.sitelog import SiteLog
+from accord.simulation.context import build_context
+from accord.store import MemoryStore, SqlStore
 from accord.transport import pki
 from accord.transport.client import AdminClient, CoordinatorClient
 from accord.transport.executor import GrpcExecutor, wire_run_id
 from accord.transport.identity import load_signing_identity
+from accord.transport.jobs import STAGES
+from accord.transport.messages import Receipt
 from accord.transport.rejections import event_recorder
 from accord.transport.server import CoordinatorServer, serve
 from accord.transport.trust import TrustStore
@@ -95,7 +106,9 @@ class Running:
         return AdminClient(self.target, identity=identity)
 
 
-def _serve(federation: Federation, directory: Path, sites: tuple[str, ...]) -> Running:
+def _serve(
+    federation: Federation, directory: Path, sites: tuple[str, ...], **options
+) -> Running:
     directory.mkdir(exist_ok=True)
     store = SqlStore(f"sqlite:///{directory}/runs.db")
     run_id = store.create_run(name="integration", config={}, seed=0, rounds_planned=3)
@@ -105,6 +118,7 @@ def _serve(federation: Federation, directory: Path, sites: tuple[str, ...]) -> R
         spool_dir=directory,
         grace_s=2.0,
         on_reject=event_recorder(store, run_id),
+        **options,
     )
     server = serve(
         executor,
@@ -138,21 +152,173 @@ def coordinator(federation: Federation, tmp_path: Path) -> Iterator[Running]:
 @pytest.fixture
 def start_coordinator(
     federation: Federation, tmp_path: Path
-) -> Iterator[Callable[[tuple[str, ...]], Running]]:
+) -> Iterator[Callable[..., Running]]:
     """Start coordinators like ``coordinator`` for other rosters; all stop at the end.
 
-    The sites of a roster must be enrolled (``federation.enrol``) before they dial.
+    ``start(sites, **options)``: ``options`` go to the GrpcExecutor. The sites of a
+    roster must be enrolled (``federation.enrol``) before they dial.
     """
     started: list[Running] = []
 
-    def start(sites: tuple[str, ...]) -> Running:
-        running = _serve(federation, tmp_path / f"coordinator-{len(started)}", sites)
+    def start(sites: tuple[str, ...], **options) -> Running:
+        directory = tmp_path / f"coordinator-{len(started)}"
+        running = _serve(federation, directory, sites, **options)
         started.append(running)
         return running
 
     yield start
     for running in started:
         _shut(running)
+
+
+class Silent:
+    """A site's connection that sends nothing of a secure round from ``stage`` on."""
+
+    def __init__(self, client, stage: str) -> None:
+        self.client = client
+        self.cut = STAGES.index(stage)
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+    def submit_secagg(self, header, payload, **kw):
+        if STAGES.index(header.stage) >= self.cut:
+            return Receipt(header.run_id, header.round, "", "", 0)  # lost on the way
+        return self.client.submit_secagg(header, payload, **kw)
+
+
+class Deployed:
+    """Participant runtimes for ``sites`` against one coordinator, in threads.
+
+    ``ckks_public`` is the key holder's public context the coordinator gets (CKKS
+    rounds).
+    """
+
+    def __init__(
+        self,
+        running: Running,
+        config: FedConfig,
+        logs: Path,
+        sites: tuple[str, ...],
+        *,
+        ckks_public: bytes | None = None,
+    ) -> None:
+        self.running = running
+        self.config = config
+        self.logs = logs
+        self.sites = sites
+        self.ckks_public = ckks_public
+        self.threads: list[threading.Thread] = []
+        self.ended: dict[str, object] = {}
+
+    def start(
+        self,
+        *,
+        silent: Mapping[str, str] | None = None,
+        policies: Mapping[str, SitePolicy] | None = None,
+        folders: Mapping[str, Path] | None = None,
+        ckks: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Start every site; ``silent[site] = stage``: it goes quiet from there.
+
+        ``ckks[site]`` is the secret CKKS context the site holds (none if absent).
+        """
+        for name in self.sites:
+            folder = (folders or {}).get(name, self.running.federation.root / name)
+            self._start(
+                name,
+                folder,
+                stage=(silent or {}).get(name),
+                policy=(policies or {}).get(name),
+                ckks=(ckks or {}).get(name),
+            )
+
+    def _start(self, name, folder, *, stage, policy, ckks) -> None:
+        ctx = build_context(self.config)  # each site its own data and task
+        site = ctx.site(name)
+        data = LocalData(name, ctx.data.info, site.train, site.holdout)
+
+        def connect():
+            client = self.running.client(name, folder=folder)
+            return Silent(client, stage) if stage else client
+
+        runtime = ParticipantRuntime(
+            connect,
+            ctx.task,
+            data,
+            log=SiteLog(self.logs / f"{name}.jsonl"),
+            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
+            signing=load_signing_identity(folder),
+            ca_pem=pki.load_identity(folder).ca_pem,
+            policy=policy,
+            ckks_context=ckks,
+        )
+
+        def serve():
+            try:
+                self.ended[name] = runtime.run()
+            except Exception as exc:  # the test looks at it
+                self.ended[name] = exc
+            finally:
+                runtime.log.close()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def run(self, initial: Params) -> tuple[RunResult, MemoryStore]:
+        """Wait for every site, run the rounds, end the run."""
+        connected = self.running.executor.wait_for(self.sites, 20)
+        assert connected == set(self.sites), self.ended
+        store = MemoryStore()
+        try:
+            result = Coordinator(
+                self.config,
+                executor=self.running.executor,
+                store=store,
+                ckks_public_context=self.ckks_public,
+            ).run(initial)
+        finally:
+            self.running.executor.close()
+            for thread in self.threads:
+                thread.join(10)
+        return result, store
+
+    def site_log(self, name: str, event: str | None = None) -> list[dict]:
+        entries = SiteLog.read(self.logs / f"{name}.jsonl")
+        return [e for e in entries if event is None or e["event"] == event]
+
+
+@pytest.fixture
+def deploy_sites(federation, start_coordinator, tmp_path):
+    """``deploy_sites(sites, config, **start)``: a coordinator and sites ready to run.
+
+    Sites not enrolled yet are enrolled first. ``executor`` (a dict) goes to the
+    GrpcExecutor, ``ckks_public`` to the Coordinator, the rest to
+    :meth:`Deployed.start`.
+    """
+    count = [0]
+
+    def make(
+        sites: tuple[str, ...],
+        config: FedConfig,
+        *,
+        executor: Mapping[str, object] | None = None,
+        ckks_public: bytes | None = None,
+        **start,
+    ) -> Deployed:
+        for name in sites:
+            if not (federation.root / name).exists():
+                federation.enrol(name)
+        count[0] += 1
+        logs = tmp_path / f"logs-{count[0]}"
+        logs.mkdir()
+        running = start_coordinator(sites, **(executor or {}))
+        deployed = Deployed(running, config, logs, sites, ckks_public=ckks_public)
+        deployed.start(**start)
+        return deployed
+
+    return make
 
 
 @pytest.fixture

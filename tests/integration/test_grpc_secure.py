@@ -9,8 +9,7 @@ site would), and the model is compared with a plain round without the same sites
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +19,16 @@ pytest.importorskip("Crypto")  # the secagg extra (pycryptodome)
 
 from accord.config import FedConfig, config_from_mapping
 from accord.coordinator.executor import JobFailed, TrainDone
-from accord.coordinator.runner import Coordinator, RunResult
+from accord.coordinator.runner import Coordinator
 from accord.errors import TransportError
 from accord.params import Params
-from accord.participant.backoff import Backoff
-from accord.participant.data import LocalData
 from accord.participant.policy import SitePolicy
-from accord.participant.runtime import ParticipantRuntime
-from accord.participant.sitelog import SiteLog
 from accord.simulation.context import build_context
 from accord.simulation.inprocess import InProcessExecutor
 from accord.store import MemoryStore
 from accord.transport import pki
 from accord.transport.identity import IdentityCertificate, load_signing_identity
 from accord.transport.jobs import STAGES
-from accord.transport.messages import Receipt
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,111 +59,10 @@ def enrolled(federation):
     return federation
 
 
-class Silent:
-    """A site's connection that sends nothing of a secure round from ``stage`` on."""
-
-    def __init__(self, client, stage: str) -> None:
-        self.client = client
-        self.cut = STAGES.index(stage)
-
-    def __getattr__(self, name: str):
-        return getattr(self.client, name)
-
-    def submit_secagg(self, header, payload, **kw):
-        if STAGES.index(header.stage) >= self.cut:
-            return Receipt(header.run_id, header.round, "", "", 0)  # lost on the way
-        return self.client.submit_secagg(header, payload, **kw)
-
-
-class Deployed:
-    """Participant runtimes for SITES against one coordinator, in threads."""
-
-    def __init__(self, running, config: FedConfig, logs: Path) -> None:
-        self.running = running
-        self.config = config
-        self.logs = logs
-        self.threads: list[threading.Thread] = []
-        self.ended: dict[str, object] = {}
-
-    def start(
-        self,
-        *,
-        silent: Mapping[str, str] | None = None,
-        policies: Mapping[str, SitePolicy] | None = None,
-        folders: Mapping[str, Path] | None = None,
-    ) -> None:
-        """Start every site; ``silent[site] = stage``: it goes quiet from there."""
-        for name in SITES:
-            folder = (folders or {}).get(name, self.running.federation.root / name)
-            self._start(
-                name, (silent or {}).get(name), (policies or {}).get(name), folder
-            )
-
-    def _start(self, name, stage, policy, folder) -> None:
-        ctx = build_context(self.config)  # each site its own data and task
-        site = ctx.site(name)
-        data = LocalData(name, ctx.data.info, site.train, site.holdout)
-
-        def connect():
-            client = self.running.client(name, folder=folder)
-            return Silent(client, stage) if stage else client
-
-        runtime = ParticipantRuntime(
-            connect,
-            ctx.task,
-            data,
-            log=SiteLog(self.logs / f"{name}.jsonl"),
-            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
-            signing=load_signing_identity(folder),
-            ca_pem=pki.load_identity(folder).ca_pem,
-            policy=policy,
-        )
-
-        def serve():
-            try:
-                self.ended[name] = runtime.run()
-            except Exception as exc:  # the test looks at it
-                self.ended[name] = exc
-            finally:
-                runtime.log.close()
-
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-
-    def run(self, initial: Params) -> tuple[RunResult, MemoryStore]:
-        """Wait for every site, run the rounds, end the run."""
-        assert self.running.executor.wait_for(SITES, 20) == set(SITES), self.ended
-        store = MemoryStore()
-        try:
-            result = Coordinator(
-                self.config, executor=self.running.executor, store=store
-            ).run(initial)
-        finally:
-            self.running.executor.close()
-            for thread in self.threads:
-                thread.join(10)
-        return result, store
-
-    def site_log(self, name: str, event: str | None = None) -> list[dict]:
-        entries = SiteLog.read(self.logs / f"{name}.jsonl")
-        return [e for e in entries if event is None or e["event"] == event]
-
-
 @pytest.fixture
-def deploy(enrolled, start_coordinator, tmp_path):
+def deploy(enrolled, deploy_sites):
     """``deploy(config, **start)``: a coordinator and SITES ready to run."""
-    count = [0]
-
-    def make(config: FedConfig, **start) -> Deployed:
-        count[0] += 1
-        logs = tmp_path / f"logs-{count[0]}"
-        logs.mkdir()
-        deployed = Deployed(start_coordinator(SITES), config, logs)
-        deployed.start(**start)
-        return deployed
-
-    return make
+    return functools.partial(deploy_sites, SITES)
 
 
 def initial_model(config: FedConfig) -> Params:

@@ -27,8 +27,12 @@ mistake the resumed round of the same number for a repeat. A stable wire id woul
 get both wrong. Nothing prevents two coordinators from resuming the same run at
 once: run one per federation.
 
-Secure aggregation (``[secure_aggregation] mode = "masking"``) needs mutual TLS:
-the sites' identity certificates travel, and are checked, only there.
+Secure aggregation: ``[secure_aggregation] mode = "masking"`` needs mutual TLS,
+since the sites' identity certificates travel, and are checked, only there.
+``mode = "ckks"`` needs the key holder's public context (``--ckks-public``, from
+``accord ckks keys``; a secret context is refused: the coordinator must never hold
+the key) and no identity certificate, so it also runs with ``--insecure`` on
+loopback, for trying it out.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from accord.cli.ckks import read_context
 from accord.cli.errors import reported
 from accord.cli.output import dumps, run_json
 from accord.cli.progress import ProgressObserver
@@ -51,6 +56,7 @@ from accord.errors import ConfigError, RunAborted
 if TYPE_CHECKING:
     from accord.coordinator.runner import RunResult
     from accord.params import Params
+    from accord.secagg.ckks_keys import CkksParams
     from accord.simulation.context import SimContext
     from accord.store import RunStore
     from accord.transport.executor import GrpcExecutor
@@ -139,6 +145,14 @@ def coordinator_command(
             "running, else a new run.",
         ),
     ] = None,
+    ckks_public: Annotated[
+        Path | None,
+        typer.Option(
+            "--ckks-public",
+            help='The key holder\'s ckks-public.bin (mode = "ckks"); never the '
+            "secret context.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON.")] = False,
 ) -> None:
     """Coordinate a federation whose participants connect over gRPC."""
@@ -151,16 +165,11 @@ def coordinator_command(
         if store is not None:
             overrides["store"] = {"url": store}
         cfg = load_config(config, **overrides)
-        if cfg.secure_aggregation.mode not in ("off", "masking"):
+        public = _ckks_public(cfg, ckks_public)
+        if cfg.secure_aggregation.mode == "masking" and insecure:
             raise ConfigError(
-                f"mode {cfg.secure_aggregation.mode!r} runs in `accord simulate` only; "
-                'a deployment aggregates securely with mode = "masking"',
-                key="secure_aggregation.mode",
-            )
-        if cfg.secure_aggregation.mode != "off" and insecure:
-            raise ConfigError(
-                "secure aggregation needs the sites' identity certificates, which "
-                "only mutual TLS can carry; drop --insecure (see `accord pki`)",
+                "masking needs the sites' identity certificates, which only mutual "
+                "TLS can carry; drop --insecure (see `accord pki`)",
                 key="secure_aggregation.mode",
             )
         if insecure:
@@ -186,6 +195,7 @@ def coordinator_command(
             port_file=port_file,
             resume=resume,
             quiet=as_json,
+            ckks_public=public,
         )
         if as_json:
             typer.echo(dumps(_as_json(result, rejections)))
@@ -201,6 +211,7 @@ def _coordinate(
     port_file: Path | None,
     resume: str | None,
     quiet: bool,
+    ckks_public: bytes | None,
 ) -> tuple[RunResult, list[dict[str, object]]]:
     from accord.simulation.context import build_context
     from accord.store import open_store
@@ -219,6 +230,7 @@ def _coordinate(
             run_id=wire_run_id(run_id),
             grace_s=cfg.deployment.grace_s,
             on_reject=event_recorder(run_store, run_id),
+            ckks_params=_ckks_params(ckks_public),
         )
         server = None
         try:
@@ -235,7 +247,16 @@ def _coordinate(
                 mode = "plaintext" if insecure else "mutual TLS"
                 console.print(f"listening on {server.address} ({mode})")
                 _wait(executor, participants, cfg, console)
-                result = _train(cfg, ctx, executor, run_store, run_id, resumed, console)
+                result = _train(
+                    cfg,
+                    ctx,
+                    executor,
+                    run_store,
+                    run_id,
+                    resumed,
+                    console,
+                    public=ckks_public,
+                )
         finally:
             executor.close()
             if server is not None:
@@ -248,6 +269,36 @@ def _coordinate(
         return result, [r.to_json() for r in refused]
     finally:
         run_store.close()
+
+
+def _ckks_public(cfg: FedConfig, path: Path | None) -> bytes | None:
+    """The key holder's public context for a CKKS run, checked; None otherwise."""
+    mode = cfg.secure_aggregation.mode
+    if mode != "ckks":
+        if path is not None:
+            raise ConfigError(
+                f"--ckks-public is for secure_aggregation.mode = 'ckks'; this "
+                f"fed.toml has mode {mode!r}",
+                key="--ckks-public",
+            )
+        return None
+    if path is None:
+        raise ConfigError(
+            "secure_aggregation.mode = 'ckks' needs the key holder's public "
+            "context: pass --ckks-public ckks-public.bin (made by `accord ckks "
+            "keys`; the sites get ckks-secret.bin)",
+            key="--ckks-public",
+        )
+    return read_context(path, secret=False, option="--ckks-public")
+
+
+def _ckks_params(public: bytes | None) -> CkksParams | None:
+    """The parameters of the public context, which bound the uploads (or None)."""
+    if public is None:
+        return None
+    from accord.secagg.ckks_keys import load_context
+
+    return load_context(public, secret=False).params
 
 
 def _which_run(
@@ -326,6 +377,8 @@ def _train(
     run_id: str,
     resumed: bool,
     console: Console,
+    *,
+    public: bytes | None,
 ) -> RunResult:
     """Run (or resume) the rounds of ``run_id`` over the connected participants."""
     from accord.coordinator.runner import Coordinator
@@ -353,6 +406,7 @@ def _train(
             checkpoints=checkpoints,
             central_eval=central if len(ctx.data.test) else None,
             observer=observer,
+            ckks_public_context=public,
         )
         if resumed:
             return coordinator.resume(run_id, initial)

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from accord.cli.ckks import register as register_ckks
 from accord.cli.datasets import register as register_datasets
 from accord.cli.deploy import register as register_deploy
 from accord.cli.participant import register as register_participant
@@ -53,6 +54,7 @@ register_datasets(app)
 register_deploy(app)
 register_participant(app)
 register_pki(app)
+register_ckks(app)
 
 
 def main() -> None:

@@ -4,9 +4,12 @@ The site dials out to the coordinator (mutual TLS with the certificate of its
 ``--identity`` folder, or plaintext on loopback with ``--insecure NAME``), runs each
 task on its own data (:mod:`accord.participant.data`) and keeps a site log. It
 presents the identity certificate of its folder, if it has one, so that it can take
-part in secure rounds, and enforces its own policy (``--require-secure-aggregation``,
-``--min-threshold``: :mod:`accord.participant.policy`), whatever the federation's
-configuration says. gRPC is imported only when the command runs.
+part in masking rounds, and with ``--ckks-context`` the key holder's secret context
+(``ckks-secret.bin`` from ``accord ckks keys``, checked at start: a public context
+is refused) for CKKS rounds. It enforces its own policy
+(``--require-secure-aggregation``, ``--min-threshold``:
+:mod:`accord.participant.policy`), whatever the federation's configuration says.
+gRPC is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from accord.cli.ckks import read_context
 from accord.cli.errors import reported
 from accord.errors import ConfigError
 
@@ -75,8 +79,16 @@ def participant_command(
         int | None,
         typer.Option(
             "--min-threshold",
-            help="Take part only in secure rounds with at least this threshold "
-            "(implies --require-secure-aggregation).",
+            help="Take part only in masking rounds with at least this threshold "
+            "(implies --require-secure-aggregation; refuses CKKS rounds).",
+        ),
+    ] = None,
+    ckks_context: Annotated[
+        Path | None,
+        typer.Option(
+            "--ckks-context",
+            help="The key holder's ckks-secret.bin, for CKKS rounds (it decrypts "
+            "every update: keep it at the site, mode 0600).",
         ),
     ] = None,
 ) -> None:
@@ -98,6 +110,7 @@ def participant_command(
         policy = SitePolicy(
             require_secure_aggregation=require_secure, min_threshold=min_threshold
         )
+        ckks = _ckks_secret(ckks_context)
         files = load_identity(identity) if identity is not None else None
         signing = _signing_identity(identity, files)
         local = load_local_data(data, options=_options(data_option or []))
@@ -125,10 +138,24 @@ def participant_command(
                 signing=signing,
                 ca_pem=files.ca_pem if files is not None else None,
                 policy=policy,
+                ckks_context=ckks,
             ).run()
         finally:
             log.close()
         Console(stderr=True).print(f"the coordinator ended the run: {reason}")
+
+
+def _ckks_secret(path: Path | None) -> bytes | None:
+    """The key holder's secret context, checked; a warning if others may read it."""
+    if path is None:
+        return None
+    blob = read_context(path, secret=True, option="--ckks-context")
+    if path.stat().st_mode & 0o077:
+        logger.warning(
+            "%s decrypts every site's update but others may read it; chmod 600 it",
+            path,
+        )
+    return blob
 
 
 def _signing_identity(identity: Path | None, files: Any) -> SigningIdentity | None:

@@ -5,13 +5,17 @@ A site's operator decides what may leave the site, not the federation's job: wit
 update in the clear (a plain train task), and with ``--min-threshold N`` it takes
 part only in secure rounds whose threshold (the fewest participants whose sum the
 coordinator may learn) is at least ``N``. A minimum threshold implies secure
-aggregation: a plain round has no threshold at all. A refused task is reported to
+aggregation: a plain round has no threshold at all, and neither has a CKKS round
+(the coordinator with any one participant holds the key to every update), so a
+site with ``--min-threshold`` takes part in masking rounds only, while
+``--require-secure-aggregation`` alone accepts both protocols. A refused task is
+reported to
 the coordinator as refused by the site, with the policy in its reason, and recorded
 in the site log; the round goes on without the site.
 
 Evaluation tasks are not concerned: they send only the global model's scores.
 This module is pure: :meth:`SitePolicy.refusal` sees only whether a task is
-secure and its threshold.
+secure, by which protocol, and its threshold.
 """
 
 from __future__ import annotations
@@ -43,11 +47,14 @@ class SitePolicy:
         """Whether the site trains only under secure aggregation."""
         return self.require_secure_aggregation or self.min_threshold is not None
 
-    def refusal(self, *, secure: bool, threshold: int | None = None) -> str | None:
+    def refusal(
+        self, *, secure: bool, threshold: int | None = None, ckks: bool = False
+    ) -> str | None:
         """Why the site refuses a train task (None: it accepts it).
 
-        ``secure`` says whether the task runs under secure aggregation, and
-        ``threshold`` is its round's threshold.
+        ``secure`` says whether the task runs under secure aggregation, ``ckks``
+        whether by CKKS rather than masking, and ``threshold`` is a masking
+        round's threshold.
         """
         if not secure:
             if not self.requires_secure:
@@ -60,6 +67,13 @@ class SitePolicy:
             return (
                 "site policy: this site sends updates only under secure aggregation "
                 f"({flag}), and this task is a plain one"
+            )
+        if self.min_threshold is not None and ckks:
+            return (
+                "site policy: a CKKS round has no threshold (the coordinator with "
+                "any one site could read every update), and this site takes part "
+                f"only in rounds with a threshold of at least {self.min_threshold} "
+                "(--min-threshold)"
             )
         if self.min_threshold is not None and (
             threshold is None or threshold < self.min_threshold

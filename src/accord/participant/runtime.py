@@ -11,11 +11,13 @@ wait for its deadline. When the stream breaks the runtime dials again after an
 exponential backoff with jitter; it stops when the coordinator says goodbye, when
 its certificate is refused (no retry changes that), or when asked to.
 
-Secure rounds: a train task carrying secure settings is checked first (the site's
-:class:`~accord.participant.policy.SitePolicy`, then the roster's identity
-certificates, :mod:`accord.participant.secure`); the trained update is encoded into
-a secure session at once and only its stage messages leave the site, through
-``SubmitSecAgg``, one per ``secagg`` task. The site's policy may refuse plain train
+Secure rounds (:mod:`accord.participant.rounds`): a train task carrying secure
+settings is checked first (the site's
+:class:`~accord.participant.policy.SitePolicy`, then the protocol's own checks: the
+roster's identity certificates for masking, :mod:`accord.participant.secure`, the
+key holder's context for CKKS, :mod:`accord.participant.ckks`); the trained update
+is masked or encrypted at once and only the protocol's messages leave the site,
+through ``SubmitSecAgg``, one per stage. The site's policy may refuse plain train
 tasks, or secure ones below a minimum threshold.
 
 Everything received, sent (sizes, digests) and refused goes to the
@@ -41,6 +43,7 @@ from accord.params import Params
 from accord.participant.backoff import Backoff
 from accord.participant.data import LocalData
 from accord.participant.policy import SitePolicy
+from accord.participant.rounds import SecureRounds
 from accord.participant.sitelog import SiteLog
 from accord.simulation.jobs import JobError, TrainOutcome, run_eval, run_train
 from accord.task.protocol import Task
@@ -56,7 +59,6 @@ from accord.transport.messages import (
 )
 
 if TYPE_CHECKING:  # the runtime itself needs no grpc: tests drive it with a fake
-    from accord.participant.secure import SecurePlan, SecureSite
     from accord.transport.client import CoordinatorClient
     from accord.transport.identity import SigningIdentity
 
@@ -84,7 +86,8 @@ class ParticipantRuntime:
 
     ``signing`` (the site's identity key and certificate) and ``ca_pem`` (the CA
     certificate it checks the roster's identity certificates against) let it take
-    part in secure rounds; ``policy`` says which train tasks it refuses.
+    part in masking rounds, ``ckks_context`` (the key holder's secret context) in
+    CKKS rounds; ``policy`` says which train tasks it refuses.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class ParticipantRuntime:
         signing: SigningIdentity | None = None,
         ca_pem: bytes | None = None,
         policy: SitePolicy | None = None,
+        ckks_context: bytes | None = None,
     ) -> None:
         self._connect = connect
         self._task = task
@@ -108,10 +112,10 @@ class ParticipantRuntime:
         self._backoff = backoff or Backoff()
         self._threads = threads
         self._give_up_after_s = give_up_after_s
-        self._signing = signing
-        self._ca_pem = ca_pem
         self._policy = policy or SitePolicy()
-        self._secure: SecureSite | None = None  # made by the first secure task
+        self._secure = SecureRounds(
+            self._policy, signing=signing, ca_pem=ca_pem, ckks_context=ckks_context
+        )
         self._answered: set[tuple[str, int, str]] = set()
         self._model: tuple[str, Params] | None = None
         # The last update's buffer, once nothing reads it any more: the next round
@@ -190,43 +194,27 @@ class ParticipantRuntime:
         if order.kind == "secagg":
             self._secagg(client, order)
             return
-        plan: SecurePlan | None = None
         if order.kind == "train":
-            accepted = self._admit_train(order)
-            if isinstance(accepted, str):
-                self._refuse(client, order, accepted)
+            refusal = self._admit_train(order)
+            if refusal is not None:
+                self._refuse(client, order, refusal)
                 return
-            plan = accepted
         try:
             params = self._fetch(client, order)
         except SubmissionRefused as exc:
             self._refuse(client, order, f"the global model is unusable: {exc.reason}")
             return
         if order.kind == "train":
-            self._train(client, order, params, plan)
+            self._train(client, order, params, secure=bool(order.secure_json))
         else:
             self._evaluate(client, order, params)
 
-    def _admit_train(self, order: TaskOrder) -> SecurePlan | str | None:
-        """Check a train task against the site's policy and, if secure, its roster.
-
-        Returns the secure plan (None for a plain task) or why the site refuses it.
-        """
-        if self._secure is not None:
-            self._secure.drop()  # a new round: the last one's session is over
+    def _admit_train(self, order: TaskOrder) -> str | None:
+        """Why the site refuses a train task (its policy, a secure round's checks)."""
+        self._secure.drop()  # a new round: the last one's secrets go
         if not order.secure_json:
-            return self._policy.refusal(secure=False) or None
-        if self._secure is None:
-            try:
-                from accord.participant.secure import SecureSite
-            except ImportError as exc:
-                return f"this site cannot run secure aggregation: {exc}"
-            self._secure = SecureSite(self._signing, self._ca_pem)
-        plan = self._secure.prepare(order)
-        if isinstance(plan, str):
-            return plan
-        refusal = self._policy.refusal(secure=True, threshold=plan.job.threshold)
-        return plan if refusal is None else refusal
+            return self._policy.refusal(secure=False)
+        return self._secure.admit(order)
 
     def _fetch(self, client: CoordinatorClient, order: TaskOrder) -> Params:
         if self._model is not None and self._model[0] == order.model_digest:
@@ -251,7 +239,8 @@ class ParticipantRuntime:
         client: CoordinatorClient,
         order: TaskOrder,
         params: Params,
-        plan: SecurePlan | None,
+        *,
+        secure: bool,
     ) -> None:
         config = order.config
         if config is None or config.round != order.round:
@@ -271,10 +260,10 @@ class ParticipantRuntime:
                 client, order, result.reason, refused=result.status == "rejected"
             )
             return
-        if plan is not None:
-            self._advertise(client, order, plan, out, result)
+        if secure:
+            self._seal(client, order, out, result)
             del out
-            self._keep(buffer)  # the session keeps only the encoded words
+            self._keep(buffer)  # only the masked or encrypted form is kept
             return
         digest = out.digest()
         header = UpdateHeader(
@@ -306,36 +295,31 @@ class ParticipantRuntime:
 
     # Secure rounds.
 
-    def _advertise(
+    def _seal(
         self,
         client: CoordinatorClient,
         order: TaskOrder,
-        plan: SecurePlan,
         update: Params,
         result: TrainOutcome,
     ) -> None:
-        """Open the round's session on the trained update; send stage 0's message."""
-        assert self._secure is not None and order.config is not None
+        """Mask or encrypt the trained update; send the first stage's message."""
+        assert order.config is not None
         t0 = time.perf_counter()
         try:
-            advert = self._secure.open(
-                order, plan, update, result.num_examples, seed=order.config.seed
+            stage, payload = self._secure.seal(
+                order, update, result.num_examples, seed=order.config.seed
             )
         except (SecAggAborted, ValueError) as exc:
             self._fail(client, order, str(exc), refused=True)
             return
         duration = result.duration_s + time.perf_counter() - t0
-        self._send_stage(client, order, "advertise", advert, duration)
+        self._send_stage(client, order, stage, payload, duration)
 
     def _secagg(self, client: CoordinatorClient, order: TaskOrder) -> None:
         """Answer one stage of the open secure round."""
         t0 = time.perf_counter()
-        if self._secure is None:
-            reason = f"no secure session open for round {order.round}"
-            self._fail(client, order, reason, refused=False)
-            return
         try:
-            reply = self._secure.step(order)
+            reply = self._secure.answer(order)
         except SecAggAborted as exc:
             self._fail(client, order, str(exc), refused=False)
             return
@@ -359,7 +343,7 @@ class ParticipantRuntime:
         try:
             receipt = client.submit_secagg(header, payload)
         except SubmissionRefused as exc:
-            if self._secure is not None and exc.kind != "duplicate":
+            if exc.kind != "duplicate":
                 self._secure.drop()
             self._refused_by_coordinator(client, order, exc)
             return

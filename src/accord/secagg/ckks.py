@@ -89,7 +89,7 @@ from accord.secagg.ckks_keys import (
     tenseal_module,
 )
 
-__all__ = ["CkksAggregator", "CkksParticipant", "decrypt_sum"]
+__all__ = ["CkksAggregator", "CkksParticipant", "decrypt_sum", "max_upload_bytes"]
 
 _MAGIC = b"ACKV"
 _VERSION = 1
@@ -202,6 +202,16 @@ def decrypt_sum(
     return values[:-1], float(values[-1])
 
 
+def max_upload_bytes(params: CkksParams, vector_size: int) -> int:
+    """The most bytes an upload (or a sum) of ``vector_size`` values may take.
+
+    What :meth:`CkksAggregator.add` accepts at most; a transport bounds a message by
+    it before it reads the message.
+    """
+    count = len(params.chunk_sizes(vector_size))
+    return _HEADER.size + count * (_LENGTH.size + params.max_chunk_bytes)
+
+
 def _weighted(
     values: npt.NDArray[np.floating[Any]], weight: float, params: CkksParams
 ) -> npt.NDArray[np.float64]:
@@ -254,7 +264,7 @@ def _open(
         raise refuse(
             "mismatch", f"{count} ciphertext(s) where {len(sizes)} are expected"
         )
-    bound = _HEADER.size + count * (_LENGTH.size + ctx.params.max_chunk_bytes)
+    bound = max_upload_bytes(ctx.params, sum(sizes) - 1)
     if len(blob) > bound:
         raise refuse(
             "too_large",

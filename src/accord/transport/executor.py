@@ -17,14 +17,16 @@ accepted update reaches the round as a read-only view on its spool file
 (:class:`~accord.transport.spool.SpooledUpdate`), deleted on :meth:`release`.
 
 Secure rounds: :meth:`identity_keys` answers from the identity certificates the
-sites presented (:class:`~accord.transport.identity.IdentityBook`), which a secure
-train task carries to every site; each stage's message is admitted against the job
-of its stage, bounded, assembled in memory and queued (:meth:`receive_secagg`).
+sites presented (:class:`~accord.transport.identity.IdentityBook`), which a masking
+round's train task carries to every site; a CKKS round's carries none, and its
+uploads are bounded by the key holder's parameters (``ckks_params``). Each stage's
+message is admitted against the job of its stage, bounded
+(:mod:`~accord.transport.secure_rounds`), assembled in memory and queued
+(:meth:`receive_secagg`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import queue
@@ -45,10 +47,10 @@ from accord.coordinator.executor import (
     TrainDone,
     TrainJob,
 )
-from accord.errors import ConfigError, RunAborted, SubmissionRefused
+from accord.errors import RunAborted, SubmissionRefused
 from accord.params import Params
 from accord.transport.identity import IdentityBook, IdentityCertificate
-from accord.transport.jobs import JobBook, check_secagg_header, check_update_header
+from accord.transport.jobs import JobBook, check_update_header
 from accord.transport.links import Links
 from accord.transport.messages import (
     Chunk,
@@ -64,9 +66,16 @@ from accord.transport.messages import (
 )
 from accord.transport.rejections import Rejection, RejectionLog, Sink
 from accord.transport.secure_codec import assemble
+from accord.transport.secure_rounds import (
+    CkksLimits,
+    check_stage_header,
+    oversized_task,
+    secure_order,
+)
 from accord.transport.spool import SpooledUpdate
 
 if TYPE_CHECKING:
+    from accord.secagg.ckks_keys import CkksParams
     from accord.secagg.session import SecureJob
 
 __all__ = ["GrpcExecutor", "ParticipantState", "Published", "wire_run_id"]
@@ -119,7 +128,9 @@ class GrpcExecutor:
     processes a fresh one (the store's run id and a random suffix, see
     :func:`wire_run_id`), so that after a restart nothing sent to, or received
     from, the process that died is admitted. ``on_reject`` receives every refusal
-    as it is made (see :mod:`~accord.transport.rejections`).
+    as it is made (see :mod:`~accord.transport.rejections`). ``ckks_params`` are
+    the key holder's CKKS parameters (those of its public context), which bound a
+    CKKS round's uploads; a CKKS round cannot start without them.
     """
 
     def __init__(
@@ -131,6 +142,7 @@ class GrpcExecutor:
         grace_s: float = 30.0,
         on_reject: Sink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ckks_params: CkksParams | None = None,
     ) -> None:
         if not participants or len(set(participants)) != len(participants):
             raise ValueError("participants must be distinct names, at least one")
@@ -147,7 +159,9 @@ class GrpcExecutor:
         self._model: Published | None = None
         self._held: dict[int, SpooledUpdate] = {}
         self._identities = IdentityBook()
-        self._secure: dict[int, SecureJob] = {}  # by round: what bounds its messages
+        self._ckks_params = ckks_params
+        # By round: what bounds its stage messages.
+        self._secure: dict[int, SecureJob | CkksLimits] = {}
         self._tokens = 0
         self._stop_reason: str | None = None
         self._closed = False
@@ -169,33 +183,23 @@ class GrpcExecutor:
     def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:
         """Push a train task to each participant's stream.
 
-        A secure job's task carries the round's settings (without the identity keys
-        the coordinator vouches for) and the roster's identity certificates.
+        A secure job's task carries the round's settings (a masking round's
+        without the identity keys the coordinator vouches for, and with the
+        roster's identity certificates instead; see :func:`secure_order`).
         """
         digest = self._require_model().header.digest
         for job in jobs:
             order = TaskOrder(self.run_id, round_number, "train", digest, job.config)
             if job.secure is not None:
-                order = self._secure_order(order, job.secure)
+                order, rule = secure_order(
+                    order,
+                    job.secure,
+                    identities=self._identities,
+                    ckks_params=self._ckks_params,
+                )
+                with self._lock:
+                    self._secure = {round_number: rule}  # earlier rounds' are over
             self._dispatch(job.participant, order)
-
-    def _secure_order(self, order: TaskOrder, secure: object) -> TaskOrder:
-        # The job's own class is loaded already; importing it here keeps the
-        # secagg extra out of plain deployments.
-        from accord.secagg.session import SecureJob
-
-        if not isinstance(secure, SecureJob):
-            raise ConfigError(
-                f"{type(secure).__name__} rounds do not run over gRPC; use masking",
-                key="secure_aggregation.mode",
-            )
-        with self._lock:
-            self._secure = {order.round: secure}  # earlier rounds' are over
-        return dataclasses.replace(
-            order,
-            secure_json=dataclasses.replace(secure, identity_keys=()).to_json(),
-            certificates=self._identities.certificates(secure.roster),
-        )
 
     def submit_eval(self, round_number: int, participants: Sequence[str]) -> None:
         """Push an eval task to each participant's stream."""
@@ -210,12 +214,15 @@ class GrpcExecutor:
     def submit_secagg(
         self, round_number: int, stage: str, payloads: Mapping[str, bytes]
     ) -> None:
-        """Push each participant its message opening ``stage`` (a ``secagg`` task)."""
+        """Push each participant its message opening ``stage`` (a ``secagg`` task).
+
+        A message too large for a task fails its job at once.
+        """
         for name, payload in payloads.items():
             order = TaskOrder(
                 self.run_id, round_number, "secagg", "", stage=stage, payload=payload
             )
-            self._dispatch(name, order)
+            self._dispatch(name, order, refusal=oversized_task(stage, payload))
 
     def next_event(self, timeout: float | None) -> Event | None:
         """The next event; raises RunAborted once an admin asked to stop."""
@@ -395,7 +402,7 @@ class GrpcExecutor:
             job = self._jobs.admit_stage(
                 name, header.stage, header.round, header.run_id
             )
-            check_secagg_header(header, self._secure.get(header.round))
+            check_stage_header(header, self._secure.get(header.round))
             job.state = "receiving"
         try:
             payload = assemble(parts, header.total_bytes)
@@ -492,14 +499,16 @@ class GrpcExecutor:
             raise RuntimeError("publish() the global model before submitting jobs")
         return self._model
 
-    def _dispatch(self, name: str, order: TaskOrder) -> None:
+    def _dispatch(
+        self, name: str, order: TaskOrder, *, refusal: str | None = None
+    ) -> None:
         with self._lock:
             job = self._jobs.open(name, order)
-            sent = self._links.send(name, order)
+            sent = refusal is None and self._links.send(name, order)
             if not sent:
                 job.state = "failed"
         if not sent:
-            reason = "not connected: the participant has no open task stream"
+            reason = refusal or "not connected: the participant has no open task stream"
             self._events.put(JobFailed(name, order.round, order.kind, "failed", reason))
 
     def _fail_disconnected(self) -> None:

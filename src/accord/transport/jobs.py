@@ -14,8 +14,11 @@ Secure rounds (:meth:`JobBook.admit_stage`): the ``advertise`` message answers t
 secure train job; each later stage opens one ``secagg`` job per participant and
 round, which the next stage replaces, so a message for a stage that is over is a
 replay (``stale``), one for a stage not yet open is ``forbidden``, and a second
-answer to the open stage is a ``duplicate``. :func:`secagg_limit` bounds a stage's
-message by what the protocol can produce.
+answer to the open stage is a ``duplicate``. A CKKS round has two stages of its
+own (:data:`CKKS_STAGES`): ``ckks_upload`` answers the train job like ``advertise``,
+``ckks_decrypt`` a ``secagg`` job; a stage of the other protocol than the open
+job's is a ``mismatch``. :func:`secagg_limit` bounds a masking stage's message by
+what the protocol can produce (:mod:`~accord.transport.secure_rounds` a CKKS one).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from accord.secagg.session import SecureJob
 
 __all__ = [
+    "CKKS_STAGES",
     "STAGES",
     "Job",
     "JobBook",
@@ -50,6 +54,9 @@ __all__ = [
 #: of :class:`accord.secagg.messages.Stage`; repeated so that the coordinator's
 #: transport refuses a stray message without the secagg extra).
 STAGES = ("advertise", "share_keys", "masked_input", "consistency", "unmask")
+#: The stages of a CKKS round (:mod:`accord.secagg.ckks_session`'s, repeated alike).
+CKKS_STAGES = ("ckks_upload", "ckks_decrypt")
+_FIRST = frozenset({STAGES[0], CKKS_STAGES[0]})  # they answer the train job
 
 JobState = Literal["sent", "receiving", "done", "failed", "abandoned"]
 _Key = tuple[str, JobKind, int]  # (participant, kind, round)
@@ -122,11 +129,11 @@ class JobBook:
 
     def admit_stage(self, name: str, stage: str, round_number: int, run_id: str) -> Job:
         """The open job a message of ``name`` for a secure round's ``stage`` answers."""
-        if stage not in STAGES:
+        if stage not in STAGES and stage not in CKKS_STAGES:
             raise SubmissionRefused(
                 "malformed", f"unknown secure-aggregation stage {stage[:64]!r}"
             )
-        if stage == STAGES[0]:
+        if stage in _FIRST:
             train = self.admit(name, "train", round_number, run_id)
             if not train.order.secure_json:
                 raise SubmissionRefused(
@@ -149,7 +156,14 @@ class JobBook:
             )
         current = job.order.stage
         if stage != current:
-            if STAGES.index(stage) < STAGES.index(current):
+            protocol = CKKS_STAGES if current in CKKS_STAGES else STAGES
+            if stage not in protocol:
+                raise SubmissionRefused(
+                    "mismatch",
+                    f"stage {stage} is not of this round's protocol (its current "
+                    f"stage is {current})",
+                )
+            if protocol.index(stage) < protocol.index(current):
                 raise SubmissionRefused(
                     "stale",
                     f"replay: stage {stage} of round {round_number} is over (the "

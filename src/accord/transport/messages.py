@@ -17,6 +17,8 @@ from accord.task.protocol import TrainConfig
 
 __all__ = [
     "CHUNK_BYTES",
+    "MAX_TASK_BYTES",
+    "MAX_TASK_PAYLOAD",
     "PROTOCOL_VERSION",
     "Chunk",
     "EvalReport",
@@ -36,6 +38,12 @@ PROTOCOL_VERSION = 1
 #: Largest slice of a packed buffer in one message: far below gRPC's 4 MiB default
 #: limit, large enough that per-message overhead is negligible.
 CHUNK_BYTES = 1 << 20
+#: Largest task a site accepts from its coordinator: a CKKS round's ``ckks_decrypt``
+#: task carries the encrypted sum in one message, about 80 bytes per model value
+#: with the default parameters (3 million values fit).
+MAX_TASK_BYTES = 256 * 2**20
+#: Largest ``secagg`` payload of a task: the rest is room for its other fields.
+MAX_TASK_PAYLOAD = MAX_TASK_BYTES - 2**20
 
 #: ``secagg``: the next stage of a secure-aggregation round.
 JobKind = Literal["train", "eval", "secagg"]

@@ -28,6 +28,11 @@ Keepalives: a participant's task stream is silent while it trains, for tens of
 minutes. Both ends ping every 30–60 s so that NATs and firewalls keep the stream,
 and the server allows pings that often (gRPC's default would call them abuse and
 close the connection with ``too_many_pings``).
+
+Message sizes: the coordinator receives messages of at most 4 MiB (updates and
+stage messages come in chunks), while a site accepts tasks from the coordinator it
+authenticated up to :data:`~accord.transport.messages.MAX_TASK_BYTES`, since a
+CKKS round's ``ckks_decrypt`` task carries the whole encrypted sum.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import grpc
 
 from accord.errors import AuthenticationFailed, ConfigError, SubmissionRefused
 from accord.transport.enrolment import IdentityFiles
+from accord.transport.messages import MAX_TASK_BYTES
 from accord.transport.roster import Role, validate_name
 from accord.transport.trust import Identity, TrustStore, verify_peer
 
@@ -67,7 +73,7 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_ping_strikes", 0),
     ("grpc.max_receive_message_length", _MAX_MESSAGE),
-    ("grpc.max_send_message_length", _MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_TASK_BYTES),
     ("grpc.so_reuseport", 0),
 ]
 
@@ -77,7 +83,7 @@ CLIENT_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_TASK_BYTES),
     ("grpc.max_send_message_length", _MAX_MESSAGE),
 ]
 

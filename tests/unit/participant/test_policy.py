@@ -52,3 +52,17 @@ def test_a_secure_task_without_a_threshold_fails_a_minimum():
 def test_a_minimum_below_two_is_a_configuration_error(minimum):
     with pytest.raises(ConfigError, match="at least 2"):
         SitePolicy(min_threshold=minimum)
+
+
+def test_requiring_secure_aggregation_accepts_a_ckks_round():
+    assert (
+        SitePolicy(require_secure_aggregation=True).refusal(secure=True, ckks=True)
+        is None
+    )
+
+
+def test_a_minimum_threshold_refuses_a_ckks_round_which_has_none():
+    reason = SitePolicy(min_threshold=2).refusal(secure=True, ckks=True)
+
+    assert reason is not None and reason.startswith("site policy")
+    assert "CKKS round has no threshold" in reason and "--min-threshold" in reason

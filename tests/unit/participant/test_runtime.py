@@ -1,5 +1,6 @@
 """The participant runtime against a scripted coordinator (no sockets)."""
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -52,7 +53,7 @@ class Script:
         self.sessions = list(sessions)
         self.model = model
         self.refuse_update = refuse_update
-        self.updates, self.evals, self.failures = [], [], []
+        self.updates, self.evals, self.failures, self.secagg = [], [], [], []
         self.connections = 0
 
     def connect(self):
@@ -83,6 +84,12 @@ class Script:
 
     def report_failure(self, report):
         self.failures.append(report)
+
+    def submit_secagg(self, header, payload):
+        from accord.transport.messages import Receipt
+
+        self.secagg.append((header, bytes(payload)))
+        return Receipt(header.run_id, header.round, "site-00", "", len(payload))
 
     def close(self):
         pass
@@ -294,6 +301,27 @@ def test_a_secure_task_at_a_site_without_identity_key_is_refused():
     assert failure.refused and "no identity key" in failure.reason
 
 
+def test_a_ckks_task_at_a_site_without_a_context_is_refused(tmp_path):
+    order = TaskOrder(
+        "run",
+        1,
+        "train",
+        DIGEST,
+        TrainConfig(round=1, seed=3),
+        secure_json='{"mode": "ckks"}',
+    )
+    script = Script([order, Goodbye("run", "done")])
+    script.fetch_model = None  # refused before any model is fetched
+    r = runtime(script, tmp_path=tmp_path)
+
+    r.run()
+    r.log.close()
+
+    (failure,) = script.failures
+    assert failure.refused and "no CKKS context" in failure.reason
+    assert "--ckks-context" in failure.reason and not script.secagg
+
+
 def test_a_stage_without_an_open_session_reports_a_secagg_failure(tmp_path):
     order = TaskOrder("run", 4, "secagg", "", stage="share_keys", payload=b"x")
     script = Script([order, Goodbye("run", "done")])
@@ -311,3 +339,48 @@ def test_a_stage_without_an_open_session_reports_a_secagg_failure(tmp_path):
         if e["event"] == "received_task"
     ]
     assert received["kind"] == "secagg" and received["stage"] == "share_keys"
+
+
+def test_a_ckks_round_sends_only_ciphertext_and_decrypts_the_sum_once(tmp_path):
+    pytest.importorskip("tenseal")
+    from accord.secagg.ckks import CkksAggregator
+    from accord.secagg.ckks_keys import KeyHolder
+    from accord.secagg.ckks_session import CkksJob, decode_sum
+
+    holder = KeyHolder.create()
+    job = CkksJob("run", 1, values=GLOBAL.size, clip=0.5, max_examples=8)
+    order = TaskOrder(
+        "run", 1, "train", DIGEST, TrainConfig(round=1, seed=3), job.to_json()
+    )
+
+    class Decrypting(Script):
+        """Answers the upload with a decryption task of the sum, twice, then r2."""
+
+        def submit_secagg(self, header, payload):
+            receipt = super().submit_secagg(header, payload)
+            if header.stage == "ckks_upload":
+                total = CkksAggregator(holder.public_context, GLOBAL.size)
+                total.add("site-00", payload)
+                task = TaskOrder(
+                    "run", 1, "secagg", "", stage="ckks_decrypt", payload=total.result()
+                )
+                session[1:1] = [task, task, dataclasses.replace(task, round=2)]
+            return receipt
+
+    session = [order, Goodbye("run", "done")]
+    script = Decrypting(session)
+    r = ParticipantRuntime(
+        script.connect, AddOne(), DATA, ckks_context=holder.secret_context
+    )
+
+    r.run()
+
+    (upload, decrypt) = script.secagg
+    assert upload[0].stage == "ckks_upload" and decrypt[0].stage == "ckks_decrypt"
+    assert not script.updates  # nothing in the clear
+    weighted, weight = decode_sum(decrypt[1], GLOBAL.size)
+    assert weight == pytest.approx(4 / 8, abs=1e-6)  # four examples over the cap
+    np.testing.assert_allclose(weighted, [0.25, 0.25], atol=1e-6)  # clipped, weighted
+    (failure,) = script.failures  # round 2: it encrypted nothing for it
+    assert failure.kind == "secagg" and failure.round == 2
+    assert "decrypts only the sum of a round it encrypted for" in failure.reason
