@@ -14,11 +14,9 @@ and the digest of the ciphertext.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +30,7 @@ from accord.coordinator.executor import (
     TrainJob,
 )
 from accord.coordinator.round import RoundPlan
-from accord.coordinator.secure import SecureOutcome
+from accord.coordinator.secure import OutcomeBook, SecureOutcome
 from accord.errors import SecAggAborted, SubmissionRefused
 from accord.params import Params, ParamSpec
 from accord.records import ParticipantOutcome
@@ -48,7 +46,6 @@ __all__ = ["CkksCollector"]
 
 logger = logging.getLogger(__name__)
 
-_Status = Literal["ok", "failed", "rejected", "timeout"]
 #: Contributors asked, one after the other, to decrypt the sum.
 _DECRYPT_ATTEMPTS = 3
 
@@ -73,7 +70,6 @@ class CkksCollector:
         self._plan = plan
         self._spec = spec
         self._clock = clock
-        self._on_outcome = on_outcome
         self.job = CkksJob(
             run_id=run_id,
             round_number=plan.number,
@@ -84,18 +80,16 @@ class CkksCollector:
         self._sum = CkksAggregator(
             public_context, self.job.values, roster=plan.selected
         )
-        self._outcomes: dict[str, ParticipantOutcome] = {}
-        self._digest: dict[str, str] = {}
-        self._duration: dict[str, float] = {}
+        self._book = OutcomeBook(plan.selected, on_outcome)
 
     def run(self, jobs: Sequence[TrainJob], training_deadline: float) -> SecureOutcome:
         """Train and upload, add, have the sum decrypted, form the mean."""
         number = self._plan.number
         self._ex.submit_train(number, [replace(j, secure=self.job) for j in jobs])
         self._uploads(training_deadline)
-        contributors = [p for p in self._plan.selected if p in self._digest]
+        contributors = [p for p in self._plan.selected if self._book.has_contributed(p)]
         for p in contributors:
-            self._settle(p, "ok", None)
+            self._book.settle(p, "ok", None)
         n = len(contributors)
         if n < self._plan.required:
             return self._failed(
@@ -115,7 +109,7 @@ class CkksCollector:
             if weight <= 0:
                 return self._failed(n, "the contributors' total weight is zero")
             delta = Params.unflatten(self._spec, weighted / weight)
-            return SecureOutcome(self._ordered(), n, delta, None, weight)
+            return SecureOutcome(self._book.ordered(), n, delta, None, weight)
         return self._failed(n, "no contributor decrypted the encrypted sum")
 
     def _uploads(self, deadline: float) -> None:
@@ -126,7 +120,7 @@ class CkksCollector:
             if remaining <= 0:
                 late = sorted(waiting)
                 for p in late:
-                    self._settle(
+                    self._book.settle(
                         p, "timeout", "no encrypted update before the deadline"
                     )
                 self._ex.abandon(number, late)
@@ -136,7 +130,7 @@ class CkksCollector:
                 self._ex.release(event)  # a plain update: never read
                 if event.round == number and event.participant in waiting:
                     waiting.discard(event.participant)
-                    self._settle(
+                    self._book.settle(
                         event.participant,
                         "rejected",
                         "sent a plain update to an encrypted round",
@@ -151,16 +145,16 @@ class CkksCollector:
             who = event.participant
             if isinstance(event, JobFailed) and event.kind != "eval":
                 waiting.discard(who)
-                self._settle(who, event.status, f"{UPLOAD_STAGE}: {event.reason}")
+                self._book.settle(who, event.status, f"{UPLOAD_STAGE}: {event.reason}")
             elif isinstance(event, SecAggReply) and event.stage == UPLOAD_STAGE:
                 waiting.discard(who)
                 try:
                     self._sum.add(who, event.payload)
                 except SubmissionRefused as exc:
-                    self._settle(who, "rejected", f"{UPLOAD_STAGE}: {exc.reason}")
+                    self._book.settle(who, "rejected", f"{UPLOAD_STAGE}: {exc.reason}")
                     continue
-                self._digest[who] = hashlib.sha256(event.payload).hexdigest()
-                self._duration[who] = event.duration_s
+                self._book.contributed(who, event.payload)
+                self._book.spent(who, event.duration_s)
 
     def _decrypt(
         self, candidate: str, blob: bytes
@@ -192,24 +186,4 @@ class CkksCollector:
 
     def _failed(self, n: int, reason: str) -> SecureOutcome:
         logger.info("CKKS round %d failed: %s", self._plan.number, reason)
-        return SecureOutcome(self._ordered(), n, None, reason)
-
-    def _settle(self, who: str, status: _Status, reason: str | None) -> None:
-        if who in self._outcomes:
-            return
-        outcome = ParticipantOutcome(
-            participant=who,
-            status=status,
-            reason=reason,
-            num_examples=0,
-            update_digest=self._digest.get(who) if status == "ok" else None,
-            duration_s=self._duration.get(who, 0.0),
-            metrics={},
-        )
-        self._outcomes[who] = outcome
-        self._on_outcome(outcome)
-
-    def _ordered(self) -> tuple[ParticipantOutcome, ...]:
-        return tuple(
-            self._outcomes[p] for p in self._plan.selected if p in self._outcomes
-        )
+        return SecureOutcome(self._book.ordered(), n, None, reason)

@@ -42,7 +42,7 @@ from accord.secagg.server import SecAggResult, SecAggServer
 from accord.secagg.session import SecureJob, check_secure_spec
 from accord.secagg.wire import FromCoordinator, decode_to_coordinator, encode
 
-__all__ = ["SecureCollector", "SecureOutcome"]
+__all__ = ["OutcomeBook", "SecureCollector", "SecureOutcome"]
 
 _Status = Literal["ok", "failed", "rejected", "timeout"]
 
@@ -58,6 +58,62 @@ class SecureOutcome:
     delta: Params | None
     reason: str | None
     total_weight: float = 0.0
+
+
+class OutcomeBook:
+    """One outcome per selected participant of a round whose updates stay hidden.
+
+    What a hidden update leaves on record: no example count and no metrics, the
+    digest of what was actually sent (masked input or ciphertext), and the time the
+    participant reported for its stages.
+    """
+
+    def __init__(
+        self,
+        selected: Sequence[str],
+        on_outcome: Callable[[ParticipantOutcome], None],
+    ) -> None:
+        self._selected = tuple(selected)
+        self._on_outcome = on_outcome
+        self._outcomes: dict[str, ParticipantOutcome] = {}
+        self._digest: dict[str, str] = {}
+        self._duration: dict[str, float] = {}
+
+    def spent(self, who: str, seconds: float) -> None:
+        """Add a stage's reported time to ``who``'s total."""
+        self._duration[who] = self._duration.get(who, 0.0) + seconds
+
+    def contributed(self, who: str, sent: bytes) -> None:
+        """``who``'s hidden update is in the sum; keep the digest of what it sent."""
+        self._digest[who] = hashlib.sha256(sent).hexdigest()
+
+    def has_contributed(self, who: str) -> bool:
+        """True once ``who``'s hidden update is in the sum."""
+        return who in self._digest
+
+    def settle(self, who: str, status: _Status, reason: str | None) -> None:
+        """Record ``who``'s outcome (the first one recorded stands)."""
+        if who in self._outcomes:
+            return
+        outcome = ParticipantOutcome(
+            participant=who,
+            status=status,
+            reason=reason,
+            num_examples=0,
+            update_digest=self._digest.get(who) if status == "ok" else None,
+            duration_s=self._duration.get(who, 0.0),
+            metrics={},
+        )
+        self._outcomes[who] = outcome
+        self._on_outcome(outcome)
+
+    def pending(self) -> list[str]:
+        """Selected participants without an outcome, in selection order."""
+        return [p for p in self._selected if p not in self._outcomes]
+
+    def ordered(self) -> tuple[ParticipantOutcome, ...]:
+        """The outcomes so far, in selection order."""
+        return tuple(self._outcomes[p] for p in self._selected if p in self._outcomes)
 
 
 class SecureCollector:
@@ -80,12 +136,9 @@ class SecureCollector:
         self._plan = plan
         self._spec = spec
         self._clock = clock
-        self._on_outcome = on_outcome
+        self._book = OutcomeBook(plan.selected, on_outcome)
         self._run_id = run_id
-        self._outcomes: dict[str, ParticipantOutcome] = {}
         self._alive: set[str] = set()
-        self._duration: dict[str, float] = {}
-        self._digest: dict[str, str] = {}
 
     def _setup(self) -> tuple[SecureJob, SecAggServer]:
         """The round's public settings; participants without an identity key fail."""
@@ -93,7 +146,7 @@ class SecureCollector:
         keys = self._ex.identity_keys(sorted(plan.selected))
         for p in plan.selected:
             if p not in keys:
-                self._settle(
+                self._book.settle(
                     p, "failed", "no identity key: it cannot take part in secure rounds"
                 )
         roster = tuple(sorted(p for p in plan.selected if p in keys))
@@ -121,7 +174,6 @@ class SecureCollector:
             identity_keys=tuple((p, keys[p].hex()) for p in roster),
         )
         self._alive = set(roster)
-        self._duration = dict.fromkeys(roster, 0.0)
         return job, SecAggServer(base)
 
     def run(self, jobs: Sequence[TrainJob], training_deadline: float) -> SecureOutcome:
@@ -224,55 +276,40 @@ class SecureCollector:
             )
             self._drop(who, "rejected", f"{stage.value}: {exc.reason}")
             return
-        self._duration[who] += event.duration_s
+        self._book.spent(who, event.duration_s)
         if stage is Stage.MASKED_INPUT:
-            self._digest[who] = hashlib.sha256(event.payload).hexdigest()
+            self._book.contributed(who, event.payload)
 
     def _drop(self, who: str, status: _Status, reason: str) -> None:
         self._alive.discard(who)
-        if who in self._digest:
+        if self._book.has_contributed(who):
             # Its masked input is in the sum already: it contributed.
             return
-        self._settle(who, status, reason)
-
-    def _settle(self, who: str, status: _Status, reason: str | None) -> None:
-        if who in self._outcomes:
-            return
-        outcome = ParticipantOutcome(
-            participant=who,
-            status=status,
-            reason=reason,
-            num_examples=0,
-            update_digest=self._digest.get(who) if status == "ok" else None,
-            duration_s=self._duration.get(who, 0.0),
-            metrics={},
-        )
-        self._outcomes[who] = outcome
-        self._on_outcome(outcome)
+        self._book.settle(who, status, reason)
 
     # -- endings -----------------------------------------------------------------
     def _aborted(self, exc: SecAggAborted) -> SecureOutcome:
         logger.info("secure round %d aborted: %s", self._plan.number, exc)
-        pending = sorted(p for p in self._plan.selected if p not in self._outcomes)
+        pending = self._book.pending()
         if self._alive:
             self._ex.abandon(self._plan.number, sorted(self._alive))
         for p in pending:
-            self._settle(p, "failed", f"the secure round aborted: {exc.reason}")
-        return SecureOutcome(self._ordered(), 0, None, str(exc))
+            self._book.settle(p, "failed", f"the secure round aborted: {exc.reason}")
+        return SecureOutcome(self._book.ordered(), 0, None, str(exc))
 
     def _finish(self, result: SecAggResult) -> SecureOutcome:
         offenders = set(result.offenders)
         for p in result.contributors:
             note = "revealed a forged share at unmask" if p in offenders else None
-            self._settle(p, "ok", note)
+            self._book.settle(p, "ok", note)
         for p in self._plan.selected:
-            self._settle(p, "timeout", "dropped out")
+            self._book.settle(p, "timeout", "dropped out")
         encoding = self.job.encoding
         weighted, weight = encoding.decode(result.total)
         n = len(result.contributors)
         if n < self._plan.required:
             return SecureOutcome(
-                self._ordered(),
+                self._book.ordered(),
                 n,
                 None,
                 f"round {self._plan.number} got {n} contributions, needs "
@@ -280,16 +317,11 @@ class SecureCollector:
             )
         if weight <= encoding.weight_bound:
             return SecureOutcome(
-                self._ordered(),
+                self._book.ordered(),
                 n,
                 None,
                 "the contributors' total weight is zero; there is no mean to form",
             )
         weighted /= weight
         delta = Params.unflatten(self._spec, weighted)
-        return SecureOutcome(self._ordered(), n, delta, None, weight)
-
-    def _ordered(self) -> tuple[ParticipantOutcome, ...]:
-        return tuple(
-            self._outcomes[p] for p in self._plan.selected if p in self._outcomes
-        )
+        return SecureOutcome(self._book.ordered(), n, delta, None, weight)
