@@ -371,6 +371,7 @@ def test_refused_certificates_stay_out_and_the_run_goes_on(deployment):
         deployment.finish(process, site)
     said = {f: " ".join(deployment.log(f).split()) for f in refused}
     assert all(code != 0 for code in codes.values()), codes
+    assert codes["site-03"] == 5, codes  # a refused certificate: exit code 5
     assert "UNAUTHENTICATED" in said["site-03"] and "revoked" in said["site-03"]
     for folder in ("expired", "other-federation", "self-signed"):
         # The handshake failed every time: the site never got to make a call.

@@ -38,7 +38,12 @@ from typing import TYPE_CHECKING
 
 from threadpoolctl import threadpool_limits
 
-from accord.errors import SecAggAborted, SubmissionRefused, TransportError
+from accord.errors import (
+    AuthenticationFailed,
+    SecAggAborted,
+    SubmissionRefused,
+    TransportError,
+)
 from accord.params import Params
 from accord.participant.backoff import Backoff
 from accord.participant.data import LocalData
@@ -156,7 +161,11 @@ class ParticipantRuntime:
             except TransportError as exc:
                 self.log.record("disconnected", code=exc.code, reason=str(exc))
                 if exc.code == "UNAUTHENTICATED":
-                    raise
+                    # Retrying cannot help: the certificate itself was refused
+                    # (revoked, or not on the roster). Exit code 5 says so.
+                    raise AuthenticationFailed(
+                        f"the coordinator refused this site's certificate ({exc})"
+                    ) from None
                 last_error = str(exc)
             finally:
                 client.close()

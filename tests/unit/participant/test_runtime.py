@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from accord.data.arrays import ArrayData, DatasetInfo
-from accord.errors import SubmissionRefused, TransportError
+from accord.errors import AuthenticationFailed, SubmissionRefused, TransportError
 from accord.params import Params
 from accord.participant.backoff import Backoff
 from accord.participant.data import LocalData
@@ -202,7 +202,7 @@ def test_a_refused_certificate_stops_the_runtime():
     refused = TransportError("UNAUTHENTICATED: revoked", code="UNAUTHENTICATED")
     script = Script([refused], [Goodbye("run", "never reached")])
 
-    with pytest.raises(TransportError, match="revoked"):
+    with pytest.raises(AuthenticationFailed, match="UNAUTHENTICATED: revoked"):
         runtime(script).run()
 
 
