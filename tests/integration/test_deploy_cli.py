@@ -1,5 +1,9 @@
 """``accord coordinator`` and ``accord participant`` refuse unsafe or partial setups."""
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from typer.testing import CliRunner
 
 from accord.cli.main import app
@@ -71,7 +75,7 @@ def test_plaintext_participant_must_dial_loopback(tmp_path):
 # --resume: checked before the coordinator listens, so no site connects in vain.
 
 
-def _resume(tmp_path, value, *, wait_s=0.5):
+def _resume(tmp_path, value, *, wait_s=0.5, listen="127.0.0.1:0"):
     config = tmp_path / "fed.toml"
     config.write_text(FED + f"[deployment]\nwait_s = {wait_s}\n")
     port_file = tmp_path / "port"
@@ -81,7 +85,7 @@ def _resume(tmp_path, value, *, wait_s=0.5):
             "coordinator",
             str(config),
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--insecure",
             "--store",
             f"sqlite:///{tmp_path}/runs.db",
@@ -170,3 +174,56 @@ def test_a_resumed_run_whose_sites_do_not_come_back_stays_resumable(tmp_path):
     assert listened
     with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
         assert store.get_run(run_id).status == "running"  # --resume auto finds it
+
+
+# An address the coordinator cannot bind: refused before the store is touched.
+
+
+@contextmanager
+def _taken_port() -> Iterator[str]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield f"127.0.0.1:{holder.getsockname()[1]}"
+
+
+def _coordinator_on(tmp_path, listen, *extra):
+    config = tmp_path / "fed.toml"
+    config.write_text(FED + "[deployment]\nwait_s = 0.5\n")
+    return runner.invoke(
+        app,
+        [
+            "coordinator",
+            str(config),
+            "--listen",
+            listen,
+            "--insecure",
+            "--store",
+            f"sqlite:///{tmp_path}/runs.db",
+            *extra,
+        ],
+    )
+
+
+def test_a_coordinator_that_cannot_listen_creates_no_run(tmp_path):
+    with _taken_port() as taken:
+        result = _coordinator_on(tmp_path, taken)
+
+    assert result.exit_code == 1, result.output
+    assert f"cannot listen on {taken}" in " ".join(result.output.split())
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        assert store.list_runs() == []
+
+
+def test_a_coordinator_that_cannot_listen_leaves_a_resumed_run_as_it_was(tmp_path):
+    (run_id,) = _runs(tmp_path, "running")
+
+    with _taken_port() as taken:
+        result, listened = _resume(tmp_path, run_id, listen=taken)
+
+    assert result.exit_code == 1, result.output
+    assert f"cannot listen on {taken}" in " ".join(result.output.split())
+    assert not listened
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        runs = {r.run_id: r.status for r in store.list_runs()}
+    assert runs == {run_id: "running"}

@@ -7,7 +7,8 @@ only the executor differs. Each site runs ``accord participant``
 tasks on local data until the run ends. gRPC and the PKI are imported only when the
 command runs, so the rest of the CLI works without the ``deploy`` extra.
 
-Durability. The run is created in the store before the coordinator listens, and
+Durability. The coordinator first claims its address (one it cannot bind leaves
+the store untouched), then creates the run in the store before it serves, and
 every message it refuses is recorded there as an event when it is refused. A
 coordinator that died (killed, crashed, machine lost) is started again with
 ``--resume RUN_ID``, or ``--resume auto`` (the one run of this federation that the
@@ -217,31 +218,38 @@ def _coordinate(
     from accord.store import open_store
     from accord.transport.executor import GrpcExecutor, wire_run_id
     from accord.transport.rejections import event_recorder
-    from accord.transport.server import serve
+    from accord.transport.server import bind
 
     ctx = build_context(cfg)  # the initial model needs the task and the data's schema
     participants = cfg.deployment.participants or list(ctx.participants)
     console = Console(stderr=True, quiet=quiet)
     run_store = open_store(cfg.store.url, default_dir=Path(cfg.store.directory))
     try:
-        run_id, resumed = _which_run(run_store, cfg, resume, console)
-        executor = GrpcExecutor(
-            participants,
-            run_id=wire_run_id(run_id),
-            grace_s=cfg.deployment.grace_s,
-            on_reject=event_recorder(run_store, run_id),
-            ckks_params=_ckks_params(ckks_public),
+        ckks_params = _ckks_params(ckks_public)
+        # Claim the address first: a coordinator that cannot listen leaves the
+        # store as it found it, with no run created or marked aborted in vain.
+        server = bind(
+            listen=listen,
+            identity=identity,
+            trust=trust,
+            insecure=insecure,
+            participants=len(participants),
         )
-        server = None
+        try:
+            run_id, resumed = _which_run(run_store, cfg, resume, console)
+            executor = GrpcExecutor(
+                participants,
+                run_id=wire_run_id(run_id),
+                grace_s=cfg.deployment.grace_s,
+                on_reject=event_recorder(run_store, run_id),
+                ckks_params=ckks_params,
+            )
+        except BaseException:
+            server.stop(None)
+            raise
         try:
             with _aborted_unless_resumed(run_store, run_id, resumed):
-                server = serve(
-                    executor,
-                    listen=listen,
-                    identity=identity,
-                    trust=trust,
-                    insecure=insecure,
-                )
+                server.start(executor)
                 if port_file is not None:
                     port_file.write_text(f"{server.port}\n", encoding="utf-8")
                 mode = "plaintext" if insecure else "mutual TLS"
@@ -259,8 +267,7 @@ def _coordinate(
                 )
         finally:
             executor.close()
-            if server is not None:
-                server.stop(5.0)
+            server.stop(5.0)
         refused = executor.rejections.snapshot()  # already in the store, one by one
         console.print(
             f"run {result.run_id}: final model {result.params.digest()[:16]}; "
@@ -308,7 +315,7 @@ def _which_run(
 
     A new run is created at once, so that refusals made while participants connect
     are recorded under it. A run to resume is checked (it exists, did not complete,
-    has this configuration) before the coordinator listens, so that participants
+    has this configuration) before the coordinator serves, so that participants
     never connect to a run that cannot go on; it is reopened only once they have.
     """
     from accord.coordinator.resume import check_resumable

@@ -59,7 +59,7 @@ from accord.transport.security import (
 from accord.transport.status import CODES, REFUSAL_KEY
 from accord.transport.trust import TrustStore
 
-__all__ = ["CoordinatorServer", "serve"]
+__all__ = ["CoordinatorServer", "bind", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -345,30 +345,47 @@ def _serialize(msg: Any) -> bytes:
 
 @dataclass
 class CoordinatorServer:
-    """A running gRPC server and the port it listens on."""
+    """A gRPC server bound to its port; it answers calls once started.
+
+    :func:`bind` makes one that holds its address but serves nothing yet, so that a
+    caller can claim the address before it commits to anything else (the
+    coordinator creates its run only then); :meth:`start` attaches the handlers of
+    one executor and serves. :meth:`stop` works before or after it.
+    """
 
     server: Any
     port: int
     address: str
+    trust: TrustStore | None = None
 
-    def stop(self, grace_s: float = 5.0) -> None:
+    def start(self, executor: GrpcExecutor) -> CoordinatorServer:
+        """Answer calls with ``executor``'s handlers from now on; return self."""
+        handlers = _Handlers(executor, Authenticator(self.trust))
+        # grpc takes handlers after add_*_port, as long as it is before start().
+        self.server.add_generic_rpc_handlers(_generic_handlers(handlers))
+        self.server.start()
+        logger.info("coordinator listening on %s", self.address)
+        return self
+
+    def stop(self, grace_s: float | None = 5.0) -> None:
         """Stop accepting calls; give running ones ``grace_s`` to finish."""
         self.server.stop(grace_s).wait()
 
 
-def serve(
-    executor: GrpcExecutor,
+def bind(
     *,
     listen: str,
     identity: IdentityFiles | None,
     trust: TrustStore | None,
     insecure: bool = False,
+    participants: int,
     max_workers: int | None = None,
 ) -> CoordinatorServer:
-    """Start the coordinator's server on ``listen`` (``HOST:PORT``, port 0: any).
+    """Claim ``listen`` (``HOST:PORT``, port 0: any) for a server not yet started.
 
     Mutual TLS needs ``identity`` (the coordinator's key, certificate and CA) and
     ``trust`` (who may call); ``insecure=True`` serves plaintext on loopback only.
+    A taken or foreign address raises :class:`~accord.errors.TransportError`.
     """
     if insecure:
         check_insecure_host(listen)
@@ -377,7 +394,7 @@ def serve(
             "mutual TLS needs the coordinator's identity and a trust store"
         )
     # Each open task stream holds a thread, and so does each upload in progress.
-    workers = max_workers or 4 * len(executor.participants) + 16
+    workers = max_workers or 4 * participants + 16
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="accord-rpc"
@@ -385,8 +402,6 @@ def serve(
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=None,
     )
-    handlers = _Handlers(executor, Authenticator(None if insecure else trust))
-    server.add_generic_rpc_handlers(_generic_handlers(handlers))
     try:
         if insecure:
             port = server.add_insecure_port(listen)
@@ -401,7 +416,28 @@ def serve(
             f"cannot listen on {listen}: the address is taken (another coordinator "
             "may be running there) or is not one of this host's"
         )
-    server.start()
     host = listen.rpartition(":")[0]
-    logger.info("coordinator listening on %s:%d", host, port)
-    return CoordinatorServer(server, port, f"{host}:{port}")
+    return CoordinatorServer(
+        server, port, f"{host}:{port}", None if insecure else trust
+    )
+
+
+def serve(
+    executor: GrpcExecutor,
+    *,
+    listen: str,
+    identity: IdentityFiles | None,
+    trust: TrustStore | None,
+    insecure: bool = False,
+    max_workers: int | None = None,
+) -> CoordinatorServer:
+    """Bind ``listen`` and serve ``executor`` there at once (see :func:`bind`)."""
+    bound = bind(
+        listen=listen,
+        identity=identity,
+        trust=trust,
+        insecure=insecure,
+        participants=len(executor.participants),
+        max_workers=max_workers,
+    )
+    return bound.start(executor)
