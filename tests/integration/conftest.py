@@ -1,5 +1,6 @@
 """Real gRPC servers on loopback port 0, with certificates from a real federation CA."""
 
+import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -420,3 +421,29 @@ def raw_channel(coordinator: Running) -> Callable[[str | None], object]:
         return grpc.secure_channel(coordinator.target, creds)
 
     return open_channel
+
+
+def _listen(running: Running, name: str, stop: threading.Event) -> queue.Queue:
+    """Hold a task stream open for ``name``; what arrives (or fails) goes to a queue."""
+    received: queue.Queue = queue.Queue()
+
+    def run() -> None:
+        client = running.client(name)
+        try:
+            for message in client.subscribe():
+                received.put(message)
+                if stop.is_set():
+                    break
+        except Exception as exc:
+            received.put(exc)
+        finally:
+            client.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return received
+
+
+@pytest.fixture
+def listen() -> Callable[[Running, str, threading.Event], queue.Queue]:
+    """``listen(coordinator, name, stop)``: a site's task stream, as a queue."""
+    return _listen

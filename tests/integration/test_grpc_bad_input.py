@@ -1,6 +1,5 @@
 """Bad messages over real gRPC: each gets its status and reason, and changes nothing."""
 
-import queue
 import threading
 
 import grpc
@@ -20,31 +19,11 @@ SITES = ("site-00", "site-01", "site-02")
 MODEL = Params({"w": np.zeros((3, 4), np.float32), "b": np.zeros(3, np.float32)})
 
 
-def _listen(coordinator, name, stop):
-    """Hold a task stream open for ``name`` (as a participant would)."""
-    received: queue.Queue = queue.Queue()
-
-    def run():
-        client = coordinator.client(name)
-        try:
-            for message in client.subscribe():
-                received.put(message)
-                if stop.is_set():
-                    break
-        except Exception as exc:
-            received.put(exc)
-        finally:
-            client.close()
-
-    threading.Thread(target=run, daemon=True).start()
-    return received
-
-
 @pytest.fixture
-def round_one(coordinator):
+def round_one(coordinator, listen):
     """Round 1 open with a train job for every site, all of them connected."""
     stop = threading.Event()
-    streams = {name: _listen(coordinator, name, stop) for name in SITES}
+    streams = {name: listen(coordinator, name, stop) for name in SITES}
     assert coordinator.executor.wait_for(SITES, 10) == set(SITES)
     coordinator.executor.publish(MODEL)
     jobs = [TrainJob(n, TrainConfig(round=1, participant=n)) for n in SITES]

@@ -10,7 +10,6 @@ before the round sees them.
 from __future__ import annotations
 
 import hashlib
-import queue
 import threading
 from pathlib import Path
 
@@ -147,32 +146,13 @@ def test_a_site_demanding_a_threshold_refuses_a_ckks_round(deploy, tmp_path):
 MODEL = Params({"w": np.zeros((3, 4), np.float32), "b": np.zeros(3, np.float32)})
 
 
-def _listen(running, name, stop):
-    received: queue.Queue = queue.Queue()
-
-    def run():
-        client = running.client(name)
-        try:
-            for message in client.subscribe():
-                received.put(message)
-                if stop.is_set():
-                    break
-        except Exception as exc:
-            received.put(exc)
-        finally:
-            client.close()
-
-    threading.Thread(target=run, daemon=True).start()
-    return received
-
-
 @pytest.fixture
-def ckks_round(start_coordinator, holder):
+def ckks_round(start_coordinator, holder, listen):
     """Round 1 of a CKKS run over SITES[:3]: a CKKS train job each, all connected."""
     sites = SITES[:3]
     running = start_coordinator(sites, ckks_params=holder.params)
     stop = threading.Event()
-    streams = {name: _listen(running, name, stop) for name in sites}
+    streams = {name: listen(running, name, stop) for name in sites}
     assert running.executor.wait_for(sites, 10) == set(sites)
     running.executor.publish(MODEL)
     job = CkksJob("run", 1, values=MODEL.size, clip=1.0, max_examples=100)

@@ -1,7 +1,6 @@
 """SubmitSecAgg over real gRPC: each stray message is refused, recorded, harmless."""
 
 import hashlib
-import queue
 import threading
 
 import numpy as np
@@ -25,31 +24,11 @@ MODEL = Params({"w": np.zeros((3, 4), np.float32), "b": np.zeros(3, np.float32)}
 WORDS = FixedPointEncoding.words(MODEL.size)
 
 
-def _listen(coordinator, name, stop):
-    """Hold a task stream open for ``name``; what arrives goes to the queue."""
-    received: queue.Queue = queue.Queue()
-
-    def run():
-        client = coordinator.client(name)
-        try:
-            for message in client.subscribe():
-                received.put(message)
-                if stop.is_set():
-                    break
-        except Exception as exc:
-            received.put(exc)
-        finally:
-            client.close()
-
-    threading.Thread(target=run, daemon=True).start()
-    return received
-
-
 @pytest.fixture
-def secure_round(coordinator):
+def secure_round(coordinator, listen):
     """Round 1 of a secure run: a secure train job for every site, all connected."""
     stop = threading.Event()
-    streams = {name: _listen(coordinator, name, stop) for name in SITES}
+    streams = {name: listen(coordinator, name, stop) for name in SITES}
     assert coordinator.executor.wait_for(SITES, 10) == set(SITES)
     coordinator.executor.publish(MODEL)
     job = SecureJob(
