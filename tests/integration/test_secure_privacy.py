@@ -5,7 +5,8 @@ Kolmogorov-Smirnov over words, at significance 0.001) that reject the same updat
 unmasked; it stores and logs none of the individual updates: neither their bytes
 nor their digests appear in the run store, the checkpoints or the log, and each
 outcome carries no example count and the digest of the *masked* input only. The
-sites' round secrets come from seeded entropy, so the statistics are deterministic.
+sites' round secrets come from seeded entropy and the run id (which enters every
+site's key derivation) is pinned, so the statistics are deterministic.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from accord.secagg.wire import decode_to_coordinator
 from accord.simulation.context import build_context
 from accord.simulation.inprocess import InProcessExecutor
 from accord.store import SqlStore
+from accord.store import sql as sql_store
 from accord.store.checkpoint import CheckpointStore
 
 
@@ -83,6 +85,14 @@ class Recording(InProcessExecutor):
 
 
 def run(tmp_path: Path, mode: str):
+    with pytest.MonkeyPatch.context() as patch:
+        # Masks derive from the run id; a fresh random id per run would make the
+        # uniformity statistics below vary from one test run to the next.
+        patch.setattr(sql_store, "new_run_id", lambda now: "20261122-000000-5ec0de")
+        return _run(tmp_path, mode)
+
+
+def _run(tmp_path: Path, mode: str):
     cfg = config(tmp_path, mode)
     ctx = build_context(cfg)
     executor = Recording(ctx, entropy=seeded if mode != "off" else None)
