@@ -59,6 +59,9 @@ class TrainDone:
     metrics: Mapping[str, float] = field(default_factory=dict)
     update_digest: str | None = None
     token: int = 0
+    #: The executor proved every value finite as it received them (the round
+    #: then checks only the structure, without reading the values again).
+    values_checked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,14 @@ from accord.errors import RoundFailed, UpdateRejected
 from accord.params import Params, ParamSpec
 from accord.records import ParticipantOutcome
 
-__all__ = ["Accumulator", "Round", "RoundPlan", "validate_update"]
+__all__ = [
+    "Accumulator",
+    "Round",
+    "RoundPlan",
+    "all_finite",
+    "not_finite",
+    "validate_update",
+]
 
 
 class Accumulator(Protocol):
@@ -59,22 +66,40 @@ class RoundPlan:
             )
 
 
-def validate_update(spec: ParamSpec, update: Params, num_examples: int) -> None:
-    """Raise :class:`UpdateRejected` unless ``update`` fits the model and is finite."""
+def all_finite(arr: np.ndarray) -> bool:
+    """True when no element of ``arr`` is NaN or infinite."""
+    # A sum is non-finite whenever some element is NaN or infinite, so a finite sum
+    # in the array's own dtype (fast, no conversion) proves every element finite.
+    # Only when that sum overflows (or there is a bad value) is the verdict taken
+    # from a float64 sum, which float32 inputs cannot overflow.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(float(np.add.reduce(arr, axis=None))):
+            return True
+        return math.isfinite(float(np.add.reduce(arr, axis=None, dtype=np.float64)))
+
+
+def not_finite(name: str) -> UpdateRejected:
+    """The refusal of a tensor with a NaN or infinite value."""
+    return UpdateRejected(f"{name!r} contains NaN or infinite values")
+
+
+def validate_update(
+    spec: ParamSpec, update: Params, num_examples: int, *, values_checked: bool = False
+) -> None:
+    """Raise :class:`UpdateRejected` unless ``update`` fits the model and is finite.
+
+    ``values_checked``: the executor already proved every value finite while it
+    received them (a deployment does, chunk by chunk), so only the structure and
+    the example count are checked here, without reading the values again.
+    """
     if num_examples <= 0:
         raise UpdateRejected(f"num_examples must be positive, got {num_examples}")
     spec.check(update)
+    if values_checked:
+        return
     for name, arr in update.items():
-        # A sum is non-finite whenever some element is NaN or infinite, so a finite
-        # sum in the array's own dtype (fast, no conversion) proves every element
-        # finite. Only when that sum overflows (or there is a bad value) is the
-        # verdict taken from a float64 sum, which float32 inputs cannot overflow.
-        with np.errstate(over="ignore", invalid="ignore"):
-            if math.isfinite(float(np.add.reduce(arr, axis=None))):
-                continue
-            total = float(np.add.reduce(arr, axis=None, dtype=np.float64))
-        if not math.isfinite(total):
-            raise UpdateRejected(f"{name!r} contains NaN or infinite values")
+        if not all_finite(arr):
+            raise not_finite(name)
 
 
 class Round:
@@ -146,7 +171,12 @@ class Round:
         """
         self._admit(done.participant, done.round)
         try:
-            validate_update(self._spec, done.update, done.num_examples)
+            validate_update(
+                self._spec,
+                done.update,
+                done.num_examples,
+                values_checked=done.values_checked,
+            )
         except UpdateRejected as exc:
             return self._record(done.participant, "rejected", exc.reason, done)
         self._waiting[done.participant] = done

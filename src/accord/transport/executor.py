@@ -333,7 +333,6 @@ class GrpcExecutor:
                 self.spool_dir,
                 header.params.spec,
                 digest=header.params.digest,
-                num_examples=header.num_examples,
                 label=f"{name}-r{header.round}",
             )
         except BaseException as exc:
@@ -382,6 +381,7 @@ class GrpcExecutor:
                     metrics=dict(header.metrics),
                     update_digest=header.params.digest,
                     token=self._tokens,
+                    values_checked=True,
                 )
             )
         digest = header.params.digest

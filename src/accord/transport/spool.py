@@ -1,29 +1,82 @@
 """Receiving one update: chunks into a spool file, checked as they come, then a view.
 
-The coordinator may receive updates from every participant at once; writing each to
-its own file in a spool directory keeps its memory at O(model size) however many
-arrive together, and the file's memory map then serves the round as a read-only
-:class:`~accord.params.Params` view without a copy. The structure and the size were
-checked against the model before the first chunk (see
-:class:`~accord.transport.executor.GrpcExecutor`); here each chunk must continue
-where the previous one ended, no chunk may pass the announced size, and at the end
-the values must be finite and their digest the announced one. Any refusal deletes
-the file.
+The coordinator may receive updates from every participant at once. Each goes to
+its own file in a spool directory and is checked chunk by chunk as it is written:
+each chunk must continue where the previous one ended and no chunk may pass the
+announced size (the structure and the size were checked against the model before
+the first chunk, see :class:`~accord.transport.executor.GrpcExecutor`); every value
+must be finite; the digest is computed as the bytes go by and must be the announced
+one at the end. Any refusal deletes the file.
+
+Memory stays O(model size) however many participants send at once: a chunk is
+checked while it is in memory and then only the file holds it. The accepted update
+is a read-only memory map of the file that has not been read; its pages come in
+when the round folds it (one update at a time, in selection order) and leave when
+it is released, so the process never holds more than a few updates' worth.
 """
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import tempfile
 from pathlib import Path
 
-from accord.coordinator.round import validate_update
-from accord.errors import SubmissionRefused, UpdateRejected
+import numpy as np
+
+from accord.coordinator.round import all_finite, not_finite
+from accord.errors import SubmissionRefused
 from accord.params import Params, ParamSpec
 from accord.transport.messages import CHUNK_BYTES
 
 __all__ = ["SpooledUpdate"]
+
+
+class _ValueCheck:
+    """Digest and finiteness of a packed stream, fed in arbitrary contiguous pieces.
+
+    The digest is :meth:`Params.digest`'s: SHA-256 over the structure, then each
+    tensor's bytes without the layout's padding. A piece may end inside a value; the
+    few bytes of that value wait for the next piece.
+    """
+
+    def __init__(self, spec: ParamSpec) -> None:
+        self._hash = hashlib.sha256(spec.to_json().encode())
+        self._regions = [
+            (t.name, np.dtype(t.dtype), off, off + t.nbytes)
+            for t, off in zip(spec.tensors, spec.offsets(), strict=True)
+            if t.nbytes
+        ]
+        self._carry = b""
+
+    def feed(self, offset: int, data: bytes | memoryview) -> None:
+        """Check ``data``, which starts at byte ``offset`` of the packed layout."""
+        mem = memoryview(data).cast("B")
+        end = offset + mem.nbytes
+        for name, dtype, start, stop in self._regions:
+            if stop <= offset or start >= end:
+                continue
+            piece = mem[max(start, offset) - offset : min(stop, end) - offset]
+            self._hash.update(piece)
+            self._values(name, dtype, piece)
+
+    def _values(
+        self, name: str, dtype: np.dtype[np.generic], piece: memoryview
+    ) -> None:
+        buf: bytes | memoryview = piece
+        if self._carry:
+            buf = self._carry + bytes(piece)
+        whole = len(buf) - len(buf) % dtype.itemsize
+        if whole and not all_finite(
+            np.frombuffer(buf, dtype=dtype, count=whole // dtype.itemsize)
+        ):
+            raise SubmissionRefused("mismatch", not_finite(name).reason)
+        self._carry = bytes(buf[whole:])
+
+    def digest(self) -> str:
+        """The digest of everything fed so far."""
+        return self._hash.hexdigest()
 
 
 class SpooledUpdate:
@@ -35,21 +88,20 @@ class SpooledUpdate:
         spec: ParamSpec,
         *,
         digest: str,
-        num_examples: int,
         label: str = "update",
     ) -> None:
         self.spec = spec
         self.total = spec.packed_nbytes
         self.received = 0
         self._digest = digest
-        self._num_examples = num_examples
+        self._check = _ValueCheck(spec)
         fd, name = tempfile.mkstemp(dir=directory, prefix=f"{label}-", suffix=".bin")
         self.path = Path(name)
         self._file = os.fdopen(fd, "wb")
         self._map: mmap.mmap | None = None
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
-        """Append one chunk; refuse gaps, reordering, overlong chunks and excess."""
+        """Check and append one chunk; refuse gaps, reordering, excess, bad values."""
         if offset != self.received:
             raise SubmissionRefused(
                 "malformed",
@@ -66,35 +118,34 @@ class SpooledUpdate:
                 f"the update runs past the model's {self.total} bytes; an update "
                 "must be exactly as large as the model",
             )
+        self._check.feed(offset, data)
         self._file.write(data)
         self.received += len(data)
 
     def finish(self) -> Params:
-        """Check size, values and digest; return a read-only view on the file."""
+        """Check size and digest; return a read-only view on the file, not yet read.
+
+        Every value was proven finite as it was written (the returned view may be
+        handed to the round with ``values_checked``).
+        """
         if self.received != self.total:
             raise SubmissionRefused(
                 "malformed",
                 f"the stream ended after {self.received} of {self.total} bytes",
             )
-        self._file.close()
-        if self.total == 0:
-            view = self.spec.view(b"")
-        else:
-            with open(self.path, "rb") as f:
-                self._map = mmap.mmap(f.fileno(), self.total, access=mmap.ACCESS_READ)
-            view = self.spec.view(self._map)
-        try:
-            validate_update(self.spec, view, self._num_examples)
-        except UpdateRejected as exc:
-            raise SubmissionRefused("mismatch", exc.reason) from None
-        actual = view.digest()
+        actual = self._check.digest()
         if actual != self._digest:
             raise SubmissionRefused(
                 "corrupt",
                 f"the received values have digest {actual[:16]}…, the header "
                 f"announced {self._digest[:16]}…; the update was damaged or altered",
             )
-        return view
+        self._file.close()
+        if self.total == 0:
+            return self.spec.view(b"")
+        with open(self.path, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), self.total, access=mmap.ACCESS_READ)
+        return self.spec.view(self._map)
 
     def discard(self) -> None:
         """Delete the file; views already handed out stay readable until dropped.

@@ -146,3 +146,42 @@ def test_validate_update_accepts_large_finite_values_whose_float32_sum_overflows
     mixed = Params({"w": np.array([np.inf, -np.inf, 1.0], dtype=np.float32)})
     with pytest.raises(UpdateRejected, match="NaN or infinite"):
         validate_update(mixed.spec, mixed, 1)
+
+
+@pytest.mark.parametrize(
+    ("update", "reason"),
+    [
+        (_params(1.0, shape=(3, 2)), "shape"),
+        (Params({"w": np.zeros((2, 3), np.float64)}), "dtype"),
+    ],
+)
+def test_an_update_whose_values_were_checked_still_has_its_structure_checked(
+    update, reason
+):
+    rnd, acc = _round()
+    event = TrainDone(
+        participant="a",
+        round=1,
+        update=update,
+        num_examples=5,
+        duration_s=0.0,
+        values_checked=True,
+    )
+    outcome = rnd.receive(event)
+    assert outcome.status == "rejected" and reason in outcome.reason
+    assert acc.added == []
+
+
+def test_only_an_executor_that_checked_the_values_skips_reading_them():
+    rnd, _ = _round()
+    unchecked = rnd.receive(_done("a", np.nan))
+    trusted = TrainDone(
+        participant="b",
+        round=1,
+        update=_params(np.nan),
+        num_examples=5,
+        duration_s=0.0,
+        values_checked=True,  # the executor vouches; the round does not look again
+    )
+    assert unchecked.status == "rejected"
+    assert rnd.receive(trusted).status == "ok"

@@ -213,14 +213,69 @@ def test_a_header_that_does_not_fit_is_refused_before_any_chunk(executor, make, 
     assert list(executor.spool_dir.iterdir()) == []
 
 
-def test_non_finite_values_are_refused_at_the_end(executor):
+def test_non_finite_values_are_refused_in_the_chunk_that_carries_them(executor):
     connect(executor, "a")
     train(executor, 1, "a")
     bad = Params({"w": np.full((2, 3), np.inf, np.float32), "b": np.zeros(2)})
+    header, buffer = update(bad)
 
-    refusal = refused(executor, "a", parts(*update(bad)))
+    def stream():
+        yield header
+        chunks = iter_chunks(buffer, 16)
+        yield next(chunks)
+        raise AssertionError("read past the chunk with the infinite value")
+
+    refusal = refused(executor, "a", stream())
 
     assert refusal.kind == "mismatch" and "NaN or infinite" in refusal.reason
+    assert "'w'" in refusal.reason
+    assert list(executor.spool_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 13, 64, 1000])
+def test_chunks_that_split_values_are_checked_and_digested_whole(executor, size):
+    connect(executor, "a")
+    train(executor, 1, "a")
+    header, buffer = update()
+
+    executor.receive_update("a", parts(header, buffer, size))
+    event = executor.next_event(0)
+
+    assert isinstance(event, TrainDone) and event.values_checked
+    assert event.update.digest() == header.params.digest
+
+
+@pytest.mark.parametrize("size", [3, 5, 7])
+def test_a_nan_split_across_two_chunks_is_found(executor, size):
+    connect(executor, "a")
+    train(executor, 1, "a")
+    b = np.ones(2, np.float64)
+    b[1] = np.nan  # bytes 8..16 of "b": a chunk of 3, 5 or 7 bytes splits it
+    refusal = refused(
+        executor,
+        "a",
+        parts(*update(Params({"w": np.zeros((2, 3), np.float32), "b": b})), size),
+    )
+
+    assert refusal.kind == "mismatch" and "'b'" in refusal.reason
+
+
+def test_large_finite_half_precision_values_are_accepted(tmp_path):
+    big = Params({"h": np.full(64, 60000.0, np.float16)})  # their float16 sum overflows
+    model = Params({"h": np.zeros(64, np.float16)})
+    ex = GrpcExecutor(("a",), run_id="run-1", spool_dir=tmp_path, grace_s=10)
+    ex.publish(model)
+    try:
+        connect(ex, "a")
+        train(ex, 1, "a")
+        header, buffer = update(big, base=model.digest())
+        ex.receive_update("a", parts(header, buffer, 40))
+        event = ex.next_event(0)
+        assert isinstance(event, TrainDone)
+        assert float(event.update["h"][0]) == 60000.0
+    finally:
+        ex.close()
+        OPEN.clear()
 
 
 def test_after_a_refusal_the_job_is_open_for_a_correct_update(executor):
