@@ -16,7 +16,8 @@ callers that do not know accord. Messages say what went wrong *and* what to do n
     ├── RoundFailed (RuntimeError)          a round could not reach its quorum
     ├── RunAborted (RuntimeError)           a run stopped before its last round
     ├── StoreError (RuntimeError)           the store cannot read or write
-    │   └── RunNotFound (LookupError)       no run with that id
+    │   ├── RunNotFound (LookupError)       no run with that id
+    │   └── RunBusy                         another process is serving that run
     ├── PkiError (ValueError)               a CA, CSR, key or trust file is unusable
     ├── AuthenticationFailed (PermissionError)  a peer's certificate was refused
     ├── TransportError (ConnectionError)    the coordinator is unreachable or refused us
@@ -42,6 +43,7 @@ __all__ = [
     "RefusalKind",
     "RoundFailed",
     "RunAborted",
+    "RunBusy",
     "RunNotFound",
     "SecAggAborted",
     "ShareRejected",
@@ -144,6 +146,27 @@ class RunNotFound(StoreError, LookupError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run {run_id!r} in the store; `accord runs` lists them")
+
+
+class RunBusy(StoreError):
+    """Another process (or thread) holds the run's lease: it is serving the run.
+
+    ``holder`` says who, readably (process, host, since when), when the store
+    knows; ``context`` says what was being attempted. See :mod:`accord.store.lease`.
+    """
+
+    def __init__(
+        self, run_id: str, *, holder: str | None = None, context: str | None = None
+    ) -> None:
+        self.run_id = run_id
+        self.holder = holder
+        by = f" by {holder}" if holder else ""
+        prefix = f"{context}: " if context else ""
+        super().__init__(
+            f"{prefix}run {run_id} is already being served{by}; a run is served by "
+            "one process at a time. Let that one finish, or stop it (a killed "
+            "process frees the run at once), then try again"
+        )
 
 
 class PkiError(AccordError, ValueError):

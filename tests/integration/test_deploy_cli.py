@@ -227,3 +227,70 @@ def test_a_coordinator_that_cannot_listen_leaves_a_resumed_run_as_it_was(tmp_pat
     with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
         runs = {r.run_id: r.status for r in store.list_runs()}
     assert runs == {run_id: "running"}
+
+
+# A run another coordinator serves (holds its lease): refused before anything.
+
+
+def _state(tmp_path):
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        return {
+            r.run_id: (r.status, len(store.rounds(r.run_id)), store.events(r.run_id))
+            for r in store.list_runs()
+        }
+
+
+def test_resume_of_a_run_another_process_serves_is_refused_before_binding(
+    tmp_path, lease_holder
+):
+    (run_id,) = _runs(tmp_path, "running")
+    holder = lease_holder(f"sqlite:///{tmp_path}/runs.db", run_id)
+
+    # The address is taken too: refused for the lease first, so before binding.
+    with _taken_port() as taken:
+        result, listened = _resume(tmp_path, run_id, listen=taken)
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 4, result.output
+    assert f"run {run_id} is already being served by process {holder.pid} on" in output
+    assert "cannot listen" not in output
+    assert "resuming run" not in output
+    assert not listened
+    assert _state(tmp_path) == {run_id: ("running", 0, [])}
+
+
+def test_resume_auto_does_not_take_the_run_another_process_serves(
+    tmp_path, lease_holder
+):
+    (run_id,) = _runs(tmp_path, "running")
+    holder = lease_holder(f"sqlite:///{tmp_path}/runs.db", run_id)
+
+    result, listened = _resume(tmp_path, "auto")
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 4, result.output
+    assert "--resume auto found no interrupted run of 'federation'" in output
+    assert "leave out --resume to start a new one" in output
+    assert f"run {run_id} is already being served by process {holder.pid} on" in output
+    assert not listened
+    assert _state(tmp_path) == {run_id: ("running", 0, [])}  # and no new run
+
+
+def test_resume_auto_passes_over_a_served_run_to_the_interrupted_one(
+    tmp_path, lease_holder
+):
+    served, interrupted = _runs(tmp_path, "running", "running")
+    lease_holder(f"sqlite:///{tmp_path}/runs.db", served)
+
+    # No participant comes back: the resumed run stays as it was, resumable.
+    result, listened = _resume(tmp_path, "auto")
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert f"passing over run {served}: served by process" in output
+    assert f"resuming run {interrupted} after round 0" in output
+    assert listened
+    assert _state(tmp_path) == {
+        served: ("running", 0, []),
+        interrupted: ("running", 0, []),
+    }

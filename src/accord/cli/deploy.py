@@ -25,8 +25,16 @@ resumed process refuses as ``stale`` any update, report or model request still
 addressed to the process that died (an update a site finishes training after the
 crash, say), and a site that already answered the dead process's round does not
 mistake the resumed round of the same number for a repeat. A stable wire id would
-get both wrong. Nothing prevents two coordinators from resuming the same run at
-once: run one per federation.
+get both wrong.
+
+One coordinator serves a run at a time: the process holds the run's lease
+(:mod:`accord.store.lease`) from the moment it knows the run's id until it ends,
+and the operating system or the database frees it when the process dies, however
+it dies. A run to resume is leased before the address is claimed, so a second
+coordinator given the run another one serves stops at once with
+:class:`~accord.errors.RunBusy` (exit code 4, naming the other process), with no
+port taken and nothing recorded; ``--resume auto`` passes over the runs of the
+federation that are in use. A new run is leased as soon as it is created.
 
 Secure aggregation: ``[secure_aggregation] mode = "masking"`` needs mutual TLS,
 since the sites' identity certificates travel, and are checked, only there.
@@ -40,7 +48,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -52,7 +60,7 @@ from accord.cli.errors import reported
 from accord.cli.output import dumps, run_json
 from accord.cli.progress import ProgressObserver
 from accord.config import FedConfig, load_config
-from accord.errors import ConfigError, RunAborted
+from accord.errors import ConfigError, RunAborted, RunBusy
 
 if TYPE_CHECKING:
     from accord.coordinator.runner import RunResult
@@ -217,57 +225,67 @@ def _coordinate(
     from accord.simulation.context import build_context
     from accord.store import open_store
     from accord.transport.executor import GrpcExecutor, wire_run_id
+    from accord.transport.heap import limit_malloc_arenas
     from accord.transport.rejections import event_recorder
     from accord.transport.server import bind
 
-    ctx = build_context(cfg)  # the initial model needs the task and the data's schema
-    participants = cfg.deployment.participants or list(ctx.participants)
+    # Before any gRPC thread allocates: one heap arena for all the upload handlers,
+    # so memory does not grow with the number of participants (see heap.py).
+    limit_malloc_arenas(1)
     console = Console(stderr=True, quiet=quiet)
     run_store = open_store(cfg.store.url, default_dir=Path(cfg.store.directory))
     try:
-        ckks_params = _ckks_params(ckks_public)
-        # Claim the address first: a coordinator that cannot listen leaves the
-        # store as it found it, with no run created or marked aborted in vain.
-        server = bind(
-            listen=listen,
-            identity=identity,
-            trust=trust,
-            insecure=insecure,
-            participants=len(participants),
-        )
-        try:
-            run_id, resumed = _which_run(run_store, cfg, resume, console)
-            executor = GrpcExecutor(
-                participants,
-                run_id=wire_run_id(run_id),
-                grace_s=cfg.deployment.grace_s,
-                on_reject=event_recorder(run_store, run_id),
-                ckks_params=ckks_params,
+        with ExitStack() as lease:  # the run's, held until this process is done
+            ckks_params = _ckks_params(ckks_public)
+            # A run to resume is leased and checked before anything else: one that
+            # another coordinator serves, or that cannot go on, costs no data
+            # loading and takes no port.
+            to_resume = _run_to_resume(run_store, cfg, resume, console, lease)
+            ctx = build_context(cfg)  # the initial model needs the task and data
+            participants = cfg.deployment.participants or list(ctx.participants)
+            # Then claim the address: a coordinator that cannot listen leaves the
+            # store as it found it, with no run created or marked aborted in vain.
+            server = bind(
+                listen=listen,
+                identity=identity,
+                trust=trust,
+                insecure=insecure,
+                participants=len(participants),
             )
-        except BaseException:
-            server.stop(None)
-            raise
-        try:
-            with _aborted_unless_resumed(run_store, run_id, resumed):
-                server.start(executor)
-                if port_file is not None:
-                    port_file.write_text(f"{server.port}\n", encoding="utf-8")
-                mode = "plaintext" if insecure else "mutual TLS"
-                console.print(f"listening on {server.address} ({mode})")
-                _wait(executor, participants, cfg, console)
-                result = _train(
-                    cfg,
-                    ctx,
-                    executor,
-                    run_store,
-                    run_id,
-                    resumed,
-                    console,
-                    public=ckks_public,
+            try:
+                run_id = to_resume or _new_run(run_store, cfg, lease)
+                executor = GrpcExecutor(
+                    participants,
+                    run_id=wire_run_id(run_id),
+                    grace_s=cfg.deployment.grace_s,
+                    on_reject=event_recorder(run_store, run_id),
+                    ckks_params=ckks_params,
                 )
-        finally:
-            executor.close()
-            server.stop(5.0)
+            except BaseException:
+                server.stop(None)
+                raise
+            resumed = to_resume is not None
+            try:
+                with _aborted_unless_resumed(run_store, run_id, resumed):
+                    server.start(executor)
+                    if port_file is not None:
+                        port_file.write_text(f"{server.port}\n", encoding="utf-8")
+                    mode = "plaintext" if insecure else "mutual TLS"
+                    console.print(f"listening on {server.address} ({mode})")
+                    _wait(executor, participants, cfg, console)
+                    result = _train(
+                        cfg,
+                        ctx,
+                        executor,
+                        run_store,
+                        run_id,
+                        resumed,
+                        console,
+                        public=ckks_public,
+                    )
+            finally:
+                executor.close()
+                server.stop(5.0)
         refused = executor.rejections.snapshot()  # already in the store, one by one
         console.print(
             f"run {result.run_id}: final model {result.params.digest()[:16]}; "
@@ -308,51 +326,102 @@ def _ckks_params(public: bytes | None) -> CkksParams | None:
     return load_context(public, secret=False).params
 
 
-def _which_run(
-    store: RunStore, cfg: FedConfig, resume: str | None, console: Console
-) -> tuple[str, bool]:
-    """The store's id of the run to serve, and whether it resumes; checked now.
+def _run_to_resume(
+    store: RunStore,
+    cfg: FedConfig,
+    resume: str | None,
+    console: Console,
+    lease: ExitStack,
+) -> str | None:
+    """The store's id of the run to resume, leased into ``lease`` and checked.
 
-    A new run is created at once, so that refusals made while participants connect
-    are recorded under it. A run to resume is checked (it exists, did not complete,
-    has this configuration) before the coordinator serves, so that participants
-    never connect to a run that cannot go on; it is reopened only once they have.
+    None for a new run (no ``--resume``, or ``auto`` found no interrupted run). The
+    run is leased first (:class:`RunBusy` if another coordinator serves it), then
+    checked (it exists, did not complete, has this configuration) before the
+    coordinator listens, so that participants never connect to a run that cannot
+    go on; it is reopened only once they have.
     """
     from accord.coordinator.resume import check_resumable
-    from accord.coordinator.runner import create_run
 
+    if resume is None:
+        return None
     if resume == "auto":
-        found = _interrupted_run(store, cfg.federation.name)
+        found = _interrupted_run(store, cfg.federation.name, lease, console)
         if found is None:
             console.print(
                 f"no interrupted run of {cfg.federation.name!r} to resume; "
                 "starting a new one"
             )
-            return create_run(store, cfg), False
+            return None
         resume = found
-    if resume is None:
-        return create_run(store, cfg), False
+    else:
+        lease.enter_context(store.lease_run(resume))
     check_resumable(store, resume, cfg.to_json_dict())
     done = len(store.rounds(resume))
     console.print(f"resuming run {resume} after round {done}")
-    return resume, True
+    return resume
 
 
-def _interrupted_run(store: RunStore, federation: str) -> str | None:
-    """The one run of ``federation`` still marked running (its coordinator died)."""
+def _new_run(store: RunStore, cfg: FedConfig, lease: ExitStack) -> str:
+    """Create the run at once, leased into ``lease``.
+
+    At once, so that refusals made while participants connect are recorded under
+    it. Between its creation and its lease another coordinator's ``--resume auto``
+    could take it for interrupted; this one then stops with :class:`RunBusy`.
+    """
+    from accord.coordinator.runner import create_run
+
+    run_id = create_run(store, cfg)
+    lease.enter_context(store.lease_run(run_id))
+    return run_id
+
+
+def _interrupted_run(
+    store: RunStore, federation: str, lease: ExitStack, console: Console
+) -> str | None:
+    """The one run of ``federation`` marked running that no process serves; leased.
+
+    Marked running but served by no coordinator means its coordinator died without
+    recording an end. A run another coordinator serves is not interrupted:
+    :class:`RunBusy` if that is all there is, rather than a new run beside it.
+    """
     running = [
         r.run_id
         for r in store.list_runs()
         if r.name == federation and r.status == "running"
     ]
-    if len(running) > 1:
-        raise ConfigError(
-            f"{len(running)} runs of {federation!r} are marked running "
-            f"({', '.join(running)}); pass --resume RUN_ID to say which to continue "
-            "(`accord runs` lists them)",
-            key="--resume",
+    with ExitStack() as taken:
+        free: list[str] = []
+        busy: list[RunBusy] = []
+        for run_id in running:
+            try:
+                taken.enter_context(store.lease_run(run_id))
+                free.append(run_id)
+            except RunBusy as exc:
+                busy.append(exc)
+        if len(free) > 1:
+            raise ConfigError(
+                f"{len(free)} runs of {federation!r} are marked running and served "
+                f"by no coordinator ({', '.join(free)}); pass --resume RUN_ID to "
+                "say which to continue (`accord runs` lists them)",
+                key="--resume",
+            )
+        if free:
+            for refusal in busy:
+                who = refusal.holder or "another process"
+                console.print(f"passing over run {refusal.run_id}: served by {who}")
+            lease.enter_context(taken.pop_all())
+            return free[0]
+    if busy:
+        others = ", ".join(refusal.run_id for refusal in busy[1:])
+        raise RunBusy(
+            busy[0].run_id,
+            holder=busy[0].holder,
+            context=f"--resume auto found no interrupted run of {federation!r} "
+            "(leave out --resume to start a new one)"
+            + (f"; {others} in use too" if others else ""),
         )
-    return running[0] if running else None
+    return None
 
 
 @contextmanager

@@ -11,13 +11,13 @@ Valid updates are folded in selection order, not arrival order: floating-point s
 depend on their order, and folding in a fixed order is what makes the same seed give
 the same model bit for bit, however the updates raced. An update that arrives before
 its predecessors are settled waits (in the executor's buffer, not copied) until
-:meth:`Round.drain` folds it and hands it back for release.
+:meth:`Round.drain` folds it and hands it back for release, one at a time.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -182,22 +182,29 @@ class Round:
         self._waiting[done.participant] = done
         return self._record(done.participant, "ok", None, done)
 
-    def drain(self) -> list[TrainDone]:
+    def drain(
+        self, release: Callable[[TrainDone], None] | None = None
+    ) -> tuple[str, ...]:
         """Fold every valid update whose predecessors are settled, in order.
 
-        Returns the folded events: their buffers may be released now. A rejected
-        update is never held, so the caller releases it as soon as it is received.
+        Each folded event goes to ``release`` (its buffer may be reused or freed)
+        before the next is folded, so however many were waiting, only one is read
+        at a time. Returns who was folded. A rejected update is never held, so the
+        caller releases it as soon as it is received.
         """
-        folded: list[TrainDone] = []
+        folded: list[str] = []
         selected = self.plan.selected
         while self._next < len(selected) and selected[self._next] in self._outcomes:
             done = self._waiting.pop(selected[self._next], None)
             if done is not None:
                 self._acc.add(done.update, float(done.num_examples))
                 self._total_examples += done.num_examples
-                folded.append(done)
+                folded.append(done.participant)
+                if release is not None:
+                    release(done)
+                del done  # the last reference: a mapped update is unmapped here
             self._next += 1
-        return folded
+        return tuple(folded)
 
     def holds(self, done: TrainDone) -> bool:
         """True while ``done`` waits to be folded (its buffer must not be reused)."""

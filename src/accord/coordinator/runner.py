@@ -7,7 +7,10 @@ gets an outcome with the reason and the round goes on with the quorum; a round w
 quorum leaves the model unchanged and is recorded as failed. Each completed round is
 checkpointed and committed to the store before the next one starts, so that
 :meth:`Coordinator.resume` can continue a run that stopped (see
-:mod:`accord.coordinator.resume`).
+:mod:`accord.coordinator.resume`). While it runs or resumes a run it holds the run's
+lease (:meth:`~accord.store.protocol.RunStore.lease_run`), so a second process that
+would serve the same run is refused before its first round; a caller that took the
+lease already (the deployment CLI does, before it listens) takes it again freely.
 """
 
 from __future__ import annotations
@@ -161,17 +164,19 @@ class Coordinator:
         create one now); a run with rounds continues with :meth:`resume` instead.
         ``extra_summary`` computes more of the run's stored summary from the final
         model (the simulation uses it for its pooled and site-alone comparison).
+        :class:`~accord.errors.RunBusy` if another process serves ``run_id``.
         """
         cfg = self.config
         if run_id is None:
             run_id = create_run(self._store, cfg)
-        elif self._store.rounds(run_id):
-            raise StoreError(
-                f"run {run_id} already has recorded rounds; continue it with resume"
-            )
-        logger.info("run %s started: %d rounds", run_id, cfg.federation.rounds)
-        state = self._strategy.init_state(initial)
-        return self._run_from(run_id, 1, (initial, state), (), extra_summary)
+        with self._store.lease_run(run_id):
+            if self._store.rounds(run_id):
+                raise StoreError(
+                    f"run {run_id} already has recorded rounds; continue it with resume"
+                )
+            logger.info("run %s started: %d rounds", run_id, cfg.federation.rounds)
+            state = self._strategy.init_state(initial)
+            return self._run_from(run_id, 1, (initial, state), (), extra_summary)
 
     def resume(
         self,
@@ -185,26 +190,28 @@ class Coordinator:
         The run keeps its id; it continues from the checkpoint of its last completed
         round (``initial`` if none completed) and is marked running again. The
         configuration must be the one it started with (execution settings aside):
-        :class:`ConfigError` otherwise. The result lists the earlier rounds too.
+        :class:`ConfigError` otherwise; :class:`~accord.errors.RunBusy` if another
+        process serves the run. The result lists the earlier rounds too.
         """
-        point = resume_point(
-            self._store, self._checkpoints, run_id, self.config.to_json_dict()
-        )
-        if point.params is None or point.state is None:
-            params, state = initial, self._strategy.init_state(initial)
-        else:
-            params, state = point.params, point.state
-        if params.spec != initial.spec:
-            raise StoreError(
-                f"run {run_id}'s checkpoint does not fit the task's model (its "
-                "tensors differ); resume with the task the run was started with"
+        with self._store.lease_run(run_id):
+            point = resume_point(
+                self._store, self._checkpoints, run_id, self.config.to_json_dict()
             )
-        self._store.reopen_run(run_id)
-        logger.info("run %s resumed at round %d", run_id, point.next_round)
-        done = tuple(_summary_of(r) for r in point.recorded)
-        return self._run_from(
-            run_id, point.next_round, (params, state), done, extra_summary
-        )
+            if point.params is None or point.state is None:
+                params, state = initial, self._strategy.init_state(initial)
+            else:
+                params, state = point.params, point.state
+            if params.spec != initial.spec:
+                raise StoreError(
+                    f"run {run_id}'s checkpoint does not fit the task's model (its "
+                    "tensors differ); resume with the task the run was started with"
+                )
+            self._store.reopen_run(run_id)
+            logger.info("run %s resumed at round %d", run_id, point.next_round)
+            done = tuple(_summary_of(r) for r in point.recorded)
+            return self._run_from(
+                run_id, point.next_round, (params, state), done, extra_summary
+            )
 
     def _run_from(
         self,
@@ -409,8 +416,7 @@ class Coordinator:
             self._drain(rnd)
 
     def _drain(self, rnd: Round) -> None:
-        for done in rnd.drain():
-            self._executor.release(done)
+        rnd.drain(self._executor.release)
 
     def _apply(self, rnd: Round, event: Event) -> ParticipantOutcome | None:
         try:

@@ -3,13 +3,16 @@
 It builds the sites' data and the task, starts the executor (warm worker processes,
 or in-process with ``workers = 0``), runs the coordinator's round loop and, when asked,
 trains the pooled and site-alone baselines for comparison. The round logic is the one
-a deployment runs; only the executor differs.
+a deployment runs; only the executor differs. A run to resume is leased first
+(:meth:`~accord.store.protocol.RunStore.lease_run`): one another process is serving
+is refused before any worker starts.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +79,28 @@ def simulate(
 
     ``resume`` is the id of a run in ``store`` to continue instead of starting a new
     one (see :meth:`Coordinator.resume`); ``config`` must be the run's own.
+    :class:`~accord.errors.RunBusy` at once if another process is serving it.
     """
+    with store.lease_run(resume) if resume is not None else nullcontext():
+        return _simulate(
+            config,
+            store=store,
+            checkpoint_dir=checkpoint_dir,
+            observer=observer,
+            on_baseline=on_baseline,
+            resume=resume,
+        )
+
+
+def _simulate(
+    config: FedConfig,
+    *,
+    store: RunStore,
+    checkpoint_dir: Path | None,
+    observer: RunObserver | None,
+    on_baseline: Callable[[str], None] | None,
+    resume: str | None,
+) -> SimulationResult:
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
     ctx = build_context(config)
     initial = ctx.task.init_params(config.federation.seed)

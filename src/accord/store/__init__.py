@@ -3,7 +3,8 @@
 :class:`RunStore` is the interface the round engine, CLI and dashboard use;
 :class:`SqlStore` implements it on SQLite (default, see :func:`open_store`) or any
 SQLAlchemy URL, with its tables kept up to date by Alembic migrations
-(:mod:`accord.store.migrate`); :class:`MemoryStore` implements it in memory.
+(:mod:`accord.store.migrate`); :class:`MemoryStore` implements it in memory. Each
+leases a run to one process at a time, the one serving it (:mod:`accord.store.lease`).
 :class:`CheckpointStore` keeps each round's global model as a verified safetensors
 file. Importing this package imports SQLAlchemy and Alembic; the pure round engine
 imports only :mod:`accord.records`.

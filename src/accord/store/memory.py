@@ -4,6 +4,7 @@ For tests and ``accord simulate --store memory``: nothing touches the disk and
 everything is lost when the process ends. It follows the SQL store's contract to the
 letter (same validation, same errors, same normalisation of what it returns), which
 the shared test suite checks, so code tested against it behaves the same on SQLite.
+Its run leases are exclusive within the process, which is all it spans.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 from accord.errors import RunNotFound, StoreError
+from accord.store.lease import Leases, in_process
 from accord.store.protocol import (
     FinalStatus,
     check_finish,
@@ -101,6 +104,7 @@ class MemoryStore:
         self._clock = clock
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
+        self._leases = Leases(in_process)
         self._closed = False
 
     def __enter__(self) -> MemoryStore:
@@ -214,6 +218,13 @@ class MemoryStore:
             run.summary_json = None
             return run.info()
 
+    def lease_run(self, run_id: str) -> AbstractContextManager[None]:
+        """Hold the run's lease in the block; :class:`RunBusy` if it is taken."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the store is closed; open a new one")
+        return self._leases.hold(run_id)
+
     def list_runs(self) -> list[RunInfo]:
         """Every run, newest first."""
         with self._lock:
@@ -251,3 +262,4 @@ class MemoryStore:
         with self._lock:
             self._closed = True
             self._runs.clear()
+        self._leases.release_all()

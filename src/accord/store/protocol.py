@@ -10,6 +10,7 @@ behave identically under the same test suite.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from collections.abc import Mapping
@@ -95,6 +96,18 @@ class RunStore(Protocol):
         """
         ...
 
+    def lease_run(self, run_id: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the run's lease inside the ``with`` block: serve it alone.
+
+        Whoever runs or resumes a run holds its lease, so that a second process
+        serving the same run is refused before it does anything:
+        :class:`~accord.errors.RunBusy`, naming the holder where known. The lease
+        is re-entrant in the thread that holds it (on the same store object) and is
+        freed when the block ends or the holder dies, however it dies
+        (:mod:`accord.store.lease`). The run need not exist.
+        """
+        ...
+
     def list_runs(self) -> list[RunInfo]:
         """Every run, newest first."""
         ...
@@ -116,7 +129,7 @@ class RunStore(Protocol):
         ...
 
     def close(self) -> None:
-        """Release connections and files; the store cannot be used afterwards."""
+        """Release connections, files and leases; the store is unusable afterwards."""
         ...
 
 

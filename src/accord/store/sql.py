@@ -5,14 +5,16 @@ together or not at all, and are durable when :meth:`SqlStore.record_round` retur
 (SQLite runs with ``synchronous=FULL``, see :mod:`accord.store.engine`). Reads open a
 short session each, so a dashboard in another process sees each round whole as soon
 as it is committed. Opening a store brings the database's tables to this accord's
-schema (:mod:`accord.store.migrate`).
+schema (:mod:`accord.store.migrate`). A run's lease (:meth:`SqlStore.lease_run`) is a
+lock the operating system (SQLite) or the server (PostgreSQL) drops when its holder
+dies: see :mod:`accord.store.lease`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +26,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from accord.errors import RunNotFound, StoreError
 from accord.store import engine as engines
-from accord.store import migrate
+from accord.store import lease, migrate
 from accord.store.protocol import (
     FinalStatus,
     check_finish,
@@ -78,6 +80,9 @@ class SqlStore:
         self._clock = clock
         self._engine = engines.connect(self._url)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._leases = lease.Leases(
+            lease.acquirer(self._url, self._engine, where=self._where)
+        )
         self._closed = False
         try:
             migrate.upgrade(self._engine, where=self._where)
@@ -228,6 +233,12 @@ class SqlStore:
         logger.info("reopened run %s", run_id)
         return self.get_run(run_id)
 
+    def lease_run(self, run_id: str) -> AbstractContextManager[None]:
+        """Hold the run's lease in the block; :class:`RunBusy` if it is taken."""
+        if self._closed:
+            raise StoreError("the store is closed; open a new one")
+        return self._leases.hold(run_id)
+
     def list_runs(self) -> list[RunInfo]:
         """Every run, newest first."""
         done = (
@@ -299,9 +310,10 @@ class SqlStore:
             ]
 
     def close(self) -> None:
-        """Close every pooled connection; later calls raise :class:`StoreError`."""
+        """Release leases, close connections; later calls raise :class:`StoreError`."""
         if not self._closed:
             self._closed = True
+            self._leases.release_all()
             self._engine.dispose()
 
     @staticmethod

@@ -72,6 +72,32 @@ def test_unknown_run_exits_4(tmp_path):
     assert "no run 'nope'" in result.output
 
 
+def test_simulate_resume_of_a_run_another_process_serves_exits_4(
+    tmp_path, lease_holder
+):
+    from accord.config import load_config
+    from accord.coordinator.runner import create_run
+    from accord.store import SqlStore
+
+    config = tmp_path / "fed.toml"
+    config.write_text(FED.format(dir=tmp_path / "runs"))
+    url = f"sqlite:///{tmp_path}/runs.db"
+    with SqlStore(url) as store:
+        run_id = create_run(store, load_config(config))
+    holder = lease_holder(url, run_id)
+
+    result = runner.invoke(
+        app, ["simulate", str(config), "--store", url, "--resume", run_id]
+    )
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 4, result.output
+    assert f"run {run_id} is already being served by process {holder.pid} on" in output
+    with SqlStore(url) as store:
+        assert store.get_run(run_id).status == "running"
+        assert store.rounds(run_id) == []
+
+
 def test_datasets_lists_the_bundled_tables():
     result = runner.invoke(app, ["datasets", "--json"])
     assert result.exit_code == 0, result.output
