@@ -13,7 +13,9 @@ keys --out DIR`` once per key period. It writes two files:
   it and cannot decrypt them.
 
 :func:`read_context` loads either file where a command needs it, and refuses the
-wrong kind. TenSEAL (the ``ckks`` extra) is imported only when a command runs.
+wrong kind; :func:`coordinator_public_context` is ``accord coordinator
+--ckks-public``'s check against the run's mode. TenSEAL (the ``ckks`` extra) is
+imported only when a command runs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -29,7 +31,18 @@ from rich.console import Console
 from accord.cli.errors import reported
 from accord.errors import ConfigError, MissingExtraError
 
-__all__ = ["PUBLIC_FILE", "SECRET_FILE", "read_context", "register"]
+if TYPE_CHECKING:
+    from accord.config import FedConfig
+    from accord.secagg.ckks_keys import CkksParams
+
+__all__ = [
+    "PUBLIC_FILE",
+    "SECRET_FILE",
+    "coordinator_public_context",
+    "public_params",
+    "read_context",
+    "register",
+]
 
 SECRET_FILE = "ckks-secret.bin"
 PUBLIC_FILE = "ckks-public.bin"
@@ -65,6 +78,36 @@ def read_context(path: Path, *, secret: bool, option: str) -> bytes:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}", key=option) from None
     return blob
+
+
+def coordinator_public_context(cfg: FedConfig, path: Path | None) -> bytes | None:
+    """The key holder's public context for a CKKS run, checked; None otherwise."""
+    mode = cfg.secure_aggregation.mode
+    if mode != "ckks":
+        if path is not None:
+            raise ConfigError(
+                f"--ckks-public is for secure_aggregation.mode = 'ckks'; this "
+                f"fed.toml has mode {mode!r}",
+                key="--ckks-public",
+            )
+        return None
+    if path is None:
+        raise ConfigError(
+            "secure_aggregation.mode = 'ckks' needs the key holder's public "
+            "context: pass --ckks-public ckks-public.bin (made by `accord ckks "
+            "keys`; the sites get ckks-secret.bin)",
+            key="--ckks-public",
+        )
+    return read_context(path, secret=False, option="--ckks-public")
+
+
+def public_params(public: bytes | None) -> CkksParams | None:
+    """The parameters of the public context, which bound the uploads (or None)."""
+    if public is None:
+        return None
+    from accord.secagg.ckks_keys import load_context
+
+    return load_context(public, secret=False).params
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from accord.cli.ckks import read_context
+from accord.cli.ckks import coordinator_public_context, public_params
 from accord.cli.errors import reported
 from accord.cli.output import dumps, run_json
 from accord.cli.progress import ProgressObserver
@@ -65,7 +65,6 @@ from accord.errors import ConfigError, RunAborted, RunBusy
 if TYPE_CHECKING:
     from accord.coordinator.runner import RunResult
     from accord.params import Params
-    from accord.secagg.ckks_keys import CkksParams
     from accord.simulation.context import SimContext
     from accord.store import RunStore
     from accord.transport.executor import GrpcExecutor
@@ -174,7 +173,7 @@ def coordinator_command(
         if store is not None:
             overrides["store"] = {"url": store}
         cfg = load_config(config, **overrides)
-        public = _ckks_public(cfg, ckks_public)
+        public = coordinator_public_context(cfg, ckks_public)
         if cfg.secure_aggregation.mode == "masking" and insecure:
             raise ConfigError(
                 "masking needs the sites' identity certificates, which only mutual "
@@ -236,7 +235,7 @@ def _coordinate(
     run_store = open_store(cfg.store.url, default_dir=Path(cfg.store.directory))
     try:
         with ExitStack() as lease:  # the run's, held until this process is done
-            ckks_params = _ckks_params(ckks_public)
+            ckks_params = public_params(ckks_public)
             # A run to resume is leased and checked before anything else: one that
             # another coordinator serves, or that cannot go on, costs no data
             # loading and takes no port.
@@ -294,36 +293,6 @@ def _coordinate(
         return result, [r.to_json() for r in refused]
     finally:
         run_store.close()
-
-
-def _ckks_public(cfg: FedConfig, path: Path | None) -> bytes | None:
-    """The key holder's public context for a CKKS run, checked; None otherwise."""
-    mode = cfg.secure_aggregation.mode
-    if mode != "ckks":
-        if path is not None:
-            raise ConfigError(
-                f"--ckks-public is for secure_aggregation.mode = 'ckks'; this "
-                f"fed.toml has mode {mode!r}",
-                key="--ckks-public",
-            )
-        return None
-    if path is None:
-        raise ConfigError(
-            "secure_aggregation.mode = 'ckks' needs the key holder's public "
-            "context: pass --ckks-public ckks-public.bin (made by `accord ckks "
-            "keys`; the sites get ckks-secret.bin)",
-            key="--ckks-public",
-        )
-    return read_context(path, secret=False, option="--ckks-public")
-
-
-def _ckks_params(public: bytes | None) -> CkksParams | None:
-    """The parameters of the public context, which bound the uploads (or None)."""
-    if public is None:
-        return None
-    from accord.secagg.ckks_keys import load_context
-
-    return load_context(public, secret=False).params
 
 
 def _run_to_resume(

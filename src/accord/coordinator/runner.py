@@ -19,7 +19,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -37,6 +36,13 @@ from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan
 from accord.coordinator.selection import derive_seed, select
 from accord.coordinator.strategy import Strategy
+from accord.coordinator.summary import (
+    RoundSummary,
+    RunResult,
+    failed_in_a_row,
+    last_metrics,
+    summary_of,
+)
 from accord.errors import (
     ConfigError,
     RoundFailed,
@@ -59,29 +65,6 @@ __all__ = ["Coordinator", "RoundSummary", "RunObserver", "RunResult", "create_ru
 logger = logging.getLogger(__name__)
 
 CentralEval = Callable[[Params], Mapping[str, float]]
-
-
-@dataclass(frozen=True, slots=True)
-class RoundSummary:
-    """What the CLI shows and the caller gets back for each round."""
-
-    number: int
-    status: Literal["completed", "failed"]
-    selected: int
-    succeeded: int
-    duration_s: float
-    global_digest: str
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    """The outcome of a whole run."""
-
-    run_id: str
-    params: Params
-    rounds: tuple[RoundSummary, ...]
 
 
 class RunObserver(Protocol):
@@ -208,7 +191,7 @@ class Coordinator:
                 )
             self._store.reopen_run(run_id)
             logger.info("run %s resumed at round %d", run_id, point.next_round)
-            done = tuple(_summary_of(r) for r in point.recorded)
+            done = tuple(summary_of(r) for r in point.recorded)
             return self._run_from(
                 run_id, point.next_round, (params, state), done, extra_summary
             )
@@ -226,20 +209,18 @@ class Coordinator:
         params, state = start
         self._executor.publish(params)
         summaries = list(done)
-        failed_in_a_row = _failed_in_a_row(summaries)
+        failed = failed_in_a_row(summaries)
         try:
             for number in range(first, cfg.federation.rounds + 1):
                 params, state, summary = self._round(run_id, number, params, state)
                 summaries.append(summary)
-                failed_in_a_row = (
-                    failed_in_a_row + 1 if summary.status == "failed" else 0
-                )
-                if failed_in_a_row >= cfg.round.max_failed_rounds:
+                failed = failed + 1 if summary.status == "failed" else 0
+                if failed >= cfg.round.max_failed_rounds:
                     raise RunAborted(
-                        f"{failed_in_a_row} rounds in a row failed to reach quorum "
+                        f"{failed} rounds in a row failed to reach quorum "
                         f"(last: {summary.reason}); see `accord runs show {run_id}`"
                     )
-            final: dict[str, Any] = {"final": _last_metrics(summaries)}
+            final: dict[str, Any] = {"final": last_metrics(summaries)}
             if extra_summary is not None:
                 final.update(extra_summary(params))
         except BaseException:
@@ -472,37 +453,3 @@ class Coordinator:
                 )
                 waiting.discard(event.participant)
         return federated_metrics(results)
-
-
-def _last_metrics(summaries: Sequence[RoundSummary]) -> dict[str, float]:
-    for summary in reversed(summaries):
-        if summary.status == "completed":
-            return dict(summary.metrics)
-    return {}
-
-
-def _failed_in_a_row(summaries: Sequence[RoundSummary]) -> int:
-    """How many of the last rounds failed, to carry the abort rule across a resume."""
-    count = 0
-    for summary in reversed(summaries):
-        if summary.status != "failed":
-            break
-        count += 1
-    return count
-
-
-def _summary_of(record: RoundRecord) -> RoundSummary:
-    """A recorded round as the loop would have summarised it (its reason is lost)."""
-    return RoundSummary(
-        number=record.number,
-        status=record.status,
-        selected=len(record.selected),
-        succeeded=sum(o.status == "ok" for o in record.outcomes),
-        duration_s=(record.finished_at - record.started_at).total_seconds(),
-        global_digest=record.global_digest,
-        metrics={
-            f"{m.scope}.{m.name}": m.value
-            for m in record.metrics
-            if m.participant is None
-        },
-    )
