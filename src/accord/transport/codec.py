@@ -8,7 +8,8 @@ parameters as the raw bytes of :class:`~accord.params.ParamSpec`'s packed layout
 cut into chunks of at most :data:`~accord.transport.messages.CHUNK_BYTES`.
 
 Chunks are the bulk of the traffic (a 40 MB model is 40 of them per participant and
-round), so they skip protobuf's objects: :func:`chunk_frame` writes a chunk message's
+round), so they skip protobuf's objects (:mod:`~accord.transport.frames`):
+:func:`chunk_frame` writes a chunk message's
 wire bytes with one copy of the data, :func:`model_frames` and
 :func:`update_frames` serialize whole streams that way, and :func:`fast_chunk` reads
 a chunk message as a view on the received bytes without copying them. The frames are
@@ -30,6 +31,7 @@ from google.protobuf.message import DecodeError, Message
 from accord.errors import SubmissionRefused
 from accord.params import ParamSpec, TensorSpec
 from accord.task.protocol import TrainConfig
+from accord.transport.frames import chunk_frame, fast_chunk
 from accord.transport.messages import (
     CHUNK_BYTES,
     Chunk,
@@ -197,52 +199,6 @@ def iter_chunks(buffer: Any, size: int = CHUNK_BYTES) -> Iterator[Chunk]:
         yield Chunk(offset, bytes(mem[offset : offset + size]))
 
 
-# Chunks on the wire without protobuf objects. ModelPart and UpdatePart both hold
-# the chunk as field 2; Chunk holds offset as field 1 (varint) and data as field 2.
-_CHUNK_TAG = 0x12  # field 2, length-delimited
-_OFFSET_TAG = 0x08  # field 1, varint
-_DATA_TAG = 0x12  # field 2, length-delimited
-_MAX_VARINT = 10
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int] | None:
-    """The varint at ``pos`` and the position after it; None if there is none."""
-    value = shift = 0
-    for i in range(pos, min(pos + _MAX_VARINT, len(data))):
-        byte = data[i]
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i + 1
-        shift += 7
-    return None
-
-
-def chunk_frame(offset: int, data: Any) -> bytes:
-    """The wire bytes of a ModelPart or UpdatePart holding ``Chunk(offset, data)``.
-
-    Equal to protobuf's own serialization (default values omitted), built with one
-    copy of ``data`` instead of the three that a message object costs.
-    """
-    mem = memoryview(data).cast("B")
-    n = mem.nbytes
-    inner = b""
-    if offset:
-        inner += bytes((_OFFSET_TAG,)) + _varint(offset)
-    if n:
-        inner += bytes((_DATA_TAG,)) + _varint(n)
-    head = bytes((_CHUNK_TAG,)) + _varint(len(inner) + n) + inner
-    return b"".join((head, mem))
-
-
 def model_frames(header: PackedHeader, buffer: Any) -> Iterator[bytes]:
     """The FetchModel stream as wire bytes: the header, then the buffer in chunks."""
     yield pb.ModelPart(header=encode_packed_header(header)).SerializeToString()
@@ -257,33 +213,6 @@ def update_frames(header: UpdateHeader, buffer: Any) -> Iterator[bytes]:
     mem = memoryview(buffer).cast("B")
     for offset in range(0, mem.nbytes, CHUNK_BYTES):
         yield chunk_frame(offset, mem[offset : offset + CHUNK_BYTES])
-
-
-def fast_chunk(data: bytes) -> Chunk | None:
-    """A chunk message in canonical form, as a view on ``data``; None otherwise.
-
-    Anything else (a header, unknown or repeated fields, another field order, bytes
-    that do not parse) returns None, for protobuf's parser to read or refuse.
-    """
-    if len(data) < 2 or data[0] != _CHUNK_TAG:
-        return None
-    read = _read_varint(data, 1)
-    if read is None or read[0] != len(data) - read[1]:
-        return None
-    pos, offset = read[1], 0
-    if pos < len(data) and data[pos] == _OFFSET_TAG:
-        read = _read_varint(data, pos + 1)
-        if read is None or read[0] >= 2**63:
-            return None
-        offset, pos = read
-    if pos == len(data):
-        return Chunk(offset, b"")
-    if data[pos] != _DATA_TAG:
-        return None
-    read = _read_varint(data, pos + 1)
-    if read is None or read[0] != len(data) - read[1]:
-        return None
-    return Chunk(offset, memoryview(data)[read[1] :])
 
 
 def parse_chunk_or(

@@ -35,7 +35,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,11 +57,14 @@ from accord.transport.messages import (
     FailureReport,
     Goodbye,
     PackedHeader,
+    ParticipantState,
+    Published,
     Receipt,
     SecAggHeader,
     TaskOrder,
     UpdateHeader,
     Welcome,
+    wire_run_id,
 )
 from accord.transport.rejections import Rejection, RejectionLog, Sink
 from accord.transport.secure_codec import assemble
@@ -82,36 +84,6 @@ __all__ = ["GrpcExecutor", "ParticipantState", "Published", "wire_run_id"]
 
 logger = logging.getLogger(__name__)
 _POLL_S = 0.25
-
-
-def wire_run_id(run_id: str) -> str:
-    """The run id one coordinator process uses on the wire: ``{run_id}.{8 hex}``.
-
-    It starts with the store's run id, so a site's log says which run it served,
-    and ends with a part drawn afresh by each process. A coordinator that resumes
-    a run after a crash therefore refuses, as ``stale``, whatever was meant for the
-    process that died (an update trained for its round, a model request, a report),
-    and a site that already answered a round of the dead process does not take the
-    resumed round's task of the same number for a repeat: it trains again.
-    """
-    return f"{run_id}.{uuid.uuid4().hex[:8]}"
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    """The global model as FetchModel streams it: header and packed bytes."""
-
-    header: PackedHeader
-    buffer: bytearray  # never written to once published
-
-
-@dataclass(frozen=True, slots=True)
-class ParticipantState:
-    """What :meth:`GrpcExecutor.status` reports about one participant."""
-
-    name: str
-    connected: bool
-    last_round: int
 
 
 _SHUTTING_DOWN = "the run is over: the coordinator is shutting down"
@@ -520,13 +492,8 @@ class GrpcExecutor:
         reason = f"lost the connection for more than {self._grace_s:.0f} s"
         for job in failed:
             o = job.order
-            logger.warning(
-                "%s's %s job of round %d failed: %s",
-                job.participant,
-                o.kind,
-                o.round,
-                reason,
-            )
+            what = f"{job.participant}'s {o.kind} job of round {o.round}"
+            logger.warning("%s failed: %s", what, reason)
             self._events.put(
                 JobFailed(job.participant, o.round, o.kind, "failed", reason)
             )

@@ -8,6 +8,7 @@ transport imports generated code.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,11 +27,14 @@ __all__ = [
     "Goodbye",
     "JobKind",
     "PackedHeader",
+    "ParticipantState",
+    "Published",
     "Receipt",
     "SecAggHeader",
     "TaskOrder",
     "UpdateHeader",
     "Welcome",
+    "wire_run_id",
 ]
 
 #: Version of the wire protocol; a participant sends it in its Hello.
@@ -165,3 +169,33 @@ class Receipt:
     participant: str
     digest: str = ""
     bytes: int = 0
+
+
+def wire_run_id(run_id: str) -> str:
+    """The run id one coordinator process uses on the wire: ``{run_id}.{8 hex}``.
+
+    It starts with the store's run id, so a site's log says which run it served,
+    and ends with a part drawn afresh by each process. A coordinator that resumes
+    a run after a crash therefore refuses, as ``stale``, whatever was meant for the
+    process that died (an update trained for its round, a model request, a report),
+    and a site that already answered a round of the dead process does not take the
+    resumed round's task of the same number for a repeat: it trains again.
+    """
+    return f"{run_id}.{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """The global model as FetchModel streams it: header and packed bytes."""
+
+    header: PackedHeader
+    buffer: bytearray  # never written to once published
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantState:
+    """What :meth:`GrpcExecutor.status` reports about one participant."""
+
+    name: str
+    connected: bool
+    last_round: int
