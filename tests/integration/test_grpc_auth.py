@@ -1,13 +1,15 @@
 """Who may call the coordinator: certificates checked at the handshake and per call.
 
-A certificate that is self-signed, from another federation's CA or expired fails
-the TLS handshake itself: gRPC's BoringSSL checks the chain and the dates, and the
-call never reaches accord (so there is nothing to record). A revoked one passes the
-handshake, because gRPC Python has no hook for a CRL there, and is refused with
-UNAUTHENTICATED on its first call by the server's per-call check (``Authenticator``
+A certificate that is self-signed, from another federation's CA, expired or revoked
+fails the TLS handshake itself: the handshake trusts exactly the roster's active
+certificates (``TrustStore.handshake_roots``), asked again before each new
+connection, and the call never reaches accord (so there is nothing to record). A
+connection already open when its certificate is revoked is refused with
+UNAUTHENTICATED on its next call by the server's per-call check (``Authenticator``
 in ``accord.transport.security``), which records the refusal.
 """
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -21,6 +23,7 @@ from accord.errors import (
 )
 from accord.participant.backoff import Backoff
 from accord.participant.runtime import ParticipantRuntime
+from accord.transport import pki
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -130,7 +133,33 @@ def test_admin_operations_need_an_admin_certificate(coordinator):
         coordinator.executor.next_event(1)
 
 
-def test_a_revoked_participant_runtime_stops_instead_of_retrying(coordinator):
+def test_a_revoked_certificate_fails_the_handshake(coordinator, raw_channel):
+    coordinator.federation.revoke("site-02")
+
+    with raw_channel("site-02") as channel:
+        error = _call(channel)
+
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert coordinator.events() == []  # it never reached accord's code
+
+
+def test_with_an_older_roster_a_revoked_one_is_refused_at_its_first_call(
+    coordinator, raw_channel
+):
+    _older_roster(coordinator)
+    coordinator.federation.revoke("site-02")
+
+    with raw_channel("site-02") as channel:
+        error = _call(channel)
+
+    # The handshake trusts the CA then; the per-call check refuses and records it.
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "revoked" in error.details()
+    assert coordinator.events() == [("site-02", None, "unauthenticated")]
+
+
+def test_a_runtime_refused_at_a_call_stops_instead_of_retrying(coordinator):
+    _older_roster(coordinator)
     coordinator.federation.revoke("site-02")
     runtime = ParticipantRuntime(
         lambda: coordinator.client("site-02"),
@@ -139,11 +168,50 @@ def test_a_revoked_participant_runtime_stops_instead_of_retrying(coordinator):
         backoff=Backoff(initial_s=0.01, maximum_s=0.05),
     )
 
-    with pytest.raises(AuthenticationFailed) as info:
+    with pytest.raises(AuthenticationFailed) as info:  # exit code 5, no retry
         runtime.run()
 
     assert "UNAUTHENTICATED" in str(info.value)
     assert "revoked" in str(info.value)
+
+
+def test_a_site_enrolled_after_the_start_passes_the_next_handshake(
+    coordinator, raw_channel
+):
+    coordinator.federation.enrol("site-new")
+
+    with raw_channel("site-new") as channel:
+        error = _call(channel)
+
+    # Past the handshake and authenticated (then denied: not in this run).
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_participant_revoked_before_it_connects_gives_up_with_a_hint(coordinator):
+    coordinator.federation.revoke("site-02")
+    runtime = ParticipantRuntime(
+        lambda: coordinator.client("site-02"),
+        task=None,  # never reached
+        data=None,
+        backoff=Backoff(initial_s=0.01, maximum_s=0.05),
+        give_up_after_s=0.5,
+    )
+
+    with pytest.raises(TransportError) as info:
+        runtime.run()
+
+    assert "giving up" in str(info.value)
+    assert "revoked" in str(info.value)  # the hint names the likely causes
+    assert coordinator.events() == []
+
+
+def _older_roster(coordinator) -> None:
+    """Drop the certificates from the roster, as accord wrote it before it kept them."""
+    roster = coordinator.federation.ca / pki.ROSTER
+    doc = json.loads(roster.read_text())
+    for entry in doc["certificates"]:
+        del entry["certificate"]
+    roster.write_text(json.dumps(doc))
 
 
 def _eval(coordinator):

@@ -175,8 +175,9 @@ class ParticipantRuntime:
                     f"no contact with the coordinator for {waited:.0f} s; giving up "
                     f"(last error: {last_error}). If the coordinator is running, its "
                     "TLS handshake may be refusing this site's certificate: check "
-                    "that the federation's CA issued it and that it has not expired "
-                    "(openssl x509 -in cert.pem -noout -issuer -dates)"
+                    "that the federation's CA issued it, that it has not expired "
+                    "(openssl x509 -in cert.pem -noout -issuer -dates) and that the "
+                    "operator has not revoked it (accord pki list, at the CA)"
                 )
             stop.wait(self._backoff.delay(failures))
             failures += 1

@@ -341,7 +341,13 @@ def sign(
     if identity_key is not None:
         issued.append(identity_certificate(identity_key, cert, key, ca))
     entry = RosterEntry(
-        name, role, cert.serial_number, fingerprint(cert), at, cert.not_valid_after_utc
+        name,
+        role,
+        cert.serial_number,
+        fingerprint(cert),
+        at,
+        cert.not_valid_after_utc,
+        certificate=_pem(cert).decode(),
     )
     if identity_key is not None:
         entry = dataclasses.replace(
@@ -414,9 +420,9 @@ def revoke(
     """Revoke every unrevoked certificate of ``name``; return them, as revoked.
 
     Writes a new ``crl.pem`` and ``roster.json``; a coordinator that trusts this
-    directory (or a copy of both files) refuses the certificates from their next
-    call on, with ``UNAUTHENTICATED`` (the TLS handshake still succeeds: gRPC
-    Python cannot check a CRL there).
+    directory (or a copy of both files) refuses the certificates at their next TLS
+    handshake (it trusts only the roster's active certificates), and on a connection
+    already open at its next call, with ``UNAUTHENTICATED``.
     """
     d = Path(ca_dir)
     key, ca = _load_ca(d, passphrase)

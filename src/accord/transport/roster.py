@@ -1,9 +1,9 @@
 """Who the federation's CA issued certificates to, and how a certificate names them.
 
 The built-in CA keeps every certificate it issues in ``roster.json`` (name, role,
-serial, SHA-256 fingerprint, expiry, revocation time, and the serial and fingerprint
-of the identity certificate issued with it, if any: see
-:mod:`accord.transport.identity`); :class:`Roster` reads and writes it. The
+serial, SHA-256 fingerprint, expiry, revocation time, the certificate itself as PEM,
+and the serial and fingerprint of the identity certificate issued with it, if any:
+see :mod:`accord.transport.identity`); :class:`Roster` reads and writes it. The
 coordinator admits only certificates whose fingerprint the roster lists as
 unrevoked, so an operator can see, and an auditor can check, exactly who may join.
 The helpers here read a certificate's name (subject CN) and role (subject OU) and
@@ -100,6 +100,10 @@ class RosterEntry:
     revoked_at: datetime | None = None
     identity_serial: int | None = None
     identity_fingerprint: str | None = None
+    #: The certificate itself (PEM), so that a coordinator's TLS handshake can trust
+    #: exactly the active ones; absent from older rosters (the handshake then trusts
+    #: the CA, and a revoked certificate is refused at its first call instead).
+    certificate: str | None = None
 
     def status(
         self, now: datetime | None = None
@@ -123,6 +127,8 @@ class RosterEntry:
         if self.identity_serial is not None:
             out["identity_serial"] = f"{self.identity_serial:x}"
             out["identity_fingerprint"] = self.identity_fingerprint
+        if self.certificate is not None:
+            out["certificate"] = self.certificate
         return out
 
     @classmethod
@@ -133,6 +139,7 @@ class RosterEntry:
             raise ValueError(f"unknown role {role!r}")
         revoked = data.get("revoked_at")
         identity = data.get("identity_serial")
+        certificate = data.get("certificate")
         return cls(
             name=str(data["name"]),
             role=role,
@@ -145,6 +152,7 @@ class RosterEntry:
             identity_fingerprint=(
                 str(data["identity_fingerprint"]) if identity else None
             ),
+            certificate=str(certificate) if certificate else None,
         )
 
 

@@ -1,20 +1,26 @@
 """Mutual TLS for both ends, addresses, keepalives, and who a caller is.
 
 Mutual TLS is the default: the coordinator presents its certificate and requires
-one from every caller, signed by the federation's CA. Where each bad certificate is
-refused:
+one from every caller. Where each bad certificate is refused:
 
 - no certificate, a self-signed one, one of another federation's CA, an expired
-  (or not yet valid) one: the TLS handshake itself fails (BoringSSL checks chain and
-  dates); the caller sees ``UNAVAILABLE`` and no RPC, so nothing of accord runs and
-  nothing can be recorded (the operator sees it in gRPC's own log);
-- a revoked one, or one the roster does not list: the handshake succeeds, because
-  gRPC Python offers no CRL option and no hook in the handshake; the first RPC is
-  refused with ``UNAUTHENTICATED`` by :class:`Authenticator`, which checks the
-  caller's certificate with :func:`~accord.transport.trust.verify_peer` (CRL and
-  roster, re-read when they change) before any handler runs, and the refusal is
-  recorded. Every later call is checked the same way, so a revocation takes effect
-  on the next call of a connection already open, not at the next restart.
+  (or not yet valid) one, a revoked one, one the roster does not list (or no
+  longer lists as active): the TLS handshake itself fails. The handshake trusts
+  exactly the certificates that may dial in now, taken from the roster (see
+  :meth:`~accord.transport.trust.TrustStore.handshake_roots`), not the CA that
+  issued them: gRPC Python has no CRL option and no verification hook, but it asks
+  for the trusted roots again before every new connection, so a revocation or a
+  new site takes effect at the next handshake. The caller sees ``UNAVAILABLE`` and
+  makes no RPC, so nothing of accord runs and nothing can be recorded (the operator
+  sees it in gRPC's own log);
+- with a roster that does not carry the certificates (written by an older accord)
+  or an external CA's allow-list, the handshake trusts the CA and checks chain and
+  dates only; a revoked or unlisted certificate then passes it and its first RPC
+  is refused, recorded, with ``UNAUTHENTICATED``;
+- in every case each call is checked again by :class:`Authenticator`, which checks
+  the caller's certificate with :func:`~accord.transport.trust.verify_peer` (CRL
+  and roster, re-read when they change) before any handler runs: a certificate
+  revoked while its connection is open is refused, and recorded, at its next call.
 
 The peer's name and role come only from that certificate, never from a message
 field.
@@ -38,6 +44,7 @@ CKKS round's ``ckks_decrypt`` task carries the whole encrypted sum.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +55,7 @@ from accord.errors import AuthenticationFailed, ConfigError, SubmissionRefused
 from accord.transport.enrolment import IdentityFiles
 from accord.transport.messages import MAX_TASK_BYTES
 from accord.transport.roster import Role, validate_name
-from accord.transport.trust import Identity, TrustStore, verify_peer
+from accord.transport.trust import HandshakeRoots, Identity, TrustStore, verify_peer
 
 __all__ = [
     "CLIENT_OPTIONS",
@@ -61,6 +68,8 @@ __all__ = [
     "server_credentials",
     "split_address",
 ]
+
+logger = logging.getLogger(__name__)
 
 INSECURE_NAME_KEY = "accord-insecure-name"
 _MAX_MESSAGE = 4 * 2**20
@@ -119,12 +128,55 @@ def check_insecure_host(address: str) -> None:
 
 
 def server_credentials(identity: IdentityFiles, trust: TrustStore) -> Any:
-    """TLS credentials that require a client certificate from the trusted CA."""
-    return grpc.ssl_server_credentials(
-        [(identity.key_pem, identity.cert_pem)],
-        root_certificates=trust.ca_pem,
-        require_client_auth=True,
+    """TLS credentials that require a caller's certificate the handshake trusts.
+
+    The handshake trusts what :meth:`TrustStore.handshake_roots` says, asked again
+    before every new connection (gRPC calls the fetcher then), so a revocation or a
+    new site takes effect at the next handshake.
+    """
+    roots = _CallerRoots(identity, trust)
+    return grpc.dynamic_ssl_server_credentials(
+        roots.initial(), roots, require_client_authentication=True
     )
+
+
+class _CallerRoots:
+    """gRPC's certificate-configuration fetcher: new roots when the trust changed."""
+
+    def __init__(self, identity: IdentityFiles, trust: TrustStore) -> None:
+        self._pair = [(identity.key_pem, identity.cert_pem)]
+        self._trust = trust
+        self._pem = b""
+
+    def initial(self) -> Any:
+        roots = self._trust.handshake_roots()
+        if not roots.pinned:
+            logger.warning(
+                "the TLS handshake trusts %s: a revoked certificate is refused at "
+                "its first call, not at the handshake",
+                roots.reason,
+            )
+        return self._configuration(roots)
+
+    def __call__(self) -> Any:
+        try:
+            roots = self._trust.handshake_roots()
+        except Exception as exc:  # gRPC's thread must not see it; keep the last roots
+            logger.error("cannot renew the TLS handshake's trust: %s", exc)
+            return None
+        return None if roots.pem == self._pem else self._configuration(roots)
+
+    def _configuration(self, roots: HandshakeRoots) -> Any:
+        self._pem = roots.pem
+        logger.info(
+            "the TLS handshake trusts %s",
+            f"{len(roots.pinned)} certificate(s) on the roster"
+            if roots.pinned
+            else roots.reason,
+        )
+        return grpc.ssl_server_certificate_configuration(
+            self._pair, root_certificates=roots.pem
+        )
 
 
 def channel_credentials(identity: IdentityFiles) -> Any:

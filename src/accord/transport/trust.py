@@ -7,15 +7,19 @@ the CA's certificate revocation list (CRL) and who may join (the built-in CA's
 :class:`Identity`, or raises :class:`~accord.errors.AuthenticationFailed` with a
 reason an operator can act on.
 
-The TLS handshake (BoringSSL in gRPC) already checks the chain, the dates and the key
-usage, but it knows nothing of the CRL or the roster: gRPC's Python API has no CRL
-option. So a server calls :func:`verify_peer` on the certificate the handshake
-authenticated before it serves a peer. Repeating the chain checks costs microseconds,
-gives readable reasons and keeps the function sound where no handshake came first.
-The CRL and the roster are read again whenever their file changes on disk (each call
-compares mtime, size and inode), so a revocation takes effect on the next call, even
-on a connection already open, without restarting the coordinator (the handshake
-itself cannot refuse a revoked certificate: see :mod:`accord.transport.security`).
+The TLS handshake (BoringSSL in gRPC) checks the chain, the dates and the key usage,
+but gRPC's Python API has no CRL option. So a coordinator's handshake trusts not the
+CA but :meth:`TrustStore.handshake_roots`: the roster's active participant and admin
+certificates themselves (``accord pki sign`` keeps each in the roster), which shuts
+out a revoked or replaced certificate at the handshake. A server also calls
+:func:`verify_peer` on the certificate the handshake authenticated before it serves
+a peer: that catches a revocation on a connection already open, covers an external
+CA's allow-list (where no certificates are pinned), gives readable reasons and keeps
+the function sound where no handshake came first; repeating the checks costs
+microseconds. The CRL and the roster are read again whenever their file changes on
+disk (each call compares mtime, size and inode), so a revocation takes effect at the
+next handshake and on the next call of an open connection, without restarting the
+coordinator.
 A file that disappears or stops parsing fails closed: every verification raises
 :class:`~accord.errors.PkiError` until it is fixed.
 
@@ -44,6 +48,7 @@ from accord.transport.roster import (
     ROSTER,
     Role,
     Roster,
+    RosterEntry,
     certificate_name,
     certificate_role,
     fingerprint,
@@ -61,7 +66,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Identity", "TrustStore", "Usage", "verify_peer"]
+__all__ = ["HandshakeRoots", "Identity", "TrustStore", "Usage", "verify_peer"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +78,8 @@ _EKU = {
     "client": ExtendedKeyUsageOID.CLIENT_AUTH,
     "server": ExtendedKeyUsageOID.SERVER_AUTH,
 }
+#: The roles that dial in, whose certificates a coordinator's handshake pins.
+_CALLERS = frozenset({"participant", "admin"})
 T = TypeVar("T")
 E = TypeVar("E", bound=x509.ExtensionType)
 
@@ -95,6 +102,21 @@ class Identity:
 class _Crl:
     issuer: x509.Name
     revoked: Mapping[int, datetime]
+
+
+@dataclass(frozen=True)
+class HandshakeRoots:
+    """The certificates a server's TLS handshake trusts for callers.
+
+    ``pinned`` names the callers whose own certificates ``pem`` holds; empty when
+    ``pem`` is the CA, and then ``reason`` says why nothing was pinned. ``until``:
+    when the first pinned certificate expires (the roots must be made again).
+    """
+
+    pem: bytes
+    pinned: tuple[str, ...]
+    reason: str | None
+    until: datetime | None
 
 
 class _Watched(Generic[T]):
@@ -167,6 +189,9 @@ class TrustStore:
         self._crl = _Watched(crl, self._parse_crl) if crl else None
         self._roster: _Watched[Roster] | None = None
         self._names: _Watched[frozenset[str]] | frozenset[str] | None = None
+        # The files' parsed objects the roots were made from (held, so ``is`` is
+        # exact), and the roots.
+        self._roots: tuple[Roster | None, _Crl | None, HandshakeRoots] | None = None
         if isinstance(members, Path) and members.suffix == ".json":
             self._roster = _Watched(members, self._parse_roster)
         elif isinstance(members, Path):
@@ -257,6 +282,80 @@ class TrustStore:
             return f"was revoked on {_when(entry.revoked_at)}"
         if entry.role != role:
             return f"claims role {role!r} but the roster lists {entry.role!r}"
+        return None
+
+    def handshake_roots(self, now: datetime | None = None) -> HandshakeRoots:
+        """What a server's TLS handshake should trust for callers, as of ``now``.
+
+        With a roster whose entries carry their certificates (``accord pki sign``
+        writes them), exactly the certificates that may dial in now: participants'
+        and admins' that are active on the roster and not on the CRL, each checked
+        against its fingerprint and the CA's signature. A revoked, expired or
+        replaced certificate then fails the handshake itself. Otherwise (an
+        allow-list, no roster, or a roster written before it carried certificates)
+        the CA: the handshake checks chain and dates, and :func:`verify_peer`
+        refuses the rest at the first call. Cached until a file changes or one of
+        the pinned certificates expires.
+        """
+        at = now or datetime.now(UTC)
+        with self._lock:
+            roster = self._roster.get() if self._roster else None
+            crl = self._crl.get() if self._crl else None
+            cached = self._roots
+            if (
+                cached is not None
+                and cached[0] is roster
+                and cached[1] is crl
+                and (cached[2].until is None or at < cached[2].until)
+            ):
+                return cached[2]
+            roots = self._pinned_roots(roster, crl, at)
+            self._roots = (roster, crl, roots)
+            return roots
+
+    def _pinned_roots(
+        self, roster: Roster | None, crl: _Crl | None, at: datetime
+    ) -> HandshakeRoots:
+        if roster is None:
+            return HandshakeRoots(self.ca_pem, (), "the CA (no roster to pin)", None)
+        revoked = crl.revoked if crl is not None else {}
+        active = [
+            e
+            for e in roster.entries
+            if e.role in _CALLERS
+            and e.status(at) == "active"
+            and e.serial not in revoked
+        ]
+        if not active or any(e.certificate is None for e in active):
+            why = "no active caller" if not active else "a roster without certificates"
+            return HandshakeRoots(self.ca_pem, (), f"the CA ({why})", None)
+        pems: list[bytes] = []
+        names: list[str] = []
+        for e in active:
+            pem = (e.certificate or "").encode()
+            problem = self._pin_problem(e, pem)
+            if problem is not None:
+                logger.error("not trusting %r's certificate: %s", e.name, problem)
+                continue
+            pems.append(pem)
+            names.append(e.name)
+        if not pems:
+            return HandshakeRoots(
+                self.ca_pem, (), "the CA (no usable certificate)", None
+            )
+        until = min(e.not_after for e in active)
+        return HandshakeRoots(b"".join(pems), tuple(names), None, until)
+
+    def _pin_problem(self, entry: RosterEntry, pem: bytes) -> str | None:
+        """Why ``entry``'s certificate ``pem`` must not be trusted, or None."""
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+        except ValueError as exc:
+            return f"roster.json holds no readable certificate for it ({exc})"
+        if fingerprint(cert) != entry.fingerprint or cert.serial_number != entry.serial:
+            return "roster.json's certificate is not the one its fingerprint names"
+        if self.issuer_of(cert) is None:
+            return "roster.json's certificate is not signed by the trusted CA"
         return None
 
     def identity_problem(self, cert: x509.Certificate, name: str) -> str | None:

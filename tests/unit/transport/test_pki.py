@@ -403,7 +403,7 @@ def test_load_identity_refuses_a_certificate_for_another_key(ca, enrol):
 
 
 def test_roster_file_is_readable_json(ca, enrol):
-    enrol("site-1")
+    site = enrol("site-1")
 
     doc = json.loads((ca / pki.ROSTER).read_text())
 
@@ -419,7 +419,9 @@ def test_roster_file_is_readable_json(ca, enrol):
         "revoked_at",
         "identity_serial",  # a participant's identity certificate, issued with it
         "identity_fingerprint",
+        "certificate",  # the PEM itself: the coordinator's handshake trusts it
     }
+    assert entry["certificate"].encode() == (site / pki.CERT).read_bytes()
     assert entry["revoked_at"] is None
 
 
