@@ -16,8 +16,9 @@ sleep. Bad messages come from this test's process, with a site's real certificat
 - Bad messages (malformed protobuf, wrong shape, NaN, oversized, duplicate,
   replay, another process's run) each get their status and reason, are in the
   store's events as soon as they are refused, and change nothing: the run ends
-  with the simulated model. A single message over gRPC's 4 MiB frame limit is
-  refused by gRPC itself (RESOURCE_EXHAUSTED), before accord can read or record it.
+  with the simulated model. A single message over 4 MiB is refused unread
+  (RESOURCE_EXHAUSTED, with its size) and recorded; only one over 64 MiB is
+  refused by gRPC itself, before accord can read or record it.
 - Certificates that are expired, self-signed, of another federation or revoked fail
   the TLS handshake: no call is made, nothing of accord's runs for them, and each
   site gives up with a hint that names the likely causes.
@@ -218,6 +219,7 @@ def test_bad_messages_are_refused_recorded_at_once_and_change_nothing(deployment
     }
     malformed = _raw_call(deployment, port, "site-02", b"\x0a\xff\xff")
     too_big = _raw_call(deployment, port, "site-02", b"\x0a" + bytes(5 * 2**20))
+    huge = _raw_call(deployment, port, "site-02", b"\x0a" + bytes(65 * 2**20))
     with SqlStore(deployment.store_url) as store:
         recorded = [(e.participant, e.round, e.kind) for e in store.events(run.run_id)]
         during = store.rounds(run.run_id)
@@ -241,11 +243,14 @@ def test_bad_messages_are_refused_recorded_at_once_and_change_nothing(deployment
     assert "replay" in refusals["replay"].reason
     assert malformed.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid UpdatePart" in malformed.details()
-    # Over gRPC's 4 MiB frame limit: refused by gRPC itself, before accord reads it.
+    # Over accord's 4 MiB message limit: refused unread, with its size, and recorded.
     assert too_big.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "larger than max" in too_big.details()
+    assert "the limit is 4194304" in too_big.details()
+    # Over 64 MiB, gRPC refuses it itself, before accord sees it.
+    assert huge.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in huge.details()
     # Each refusal was in the store while round 2 was still open.
-    assert recorded[:7] == [
+    assert recorded[:8] == [
         ("site-02", 2, "mismatch"),
         ("site-02", 2, "mismatch"),
         ("site-02", 2, "too_large"),
@@ -253,13 +258,14 @@ def test_bad_messages_are_refused_recorded_at_once_and_change_nothing(deployment
         ("site-02", 1, "stale"),
         ("site-02", 2, "stale"),
         ("site-02", None, "malformed"),
+        ("site-02", None, "too_large"),
     ]
-    # gRPC drops the oversized frame and ends the stream: the handler, if it runs
-    # at all, sees an update stream without its header.
+    # gRPC drops the 65 MiB frame and ends the stream: the handler, if it runs at
+    # all, sees an update stream without its header.
     with SqlStore(deployment.store_url) as store:
         final = [(e.participant, e.round, e.kind) for e in store.events(run.run_id)]
-    assert final[:7] == recorded[:7]
-    assert set(final[7:]) <= {("site-02", None, "malformed")}
+    assert final[:8] == recorded[:8]
+    assert set(final[8:]) <= {("site-02", None, "malformed")}
     assert len(out["rejections"]) == len(final)
     assert during == before and [r.number for r in before] == [1]
     assert [r["succeeded"] for r in out["rounds"]] == [3, 3, 3]

@@ -28,12 +28,13 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from accord.errors import SubmissionRefused
+from accord.errors import RefusalKind, SubmissionRefused
 from accord.params import ParamSpec, TensorSpec
 from accord.task.protocol import TrainConfig
 from accord.transport.frames import chunk_frame, fast_chunk
 from accord.transport.messages import (
     CHUNK_BYTES,
+    MAX_MESSAGE_BYTES,
     Chunk,
     EvalReport,
     FailureReport,
@@ -90,10 +91,26 @@ _KINDS: dict[JobKind, pb.JobKind] = {
 
 @dataclass(frozen=True, slots=True)
 class Malformed:
-    """Bytes that did not parse as the expected message (gRPC hands this over)."""
+    """Bytes refused before they became a message (gRPC hands this over).
+
+    ``kind``: ``malformed`` (they do not parse) or ``too_large`` (over
+    :data:`~accord.transport.messages.MAX_MESSAGE_BYTES`, not parsed at all).
+    """
 
     message_type: str
     reason: str
+    kind: RefusalKind = "malformed"
+
+
+def _oversized(name: str, size: int) -> Malformed | None:
+    if size <= MAX_MESSAGE_BYTES:
+        return None
+    return Malformed(
+        name,
+        f"a {name} message of {size} bytes; the limit is {MAX_MESSAGE_BYTES} "
+        "(models and updates travel in chunks)",
+        "too_large",
+    )
 
 
 def _malformed(reason: str) -> SubmissionRefused:
@@ -109,6 +126,9 @@ def parse_or_malformed(message_type: type[M]) -> Callable[[bytes], M | Malformed
     name = message_type.DESCRIPTOR.name
 
     def parse(data: bytes) -> M | Malformed:
+        oversized = _oversized(name, len(data))
+        if oversized is not None:
+            return oversized
         try:
             return message_type.FromString(data)
         except (DecodeError, ValueError, RuntimeError) as exc:
@@ -221,6 +241,8 @@ def parse_chunk_or(
     """A deserializer: chunks by :func:`fast_chunk`, the rest by ``parse``."""
 
     def deserialize(data: bytes) -> Chunk | M | Malformed:
+        if len(data) > MAX_MESSAGE_BYTES:
+            return parse(data)  # which refuses it unread
         chunk = fast_chunk(data)
         return chunk if chunk is not None else parse(data)
 

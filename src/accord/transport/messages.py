@@ -18,6 +18,7 @@ from accord.task.protocol import TrainConfig
 
 __all__ = [
     "CHUNK_BYTES",
+    "MAX_MESSAGE_BYTES",
     "MAX_TASK_BYTES",
     "MAX_TASK_PAYLOAD",
     "PROTOCOL_VERSION",
@@ -39,9 +40,12 @@ __all__ = [
 
 #: Version of the wire protocol; a participant sends it in its Hello.
 PROTOCOL_VERSION = 1
-#: Largest slice of a packed buffer in one message: far below gRPC's 4 MiB default
+#: Largest slice of a packed buffer in one message: far below the 4 MiB message
 #: limit, large enough that per-message overhead is negligible.
 CHUNK_BYTES = 1 << 20
+#: Largest message the coordinator reads from a caller: a chunk and its framing fit
+#: with room to spare. A larger one is refused as ``too_large`` and recorded.
+MAX_MESSAGE_BYTES = 4 * 2**20
 #: Largest task a site accepts from its coordinator: a CKKS round's ``ckks_decrypt``
 #: task carries the encrypted sum in one message, about 80 bytes per model value
 #: with the default parameters (3 million values fit).

@@ -35,10 +35,12 @@ minutes. Both ends ping every 30–60 s so that NATs and firewalls keep the stre
 and the server allows pings that often (gRPC's default would call them abuse and
 close the connection with ``too_many_pings``).
 
-Message sizes: the coordinator receives messages of at most 4 MiB (updates and
-stage messages come in chunks), while a site accepts tasks from the coordinator it
-authenticated up to :data:`~accord.transport.messages.MAX_TASK_BYTES`, since a
-CKKS round's ``ckks_decrypt`` task carries the whole encrypted sum.
+Message sizes: the coordinator reads messages of at most 4 MiB (updates and stage
+messages come in chunks); one up to 64 MiB is refused by accord's own check, as
+``too_large``, and recorded; only a larger one is refused by gRPC itself, before
+accord sees it, and goes unrecorded. A site accepts tasks from the coordinator it
+authenticated up to :data:`~accord.transport.messages.MAX_TASK_BYTES`, since a CKKS
+round's ``ckks_decrypt`` task carries the whole encrypted sum.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ import grpc
 
 from accord.errors import AuthenticationFailed, ConfigError, SubmissionRefused
 from accord.transport.enrolment import IdentityFiles
-from accord.transport.messages import MAX_TASK_BYTES
+from accord.transport.messages import MAX_MESSAGE_BYTES, MAX_TASK_BYTES
 from accord.transport.roster import Role, validate_name
 from accord.transport.trust import HandshakeRoots, Identity, TrustStore, verify_peer
 
@@ -72,7 +74,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 INSECURE_NAME_KEY = "accord-insecure-name"
-_MAX_MESSAGE = 4 * 2**20
+_MAX_MESSAGE = MAX_MESSAGE_BYTES
+#: What gRPC itself lets through to accord's checks, which refuse and record
+#: anything over :data:`MAX_MESSAGE_BYTES`; only beyond this does gRPC refuse a
+#: message on its own, unrecorded. It bounds what one call can make the
+#: coordinator buffer (callers got past the handshake: roster members only).
+RECEIVE_LIMIT_BYTES = 16 * MAX_MESSAGE_BYTES
 
 #: Server channel options: pings every minute, clients may ping every 10 s.
 SERVER_OPTIONS: list[tuple[str, Any]] = [
@@ -81,7 +88,7 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_ping_strikes", 0),
-    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_receive_message_length", RECEIVE_LIMIT_BYTES),
     ("grpc.max_send_message_length", MAX_TASK_BYTES),
     ("grpc.so_reuseport", 0),
 ]

@@ -148,7 +148,7 @@ class _Handlers:
     ) -> T:
         def check() -> T:
             if isinstance(request, Malformed):
-                raise SubmissionRefused("malformed", request.reason)
+                raise SubmissionRefused(request.kind, request.reason)
             return request
 
         return self._run(context, method, check, name=name)
@@ -214,7 +214,7 @@ class _Handlers:
         def parts() -> Iterator[UpdateHeader | codec.Chunk]:
             for msg in requests:
                 if isinstance(msg, Malformed):
-                    raise SubmissionRefused("malformed", msg.reason)
+                    raise SubmissionRefused(msg.kind, msg.reason)
                 part = codec.decode_update_part(msg)
                 if isinstance(part, UpdateHeader):
                     seen[0] = part.round
@@ -258,7 +258,7 @@ class _Handlers:
         def parts() -> Iterator[SecAggHeader | codec.Chunk]:
             for msg in requests:
                 if isinstance(msg, Malformed):
-                    raise SubmissionRefused("malformed", msg.reason)
+                    raise SubmissionRefused(msg.kind, msg.reason)
                 part = decode_secagg_part(msg)
                 if isinstance(part, SecAggHeader):
                     seen[0] = part.round

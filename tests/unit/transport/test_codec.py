@@ -13,6 +13,7 @@ from accord.task.protocol import TrainConfig
 from accord.transport import codec
 from accord.transport.messages import (
     CHUNK_BYTES,
+    MAX_MESSAGE_BYTES,
     EvalReport,
     FailureReport,
     Goodbye,
@@ -282,3 +283,21 @@ def test_every_chunk_protobuf_writes_takes_the_fast_path(offset, data):
 
     assert chunk is not None
     assert (chunk.offset, bytes(chunk.data)) == (offset, data)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["message", "chunk-frame"])
+def test_a_message_over_the_limit_is_refused_unread_as_too_large(chunked):
+    parse = codec.parse_or_malformed(pb.UpdatePart)
+    if chunked:
+        parse = codec.parse_chunk_or(parse)
+        data = codec.chunk_frame(0, bytes(MAX_MESSAGE_BYTES))  # a valid chunk, too big
+    else:
+        data = b"\xff" * (MAX_MESSAGE_BYTES + 1)  # would not even parse
+
+    refused = parse(data)
+
+    assert isinstance(refused, codec.Malformed) and refused.kind == "too_large"
+    assert f"of {len(data)} bytes" in refused.reason
+    # At the limit it is read as usual.
+    at_limit = parse(codec.chunk_frame(0, bytes(MAX_MESSAGE_BYTES - 16)))
+    assert not isinstance(at_limit, codec.Malformed)
