@@ -42,13 +42,13 @@ from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 from accord.errors import AuthenticationFailed, MissingExtraError, PkiError
+from accord.transport.pinning import HandshakeRoots, pinned_roots
 from accord.transport.roster import (
     CA_CERT,
     CRL,
     ROSTER,
     Role,
     Roster,
-    RosterEntry,
     certificate_name,
     certificate_role,
     fingerprint,
@@ -78,8 +78,6 @@ _EKU = {
     "client": ExtendedKeyUsageOID.CLIENT_AUTH,
     "server": ExtendedKeyUsageOID.SERVER_AUTH,
 }
-#: The roles that dial in, whose certificates a coordinator's handshake pins.
-_CALLERS = frozenset({"participant", "admin"})
 T = TypeVar("T")
 E = TypeVar("E", bound=x509.ExtensionType)
 
@@ -102,21 +100,6 @@ class Identity:
 class _Crl:
     issuer: x509.Name
     revoked: Mapping[int, datetime]
-
-
-@dataclass(frozen=True)
-class HandshakeRoots:
-    """The certificates a server's TLS handshake trusts for callers.
-
-    ``pinned`` names the callers whose own certificates ``pem`` holds; empty when
-    ``pem`` is the CA, and then ``reason`` says why nothing was pinned. ``until``:
-    when the first pinned certificate expires (the roots must be made again).
-    """
-
-    pem: bytes
-    pinned: tuple[str, ...]
-    reason: str | None
-    until: datetime | None
 
 
 class _Watched(Generic[T]):
@@ -309,54 +292,15 @@ class TrustStore:
                 and (cached[2].until is None or at < cached[2].until)
             ):
                 return cached[2]
-            roots = self._pinned_roots(roster, crl, at)
+            roots = pinned_roots(
+                roster,
+                crl.revoked if crl is not None else {},
+                self.ca_pem,
+                lambda cert: self.issuer_of(cert) is not None,
+                at,
+            )
             self._roots = (roster, crl, roots)
             return roots
-
-    def _pinned_roots(
-        self, roster: Roster | None, crl: _Crl | None, at: datetime
-    ) -> HandshakeRoots:
-        if roster is None:
-            return HandshakeRoots(self.ca_pem, (), "the CA (no roster to pin)", None)
-        revoked = crl.revoked if crl is not None else {}
-        active = [
-            e
-            for e in roster.entries
-            if e.role in _CALLERS
-            and e.status(at) == "active"
-            and e.serial not in revoked
-        ]
-        if not active or any(e.certificate is None for e in active):
-            why = "no active caller" if not active else "a roster without certificates"
-            return HandshakeRoots(self.ca_pem, (), f"the CA ({why})", None)
-        pems: list[bytes] = []
-        names: list[str] = []
-        for e in active:
-            pem = (e.certificate or "").encode()
-            problem = self._pin_problem(e, pem)
-            if problem is not None:
-                logger.error("not trusting %r's certificate: %s", e.name, problem)
-                continue
-            pems.append(pem)
-            names.append(e.name)
-        if not pems:
-            return HandshakeRoots(
-                self.ca_pem, (), "the CA (no usable certificate)", None
-            )
-        until = min(e.not_after for e in active)
-        return HandshakeRoots(b"".join(pems), tuple(names), None, until)
-
-    def _pin_problem(self, entry: RosterEntry, pem: bytes) -> str | None:
-        """Why ``entry``'s certificate ``pem`` must not be trusted, or None."""
-        try:
-            cert = x509.load_pem_x509_certificate(pem)
-        except ValueError as exc:
-            return f"roster.json holds no readable certificate for it ({exc})"
-        if fingerprint(cert) != entry.fingerprint or cert.serial_number != entry.serial:
-            return "roster.json's certificate is not the one its fingerprint names"
-        if self.issuer_of(cert) is None:
-            return "roster.json's certificate is not signed by the trusted CA"
-        return None
 
     def identity_problem(self, cert: x509.Certificate, name: str) -> str | None:
         """Why the identity certificate ``cert`` may not speak for ``name``, or None.

@@ -98,7 +98,7 @@ def test_a_certificate_swapped_into_the_roster_is_not_trusted(ca, enrol, caplog)
     a["certificate"], b["certificate"] = b["certificate"], a["certificate"]
     roster.write_text(json.dumps(doc))
 
-    with caplog.at_level(logging.ERROR, logger="accord.transport.trust"):
+    with caplog.at_level(logging.ERROR, logger="accord.transport.pinning"):
         roots = TrustStore.load(ca).handshake_roots()
 
     # Neither entry's certificate matches its fingerprint: neither is trusted, and
@@ -125,7 +125,7 @@ def test_a_certificate_of_another_ca_in_the_roster_is_not_trusted(
     entry["fingerprint"] = pki.fingerprint(foreign_cert)
     roster.write_text(json.dumps(doc))
 
-    with caplog.at_level(logging.ERROR, logger="accord.transport.trust"):
+    with caplog.at_level(logging.ERROR, logger="accord.transport.pinning"):
         roots = TrustStore.load(ca).handshake_roots()
 
     assert roots.pinned == ("site-a",)
