@@ -29,13 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import time
 from typing import Any
 
 import numpy as np
+from common import machine
 
 from accord.aggregation import weighted_mean
 from accord.params import Params
@@ -165,9 +165,8 @@ def main() -> None:
         }
     doc["rounds"] = rounds
     doc["machine"] = {
-        "cpus": os.cpu_count(),
+        **machine(),
         "usable_cpus": len(os.sched_getaffinity(0)),
-        "processor": platform.processor() or platform.machine(),
         "numpy": np.__version__,
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],

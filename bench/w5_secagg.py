@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import time
@@ -40,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from common import machine
 
 from accord.aggregation import weighted_mean
 from accord.params import Params
@@ -51,7 +51,7 @@ from accord.secagg import (
     run_local_round,
 )
 from accord.secagg.crypto import Ed25519PrivateKey, identity_public
-from accord.secagg.shamir import combine_shares, split_secret
+from accord.secagg.shamir import SECRET_BYTES, combine_shares, split_secret
 
 WORKLOADS: dict[str, dict[str, Any]] = {
     "20x100k": {"n": 20, "params": 100_000},
@@ -88,7 +88,7 @@ def mask_speed(words: int, repeats: int) -> dict[str, float]:
 
 
 def shamir_cost(threshold: int, holders: int) -> dict[str, float]:
-    secret = os.urandom(32)
+    secret = os.urandom(SECRET_BYTES)
     shares: list[Any] = []
 
     def split() -> None:
@@ -229,9 +229,8 @@ def main() -> None:
             ours["secure_in_process_s"] / secure, 3
         )
     doc["machine"] = {
-        "cpus": os.cpu_count(),
+        **machine(),
         "usable_cpus": len(os.sched_getaffinity(0)),
-        "processor": platform.processor() or platform.machine(),
         "numpy": np.__version__,
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
