@@ -172,8 +172,12 @@ def init_ca(
     federation: str,
     passphrase: bytes,
     days: int = 3650,
+    now: datetime | None = None,
 ) -> CaInfo:
-    """Create the federation's CA in ``directory``; refuse to replace one."""
+    """Create the federation's CA in ``directory``; refuse to replace one.
+
+    ``now`` is the time of issue (default the wall clock; tests pass their own).
+    """
     d = Path(directory)
     _validate_federation(federation)
     _check_days(days)
@@ -187,8 +191,8 @@ def init_ca(
     make_private_dir(d)
     key = ec.generate_private_key(ec.SECP256R1())
     fed_id = secrets.token_hex(8)
-    now = _now(None)
-    cert = ca_certificate(key, federation, fed_id, now=now, days=days)
+    at = _now(now)
+    cert = ca_certificate(key, federation, fed_id, now=at, days=days)
     encrypted = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -197,7 +201,7 @@ def init_ca(
     write_new(d / CA_KEY, encrypted, 0o600)
     write_new(d / CA_CERT, _pem(cert), 0o644)
     write_atomic(d / ROSTER, Roster(federation, fed_id).to_bytes())
-    _write_crl(d, key, cert, [], now)
+    _write_crl(d, key, cert, [], at)
     logger.info("created the CA of federation %r (%s) in %s", federation, fed_id, d)
     return ca_info(d)
 

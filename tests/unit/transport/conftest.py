@@ -1,4 +1,9 @@
-"""A federation CA per test, enrolled sites, and certificates from elsewhere."""
+"""A federation CA per test, enrolled sites, and certificates from elsewhere.
+
+Every certificate, CRL and check here runs against the test's own ``clock`` (taken
+when the test starts, never when the module is imported), so no assertion depends on
+how long the suite ran before the test.
+"""
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -13,7 +18,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from accord.transport import pki
 
 PASS = b"correct horse battery"
-NOW = datetime.now(UTC)
 PEM = serialization.Encoding.PEM
 
 
@@ -23,15 +27,24 @@ def passphrase() -> bytes:
 
 
 @pytest.fixture
-def ca(tmp_path: Path) -> Path:
+def clock() -> datetime:
+    """The test's reference time: certificates are issued at it, checks run at it."""
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def ca(tmp_path: Path, clock: datetime) -> Path:
     directory = tmp_path / "ca"
-    pki.init_ca(directory, federation="acme", passphrase=PASS)
+    pki.init_ca(directory, federation="acme", passphrase=PASS, now=clock)
     return directory
 
 
 @pytest.fixture
-def enrol(ca: Path) -> Callable[..., Path]:
-    """Enrol a site with a CA (``ca=``, default the fixture's); return its folder."""
+def enrol(ca: Path, clock: datetime) -> Callable[..., Path]:
+    """Enrol a site with a CA (``ca=``, default the fixture's); return its folder.
+
+    Certificates are issued at the test's ``clock`` unless ``now=`` says otherwise.
+    """
 
     def _enrol(
         name: str, role: pki.Role = "participant", *, ca: Path = ca, **sign_kw
@@ -39,6 +52,7 @@ def enrol(ca: Path) -> Callable[..., Path]:
         site = ca.parent / name
         hosts = ["localhost", "127.0.0.1"] if role == "coordinator" else []
         csr = pki.request(site, name, role=role, hosts=hosts)
+        sign_kw.setdefault("now", clock)
         pki.sign(ca, csr, passphrase=PASS, role=role, **sign_kw)
         return site
 
@@ -48,8 +62,9 @@ def enrol(ca: Path) -> Callable[..., Path]:
 class Forge:
     """Certificates that did not come from the federation's CA."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, clock: datetime) -> None:
         self.directory = directory
+        self.clock = clock
 
     def self_signed(self, name: str) -> Path:
         """A site folder whose certificate names itself a participant."""
@@ -62,7 +77,7 @@ class Forge:
             ]
         )
         cert = (
-            _builder(subject, subject, key.public_key())
+            _builder(subject, subject, key.public_key(), self.clock)
             .add_extension(_client_auth(), critical=False)
             .sign(key, hashes.SHA256())
         )
@@ -77,7 +92,7 @@ class Forge:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Group CA")])
         cert = (
-            _builder(name, name, key.public_key())
+            _builder(name, name, key.public_key(), self.clock)
             .add_extension(
                 x509.BasicConstraints(ca=True, path_length=None), critical=True
             )
@@ -86,36 +101,37 @@ class Forge:
         (self.directory / "ext.pem").write_bytes(cert.public_bytes(PEM))
         return cert, key
 
-    @staticmethod
     def external_leaf(
-        ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, name: str
+        self, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, name: str
     ) -> bytes:
         """A client certificate from an external CA: no role OU, as such CAs issue."""
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         cert = (
-            _builder(subject, ca.subject, key.public_key())
+            _builder(subject, ca.subject, key.public_key(), self.clock)
             .add_extension(_client_auth(), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
         return cert.public_bytes(PEM)
 
-    @staticmethod
     def external_crl(
-        ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, revoked: Iterable[int]
+        self,
+        ca: x509.Certificate,
+        ca_key: ec.EllipticCurvePrivateKey,
+        revoked: Iterable[int],
     ) -> bytes:
         """A DER CRL from an external CA listing ``revoked`` serials."""
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(ca.subject)
-            .last_update(NOW - timedelta(days=1))
-            .next_update(NOW + timedelta(days=30))
+            .last_update(self.clock - timedelta(days=1))
+            .next_update(self.clock + timedelta(days=30))
         )
         for serial in revoked:
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder()
                 .serial_number(serial)
-                .revocation_date(NOW - timedelta(hours=1))
+                .revocation_date(self.clock - timedelta(hours=1))
                 .build()
             )
         signed = builder.sign(ca_key, hashes.SHA256())
@@ -123,8 +139,8 @@ class Forge:
 
 
 @pytest.fixture
-def forge(tmp_path: Path) -> Forge:
-    return Forge(tmp_path)
+def forge(tmp_path: Path, clock: datetime) -> Forge:
+    return Forge(tmp_path, clock)
 
 
 def _client_auth() -> x509.ExtendedKeyUsage:
@@ -138,7 +154,10 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    at: datetime,
 ) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
@@ -146,6 +165,6 @@ def _builder(
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=30))
+        .not_valid_before(at - timedelta(days=1))
+        .not_valid_after(at + timedelta(days=30))
     )

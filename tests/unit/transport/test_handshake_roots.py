@@ -4,12 +4,13 @@ import json
 import logging
 from datetime import timedelta
 
+import pytest
 from cryptography import x509
 
 from accord.transport import pki
 from accord.transport.trust import TrustStore
 
-from .conftest import NOW, PASS
+from .conftest import PASS
 
 
 def _names(roots) -> set[str]:
@@ -34,16 +35,26 @@ def test_the_handshake_trusts_exactly_the_active_participants_and_admins(ca, enr
     assert roots.reason is None
 
 
-def test_an_expired_certificate_leaves_the_roots_when_it_expires(ca, enrol):
-    enrol("site-a")
-    enrol("site-short", days=1)
+@pytest.mark.parametrize(
+    "delay", [timedelta(0), timedelta(minutes=10), timedelta(hours=6)]
+)
+def test_an_expired_certificate_leaves_the_roots_when_it_expires(
+    ca, enrol, clock, delay
+):
+    # ``delay`` plays a slow suite: the test runs long after the module was
+    # collected. Issue and check both read the test's clock, so nothing moves.
+    at = clock + delay
+    enrol("site-a", now=at)
+    enrol("site-short", days=1, now=at)
     trust = TrustStore.load(ca)
 
-    now = trust.handshake_roots()
-    later = trust.handshake_roots(NOW + timedelta(days=2))
+    now = trust.handshake_roots(at)
+    later = trust.handshake_roots(at + timedelta(days=2))
 
     assert set(now.pinned) == {"site-a", "site-short"}
-    assert now.until is not None and now.until <= NOW + timedelta(days=1, minutes=5)
+    assert now.until is not None
+    assert at + timedelta(days=1) - timedelta(minutes=10) <= now.until
+    assert now.until <= at + timedelta(days=1, minutes=5)
     assert set(later.pinned) == {"site-a"}
 
 

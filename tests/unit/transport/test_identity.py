@@ -108,9 +108,9 @@ def test_a_revoked_identity_certificate_is_refused_by_crl_and_roster(
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
 
 
-def test_an_expired_identity_certificate_is_refused(ca, enrol):
+def test_an_expired_identity_certificate_is_refused(ca, enrol, clock):
     site = enrol("site-1", days=1)
-    later = datetime.now(UTC) + timedelta(days=3)
+    later = clock + timedelta(days=3)
 
     with pytest.raises(AuthenticationFailed, match="expired"):
         verify_presented(

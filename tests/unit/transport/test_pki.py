@@ -5,7 +5,7 @@ import json
 import stat
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,6 @@ from accord.errors import AuthenticationFailed, PkiError
 from accord.transport import pki
 from accord.transport.trust import TrustStore, verify_peer
 
-NOW = datetime.now(UTC)
 DER = serialization.Encoding.DER
 
 
@@ -223,12 +222,12 @@ def test_revoking_an_unknown_name_is_a_clear_error(ca, passphrase):
         pki.revoke(ca, "nobody", passphrase=passphrase)
 
 
-def test_expired_certificate_is_refused(ca, enrol):
-    site = enrol("site-old", days=30, now=NOW - timedelta(days=400))
+def test_expired_certificate_is_refused(ca, enrol, clock):
+    site = enrol("site-old", days=30, now=clock - timedelta(days=400))
 
     with pytest.raises(AuthenticationFailed, match="'site-old' expired on"):
         verify_peer((site / pki.CERT).read_bytes(), TrustStore.load(ca))
-    assert cert_of(site).not_valid_after_utc < NOW
+    assert cert_of(site).not_valid_after_utc < clock
     assert pki.read_roster(ca).entries[0].status() == "expired"
 
 
