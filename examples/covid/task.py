@@ -4,13 +4,11 @@ A task is any object with ``init_params``, ``train`` and ``predict``; this one i
 thin wrapper over accord's own, with a little L2 regularisation for the small clinics.
 """
 
-from typing import Any
-
 from accord import DatasetInfo, Task
 from accord.task.numpy_task import softmax_regression
 
 
-def build(info: DatasetInfo, **options: Any) -> Task:
-    return softmax_regression(
-        info, weight_decay=float(options.get("weight_decay", 0.0))
-    )
+def build(info: DatasetInfo, *, weight_decay: float = 0.0) -> Task:
+    # Options are keyword arguments: a misspelt one in fed.toml is an error that
+    # names it, not a setting silently ignored.
+    return softmax_regression(info, weight_decay=float(weight_decay))

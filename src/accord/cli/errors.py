@@ -13,18 +13,24 @@ from accord.errors import (
     AccordError,
     AuthenticationFailed,
     ConfigError,
+    DatasetError,
     MissingExtraError,
     PkiError,
     RoundFailed,
     RunAborted,
+    RunNotFound,
     StoreError,
 )
 
 __all__ = ["EXIT_CODES", "reported"]
 
-#: Exit code per error class; the first matching entry wins.
+#: Exit code per error class; the first matching entry wins. 2 is for what the user
+#: can fix in what they gave the command (config, data, a run id), 4 for a store that
+#: cannot serve (an unknown run id is a typo, not a broken store).
 EXIT_CODES: tuple[tuple[type[AccordError], int], ...] = (
     (ConfigError, 2),
+    (DatasetError, 2),
+    (RunNotFound, 2),
     (PkiError, 2),
     (AuthenticationFailed, 5),
     (MissingExtraError, 3),

@@ -1,4 +1,8 @@
-"""What ``--json`` prints about a run: the same fields for simulate and coordinator."""
+"""What the commands print about a run, the same for every command.
+
+The ``--json`` fields (simulate and coordinator), and the federated-vs-baselines
+table that ``accord simulate`` and ``accord runs show`` both draw.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,13 @@ import json
 import math
 from typing import Any
 
-from accord.coordinator.runner import RunResult
+from rich.markup import escape
+from rich.table import Table
 
-__all__ = ["dumps", "run_json"]
+from accord.coordinator.runner import RunResult
+from accord.simulation.baselines import Comparison
+
+__all__ = ["comparison_table", "dumps", "run_json"]
 
 
 def run_json(result: RunResult) -> dict[str, Any]:
@@ -45,3 +53,31 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def comparison_table(c: Comparison) -> Table:
+    """Federated against pooled and each site alone, on the central test set."""
+    table = Table(title="Federated vs pooled vs each site alone (central test set)")
+    table.add_column("model")
+    for name in ("auc", "accuracy", "loss"):
+        table.add_column(name, justify="right")
+    rows: list[tuple[str, dict[str, float]]] = [
+        ("[bold]federated[/]", dict(c.federated)),
+        ("pooled data", dict(c.pooled)),
+    ]
+    rows += [(f"  {escape(name)} alone", dict(m)) for name, m in c.sites.items()]
+    for label, m in rows:
+        table.add_row(
+            label, *(_fmt(m.get(k, math.nan)) for k in ("auc", "accuracy", "loss"))
+        )
+    table.caption = (
+        f"federated {c.metric} = {100 * c.ratio_to_pooled:.1f}% of pooled; "
+        f"median site alone {_fmt(c.median_site)}"
+    )
+    for name, reason in c.failed.items():
+        table.caption += f"\nbaseline {escape(name)} failed: {escape(reason)}"
+    return table

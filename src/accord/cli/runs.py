@@ -1,4 +1,8 @@
-"""``accord runs``: list recorded runs, show one, export its metrics."""
+"""``accord runs``: list recorded runs, show one, export its metrics.
+
+``show`` and ``export`` take a run id, any prefix of one that names a single run, or
+``latest`` (the newest run); ids are printed whole, never cut to fit the terminal.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from accord.cli.errors import reported
+from accord.cli.output import comparison_table
+from accord.errors import ConfigError, RunNotFound
+from accord.simulation.baselines import Comparison
 from accord.store import RunStore, export_metrics, open_store
 
 __all__ = ["register"]
@@ -30,6 +37,31 @@ _DIR = typer.Option(Path("accord-runs"), "--dir", help="Folder of the default st
 
 def _open(store: str | None, directory: Path) -> RunStore:
     return open_store(store, default_dir=directory)
+
+
+def resolve_run(store: RunStore, ref: str) -> str:
+    """The id of the run ``ref`` names: an id, a unique prefix of one, or ``latest``.
+
+    :class:`RunNotFound` if none matches; :class:`ConfigError` if a prefix matches
+    several (listing them).
+    """
+    runs = store.list_runs()  # newest first
+    if ref == "latest":
+        if not runs:
+            raise RunNotFound(ref)
+        return runs[0].run_id
+    if any(r.run_id == ref for r in runs):
+        return ref
+    matches = [r.run_id for r in runs if ref and r.run_id.startswith(ref)]
+    if not matches:
+        raise RunNotFound(ref)
+    if len(matches) > 1:
+        raise ConfigError(
+            f"{ref!r} is the start of {len(matches)} run ids "
+            f"({', '.join(matches[:5])}{', ...' if len(matches) > 5 else ''}); "
+            "give more of the id"
+        )
+    return matches[0]
 
 
 @runs_app.callback()
@@ -67,7 +99,9 @@ def list_runs(
         )
         return
     table = Table(title="runs")
-    for col in ("run", "name", "status", "rounds", "created (UTC)", "final"):
+    width = max((len(r.run_id) for r in runs), default=3)
+    table.add_column("run", no_wrap=True, min_width=width)  # an id is never cut
+    for col in ("name", "status", "rounds", "created (UTC)", "final"):
         table.add_column(col)
     for r in runs:
         final = (r.summary or {}).get("final", {})
@@ -89,10 +123,14 @@ def list_runs(
 
 @runs_app.command("show")
 def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) -> None:
-    """Rounds of one run with each participant's outcome, and refused messages."""
+    """One run: each round's outcomes, refused messages, the baselines.
+
+    RUN_ID is a run id, a prefix of one, or ``latest``.
+    """
     with reported():
         db = _open(store, directory)
         try:
+            run_id = resolve_run(db, run_id)
             info, rounds = db.get_run(run_id), db.rounds(run_id)
             events = db.events(run_id)
         finally:
@@ -132,6 +170,9 @@ def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) ->
                 escape(e.detail),  # quotes what a peer sent: no markup from it
             )
         console.print(refused)
+    comparison = (info.summary or {}).get("comparison")
+    if comparison:
+        console.print(comparison_table(Comparison.from_dict(comparison)))
 
 
 @runs_app.command("export")
@@ -142,14 +183,14 @@ def export_run(
     store: str | None = _STORE,
     directory: Path = _DIR,
 ) -> None:
-    """Export a run's metrics as CSV or JSON."""
+    """Export a run's metrics (id, id prefix or ``latest``) as CSV or JSON."""
     if fmt not in ("csv", "json"):
         raise typer.BadParameter("--format must be csv or json")
     kind: Literal["csv", "json"] = "csv" if fmt == "csv" else "json"
     with reported():
         db = _open(store, directory)
         try:
-            text = export_metrics(db, run_id, kind)
+            text = export_metrics(db, resolve_run(db, run_id), kind)
         finally:
             db.close()
     if output is None:

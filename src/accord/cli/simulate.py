@@ -11,20 +11,17 @@ a fed.toml edited since is a mistake to show, not to ignore.
 
 from __future__ import annotations
 
-import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from accord.cli.errors import reported
-from accord.cli.output import dumps, run_json
+from accord.cli.output import comparison_table, dumps, run_json
 from accord.cli.progress import ProgressObserver
 from accord.config import FedConfig, load_config
-from accord.simulation.baselines import Comparison
 from accord.simulation.engine import SimulationResult, simulate
 from accord.store import open_store
 
@@ -123,32 +120,7 @@ def _print_results(
         f"final model {run.params.digest()[:16]}"
     )
     if result.comparison is not None:
-        console.print(_comparison_table(result.comparison))
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.4f}"
-
-
-def _comparison_table(c: Comparison) -> Table:
-    table = Table(title="Federated vs pooled vs each site alone (central test set)")
-    table.add_column("model")
-    for name in ("auc", "accuracy", "loss"):
-        table.add_column(name, justify="right")
-    rows: list[tuple[str, dict[str, float]]] = [
-        ("[bold]federated[/]", dict(c.federated)),
-        ("pooled data", dict(c.pooled)),
-    ]
-    rows += [(f"  {name} alone", dict(m)) for name, m in c.sites.items()]
-    for label, m in rows:
-        table.add_row(
-            label, *(_fmt(m.get(k, math.nan)) for k in ("auc", "accuracy", "loss"))
-        )
-    table.caption = (
-        f"federated {c.metric} = {100 * c.ratio_to_pooled:.1f}% of pooled; "
-        f"median site alone {_fmt(c.median_site)}"
-    )
-    return table
+        console.print(comparison_table(result.comparison))
 
 
 def simulate_command(

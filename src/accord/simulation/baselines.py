@@ -4,14 +4,20 @@ Each baseline gets the same number of passes over its data as a participant gets
 the whole run (rounds × local epochs) and the same training settings, and every model
 is scored on the same central test set, so the comparison isolates the effect of
 federating rather than of a different training budget.
+
+Baselines are a report on a run that already completed: a task that raises while
+training one of them (at one site's data, say, where the federated round only lost
+that participant) costs that baseline alone. Its metrics are NaN, the reason is kept
+in :attr:`Comparison.failed`, and the run stays completed.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from accord.config import FedConfig
@@ -20,6 +26,10 @@ from accord.simulation.context import SimContext
 from accord.task.protocol import TrainConfig
 
 __all__ = ["Comparison", "compare"]
+
+logger = logging.getLogger(__name__)
+
+_METRICS = ("auc", "accuracy", "loss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +40,8 @@ class Comparison:
     federated: Mapping[str, float]
     pooled: Mapping[str, float]
     sites: Mapping[str, Mapping[str, float]]
+    failed: Mapping[str, str] = field(default_factory=dict)
+    """Baselines whose training or scoring raised: name ("pooled" or a site), why."""
 
     @property
     def median_site(self) -> float:
@@ -44,6 +56,22 @@ class Comparison:
         """Federated headline metric divided by the pooled one."""
         return self.federated[self.metric] / self.pooled[self.metric]
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Comparison:
+        """The comparison :meth:`to_dict` stored (a run's summary holds it)."""
+
+        def scores(m: Mapping[str, Any]) -> dict[str, float]:
+            # Strict JSON stores NaN as null.
+            return {k: math.nan if v is None else float(v) for k, v in m.items()}
+
+        return cls(
+            metric=str(doc["metric"]),
+            federated=scores(doc["federated"]),
+            pooled=scores(doc["pooled"]),
+            sites={str(k): scores(v) for k, v in doc["sites"].items()},
+            failed={str(k): str(v) for k, v in doc.get("failed", {}).items()},
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the store and ``--json``."""
         return {
@@ -51,6 +79,7 @@ class Comparison:
             "federated": dict(self.federated),
             "pooled": dict(self.pooled),
             "sites": {k: dict(v) for k, v in self.sites.items()},
+            "failed": dict(self.failed),
             "median_site": self.median_site,
             "ratio_to_pooled": self.ratio_to_pooled,
         }
@@ -66,6 +95,7 @@ def compare(
     """Train the pooled and site-alone baselines; score them beside ``federated``."""
     budget = config.federation.rounds * config.train.epochs
     init = ctx.task.init_params(config.federation.seed)
+    failed: dict[str, str] = {}
 
     def train_and_score(name: str, index: int) -> dict[str, float]:
         data = ctx.data.pooled_train() if index < 0 else ctx.data.sites[index].train
@@ -76,11 +106,18 @@ def compare(
             seed=config.federation.seed + 1 + index,
             options=dict(config.train.options),
         )
-        params = ctx.task.train(init, data, settings).params
+        try:
+            params = ctx.task.train(init, data, settings).params
+            scores = evaluate(ctx.task, params, ctx.data.test)
+        except Exception as exc:  # the user's task: any error costs this baseline
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            logger.warning("baseline %s failed: %s", name, reason)
+            failed[name] = reason
+            scores = dict.fromkeys(_METRICS, math.nan)
         if on_step is not None:
             on_step(name)
-        return evaluate(ctx.task, params, ctx.data.test)
+        return scores
 
     pooled = train_and_score("pooled", -1)
     sites = {s.name: train_and_score(s.name, i) for i, s in enumerate(ctx.data.sites)}
-    return Comparison(config.evaluation.metric, dict(federated), pooled, sites)
+    return Comparison(config.evaluation.metric, dict(federated), pooled, sites, failed)

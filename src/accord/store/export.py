@@ -1,10 +1,12 @@
 """A run's metrics as CSV or JSON text, for ``accord runs export``.
 
 CSV is one row per metric value (``round, scope, participant, name, value``), ready
-for a spreadsheet or ``pandas.read_csv``; NaN and infinities are written as ``nan``
-and ``inf``, which Python and pandas parse back. JSON holds the run, its rounds,
-their outcomes and metrics; it is strict JSON (other tools reject ``NaN``), so
-non-finite numbers become ``null`` there.
+for a spreadsheet or ``pandas.read_csv``; a simulation's baselines follow as rows of
+scope ``pooled`` and ``alone`` (participant: the site) at the run's last round, beside
+that round's ``central`` metrics of the federated model. NaN and infinities are
+written as ``nan`` and ``inf``, which Python and pandas parse back. JSON holds the
+run (its summary with the baselines), its rounds, their outcomes and metrics; it is
+strict JSON (other tools reject ``NaN``), so non-finite numbers become ``null``.
 """
 
 from __future__ import annotations
@@ -38,12 +40,22 @@ def export_metrics(store: RunStore, run_id: str, fmt: Literal["csv", "json"]) ->
 
 
 def _csv(store: RunStore, run_id: str) -> str:
-    store.get_run(run_id)  # RunNotFound rather than an empty table
+    info = store.get_run(run_id)  # RunNotFound rather than an empty table
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    last = 0
     for number, m in store.metrics(run_id):
         writer.writerow([number, m.scope, m.participant or "", m.name, repr(m.value)])
+        last = max(last, number)
+    comparison = (info.summary or {}).get("comparison")
+    if comparison:
+        baselines = [("pooled", "", comparison["pooled"])]
+        baselines += [("alone", s, m) for s, m in comparison["sites"].items()]
+        for scope, site, scores in baselines:
+            for name, value in scores.items():
+                score = math.nan if value is None else float(value)
+                writer.writerow([last, scope, site, name, repr(score)])
     return out.getvalue()
 
 

@@ -3,11 +3,16 @@
 The module is looked up first next to ``fed.toml`` (so ``task:build`` means ``task.py``
 beside the config), then on the normal import path. The object is either a ready
 :class:`~accord.task.protocol.Task` or a factory called as ``factory(info, **options)``.
+A factory declares the options it takes by its signature; an option it does not name
+(a typo in ``[task] options``) is refused before the call, naming the option and the
+ones the factory accepts. A factory with ``**kwargs`` accepts anything and is trusted
+to check its own.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,6 +69,7 @@ def load_task(
         return obj
     if not callable(obj):
         raise ConfigError(f"{reference} is neither a Task nor a factory", key="task")
+    _check_options(obj, reference, options or {})
     try:
         task = obj(info, **dict(options or {}))
     except TypeError as exc:
@@ -76,3 +82,28 @@ def load_task(
             "train or predict"
         )
     return task
+
+
+def _check_options(factory: Any, reference: str, options: Mapping[str, Any]) -> None:
+    """Refuse options that ``factory``'s signature does not name."""
+    try:
+        params = list(inspect.signature(factory).parameters.values())[1:]  # info
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    accepted = [
+        p.name
+        for p in params
+        if p.kind
+        in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        names = ", ".join(repr(u) for u in unknown)
+        offered = ", ".join(accepted) if accepted else "no options"
+        raise ConfigError(
+            f"{names} {'is not an option' if len(unknown) == 1 else 'are not options'}"
+            f" of {reference}, which accepts {offered}; check the spelling",
+            key="task.options",
+        )

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import os
 
 from typer.testing import CliRunner
 
@@ -66,10 +67,53 @@ def test_invalid_config_exits_2_naming_the_key(tmp_path):
     assert "data.sites" in result.output
 
 
-def test_unknown_run_exits_4(tmp_path):
+def test_an_unknown_run_is_a_usage_error_exit_2(tmp_path):
+    # A typo in a run id is the user's to fix, not a broken store (exit 4).
     result = runner.invoke(app, ["runs", "show", "nope", "--dir", str(tmp_path)])
-    assert result.exit_code == 4
+    assert result.exit_code == 2
     assert "no run 'nope'" in result.output
+
+
+def test_runs_show_and_export_take_latest_or_a_prefix(tmp_path):
+    first = json.loads(_simulate(tmp_path).stdout)["run_id"]
+    second = json.loads(_simulate(tmp_path).stdout)["run_id"]
+    runs = ["--dir", str(tmp_path / "runs")]
+
+    unique = next(first[:i] for i in range(1, 99) if not second.startswith(first[:i]))
+
+    latest = runner.invoke(app, ["runs", "show", "latest", *runs])
+    by_prefix = runner.invoke(app, ["runs", "show", unique, *runs])
+    exported = runner.invoke(app, ["runs", "export", "latest", "-f", "json", *runs])
+
+    assert latest.exit_code == 0, latest.output
+    assert latest.stdout.startswith(second)
+    assert by_prefix.exit_code == 0, by_prefix.output
+    assert by_prefix.stdout.startswith(first)
+    assert json.loads(exported.stdout)["run"]["run_id"] == second
+
+
+def test_a_prefix_of_several_runs_is_refused_listing_them(tmp_path):
+    ids = [json.loads(_simulate(tmp_path).stdout)["run_id"] for _ in range(2)]
+    common = os.path.commonprefix(ids)  # ids start with the date: never empty
+
+    result = runner.invoke(
+        app, ["runs", "show", common, "--dir", str(tmp_path / "runs")]
+    )
+
+    assert common
+    assert result.exit_code == 2
+    assert "is the start of 2 run ids" in " ".join(result.output.split())
+
+
+def test_runs_lists_whole_ids_in_a_narrow_terminal(tmp_path):
+    run_id = json.loads(_simulate(tmp_path).stdout)["run_id"]
+
+    listed = runner.invoke(
+        app, ["runs", "--dir", str(tmp_path / "runs")], env={"COLUMNS": "60"}
+    )
+
+    assert listed.exit_code == 0, listed.output
+    assert run_id in listed.stdout
 
 
 def test_simulate_resume_of_a_run_another_process_serves_exits_4(
@@ -152,3 +196,25 @@ def test_an_error_message_keeps_its_square_brackets():
 
     assert result.exit_code == 2
     assert "[deployment] participants" in result.output
+
+
+def test_runs_show_and_the_csv_carry_the_baselines(tmp_path):
+    config = tmp_path / "fed.toml"
+    config.write_text(
+        FED.format(dir=tmp_path / "runs") + "[evaluation]\nbaselines = true\n"
+    )
+    out = json.loads(runner.invoke(app, ["simulate", str(config), "--json"]).stdout)
+    sites = sorted(out["comparison"]["sites"])
+    runs = ["--dir", str(tmp_path / "runs")]
+
+    shown = runner.invoke(app, ["runs", "show", "latest", *runs])
+    exported = runner.invoke(app, ["runs", "export", "latest", *runs])
+
+    assert shown.exit_code == 0, shown.output
+    assert "Federated vs pooled vs each site alone" in shown.stdout
+    assert all(f"{site} alone" in shown.stdout for site in sites)
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    pooled = {r["name"]: float(r["value"]) for r in rows if r["scope"] == "pooled"}
+    assert pooled["accuracy"] == out["comparison"]["pooled"]["accuracy"]
+    assert {r["participant"] for r in rows if r["scope"] == "alone"} == set(sites)
+    assert {r["round"] for r in rows if r["scope"] in ("pooled", "alone")} == {"2"}
