@@ -173,11 +173,7 @@ class ParticipantRuntime:
             if self._give_up_after_s is not None and waited > self._give_up_after_s:
                 raise TransportError(
                     f"no contact with the coordinator for {waited:.0f} s; giving up "
-                    f"(last error: {last_error}). If the coordinator is running, its "
-                    "TLS handshake may be refusing this site's certificate: check "
-                    "that the federation's CA issued it, that it has not expired "
-                    "(openssl x509 -in cert.pem -noout -issuer -dates) and that the "
-                    "operator has not revoked it (accord pki list, at the CA)"
+                    f"(last error: {last_error}). {give_up_hint(last_error)}"
                 )
             stop.wait(self._backoff.delay(failures))
             failures += 1
@@ -461,3 +457,23 @@ class ParticipantRuntime:
 def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
     """Metrics the wire accepts (a non-finite value would refuse the whole message)."""
     return {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
+
+
+def give_up_hint(last_error: str) -> str:
+    """What a site's operator should check, from the last connection error.
+
+    A refused TCP connection means nothing listens at the address: the certificate
+    never came into it. Anything else (a handshake that failed, a reset) is most
+    often the coordinator's TLS refusing this site's certificate.
+    """
+    if "connection refused" in last_error.lower():
+        return (
+            "Nothing is listening at the coordinator's address: check that the "
+            "coordinator is running, and the host and port given to --coordinator"
+        )
+    return (
+        "If the coordinator is running, its TLS handshake may be refusing this "
+        "site's certificate: check that the federation's CA issued it, that it has "
+        "not expired (openssl x509 -in cert.pem -noout -issuer -dates) and that the "
+        "operator has not revoked it (accord pki list, at the CA)"
+    )

@@ -233,6 +233,36 @@ def test_it_gives_up_after_a_long_silence():
         r.run()
 
 
+@pytest.mark.parametrize(
+    ("error", "hint", "not_hint"),
+    [
+        (
+            "failed to connect to all addresses; last error: UNKNOWN: "
+            "ipv4:127.0.0.1:9: Failed to connect to remote host: Connection refused",
+            "Nothing is listening",
+            "TLS handshake",
+        ),
+        (
+            "Ssl handshake failed: SSL_ERROR_SSL",
+            "TLS handshake",
+            "Nothing is listening",
+        ),
+    ],
+)
+def test_giving_up_hints_at_the_cause_the_last_error_shows(error, hint, not_hint):
+    lost = TransportError(error, code="UNAVAILABLE")
+    script = Script(*([lost] for _ in range(1000)))
+    r = ParticipantRuntime(
+        script.connect, AddOne(), DATA, backoff=Backoff(0.001, 0.001), give_up_after_s=0
+    )
+
+    with pytest.raises(TransportError, match="giving up") as info:
+        r.run()
+
+    assert hint in str(info.value)
+    assert not_hint not in str(info.value)
+
+
 class AddRound:
     """Training adds the round number, so that each round's update differs."""
 
