@@ -281,11 +281,23 @@ class ParticipantRuntime:
             duration_s=result.duration_s,
             metrics=_finite(result.metrics),
         )
+        # Written ahead: if the site stops mid-upload (Ctrl-C, a crash), its log
+        # still names the update the coordinator may have received and used.
+        self.log.record(
+            "sending_update",
+            round=order.round,
+            bytes=len(buffer),
+            digest=digest,
+            num_examples=result.num_examples,
+        )
         try:
             receipt = client.submit_update(header, buffer)
         except SubmissionRefused as exc:
             self._refused_by_coordinator(client, order, exc)
             return
+        except (KeyboardInterrupt, SystemExit):
+            self.log.record("upload_interrupted", round=order.round, digest=digest)
+            raise
         # The coordinator read the whole stream before its receipt: reuse the buffer.
         del out
         self._keep(buffer)

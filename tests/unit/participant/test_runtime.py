@@ -127,9 +127,33 @@ def test_a_train_task_sends_local_minus_global_and_logs_it(tmp_path):
         "connected",
         "received_task",
         "fetched_model",
+        "sending_update",
         "sent_update",
         "goodbye",
     ]
+
+
+class InterruptedUpload(Script):
+    """The coordinator receives the whole update, then the site is Ctrl-C'd."""
+
+    def submit_update(self, header, buffer):
+        self.updates.append((header, bytes(buffer)))
+        raise KeyboardInterrupt
+
+
+def test_an_update_interrupted_mid_upload_is_in_the_site_log(tmp_path):
+    script = InterruptedUpload([Welcome("run", 0), train_order()])
+    r = runtime(script, tmp_path=tmp_path)
+
+    with pytest.raises(KeyboardInterrupt):
+        r.run()
+    r.log.close()
+
+    ((header, _),), log = script.updates, SiteLog.read(tmp_path / "site.jsonl")
+    sending = [e for e in log if e["event"] == "sending_update"]
+    assert [e["digest"] for e in sending] == [header.params.digest]
+    assert log[-1]["event"] == "upload_interrupted"
+    assert log[-1]["digest"] == header.params.digest
 
 
 def test_an_eval_task_reports_scores_of_the_named_model():
