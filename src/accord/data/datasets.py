@@ -29,17 +29,33 @@ from accord.data.catalogue import (
     DatasetSpec,
     synthetic_spec,
 )
+from accord.data.quality import DEFAULT_MAX_LEVELS, QualityReport, profile_table
 from accord.errors import DatasetError, MissingExtraError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MISSING_LEVEL", "DatasetEntry", "Table", "list_datasets", "load_table"]
+__all__ = [
+    "MISSING_LEVEL",
+    "DatasetEntry",
+    "Table",
+    "check_table",
+    "list_datasets",
+    "load_table",
+]
 
 MISSING_LEVEL = "missing"
 """The categorical level that stands for a missing value."""
 
-_CSV_OPTIONS = ("target", "site_column", "categorical", "drop", "classes")
+_CSV_OPTIONS = (
+    "target",
+    "site_column",
+    "categorical",
+    "drop",
+    "classes",
+    "missing",
+    "max_levels",
+)
 #: The ``synthetic`` dataset's data never changes: one fixed generator seed.
 _SYNTHETIC_SEED = 20_240_601
 #: Files in ``sklearn/datasets/data/`` holding the bundled scikit-learn datasets.
@@ -79,9 +95,13 @@ def load_table(name: str, **options: Any) -> Table:
     """Load a bundled dataset by name, or ``csv:PATH`` with the options below.
 
     CSV options: ``target`` (required), ``site_column``, ``categorical`` and ``drop``
-    (lists of columns, or comma-separated text) and ``classes`` (label order; default
-    the sorted target values). Every other column is numeric. ``synthetic`` takes
-    ``rows``, ``features`` and ``classes`` (integers; defaults in
+    (lists of columns, or comma-separated text), ``classes`` (label order; default
+    the sorted target values), ``missing`` (markers that mean a missing value, such
+    as ``.``, besides empty cells and ``NA``) and ``max_levels`` (most distinct
+    values of a categorical column, default 1000). Every other column is numeric.
+    The table's quality is checked before it is returned
+    (:mod:`accord.data.quality`): every problem is refused at once, by column.
+    ``synthetic`` takes ``rows``, ``features`` and ``classes`` (integers; defaults in
     :data:`~accord.data.catalogue.SYNTHETIC_DEFAULTS`). Raises
     :class:`DatasetError` for an unknown name, option or column.
     """
@@ -260,8 +280,15 @@ def _read_rdataset(locator: str) -> pd.DataFrame:
     return frame
 
 
-def _clean(raw: pd.DataFrame, spec: DatasetSpec) -> Table:
-    """Keep the schema's columns, remove excluded rows, normalise types."""
+def _clean(
+    raw: pd.DataFrame, spec: DatasetSpec, *, max_levels: int = DEFAULT_MAX_LEVELS
+) -> Table:
+    """Keep the schema's columns, remove excluded rows, check and normalise types.
+
+    Rows without a target or in an excluded class are kept out of nothing here (the
+    caller drops missing targets); rows without a value in the site column belong
+    to no site and are removed.
+    """
     import pandas as pd
 
     site = (spec.site_column,) if spec.site_column else ()
@@ -272,48 +299,58 @@ def _clean(raw: pd.DataFrame, spec: DatasetSpec) -> Table:
             f"{spec.name}: columns {absent} not found; "
             f"the table has {list(raw.columns)}"
         )
+    _profile(raw, spec, max_levels).raise_for_problems()
     target = _as_text(raw[spec.target])
     keep = [t not in spec.excluded_targets for t in target]
+    if spec.site_column:
+        keep = [
+            k and v for k, v in zip(keep, raw[spec.site_column].notna(), strict=True)
+        ]
+        target = [t for t, k in zip(target, keep, strict=True) if k]
+    else:
+        target = [t for t, k in zip(target, keep, strict=True) if k]
     raw = raw.loc[keep].reset_index(drop=True)
     columns: dict[str, Any] = {}
     for col in spec.numeric:
-        columns[col] = _as_numbers(raw[col], f"{spec.name}: column {col!r}")
+        columns[col] = pd.to_numeric(raw[col]).astype("float64")
     levels: dict[str, tuple[str, ...]] = {}
     for col in (*spec.categorical, *site):
-        values = [MISSING_LEVEL if pd.isna(v) else str(v) for v in raw[col]]
+        values = [MISSING_LEVEL if pd.isna(v) else str(v).strip() for v in raw[col]]
         columns[col] = pd.Series(values, dtype=object)
         levels[col] = tuple(sorted(set(values)))
-    columns[spec.target] = pd.Series(
-        [t for t, k in zip(target, keep, strict=True) if k], dtype=object
-    )
+    columns[spec.target] = pd.Series(target, dtype=object)
     frame = pd.DataFrame(columns)
     return Table(
         spec=spec, frame=frame, levels={c: levels[c] for c in spec.categorical}
     )
 
 
+def _profile(raw: pd.DataFrame, spec: DatasetSpec, max_levels: int) -> QualityReport:
+    return profile_table(
+        raw,
+        source=spec.source,
+        target=spec.target,
+        numeric=spec.numeric,
+        categorical=spec.categorical,
+        site_column=spec.site_column,
+        unbounded=spec.log_columns,
+        max_levels=max_levels,
+    )
+
+
 def _as_text(values: pd.Series[Any]) -> list[str | None]:
-    """Target values as text; integral floats print as integers, NaN as None."""
+    """Target values as text; integral floats print as integers, NaN as None.
+
+    Surrounding whitespace is not part of a label (``" yes"`` is ``"yes"``), and a
+    blank cell is a missing one.
+    """
     import pandas as pd
 
     present = values.dropna()
     if pd.api.types.is_float_dtype(values) and bool((present % 1 == 0).all()):
         values = values.astype("Int64")
-    return [None if pd.isna(v) else str(v) for v in values]
-
-
-def _as_numbers(values: pd.Series[Any], what: str) -> pd.Series[float]:
-    import pandas as pd
-
-    if not (
-        pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
-    ):
-        example = values.dropna().iloc[0] if values.notna().any() else None
-        raise DatasetError(
-            f"{what} is not numeric (e.g. {example!r}); "
-            "list it in categorical= or drop="
-        )
-    return values.astype("float64")
+    text = [None if pd.isna(v) else str(v).strip() for v in values]
+    return [t or None for t in text]
 
 
 def _names(value: Any) -> tuple[str, ...]:
@@ -325,6 +362,28 @@ def _names(value: Any) -> tuple[str, ...]:
 
 
 def _load_csv(path: str, options: Mapping[str, Any]) -> Table:
+    raw, spec, max_levels = _read_csv(path, options)
+    return _clean(raw, spec, max_levels=max_levels)
+
+
+def check_table(name: str, **options: Any) -> QualityReport:
+    """The data-quality report of ``csv:PATH`` (or a bundled dataset), not raising.
+
+    What :func:`load_table` would refuse is in the report's ``problems``; options
+    are those of :func:`load_table`.
+    """
+    if name.startswith("csv:"):
+        raw, spec, max_levels = _read_csv(name.removeprefix("csv:"), options)
+    else:
+        table = load_table(name, **options)
+        raw, spec, max_levels = table.frame, table.spec, DEFAULT_MAX_LEVELS
+    return _profile(raw, spec, max_levels)
+
+
+def _read_csv(
+    path: str, options: Mapping[str, Any]
+) -> tuple[pd.DataFrame, DatasetSpec, int]:
+    """The raw table at ``path``, its schema from ``options``, and ``max_levels``."""
     unknown = sorted(set(options) - set(_CSV_OPTIONS))
     if unknown:
         raise DatasetError(
@@ -336,12 +395,19 @@ def _load_csv(path: str, options: Mapping[str, Any]) -> Table:
     _require("pandas", "pandas", "reading CSV datasets")
     import pandas as pd
 
+    markers = list(_names(options.get("missing")))
+    max_levels = options.get("max_levels", DEFAULT_MAX_LEVELS)
+    if (
+        isinstance(max_levels, bool)
+        or not isinstance(max_levels, int)
+        or max_levels < 1
+    ):
+        raise DatasetError(f"max_levels must be a positive integer, not {max_levels!r}")
     try:
-        raw = pd.read_csv(path, low_memory=False)
+        raw = pd.read_csv(path, low_memory=False, na_values=markers)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
-    spec = _csv_spec(path, raw, str(target), options)
-    return _clean(raw, spec)
+    return raw, _csv_spec(path, raw, str(target), options), max_levels
 
 
 def _csv_spec(

@@ -218,3 +218,58 @@ def test_runs_show_and_the_csv_carry_the_baselines(tmp_path):
     assert pooled["accuracy"] == out["comparison"]["pooled"]["accuracy"]
     assert {r["participant"] for r in rows if r["scope"] == "alone"} == set(sites)
     assert {r["round"] for r in rows if r["scope"] in ("pooled", "alone")} == {"2"}
+
+
+CSV_FED = """
+[federation]
+rounds = 1
+[data]
+dataset = "csv:table.csv"
+partition = "natural"
+sites = 2
+options = {{ target = "y", site_column = "site"{extra} }}
+[task]
+factory = "accord.task.numpy_task:softmax_regression"
+[simulation]
+workers = 0
+[store]
+directory = "{dir}"
+"""
+
+
+def _csv_federation(tmp_path, rows: str, extra: str = ""):
+    lines = [f"{x},{'a' if i % 2 else 'b'},{'u' if i % 3 else 'v'}" for i, x in rows]
+    (tmp_path / "table.csv").write_text("x,site,y\n" + "\n".join(lines) + "\n")
+    config = tmp_path / "fed.toml"
+    config.write_text(CSV_FED.format(dir=tmp_path / "runs", extra=extra))
+    return config
+
+
+def test_datasets_check_profiles_the_table_and_names_each_problem(tmp_path):
+    values = [(i, str(i * 0.5)) for i in range(40)]
+    values[7] = (7, "inf")
+    values[9] = (9, ".")
+    config = _csv_federation(tmp_path, [(i, x) for i, x in values])
+
+    checked = runner.invoke(app, ["datasets", "check", str(config), "--json"])
+    simulated = runner.invoke(app, ["simulate", str(config)])
+
+    assert checked.exit_code == 2, checked.output
+    report = json.loads(checked.stdout)
+    x = next(c for c in report["columns"] if c["name"] == "x")
+    assert (x["kind"], x["non_finite"], x["missing"]) == ("mixed", 1, 0)
+    assert len(report["problems"]) == 2
+    assert simulated.exit_code == 2  # the run refuses what the check found
+    text = " ".join(simulated.output.split())
+    assert "such as 'inf' (line 9)" in text and "such as '.' (line 11)" in text
+
+
+def test_datasets_check_passes_a_clean_table(tmp_path):
+    config = _csv_federation(
+        tmp_path, [(i, str(i * 0.5)) for i in range(40)], extra=', missing = ["."]'
+    )
+
+    checked = runner.invoke(app, ["datasets", "check", str(config)])
+
+    assert checked.exit_code == 0, checked.output
+    assert "no problems" in checked.stdout

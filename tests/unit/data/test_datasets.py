@@ -115,7 +115,8 @@ def test_csv_integer_targets_become_class_names(tmp_path: Path) -> None:
         ({}, "needs target=COLUMN"),
         ({"target": "label", "colour": 1}, "unknown csv options"),
         ({"target": "label", "drop": ["nope"]}, r"no columns \['nope'\]"),
-        ({"target": "label", "drop": ["id"]}, "list it in categorical= or drop="),
+        ({"target": "label", "drop": ["id"]}, "list it in categorical=, drop= it"),
+        ({"target": "label", "max_levels": 0}, "max_levels must be a positive"),
     ],
 )
 def test_csv_errors_say_what_to_do(
