@@ -83,8 +83,10 @@ def check_command(config: Path = _CONFIG, as_json: bool = _JSON) -> None:
 def _print(report: QualityReport) -> None:
     console = Console()
     table = Table(title=f"{escape(report.source)}: {report.rows:,} rows")
-    for col in ("column", "role", "kind", "missing", "non-finite", "distinct"):
-        table.add_column(col, justify="left" if col in ("column", "role") else "right")
+    table.add_column("column", no_wrap=True)  # the name to look for in the file
+    table.add_column("role")
+    for col in ("kind", "missing", "non-finite", "distinct"):
+        table.add_column(col, justify="right")
     table.add_column("largest |value|", justify="right")
     for c in report.columns:
         largest = "" if c.largest is None else f"{c.largest:.4g}"
