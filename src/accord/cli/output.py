@@ -60,24 +60,41 @@ def _fmt(value: float) -> str:
 
 
 def comparison_table(c: Comparison) -> Table:
-    """Federated against pooled and each site alone, on the central test set."""
+    """Federated against pooled and each site alone, on the central test set.
+
+    The last column is each baseline at its best pass by its own holdout rows (so
+    an overfitting baseline does not flatter the federated model).
+    """
     table = Table(title="Federated vs pooled vs each site alone (central test set)")
     table.add_column("model")
-    for name in ("auc", "accuracy", "loss"):
-        table.add_column(name, justify="right")
-    rows: list[tuple[str, dict[str, float]]] = [
-        ("[bold]federated[/]", dict(c.federated)),
-        ("pooled data", dict(c.pooled)),
+    for metric in ("auc", "accuracy", "loss"):
+        table.add_column(metric, justify="right")
+    table.add_column(f"{c.metric} at best pass", justify="right")
+    rows: list[tuple[str, str | None, dict[str, float]]] = [
+        ("[bold]federated[/]", None, dict(c.federated)),
+        ("pooled data", "pooled", dict(c.pooled)),
     ]
-    rows += [(f"  {escape(name)} alone", dict(m)) for name, m in c.sites.items()]
-    for label, m in rows:
+    rows += [(f"  {escape(n)} alone", n, dict(m)) for n, m in c.sites.items()]
+    for label, baseline, m in rows:
+        best = c.best.get(baseline, {}) if baseline is not None else {}
+        at_best = (
+            f"{_fmt(best.get(c.metric, math.nan))} (pass {int(best['pass'])})"
+            if "pass" in best
+            else ""
+        )
         table.add_row(
-            label, *(_fmt(m.get(k, math.nan)) for k in ("auc", "accuracy", "loss"))
+            label,
+            *(_fmt(m.get(k, math.nan)) for k in ("auc", "accuracy", "loss")),
+            at_best,
         )
     table.caption = (
         f"federated {c.metric} = {100 * c.ratio_to_pooled:.1f}% of pooled; "
         f"median site alone {_fmt(c.median_site)}"
     )
+    pooled_best = c.best.get("pooled", {}).get(c.metric, math.nan)
+    if math.isfinite(pooled_best) and pooled_best != 0:
+        ratio = c.federated[c.metric] / pooled_best
+        table.caption += f"; {100 * ratio:.1f}% of pooled at its best pass"
     for name, reason in c.failed.items():
         table.caption += f"\nbaseline {escape(name)} failed: {escape(reason)}"
     return table

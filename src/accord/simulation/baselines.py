@@ -5,6 +5,12 @@ the whole run (rounds × local epochs) and the same training settings, and every
 is scored on the same central test set, so the comparison isolates the effect of
 federating rather than of a different training budget.
 
+A baseline trained for many passes can overfit, which would flatter the federated
+model. So each baseline is trained one round's worth of passes at a time and also
+reported at its **best pass**: the one that scored best on its own holdout rows
+(the pooled holdouts for the pooled model, the site's for the site), scored on the
+test set like the rest. The test set never chooses anything.
+
 Baselines are a report on a run that already completed: a task that raises while
 training one of them (at one site's data, say, where the federated round only lost
 that participant) costs that baseline alone. Its metrics are NaN, the reason is kept
@@ -21,7 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accord.config import FedConfig
+from accord.coordinator.selection import derive_seed
+from accord.data.arrays import ArrayData
 from accord.evaluation.metrics import evaluate
+from accord.params import Params
 from accord.simulation.context import SimContext
 from accord.task.protocol import TrainConfig
 
@@ -42,6 +51,8 @@ class Comparison:
     sites: Mapping[str, Mapping[str, float]]
     failed: Mapping[str, str] = field(default_factory=dict)
     """Baselines whose training or scoring raised: name ("pooled" or a site), why."""
+    best: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Each baseline at its best pass by holdout: test metrics plus ``pass``."""
 
     @property
     def median_site(self) -> float:
@@ -70,6 +81,7 @@ class Comparison:
             pooled=scores(doc["pooled"]),
             sites={str(k): scores(v) for k, v in doc["sites"].items()},
             failed={str(k): str(v) for k, v in doc.get("failed", {}).items()},
+            best={str(k): scores(v) for k, v in doc.get("best", {}).items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +92,7 @@ class Comparison:
             "pooled": dict(self.pooled),
             "sites": {k: dict(v) for k, v in self.sites.items()},
             "failed": dict(self.failed),
+            "best": {k: dict(v) for k, v in self.best.items()},
             "median_site": self.median_site,
             "ratio_to_pooled": self.ratio_to_pooled,
         }
@@ -93,31 +106,68 @@ def compare(
     on_step: Callable[[str], None] | None = None,
 ) -> Comparison:
     """Train the pooled and site-alone baselines; score them beside ``federated``."""
-    budget = config.federation.rounds * config.train.epochs
     init = ctx.task.init_params(config.federation.seed)
+    metric = config.evaluation.metric
     failed: dict[str, str] = {}
+    best: dict[str, dict[str, float]] = {}
+    pooled_holdout = ArrayData.concat([s.holdout for s in ctx.data.sites])
 
     def train_and_score(name: str, index: int) -> dict[str, float]:
-        data = ctx.data.pooled_train() if index < 0 else ctx.data.sites[index].train
-        settings = TrainConfig(
-            epochs=budget,
-            batch_size=config.train.batch_size,
-            learning_rate=config.train.learning_rate,
-            seed=config.federation.seed + 1 + index,
-            options=dict(config.train.options),
-        )
+        if index < 0:
+            data, holdout = ctx.data.pooled_train(), pooled_holdout
+        else:
+            data, holdout = ctx.data.sites[index].train, ctx.data.sites[index].holdout
         try:
-            params = ctx.task.train(init, data, settings).params
-            scores = evaluate(ctx.task, params, ctx.data.test)
+            final, best[name] = _train(
+                ctx, config, init, data, holdout, index=index, metric=metric
+            )
         except Exception as exc:  # the user's task: any error costs this baseline
             reason = f"{type(exc).__name__}: {exc}"[:300]
             logger.warning("baseline %s failed: %s", name, reason)
             failed[name] = reason
-            scores = dict.fromkeys(_METRICS, math.nan)
+            final = dict.fromkeys(_METRICS, math.nan)
         if on_step is not None:
             on_step(name)
-        return scores
+        return final
 
     pooled = train_and_score("pooled", -1)
     sites = {s.name: train_and_score(s.name, i) for i, s in enumerate(ctx.data.sites)}
-    return Comparison(config.evaluation.metric, dict(federated), pooled, sites, failed)
+    return Comparison(metric, dict(federated), pooled, sites, failed, best)
+
+
+def _train(
+    ctx: SimContext,
+    config: FedConfig,
+    init: Params,
+    data: ArrayData,
+    holdout: ArrayData,
+    *,
+    index: int,
+    metric: str,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Test metrics after every pass, and at the pass best on ``holdout``.
+
+    Trains ``rounds`` times for ``epochs`` each, as a participant does over a run.
+    """
+    params = init
+    passes = config.federation.rounds
+    chosen: tuple[float, int, Params] | None = None
+    for step in range(passes):
+        settings = TrainConfig(
+            epochs=config.train.epochs,
+            batch_size=config.train.batch_size,
+            learning_rate=config.train.learning_rate,
+            seed=derive_seed(config.federation.seed + 1 + index, step, 0),
+            options=dict(config.train.options),
+        )
+        params = ctx.task.train(params, data, settings).params
+        if len(holdout):
+            score = evaluate(ctx.task, params, holdout)[metric]
+            key = -score if metric == "loss" else score
+            if math.isfinite(key) and (chosen is None or key > chosen[0]):
+                chosen = (key, step + 1, params)
+    final = evaluate(ctx.task, params, ctx.data.test)
+    if chosen is None:
+        return final, {**final, "pass": float(passes)}
+    at_best = evaluate(ctx.task, chosen[2], ctx.data.test)
+    return final, {**at_best, "pass": float(chosen[1])}
