@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from accord.aggregation.integrity import check_params
 from accord.config import FedConfig
+from accord.coordinator.collector import collect
 from accord.coordinator.executor import (
     EvalDone,
     Event,
@@ -419,22 +420,27 @@ class Coordinator:
         ]
 
     def _collect_updates(self, rnd: Round, t0: float) -> None:
-        deadline = t0 + self.config.round.deadline_s
-        while not rnd.finished:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                pending = rnd.pending
-                for outcome in rnd.expire(self._clock() - t0):
-                    self._observer.participant_finished(rnd.number, outcome)
-                self._executor.abandon(rnd.number, pending)
-                self._drain(rnd)
-                return
-            event = self._executor.next_event(remaining)
-            if event is None:
-                continue
+        def handle(event: Event) -> None:
             applied = self._apply(rnd, event)
             if applied is not None:
                 self._observer.participant_finished(rnd.number, applied)
+            self._drain(rnd)
+
+        def expire(late: tuple[str, ...]) -> None:
+            for outcome in rnd.expire(self._clock() - t0):
+                self._observer.participant_finished(rnd.number, outcome)
+
+        late = collect(
+            self._executor,
+            round_number=rnd.number,
+            deadline=t0 + self.config.round.deadline_s,
+            clock=self._clock,
+            finished=lambda: rnd.finished,
+            pending=lambda: rnd.pending,
+            handle=handle,
+            expire=expire,
+        )
+        if late:
             self._drain(rnd)
 
     def _drain(self, rnd: Round) -> None:
@@ -477,14 +483,8 @@ class Coordinator:
         self._executor.submit_eval(number, sites)
         results: dict[str, EvalDone] = {}
         waiting = set(sites)
-        deadline = t0 + 2 * self.config.round.deadline_s
-        while waiting:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                self._executor.abandon(number, sorted(waiting))
-                logger.warning("federated evaluation missed %d site(s)", len(waiting))
-                break
-            event = self._executor.next_event(remaining)
+
+        def handle(event: Event) -> None:
             if isinstance(event, TrainDone):
                 self._executor.release(event)
             elif isinstance(event, EvalDone) and event.round == number:
@@ -496,6 +496,20 @@ class Coordinator:
                     "evaluation at %s failed: %s", event.participant, event.reason
                 )
                 waiting.discard(event.participant)
+
+        def expire(late: tuple[str, ...]) -> None:
+            logger.warning("federated evaluation missed %d site(s)", len(late))
+
+        collect(
+            self._executor,
+            round_number=number,
+            deadline=t0 + 2 * self.config.round.deadline_s,
+            clock=self._clock,
+            finished=lambda: not waiting,
+            pending=lambda: sorted(waiting),
+            handle=handle,
+            expire=expire,
+        )
         return federated_metrics(results)
 
     def _admit_eval(self, run_id: str, done: EvalDone) -> bool:
