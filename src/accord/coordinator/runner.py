@@ -38,8 +38,9 @@ from accord.coordinator.executor import (
     TrainDone,
     TrainJob,
 )
-from accord.coordinator.integrity import ExampleBounds, check_eval_report
-from accord.coordinator.metrics import federated_metrics, train_metrics
+from accord.coordinator.federated_eval import federated_eval
+from accord.coordinator.integrity import ExampleBounds
+from accord.coordinator.metrics import train_metrics
 from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan
 from accord.coordinator.selection import derive_seed, select
@@ -479,58 +480,20 @@ class Coordinator:
         return out
 
     def _federated_eval(self, run_id: str, number: int, t0: float) -> list[MetricValue]:
-        sites = self._executor.participants
-        self._executor.submit_eval(number, sites)
-        results: dict[str, EvalDone] = {}
-        waiting = set(sites)
-
-        def handle(event: Event) -> None:
-            if isinstance(event, TrainDone):
-                self._executor.release(event)
-            elif isinstance(event, EvalDone) and event.round == number:
-                if event.participant in waiting and self._admit_eval(run_id, event):
-                    results[event.participant] = event
-                waiting.discard(event.participant)
-            elif isinstance(event, JobFailed) and event.kind == "eval":
-                logger.warning(
-                    "evaluation at %s failed: %s", event.participant, event.reason
-                )
-                waiting.discard(event.participant)
-
-        def expire(late: tuple[str, ...]) -> None:
-            logger.warning("federated evaluation missed %d site(s)", len(late))
-
-        collect(
-            self._executor,
-            round_number=number,
-            deadline=t0 + 2 * self.config.round.deadline_s,
-            clock=self._clock,
-            finished=lambda: not waiting,
-            pending=lambda: sorted(waiting),
-            handle=handle,
-            expire=expire,
-        )
-        return federated_metrics(results)
-
-    def _admit_eval(self, run_id: str, done: EvalDone) -> bool:
-        """True for a report within the bounds; a refused one is logged and recorded."""
-        try:
-            check_eval_report(
-                done.metrics, done.num_examples, done.participant, self._bounds
-            )
-        except UpdateRejected as exc:
-            logger.warning(
-                "refused %s's evaluation report of round %d: %s",
-                done.participant,
-                done.round,
-                exc.reason,
-            )
+        def refused(done: EvalDone, reason: str) -> None:
             self._store.record_event(
                 run_id,
                 round=done.round,
                 participant=done.participant,
                 kind="eval_refused",
-                detail=exc.reason,
+                detail=reason,
             )
-            return False
-        return True
+
+        return federated_eval(
+            self._executor,
+            number=number,
+            deadline=t0 + 2 * self.config.round.deadline_s,
+            clock=self._clock,
+            bounds=self._bounds,
+            refused=refused,
+        )
