@@ -121,13 +121,27 @@ class RoundConfig(_Section):
 
 
 class StrategyConfig(_Section):
-    """How updates become the next global model."""
+    """How updates become the next global model, and what bounds any one site's say.
+
+    ``max_examples`` is the most examples one site may claim for an update or an
+    evaluation report: a plain round refuses a claim above it (recorded, the reason
+    returned to the site), a secure round weights such a site as ``max_examples``
+    (the site caps its own weight, the coordinator cannot see it).
+    ``[secure_aggregation] max_examples`` is an older spelling of the same key.
+    ``max_weight_share`` caps one participant's share of a round's total weight
+    (None: FedAvg's weights, unbounded); ``max_update_norm`` bounds the L2 norm of
+    each update and of the round's aggregate (None: off). See
+    :mod:`accord.coordinator.integrity`.
+    """
 
     aggregation: Literal["mean", "median", "trimmed_mean"] = "mean"
     trim: float = Field(default=0.1, ge=0, lt=0.5)
     server_optimizer: Literal["sgd", "adam"] = "sgd"
-    server_lr: float = Field(default=1.0, gt=0)
+    server_lr: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     server_momentum: float = Field(default=0.0, ge=0, lt=1)
+    max_examples: int = Field(default=100_000, ge=1, lt=2**53)
+    max_weight_share: float | None = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
+    max_update_norm: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class SecureAggregationConfig(_Section):
@@ -149,7 +163,7 @@ class SecureAggregationConfig(_Section):
     threshold: int | None = Field(default=None, ge=2)
     degree: int | None = Field(default=None, ge=1)
     clip: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    max_examples: int = Field(default=100_000, ge=1)
+    max_examples: int = Field(default=100_000, ge=1, lt=2**53)
     stage_timeout_s: float = Field(default=120.0, gt=0)
 
     @model_validator(mode="before")
@@ -214,6 +228,24 @@ class DeploymentConfig(_Section):
         "before the job fails",
     )
 
+    declared_examples: dict[str, int] = Field(
+        default_factory=dict,
+        description="examples each site declared at enrolment, by participant name: "
+        "an update or evaluation report claiming more is refused (the bound is the "
+        "smaller of this and strategy.max_examples)",
+    )
+
+    @field_validator("declared_examples")
+    @classmethod
+    def _positive_counts(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = sorted(name for name, n in value.items() if not 1 <= n < 2**53)
+        if bad:
+            raise ValueError(
+                f"declared example counts must be whole numbers from 1 to 2**53 - 1; "
+                f"check {', '.join(bad)}"
+            )
+        return value
+
     @field_validator("participants")
     @classmethod
     def _distinct(cls, value: list[str]) -> list[str]:
@@ -241,6 +273,33 @@ class FedConfig(_Section):
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     base_dir: str = Field(default=".", exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_max_examples(cls, value: Any) -> Any:
+        """``[secure_aggregation] max_examples`` and ``[strategy]``'s are one key."""
+        if not isinstance(value, Mapping):
+            return value
+        strategy = value.get("strategy", {})
+        secure = value.get("secure_aggregation", {})
+        if isinstance(secure, str):
+            secure = {"mode": secure}
+        if not isinstance(strategy, Mapping) or not isinstance(secure, Mapping):
+            return value  # the sections' own validation says what is wrong
+        key = "max_examples"
+        if key in secure and key in strategy and secure[key] != strategy[key]:
+            raise ValueError(
+                "strategy.max_examples and secure_aggregation.max_examples are one "
+                "setting and they differ; give it once, under [strategy]"
+            )
+        bound = secure.get(key, strategy.get(key))
+        if bound is None:
+            return value
+        return {
+            **value,
+            "strategy": {**strategy, key: bound},
+            "secure_aggregation": {**secure, key: bound},
+        }
+
     def to_json_dict(self) -> dict[str, Any]:
         """The configuration as plain JSON-able data (what the store records)."""
         return self.model_dump(mode="json")
@@ -248,6 +307,14 @@ class FedConfig(_Section):
 
 def _check_compatibility(cfg: FedConfig) -> None:
     _check_secure(cfg)
+    roster = cfg.deployment.participants
+    unknown = sorted(set(cfg.deployment.declared_examples) - set(roster))
+    if roster and unknown:
+        raise ConfigError(
+            f"names {', '.join(unknown)}, not in deployment.participants; fix the "
+            "name or add the site to the roster",
+            key="deployment.declared_examples",
+        )
     if cfg.selection.min_participants > cfg.data.sites:
         raise ConfigError(
             f"needs {cfg.selection.min_participants} participants but the data has "

@@ -14,6 +14,8 @@ callers that do not know accord. Messages say what went wrong *and* what to do n
     ├── UpdateRejected (ValueError)         an update failed validation
     │   └── SubmissionRefused               a message was refused on arrival
     ├── RoundFailed (RuntimeError)          a round could not reach its quorum
+    ├── AggregateRejected (ArithmeticError) a round's aggregate or new model failed
+    │                                       an integrity check (finite, norm bound)
     ├── RunAborted (RuntimeError)           a run stopped before its last round
     ├── StoreError (RuntimeError)           the store cannot read or write
     │   ├── RunNotFound (LookupError)       no run with that id
@@ -34,6 +36,7 @@ from typing import Literal
 
 __all__ = [
     "AccordError",
+    "AggregateRejected",
     "AuthenticationFailed",
     "ConfigError",
     "DatasetError",
@@ -129,6 +132,29 @@ class RoundFailed(AccordError, RuntimeError):
             f"round {round_number} got {received} valid update(s) but needs "
             f"{required}; the global model was left unchanged. Raise the deadline, "
             "lower the quorum, or look at the participants' recorded failures."
+        )
+
+
+class AggregateRejected(AccordError, ArithmeticError):
+    """A round's aggregate, new model or optimizer state failed an integrity check.
+
+    ``check`` names the check (``finite``, ``norm``), ``what`` the value checked
+    (``aggregate``, ``model``, ``optimizer state``) and ``tensor`` the first tensor
+    at fault (None for a bound on the whole). The round fails; the global model and
+    the optimizer state stay as they were.
+    """
+
+    def __init__(
+        self, reason: str, *, check: str, what: str, tensor: str | None = None
+    ) -> None:
+        self.reason = reason
+        self.check = check
+        self.what = what
+        self.tensor = tensor
+        super().__init__(
+            f"the round's {what} failed the {check} check: {reason}; the global "
+            "model was left unchanged. Look at the round's updates "
+            "(`accord runs show`), and bound them with [strategy] max_update_norm"
         )
 
 

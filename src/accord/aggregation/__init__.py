@@ -10,6 +10,8 @@ functions with thin rule classes over them; server optimizers keep explicit stat
     global_params, state = opt.apply(global_params, delta, state)
 """
 
+from accord.aggregation.capped_mean import CappedMeanAccumulator
+from accord.aggregation.integrity import cap_weights, check_params, l2_norm
 from accord.aggregation.mean import MeanAccumulator, weighted_mean
 from accord.aggregation.median import coordinate_median
 from accord.aggregation.rule import (
@@ -33,6 +35,7 @@ __all__ = [
     "RULE_NAMES",
     "AdamState",
     "AggregationRule",
+    "CappedMeanAccumulator",
     "Mean",
     "MeanAccumulator",
     "Median",
@@ -41,8 +44,11 @@ __all__ = [
     "ServerOptimizer",
     "ServerSGD",
     "TrimmedMean",
+    "cap_weights",
+    "check_params",
     "coordinate_median",
     "coordinate_trimmed_mean",
+    "l2_norm",
     "make_rule",
     "weighted_mean",
 ]

@@ -11,6 +11,11 @@ In the style of fedjax, state is explicit and immutable: ``init(params) -> state
 a round can be retried or replayed. States convert to :class:`~accord.params.Params`
 (``to_params`` / ``from_params``) so checkpoints store them like any model. Arithmetic
 happens in each tensor's own dtype: float32 in, float32 out.
+
+Nothing overflows silently: a step whose new model or state has a NaN or an infinite
+value (a huge but finite delta overflows float32 in ``global + delta`` or in FedAdam's
+``delta²``) raises :class:`~accord.errors.AggregateRejected` naming the tensor, and
+the caller keeps the model and state it passed in.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from accord.aggregation.integrity import check_params
 from accord.errors import ConfigError, UpdateRejected
 from accord.params import Array, Params, ParamSpec
 
@@ -89,6 +95,12 @@ def _unpack(params: Params, prefixes: tuple[str, ...]) -> tuple[int, dict[str, P
     return int(step), {p: Params(g) for p, g in groups.items()}
 
 
+def _checked(new: Params, state: Params) -> None:
+    """Refuse a step that left a NaN or an infinity in the model or the state."""
+    check_params(new, what="model")
+    check_params(state, what="optimizer state")
+
+
 def _zeros_like(params: Params, fill: float = 0.0) -> Params:
     return Params({n: np.full_like(a, fill) for n, a in params.items()})
 
@@ -146,6 +158,16 @@ class ServerSGD:
         """One server step; with ``lr=1`` and no momentum, exactly global + delta."""
         spec = global_params.spec
         spec.check(mean_delta)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            new, velocity = self._step(global_params, mean_delta, state)
+        out = SGDState(state.step + 1, velocity)
+        _checked(new, out.to_params())
+        return new, out
+
+    def _step(
+        self, global_params: Params, mean_delta: Params, state: SGDState
+    ) -> tuple[Params, Params | None]:
+        spec = global_params.spec
         step = mean_delta
         velocity = None
         if self.momentum > 0:
@@ -163,7 +185,7 @@ class ServerSGD:
             new = Params({n: g + step[n] for n, g in global_params.items()})
         else:
             new = Params({n: g + self.lr * step[n] for n, g in global_params.items()})
-        return new, SGDState(state.step + 1, velocity)
+        return new, velocity
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +247,15 @@ class ServerAdam:
         spec.check(mean_delta)
         _check_structure(spec, state.m, "first moment")
         _check_structure(spec, state.v, "second moment")
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            new, m, v = self._step(global_params, mean_delta, state)
+        out = AdamState(state.step + 1, m, v)
+        _checked(new, out.to_params())
+        return new, out
+
+    def _step(
+        self, global_params: Params, mean_delta: Params, state: AdamState
+    ) -> tuple[Params, Params, Params]:
         b1, b2 = self.beta1, self.beta2
         m = Params({n: b1 * state.m[n] + (1 - b1) * d for n, d in mean_delta.items()})
         v = Params(
@@ -239,4 +270,4 @@ class ServerAdam:
                 for n, g in global_params.items()
             }
         )
-        return new, AdamState(state.step + 1, m, v)
+        return new, m, v

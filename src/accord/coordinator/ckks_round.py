@@ -22,7 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.config import SecureAggregationConfig
+from accord.coordinator.collector import collect
 from accord.coordinator.executor import (
+    Event,
     Executor,
     JobFailed,
     SecAggReply,
@@ -115,17 +117,8 @@ class CkksCollector:
     def _uploads(self, deadline: float) -> None:
         waiting = set(self._plan.selected)
         number = self._plan.number
-        while waiting:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                late = sorted(waiting)
-                for p in late:
-                    self._book.settle(
-                        p, "timeout", "no encrypted update before the deadline"
-                    )
-                self._ex.abandon(number, late)
-                return
-            event = self._ex.next_event(remaining)
+
+        def handle(event: Event) -> None:
             if isinstance(event, TrainDone):
                 self._ex.release(event)  # a plain update: never read
                 if event.round == number and event.participant in waiting:
@@ -135,13 +128,9 @@ class CkksCollector:
                         "rejected",
                         "sent a plain update to an encrypted round",
                     )
-                continue
-            if (
-                event is None
-                or event.round != number
-                or event.participant not in waiting
-            ):
-                continue
+                return
+            if event.round != number or event.participant not in waiting:
+                return
             who = event.participant
             if isinstance(event, JobFailed) and event.kind != "eval":
                 waiting.discard(who)
@@ -152,37 +141,66 @@ class CkksCollector:
                     self._sum.add(who, event.payload)
                 except SubmissionRefused as exc:
                     self._book.settle(who, "rejected", f"{UPLOAD_STAGE}: {exc.reason}")
-                    continue
+                    return
                 self._book.contributed(who, event.payload)
                 self._book.spent(who, event.duration_s)
+
+        def expire(late: tuple[str, ...]) -> None:
+            for p in late:
+                self._book.settle(
+                    p, "timeout", "no encrypted update before the deadline"
+                )
+
+        collect(
+            self._ex,
+            round_number=number,
+            deadline=deadline,
+            clock=self._clock,
+            finished=lambda: not waiting,
+            pending=lambda: sorted(waiting),
+            handle=handle,
+            expire=expire,
+        )
 
     def _decrypt(
         self, candidate: str, blob: bytes
     ) -> tuple[npt.NDArray[np.float64], float] | None:
         number = self._plan.number
         self._ex.submit_secagg(number, DECRYPT_STAGE, {candidate: blob})
-        deadline = self._clock() + self._settings.stage_timeout_s
-        while (remaining := deadline - self._clock()) > 0:
-            event = self._ex.next_event(remaining)
+        answer: list[tuple[npt.NDArray[np.float64], float] | None] = []
+
+        def handle(event: Event) -> None:
             if isinstance(event, TrainDone):
                 self._ex.release(event)
-                continue
-            if event is None or event.round != number or event.participant != candidate:
-                continue
+                return
+            if event.round != number or event.participant != candidate:
+                return
             if isinstance(event, JobFailed) and event.kind == "secagg":
                 logger.warning(
                     "%s could not decrypt the sum: %s", candidate, event.reason
                 )
-                return None
-            if isinstance(event, SecAggReply) and event.stage == DECRYPT_STAGE:
+                answer.append(None)
+            elif isinstance(event, SecAggReply) and event.stage == DECRYPT_STAGE:
                 try:
-                    return decode_sum(event.payload, self.job.values)
+                    answer.append(decode_sum(event.payload, self.job.values))
                 except ValueError as exc:
                     logger.warning("%s's decryption is unusable: %s", candidate, exc)
-                    return None
-        self._ex.abandon(number, [candidate])
-        logger.warning("%s did not decrypt the sum in time", candidate)
-        return None
+                    answer.append(None)
+
+        def expire(late: tuple[str, ...]) -> None:
+            logger.warning("%s did not decrypt the sum in time", candidate)
+
+        collect(
+            self._ex,
+            round_number=number,
+            deadline=self._clock() + self._settings.stage_timeout_s,
+            clock=self._clock,
+            finished=lambda: bool(answer),
+            pending=lambda: (candidate,),
+            handle=handle,
+            expire=expire,
+        )
+        return answer[0] if answer else None
 
     def _failed(self, n: int, reason: str) -> SecureOutcome:
         logger.info("CKKS round %d failed: %s", self._plan.number, reason)

@@ -12,6 +12,11 @@ depend on their order, and folding in a fixed order is what makes the same seed 
 the same model bit for bit, however the updates raced. An update that arrives before
 its predecessors are settled waits (in the executor's buffer, not copied) until
 :meth:`Round.drain` folds it and hands it back for release, one at a time.
+
+Beyond its structure and finiteness, an update is held to the federation's bounds
+(:mod:`accord.coordinator.integrity`): its example count to the sender's bound, and,
+with ``max_norm``, its L2 norm, so that one huge but finite update is refused on its
+own instead of failing the whole round's aggregate.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from accord.aggregation.integrity import l2_norm
 from accord.coordinator.executor import JobFailed, TrainDone
+from accord.coordinator.integrity import ExampleBounds, check_examples
 from accord.errors import RoundFailed, UpdateRejected
 from accord.params import Params, ParamSpec
 from accord.records import ParticipantOutcome
@@ -84,29 +91,58 @@ def not_finite(name: str) -> UpdateRejected:
 
 
 def validate_update(
-    spec: ParamSpec, update: Params, num_examples: int, *, values_checked: bool = False
+    spec: ParamSpec,
+    update: Params,
+    num_examples: int,
+    *,
+    values_checked: bool = False,
+    participant: str = "",
+    bounds: ExampleBounds | None = None,
+    max_norm: float | None = None,
 ) -> None:
-    """Raise :class:`UpdateRejected` unless ``update`` fits the model and is finite.
+    """Raise :class:`UpdateRejected` unless ``update`` fits the model and the bounds.
 
     ``values_checked``: the executor already proved every value finite while it
     received them (a deployment does, chunk by chunk), so only the structure and
-    the example count are checked here, without reading the values again.
+    the example count are checked here, without reading the values again (unless
+    ``max_norm`` asks for the update's L2 norm). ``bounds`` limit
+    ``participant``'s example count (None: any positive count).
     """
-    if num_examples <= 0:
-        raise UpdateRejected(f"num_examples must be positive, got {num_examples}")
+    if bounds is None:
+        if num_examples <= 0:
+            raise UpdateRejected(f"num_examples must be positive, got {num_examples}")
+    else:
+        check_examples(num_examples, participant, bounds)
     spec.check(update)
-    if values_checked:
-        return
-    for name, arr in update.items():
-        if not all_finite(arr):
-            raise not_finite(name)
+    if not values_checked:
+        for name, arr in update.items():
+            if not all_finite(arr):
+                raise not_finite(name)
+    if max_norm is not None:
+        norm = l2_norm(update)
+        if not norm <= max_norm:
+            raise UpdateRejected(
+                f"the update's L2 norm is {norm:.6g}, above this federation's "
+                f"max_update_norm of {max_norm:g}; check the local training (a "
+                "diverged run, a learning rate too high) before sending again"
+            )
 
 
 class Round:
     """Collects and validates the updates of one round."""
 
-    def __init__(self, plan: RoundPlan, spec: ParamSpec, accumulator: Accumulator):
+    def __init__(
+        self,
+        plan: RoundPlan,
+        spec: ParamSpec,
+        accumulator: Accumulator,
+        *,
+        bounds: ExampleBounds | None = None,
+        max_norm: float | None = None,
+    ) -> None:
         self.plan = plan
+        self._bounds = bounds
+        self._max_norm = max_norm
         self._spec = spec
         self._acc = accumulator
         self._outcomes: dict[str, ParticipantOutcome] = {}
@@ -176,6 +212,9 @@ class Round:
                 done.update,
                 done.num_examples,
                 values_checked=done.values_checked,
+                participant=done.participant,
+                bounds=self._bounds,
+                max_norm=self._max_norm,
             )
         except UpdateRejected as exc:
             return self._record(done.participant, "rejected", exc.reason, done)

@@ -4,7 +4,12 @@
 :class:`~accord.coordinator.executor.Executor`, so the same loop runs a simulation and
 a deployment. A participant that raises, hangs past the deadline or sends a bad update
 gets an outcome with the reason and the round goes on with the quorum; a round without
-quorum leaves the model unchanged and is recorded as failed. Each completed round is
+quorum leaves the model unchanged and is recorded as failed, as is a round whose
+aggregate or new model fails an integrity check (not finite, or above ``[strategy]
+max_update_norm``): both are checked before anything is published, checkpointed or
+recorded, and the reason names the check and the tensor. An evaluation report
+outside the federation's bounds (:mod:`accord.coordinator.integrity`) is refused,
+logged and recorded as a run event, never folded in. Each completed round is
 checkpointed and committed to the store before the next one starts, so that
 :meth:`Coordinator.resume` can continue a run that stopped (see
 :mod:`accord.coordinator.resume`). While it runs or resumes a run it holds the run's
@@ -22,7 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from accord.aggregation.integrity import check_params
 from accord.config import FedConfig
+from accord.coordinator.collector import collect
 from accord.coordinator.executor import (
     EvalDone,
     Event,
@@ -31,7 +38,9 @@ from accord.coordinator.executor import (
     TrainDone,
     TrainJob,
 )
-from accord.coordinator.metrics import federated_metrics, train_metrics
+from accord.coordinator.federated_eval import federated_eval
+from accord.coordinator.integrity import ExampleBounds
+from accord.coordinator.metrics import train_metrics
 from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan
 from accord.coordinator.selection import derive_seed, select
@@ -44,6 +53,7 @@ from accord.coordinator.summary import (
     summary_of,
 )
 from accord.errors import (
+    AggregateRejected,
     ConfigError,
     RoundFailed,
     RunAborted,
@@ -133,6 +143,7 @@ class Coordinator:
         self._observer: RunObserver = observer or _SilentObserver()
         self._clock = clock
         self._strategy = Strategy(config.strategy)
+        self._bounds = ExampleBounds.of(config)
 
     def run(
         self,
@@ -217,8 +228,8 @@ class Coordinator:
                 failed = failed + 1 if summary.status == "failed" else 0
                 if failed >= cfg.round.max_failed_rounds:
                     raise RunAborted(
-                        f"{failed} rounds in a row failed to reach quorum "
-                        f"(last: {summary.reason}); see `accord runs show {run_id}`"
+                        f"{failed} rounds in a row failed (last: {summary.reason}); "
+                        f"see `accord runs show {run_id}`"
                     )
             final: dict[str, Any] = {"final": last_metrics(summaries)}
             if extra_summary is not None:
@@ -247,16 +258,16 @@ class Coordinator:
             outcomes, succeeded, delta, reason = self._plain(plan, params, t0)
         else:
             outcomes, succeeded, delta, reason = self._secure(run_id, plan, params, t0)
-        status: Literal["completed", "failed"] = (
-            "failed" if delta is None else "completed"
-        )
-        metrics: list[MetricValue] = train_metrics(outcomes)
+        failed = delta is None
         if delta is not None:
-            params, state = self._strategy.apply(params, delta, state)
+            params, state, reason = self._step(run_id, number, params, state, delta)
+            failed = reason is not None
             del delta
+        status: Literal["completed", "failed"] = "failed" if failed else "completed"
+        metrics: list[MetricValue] = train_metrics(outcomes)
         self._executor.publish(params)
         if status == "completed" and self._evaluates(number):
-            metrics += self._evaluate(number, params, t0)
+            metrics += self._evaluate(run_id, number, params, t0)
         digest = params.digest()
         checkpoint = None
         if self._checkpoints is not None and status == "completed":
@@ -293,11 +304,43 @@ class Coordinator:
         self._observer.round_finished(summary)
         return params, state, summary
 
+    def _step(
+        self, run_id: str, number: int, params: Params, state: Params, delta: Params
+    ) -> tuple[Params, Params, str | None]:
+        """The next model and state, or the old ones and why the step was refused.
+
+        The aggregate, the new model and the new optimizer state are checked (finite,
+        and the aggregate against ``max_update_norm``) before any of them is kept; a
+        refusal is logged and recorded as a run event (``aggregate_refused``).
+        """
+        try:
+            check_params(
+                delta, what="aggregate", max_norm=self.config.strategy.max_update_norm
+            )
+            new_params, new_state = self._strategy.apply(params, delta, state)
+        except AggregateRejected as exc:
+            logger.warning("round %d failed: %s", number, exc)
+            self._store.record_event(
+                run_id,
+                round=number,
+                participant=None,
+                kind="aggregate_refused",
+                detail=str(exc),
+            )
+            return params, state, str(exc)
+        return new_params, new_state, None
+
     def _plain(
         self, plan: RoundPlan, params: Params, t0: float
     ) -> tuple[tuple[ParticipantOutcome, ...], int, Params | None, str | None]:
         """Collect and fold the selected participants' updates in the clear."""
-        rnd = Round(plan, params.spec, self._strategy.accumulator(params.spec))
+        rnd = Round(
+            plan,
+            params.spec,
+            self._strategy.accumulator(params.spec),
+            bounds=self._bounds,
+            max_norm=self.config.strategy.max_update_norm,
+        )
         self._executor.submit_train(plan.number, self._jobs(plan.number, plan.selected))
         self._observer.round_started(plan.number, plan.selected)
         self._collect_updates(rnd, t0)
@@ -378,22 +421,27 @@ class Coordinator:
         ]
 
     def _collect_updates(self, rnd: Round, t0: float) -> None:
-        deadline = t0 + self.config.round.deadline_s
-        while not rnd.finished:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                pending = rnd.pending
-                for outcome in rnd.expire(self._clock() - t0):
-                    self._observer.participant_finished(rnd.number, outcome)
-                self._executor.abandon(rnd.number, pending)
-                self._drain(rnd)
-                return
-            event = self._executor.next_event(remaining)
-            if event is None:
-                continue
+        def handle(event: Event) -> None:
             applied = self._apply(rnd, event)
             if applied is not None:
                 self._observer.participant_finished(rnd.number, applied)
+            self._drain(rnd)
+
+        def expire(late: tuple[str, ...]) -> None:
+            for outcome in rnd.expire(self._clock() - t0):
+                self._observer.participant_finished(rnd.number, outcome)
+
+        late = collect(
+            self._executor,
+            round_number=rnd.number,
+            deadline=t0 + self.config.round.deadline_s,
+            clock=self._clock,
+            finished=lambda: rnd.finished,
+            pending=lambda: rnd.pending,
+            handle=handle,
+            expire=expire,
+        )
+        if late:
             self._drain(rnd)
 
     def _drain(self, rnd: Round) -> None:
@@ -419,37 +467,33 @@ class Coordinator:
         ev = self.config.evaluation
         return number % ev.every == 0 or number == self.config.federation.rounds
 
-    def _evaluate(self, number: int, params: Params, t0: float) -> list[MetricValue]:
+    def _evaluate(
+        self, run_id: str, number: int, params: Params, t0: float
+    ) -> list[MetricValue]:
         out: list[MetricValue] = []
         ev = self.config.evaluation
         if ev.central and self._central_eval is not None:
             for name, value in self._central_eval(params).items():
                 out.append(MetricValue("central", None, name, float(value)))
         if ev.federated:
-            out += self._federated_eval(number, t0)
+            out += self._federated_eval(run_id, number, t0)
         return out
 
-    def _federated_eval(self, number: int, t0: float) -> list[MetricValue]:
-        sites = self._executor.participants
-        self._executor.submit_eval(number, sites)
-        results: dict[str, EvalDone] = {}
-        waiting = set(sites)
-        deadline = t0 + 2 * self.config.round.deadline_s
-        while waiting:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                self._executor.abandon(number, sorted(waiting))
-                logger.warning("federated evaluation missed %d site(s)", len(waiting))
-                break
-            event = self._executor.next_event(remaining)
-            if isinstance(event, TrainDone):
-                self._executor.release(event)
-            elif isinstance(event, EvalDone) and event.round == number:
-                results[event.participant] = event
-                waiting.discard(event.participant)
-            elif isinstance(event, JobFailed) and event.kind == "eval":
-                logger.warning(
-                    "evaluation at %s failed: %s", event.participant, event.reason
-                )
-                waiting.discard(event.participant)
-        return federated_metrics(results)
+    def _federated_eval(self, run_id: str, number: int, t0: float) -> list[MetricValue]:
+        def refused(done: EvalDone, reason: str) -> None:
+            self._store.record_event(
+                run_id,
+                round=done.round,
+                participant=done.participant,
+                kind="eval_refused",
+                detail=reason,
+            )
+
+        return federated_eval(
+            self._executor,
+            number=number,
+            deadline=t0 + 2 * self.config.round.deadline_s,
+            clock=self._clock,
+            bounds=self._bounds,
+            refused=refused,
+        )

@@ -24,7 +24,9 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from accord.config import SecureAggregationConfig
+from accord.coordinator.collector import collect
 from accord.coordinator.executor import (
+    Event,
     Executor,
     JobFailed,
     SecAggReply,
@@ -219,19 +221,8 @@ class SecureCollector:
     def _collect(self, stage: Stage, deadline: float) -> None:
         waiting = set(self._alive)
         number = self._plan.number
-        while waiting:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                late = sorted(waiting)
-                for p in late:
-                    self._drop(
-                        p,
-                        "timeout",
-                        f"dropped out: no {stage.value} message before the deadline",
-                    )
-                self._ex.abandon(number, late)
-                return
-            event = self._ex.next_event(remaining)
+
+        def handle(event: Event) -> None:
             if isinstance(event, TrainDone):
                 # A plain update in a secure round: refuse to read it.
                 self._ex.release(event)
@@ -242,22 +233,39 @@ class SecureCollector:
                         "rejected",
                         "sent a plain update to a secure round",
                     )
-                continue
-            if event is None or event.round != number:
-                continue
+                return
+            if event.round != number or event.participant not in waiting:
+                return
             who = event.participant
-            if who not in waiting:
-                continue
             if isinstance(event, JobFailed):
                 if event.kind == "eval":
-                    continue
+                    return
                 waiting.discard(who)
                 self._drop(who, event.status, f"{stage.value}: {event.reason}")
             elif isinstance(event, SecAggReply):
                 if event.stage != stage.value:
-                    continue
+                    return
                 waiting.discard(who)
                 self._receive(stage, event)
+
+        def expire(late: tuple[str, ...]) -> None:
+            for p in late:
+                self._drop(
+                    p,
+                    "timeout",
+                    f"dropped out: no {stage.value} message before the deadline",
+                )
+
+        collect(
+            self._ex,
+            round_number=number,
+            deadline=deadline,
+            clock=self._clock,
+            finished=lambda: not waiting,
+            pending=lambda: sorted(waiting),
+            handle=handle,
+            expire=expire,
+        )
 
     def _receive(self, stage: Stage, event: SecAggReply) -> None:
         who = event.participant

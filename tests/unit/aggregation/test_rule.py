@@ -92,7 +92,9 @@ def test_rules_are_immutable():
 def test_public_api_is_exactly_all():
     public = {n for n in vars(aggregation) if not n.startswith("_")}
     modules = {
+        "capped_mean",
         "coordinatewise",
+        "integrity",
         "mean",
         "median",
         "network",

@@ -1,0 +1,89 @@
+"""Streaming weighted mean in which no participant holds more than a set share.
+
+:class:`CappedMeanAccumulator` is :class:`~accord.aggregation.mean.MeanAccumulator`
+with :func:`~accord.aggregation.integrity.cap_weights` applied to the round's
+weights. A share can only be judged against the round's total, known once every
+update is in, but a streaming mean must fold each update as it comes. The way
+through: at most ``floor(1 / max_share)`` participants can be capped, and they are
+the heaviest. So the accumulator keeps a copy of the ``floor(1 / max_share)``
+heaviest updates seen so far (two for the default 0.5) and folds every other one
+at once with its own weight, which a cap never changes. When a heavier update
+arrives, the lightest kept one is folded. At :meth:`result` the caps are computed
+from all the weights and the kept updates are folded with their capped weights.
+
+Memory is the float64 sum plus ``floor(1 / max_share)`` copies of the model in its
+own dtype. The order of the float64 sum depends only on the weights and the order
+updates are added (the round adds them in selection order), so the result is the
+same however the updates raced.
+"""
+
+from __future__ import annotations
+
+import math
+
+from accord.aggregation.integrity import cap_weights
+from accord.aggregation.mean import MeanAccumulator
+from accord.errors import UpdateRejected
+from accord.params import Params, ParamSpec
+
+__all__ = ["CappedMeanAccumulator"]
+
+
+class CappedMeanAccumulator:
+    """Weighted mean over added updates, each share at most ``max_share``."""
+
+    def __init__(
+        self, spec: ParamSpec, max_share: float, *, workers: int | None = None
+    ) -> None:
+        if not 0.0 < max_share <= 1.0:
+            raise ValueError(f"max_share must be in (0, 1], got {max_share}")
+        self._spec = spec
+        self._max_share = max_share
+        # At most floor(1 / max_share) participants can reach the cap (each capped
+        # one holds exactly max_share of the total); the epsilon keeps 1/0.2 at 5.
+        self._keep = max(1, math.floor(1.0 / max_share + 1e-9))
+        self._sum = MeanAccumulator(spec, workers=workers)
+        self._weights: list[float] = []
+        self._held: dict[int, Params] = {}
+        self._result: Params | None = None
+
+    @property
+    def count(self) -> int:
+        """Number of updates added."""
+        return len(self._weights)
+
+    def add(self, update: Params, weight: float) -> None:
+        """Add one update; it may be dropped once this returns (kept ones are copied).
+
+        Raises :class:`~accord.errors.UpdateRejected` for an update that does not fit
+        the spec or a weight that is negative or not finite; nothing changes then.
+        """
+        if self._result is not None:
+            raise RuntimeError("result() was taken; start a new accumulator")
+        self._spec.check(update)
+        w = float(weight)
+        if not math.isfinite(w) or w < 0:
+            raise UpdateRejected(f"weight must be a finite number >= 0, got {weight!r}")
+        index = len(self._weights)
+        self._weights.append(w)
+        self._held[index] = update.copy()
+        if len(self._held) > self._keep:
+            # The lightest kept update (the latest among equals) can no longer be
+            # capped: the heavier ones kept outnumber the caps possible.
+            lightest = max(self._held, key=lambda i: (-self._weights[i], i))
+            self._sum.add(self._held.pop(lightest), self._weights[lightest])
+
+    def result(self) -> Params:
+        """The capped weighted mean; ``ValueError`` if nothing was added."""
+        if self._result is not None:
+            return self._result
+        if not self._weights:
+            raise ValueError("no update has been added; the mean is undefined")
+        capped = cap_weights(self._weights, self._max_share)
+        folded = set(range(len(self._weights))) - set(self._held)
+        # A folded update was never among the heaviest, so its weight is uncapped.
+        assert all(capped[i] == self._weights[i] for i in folded)
+        for index in sorted(self._held):
+            self._sum.add(self._held.pop(index), capped[index])
+        self._result = self._sum.result()
+        return self._result
