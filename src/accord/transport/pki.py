@@ -27,10 +27,12 @@ operator, a compromised host while its key is in use (revoke it), denial of serv
 Choices. ECDSA P-256 with SHA-256 because BoringSSL (gRPC), OpenSSL and every other
 TLS stack accept it, and its keys are small and fast. A site creates its key where it
 runs and sends only a CSR, so no one else (the CA operator included) ever holds it.
-The CA key is encrypted at rest (PKCS#8, PBES2: PBKDF2-HMAC-SHA256 and AES-256-CBC,
-``cryptography``'s best available scheme) because the CA directory gets copied and
-backed up; that KDF is fast (2,048 iterations), so the passphrase must be long: at
-least 12 characters are required, several random words are better. The CA has
+The CA key is encrypted at rest because the CA directory gets copied and backed up:
+scrypt (memory-hard) and AES-256-GCM (:mod:`~accord.transport.keywrap`, which says
+why not PKCS#8's PBKDF2); the passphrase must still be long: at least 12 characters
+are required, several random words are better. A key wrapped by an earlier accord
+(PKCS#8, PBKDF2 at 2,048 iterations) still opens, and is re-wrapped the next time
+:func:`sign` or :func:`revoke` opens it. The CA has
 ``pathlen=0``: it signs only end-entity certificates, never another CA. The CRL is
 a plain file because the coordinator is the only party that checks revocation;
 copying ``crl.pem`` there is the distribution, so it carries a long ``nextUpdate``.
@@ -74,6 +76,7 @@ from accord.transport.identity import (
     IDENTITY_KEY,
     requested_identity_key,
 )
+from accord.transport.keywrap import unwrap, wrap
 from accord.transport.profile import (
     SKEW,
     ca_certificate,
@@ -193,12 +196,7 @@ def init_ca(
     fed_id = secrets.token_hex(8)
     at = _now(now)
     cert = ca_certificate(key, federation, fed_id, now=at, days=days)
-    encrypted = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase),
-    )
-    write_new(d / CA_KEY, encrypted, 0o600)
+    write_new(d / CA_KEY, wrap(key, passphrase), 0o600)
     write_new(d / CA_CERT, _pem(cert), 0o644)
     write_atomic(d / ROSTER, Roster(federation, fed_id).to_bytes())
     _write_crl(d, key, cert, [], at)
@@ -247,16 +245,22 @@ def _load_ca(
         data = (d / CA_KEY).read_bytes()
     except OSError as exc:
         raise PkiError(f"cannot read the CA key {d / CA_KEY}: {exc.strerror}") from exc
-    try:
-        key = serialization.load_pem_private_key(data, password=passphrase)
-    except (ValueError, TypeError):
-        raise PkiError(
-            f"the passphrase does not open the CA key in {d}; check it and try again"
-        ) from None
+    opened = unwrap(data, passphrase, source=f"the CA key in {d}")
+    key = opened.key
     if not isinstance(key, ec.EllipticCurvePrivateKey) or (
         key.public_key() != cert.public_key()
     ):
         raise PkiError(f"{d / CA_KEY} is not the key of {d / CA_CERT}")
+    if opened.legacy:
+        # Only now that the key matched the CA certificate: never replace a key
+        # file with the wrapping of some other key.
+        write_atomic(d / CA_KEY, wrap(key, passphrase), 0o600)
+        logger.warning(
+            "re-wrapped the CA key in %s with scrypt and AES-256-GCM (it used "
+            "PKCS#8 with PBKDF2 at 2,048 iterations); delete any backup of the old "
+            "ca.key, which the old wrapping protects less well",
+            d,
+        )
     return key, cert
 
 
