@@ -9,10 +9,12 @@ coordinator needs ``ca.pem``, ``crl.pem`` and ``roster.json`` but never ``ca.key
 A site's identity directory (:func:`request`, ``accord pki request NAME --dir DIR``)
 holds ``key.pem``, the site's private key (0600); ``request.csr``, sent to the CA's
 operator; then ``cert.pem`` and ``ca.pem``, which :func:`sign` writes and the site
-puts next to its key. :func:`load_identity` reads them for gRPC's credentials. A
-participant's folder also holds ``identity-key.pem``, its Ed25519 key for secure
-aggregation, and ``identity-cert.pem``, which :func:`sign` issues in the same step
-(:mod:`~accord.transport.identity` explains the scheme).
+puts next to its key, with, for a participant, ``coordinator.pem`` (the
+coordinator's certificate it pins) and ``crl.pem``
+(:mod:`~accord.transport.coordinator_pin`). :func:`load_identity` reads them for
+gRPC's credentials. A participant's folder also holds ``identity-key.pem``, its
+Ed25519 key for secure aggregation, and ``identity-cert.pem``, which :func:`sign`
+issues in the same step (:mod:`~accord.transport.identity` explains the scheme).
 
 Threat model. An attacker on the network between sites and the coordinator may
 read, change or inject traffic; outsiders may present self-signed certificates or
@@ -34,8 +36,9 @@ are required, several random words are better. A key wrapped by an earlier accor
 (PKCS#8, PBKDF2 at 2,048 iterations) still opens, and is re-wrapped the next time
 :func:`sign` or :func:`revoke` opens it. The CA has
 ``pathlen=0``: it signs only end-entity certificates, never another CA. The CRL is
-a plain file because the coordinator is the only party that checks revocation;
-copying ``crl.pem`` there is the distribution, so it carries a long ``nextUpdate``.
+a plain file: copying ``crl.pem`` to the coordinator is the distribution, and the
+coordinator passes it on to the sites with every task (they check it against their
+CA and keep the newest), so it carries a long ``nextUpdate``.
 
 External CA. A federation with its own CA skips :func:`init_ca` and :func:`sign`:
 its CA issues the sites' certificates (ECDSA P-256 or RSA of 2048 bits or more;
@@ -60,6 +63,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from accord.errors import MissingExtraError, PkiError
+from accord.transport.coordinator_pin import PIN, SITE_CRL
 from accord.transport.enrolment import (
     CERT,
     KEY,
@@ -376,8 +380,34 @@ def sign(
         write_atomic(path, _pem(c))
     if not (target.parent / CA_CERT).exists():
         write_atomic(target.parent / CA_CERT, _pem(ca))
+    if role == "participant":
+        _write_site_trust(d, target.parent, updated, at)
     logger.info("issued %s certificate %x to %r", role, cert.serial_number, name)
     return target
+
+
+def _write_site_trust(d: Path, out: Path, roster: Roster, at: datetime) -> None:
+    """Pin the coordinator's active certificate(s) for a site, with the CRL.
+
+    :mod:`~accord.transport.coordinator_pin` says why. No coordinator on the roster
+    yet: the site pins it later (``accord pki pin``).
+    """
+    certificates = [
+        e.certificate
+        for e in roster.entries
+        if e.role == "coordinator" and e.status(at) == "active" and e.certificate
+    ]
+    write_atomic(out / SITE_CRL, (d / CRL).read_bytes())
+    if not certificates:
+        logger.warning(
+            "no coordinator on the roster yet: %s gets no %s; once the coordinator "
+            "is enrolled, the site pins it (accord pki pin %s --certificate FILE)",
+            out,
+            PIN,
+            out,
+        )
+        return
+    write_atomic(out / PIN, "".join(certificates).encode())
 
 
 def _check_free(

@@ -101,6 +101,7 @@ class Identity:
 class _Crl:
     issuer: x509.Name
     revoked: Mapping[int, datetime]
+    der: bytes
 
 
 class _Watched(Generic[T]):
@@ -243,6 +244,13 @@ class TrustStore:
             return None
         return crl.revoked.get(cert.serial_number)
 
+    def crl_der(self) -> bytes:
+        """The CRL as DER, as a coordinator sends it to its sites; empty if none."""
+        if self._crl is None:
+            return b""
+        with self._lock:
+            return self._crl.get().der
+
     def membership_problem(
         self, cert: x509.Certificate, name: str, role: Role
     ) -> str | None:
@@ -337,7 +345,8 @@ class TrustStore:
             key = ca.public_key()
             if crl.issuer == ca.subject and _signed_by(crl, key):
                 revoked = {r.serial_number: r.revocation_date_utc for r in crl}
-                return _Crl(crl.issuer, revoked)
+                der = crl.public_bytes(serialization.Encoding.DER)
+                return _Crl(crl.issuer, revoked, der)
         raise PkiError(
             "the CRL is not signed by the trusted CA; copy crl.pem from the CA's "
             "directory again"
