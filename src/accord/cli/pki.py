@@ -169,6 +169,14 @@ def sign_command(
             f"{cert.parent / pki.CA_CERT}"
         )
         keys = "keys"
+    pinned = cert.parent / "coordinator.pem"
+    if role == "participant":
+        files += (
+            f", with {pinned} (the coordinator it trusts) and {cert.parent / pki.CRL}"
+            if pinned.exists()
+            else f", with {cert.parent / pki.CRL}; no coordinator is enrolled yet, so "
+            "the site must pin it later (accord pki pin)"
+        )
     Console().print(
         f"issued {cert} ({role}); return {files} to the site, to put next to its "
         f"{keys}.",
