@@ -27,12 +27,12 @@ from accord.coordinator.runner import Coordinator
 from accord.params import Params
 from accord.secagg.messages import MaskedInput, Stage
 from accord.secagg.session import SecureJob
-from accord.secagg.wire import decode_to_coordinator
 from accord.simulation.context import build_context
 from accord.simulation.inprocess import InProcessExecutor
 from accord.store import SqlStore
 from accord.store import sql as sql_store
 from accord.store.checkpoint import CheckpointStore
+from accord.transport.secagg_wire import decode_to_coordinator
 
 
 def seeded(site: str):

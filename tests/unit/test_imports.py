@@ -42,3 +42,30 @@ def test_public_api_matches_all():
         and not isinstance(getattr(accord, name), types.ModuleType)
     }
     assert exported == set(accord.__all__) - {"__version__"}
+
+
+def test_secagg_loads_no_grpc_protobuf_or_transport():
+    # Arrange: every module of the pure secure-aggregation package, in a fresh
+    # interpreter (its wire form lives in accord.transport.secagg_wire instead).
+    import pkgutil
+
+    import accord.secagg
+
+    names = [m.name for m in pkgutil.iter_modules(accord.secagg.__path__)]
+    assert {"session", "participant", "server", "messages"} <= set(names)
+    assert "wire" not in names
+    code = (
+        "import sys\n"
+        + "".join(f"import accord.secagg.{m}\n" for m in names)
+        + "print(','.join(sorted(m for m in sys.modules if m == 'grpc' "
+        "or m.startswith(('grpc.', 'google.protobuf', 'accord.transport')) "
+        "or m.endswith('_pb2'))))\n"
+    )
+
+    # Act
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+
+    # Assert
+    assert out.stdout.strip() == ""

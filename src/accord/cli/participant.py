@@ -9,7 +9,11 @@ part in masking rounds, and with ``--ckks-context`` the key holder's secret cont
 is refused) for CKKS rounds. It enforces its own policy
 (``--require-secure-aggregation``, ``--min-threshold``:
 :mod:`accord.participant.policy`), whatever the federation's configuration says.
-gRPC is imported only when the command runs.
+With a ``coordinator.pem`` in ``--identity`` (``accord pki sign`` writes it) the
+site trusts only that pinned coordinator certificate, checks the CRL the
+coordinator sends and refuses a revoked coordinator
+(:mod:`accord.transport.coordinator_pin`); without one it trusts any certificate
+of its CA and warns. gRPC is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from accord.cli.errors import reported
 from accord.errors import ConfigError
 
 if TYPE_CHECKING:
+    from accord.transport.coordinator_pin import CoordinatorPin
     from accord.transport.identity import SigningIdentity
 
 __all__ = ["register"]
@@ -113,15 +118,18 @@ def participant_command(
         ckks = _ckks_secret(ckks_context)
         files = load_identity(identity) if identity is not None else None
         signing = _signing_identity(identity, files)
+        pin = _coordinator_pin(identity)
         local = load_local_data(data, options=_options(data_option or []))
         site_task = build_task(local, task)
         log_path = site_log or (identity / "site-log.jsonl" if identity else None)
         log = SiteLog(log_path)
 
         def connect() -> CoordinatorClient:
+            from accord.transport.coordinator_pin import pinned_identity
+
             return CoordinatorClient(
                 coordinator,
-                identity=files,
+                identity=pinned_identity(files, pin) if files and pin else files,
                 insecure_name=insecure_name,
                 server_name=server_name,
                 identity_certificate=signing.certificate if signing else b"",
@@ -139,6 +147,7 @@ def participant_command(
                 ca_pem=files.ca_pem if files is not None else None,
                 policy=policy,
                 ckks_context=ckks,
+                pin=pin,
             ).run()
         finally:
             log.close()
@@ -156,6 +165,23 @@ def _ckks_secret(path: Path | None) -> bytes | None:
             path,
         )
     return blob
+
+
+def _coordinator_pin(identity: Path | None) -> CoordinatorPin | None:
+    """The coordinator certificate(s) the site pins, if its folder holds them."""
+    if identity is None:
+        return None
+    from accord.transport.coordinator_pin import PIN, CoordinatorPin
+
+    pin = CoordinatorPin.load(identity)
+    if pin is None:
+        logger.warning(
+            "%s holds no %s: this site trusts any coordinator certificate of its CA "
+            "and cannot refuse a revoked one; pin the coordinator (accord pki pin)",
+            identity,
+            PIN,
+        )
+    return pin
 
 
 def _signing_identity(identity: Path | None, files: Any) -> SigningIdentity | None:

@@ -33,7 +33,8 @@ PASSPHRASE_ENV = "ACCORD_CA_PASSPHRASE"
 RoleName = Literal["participant", "admin", "coordinator"]
 
 pki_app = typer.Typer(
-    help="The federation's certificate authority: init, request, sign, revoke, list.",
+    help="The federation's certificate authority: init, request, sign, pin, revoke, "
+    "list.",
     no_args_is_help=True,
 )
 _Ca = Annotated[
@@ -168,9 +169,51 @@ def sign_command(
             f"{cert.parent / pki.CA_CERT}"
         )
         keys = "keys"
+    pinned = cert.parent / "coordinator.pem"
+    if role == "participant":
+        files += (
+            f", with {pinned} (the coordinator it trusts) and {cert.parent / pki.CRL}"
+            if pinned.exists()
+            else f", with {cert.parent / pki.CRL}; no coordinator is enrolled yet, so "
+            "the site must pin it later (accord pki pin)"
+        )
     Console().print(
         f"issued {cert} ({role}); return {files} to the site, to put next to its "
         f"{keys}.",
+        highlight=False,
+    )
+
+
+@pki_app.command("pin")
+def pin_command(
+    directory: Annotated[Path, typer.Argument(help="This site's identity folder.")],
+    certificate: Annotated[
+        Path,
+        typer.Option("--certificate", help="The coordinator's cert.pem to trust."),
+    ],
+    crl: Annotated[
+        Path | None,
+        typer.Option("--crl", help="The CA's crl.pem, if newer than the site's."),
+    ] = None,
+    add: Annotated[
+        bool,
+        typer.Option("--add", help="Keep the certificates already pinned (renewal)."),
+    ] = False,
+) -> None:
+    """At a site: trust this coordinator certificate (after a renewal, say)."""
+    with reported():
+        from accord.transport.coordinator_pin import PIN, pin_coordinator
+
+        try:
+            cert_pem = certificate.read_bytes()
+            crl_pem = crl.read_bytes() if crl is not None else None
+        except OSError as exc:
+            why = f"cannot read {exc.filename}: {exc.strerror}"
+            raise typer.BadParameter(why) from exc
+        pinned = pin_coordinator(directory, cert_pem, add=add, crl_pem=crl_pem)
+    Console().print(
+        f"{directory / PIN} now pins {len(pinned)} coordinator certificate(s): "
+        + ", ".join(f[:16] for f in pinned),
         highlight=False,
     )
 

@@ -91,8 +91,9 @@ class JobFailed:
 class SecAggReply:
     """A participant's encoded message for one stage of a secure round.
 
-    ``payload`` is opaque here (:mod:`accord.secagg.wire` parses it); ``duration_s``
-    is the participant's time for the stage, training included for the first.
+    ``payload`` is opaque here (:mod:`accord.transport.secagg_wire` parses it);
+    ``duration_s`` is the participant's time for the stage, training included for
+    the first.
     """
 
     participant: str

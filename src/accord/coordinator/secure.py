@@ -4,9 +4,9 @@
 ``secure_aggregation.mode = "masking"``. It sends the training jobs with the
 round's :class:`~accord.secagg.session.SecureJob`, then walks the stages of
 :class:`~accord.secagg.SecAggServer` (the pure protocol) over the executor: each
-stage's replies are parsed (:mod:`accord.secagg.wire`) and fed to the server, a
-participant silent past the stage's deadline or whose job fails counts as dropped
-out, a refused message (another round's, a replay, a malformed one) is recorded
+stage's replies are parsed (:mod:`accord.transport.secagg_wire`) and fed to the
+server, a participant silent past the stage's deadline or whose job fails counts as
+dropped out, a refused message (another round's, a replay, a malformed one) is recorded
 with its reason and counts as dropped out too. When a stage closes with too few
 participants the round fails with the protocol's reason and releases nothing.
 
@@ -42,7 +42,7 @@ from accord.secagg.encoding import FixedPointEncoding
 from accord.secagg.messages import Stage
 from accord.secagg.server import SecAggResult, SecAggServer
 from accord.secagg.session import SecureJob, check_secure_spec
-from accord.secagg.wire import FromCoordinator, decode_to_coordinator, encode
+from accord.transport.secagg_wire import FromCoordinator, decode_to_coordinator, encode
 
 __all__ = ["OutcomeBook", "SecureCollector", "SecureOutcome"]
 

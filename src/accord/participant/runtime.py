@@ -20,6 +20,12 @@ is masked or encrypted at once and only the protocol's messages leave the site,
 through ``SubmitSecAgg``, one per stage. The site's policy may refuse plain train
 tasks, or secure ones below a minimum threshold.
 
+Revocation at the site: with a ``pin`` (the coordinator certificate(s) the site
+trusts and the newest CRL it holds, :mod:`accord.transport.coordinator_pin`), the
+CRL that comes with each message is checked and kept when newer (a forged or older
+one is refused and recorded); a CRL that revokes a pinned certificate ends the
+connection, and the next dial trusts only the pins left, or refuses to dial.
+
 Everything received, sent (sizes, digests) and refused goes to the
 :class:`~accord.participant.sitelog.SiteLog`.
 """
@@ -65,6 +71,7 @@ from accord.transport.messages import (
 
 if TYPE_CHECKING:  # the runtime itself needs no grpc: tests drive it with a fake
     from accord.transport.client import CoordinatorClient
+    from accord.transport.coordinator_pin import CoordinatorPin
     from accord.transport.identity import SigningIdentity
 
 __all__ = ["ParticipantRuntime"]
@@ -92,7 +99,8 @@ class ParticipantRuntime:
     ``signing`` (the site's identity key and certificate) and ``ca_pem`` (the CA
     certificate it checks the roster's identity certificates against) let it take
     part in masking rounds, ``ckks_context`` (the key holder's secret context) in
-    CKKS rounds; ``policy`` says which train tasks it refuses.
+    CKKS rounds; ``policy`` says which train tasks it refuses. ``pin`` checks the
+    CRLs the coordinator sends (``connect`` trusts the same pin's roots).
     """
 
     def __init__(
@@ -109,8 +117,10 @@ class ParticipantRuntime:
         ca_pem: bytes | None = None,
         policy: SitePolicy | None = None,
         ckks_context: bytes | None = None,
+        pin: CoordinatorPin | None = None,
     ) -> None:
         self._connect = connect
+        self._pin = pin
         self._task = task
         self._data = data
         self.log = log or SiteLog()
@@ -137,10 +147,12 @@ class ParticipantRuntime:
         failures, last_contact = 0, time.monotonic()
         last_error = "none"
         while not stop.is_set():
-            client = self._connect()
+            client = self._dial()
             try:
                 for message in client.subscribe():
                     failures, last_contact = 0, time.monotonic()
+                    if not isinstance(message, Goodbye):
+                        self._check_crl(message.crl)
                     if isinstance(message, Goodbye):
                         self.log.record("goodbye", reason=message.reason)
                         return message.reason
@@ -178,6 +190,30 @@ class ParticipantRuntime:
             stop.wait(self._backoff.delay(failures))
             failures += 1
         return "stopped"
+
+    def _dial(self) -> CoordinatorClient:
+        try:
+            return self._connect()
+        except AuthenticationFailed as exc:  # no pinned coordinator is usable
+            self.log.record("refused_coordinator", reason=str(exc))
+            raise
+
+    def _check_crl(self, der: bytes) -> None:
+        """Keep a newer CRL; leave a coordinator whose certificate it revokes."""
+        if self._pin is None or not der:
+            return
+        verdict = self._pin.observe(der)
+        if verdict.outcome == "refused":
+            self.log.record("refused_crl", number=verdict.number, reason=verdict.reason)
+        elif verdict.outcome == "updated":
+            self.log.record("crl_updated", number=verdict.number)
+        if verdict.revoked_pins:
+            self.log.record("coordinator_revoked", fingerprints=verdict.revoked_pins)
+            raise TransportError(
+                f"CRL {verdict.number} revokes the pinned coordinator certificate; "
+                "closing the connection",
+                code="COORDINATOR_REVOKED",
+            )
 
     # One task.
 

@@ -28,6 +28,7 @@ from accord.secagg.messages import Stage
 from accord.secagg.session import SecureJob, SecureSession
 from accord.transport.identity import SigningIdentity, roster_keys
 from accord.transport.messages import TaskOrder
+from accord.transport.secagg_wire import decode_from_coordinator, encode
 
 __all__ = ["SecurePlan", "SecureSite"]
 
@@ -108,7 +109,7 @@ class SecureSite:
         )
         if session.clipped:
             logger.info("round %d: %d values clipped", order.round, session.clipped)
-        advert = session.advertise()
+        advert = encode(session.advertise())
         self._session = (order.run_id, order.round, session)
         return advert
 
@@ -129,7 +130,7 @@ class SecureSite:
             self.drop()
             raise SecAggAborted(f"unknown stage {order.stage[:64]!r}") from None
         try:
-            reply = held[2].step(stage, order.payload)
+            reply = encode(held[2].step(decode_from_coordinator(order.payload, stage)))
         except BaseException:
             self.drop()
             raise

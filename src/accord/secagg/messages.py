@@ -184,3 +184,5 @@ class SurvivorSignatures:
 ToCoordinator = (
     AdvertiseKeys | ShareKeys | MaskedInput | ConsistencySignature | UnmaskShares
 )
+#: Every message the coordinator sends to a participant.
+FromCoordinator = KeyDirectory | SharesDelivery | SurvivorList | SurvivorSignatures

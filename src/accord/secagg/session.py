@@ -4,8 +4,9 @@ The round loop sends each selected participant a :class:`SecureJob` with its
 training job: the round's public settings (run, round, roster, vector size,
 threshold, degree, clip range, weight cap). After training, the participant opens
 a :class:`SecureSession`: the update is encoded into the ring at once (the float
-update is dropped), and the session answers each stage's coordinator message, as
-bytes in and bytes out (:mod:`accord.secagg.wire`), until the unmask stage. The
+update is dropped), and the session answers each stage's coordinator message (the
+dataclasses of :mod:`accord.secagg.messages`; callers convert them to and from
+bytes with :mod:`accord.transport.secagg_wire`), until the unmask stage. The
 same class serves a simulation's worker process and a deployed site; only where
 the peers' identity keys come from differs (the simulation's key registry, or the
 CA-signed identity certificates a deployed site checks itself).
@@ -33,9 +34,16 @@ from accord.secagg.config import SecAggConfig
 from accord.secagg.crypto import Ed25519PrivateKey
 from accord.secagg.encoding import FixedPointEncoding
 from accord.secagg.mask import MaskGenerator
-from accord.secagg.messages import KeyDirectory, SharesDelivery, Stage, SurvivorList
+from accord.secagg.messages import (
+    AdvertiseKeys,
+    FromCoordinator,
+    KeyDirectory,
+    SharesDelivery,
+    Stage,
+    SurvivorList,
+    ToCoordinator,
+)
 from accord.secagg.participant import SecAggParticipant
-from accord.secagg.wire import decode_from_coordinator, encode
 
 __all__ = ["SecureJob", "SecureSession", "check_secure_spec"]
 
@@ -194,25 +202,27 @@ class SecureSession:
         """The stage whose coordinator message the session expects next."""
         return self._state.stage
 
-    def advertise(self) -> bytes:
+    def advertise(self) -> AdvertiseKeys:
         """Stage 0's message."""
-        return encode(self._state.advertise())
+        return self._state.advertise()
 
-    def step(self, stage: Stage, payload: bytes) -> bytes:
-        """Answer the coordinator's message for ``stage``; SecAggAborted to stop.
+    def step(self, message: FromCoordinator) -> ToCoordinator:
+        """Answer the coordinator's message of the current stage; SecAggAborted to stop.
 
-        A malformed payload raises :class:`~accord.errors.SubmissionRefused`
-        (the caller reports it; the session is unusable afterwards, like an abort).
+        The caller parsed ``message`` for the stage it names
+        (:func:`accord.transport.secagg_wire.decode_from_coordinator` refuses a blob
+        of another stage).
         """
-        message = decode_from_coordinator(payload, stage)
         state = self._state
         if isinstance(message, KeyDirectory):
-            return encode(state.share_keys(message))
+            return state.share_keys(message)
         if isinstance(message, SharesDelivery):
             vector, self._vector = self._vector, None
             if vector is None:
-                raise SecAggAborted("the masked input was sent already", stage=stage)
-            return encode(state.masked_input(message, vector))
+                raise SecAggAborted(
+                    "the masked input was sent already", stage=state.stage
+                )
+            return state.masked_input(message, vector)
         if isinstance(message, SurvivorList):
-            return encode(state.consistency_check(message))
-        return encode(state.unmask(message))
+            return state.consistency_check(message)
+        return state.unmask(message)

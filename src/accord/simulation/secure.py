@@ -25,6 +25,7 @@ from accord.secagg.messages import Stage
 from accord.secagg.session import SecureJob, SecureSession
 from accord.simulation.jobs import JobError, train, write_update
 from accord.task.protocol import Task, TrainConfig
+from accord.transport.secagg_wire import decode_from_coordinator, encode
 
 __all__ = [
     "Encrypted",
@@ -110,7 +111,7 @@ def open_session(
             seed=config.seed,
             entropy=entropy,
         )
-        advert = session.advertise()
+        advert = encode(session.advertise())
     except (SecAggAborted, ValueError) as exc:
         return JobError("failed", str(exc), out.duration_s)
     elapsed = out.duration_s + time.perf_counter() - t0
@@ -124,7 +125,7 @@ def step_session(
     t0 = time.perf_counter()
     try:
         which = Stage(stage)
-        reply = session.step(which, payload)
+        reply = encode(session.step(decode_from_coordinator(payload, which)))
     except SubmissionRefused as exc:
         return JobError("rejected", exc.reason, time.perf_counter() - t0)
     except SecAggAborted as exc:

@@ -51,6 +51,7 @@ from accord.transport.secure_codec import decode_secure_fields, secure_task_fiel
 
 __all__ = [
     "Chunk",
+    "MAX_CRL_BYTES",
     "Malformed",
     "decode_eval",
     "decode_failure",
@@ -82,6 +83,9 @@ _MAX_TENSORS = 1_000_000
 _MAX_RANK = 32
 _MAX_METRICS = 256
 _MAX_TEXT = 4096
+#: Largest CRL a task may carry: about 40 bytes a revoked certificate, so room for
+#: some 25,000 revocations.
+MAX_CRL_BYTES = 1 << 20
 _KINDS: dict[JobKind, pb.JobKind] = {
     "train": pb.JOB_KIND_TRAIN,
     "eval": pb.JOB_KIND_EVAL,
@@ -365,13 +369,14 @@ def decode_train_config(text: str) -> TrainConfig:
     )
 
 
-def encode_task(order: TaskOrder | Goodbye | Welcome) -> pb.Task:
+def encode_task(order: TaskOrder | Goodbye | Welcome, *, crl: bytes = b"") -> pb.Task:
     """The wire form of a task (or of the start or the end of the stream).
 
-    The fields of secure rounds are :mod:`~accord.transport.secure_codec`'s.
+    The fields of secure rounds are :mod:`~accord.transport.secure_codec`'s; ``crl``
+    (DER) goes with every task and the welcome.
     """
     if isinstance(order, Welcome):
-        return pb.Task(run_id=order.run_id, round=order.round)
+        return pb.Task(run_id=order.run_id, round=order.round, crl=crl)
     if isinstance(order, Goodbye):
         return pb.Task(run_id=order.run_id, goodbye=order.reason or "run finished")
     return pb.Task(
@@ -380,6 +385,7 @@ def encode_task(order: TaskOrder | Goodbye | Welcome) -> pb.Task:
         kind=_KINDS[order.kind],
         model_digest=order.model_digest,
         config_json=encode_train_config(order.config) if order.config else "",
+        crl=crl,
         **secure_task_fields(order),
     )
 
@@ -389,8 +395,11 @@ def decode_task(msg: pb.Task) -> TaskOrder | Goodbye | Welcome:
     run_id = _text(msg.run_id, "run_id", limit=128)
     if msg.goodbye:
         return Goodbye(run_id, _text(msg.goodbye, "goodbye"))
+    if len(msg.crl) > MAX_CRL_BYTES:
+        raise _malformed(f"a CRL of {len(msg.crl)} bytes is over {MAX_CRL_BYTES}")
+    crl = bytes(msg.crl)
     if msg.kind == pb.JOB_KIND_UNSPECIFIED:
-        return Welcome(run_id, int(msg.round))
+        return Welcome(run_id, int(msg.round), crl)
     kind = _kind(msg.kind)
     config = None
     if kind == "train":
@@ -404,6 +413,7 @@ def decode_task(msg: pb.Task) -> TaskOrder | Goodbye | Welcome:
         msg.model_digest[:128],
         config,
         **decode_secure_fields(msg),
+        crl=crl,
     )
 
 

@@ -29,6 +29,12 @@ The scheme, in the existing enrolment flow:
   whole roster; the site checks each against its own copy of the CA certificate
   (:func:`roster_keys`) and takes the public keys from them, not from the task.
 
+Both checks validate the path with ``cryptography.x509.verification``
+(:mod:`~accord.transport.chain`, whose identity policy demands the identity EKU and
+signing-only key usage, where the library's WebPKI defaults would demand a
+subjectAltName and ``clientAuth``); accord adds the Ed25519 key type, the name, the
+CRL and the roster.
+
 A site enrolled before this scheme has no identity key: it keeps serving plain
 rounds, and a secure round records it as unable to take part.
 """
@@ -44,7 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from accord.errors import AuthenticationFailed, MissingExtraError, PkiError
-from accord.transport.profile import IDENTITY_USAGE
+from accord.transport.chain import chain_problem
 from accord.transport.roster import certificate_name
 from accord.transport.trust import TrustStore
 
@@ -230,66 +236,23 @@ def _parse(der: bytes) -> x509.Certificate:
         ) from None
 
 
-def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> object:
-    try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
-
-
 def _problem(
     cert: x509.Certificate, anchors: Sequence[x509.Certificate], at: datetime
 ) -> str | None:
-    """Why ``cert`` is no identity certificate of this CA at ``at``; None if it is."""
-    issuer = None
-    for ca in anchors:
-        try:
-            cert.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature):
-            continue
-        issuer = ca
-        break
-    if issuer is None:
-        return "was not issued by this federation's CA"
-    if at > issuer.not_valid_after_utc:
-        expired = _when(issuer.not_valid_after_utc)
-        return f"was issued by a CA certificate that expired on {expired}"
-    if at < cert.not_valid_before_utc:
-        return f"is not valid before {_when(cert.not_valid_before_utc)}"
-    if at > cert.not_valid_after_utc:
-        return f"expired on {_when(cert.not_valid_after_utc)}"
-    return _usage_problem(cert)
+    """Why ``cert`` is no identity certificate of this CA at ``at``; None if it is.
 
-
-def _usage_problem(cert: x509.Certificate) -> str | None:
-    constraints = _extension(cert, x509.BasicConstraints)
-    if isinstance(constraints, x509.BasicConstraints) and constraints.ca:
-        return "is a CA certificate"
-    usage = _extension(cert, x509.KeyUsage)
-    signing_only = isinstance(usage, x509.KeyUsage) and (
-        usage.digital_signature
-        and not (
-            usage.content_commitment
-            or usage.key_encipherment
-            or usage.data_encipherment
-            or usage.key_agreement
-            or usage.key_cert_sign
-            or usage.crl_sign
-        )
-    )
-    if not signing_only:
-        return "must allow digital signatures and nothing else (key usage)"
-    eku = _extension(cert, x509.ExtendedKeyUsage)
-    if not isinstance(eku, x509.ExtendedKeyUsage) or IDENTITY_USAGE not in eku:
-        return "is not an identity certificate (extended key usage)"
-    if not isinstance(cert.public_key(), Ed25519PublicKey):
-        return "does not hold an Ed25519 key"
-    return None
+    The path, dates and usages are the library's check
+    (:func:`~accord.transport.chain.chain_problem`); the key type is accord's.
+    """
+    problem = chain_problem(cert, anchors, purpose="identity", at=at)
+    if problem is None and not isinstance(cert.public_key(), Ed25519PublicKey):
+        problem = "does not hold an Ed25519 key"
+    return problem
 
 
 def _accepted(cert: x509.Certificate, der: bytes, name: str) -> IdentityCertificate:
     public = cert.public_key()
-    assert isinstance(public, Ed25519PublicKey)  # _usage_problem saw to it
+    assert isinstance(public, Ed25519PublicKey)  # _problem saw to it
     return IdentityCertificate(name, der, _raw_public(public), cert.not_valid_after_utc)
 
 

@@ -82,7 +82,10 @@ class TaskOrder:
     :class:`~accord.secagg.session.SecureJob` as JSON, which the site parses) and
     the identity certificates (DER) of the round's roster; a ``secagg`` task
     carries the ``stage`` it opens and the coordinator's message for it
-    (``payload``, an encoded ``SecAggMessage``) and no model.
+    (``payload``, an encoded ``SecAggMessage``) and no model. ``crl`` (DER, on
+    every task and on the :class:`Welcome`) is the CA's revocation list as the
+    coordinator holds it; the site verifies it itself
+    (:mod:`accord.transport.coordinator_pin`).
     """
 
     run_id: str
@@ -94,6 +97,7 @@ class TaskOrder:
     stage: str = ""
     payload: bytes = b""
     certificates: tuple[bytes, ...] = ()
+    crl: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,7 @@ class Welcome:
 
     run_id: str
     round: int
+    crl: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,12 @@ coordinator needs ``ca.pem``, ``crl.pem`` and ``roster.json`` but never ``ca.key
 A site's identity directory (:func:`request`, ``accord pki request NAME --dir DIR``)
 holds ``key.pem``, the site's private key (0600); ``request.csr``, sent to the CA's
 operator; then ``cert.pem`` and ``ca.pem``, which :func:`sign` writes and the site
-puts next to its key. :func:`load_identity` reads them for gRPC's credentials. A
-participant's folder also holds ``identity-key.pem``, its Ed25519 key for secure
-aggregation, and ``identity-cert.pem``, which :func:`sign` issues in the same step
-(:mod:`~accord.transport.identity` explains the scheme).
+puts next to its key, with, for a participant, ``coordinator.pem`` (the
+coordinator's certificate it pins) and ``crl.pem``
+(:mod:`~accord.transport.coordinator_pin`). :func:`load_identity` reads them for
+gRPC's credentials. A participant's folder also holds ``identity-key.pem``, its
+Ed25519 key for secure aggregation, and ``identity-cert.pem``, which :func:`sign`
+issues in the same step (:mod:`~accord.transport.identity` explains the scheme).
 
 Threat model. An attacker on the network between sites and the coordinator may
 read, change or inject traffic; outsiders may present self-signed certificates or
@@ -27,13 +29,16 @@ operator, a compromised host while its key is in use (revoke it), denial of serv
 Choices. ECDSA P-256 with SHA-256 because BoringSSL (gRPC), OpenSSL and every other
 TLS stack accept it, and its keys are small and fast. A site creates its key where it
 runs and sends only a CSR, so no one else (the CA operator included) ever holds it.
-The CA key is encrypted at rest (PKCS#8, PBES2: PBKDF2-HMAC-SHA256 and AES-256-CBC,
-``cryptography``'s best available scheme) because the CA directory gets copied and
-backed up; that KDF is fast (2,048 iterations), so the passphrase must be long: at
-least 12 characters are required, several random words are better. The CA has
+The CA key is encrypted at rest because the CA directory gets copied and backed up:
+scrypt (memory-hard) and AES-256-GCM (:mod:`~accord.transport.keywrap`, which says
+why not PKCS#8's PBKDF2); the passphrase must still be long: at least 12 characters
+are required, several random words are better. A key wrapped by an earlier accord
+(PKCS#8, PBKDF2 at 2,048 iterations) still opens, and is re-wrapped the next time
+:func:`sign` or :func:`revoke` opens it. The CA has
 ``pathlen=0``: it signs only end-entity certificates, never another CA. The CRL is
-a plain file because the coordinator is the only party that checks revocation;
-copying ``crl.pem`` there is the distribution, so it carries a long ``nextUpdate``.
+a plain file: copying ``crl.pem`` to the coordinator is the distribution, and the
+coordinator passes it on to the sites with every task (they check it against their
+CA and keep the newest), so it carries a long ``nextUpdate``.
 
 External CA. A federation with its own CA skips :func:`init_ca` and :func:`sign`:
 its CA issues the sites' certificates (ECDSA P-256 or RSA of 2048 bits or more;
@@ -58,6 +63,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from accord.errors import MissingExtraError, PkiError
+from accord.transport.coordinator_pin import PIN, SITE_CRL
 from accord.transport.enrolment import (
     CERT,
     KEY,
@@ -74,6 +80,7 @@ from accord.transport.identity import (
     IDENTITY_KEY,
     requested_identity_key,
 )
+from accord.transport.keywrap import unwrap, wrap
 from accord.transport.profile import (
     SKEW,
     ca_certificate,
@@ -193,12 +200,7 @@ def init_ca(
     fed_id = secrets.token_hex(8)
     at = _now(now)
     cert = ca_certificate(key, federation, fed_id, now=at, days=days)
-    encrypted = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase),
-    )
-    write_new(d / CA_KEY, encrypted, 0o600)
+    write_new(d / CA_KEY, wrap(key, passphrase), 0o600)
     write_new(d / CA_CERT, _pem(cert), 0o644)
     write_atomic(d / ROSTER, Roster(federation, fed_id).to_bytes())
     _write_crl(d, key, cert, [], at)
@@ -247,16 +249,22 @@ def _load_ca(
         data = (d / CA_KEY).read_bytes()
     except OSError as exc:
         raise PkiError(f"cannot read the CA key {d / CA_KEY}: {exc.strerror}") from exc
-    try:
-        key = serialization.load_pem_private_key(data, password=passphrase)
-    except (ValueError, TypeError):
-        raise PkiError(
-            f"the passphrase does not open the CA key in {d}; check it and try again"
-        ) from None
+    opened = unwrap(data, passphrase, source=f"the CA key in {d}")
+    key = opened.key
     if not isinstance(key, ec.EllipticCurvePrivateKey) or (
         key.public_key() != cert.public_key()
     ):
         raise PkiError(f"{d / CA_KEY} is not the key of {d / CA_CERT}")
+    if opened.legacy:
+        # Only now that the key matched the CA certificate: never replace a key
+        # file with the wrapping of some other key.
+        write_atomic(d / CA_KEY, wrap(key, passphrase), 0o600)
+        logger.warning(
+            "re-wrapped the CA key in %s with scrypt and AES-256-GCM (it used "
+            "PKCS#8 with PBKDF2 at 2,048 iterations); delete any backup of the old "
+            "ca.key, which the old wrapping protects less well",
+            d,
+        )
     return key, cert
 
 
@@ -372,8 +380,34 @@ def sign(
         write_atomic(path, _pem(c))
     if not (target.parent / CA_CERT).exists():
         write_atomic(target.parent / CA_CERT, _pem(ca))
+    if role == "participant":
+        _write_site_trust(d, target.parent, updated, at)
     logger.info("issued %s certificate %x to %r", role, cert.serial_number, name)
     return target
+
+
+def _write_site_trust(d: Path, out: Path, roster: Roster, at: datetime) -> None:
+    """Pin the coordinator's active certificate(s) for a site, with the CRL.
+
+    :mod:`~accord.transport.coordinator_pin` says why. No coordinator on the roster
+    yet: the site pins it later (``accord pki pin``).
+    """
+    certificates = [
+        e.certificate
+        for e in roster.entries
+        if e.role == "coordinator" and e.status(at) == "active" and e.certificate
+    ]
+    write_atomic(out / SITE_CRL, (d / CRL).read_bytes())
+    if not certificates:
+        logger.warning(
+            "no coordinator on the roster yet: %s gets no %s; once the coordinator "
+            "is enrolled, the site pins it (accord pki pin %s --certificate FILE)",
+            out,
+            PIN,
+            out,
+        )
+        return
+    write_atomic(out / PIN, "".join(certificates).encode())
 
 
 def _check_free(

@@ -11,7 +11,7 @@ it. A participant's message for a stage travels as a ``SecAggHeader`` (the stage
 the total size) followed by chunks of at most
 :data:`~accord.transport.messages.CHUNK_BYTES`, like an update: a masked input is as
 large as the model. What a stage's message may hold is checked later, by
-:mod:`accord.secagg.wire`, once the whole of it has arrived.
+:mod:`accord.transport.secagg_wire`, once the whole of it has arrived.
 """
 
 from __future__ import annotations

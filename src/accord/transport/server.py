@@ -177,8 +177,9 @@ class _Handlers:
             name=name,
         )
         context.add_callback(lambda: self._ex.wake(name))
-        for item in stream:
-            yield codec.encode_task(item)
+        trust = self._auth.trust
+        for item in stream:  # the CRL as of each message: sites learn revocations
+            yield codec.encode_task(item, crl=trust.crl_der() if trust else b"")
 
     def _identity(
         self, context: Any, name: str, hello: pb.Hello

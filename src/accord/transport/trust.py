@@ -7,6 +7,10 @@ the CA's certificate revocation list (CRL) and who may join (the built-in CA's
 :class:`Identity`, or raises :class:`~accord.errors.AuthenticationFailed` with a
 reason an operator can act on.
 
+The path (chain, dates, basic constraints, key usages) is checked by
+``cryptography.x509.verification`` (:mod:`~accord.transport.chain`); this module
+keeps what the library cannot know: the CRL, the roster or allow-list, the role.
+
 The TLS handshake (BoringSSL in gRPC) checks the chain, the dates and the key usage,
 but gRPC's Python API has no CRL option. So a coordinator's handshake trusts not the
 CA but :meth:`TrustStore.handshake_roots`: the roster's active participant and admin
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 from accord.errors import AuthenticationFailed, MissingExtraError, PkiError
+from accord.transport.chain import chain_problem
 from accord.transport.pinning import HandshakeRoots, pinned_roots
 from accord.transport.roster import (
     CA_CERT,
@@ -64,7 +69,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 __all__ = ["HandshakeRoots", "Identity", "TrustStore", "Usage", "verify_peer"]
 
@@ -74,10 +79,6 @@ logger = logging.getLogger(__name__)
 #: admins dialling in, ``server`` for the coordinator a participant dials.
 Usage = Literal["client", "server"]
 
-_EKU = {
-    "client": ExtendedKeyUsageOID.CLIENT_AUTH,
-    "server": ExtendedKeyUsageOID.SERVER_AUTH,
-}
 T = TypeVar("T")
 E = TypeVar("E", bound=x509.ExtensionType)
 
@@ -100,6 +101,7 @@ class Identity:
 class _Crl:
     issuer: x509.Name
     revoked: Mapping[int, datetime]
+    der: bytes
 
 
 class _Watched(Generic[T]):
@@ -242,6 +244,13 @@ class TrustStore:
             return None
         return crl.revoked.get(cert.serial_number)
 
+    def crl_der(self) -> bytes:
+        """The CRL as DER, as a coordinator sends it to its sites; empty if none."""
+        if self._crl is None:
+            return b""
+        with self._lock:
+            return self._crl.get().der
+
     def membership_problem(
         self, cert: x509.Certificate, name: str, role: Role
     ) -> str | None:
@@ -336,7 +345,8 @@ class TrustStore:
             key = ca.public_key()
             if crl.issuer == ca.subject and _signed_by(crl, key):
                 revoked = {r.serial_number: r.revocation_date_utc for r in crl}
-                return _Crl(crl.issuer, revoked)
+                der = crl.public_bytes(serialization.Encoding.DER)
+                return _Crl(crl.issuer, revoked, der)
         raise PkiError(
             "the CRL is not signed by the trusted CA; copy crl.pem from the CA's "
             "directory again"
@@ -373,9 +383,10 @@ def verify_peer(
 ) -> Identity:
     """Check a peer's certificate against ``trust`` and return who it is.
 
-    Checks, in order: issued (signed) by a trusted CA, within its validity dates
-    (and the CA within its own), not a CA certificate, extended key usage for
-    ``usage``, not revoked (CRL and roster), on the roster or allow-list, and, when
+    Checks, in order: the path (:func:`~accord.transport.chain.chain_problem`:
+    issued by a trusted CA, within its validity dates and the CA within its own,
+    not a CA certificate, key usage and extended key usage for ``usage``), not
+    revoked (CRL and roster), on the roster or allow-list, and, when
     ``roles`` is given, holding one of them. Raises AuthenticationFailed naming the
     first check that failed, or PkiError when the CRL or roster on disk has become
     unreadable (fail closed: nobody is accepted until it is fixed).
@@ -390,9 +401,7 @@ def verify_peer(
     who = f"certificate of {name!r}" if name else f"certificate {cert.serial_number:x}"
     at = now or datetime.now(UTC)
     problem = (
-        _issuer_problem(cert, trust, at)
-        or _validity_problem(cert, at)
-        or _usage_problem(cert, usage)
+        _chain_problem(cert, trust, usage, at)
         or _revocation_problem(cert, trust)
         or _subject_problem(name, role)
     )
@@ -408,42 +417,16 @@ def verify_peer(
     raise AuthenticationFailed(f"{who} {problem}", name=name)
 
 
-def _issuer_problem(
-    cert: x509.Certificate, trust: TrustStore, at: datetime
+def _chain_problem(
+    cert: x509.Certificate, trust: TrustStore, usage: Usage, at: datetime
 ) -> str | None:
-    ca = trust.issuer_of(cert)
-    if ca is None:
-        if cert.issuer == cert.subject:
-            return "is self-signed; only this federation's CA can issue certificates"
-        return "was not issued by this federation's CA"
-    if at > ca.not_valid_after_utc:
-        expired = _when(ca.not_valid_after_utc)
-        return f"was issued by a CA certificate that expired on {expired}"
-    return None
-
-
-def _validity_problem(cert: x509.Certificate, at: datetime) -> str | None:
-    if at < cert.not_valid_before_utc:
-        return f"is not valid before {_when(cert.not_valid_before_utc)}"
-    if at > cert.not_valid_after_utc:
-        return (
-            f"expired on {_when(cert.not_valid_after_utc)}; the site needs a new "
-            "certificate (accord pki request, then accord pki sign)"
+    problem = chain_problem(cert, trust.anchors, purpose=usage, at=at)
+    if problem is not None and problem.startswith("expired on"):
+        problem += (
+            "; the site needs a new certificate (accord pki request, then accord "
+            "pki sign)"
         )
-    return None
-
-
-def _usage_problem(cert: x509.Certificate, usage: Usage) -> str | None:
-    constraints = _extension(cert, x509.BasicConstraints)
-    if constraints is not None and constraints.ca:
-        return "is a CA certificate, not a site's"
-    key_usage = _extension(cert, x509.KeyUsage)
-    if key_usage is not None and not key_usage.digital_signature:
-        return "does not allow digital signatures (key usage), which TLS needs"
-    eku = _extension(cert, x509.ExtendedKeyUsage)
-    if eku is not None and _EKU[usage] not in eku:
-        return f"is not for TLS {usage} authentication (extended key usage)"
-    return None
+    return problem
 
 
 def _revocation_problem(cert: x509.Certificate, trust: TrustStore) -> str | None:

@@ -162,3 +162,22 @@ def test_invalid_role_and_name_are_usage_errors(tmp_path):
 
 def test_cli_roles_match_the_library():
     assert get_args(RoleName) == ROLES
+
+
+def test_pin_trusts_a_coordinator_and_refuses_a_participant(tmp_path):
+    init(tmp_path / "ca")
+    site, signed = enrol(tmp_path, "site-1", "--role", "participant")
+    assert signed.exit_code == 0, signed.output  # before the coordinator: no pin
+    coord = tmp_path / "coord"
+    pki("request", "coord", "--dir", coord, "--role", "coordinator", "--host", "h")
+    pki("sign", coord / "request.csr", "--ca", tmp_path / "ca", "--role", "coordinator")
+    assert not (site / "coordinator.pem").exists()
+
+    pinned = pki("pin", site, "--certificate", coord / "cert.pem")
+    refused = pki("pin", site, "--certificate", site / "cert.pem")
+
+    assert pinned.exit_code == 0, pinned.output
+    assert "pins 1 coordinator certificate" in pinned.output
+    assert (site / "coordinator.pem").read_bytes() == (coord / "cert.pem").read_bytes()
+    assert refused.exit_code != 0
+    assert "TLS server" in refused.output

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from accord.errors import AuthenticationFailed, PkiError
-from accord.transport import pki
+from accord.transport import keywrap, pki
 from accord.transport.identity import (
     KEY_REQUEST,
     IdentityBook,
@@ -303,9 +303,7 @@ def test_a_site_refuses_a_certificate_signed_outside_the_profile(
 ):
     # Signed by the right CA key, but a TLS-style certificate for an Ed25519 key.
     ca_cert = x509.load_pem_x509_certificate(ca_pem(ca))
-    ca_key = serialization.load_pem_private_key(
-        (ca / pki.CA_KEY).read_bytes(), password=passphrase
-    )
+    ca_key = keywrap.unwrap((ca / pki.CA_KEY).read_bytes(), passphrase).key
     key = Ed25519PrivateKey.generate()
     cert = (
         x509.CertificateBuilder()

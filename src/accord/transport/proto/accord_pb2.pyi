@@ -29,7 +29,7 @@ class Hello(_message.Message):
     def __init__(self, protocol: _Optional[int] = ..., software: _Optional[str] = ..., identity_certificate: _Optional[bytes] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("run_id", "round", "kind", "model_digest", "config_json", "goodbye", "secure_json", "secagg_stage", "secagg", "identity_certificates")
+    __slots__ = ("run_id", "round", "kind", "model_digest", "config_json", "goodbye", "secure_json", "secagg_stage", "secagg", "identity_certificates", "crl")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class Task(_message.Message):
     SECAGG_STAGE_FIELD_NUMBER: _ClassVar[int]
     SECAGG_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    CRL_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     round: int
     kind: JobKind
@@ -50,7 +51,8 @@ class Task(_message.Message):
     secagg_stage: str
     secagg: bytes
     identity_certificates: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[JobKind, str]] = ..., model_digest: _Optional[str] = ..., config_json: _Optional[str] = ..., goodbye: _Optional[str] = ..., secure_json: _Optional[str] = ..., secagg_stage: _Optional[str] = ..., secagg: _Optional[bytes] = ..., identity_certificates: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    crl: bytes
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[JobKind, str]] = ..., model_digest: _Optional[str] = ..., config_json: _Optional[str] = ..., goodbye: _Optional[str] = ..., secure_json: _Optional[str] = ..., secagg_stage: _Optional[str] = ..., secagg: _Optional[bytes] = ..., identity_certificates: _Optional[_Iterable[bytes]] = ..., crl: _Optional[bytes] = ...) -> None: ...
 
 class ModelRequest(_message.Message):
     __slots__ = ("run_id", "digest")

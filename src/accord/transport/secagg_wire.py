@@ -1,5 +1,10 @@
 """Secure-aggregation messages as bytes: the one converter to and from protobuf.
 
+It lives in :mod:`accord.transport`, beside the generated modules it uses, so that
+:mod:`accord.secagg` stays pure (no protobuf, no grpc: a test checks it); the
+protocol's state machines take and return the dataclasses of
+:mod:`accord.secagg.messages` and their callers convert here.
+
 Every executor carries the protocol's messages as opaque bytes (a worker pipe in a
 simulation, a gRPC stream in a deployment), encoded here as the ``SecAggMessage`` of
 ``accord.proto``, so a message is parsed the same way wherever it travelled. Parsing
@@ -21,6 +26,7 @@ from accord.secagg.messages import (
     AdvertiseKeys,
     ConsistencySignature,
     EncryptedShares,
+    FromCoordinator,
     KeyDirectory,
     MaskedInput,
     RevealedShare,
@@ -43,8 +49,6 @@ __all__ = [
     "reply_stage",
 ]
 
-#: Every message the coordinator sends to a participant.
-FromCoordinator = KeyDirectory | SharesDelivery | SurvivorList | SurvivorSignatures
 Message = ToCoordinator | FromCoordinator
 
 #: The participant's message that answers each stage's coordinator message.
