@@ -30,6 +30,7 @@ from accord.coordinator.executor import (
     JobFailed,
     TrainDone,
     TrainJob,
+    eligible,
 )
 from accord.coordinator.metrics import federated_metrics, train_metrics
 from accord.coordinator.resume import resume_point
@@ -235,7 +236,7 @@ class Coordinator:
         cfg = self.config
         started, t0 = datetime.now(UTC), self._clock()
         selected = select(
-            self._executor.participants,
+            eligible(self._executor),
             fraction=cfg.selection.fraction,
             minimum=cfg.selection.min_participants,
             run_seed=cfg.federation.seed,
@@ -430,7 +431,7 @@ class Coordinator:
         return out
 
     def _federated_eval(self, number: int, t0: float) -> list[MetricValue]:
-        sites = self._executor.participants
+        sites = eligible(self._executor)
         self._executor.submit_eval(number, sites)
         results: dict[str, EvalDone] = {}
         waiting = set(sites)
