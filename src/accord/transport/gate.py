@@ -145,8 +145,8 @@ class Gate:
         name = self.auth.allow(who, roles)
         if "participant" not in roles:
             return None
+        self._ex.check_member(name)
         if upload is None:
-            self._ex.check_member(name)
             return None
         metadata = context.invocation_metadata()
         tag = UploadTag.parse(metadata, stage=upload == "secagg")

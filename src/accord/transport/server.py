@@ -65,6 +65,7 @@ from accord.transport.security import (
 )
 from accord.transport.status import CODES, REFUSAL_KEY
 from accord.transport.trust import TrustStore
+from accord.transport.watchdog import StreamCut
 
 __all__ = ["CoordinatorServer", "bind", "serve"]
 
@@ -145,6 +146,8 @@ class _Handlers:
             )
             self._gate.refuse_nameless(exc)
             failure = _Failure(grpc.StatusCode.UNAUTHENTICATED, exc.reason)
+        except StreamCut:
+            raise  # cancelled by the watchdog, which recorded it; no answer
         except PkiError as exc:
             logger.error("cannot verify callers: %s", exc)
             failure = _Failure(

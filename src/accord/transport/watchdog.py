@@ -9,7 +9,9 @@ the wrapper notes when the handler starts waiting for a message, and one backgro
 thread (:meth:`Watchdog.start`, or :meth:`Watchdog.check` in tests, with an
 injectable clock) cancels each call that kept its handler waiting longer than
 ``first_byte_s`` for its first message or ``idle_s`` for a later one, and reports it
-(the server records it as an ``idle`` refusal). Only time spent *waiting for the
+(the server records it as an ``idle`` refusal); the handler's next read raises
+:class:`StreamCut`, which the server lets end the call without another record.
+Only time spent *waiting for the
 caller* counts: a handler busy writing a chunk to disk is never cut.
 """
 
@@ -22,12 +24,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["Watchdog", "Watched"]
+__all__ = ["StreamCut", "Watchdog", "Watched"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _TICK_S = 0.5
+
+
+class StreamCut(Exception):
+    """Raised to the reader of a call the watchdog cut (already recorded)."""
 
 
 @dataclass(eq=False)
@@ -54,8 +60,14 @@ class Watched(Generic[T]):
         self._watch.waiting_since = self._dog.clock()
         try:
             item = next(self._messages)
+        except BaseException as exc:
+            if self._watch.cut:  # whatever the cancelled stream raised, or its end
+                raise StreamCut("the watchdog cut this call") from exc
+            raise
         finally:
             self._watch.waiting_since = None
+        if self._watch.cut:
+            raise StreamCut("the watchdog cut this call")
         self._watch.messages += 1
         return item
 
