@@ -227,6 +227,41 @@ class DeploymentConfig(_Section):
         description="how long a participant may be disconnected with a job open "
         "before the job fails",
     )
+    # Bounds on what one caller can take from the coordinator (issue 8).
+    calls_per_peer: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="calls one certificate holder may keep open at once; more are "
+        "refused at once (busy)",
+    )
+    first_byte_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="how long a call may stay open before its first message; then "
+        "it is cut and recorded",
+    )
+    idle_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="how long an upload may pause between two messages; then it is "
+        "cut and recorded",
+    )
+    refusals_per_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=1000,
+        description="refused calls per second one caller may make once its burst is "
+        "spent; beyond, its calls are refused at once (throttled)",
+    )
+    refusal_burst: int = Field(
+        default=50,
+        ge=1,
+        le=100_000,
+        description="refused calls one caller may make before it is throttled",
+    )
 
     declared_examples: dict[str, int] = Field(
         default_factory=dict,

@@ -103,7 +103,15 @@ class UpdateRejected(AccordError, ValueError):
 #: Why :class:`SubmissionRefused` refused a message; the transport maps each kind to
 #: one gRPC status code.
 RefusalKind = Literal[
-    "malformed", "mismatch", "duplicate", "stale", "too_large", "corrupt", "forbidden"
+    "malformed",
+    "mismatch",
+    "duplicate",
+    "stale",
+    "too_large",
+    "corrupt",
+    "forbidden",
+    "busy",
+    "throttled",
 ]
 
 
@@ -111,7 +119,9 @@ class SubmissionRefused(UpdateRejected):
     """A participant's message was refused before it reached the round.
 
     ``kind`` classifies the refusal (``duplicate``, ``stale`` for a replay or a late
-    message, ``too_large``, ...); ``reason`` is readable and safe to send back.
+    message, ``too_large``, ``busy`` for a caller over its share of open calls,
+    ``throttled`` for one refused too often, ...); ``reason`` is readable and safe
+    to send back.
     """
 
     def __init__(

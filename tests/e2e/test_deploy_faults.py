@@ -41,6 +41,7 @@ from accord.errors import SubmissionRefused
 from accord.params import Params
 from accord.store import SqlStore
 from accord.transport import pki
+from accord.transport.call_metadata import UploadTag
 from accord.transport.client import CoordinatorClient
 from accord.transport.messages import PackedHeader, UpdateHeader
 
@@ -217,9 +218,11 @@ def test_bad_messages_are_refused_recorded_at_once_and_change_nothing(deployment
             deployment, port, "site-02", update(model, run_id=f"{run.run_id}.0")
         ),
     }
-    malformed = _raw_call(deployment, port, "site-02", b"\x0a\xff\xff")
-    too_big = _raw_call(deployment, port, "site-02", b"\x0a" + bytes(5 * 2**20))
-    huge = _raw_call(deployment, port, "site-02", b"\x0a" + bytes(65 * 2**20))
+    tag = UploadTag(wire_id, 2)  # what accord's client names in the call metadata
+    malformed = _raw_call(deployment, port, "site-02", b"\x0a\xff\xff", tag)
+    too_big = _raw_call(deployment, port, "site-02", b"\x0a" + bytes(5 * 2**20), tag)
+    huge = _raw_call(deployment, port, "site-02", b"\x0a" + bytes(65 * 2**20), tag)
+    untagged = _raw_call(deployment, port, "site-02", b"\x0a\xff\xff")
     with SqlStore(deployment.store_url) as store:
         recorded = [(e.participant, e.round, e.kind) for e in store.events(run.run_id)]
         during = store.rounds(run.run_id)
@@ -249,30 +252,47 @@ def test_bad_messages_are_refused_recorded_at_once_and_change_nothing(deployment
     # Over 64 MiB, gRPC refuses it itself, before accord sees it.
     assert huge.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "larger than max" in huge.details()
-    # Each refusal was in the store while round 2 was still open.
-    assert recorded[:8] == [
-        ("site-02", 2, "mismatch"),
+    # An upload without the run and round in its call metadata (an older client)
+    # is refused before it is read, with what to do.
+    assert untagged.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Install the coordinator's accord version" in untagged.details()
+    # The first refusal of each (site, method, kind) was in the store while round 2
+    # was still open; its repeats were counted, and recorded when the run ended.
+    assert recorded[:5] == [
         ("site-02", 2, "mismatch"),
         ("site-02", 2, "too_large"),
         ("site-00", 2, "duplicate"),
         ("site-02", 1, "stale"),
-        ("site-02", 2, "stale"),
-        ("site-02", None, "malformed"),
-        ("site-02", None, "too_large"),
+        ("site-02", 2, "malformed"),
     ]
     # gRPC drops the 65 MiB frame and ends the stream: the handler, if it runs at
     # all, sees an update stream without its header.
     with SqlStore(deployment.store_url) as store:
-        final = [(e.participant, e.round, e.kind) for e in store.events(run.run_id)]
-    assert final[:8] == recorded[:8]
-    assert set(final[8:]) <= {("site-02", None, "malformed")}
-    assert len(out["rejections"]) == len(final)
+        events = store.events(run.run_id)
+    final = [(e.participant, e.round, e.kind) for e in events]
+    assert final[:5] == recorded[:5]
+    assert set(final[5:]) <= {
+        ("site-02", 2, "mismatch"),
+        ("site-02", 2, "too_large"),
+        ("site-02", 2, "stale"),
+        ("site-02", 2, "malformed"),
+        ("site-02", None, "malformed"),  # the last of them, untagged: no round
+    }
+    counts = {(r["participant"], r["kind"]): r["count"] for r in out["rejections"]}
+    assert counts[("site-02", "mismatch")] == 2
+    assert counts[("site-02", "too_large")] == 2
+    assert counts[("site-02", "stale")] == 2
+    assert counts[("site-00", "duplicate")] == 1
+    assert counts[("site-02", "malformed")] >= 2  # + the untagged (+ the huge one)
+    assert any("[2 refusals of this kind" in e.detail for e in events)
     assert during == before and [r.number for r in before] == [1]
     assert [r["succeeded"] for r in out["rounds"]] == [3, 3, 3]
     assert out["final_digest"] == expected[-1]
 
 
-def _raw_call(deployment, port, site, data: bytes) -> grpc.RpcError:
+def _raw_call(
+    deployment, port, site, data: bytes, tag: UploadTag | None = None
+) -> grpc.RpcError:
     """Send ``data`` as one SubmitUpdate message, bypassing accord's client."""
     folder = deployment.root / site
     credentials = grpc.ssl_channel_credentials(
@@ -283,7 +303,7 @@ def _raw_call(deployment, port, site, data: bytes) -> grpc.RpcError:
     with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
         call = channel.stream_unary("/accord.v1.Federation/SubmitUpdate")
         with pytest.raises(grpc.RpcError) as info:
-            call(iter([data]), timeout=30)
+            call(iter([data]), timeout=30, metadata=tag.metadata() if tag else None)
     return info.value
 
 

@@ -113,6 +113,7 @@ def _serve(
     directory.mkdir(exist_ok=True)
     store = SqlStore(f"sqlite:///{directory}/runs.db")
     run_id = store.create_run(name="integration", config={}, seed=0, rounds_planned=3)
+    limits = options.pop("limits", None)  # the server's (admission.Limits)
     executor = GrpcExecutor(
         sites,
         run_id=wire_run_id(run_id),
@@ -126,6 +127,7 @@ def _serve(
         listen="127.0.0.1:0",
         identity=pki.load_identity(federation.root / "coordinator"),
         trust=TrustStore.load(federation.ca),
+        limits=limits,
     )
     return Running(executor, server, federation, store, run_id)
 
@@ -156,7 +158,8 @@ def start_coordinator(
 ) -> Iterator[Callable[..., Running]]:
     """Start coordinators like ``coordinator`` for other rosters; all stop at the end.
 
-    ``start(sites, **options)``: ``options`` go to the GrpcExecutor. The sites of a
+    ``start(sites, **options)``: ``options`` go to the GrpcExecutor, but ``limits``
+    to the server. The sites of a
     roster must be enrolled (``federation.enrol``) before they dial.
     """
     started: list[Running] = []

@@ -223,6 +223,7 @@ def _coordinate(
 ) -> tuple[RunResult, list[dict[str, object]]]:
     from accord.simulation.context import build_context
     from accord.store import open_store
+    from accord.transport.admission import Limits
     from accord.transport.executor import GrpcExecutor, wire_run_id
     from accord.transport.heap import limit_malloc_arenas
     from accord.transport.rejections import event_recorder
@@ -244,12 +245,20 @@ def _coordinate(
             participants = cfg.deployment.participants or list(ctx.participants)
             # Then claim the address: a coordinator that cannot listen leaves the
             # store as it found it, with no run created or marked aborted in vain.
+            dep = cfg.deployment
             server = bind(
                 listen=listen,
                 identity=identity,
                 trust=trust,
                 insecure=insecure,
                 participants=len(participants),
+                limits=Limits(
+                    per_peer=dep.calls_per_peer,
+                    first_byte_s=dep.first_byte_s,
+                    idle_s=dep.idle_s,
+                    refusals_per_s=dep.refusals_per_s,
+                    refusal_burst=dep.refusal_burst,
+                ),
             )
             try:
                 run_id = to_resume or _new_run(run_store, cfg, lease)

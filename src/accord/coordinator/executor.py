@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from accord.params import Params
 from accord.task.protocol import TrainConfig
@@ -26,9 +26,11 @@ __all__ = [
     "Event",
     "Executor",
     "JobFailed",
+    "Removing",
     "SecAggReply",
     "TrainDone",
     "TrainJob",
+    "eligible",
 ]
 
 
@@ -160,3 +162,24 @@ class Executor(Protocol):
     def close(self) -> None:
         """Stop every job and free every resource."""
         ...
+
+
+@runtime_checkable
+class Removing(Protocol):
+    """An executor that can remove participants from a run while it runs.
+
+    A deployment removes a participant whose certificate was revoked; the round loop
+    selects from the roster without them (their roster positions, and so everyone's
+    seeds, stay the same).
+    """
+
+    @property
+    def removed(self) -> frozenset[str]:
+        """Participants removed from the run so far."""
+        ...
+
+
+def eligible(executor: Executor) -> tuple[str, ...]:
+    """The participants ``executor`` may still give jobs to, in roster order."""
+    gone = executor.removed if isinstance(executor, Removing) else frozenset()
+    return tuple(p for p in executor.participants if p not in gone)

@@ -15,7 +15,14 @@ import logging
 from collections.abc import Callable
 
 from accord.coordinator.collector import collect
-from accord.coordinator.executor import EvalDone, Event, Executor, JobFailed, TrainDone
+from accord.coordinator.executor import (
+    EvalDone,
+    Event,
+    Executor,
+    JobFailed,
+    TrainDone,
+    eligible,
+)
 from accord.coordinator.integrity import ExampleBounds, check_eval_report
 from accord.coordinator.metrics import federated_metrics
 from accord.errors import UpdateRejected
@@ -39,7 +46,7 @@ def federated_eval(
     refused: Refused,
 ) -> list[MetricValue]:
     """Have every participant score the published model; their combined metrics."""
-    sites = executor.participants
+    sites = eligible(executor)
     executor.submit_eval(number, sites)
     results: dict[str, EvalDone] = {}
     waiting = set(sites)

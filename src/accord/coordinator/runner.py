@@ -37,6 +37,7 @@ from accord.coordinator.executor import (
     JobFailed,
     TrainDone,
     TrainJob,
+    eligible,
 )
 from accord.coordinator.federated_eval import federated_eval
 from accord.coordinator.integrity import ExampleBounds
@@ -246,7 +247,7 @@ class Coordinator:
         cfg = self.config
         started, t0 = datetime.now(UTC), self._clock()
         selected = select(
-            self._executor.participants,
+            eligible(self._executor),
             fraction=cfg.selection.fraction,
             minimum=cfg.selection.min_participants,
             run_seed=cfg.federation.seed,

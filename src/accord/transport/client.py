@@ -7,7 +7,10 @@ back into accord's errors with the same table the server used: a refusal becomes
 :class:`~accord.errors.SubmissionRefused` of the same kind with the coordinator's
 reason; anything else (unreachable, handshake refused, certificate refused) becomes
 :class:`~accord.errors.TransportError` carrying the status name. A received model is
-checked chunk by chunk (order, bounds, exact size) before anyone reads it.
+checked chunk by chunk (order, bounds, exact size) before anyone reads it. An
+upload names its run, round and stage in its call metadata
+(:mod:`~accord.transport.call_metadata`), which the coordinator checks before it
+reads the stream.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import grpc
 import accord
 from accord.errors import SubmissionRefused, TransportError
 from accord.transport import codec
+from accord.transport.call_metadata import UploadTag
 from accord.transport.enrolment import IdentityFiles
 from accord.transport.messages import (
     PROTOCOL_VERSION,
@@ -180,15 +184,17 @@ class CoordinatorClient(_Base):
         self, header: UpdateHeader, buffer: Any, *, timeout_s: float = 3600.0
     ) -> Receipt:
         """Stream an update (header, then the packed bytes in chunks)."""
-        return self._unary(
-            "SubmitUpdate", codec.update_frames(header, buffer), timeout_s
-        )
+        tag = UploadTag(header.run_id, header.round)
+        frames = codec.update_frames(header, buffer)
+        return self._unary("SubmitUpdate", frames, timeout_s, tag=tag)
 
     def submit_secagg(
         self, header: SecAggHeader, payload: bytes, *, timeout_s: float = 3600.0
     ) -> Receipt:
         """Stream a message of a secure round (header, then the payload in chunks)."""
-        return self._unary("SubmitSecAgg", secagg_frames(header, payload), timeout_s)
+        tag = UploadTag(header.run_id, header.round, header.stage)
+        frames = secagg_frames(header, payload)
+        return self._unary("SubmitSecAgg", frames, timeout_s, tag=tag)
 
     def submit_eval(self, report: EvalReport, *, timeout_s: float = 60.0) -> Receipt:
         """Send a site's scores of the global model."""
@@ -200,10 +206,18 @@ class CoordinatorClient(_Base):
         """Tell the coordinator a job produced nothing usable, and why."""
         return self._unary("ReportFailure", codec.encode_failure(report), timeout_s)
 
-    def _unary(self, name: str, request: Any, timeout_s: float) -> Receipt:
+    def _unary(
+        self,
+        name: str,
+        request: Any,
+        timeout_s: float,
+        *,
+        tag: UploadTag | None = None,
+    ) -> Receipt:
+        metadata = (*(self._metadata or ()), *(tag.metadata() if tag else ()))
         try:
             reply = self._calls[name](
-                request, metadata=self._metadata, timeout=timeout_s
+                request, metadata=metadata or None, timeout=timeout_s
             )
         except grpc.RpcError as exc:
             raise translate(exc) from None

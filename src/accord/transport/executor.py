@@ -23,6 +23,12 @@ uploads are bounded by the key holder's parameters (``ckks_params``). Each stage
 message is admitted against the job of its stage, bounded
 (:mod:`~accord.transport.secure_rounds`), assembled in memory and queued
 (:meth:`receive_secagg`).
+
+Uploads are checked before they are read: :meth:`check_upload` admits the run,
+round and stage an upload's call metadata names against the open jobs, and the
+server reads the stream only then. A participant whose certificate is revoked
+mid-run is removed at once (:meth:`expel`): its stream ends, its open jobs fail with
+the reason, and later rounds leave it out.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from accord.coordinator.executor import (
 )
 from accord.errors import RunAborted, SubmissionRefused
 from accord.params import Params
+from accord.transport.call_metadata import UploadTag
 from accord.transport.identity import IdentityBook, IdentityCertificate
 from accord.transport.jobs import JobBook, check_update_header
 from accord.transport.links import Links
@@ -231,6 +238,7 @@ class GrpcExecutor:
             held = list(self._held.values())
             self._held.clear()
         self._links.close(Goodbye(self.run_id, self._stop_reason or "run finished"))
+        self.rejections.flush()  # the last counts of repeated refusals
         for spooled in held:
             spooled.discard()
         self._tmp.cleanup()
@@ -267,8 +275,57 @@ class GrpcExecutor:
         return self._links.wait_for(names, timeout)
 
     def check_member(self, name: str) -> None:
-        """Refuse a certificate holder who is not on this run's roster."""
-        self._jobs.check_member(name)
+        """Refuse a certificate holder not (or no longer) on this run's roster."""
+        with self._lock:
+            self._jobs.check_member(name)
+
+    def check_upload(self, name: str, tag: UploadTag) -> None:
+        """Refuse, before a byte of it is read, an upload no open job of ``name`` asks.
+
+        ``tag`` is what the upload's call metadata claims; its header must say the
+        same (checked when it arrives). Stage ``""`` is an update, any other a
+        secure round's message.
+        """
+        with self._lock:
+            if self._closed:
+                raise SubmissionRefused("stale", _SHUTTING_DOWN)
+            if tag.stage:
+                self._jobs.admit_stage(name, tag.stage, tag.round, tag.run_id)
+            else:
+                self._jobs.admit(name, "train", tag.round, tag.run_id)
+
+    def expel(self, name: str, reason: str) -> None:
+        """Remove ``name`` from the run at once (its certificate was revoked).
+
+        Its task stream ends with ``reason``, its open jobs fail with it (the round
+        does not wait for them), later rounds neither select it (:attr:`removed`)
+        nor send it anything, and its calls are refused; recorded as a ``revoked``
+        refusal.
+        """
+        with self._lock:
+            if self._jobs.expelled(name) is not None or name not in self._participants:
+                return
+            failed = self._jobs.expel(name, reason)
+            round_number = self._jobs.round
+        self._links.expel(name, f"removed from the run: {reason}")
+        for job in failed:
+            o = job.order
+            self._events.put(
+                JobFailed(name, o.round, o.kind, "failed", f"removed: {reason}")
+            )
+        self.rejections.add(
+            participant=name,
+            method="Subscribe",
+            round=round_number,
+            kind="revoked",
+            reason=f"removed from the run, {len(failed)} open job(s) failed: {reason}",
+        )
+
+    @property
+    def removed(self) -> frozenset[str]:
+        """Participants removed from the run; the round loop selects none of them."""
+        with self._lock:
+            return self._jobs.removed
 
     # Messages, called by the RPC handlers with the authenticated name.
 
@@ -475,6 +532,9 @@ class GrpcExecutor:
         self, name: str, order: TaskOrder, *, refusal: str | None = None
     ) -> None:
         with self._lock:
+            removed = self._jobs.expelled(name)
+            if removed is not None:
+                refusal = f"removed from the run: {removed}"
             job = self._jobs.open(name, order)
             sent = refusal is None and self._links.send(name, order)
             if not sent:

@@ -77,6 +77,7 @@ class JobBook:
     def __init__(self, run_id: str, participants: Sequence[str]) -> None:
         self.run_id = run_id
         self._members = frozenset(participants)
+        self._expelled: dict[str, str] = {}
         self._jobs: dict[_Key, Job] = {}
         self._last_train: dict[str, int] = {}
         self.round = 0
@@ -95,7 +96,13 @@ class JobBook:
         return self._last_train.get(participant, 0)
 
     def check_member(self, name: str) -> None:
-        """Refuse a certificate holder who is not on this run's roster."""
+        """Refuse a certificate holder not (or no longer) on this run's roster."""
+        if name in self._expelled:
+            raise SubmissionRefused(
+                "forbidden",
+                f"{name!r} was removed from this run: {self._expelled[name]}",
+                participant=name,
+            )
         if name not in self._members:
             raise SubmissionRefused(
                 "forbidden",
@@ -202,6 +209,30 @@ class JobBook:
             for j in self._jobs.values()
             if j.participant == name and j.state == "sent"
         ]
+
+    def expel(self, name: str, reason: str) -> list[Job]:
+        """Remove ``name`` from the run for ``reason``; fail and return its open jobs.
+
+        An upload in progress fails too: its end is refused as stale.
+        """
+        self._expelled[name] = reason
+        failed = [
+            j
+            for j in self._jobs.values()
+            if j.participant == name and j.state in ("sent", "receiving")
+        ]
+        for job in failed:
+            job.state = "failed"
+        return failed
+
+    def expelled(self, name: str) -> str | None:
+        """Why ``name`` was removed from the run, or None."""
+        return self._expelled.get(name)
+
+    @property
+    def removed(self) -> frozenset[str]:
+        """Participants removed from the run."""
+        return frozenset(self._expelled)
 
     def fail_waiting(self, names: Sequence[str]) -> list[Job]:
         """Mark the jobs of ``names`` that wait for a result failed; return them."""

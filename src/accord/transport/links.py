@@ -5,7 +5,9 @@ queue per open stream that the coordinator pushes tasks into, and remembers when
 participant's stream closed so that its open jobs can fail after a grace period
 (a participant that reconnects within it gets them again). A second stream with the
 same identity replaces the first, whose holder is told so and stops: that ends the
-ping-pong two processes sharing a certificate would otherwise play.
+ping-pong two processes sharing a certificate would otherwise play. A participant
+removed from the run (its certificate revoked) has its stream ended at once with an
+error (:meth:`Links.expel`).
 """
 
 from __future__ import annotations
@@ -16,14 +18,24 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from accord.errors import AuthenticationFailed
 from accord.transport.messages import Goodbye, TaskOrder, Welcome
 
-__all__ = ["Link", "Links"]
+__all__ = ["Expelled", "Link", "Links"]
 
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.25
-Item = TaskOrder | Goodbye | None
+
+
+@dataclass(frozen=True)
+class Expelled:
+    """Ends a stream with an error: its holder was removed from the run."""
+
+    reason: str
+
+
+Item = TaskOrder | Goodbye | Expelled | None
 
 
 @dataclass(eq=False)
@@ -100,6 +112,8 @@ class Links:
                     continue
                 if item is None:
                     continue  # woken up: look at is_active() again
+                if isinstance(item, Expelled):
+                    raise AuthenticationFailed(item.reason, name=link.name)
                 yield item
                 if isinstance(item, Goodbye):
                     return
@@ -112,6 +126,22 @@ class Links:
             link = self._open.get(name)
         if link is not None:
             link.tasks.put(None)
+
+    def expel(self, name: str, reason: str) -> bool:
+        """End ``name``'s stream at once with ``reason``; nothing more is sent to it.
+
+        Its departure does not start a grace period: its jobs are failed already.
+        Return whether it had a stream open.
+        """
+        with self._lock:
+            link = self._open.pop(name, None)
+            self._gone_since.pop(name, None)
+            self._changed.notify_all()
+        if link is None:
+            return False
+        link.tasks.put(Expelled(reason))
+        logger.info("%s's task stream was closed: %s", name, reason)
+        return True
 
     def _drop(self, link: Link) -> None:
         with self._lock:

@@ -213,7 +213,10 @@ class Authenticator:
 
     def require(self, context: Any, roles: Collection[Role]) -> str:
         """The caller's name, if its certificate holds one of ``roles``."""
-        who = self.identify(context)
+        return self.allow(self.identify(context), roles)
+
+    def allow(self, who: Identity, roles: Collection[Role]) -> str:
+        """``who``'s name, if it holds one of ``roles``; else refuse (forbidden)."""
         if who.role not in roles and self.trust is not None:
             wanted = " or ".join(roles)
             raise SubmissionRefused(

@@ -1,15 +1,20 @@
-"""The coordinator's gRPC server: authenticate, decode, hand to the executor, answer.
+"""The coordinator's gRPC server: admit, decode, hand to the executor, answer.
 
-Every handler first establishes who is calling (:class:`~.security.Authenticator`:
-the verified certificate, checked against CRL and roster on each call), then
-decodes the request with :mod:`~accord.transport.codec` and passes it to the
+Every handler first passes the :class:`~accord.transport.gate.Gate`, before it reads
+a byte of the request: who is calling (the verified certificate, checked against CRL
+and roster on each call), whether it was refused too often lately, whether it is a
+member of this run (and, for an upload, whether the run, round and stage its call
+metadata names has an open job), and whether it may open one more call. Then it
+reads the request under a first-byte and idle timeout, decodes it with
+:mod:`~accord.transport.codec` and passes it to the
 :class:`~accord.transport.executor.GrpcExecutor`. Errors become a gRPC status at
-this edge only, by one table (:data:`~accord.transport.status.CODES`): a refusal
-answers its kind's code with its readable reason; a certificate problem answers
-``UNAUTHENTICATED``; anything unexpected answers ``INTERNAL`` with a generic
-message (the traceback stays in the coordinator's log, never goes to a peer).
-Undecodable bytes answer ``INVALID_ARGUMENT`` rather than gRPC's bare
-``INTERNAL``, thanks to :func:`~accord.transport.codec.parse_or_malformed`.
+this edge only (:mod:`~accord.transport.handlers`), by one table
+(:data:`~accord.transport.status.CODES`): a refusal answers its kind's code with its
+readable reason; a certificate problem answers ``UNAUTHENTICATED``; anything
+unexpected answers ``INTERNAL`` with a generic message (the traceback stays in the
+coordinator's log, never goes to a peer). Undecodable bytes answer
+``INVALID_ARGUMENT`` rather than gRPC's bare ``INTERNAL``, thanks to
+:func:`~accord.transport.codec.parse_or_malformed`.
 
 A participant's identity certificate (in its ``Hello``) is checked here, against
 the same trust store as its TLS certificate
@@ -21,293 +26,40 @@ TLS (``insecure``) there is no CA to check it against, so it is ignored.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
-from accord.errors import (
-    AuthenticationFailed,
-    PkiError,
-    SubmissionRefused,
-    TransportError,
-)
+from accord.errors import TransportError
 from accord.transport import codec
-from accord.transport.codec import Malformed, parse_or_malformed
+from accord.transport.admission import Limits, pool_size
+from accord.transport.codec import parse_or_malformed
 from accord.transport.enrolment import IdentityFiles
 from accord.transport.executor import GrpcExecutor
-from accord.transport.identity import IdentityCertificate, verify_presented
-from accord.transport.messages import (
-    PROTOCOL_VERSION,
-    PackedHeader,
-    SecAggHeader,
-    UpdateHeader,
-)
+from accord.transport.gate import Gate
+from accord.transport.handlers import Handlers
 from accord.transport.proto import accord_pb2 as pb
-from accord.transport.roster import Role
 from accord.transport.rpc import ADMIN, FEDERATION, METHODS, Method
-from accord.transport.secure_codec import decode_secagg_part
 from accord.transport.security import (
     SERVER_OPTIONS,
     Authenticator,
     check_insecure_host,
     server_credentials,
 )
-from accord.transport.status import CODES, REFUSAL_KEY
 from accord.transport.trust import TrustStore
 
 __all__ = ["CoordinatorServer", "bind", "serve"]
 
+#: Calls gRPC itself lets wait for a thread before it refuses more (see :func:`bind`).
+MAX_PENDING_CALLS = 1024
+
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-_PARTICIPANT: tuple[Role, ...] = ("participant",)
-_ADMIN: tuple[Role, ...] = ("admin",)
 
-
-@dataclass(frozen=True)
-class _Failure:
-    code: grpc.StatusCode
-    reason: str
-    kind: str | None = None
-
-
-#: Models up to this size are serialized once per round and the same bytes go to
-#: every participant; larger ones are framed again for each (one copy per chunk),
-#: so that the coordinator never holds a second copy of a huge model.
-FRAME_CACHE_BYTES = 512 * 2**20
-
-
-class _Handlers:
-    """The RPC handlers of both services, bound to one executor."""
-
-    def __init__(self, executor: GrpcExecutor, auth: Authenticator) -> None:
-        self._ex = executor
-        self._auth = auth
-        self._frames_lock = threading.Lock()
-        self._frames: tuple[object, list[bytes]] | None = None
-
-    def _model_frames(self, header: PackedHeader, buffer: Any) -> Iterable[bytes]:
-        """The published model's FetchModel stream, serialized once per model."""
-        if header.total_bytes > FRAME_CACHE_BYTES:
-            return codec.model_frames(header, buffer)
-        with self._frames_lock:
-            if self._frames is None or self._frames[0] is not buffer:
-                self._frames = None  # drop the old model's frames first
-                self._frames = (buffer, list(codec.model_frames(header, buffer)))
-            return self._frames[1]
-
-    # Plumbing: errors become a status here and nowhere else.
-
-    def _run(
-        self,
-        context: Any,
-        method: str,
-        fn: Callable[[], T],
-        *,
-        name: str | None = None,
-        round: Callable[[], int] = lambda: 0,
-    ) -> T:
-        failure: _Failure
-        try:
-            return fn()
-        except SubmissionRefused as exc:
-            self._ex.reject(exc.participant or name, method, exc, round())
-            failure = _Failure(CODES[exc.kind], exc.reason, exc.kind)
-        except AuthenticationFailed as exc:
-            self._ex.rejections.add(
-                participant=exc.name,
-                method=method,
-                round=round(),
-                kind="unauthenticated",
-                reason=exc.reason,
-            )
-            failure = _Failure(grpc.StatusCode.UNAUTHENTICATED, exc.reason)
-        except PkiError as exc:
-            logger.error("cannot verify callers: %s", exc)
-            failure = _Failure(
-                grpc.StatusCode.UNAVAILABLE, "the coordinator cannot check certificates"
-            )
-        except Exception:
-            if not context.is_active():
-                raise  # the caller went away; nothing to answer
-            logger.exception("%s failed", method)
-            failure = _Failure(
-                grpc.StatusCode.INTERNAL, "internal error; the coordinator logged it"
-            )
-        _abort(context, failure)
-
-    def _who(self, context: Any, method: str, roles: Collection[Role]) -> str:
-        return self._run(context, method, lambda: self._auth.require(context, roles))
-
-    def _parsed(
-        self, context: Any, method: str, request: T | Malformed, name: str
-    ) -> T:
-        def check() -> T:
-            if isinstance(request, Malformed):
-                raise SubmissionRefused(request.kind, request.reason)
-            return request
-
-        return self._run(context, method, check, name=name)
-
-    # Federation.
-
-    def subscribe(self, request: Any, context: Any) -> Iterator[pb.Task]:
-        name = self._who(context, "Subscribe", _PARTICIPANT)
-        hello: pb.Hello = self._parsed(context, "Subscribe", request, name)
-        if hello.protocol != PROTOCOL_VERSION:
-            _abort(
-                context,
-                _Failure(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"this coordinator speaks protocol {PROTOCOL_VERSION}, the "
-                    f"participant {hello.protocol}; install the same accord version",
-                ),
-            )
-        identity, recheck = self._identity(context, name, hello)
-        stream = self._run(
-            context,
-            "Subscribe",
-            lambda: self._ex.subscribe(
-                name, context.is_active, identity=identity, recheck=recheck
-            ),
-            name=name,
-        )
-        context.add_callback(lambda: self._ex.wake(name))
-        trust = self._auth.trust
-        for item in stream:  # the CRL as of each message: sites learn revocations
-            yield codec.encode_task(item, crl=trust.crl_der() if trust else b"")
-
-    def _identity(
-        self, context: Any, name: str, hello: pb.Hello
-    ) -> tuple[IdentityCertificate | None, Callable[[], IdentityCertificate] | None]:
-        """The identity certificate ``hello`` presents, verified; refuse a bad one."""
-        trust, der = self._auth.trust, bytes(hello.identity_certificate)
-        if not der:
-            return None, None
-        if trust is None:
-            logger.warning("%s's identity certificate is ignored: no TLS, no CA", name)
-            return None, None
-
-        def check() -> IdentityCertificate:
-            return verify_presented(der, trust, name=name)
-
-        return self._run(context, "Subscribe", check, name=name), check
-
-    def fetch_model(self, request: Any, context: Any) -> Iterator[bytes]:
-        name = self._who(context, "FetchModel", _PARTICIPANT)
-        req: pb.ModelRequest = self._parsed(context, "FetchModel", request, name)
-        model = self._run(
-            context,
-            "FetchModel",
-            lambda: self._ex.model(name, req.run_id, req.digest),
-            name=name,
-        )
-        yield from self._model_frames(model.header, model.buffer)
-
-    def submit_update(self, requests: Iterator[Any], context: Any) -> pb.Receipt:
-        name = self._who(context, "SubmitUpdate", _PARTICIPANT)
-        seen = [0]  # the round, once the header was read
-
-        def parts() -> Iterator[UpdateHeader | codec.Chunk]:
-            for msg in requests:
-                if isinstance(msg, Malformed):
-                    raise SubmissionRefused(msg.kind, msg.reason)
-                part = codec.decode_update_part(msg)
-                if isinstance(part, UpdateHeader):
-                    seen[0] = part.round
-                yield part
-
-        def receive() -> pb.Receipt:
-            return codec.encode_receipt(self._ex.receive_update(name, parts()))
-
-        return self._run(
-            context, "SubmitUpdate", receive, name=name, round=lambda: seen[0]
-        )
-
-    def submit_eval(self, request: Any, context: Any) -> pb.Receipt:
-        name = self._who(context, "SubmitEval", _PARTICIPANT)
-        msg: pb.EvalReport = self._parsed(context, "SubmitEval", request, name)
-
-        def receive() -> pb.Receipt:
-            report = codec.decode_eval(msg)
-            return codec.encode_receipt(self._ex.receive_eval(name, report))
-
-        return self._run(
-            context, "SubmitEval", receive, name=name, round=lambda: msg.round
-        )
-
-    def report_failure(self, request: Any, context: Any) -> pb.Receipt:
-        name = self._who(context, "ReportFailure", _PARTICIPANT)
-        msg: pb.FailureReport = self._parsed(context, "ReportFailure", request, name)
-
-        def receive() -> pb.Receipt:
-            report = codec.decode_failure(msg)
-            return codec.encode_receipt(self._ex.receive_failure(name, report))
-
-        return self._run(
-            context, "ReportFailure", receive, name=name, round=lambda: msg.round
-        )
-
-    def submit_secagg(self, requests: Iterator[Any], context: Any) -> pb.Receipt:
-        name = self._who(context, "SubmitSecAgg", _PARTICIPANT)
-        seen = [0]  # the round, once the header was read
-
-        def parts() -> Iterator[SecAggHeader | codec.Chunk]:
-            for msg in requests:
-                if isinstance(msg, Malformed):
-                    raise SubmissionRefused(msg.kind, msg.reason)
-                part = decode_secagg_part(msg)
-                if isinstance(part, SecAggHeader):
-                    seen[0] = part.round
-                yield part
-
-        def receive() -> pb.Receipt:
-            return codec.encode_receipt(self._ex.receive_secagg(name, parts()))
-
-        return self._run(
-            context, "SubmitSecAgg", receive, name=name, round=lambda: seen[0]
-        )
-
-    # Admin.
-
-    def status(self, request: Any, context: Any) -> pb.StatusReply:
-        name = self._who(context, "Status", _ADMIN)
-        self._parsed(context, "Status", request, name)
-        number, states, stopping = self._ex.status()
-        return pb.StatusReply(
-            run_id=self._ex.run_id,
-            round=number,
-            participants=[
-                pb.ParticipantStatus(
-                    name=s.name, connected=s.connected, last_round=s.last_round
-                )
-                for s in states
-            ],
-            rejections=len(self._ex.rejections),
-            stopping=stopping,
-        )
-
-    def stop(self, request: Any, context: Any) -> pb.StopReply:
-        admin = self._who(context, "Stop", _ADMIN)
-        msg: pb.StopRequest = self._parsed(context, "Stop", request, admin)
-        reason = msg.reason[:500] or "no reason given"
-        logger.warning("%s asked the run to stop: %s", admin, reason)
-        self._ex.stop(f"stopped by {admin}: {reason}")
-        return pb.StopReply(accepted=True)
-
-
-def _abort(context: Any, failure: _Failure) -> NoReturn:
-    if failure.kind is not None:
-        context.set_trailing_metadata(((REFUSAL_KEY, failure.kind),))
-    context.abort(failure.code, failure.reason)
-    raise AssertionError("context.abort returned")  # pragma: no cover
-
-
-def _generic_handlers(handlers: _Handlers) -> list[Any]:
+def _generic_handlers(handlers: Handlers) -> list[Any]:
     table: dict[str, Callable[..., Any]] = {
         "Subscribe": handlers.subscribe,
         "FetchModel": handlers.fetch_model,
@@ -328,9 +80,11 @@ def _generic_handlers(handlers: _Handlers) -> list[Any]:
 
 
 def _method_handler(m: Method, fn: Callable[..., Any]) -> Any:
+    # A client stream on the server whatever the client calls it (the wire is the
+    # same): the handler, and so the gate, runs before the request arrives.
     make = {
-        "unary_unary": grpc.unary_unary_rpc_method_handler,
-        "unary_stream": grpc.unary_stream_rpc_method_handler,
+        "unary_unary": grpc.stream_unary_rpc_method_handler,
+        "unary_stream": grpc.stream_stream_rpc_method_handler,
         "stream_unary": grpc.stream_unary_rpc_method_handler,
     }[m.shape]
     parse: Callable[[bytes], Any] = parse_or_malformed(m.request)
@@ -351,17 +105,21 @@ class CoordinatorServer:
     :func:`bind` makes one that holds its address but serves nothing yet, so that a
     caller can claim the address before it commits to anything else (the
     coordinator creates its run only then); :meth:`start` attaches the handlers of
-    one executor and serves. :meth:`stop` works before or after it.
+    one executor, behind a :class:`~.gate.Gate` with ``limits``, and serves.
+    :meth:`stop` works before or after it.
     """
 
     server: Any
     port: int
     address: str
     trust: TrustStore | None = None
+    limits: Limits = field(default_factory=Limits)
+    gate: Gate | None = None
 
     def start(self, executor: GrpcExecutor) -> CoordinatorServer:
         """Answer calls with ``executor``'s handlers from now on; return self."""
-        handlers = _Handlers(executor, Authenticator(self.trust))
+        self.gate = Gate(executor, Authenticator(self.trust), self.limits).start()
+        handlers = Handlers(executor, self.gate)
         # grpc takes handlers after add_*_port, as long as it is before start().
         self.server.add_generic_rpc_handlers(_generic_handlers(handlers))
         self.server.start()
@@ -371,6 +129,8 @@ class CoordinatorServer:
     def stop(self, grace_s: float | None = 5.0) -> None:
         """Stop accepting calls; give running ones ``grace_s`` to finish."""
         self.server.stop(grace_s).wait()
+        if self.gate is not None:
+            self.gate.close()
 
 
 def bind(
@@ -381,11 +141,14 @@ def bind(
     insecure: bool = False,
     participants: int,
     max_workers: int | None = None,
+    limits: Limits | None = None,
 ) -> CoordinatorServer:
     """Claim ``listen`` (``HOST:PORT``, port 0: any) for a server not yet started.
 
     Mutual TLS needs ``identity`` (the coordinator's key, certificate and CA) and
     ``trust`` (who may call); ``insecure=True`` serves plaintext on loopback only.
+    ``limits`` bound the calls each caller may hold (:mod:`~.admission`); the
+    thread pool is sized above them, so that they, not the pool, are what bounds.
     A taken or foreign address raises :class:`~accord.errors.TransportError`.
     """
     if insecure:
@@ -394,14 +157,16 @@ def bind(
         raise ValueError(
             "mutual TLS needs the coordinator's identity and a trust store"
         )
-    # Each open task stream holds a thread, and so does each upload in progress.
-    workers = max_workers or 4 * participants + 16
+    limits = limits or Limits()
+    workers = max_workers or pool_size(limits, participants)
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="accord-rpc"
         ),
         options=SERVER_OPTIONS,
-        maximum_concurrent_rpcs=None,
+        # A backstop against a flood of connections: gRPC itself refuses calls
+        # beyond this, far above what the gate admits (refusals take microseconds).
+        maximum_concurrent_rpcs=max(MAX_PENDING_CALLS, 4 * workers),
     )
     try:
         if insecure:
@@ -419,7 +184,7 @@ def bind(
         )
     host = listen.rpartition(":")[0]
     return CoordinatorServer(
-        server, port, f"{host}:{port}", None if insecure else trust
+        server, port, f"{host}:{port}", None if insecure else trust, limits
     )
 
 
@@ -431,6 +196,7 @@ def serve(
     trust: TrustStore | None,
     insecure: bool = False,
     max_workers: int | None = None,
+    limits: Limits | None = None,
 ) -> CoordinatorServer:
     """Bind ``listen`` and serve ``executor`` there at once (see :func:`bind`)."""
     bound = bind(
@@ -440,5 +206,6 @@ def serve(
         insecure=insecure,
         participants=len(executor.participants),
         max_workers=max_workers,
+        limits=limits,
     )
     return bound.start(executor)

@@ -27,6 +27,8 @@ CODES: dict[RefusalKind, grpc.StatusCode] = {
     "too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "corrupt": grpc.StatusCode.DATA_LOSS,
     "forbidden": grpc.StatusCode.PERMISSION_DENIED,
+    "busy": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "throttled": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 #: Codes after which a participant retries the connection (with backoff).

@@ -15,6 +15,10 @@ import pytest
         "accord.participant.runtime",
         "accord.transport.executor",
         "accord.transport.jobs",
+        "accord.transport.admission",
+        "accord.transport.watchdog",
+        "accord.transport.call_metadata",
+        "accord.transport.revocation",
     ],
 )
 def test_module_does_not_load_grpc(module):
@@ -31,6 +35,7 @@ def test_module_does_not_load_grpc(module):
         "accord.transport.executor",
         "accord.transport.rejections",
         "accord.transport.server",
+        "accord.transport.gate",
     ],
 )
 def test_the_coordinators_transport_does_not_load_sqlalchemy(module):

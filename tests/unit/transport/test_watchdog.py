@@ -1,0 +1,126 @@
+"""First-byte and idle timeouts, driven by a fake clock and explicit checks."""
+
+import threading
+
+from accord.transport.watchdog import StreamCut, Watchdog
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Stream:
+    """A client stream whose next message arrives when the test says so."""
+
+    def __init__(self) -> None:
+        self.items: list[object] = []
+        self.ready = threading.Event()
+        self.waiting = threading.Event()
+        self.cancelled = threading.Event()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.waiting.set()
+        while not self.ready.wait(0.01):
+            if self.cancelled.is_set():
+                raise RuntimeError("cancelled")
+        self.ready.clear()
+        self.waiting.clear()
+        if not self.items:
+            raise StopIteration
+        return self.items.pop(0)
+
+    def send(self, item: object) -> None:
+        self.items.append(item)
+        self.ready.set()
+
+
+def _reader(watched, out: list):
+    def run():
+        try:
+            for item in watched:
+                out.append(item)
+        except (RuntimeError, StreamCut) as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_stream_silent_past_first_byte_s_is_cut_and_reported():
+    clock, stream, cuts = Clock(), Stream(), []
+    dog = Watchdog(first_byte_s=30, idle_s=120, clock=clock)
+    watched = dog.watch(iter(stream), cancel=stream.cancelled.set, on_cut=cuts.append)
+    out: list = []
+    thread = _reader(watched, out)
+    assert stream.waiting.wait(20)
+
+    clock.now = 30.0
+    assert dog.check() == 0  # at the bound: not yet
+    clock.now = 30.001
+    assert dog.check() == 1
+
+    thread.join(20)
+    assert cuts == ["no first message for 30 s; the call was cut"]
+    assert watched.cut and isinstance(out[-1], StreamCut)
+    assert dog.watching() == 0
+
+
+def test_idle_s_applies_between_messages_and_only_while_waiting_for_the_caller():
+    clock, stream, cuts = Clock(), Stream(), []
+    dog = Watchdog(first_byte_s=1, idle_s=5, clock=clock)
+    watched = dog.watch(iter(stream), cancel=stream.cancelled.set, on_cut=cuts.append)
+    assert dog.check() == 0
+    clock.now = 100.0  # before anyone reads, nothing is waited on
+    assert dog.check() == 0
+
+    out: list = []
+    thread = _reader(watched, out)
+    assert stream.waiting.wait(20)
+    stream.send("header")
+    while len(out) < 1:
+        thread.join(0.01)
+    assert stream.waiting.wait(20)
+    clock.now += 5.0
+    assert dog.check() == 0  # idle_s, not first_byte_s, after the first message
+    clock.now += 0.01
+
+    assert dog.check() == 1
+    thread.join(20)
+    assert cuts == ["no message for 5 s; the call was cut"]
+    assert out[0] == "header"
+
+
+def test_a_closed_watch_is_never_cut():
+    clock, stream, cuts = Clock(), Stream(), []
+    dog = Watchdog(first_byte_s=1, idle_s=1, clock=clock)
+    watched = dog.watch(iter(stream), cancel=stream.cancelled.set, on_cut=cuts.append)
+
+    watched.close()
+    clock.now = 1000
+
+    assert dog.check() == 0 and not cuts
+
+
+def test_the_watchdog_thread_cuts_without_explicit_checks():
+    clock, stream, cuts = Clock(), Stream(), []
+    dog = Watchdog(first_byte_s=1, idle_s=1, clock=clock).start(tick_s=0.01)
+    try:
+        watched = dog.watch(
+            iter(stream), cancel=stream.cancelled.set, on_cut=cuts.append
+        )
+        out: list = []
+        thread = _reader(watched, out)
+        assert stream.waiting.wait(20)
+        clock.now = 2.0
+        thread.join(20)
+    finally:
+        dog.close()
+    assert len(cuts) == 1 and stream.cancelled.is_set()
