@@ -21,11 +21,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from accord.errors import ConfigError
+from accord.urls import hide_password
 
 __all__ = [
     "DataConfig",
@@ -185,11 +187,20 @@ class SimulationConfig(_Section):
 
 
 class StoreConfig(_Section):
-    """Where runs are recorded."""
+    """Where runs are recorded.
+
+    ``url`` is dumped (into the run's recorded configuration) with its password
+    hidden: the record must not hand the database's credentials to whoever reads
+    runs.
+    """
 
     url: str | None = None
     directory: str = "accord-runs"
     checkpoints: bool = True
+
+    @field_serializer("url")
+    def _hidden_password(self, url: str | None) -> str | None:
+        return None if url is None else hide_password(url)
 
 
 class DeploymentConfig(_Section):

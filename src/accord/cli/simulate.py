@@ -26,7 +26,7 @@ from accord.cli.progress import ProgressObserver
 from accord.config import FedConfig, load_config
 from accord.simulation.baselines import Comparison
 from accord.simulation.engine import SimulationResult, simulate
-from accord.store import open_store
+from accord.store import CheckpointStore, open_store
 
 __all__ = ["register"]
 
@@ -78,6 +78,8 @@ def _run(
     checkpoints = directory / "checkpoints" if config.store.checkpoints else None
     console = Console(stderr=as_json, quiet=as_json)
     try:
+        if checkpoints is not None:  # before a run is created, not after round 1
+            CheckpointStore(checkpoints).check_writable()
         done = len(store.rounds(resume)) if resume is not None else 0
         with ProgressObserver(
             console,
