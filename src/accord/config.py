@@ -141,7 +141,11 @@ class SecureAggregationConfig(_Section):
     encrypts each update under a key holder's CKKS key (TenSEAL): the coordinator
     adds ciphertexts it cannot decrypt; any participant can. ``threshold`` and
     ``degree`` left unset take safe defaults from the number of participants in
-    the round. Updates are clipped to ``[-clip, clip]`` per value before encoding;
+    the round. CKKS protects only against an honest-but-curious coordinator: an
+    active one can have a crafted ciphertext decrypted (the decrypting site floods
+    the sum with noise and rounds it before release, which stops key recovery from
+    honest decryptions, not from crafted ones). Updates are clipped to
+    ``[-clip, clip]`` per value before encoding;
     weights are example counts over ``max_examples`` (a site with more counts as
     ``max_examples``). ``stage_timeout_s`` bounds each stage after training; a
     participant silent past it counts as dropped out.
