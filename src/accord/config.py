@@ -21,11 +21,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
 
 from accord.errors import ConfigError
+from accord.urls import hide_password
 
 __all__ = [
     "DataConfig",
@@ -153,7 +155,11 @@ class SecureAggregationConfig(_Section):
     encrypts each update under a key holder's CKKS key (TenSEAL): the coordinator
     adds ciphertexts it cannot decrypt; any participant can. ``threshold`` and
     ``degree`` left unset take safe defaults from the number of participants in
-    the round. Updates are clipped to ``[-clip, clip]`` per value before encoding;
+    the round. CKKS protects only against an honest-but-curious coordinator: an
+    active one can have a crafted ciphertext decrypted (the decrypting site floods
+    the sum with noise and rounds it before release, which stops key recovery from
+    honest decryptions, not from crafted ones). Updates are clipped to
+    ``[-clip, clip]`` per value before encoding;
     weights are example counts over ``max_examples`` (a site with more counts as
     ``max_examples``). ``stage_timeout_s`` bounds each stage after training; a
     participant silent past it counts as dropped out.
@@ -199,11 +205,20 @@ class SimulationConfig(_Section):
 
 
 class StoreConfig(_Section):
-    """Where runs are recorded."""
+    """Where runs are recorded.
+
+    ``url`` is dumped (into the run's recorded configuration) with its password
+    hidden: the record must not hand the database's credentials to whoever reads
+    runs.
+    """
 
     url: str | None = None
     directory: str = "accord-runs"
     checkpoints: bool = True
+
+    @field_serializer("url")
+    def _hidden_password(self, url: str | None) -> str | None:
+        return None if url is None else hide_password(url)
 
 
 class DeploymentConfig(_Section):

@@ -294,3 +294,74 @@ def test_resume_auto_passes_over_a_served_run_to_the_interrupted_one(
         served: ("running", 0, []),
         interrupted: ("running", 0, []),
     }
+
+
+# An aborted run (a checkpoint it could not write, sites that never came): --resume
+# auto continues it rather than start a new run from round 1 beside it.
+
+
+def _runs_in_order(tmp_path, *statuses, seed=None):
+    """Like ``_runs``, created a minute apart (ids made in one second sort
+    randomly), oldest first."""
+    from datetime import UTC, datetime, timedelta
+
+    from accord.config import load_config
+    from accord.coordinator.runner import create_run
+
+    config = tmp_path / "fed.toml"
+    config.write_text(FED + "[deployment]\nwait_s = 0.5\n")
+    overrides = {} if seed is None else {"federation": {"seed": seed}}
+    cfg = load_config(config, **overrides)
+    times = iter(
+        datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=i) for i in range(99)
+    )
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db", clock=lambda: next(times)) as store:
+        ids = [create_run(store, cfg) for _ in statuses]
+        for run_id, status in zip(ids, statuses, strict=True):
+            if status != "running":
+                store.finish_run(run_id, status=status, summary=None)
+    return ids
+
+
+def test_resume_auto_continues_the_newest_run_when_it_was_aborted(tmp_path):
+    _done, aborted = _runs_in_order(tmp_path, "completed", "aborted")
+
+    # No participant comes back: the run stays as it was, for the next try.
+    result, listened = _resume(tmp_path, "auto")
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert (
+        f"run {aborted} of 'federation' was aborted after 0 recorded round(s); "
+        "resuming it" in output
+    )
+    assert "starting a new one" not in output
+    assert listened
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        runs = {r.run_id: r.status for r in store.list_runs()}
+    assert len(runs) == 2 and runs[aborted] == "aborted"  # no new run
+
+
+def test_resume_auto_starts_anew_when_the_newest_run_completed(tmp_path):
+    _aborted, done = _runs_in_order(tmp_path, "aborted", "completed")
+
+    result, listened = _resume(tmp_path, "auto")
+
+    assert result.exit_code == 1, result.output
+    assert "no interrupted run of 'federation' to resume" in " ".join(
+        result.output.split()
+    )
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        assert len(store.list_runs()) == 3
+
+
+def test_resume_auto_of_an_aborted_run_with_another_config_names_it(tmp_path):
+    (aborted,) = _runs_in_order(tmp_path, "aborted", seed=99)
+
+    result, listened = _resume(tmp_path, "auto")
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert f"run {aborted} was started with another configuration" in output
+    assert "federation.seed: run has 99" in output
+    assert not listened

@@ -13,7 +13,9 @@ every message it refuses is recorded there as an event when it is refused. A
 coordinator that died (killed, crashed, machine lost) is started again with
 ``--resume RUN_ID``, or ``--resume auto`` (the one run of this federation that the
 store still marks ``running``, i.e. whose coordinator died without recording an
-end; a new run if there is none; an error if there are several). It listens on the
+end; else the federation's newest run if it was ``aborted``, e.g. by a checkpoint
+it could not write; a new run if there is neither; an error if several runs are
+interrupted). It listens on the
 same address, the participants, which redial with backoff, connect again, and the
 run goes on after its last recorded round, from that round's checkpoint
 (:meth:`~accord.coordinator.runner.Coordinator.resume`): a round the dead process
@@ -66,7 +68,7 @@ if TYPE_CHECKING:
     from accord.coordinator.runner import RunResult
     from accord.params import Params
     from accord.simulation.context import SimContext
-    from accord.store import RunStore
+    from accord.store import CheckpointStore, RunStore
     from accord.transport.executor import GrpcExecutor
 
 __all__ = ["register"]
@@ -240,6 +242,8 @@ def _coordinate(
             # A run to resume is leased and checked before anything else: one that
             # another coordinator serves, or that cannot go on, costs no data
             # loading and takes no port.
+            if cfg.store.checkpoints:  # a folder it cannot write: stop now, exit 4
+                _checkpoints(cfg).check_writable()
             to_resume = _run_to_resume(run_store, cfg, resume, console, lease)
             ctx = build_context(cfg)  # the initial model needs the task and data
             participants = cfg.deployment.participants or list(ctx.participants)
@@ -334,10 +338,17 @@ def _run_to_resume(
         resume = found
     else:
         lease.enter_context(store.lease_run(resume))
-    check_resumable(store, resume, cfg.to_json_dict())
+    checkpoints = _checkpoints(cfg) if cfg.store.checkpoints else None
+    check_resumable(store, resume, cfg.to_json_dict(), checkpoints)
     done = len(store.rounds(resume))
     console.print(f"resuming run {resume} after round {done}")
     return resume
+
+
+def _checkpoints(cfg: FedConfig) -> CheckpointStore:
+    from accord.store import CheckpointStore
+
+    return CheckpointStore(Path(cfg.store.directory) / "checkpoints")
 
 
 def _new_run(store: RunStore, cfg: FedConfig, lease: ExitStack) -> str:
@@ -357,17 +368,18 @@ def _new_run(store: RunStore, cfg: FedConfig, lease: ExitStack) -> str:
 def _interrupted_run(
     store: RunStore, federation: str, lease: ExitStack, console: Console
 ) -> str | None:
-    """The one run of ``federation`` marked running that no process serves; leased.
+    """The run of ``federation`` that ``--resume auto`` continues, leased; or None.
 
-    Marked running but served by no coordinator means its coordinator died without
-    recording an end. A run another coordinator serves is not interrupted:
+    First the one marked running that no process serves: its coordinator died
+    without recording an end. A run another coordinator serves is not interrupted:
     :class:`RunBusy` if that is all there is, rather than a new run beside it.
+    Otherwise the federation's newest run, if it was aborted (a checkpoint or the
+    store could not be written, its participants did not come, its rounds kept
+    failing): it goes on after its last recorded round, as a crashed one does, and
+    the console says so. A newest run that completed means a new run (None).
     """
-    running = [
-        r.run_id
-        for r in store.list_runs()
-        if r.name == federation and r.status == "running"
-    ]
+    runs = [r for r in store.list_runs() if r.name == federation]  # newest first
+    running = [r.run_id for r in runs if r.status == "running"]
     with ExitStack() as taken:
         free: list[str] = []
         busy: list[RunBusy] = []
@@ -390,6 +402,15 @@ def _interrupted_run(
                 console.print(f"passing over run {refusal.run_id}: served by {who}")
             lease.enter_context(taken.pop_all())
             return free[0]
+    if not busy and runs and runs[0].status == "aborted":
+        aborted = runs[0]
+        lease.enter_context(store.lease_run(aborted.run_id))
+        console.print(
+            f"run {aborted.run_id} of {federation!r} was aborted after "
+            f"{len(store.rounds(aborted.run_id))} recorded round(s); resuming it "
+            "(leave out --resume to start a new run instead)"
+        )
+        return aborted.run_id
     if busy:
         others = ", ".join(refusal.run_id for refusal in busy[1:])
         raise RunBusy(
@@ -437,15 +458,11 @@ def _train(
     """Run (or resume) the rounds of ``run_id`` over the connected participants."""
     from accord.coordinator.runner import Coordinator
     from accord.evaluation.metrics import evaluate
-    from accord.store import CheckpointStore
 
     def central(params: Params) -> Mapping[str, float]:
         return evaluate(ctx.task, params, ctx.data.test)
 
-    directory = Path(cfg.store.directory)
-    checkpoints = (
-        CheckpointStore(directory / "checkpoints") if cfg.store.checkpoints else None
-    )
+    checkpoints = _checkpoints(cfg) if cfg.store.checkpoints else None
     initial = ctx.task.init_params(cfg.federation.seed)
     done = len(store.rounds(run_id)) if resumed else 0
     with ProgressObserver(

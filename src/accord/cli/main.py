@@ -7,6 +7,7 @@ arguments; 3 a missing optional dependency; 4 the store could not be used;
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import sys
 
@@ -59,6 +60,9 @@ register_ckks(app)
 
 def main() -> None:
     """Console-script entry point."""
+    # A fatal signal (SIGBUS from a mapped file, SIGSEGV in a native library)
+    # prints where it struck instead of ending the process without a word.
+    faulthandler.enable()
     try:
         app()
     except KeyboardInterrupt:

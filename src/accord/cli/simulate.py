@@ -23,7 +23,7 @@ from accord.cli.output import comparison_table, dumps, run_json
 from accord.cli.progress import ProgressObserver
 from accord.config import FedConfig, load_config
 from accord.simulation.engine import SimulationResult, simulate
-from accord.store import open_store
+from accord.store import CheckpointStore, open_store
 
 __all__ = ["register"]
 
@@ -75,6 +75,8 @@ def _run(
     checkpoints = directory / "checkpoints" if config.store.checkpoints else None
     console = Console(stderr=as_json, quiet=as_json)
     try:
+        if checkpoints is not None:  # before a run is created, not after round 1
+            CheckpointStore(checkpoints).check_writable()
         done = len(store.rounds(resume)) if resume is not None else 0
         with ProgressObserver(
             console,

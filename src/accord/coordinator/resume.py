@@ -13,6 +13,17 @@ shapes the model must be equal. Only the settings that say how this machine runs
 may differ: the ``[simulation]`` and ``[store]`` sections, and how long a
 coordinator waits for participants (``deployment.wait_s``, ``deployment.grace_s``);
 the deployment's roster may not, since selection and seeds follow it.
+
+A run resumes only from a store that still has every round it committed. The
+checkpoints on disk are the witness: a round's checkpoint is written just before the
+round is committed, so a checkpoint of round ``k`` means rounds ``1 .. k - 1`` were
+committed. A store whose last round is ``k - 2`` or earlier has lost committed rounds
+(SQLite drops every WAL frame from the first damaged one on, silently; a backup
+restored over a newer database; rows deleted by hand), and resuming it would train
+those rounds again and record another history over the first.
+:func:`check_no_lost_rounds` refuses that before anything else happens. (A checkpoint
+of round ``k - 1`` alone is the ordinary trace of a process that died between
+writing it and committing the round; that round runs again.)
 Pure: no store or file-format imports.
 """
 
@@ -37,6 +48,7 @@ __all__ = [
     "EXECUTION_KEYS",
     "EXECUTION_SECTIONS",
     "ResumePoint",
+    "check_no_lost_rounds",
     "check_resumable",
     "check_same_config",
     "resume_point",
@@ -101,14 +113,20 @@ def check_same_config(
         )
 
 
-def check_resumable(store: RunStore, run_id: str, config: Mapping[str, Any]) -> RunInfo:
+def check_resumable(
+    store: RunStore,
+    run_id: str,
+    config: Mapping[str, Any],
+    checkpoints: CheckpointStore | None = None,
+) -> RunInfo:
     """``run_id``'s record, if it can resume with ``config``; changes nothing.
 
     :class:`~accord.errors.RunNotFound` or :class:`StoreError` if there is no such
     run or it completed; :class:`ConfigError` if ``config`` is not the run's own
-    (:func:`check_same_config`). Cheap (no checkpoint is read): a coordinator checks
-    it before it listens, so that participants never connect to a run that cannot
-    go on.
+    (:func:`check_same_config`); :class:`StoreError` if ``checkpoints`` show rounds
+    the store lost (:func:`check_no_lost_rounds`). Cheap (no checkpoint is read,
+    only their names): a coordinator checks it before it listens, so that
+    participants never connect to a run that cannot go on.
     """
     info = store.get_run(run_id)
     if info.status == "completed":
@@ -117,7 +135,34 @@ def check_resumable(store: RunStore, run_id: str, config: Mapping[str, Any]) -> 
             "Start a new run instead"
         )
     check_same_config(run_id, info.config, config)
+    if checkpoints is not None:
+        check_no_lost_rounds(run_id, len(store.rounds(run_id)), checkpoints)
     return info
+
+
+def check_no_lost_rounds(
+    run_id: str, recorded: int, checkpoints: CheckpointStore
+) -> None:
+    """:class:`StoreError` if checkpoints exist past round ``recorded + 1``.
+
+    ``recorded`` is how many rounds the store has for ``run_id``. The message names
+    the run, the store's last round, the later checkpoints and what to do.
+    """
+    later = [n for n in checkpoints.rounds(run_id) if n > recorded + 1]
+    if not later:
+        return
+    folder = checkpoints.path(run_id, later[0]).parent
+    listed = ", ".join(str(n) for n in later)
+    raise StoreError(
+        f"run {run_id} cannot resume: the store's last recorded round is "
+        f"{recorded}, but {folder} holds checkpoints of later rounds ({listed}), "
+        "which are written only after every earlier round was committed. The "
+        "store lost rounds it had committed (a damaged or rolled-back database, "
+        "e.g. a corrupted SQLite WAL file, or rows deleted by hand), and resuming "
+        "would train them again. Restore the database from a backup taken with its "
+        f"-wal file; or, to train those rounds again on purpose, move the "
+        f"checkpoints of rounds {listed} out of {folder} and resume again"
+    )
 
 
 def resume_point(
@@ -135,6 +180,8 @@ def resume_point(
     check_resumable(store, run_id, config)
     recorded = tuple(store.rounds(run_id))
     _check_numbering(run_id, [r.number for r in recorded])
+    if checkpoints is not None:
+        check_no_lost_rounds(run_id, len(recorded), checkpoints)
     completed = [r for r in recorded if r.status == "completed"]
     if not completed:
         return ResumePoint(len(recorded) + 1, None, None, recorded)

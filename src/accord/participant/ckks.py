@@ -13,7 +13,11 @@ sparingly: it decrypts only for the run and round of its own last upload, once
 (the round's state is dropped first), and never for a round it did not encrypt
 for. That does not stop an active coordinator from passing off one upload as the
 sum (``docs/security.md``), but it keeps the site from being an oracle that
-decrypts whatever it is sent, as often as it is asked.
+decrypts whatever it is sent, as often as it is asked. What it releases is never
+the exact decryption: noise that swamps CKKS's decryption error is added and the
+values rounded first (:mod:`accord.secagg.ckks_release`, IND-CPA-D). Against an
+active coordinator neither is enough: CKKS protects only against an
+honest-but-curious one.
 
 Needs the ``ckks`` extra (and the ``secagg`` one, which :mod:`accord.secagg`
 imports); the runtime imports this module only when a CKKS task arrives.
@@ -74,6 +78,8 @@ class CkksSite:
 
     def decrypt(self, order: TaskOrder) -> bytes:
         """Decrypt the round's encrypted sum: float64 ``sum(w * x)``, ``sum(w)``.
+
+        Flooded with noise and rounded before it is returned (released).
 
         Raises SecAggAborted if this site did not encrypt for the task's round, or
         if the payload is not a sum under its key.

@@ -35,9 +35,13 @@ without the secret key, so:
   single upload, or a difference of two sums), and nothing in a CKKS ciphertext
   proves how many uploads it adds up; whoever decrypts must trust the coordinator
   or decrypt only what it can check otherwise. Decryptions also carry CKKS noise:
-  a party that obtains decryptions of ciphertexts whose noise it knows can recover
-  the secret key (Li and Micciancio 2021, IND-CPA-D); release only rounded or
-  noised means where that matters;
+  a party that obtains exact decryptions of ciphertexts whose plaintext it knows
+  can recover the secret key (Li and Micciancio 2021, IND-CPA-D), so a site
+  releases only a noise-flooded, rounded decryption
+  (:mod:`accord.secagg.ckks_release`); that holds against an honest-but-curious
+  coordinator, not an active one, which can craft a ciphertext whose decryption
+  is a large multiple of the key. **CKKS protects only against an
+  honest-but-curious coordinator**;
 * nobody can check an upload's content: a participant may encrypt any values or
   weight (as with masking), and CKKS ciphertexts are malleable, so the coordinator
   can alter the sum undetected. Uploads are not bound to a run or a round; the
@@ -182,6 +186,9 @@ def decrypt_sum(
     secret_context: bytes, blob: bytes, vector_size: int
 ) -> tuple[npt.NDArray[np.float64], float]:
     """Decrypt a sum from :meth:`CkksAggregator.result`: ``(sum(w * x), sum(w))``.
+
+    Exact: never release what it returns; a site releases
+    :func:`~accord.secagg.ckks_session.ckks_decrypt`'s flooded, rounded values.
 
     Raises :class:`~accord.errors.SecAggAborted` (stage ``decrypt``) if the blob is
     not a sum of ``vector_size`` values under this key.

@@ -7,10 +7,12 @@ sends the training jobs a :class:`CkksJob`; a site clips its update to the decla
 range, weights it (examples over ``max_examples``, as with masking) and encrypts it
 (:func:`ckks_upload`). The coordinator adds the ciphertexts under the public context
 and asks one contributing site to decrypt the sum (:func:`ckks_decrypt`), which
-answers ``sum(w * x)`` and ``sum(w)`` as little-endian float64.
+answers ``sum(w * x)`` and ``sum(w)`` as little-endian float64, flooded with noise
+and rounded before they leave it (:mod:`accord.secagg.ckks_release`).
 
-CKKS protects against the coordinator alone; see :mod:`accord.secagg.ckks` for what
-it does not protect against (any participant can decrypt any ciphertext).
+CKKS protects only against an honest-but-curious coordinator; see
+:mod:`accord.secagg.ckks` for what it does not protect against (any participant can
+decrypt any ciphertext; an active coordinator can have a crafted one decrypted).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy.typing as npt
 from accord.errors import SecAggAborted
 from accord.params import Params
 from accord.secagg.ckks import CkksParticipant, decrypt_sum
+from accord.secagg.ckks_release import NormalSource, release, system_normal
 
 __all__ = ["CkksJob", "ckks_decrypt", "ckks_upload", "decode_sum"]
 
@@ -91,13 +94,24 @@ def ckks_upload(
     return CkksParticipant(secret_context).encrypt(flat, job.weight(num_examples))
 
 
-def ckks_decrypt(secret_context: bytes, blob: bytes, values: int) -> bytes:
-    """Decrypt the coordinator's sum: float64 ``sum(w * x)``, then ``sum(w)``."""
+def ckks_decrypt(
+    secret_context: bytes,
+    blob: bytes,
+    values: int,
+    *,
+    normal: NormalSource = system_normal,
+) -> bytes:
+    """Decrypt the coordinator's sum for release: ``sum(w * x)``, then ``sum(w)``.
+
+    Little-endian float64, flooded with noise and rounded
+    (:func:`~accord.secagg.ckks_release.release`): never the exact decryption, which
+    would hand out the key's decryption error. ``normal`` is for tests only.
+    """
     weighted, weight = decrypt_sum(secret_context, blob, values)
-    out = np.empty(values + 1, dtype="<f8")
-    out[:-1] = weighted
-    out[-1] = weight
-    return out.tobytes()
+    exact = np.empty(values + 1, dtype=np.float64)
+    exact[:-1] = weighted
+    exact[-1] = weight
+    return release(exact, normal=normal).astype("<f8").tobytes()
 
 
 def decode_sum(payload: bytes, values: int) -> tuple[npt.NDArray[np.float64], float]:

@@ -102,6 +102,24 @@ class CheckpointStore:
         logger.debug("saved checkpoint %s", target)
         return target
 
+    def check_writable(self) -> None:
+        """:class:`StoreError` naming the folder if checkpoints cannot be written.
+
+        Creates the folder and a scratch file in it (removed at once): checked
+        before a run starts, so that a read-only or missing folder stops it with a
+        reason instead of aborting it after its first round.
+        """
+        try:
+            self._directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self._directory, prefix=".write-check-"):
+                pass
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write checkpoints in {self._directory}: "
+                f"{exc.strerror or exc}; make the folder writable for this user, or "
+                "point [store] directory elsewhere"
+            ) from exc
+
     def load(self, path: Path) -> Params:
         """The model stored at ``path``, verified against its digest."""
         return self.load_checkpoint(path).params
@@ -117,15 +135,26 @@ class CheckpointStore:
 
     def latest(self, run_id: str) -> tuple[int, Path] | None:
         """The highest round with a checkpoint for ``run_id``, and its path."""
+        found = self._found(run_id)
+        return max(found) if found else None
+
+    def rounds(self, run_id: str) -> list[int]:
+        """The rounds of ``run_id`` that have a checkpoint file, in order.
+
+        Only the file names are read: cheap enough to check before a run resumes
+        that the store has not lost rounds its checkpoints show were committed.
+        """
+        return sorted(number for number, _ in self._found(run_id))
+
+    def _found(self, run_id: str) -> list[tuple[int, Path]]:
         folder = self.path(run_id, 0).parent
         if not folder.is_dir():
-            return None
-        found = [
+            return []
+        return [
             (int(m.group(1)), p)
             for p in folder.iterdir()
             if (m := _NAME.match(p.name)) and p.is_file()
         ]
-        return max(found) if found else None
 
 
 def _layout(

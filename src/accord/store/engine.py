@@ -6,11 +6,24 @@ the durability the round engine relies on: ``foreign_keys=ON`` (off by default),
 ``synchronous=FULL`` (a committed round survives a power cut, not only a crash).
 Database errors are rewritten into :class:`~accord.errors.StoreError` messages that
 name the database (never its password) and say what to check.
+
+A SQLite store must be writable before anything is opened: the database file, its
+folder (SQLite creates ``NAME-wal`` and ``NAME-shm`` there, and accord its lease
+files) and the ``-wal``/``-shm`` files if they exist. SQLite itself reports a
+read-only store late and vaguely ("attempt to write a readonly database", after a
+run may have started), and maps the ``-shm`` file into memory, which a file it
+cannot extend turns into a SIGBUS that kills the process with no message. So
+:func:`connect` tries to open each for writing first (a real open, not
+``os.access``, so ACLs, read-only mounts and privileges count as they will) and
+names the first one that fails.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +40,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from accord.errors import MissingExtraError, StoreError
+from accord.urls import hide_password
 
 __all__ = [
     "connect",
@@ -44,9 +58,10 @@ def parse_url(url: str | URL) -> URL:
     """Parse a database URL; plain ``postgresql://`` means psycopg 3 (our extra)."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port not a number
+        shown = hide_password(url) if isinstance(url, str) else "the store URL"
         raise StoreError(
-            f"{url!r} is not a database URL; use e.g. sqlite:///path/to/accord.db "
+            f"{shown!r} is not a database URL; use e.g. sqlite:///path/to/accord.db "
             "or postgresql://user@host/dbname"
         ) from exc
     if parsed.drivername == "postgresql":
@@ -71,7 +86,7 @@ def describe(url: URL) -> str:
         return f"SQLite file {path}"
     if url.get_backend_name() == "sqlite":
         return "in-memory SQLite database"
-    return url.render_as_string(hide_password=True)
+    return hide_password(url.render_as_string(hide_password=False))
 
 
 def reason(exc: BaseException) -> str:
@@ -131,6 +146,41 @@ def _check_sqlite_file(path: Path) -> None:
             f"cannot open SQLite file {path}: it is a directory; "
             f"point the URL at a file inside it, e.g. {path / 'accord.db'}"
         )
+    _check_writable(path, parent)
+
+
+def _unwritable(path: Path, exc: OSError, what: str) -> StoreError:
+    why = "read-only file system" if exc.errno == errno.EROFS else exc.strerror
+    return StoreError(
+        f"cannot use SQLite file {path}: {what} is not writable ({why or exc}); "
+        "accord records every round there. Make it writable for this user "
+        "(e.g. chmod u+w), or pass another --store URL"
+    )
+
+
+def _check_writable(path: Path, parent: Path) -> None:
+    """:class:`StoreError` naming the first of the store's files accord cannot write."""
+    try:
+        with tempfile.TemporaryFile(dir=parent, prefix=".accord-write-check-"):
+            pass
+    except OSError as exc:
+        raise _unwritable(
+            path,
+            exc,
+            f"its folder {parent} (SQLite creates {path.name}-wal and "
+            f"{path.name}-shm beside it)",
+        ) from exc
+    for file, what in (
+        (path, "the file"),
+        (path.with_name(path.name + "-wal"), f"its journal {path.name}-wal"),
+        (path.with_name(path.name + "-shm"), f"its shared index {path.name}-shm"),
+    ):
+        if not file.exists():
+            continue
+        try:
+            os.close(os.open(file, os.O_RDWR))
+        except OSError as exc:
+            raise _unwritable(path, exc, what) from exc
 
 
 def connect(url: URL) -> Engine:

@@ -37,3 +37,31 @@ def test_a_job_of_another_round_or_unreadable_is_refused(holder):
     assert other_round == "the CKKS settings are for round 2; this is round 1"
     assert isinstance(garbage, str) and "not a valid CKKS job" in garbage
     assert site.prepare(_order(job.to_json(), 2)) == job
+
+
+def test_a_site_releases_a_flooded_sum_never_the_exact_one(holder):
+    import dataclasses
+
+    import numpy as np
+
+    from accord.params import Params
+    from accord.secagg.ckks import CkksAggregator, decrypt_sum
+    from accord.secagg.ckks_release import PRECISION
+    from accord.secagg.ckks_session import decode_sum
+
+    site = CkksSite(holder.secret_context)
+    job = CkksJob("run", 1, values=3, clip=1.0, max_examples=10)
+    order = _order(job.to_json(), 1)
+    update = Params([("w", np.array([0.25, -0.5, 0.125], np.float32))])
+    aggregator = CkksAggregator(holder.public_context, 3)
+    aggregator.add("site", site.upload(order, job, update, num_examples=5))
+    blob = aggregator.result()
+    exact = np.append(*decrypt_sum(holder.secret_context, blob, 3))
+
+    weighted, weight = decode_sum(
+        site.decrypt(dataclasses.replace(order, payload=blob)), 3
+    )
+
+    released = np.append(weighted, weight)
+    assert not np.array_equal(released, exact)
+    assert np.abs(released - [0.125, -0.25, 0.0625, 0.5]).max() < PRECISION
