@@ -13,6 +13,7 @@ from accord.errors import (
     AccordError,
     AuthenticationFailed,
     ConfigError,
+    DatasetError,
     MissingExtraError,
     PkiError,
     RoundFailed,
@@ -25,6 +26,7 @@ __all__ = ["EXIT_CODES", "reported"]
 #: Exit code per error class; the first matching entry wins.
 EXIT_CODES: tuple[tuple[type[AccordError], int], ...] = (
     (ConfigError, 2),
+    (DatasetError, 2),
     (PkiError, 2),
     (AuthenticationFailed, 5),
     (MissingExtraError, 3),
@@ -43,8 +45,9 @@ def reported() -> Iterator[None]:
     except AccordError as exc:
         code = next(c for cls, c in EXIT_CODES if isinstance(exc, cls))
         # escape: messages quote config sections such as "[deployment]", which
-        # Rich would otherwise take for markup and drop.
+        # Rich would otherwise take for markup and drop. soft_wrap: a line of the
+        # message stays one line of output, whatever the terminal's width.
         Console(stderr=True).print(
-            f"[bold red]error:[/] {escape(str(exc))}", highlight=False
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
         )
         raise typer.Exit(code) from None
