@@ -11,6 +11,12 @@ with an excluded target removed, missing targets kept as ``None`` for the caller
 drop), numeric columns as float64 with NaN for missing values, categorical and site
 columns as text with NaN turned into the level ``"missing"``. ``levels`` lists every
 categorical level present in the table: a data dictionary, not a statistic.
+
+A user's CSV is read only if it is a regular file (a FIFO would block the reader for
+ever, ``/dev/zero`` would fill memory) of at most ``max_bytes`` (an option, default
+:data:`CSV_MAX_BYTES`), whose header line fits in :data:`CSV_MAX_HEADER_BYTES`.
+Messages quote column names and cells through :func:`~accord.errors.excerpt`: a
+table with a 4 MB header gets a line of error, not 4 MB of it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import importlib.util
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from accord.data.catalogue import (
     BUILTIN,
@@ -29,17 +35,31 @@ from accord.data.catalogue import (
     DatasetSpec,
     synthetic_spec,
 )
-from accord.errors import DatasetError, MissingExtraError
+from accord.errors import DatasetError, MissingExtraError, excerpt
+from accord.localfile import open_regular
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MISSING_LEVEL", "DatasetEntry", "Table", "list_datasets", "load_table"]
+__all__ = [
+    "CSV_MAX_BYTES",
+    "CSV_MAX_HEADER_BYTES",
+    "MISSING_LEVEL",
+    "DatasetEntry",
+    "Table",
+    "list_datasets",
+    "load_table",
+]
 
 MISSING_LEVEL = "missing"
 """The categorical level that stands for a missing value."""
 
-_CSV_OPTIONS = ("target", "site_column", "categorical", "drop", "classes")
+_CSV_OPTIONS = ("target", "site_column", "categorical", "drop", "classes", "max_bytes")
+#: The largest CSV read unless the ``max_bytes`` option says otherwise (pandas holds
+#: a few times the file's size while it parses).
+CSV_MAX_BYTES = 1 << 30
+#: The longest header line read: 1 MiB is tens of thousands of column names.
+CSV_MAX_HEADER_BYTES = 1 << 20
 #: The ``synthetic`` dataset's data never changes: one fixed generator seed.
 _SYNTHETIC_SEED = 20_240_601
 #: Files in ``sklearn/datasets/data/`` holding the bundled scikit-learn datasets.
@@ -107,6 +127,12 @@ def load_table(name: str, **options: Any) -> Table:
 def list_datasets() -> list[DatasetEntry]:
     """Describe every bundled dataset (each table is loaded once, then cached)."""
     return [_entry(_builtin_table(name)) for name in BUILTIN]
+
+
+def _columns(columns: Iterable[Any]) -> str:
+    """A table's column names for a message: how many, and the first of them."""
+    names = [str(c) for c in columns]
+    return f"{len(names)} columns: {excerpt(', '.join(names))}"
 
 
 def _entry(table: Table) -> DatasetEntry:
@@ -269,15 +295,15 @@ def _clean(raw: pd.DataFrame, spec: DatasetSpec) -> Table:
     absent = [c for c in wanted if c not in raw.columns]
     if absent:
         raise DatasetError(
-            f"{spec.name}: columns {absent} not found; "
-            f"the table has {list(raw.columns)}"
+            f"{spec.name}: columns {excerpt(absent)} not found; "
+            f"the table has {_columns(raw.columns)}"
         )
     target = _as_text(raw[spec.target])
     keep = [t not in spec.excluded_targets for t in target]
     raw = raw.loc[keep].reset_index(drop=True)
     columns: dict[str, Any] = {}
     for col in spec.numeric:
-        columns[col] = _as_numbers(raw[col], f"{spec.name}: column {col!r}")
+        columns[col] = _as_numbers(raw[col], f"{spec.name}: column {excerpt(col)}")
     levels: dict[str, tuple[str, ...]] = {}
     for col in (*spec.categorical, *site):
         values = [MISSING_LEVEL if pd.isna(v) else str(v) for v in raw[col]]
@@ -310,7 +336,7 @@ def _as_numbers(values: pd.Series[Any], what: str) -> pd.Series[float]:
     ):
         example = values.dropna().iloc[0] if values.notna().any() else None
         raise DatasetError(
-            f"{what} is not numeric (e.g. {example!r}); "
+            f"{what} is not numeric (e.g. {excerpt(str(example))}); "
             "list it in categorical= or drop="
         )
     return values.astype("float64")
@@ -324,24 +350,57 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(str(v).strip() for v in items if str(v).strip())
 
 
+def _max_bytes(value: Any) -> int:
+    """The ``max_bytes`` option: a positive integer, or its digits as text."""
+    if value is None:
+        return CSV_MAX_BYTES
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DatasetError(
+            f"csv option max_bytes must be a positive integer, got {excerpt(value)}"
+        )
+    return value
+
+
 def _load_csv(path: str, options: Mapping[str, Any]) -> Table:
-    unknown = sorted(set(options) - set(_CSV_OPTIONS))
+    unknown = sorted(str(k) for k in set(options) - set(_CSV_OPTIONS))
     if unknown:
         raise DatasetError(
-            f"unknown csv options {unknown}; valid: {list(_CSV_OPTIONS)}"
+            f"unknown csv options {excerpt(unknown)}; valid: {list(_CSV_OPTIONS)}"
         )
     target = options.get("target")
     if not target:
-        raise DatasetError(f"csv:{path} needs target=COLUMN (the label column)")
+        raise DatasetError(
+            f"csv:{excerpt(path)} needs target=COLUMN (the label column)"
+        )
+    limit = _max_bytes(options.get("max_bytes"))
     _require("pandas", "pandas", "reading CSV datasets")
-    import pandas as pd
-
-    try:
-        raw = pd.read_csv(path, low_memory=False)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    with open_regular(path, max_bytes=limit, what="csv data", error=DatasetError) as f:
+        raw = _read_frame(f, path)
     spec = _csv_spec(path, raw, str(target), options)
     return _clean(raw, spec)
+
+
+def _read_frame(f: BinaryIO, path: str) -> pd.DataFrame:
+    """Parse an open CSV whose header line is at most CSV_MAX_HEADER_BYTES long."""
+    import pandas as pd
+
+    header = f.readline(CSV_MAX_HEADER_BYTES + 1)
+    if len(header) > CSV_MAX_HEADER_BYTES:
+        raise DatasetError(
+            f"csv:{excerpt(path)}: the header line is longer than "
+            f"{CSV_MAX_HEADER_BYTES:,} bytes (it starts "
+            f"{excerpt(header[:200].decode('utf-8', 'replace'))}); is it a CSV file "
+            "with one line of column names?"
+        )
+    f.seek(0)
+    try:
+        return pd.read_csv(f, low_memory=False)
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise DatasetError(
+            f"cannot read csv:{excerpt(path)}: {excerpt(str(exc).strip())}"
+        ) from None
 
 
 def _csv_spec(
@@ -353,14 +412,19 @@ def _csv_spec(
     named = [target, *categorical, *drop, *([str(site)] if site else [])]
     absent = [c for c in named if c not in raw.columns]
     if absent:
-        raise DatasetError(f"{path}: no columns {absent}; it has {list(raw.columns)}")
+        raise DatasetError(
+            f"{excerpt(path)}: no columns {excerpt(absent)}; it has "
+            f"{_columns(raw.columns)}"
+        )
     taken = set(named)
     numeric = tuple(str(c) for c in raw.columns if c not in taken)
     classes = _names(options.get("classes"))
     if not classes:
         classes = tuple(sorted({t for t in _as_text(raw[target]) if t is not None}))
     if len(classes) < 2:
-        raise DatasetError(f"{path}: target {target!r} needs at least two classes")
+        raise DatasetError(
+            f"{excerpt(path)}: target {excerpt(target)} needs at least two classes"
+        )
     return DatasetSpec(
         name=Path(path).stem,
         description=f"user data from {path}",
