@@ -109,6 +109,20 @@ def create_run(store: RunStore, config: FedConfig) -> str:
     )
 
 
+def _check_some_round_completed(run_id: str, summaries: Sequence[RoundSummary]) -> None:
+    """A run none of whose rounds completed trained nothing: it did not complete."""
+    if any(s.status == "completed" for s in summaries):
+        return
+    last = summaries[-1].reason if summaries else None
+    reason = (
+        f"none of its {len(summaries)} round(s) completed (last: {last}), so the "
+        "model is still the initial one; see `accord runs show "
+        f"{run_id}` for each participant's failure, fix it, and start a new run"
+    )
+    logger.error("run %s aborted: %s", run_id, reason)
+    raise RunAborted(f"run {run_id} aborted: {reason}")
+
+
 class Coordinator:
     """Runs the configured number of rounds over an executor and records them."""
 
@@ -220,6 +234,7 @@ class Coordinator:
                         f"{failed} rounds in a row failed to reach quorum "
                         f"(last: {summary.reason}); see `accord runs show {run_id}`"
                     )
+            _check_some_round_completed(run_id, summaries)
             final: dict[str, Any] = {"final": last_metrics(summaries)}
             if extra_summary is not None:
                 final.update(extra_summary(params))
