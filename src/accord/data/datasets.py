@@ -15,6 +15,7 @@ categorical level present in the table: a data dictionary, not a statistic.
 A user's CSV is read only if it is a regular file (a FIFO would block the reader for
 ever, ``/dev/zero`` would fill memory) of at most ``max_bytes`` (an option, default
 :data:`CSV_MAX_BYTES`), whose header line fits in :data:`CSV_MAX_HEADER_BYTES`.
+Numeric cells must be finite and at most :data:`MAX_MAGNITUDE` in magnitude.
 Messages quote column names and cells through :func:`~accord.errors.excerpt`: a
 table with a 4 MB header gets a line of error, not 4 MB of it.
 """
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CSV_MAX_BYTES",
     "CSV_MAX_HEADER_BYTES",
+    "MAX_MAGNITUDE",
     "MISSING_LEVEL",
     "DatasetEntry",
     "Table",
@@ -60,6 +62,9 @@ _CSV_OPTIONS = ("target", "site_column", "categorical", "drop", "classes", "max_
 CSV_MAX_BYTES = 1 << 30
 #: The longest header line read: 1 MiB is tens of thousands of column names.
 CSV_MAX_HEADER_BYTES = 1 << 20
+#: The largest magnitude of a numeric cell: its square summed over 10^8 rows stays
+#: finite in float64, as the preprocessing's statistics need.
+MAX_MAGNITUDE = 1e150
 #: The ``synthetic`` dataset's data never changes: one fixed generator seed.
 _SYNTHETIC_SEED = 20_240_601
 #: Files in ``sklearn/datasets/data/`` holding the bundled scikit-learn datasets.
@@ -329,6 +334,7 @@ def _as_text(values: pd.Series[Any]) -> list[str | None]:
 
 
 def _as_numbers(values: pd.Series[Any], what: str) -> pd.Series[float]:
+    import numpy as np
     import pandas as pd
 
     if not (
@@ -339,7 +345,18 @@ def _as_numbers(values: pd.Series[Any], what: str) -> pd.Series[float]:
             f"{what} is not numeric (e.g. {excerpt(str(example))}); "
             "list it in categorical= or drop="
         )
-    return values.astype("float64")
+    numbers = values.astype("float64")
+    column = numbers.to_numpy()
+    # inf (a CSV may say "inf") or a value whose square overflows the statistics'
+    # sums would turn every standardised feature of the column into inf or nan.
+    bad = np.flatnonzero(~np.isnan(column) & ~(np.abs(column) <= MAX_MAGNITUDE))
+    if bad.size:
+        raise DatasetError(
+            f"{what} holds {column[bad[0]]} in data row {bad[0] + 1}; numbers must "
+            f"be finite and at most {MAX_MAGNITUDE:g} in magnitude: fix the cell, "
+            "or leave it empty for a missing value"
+        )
+    return numbers
 
 
 def _names(value: Any) -> tuple[str, ...]:

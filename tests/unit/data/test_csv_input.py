@@ -7,6 +7,7 @@ what it read; files just inside each bound load.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,31 @@ def test_binary_garbage_is_a_dataset_error(tmp_path: Path) -> None:
 
     with pytest.raises(DatasetError, match="cannot read csv:"):
         load_table(f"csv:{path}", target="y")
+
+
+@pytest.mark.parametrize(
+    ("cell", "ok"),
+    [
+        ("inf", False),
+        ("-inf", False),
+        ("1e150", True),
+        ("-1e150", True),
+        ("1.1e150", False),
+    ],
+)
+def test_numeric_cells_are_finite_and_bounded(
+    tmp_path: Path, cell: str, ok: bool
+) -> None:
+    path = tmp_path / "site.csv"
+    path.write_text(
+        "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(5)) + f"{cell},1\n"
+    )
+
+    if ok:
+        assert load_table(f"csv:{path}", target="y").frame["x"].iloc[5] == float(cell)
+    else:
+        with pytest.raises(
+            DatasetError,
+            match=re.escape(f"column 'x' holds {float(cell)} in data row 6"),
+        ):
+            load_table(f"csv:{path}", target="y")
