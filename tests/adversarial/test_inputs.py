@@ -287,7 +287,7 @@ def build(info):
 """
 
 
-def test_a_run_whose_every_round_failed_ends_aborted_not_completed(
+def test_a_run_whose_every_round_failed_ends_failed_not_completed(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "diverging_task.py").write_text(TASK)
@@ -301,12 +301,11 @@ def test_a_run_whose_every_round_failed_ends_aborted_not_completed(
     code, _, stderr = accord("simulate", str(config), "--json", cwd=tmp_path)
 
     assert code == 1
-    assert "aborted: none of its 2 round(s) completed" in stderr
-    assert "Traceback" not in stderr
+    assert "failed: none of its 2 round(s) completed" in one_error_line(stderr)
     with SqlStore(f"sqlite:///{tmp_path / 'runs' / 'accord.db'}") as store:
         (run,) = store.list_runs()
         rounds = store.rounds(run.run_id)
-    assert run.status == "aborted"
+    assert run.status == "failed" and "none of its 2" in run.summary["reason"]
     assert [r.status for r in rounds] == ["failed", "failed"]
     assert all(
         "the loss is inf" in (o.reason or "") for r in rounds for o in r.outcomes

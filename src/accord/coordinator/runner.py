@@ -4,7 +4,8 @@
 :class:`~accord.coordinator.executor.Executor`, so the same loop runs a simulation and
 a deployment. A participant that raises, hangs past the deadline or sends a bad update
 gets an outcome with the reason and the round goes on with the quorum; a round without
-quorum leaves the model unchanged and is recorded as failed. Each completed round is
+quorum leaves the model unchanged and is recorded as failed; a run none of whose
+rounds completed is recorded as failed too, with the reason. Each completed round is
 checkpointed and committed to the store before the next one starts, so that
 :meth:`Coordinator.resume` can continue a run that stopped (see
 :mod:`accord.coordinator.resume`). While it runs or resumes a run it holds the run's
@@ -42,6 +43,7 @@ from accord.coordinator.summary import (
     failed_in_a_row,
     last_metrics,
     summary_of,
+    untrained,
 )
 from accord.errors import (
     ConfigError,
@@ -58,7 +60,7 @@ if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy; the loop ne
     from accord.coordinator.ckks_round import CkksCollector
     from accord.coordinator.secure import SecureCollector
     from accord.store.checkpoint import CheckpointStore
-    from accord.store.protocol import RunStore
+    from accord.store.protocol import FinalStatus, RunStore
 
 __all__ = ["Coordinator", "RoundSummary", "RunObserver", "RunResult", "create_run"]
 
@@ -107,20 +109,6 @@ def create_run(store: RunStore, config: FedConfig) -> str:
         seed=config.federation.seed,
         rounds_planned=config.federation.rounds,
     )
-
-
-def _check_some_round_completed(run_id: str, summaries: Sequence[RoundSummary]) -> None:
-    """A run none of whose rounds completed trained nothing: it did not complete."""
-    if any(s.status == "completed" for s in summaries):
-        return
-    last = summaries[-1].reason if summaries else None
-    reason = (
-        f"none of its {len(summaries)} round(s) completed (last: {last}), so the "
-        "model is still the initial one; see `accord runs show "
-        f"{run_id}` for each participant's failure, fix it, and start a new run"
-    )
-    logger.error("run %s aborted: %s", run_id, reason)
-    raise RunAborted(f"run {run_id} aborted: {reason}")
 
 
 class Coordinator:
@@ -234,15 +222,20 @@ class Coordinator:
                         f"{failed} rounds in a row failed to reach quorum "
                         f"(last: {summary.reason}); see `accord runs show {run_id}`"
                     )
-            _check_some_round_completed(run_id, summaries)
             final: dict[str, Any] = {"final": last_metrics(summaries)}
             if extra_summary is not None:
                 final.update(extra_summary(params))
         except BaseException:
             self._store.finish_run(run_id, status="aborted", summary=None)
             raise
-        self._store.finish_run(run_id, status="completed", summary=final)
-        return RunResult(run_id=run_id, params=params, rounds=tuple(summaries))
+        result = RunResult(run_id=run_id, params=params, rounds=tuple(summaries))
+        reason = untrained(result)
+        if reason is not None:  # it ran to its end, but trained nothing
+            logger.info("run %s failed: %s", run_id, reason)  # the CLI says it
+            final["reason"] = reason
+        status: FinalStatus = "completed" if reason is None else "failed"
+        self._store.finish_run(run_id, status=status, summary=final)
+        return result
 
     def _round(
         self, run_id: str, number: int, params: Params, state: Params

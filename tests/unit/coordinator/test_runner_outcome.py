@@ -1,4 +1,4 @@
-"""A run is "completed" only if it trained: a run none of whose rounds completed is not.
+"""A run is "completed" only if it trained: one none of whose rounds completed failed.
 
 The task fails its training in the rounds listed in ``FAIL_ROUNDS`` (a task option),
 so every participant's job fails there, as with a learning rate that sends the
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from accord.config import FedConfig, config_from_mapping
-from accord.errors import RunAborted
+from accord.coordinator.summary import untrained
 from accord.simulation.engine import simulate
 from accord.store import MemoryStore
 
@@ -55,21 +55,23 @@ def make_config(tmp_path: Path, *, rounds: int, fail_rounds: list[int]) -> FedCo
     return config_from_mapping(raw, base_dir=tmp_path)
 
 
-def test_a_run_whose_every_round_failed_is_aborted_with_the_reason(
+def test_a_run_whose_every_round_failed_is_recorded_failed_with_the_reason(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = make_config(tmp_path, rounds=2, fail_rounds=[1, 2])
 
-    with MemoryStore() as store, caplog.at_level(logging.ERROR):
-        with pytest.raises(RunAborted, match=r"none of its 2 round\(s\) completed"):
-            simulate(config, store=store)
+    with MemoryStore() as store, caplog.at_level(logging.INFO):
+        result = simulate(config, store=store)
         (run,) = store.list_runs()
         rounds = store.rounds(run.run_id)
 
-    assert run.status == "aborted"
+    assert run.status == "failed"
+    assert run.summary is not None
+    assert "none of its 2 round(s) completed" in run.summary["reason"]
     assert [r.status for r in rounds] == ["failed", "failed"]
     assert all(o.status == "failed" for r in rounds for o in r.outcomes)
-    assert f"run {run.run_id} aborted: none of its 2 round(s)" in caplog.text
+    assert untrained(result.run) == run.summary["reason"]
+    assert f"run {run.run_id} failed: none of its 2 round(s)" in caplog.text
 
 
 def test_a_run_with_one_completed_round_after_failures_is_completed(
@@ -83,3 +85,4 @@ def test_a_run_with_one_completed_round_after_failures_is_completed(
 
     assert run.status == "completed"
     assert [r.status for r in result.run.rounds] == ["failed", "failed", "completed"]
+    assert untrained(result.run) is None
