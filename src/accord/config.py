@@ -4,14 +4,16 @@ Every section is a pydantic model that forbids unknown keys, so a typo is an err
 names the key instead of a setting silently ignored. :func:`load_config` turns every
 validation problem into one :class:`~accord.errors.ConfigError` listing each bad key
 and what is allowed there. Combinations that cannot work together are refused here,
-when the file is loaded, not in round 7.
+when the file is loaded, not in round 7. Values are checked strictly, as TOML types
+them: a number is never a bool (``grace_s = false`` is an error, not 0) and never
+infinite or NaN. Reading the file itself (a regular file, UTF-8, bounded nesting) is
+:mod:`accord.config_file`'s job.
 """
 
 from __future__ import annotations
 
 import math
 import multiprocessing as mp
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from accord.config_file import read_toml, shown_key
 from accord.errors import ConfigError
 from accord.urls import hide_password
 
@@ -47,8 +50,19 @@ __all__ = [
 ]
 
 
+#: The longest duration a setting may name (a year): past it, a deadline means
+#: "never", and waits that long overflow the platform's timeouts.
+_MAX_SECONDS = 365 * 24 * 3600.0
+#: How many problems a ConfigError lists before it says how many more there are.
+_MAX_LISTED = 10
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict: TOML gives exact types, so a bool is not taken for a number nor a
+    # float for an integer; allow_inf_nan: no setting means inf or nan.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, allow_inf_nan=False
+    )
 
 
 class FederationConfig(_Section):
@@ -111,7 +125,7 @@ class SelectionConfig(_Section):
 class RoundConfig(_Section):
     """Deadline and quorum of a round."""
 
-    deadline_s: float = Field(default=600.0, gt=0)
+    deadline_s: float = Field(default=600.0, gt=0, le=_MAX_SECONDS)
     quorum: float = Field(
         default=0.5,
         gt=0,
@@ -170,7 +184,7 @@ class SecureAggregationConfig(_Section):
     degree: int | None = Field(default=None, ge=1)
     clip: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     max_examples: int = Field(default=100_000, ge=1, lt=2**53)
-    stage_timeout_s: float = Field(default=120.0, gt=0)
+    stage_timeout_s: float = Field(default=120.0, gt=0, le=_MAX_SECONDS)
 
     @model_validator(mode="before")
     @classmethod
@@ -233,12 +247,14 @@ class DeploymentConfig(_Section):
     wait_s: float = Field(
         default=600.0,
         gt=0,
+        le=_MAX_SECONDS,
         description="how long the coordinator waits for every participant to "
         "connect before the first round",
     )
     grace_s: float = Field(
         default=30.0,
         ge=0,
+        le=_MAX_SECONDS,
         description="how long a participant may be disconnected with a job open "
         "before the job fails",
     )
@@ -438,11 +454,15 @@ def _check_secure(cfg: FedConfig) -> None:
 
 
 def _format_errors(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {key}: {err['msg']}")
-    return "invalid configuration:\n" + "\n".join(lines)
+    """Every problem on one line, keys cut to a readable length, at most a few."""
+    errors = exc.errors()
+    parts = []
+    for err in errors[:_MAX_LISTED]:
+        key = shown_key(".".join(str(p) for p in err["loc"])) or "(top level)"
+        parts.append(f"{key}: {err['msg']}")
+    if len(errors) > _MAX_LISTED:
+        parts.append(f"and {len(errors) - _MAX_LISTED} more")
+    return "invalid configuration: " + "; ".join(parts)
 
 
 def config_from_mapping(
@@ -464,14 +484,12 @@ def load_config(path: Path | str, **overrides: Mapping[str, Any]) -> FedConfig:
     section and keeps the rest of it.
     """
     file = Path(path)
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {file} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+    raw = read_toml(file)
     for section, values in overrides.items():
-        merged = dict(raw.get(section, {}))
+        current = raw.get(section, {})
+        if not isinstance(current, dict):
+            continue  # not a table: validation names the key
+        merged = dict(current)
         merged.update(values)
         raw[section] = merged
     return config_from_mapping(raw, base_dir=file.resolve().parent)

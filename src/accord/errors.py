@@ -3,6 +3,9 @@
 Every error accord raises on purpose derives from :class:`AccordError`. Where an error
 resembles a builtin it also subclasses it, so ``except ValueError`` keeps working for
 callers that do not know accord. Messages say what went wrong *and* what to do next.
+A message that quotes what it was given (a key, a column name, a cell) quotes it
+through :func:`excerpt`, so a 4 MB header or a control character never reaches a
+terminal or a log whole.
 
 ::
 
@@ -55,7 +58,30 @@ __all__ = [
     "TaskError",
     "TransportError",
     "UpdateRejected",
+    "excerpt",
 ]
+
+
+#: How many characters of a quoted input a message shows.
+EXCERPT_CHARS = 80
+
+
+def excerpt(value: object, *, limit: int = EXCERPT_CHARS) -> str:
+    """``value`` quoted for a message: its repr, cut to ``limit`` characters.
+
+    A longer text shows its first ``limit`` characters and its length, so that the
+    reader can tell which input it was without getting all of it. repr escapes
+    newlines and control characters: the quote stays on one line. Other values
+    (a list of column names) are quoted by their repr, cut the same way.
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    text = repr(value)  # a list of names, a number: its repr is its quote
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 class AccordError(Exception):

@@ -23,10 +23,12 @@ def make_config(tmp_path, mode="ckks", **extra):
         "federation": {"rounds": 2, "seed": 3},
         "data": {"dataset": "digits", "partition": "iid", "sites": 4},
         "task": {"factory": "accord.task.numpy_task:softmax_regression"},
-        "round": {"deadline_s": 5, "quorum": 0.5},
+        # No test waits for a deadline: long ones, so that a slow machine never
+        # turns an honest site's late answer into a timeout.
+        "round": {"deadline_s": 120, "quorum": 0.5},
         "evaluation": {"federated": False},
         "simulation": {"workers": 0},
-        "secure_aggregation": {"mode": mode, "stage_timeout_s": 1.0},
+        "secure_aggregation": {"mode": mode, "stage_timeout_s": 60.0},
     }
     for section, values in extra.items():
         raw[section] = {**raw.get(section, {}), **values}

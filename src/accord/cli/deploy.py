@@ -209,6 +209,10 @@ def coordinator_command(
         )
         if as_json:
             typer.echo(dumps(_as_json(result, rejections)))
+        from accord.coordinator.summary import untrained
+
+        if (reason := untrained(result)) is not None:
+            raise RunAborted(f"run {result.run_id} failed: {reason}")
 
 
 def _coordinate(

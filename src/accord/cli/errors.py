@@ -49,8 +49,9 @@ def reported() -> Iterator[None]:
     except AccordError as exc:
         code = next(c for cls, c in EXIT_CODES if isinstance(exc, cls))
         # escape: messages quote config sections such as "[deployment]", which
-        # Rich would otherwise take for markup and drop.
+        # Rich would otherwise take for markup and drop. soft_wrap: a line of the
+        # message stays one line of output, whatever the terminal's width.
         Console(stderr=True).print(
-            f"[bold red]error:[/] {escape(str(exc))}", highlight=False
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
         )
         raise typer.Exit(code) from None

@@ -1,7 +1,7 @@
 """The ``accord`` command: the only place that configures logging.
 
-Exit codes: 0 success; 1 the run failed or was aborted; 2 invalid configuration or
-arguments; 3 a missing optional dependency; 4 the store could not be used;
+Exit codes: 0 success; 1 the run failed or was aborted; 2 invalid configuration,
+data or arguments; 3 a missing optional dependency; 4 the store could not be used;
 5 a certificate was refused; 130 interrupted.
 """
 

@@ -22,6 +22,8 @@ from accord.cli.errors import reported
 from accord.cli.output import comparison_table, dumps, run_json
 from accord.cli.progress import ProgressObserver
 from accord.config import FedConfig, load_config
+from accord.coordinator.summary import untrained
+from accord.errors import RunAborted
 from accord.simulation.engine import SimulationResult, simulate
 from accord.store import CheckpointStore, open_store
 
@@ -137,7 +139,9 @@ def simulate_command(
     """Run the federation described by a fed.toml on this machine."""
     with reported():
         cfg = load_config(config, **_overrides(workers, rounds, seed, store))
-        _run(cfg, as_json=as_json, resume=resume)
+        result = _run(cfg, as_json=as_json, resume=resume)
+        if (reason := untrained(result.run)) is not None:
+            raise RunAborted(f"run {result.run.run_id} failed: {reason}")
 
 
 def demo_command(

@@ -9,7 +9,8 @@ aggregate or new model fails an integrity check (not finite, or above ``[strateg
 max_update_norm``): both are checked before anything is published, checkpointed or
 recorded, and the reason names the check and the tensor. An evaluation report
 outside the federation's bounds (:mod:`accord.coordinator.integrity`) is refused,
-logged and recorded as a run event, never folded in. Each completed round is
+logged and recorded as a run event, never folded in. A run none of whose rounds
+completed is recorded as failed too, with the reason. Each completed round is
 checkpointed and committed to the store before the next one starts, so that
 :meth:`Coordinator.resume` can continue a run that stopped (see
 :mod:`accord.coordinator.resume`). While it runs or resumes a run it holds the run's
@@ -52,6 +53,7 @@ from accord.coordinator.summary import (
     failed_in_a_row,
     last_metrics,
     summary_of,
+    untrained,
 )
 from accord.errors import (
     AggregateRejected,
@@ -69,7 +71,7 @@ if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy; the loop ne
     from accord.coordinator.ckks_round import CkksCollector
     from accord.coordinator.secure import SecureCollector
     from accord.store.checkpoint import CheckpointStore
-    from accord.store.protocol import RunStore
+    from accord.store.protocol import FinalStatus, RunStore
 
 __all__ = ["Coordinator", "RoundSummary", "RunObserver", "RunResult", "create_run"]
 
@@ -238,8 +240,14 @@ class Coordinator:
         except BaseException:
             self._store.finish_run(run_id, status="aborted", summary=None)
             raise
-        self._store.finish_run(run_id, status="completed", summary=final)
-        return RunResult(run_id=run_id, params=params, rounds=tuple(summaries))
+        result = RunResult(run_id=run_id, params=params, rounds=tuple(summaries))
+        reason = untrained(result)
+        if reason is not None:  # it ran to its end, but trained nothing
+            logger.info("run %s failed: %s", run_id, reason)  # the CLI says it
+            final["reason"] = reason
+        status: FinalStatus = "completed" if reason is None else "failed"
+        self._store.finish_run(run_id, status=status, summary=final)
+        return result
 
     def _round(
         self, run_id: str, number: int, params: Params, state: Params

@@ -21,6 +21,7 @@ __all__ = [
     "failed_in_a_row",
     "last_metrics",
     "summary_of",
+    "untrained",
 ]
 
 
@@ -79,4 +80,20 @@ def summary_of(record: RoundRecord) -> RoundSummary:
             for m in record.metrics
             if m.participant is None
         },
+    )
+
+
+def untrained(result: RunResult) -> str | None:
+    """Why ``result`` trained nothing (none of its rounds completed); None if it did.
+
+    Such a run is not "completed", whatever the abort rule let it run to: the
+    store records it as failed and the CLI exits 1 with this reason.
+    """
+    if any(s.status == "completed" for s in result.rounds):
+        return None
+    last = result.rounds[-1].reason if result.rounds else None
+    return (
+        f"none of its {len(result.rounds)} round(s) completed (last: {last}), so "
+        "the model is still the initial one; see `accord runs show "
+        f"{result.run_id}` for each participant's failure"
     )

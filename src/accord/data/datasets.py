@@ -11,6 +11,14 @@ with an excluded target removed, missing targets kept as ``None`` for the caller
 drop), numeric columns as float64 with NaN for missing values, categorical and site
 columns as text with NaN turned into the level ``"missing"``. ``levels`` lists every
 categorical level present in the table: a data dictionary, not a statistic.
+
+A user's CSV is read only if it is a regular file (a FIFO would block the reader for
+ever, ``/dev/zero`` would fill memory) of at most ``max_bytes`` (an option, default
+:data:`CSV_MAX_BYTES`), whose header line fits in :data:`CSV_MAX_HEADER_BYTES`.
+Numeric cells must be finite and at most 1e100 in magnitude
+(:mod:`accord.data.quality`).
+Messages quote column names and cells through :func:`~accord.errors.excerpt`: a
+table with a 4 MB header gets a line of error, not 4 MB of it.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import importlib.util
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from accord.data.catalogue import (
     BUILTIN,
@@ -30,12 +38,15 @@ from accord.data.catalogue import (
     synthetic_spec,
 )
 from accord.data.quality import DEFAULT_MAX_LEVELS, QualityReport, profile_table
-from accord.errors import DatasetError, MissingExtraError
+from accord.errors import DatasetError, MissingExtraError, excerpt
+from accord.localfile import open_regular
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "CSV_MAX_BYTES",
+    "CSV_MAX_HEADER_BYTES",
     "MISSING_LEVEL",
     "DatasetEntry",
     "Table",
@@ -55,7 +66,13 @@ _CSV_OPTIONS = (
     "classes",
     "missing",
     "max_levels",
+    "max_bytes",
 )
+#: The largest CSV read unless the ``max_bytes`` option says otherwise (pandas holds
+#: a few times the file's size while it parses).
+CSV_MAX_BYTES = 1 << 30
+#: The longest header line read: 1 MiB is tens of thousands of column names.
+CSV_MAX_HEADER_BYTES = 1 << 20
 #: The ``synthetic`` dataset's data never changes: one fixed generator seed.
 _SYNTHETIC_SEED = 20_240_601
 #: Files in ``sklearn/datasets/data/`` holding the bundled scikit-learn datasets.
@@ -127,6 +144,12 @@ def load_table(name: str, **options: Any) -> Table:
 def list_datasets() -> list[DatasetEntry]:
     """Describe every bundled dataset (each table is loaded once, then cached)."""
     return [_entry(_builtin_table(name)) for name in BUILTIN]
+
+
+def _columns(columns: Iterable[Any]) -> str:
+    """A table's column names for a message: how many, and the first of them."""
+    names = [str(c) for c in columns]
+    return f"{len(names)} columns: {excerpt(', '.join(names))}"
 
 
 def _entry(table: Table) -> DatasetEntry:
@@ -296,8 +319,8 @@ def _clean(
     absent = [c for c in wanted if c not in raw.columns]
     if absent:
         raise DatasetError(
-            f"{spec.name}: columns {absent} not found; "
-            f"the table has {list(raw.columns)}"
+            f"{spec.name}: columns {excerpt(absent)} not found; "
+            f"the table has {_columns(raw.columns)}"
         )
     _profile(raw, spec, max_levels).raise_for_problems()
     target = _as_text(raw[spec.target])
@@ -361,6 +384,19 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(str(v).strip() for v in items if str(v).strip())
 
 
+def _max_bytes(value: Any) -> int:
+    """The ``max_bytes`` option: a positive integer, or its digits as text."""
+    if value is None:
+        return CSV_MAX_BYTES
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DatasetError(
+            f"csv option max_bytes must be a positive integer, got {excerpt(value)}"
+        )
+    return value
+
+
 def _load_csv(path: str, options: Mapping[str, Any]) -> Table:
     raw, spec, max_levels = _read_csv(path, options)
     return _clean(raw, spec, max_levels=max_levels)
@@ -384,17 +420,18 @@ def _read_csv(
     path: str, options: Mapping[str, Any]
 ) -> tuple[pd.DataFrame, DatasetSpec, int]:
     """The raw table at ``path``, its schema from ``options``, and ``max_levels``."""
-    unknown = sorted(set(options) - set(_CSV_OPTIONS))
+    unknown = sorted(str(k) for k in set(options) - set(_CSV_OPTIONS))
     if unknown:
         raise DatasetError(
-            f"unknown csv options {unknown}; valid: {list(_CSV_OPTIONS)}"
+            f"unknown csv options {excerpt(unknown)}; valid: {list(_CSV_OPTIONS)}"
         )
     target = options.get("target")
     if not target:
-        raise DatasetError(f"csv:{path} needs target=COLUMN (the label column)")
+        raise DatasetError(
+            f"csv:{excerpt(path)} needs target=COLUMN (the label column)"
+        )
+    limit = _max_bytes(options.get("max_bytes"))
     _require("pandas", "pandas", "reading CSV datasets")
-    import pandas as pd
-
     markers = list(_names(options.get("missing")))
     max_levels = options.get("max_levels", DEFAULT_MAX_LEVELS)
     if (
@@ -403,11 +440,30 @@ def _read_csv(
         or max_levels < 1
     ):
         raise DatasetError(f"max_levels must be a positive integer, not {max_levels!r}")
-    try:
-        raw = pd.read_csv(path, low_memory=False, na_values=markers)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    with open_regular(path, max_bytes=limit, what="csv data", error=DatasetError) as f:
+        raw = _read_frame(f, path, markers)
     return raw, _csv_spec(path, raw, str(target), options), max_levels
+
+
+def _read_frame(f: BinaryIO, path: str, missing: list[str]) -> pd.DataFrame:
+    """Parse an open CSV whose header line is at most CSV_MAX_HEADER_BYTES long."""
+    import pandas as pd
+
+    header = f.readline(CSV_MAX_HEADER_BYTES + 1)
+    if len(header) > CSV_MAX_HEADER_BYTES:
+        raise DatasetError(
+            f"csv:{excerpt(path)}: the header line is longer than "
+            f"{CSV_MAX_HEADER_BYTES:,} bytes (it starts "
+            f"{excerpt(header[:200].decode('utf-8', 'replace'))}); is it a CSV file "
+            "with one line of column names?"
+        )
+    f.seek(0)
+    try:
+        return pd.read_csv(f, low_memory=False, na_values=missing)
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise DatasetError(
+            f"cannot read csv:{excerpt(path)}: {excerpt(str(exc).strip())}"
+        ) from None
 
 
 def _csv_spec(
@@ -419,14 +475,19 @@ def _csv_spec(
     named = [target, *categorical, *drop, *([str(site)] if site else [])]
     absent = [c for c in named if c not in raw.columns]
     if absent:
-        raise DatasetError(f"{path}: no columns {absent}; it has {list(raw.columns)}")
+        raise DatasetError(
+            f"{excerpt(path)}: no columns {excerpt(absent)}; it has "
+            f"{_columns(raw.columns)}"
+        )
     taken = set(named)
     numeric = tuple(str(c) for c in raw.columns if c not in taken)
     classes = _names(options.get("classes"))
     if not classes:
         classes = tuple(sorted({t for t in _as_text(raw[target]) if t is not None}))
     if len(classes) < 2:
-        raise DatasetError(f"{path}: target {target!r} needs at least two classes")
+        raise DatasetError(
+            f"{excerpt(path)}: target {excerpt(target)} needs at least two classes"
+        )
     return DatasetSpec(
         name=Path(path).stem,
         description=f"user data from {path}",

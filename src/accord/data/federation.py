@@ -29,7 +29,7 @@ from accord.data import partition as part
 from accord.data.arrays import ArrayData, DatasetInfo
 from accord.data.datasets import Table, load_table
 from accord.data.preprocess import Encoder, extract_features
-from accord.errors import DatasetError
+from accord.errors import DatasetError, excerpt
 
 __all__ = [
     "PARTITIONS",
@@ -185,8 +185,8 @@ def build_federation(
     if column is not None:
         if column not in table.frame.columns:
             raise DatasetError(
-                f"site column {column!r} is not a column of {table.spec.name} "
-                f"(it has {list(table.frame.columns)})"
+                f"site column {excerpt(column)} is not a column of "
+                f"{table.spec.name} (it has {excerpt(list(table.frame.columns))})"
             )
         values = table.frame[column].astype(str).to_numpy()
     plan = plan_rows(
@@ -214,8 +214,8 @@ def _labelled(table: Table) -> tuple[Table, npt.NDArray[np.int64]]:
     unknown = sorted({str(t) for t in frame[spec.target]} - set(code))
     if unknown:
         raise DatasetError(
-            f"{spec.name}: target values {unknown[:5]} are not among the classes "
-            f"{list(spec.classes)}; list every class in classes="
+            f"{spec.name}: target values {excerpt(unknown[:5])} are not among the "
+            f"classes {excerpt(list(spec.classes))}; list every class in classes="
         )
     labels = np.array([code[t] for t in frame[spec.target]], dtype=np.int64)
     return Table(spec, frame, table.levels), labels

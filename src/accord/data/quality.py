@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from accord.errors import DatasetError
+from accord.errors import DatasetError, excerpt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,13 +87,14 @@ class QualityReport:
             logger.warning("%s: %s", self.source, note)
         if not self.problems:
             return
-        shown = [f"  - {p}" for p in self.problems[:_SHOWN]]
+        shown = [f"({i}) {p}" for i, p in enumerate(self.problems[:_SHOWN], 1)]
         more = len(self.problems) - _SHOWN
         if more > 0:
-            shown.append(f"  - and {more} more")
+            shown.append(f"and {more} more")
+        # One line: a terminal, a log and the CLI's "one readable line" rule.
         raise DatasetError(
             f"{self.source} cannot be used as it is ({len(self.problems)} "
-            "problem(s)):\n" + "\n".join(shown)
+            f"problem(s)): {' '.join(shown)}"
         )
 
 
@@ -174,21 +175,21 @@ def _numeric(
     if text.any():
         row = int(np.argmax(text))
         problems.append(
-            f"column {name!r} is not numeric: {int(text.sum())} value(s) such as "
-            f"{_shown(values.iloc[row])} (line {row + first_line}); list it in "
+            f"column {excerpt(name)} is not numeric: {int(text.sum())} value(s) "
+            f"such as {_shown(values.iloc[row])} (line {row + first_line}); list it in "
             "categorical=, drop= it, or name its missing-value marker in missing="
         )
     if infinite.any():
         row = int(np.argmax(infinite))
         problems.append(
-            f"column {name!r} has {int(infinite.sum())} infinite value(s) such as "
-            f"{_shown(values.iloc[row])} (line {row + first_line}); replace them or "
-            "drop= the column"
+            f"column {excerpt(name)} has {int(infinite.sum())} infinite value(s) "
+            f"such as {_shown(values.iloc[row])} (line {row + first_line}); "
+            "replace them or drop= the column"
         )
     if bounded and largest is not None and largest > MAX_ABS:
         row = int(np.argmax(np.abs(np.where(finite_mask, numbers, 0.0))))
         problems.append(
-            f"column {name!r} has values as large as {largest:.3g} (line "
+            f"column {excerpt(name)} has values as large as {largest:.3g} (line "
             f"{row + first_line}), beyond the {MAX_ABS:.0e} that scaling can hold; "
             "rescale it (e.g. to other units) or drop= it"
         )
@@ -224,12 +225,12 @@ def _too_many_levels(
             else ""
         )
     return (
-        f"column {profile.name!r} is categorical with {profile.distinct:,} distinct "
-        f"values, more than max_levels={max_levels}; {hint}"
+        f"column {excerpt(profile.name)} is categorical with "
+        f"{profile.distinct:,} distinct values, more than "
+        f"max_levels={max_levels}; {hint}"
     )
 
 
 def _shown(value: object) -> str:
     """A value from the user's file, quoted and cut to a readable length."""
-    text = repr(value) if isinstance(value, str) else repr(str(value))
-    return text if len(text) <= 40 else text[:37] + "...'"
+    return excerpt(value if isinstance(value, str) else str(value))

@@ -26,7 +26,7 @@ from typing import Any
 from accord.config import load_config
 from accord.data.arrays import ArrayData, DatasetInfo
 from accord.data.federation import build_federation
-from accord.errors import ConfigError
+from accord.errors import ConfigError, excerpt
 from accord.simulation.context import build_context
 from accord.task.loading import load_task
 from accord.task.protocol import Task
@@ -95,8 +95,8 @@ def _simulated(rest: str) -> LocalData:
 def _csv(
     path: str, options: dict[str, Any], seed: int, holdout_fraction: float
 ) -> LocalData:
-    if not Path(path).is_file():
-        raise ConfigError(f"no CSV file at {path}", key="--data")
+    if not Path(path).exists():  # what is there is checked when it is read
+        raise ConfigError(f"no CSV file at {excerpt(path)}", key="--data")
     if "target" not in options:
         raise ConfigError(
             "csv data needs the label column: --data-option target=COLUMN",

@@ -8,6 +8,11 @@ from elsewhere can be read safely. Two things it does not do are done here:
   ordered. The order is kept in the metadata and restored on load.
 * **Integrity.** The params digest is kept in the metadata and checked on load, so a
   truncated or edited file raises :class:`StoreError` instead of loading.
+* **Bounded reading.** The JSON header (and the JSON inside its metadata) is read
+  only if it is at most :data:`MAX_HEADER_BYTES` and nests at most
+  :data:`MAX_JSON_DEPTH` deep, measured before it is parsed: Python's json parser
+  recurses per level, so a header nested a few thousand deep would raise
+  ``RecursionError`` on ``--resume`` instead of a message.
 
 A write goes to a temporary file in the same directory, is fsynced, then renamed over
 the final name (``os.replace`` is atomic): a crash leaves the old file or the new
@@ -27,19 +32,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from accord.errors import StoreError
+from accord.errors import StoreError, excerpt
 from accord.params import Array, Params
 
-__all__ = ["Checkpoint", "CheckpointStore"]
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "MAX_JSON_DEPTH",
+    "Checkpoint",
+    "CheckpointStore",
+    "bounded_json",
+    "json_depth",
+]
 
 logger = logging.getLogger(__name__)
 
 _FORMAT = "accord-checkpoint/1"
 _NAME = re.compile(r"^round-(\d{5,})\.safetensors$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+#: The largest JSON header read (accord writes ~150 bytes per tensor: 100k tensors).
+MAX_HEADER_BYTES = 16 << 20
+#: How deep the header's JSON may nest; accord's nests 3 deep, its metadata 2.
+MAX_JSON_DEPTH = 8
+# A JSON string, escapes included (the unrolled form: no backtracking).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,24 +244,55 @@ def _read_metadata(path: Path) -> dict[str, str]:
     try:
         with Path(path).open("rb") as f:
             size = int.from_bytes(f.read(8), "little")
-            if not 0 < size <= _MAX_HEADER:
-                raise _corrupt(path, "bad header length")
-            header = json.loads(f.read(size))
+            if not 0 < size <= MAX_HEADER_BYTES:
+                raise _corrupt(
+                    path, f"header length {size:,} not in 1..{MAX_HEADER_BYTES:,}"
+                )
+            header = bounded_json(f.read(size))
     except OSError as exc:
         raise StoreError(
             f"cannot read checkpoint {path}: {exc.strerror or exc}"
         ) from exc
     except ValueError as exc:
-        raise _corrupt(path, f"unreadable header: {exc}") from exc
+        raise _corrupt(path, f"unreadable header: {excerpt(str(exc))}") from exc
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(metadata, dict) or metadata.get("accord.format") != _FORMAT:
         raise _corrupt(path, "no accord metadata")
     return {str(k): str(v) for k, v in metadata.items()}
 
 
+def json_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in the JSON text ``raw``, without parsing it.
+
+    Strings are cut out first (a bracket inside one does not nest), then the depth
+    is the running count of openings minus closings: numpy does it in C, so a
+    16 MiB header is measured in tens of milliseconds.
+    """
+    skeleton = np.frombuffer(_JSON_STRING.sub(b"", raw), dtype=np.uint8)
+    opens = (skeleton == ord("[")) | (skeleton == ord("{"))
+    closes = (skeleton == ord("]")) | (skeleton == ord("}"))
+    steps = opens.astype(np.int32) - closes.astype(np.int32)
+    return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+
+
+def bounded_json(raw: bytes | str) -> object:
+    """``json.loads(raw)``, refused with ValueError if it nests past MAX_JSON_DEPTH."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    depth = json_depth(data)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested {depth} deep, more than {MAX_JSON_DEPTH}")
+    return json.loads(data)
+
+
 def _str_list(value: object) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TypeError("expected a list of names")
+    return value
+
+
+def _object(value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise TypeError("expected a JSON object")
     return value
 
 
@@ -263,15 +312,16 @@ def _assemble(
 ) -> Checkpoint:
     """Rebuild ordered Params from the loaded tensors and check every digest."""
     try:
-        order = _str_list(json.loads(meta["accord.order"]))
+        order = _str_list(bounded_json(meta["accord.order"]))
         groups = {
-            str(g): _str_list(n) for g, n in json.loads(meta["accord.extra"]).items()
+            str(g): _str_list(n)
+            for g, n in _object(bounded_json(meta["accord.extra"])).items()
         }
-        digests = json.loads(meta["accord.extra_digests"])
+        digests = _object(bounded_json(meta["accord.extra_digests"]))
         run_id, round_number = meta["accord.run_id"], int(meta["accord.round"])
         expected = meta["accord.digest"]
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise _corrupt(path, f"bad metadata: {exc!r}") from exc
+        raise _corrupt(path, f"bad metadata: {excerpt(repr(exc))}") from exc
     params = _group(path, tensors, order, order)
     if params.digest() != expected:
         raise _corrupt(path, "model digest does not match its contents")

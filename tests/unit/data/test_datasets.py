@@ -127,7 +127,7 @@ def test_csv_errors_say_what_to_do(
 
 
 def test_csv_missing_file_is_a_dataset_error(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="cannot read"):
+    with pytest.raises(DatasetError, match="absent.csv' does not exist"):
         load_table(f"csv:{tmp_path / 'absent.csv'}", target="y")
 
 

@@ -16,6 +16,12 @@ from safetensors.numpy import save_file
 from accord.errors import StoreError
 from accord.params import Params
 from accord.store import CheckpointStore
+from accord.store.checkpoint import (
+    MAX_HEADER_BYTES,
+    MAX_JSON_DEPTH,
+    bounded_json,
+    json_depth,
+)
 
 RUN = "20261122-163301-ab12cd"
 
@@ -227,3 +233,50 @@ def test_foreign_safetensors_file_is_refused(tmp_path: Path) -> None:
 def test_missing_file_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot read checkpoint"):
         CheckpointStore(tmp_path).load(tmp_path / "nope.safetensors")
+
+
+def _with_header(path: Path, header: bytes) -> None:
+    """Replace the file's header by ``header`` (padded as safetensors pads it)."""
+    data = path.read_bytes()
+    size = _header_size(path)
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data[8 + size :])
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 100_000])
+def test_a_deeply_nested_header_is_refused_before_parsing(
+    saved: Path, depth: int
+) -> None:
+    _with_header(saved, b"[" * depth + b"]" * depth)
+
+    with pytest.raises(StoreError, match=f"JSON nested {depth} deep, more than 8"):
+        CheckpointStore(saved.parent).load(saved)
+
+
+def test_deeply_nested_metadata_is_refused_before_parsing(saved: Path) -> None:
+    _edit_metadata(saved, "accord.extra", "[" * 50_000 + "]" * 50_000)
+
+    with pytest.raises(StoreError, match="bad metadata: .*JSON nested 50000 deep"):
+        CheckpointStore(saved.parent).load(saved)
+
+
+def test_a_header_longer_than_the_bound_is_refused(saved: Path) -> None:
+    data = saved.read_bytes()
+    saved.write_bytes(struct.pack("<Q", MAX_HEADER_BYTES + 1) + data[8:])
+
+    with pytest.raises(StoreError, match="header length 16,777,217 not in"):
+        CheckpointStore(saved.parent).load(saved)
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        (b"1", 0),
+        (b'{"a": [1, {"b": "]]]\\"[[[{{"}]}', 3),
+        (b'["\\\\", ["x"]]', 2),
+        (b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH, MAX_JSON_DEPTH),
+    ],
+)
+def test_json_depth_ignores_brackets_in_strings(text: bytes, depth: int) -> None:
+    assert json_depth(text) == depth
+    assert bounded_json(text) == json.loads(text)
