@@ -10,6 +10,8 @@ callers that do not know accord. Messages say what went wrong *and* what to do n
     ├── ConfigError (ValueError)            fed.toml or an option is invalid
     ├── MissingExtraError (ImportError)     an optional extra is not installed
     ├── DatasetError (ValueError)           a dataset or partition cannot be built
+    │   └── SchemaMismatch                  a site's table does not fit the
+    │                                       federation's columns; names both
     ├── TaskError (RuntimeError)            the user's task failed or misbehaved
     ├── UpdateRejected (ValueError)         an update failed validation
     │   └── SubmissionRefused               a message was refused on arrival
@@ -45,6 +47,7 @@ __all__ = [
     "RunAborted",
     "RunBusy",
     "RunNotFound",
+    "SchemaMismatch",
     "SecAggAborted",
     "ShareRejected",
     "StoreError",
@@ -81,6 +84,22 @@ class MissingExtraError(AccordError, ImportError):
 
 class DatasetError(AccordError, ValueError):
     """A dataset cannot be loaded, or a partition cannot be built from it."""
+
+
+class SchemaMismatch(DatasetError):
+    """A site's table does not fit the federation's: ``site`` and ``column`` say where.
+
+    Raised before round 1, when the deployment's preprocessing is fitted: a
+    missing or extra column, a column numeric at one site and categorical at
+    another, other classes, or a level outside the declared ones.
+    """
+
+    def __init__(
+        self, message: str, *, site: str | None = None, column: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.site = site
+        self.column = column
 
 
 class TaskError(AccordError, RuntimeError):

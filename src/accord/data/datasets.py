@@ -34,12 +34,19 @@ from accord.errors import DatasetError, MissingExtraError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MISSING_LEVEL", "DatasetEntry", "Table", "list_datasets", "load_table"]
+__all__ = [
+    "MISSING_LEVEL",
+    "DatasetEntry",
+    "Table",
+    "declared_levels",
+    "list_datasets",
+    "load_table",
+]
 
 MISSING_LEVEL = "missing"
 """The categorical level that stands for a missing value."""
 
-_CSV_OPTIONS = ("target", "site_column", "categorical", "drop", "classes")
+_CSV_OPTIONS = ("target", "site_column", "categorical", "drop", "classes", "levels")
 #: The ``synthetic`` dataset's data never changes: one fixed generator seed.
 _SYNTHETIC_SEED = 20_240_601
 #: Files in ``sklearn/datasets/data/`` holding the bundled scikit-learn datasets.
@@ -79,9 +86,11 @@ def load_table(name: str, **options: Any) -> Table:
     """Load a bundled dataset by name, or ``csv:PATH`` with the options below.
 
     CSV options: ``target`` (required), ``site_column``, ``categorical`` and ``drop``
-    (lists of columns, or comma-separated text) and ``classes`` (label order; default
-    the sorted target values). Every other column is numeric. ``synthetic`` takes
-    ``rows``, ``features`` and ``classes`` (integers; defaults in
+    (lists of columns, or comma-separated text), ``classes`` (label order; default
+    the sorted target values) and ``levels`` (``{column: [level, ...]}``: the
+    declared levels of categorical columns, default those present). Every other
+    column is numeric. ``synthetic`` takes ``rows``, ``features`` and ``classes``
+    (integers; defaults in
     :data:`~accord.data.catalogue.SYNTHETIC_DEFAULTS`). Raises
     :class:`DatasetError` for an unknown name, option or column.
     """
@@ -341,7 +350,53 @@ def _load_csv(path: str, options: Mapping[str, Any]) -> Table:
     except (OSError, ValueError) as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
     spec = _csv_spec(path, raw, str(target), options)
-    return _clean(raw, spec)
+    return _declare_levels(_clean(raw, spec), options.get("levels"))
+
+
+def _declare_levels(table: Table, declared: Any) -> Table:
+    """Fix the levels of the columns ``declared`` names (``levels={col: [...]}``).
+
+    Declared levels are the federation's data dictionary: every site and the
+    simulation one-hot encode exactly these (in this order, plus ``"missing"``),
+    whatever their own rows hold. A value outside them is an error naming it.
+    """
+    if declared is None:
+        return table
+    spec = table.spec
+    if not isinstance(declared, Mapping):
+        raise DatasetError(
+            f"{spec.name}: levels must map categorical columns to their levels, "
+            'e.g. levels = { colour = ["red", "blue"] }'
+        )
+    levels = dict(table.levels)
+    for column, names in declared.items():
+        if column not in spec.categorical:
+            raise DatasetError(
+                f"{spec.name}: levels names {column!r}, which is not a categorical "
+                f"column (categorical: {list(spec.categorical)}); list it in "
+                "categorical= too"
+            )
+        fixed = declared_levels(column, names)
+        extra = sorted(set(table.levels[column]) - set(fixed))
+        if extra:
+            raise DatasetError(
+                f"{spec.name}: column {column!r} holds {extra[:5]!r}, not among its "
+                f"declared levels {list(fixed)[:20]}; add them to levels or fix "
+                "the data"
+            )
+        levels[column] = fixed
+    return replace(table, levels=levels)
+
+
+def declared_levels(column: str, names: Any) -> tuple[str, ...]:
+    """Declared levels of ``column`` as encoded: in the given order, then missing."""
+    items = _names(names)
+    if not items or len(set(items)) != len(items):
+        raise DatasetError(
+            f"the declared levels of {column!r} must be distinct and at least one, "
+            f"got {names!r}"
+        )
+    return items if MISSING_LEVEL in items else (*items, MISSING_LEVEL)
 
 
 def _csv_spec(
