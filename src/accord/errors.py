@@ -17,6 +17,8 @@ callers that do not know accord. Messages say what went wrong *and* what to do n
     │   └── SubmissionRefused               a message was refused on arrival
     ├── RoundFailed (RuntimeError)          a round could not reach its quorum
     ├── RunAborted (RuntimeError)           a run stopped before its last round
+    │   └── PreparationFailed               before round 1: ``site`` could not take
+    │                                       part in the preprocessing fit
     ├── StoreError (RuntimeError)           the store cannot read or write
     │   ├── RunNotFound (LookupError)       no run with that id
     │   └── RunBusy                         another process is serving that run
@@ -42,6 +44,7 @@ __all__ = [
     "EquivocationDetected",
     "MissingExtraError",
     "PkiError",
+    "PreparationFailed",
     "RefusalKind",
     "RoundFailed",
     "RunAborted",
@@ -153,6 +156,14 @@ class RoundFailed(AccordError, RuntimeError):
 
 class RunAborted(AccordError, RuntimeError):
     """A run stopped early; completed rounds stay in the store."""
+
+
+class PreparationFailed(RunAborted):
+    """A site refused, failed or garbled the preprocessing fit before round 1."""
+
+    def __init__(self, site: str, message: str) -> None:
+        super().__init__(message)
+        self.site = site
 
 
 class StoreError(AccordError, RuntimeError):

@@ -89,7 +89,8 @@ def start_csv_sites(running, tables: dict[str, Path], logs: Path, background, **
     goodbyes: dict[str, object] = {}
     threads = []
     for name, path in tables.items():
-        site = load_local_data(f"csv:{path}", options=SITE_OPTIONS)
+        options = {**SITE_OPTIONS, **kw.get("options", {}).get(name, {})}
+        site = load_local_data(f"csv:{path}", options=options)
         runtime = ParticipantRuntime(
             lambda n=name: running.client(n),
             None,

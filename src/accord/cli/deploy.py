@@ -471,8 +471,13 @@ def _prepare(
 
     A new run records the fit; a resumed one checks that it is unchanged.
     """
-    from accord.coordinator.preparation import check_recorded, prepare
+    from accord.coordinator.preparation import REFUSED_KIND, check_recorded, prepare
     from accord.simulation.context import build_context, federation_schema
+
+    def record(site: str | None, detail: str) -> None:
+        store.record_event(
+            run_id, round=0, participant=site, kind=REFUSED_KIND, detail=detail
+        )
 
     encoder = prepare(
         executor,
@@ -482,6 +487,7 @@ def _prepare(
         holdout_fraction=cfg.data.holdout_fraction,
         secure_aggregation=cfg.secure_aggregation.mode,
         deadline_s=cfg.round.deadline_s,
+        record=record,
     )
     check_recorded(store, run_id, encoder)
     return build_context(cfg, encoder=encoder)

@@ -48,13 +48,21 @@ from accord.data.profile import (
     fit_encoder,
     profile_from_json,
 )
-from accord.errors import DatasetError, RunAborted, StoreError
+from accord.errors import (
+    DatasetError,
+    PreparationFailed,
+    RunAborted,
+    SchemaMismatch,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from accord.store.protocol import RunStore
 
 __all__ = [
     "EVENT_KIND",
+    "REFUSED_KIND",
+    "Recorder",
     "check_recorded",
     "prepare",
     "record_encoder",
@@ -65,6 +73,10 @@ logger = logging.getLogger(__name__)
 
 #: The kind of the store events that hold the fitted encoder.
 EVENT_KIND = "preprocessing"
+#: The kind of the store event that says why the fit failed.
+REFUSED_KIND = "preprocessing_refused"
+#: Where ``prepare`` reports a failed fit: ``(participant or None, detail)``.
+Recorder = Callable[[str | None, str], None]
 #: Characters of encoder JSON per event (the store keeps 2,000 per event).
 _PART = 1800
 _ROUND = 0
@@ -80,12 +92,41 @@ def prepare(
     secure_aggregation: str,
     deadline_s: float,
     clock: Callable[[], float] = time.monotonic,
+    record: Recorder | None = None,
 ) -> Encoder:
     """Gather the profiles of ``participants``, fit, ship; return the encoder.
 
     ``participants`` are those connected, in roster order; each one's position in
-    ``executor.participants`` picks its holdout split, as in a simulation.
+    ``executor.participants`` picks its holdout split, as in a simulation. Why the
+    fit failed, and the site to blame where there is one, goes to ``record``
+    (``(participant, detail)``; the run store, in ``accord coordinator``) before
+    the error is raised.
     """
+    try:
+        return _prepare(
+            executor,
+            participants,
+            schema,
+            PrepareRequest(seed, holdout_fraction, 0, secure_aggregation),
+            deadline_s,
+            clock,
+        )
+    except (RunAborted, SchemaMismatch) as exc:
+        if record is not None:
+            record(getattr(exc, "site", None), str(exc))
+        raise
+
+
+def _prepare(
+    executor: Executor,
+    participants: Sequence[str],
+    schema: Schema,
+    template: PrepareRequest,
+    deadline_s: float,
+    clock: Callable[[], float],
+) -> Encoder:
+    seed, holdout_fraction = template.seed, template.holdout_fraction
+    secure_aggregation = template.secure_aggregation
     roster = executor.participants
     requests = {
         p: PrepareRequest(seed, holdout_fraction, roster.index(p), secure_aggregation)
@@ -105,7 +146,8 @@ def prepare(
         try:
             profiles.append((name, profile_from_json(replies[name])))
         except DatasetError as exc:
-            raise RunAborted(f"site {name!r} sent an unusable profile: {exc}") from None
+            reason = f"site {name!r} sent an unusable profile: {exc}"
+            raise PreparationFailed(name, reason) from None
     encoder = fit_encoder(profiles, schema)
     digest = encoder_digest(encoder)
     logger.info(
@@ -159,9 +201,10 @@ def _collect(
             logger.warning("ignored %s before round 1", type(event).__name__)
             continue
         if isinstance(event, JobFailed):
-            raise RunAborted(
+            raise PreparationFailed(
+                event.participant,
                 f"site {event.participant!r} could not take part in the "
-                f"preprocessing fit ({stage}): {event.reason}"
+                f"preprocessing fit ({stage}): {event.reason}",
             )
         if isinstance(event, SecAggReply) and event.stage == stage:
             answers[event.participant] = event.payload

@@ -202,10 +202,19 @@ def profile_from_json(data: bytes) -> SiteProfile:
     for name, value in numeric.items():
         triple = _floats(value, f"numeric column {name!r}", length=3)
         count, total, total_sq = triple
-        if count != math.floor(count) or not 0 <= count <= train_rows or total_sq < 0:
+        # Sums of real values obey total**2 <= count * total_sq (Cauchy-Schwarz):
+        # a profile that breaks it cannot come from any table.
+        bound = count * total_sq * (1 + 1e-9) + 1e-300
+        if (
+            count != math.floor(count)
+            or not 0 <= count <= train_rows
+            or total_sq < 0
+            or total * total > bound
+        ):
             raise DatasetError(
                 f"the statistics of numeric column {name!r} are impossible "
-                f"(count {count} of {train_rows} rows, sum of squares {total_sq})"
+                f"(count {count} of {train_rows} rows, sum {total}, sum of squares "
+                f"{total_sq})"
             )
         stats[name] = (count, total, total_sq)
     levels = {

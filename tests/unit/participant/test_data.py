@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from accord.config import load_config
-from accord.errors import ConfigError
 from accord.data.handshake import PrepareRequest
 from accord.data.profile import Schema, fit_encoder
+from accord.errors import ConfigError
 from accord.participant.data import LocalData, build_task, load_local_data
 from accord.participant.table import SiteTable
 from accord.simulation.context import build_context
