@@ -114,15 +114,22 @@ def start_csv_sites(running, tables: dict[str, Path], logs: Path, background, **
     return goodbyes, threads
 
 
-@pytest.fixture
-def tables(tmp_path):
-    return write_tables(tmp_path)
+UNION = ("blue", "green", "missing", "red", "yellow")
+DECLARED = ("yellow", "red", "green", "blue", "purple")
 
 
+@pytest.mark.parametrize(
+    ("levels", "colours"),
+    [
+        ("", UNION),  # the union of the sites' levels, sorted
+        (f", levels = {{ colour = {list(DECLARED)} }}", (*DECLARED, "missing")),
+    ],
+    ids=["union", "declared"],
+)
 def test_deployed_csv_sites_train_the_simulated_model_round_for_round(
-    start_coordinator, tables, tmp_path, background
+    start_coordinator, tmp_path, background, levels, colours
 ):
-    config, per_site = tables
+    config, per_site = write_tables(tmp_path, levels=levels.replace("'", '"'))
     simulated = simulate(config, store=MemoryStore()).run
     running = start_coordinator(SITES)
     goodbyes, threads = start_csv_sites(running, per_site, tmp_path, background)
@@ -140,11 +147,9 @@ def test_deployed_csv_sites_train_the_simulated_model_round_for_round(
         r.global_digest for r in simulated.rounds
     ]
     assert deployed.params.digest() == simulated.params.digest()
-    # Every site encodes the union of the levels, in the simulation's order.
+    # Every site encodes the same levels, in the simulation's order.
     names = ctx.data.info.feature_names
-    assert names == ("x1", "x2") + tuple(
-        f"colour={c}" for c in ("blue", "green", "missing", "red", "yellow")
-    )
+    assert names == ("x1", "x2") + tuple(f"colour={c}" for c in colours)
     # The fit is recorded with the run, as shipped to and applied by every site.
     recorded = recorded_encoder(running.store, running.run_id)
     assert recorded is not None
