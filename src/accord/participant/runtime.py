@@ -20,6 +20,12 @@ is masked or encrypted at once and only the protocol's messages leave the site,
 through ``SubmitSecAgg``, one per stage. The site's policy may refuse plain train
 tasks, or secure ones below a minimum threshold.
 
+A site on ``csv:`` data (:class:`~accord.participant.table.SiteTable`) has no
+features until the coordinator fits the federation's preprocessing: it answers
+the ``profile`` and ``encoding`` stages of round 0
+(:mod:`accord.participant.preparation`), builds its task with ``builder`` for
+the encoded data, and refuses train and eval tasks until then.
+
 Everything received, sent (sizes, digests) and refused goes to the
 :class:`~accord.participant.sitelog.SiteLog`.
 """
