@@ -13,6 +13,8 @@ terminal or a log whole.
     ├── ConfigError (ValueError)            fed.toml or an option is invalid
     ├── MissingExtraError (ImportError)     an optional extra is not installed
     ├── DatasetError (ValueError)           a dataset or partition cannot be built
+    │   └── SchemaMismatch                  a site's table does not fit the
+    │                                       federation's columns; names both
     ├── TaskError (RuntimeError)            the user's task failed or misbehaved
     ├── UpdateRejected (ValueError)         an update failed validation
     │   └── SubmissionRefused               a message was refused on arrival
@@ -20,6 +22,8 @@ terminal or a log whole.
     ├── AggregateRejected (ArithmeticError) a round's aggregate or new model failed
     │                                       an integrity check (finite, norm bound)
     ├── RunAborted (RuntimeError)           a run stopped before its last round
+    │   └── PreparationFailed               before round 1: ``site`` could not take
+    │                                       part in the preprocessing fit
     ├── StoreError (RuntimeError)           the store cannot read or write
     │   ├── RunNotFound (LookupError)       no run with that id
     │   └── RunBusy                         another process is serving that run
@@ -46,11 +50,13 @@ __all__ = [
     "EquivocationDetected",
     "MissingExtraError",
     "PkiError",
+    "PreparationFailed",
     "RefusalKind",
     "RoundFailed",
     "RunAborted",
     "RunBusy",
     "RunNotFound",
+    "SchemaMismatch",
     "SecAggAborted",
     "ShareRejected",
     "StoreError",
@@ -110,6 +116,22 @@ class MissingExtraError(AccordError, ImportError):
 
 class DatasetError(AccordError, ValueError):
     """A dataset cannot be loaded, or a partition cannot be built from it."""
+
+
+class SchemaMismatch(DatasetError):
+    """A site's table does not fit the federation's: ``site`` and ``column`` say where.
+
+    Raised before round 1, when the deployment's preprocessing is fitted: a
+    missing or extra column, a column numeric at one site and categorical at
+    another, other classes, or a level outside the declared ones.
+    """
+
+    def __init__(
+        self, message: str, *, site: str | None = None, column: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.site = site
+        self.column = column
 
 
 class TaskError(AccordError, RuntimeError):
@@ -196,6 +218,14 @@ class AggregateRejected(AccordError, ArithmeticError):
 
 class RunAborted(AccordError, RuntimeError):
     """A run stopped early; completed rounds stay in the store."""
+
+
+class PreparationFailed(RunAborted):
+    """A site refused, failed or garbled the preprocessing fit before round 1."""
+
+    def __init__(self, site: str, message: str) -> None:
+        super().__init__(message)
+        self.site = site
 
 
 class StoreError(AccordError, RuntimeError):

@@ -288,7 +288,9 @@ def _coordinate(
                         port_file.write_text(f"{server.port}\n", encoding="utf-8")
                     mode = "plaintext" if insecure else "mutual TLS"
                     console.print(f"listening on {server.address} ({mode})")
-                    _wait(executor, participants, cfg, console)
+                    connected = _wait(executor, participants, cfg, console)
+                    if cfg.data.dataset.startswith("csv:"):
+                        ctx = _prepare(cfg, executor, connected, run_store, run_id)
                     result = _train(
                         cfg,
                         ctx,
@@ -488,14 +490,48 @@ def _train(
         return coordinator.run(initial, run_id=run_id)
 
 
+def _prepare(
+    cfg: FedConfig,
+    executor: GrpcExecutor,
+    connected: list[str],
+    store: RunStore,
+    run_id: str,
+) -> SimContext:
+    """Fit the sites' preprocessing (csv: data), record it; the context it gives.
+
+    A new run records the fit; a resumed one checks that it is unchanged.
+    """
+    from accord.coordinator.preparation import REFUSED_KIND, check_recorded, prepare
+    from accord.simulation.context import build_context, federation_schema
+
+    def record(site: str | None, detail: str) -> None:
+        store.record_event(
+            run_id, round=0, participant=site, kind=REFUSED_KIND, detail=detail
+        )
+
+    encoder = prepare(
+        executor,
+        connected,
+        federation_schema(cfg),
+        seed=cfg.federation.seed,
+        holdout_fraction=cfg.data.holdout_fraction,
+        secure_aggregation=cfg.secure_aggregation.mode,
+        deadline_s=cfg.round.deadline_s,
+        record=record,
+    )
+    check_recorded(store, run_id, encoder)
+    return build_context(cfg, encoder=encoder)
+
+
 def _wait(
     executor: GrpcExecutor, participants: list[str], cfg: FedConfig, console: Console
-) -> None:
+) -> list[str]:
+    """The participants connected within ``wait_s``, in roster order."""
     console.print(f"waiting for {len(participants)} participant(s)")
     connected = executor.wait_for(participants, cfg.deployment.wait_s)
     missing = sorted(set(participants) - connected)
     if not missing:
-        return
+        return list(participants)
     if len(connected) < cfg.selection.min_participants:
         raise RunAborted(
             f"only {len(connected)} of {len(participants)} participants connected "
@@ -503,6 +539,7 @@ def _wait(
             "check their logs, or raise [deployment] wait_s"
         )
     logger.warning("starting without %s: not connected", ", ".join(missing))
+    return [p for p in participants if p in connected]
 
 
 def _as_json(result: RunResult, rejections: list[dict[str, object]]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from accord.cli.errors import reported
 from accord.errors import ConfigError
 
 if TYPE_CHECKING:
+    from accord.task.protocol import Task
     from accord.transport.coordinator_pin import CoordinatorPin
     from accord.transport.identity import SigningIdentity
 
@@ -99,7 +100,7 @@ def participant_command(
 ) -> None:
     """Serve this site's tasks from a coordinator until its run ends."""
     with reported():
-        from accord.participant.data import build_task, load_local_data
+        from accord.participant.data import LocalData, build_task, load_local_data
         from accord.participant.policy import SitePolicy
         from accord.participant.runtime import ParticipantRuntime
         from accord.participant.sitelog import SiteLog
@@ -120,7 +121,19 @@ def participant_command(
         signing = _signing_identity(identity, files)
         pin = _coordinator_pin(identity)
         local = load_local_data(data, options=_options(data_option or []))
-        site_task = build_task(local, task)
+        site_task, builder = None, None
+        if isinstance(local, LocalData):
+            site_task = build_task(local, task)
+        elif task is None:
+            raise ConfigError("name the task: --task module:object", key="--task")
+        else:
+            reference = task
+
+            def builder(encoded: LocalData) -> Task:
+                # csv: data: the features are known once the coordinator ships
+                # the federation's preprocessing (before round 1).
+                return build_task(encoded, reference)
+
         log_path = site_log or (identity / "site-log.jsonl" if identity else None)
         log = SiteLog(log_path)
 
@@ -140,6 +153,7 @@ def participant_command(
                 connect,
                 site_task,
                 local,
+                builder=builder,
                 log=log,
                 threads=threads,
                 give_up_after_s=give_up_after,

@@ -51,6 +51,7 @@ __all__ = [
     "DatasetEntry",
     "Table",
     "check_table",
+    "declared_levels",
     "list_datasets",
     "load_table",
 ]
@@ -67,6 +68,7 @@ _CSV_OPTIONS = (
     "missing",
     "max_levels",
     "max_bytes",
+    "levels",
 )
 #: The largest CSV read unless the ``max_bytes`` option says otherwise (pandas holds
 #: a few times the file's size while it parses).
@@ -115,7 +117,9 @@ def load_table(name: str, **options: Any) -> Table:
     (lists of columns, or comma-separated text), ``classes`` (label order; default
     the sorted target values), ``missing`` (markers that mean a missing value, such
     as ``.``, besides empty cells and ``NA``) and ``max_levels`` (most distinct
-    values of a categorical column, default 1000). Every other column is numeric.
+    values of a categorical column, default 1000) and ``levels``
+    (``{column: [level, ...]}``: the declared levels of categorical columns, default
+    those present). Every other column is numeric.
     The table's quality is checked before it is returned
     (:mod:`accord.data.quality`): every problem is refused at once, by column.
     ``synthetic`` takes ``rows``, ``features`` and ``classes`` (integers; defaults in
@@ -399,7 +403,8 @@ def _max_bytes(value: Any) -> int:
 
 def _load_csv(path: str, options: Mapping[str, Any]) -> Table:
     raw, spec, max_levels = _read_csv(path, options)
-    return _clean(raw, spec, max_levels=max_levels)
+    table = _clean(raw, spec, max_levels=max_levels)
+    return _declare_levels(table, options.get("levels"))
 
 
 def check_table(name: str, **options: Any) -> QualityReport:
@@ -499,3 +504,49 @@ def _csv_spec(
         site_column=str(site) if site else None,
         dropped=tuple((c, "dropped by the user") for c in drop),
     )
+
+
+def _declare_levels(table: Table, declared: Any) -> Table:
+    """Fix the levels of the columns ``declared`` names (``levels={col: [...]}``).
+
+    Declared levels are the federation's data dictionary: every site and the
+    simulation one-hot encode exactly these (in this order, plus ``"missing"``),
+    whatever their own rows hold. A value outside them is an error naming it.
+    """
+    if declared is None:
+        return table
+    spec = table.spec
+    if not isinstance(declared, Mapping):
+        raise DatasetError(
+            f"{spec.name}: levels must map categorical columns to their levels, "
+            'e.g. levels = { colour = ["red", "blue"] }'
+        )
+    levels = dict(table.levels)
+    for column, names in declared.items():
+        if column not in spec.categorical:
+            raise DatasetError(
+                f"{spec.name}: levels names {column!r}, which is not a categorical "
+                f"column (categorical: {list(spec.categorical)}); list it in "
+                "categorical= too"
+            )
+        fixed = declared_levels(column, names)
+        extra = sorted(set(table.levels[column]) - set(fixed))
+        if extra:
+            raise DatasetError(
+                f"{spec.name}: column {column!r} holds {extra[:5]!r}, not among its "
+                f"declared levels {list(fixed)[:20]}; add them to levels or fix "
+                "the data"
+            )
+        levels[column] = fixed
+    return replace(table, levels=levels)
+
+
+def declared_levels(column: str, names: Any) -> tuple[str, ...]:
+    """Declared levels of ``column`` as encoded: in the given order, then missing."""
+    items = _names(names)
+    if not items or len(set(items)) != len(items):
+        raise DatasetError(
+            f"the declared levels of {column!r} must be distinct and at least one, "
+            f"got {names!r}"
+        )
+    return items if MISSING_LEVEL in items else (*items, MISSING_LEVEL)

@@ -37,6 +37,8 @@ __all__ = [
     "RowPlan",
     "Site",
     "build_federation",
+    "holdout_split",
+    "labelled",
     "plan_rows",
 ]
 
@@ -141,12 +143,21 @@ def plan_rows(
     train: list[Index] = []
     holdout: list[Index] = []
     for i, rows in enumerate(split.indices):
-        kept, held = part.stratified_split(
-            labels[dev[rows]], holdout_fraction, _stream(seed, _HOLDOUT, i)
-        )
+        kept, held = holdout_split(labels[dev[rows]], holdout_fraction, seed, i)
         train.append(dev[rows[kept]])
         holdout.append(dev[rows[held]])
     return RowPlan(test, split.names, tuple(train), tuple(holdout))
+
+
+def holdout_split(
+    labels: npt.NDArray[np.int64], fraction: float, seed: int, index: int
+) -> tuple[Index, Index]:
+    """Split the ``index``-th site's rows into (train, holdout), as a simulation does.
+
+    A deployed site (:mod:`accord.participant.table`) calls it with its position in
+    the roster, so that it holds out the rows its simulated twin holds out.
+    """
+    return part.stratified_split(labels, fraction, _stream(seed, _HOLDOUT, index))
 
 
 def build_federation(
@@ -162,6 +173,7 @@ def build_federation(
     other: str = "drop",
     min_site_size: int = 10,
     options: Mapping[str, Any] = _NO_OPTIONS,
+    encoder: Encoder | None = None,
 ) -> FederatedData:
     """Load ``dataset``, split it into sites and a test set, and encode every split.
 
@@ -176,10 +188,11 @@ def build_federation(
 
     x is float32, y int64 in ``0..n_classes-1``; the same arguments give
     bit-identical arrays. Raises :class:`DatasetError` when the data cannot be
-    split as asked.
+    split as asked. ``encoder`` (a deployment's federated fit) replaces the
+    encoder fitted on these sites' train rows.
     """
     table = load_table(dataset, **options)
-    table, labels = _labelled(table)
+    table, labels = labelled(table)
     column = site_column or table.spec.site_column
     values = None
     if column is not None:
@@ -201,10 +214,10 @@ def build_federation(
         other=other,
         min_site_size=min_site_size,
     )
-    return _encode(table, labels, plan)
+    return _encode(table, labels, plan, encoder)
 
 
-def _labelled(table: Table) -> tuple[Table, npt.NDArray[np.int64]]:
+def labelled(table: Table) -> tuple[Table, npt.NDArray[np.int64]]:
     """Drop rows without a target; map target text to class numbers."""
     spec = table.spec
     frame = table.frame
@@ -222,11 +235,17 @@ def _labelled(table: Table) -> tuple[Table, npt.NDArray[np.int64]]:
 
 
 def _encode(
-    table: Table, labels: npt.NDArray[np.int64], plan: RowPlan
+    table: Table,
+    labels: npt.NDArray[np.int64],
+    plan: RowPlan,
+    encoder: Encoder | None,
 ) -> FederatedData:
     """Fit the encoder on the sites' train rows only, then encode every split."""
-    features = extract_features(table)
-    encoder = Encoder.fit(features.rows(rows) for rows in plan.train)
+    if encoder is None:
+        features = extract_features(table)
+        encoder = Encoder.fit(features.rows(rows) for rows in plan.train)
+    else:
+        features = extract_features(encoder.aligned(table))
 
     def data(rows: Index) -> ArrayData:
         return ArrayData(encoder.transform(features.rows(rows)), labels[rows])

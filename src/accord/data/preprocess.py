@@ -26,12 +26,15 @@ first (a fixed function declared in the schema, which cannot leak).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+from accord.errors import DatasetError
 
 if TYPE_CHECKING:
     from accord.data.datasets import Table
@@ -113,14 +116,24 @@ class SufficientStats:
 
     @staticmethod
     def combine(parts: Iterable[SufficientStats]) -> SufficientStats:
-        """The sum of several sites' statistics (at least one)."""
+        """The sum of several sites' statistics (at least one), exactly rounded.
+
+        Each column's values are added with :func:`math.fsum`, so the result does
+        not depend on the order of the sites: a deployment that gathers them in
+        its roster's order fits bit for bit what a simulation fits in its own.
+        """
         items = list(parts)
         if not items:
             raise ValueError("need the statistics of at least one site")
-        out = items[0]
-        for part in items[1:]:
-            out = out + part
-        return out
+
+        def exact(rows: list[Floats]) -> Floats:
+            return np.array([math.fsum(col) for col in zip(*rows, strict=True)])
+
+        return SufficientStats(
+            exact([p.count for p in items]).reshape(items[0].count.shape),
+            exact([p.total for p in items]).reshape(items[0].total.shape),
+            exact([p.total_sq for p in items]).reshape(items[0].total_sq.shape),
+        )
 
     @property
     def mean(self) -> Floats:
@@ -154,9 +167,40 @@ class Encoder:
         """
         sites = list(site_train)
         stats = SufficientStats.combine(SufficientStats.of(s.numeric) for s in sites)
+        return cls.from_stats(sites[0].numeric_names, sites[0].levels, stats)
+
+    @classmethod
+    def from_stats(
+        cls,
+        numeric_names: tuple[str, ...],
+        levels: tuple[tuple[str, tuple[str, ...]], ...],
+        stats: SufficientStats,
+    ) -> Encoder:
+        """The encoder of summed statistics (a deployment's fit, :mod:`.profile`)."""
         std = stats.std
         scale = np.where(std > np.finfo(np.float32).eps, std, 1.0)
-        return cls(sites[0].numeric_names, sites[0].levels, stats.mean, scale)
+        return cls(numeric_names, levels, stats.mean, scale)
+
+    def aligned(self, table: Table) -> Table:
+        """``table`` with this encoder's column order and levels (for a re-encode).
+
+        A value outside the levels encodes as all zeros; a column the encoder
+        knows that ``table`` lacks raises :class:`DatasetError` naming it.
+        """
+        frame = table.frame
+        wanted = (*self.numeric_names, *(col for col, _ in self.levels))
+        absent = [c for c in wanted if c not in frame.columns]
+        if absent:
+            raise DatasetError(
+                f"{table.spec.name}: no columns {absent[:5]}, which the federation's "
+                "preprocessing encodes; every table needs the same columns"
+            )
+        spec = replace(
+            table.spec,
+            numeric=self.numeric_names,
+            categorical=tuple(col for col, _ in self.levels),
+        )
+        return replace(table, spec=spec, levels=dict(self.levels))
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -4,11 +4,12 @@ Two sources:
 
 ``csv:PATH``
     The site's own table. Options (``target=COLUMN`` is required; ``categorical``,
-    ``drop``, ``classes`` as for ``accord simulate``) say how to read it. The rows
-    are split into train and holdout (stratified, seeded), and preprocessing is
-    fitted on the site's own train rows. Every site must end up with the same
-    features: name the ``classes`` and use numeric columns, or the same
-    categorical levels everywhere.
+    ``drop``, ``classes`` as for ``accord simulate``) say how to read it. It is
+    loaded as a :class:`~accord.participant.table.SiteTable`: cleaned, not yet
+    split or encoded. The coordinator fits the preprocessing from every site's
+    statistics before round 1 and ships it (:mod:`accord.participant.preparation`),
+    so that the same feature means the same thing at every site; only then are
+    the rows split (as the simulation splits them) and encoded.
 ``sim:PATH/TO/fed.toml#SITE``
     For demonstrations and tests: build exactly the federation ``accord simulate``
     builds from that file (same seed, same split, same preprocessing) and take the
@@ -25,8 +26,10 @@ from typing import Any
 
 from accord.config import load_config
 from accord.data.arrays import ArrayData, DatasetInfo
-from accord.data.federation import build_federation
+from accord.data.datasets import load_table
+from accord.data.federation import labelled
 from accord.errors import ConfigError, excerpt
+from accord.participant.table import SiteTable
 from accord.simulation.context import build_context
 from accord.task.loading import load_task
 from accord.task.protocol import Task
@@ -47,20 +50,16 @@ class LocalData:
 
 
 def load_local_data(
-    source: str,
-    *,
-    options: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    holdout_fraction: float = 0.2,
-) -> LocalData:
-    """Load a site's data from ``csv:PATH`` or ``sim:FED.TOML#SITE``."""
+    source: str, *, options: Mapping[str, Any] | None = None
+) -> LocalData | SiteTable:
+    """Load a site's data from ``csv:PATH`` (raw) or ``sim:FED.TOML#SITE`` (encoded)."""
     kind, _, rest = source.partition(":")
     if kind == "sim":
         if options:
             raise ConfigError("sim: data takes its options from fed.toml", key="--data")
         return _simulated(rest)
     if kind == "csv":
-        return _csv(rest, dict(options or {}), seed, holdout_fraction)
+        return _csv(rest, dict(options or {}))
     raise ConfigError(
         f"unknown data source {source!r}: use csv:PATH or sim:FED.TOML#SITE",
         key="--data",
@@ -92,9 +91,7 @@ def _simulated(rest: str) -> LocalData:
     )
 
 
-def _csv(
-    path: str, options: dict[str, Any], seed: int, holdout_fraction: float
-) -> LocalData:
+def _csv(path: str, options: dict[str, Any]) -> SiteTable:
     if not Path(path).exists():  # what is there is checked when it is read
         raise ConfigError(f"no CSV file at {excerpt(path)}", key="--data")
     if "target" not in options:
@@ -102,18 +99,10 @@ def _csv(
             "csv data needs the label column: --data-option target=COLUMN",
             key="--data-option",
         )
-    data = build_federation(
-        f"csv:{Path(path).resolve()}",
-        partition="iid",
-        sites=1,
-        seed=seed,
-        test_fraction=0.0,
-        holdout_fraction=holdout_fraction,
-        min_site_size=1,
-        options=options,
-    )
-    site = data.sites[0]
-    return LocalData(Path(path).stem, data.info, site.train, site.holdout)
+    table, labels = labelled(load_table(f"csv:{Path(path).resolve()}", **options))
+    if len(labels) == 0:
+        raise ConfigError(f"{path} has no row with a label", key="--data")
+    return SiteTable(Path(path).stem, table, labels)
 
 
 def build_task(

@@ -26,6 +26,12 @@ CRL that comes with each message is checked and kept when newer (a forged or old
 one is refused and recorded); a CRL that revokes a pinned certificate ends the
 connection, and the next dial trusts only the pins left, or refuses to dial.
 
+A site on ``csv:`` data (:class:`~accord.participant.table.SiteTable`) has no
+features until the coordinator fits the federation's preprocessing: it answers
+the ``profile`` and ``encoding`` stages of round 0
+(:mod:`accord.participant.preparation`), builds its task with ``builder`` for
+the encoded data, and refuses train and eval tasks until then.
+
 Everything received, sent (sizes, digests) and refused goes to the
 :class:`~accord.participant.sitelog.SiteLog`.
 """
@@ -54,10 +60,13 @@ from accord.params import Params
 from accord.participant.backoff import Backoff
 from accord.participant.data import LocalData
 from accord.participant.policy import SitePolicy
+from accord.participant.preparation import Preparation, PreparationRefused, TaskBuilder
 from accord.participant.rounds import SecureRounds
 from accord.participant.sitelog import SiteLog
+from accord.participant.table import SiteTable
 from accord.simulation.jobs import JobError, TrainOutcome, run_eval, run_train
 from accord.task.protocol import Task
+from accord.transport.jobs import PREPARE_STAGES
 from accord.transport.messages import (
     EvalReport,
     FailureReport,
@@ -85,6 +94,10 @@ _SPARE_MAX_BYTES = 256 * 2**20
 #: Refusals after which the site reports the job failed (the others, a duplicate
 #: or a stale message, mean the coordinator already has its answer or moved on).
 _REPORT_AFTER = frozenset({"mismatch", "malformed", "too_large", "corrupt"})
+_UNPREPARED = (
+    "this site has no encoded data yet: the coordinator did not ship the "
+    "federation's preprocessing (the profile and encoding stages before round 1)"
+)
 
 
 def _job_key(order: TaskOrder) -> tuple[str, int, str]:
@@ -106,9 +119,10 @@ class ParticipantRuntime:
     def __init__(
         self,
         connect: Callable[[], CoordinatorClient],
-        task: Task,
-        data: LocalData,
+        task: Task | None,
+        data: LocalData | SiteTable,
         *,
+        builder: TaskBuilder | None = None,
         log: SiteLog | None = None,
         backoff: Backoff | None = None,
         threads: int | None = 1,
@@ -121,8 +135,7 @@ class ParticipantRuntime:
     ) -> None:
         self._connect = connect
         self._pin = pin
-        self._task = task
-        self._data = data
+        self._prep = Preparation(data, task=task, builder=builder, policy=policy)
         self.log = log or SiteLog()
         self._backoff = backoff or Backoff()
         self._threads = threads
@@ -233,8 +246,14 @@ class ParticipantRuntime:
             kind=order.kind,
             **detail,
         )
+        if order.kind == "secagg" and order.stage in PREPARE_STAGES:
+            self._prepare(client, order)
+            return
         if order.kind == "secagg":
             self._secagg(client, order)
+            return
+        if self._prep.ready is None:
+            self._refuse(client, order, _UNPREPARED)
             return
         if order.kind == "train":
             refusal = self._admit_train(order)
@@ -293,8 +312,9 @@ class ParticipantRuntime:
         if buffer is None or len(buffer) != spec.packed_nbytes:
             buffer = bytearray(spec.packed_nbytes)
         out = spec.view(buffer, writable=True)
+        data, task = self._usable()
         with self._limits():
-            result = run_train(self._task, self._data.train, params, config, out)
+            result = run_train(task, data.train, params, config, out)
         if isinstance(result, JobError):
             del out
             self._keep(buffer)  # nothing was sent from it
@@ -346,6 +366,25 @@ class ParticipantRuntime:
             num_examples=result.num_examples,
             receipt_digest=receipt.digest,
         )
+
+    def _usable(self) -> tuple[LocalData, Task]:
+        ready = self._prep.ready
+        assert ready is not None  # _handle refuses jobs before the encoding
+        return ready
+
+    # The preprocessing fit (round 0).
+
+    def _prepare(self, client: CoordinatorClient, order: TaskOrder) -> None:
+        """Answer the ``profile`` or ``encoding`` stage (:mod:`.preparation`)."""
+        t0 = time.perf_counter()
+        try:
+            payload = self._prep.answer(order)
+        except PreparationRefused as exc:
+            self._refuse(client, order, str(exc))
+            return
+        if order.stage == "encoding":
+            self.log.record("encoded_data", digest=self._prep.digest)
+        self._send_stage(client, order, order.stage, payload, time.perf_counter() - t0)
 
     # Secure rounds.
 
@@ -414,8 +453,9 @@ class ParticipantRuntime:
     def _evaluate(
         self, client: CoordinatorClient, order: TaskOrder, params: Params
     ) -> None:
+        data, task = self._usable()
         with self._limits():
-            result = run_eval(self._task, self._data.holdout, params)
+            result = run_eval(task, data.holdout, params)
         if isinstance(result, JobError):
             self._fail(client, order, result.reason, refused=False)
             return

@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accord.config import FedConfig
+from accord.data.datasets import declared_levels, load_table
 from accord.data.federation import FederatedData, Site, build_federation
+from accord.data.preprocess import Encoder
+from accord.data.profile import Schema
 from accord.task.loading import load_task
 from accord.task.protocol import Task
 
-__all__ = ["SimContext", "build_context"]
+__all__ = ["SimContext", "build_context", "federation_schema"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +40,46 @@ class SimContext:
         raise KeyError(name)
 
 
-def build_context(config: FedConfig) -> SimContext:
-    """Load and split the data, then build the task for it."""
+def _dataset(config: FedConfig) -> str:
+    """``[data] dataset``, a ``csv:`` path resolved next to fed.toml."""
+    dataset = config.data.dataset
+    if dataset.startswith("csv:"):
+        path = Path(dataset[4:])
+        base = Path(config.base_dir)
+        return f"csv:{path if path.is_absolute() else base / path}"
+    return dataset
+
+
+def federation_schema(config: FedConfig) -> Schema:
+    """The columns, classes and declared levels every site's table must have.
+
+    Read from the coordinator's own table (``[data]``): a deployment checks each
+    site's profile against it before round 1.
+    """
+    options = dict(config.data.options)
+    spec = load_table(_dataset(config), **options).spec
+    declared = options.get("levels") or {}
+    return Schema(
+        numeric=spec.numeric,
+        categorical=spec.categorical,
+        classes=spec.classes,
+        declared={
+            str(col): declared_levels(str(col), names)
+            for col, names in dict(declared).items()
+        },
+    )
+
+
+def build_context(config: FedConfig, *, encoder: Encoder | None = None) -> SimContext:
+    """Load and split the data, then build the task for it.
+
+    ``encoder``: a deployment's federated fit, which replaces the one fitted on
+    the coordinator's own sites (its test set and task follow it).
+    """
     d = config.data
     base = Path(config.base_dir)
     options = dict(d.options)
-    if d.dataset.startswith("csv:"):
-        path = Path(d.dataset[4:])
-        dataset = f"csv:{path if path.is_absolute() else base / path}"
-    else:
-        dataset = d.dataset
+    dataset = _dataset(config)
     data = build_federation(
         dataset,
         partition=d.partition,
@@ -59,6 +92,7 @@ def build_context(config: FedConfig) -> SimContext:
         other=d.other,
         min_site_size=d.min_site_size,
         options=options,
+        encoder=encoder,
     )
     task = load_task(
         config.task.factory, data.info, options=config.task.options, base_dir=base

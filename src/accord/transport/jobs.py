@@ -17,8 +17,10 @@ replay (``stale``), one for a stage not yet open is ``forbidden``, and a second
 answer to the open stage is a ``duplicate``. A CKKS round has two stages of its
 own (:data:`CKKS_STAGES`): ``ckks_upload`` answers the train job like ``advertise``,
 ``ckks_decrypt`` a ``secagg`` job; a stage of the other protocol than the open
-job's is a ``mismatch``. :func:`secagg_limit` bounds a masking stage's message by
-what the protocol can produce (:mod:`~accord.transport.secure_rounds` a CKKS one).
+job's is a ``mismatch``. The preprocessing fit's stages (:data:`PREPARE_STAGES`)
+are ``secagg`` jobs of round 0 under the same rules. :func:`secagg_limit` bounds
+a masking stage's message by what the protocol can produce
+(:mod:`~accord.transport.secure_rounds` a CKKS one).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CKKS_STAGES",
+    "PREPARE_MAX_BYTES",
+    "PREPARE_STAGES",
     "STAGES",
     "Job",
     "JobBook",
@@ -56,6 +60,11 @@ __all__ = [
 STAGES = ("advertise", "share_keys", "masked_input", "consistency", "unmask")
 #: The stages of a CKKS round (:mod:`accord.secagg.ckks_session`'s, repeated alike).
 CKKS_STAGES = ("ckks_upload", "ckks_decrypt")
+#: The stages that fit a deployment's preprocessing before round 1, as ``secagg``
+#: jobs of round 0 (:mod:`accord.coordinator.preparation`).
+PREPARE_STAGES = ("profile", "encoding")
+#: Largest message of a preparation stage (a profile: names, levels, three sums).
+PREPARE_MAX_BYTES = 16 * 2**20
 _FIRST = frozenset({STAGES[0], CKKS_STAGES[0]})  # they answer the train job
 
 JobState = Literal["sent", "receiving", "done", "failed", "abandoned"]
@@ -136,7 +145,7 @@ class JobBook:
 
     def admit_stage(self, name: str, stage: str, round_number: int, run_id: str) -> Job:
         """The open job a message of ``name`` for a secure round's ``stage`` answers."""
-        if stage not in STAGES and stage not in CKKS_STAGES:
+        if stage not in STAGES and stage not in CKKS_STAGES + PREPARE_STAGES:
             raise SubmissionRefused(
                 "malformed", f"unknown secure-aggregation stage {stage[:64]!r}"
             )
@@ -163,7 +172,9 @@ class JobBook:
             )
         current = job.order.stage
         if stage != current:
-            protocol = CKKS_STAGES if current in CKKS_STAGES else STAGES
+            protocol = next(
+                p for p in (CKKS_STAGES, PREPARE_STAGES, STAGES) if current in p
+            )
             if stage not in protocol:
                 raise SubmissionRefused(
                     "mismatch",

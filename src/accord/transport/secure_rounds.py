@@ -24,7 +24,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from accord.errors import ConfigError, SubmissionRefused
-from accord.transport.jobs import CKKS_STAGES, check_secagg_header
+from accord.transport.jobs import (
+    CKKS_STAGES,
+    PREPARE_MAX_BYTES,
+    PREPARE_STAGES,
+    check_secagg_header,
+)
 from accord.transport.messages import MAX_TASK_PAYLOAD, SecAggHeader, TaskOrder
 
 if TYPE_CHECKING:
@@ -105,6 +110,14 @@ def check_stage_header(
     header: SecAggHeader, rule: SecureJob | CkksLimits | None
 ) -> None:
     """Refuse a stage's message that the round's protocol and size cannot produce."""
+    if header.stage in PREPARE_STAGES:
+        if not 0 < header.total_bytes <= PREPARE_MAX_BYTES:
+            raise SubmissionRefused(
+                "too_large" if header.total_bytes else "malformed",
+                f"a {header.stage} message of {header.total_bytes} bytes; the "
+                f"preprocessing stages allow 1 to {PREPARE_MAX_BYTES}",
+            )
+        return
     if isinstance(rule, CkksLimits):
         rule.check(header)
         return

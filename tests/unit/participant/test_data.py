@@ -2,8 +2,11 @@ import numpy as np
 import pytest
 
 from accord.config import load_config
+from accord.data.handshake import PrepareRequest
+from accord.data.profile import Schema, fit_encoder
 from accord.errors import ConfigError
-from accord.participant.data import build_task, load_local_data
+from accord.participant.data import LocalData, build_task, load_local_data
+from accord.participant.table import SiteTable
 from accord.simulation.context import build_context
 
 FED = """
@@ -42,7 +45,7 @@ def test_an_unknown_site_lists_the_real_ones(fed_toml):
         load_local_data(f"sim:{fed_toml}#site-09")
 
 
-def test_csv_data_is_split_into_train_and_holdout(tmp_path):
+def test_csv_data_waits_for_the_federation_encoder(tmp_path):
     rng = np.random.default_rng(0)
     rows = ["a,b,label"] + [
         f"{rng.normal():.4f},{rng.normal():.4f},{'yes' if i % 3 else 'no'}"
@@ -51,12 +54,20 @@ def test_csv_data_is_split_into_train_and_holdout(tmp_path):
     path = tmp_path / "clinic.csv"
     path.write_text("\n".join(rows) + "\n")
 
-    local = load_local_data(f"csv:{path}", options={"target": "label"})
+    site = load_local_data(f"csv:{path}", options={"target": "label"})
 
-    assert local.name == "clinic"
-    assert local.info.feature_shape == (2,)
-    assert local.info.class_names == ("no", "yes")
-    assert len(local.train) + len(local.holdout) == 60 and len(local.holdout) > 0
+    assert isinstance(site, SiteTable) and site.name == "clinic"
+    request = PrepareRequest(seed=3, holdout_fraction=0.2, index=0)
+    profile = site.profile(request)
+    assert profile.classes == ("no", "yes") and profile.train_rows == 48
+    encoder = fit_encoder(
+        [("clinic", profile)], Schema(("a", "b"), (), ("no", "yes"), {})
+    )
+    info, train, holdout = site.encode(encoder, request)
+    assert info.feature_shape == (2,) and (len(train), len(holdout)) == (48, 12)
+    # Scaled with the fitted statistics: the training rows are standardized.
+    np.testing.assert_allclose(train.x.mean(axis=0), 0.0, atol=1e-6)
+    local = LocalData("clinic", info, train, holdout)
     task = build_task(local, "accord.task.numpy_task:softmax_regression")
     assert len(task.init_params(0)) > 0
 
@@ -85,7 +96,12 @@ def test_csv_needs_its_label_column(tmp_path):
 def test_csv_data_needs_a_task(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
-    local = load_local_data(f"csv:{path}", options={"target": "y"})
+    site = load_local_data(f"csv:{path}", options={"target": "y"})
+    request = PrepareRequest(seed=0, holdout_fraction=0.0, index=0)
+    encoder = fit_encoder(
+        [("x", site.profile(request))], Schema(("a",), (), ("0", "1"), {})
+    )
+    info, train, holdout = site.encode(encoder, request)
 
     with pytest.raises(ConfigError, match="--task"):
-        build_task(local, None)
+        build_task(LocalData("x", info, train, holdout), None)

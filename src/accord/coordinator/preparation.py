@@ -1,0 +1,283 @@
+"""Fit a deployment's preprocessing before round 1, record it, and ship it.
+
+In a simulation one process fits the encoder on every site's training rows
+(:mod:`accord.data.preprocess`). A deployment on ``csv:`` data must fit the same
+one without any row leaving a site, so :func:`prepare` runs two stages over the
+:class:`~accord.coordinator.executor.Executor` before the first round, as
+``secagg`` jobs of round 0 (the stages secure aggregation already uses, so the
+wire protocol is unchanged):
+
+1. ``profile``: each site gets a :class:`~accord.data.handshake.PrepareRequest`
+   (the federation's seed and holdout fraction, its position in the roster) and
+   answers with its :class:`~accord.data.profile.SiteProfile`;
+2. the profiles are checked against the coordinator's own schema and combined
+   (:func:`~accord.data.profile.fit_encoder`): a missing column, one of another
+   kind, other classes or an undeclared level aborts the run here, naming the
+   site and the column, with nothing trained;
+3. ``encoding``: every site gets the encoder and answers with the digest of what
+   it applied, which must be the coordinator's.
+
+A site that refuses a stage (its policy: the sums travel in the clear), fails,
+or does not answer within the deadline also aborts the run before round 1,
+named, with its reason. The fitted encoder is recorded with the run
+(:func:`record_encoder`) so that an auditor can read it and a resumed coordinator
+can check that the sites' data still gives the same fit (:func:`check_recorded`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from accord.coordinator.executor import Executor, JobFailed, SecAggReply
+from accord.data.handshake import (
+    PrepareRequest,
+    encoding_payload,
+    parse_encoding_ack,
+)
+from accord.data.preprocess import Encoder
+from accord.data.profile import (
+    Schema,
+    SiteProfile,
+    encoder_digest,
+    encoder_from_json,
+    encoder_to_json,
+    fit_encoder,
+    profile_from_json,
+)
+from accord.errors import (
+    DatasetError,
+    PreparationFailed,
+    RunAborted,
+    SchemaMismatch,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from accord.store.protocol import RunStore
+
+__all__ = [
+    "EVENT_KIND",
+    "REFUSED_KIND",
+    "Recorder",
+    "check_recorded",
+    "prepare",
+    "record_encoder",
+    "recorded_encoder",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The kind of the store events that hold the fitted encoder.
+EVENT_KIND = "preprocessing"
+#: The kind of the store event that says why the fit failed.
+REFUSED_KIND = "preprocessing_refused"
+#: Where ``prepare`` reports a failed fit: ``(participant or None, detail)``.
+Recorder = Callable[[str | None, str], None]
+#: Characters of encoder JSON per event (the store keeps 2,000 per event).
+_PART = 1800
+_ROUND = 0
+
+
+def prepare(
+    executor: Executor,
+    participants: Sequence[str],
+    schema: Schema,
+    *,
+    seed: int,
+    holdout_fraction: float,
+    secure_aggregation: str,
+    deadline_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    record: Recorder | None = None,
+) -> Encoder:
+    """Gather the profiles of ``participants``, fit, ship; return the encoder.
+
+    ``participants`` are those connected, in roster order; each one's position in
+    ``executor.participants`` picks its holdout split, as in a simulation. Why the
+    fit failed, and the site to blame where there is one, goes to ``record``
+    (``(participant, detail)``; the run store, in ``accord coordinator``) before
+    the error is raised.
+    """
+    try:
+        return _prepare(
+            executor,
+            participants,
+            schema,
+            PrepareRequest(seed, holdout_fraction, 0, secure_aggregation),
+            deadline_s,
+            clock,
+        )
+    except (RunAborted, SchemaMismatch) as exc:
+        if record is not None:
+            record(getattr(exc, "site", None), str(exc))
+        raise
+
+
+def _prepare(
+    executor: Executor,
+    participants: Sequence[str],
+    schema: Schema,
+    template: PrepareRequest,
+    deadline_s: float,
+    clock: Callable[[], float],
+) -> Encoder:
+    seed, holdout_fraction = template.seed, template.holdout_fraction
+    secure_aggregation = template.secure_aggregation
+    roster = executor.participants
+    requests = {
+        p: PrepareRequest(seed, holdout_fraction, roster.index(p), secure_aggregation)
+        for p in participants
+    }
+    if secure_aggregation != "off":
+        logger.warning(
+            "the preprocessing statistics are gathered in the clear: secure "
+            "aggregation covers the updates, not them (docs/security.md)"
+        )
+    executor.submit_secagg(
+        _ROUND, "profile", {p: r.to_json() for p, r in requests.items()}
+    )
+    replies = _collect(executor, "profile", participants, deadline_s, clock)
+    profiles: list[tuple[str, SiteProfile]] = []
+    for name in participants:
+        try:
+            profiles.append((name, profile_from_json(replies[name])))
+        except DatasetError as exc:
+            reason = f"site {name!r} sent an unusable profile: {exc}"
+            raise PreparationFailed(name, reason) from None
+    encoder = fit_encoder(profiles, schema)
+    digest = encoder_digest(encoder)
+    logger.info(
+        "fitted the preprocessing from %d site(s): %d features, digest %s",
+        len(profiles),
+        len(encoder.feature_names),
+        digest[:16],
+    )
+    executor.submit_secagg(
+        _ROUND,
+        "encoding",
+        {p: encoding_payload(r, encoder) for p, r in requests.items()},
+    )
+    acks = _collect(executor, "encoding", participants, deadline_s, clock)
+    for name in participants:
+        try:
+            applied = parse_encoding_ack(acks[name])
+        except DatasetError as exc:
+            raise RunAborted(
+                f"site {name!r} answered the encoding with {exc}"
+            ) from None
+        if applied != digest:
+            raise RunAborted(
+                f"site {name!r} applied the preprocessing {applied[:16]}…, not the "
+                f"fitted {digest[:16]}…; check its accord version"
+            )
+    return encoder
+
+
+def _collect(
+    executor: Executor,
+    stage: str,
+    participants: Sequence[str],
+    deadline_s: float,
+    clock: Callable[[], float],
+) -> dict[str, bytes]:
+    """Every participant's answer to ``stage``, or RunAborted naming who did not."""
+    waiting = set(participants)
+    answers: dict[str, bytes] = {}
+    deadline = clock() + deadline_s
+    while waiting:
+        left = deadline - clock()
+        event = executor.next_event(max(left, 0.0)) if left > 0 else None
+        if event is None:
+            names = ", ".join(sorted(waiting))
+            raise RunAborted(
+                f"no {stage} answer from {names} within {deadline_s:.0f} s before "
+                "round 1; check their site logs, or raise [round] deadline_s"
+            )
+        if event.round != _ROUND or event.participant not in waiting:
+            logger.warning("ignored %s before round 1", type(event).__name__)
+            continue
+        if isinstance(event, JobFailed):
+            raise PreparationFailed(
+                event.participant,
+                f"site {event.participant!r} could not take part in the "
+                f"preprocessing fit ({stage}): {event.reason}",
+            )
+        if isinstance(event, SecAggReply) and event.stage == stage:
+            answers[event.participant] = event.payload
+            waiting.discard(event.participant)
+    return answers
+
+
+def record_encoder(store: RunStore, run_id: str, encoder: Encoder) -> str:
+    """Record the encoder with the run (as events, in parts); return its digest."""
+    text = encoder_to_json(encoder).decode("utf-8")
+    digest = encoder_digest(encoder)
+    parts = [text[i : i + _PART] for i in range(0, len(text), _PART)] or [""]
+    for i, part in enumerate(parts, 1):
+        store.record_event(
+            run_id,
+            round=_ROUND,
+            participant=None,
+            kind=EVENT_KIND,
+            detail=f"{digest} {i}/{len(parts)} {part}",
+        )
+    return digest
+
+
+def recorded_encoder(store: RunStore, run_id: str) -> Encoder | None:
+    """The encoder last recorded with ``run_id`` (None: none was)."""
+    parts: dict[str, dict[int, str]] = {}
+    totals: dict[str, int] = {}
+    last: str | None = None
+    for event in store.events(run_id):
+        if event.kind != EVENT_KIND:
+            continue
+        digest, place, part = _split(event.detail)
+        index, _, total = place.partition("/")
+        parts.setdefault(digest, {})[int(index)] = part
+        totals[digest] = int(total)
+        last = digest
+    if last is None:
+        return None
+    pieces = parts[last]
+    if sorted(pieces) != list(range(1, totals[last] + 1)):
+        raise StoreError(f"the preprocessing recorded with run {run_id} is incomplete")
+    data = "".join(pieces[i] for i in sorted(pieces)).encode("utf-8")
+    if hashlib.sha256(data).hexdigest() != last:
+        raise StoreError(
+            f"the preprocessing recorded with run {run_id} does not match its digest "
+            f"{last[:16]}…: the store was edited"
+        )
+    return encoder_from_json(data)
+
+
+def _split(detail: str) -> tuple[str, str, str]:
+    digest, _, rest = detail.partition(" ")
+    place, _, part = rest.partition(" ")
+    index, _, total = place.partition("/")
+    if len(digest) != 64 or not index.isdigit() or not total.isdigit():
+        raise StoreError(f"a {EVENT_KIND} event is malformed: {detail[:80]!r}")
+    return digest, place, part
+
+
+def check_recorded(store: RunStore, run_id: str, encoder: Encoder) -> Mapping[str, str]:
+    """On resume: refuse unless the sites' data fits as it did; record it if new.
+
+    Returns ``{"digest": ...}`` of the encoder the run keeps using.
+    """
+    recorded = recorded_encoder(store, run_id)
+    digest = encoder_digest(encoder)
+    if recorded is None:
+        return {"digest": record_encoder(store, run_id, encoder)}
+    before = encoder_digest(recorded)
+    if before != digest:
+        raise RunAborted(
+            f"the sites' data no longer gives the preprocessing run {run_id} was "
+            f"trained with (recorded {before[:16]}…, now {digest[:16]}…): a site's "
+            "table changed. Restore it, or start a new run (leave out --resume)"
+        )
+    return {"digest": digest}

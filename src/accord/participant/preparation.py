@@ -1,0 +1,108 @@
+"""A site's answers to the stages that fit the federation's preprocessing.
+
+Before round 1 of a federation on ``csv:`` data the coordinator opens two stages
+(``secagg`` tasks of round 0, :data:`~accord.transport.jobs.PREPARE_STAGES`):
+``profile``, answered with the site's :class:`~accord.data.profile.SiteProfile`,
+and ``encoding``, which carries the fitted encoder; the site encodes its rows with
+it, builds its task for the resulting features, and answers with the digest of
+the encoder it applied. Until then it has no training data and refuses train and
+eval tasks.
+
+The profile's sums travel in the clear (over mutual TLS): summing them under
+secure aggregation is not implemented, so a site whose policy requires secure
+aggregation (``--require-secure-aggregation``, ``--min-threshold``) refuses the
+``profile`` stage, with that reason, rather than reveal them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from accord.data.handshake import PrepareRequest, encoding_ack, parse_encoding
+from accord.data.profile import encoder_digest, profile_to_json
+from accord.errors import AccordError
+from accord.participant.data import LocalData
+from accord.participant.policy import SitePolicy
+from accord.participant.table import SiteTable
+from accord.task.protocol import Task
+from accord.transport.messages import TaskOrder
+
+__all__ = ["Preparation", "PreparationRefused", "TaskBuilder"]
+
+#: Builds the site's task for its encoded data (``--task`` with its info).
+TaskBuilder = Callable[[LocalData], Task]
+
+
+class PreparationRefused(Exception):
+    """The site will not or cannot answer a preparation stage; the reason says why."""
+
+
+class Preparation:
+    """The site's data and task, ready at once (``sim:``) or after ``encoding``."""
+
+    def __init__(
+        self,
+        source: LocalData | SiteTable,
+        *,
+        task: Task | None = None,
+        builder: TaskBuilder | None = None,
+        policy: SitePolicy | None = None,
+    ) -> None:
+        self._source = source
+        self._policy = policy or SitePolicy()
+        self._builder = builder
+        self._data: LocalData | None = None
+        self._task: Task | None = None
+        self.digest: str | None = None
+        if isinstance(source, LocalData):
+            self._data = source
+            self._task = task if task is not None else _build(builder, source)
+        elif builder is None:
+            raise TypeError("a csv: site needs a task builder: its features come later")
+
+    @property
+    def ready(self) -> tuple[LocalData, Task] | None:
+        """The encoded data and its task, or None while the encoder is awaited."""
+        if self._data is None or self._task is None:
+            return None
+        return self._data, self._task
+
+    def answer(self, order: TaskOrder) -> bytes:
+        """The site's message for ``order.stage``; PreparationRefused says why not."""
+        if isinstance(self._source, LocalData):
+            raise PreparationRefused(
+                "this site's data is already encoded (--data sim:...): the "
+                "federation's preprocessing is fitted only for csv: data"
+            )
+        try:
+            if order.stage == "profile":
+                return self._profile(self._source, order.payload)
+            return self._encoding(self._source, order.payload)
+        except AccordError as exc:
+            raise PreparationRefused(str(exc)) from None
+
+    def _profile(self, source: SiteTable, payload: bytes) -> bytes:
+        if self._policy.requires_secure:
+            raise PreparationRefused(
+                "site policy: this site sends nothing in the clear "
+                "(--require-secure-aggregation), and the preprocessing statistics "
+                "(counts, sums, sums of squares) would be: the secure sum of them "
+                "is not implemented (docs/security.md)"
+            )
+        request = PrepareRequest.from_json(payload)
+        return profile_to_json(source.profile(request))
+
+    def _encoding(self, source: SiteTable, payload: bytes) -> bytes:
+        request, encoder = parse_encoding(payload)
+        info, train, holdout = source.encode(encoder, request)
+        data = LocalData(source.name, info, train, holdout)
+        task = _build(self._builder, data)
+        self._data, self._task = data, task
+        self.digest = encoder_digest(encoder)
+        return encoding_ack(encoder, len(info.feature_names))
+
+
+def _build(builder: TaskBuilder | None, data: LocalData) -> Task:
+    if builder is None:
+        raise TypeError("pass the site's task, or a builder for it")
+    return builder(data)
