@@ -193,7 +193,7 @@ def test_resume_refuses_a_completed_or_unknown_run(repo, reference, accord_cli):
 
     assert again.returncode == 4
     assert "nothing to resume" in said(again)
-    assert unknown.returncode == 4
+    assert unknown.returncode == 2  # a typo in a run id is the user's to fix
     assert "no run '20000101-000000-000000'" in said(unknown)
     with SqlStore(url) as store:
         assert [r.run_id for r in store.list_runs()] == [reference.run_id]

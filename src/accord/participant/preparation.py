@@ -42,7 +42,7 @@ class Preparation:
 
     def __init__(
         self,
-        source: LocalData | SiteTable,
+        source: LocalData | SiteTable | None,
         *,
         task: Task | None = None,
         builder: TaskBuilder | None = None,
@@ -54,7 +54,9 @@ class Preparation:
         self._data: LocalData | None = None
         self._task: Task | None = None
         self.digest: str | None = None
-        if isinstance(source, LocalData):
+        if source is None:
+            return  # a connection-only runtime: refuses every task (never ready)
+        if not isinstance(source, SiteTable):
             self._data = source
             self._task = task if task is not None else _build(builder, source)
         elif builder is None:
@@ -69,10 +71,10 @@ class Preparation:
 
     def answer(self, order: TaskOrder) -> bytes:
         """The site's message for ``order.stage``; PreparationRefused says why not."""
-        if isinstance(self._source, LocalData):
+        if not isinstance(self._source, SiteTable):
             raise PreparationRefused(
-                "this site's data is already encoded (--data sim:...): the "
-                "federation's preprocessing is fitted only for csv: data"
+                "this site's data is already encoded (--data sim:...) or absent: "
+                "the federation's preprocessing is fitted only for csv: data"
             )
         try:
             if order.stage == "profile":
