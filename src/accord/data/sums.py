@@ -64,9 +64,9 @@ def statistics_from_sum(total: Floats, columns: int) -> tuple[SufficientStats, i
         raise _impossible(f"the training rows add up to {rows}")
     for j in range(columns):
         c, t, q = float(count[j]), float(sums[j]), float(squares[j])
-        if c != math.floor(c) or not 0 <= c <= rows or q < 0:
+        if c != math.floor(c) or not 0 <= c <= rows:
             raise _impossible(f"column {j + 1} has {c} values in {rows:.0f} rows")
-        if t * t > c * q * (1 + 1e-9) + 1e-300:
+        if q < 0 or t * t > c * q * (1 + 1e-9) + 1e-300:
             raise _impossible(f"column {j + 1}'s sum {t} and sum of squares {q}")
     stats = SufficientStats(count.copy(), sums.copy(), squares.copy())
     return stats, int(rows)
