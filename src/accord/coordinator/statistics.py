@@ -83,8 +83,11 @@ def secure_statistics(
             raise PreparationFailed(
                 p,
                 f"site {p!r} presented no identity certificate, so it cannot take "
-                "part in the secure sum of the preprocessing statistics; enrol it "
-                "again (accord pki request, docs/deployment.md)",
+                "part in the secure sum of the preprocessing statistics (a run with "
+                "secure aggregation on, CKKS included, sums them by masking, which "
+                "needs every site's identity certificate, and mutual TLS: not "
+                "--insecure); enrol it again (accord pki request, "
+                "docs/deployment.md)",
             )
     encoding = ExactEncoding(statistics_length(len(columns)))
     job = _job(run_id or uuid.uuid4().hex, roster, keys, encoding.words, settings)
