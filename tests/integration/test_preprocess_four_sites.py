@@ -16,7 +16,7 @@ import pytest
 
 from accord.cli.deploy import _prepare
 from accord.config import FedConfig, load_config
-from accord.coordinator.preparation import REFUSED_KIND, recorded_encoder
+from accord.coordinator.preparation import EVENT_KIND, recorded_encoder
 from accord.coordinator.runner import Coordinator
 from accord.data.profile import encoder_digest, encoder_to_json
 from accord.participant.backoff import Backoff
@@ -151,8 +151,11 @@ def deploy(config, tables, logs: Path, start_coordinator, background, *, secure)
 
 
 def _refusals(running) -> list[str]:
+    """Every event of the run but the recorded fit (refusals of any kind)."""
     return [
-        e.detail for e in running.store.events(running.run_id) if e.kind == REFUSED_KIND
+        f"{e.kind}: {e.detail}"
+        for e in running.store.events(running.run_id)
+        if e.kind != EVENT_KIND
     ]
 
 
