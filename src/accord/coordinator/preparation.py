@@ -173,18 +173,15 @@ def _prepare(
             for name in participants
         ]
         levels = check_columns(columns, schema)
-        try:
-            stats, rows = secure_statistics(
-                executor,
-                requests,
-                schema.numeric,
-                settings=secure,
-                deadline_s=deadline_s,
-                clock=clock,
-                run_id=run_id,
-            )
-        except DatasetError as exc:
-            raise RunAborted(str(exc)) from None
+        stats, rows = secure_statistics(
+            executor,
+            requests,
+            schema.numeric,
+            settings=secure,
+            deadline_s=deadline_s,
+            clock=clock,
+            run_id=run_id,
+        )
         logger.info("the sites hold %d training rows together", rows)
         encoder = Encoder.from_stats(schema.numeric, levels, stats)
     digest = encoder_digest(encoder)

@@ -32,6 +32,9 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 from accord.config import SecureAggregationConfig
 from accord.coordinator.executor import Executor
 from accord.coordinator.masking import MaskingStages
@@ -39,14 +42,20 @@ from accord.coordinator.secure import OutcomeBook
 from accord.data.handshake import PrepareRequest, StatisticsRequest
 from accord.data.preprocess import SufficientStats
 from accord.data.sums import statistics_from_sum, statistics_length
-from accord.errors import ConfigError, PreparationFailed, RunAborted, SecAggAborted
+from accord.errors import (
+    ConfigError,
+    DatasetError,
+    PreparationFailed,
+    RunAborted,
+    SecAggAborted,
+)
 from accord.secagg.config import SecAggConfig
 from accord.secagg.exact import MAX_PARTICIPANTS, ExactEncoding
 from accord.secagg.messages import Stage
 from accord.secagg.server import SecAggServer
 from accord.secagg.session import SecureJob
 
-__all__ = ["STAGE", "secure_statistics"]
+__all__ = ["STAGE", "read_sum", "secure_statistics"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,13 +128,32 @@ def secure_statistics(
     missing = [p for p in roster if p not in result.contributors]
     if missing:
         raise _failed(book, f"{', '.join(missing)} dropped out of the secure sum")
-    total = encoding.decode(result.total, len(result.contributors))
     logger.info(
         "summed the preprocessing statistics of %d site(s) securely (%d words each)",
         len(roster),
         encoding.words,
     )
-    return statistics_from_sum(total, len(columns))
+    return read_sum(result.total, len(result.contributors), len(columns))
+
+
+def read_sum(
+    total: npt.NDArray[np.uint32], contributors: int, columns: int
+) -> tuple[SufficientStats, int]:
+    """The statistics of ``columns`` columns from the unmasked ring ``total``.
+
+    Raises :class:`RunAborted` when no honest sites' inputs give ``total``.
+    """
+    encoding = ExactEncoding(statistics_length(columns))
+    try:
+        return statistics_from_sum(encoding.decode(total, contributors), columns)
+    except ValueError as exc:  # DatasetError is one
+        raise RunAborted(
+            f"the preprocessing fit failed: {exc}"
+            if isinstance(exc, DatasetError)
+            else f"the securely summed statistics are impossible ({exc}); secure "
+            "aggregation hides which site sent it: check the sites' accord versions "
+            "and logs"
+        ) from None
 
 
 def _job(
