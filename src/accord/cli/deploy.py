@@ -518,6 +518,8 @@ def _prepare(
         secure_aggregation=cfg.secure_aggregation.mode,
         deadline_s=cfg.round.deadline_s,
         record=record,
+        settings=cfg.secure_aggregation,
+        run_id=executor.run_id,
     )
     check_recorded(store, run_id, encoder)
     return build_context(cfg, encoder=encoder)

@@ -8,8 +8,9 @@ one without any row leaving a site, so :func:`prepare` runs two stages over the
 wire protocol is unchanged):
 
 1. ``profile``: each site gets a :class:`~accord.data.handshake.PrepareRequest`
-   (the federation's seed and holdout fraction, its position in the roster) and
-   answers with its :class:`~accord.data.profile.SiteProfile`;
+   (the federation's seed and holdout fraction, its position in the roster, the
+   levels ``fed.toml`` declares) and answers with its
+   :class:`~accord.data.profile.SiteProfile`;
 2. the profiles are checked against the coordinator's own schema and combined
    (:func:`~accord.data.profile.fit_encoder`): a missing column, one of another
    kind, other classes or an undeclared level aborts the run here, naming the
@@ -17,7 +18,13 @@ wire protocol is unchanged):
 3. ``encoding``: every site gets the encoder and answers with the digest of what
    it applied, which must be the coordinator's.
 
-A site that refuses a stage (its policy: the sums travel in the clear), fails,
+Under secure aggregation (``[secure_aggregation] mode`` other than ``off``) the
+profile holds the site's columns only (:class:`~accord.data.profile.SiteColumns`),
+checked in step 2 alike, and the counts, sums and sums of squares are summed
+securely in between (:mod:`accord.coordinator.statistics`): the coordinator
+learns only the federation's totals, exactly, so the encoder is the same.
+
+A site that refuses a stage (its policy: the sums would travel in the clear), fails,
 or does not answer within the deadline also aborts the run before round 1,
 named, with its reason. The fitted encoder is recorded with the run
 (:func:`record_encoder`) so that an auditor can read it and a resumed coordinator
@@ -30,8 +37,9 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from accord.config import SecureAggregationConfig
 from accord.coordinator.executor import Executor, JobFailed, SecAggReply
 from accord.data.handshake import (
     PrepareRequest,
@@ -41,7 +49,10 @@ from accord.data.handshake import (
 from accord.data.preprocess import Encoder
 from accord.data.profile import (
     Schema,
+    SiteColumns,
     SiteProfile,
+    check_columns,
+    columns_from_json,
     encoder_digest,
     encoder_from_json,
     encoder_to_json,
@@ -80,6 +91,7 @@ Recorder = Callable[[str | None, str], None]
 #: Characters of encoder JSON per event (the store keeps 2,000 per event).
 _PART = 1800
 _ROUND = 0
+_P = TypeVar("_P", SiteProfile, SiteColumns)
 
 
 def prepare(
@@ -93,6 +105,8 @@ def prepare(
     deadline_s: float,
     clock: Callable[[], float] = time.monotonic,
     record: Recorder | None = None,
+    settings: SecureAggregationConfig | None = None,
+    run_id: str = "",
 ) -> Encoder:
     """Gather the profiles of ``participants``, fit, ship; return the encoder.
 
@@ -100,16 +114,30 @@ def prepare(
     ``executor.participants`` picks its holdout split, as in a simulation. Why the
     fit failed, and the site to blame where there is one, goes to ``record``
     (``(participant, detail)``; the run store, in ``accord coordinator``) before
-    the error is raised.
+    the error is raised. With ``secure_aggregation`` other than ``"off"`` the
+    statistics are summed securely under ``settings`` (the run's
+    ``[secure_aggregation]``), bound to ``run_id`` (the wire's run id).
     """
+    secure = settings or SecureAggregationConfig.model_validate(
+        {"mode": secure_aggregation}
+    )
+    roster = executor.participants
+    requests = {
+        p: PrepareRequest(
+            seed, holdout_fraction, roster.index(p), secure_aggregation, schema.declared
+        )
+        for p in participants
+    }
     try:
         return _prepare(
             executor,
             participants,
             schema,
-            PrepareRequest(seed, holdout_fraction, 0, secure_aggregation),
+            requests,
             deadline_s,
             clock,
+            secure if secure_aggregation != "off" else None,
+            run_id,
         )
     except (RunAborted, SchemaMismatch) as exc:
         if record is not None:
@@ -121,38 +149,45 @@ def _prepare(
     executor: Executor,
     participants: Sequence[str],
     schema: Schema,
-    template: PrepareRequest,
+    requests: Mapping[str, PrepareRequest],
     deadline_s: float,
     clock: Callable[[], float],
+    secure: SecureAggregationConfig | None,
+    run_id: str,
 ) -> Encoder:
-    seed, holdout_fraction = template.seed, template.holdout_fraction
-    secure_aggregation = template.secure_aggregation
-    roster = executor.participants
-    requests = {
-        p: PrepareRequest(seed, holdout_fraction, roster.index(p), secure_aggregation)
-        for p in participants
-    }
-    if secure_aggregation != "off":
-        logger.warning(
-            "the preprocessing statistics are gathered in the clear: secure "
-            "aggregation covers the updates, not them (docs/security.md)"
-        )
     executor.submit_secagg(
         _ROUND, "profile", {p: r.to_json() for p, r in requests.items()}
     )
     replies = _collect(executor, "profile", participants, deadline_s, clock)
-    profiles: list[tuple[str, SiteProfile]] = []
-    for name in participants:
-        try:
-            profiles.append((name, profile_from_json(replies[name])))
-        except DatasetError as exc:
-            reason = f"site {name!r} sent an unusable profile: {exc}"
-            raise PreparationFailed(name, reason) from None
-    encoder = fit_encoder(profiles, schema)
+    if secure is None:
+        profiles = [
+            (name, _parse(name, replies[name], profile_from_json))
+            for name in participants
+        ]
+        encoder = fit_encoder(profiles, schema)
+    else:
+        from accord.coordinator.statistics import secure_statistics  # the extra
+
+        columns = [
+            (name, _parse(name, replies[name], columns_from_json))
+            for name in participants
+        ]
+        levels = check_columns(columns, schema)
+        stats, rows = secure_statistics(
+            executor,
+            requests,
+            schema.numeric,
+            settings=secure,
+            deadline_s=deadline_s,
+            clock=clock,
+            run_id=run_id,
+        )
+        logger.info("the sites hold %d training rows together", rows)
+        encoder = Encoder.from_stats(schema.numeric, levels, stats)
     digest = encoder_digest(encoder)
     logger.info(
         "fitted the preprocessing from %d site(s): %d features, digest %s",
-        len(profiles),
+        len(participants),
         len(encoder.feature_names),
         digest[:16],
     )
@@ -175,6 +210,15 @@ def _prepare(
                 f"fitted {digest[:16]}…; check its accord version"
             )
     return encoder
+
+
+def _parse(name: str, reply: bytes, parse: Callable[[bytes], _P]) -> _P:
+    """A site's profile, or PreparationFailed naming the site."""
+    try:
+        return parse(reply)
+    except DatasetError as exc:
+        reason = f"site {name!r} sent an unusable profile: {exc}"
+        raise PreparationFailed(name, reason) from None
 
 
 def _collect(

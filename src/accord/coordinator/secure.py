@@ -3,12 +3,11 @@
 :class:`SecureCollector` replaces the plain update collection of a round when
 ``secure_aggregation.mode = "masking"``. It sends the training jobs with the
 round's :class:`~accord.secagg.session.SecureJob`, then walks the stages of
-:class:`~accord.secagg.SecAggServer` (the pure protocol) over the executor: each
-stage's replies are parsed (:mod:`accord.transport.secagg_wire`) and fed to the
-server, a participant silent past the stage's deadline or whose job fails counts as
-dropped out, a refused message (another round's, a replay, a malformed one) is recorded
-with its reason and counts as dropped out too. When a stage closes with too few
-participants the round fails with the protocol's reason and releases nothing.
+:class:`~accord.secagg.SecAggServer` (the pure protocol) over the executor
+(:class:`~accord.coordinator.masking.MaskingStages`: a participant silent past
+the stage's deadline, whose job fails or whose message is refused counts as
+dropped out). When a stage closes with too few participants the round fails with
+the protocol's reason and releases nothing.
 
 The result is the weighted mean update, decoded from the ring sum; no individual
 update, weight or example count ever reaches the coordinator, so the round's
@@ -24,17 +23,10 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from accord.config import SecureAggregationConfig
-from accord.coordinator.collector import collect
-from accord.coordinator.executor import (
-    Event,
-    Executor,
-    JobFailed,
-    SecAggReply,
-    TrainDone,
-    TrainJob,
-)
+from accord.coordinator.executor import Executor, TrainJob
+from accord.coordinator.masking import MaskingStages
 from accord.coordinator.round import RoundPlan
-from accord.errors import ConfigError, SecAggAborted, SubmissionRefused
+from accord.errors import ConfigError, SecAggAborted
 from accord.params import Params, ParamSpec
 from accord.records import ParticipantOutcome
 from accord.secagg.config import SecAggConfig
@@ -42,7 +34,6 @@ from accord.secagg.encoding import FixedPointEncoding
 from accord.secagg.messages import Stage
 from accord.secagg.server import SecAggResult, SecAggServer
 from accord.secagg.session import SecureJob, check_secure_spec
-from accord.transport.secagg_wire import FromCoordinator, decode_to_coordinator, encode
 
 __all__ = ["OutcomeBook", "SecureCollector", "SecureOutcome"]
 
@@ -141,6 +132,7 @@ class SecureCollector:
         self._book = OutcomeBook(plan.selected, on_outcome)
         self._run_id = run_id
         self._alive: set[str] = set()
+        self._stages: MaskingStages | None = None
 
     def _setup(self) -> tuple[SecureJob, SecAggServer]:
         """The round's public settings; participants without an identity key fail."""
@@ -182,7 +174,15 @@ class SecureCollector:
         """Train, then run every stage; ``training_deadline`` is on the clock."""
         try:
             self.job, server = self._setup()
-            self._server = server
+            self._stages = MaskingStages(
+                self._ex,
+                server,
+                round_number=self._plan.number,
+                roster=self._alive,
+                book=self._book,
+                clock=self._clock,
+                stage_timeout_s=self._settings.stage_timeout_s,
+            )
             self._ex.submit_train(
                 self._plan.number,
                 [
@@ -191,116 +191,18 @@ class SecureCollector:
                     if j.participant in self._alive
                 ],
             )
-            self._collect(Stage.ADVERTISE, training_deadline)
-            self._stage(Stage.SHARE_KEYS, self._broadcast(server.key_directory()))
-            deliveries = server.deliver_shares()
-            self._stage(
-                Stage.MASKED_INPUT,
-                {
-                    p: encode(deliveries[p])
-                    for p in sorted(self._alive)
-                    if p in deliveries
-                },
-            )
-            self._stage(Stage.CONSISTENCY, self._broadcast(server.survivor_list()))
-            self._stage(Stage.UNMASK, self._broadcast(server.survivor_signatures()))
-            result = server.aggregate()
+            self._stages.collect(Stage.ADVERTISE, training_deadline)
+            result = self._stages.finish()
         except SecAggAborted as exc:
             return self._aborted(exc)
         return self._finish(result)
-
-    # -- stages -----------------------------------------------------------------
-    def _broadcast(self, message: FromCoordinator) -> dict[str, bytes]:
-        blob = encode(message)
-        return dict.fromkeys(sorted(self._alive), blob)
-
-    def _stage(self, stage: Stage, payloads: dict[str, bytes]) -> None:
-        self._ex.submit_secagg(self._plan.number, stage.value, payloads)
-        self._collect(stage, self._clock() + self._settings.stage_timeout_s)
-
-    def _collect(self, stage: Stage, deadline: float) -> None:
-        waiting = set(self._alive)
-        number = self._plan.number
-
-        def handle(event: Event) -> None:
-            if isinstance(event, TrainDone):
-                # A plain update in a secure round: refuse to read it.
-                self._ex.release(event)
-                if event.round == number and event.participant in waiting:
-                    waiting.discard(event.participant)
-                    self._drop(
-                        event.participant,
-                        "rejected",
-                        "sent a plain update to a secure round",
-                    )
-                return
-            if event.round != number or event.participant not in waiting:
-                return
-            who = event.participant
-            if isinstance(event, JobFailed):
-                if event.kind == "eval":
-                    return
-                waiting.discard(who)
-                self._drop(who, event.status, f"{stage.value}: {event.reason}")
-            elif isinstance(event, SecAggReply):
-                if event.stage != stage.value:
-                    return
-                waiting.discard(who)
-                self._receive(stage, event)
-
-        def expire(late: tuple[str, ...]) -> None:
-            for p in late:
-                self._drop(
-                    p,
-                    "timeout",
-                    f"dropped out: no {stage.value} message before the deadline",
-                )
-
-        collect(
-            self._ex,
-            round_number=number,
-            deadline=deadline,
-            clock=self._clock,
-            finished=lambda: not waiting,
-            pending=lambda: sorted(waiting),
-            handle=handle,
-            expire=expire,
-        )
-
-    def _receive(self, stage: Stage, event: SecAggReply) -> None:
-        who = event.participant
-        try:
-            message = decode_to_coordinator(event.payload, stage)
-            if message.sender != who:
-                raise SubmissionRefused(
-                    "forbidden",
-                    f"message names {message.sender!r} as its sender",
-                    participant=who,
-                )
-            self._server.receive(message)
-        except SubmissionRefused as exc:
-            logger.warning(
-                "secure round %d refused %s: %s", self._plan.number, who, exc
-            )
-            self._drop(who, "rejected", f"{stage.value}: {exc.reason}")
-            return
-        self._book.spent(who, event.duration_s)
-        if stage is Stage.MASKED_INPUT:
-            self._book.contributed(who, event.payload)
-
-    def _drop(self, who: str, status: _Status, reason: str) -> None:
-        self._alive.discard(who)
-        if self._book.has_contributed(who):
-            # Its masked input is in the sum already: it contributed.
-            return
-        self._book.settle(who, status, reason)
 
     # -- endings -----------------------------------------------------------------
     def _aborted(self, exc: SecAggAborted) -> SecureOutcome:
         logger.info("secure round %d aborted: %s", self._plan.number, exc)
         pending = self._book.pending()
-        if self._alive:
-            self._ex.abandon(self._plan.number, sorted(self._alive))
+        if self._stages is not None:
+            self._stages.abandon()
         for p in pending:
             self._book.settle(p, "failed", f"the secure round aborted: {exc.reason}")
         return SecureOutcome(self._book.ordered(), 0, None, str(exc))

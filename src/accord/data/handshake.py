@@ -1,8 +1,12 @@
 """The messages of the stages that fit a deployment's preprocessing (round 0).
 
 ``profile`` task: a :class:`PrepareRequest` (how to split the rows, the site's
-position in the roster, the run's secure-aggregation mode); the site answers with
-its :class:`~accord.data.profile.SiteProfile`. ``encoding`` task: the request
+position in the roster, the run's secure-aggregation mode, the levels declared in
+``fed.toml``); the site answers with its :class:`~accord.data.profile.SiteProfile`,
+or under secure aggregation with its :class:`~accord.data.profile.SiteColumns`.
+``statistics`` task (secure aggregation only): a :class:`StatisticsRequest`; the
+site answers with the first message of a secure sum of its statistics.
+``encoding`` task: the request
 again and the fitted encoder (:func:`encoding_payload`, so that a site that
 restarted in between needs nothing it no longer has); the site answers with
 :func:`encoding_ack`, the digest of the encoder it applied. All JSON, parsed and
@@ -12,15 +16,23 @@ checked field by field.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from accord.data.preprocess import Encoder
-from accord.data.profile import encoder_digest, encoder_from_json, encoder_to_json
+from accord.data.profile import (
+    MAX_COLUMNS,
+    MAX_LEVELS,
+    encoder_digest,
+    encoder_from_json,
+    encoder_to_json,
+)
 from accord.errors import DatasetError
 
 __all__ = [
     "PrepareRequest",
+    "StatisticsRequest",
     "encoding_ack",
     "encoding_payload",
     "parse_encoding",
@@ -28,6 +40,9 @@ __all__ = [
 ]
 
 _MODES = ("off", "masking", "ckks")
+_REQUIRED = {"seed", "holdout_fraction", "index", "secure_aggregation"}
+#: ``declared`` may be absent (a coordinator from before it was sent).
+_FIELDS = _REQUIRED | {"declared"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +57,12 @@ class PrepareRequest:
     holdout_fraction: float
     index: int
     secure_aggregation: str = "off"
+    declared: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def secure(self) -> bool:
+        """Whether the run's statistics are summed securely (any mode but off)."""
+        return self.secure_aggregation != "off"
 
     def to_json(self) -> bytes:
         """Canonical JSON."""
@@ -50,6 +71,7 @@ class PrepareRequest:
             "holdout_fraction": self.holdout_fraction,
             "index": self.index,
             "secure_aggregation": self.secure_aggregation,
+            "declared": {k: list(v) for k, v in self.declared.items()},
         }
         return json.dumps(doc, sort_keys=True).encode("utf-8")
 
@@ -60,12 +82,7 @@ class PrepareRequest:
             doc = json.loads(data)
         except (ValueError, RecursionError):
             raise DatasetError("the preprocessing request is not valid JSON") from None
-        if not isinstance(doc, dict) or set(doc) != {
-            "seed",
-            "holdout_fraction",
-            "index",
-            "secure_aggregation",
-        }:
+        if not isinstance(doc, dict) or not _REQUIRED <= set(doc) <= _FIELDS:
             raise DatasetError("the preprocessing request has other fields")
         seed, fraction, index = doc["seed"], doc["holdout_fraction"], doc["index"]
         mode = doc["secure_aggregation"]
@@ -75,7 +92,64 @@ class PrepareRequest:
             raise DatasetError("the preprocessing request's holdout_fraction is bad")
         if not 0 <= fraction < 1:
             raise DatasetError(f"holdout_fraction {fraction} is not in [0, 1)")
-        return cls(seed, float(fraction), index, mode)
+        declared = _declared(doc.get("declared", {}))
+        return cls(seed, float(fraction), index, mode, declared)
+
+
+def _declared(value: Any) -> dict[str, tuple[str, ...]]:
+    """The declared levels of a request: column to level names, all text."""
+    if not isinstance(value, dict) or len(value) > MAX_COLUMNS:
+        raise DatasetError("the preprocessing request's declared levels are bad")
+    out: dict[str, tuple[str, ...]] = {}
+    for column, levels in value.items():
+        if (
+            not isinstance(levels, list)
+            or len(levels) > MAX_LEVELS
+            or not all(isinstance(v, str) for v in levels)
+        ):
+            raise DatasetError(f"the declared levels of {column[:40]!r} are bad")
+        out[column] = tuple(levels)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StatisticsRequest:
+    """The ``statistics`` task: sum the site's statistics under secure aggregation.
+
+    ``columns`` are the federation's numeric columns in its order (the layout of
+    :func:`~accord.data.sums.statistics_vector`); ``secure_json`` is the secure
+    sum's :class:`~accord.secagg.session.SecureJob` as JSON, opaque here (the site
+    parses and checks it, and the coordinator's transport bounds the stages by it).
+    """
+
+    request: PrepareRequest
+    columns: tuple[str, ...]
+    secure_json: str
+
+    def to_json(self) -> bytes:
+        """Canonical JSON."""
+        doc = {
+            "request": json.loads(self.request.to_json()),
+            "columns": list(self.columns),
+            "secure": self.secure_json,
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> StatisticsRequest:
+        """Parse and check; :class:`DatasetError` says what is wrong."""
+        doc = _object(payload, "statistics message", {"request", "columns", "secure"})
+        request = PrepareRequest.from_json(json.dumps(doc["request"]))
+        columns, secure = doc["columns"], doc["secure"]
+        if (
+            not isinstance(columns, list)
+            or len(columns) > MAX_COLUMNS
+            or not all(isinstance(c, str) for c in columns)
+            or len(set(columns)) != len(columns)
+            or not isinstance(secure, str)
+        ):
+            raise DatasetError("the statistics message's columns or job are bad")
+        return cls(request, tuple(columns), secure)
 
 
 def _count(value: Any) -> bool:

@@ -37,7 +37,11 @@ __all__ = [
     "MAX_COLUMNS",
     "MAX_LEVELS",
     "Schema",
+    "SiteColumns",
     "SiteProfile",
+    "check_columns",
+    "columns_from_json",
+    "columns_to_json",
     "encoder_digest",
     "encoder_from_json",
     "encoder_to_json",
@@ -84,6 +88,24 @@ class SiteProfile:
     train_rows: int
 
 
+@dataclass(frozen=True, slots=True)
+class SiteColumns:
+    """What one site reveals before round 1 when its sums are summed securely.
+
+    Its classes, the names of its numeric columns (their statistics go through
+    the secure sum, :mod:`accord.coordinator.statistics`) and, per categorical
+    column, the levels its table holds, or none for a column whose levels
+    ``fed.toml`` declares (the site checks its levels against them itself).
+    """
+
+    classes: tuple[str, ...]
+    numeric: tuple[str, ...]
+    categorical: Mapping[str, tuple[str, ...]]
+
+
+_Described = SiteProfile | SiteColumns
+
+
 def fit_encoder(profiles: Sequence[tuple[str, SiteProfile]], schema: Schema) -> Encoder:
     """The federation's encoder from the sites' profiles, checked against ``schema``.
 
@@ -91,16 +113,27 @@ def fit_encoder(profiles: Sequence[tuple[str, SiteProfile]], schema: Schema) -> 
     fit (a missing or extra column, one of another kind, other classes, a level
     outside the declared ones).
     """
-    if not profiles:
-        raise DatasetError("no site sent its profile; the preprocessing needs one")
-    for site, profile in profiles:
-        _check(site, profile, schema)
-    levels = tuple(
-        (col, schema.declared.get(col) or _union(col, profiles))
-        for col in schema.categorical
-    )
+    levels = check_columns(profiles, schema)
     parts = [_stats(p, schema.numeric) for _, p in profiles]
     return Encoder.from_stats(schema.numeric, levels, SufficientStats.combine(parts))
+
+
+def check_columns(
+    sites: Sequence[tuple[str, _Described]], schema: Schema
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Check every site's columns against ``schema``; the levels to encode.
+
+    The levels are, per categorical column, the declared ones or the sorted union
+    of the sites'. Raises :class:`SchemaMismatch` as :func:`fit_encoder` does.
+    """
+    if not sites:
+        raise DatasetError("no site sent its profile; the preprocessing needs one")
+    for site, described in sites:
+        _check(site, described, schema)
+    return tuple(
+        (col, schema.declared.get(col) or _union(col, sites))
+        for col in schema.categorical
+    )
 
 
 def _stats(profile: SiteProfile, columns: tuple[str, ...]) -> SufficientStats:
@@ -110,7 +143,7 @@ def _stats(profile: SiteProfile, columns: tuple[str, ...]) -> SufficientStats:
     return SufficientStats(rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy())
 
 
-def _union(column: str, profiles: Sequence[tuple[str, SiteProfile]]) -> tuple[str, ...]:
+def _union(column: str, profiles: Sequence[tuple[str, _Described]]) -> tuple[str, ...]:
     found = sorted({level for _, p in profiles for level in p.categorical[column]})
     if len(found) > MAX_LEVELS:
         raise SchemaMismatch(
@@ -121,7 +154,7 @@ def _union(column: str, profiles: Sequence[tuple[str, SiteProfile]]) -> tuple[st
     return tuple(found)
 
 
-def _check(site: str, profile: SiteProfile, schema: Schema) -> None:
+def _check(site: str, profile: _Described, schema: Schema) -> None:
     if profile.classes != schema.classes:
         raise SchemaMismatch(
             f"site {site!r} has the classes {list(profile.classes)[:20]}, the "
@@ -226,6 +259,33 @@ def profile_from_json(data: bytes) -> SiteProfile:
         numeric=stats,
         categorical=levels,
         train_rows=train_rows,
+    )
+
+
+def columns_to_json(columns: SiteColumns) -> bytes:
+    """A site's columns as they travel: canonical JSON."""
+    doc = {
+        "classes": list(columns.classes),
+        "numeric_columns": list(columns.numeric),
+        "categorical": {k: list(v) for k, v in columns.categorical.items()},
+    }
+    return _dump(doc)
+
+
+def columns_from_json(data: bytes) -> SiteColumns:
+    """Parse and check a site's columns; :class:`DatasetError` says what is wrong."""
+    doc = _load(data, "profile", ("classes", "numeric_columns", "categorical"))
+    numeric = _names(doc["numeric_columns"], "numeric column names", MAX_COLUMNS)
+    categorical = _mapping(doc["categorical"], "categorical")
+    if len(numeric) + len(categorical) > MAX_COLUMNS:
+        raise DatasetError(f"a profile may describe at most {MAX_COLUMNS} columns")
+    return SiteColumns(
+        classes=_names(doc["classes"], "classes", MAX_LEVELS),
+        numeric=numeric,
+        categorical={
+            name: _names(value, f"levels of {name!r}", MAX_LEVELS)
+            for name, value in categorical.items()
+        },
     )
 
 

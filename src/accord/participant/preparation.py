@@ -8,21 +8,34 @@ it, builds its task for the resulting features, and answers with the digest of
 the encoder it applied. Until then it has no training data and refuses train and
 eval tasks.
 
-The profile's sums travel in the clear (over mutual TLS): summing them under
-secure aggregation is not implemented, so a site whose policy requires secure
-aggregation (``--require-secure-aggregation``, ``--min-threshold``) refuses the
-``profile`` stage, with that reason, rather than reveal them.
+When the run has secure aggregation on (the request's mode is not ``off``), the
+``profile`` stage is answered with the site's columns only (names, classes, the
+levels of undeclared categorical columns), and a ``statistics`` stage in between
+sums the counts, sums and sums of squares under secure aggregation: the site
+admits it like a secure round (its roster's certificates, its policy's minimum
+threshold; :meth:`~accord.participant.rounds.SecureRounds.admit_sum`), encodes
+its statistics exactly (:class:`~accord.secagg.exact.ExactEncoding`) and answers
+the masking protocol's stages, which the runtime routes as for any secure round.
+In a plain run the profile's sums travel in the clear (over mutual TLS), so a
+site whose policy requires secure aggregation (``--require-secure-aggregation``,
+``--min-threshold``) refuses that ``profile`` stage, with that reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from accord.data.handshake import PrepareRequest, encoding_ack, parse_encoding
-from accord.data.profile import encoder_digest, profile_to_json
+from accord.data.handshake import (
+    PrepareRequest,
+    StatisticsRequest,
+    encoding_ack,
+    parse_encoding,
+)
+from accord.data.profile import columns_to_json, encoder_digest, profile_to_json
 from accord.errors import AccordError
 from accord.participant.data import LocalData
 from accord.participant.policy import SitePolicy
+from accord.participant.rounds import SecureRounds
 from accord.participant.table import SiteTable
 from accord.task.protocol import Task
 from accord.transport.messages import TaskOrder
@@ -47,9 +60,11 @@ class Preparation:
         task: Task | None = None,
         builder: TaskBuilder | None = None,
         policy: SitePolicy | None = None,
+        secure: SecureRounds | None = None,
     ) -> None:
         self._source = source
         self._policy = policy or SitePolicy()
+        self._secure = secure
         self._builder = builder
         self._data: LocalData | None = None
         self._task: Task | None = None
@@ -79,20 +94,47 @@ class Preparation:
         try:
             if order.stage == "profile":
                 return self._profile(self._source, order.payload)
+            if order.stage == "statistics":
+                return self._statistics(self._source, order)
             return self._encoding(self._source, order.payload)
         except AccordError as exc:
             raise PreparationRefused(str(exc)) from None
 
     def _profile(self, source: SiteTable, payload: bytes) -> bytes:
+        request = PrepareRequest.from_json(payload)
+        if request.secure:
+            return columns_to_json(source.columns(request))
         if self._policy.requires_secure:
             raise PreparationRefused(
                 "site policy: this site sends nothing in the clear "
-                "(--require-secure-aggregation), and the preprocessing statistics "
-                "(counts, sums, sums of squares) would be: the secure sum of them "
-                "is not implemented (docs/security.md)"
+                "(--require-secure-aggregation), and this run's preprocessing "
+                "statistics (counts, sums, sums of squares) would be: the "
+                "federation must run with secure aggregation on ([secure_aggregation] "
+                'mode = "masking") to sum them securely (docs/security.md)'
             )
-        request = PrepareRequest.from_json(payload)
         return profile_to_json(source.profile(request))
+
+    def _statistics(self, source: SiteTable, order: TaskOrder) -> bytes:
+        """Admit the secure sum, encode the statistics exactly, advertise."""
+        if self._secure is None:
+            raise PreparationRefused("this site takes part in no secure sum")
+        request = StatisticsRequest.from_json(order.payload)
+        if not request.request.secure:
+            raise PreparationRefused("a statistics task in a run without secure sums")
+        refusal = self._secure.admit_sum(order, request.secure_json)
+        if refusal is not None:
+            raise PreparationRefused(refusal)
+        vector = source.statistics(request.request, request.columns)
+        try:
+            from accord.secagg.exact import ExactEncoding
+        except ImportError as exc:  # pragma: no cover - the extra is missing
+            raise PreparationRefused(f"this site cannot sum securely: {exc}") from None
+        try:
+            words = ExactEncoding(vector.size).encode(vector)
+        except ValueError as exc:
+            reason = f"its statistics cannot be summed: {exc}"
+            raise PreparationRefused(reason) from None
+        return self._secure.seal_sum(order, words)
 
     def _encoding(self, source: SiteTable, payload: bytes) -> bytes:
         request, encoder = parse_encoding(payload)

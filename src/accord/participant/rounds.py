@@ -8,7 +8,10 @@ hands every secure task to :class:`SecureRounds`, which applies the site's polic
 :class:`~accord.participant.ckks.CkksSite` for CKKS), and holds the admitted
 round's settings until the update is trained: :meth:`SecureRounds.seal` turns it
 into the first message that leaves the site (a masking advertisement, or the
-encrypted update), :meth:`SecureRounds.answer` answers each later stage.
+encrypted update), :meth:`SecureRounds.answer` answers each later stage. A
+secure sum that is not a training round (the preprocessing fit's statistics) is
+admitted by :meth:`SecureRounds.admit_sum` and opened by
+:meth:`SecureRounds.seal_sum`, under the same policy, by masking.
 
 Both protocols' modules need their extras; they are imported when the first task
 of their protocol arrives, and a site without them refuses such tasks with the
@@ -20,6 +23,9 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
 
 from accord.errors import AccordError, SecAggAborted
 from accord.params import Params
@@ -102,6 +108,37 @@ class SecureRounds:
         if refusal is None:
             self._plan = plan
         return refusal
+
+    def admit_sum(self, order: TaskOrder, secure_json: str) -> str | None:
+        """Check a secure sum that is not a training round (the ``statistics`` task).
+
+        None if the site takes part, else why not: the masking protocol's checks
+        (identity, roster certificates) and the site's minimum threshold.
+        """
+        self.drop()
+        if self._masking is None:
+            try:
+                from accord.participant.secure import SecureSite
+            except ImportError as exc:
+                return f"this site cannot run secure aggregation: {exc}"
+            self._masking = SecureSite(self._signing, self._ca_pem)
+        plan = self._masking.prepare_sum(order, secure_json)
+        if isinstance(plan, str):
+            return plan
+        refusal = self._policy.refusal(secure=True, threshold=plan.job.threshold)
+        if refusal is None:
+            self._plan = plan
+        return refusal
+
+    def seal_sum(self, order: TaskOrder, words: npt.NDArray[np.uint32]) -> bytes:
+        """The advertisement of the admitted sum, whose input is ring ``words``.
+
+        Raises SecAggAborted if none was admitted or the words do not fit it.
+        """
+        plan, self._plan = self._plan, None
+        if plan is None or self._masking is None:
+            raise SecAggAborted(f"no secure sum of round {order.round} admitted")
+        return self._masking.open_words(order, plan, words)
 
     def _admit_ckks(self, order: TaskOrder) -> str | None:
         refusal = self._policy.refusal(secure=True, ckks=True)

@@ -28,7 +28,8 @@ connection, and the next dial trusts only the pins left, or refuses to dial.
 
 A site on ``csv:`` data (:class:`~accord.participant.table.SiteTable`) has no
 features until the coordinator fits the federation's preprocessing: it answers
-the ``profile`` and ``encoding`` stages of round 0
+the ``profile`` and ``encoding`` stages of round 0, and under secure aggregation
+the ``statistics`` stage whose secure sum then runs like a secure round's
 (:mod:`accord.participant.preparation`), builds its task with ``builder`` for
 the encoded data, and refuses train and eval tasks until then.
 
@@ -135,7 +136,6 @@ class ParticipantRuntime:
     ) -> None:
         self._connect = connect
         self._pin = pin
-        self._prep = Preparation(data, task=task, builder=builder, policy=policy)
         self.log = log or SiteLog()
         self._backoff = backoff or Backoff()
         self._threads = threads
@@ -143,6 +143,9 @@ class ParticipantRuntime:
         self._policy = policy or SitePolicy()
         self._secure = SecureRounds(
             self._policy, signing=signing, ca_pem=ca_pem, ckks_context=ckks_context
+        )
+        self._prep = Preparation(
+            data, task=task, builder=builder, policy=policy, secure=self._secure
         )
         self._answered: set[tuple[str, int, str]] = set()
         self._model: tuple[str, Params] | None = None

@@ -22,6 +22,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from accord.errors import AuthenticationFailed, PkiError, SecAggAborted
 from accord.params import Params
 from accord.secagg.messages import Stage
@@ -33,6 +36,12 @@ from accord.transport.secagg_wire import decode_from_coordinator, encode
 __all__ = ["SecurePlan", "SecureSite"]
 
 logger = logging.getLogger(__name__)
+
+_NO_IDENTITY = (
+    "this site has no identity key and certificate (identity-key.pem, "
+    "identity-cert.pem), so it cannot take part in secure rounds; ask "
+    "the federation's operator to enrol it again"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +67,31 @@ class SecureSite:
     def prepare(self, order: TaskOrder) -> SecurePlan | str:
         """The plan of a secure train task, or why the site refuses it."""
         self.drop()
+        if self._signing is None or self._ca_pem is None:
+            return _NO_IDENTITY
+        participant = order.config.participant if order.config else ""
+        return self._plan(order, order.secure_json, participant)
+
+    def prepare_sum(self, order: TaskOrder, secure_json: str) -> SecurePlan | str:
+        """The plan of a secure sum that is not a training round, or why not.
+
+        The preprocessing fit's ``statistics`` task (round 0) carries its
+        :class:`SecureJob` in its payload and the roster's certificates.
+        """
+        self.drop()
+        if self._signing is None or self._ca_pem is None:
+            return _NO_IDENTITY
+        return self._plan(order, secure_json, self._signing.name)
+
+    def _plan(
+        self, order: TaskOrder, secure_json: str, participant: str
+    ) -> SecurePlan | str:
         signing, ca_pem = self._signing, self._ca_pem
-        if signing is None or ca_pem is None:
-            return (
-                "this site has no identity key and certificate (identity-key.pem, "
-                "identity-cert.pem), so it cannot take part in secure rounds; ask "
-                "the federation's operator to enrol it again"
-            )
+        assert signing is not None and ca_pem is not None
         try:
-            job = SecureJob.from_json(order.secure_json)
+            job = SecureJob.from_json(secure_json)
         except ValueError as exc:
             return str(exc)
-        participant = order.config.participant if order.config else ""
         if job.round_number != order.round or participant != signing.name:
             return (
                 f"the secure settings are for round {job.round_number} and site "
@@ -109,6 +131,21 @@ class SecureSite:
         )
         if session.clipped:
             logger.info("round %d: %d values clipped", order.round, session.clipped)
+        advert = encode(session.advertise())
+        self._session = (order.run_id, order.round, session)
+        return advert
+
+    def open_words(
+        self, order: TaskOrder, plan: SecurePlan, words: npt.NDArray[np.uint32]
+    ) -> bytes:
+        """Open a session whose input is ring ``words``; its advertisement.
+
+        Raises SecAggAborted if the words do not fit the sum.
+        """
+        assert self._signing is not None  # prepare_sum() refused otherwise
+        session = SecureSession.of_words(
+            plan.job, self._signing.name, self._signing.key, plan.keys, words
+        )
         advert = encode(session.advertise())
         self._session = (order.run_id, order.round, session)
         return advert

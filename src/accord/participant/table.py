@@ -14,11 +14,15 @@ level would send an update of another shape). So it loads a :class:`SiteTable`
 2. the ``encoding`` stage carries the fitted encoder, with which the site encodes
    its train and holdout rows (:meth:`SiteTable.encode`) before any training.
 
-Nothing else about the rows leaves the site.
+Under secure aggregation the ``profile`` stage is answered with the site's
+columns only (:meth:`SiteTable.columns`), and the statistics
+(:meth:`SiteTable.statistics`) go into a secure sum in between. Nothing else about
+the rows leaves the site.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,10 +33,13 @@ from accord.data.datasets import Table
 from accord.data.federation import holdout_split
 from accord.data.handshake import PrepareRequest
 from accord.data.preprocess import Encoder, SufficientStats, extract_features
-from accord.data.profile import SiteProfile
+from accord.data.profile import SiteColumns, SiteProfile
+from accord.data.sums import statistics_vector
 from accord.errors import DatasetError
 
 __all__ = ["SiteTable"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,63 @@ class SiteTable:
             categorical={col: tuple(levels) for col, levels in features.levels},
             train_rows=len(train),
         )
+
+    def columns(self, request: PrepareRequest) -> SiteColumns:
+        """What the site reveals when its sums go through secure aggregation.
+
+        The levels of a column that ``request`` declares levels for are checked
+        here, against them, and not sent: a level outside them raises
+        :class:`DatasetError` naming the column (the levels go to the site's log).
+        """
+        features = extract_features(self.table)
+        categorical: dict[str, tuple[str, ...]] = {}
+        for column, levels in features.levels:
+            declared = request.declared.get(column)
+            if declared is None:
+                categorical[column] = tuple(levels)
+                continue
+            extra = sorted(set(levels) - set(declared))
+            if extra:
+                logger.warning(
+                    "column %r holds levels not declared in fed.toml: %s",
+                    column,
+                    ", ".join(repr(e) for e in extra[:20]),
+                )
+                raise DatasetError(
+                    f"{self.name}'s column {column!r} holds {len(extra)} level(s) "
+                    "not among those declared in fed.toml (the participant's log "
+                    "output lists them); declare them, or fix the site's data"
+                )
+            categorical[column] = ()
+        return SiteColumns(
+            classes=self.table.spec.classes,
+            numeric=features.numeric_names,
+            categorical=categorical,
+        )
+
+    def statistics(
+        self, request: PrepareRequest, columns: tuple[str, ...]
+    ) -> npt.NDArray[np.float64]:
+        """The training rows' statistics over ``columns``, laid out for a secure sum."""
+        train, _ = self.split(request)
+        if len(train) == 0:
+            raise DatasetError(f"{self.name} has no training rows")
+        features = extract_features(self.table)
+        where = {name: j for j, name in enumerate(features.numeric_names)}
+        absent = [c for c in columns if c not in where]
+        if absent or len(columns) != len(where):
+            raise DatasetError(
+                f"the federation sums the numeric columns {list(columns)[:10]}, "
+                f"{self.name} has {list(where)[:10]}; every site needs the same"
+            )
+        # Summed as the plain profile sums them (the same array, the same order of
+        # additions), then laid out in the federation's column order.
+        stats = SufficientStats.of(features.rows(train).numeric)
+        order = np.array([where[c] for c in columns], dtype=np.int64)
+        ordered = SufficientStats(
+            stats.count[order], stats.total[order], stats.total_sq[order]
+        )
+        return statistics_vector(ordered, len(train))
 
     def encode(
         self, encoder: Encoder, request: PrepareRequest

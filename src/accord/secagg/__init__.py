@@ -6,14 +6,17 @@ Flower: small pure crypto modules (:mod:`~accord.secagg.crypto`,
 :mod:`~accord.secagg.mask`, :mod:`~accord.secagg.shamir`), the coordinator's
 protocol (:class:`SecAggServer`) and the participant's step
 (:class:`SecAggParticipant`), both pure state machines with no I/O. Updates enter
-the ring Z_2^32 through :class:`FixedPointEncoding`. :func:`run_local_round` runs a
-whole round in one process. ``docs/security.md`` states the threat model.
+the ring Z_2^32 through :class:`FixedPointEncoding`; statistics that must sum
+exactly (the preprocessing fit's) through :class:`ExactEncoding`.
+:func:`run_local_round` runs a whole round in one process. ``docs/security.md``
+states the threat model.
 
 Needs the ``secagg`` extra (``cryptography`` and ``pycryptodome``).
 """
 
 from accord.secagg.config import SecAggConfig
 from accord.secagg.encoding import FixedPointEncoding
+from accord.secagg.exact import ExactEncoding
 from accord.secagg.graph import (
     NeighbourGraph,
     build_graph,
@@ -27,6 +30,7 @@ from accord.secagg.participant import SecAggParticipant
 from accord.secagg.server import SecAggResult, SecAggServer
 
 __all__ = [
+    "ExactEncoding",
     "FixedPointEncoding",
     "LocalRun",
     "MaskGenerator",

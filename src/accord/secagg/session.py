@@ -197,6 +197,40 @@ class SecureSession:
             config, participant, identity, masks=masks, entropy=entropy
         )
 
+    @classmethod
+    def of_words(
+        cls,
+        job: SecureJob,
+        participant: str,
+        identity: Ed25519PrivateKey,
+        keys: Mapping[str, bytes],
+        words: np.ndarray[Any, np.dtype[np.uint32]],
+        *,
+        masks: MaskGenerator | None = None,
+        entropy: Callable[[int], bytes] = os.urandom,
+    ) -> SecureSession:
+        """A session whose input is ring ``words`` encoded already.
+
+        For sums that are not a model update: the preprocessing fit's statistics,
+        encoded exactly (:class:`~accord.secagg.exact.ExactEncoding`) rather than
+        clipped and weighted. Raises SecAggAborted when their number is not the
+        round's vector size.
+        """
+        config = job.config(keys)
+        if words.dtype != np.uint32 or words.shape != (config.vector_size,):
+            raise SecAggAborted(
+                f"the round sums {config.vector_size} ring words, the input has "
+                f"{words.size}",
+                stage="advertise",
+            )
+        session = cls.__new__(cls)
+        session.clipped = 0
+        session._vector = words.copy()
+        session._state = SecAggParticipant(
+            config, participant, identity, masks=masks, entropy=entropy
+        )
+        return session
+
     @property
     def stage(self) -> Stage:
         """The stage whose coordinator message the session expects next."""

@@ -80,6 +80,7 @@ from accord.transport.secure_rounds import (
     check_stage_header,
     oversized_task,
     secure_order,
+    statistics_order,
 )
 from accord.transport.spool import SpooledUpdate
 
@@ -195,12 +196,18 @@ class GrpcExecutor:
     ) -> None:
         """Push each participant its message opening ``stage`` (a ``secagg`` task).
 
-        A message too large for a task fails its job at once.
+        A message too large for a task fails its job at once. A ``statistics``
+        task (the preprocessing's secure sum) carries its roster's certificates,
+        and its job bounds the sum's later stages (:func:`statistics_order`).
         """
         for name, payload in payloads.items():
             order = TaskOrder(
                 self.run_id, round_number, "secagg", "", stage=stage, payload=payload
             )
+            if stage == "statistics":
+                order, job = statistics_order(order, identities=self._identities)
+                with self._lock:
+                    self._secure = {round_number: job}
             self._dispatch(name, order, refusal=oversized_task(stage, payload))
 
     def next_event(self, timeout: float | None) -> Event | None:

@@ -18,7 +18,9 @@ answer to the open stage is a ``duplicate``. A CKKS round has two stages of its
 own (:data:`CKKS_STAGES`): ``ckks_upload`` answers the train job like ``advertise``,
 ``ckks_decrypt`` a ``secagg`` job; a stage of the other protocol than the open
 job's is a ``mismatch``. The preprocessing fit's stages (:data:`PREPARE_STAGES`)
-are ``secagg`` jobs of round 0 under the same rules. :func:`secagg_limit` bounds
+are ``secagg`` jobs of round 0 under the same rules; under secure aggregation the
+``statistics`` stage opens a secure sum whose later stages (``share_keys`` to
+``unmask``) are ``secagg`` jobs of round 0 too. :func:`secagg_limit` bounds
 a masking stage's message by what the protocol can produce
 (:mod:`~accord.transport.secure_rounds` a CKKS one).
 """
@@ -62,8 +64,9 @@ STAGES = ("advertise", "share_keys", "masked_input", "consistency", "unmask")
 CKKS_STAGES = ("ckks_upload", "ckks_decrypt")
 #: The stages that fit a deployment's preprocessing before round 1, as ``secagg``
 #: jobs of round 0 (:mod:`accord.coordinator.preparation`).
-PREPARE_STAGES = ("profile", "encoding")
-#: Largest message of a preparation stage (a profile: names, levels, three sums).
+PREPARE_STAGES = ("profile", "statistics", "encoding")
+#: Largest message of a preparation stage (a profile: names, levels, three sums;
+#: the ``statistics`` answer is a secure sum's advertisement).
 PREPARE_MAX_BYTES = 16 * 2**20
 _FIRST = frozenset({STAGES[0], CKKS_STAGES[0]})  # they answer the train job
 

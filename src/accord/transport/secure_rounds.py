@@ -13,7 +13,8 @@ parameters, and a decryption is exactly ``8 * (values + 1)`` bytes
 ``mismatch``.
 
 :func:`secure_order` is called only with a job the round loop made, so the secagg
-modules it imports are loaded already; this module imports none of them itself,
+modules it imports are loaded already (as :func:`statistics_order` is only for a
+secure sum the preprocessing fit opened); this module imports none of them itself,
 which keeps the extras out of plain deployments.
 """
 
@@ -38,7 +39,13 @@ if TYPE_CHECKING:
     from accord.secagg.session import SecureJob
     from accord.transport.identity import IdentityBook
 
-__all__ = ["CkksLimits", "check_stage_header", "oversized_task", "secure_order"]
+__all__ = [
+    "CkksLimits",
+    "check_stage_header",
+    "oversized_task",
+    "secure_order",
+    "statistics_order",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,25 @@ def secure_order(
 
     limits = CkksLimits(job.values, max_upload_bytes(ckks_params, job.values))
     return dataclasses.replace(order, secure_json=job.to_json()), limits
+
+
+def statistics_order(
+    order: TaskOrder, *, identities: IdentityBook
+) -> tuple[TaskOrder, SecureJob]:
+    """A ``statistics`` task with its roster's certificates, and its secure sum's job.
+
+    The task opens the secure sum of the preprocessing statistics (round 0); its
+    payload, the coordinator's own :class:`~accord.data.handshake.StatisticsRequest`,
+    names the :class:`~accord.secagg.session.SecureJob` that bounds the sum's
+    later stages, as a secure train task's does.
+    """
+    from accord.data.handshake import StatisticsRequest
+    from accord.secagg.session import SecureJob
+
+    request = StatisticsRequest.from_json(order.payload)
+    job = SecureJob.from_json(request.secure_json)
+    certificates = identities.certificates(job.roster)
+    return dataclasses.replace(order, certificates=certificates), job
 
 
 def check_stage_header(
