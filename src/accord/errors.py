@@ -244,12 +244,14 @@ class PrivacyBudgetExhausted(AccordError, RuntimeError):
         self.spent = spent
         self.limit = limit
         self.next = next
-        super().__init__(
-            f"privacy budget exhausted: epsilon spent {spent:.4g}, one more round "
-            f"would make it {next:.4g}, above the budget of {limit:.4g}. The model "
-            "so far is kept; to train longer, raise [privacy] budget_epsilon (less "
-            "privacy) or the noise multiplier (less accuracy per round)"
+        #: The message without its "privacy budget exhausted" head.
+        self.detail = (
+            f"epsilon spent {spent:.4g}, one more round would make it {next:.4g}, "
+            f"above the budget of {limit:.4g}. The model so far is kept; to train "
+            "longer, raise [privacy] budget_epsilon (less privacy) or the noise "
+            "multiplier (less accuracy per round)"
         )
+        super().__init__(f"privacy budget exhausted: {self.detail}")
 
 
 class StoreError(AccordError, RuntimeError):

@@ -251,7 +251,7 @@ class Coordinator:
                 try:
                     params, state, summary = self._round(run_id, number, params, state)
                 except PrivacyBudgetExhausted as exc:
-                    stopped = f"budget exhausted before round {number}: {exc}"
+                    stopped = f"budget exhausted before round {number}: {exc.detail}"
                     logger.info("run %s stopped: %s", run_id, stopped)
                     break
                 summaries.append(summary)
