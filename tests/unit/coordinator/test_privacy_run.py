@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,11 @@ import pytest
 
 from accord.config import FedConfig, config_from_mapping
 from accord.coordinator.privacy import CentralPrivacy
+from accord.coordinator.summary import RoundSummary
 from accord.errors import ConfigError
 from accord.privacy.accountant import DpAccountant
 from accord.privacy.events import participant_round_event
+from accord.records import ParticipantOutcome
 from accord.simulation.engine import simulate
 from accord.store import MemoryStore
 
@@ -165,3 +168,49 @@ def test_restore_rebuilds_the_accountant_from_recorded_rounds(tmp_path: Path) ->
     privacy.restore(recorded)
 
     assert privacy.epsilon() == pytest.approx(recorded[-1].privacy[0].epsilon)
+
+
+class _StopAtRound:
+    """Interrupts the loop like Ctrl-C as round ``number`` starts."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def round_started(self, number: int, selected: Sequence[str]) -> None:
+        if number == self.number:
+            raise KeyboardInterrupt
+
+    def participant_finished(self, number: int, outcome: ParticipantOutcome) -> None:
+        pass
+
+    def round_finished(self, summary: RoundSummary) -> None:
+        pass
+
+
+def test_a_resumed_run_continues_its_epsilon_and_adaptive_clip(tmp_path: Path) -> None:
+    # Arrange: the same DP run, straight through and interrupted at round 3
+    config = make_config(tmp_path, rounds=4, clip=None, adaptive_clip=True)
+    with MemoryStore() as store:
+        straight = simulate(config, store=store, checkpoint_dir=tmp_path / "a").run
+    with MemoryStore() as store:
+        with pytest.raises(KeyboardInterrupt):
+            simulate(
+                config,
+                store=store,
+                checkpoint_dir=tmp_path / "b",
+                observer=_StopAtRound(3),
+            )
+        (run,) = store.list_runs()
+
+        # Act
+        resumed = simulate(
+            config, store=store, checkpoint_dir=tmp_path / "b", resume=run.run_id
+        ).run
+        rounds = store.rounds(run.run_id)
+
+    # Assert: the same clips, epsilons and model as without the interruption
+    assert resumed.params.digest() == straight.params.digest()
+    assert [r.epsilon for r in resumed.rounds] == [r.epsilon for r in straight.rounds]
+    assert [r.privacy[0].epsilon for r in rounds] == pytest.approx(
+        [epsilon_after(n) for n in (1, 2, 3, 4)]
+    )
