@@ -118,6 +118,9 @@ class DpAccountant:
         self.kind: AccountantKind = kind
         self._pld = pld_discretization
         self._counts: list[tuple[DpEvent, int]] = []
+        # The budget asks "epsilon after one more round?" and, once the round ran,
+        # "epsilon now?": the same composition, computed once (PLD takes ~1 s).
+        self._known: dict[tuple[tuple[tuple[DpEvent, int], ...], float], float] = {}
 
     @property
     def events(self) -> tuple[tuple[DpEvent, int], ...]:
@@ -130,18 +133,21 @@ class DpAccountant:
 
     def epsilon(self, delta: float) -> float:
         """Epsilon spent so far at ``delta``."""
-        return epsilon_of(
-            self._counts, delta, kind=self.kind, pld_discretization=self._pld
-        )
+        return self._epsilon(self._counts, delta)
 
     def epsilon_after(self, event: DpEvent, delta: float, count: int = 1) -> float:
         """Epsilon if ``event`` ran ``count`` more times; changes nothing."""
-        return epsilon_of(
-            _added(self._counts, event, count),
-            delta,
-            kind=self.kind,
-            pld_discretization=self._pld,
-        )
+        return self._epsilon(_added(self._counts, event, count), delta)
+
+    def _epsilon(self, counts: list[tuple[DpEvent, int]], delta: float) -> float:
+        key = (tuple(counts), float(delta))
+        if key not in self._known:
+            if len(self._known) >= 8:  # only the latest questions come back
+                self._known.clear()
+            self._known[key] = epsilon_of(
+                counts, delta, kind=self.kind, pld_discretization=self._pld
+            )
+        return self._known[key]
 
     def factory(self) -> Callable[[], dp_accounting.PrivacyAccountant]:
         """Makes fresh ``dp-accounting`` accountants of this kind (for calibration)."""
