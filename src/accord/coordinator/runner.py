@@ -173,6 +173,11 @@ class Coordinator:
         :class:`~accord.errors.RunBusy` if another process serves ``run_id``.
         """
         cfg = self.config
+        # DP's noise is calibrated before a run exists: a target epsilon that cannot
+        # be reached is a configuration error, not an aborted run.
+        self._privacy = CentralPrivacy.of(
+            cfg, participants=len(eligible(self._executor))
+        )
         if run_id is None:
             run_id = create_run(self._store, cfg)
         with self._store.lease_run(run_id):
@@ -212,6 +217,9 @@ class Coordinator:
                     f"run {run_id}'s checkpoint does not fit the task's model (its "
                     "tensors differ); resume with the task the run was started with"
                 )
+            self._privacy = CentralPrivacy.of(
+                self.config, participants=len(eligible(self._executor))
+            )
             self._store.reopen_run(run_id)
             logger.info("run %s resumed at round %d", run_id, point.next_round)
             done = tuple(summary_of(r) for r in point.recorded)
@@ -242,9 +250,6 @@ class Coordinator:
         failed = failed_in_a_row(summaries)
         stopped: str | None = None
         try:
-            self._privacy = CentralPrivacy.of(
-                cfg, participants=len(eligible(self._executor))
-            )
             if self._privacy is not None:
                 self._privacy.restore(recorded)
             for number in range(first, cfg.federation.rounds + 1):

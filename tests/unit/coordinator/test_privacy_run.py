@@ -214,3 +214,17 @@ def test_a_resumed_run_continues_its_epsilon_and_adaptive_clip(tmp_path: Path) -
     assert [r.privacy[0].epsilon for r in rounds] == pytest.approx(
         [epsilon_after(n) for n in (1, 2, 3, 4)]
     )
+
+
+def test_an_unreachable_target_is_refused_before_any_run_exists(
+    tmp_path: Path,
+) -> None:
+    config = make_config(
+        tmp_path, rounds=50, noise_multiplier=None, target_epsilon=1e-3
+    )
+
+    with MemoryStore() as store:
+        with pytest.raises(ConfigError, match="raise target_epsilon") as err:
+            simulate(config, store=store)
+        assert store.list_runs() == []
+    assert err.value.key == "privacy.target_epsilon"
