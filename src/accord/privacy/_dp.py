@@ -13,7 +13,7 @@ try:
     from dp_accounting import dp_event
     from dp_accounting.pld import pld_privacy_accountant
     from dp_accounting.rdp import rdp_privacy_accountant
-except ImportError as exc:  # pragma: no cover - exercised without the extra
+except ImportError as exc:  # tested in a subprocess without the extra
     raise MissingExtraError(
         extra="privacy", package="dp-accounting", feature="differential privacy"
     ) from exc

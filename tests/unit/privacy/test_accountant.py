@@ -104,3 +104,23 @@ def test_epsilon_grows_with_the_sampling_rate(z, q, dq):
 @given(st.floats(0.7, 3.0), st.floats(0.05, 1.0), st.floats(0.05, 1.0))
 def test_epsilon_falls_as_the_noise_grows(z, q, dz):
     assert _eps(z + dz, q, 10) <= _eps(z, q, 10) + 1e-9
+
+
+def test_without_the_extra_the_error_names_the_install_command():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['dp_accounting'] = None  # as if not installed\n"
+        "import accord.privacy  # clipping and noise need numpy only\n"
+        "try:\n"
+        "    import accord.privacy.accountant\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("MissingExtraError")
+    assert "pip install 'accord[privacy]'" in out.stdout
