@@ -38,6 +38,7 @@ __all__ = [
     "EvaluationConfig",
     "FedConfig",
     "FederationConfig",
+    "PrivacyConfig",
     "RoundConfig",
     "SelectionConfig",
     "SimulationConfig",
@@ -194,6 +195,66 @@ class SecureAggregationConfig(_Section):
         return {"mode": value} if isinstance(value, str) else value
 
 
+class PrivacyConfig(_Section):
+    """Differential privacy: what is protected, how much noise, and the budget.
+
+    ``level = "participant"``: each participant's whole update is clipped to
+    ``clip`` (L2) and the coordinator adds Gaussian noise to their mean (DP-FedAvg,
+    central noise). ``"record"``: DP-SGD inside each site (its keys are accepted;
+    a run refuses it until a task supports it). Exactly one of
+    ``noise_multiplier`` and ``target_epsilon`` (turned into a multiplier for the
+    planned rounds). ``delta`` is a fixed 1e-5 unless given: keep it well below
+    1 / (number of protected units). ``adaptive_clip`` lets the clip follow the
+    ``target_quantile`` of update norms (Andrew et al. 2021), starting from
+    ``clip``. A round that would take epsilon past ``budget_epsilon`` does not
+    start. ``noise_seed`` makes the noise reproducible: tests only, it voids the
+    protection. See ``docs/privacy.md``.
+    """
+
+    level: Literal["off", "participant", "record"] = "off"
+    noise_multiplier: float | None = Field(default=None, gt=0, le=100)
+    target_epsilon: float | None = Field(default=None, gt=0, le=1000)
+    delta: float = Field(default=1e-5, gt=0, lt=1)
+    clip: float | None = Field(default=None, gt=0)
+    adaptive_clip: bool = False
+    target_quantile: float = Field(default=0.5, gt=0, lt=1)
+    clip_learning_rate: float = Field(default=0.2, gt=0, le=10)
+    clip_count_stddev: float | None = Field(default=None, gt=0)
+    accountant: Literal["pld", "rdp"] = "pld"
+    budget_epsilon: float | None = Field(default=None, gt=0)
+    noise_seed: int | None = Field(default=None, ge=0, lt=2**63)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> PrivacyConfig:
+        given = [k for k in ("noise_multiplier", "target_epsilon") if getattr(self, k)]
+        if self.level == "off":
+            stray = given + [
+                k
+                for k in ("clip", "budget_epsilon", "noise_seed")
+                if getattr(self, k) is not None
+            ]
+            if stray or self.adaptive_clip:
+                shown = ", ".join(stray or ["adaptive_clip"])
+                raise ValueError(
+                    f"{shown} given but level = 'off', so they would be ignored; "
+                    "set level = 'participant' (or 'record'), or remove them"
+                )
+            return self
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of noise_multiplier and target_epsilon "
+                f"(got {', '.join(given) or 'neither'})"
+            )
+        if self.level == "participant" and self.clip is None and not self.adaptive_clip:
+            raise ValueError(
+                "level = 'participant' needs clip, the L2 bound on each update "
+                "(or adaptive_clip = true)"
+            )
+        if self.adaptive_clip and self.level != "participant":
+            raise ValueError("adaptive_clip applies to level = 'participant' only")
+        return self
+
+
 class EvaluationConfig(_Section):
     """What is measured, how often, and the comparison at the end of a simulation."""
 
@@ -334,6 +395,7 @@ class FedConfig(_Section):
     secure_aggregation: SecureAggregationConfig = Field(
         default_factory=SecureAggregationConfig
     )
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
@@ -373,6 +435,7 @@ class FedConfig(_Section):
 
 def _check_compatibility(cfg: FedConfig) -> None:
     _check_secure(cfg)
+    _check_privacy(cfg)
     roster = cfg.deployment.participants
     unknown = sorted(set(cfg.deployment.declared_examples) - set(roster))
     if roster and unknown:
@@ -450,6 +513,28 @@ def _check_secure(cfg: FedConfig) -> None:
             "a neighbour degree below 2 leaves a participant one neighbour, who "
             "would learn its update",
             key="secure_aggregation.degree",
+        )
+
+
+def _check_privacy(cfg: FedConfig) -> None:
+    """Refuse DP settings whose guarantee the rest of the configuration breaks."""
+    if cfg.privacy.level != "participant":
+        return
+    key = "privacy.level"
+    if cfg.strategy.aggregation != "mean":
+        raise ConfigError(
+            f"participant-level DP bounds one participant's effect on the mean of "
+            f"clipped updates; strategy.aggregation = "
+            f"{cfg.strategy.aggregation!r} has another sensitivity that accord does "
+            'not account: use aggregation = "mean"',
+            key=key,
+        )
+    if cfg.secure_aggregation.mode != "off":
+        raise ConfigError(
+            "participant-level DP with secure aggregation needs each site to clip "
+            "its own update before masking, which accord does not do yet; turn "
+            "secure_aggregation off, or DP off",
+            key=key,
         )
 
 

@@ -24,6 +24,9 @@ terminal or a log whole.
     ├── RunAborted (RuntimeError)           a run stopped before its last round
     │   └── PreparationFailed               before round 1: ``site`` could not take
     │                                       part in the preprocessing fit
+    ├── PrivacyBudgetExhausted (RuntimeError)  one more DP step would spend more
+    │                                       epsilon than the budget (``spent``,
+    │                                       ``limit``, ``next``)
     ├── StoreError (RuntimeError)           the store cannot read or write
     │   ├── RunNotFound (LookupError)       no run with that id
     │   └── RunBusy                         another process is serving that run
@@ -51,6 +54,7 @@ __all__ = [
     "MissingExtraError",
     "PkiError",
     "PreparationFailed",
+    "PrivacyBudgetExhausted",
     "RefusalKind",
     "RoundFailed",
     "RunAborted",
@@ -226,6 +230,28 @@ class PreparationFailed(RunAborted):
     def __init__(self, site: str, message: str) -> None:
         super().__init__(message)
         self.site = site
+
+
+class PrivacyBudgetExhausted(AccordError, RuntimeError):
+    """One more DP step would take epsilon past the budget; it was not run.
+
+    ``spent`` is the epsilon spent so far, ``limit`` the budget, ``next`` what the
+    step would have made it. A run that meets it stops cleanly with ``spent``
+    recorded: the model trained so far is kept.
+    """
+
+    def __init__(self, *, spent: float, limit: float, next: float) -> None:
+        self.spent = spent
+        self.limit = limit
+        self.next = next
+        #: The message without its "privacy budget exhausted" head.
+        self.detail = (
+            f"epsilon spent {spent:.4g}, one more round would make it {next:.4g}, "
+            f"above the budget of {limit:.4g}. The model so far is kept; to train "
+            "longer, raise [privacy] budget_epsilon (less privacy) or the noise "
+            "multiplier (less accuracy per round)"
+        )
+        super().__init__(f"privacy budget exhausted: {self.detail}")
 
 
 class StoreError(AccordError, RuntimeError):

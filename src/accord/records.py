@@ -15,6 +15,8 @@ __all__ = [
     "MetricValue",
     "OutcomeStatus",
     "ParticipantOutcome",
+    "PrivacyLevel",
+    "PrivacySpent",
     "RoundRecord",
     "RunEvent",
     "RunInfo",
@@ -23,6 +25,7 @@ __all__ = [
 
 OutcomeStatus = Literal["ok", "failed", "timeout", "rejected"]
 RunStatus = Literal["running", "completed", "failed", "aborted"]
+PrivacyLevel = Literal["participant", "record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,29 @@ class MetricValue:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivacySpent:
+    """The differential privacy a run has spent once a round is done.
+
+    ``epsilon`` is cumulative (every round so far, this one included) at
+    ``delta``, as ``accountant`` (``pld`` or ``rdp``) computes it. ``participant``
+    is None for the federation's (participant-level) account, a site's name for
+    its records (record level). ``noise_multiplier``, ``sampling_rate`` and
+    ``clip`` are this round's mechanism; ``details`` holds what a mechanism adds
+    (adaptive clipping's next clip, DP-SGD's steps), all numbers.
+    """
+
+    level: PrivacyLevel
+    participant: str | None
+    epsilon: float
+    delta: float
+    accountant: str
+    noise_multiplier: float
+    sampling_rate: float
+    clip: float | None
+    details: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class RoundRecord:
     """Everything about one finished round, written to the store in one transaction."""
 
@@ -62,6 +88,7 @@ class RoundRecord:
     outcomes: tuple[ParticipantOutcome, ...]
     metrics: tuple[MetricValue, ...]
     checkpoint: str | None
+    privacy: tuple[PrivacySpent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,3 +69,31 @@ def test_secagg_loads_no_grpc_protobuf_or_transport():
 
     # Assert
     assert out.stdout.strip() == ""
+
+
+def test_privacy_loads_no_heavy_dependency_and_accounts_only_on_demand():
+    # Arrange: every module of the privacy package, in a fresh interpreter
+    import pkgutil
+
+    import accord.privacy
+
+    names = [m.name for m in pkgutil.iter_modules(accord.privacy.__path__)]
+    assert {"accountant", "calibration", "clipping", "events", "noise"} <= set(names)
+    code = (
+        "import sys\n"
+        "import accord.privacy\n"
+        "light = 'dp_accounting' in sys.modules\n"
+        + "".join(f"import accord.privacy.{m}\n" for m in names)
+        + f"roots = {FORBIDDEN!r}\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in roots)\n"
+        "print(light, ','.join(heavy))\n"
+    )
+
+    # Act
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+
+    # Assert: the package alone needs no dp-accounting; all of it needs no torch,
+    # grpc, SQL, typer, scikit-learn or pandas
+    assert out.stdout.split() == ["False"]

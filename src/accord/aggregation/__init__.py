@@ -11,6 +11,7 @@ functions with thin rule classes over them; server optimizers keep explicit stat
 """
 
 from accord.aggregation.capped_mean import CappedMeanAccumulator
+from accord.aggregation.dp_mean import DpMeanAccumulator
 from accord.aggregation.integrity import cap_weights, check_params, l2_norm
 from accord.aggregation.mean import MeanAccumulator, weighted_mean
 from accord.aggregation.median import coordinate_median
@@ -36,6 +37,7 @@ __all__ = [
     "AdamState",
     "AggregationRule",
     "CappedMeanAccumulator",
+    "DpMeanAccumulator",
     "Mean",
     "MeanAccumulator",
     "Median",

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from accord.cli.ckks import coordinator_public_context, public_params
 from accord.cli.errors import reported
@@ -309,6 +310,8 @@ def _coordinate(
             f"run {result.run_id}: final model {result.params.digest()[:16]}; "
             f"{len(refused)} message(s) refused"
         )
+        if result.stopped is not None:  # exit 0: the budget did its job
+            console.print(f"stopped: {escape(result.stopped)}", highlight=False)
         return result, [r.to_json() for r in refused]
     finally:
         run_store.close()

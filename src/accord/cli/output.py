@@ -20,10 +20,16 @@ __all__ = ["comparison_table", "dumps", "run_json"]
 
 
 def run_json(result: RunResult) -> dict[str, Any]:
-    """The run id, the final model's digest and every round, as plain data."""
+    """The run id, the final model's digest and every round, as plain data.
+
+    ``epsilon`` is the differential privacy spent once the round was done (None
+    without DP); ``stopped`` says why a run ended before its planned rounds
+    without failing (its privacy budget was spent), else None.
+    """
     return {
         "run_id": result.run_id,
         "final_digest": result.params.digest(),
+        "stopped": result.stopped,
         "rounds": [
             {
                 "number": r.number,
@@ -34,6 +40,7 @@ def run_json(result: RunResult) -> dict[str, Any]:
                 "global_digest": r.global_digest,
                 "metrics": dict(r.metrics),
                 "reason": r.reason,
+                "epsilon": r.epsilon,
             }
             for r in result.rounds
         ],

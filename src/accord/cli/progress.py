@@ -88,9 +88,10 @@ class ProgressObserver:
         self._progress.update(self._sites, advance=1, status=name)
 
     def _status(self, summary: RoundSummary) -> str:
+        spent = "" if summary.epsilon is None else f", epsilon {summary.epsilon:.3f}"
         for scope in ("central", "federated", "train"):
             value = summary.metrics.get(f"{scope}.{self._metric}")
             if value is not None and not math.isnan(value):
-                return f"{scope} {self._metric} {value:.4f}"
+                return f"{scope} {self._metric} {value:.4f}{spent}"
         loss = summary.metrics.get("train.loss")
-        return f"train loss {loss:.4f}" if loss is not None else ""
+        return (f"train loss {loss:.4f}" if loss is not None else "") + spent

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -17,10 +18,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from accord.cli.errors import reported
-from accord.cli.output import comparison_table
+from accord.cli.output import comparison_table, dumps
 from accord.errors import ConfigError, RunNotFound
 from accord.simulation.baselines import Comparison
-from accord.store import RunStore, export_metrics, open_store
+from accord.store import RoundRecord, RunInfo, RunStore, export_metrics, open_store
 
 __all__ = ["register"]
 
@@ -121,9 +122,44 @@ def list_runs(
     Console().print(table)
 
 
+def _epsilon(r: RoundRecord) -> float | None:
+    """The federation's epsilon once round ``r`` was done (None: no DP)."""
+    return next((p.epsilon for p in r.privacy if p.participant is None), None)
+
+
+def _show_json(info: RunInfo, rounds: list[RoundRecord]) -> None:
+    """The run and its rounds, with the privacy spent, as one JSON document."""
+    document = {
+        "run_id": info.run_id,
+        "name": info.name,
+        "status": info.status,
+        "seed": info.seed,
+        "rounds_planned": info.rounds_planned,
+        "summary": info.summary,
+        "rounds": [
+            {
+                "number": r.number,
+                "status": r.status,
+                "selected": list(r.selected),
+                "ok": sum(1 for o in r.outcomes if o.status == "ok"),
+                "global_digest": r.global_digest,
+                "epsilon": _epsilon(r),
+                "privacy": [dataclasses.asdict(p) for p in r.privacy],
+            }
+            for r in rounds
+        ],
+    }
+    typer.echo(dumps(document))
+
+
 @runs_app.command("show")
-def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) -> None:
-    """One run: each round's outcomes, refused messages, the baselines.
+def show_run(
+    run_id: str,
+    store: str | None = _STORE,
+    directory: Path = _DIR,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """One run: each round's outcomes and epsilon, refused messages, the baselines.
 
     RUN_ID is a run id, a prefix of one, or ``latest``.
     """
@@ -135,12 +171,28 @@ def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) ->
             events = db.events(run_id)
         finally:
             db.close()
+    if as_json:
+        _show_json(info, rounds)
+        return
     console = Console()
     console.print(
         f"[bold]{info.run_id}[/] {info.name}: {info.status}, seed {info.seed}"
     )
+    summary = info.summary or {}
+    privacy = summary.get("privacy")
+    if isinstance(privacy, dict):
+        console.print(
+            f"differential privacy ({privacy.get('level')} level): epsilon "
+            f"{privacy.get('epsilon', math.nan):.4f} at delta {privacy.get('delta')}"
+            f", budget {privacy.get('budget_epsilon') or 'none'}",
+            highlight=False,
+        )
+    if summary.get("reason"):
+        console.print(f"reason: {escape(str(summary['reason']))}", highlight=False)
+    dp = any(r.privacy for r in rounds)
     table = Table()
-    for col in ("round", "status", "ok", "not ok (reason)", "model digest"):
+    columns = ["round", "status", "ok", "not ok (reason)", "model digest"]
+    for col in columns + (["epsilon"] if dp else []):
         table.add_column(col)
     for r in rounds:
         ok = sum(1 for o in r.outcomes if o.status == "ok")
@@ -149,12 +201,14 @@ def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) ->
             for o in r.outcomes
             if o.status != "ok"
         )
+        eps = _epsilon(r)
         table.add_row(
             str(r.number),
             r.status,
             f"{ok}/{len(r.selected)}",
             bad,
             r.global_digest[:16],
+            *([] if not dp else ["" if eps is None else f"{eps:.4f}"]),
         )
     console.print(table)
     if events:

@@ -17,6 +17,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from accord.cli.errors import reported
 from accord.cli.output import comparison_table, dumps, run_json
@@ -123,6 +124,8 @@ def _print_results(
         f"\nrun [bold]{run.run_id}[/]: {done}/{len(run.rounds)} rounds completed; "
         f"final model {run.params.digest()[:16]}"
     )
+    if run.stopped is not None:  # exit 0: the budget did what it was set to do
+        console.print(f"[yellow]stopped:[/] {escape(run.stopped)}", highlight=False)
     if result.comparison is not None:
         console.print(comparison_table(result.comparison))
 

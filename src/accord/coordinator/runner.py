@@ -17,6 +17,11 @@ checkpointed and committed to the store before the next one starts, so that
 lease (:meth:`~accord.store.protocol.RunStore.lease_run`), so a second process that
 would serve the same run is refused before its first round; a caller that took the
 lease already (the deployment CLI does, before it listens) takes it again freely.
+With ``[privacy] level = "participant"`` the round's aggregate is the noised mean of
+clipped updates and each round's epsilon is stored with it
+(:mod:`accord.coordinator.privacy`); a round that would take epsilon past the
+budget does not start, and the run ends there, completed, with the reason
+"budget exhausted" and the epsilon spent in its summary.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from accord.coordinator.executor import (
 from accord.coordinator.federated_eval import federated_eval
 from accord.coordinator.integrity import ExampleBounds
 from accord.coordinator.metrics import train_metrics
+from accord.coordinator.privacy import CentralPrivacy, check_supported
 from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan
 from accord.coordinator.selection import derive_seed, select
@@ -58,13 +64,14 @@ from accord.coordinator.summary import (
 from accord.errors import (
     AggregateRejected,
     ConfigError,
+    PrivacyBudgetExhausted,
     RoundFailed,
     RunAborted,
     StoreError,
     UpdateRejected,
 )
 from accord.params import Params
-from accord.records import MetricValue, ParticipantOutcome, RoundRecord
+from accord.records import MetricValue, ParticipantOutcome, PrivacySpent, RoundRecord
 from accord.task.protocol import TrainConfig
 
 if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy; the loop needs none
@@ -147,6 +154,8 @@ class Coordinator:
         self._clock = clock
         self._strategy = Strategy(config.strategy)
         self._bounds = ExampleBounds.of(config)
+        check_supported(config)
+        self._privacy: CentralPrivacy | None = None
 
     def run(
         self,
@@ -164,6 +173,11 @@ class Coordinator:
         :class:`~accord.errors.RunBusy` if another process serves ``run_id``.
         """
         cfg = self.config
+        # DP's noise is calibrated before a run exists: a target epsilon that cannot
+        # be reached is a configuration error, not an aborted run.
+        self._privacy = CentralPrivacy.of(
+            cfg, participants=len(eligible(self._executor))
+        )
         if run_id is None:
             run_id = create_run(self._store, cfg)
         with self._store.lease_run(run_id):
@@ -203,11 +217,19 @@ class Coordinator:
                     f"run {run_id}'s checkpoint does not fit the task's model (its "
                     "tensors differ); resume with the task the run was started with"
                 )
+            self._privacy = CentralPrivacy.of(
+                self.config, participants=len(eligible(self._executor))
+            )
             self._store.reopen_run(run_id)
             logger.info("run %s resumed at round %d", run_id, point.next_round)
             done = tuple(summary_of(r) for r in point.recorded)
             return self._run_from(
-                run_id, point.next_round, (params, state), done, extra_summary
+                run_id,
+                point.next_round,
+                (params, state),
+                done,
+                extra_summary,
+                recorded=point.recorded,
             )
 
     def _run_from(
@@ -217,6 +239,8 @@ class Coordinator:
         start: tuple[Params, Params],
         done: tuple[RoundSummary, ...],
         extra_summary: Callable[[Params], Mapping[str, Any]] | None,
+        *,
+        recorded: Sequence[RoundRecord] = (),
     ) -> RunResult:
         """Run rounds ``first`` to the last from model and state ``start``."""
         cfg = self.config
@@ -224,9 +248,17 @@ class Coordinator:
         self._executor.publish(params)
         summaries = list(done)
         failed = failed_in_a_row(summaries)
+        stopped: str | None = None
         try:
+            if self._privacy is not None:
+                self._privacy.restore(recorded)
             for number in range(first, cfg.federation.rounds + 1):
-                params, state, summary = self._round(run_id, number, params, state)
+                try:
+                    params, state, summary = self._round(run_id, number, params, state)
+                except PrivacyBudgetExhausted as exc:
+                    stopped = f"budget exhausted before round {number}: {exc.detail}"
+                    logger.info("run %s stopped: %s", run_id, stopped)
+                    break
                 summaries.append(summary)
                 failed = failed + 1 if summary.status == "failed" else 0
                 if failed >= cfg.round.max_failed_rounds:
@@ -235,12 +267,18 @@ class Coordinator:
                         f"see `accord runs show {run_id}`"
                     )
             final: dict[str, Any] = {"final": last_metrics(summaries)}
+            if self._privacy is not None:
+                final["privacy"] = self._privacy.summary()
             if extra_summary is not None:
                 final.update(extra_summary(params))
         except BaseException:
             self._store.finish_run(run_id, status="aborted", summary=None)
             raise
-        result = RunResult(run_id=run_id, params=params, rounds=tuple(summaries))
+        result = RunResult(
+            run_id=run_id, params=params, rounds=tuple(summaries), stopped=stopped
+        )
+        if stopped is not None:
+            final["reason"] = stopped
         reason = untrained(result)
         if reason is not None:  # it ran to its end, but trained nothing
             logger.info("run %s failed: %s", run_id, reason)  # the CLI says it
@@ -254,19 +292,25 @@ class Coordinator:
     ) -> tuple[Params, Params, RoundSummary]:
         cfg = self.config
         started, t0 = datetime.now(UTC), self._clock()
+        roster = eligible(self._executor)
         selected = select(
-            eligible(self._executor),
+            roster,
             fraction=cfg.selection.fraction,
             minimum=cfg.selection.min_participants,
             run_seed=cfg.federation.seed,
             round_number=number,
         )
+        if self._privacy is not None:  # a round over the budget never starts
+            self._privacy.admit(len(selected), len(roster))
         required = max(1, math.ceil(cfg.round.quorum * len(selected)))
         plan = RoundPlan(number, selected, required)
         if cfg.secure_aggregation.mode == "off":
             outcomes, succeeded, delta, reason = self._plain(plan, params, t0)
         else:
             outcomes, succeeded, delta, reason = self._secure(run_id, plan, params, t0)
+        spent: PrivacySpent | None = None
+        if self._privacy is not None:
+            spent = self._privacy.settle(len(selected), len(roster))
         failed = delta is None
         if delta is not None:
             params, state, reason = self._step(run_id, number, params, state, delta)
@@ -296,6 +340,7 @@ class Coordinator:
                 outcomes=outcomes,
                 metrics=tuple(metrics),
                 checkpoint=checkpoint,
+                privacy=() if spent is None else (spent,),
             )
         )
         summary = RoundSummary(
@@ -309,6 +354,7 @@ class Coordinator:
                 f"{m.scope}.{m.name}": m.value for m in metrics if m.participant is None
             },
             reason=reason,
+            epsilon=None if spent is None else spent.epsilon,
         )
         self._observer.round_finished(summary)
         return params, state, summary
@@ -343,10 +389,15 @@ class Coordinator:
         self, plan: RoundPlan, params: Params, t0: float
     ) -> tuple[tuple[ParticipantOutcome, ...], int, Params | None, str | None]:
         """Collect and fold the selected participants' updates in the clear."""
+        accumulator = (
+            self._strategy.accumulator(params.spec)
+            if self._privacy is None
+            else self._privacy.accumulator(params.spec, plan.number, len(plan.selected))
+        )
         rnd = Round(
             plan,
             params.spec,
-            self._strategy.accumulator(params.spec),
+            accumulator,
             bounds=self._bounds,
             max_norm=self.config.strategy.max_update_norm,
         )

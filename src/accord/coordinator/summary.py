@@ -37,6 +37,7 @@ class RoundSummary:
     global_digest: str
     metrics: Mapping[str, float] = field(default_factory=dict)
     reason: str | None = None
+    epsilon: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ class RunResult:
     run_id: str
     params: Params
     rounds: tuple[RoundSummary, ...]
+    stopped: str | None = None
 
 
 def last_metrics(summaries: Sequence[RoundSummary]) -> dict[str, float]:
@@ -80,6 +82,9 @@ def summary_of(record: RoundRecord) -> RoundSummary:
             for m in record.metrics
             if m.participant is None
         },
+        epsilon=next(
+            (p.epsilon for p in record.privacy if p.participant is None), None
+        ),
     )
 
 

@@ -83,6 +83,10 @@ def _normalised(record: RoundRecord) -> RoundRecord:
         for o in record.outcomes
     )
     metrics = tuple(replace(m, value=float(m.value)) for m in record.metrics)
+    privacy = tuple(
+        replace(p, details={k: float(v) for k, v in p.details.items()})
+        for p in record.privacy
+    )
     return replace(
         record,
         started_at=record.started_at.astimezone(UTC),
@@ -90,6 +94,7 @@ def _normalised(record: RoundRecord) -> RoundRecord:
         selected=tuple(record.selected),
         outcomes=outcomes,
         metrics=metrics,
+        privacy=privacy,
     )
 
 

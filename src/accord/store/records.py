@@ -20,6 +20,8 @@ from accord.records import (
     MetricValue,
     OutcomeStatus,
     ParticipantOutcome,
+    PrivacyLevel,
+    PrivacySpent,
     RoundRecord,
     RunEvent,
     RunInfo,
@@ -31,6 +33,8 @@ __all__ = [
     "MetricValue",
     "OutcomeStatus",
     "ParticipantOutcome",
+    "PrivacyLevel",
+    "PrivacySpent",
     "RoundRecord",
     "RoundStatus",
     "RunEvent",
@@ -78,6 +82,26 @@ def _check_outcome(where: str, outcome: ParticipantOutcome) -> None:
         raise StoreError(f"{who}: duration_s is {outcome.duration_s}, must be >= 0")
 
 
+def _check_privacy(where: str, spent: PrivacySpent) -> None:
+    who = f"{where}, privacy of {spent.participant or 'the federation'}"
+    _choice(who, "level", spent.level, get_args(PrivacyLevel))
+    numbers = {
+        "epsilon": spent.epsilon,
+        "noise_multiplier": spent.noise_multiplier,
+        "sampling_rate": spent.sampling_rate,
+        **{f"details.{k}": v for k, v in spent.details.items()},
+    }
+    if spent.clip is not None:
+        numbers["clip"] = spent.clip
+    for name, value in numbers.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise StoreError(
+                f"{who}: {name} is {value!r}, must be a finite number >= 0"
+            )
+    if not 0 < spent.delta < 1:
+        raise StoreError(f"{who}: delta is {spent.delta!r}, must be in (0, 1)")
+
+
 def check_round(record: RoundRecord) -> None:
     """Raise :class:`StoreError` unless every field of ``record`` can be stored.
 
@@ -96,6 +120,8 @@ def check_round(record: RoundRecord) -> None:
         _choice(where, "metric scope", metric.scope, get_args(MetricScope))
         if not metric.name:
             raise StoreError(f"{where}: a metric has an empty name")
+    for spent in record.privacy:
+        _check_privacy(where, spent)
 
 
 def _fit(text: str, limit: int) -> str:

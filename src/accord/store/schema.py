@@ -36,6 +36,8 @@ from accord.store.records import (
     MetricValue,
     OutcomeStatus,
     ParticipantOutcome,
+    PrivacyLevel,
+    PrivacySpent,
     RoundRecord,
     RoundStatus,
     RunEvent,
@@ -49,10 +51,12 @@ __all__ = [
     "MetaRow",
     "MetricRow",
     "OutcomeRow",
+    "PrivacyRow",
     "RoundRow",
     "RunRow",
     "event_from_row",
     "metric_from_row",
+    "privacy_from_row",
     "round_from_row",
     "round_to_row",
     "run_info_from_row",
@@ -133,6 +137,9 @@ class RoundRow(Base):
     metrics: Mapped[list[MetricRow]] = relationship(
         order_by="MetricRow.position", cascade="all, delete-orphan"
     )
+    privacy: Mapped[list[PrivacyRow]] = relationship(
+        order_by="PrivacyRow.position", cascade="all, delete-orphan"
+    )
 
     __table_args__ = (
         UniqueConstraint("run_id", "number"),
@@ -186,6 +193,36 @@ class MetricRow(Base):
         CheckConstraint(
             "scope IN ('central', 'federated', 'site', 'train')", name="scope"
         ),
+    )
+
+
+class PrivacyRow(Base):
+    """Differential privacy spent once a round is done (cumulative epsilon).
+
+    ``participant`` NULL is the federation's account (participant level), a name
+    is a site's (record level); ``details`` is JSON text of numbers.
+    """
+
+    __tablename__ = "accord_privacy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(
+        ForeignKey("accord_rounds.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int]
+    level: Mapped[str] = mapped_column(String(16))
+    participant: Mapped[str | None] = mapped_column(String(255))
+    epsilon: Mapped[float] = mapped_column(Double)
+    delta: Mapped[float] = mapped_column(Double)
+    accountant: Mapped[str] = mapped_column(String(16))
+    noise_multiplier: Mapped[float] = mapped_column(Double)
+    sampling_rate: Mapped[float] = mapped_column(Double)
+    clip: Mapped[float | None] = mapped_column(Double)
+    details: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint("level IN ('participant', 'record')", name="level"),
+        CheckConstraint("epsilon >= 0", name="epsilon"),
     )
 
 
@@ -251,6 +288,21 @@ def round_to_row(record: RoundRecord) -> RoundRow:
             )
             for i, m in enumerate(record.metrics)
         ],
+        privacy=[
+            PrivacyRow(
+                position=i,
+                level=p.level,
+                participant=p.participant,
+                epsilon=p.epsilon,
+                delta=p.delta,
+                accountant=p.accountant,
+                noise_multiplier=p.noise_multiplier,
+                sampling_rate=p.sampling_rate,
+                clip=p.clip,
+                details=dump_json(p.details, what="privacy details"),
+            )
+            for i, p in enumerate(record.privacy)
+        ],
     )
 
 
@@ -288,6 +340,22 @@ def round_from_row(row: RoundRow) -> RoundRecord:
         ),
         metrics=tuple(metric_from_row(m) for m in row.metrics),
         checkpoint=row.checkpoint,
+        privacy=tuple(privacy_from_row(p) for p in row.privacy),
+    )
+
+
+def privacy_from_row(row: PrivacyRow) -> PrivacySpent:
+    """The record of one privacy row."""
+    return PrivacySpent(
+        level=cast(PrivacyLevel, row.level),
+        participant=row.participant,
+        epsilon=row.epsilon,
+        delta=row.delta,
+        accountant=row.accountant,
+        noise_multiplier=row.noise_multiplier,
+        sampling_rate=row.sampling_rate,
+        clip=row.clip,
+        details=json.loads(row.details),
     )
 
 

@@ -94,6 +94,7 @@ def test_public_api_is_exactly_all():
     modules = {
         "capped_mean",
         "coordinatewise",
+        "dp_mean",
         "integrity",
         "mean",
         "median",
