@@ -32,6 +32,7 @@ from accord.aggregation.integrity import check_params
 from accord.config import FedConfig
 from accord.coordinator.collector import collect
 from accord.coordinator.executor import (
+    Bounding,
     EvalDone,
     Event,
     Executor,
@@ -147,6 +148,8 @@ class Coordinator:
         self._clock = clock
         self._strategy = Strategy(config.strategy)
         self._bounds = ExampleBounds.of(config)
+        if isinstance(executor, Bounding):  # a deployment refuses on arrival
+            executor.bound_examples(self._bounds)
 
     def run(
         self,
@@ -489,7 +492,7 @@ class Coordinator:
         return out
 
     def _federated_eval(self, run_id: str, number: int, t0: float) -> list[MetricValue]:
-        def refused(done: EvalDone, reason: str) -> None:
+        def refused(done: EvalDone | JobFailed, reason: str) -> None:
             self._store.record_event(
                 run_id,
                 round=done.round,
