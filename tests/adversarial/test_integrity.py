@@ -290,6 +290,48 @@ def test_huge_finite_values_are_refused_and_the_model_is_the_honest_one(
     assert result.params.digest() == honest.params.digest()
 
 
+class Scaled:
+    """A real task whose update (trained minus global) is a million times larger."""
+
+    def __init__(self, task: Any) -> None:
+        self._task = task
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._task, name)
+
+    def train(self, params: Params, data: Any, config: Any) -> TrainResult:
+        result = self._task.train(params, data, config)
+        scaled = Params(
+            {
+                n: (params[n] + 1e6 * (a - params[n])).astype(a.dtype)
+                for n, a in result.params.items()
+            }
+        )
+        return replace(result, params=scaled)
+
+
+@pytest.mark.parametrize("attack", [HugeValues, Scaled], ids=["huge", "scaled-1e6"])
+def test_with_default_settings_a_huge_update_is_refused_and_the_model_is_honest(
+    federation, start_coordinator, background, fed_toml, tmp_path, attack
+):
+    # No max_update_norm: the default [strategy] max_norm_ratio alone.
+    fed_toml.write_text(FED.replace("max_update_norm = 1000.0\n", ""))
+    config = load_config(fed_toml)
+    assert config.strategy.max_update_norm is None
+    honest = _without_attacker(config)
+
+    result, store, _ = _attacked(
+        federation, start_coordinator, background, fed_toml, tmp_path, task=attack
+    )
+
+    refused = _outcomes(store, result, ATTACKER)
+    assert [o.status for o in refused] == ["rejected", "rejected"]
+    assert all("median norm" in (o.reason or "") for o in refused)
+    assert all("[strategy] max_norm_ratio" in (o.reason or "") for o in refused)
+    assert [r.status for r in result.rounds] == ["completed", "completed"]
+    assert result.params.digest() == honest.params.digest()
+
+
 def test_a_lying_eval_report_is_refused_recorded_and_left_out_of_the_score(
     federation, start_coordinator, background, fed_toml, tmp_path
 ):

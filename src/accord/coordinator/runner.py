@@ -352,6 +352,7 @@ class Coordinator:
             self._strategy.accumulator(params.spec),
             bounds=self._bounds,
             max_norm=self.config.strategy.max_update_norm,
+            max_norm_ratio=self.config.strategy.max_norm_ratio,
         )
         self._executor.submit_train(plan.number, self._jobs(plan.number, plan.selected))
         self._observer.round_started(plan.number, plan.selected)
@@ -434,14 +435,11 @@ class Coordinator:
 
     def _collect_updates(self, rnd: Round, t0: float) -> None:
         def handle(event: Event) -> None:
-            applied = self._apply(rnd, event)
-            if applied is not None:
-                self._observer.participant_finished(rnd.number, applied)
+            self._apply(rnd, event)
             self._drain(rnd)
 
         def expire(late: tuple[str, ...]) -> None:
-            for outcome in rnd.expire(self._clock() - t0):
-                self._observer.participant_finished(rnd.number, outcome)
+            rnd.expire(self._clock() - t0)
 
         late = collect(
             self._executor,
@@ -458,6 +456,8 @@ class Coordinator:
 
     def _drain(self, rnd: Round) -> None:
         rnd.drain(self._executor.release)
+        for outcome in rnd.announce():  # final outcomes only (see Round)
+            self._observer.participant_finished(rnd.number, outcome)
 
     def _apply(self, rnd: Round, event: Event) -> ParticipantOutcome | None:
         try:

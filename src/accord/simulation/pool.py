@@ -13,8 +13,11 @@ fork from a server that imported what they need in advance
 A worker has as many update slots as fit in a small budget (one for a large model, up
 to 64 for a small one), so that it can run ahead of the coordinator; it trains before
 it takes a slot, so even with one it trains its next site while the coordinator folds
-the previous update. Released slots go back in one message when the coordinator is
-about to wait (or half the slots are waiting), not one message per update.
+the previous update. A plain round under ``[strategy] max_norm_ratio`` (the default)
+holds all its updates until the last is in, so then a worker has at least one slot
+per site it serves: shared memory for a whole round's updates. Released slots go
+back in one message when the coordinator is about to wait (or half the slots are
+waiting), not one message per update.
 """
 
 from __future__ import annotations
@@ -75,8 +78,25 @@ class _Handle:
     ready: bool = False
 
 
-def _slots_for(nbytes: int) -> int:
-    return max(_MIN_SLOTS, min(_MAX_SLOTS, _SLOT_BUDGET_BYTES // max(nbytes, 1)))
+def _slots_for(
+    nbytes: int, *, holds_round: bool = False, sites: int = 0, workers: int = 1
+) -> int:
+    """Slots per worker: what fits the budget, or a round's worth where it is held.
+
+    A round under ``[strategy] max_norm_ratio`` holds every update until the last
+    is in (:mod:`accord.coordinator.round`), so each worker needs a slot for each
+    of its sites, or it would wait for a slot the round releases only at its end.
+    """
+    fits = max(_MIN_SLOTS, min(_MAX_SLOTS, _SLOT_BUDGET_BYTES // max(nbytes, 1)))
+    if not holds_round:
+        return fits
+    return max(fits, -(-sites // max(workers, 1)))
+
+
+def _holds_round(config: FedConfig) -> bool:
+    """Whether a plain round of ``config`` holds its updates until the last is in."""
+    plain = config.secure_aggregation.mode == "off"
+    return plain and config.strategy.max_norm_ratio > 0
 
 
 class ProcessExecutor:
@@ -99,7 +119,12 @@ class ProcessExecutor:
         self._index = {p: i for i, p in enumerate(self._participants)}
         self._spec = spec
         self._nbytes = max(spec.packed_nbytes, 1)
-        self._slots_per_worker = slots_per_worker or _slots_for(self._nbytes)
+        self._slots_per_worker = slots_per_worker or _slots_for(
+            self._nbytes,
+            holds_round=_holds_round(config),
+            sites=len(participants),
+            workers=workers,
+        )
         self._release_batch = max(1, self._slots_per_worker // 2)
         self._ctx = cast("SpawnContext", mp.get_context(config.simulation.start_method))
         self._threads = threads_per_worker(workers)
