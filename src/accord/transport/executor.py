@@ -338,6 +338,18 @@ class GrpcExecutor:
             reason=f"removed from the run, {len(failed)} open job(s) failed: {reason}",
         )
 
+    def owing(self) -> tuple[frozenset[tuple[str, str]], int]:
+        """The jobs still unanswered, and how many events wait to be taken.
+
+        Jobs as (participant, kind, or a secure round's stage), see
+        :meth:`~accord.transport.jobs.JobBook.owing`. Read together, under the
+        lock: when no event waits, every answer that came has been taken by
+        :meth:`next_event`, so the jobs named are those the round still waits on
+        (what accord's tests skip their clocks ahead on).
+        """
+        with self._lock:
+            return self._jobs.owing(), self._events.qsize()
+
     @property
     def removed(self) -> frozenset[str]:
         """Participants removed from the run; the round loop selects none of them."""
