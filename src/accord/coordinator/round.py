@@ -22,8 +22,9 @@ updates (:func:`~accord.coordinator.integrity.outliers`); that needs every norm,
 the round then folds nothing until every selected participant has an outcome, holds
 the valid updates (in the executor's buffers, as it holds early arrivals), judges
 them, and folds the rest in selection order: the same sums, in the same order, as
-without the rule when nobody is refused. Outcomes are final, and handed out by
-:meth:`Round.announce`, only once judged.
+without the rule when nobody is refused. :meth:`Round.announce` hands out each
+outcome as it is recorded; an ``ok`` that the judgement turns into ``rejected`` is
+handed out again.
 """
 
 from __future__ import annotations
@@ -236,11 +237,11 @@ class Round:
         return self._record(done.participant, "ok", None, done)
 
     def announce(self) -> tuple[ParticipantOutcome, ...]:
-        """Outcomes that became final since the last call, in the order they did.
+        """Outcomes recorded since the last call, in the order they were.
 
-        Under ``max_norm_ratio`` an ``ok`` becomes final only once the round has
-        judged its updates (in :meth:`drain`, when every participant answered);
-        every other outcome at once.
+        Under ``max_norm_ratio`` an ``ok`` is provisional until the round has
+        judged its updates (in :meth:`drain`, once every participant answered): a
+        participant whose update is then refused comes again, ``rejected``.
         """
         names, self._unannounced = self._unannounced, []
         return tuple(self._outcomes[p] for p in names)
@@ -283,7 +284,6 @@ class Round:
                 continue
             reason = refused.get(participant)
             if reason is None:
-                self._unannounced.append(participant)  # its ok is final now
                 continue
             del self._waiting[participant]
             self._record(participant, "rejected", reason, done)
@@ -356,6 +356,5 @@ class Round:
             metrics=metrics,
         )
         self._outcomes[participant] = outcome
-        if status != "ok" or self._judged:
-            self._unannounced.append(participant)
+        self._unannounced.append(participant)
         return outcome

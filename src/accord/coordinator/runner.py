@@ -89,7 +89,11 @@ class RunObserver(Protocol):
         ...
 
     def participant_finished(self, number: int, outcome: ParticipantOutcome) -> None:
-        """A selected participant's job ended, well or not."""
+        """A selected participant's job ended, well or not.
+
+        An ``ok`` may be followed by a ``rejected`` for the same participant, once
+        the round judges its updates (``[strategy] max_norm_ratio``).
+        """
         ...
 
     def round_finished(self, summary: RoundSummary) -> None:
@@ -456,7 +460,7 @@ class Coordinator:
 
     def _drain(self, rnd: Round) -> None:
         rnd.drain(self._executor.release)
-        for outcome in rnd.announce():  # final outcomes only (see Round)
+        for outcome in rnd.announce():  # an ok may come again as rejected (Round)
             self._observer.participant_finished(rnd.number, outcome)
 
     def _apply(self, rnd: Round, event: Event) -> ParticipantOutcome | None:
