@@ -515,3 +515,17 @@ def test_an_eval_report_beyond_the_bounds_is_refused_on_arrival(
     failed = executor.next_event(0)
     assert isinstance(failed, JobFailed) and failed.refused_on_arrival
     assert (failed.kind, failed.status) == ("eval", "rejected")
+
+
+def test_owing_names_the_unanswered_jobs_and_the_events_not_taken(executor):
+    connect(executor, "a")
+    connect(executor, "b")
+    train(executor, 1, "a", "b")
+    assert executor.owing() == (frozenset({("a", "train"), ("b", "train")}), 0)
+
+    header, buffer = update()
+    executor.receive_update("a", parts(header, buffer))
+
+    assert executor.owing() == (frozenset({("b", "train")}), 1)
+    executor.release(executor.next_event(0))
+    assert executor.owing() == (frozenset({("b", "train")}), 0)
