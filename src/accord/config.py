@@ -147,7 +147,10 @@ class StrategyConfig(_Section):
     ``[secure_aggregation] max_examples`` is an older spelling of the same key.
     ``max_weight_share`` caps one participant's share of a round's total weight
     (None: FedAvg's weights, unbounded); ``max_update_norm`` bounds the L2 norm of
-    each update and of the round's aggregate (None: off). See
+    each update and of the round's aggregate (None: off). ``max_norm_ratio``
+    refuses a plain round's update whose L2 norm is more than this many times the
+    median norm of the round's valid updates (from 3 updates on; 0: off, and a
+    round's updates are folded as they come instead of held until the last). See
     :mod:`accord.coordinator.integrity`.
     """
 
@@ -159,6 +162,17 @@ class StrategyConfig(_Section):
     max_examples: int = Field(default=100_000, ge=1, lt=2**53)
     max_weight_share: float | None = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
     max_update_norm: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_norm_ratio: float = Field(default=10.0, ge=0, allow_inf_nan=False)
+
+    @field_validator("max_norm_ratio")
+    @classmethod
+    def _ratio_above_one(cls, value: float) -> float:
+        if 0 < value <= 1:
+            raise ValueError(
+                "must be 0 (off) or above 1: a ratio of at most 1 would refuse "
+                f"honest updates above the median, got {value}"
+            )
+        return value
 
 
 class SecureAggregationConfig(_Section):

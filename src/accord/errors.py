@@ -164,6 +164,7 @@ RefusalKind = Literal[
     "forbidden",
     "busy",
     "throttled",
+    "out_of_bounds",
 ]
 
 
@@ -172,8 +173,9 @@ class SubmissionRefused(UpdateRejected):
 
     ``kind`` classifies the refusal (``duplicate``, ``stale`` for a replay or a late
     message, ``too_large``, ``busy`` for a caller over its share of open calls,
-    ``throttled`` for one refused too often, ...); ``reason`` is readable and safe
-    to send back.
+    ``throttled`` for one refused too often, ``out_of_bounds`` for a claim beyond
+    the federation's bounds, such as more examples than ``max_examples``, ...);
+    ``reason`` is readable and safe to send back.
     """
 
     def __init__(

@@ -106,7 +106,7 @@ def _serve_as(federation, identity: Path, directory: Path, *, trust: TrustStore)
     store = SqlStore(f"sqlite:///{directory}/runs.db")
     run_id = store.create_run(name="trust", config={}, seed=0, rounds_planned=1)
     executor = GrpcExecutor(
-        (SITE,), run_id=wire_run_id(run_id), spool_dir=directory, grace_s=2.0
+        (SITE,), run_id=wire_run_id(run_id), spool_dir=directory, grace_s=30.0
     )
     server = serve(
         executor,

@@ -2,7 +2,13 @@
 
 Sites live in two worker processes (site i on worker i mod 2, jobs in site order), so
 the hanging and dying sites are the last on their workers and block no one else.
+The round deadline is long (no honest site is late however loaded the machine) and
+is read from a :class:`HangClock`, which skips it once only the hanging site owes an
+answer: the test never waits it out.
 """
+
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -52,6 +58,42 @@ def build(info):
 """
 
 
+class HangClock:
+    """Real time that skips an hour ahead whenever only ``hung`` owes an answer."""
+
+    def __init__(self, hung: str) -> None:
+        self.hung = hung
+        self.offset = 0.0
+        self.skips = 0
+        self._owner = threading.current_thread()
+        self._executor = None
+
+    def __call__(self) -> float:
+        ex = self._executor
+        if ex is not None and threading.current_thread() is self._owner:
+            owing, queued = ex.owing()
+            if owing and queued == 0 and {p for p, _ in owing} == {self.hung}:
+                self.offset += 3600.0
+                self.skips += 1
+        return time.monotonic() + self.offset
+
+
+@pytest.fixture
+def hang_clock(monkeypatch):
+    """A :class:`HangClock` for site-06, given the pool the engine starts."""
+    from accord.simulation import engine
+
+    clock = HangClock("site-06")
+    real = engine.ProcessExecutor
+
+    def pool(*args, **kwargs):
+        clock._executor = real(*args, **kwargs)
+        return clock._executor
+
+    monkeypatch.setattr(engine, "ProcessExecutor", pool)
+    return clock
+
+
 @pytest.fixture
 def faulty_config(tmp_path):
     (tmp_path / "faulty_task.py").write_text(FAULTY_TASK)
@@ -60,7 +102,7 @@ def faulty_config(tmp_path):
             "federation": {"rounds": 2, "seed": 4},
             "data": {"dataset": "digits", "partition": "iid", "sites": 7},
             "task": {"factory": "faulty_task:build"},
-            "round": {"deadline_s": 6, "quorum": 0.25},
+            "round": {"deadline_s": 300, "quorum": 0.25},
             "evaluation": {"federated": False},
             "simulation": {"workers": 2},
         },
@@ -68,10 +110,12 @@ def faulty_config(tmp_path):
     )
 
 
-def test_faulty_participants_are_dropped_with_reasons(faulty_config, tmp_path):
+def test_faulty_participants_are_dropped_with_reasons(
+    faulty_config, tmp_path, hang_clock
+):
     store = SqlStore(f"sqlite:///{tmp_path}/runs.db")
     try:
-        result = simulate(faulty_config, store=store)
+        result = simulate(faulty_config, store=store, clock=hang_clock)
         rounds = store.rounds(result.run.run_id)
     finally:
         store.close()
@@ -96,15 +140,14 @@ def test_faulty_participants_are_dropped_with_reasons(faulty_config, tmp_path):
         assert all(o.update_digest is None for o in record.outcomes if o.status != "ok")
     assert rounds[0].global_digest != rounds[1].global_digest
     assert all(np.isfinite(a).all() for a in result.run.params.values())
+    assert hang_clock.skips >= 2  # site-06's deadline, skipped each round
 
 
-def test_round_without_quorum_leaves_model_unchanged(faulty_config, tmp_path):
+def test_round_without_quorum_leaves_model_unchanged(
+    faulty_config, tmp_path, hang_clock
+):
     cfg = faulty_config.model_copy(
-        update={
-            "round": faulty_config.round.model_copy(
-                update={"quorum": 0.5, "deadline_s": 3}
-            )
-        }
+        update={"round": faulty_config.round.model_copy(update={"quorum": 0.5})}
     )
     store = SqlStore(f"sqlite:///{tmp_path}/runs.db")
     try:
@@ -116,6 +159,7 @@ def test_round_without_quorum_leaves_model_unchanged(faulty_config, tmp_path):
                     }
                 ),
                 store=store,
+                clock=hang_clock,
             )
         run = store.list_runs()[0]
         rounds = store.rounds(run.run_id)

@@ -25,14 +25,14 @@ from accord.participant.backoff import Backoff
 from accord.participant.runtime import ParticipantRuntime
 from accord.transport import pki
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 SUBMIT_EVAL = "/accord.v1.Federation/SubmitEval"
 
 
 def _call(channel) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
-        channel.unary_unary(SUBMIT_EVAL)(b"", timeout=5)
+        channel.unary_unary(SUBMIT_EVAL)(b"", timeout=30)
     return info.value
 
 

@@ -13,7 +13,7 @@ from accord.task.protocol import TrainConfig
 from accord.transport.messages import PackedHeader, UpdateHeader
 from accord.transport.status import CODES
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(180)
 
 SITES = ("site-00", "site-01", "site-02")
 MODEL = Params({"w": np.zeros((3, 4), np.float32), "b": np.zeros(3, np.float32)})
@@ -24,7 +24,7 @@ def round_one(coordinator, listen):
     """Round 1 open with a train job for every site, all of them connected."""
     stop = threading.Event()
     streams = {name: listen(coordinator, name, stop) for name in SITES}
-    assert coordinator.executor.wait_for(SITES, 10) == set(SITES)
+    assert coordinator.executor.wait_for(SITES, 60) == set(SITES)
     coordinator.executor.publish(MODEL)
     jobs = [TrainJob(n, TrainConfig(round=1, participant=n)) for n in SITES]
     coordinator.executor.submit_train(1, jobs)
@@ -215,10 +215,10 @@ def test_raw_garbage_gets_invalid_argument_with_a_reason(
     with raw_channel("site-00") as channel:
         call = channel.unary_unary("/accord.v1.Federation/SubmitEval")
         with pytest.raises(grpc.RpcError) as info:
-            call(b"\xff\xff\xff\xff", timeout=5)
+            call(b"\xff\xff\xff\xff", timeout=60)
         stream = channel.stream_unary("/accord.v1.Federation/SubmitUpdate")
         with pytest.raises(grpc.RpcError) as streamed:
-            stream(iter([b"\x0a\xff\xff"]), timeout=5)
+            stream(iter([b"\x0a\xff\xff"]), timeout=60)
 
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid EvalReport" in info.value.details()

@@ -17,7 +17,7 @@ from accord.task.protocol import TrainConfig
 from accord.transport.jobs import secagg_limit
 from accord.transport.messages import FailureReport, SecAggHeader, TaskOrder
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(180)
 
 SITES = ("site-00", "site-01", "site-02")
 MODEL = Params({"w": np.zeros((3, 4), np.float32), "b": np.zeros(3, np.float32)})
@@ -29,7 +29,7 @@ def secure_round(coordinator, listen):
     """Round 1 of a secure run: a secure train job for every site, all connected."""
     stop = threading.Event()
     streams = {name: listen(coordinator, name, stop) for name in SITES}
-    assert coordinator.executor.wait_for(SITES, 10) == set(SITES)
+    assert coordinator.executor.wait_for(SITES, 60) == set(SITES)
     coordinator.executor.publish(MODEL)
     job = SecureJob(
         run_id="run",
@@ -57,7 +57,7 @@ def _send(coordinator, name, stage, payload, *, round=1, run_id=None, total=None
         0.25,
     )
     with coordinator.client(name) as client:
-        return client.submit_secagg(header, payload, timeout_s=10)
+        return client.submit_secagg(header, payload, timeout_s=60)
 
 
 def _refusal(coordinator, name, stage, payload, **kw) -> SubmissionRefused:
@@ -68,7 +68,7 @@ def _refusal(coordinator, name, stage, payload, **kw) -> SubmissionRefused:
 
 def _next_task(streams, name) -> TaskOrder:
     while True:
-        item = streams[name].get(timeout=5)
+        item = streams[name].get(timeout=60)
         if isinstance(item, TaskOrder):
             return item
 
@@ -89,7 +89,7 @@ def test_an_advertisement_is_queued_with_its_stage_and_receipt(
 ):
     receipt = _send(coordinator, "site-00", "advertise", b"advert" * 10)
 
-    event = coordinator.executor.next_event(5)
+    event = coordinator.executor.next_event(60)
     assert isinstance(event, SecAggReply)
     assert (event.participant, event.round, event.stage) == ("site-00", 1, "advertise")
     assert event.payload == b"advert" * 10 and event.duration_s == 0.25

@@ -84,11 +84,16 @@ def is_finite(array: Array) -> bool:
 
 
 def l2_norm(params: Params) -> float:
-    """The L2 norm of all of ``params``' values together, computed in float64."""
+    """The L2 norm of all of ``params``' values together, computed in float64.
+
+    Past float64's range (values near 1e154 and above) the norm is ``inf``, which
+    every bound refuses.
+    """
     total = 0.0
-    for array in params.values():
-        flat = np.asarray(array, dtype=np.float64).reshape(-1)
-        total += float(np.dot(flat, flat))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for array in params.values():
+            flat = np.asarray(array, dtype=np.float64).reshape(-1)
+            total += float(np.dot(flat, flat))
     return math.sqrt(total)
 
 

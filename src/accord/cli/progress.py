@@ -26,6 +26,7 @@ class ProgressObserver:
     def __init__(self, console: Console, *, rounds: int, metric: str) -> None:
         self._console = console
         self._metric = metric
+        self._finished: set[str] = set()  # this round's, each counted once
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -49,6 +50,7 @@ class ProgressObserver:
 
     def round_started(self, number: int, selected: Sequence[str]) -> None:
         """Reset the per-round bar."""
+        self._finished = set()
         self._progress.update(
             self._sites,
             description=f"round {number}",
@@ -59,8 +61,14 @@ class ProgressObserver:
         )
 
     def participant_finished(self, number: int, outcome: ParticipantOutcome) -> None:
-        """Advance the per-round bar; print why a participant did not contribute."""
-        self._progress.advance(self._sites)
+        """Advance the per-round bar; print why a participant did not contribute.
+
+        A participant comes again when its ``ok`` is revised to ``rejected``: the
+        bar advances once for it, the reason is printed.
+        """
+        if outcome.participant not in self._finished:
+            self._finished.add(outcome.participant)
+            self._progress.advance(self._sites)
         if outcome.status != "ok":
             self._console.print(
                 f"  [yellow]round {number}: {outcome.participant} {outcome.status}"

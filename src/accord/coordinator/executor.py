@@ -18,10 +18,12 @@ from accord.params import Params
 from accord.task.protocol import TrainConfig
 
 if TYPE_CHECKING:  # secure aggregation needs its extra; the plain loop does not
+    from accord.coordinator.integrity import ExampleBounds
     from accord.secagg.ckks_session import CkksJob
     from accord.secagg.session import SecureJob
 
 __all__ = [
+    "Bounding",
     "EvalDone",
     "Event",
     "Executor",
@@ -79,7 +81,12 @@ class EvalDone:
 
 @dataclass(frozen=True, slots=True)
 class JobFailed:
-    """A job ended without a usable result; ``reason`` is readable by its owner."""
+    """A job ended without a usable result; ``reason`` is readable by its owner.
+
+    ``refused_on_arrival``: the executor refused the result as it arrived, by the
+    bounds the coordinator gave it (:class:`Bounding`), and told the sender why;
+    otherwise the site reported the failure, or nothing usable came.
+    """
 
     participant: str
     round: int
@@ -87,6 +94,7 @@ class JobFailed:
     status: Literal["failed", "rejected", "timeout"]
     reason: str
     duration_s: float = 0.0
+    refused_on_arrival: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +184,22 @@ class Removing(Protocol):
     @property
     def removed(self) -> frozenset[str]:
         """Participants removed from the run so far."""
+        ...
+
+
+@runtime_checkable
+class Bounding(Protocol):
+    """An executor that holds results to the federation's bounds as they arrive.
+
+    A deployment reads an update's example count, or an evaluation report, before
+    the rest of the message: given the bounds, it refuses a claim beyond them at
+    once, tells the sender why (in the answer to that very call), and fails the
+    job with a ``rejected`` :class:`JobFailed` (``refused_on_arrival``). The
+    coordinator still checks every result itself.
+    """
+
+    def bound_examples(self, bounds: ExampleBounds) -> None:
+        """Refuse, from now on, results that claim more than ``bounds`` allow."""
         ...
 
 

@@ -4,7 +4,8 @@ Each site scores the published model on its holdout; the reports are collected
 until every site answered or the deadline passed (:func:`~accord.coordinator.
 collector.collect`), each is held to the federation's bounds
 (:func:`~accord.coordinator.integrity.check_eval_report`: a refused one is logged,
-handed to ``refused`` for the record and left out), and the rest are combined into
+handed to ``refused`` for the record and left out; so is one that a deployment's
+executor refused on arrival by the same bounds), and the rest are combined into
 per-site and federated metrics (:func:`~accord.coordinator.metrics.
 federated_metrics`).
 """
@@ -32,8 +33,9 @@ __all__ = ["federated_eval"]
 
 logger = logging.getLogger(__name__)
 
-#: Receives each refused report and the reason it was refused.
-Refused = Callable[[EvalDone, str], None]
+#: Receives each refused report and the reason it was refused (a ``JobFailed``
+#: when the executor refused it on arrival).
+Refused = Callable[[EvalDone | JobFailed, str], None]
 
 
 def federated_eval(
@@ -62,6 +64,9 @@ def federated_eval(
             logger.warning(
                 "evaluation at %s failed: %s", event.participant, event.reason
             )
+            on_arrival = event.refused_on_arrival and event.round == number
+            if on_arrival and event.participant in waiting:
+                refused(event, event.reason)
             waiting.discard(event.participant)
 
     def expire(late: tuple[str, ...]) -> None:

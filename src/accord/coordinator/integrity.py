@@ -18,18 +18,39 @@ bound is the same in both paths, so no site ever weighs more than ``max_examples
 Evaluation reports are held to the same bound, and their metric values to their
 range (:data:`METRIC_RANGES`); NaN stays allowed, as "undefined here" (an AUC on a
 holdout with one class), and is left out of the federated mean as before.
+
+Huge but finite updates (:func:`outliers`). An absolute norm bound (``[strategy]
+max_update_norm``) depends on the model, so it is off by default; without any
+bound, one site's update of norm 1e30 decides the mean (or overflows it and fails
+the round, every round). So by default an update whose L2 norm is more than
+``[strategy] max_norm_ratio`` (10) times the median norm of the round's valid
+updates is refused. The median of at least :data:`MIN_OUTLIER_UPDATES` norms is
+set by the honest majority, whatever one site sends; honest updates of one round
+differ in norm by far less than 10x (they start from the same model and train
+alike), so an honest round is not affected. The judgement needs every norm of the
+round, so a round under the rule holds its updates until the last one is in
+(:class:`~accord.coordinator.round.Round`); it is made on the set of updates, not
+on the order they arrived, so the model stays the same however they raced.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from accord.config import FedConfig
 from accord.errors import UpdateRejected
 
-__all__ = ["METRIC_RANGES", "ExampleBounds", "check_eval_report", "check_examples"]
+__all__ = [
+    "METRIC_RANGES",
+    "MIN_OUTLIER_UPDATES",
+    "ExampleBounds",
+    "check_eval_report",
+    "check_examples",
+    "outliers",
+]
 
 #: Closed ranges of the metrics accord's evaluation reports. A finite value outside
 #: its range, or an infinite one, is a report no real evaluation produces.
@@ -39,6 +60,9 @@ METRIC_RANGES: Mapping[str, tuple[float, float]] = {
     "loss": (0.0, math.inf),
 }
 _COUNT = "n"
+#: The fewest valid updates a round needs before :func:`outliers` judges any: with
+#: fewer, a median says nothing about which one is out of line.
+MIN_OUTLIER_UPDATES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +138,29 @@ def check_eval_report(
                 f"metric {name!r} = {value} is outside its range [{low:g}, {high:g}]"
                 + ("" if math.isfinite(high) else " and must be finite")
             )
+
+
+def outliers(
+    norms: Mapping[str, float], ratio: float, *, order: Sequence[str]
+) -> dict[str, str]:
+    """The participants whose update norm is above ``ratio`` x the median, and why.
+
+    ``norms`` are the L2 norms of a round's valid updates by participant; ``order``
+    (the round's selection) fixes the order of the answer. Nothing is judged with
+    ``ratio`` 0 (the rule is off) or fewer than :data:`MIN_OUTLIER_UPDATES` norms.
+    A median of 0 (most updates are zero) refuses every non-zero update.
+    """
+    if ratio <= 0 or len(norms) < MIN_OUTLIER_UPDATES:
+        return {}
+    median = statistics.median(norms.values())
+    bound = ratio * median
+    return {
+        p: (
+            f"the update's L2 norm is {norms[p]:.6g}, more than {ratio:g} times the "
+            f"median norm {median:.6g} of this round's {len(norms)} valid updates "
+            "([strategy] max_norm_ratio); check the local training (a diverged "
+            "run, a learning rate too high, scaled data) before sending again"
+        )
+        for p in order
+        if p in norms and not norms[p] <= bound
+    }

@@ -16,7 +16,15 @@ its predecessors are settled waits (in the executor's buffer, not copied) until
 Beyond its structure and finiteness, an update is held to the federation's bounds
 (:mod:`accord.coordinator.integrity`): its example count to the sender's bound, and,
 with ``max_norm``, its L2 norm, so that one huge but finite update is refused on its
-own instead of failing the whole round's aggregate.
+own instead of failing the whole round's aggregate. With ``max_norm_ratio`` (on by
+default) an update is also judged against the median norm of the round's valid
+updates (:func:`~accord.coordinator.integrity.outliers`); that needs every norm, so
+the round then folds nothing until every selected participant has an outcome, holds
+the valid updates (in the executor's buffers, as it holds early arrivals), judges
+them, and folds the rest in selection order: the same sums, in the same order, as
+without the rule when nobody is refused. :meth:`Round.announce` hands out each
+outcome as it is recorded; an ``ok`` that the judgement turns into ``rejected`` is
+handed out again.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import numpy as np
 
 from accord.aggregation.integrity import l2_norm
 from accord.coordinator.executor import JobFailed, TrainDone
-from accord.coordinator.integrity import ExampleBounds, check_examples
+from accord.coordinator.integrity import ExampleBounds, check_examples, outliers
 from accord.errors import RoundFailed, UpdateRejected
 from accord.params import Params, ParamSpec
 from accord.records import ParticipantOutcome
@@ -139,10 +147,15 @@ class Round:
         *,
         bounds: ExampleBounds | None = None,
         max_norm: float | None = None,
+        max_norm_ratio: float = 0.0,
     ) -> None:
         self.plan = plan
         self._bounds = bounds
         self._max_norm = max_norm
+        self._ratio = max_norm_ratio
+        self._norms: dict[str, float] = {}  # of the valid updates, under the ratio
+        self._judged = max_norm_ratio <= 0
+        self._unannounced: list[str] = []
         self._spec = spec
         self._acc = accumulator
         self._outcomes: dict[str, ParticipantOutcome] = {}
@@ -219,7 +232,19 @@ class Round:
         except UpdateRejected as exc:
             return self._record(done.participant, "rejected", exc.reason, done)
         self._waiting[done.participant] = done
+        if not self._judged:
+            self._norms[done.participant] = l2_norm(done.update)
         return self._record(done.participant, "ok", None, done)
+
+    def announce(self) -> tuple[ParticipantOutcome, ...]:
+        """Outcomes recorded since the last call, in the order they were.
+
+        Under ``max_norm_ratio`` an ``ok`` is provisional until the round has
+        judged its updates (in :meth:`drain`, once every participant answered): a
+        participant whose update is then refused comes again, ``rejected``.
+        """
+        names, self._unannounced = self._unannounced, []
+        return tuple(self._outcomes[p] for p in names)
 
     def drain(
         self, release: Callable[[TrainDone], None] | None = None
@@ -232,6 +257,10 @@ class Round:
         caller releases it as soon as it is received.
         """
         folded: list[str] = []
+        if not self._judged:
+            if not self.finished:
+                return ()
+            self._judge(release)
         selected = self.plan.selected
         while self._next < len(selected) and selected[self._next] in self._outcomes:
             done = self._waiting.pop(selected[self._next], None)
@@ -244,6 +273,22 @@ class Round:
                 del done  # the last reference: a mapped update is unmapped here
             self._next += 1
         return tuple(folded)
+
+    def _judge(self, release: Callable[[TrainDone], None] | None) -> None:
+        """Refuse the valid updates out of line with the round's (see module doc)."""
+        self._judged = True
+        refused = outliers(self._norms, self._ratio, order=self.plan.selected)
+        for participant in self.plan.selected:
+            done = self._waiting.get(participant)
+            if done is None:
+                continue
+            reason = refused.get(participant)
+            if reason is None:
+                continue
+            del self._waiting[participant]
+            self._record(participant, "rejected", reason, done)
+            if release is not None:
+                release(done)
 
     def holds(self, done: TrainDone) -> bool:
         """True while ``done`` waits to be folded (its buffer must not be reused)."""
@@ -262,6 +307,7 @@ class Round:
             metrics={},
         )
         self._outcomes[failure.participant] = outcome
+        self._unannounced.append(failure.participant)
         return outcome
 
     def expire(self, elapsed_s: float) -> tuple[ParticipantOutcome, ...]:
@@ -310,4 +356,5 @@ class Round:
             metrics=metrics,
         )
         self._outcomes[participant] = outcome
+        self._unannounced.append(participant)
         return outcome

@@ -37,6 +37,7 @@ from accord.aggregation.integrity import check_params
 from accord.config import FedConfig
 from accord.coordinator.collector import collect
 from accord.coordinator.executor import (
+    Bounding,
     EvalDone,
     Event,
     Executor,
@@ -95,7 +96,11 @@ class RunObserver(Protocol):
         ...
 
     def participant_finished(self, number: int, outcome: ParticipantOutcome) -> None:
-        """A selected participant's job ended, well or not."""
+        """A selected participant's job ended, well or not.
+
+        An ``ok`` may be followed by a ``rejected`` for the same participant, once
+        the round judges its updates (``[strategy] max_norm_ratio``).
+        """
         ...
 
     def round_finished(self, summary: RoundSummary) -> None:
@@ -156,6 +161,8 @@ class Coordinator:
         self._bounds = ExampleBounds.of(config)
         check_supported(config)
         self._privacy: CentralPrivacy | None = None
+        if isinstance(executor, Bounding):  # a deployment refuses on arrival
+            executor.bound_examples(self._bounds)
 
     def run(
         self,
@@ -400,6 +407,7 @@ class Coordinator:
             accumulator,
             bounds=self._bounds,
             max_norm=self.config.strategy.max_update_norm,
+            max_norm_ratio=self.config.strategy.max_norm_ratio,
         )
         self._executor.submit_train(plan.number, self._jobs(plan.number, plan.selected))
         self._observer.round_started(plan.number, plan.selected)
@@ -482,14 +490,11 @@ class Coordinator:
 
     def _collect_updates(self, rnd: Round, t0: float) -> None:
         def handle(event: Event) -> None:
-            applied = self._apply(rnd, event)
-            if applied is not None:
-                self._observer.participant_finished(rnd.number, applied)
+            self._apply(rnd, event)
             self._drain(rnd)
 
         def expire(late: tuple[str, ...]) -> None:
-            for outcome in rnd.expire(self._clock() - t0):
-                self._observer.participant_finished(rnd.number, outcome)
+            rnd.expire(self._clock() - t0)
 
         late = collect(
             self._executor,
@@ -506,6 +511,8 @@ class Coordinator:
 
     def _drain(self, rnd: Round) -> None:
         rnd.drain(self._executor.release)
+        for outcome in rnd.announce():  # an ok may come again as rejected (Round)
+            self._observer.participant_finished(rnd.number, outcome)
 
     def _apply(self, rnd: Round, event: Event) -> ParticipantOutcome | None:
         try:
@@ -540,7 +547,7 @@ class Coordinator:
         return out
 
     def _federated_eval(self, run_id: str, number: int, t0: float) -> list[MetricValue]:
-        def refused(done: EvalDone, reason: str) -> None:
+        def refused(done: EvalDone | JobFailed, reason: str) -> None:
             self._store.record_event(
                 run_id,
                 round=done.round,

@@ -34,7 +34,10 @@ the ``statistics`` stage whose secure sum then runs like a secure round's
 the encoded data, and refuses train and eval tasks until then.
 
 Everything received, sent (sizes, digests) and refused goes to the
-:class:`~accord.participant.sitelog.SiteLog`.
+:class:`~accord.participant.sitelog.SiteLog`. A result the coordinator refuses
+(an update claiming more examples than the federation allows, say) is logged
+there as ``refused_by_coordinator`` with the coordinator's reason, and as a
+warning, which ``accord participant`` shows on its terminal.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ _SPARE_MAX_BYTES = 256 * 2**20
 #: Refusals after which the site reports the job failed (the others, a duplicate
 #: or a stale message, mean the coordinator already has its answer or moved on).
 _REPORT_AFTER = frozenset({"mismatch", "malformed", "too_large", "corrupt"})
+_RESULTS = {"train": "update", "eval": "evaluation report"}
 _UNPREPARED = (
     "this site has no encoded data yet: the coordinator did not ship the "
     "federation's preprocessing (the profile and encoding stages before round 1)"
@@ -514,6 +518,15 @@ class ParticipantRuntime:
     def _refused_by_coordinator(
         self, client: CoordinatorClient, order: TaskOrder, exc: SubmissionRefused
     ) -> None:
+        """Keep the coordinator's reason in the site log, and tell the operator."""
+        what = _RESULTS.get(order.kind, f"{order.stage or order.kind} message")
+        logger.warning(
+            "the coordinator refused this site's %s of round %d (%s): %s",
+            what,
+            order.round,
+            exc.kind,
+            exc.reason,
+        )
         self.log.record(
             "refused_by_coordinator",
             round=order.round,

@@ -11,6 +11,7 @@ is refused before any worker starts.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -43,7 +44,11 @@ class SimulationResult:
 
 
 def _executor(
-    config: FedConfig, ctx: SimContext, initial: Params, ckks_secret: bytes | None
+    config: FedConfig,
+    ctx: SimContext,
+    initial: Params,
+    ckks_secret: bytes | None,
+    clock: Callable[[], float],
 ) -> Executor:
     if config.simulation.workers == 0:
         return InProcessExecutor(ctx, ckks_secret=ckks_secret)
@@ -53,6 +58,7 @@ def _executor(
         initial.spec,
         workers=config.simulation.workers,
         ckks_secret=ckks_secret,
+        clock=clock,
     )
 
 
@@ -74,12 +80,14 @@ def simulate(
     observer: RunObserver | None = None,
     on_baseline: Callable[[str], None] | None = None,
     resume: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> SimulationResult:
     """Run the federation that ``config`` describes and record it in ``store``.
 
     ``resume`` is the id of a run in ``store`` to continue instead of starting a new
     one (see :meth:`Coordinator.resume`); ``config`` must be the run's own.
     :class:`~accord.errors.RunBusy` at once if another process is serving it.
+    ``clock`` is what the round deadlines are read from (tests skip it ahead).
     """
     with store.lease_run(resume) if resume is not None else nullcontext():
         return _simulate(
@@ -89,6 +97,7 @@ def simulate(
             observer=observer,
             on_baseline=on_baseline,
             resume=resume,
+            clock=clock,
         )
 
 
@@ -100,6 +109,7 @@ def _simulate(
     observer: RunObserver | None,
     on_baseline: Callable[[str], None] | None,
     resume: str | None,
+    clock: Callable[[], float],
 ) -> SimulationResult:
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
     ctx = build_context(config)
@@ -119,7 +129,7 @@ def _simulate(
         return {"comparison": result.to_dict()}
 
     ckks_secret, ckks_public = _key_holder(config)
-    executor = _executor(config, ctx, initial, ckks_secret)
+    executor = _executor(config, ctx, initial, ckks_secret, clock)
     try:
         coordinator = Coordinator(
             config,
@@ -128,6 +138,7 @@ def _simulate(
             checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None,
             central_eval=central if has_test else None,
             observer=observer,
+            clock=clock,
             ckks_public_context=ckks_public,
         )
         if resume is None:

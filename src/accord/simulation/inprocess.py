@@ -63,6 +63,11 @@ class InProcessExecutor:
         self._global: Params | None = None
         self._queue: collections.deque[_Job] = collections.deque()
         self._buffer: Params | None = None
+        # Update buffers: those the coordinator still reads (by token), and spares.
+        # A round may hold several updates at once (see accord.coordinator.round).
+        self._lent: dict[int, Params] = {}
+        self._spares: list[Params] = []
+        self._tokens = 0
         self._identities: dict[str, bytes] = {}  # private keys, made on first use
         self._sessions: dict[str, tuple[int, SecureSession]] = {}
 
@@ -180,22 +185,29 @@ class InProcessExecutor:
                 participant, number, ev.metrics, ev.num_examples, ev.duration_s
             )
         assert job is not None
-        out = run_train(
-            self._ctx.task, site.train, self._global, job.config, self._buffer
-        )
+        buffer = self._spares.pop() if self._spares else self._global_like()
+        out = run_train(self._ctx.task, site.train, self._global, job.config, buffer)
         if isinstance(out, JobError):
+            self._spares.append(buffer)
             return JobFailed(
                 participant, number, "train", out.status, out.reason, out.duration_s
             )
+        self._tokens += 1
+        self._lent[self._tokens] = buffer
         return TrainDone(
             participant=participant,
             round=number,
-            update=self._buffer,
+            update=buffer,
             num_examples=out.num_examples,
             duration_s=out.duration_s,
             metrics=out.metrics,
-            update_digest=self._buffer.digest(),
+            update_digest=buffer.digest(),
+            token=self._tokens,
         )
+
+    def _global_like(self) -> Params:
+        assert self._global is not None
+        return Params({n: np.empty_like(a) for n, a in self._global.items()})
 
     def _open(self, number: int, participant: str, job: TrainJob) -> Event:
         from accord.secagg.ckks_session import UPLOAD_STAGE, CkksJob
@@ -253,7 +265,10 @@ class InProcessExecutor:
         )
 
     def release(self, event: TrainDone) -> None:
-        """Nothing to free: the single update buffer is reused by the next job."""
+        """The update's buffer serves the next job."""
+        buffer = self._lent.pop(event.token, None)
+        if buffer is not None:
+            self._spares.append(buffer)
 
     def abandon(self, round_number: int, participants: Sequence[str]) -> None:
         """Drop queued jobs of these participants."""

@@ -13,8 +13,11 @@ fork from a server that imported what they need in advance
 A worker has as many update slots as fit in a small budget (one for a large model, up
 to 64 for a small one), so that it can run ahead of the coordinator; it trains before
 it takes a slot, so even with one it trains its next site while the coordinator folds
-the previous update. Released slots go back in one message when the coordinator is
-about to wait (or half the slots are waiting), not one message per update.
+the previous update. A plain round under ``[strategy] max_norm_ratio`` (the default)
+holds all its updates until the last is in, so then a worker has at least one slot
+per site it serves: shared memory for a whole round's updates. Released slots go
+back in one message when the coordinator is about to wait (or half the slots are
+waiting), not one message per update.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import json
 import logging
 import multiprocessing as mp
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext
@@ -56,6 +59,7 @@ __all__ = ["ProcessExecutor", "preload_modules", "warm_up"]
 
 logger = logging.getLogger(__name__)
 _START_TIMEOUT_S = 300.0
+_POLL_S = 0.25
 #: Shared memory for one worker's update slots: as many slots as fit, within bounds.
 _SLOT_BUDGET_BYTES = 4 * 2**20
 _MIN_SLOTS, _MAX_SLOTS = 1, 64
@@ -75,8 +79,25 @@ class _Handle:
     ready: bool = False
 
 
-def _slots_for(nbytes: int) -> int:
-    return max(_MIN_SLOTS, min(_MAX_SLOTS, _SLOT_BUDGET_BYTES // max(nbytes, 1)))
+def _slots_for(
+    nbytes: int, *, holds_round: bool = False, sites: int = 0, workers: int = 1
+) -> int:
+    """Slots per worker: what fits the budget, or a round's worth where it is held.
+
+    A round under ``[strategy] max_norm_ratio`` holds every update until the last
+    is in (:mod:`accord.coordinator.round`), so each worker needs a slot for each
+    of its sites, or it would wait for a slot the round releases only at its end.
+    """
+    fits = max(_MIN_SLOTS, min(_MAX_SLOTS, _SLOT_BUDGET_BYTES // max(nbytes, 1)))
+    if not holds_round:
+        return fits
+    return max(fits, -(-sites // max(workers, 1)))
+
+
+def _holds_round(config: FedConfig) -> bool:
+    """Whether a plain round of ``config`` holds its updates until the last is in."""
+    plain = config.secure_aggregation.mode == "off"
+    return plain and config.strategy.max_norm_ratio > 0
 
 
 class ProcessExecutor:
@@ -91,15 +112,22 @@ class ProcessExecutor:
         workers: int,
         slots_per_worker: int | None = None,
         ckks_secret: bytes | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if workers < 1:
             raise ValueError("ProcessExecutor needs at least one worker")
         self._config = config
+        self._clock = clock  # the deadlines of next_event (tests skip it ahead)
         self._participants = tuple(participants)
         self._index = {p: i for i, p in enumerate(self._participants)}
         self._spec = spec
         self._nbytes = max(spec.packed_nbytes, 1)
-        self._slots_per_worker = slots_per_worker or _slots_for(self._nbytes)
+        self._slots_per_worker = slots_per_worker or _slots_for(
+            self._nbytes,
+            holds_round=_holds_round(config),
+            sites=len(participants),
+            workers=workers,
+        )
         self._release_batch = max(1, self._slots_per_worker // 2)
         self._ctx = cast("SpawnContext", mp.get_context(config.simulation.start_method))
         self._threads = threads_per_worker(workers)
@@ -280,17 +308,19 @@ class ProcessExecutor:
 
     def next_event(self, timeout: float | None) -> Event | None:
         """Wait for the next message from any worker, or a worker's death."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self._clock() + timeout
         while not self._events:
             for h in self._handles:  # about to wait: give back what was released
                 if h.to_release:
                     self._flush(h)
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = None if deadline is None else deadline - self._clock()
             if remaining is not None and remaining <= 0:
                 return None
             conns: dict[object, _Handle] = {h.conn: h for h in self._handles}
             sentinels = {h.process.sentinel: h for h in self._handles}
-            ready = wait([h.conn for h in self._handles] + list(sentinels), remaining)
+            # In slices, so that the deadline is read from the clock again.
+            wait_s = _POLL_S if remaining is None else min(remaining, _POLL_S)
+            ready = wait([h.conn for h in self._handles] + list(sentinels), wait_s)
             for obj in ready:
                 h = sentinels[obj] if isinstance(obj, int) else conns[obj]
                 if self._handles[h.index] is not h:
@@ -408,6 +438,18 @@ class ProcessExecutor:
         self._tokens += 1
         self._lent[self._tokens] = (h, slot)
         return self._tokens
+
+    def owing(self) -> tuple[frozenset[tuple[str, str]], int]:
+        """(participant, kind) of the jobs not answered yet, and the events queued.
+
+        When no event is queued, every answer read so far has been taken by
+        :meth:`next_event`: the jobs named are those the round still waits on
+        (what accord's tests skip their clocks ahead on).
+        """
+        jobs = frozenset(
+            (p, str(kind)) for h in self._handles for (_, kind, p) in h.outstanding
+        )
+        return jobs, len(self._events)
 
     def abandon(self, round_number: int, participants: Sequence[str]) -> None:
         """Kill and replace workers still busy with these participants' jobs."""

@@ -26,9 +26,15 @@ message is admitted against the job of its stage, bounded
 
 Uploads are checked before they are read: :meth:`check_upload` admits the run,
 round and stage an upload's call metadata names against the open jobs, and the
-server reads the stream only then. A participant whose certificate is revoked
-mid-run is removed at once (:meth:`expel`): its stream ends, its open jobs fail with
-the reason, and later rounds leave it out.
+server reads the stream only then. Given the federation's example bounds
+(:meth:`bound_examples`, which the round loop calls), an update whose header
+claims more examples than its sender may, or an evaluation report outside the
+bounds (:func:`~accord.coordinator.integrity.check_eval_report`), is refused
+before anything more is read (``out_of_bounds``, with the reason the site logs),
+and its job fails as ``rejected`` at once: the round records it without waiting.
+A participant whose certificate is revoked mid-run is removed at once
+(:meth:`expel`): its stream ends, its open jobs fail with the reason, and later
+rounds leave it out.
 """
 
 from __future__ import annotations
@@ -52,11 +58,16 @@ from accord.coordinator.executor import (
     TrainDone,
     TrainJob,
 )
-from accord.errors import RunAborted, SubmissionRefused
+from accord.coordinator.integrity import (
+    ExampleBounds,
+    check_eval_report,
+    check_examples,
+)
+from accord.errors import RunAborted, SubmissionRefused, UpdateRejected
 from accord.params import Params
 from accord.transport.call_metadata import UploadTag
 from accord.transport.identity import IdentityBook, IdentityCertificate
-from accord.transport.jobs import JobBook, check_update_header
+from accord.transport.jobs import Job, JobBook, check_update_header
 from accord.transport.links import Links
 from accord.transport.messages import (
     Chunk,
@@ -143,6 +154,7 @@ class GrpcExecutor:
         # By round: what bounds its stage messages.
         self._secure: dict[int, SecureJob | CkksLimits] = {}
         self._tokens = 0
+        self._bounds: ExampleBounds | None = None
         self._stop_reason: str | None = None
         self._closed = False
         self.rejections = RejectionLog(on_reject)
@@ -159,6 +171,11 @@ class GrpcExecutor:
         spec = params.spec
         header = PackedHeader(spec, spec.packed_nbytes, params.digest())
         self._model = Published(header, spec.pack(params))
+
+    def bound_examples(self, bounds: ExampleBounds) -> None:
+        """Refuse updates and reports beyond ``bounds`` as they arrive."""
+        with self._lock:
+            self._bounds = bounds
 
     def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:
         """Push a train task to each participant's stream.
@@ -328,6 +345,18 @@ class GrpcExecutor:
             reason=f"removed from the run, {len(failed)} open job(s) failed: {reason}",
         )
 
+    def owing(self) -> tuple[frozenset[tuple[str, str]], int]:
+        """The jobs still unanswered, and how many events wait to be taken.
+
+        Jobs as (participant, kind, or a secure round's stage), see
+        :meth:`~accord.transport.jobs.JobBook.owing`. Read together, under the
+        lock: when no event waits, every answer that came has been taken by
+        :meth:`next_event`, so the jobs named are those the round still waits on
+        (what accord's tests skip their clocks ahead on).
+        """
+        with self._lock:
+            return self._jobs.owing(), self._events.qsize()
+
     @property
     def removed(self) -> frozenset[str]:
         """Participants removed from the run; the round loop selects none of them."""
@@ -363,6 +392,11 @@ class GrpcExecutor:
                 raise SubmissionRefused("stale", _SHUTTING_DOWN)
             job = self._jobs.admit(name, "train", header.round, header.run_id)
             check_update_header(header, self._require_model().header, job)
+            bounds = self._bounds
+            if bounds is not None:
+                self._within_bounds(
+                    job, lambda: check_examples(header.num_examples, name, bounds)
+                )
             job.state = "receiving"
         try:
             spooled = SpooledUpdate(
@@ -389,6 +423,32 @@ class GrpcExecutor:
                 self._jobs.reopen(name, header.round)
             self._refuse_if_closed(exc)
             raise
+
+    def _within_bounds(self, job: Job, check: Callable[[], None]) -> None:
+        """Run ``check``; if it refuses, fail ``job`` with the reason and refuse.
+
+        Called under the lock. The job fails at once (``rejected``, marked
+        ``refused_on_arrival``): the round records the reason without waiting for
+        its deadline, and a second try of the same claim is refused as stale.
+        """
+        try:
+            check()
+        except UpdateRejected as exc:
+            job.state = "failed"
+            o = job.order
+            self._events.put(
+                JobFailed(
+                    job.participant,
+                    o.round,
+                    o.kind,
+                    "rejected",
+                    exc.reason,
+                    refused_on_arrival=True,
+                )
+            )
+            raise SubmissionRefused(
+                "out_of_bounds", exc.reason, participant=job.participant
+            ) from None
 
     def _refuse_if_closed(self, exc: BaseException) -> None:
         """A spool write that failed because close() removed the spool: say so."""
@@ -470,6 +530,14 @@ class GrpcExecutor:
                 )
             if report.num_examples <= 0:
                 raise SubmissionRefused("mismatch", "num_examples must be positive")
+            bounds = self._bounds
+            if bounds is not None:
+                self._within_bounds(
+                    job,
+                    lambda: check_eval_report(
+                        report.metrics, report.num_examples, name, bounds
+                    ),
+                )
             job.state = "done"
             self._events.put(
                 EvalDone(

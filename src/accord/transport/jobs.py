@@ -72,6 +72,7 @@ _FIRST = frozenset({STAGES[0], CKKS_STAGES[0]})  # they answer the train job
 
 JobState = Literal["sent", "receiving", "done", "failed", "abandoned"]
 _Key = tuple[str, JobKind, int]  # (participant, kind, round)
+_OPEN_STATES: frozenset[JobState] = frozenset({"sent", "receiving"})
 
 
 @dataclass
@@ -247,6 +248,18 @@ class JobBook:
     def removed(self) -> frozenset[str]:
         """Participants removed from the run."""
         return frozenset(self._expelled)
+
+    def owing(self) -> frozenset[tuple[str, str]]:
+        """(participant, what) of each job handed out and not answered yet.
+
+        ``what`` is the job's kind (``train``, ``eval``), or for a ``secagg`` job
+        its stage.
+        """
+        return frozenset(
+            (j.participant, j.order.stage if j.order.kind == "secagg" else j.order.kind)
+            for j in self._jobs.values()
+            if j.state in _OPEN_STATES
+        )
 
     def fail_waiting(self, names: Sequence[str]) -> list[Job]:
         """Mark the jobs of ``names`` that wait for a result failed; return them."""

@@ -29,6 +29,7 @@ CODES: dict[RefusalKind, grpc.StatusCode] = {
     "forbidden": grpc.StatusCode.PERMISSION_DENIED,
     "busy": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "throttled": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "out_of_bounds": grpc.StatusCode.OUT_OF_RANGE,
 }
 
 #: Codes after which a participant retries the connection (with backoff).

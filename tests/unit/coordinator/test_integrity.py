@@ -141,7 +141,10 @@ class Scripted:
         self,
         train: Callable[[str, int], tuple[Params, int]],
         evaluate: Callable[[str], tuple[Mapping[str, float], int]] | None = None,
+        *,
+        sites: Sequence[str] = SITES,
     ) -> None:
+        self._sites = tuple(sites)
         self._train = train
         self._evaluate = evaluate or (lambda p: ({"accuracy": 0.5}, 10))
         self._events: list[Event] = []
@@ -149,7 +152,7 @@ class Scripted:
 
     @property
     def participants(self) -> tuple[str, ...]:
-        return SITES
+        return self._sites
 
     def publish(self, params: Params) -> None:
         self.published.append(params)
@@ -217,8 +220,11 @@ def test_one_site_with_most_examples_holds_at_most_half_the_weight():
     def train(p: str, rnd: int) -> tuple[Params, int]:
         return (_p(10.0), 90_000) if p == "c" else (_p(0.0), 10)
 
+    # The weight cap alone: the norm ratio would refuse c (the median norm is 0).
     result = Coordinator(
-        _config(rounds=1), executor=Scripted(train), store=MemoryStore()
+        _config(rounds=1, max_norm_ratio=0),
+        executor=Scripted(train),
+        store=MemoryStore(),
     ).run(_p(0.0))
 
     np.testing.assert_allclose(result.params["w"], 5.0)  # c's share is exactly 0.5

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from accord.coordinator.executor import EvalDone, JobFailed, TrainDone, TrainJob
+from accord.coordinator.integrity import ExampleBounds
 from accord.errors import RunAborted, SubmissionRefused
 from accord.params import Params
 from accord.task.protocol import TrainConfig
@@ -430,3 +431,101 @@ def test_an_update_arriving_while_the_coordinator_closes_is_stale(executor):
     assert error.kind == "stale"
     assert "shutting down" in str(error)
     assert refused(executor, "a", parts(header, buffer)).kind == "stale"
+
+
+# Example bounds, given by the round loop: refused on arrival, before the body.
+
+
+class Unread:
+    """Update chunks that fail the test if anyone reads them."""
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise AssertionError("the body of a refused update was read")
+
+
+@pytest.mark.parametrize("declared", [None, 6])
+def test_an_update_claiming_more_than_the_bound_is_refused_from_its_header(
+    executor, declared
+):
+    bounds = ExampleBounds(10 if declared is None else 1000, {"a": declared or 10})
+    executor.bound_examples(bounds)
+    limit = bounds.bound("a")
+    connect(executor, "a")
+    train(executor, 1, "a")
+
+    header, _ = update(examples=limit + 1)
+    exc = refused(executor, "a", itertools.chain([header], Unread()))
+
+    assert exc.kind == "out_of_bounds"
+    assert f"num_examples {limit + 1} is above this federation's bound" in exc.reason
+    failed = executor.next_event(0)
+    assert isinstance(failed, JobFailed) and failed.refused_on_arrival
+    assert (failed.status, failed.kind, failed.reason) == (
+        "rejected",
+        "train",
+        exc.reason,
+    )
+    # The job is over: the same claim again is not a second chance.
+    header, buffer = update(examples=limit)
+    assert refused(executor, "a", parts(header, buffer)).kind != "out_of_bounds"
+
+
+def test_an_update_at_the_bound_is_received(executor):
+    executor.bound_examples(ExampleBounds(5))
+    connect(executor, "a")
+    train(executor, 1, "a")
+    header, buffer = update(examples=5)
+
+    receipt = executor.receive_update("a", parts(header, buffer))
+
+    assert receipt.digest == header.params.digest
+    done = executor.next_event(0)
+    assert isinstance(done, TrainDone) and done.num_examples == 5
+    executor.release(done)
+
+
+@pytest.mark.parametrize(
+    ("count", "metrics", "refusal"),
+    [
+        (4, {"auc": 0.7, "n": 4.0}, None),
+        (5, {"auc": 0.7}, "num_examples 5 is above"),
+        (4, {"auc": 1.5}, "metric 'auc' = 1.5 is outside its range"),
+        (4, {"n": 5.0}, "metric 'n' = 5 is above"),
+    ],
+)
+def test_an_eval_report_beyond_the_bounds_is_refused_on_arrival(
+    executor, count, metrics, refusal
+):
+    executor.bound_examples(ExampleBounds(4))
+    connect(executor, "a")
+    executor.submit_eval(1, ["a"])
+    report = EvalReport("run-1", 1, MODEL.digest(), metrics, count, 0.1)
+
+    if refusal is None:
+        executor.receive_eval("a", report)
+        assert isinstance(executor.next_event(0), EvalDone)
+        return
+    with pytest.raises(SubmissionRefused) as info:
+        executor.receive_eval("a", report)
+    assert info.value.kind == "out_of_bounds"
+    assert refusal in info.value.reason
+    failed = executor.next_event(0)
+    assert isinstance(failed, JobFailed) and failed.refused_on_arrival
+    assert (failed.kind, failed.status) == ("eval", "rejected")
+
+
+def test_owing_names_the_unanswered_jobs_and_the_events_not_taken(executor):
+    connect(executor, "a")
+    connect(executor, "b")
+    train(executor, 1, "a", "b")
+    assert executor.owing() == (frozenset({("a", "train"), ("b", "train")}), 0)
+
+    header, buffer = update()
+    executor.receive_update("a", parts(header, buffer))
+
+    assert executor.owing() == (frozenset({("b", "train")}), 1)
+    executor.release(executor.next_event(0))
+    assert executor.owing() == (frozenset({("b", "train")}), 0)
