@@ -22,8 +22,10 @@ terminal or a log whole.
     ├── AggregateRejected (ArithmeticError) a round's aggregate or new model failed
     │                                       an integrity check (finite, norm bound)
     ├── RunAborted (RuntimeError)           a run stopped before its last round
-    │   └── PreparationFailed               before round 1: ``site`` could not take
-    │                                       part in the preprocessing fit
+    │   ├── PreparationFailed               before round 1: ``site`` could not take
+    │   │                                   part in the preprocessing fit
+    │   └── RunInterrupted                  the coordinator was interrupted (Ctrl-C,
+    │                                       SIGTERM); the run may resume
     ├── StoreError (RuntimeError)           the store cannot read or write
     │   ├── RunNotFound (LookupError)       no run with that id
     │   └── RunBusy                         another process is serving that run
@@ -55,6 +57,7 @@ __all__ = [
     "RoundFailed",
     "RunAborted",
     "RunBusy",
+    "RunInterrupted",
     "RunNotFound",
     "SchemaMismatch",
     "SecAggAborted",
@@ -226,6 +229,14 @@ class PreparationFailed(RunAborted):
     def __init__(self, site: str, message: str) -> None:
         super().__init__(message)
         self.site = site
+
+
+class RunInterrupted(RunAborted):
+    """The coordinator was interrupted (Ctrl-C, SIGTERM); it may resume the run.
+
+    What a participant raises when the coordinator's goodbye says so: the site's
+    operator starts it again once the coordinator resumes (``--resume``).
+    """
 
 
 class StoreError(AccordError, RuntimeError):

@@ -282,7 +282,10 @@ def _coordinate(
                 raise
             resumed = to_resume is not None
             try:
-                with _aborted_unless_resumed(run_store, run_id, resumed):
+                with (
+                    executor.ending(),  # tells the sites how the run ended
+                    _aborted_unless_resumed(run_store, run_id, resumed),
+                ):
                     server.start(executor)
                     if port_file is not None:
                         port_file.write_text(f"{server.port}\n", encoding="utf-8")
@@ -302,7 +305,6 @@ def _coordinate(
                         public=ckks_public,
                     )
             finally:
-                executor.close()
                 server.stop(5.0)
         refused = executor.rejections.snapshot()  # already in the store, one by one
         console.print(
