@@ -17,7 +17,8 @@ wrapped task's (the uninterrupted reference run and the deployed sites use no
 hold, and give the same digests).
 
 A coordinator interrupted the same way tells its sites: those waiting for their
-next task exit 75 with the reason ("it may resume").
+next task exit 75 with the reason ("it may resume"). SIGTERM, as a service
+manager sends it, ends a coordinator as Ctrl-C does, with exit code 143.
 """
 
 import json
@@ -219,7 +220,7 @@ def test_a_fresh_user_simulates_interrupts_resumes_and_deploys(deployment):
         assert goodbye["reason"] == "run finished"
 
 
-def test_ctrl_c_in_a_deployment_tells_the_sites_and_they_exit_75(deployment):
+def test_ctrl_c_at_the_coordinator_tells_the_sites_and_they_exit_75(deployment):
     root = deployment.root
     write_user_files(root)
     (root / f"hold-{HELD}").touch()  # one site's training of round 3 waits
@@ -268,3 +269,30 @@ def test_ctrl_c_in_a_deployment_tells_the_sites_and_they_exit_75(deployment):
     # The held site was mid-training: it finds the coordinator gone and redials
     # (a coordinator resumed on the same address would take it back); the
     # fixture stops it.
+
+
+def test_sigterm_ends_a_coordinator_as_ctrl_c_does_with_143(deployment):
+    root = deployment.root
+    write_user_files(root)
+    port_file = root / "port"
+    coordinator = deployment.spawn(
+        "coordinator",
+        "coordinator",
+        "fed.toml",
+        "--insecure",
+        "--listen",
+        "127.0.0.1:0",
+        "--port-file",
+        port_file.name,
+        "--store",
+        deployment.store_url,
+    )
+    deployment.wait_until(port_file.exists, "the coordinator to listen")
+
+    os.killpg(coordinator.pid, signal.SIGTERM)  # waiting for its participants
+
+    assert coordinator.wait(timeout=120) == 143, deployment.log("coordinator")
+    assert "Traceback" not in deployment.log("coordinator")
+    with SqlStore(deployment.store_url) as store:
+        (run,) = store.list_runs()
+        assert run.status == "aborted"  # recorded as ended, not left running
