@@ -1,12 +1,26 @@
 """``accord simulate`` and ``accord demo``: run a federation on this machine.
 
+Ctrl-C (or SIGTERM, which :mod:`accord.cli.main` turns into the same interrupt)
+stops a simulation after its last recorded round: the round loop marks the run
+aborted, the workers (which ignore SIGINT) are stopped, and the command prints the
+run's id and the exact command that resumes it (``accord simulate fed.toml
+[--rounds N --seed S --store URL] --resume RUN_ID``) on stderr, then exits 130.
+Nothing of a completed round is lost; an interrupted run resumed gives the model of
+an uninterrupted one.
+
 ``accord simulate fed.toml --resume RUN_ID`` continues a run that stopped (killed,
-interrupted, aborted) after its last recorded round, under the same id. The run's
-stored configuration is the reference: fed.toml, with the same overrides, must
-describe the same federation, or the command stops and lists what differs. Only
-``[simulation]`` and ``[store]`` may change (more workers, a moved store), since they
-do not change the model. Refusing is safer than silently taking the stored config:
-a fed.toml edited since is a mistake to show, not to ignore.
+interrupted, aborted) after its last recorded round, under the same id;
+``--resume auto`` finds that run itself with the coordinator's rule
+(:mod:`accord.coordinator.resumable`: the federation's run left ``running``, else
+its newest run if ``aborted``; a new run if neither; an error listing the ids if
+several are left running). The run's stored configuration is the reference:
+fed.toml, with the same overrides, must describe the same federation, or the
+command stops and lists what differs. Only ``[simulation]`` and ``[store]`` may
+change (more workers, a moved store), since they do not change the model. Refusing
+is safer than silently taking the stored config: a fed.toml edited since is a
+mistake to show, not to ignore. The same holds for the data: a run records its
+data's digest when it starts (:mod:`accord.data.digest`), and a resume after the
+CSV changed is refused, naming the file (exit code 2).
 """
 
 from __future__ import annotations
