@@ -21,6 +21,7 @@ next task exit 75 with the reason ("it may resume"). SIGTERM, as a service
 manager sends it, ends a coordinator as Ctrl-C does, with exit code 143.
 """
 
+import hashlib
 import json
 import os
 import signal
@@ -218,6 +219,9 @@ def test_a_fresh_user_simulates_interrupts_resumes_and_deploys(deployment):
     for clinic in CLINICS:
         (goodbye,) = deployment.site_events(clinic, "goodbye")
         assert goodbye["reason"] == "run finished"
+        (data,) = deployment.site_events(clinic, "data")  # which table it used
+        table = (root / f"{clinic}.csv").read_bytes()
+        assert data["sha256"] == hashlib.sha256(table).hexdigest()
 
 
 def test_ctrl_c_at_the_coordinator_tells_the_sites_and_they_exit_75(deployment):

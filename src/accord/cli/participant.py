@@ -111,6 +111,7 @@ def participant_command(
     the participant again; 2 bad options or data; 5 a certificate was refused.
     """
     with reported():
+        from accord.data.digest import file_sha256
         from accord.participant.data import LocalData, build_task, load_local_data
         from accord.participant.policy import SitePolicy
         from accord.participant.runtime import ParticipantRuntime
@@ -147,6 +148,9 @@ def participant_command(
 
         log_path = site_log or (identity / "site-log.jsonl" if identity else None)
         log = SiteLog(log_path)
+        if data.startswith("csv:"):  # which table this site trains on, for audits
+            path = Path(data.removeprefix("csv:"))
+            log.record("data", path=str(path.resolve()), sha256=file_sha256(path))
 
         def connect() -> CoordinatorClient:
             from accord.transport.coordinator_pin import pinned_identity
@@ -181,7 +185,11 @@ def participant_command(
 
 def _ended(reason: str) -> None:
     """Say how the coordinator ended the run; raise unless it ran to its end."""
-    from accord.transport.messages import RUN_FINISHED, RUN_INTERRUPTED
+    from accord.transport.messages import (
+        RUN_ABORTED_PREFIX,
+        RUN_FINISHED,
+        RUN_INTERRUPTED,
+    )
 
     if reason == RUN_FINISHED:
         Console(stderr=True).print(f"the coordinator ended the run: {reason}")
@@ -192,9 +200,13 @@ def _ended(reason: str) -> None:
             "again (same command) to take part when the coordinator resumes it "
             "(`accord coordinator --resume auto`)"
         )
-    raise RunAborted(
-        f"the coordinator ended the run early: {reason}. The coordinator's operator "
-        "has the details (`accord runs show latest`)"
+    if reason.startswith(RUN_ABORTED_PREFIX):
+        raise RunAborted(
+            f"the coordinator ended the run early: {reason}. The coordinator's "
+            "operator has the details (`accord runs show latest`)"
+        )
+    raise RunAborted(  # a newer connection took over, or an older coordinator
+        f"the coordinator closed this site's task stream before the run's end: {reason}"
     )
 
 

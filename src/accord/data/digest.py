@@ -40,7 +40,13 @@ from accord.localfile import open_regular
 if TYPE_CHECKING:
     from accord.store.protocol import RunStore
 
-__all__ = ["EVENT_KIND", "check_data_digest", "data_digest", "record_data_digest"]
+__all__ = [
+    "EVENT_KIND",
+    "check_data_digest",
+    "data_digest",
+    "file_sha256",
+    "record_data_digest",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +71,7 @@ def data_digest(config: FedConfig) -> dict[str, Any]:
         return {
             "dataset": _cut(dataset),
             "path": _cut(str(path)),
-            "sha256": _sha256(path),
+            "sha256": file_sha256(path),
         }
     spec = BUILTIN.get(dataset)
     source = spec.source if spec is not None else f"generated:{dataset}"
@@ -147,7 +153,11 @@ def _recorded(store: RunStore, run_id: str) -> dict[str, Any] | None:
     return None
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a regular file's bytes, read in chunks.
+
+    :class:`DatasetError` if it is missing or not a regular file.
+    """
     with open_regular(
         path, max_bytes=_ANY_SIZE, what="csv data", error=DatasetError
     ) as f:
