@@ -22,10 +22,10 @@ terminal or a log whole.
     ├── AggregateRejected (ArithmeticError) a round's aggregate or new model failed
     │                                       an integrity check (finite, norm bound)
     ├── RunAborted (RuntimeError)           a run stopped before its last round
-    │   ├── PreparationFailed               before round 1: ``site`` could not take
-    │   │                                   part in the preprocessing fit
-    │   └── RunInterrupted                  the coordinator was interrupted (Ctrl-C,
-    │                                       SIGTERM); the run may resume
+    │   ├── RunInterrupted                  the coordinator was interrupted (Ctrl-C,
+    │   │                                   SIGTERM); the run may resume
+    │   └── PreparationFailed               before round 1: ``site`` could not take
+    │                                       part in the preprocessing fit
     ├── StoreError (RuntimeError)           the store cannot read or write
     │   ├── RunNotFound (LookupError)       no run with that id
     │   └── RunBusy                         another process is serving that run
@@ -223,20 +223,20 @@ class RunAborted(AccordError, RuntimeError):
     """A run stopped early; completed rounds stay in the store."""
 
 
-class PreparationFailed(RunAborted):
-    """A site refused, failed or garbled the preprocessing fit before round 1."""
-
-    def __init__(self, site: str, message: str) -> None:
-        super().__init__(message)
-        self.site = site
-
-
 class RunInterrupted(RunAborted):
     """The coordinator was interrupted (Ctrl-C, SIGTERM); it may resume the run.
 
     What a participant raises when the coordinator's goodbye says so: the site's
     operator starts it again once the coordinator resumes (``--resume``).
     """
+
+
+class PreparationFailed(RunAborted):
+    """A site refused, failed or garbled the preprocessing fit before round 1."""
+
+    def __init__(self, site: str, message: str) -> None:
+        super().__init__(message)
+        self.site = site
 
 
 class StoreError(AccordError, RuntimeError):

@@ -87,21 +87,21 @@ def simulate(
     checkpoint_dir: Path | None = None,
     observer: RunObserver | None = None,
     on_baseline: Callable[[str], None] | None = None,
-    resume: str | None = None,
     on_run: Callable[[str], None] | None = None,
+    resume: str | None = None,
 ) -> SimulationResult:
     """Run the federation that ``config`` describes and record it in ``store``.
+
+    ``on_run`` gets the run's id as soon as it is known (before round 1), so that a
+    caller interrupted later can say which run to resume. The data's digest is
+    recorded with a new run (:mod:`accord.data.digest`); a run to resume is checked
+    first (it exists, did not complete, has this configuration, its data did not
+    change: :class:`~accord.errors.DatasetError` naming the file otherwise), before
+    any worker starts.
 
     ``resume`` is the id of a run in ``store`` to continue instead of starting a new
     one (see :meth:`Coordinator.resume`); ``config`` must be the run's own.
     :class:`~accord.errors.RunBusy` at once if another process is serving it.
-    ``on_run`` gets the run's id as soon as it is known (before round 1), so that a
-    caller interrupted later can say which run to resume.
-
-    The data's digest is recorded with a new run (:mod:`accord.data.digest`); a
-    run to resume is checked first (it exists, did not complete, has this
-    configuration, its data did not change: :class:`~accord.errors.DatasetError`
-    naming the file otherwise), before any worker starts.
     """
     digest = data_digest(config)
     with store.lease_run(resume) if resume is not None else nullcontext():
@@ -117,8 +117,8 @@ def simulate(
             checkpoint_dir=checkpoint_dir,
             observer=observer,
             on_baseline=on_baseline,
-            resume=resume,
             started=lambda run_id: _started(store, run_id, digest, on_run),
+            resume=resume,
         )
 
 
@@ -141,8 +141,8 @@ def _simulate(
     checkpoint_dir: Path | None,
     observer: RunObserver | None,
     on_baseline: Callable[[str], None] | None,
-    resume: str | None,
     started: Callable[[str], None],
+    resume: str | None,
 ) -> SimulationResult:
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
     ctx = build_context(config)
