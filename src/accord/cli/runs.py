@@ -2,6 +2,8 @@
 
 ``show`` and ``export`` take a run id, any prefix of one that names a single run, or
 ``latest`` (the newest run); ids are printed whole, never cut to fit the terminal.
+``show`` prints what was recorded with the run (the data's digest, the deployment's
+preprocessing fit) one line each, apart from the messages refused during it.
 """
 
 from __future__ import annotations
@@ -18,11 +20,24 @@ from rich.table import Table
 
 from accord.cli.errors import reported
 from accord.cli.output import comparison_table
+from accord.coordinator.preparation import EVENT_KIND as PREPROCESSING_EVENT
+from accord.data.digest import EVENT_KIND as DATA_EVENT
 from accord.errors import ConfigError, RunNotFound
 from accord.simulation.baselines import Comparison
 from accord.store import RunStore, export_metrics, open_store
 
 __all__ = ["register"]
+
+#: Events that record what a run used (its data's digest, its preprocessing fit),
+#: shown as one line each rather than among the refused messages.
+_RECORDS = frozenset({DATA_EVENT, PREPROCESSING_EVENT})
+_RECORD_CHARS = 200
+
+
+def _cut(text: str) -> str:
+    """``text`` cut to :data:`_RECORD_CHARS` characters (a fit spans many events)."""
+    return text if len(text) <= _RECORD_CHARS else text[:_RECORD_CHARS] + "…"
+
 
 runs_app = typer.Typer(
     help="Recorded runs: list, show, export.", invoke_without_command=True
@@ -157,6 +172,10 @@ def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) ->
             r.global_digest[:16],
         )
     console.print(table)
+    for e in events:  # what the run was trained on, kept with it: not refusals
+        if e.kind in _RECORDS:
+            console.print(f"{e.kind}: {escape(_cut(e.detail))}", highlight=False)
+    events = [e for e in events if e.kind not in _RECORDS]
     if events:
         refused = Table(title="refused messages")
         for col in ("time (UTC)", "round", "participant", "kind", "detail"):

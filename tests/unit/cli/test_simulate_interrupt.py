@@ -126,6 +126,10 @@ def test_ctrl_c_keeps_the_rounds_says_how_to_resume_and_resume_auto_ends_it(
         assert store.get_run(info.run_id).status == "completed"
         kinds = [e.kind for e in store.events(info.run_id)]
         assert kinds == [EVENT_KIND]  # recorded once, at the start
+    shown = runner.invoke(app, ["runs", "show", "latest", "--store", url])
+    assert shown.exit_code == 0, shown.output
+    assert f"{EVENT_KIND}: " in shown.stdout and "sha256" in shown.stdout
+    assert "refused messages" not in shown.stdout  # a record, not a refusal
 
 
 def test_resume_refuses_a_csv_changed_since_the_run_started(tmp_path, ctrl_c):
