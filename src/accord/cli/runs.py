@@ -20,18 +20,26 @@ from rich.table import Table
 
 from accord.cli.errors import reported
 from accord.cli.output import comparison_table
-from accord.coordinator.preparation import EVENT_KIND as PREPROCESSING_EVENT
-from accord.data.digest import EVENT_KIND as DATA_EVENT
 from accord.errors import ConfigError, RunNotFound
 from accord.simulation.baselines import Comparison
 from accord.store import RunStore, export_metrics, open_store
 
 __all__ = ["register"]
 
-#: Events that record what a run used (its data's digest, its preprocessing fit),
-#: shown as one line each rather than among the refused messages.
-_RECORDS = frozenset({DATA_EVENT, PREPROCESSING_EVENT})
+#: Characters shown of an event that records what a run used.
 _RECORD_CHARS = 200
+
+
+def _is_record(kind: str) -> bool:
+    """Whether events of ``kind`` record what a run used, rather than a refusal.
+
+    The data's digest and the preprocessing fit: shown one line each, apart from
+    the refused messages.
+    """
+    from accord.coordinator.preparation import EVENT_KIND as PREPROCESSING
+    from accord.data.digest import EVENT_KIND as DATA
+
+    return kind in (DATA, PREPROCESSING)
 
 
 def _cut(text: str) -> str:
@@ -173,9 +181,9 @@ def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) ->
         )
     console.print(table)
     for e in events:  # what the run was trained on, kept with it: not refusals
-        if e.kind in _RECORDS:
+        if _is_record(e.kind):
             console.print(f"{e.kind}: {escape(_cut(e.detail))}", highlight=False)
-    events = [e for e in events if e.kind not in _RECORDS]
+    events = [e for e in events if not _is_record(e.kind)]
     if events:
         refused = Table(title="refused messages")
         for col in ("time (UTC)", "round", "participant", "kind", "detail"):
