@@ -152,8 +152,8 @@ def coordinator_command(
             "--resume",
             metavar="RUN_ID|auto",
             help="Continue this run after its last recorded round (same fed.toml "
-            "and options); auto: the one run of this federation still marked "
-            "running, else a new run.",
+            "and options); auto: this federation's interrupted run (left running, "
+            "else its newest if aborted), else a new run.",
         ),
     ] = None,
     ckks_public: Annotated[
