@@ -177,3 +177,21 @@ def test_resume_auto_refuses_to_guess_between_interrupted_runs(tmp_path):
     said = flat(refused.output)
     assert "2 runs of 'interrupted' are marked running" in said
     assert all(run_id in said for run_id in ids)
+
+
+def test_ctrl_c_before_the_run_exists_says_nothing_was_recorded(tmp_path, monkeypatch):
+    write_federation(tmp_path)
+
+    def interrupted_at_start(config, **kw):
+        raise KeyboardInterrupt  # loading the data, say: no run created yet
+
+    monkeypatch.setattr(simulate_cli, "simulate", interrupted_at_start)
+    result = run(tmp_path)
+
+    assert result.exit_code == 130
+    assert "interrupted before the run started; nothing was recorded" in flat(
+        result.output
+    )
+    assert "--resume" not in result.output
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        assert store.list_runs() == []
