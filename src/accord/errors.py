@@ -22,6 +22,8 @@ terminal or a log whole.
     ├── AggregateRejected (ArithmeticError) a round's aggregate or new model failed
     │                                       an integrity check (finite, norm bound)
     ├── RunAborted (RuntimeError)           a run stopped before its last round
+    │   ├── RunInterrupted                  the coordinator was interrupted (Ctrl-C,
+    │   │                                   SIGTERM); the run may resume
     │   └── PreparationFailed               before round 1: ``site`` could not take
     │                                       part in the preprocessing fit
     ├── PrivacyBudgetExhausted (RuntimeError)  one more DP step would spend more
@@ -59,6 +61,7 @@ __all__ = [
     "RoundFailed",
     "RunAborted",
     "RunBusy",
+    "RunInterrupted",
     "RunNotFound",
     "SchemaMismatch",
     "SecAggAborted",
@@ -224,6 +227,14 @@ class AggregateRejected(AccordError, ArithmeticError):
 
 class RunAborted(AccordError, RuntimeError):
     """A run stopped early; completed rounds stay in the store."""
+
+
+class RunInterrupted(RunAborted):
+    """The coordinator was interrupted (Ctrl-C, SIGTERM); it may resume the run.
+
+    What a participant raises when the coordinator's goodbye says so: the site's
+    operator starts it again once the coordinator resumes (``--resume``).
+    """
 
 
 class PreparationFailed(RunAborted):

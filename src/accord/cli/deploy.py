@@ -13,9 +13,10 @@ every message it refuses is recorded there as an event when it is refused. A
 coordinator that died (killed, crashed, machine lost) is started again with
 ``--resume RUN_ID``, or ``--resume auto`` (the one run of this federation that the
 store still marks ``running``, i.e. whose coordinator died without recording an
-end; else the federation's newest run if it was ``aborted``, e.g. by a checkpoint
-it could not write; a new run if there is neither; an error if several runs are
-interrupted). It listens on the
+end; else the federation's newest run if it was ``aborted``, e.g. by Ctrl-C or a
+checkpoint it could not write; a new run if there is neither; an error if several
+runs are interrupted: :mod:`accord.coordinator.resumable`, the rule ``accord
+simulate --resume auto`` follows too). It listens on the
 same address, the participants, which redial with backoff, connect again, and the
 run goes on after its last recorded round, from that round's checkpoint
 (:meth:`~accord.coordinator.runner.Coordinator.resume`): a round the dead process
@@ -63,7 +64,7 @@ from accord.cli.errors import reported
 from accord.cli.output import dumps, run_json
 from accord.cli.progress import ProgressObserver
 from accord.config import FedConfig, load_config
-from accord.errors import ConfigError, RunAborted, RunBusy
+from accord.errors import ConfigError, RunAborted
 
 if TYPE_CHECKING:
     from accord.coordinator.runner import RunResult
@@ -152,8 +153,8 @@ def coordinator_command(
             "--resume",
             metavar="RUN_ID|auto",
             help="Continue this run after its last recorded round (same fed.toml "
-            "and options); auto: the one run of this federation still marked "
-            "running, else a new run.",
+            "and options); auto: this federation's interrupted run (left running, "
+            "else its newest if aborted), else a new run.",
         ),
     ] = None,
     ckks_public: Annotated[
@@ -283,7 +284,10 @@ def _coordinate(
                 raise
             resumed = to_resume is not None
             try:
-                with _aborted_unless_resumed(run_store, run_id, resumed):
+                with (
+                    executor.ending(),  # tells the sites how the run ended
+                    _aborted_unless_resumed(run_store, run_id, resumed),
+                ):
                     server.start(executor)
                     if port_file is not None:
                         port_file.write_text(f"{server.port}\n", encoding="utf-8")
@@ -303,7 +307,6 @@ def _coordinate(
                         public=ckks_public,
                     )
             finally:
-                executor.close()
                 server.stop(5.0)
         refused = executor.rejections.snapshot()  # already in the store, one by one
         console.print(
@@ -332,12 +335,13 @@ def _run_to_resume(
     coordinator listens, so that participants never connect to a run that cannot
     go on; it is reopened only once they have.
     """
+    from accord.coordinator.resumable import interrupted_run
     from accord.coordinator.resume import check_resumable
 
     if resume is None:
         return None
     if resume == "auto":
-        found = _interrupted_run(store, cfg.federation.name, lease, console)
+        found = interrupted_run(store, cfg.federation.name, lease, console.print)
         if found is None:
             console.print(
                 f"no interrupted run of {cfg.federation.name!r} to resume; "
@@ -372,64 +376,6 @@ def _new_run(store: RunStore, cfg: FedConfig, lease: ExitStack) -> str:
     run_id = create_run(store, cfg)
     lease.enter_context(store.lease_run(run_id))
     return run_id
-
-
-def _interrupted_run(
-    store: RunStore, federation: str, lease: ExitStack, console: Console
-) -> str | None:
-    """The run of ``federation`` that ``--resume auto`` continues, leased; or None.
-
-    First the one marked running that no process serves: its coordinator died
-    without recording an end. A run another coordinator serves is not interrupted:
-    :class:`RunBusy` if that is all there is, rather than a new run beside it.
-    Otherwise the federation's newest run, if it was aborted (a checkpoint or the
-    store could not be written, its participants did not come, its rounds kept
-    failing): it goes on after its last recorded round, as a crashed one does, and
-    the console says so. A newest run that completed means a new run (None).
-    """
-    runs = [r for r in store.list_runs() if r.name == federation]  # newest first
-    running = [r.run_id for r in runs if r.status == "running"]
-    with ExitStack() as taken:
-        free: list[str] = []
-        busy: list[RunBusy] = []
-        for run_id in running:
-            try:
-                taken.enter_context(store.lease_run(run_id))
-                free.append(run_id)
-            except RunBusy as exc:
-                busy.append(exc)
-        if len(free) > 1:
-            raise ConfigError(
-                f"{len(free)} runs of {federation!r} are marked running and served "
-                f"by no coordinator ({', '.join(free)}); pass --resume RUN_ID to "
-                "say which to continue (`accord runs` lists them)",
-                key="--resume",
-            )
-        if free:
-            for refusal in busy:
-                who = refusal.holder or "another process"
-                console.print(f"passing over run {refusal.run_id}: served by {who}")
-            lease.enter_context(taken.pop_all())
-            return free[0]
-    if not busy and runs and runs[0].status == "aborted":
-        aborted = runs[0]
-        lease.enter_context(store.lease_run(aborted.run_id))
-        console.print(
-            f"run {aborted.run_id} of {federation!r} was aborted after "
-            f"{len(store.rounds(aborted.run_id))} recorded round(s); resuming it "
-            "(leave out --resume to start a new run instead)"
-        )
-        return aborted.run_id
-    if busy:
-        others = ", ".join(refusal.run_id for refusal in busy[1:])
-        raise RunBusy(
-            busy[0].run_id,
-            holder=busy[0].holder,
-            context=f"--resume auto found no interrupted run of {federation!r} "
-            "(leave out --resume to start a new one)"
-            + (f"; {others} in use too" if others else ""),
-        )
-    return None
 
 
 @contextmanager

@@ -18,11 +18,18 @@ from accord.errors import (
     PkiError,
     RoundFailed,
     RunAborted,
+    RunInterrupted,
     RunNotFound,
     StoreError,
 )
 
-__all__ = ["EXIT_CODES", "reported"]
+__all__ = ["EXIT_CODES", "EXIT_INTERRUPTED", "EXIT_RUN_INTERRUPTED", "reported"]
+
+#: This command was interrupted (Ctrl-C); 128 + SIGINT, as shells report it.
+EXIT_INTERRUPTED = 130
+#: A participant whose coordinator was interrupted: the run may resume, so start
+#: the participant again (EX_TEMPFAIL of sysexits.h: a temporary failure).
+EXIT_RUN_INTERRUPTED = 75
 
 #: Exit code per error class; the first matching entry wins. 2 is for what the user
 #: can fix in what they gave the command (config, data, a run id), 4 for a store that
@@ -35,6 +42,7 @@ EXIT_CODES: tuple[tuple[type[AccordError], int], ...] = (
     (AuthenticationFailed, 5),
     (MissingExtraError, 3),
     (StoreError, 4),
+    (RunInterrupted, EXIT_RUN_INTERRUPTED),
     (RunAborted, 1),
     (RoundFailed, 1),
     (AccordError, 1),

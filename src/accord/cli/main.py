@@ -2,14 +2,22 @@
 
 Exit codes: 0 success; 1 the run failed or was aborted; 2 invalid configuration,
 data or arguments; 3 a missing optional dependency; 4 the store could not be used;
-5 a certificate was refused; 130 interrupted.
+5 a certificate was refused; 75 (a participant) the coordinator was interrupted and
+may resume the run; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+
+SIGTERM (what ``kill``, systemd and container runtimes send) ends a command the
+way Ctrl-C does, as a :class:`KeyboardInterrupt`: ``finally`` blocks run, a run is
+marked aborted in the store after its last recorded round, and a coordinator tells
+its sites that the run was interrupted, rather than vanishing mid-round.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import logging
+import signal
 import sys
+from types import FrameType
 
 import typer
 from rich.console import Console
@@ -18,6 +26,7 @@ from rich.logging import RichHandler
 from accord.cli.ckks import register as register_ckks
 from accord.cli.datasets import register as register_datasets
 from accord.cli.deploy import register as register_deploy
+from accord.cli.errors import EXIT_INTERRUPTED
 from accord.cli.participant import register as register_participant
 from accord.cli.pki import register as register_pki
 from accord.cli.runs import register as register_runs
@@ -67,7 +76,23 @@ def main() -> None:
     # A fatal signal (SIGBUS from a mapped file, SIGSEGV in a native library)
     # prints where it struck instead of ending the process without a word.
     faulthandler.enable()
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(_interrupted_code(terminated))
+    except SystemExit as exc:  # typer turns KeyboardInterrupt into exit code 130
+        if exc.code == EXIT_INTERRUPTED:
+            sys.exit(_interrupted_code(terminated))
+        raise
+
+
+def _interrupted_code(terminated: list[int]) -> int:
+    """128 + the signal, as shells report it: SIGTERM if one came, else SIGINT."""
+    return 128 + terminated[0] if terminated else EXIT_INTERRUPTED

@@ -14,6 +14,12 @@ site trusts only that pinned coordinator certificate, checks the CRL the
 coordinator sends and refuses a revoked coordinator
 (:mod:`accord.transport.coordinator_pin`); without one it trusts any certificate
 of its CA and warns. gRPC is imported only when the command runs.
+
+How the run ended decides the exit code: 0 when the coordinator's goodbye says the
+run finished; 75 when the coordinator was interrupted (Ctrl-C, SIGTERM) and may
+resume the run (start the participant again); 1 when the run was aborted, with the
+coordinator's reason. The reason is printed and kept in the site log
+(``goodbye``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from rich.console import Console
 
 from accord.cli.ckks import read_context
 from accord.cli.errors import reported
-from accord.errors import ConfigError
+from accord.errors import ConfigError, RunAborted, RunInterrupted
 
 if TYPE_CHECKING:
     from accord.task.protocol import Task
@@ -98,8 +104,14 @@ def participant_command(
         ),
     ] = None,
 ) -> None:
-    """Serve this site's tasks from a coordinator until its run ends."""
+    """Serve this site's tasks from a coordinator until its run ends.
+
+    Exit codes: 0 the run finished; 1 the coordinator aborted the run (its reason
+    is printed); 75 the coordinator was interrupted and may resume the run: start
+    the participant again; 2 bad options or data; 5 a certificate was refused.
+    """
     with reported():
+        from accord.data.digest import file_sha256
         from accord.participant.data import LocalData, build_task, load_local_data
         from accord.participant.policy import SitePolicy
         from accord.participant.runtime import ParticipantRuntime
@@ -136,6 +148,9 @@ def participant_command(
 
         log_path = site_log or (identity / "site-log.jsonl" if identity else None)
         log = SiteLog(log_path)
+        if data.startswith("csv:"):  # which table this site trains on, for audits
+            path = Path(data.removeprefix("csv:"))
+            log.record("data", path=str(path.resolve()), sha256=file_sha256(path))
 
         def connect() -> CoordinatorClient:
             from accord.transport.coordinator_pin import pinned_identity
@@ -165,7 +180,34 @@ def participant_command(
             ).run()
         finally:
             log.close()
+        _ended(reason)
+
+
+def _ended(reason: str) -> None:
+    """Say how the coordinator ended the run; raise unless it ran to its end."""
+    from accord.transport.messages import (
+        RUN_ABORTED_PREFIX,
+        RUN_FINISHED,
+        RUN_INTERRUPTED,
+    )
+
+    if reason == RUN_FINISHED:
         Console(stderr=True).print(f"the coordinator ended the run: {reason}")
+        return
+    if reason == RUN_INTERRUPTED:
+        raise RunInterrupted(
+            f"the coordinator ended the run early: {reason}. Start this participant "
+            "again (same command) to take part when the coordinator resumes it "
+            "(`accord coordinator --resume auto`)"
+        )
+    if reason.startswith(RUN_ABORTED_PREFIX):
+        raise RunAborted(
+            f"the coordinator ended the run early: {reason}. The coordinator's "
+            "operator has the details (`accord runs show latest`)"
+        )
+    raise RunAborted(  # a newer connection took over, or an older coordinator
+        f"the coordinator closed this site's task stream before the run's end: {reason}"
+    )
 
 
 def _ckks_secret(path: Path | None) -> bytes | None:

@@ -2,6 +2,8 @@
 
 ``show`` and ``export`` take a run id, any prefix of one that names a single run, or
 ``latest`` (the newest run); ids are printed whole, never cut to fit the terminal.
+``show`` prints what was recorded with the run (the data's digest, the deployment's
+preprocessing fit) one line each, apart from the messages refused during it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,27 @@ from accord.simulation.baselines import Comparison
 from accord.store import RoundRecord, RunInfo, RunStore, export_metrics, open_store
 
 __all__ = ["register"]
+
+#: Characters shown of an event that records what a run used.
+_RECORD_CHARS = 200
+
+
+def _is_record(kind: str) -> bool:
+    """Whether events of ``kind`` record what a run used, rather than a refusal.
+
+    The data's digest and the preprocessing fit: shown one line each, apart from
+    the refused messages.
+    """
+    from accord.coordinator.preparation import EVENT_KIND as PREPROCESSING
+    from accord.data.digest import EVENT_KIND as DATA
+
+    return kind in (DATA, PREPROCESSING)
+
+
+def _cut(text: str) -> str:
+    """``text`` cut to :data:`_RECORD_CHARS` characters (a fit spans many events)."""
+    return text if len(text) <= _RECORD_CHARS else text[:_RECORD_CHARS] + "…"
+
 
 runs_app = typer.Typer(
     help="Recorded runs: list, show, export.", invoke_without_command=True
@@ -211,6 +234,10 @@ def show_run(
             *([] if not dp else ["" if eps is None else f"{eps:.4f}"]),
         )
     console.print(table)
+    for e in events:  # what the run was trained on, kept with it: not refusals
+        if _is_record(e.kind):
+            console.print(f"{e.kind}: {escape(_cut(e.detail))}", highlight=False)
+    events = [e for e in events if not _is_record(e.kind)]
     if events:
         refused = Table(title="refused messages")
         for col in ("time (UTC)", "round", "participant", "kind", "detail"):

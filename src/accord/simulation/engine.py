@@ -5,7 +5,14 @@ or in-process with ``workers = 0``), runs the coordinator's round loop and, when
 trains the pooled and site-alone baselines for comparison. The round logic is the one
 a deployment runs; only the executor differs. A run to resume is leased first
 (:meth:`~accord.store.protocol.RunStore.lease_run`): one another process is serving
-is refused before any worker starts.
+is refused before any worker starts, as is one whose configuration or data changed
+since it started (the data's digest is recorded with each new run,
+:mod:`accord.data.digest`).
+
+Interrupted (Ctrl-C), the round loop marks the run aborted after its last recorded
+round and the executor stops its workers (which ignore SIGINT themselves, so that
+the terminal's Ctrl-C reaches only this process's handler): the run resumes with
+``resume=RUN_ID``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,14 @@ from typing import Any
 
 from accord.config import FedConfig
 from accord.coordinator.executor import Executor
-from accord.coordinator.runner import Coordinator, RunObserver, RunResult
+from accord.coordinator.resume import check_resumable
+from accord.coordinator.runner import (
+    Coordinator,
+    RunObserver,
+    RunResult,
+    create_run,
+)
+from accord.data.digest import check_data_digest, data_digest, record_data_digest
 from accord.evaluation.metrics import evaluate
 from accord.params import Params
 from accord.simulation.baselines import Comparison, compare
@@ -79,26 +93,54 @@ def simulate(
     checkpoint_dir: Path | None = None,
     observer: RunObserver | None = None,
     on_baseline: Callable[[str], None] | None = None,
+    on_run: Callable[[str], None] | None = None,
     resume: str | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SimulationResult:
     """Run the federation that ``config`` describes and record it in ``store``.
+
+    ``on_run`` gets the run's id as soon as it is known (before round 1), so that a
+    caller interrupted later can say which run to resume. The data's digest is
+    recorded with a new run (:mod:`accord.data.digest`); a run to resume is checked
+    first (it exists, did not complete, has this configuration, its data did not
+    change: :class:`~accord.errors.DatasetError` naming the file otherwise), before
+    any worker starts.
 
     ``resume`` is the id of a run in ``store`` to continue instead of starting a new
     one (see :meth:`Coordinator.resume`); ``config`` must be the run's own.
     :class:`~accord.errors.RunBusy` at once if another process is serving it.
     ``clock`` is what the round deadlines are read from (tests skip it ahead).
     """
+    digest = data_digest(config)
     with store.lease_run(resume) if resume is not None else nullcontext():
+        if resume is not None:
+            checkpoints = CheckpointStore(checkpoint_dir) if checkpoint_dir else None
+            check_resumable(store, resume, config.to_json_dict(), checkpoints)
+            check_data_digest(store, resume, digest)
+            if on_run is not None:
+                on_run(resume)
         return _simulate(
             config,
             store=store,
             checkpoint_dir=checkpoint_dir,
             observer=observer,
             on_baseline=on_baseline,
+            started=lambda run_id: _started(store, run_id, digest, on_run),
             resume=resume,
             clock=clock,
         )
+
+
+def _started(
+    store: RunStore,
+    run_id: str,
+    digest: Mapping[str, Any],
+    on_run: Callable[[str], None] | None,
+) -> None:
+    """A new run was created: record its data's digest, tell the caller."""
+    record_data_digest(store, run_id, digest)
+    if on_run is not None:
+        on_run(run_id)
 
 
 def _simulate(
@@ -108,6 +150,7 @@ def _simulate(
     checkpoint_dir: Path | None,
     observer: RunObserver | None,
     on_baseline: Callable[[str], None] | None,
+    started: Callable[[str], None],
     resume: str | None,
     clock: Callable[[], float],
 ) -> SimulationResult:
@@ -142,7 +185,9 @@ def _simulate(
             ckks_public_context=ckks_public,
         )
         if resume is None:
-            run = coordinator.run(initial, extra_summary=summarise)
+            run_id = create_run(store, config)
+            started(run_id)
+            run = coordinator.run(initial, run_id=run_id, extra_summary=summarise)
         else:
             run = coordinator.resume(resume, initial, extra_summary=summarise)
     finally:

@@ -13,6 +13,7 @@ import collections
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -336,7 +337,14 @@ class _Worker:
 
 
 def worker_main(conn: Connection, setup: WorkerSetup) -> None:
-    """Entry point of a worker process."""
+    """Entry point of a worker process.
+
+    It ignores SIGINT: Ctrl-C in a terminal reaches every process of the group,
+    and the coordinator, which handles it (marks the run, says how to resume),
+    stops its workers itself. Without this, each worker would print its own
+    KeyboardInterrupt traceback over the coordinator's message.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         # Under forkserver the environment is the server's, set for the first run.
         for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -354,7 +362,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     send(conn, {"op": "ready"})
     try:
         worker.loop()
-    except (EOFError, BrokenPipeError, KeyboardInterrupt):
-        pass  # the coordinator went away or interrupted the run
+    except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
+        pass  # the coordinator went away (or SIGINT came before it was ignored)
     finally:
         worker.close()

@@ -35,6 +35,7 @@ from accord.transport.frames import chunk_frame, fast_chunk
 from accord.transport.messages import (
     CHUNK_BYTES,
     MAX_MESSAGE_BYTES,
+    RUN_FINISHED,
     Chunk,
     EvalReport,
     FailureReport,
@@ -378,7 +379,7 @@ def encode_task(order: TaskOrder | Goodbye | Welcome, *, crl: bytes = b"") -> pb
     if isinstance(order, Welcome):
         return pb.Task(run_id=order.run_id, round=order.round, crl=crl)
     if isinstance(order, Goodbye):
-        return pb.Task(run_id=order.run_id, goodbye=order.reason or "run finished")
+        return pb.Task(run_id=order.run_id, goodbye=order.reason or RUN_FINISHED)
     return pb.Task(
         run_id=order.run_id,
         round=order.round,

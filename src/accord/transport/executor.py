@@ -39,6 +39,7 @@ rounds leave it out.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
@@ -70,6 +71,7 @@ from accord.transport.identity import IdentityBook, IdentityCertificate
 from accord.transport.jobs import Job, JobBook, check_update_header
 from accord.transport.links import Links
 from accord.transport.messages import (
+    RUN_FINISHED,
     Chunk,
     EvalReport,
     FailureReport,
@@ -82,6 +84,7 @@ from accord.transport.messages import (
     TaskOrder,
     UpdateHeader,
     Welcome,
+    farewell,
     wire_run_id,
 )
 from accord.transport.rejections import Rejection, RejectionLog, Sink
@@ -255,13 +258,35 @@ class GrpcExecutor:
         with self._lock:
             self._jobs.abandon(round_number, participants)
 
-    def close(self) -> None:
-        """Say goodbye on every stream and delete the spool directory."""
+    @contextlib.contextmanager
+    def ending(self) -> Iterator[None]:
+        """Close at the end of the block, telling the sites how the run ended.
+
+        "run finished" if the block ends normally, "run interrupted by the
+        coordinator; it may resume" on Ctrl-C or SIGTERM, "run aborted: WHY" on
+        any other exception (:func:`~accord.transport.messages.farewell`).
+        """
+        try:
+            yield
+        except BaseException as exc:
+            self.close(farewell(exc))
+            raise
+        self.close(farewell(None))
+
+    def close(self, goodbye: str | None = None) -> None:
+        """Say goodbye on every stream and delete the spool directory (once).
+
+        ``goodbye`` says how the run ended (:meth:`ending`); by default an admin's
+        stop reason, else "run finished". Closing again does nothing.
+        """
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             held = list(self._held.values())
             self._held.clear()
-        self._links.close(Goodbye(self.run_id, self._stop_reason or "run finished"))
+        reason = goodbye or self._stop_reason or RUN_FINISHED
+        self._links.close(Goodbye(self.run_id, reason))
         self.rejections.flush()  # the last counts of repeated refusals
         for spooled in held:
             spooled.discard()

@@ -22,6 +22,9 @@ __all__ = [
     "MAX_TASK_BYTES",
     "MAX_TASK_PAYLOAD",
     "PROTOCOL_VERSION",
+    "RUN_ABORTED_PREFIX",
+    "RUN_FINISHED",
+    "RUN_INTERRUPTED",
     "Chunk",
     "EvalReport",
     "FailureReport",
@@ -35,6 +38,7 @@ __all__ = [
     "TaskOrder",
     "UpdateHeader",
     "Welcome",
+    "farewell",
     "wire_run_id",
 ]
 
@@ -109,12 +113,51 @@ class Welcome:
     crl: bytes = b""
 
 
+#: The goodbye of a run that ran all its rounds; any other one ended it early.
+RUN_FINISHED = "run finished"
+#: The goodbye of a coordinator stopped by Ctrl-C or SIGTERM: the run stays
+#: resumable (``accord coordinator --resume``), so a site may be started again.
+RUN_INTERRUPTED = "run interrupted by the coordinator; it may resume"
+#: How the goodbye of a run that failed before its end begins.
+RUN_ABORTED_PREFIX = "run aborted: "
+_MAX_GOODBYE_REASON = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Goodbye:
-    """The run is over: the participant closes its stream and stops."""
+    """The run is over: the participant closes its stream and stops.
+
+    ``reason`` says how it ended: :data:`RUN_FINISHED` after its last round,
+    :data:`RUN_INTERRUPTED` if the coordinator was interrupted, ``run aborted:
+    WHY`` if it failed; other texts (a newer connection took over) end only this
+    stream. The text is the whole protocol, so that a coordinator of an earlier
+    release, which says "run finished" or an admin's reason, is understood too.
+    """
 
     run_id: str
     reason: str
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run ran all its rounds (anything else ended it early)."""
+        return self.reason == RUN_FINISHED
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the coordinator was interrupted and may resume the run."""
+        return self.reason == RUN_INTERRUPTED
+
+
+def farewell(exc: BaseException | None) -> str:
+    """The goodbye of a run that ended with ``exc`` (None: it ran to its end)."""
+    if exc is None:
+        return RUN_FINISHED
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM (accord.cli.main)
+        return RUN_INTERRUPTED
+    why = str(exc).strip() or type(exc).__name__
+    if len(why) > _MAX_GOODBYE_REASON:  # the wire takes 4,096 characters of text
+        why = why[:_MAX_GOODBYE_REASON] + "…"
+    return f"{RUN_ABORTED_PREFIX}{why}"
 
 
 @dataclass(frozen=True, slots=True)
