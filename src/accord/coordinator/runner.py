@@ -170,11 +170,14 @@ class Coordinator:
         *,
         run_id: str | None = None,
         extra_summary: Callable[[Params], Mapping[str, Any]] | None = None,
+        on_created: Callable[[str], None] | None = None,
     ) -> RunResult:
         """Train for ``federation.rounds`` rounds from ``initial``; return the model.
 
         ``run_id`` is a run made by :func:`create_run` that has no round yet (None:
-        create one now); a run with rounds continues with :meth:`resume` instead.
+        create one now, once the configuration has passed every check that needs
+        the participants, and tell ``on_created`` its id); a run with rounds
+        continues with :meth:`resume` instead.
         ``extra_summary`` computes more of the run's stored summary from the final
         model (the simulation uses it for its pooled and site-alone comparison).
         :class:`~accord.errors.RunBusy` if another process serves ``run_id``.
@@ -187,6 +190,8 @@ class Coordinator:
         )
         if run_id is None:
             run_id = create_run(self._store, cfg)
+            if on_created is not None:
+                on_created(run_id)
         with self._store.lease_run(run_id):
             if self._store.rounds(run_id):
                 raise StoreError(

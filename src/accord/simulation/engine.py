@@ -32,7 +32,6 @@ from accord.coordinator.runner import (
     Coordinator,
     RunObserver,
     RunResult,
-    create_run,
 )
 from accord.data.digest import check_data_digest, data_digest, record_data_digest
 from accord.evaluation.metrics import evaluate
@@ -185,9 +184,7 @@ def _simulate(
             ckks_public_context=ckks_public,
         )
         if resume is None:
-            run_id = create_run(store, config)
-            started(run_id)
-            run = coordinator.run(initial, run_id=run_id, extra_summary=summarise)
+            run = coordinator.run(initial, extra_summary=summarise, on_created=started)
         else:
             run = coordinator.resume(resume, initial, extra_summary=summarise)
     finally:
