@@ -7,7 +7,7 @@ but sent no input, the pairwise masks its surviving neighbours added for it (its
 masking private key rebuilt, then each pair key re-derived). Pairwise masks between
 two survivors cancel in the sum and are never touched.
 
-Shamir's reconstruction returns *some* 16 bytes for any set of shares, so each
+Shamir's reconstruction returns *some* value for any set of shares, so each
 result is checked against what the dealer committed to at stage 0 (the seed
 commitment for a self-mask seed, the advertised public key for a masking key).
 

@@ -31,7 +31,7 @@ import numpy as np
 from accord.errors import ConfigError, SecAggAborted
 from accord.params import Params, ParamSpec
 from accord.secagg.config import SecAggConfig
-from accord.secagg.crypto import Ed25519PrivateKey
+from accord.secagg.crypto import Ed25519PrivateKey, SignatureCheck
 from accord.secagg.encoding import FixedPointEncoding
 from accord.secagg.mask import MaskGenerator
 from accord.secagg.messages import (
@@ -169,6 +169,7 @@ class SecureSession:
         *,
         seed: int,
         masks: MaskGenerator | None = None,
+        verifier: SignatureCheck | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
         config = job.config(keys)
@@ -194,7 +195,12 @@ class SecureSession:
         )
         del flat
         self._state = SecAggParticipant(
-            config, participant, identity, masks=masks, entropy=entropy
+            config,
+            participant,
+            identity,
+            masks=masks,
+            verifier=verifier,
+            entropy=entropy,
         )
 
     @property

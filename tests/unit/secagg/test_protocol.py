@@ -157,3 +157,25 @@ def test_each_stage_is_timed(kit):
         t.participants_max_s <= t.participants_total_s for t in run.timings.values()
     )
     np.testing.assert_array_equal(run.result.total, np.full(8, 4, np.uint32))
+
+
+def test_sites_sharing_a_verifier_verify_each_signature_once(make_harness, kit):
+    # Arrange: five sites of one process share a Verifier, as a simulation's do
+    from accord.secagg.crypto import Verifier
+    from accord.secagg.participant import SecAggParticipant
+
+    n = 5
+    h = make_harness(n=n, threshold=3)
+    shared = Verifier()
+    h.parts = {
+        p: SecAggParticipant(
+            h.config, p, k, verifier=shared, entropy=kit.seeded_entropy(0, p)
+        )
+        for p, k in h.identities.items()
+    }
+    # Act
+    result = h.unmask(h.consistency(h.masked(h.share(h.advertise()))))
+    # Assert: the sum is exact; each advertisement and survivor signature was
+    # verified once (not once per site), each dealt share's signature once
+    np.testing.assert_array_equal(result.total, h.expected(h.parts))
+    assert shared.verifications == n + 2 * n * (n - 1) + n
