@@ -179,21 +179,19 @@ class SecureSession:
                 f"{update.size}",
                 stage="advertise",
             )
-        flat = update.flatten(np.float64)
-        clipped = int(np.count_nonzero(np.abs(flat) > job.clip))
+        rng = np.random.default_rng(seed)
+        encoded = job.encoding.encode_parts(
+            list(update.values()), job.weight(num_examples), rng
+        )
+        self.clipped = clipped = encoded.clipped
         if clipped:
             logger.info(
                 "%d of %d update values exceed the declared range ±%g and were clipped",
                 clipped,
-                flat.size,
+                update.size,
                 job.clip,
             )
-        self.clipped = clipped
-        rng = np.random.default_rng(seed)
-        self._vector: np.ndarray[Any, np.dtype[np.uint32]] | None = job.encoding.encode(
-            flat, job.weight(num_examples), rng
-        )
-        del flat
+        self._vector: np.ndarray[Any, np.dtype[np.uint32]] | None = encoded.words
         self._state = SecAggParticipant(
             config,
             participant,
