@@ -9,7 +9,7 @@ protocol (:class:`SecAggServer`) and the participant's step
 the ring Z_2^32 through :class:`FixedPointEncoding`. :func:`run_local_round` runs a
 whole round in one process. ``docs/security.md`` states the threat model.
 
-Needs the ``secagg`` extra (``cryptography`` and ``pycryptodome``).
+Needs the ``secagg`` extra (``cryptography`` and ``protobuf``).
 """
 
 from accord.secagg.config import SecAggConfig

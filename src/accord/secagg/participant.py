@@ -218,8 +218,13 @@ class SecAggParticipant:
                     f"only {len(self._bundles)} of this participant's share holders "
                     f"are still in the round, fewer than the threshold {t}"
                 )
-            masked = np.array(vector, dtype=np.uint32, copy=True)
-            self._masks.add(tx.self_mask_key(self._cfg, self._me, self._seed), masked)
+            # The self-mask is written straight into the output, then the input is
+            # added: one pass fewer over the vector than copying it first.
+            masked = self._masks.expand(
+                tx.self_mask_key(self._cfg, self._me, self._seed),
+                np.empty_like(vector),
+            )
+            np.add(masked, vector, out=masked)
             for peer in self._bundles:
                 if peer == self._me:
                     continue
