@@ -18,7 +18,8 @@ participants run in parallel (slowest encode + per stage slowest participant +
 coordinator + decode; no network). Also: mask expansion in GB/s (AES-256-CTR
 into a reused uint32 buffer, fused with the ring addition, and expansion alone),
 numpy's Mersenne Twister for reference (what Flower's mask generator uses), and
-the cost of pycryptodome's Shamir split and combine at each threshold.
+the cost of Shamir split and combine (F_p, :mod:`accord.secagg.shamir`) at each
+threshold.
 
 ``--peer`` also runs Flower's SecAgg+ and plain legacy rounds
 (``../shared/peers/flower/w_secagg.py``) side by side, with ``--repeats`` each.

@@ -12,7 +12,7 @@ import math
 import pytest
 
 pytest.importorskip("tenseal")
-pytest.importorskip("Crypto")  # accord.secagg imports the secagg extra
+pytest.importorskip("cryptography")  # accord.secagg imports the secagg extra
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-pytest.importorskip("Crypto")  # the secagg extra (pycryptodome)
+pytest.importorskip("cryptography")  # the secagg extra
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

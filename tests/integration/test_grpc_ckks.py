@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("tenseal")
-pytest.importorskip("Crypto")  # accord.secagg imports the secagg extra
+pytest.importorskip("cryptography")  # accord.secagg imports the secagg extra
 
 from accord.config import FedConfig, config_from_mapping
 from accord.coordinator.executor import SecAggReply, TrainJob

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-pytest.importorskip("Crypto")  # the secagg extra (pycryptodome)
+pytest.importorskip("cryptography")  # the secagg extra
 
 from accord.coordinator.executor import JobFailed, SecAggReply, TrainJob
 from accord.errors import SubmissionRefused

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("Crypto")  # the secagg extra (pycryptodome)
+pytest.importorskip("cryptography")  # the secagg extra
 
 from accord.config import FedConfig, config_from_mapping
 from accord.coordinator.executor import JobFailed, TrainDone

@@ -60,7 +60,7 @@ def _keys() -> ModuleType:
     except ImportError as exc:  # accord.secagg needs the secagg extra
         raise MissingExtraError(
             extra="secagg,ckks",
-            package=exc.name or "pycryptodome",
+            package=exc.name or "cryptography",
             feature="CKKS secure aggregation",
         ) from exc
     return ckks_keys

@@ -11,7 +11,7 @@ exactly (the preprocessing fit's) through :class:`ExactEncoding`.
 :func:`run_local_round` runs a whole round in one process. ``docs/security.md``
 states the threat model.
 
-Needs the ``secagg`` extra (``cryptography`` and ``pycryptodome``).
+Needs the ``secagg`` extra (``cryptography`` and ``protobuf``).
 """
 
 from accord.secagg.config import SecAggConfig

@@ -17,6 +17,11 @@ primitive serves which purpose and how keys are separated between purposes:
 * **Ed25519** signs key advertisements, each dealt share and the set of survivors
   seen at the consistency check.
 
+Two small helpers avoid repeating work without changing any result:
+:class:`KeyAgreement` does each X25519 agreement of a round's key once (a pair of
+participants meets twice: dealing and receiving shares), and :class:`Verifier`
+verifies each (key, signature, payload) once per process.
+
 :func:`frame` gives every signed payload, associated data and HKDF ``info`` one
 unambiguous encoding (length-prefixed fields under a versioned protocol label), so
 two different tuples of fields can never produce the same bytes.
@@ -26,6 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+from collections.abc import Callable
 
 from accord.errors import MissingExtraError
 
@@ -53,6 +60,9 @@ __all__ = [
     "SEAL_OVERHEAD",
     "SIGNATURE_BYTES",
     "Ed25519PrivateKey",
+    "KeyAgreement",
+    "SignatureCheck",
+    "Verifier",
     "X25519PrivateKey",
     "agree",
     "derive_key",
@@ -77,6 +87,8 @@ SIGNATURE_BYTES = 64
 _NONCE_BYTES = 12
 #: Bytes :func:`seal` adds to a plaintext (nonce and GCM tag).
 SEAL_OVERHEAD = _NONCE_BYTES + 16
+_LENGTH = struct.Struct(">I")
+_PROTOCOL_FIELD = _LENGTH.pack(len(PROTOCOL)) + PROTOCOL.encode()
 
 
 def frame(*parts: bytes | str | int) -> bytes:
@@ -86,17 +98,17 @@ def frame(*parts: bytes | str | int) -> bytes:
     always the first field, so the encoding is also domain-separated from anything
     that is not this protocol.
     """
-    out = bytearray()
-    for part in (PROTOCOL, *parts):
+    out = [_PROTOCOL_FIELD]
+    for part in parts:
         if isinstance(part, str):
             raw = part.encode()
         elif isinstance(part, int):
             raw = part.to_bytes(8, "big", signed=True)
         else:
-            raw = bytes(part)
-        out += len(raw).to_bytes(4, "big")
-        out += raw
-    return bytes(out)
+            raw = part if type(part) is bytes else bytes(part)
+        out.append(_LENGTH.pack(len(raw)))
+        out.append(raw)
+    return b"".join(out)
 
 
 def digest(*parts: bytes | str | int) -> bytes:
@@ -125,16 +137,54 @@ def x25519_public(private_raw: bytes) -> bytes:
     )
 
 
-def agree(private: X25519PrivateKey | bytes, peer_public: bytes) -> bytes:
+def agree(
+    private: X25519PrivateKey | bytes | KeyAgreement, peer_public: bytes
+) -> bytes:
     """X25519 shared secret with ``peer_public``.
 
     Raises ValueError for a malformed or low-order peer key (the all-zero secret).
     """
+    if isinstance(private, KeyAgreement):
+        return private.agree(peer_public)
     if isinstance(private, bytes):
         private = X25519PrivateKey.from_private_bytes(private)
     if len(peer_public) != KEY_BYTES:
         raise ValueError(f"an X25519 public key has {KEY_BYTES} bytes")
     return private.exchange(X25519PublicKey.from_public_bytes(peer_public))
+
+
+class KeyAgreement:
+    """One round's X25519 private key, which agrees once with each peer key.
+
+    A participant's encryption key meets each neighbour's twice a round: to encrypt
+    the shares it deals to it, and to decrypt the shares it receives from it. X25519
+    is symmetric, so both give the same shared secret (the AES keys derived from it
+    still differ: HKDF binds dealer and holder in order); the agreement is done
+    once. Keep one object per key pair, that is per round, and :meth:`forget` it
+    with the round's other secrets.
+    """
+
+    __slots__ = ("_private", "_secrets")
+
+    def __init__(self, private: X25519PrivateKey) -> None:
+        self._private = private
+        self._secrets: dict[bytes, bytes] = {}
+
+    def public_bytes(self) -> bytes:
+        """The raw 32-byte public key."""
+        return self._private.public_key().public_bytes_raw()
+
+    def agree(self, peer_public: bytes) -> bytes:
+        """The shared secret with ``peer_public`` (see :func:`agree`)."""
+        secret = self._secrets.get(peer_public)
+        if secret is None:
+            secret = agree(self._private, peer_public)
+            self._secrets[bytes(peer_public)] = secret
+        return secret
+
+    def forget(self) -> None:
+        """Drop the shared secrets (Python cannot wipe memory; this is what it can)."""
+        self._secrets.clear()
 
 
 def derive_key(secret: bytes, *, purpose: str, context: bytes) -> bytes:
@@ -189,3 +239,55 @@ def verify(public_key: bytes, signature: bytes, payload: bytes) -> bool:
 def identity_public(identity: Ed25519PrivateKey) -> bytes:
     """The raw 32-byte Ed25519 public key of ``identity``."""
     return identity.public_key().public_bytes_raw()
+
+
+#: A signature check: ``(raw public key, signature, payload) -> valid``.
+SignatureCheck = Callable[[bytes, bytes, bytes], bool]
+
+
+class Verifier:
+    """Ed25519 verification that verifies each (key, signature, payload) once.
+
+    Verification is a deterministic function of its three inputs, so a triple that
+    verified once verifies again: remembering the valid triples (compared byte for
+    byte, never by a digest) is exact, not an approximation, and an invalid triple
+    is never remembered. In a simulation the sites that one worker process hosts
+    share one verifier, so an advertisement or a survivor signature that all of them
+    check is verified once per process instead of once per site; a deployed site
+    verifies what it relies on itself either way. Parsed public keys are kept too.
+
+    ``capacity`` bounds both memories (each is emptied when full). Not thread-safe.
+    """
+
+    __slots__ = ("_capacity", "_keys", "_valid", "verifications")
+
+    def __init__(self, capacity: int = 1 << 14) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._capacity = capacity
+        self._keys: dict[bytes, Ed25519PublicKey] = {}
+        self._valid: set[tuple[bytes, bytes, bytes]] = set()
+        #: How many signatures were actually verified (remembered ones excluded).
+        self.verifications = 0
+
+    def __call__(self, public_key: bytes, signature: bytes, payload: bytes) -> bool:
+        """True iff ``signature`` is a valid Ed25519 signature of ``payload``."""
+        triple = (bytes(public_key), bytes(signature), bytes(payload))
+        if triple in self._valid:
+            return True
+        if len(public_key) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+            return False
+        key = self._keys.get(triple[0])
+        if key is None:
+            if len(self._keys) >= self._capacity:
+                self._keys.clear()
+            key = self._keys[triple[0]] = Ed25519PublicKey.from_public_bytes(triple[0])
+        self.verifications += 1
+        try:
+            key.verify(signature, payload)
+        except InvalidSignature:
+            return False
+        if len(self._valid) >= self._capacity:
+            self._valid.clear()
+        self._valid.add(triple)
+        return True

@@ -22,6 +22,8 @@ from accord.secagg import transcript as tx
 from accord.secagg.config import SecAggConfig
 from accord.secagg.crypto import (
     Ed25519PrivateKey,
+    KeyAgreement,
+    SignatureCheck,
     X25519PrivateKey,
     open_sealed,
     seal,
@@ -34,7 +36,7 @@ from accord.secagg.messages import (
     KeyDirectory,
     ShareKind,
 )
-from accord.secagg.shamir import split_secret
+from accord.secagg.shamir import split_secrets
 
 __all__ = ["deal", "open_bundle", "verify_directory"]
 
@@ -46,8 +48,13 @@ def verify_directory(
     me: str,
     own: AdvertiseKeys,
     neighbours: frozenset[str],
+    check: SignatureCheck = verify,
 ) -> dict[str, AdvertiseKeys]:
-    """The neighbours' advertisements in ``directory``, each signature verified."""
+    """The neighbours' advertisements in ``directory``, each signature verified.
+
+    ``check`` verifies a signature (a :class:`~accord.secagg.crypto.Verifier` shared
+    by the sites of one process verifies each advertisement once).
+    """
     keys = cfg.identity_keys()
     peers: dict[str, AdvertiseKeys] = {}
     seen: set[str] = set()
@@ -65,7 +72,7 @@ def verify_directory(
         statement = tx.advertisement(
             cfg, who, advert.encryption_key, advert.masking_key, advert.seed_commitment
         )
-        if not verify(keys[who], advert.signature, statement):
+        if not check(keys[who], advert.signature, statement):
             raise ValueError(
                 f"the advertisement of {who!r} is not signed by its identity key; "
                 "the coordinator relayed a forged or altered key"
@@ -86,7 +93,7 @@ def deal(
     *,
     dealer: str,
     identity: Ed25519PrivateKey,
-    encryption: X25519PrivateKey,
+    encryption: X25519PrivateKey | KeyAgreement,
     seed: bytes,
     masking_secret: bytes,
     holders: Sequence[str],
@@ -98,8 +105,7 @@ def deal(
     holder.
     """
     t, m = cfg.threshold, len(holders)
-    seeds = split_secret(seed, threshold=t, holders=m)
-    secrets = split_secret(masking_secret, threshold=t, holders=m)
+    seeds, secrets = split_secrets([seed, masking_secret], threshold=t, holders=m)
     own: tx.ShareBundle | None = None
     out: list[EncryptedShares] = []
     for holder, seed_share, key_share in zip(holders, seeds, secrets, strict=True):
@@ -136,9 +142,10 @@ def open_bundle(
     cfg: SecAggConfig,
     shares: EncryptedShares,
     *,
-    encryption: X25519PrivateKey,
+    encryption: X25519PrivateKey | KeyAgreement,
     dealer_keys: AdvertiseKeys,
     expected_index: int,
+    check: SignatureCheck = verify,
 ) -> tx.ShareBundle:
     """Decrypt and check the bundle ``shares.dealer`` dealt to ``shares.holder``."""
     dealer, holder = shares.dealer, shares.holder
@@ -158,6 +165,6 @@ def open_bundle(
     for kind in ShareKind:
         value, signature = bundle.share(kind)
         statement = tx.share_statement(cfg, kind, dealer, holder, bundle.index, value)
-        if not verify(identity, signature, statement):
+        if not check(identity, signature, statement):
             raise ValueError(f"its {kind} share carries no valid signature")
     return bundle

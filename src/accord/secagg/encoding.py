@@ -25,6 +25,15 @@ unit weights and ``clip = 1``). A ``max_weight`` far above the weights actually
 used wastes resolution: normalise weights (``max_weight = 1``) rather than
 declaring a generous cap on raw example counts.
 
+**Speed.** A participant encodes its whole model every secure round, so
+:meth:`FixedPointEncoding.encode_parts` works through it in chunks of
+:data:`CHUNK` values that stay in the CPU cache: each chunk is converted, checked,
+clipped, scaled, rounded and written in place, with two reused buffers and no
+temporary of the model's size (a float64 copy of a 1M model is 8 MB, and the
+straightforward version made several). The values are bit for bit those of the
+one-pass formulas above: the operations are elementwise and in the same order, and
+a ``Generator`` draws the same uniforms in chunks as in one call.
+
 **Error bound.** Stochastic rounding moves each word by less than one unit, so for
 every coordinate, deterministically (not only in expectation),
 ``|decoded_sum - sum_i w_i clip(x_i)| < n_summed / scale <= n / scale`` and
@@ -34,14 +43,25 @@ and :attr:`FixedPointEncoding.weight_bound` give these numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FixedPointEncoding"]
+__all__ = ["CHUNK", "Encoded", "FixedPointEncoding"]
 
 _INT31 = 2**31 - 1
+#: Values encoded per step: 512 KiB of float64, which stays in a core's L2 cache.
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An encoded update: its ring ``words`` and how many values were ``clipped``."""
+
+    words: npt.NDArray[np.uint32]
+    clipped: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,20 +125,51 @@ class FixedPointEncoding:
         Raises ValueError for non-finite values or a weight outside
         ``[0, max_weight]``.
         """
-        flat = np.asarray(values, dtype=np.float64).reshape(-1)
-        if not np.isfinite(flat).all():
-            raise ValueError("the update holds NaN or infinity; it cannot be encoded")
+        return self.encode_parts([values], weight, rng).words
+
+    def encode_parts(
+        self,
+        parts: Sequence[npt.ArrayLike],
+        weight: float,
+        rng: np.random.Generator,
+    ) -> Encoded:
+        """:meth:`encode` of the concatenation of ``parts`` (each flattened), chunked.
+
+        Also counts the values outside ``[-clip, clip]``. Raises ValueError as
+        :meth:`encode` does.
+        """
         if not (np.isfinite(weight) and 0 <= weight <= self.max_weight):
             raise ValueError(
                 f"weight {weight} is outside [0, {self.max_weight}]; raise max_weight "
                 "in the secure-aggregation settings or normalise the weights"
             )
-        out = np.empty(flat.size + 1, dtype=np.uint32)
-        work = np.clip(flat, -self.clip, self.clip)
-        work *= weight * self.scale
-        _round_into(work, out[:-1], rng)
+        flats = [np.asarray(p).reshape(-1) for p in parts]
+        total = sum(f.size for f in flats)
+        out = np.empty(total + 1, dtype=np.uint32)
+        signed = out.view(np.int32)
+        work = np.empty(min(CHUNK, max(total, 1)), dtype=np.float64)
+        spare = np.empty_like(work)
+        factor = weight * self.scale
+        clipped, pos = 0, 0
+        for flat in flats:
+            for lo in range(0, flat.size, CHUNK):
+                piece = flat[lo : lo + CHUNK]
+                n = piece.size
+                w, u = work[:n], spare[:n]
+                np.copyto(w, piece)
+                if not np.isfinite(w).all():
+                    raise ValueError(
+                        "the update holds NaN or infinity; it cannot be encoded"
+                    )
+                clipped += int(np.count_nonzero(np.abs(w, out=u) > self.clip))
+                np.clip(w, -self.clip, self.clip, out=w)
+                w *= factor
+                w += rng.random(out=u)
+                np.floor(w, out=w)
+                np.copyto(signed[pos : pos + n], w, casting="unsafe")
+                pos += n
         _round_into(np.array([weight * self.weight_scale]), out[-1:], rng)
-        return out
+        return Encoded(out, clipped)
 
     def decode(
         self, total: npt.NDArray[np.uint32]

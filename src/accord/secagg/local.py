@@ -13,6 +13,7 @@ dropout, as it would be over a network; its error is kept in
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ def run_local_round(
             p,
             identities[p],
             masks=masks,
-            **({"entropy": entropy[p]} if entropy and p in entropy else {}),
+            entropy=entropy[p] if entropy and p in entropy else os.urandom,
         )
         for p in inputs
     }

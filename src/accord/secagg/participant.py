@@ -42,6 +42,9 @@ from accord.secagg.config import SecAggConfig
 from accord.secagg.consistency import check_signatures, check_survivor_list
 from accord.secagg.crypto import (
     Ed25519PrivateKey,
+    KeyAgreement,
+    SignatureCheck,
+    Verifier,
     generate_x25519,
     identity_public,
     sign,
@@ -72,8 +75,9 @@ class SecAggParticipant:
     """One participant's state for one round.
 
     ``identity`` is the participant's Ed25519 identity key (its public half must be
-    the roster's entry). ``entropy`` replaces the OS CSPRNG for the round's secrets
-    and exists for reproducible tests only.
+    the roster's entry). ``verifier`` checks signatures (a process's sites may share
+    one :class:`~accord.secagg.crypto.Verifier`). ``entropy`` replaces the OS
+    CSPRNG for the round's secrets and exists for reproducible tests only.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class SecAggParticipant:
         identity: Ed25519PrivateKey,
         *,
         masks: MaskGenerator | None = None,
+        verifier: SignatureCheck | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
         keys = config.identity_keys()
@@ -100,8 +105,9 @@ class SecAggParticipant:
         self._graph = config.graph()
         self._neighbours = self._graph.of(participant_id)
         self._masks = masks or MaskGenerator()
+        self._check: SignatureCheck = verifier or Verifier()
         self._stage = Stage.ADVERTISE
-        self._encryption, _ = generate_x25519(entropy(32))
+        self._encryption = KeyAgreement(generate_x25519(entropy(32))[0])
         # The two shared secrets are 128 bits (one Shamir field element each); the
         # masking key is derived from its secret, the self-mask key from the seed.
         self._masking_secret = entropy(SECRET_BYTES)
@@ -129,7 +135,7 @@ class SecAggParticipant:
     def advertise(self) -> AdvertiseKeys:
         """Two fresh X25519 public keys and the seed commitment, signed."""
         self._accept(Stage.ADVERTISE, self._cfg.run_id, self._cfg.round_number)
-        enc = self._encryption.public_key().public_bytes_raw()
+        enc = self._encryption.public_bytes()
         mask = self._masking.public_key().public_bytes_raw()
         commitment = tx.seed_commitment(self._cfg, self._me, self._seed)
         statement = tx.advertisement(self._cfg, self._me, enc, mask, commitment)
@@ -158,6 +164,7 @@ class SecAggParticipant:
                     me=self._me,
                     own=self._advert,
                     neighbours=self._neighbours,
+                    check=self._check,
                 )
             except ValueError as exc:
                 raise self._abort(str(exc)) from None
@@ -211,8 +218,13 @@ class SecAggParticipant:
                     f"only {len(self._bundles)} of this participant's share holders "
                     f"are still in the round, fewer than the threshold {t}"
                 )
-            masked = np.array(vector, dtype=np.uint32, copy=True)
-            self._masks.add(tx.self_mask_key(self._cfg, self._me, self._seed), masked)
+            # The self-mask is written straight into the output, then the input is
+            # added: one pass fewer over the vector than copying it first.
+            masked = self._masks.expand(
+                tx.self_mask_key(self._cfg, self._me, self._seed),
+                np.empty_like(vector),
+            )
+            np.add(masked, vector, out=masked)
             for peer in self._bundles:
                 if peer == self._me:
                     continue
@@ -252,6 +264,7 @@ class SecAggParticipant:
                 encryption=self._encryption,
                 dealer_keys=self._peers[dealer],
                 expected_index=holders.index(self._me) + 1,
+                check=self._check,
             )
         except ValueError as exc:
             raise self._reject(dealer, str(exc)) from None
@@ -290,7 +303,9 @@ class SecAggParticipant:
         self._accept(Stage.UNMASK, signed.run_id, signed.round_number)
         with self._aborting():
             try:
-                check_signatures(self._cfg, signed, survivors=self._survivors)
+                check_signatures(
+                    self._cfg, signed, survivors=self._survivors, check=self._check
+                )
             except ValueError as exc:
                 raise self._abort(str(exc)) from None
             out = []
@@ -349,6 +364,7 @@ class SecAggParticipant:
         self._seed = b""
         self._masking_secret = b""
         self._bundles = {}
+        self._encryption.forget()
 
 
 def _rank(stage: Stage) -> int:

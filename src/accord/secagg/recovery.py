@@ -7,16 +7,19 @@ but sent no input, the pairwise masks its surviving neighbours added for it (its
 masking private key rebuilt, then each pair key re-derived). Pairwise masks between
 two survivors cancel in the sum and are never touched.
 
-Shamir's reconstruction returns *some* 16 bytes for any set of shares, so each
+Shamir's reconstruction returns *some* value for any set of shares, so each
 result is checked against what the dealer committed to at stage 0 (the seed
 commitment for a self-mask seed, the advertised public key for a masking key).
 
-The fast path combines the first ``t`` shares and checks once. Only when the check
-fails are the dealer's signatures over the shares verified (they are costly, and
-almost never needed): a share without a valid dealer signature was altered by the
-holder that revealed it, which is recorded as an offender and left out before
-trying again; if shares that the dealer *did* sign still do not rebuild what it
-committed to, the dealer dealt inconsistent shares and the round aborts naming it.
+The fast path rebuilds every secret the round needs in one batch (dealers whose
+first ``t`` revealed shares have the same indices share one set of Lagrange weights,
+:func:`~accord.secagg.shamir.combine_batch`) and checks each once. Only when a check
+fails (or a share in the batch is unusable) are the dealer's signatures verified
+(they are costly, and almost never needed): a share without a valid dealer signature
+was altered by the holder that revealed it, which is recorded as an offender and
+left out before trying again; if shares that the dealer *did* sign still do not
+rebuild what it committed to, the dealer dealt inconsistent shares and the round
+aborts naming it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from accord.secagg.messages import (
     Stage,
     UnmaskShares,
 )
-from accord.secagg.shamir import Share, combine_shares
+from accord.secagg.shamir import Share, combine_batch, combine_shares
 
 __all__ = ["Recovered", "recover_secret", "remove_masks"]
 
@@ -66,6 +69,12 @@ def remove_masks(
             revealed.setdefault((share.dealer, share.kind), {})[message.sender] = share
     order = cfg.order()
     offenders: set[str] = set()
+    alive = set(survivors)
+    gone = sorted(set(dealers) - alive, key=order.__getitem__)
+    needed = [(owner, ShareKind.SELF_MASK) for owner in survivors] + [
+        (g, ShareKind.MASK_KEY) for g in gone if graph.of(g) & alive
+    ]
+    candidates = _combine_needed(revealed, needed, cfg.threshold)
 
     def rebuild(dealer: str, kind: ShareKind) -> bytes:
         advert = adverts[dealer]
@@ -83,26 +92,27 @@ def remove_masks(
             kind=kind,
             revealed=revealed.get((dealer, kind), {}),
             is_committed=committed,
+            candidate=candidates.get((dealer, kind)),
         )
         offenders.update(found.offenders)
         return found.secret
 
-    alive = set(survivors)
     for owner in survivors:
         seed = rebuild(owner, ShareKind.SELF_MASK)
         masks.add(tx.self_mask_key(cfg, owner, seed), total, sign=-1)
-    for gone in sorted(set(dealers) - alive, key=order.__getitem__):
-        peers = sorted(graph.of(gone) & alive, key=order.__getitem__)
+    for dropped in gone:
+        peers = sorted(graph.of(dropped) & alive, key=order.__getitem__)
         if not peers:
             continue
-        private = tx.masking_private_key(cfg, gone, rebuild(gone, ShareKind.MASK_KEY))
+        secret = rebuild(dropped, ShareKind.MASK_KEY)
+        private = tx.masking_private_key(cfg, dropped, secret)
         for peer in peers:
-            first, second = sorted((peer, gone), key=order.__getitem__)
+            first, second = sorted((peer, dropped), key=order.__getitem__)
             key = tx.pairwise_mask_key(
                 cfg, private, adverts[peer].masking_key, first, second
             )
-            # ``peer`` added this mask with sign +1 if ``gone`` comes first.
-            masks.add(key, total, sign=-1 if first == gone else 1)
+            # ``peer`` added this mask with sign +1 if ``dropped`` comes first.
+            masks.add(key, total, sign=-1 if first == dropped else 1)
     return tuple(sorted(offenders, key=order.__getitem__))
 
 
@@ -121,18 +131,20 @@ def recover_secret(
     kind: ShareKind,
     revealed: Mapping[str, RevealedShare],
     is_committed: Callable[[bytes], bool],
+    candidate: bytes | None = None,
 ) -> Recovered:
     """Rebuild ``dealer``'s secret of ``kind`` from ``revealed`` (holder -> share).
 
-    Raises :class:`ShareRejected` naming the dealer if validly signed shares do not
-    rebuild its commitment, and :class:`SecAggAborted` if fewer than ``threshold``
-    shares remain.
+    ``candidate`` is the secret a batch already rebuilt from the first ``threshold``
+    shares (None: rebuild it here). Raises :class:`ShareRejected` naming the dealer
+    if validly signed shares do not rebuild its commitment, and
+    :class:`SecAggAborted` if fewer than ``threshold`` shares remain.
     """
     t = cfg.threshold
     stage = str(Stage.UNMASK)
     holders = list(revealed)
     if len(holders) >= t:
-        secret = _combine(revealed, holders, t)
+        secret = _combine(revealed, holders, t) if candidate is None else candidate
         if secret and is_committed(secret):
             return Recovered(secret, ())
     keys = cfg.identity_keys()
@@ -173,3 +185,21 @@ def _combine(
     except ValueError:
         # A malformed share (bad length, duplicate index): let the blame path decide.
         return b""
+
+
+def _combine_needed(
+    revealed: _Revealed, needed: list[tuple[str, ShareKind]], t: int
+) -> dict[tuple[str, ShareKind], bytes]:
+    """The secrets of ``needed`` from their first ``t`` shares, in one batch.
+
+    Empty if any share in the batch is unusable or any group is short: each secret
+    is then rebuilt on its own, where a bad share can be told from a good one.
+    """
+    try:
+        groups = [
+            [Share(s.index, s.value) for s in list(revealed[key].values())[:t]]
+            for key in needed
+        ]
+        return dict(zip(needed, combine_batch(groups, threshold=t), strict=True))
+    except (KeyError, ValueError):
+        return {}

@@ -47,7 +47,7 @@ from accord.secagg.messages import (
     UnmaskShares,
 )
 from accord.secagg.recovery import remove_masks
-from accord.secagg.shamir import SECRET_BYTES
+from accord.secagg.shamir import check_share_value
 
 __all__ = ["SecAggResult", "SecAggServer"]
 
@@ -168,6 +168,15 @@ class SecAggServer:
             expected = set(self._index[who]) - {who}
             holders = [s.holder for s in message.shares]
             size = tx.BUNDLE_BYTES + SEAL_OVERHEAD
+            old = tx.FORMAT_1_BUNDLE_BYTES + SEAL_OVERHEAD
+            if any(len(s.ciphertext) == old for s in message.shares):
+                raise _refuse(
+                    "malformed",
+                    "the shares are of share format 1 (an older accord); this "
+                    "coordinator takes format 2: run the same accord version on "
+                    "every site",
+                    who,
+                )
             if (
                 sorted(holders) != sorted(expected)
                 or any(s.dealer != who for s in message.shares)
@@ -202,8 +211,14 @@ class SecAggServer:
             )
             if share.dealer not in self._dealt or owed != share.index:
                 raise _refuse("corrupt", f"no share of {share.dealer!r} is owed", who)
-            if share.kind is not kind or len(share.value) != SECRET_BYTES:
+            if share.kind is not kind:
                 raise _refuse("corrupt", f"wrong share of {share.dealer!r}", who)
+            try:
+                check_share_value(share.value)
+            except ValueError as exc:
+                raise _refuse(
+                    "corrupt", f"the share of {share.dealer!r}: {exc}", who
+                ) from None
 
     def _record(self, message: ToCoordinator) -> None:
         who = message.sender

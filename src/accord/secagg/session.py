@@ -31,7 +31,7 @@ import numpy as np
 from accord.errors import ConfigError, SecAggAborted
 from accord.params import Params, ParamSpec
 from accord.secagg.config import SecAggConfig
-from accord.secagg.crypto import Ed25519PrivateKey
+from accord.secagg.crypto import Ed25519PrivateKey, SignatureCheck
 from accord.secagg.encoding import FixedPointEncoding
 from accord.secagg.mask import MaskGenerator
 from accord.secagg.messages import (
@@ -169,6 +169,7 @@ class SecureSession:
         *,
         seed: int,
         masks: MaskGenerator | None = None,
+        verifier: SignatureCheck | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
         config = job.config(keys)
@@ -178,23 +179,26 @@ class SecureSession:
                 f"{update.size}",
                 stage="advertise",
             )
-        flat = update.flatten(np.float64)
-        clipped = int(np.count_nonzero(np.abs(flat) > job.clip))
+        rng = np.random.default_rng(seed)
+        encoded = job.encoding.encode_parts(
+            list(update.values()), job.weight(num_examples), rng
+        )
+        self.clipped = clipped = encoded.clipped
         if clipped:
             logger.info(
                 "%d of %d update values exceed the declared range ±%g and were clipped",
                 clipped,
-                flat.size,
+                update.size,
                 job.clip,
             )
-        self.clipped = clipped
-        rng = np.random.default_rng(seed)
-        self._vector: np.ndarray[Any, np.dtype[np.uint32]] | None = job.encoding.encode(
-            flat, job.weight(num_examples), rng
-        )
-        del flat
+        self._vector: np.ndarray[Any, np.dtype[np.uint32]] | None = encoded.words
         self._state = SecAggParticipant(
-            config, participant, identity, masks=masks, entropy=entropy
+            config,
+            participant,
+            identity,
+            masks=masks,
+            verifier=verifier,
+            entropy=entropy,
         )
 
     @classmethod

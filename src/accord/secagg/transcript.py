@@ -7,9 +7,12 @@ the run and round ids: a signature, ciphertext or key of one round, purpose or p
 of participants is useless in any other.
 
 The plaintext a dealer encrypts for each holder (a "share bundle") has a fixed
-layout: 2-byte share index, the self-mask share, the masking-key share, and the
-dealer's Ed25519 signature over each share separately, so that a holder can later
-reveal exactly one of them with a signature the coordinator can check on its own.
+layout: the share format (1 byte, :data:`~accord.secagg.shamir.SHARE_FORMAT`),
+2-byte share index, the self-mask share, the masking-key share, and the dealer's
+Ed25519 signature over each share separately, so that a holder can later reveal
+exactly one of them with a signature the coordinator can check on its own. The
+signed statement names the share format too, so a signature over a share of one
+format never vouches for the same bytes read as another.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from accord.secagg.config import SecAggConfig
 from accord.secagg.crypto import (
     SIGNATURE_BYTES,
+    KeyAgreement,
     X25519PrivateKey,
     agree,
     derive_key,
@@ -26,10 +30,11 @@ from accord.secagg.crypto import (
     frame,
 )
 from accord.secagg.messages import ShareKind
-from accord.secagg.shamir import SECRET_BYTES
+from accord.secagg.shamir import SHARE_BYTES, SHARE_FORMAT, check_share_value
 
 __all__ = [
     "BUNDLE_BYTES",
+    "FORMAT_1_BUNDLE_BYTES",
     "ShareBundle",
     "advertisement",
     "masking_private_key",
@@ -43,7 +48,9 @@ __all__ = [
 ]
 
 #: Bytes of a packed :class:`ShareBundle` (the plaintext of each share ciphertext).
-BUNDLE_BYTES = 2 + 2 * SECRET_BYTES + 2 * SIGNATURE_BYTES
+BUNDLE_BYTES = 1 + 2 + 2 * SHARE_BYTES + 2 * SIGNATURE_BYTES
+#: Bytes of a bundle of share format 1 (16-byte shares, no format byte).
+FORMAT_1_BUNDLE_BYTES = 2 + 2 * 16 + 2 * SIGNATURE_BYTES
 
 
 def advertisement(
@@ -73,7 +80,7 @@ def seed_commitment(cfg: SecAggConfig, owner: str, seed: bytes) -> bytes:
 def masking_private_key(cfg: SecAggConfig, owner: str, secret: bytes) -> bytes:
     """The raw X25519 masking private key derived from ``owner``'s shared secret.
 
-    The 128-bit secret is what is Shamir-shared (one GF(2^128) element); HKDF bound
+    The 128-bit secret is what is Shamir-shared (one field element); HKDF bound
     to the run, round and owner expands it into the 32-byte key, so rebuilding the
     secret of a participant that dropped out rebuilds its key.
     """
@@ -94,7 +101,15 @@ def share_statement(
 ) -> bytes:
     """What a dealer signs for each share it deals."""
     return frame(
-        "share", cfg.run_id, cfg.round_number, str(kind), dealer, holder, index, value
+        "share",
+        SHARE_FORMAT,
+        cfg.run_id,
+        cfg.round_number,
+        str(kind),
+        dealer,
+        holder,
+        index,
+        value,
     )
 
 
@@ -110,7 +125,7 @@ def share_associated_data(cfg: SecAggConfig, dealer: str, holder: str) -> bytes:
 
 def share_encryption_key(
     cfg: SecAggConfig,
-    private: X25519PrivateKey | bytes,
+    private: X25519PrivateKey | bytes | KeyAgreement,
     peer_public: bytes,
     dealer: str,
     holder: str,
@@ -153,7 +168,8 @@ class ShareBundle:
     def pack(self) -> bytes:
         """The fixed-layout plaintext."""
         return (
-            self.index.to_bytes(2, "big")
+            bytes([SHARE_FORMAT])
+            + self.index.to_bytes(2, "big")
             + self.self_mask
             + self.mask_key
             + self.self_mask_signature
@@ -162,17 +178,34 @@ class ShareBundle:
 
     @classmethod
     def unpack(cls, raw: bytes) -> ShareBundle:
-        """Parse :meth:`pack` output; raises ValueError on a wrong length."""
+        """Parse :meth:`pack` output.
+
+        Raises ValueError on a wrong length, another share format, or a share value
+        that is not a field element.
+        """
+        if len(raw) == FORMAT_1_BUNDLE_BYTES:
+            raise ValueError(
+                "the shares are of share format 1 (an older accord); this version "
+                f"reads format {SHARE_FORMAT}: run the same accord version everywhere"
+            )
         if len(raw) != BUNDLE_BYTES:
             raise ValueError(f"a share bundle has {BUNDLE_BYTES} bytes, not {len(raw)}")
-        s, g = SECRET_BYTES, SIGNATURE_BYTES
-        return cls(
-            index=int.from_bytes(raw[:2], "big"),
-            self_mask=raw[2 : 2 + s],
-            mask_key=raw[2 + s : 2 + 2 * s],
-            self_mask_signature=raw[2 + 2 * s : 2 + 2 * s + g],
-            mask_key_signature=raw[2 + 2 * s + g :],
+        if raw[0] != SHARE_FORMAT:
+            raise ValueError(
+                f"the shares are of share format {raw[0]}; this version reads "
+                f"format {SHARE_FORMAT}: run the same accord version everywhere"
+            )
+        s, g = SHARE_BYTES, SIGNATURE_BYTES
+        bundle = cls(
+            index=int.from_bytes(raw[1:3], "big"),
+            self_mask=raw[3 : 3 + s],
+            mask_key=raw[3 + s : 3 + 2 * s],
+            self_mask_signature=raw[3 + 2 * s : 3 + 2 * s + g],
+            mask_key_signature=raw[3 + 2 * s + g :],
         )
+        check_share_value(bundle.self_mask)
+        check_share_value(bundle.mask_key)
+        return bundle
 
     def share(self, kind: ShareKind) -> tuple[bytes, bytes]:
         """(value, dealer signature) of the share of ``kind``."""

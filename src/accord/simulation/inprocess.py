@@ -30,6 +30,7 @@ from accord.simulation.context import SimContext
 from accord.simulation.jobs import JobError, run_eval, run_train
 
 if TYPE_CHECKING:
+    from accord.secagg.crypto import Verifier
     from accord.secagg.session import SecureSession
 
 __all__ = ["InProcessExecutor"]
@@ -70,6 +71,7 @@ class InProcessExecutor:
         self._tokens = 0
         self._identities: dict[str, bytes] = {}  # private keys, made on first use
         self._sessions: dict[str, tuple[int, SecureSession]] = {}
+        self._verifier: Verifier | None = None  # the sites' shared one
 
     @property
     def participants(self) -> tuple[str, ...]:
@@ -240,6 +242,10 @@ class InProcessExecutor:
         if not self._identities:
             self.identity_keys(())
         self._sessions.pop(participant, None)
+        if self._verifier is None:
+            from accord.secagg.crypto import Verifier
+
+            self._verifier = Verifier()
         opened = open_session(
             self._ctx.task,
             self._ctx.site(participant).train,
@@ -248,6 +254,7 @@ class InProcessExecutor:
             job.secure,
             self._identities[participant],
             self._buffer,
+            verifier=self._verifier,
             **({"entropy": self._entropy(participant)} if self._entropy else {}),
         )
         if isinstance(opened, JobError):

@@ -20,7 +20,7 @@ from accord.data.arrays import ArrayData
 from accord.errors import SecAggAborted, SubmissionRefused
 from accord.params import Params
 from accord.secagg.ckks_session import CkksJob, ckks_decrypt, ckks_upload
-from accord.secagg.crypto import Ed25519PrivateKey, identity_public
+from accord.secagg.crypto import Ed25519PrivateKey, SignatureCheck, identity_public
 from accord.secagg.messages import Stage
 from accord.secagg.session import SecureJob, SecureSession
 from accord.simulation.jobs import JobError, train, write_update
@@ -85,12 +85,15 @@ def open_session(
     identity: bytes,
     buffer: Params,
     *,
+    verifier: SignatureCheck | None = None,
     entropy: Callable[[int], bytes] = os.urandom,
 ) -> OpenSession | JobError:
     """Train, encode the update into the ring and advertise keys.
 
     ``buffer`` receives the plain update and is overwritten by the next job; the
-    session keeps only the encoded words.
+    session keeps only the encoded words. ``verifier``: one
+    :class:`~accord.secagg.crypto.Verifier` for all the sites of a process, so
+    that what they all check (advertisements, survivor signatures) is verified once.
     """
     trained = train(task, data, global_params, config)
     if isinstance(trained, JobError):
@@ -109,6 +112,7 @@ def open_session(
             buffer,
             out.num_examples,
             seed=config.seed,
+            verifier=verifier,
             entropy=entropy,
         )
         advert = encode(session.advertise())

@@ -92,6 +92,7 @@ class _Worker:
         self.identities = {p: bytes.fromhex(k) for p, k in setup.identities}
         self.ckks_secret = bytes.fromhex(setup.ckks_secret) or None
         self.sessions: dict[str, tuple[int, Any]] = {}  # site -> (round, session)
+        self.verifier: Any = None  # the sites' shared signature Verifier, if secure
         self._scratch: Params | None = None  # a secure round's plain update
 
     def handle(self, message: dict[str, Any]) -> None:
@@ -259,6 +260,10 @@ class _Worker:
         if identity is None:
             self.fail(head, "train", "failed", "this site has no identity key", 0.0)
             return
+        if self.verifier is None:
+            from accord.secagg.crypto import Verifier
+
+            self.verifier = Verifier()
         opened = open_session(
             self.ctx.task,
             self.sites[participant].train,
@@ -267,6 +272,7 @@ class _Worker:
             secure,
             identity,
             self._scratch,
+            verifier=self.verifier,
         )
         if isinstance(opened, JobError):
             self.fail(head, "train", opened.status, opened.reason, opened.duration_s)

@@ -20,6 +20,7 @@ from accord.secagg.messages import (
     SurvivorSignatures,
     UnmaskShares,
 )
+from accord.secagg.shamir import SHARE_BYTES
 
 
 def test_share_altered_in_transit_is_detected_and_attributed(harness):
@@ -74,7 +75,9 @@ def test_forged_revealed_share_is_attributed_and_left_out(make_harness):
         msg = h.parts[p].unmask(signed)
         if p == "site03":
             forged = [
-                dataclasses.replace(s, value=bytes(16)) if s.dealer == "site01" else s
+                dataclasses.replace(s, value=bytes(SHARE_BYTES))
+                if s.dealer == "site01"
+                else s
                 for s in msg.shares
             ]
             msg = dataclasses.replace(msg, shares=tuple(forged))

@@ -63,3 +63,74 @@ def test_signatures_verify_only_the_signed_payload():
     assert not crypto.verify(public, sig, b"payload!")
     assert not crypto.verify(public, sig[:-1], b"payload")
     assert not crypto.verify(public[:-1], sig, b"payload")
+
+
+def test_a_key_agreement_agrees_once_per_peer_and_matches_agree():
+    # Arrange: a private key that counts its exchanges
+    real, _ = crypto.generate_x25519()
+    calls = []
+
+    class Counting:
+        def exchange(self, peer):
+            calls.append(peer)
+            return real.exchange(peer)
+
+        def public_key(self):
+            return real.public_key()
+
+    pair = crypto.KeyAgreement(Counting())
+    _, b_pub = crypto.generate_x25519()
+    _, c_pub = crypto.generate_x25519()
+    # Act
+    first = pair.agree(b_pub)
+    again = pair.agree(b_pub)
+    other = pair.agree(c_pub)
+    # Assert
+    assert first == again == crypto.agree(real, b_pub)
+    assert other == crypto.agree(real, c_pub) != first
+    assert len(calls) == 2
+    assert crypto.agree(pair, b_pub) == first and len(calls) == 2
+    assert pair.public_bytes() == real.public_key().public_bytes_raw()
+    pair.forget()
+    assert pair.agree(b_pub) == first and len(calls) == 3
+    with pytest.raises(ValueError):
+        pair.agree(bytes(32))  # a low-order key is refused, and not remembered
+    with pytest.raises(ValueError):
+        pair.agree(bytes(32))
+
+
+def test_a_verifier_verifies_each_valid_signature_once():
+    key = Ed25519PrivateKey.generate()
+    public = crypto.identity_public(key)
+    good = crypto.sign(key, b"payload")
+    verifier = crypto.Verifier()
+    assert verifier(public, good, b"payload")
+    assert verifier(public, good, b"payload")
+    assert verifier.verifications == 1
+    # Anything else is verified, and an invalid triple is never remembered
+    assert not verifier(public, good, b"payloaD")
+    assert not verifier(public, good, b"payloaD")
+    assert not verifier(public, good[:-1] + bytes([good[-1] ^ 1]), b"payload")
+    assert verifier.verifications == 4
+    other = crypto.identity_public(Ed25519PrivateKey.generate())
+    assert not verifier(other, good, b"payload")
+    # Wrong lengths are invalid without a verification
+    assert not verifier(public[:31], good, b"payload")
+    assert not verifier(public, good[:63], b"payload")
+    assert verifier.verifications == 5
+
+
+def test_a_verifier_stays_within_its_capacity():
+    key = Ed25519PrivateKey.generate()
+    public = crypto.identity_public(key)
+    verifier = crypto.Verifier(capacity=2)
+    payloads = [bytes([i]) for i in range(3)]
+    sigs = [crypto.sign(key, p) for p in payloads]
+    for p, s in zip(payloads, sigs, strict=True):
+        assert verifier(public, s, p)
+    assert verifier(public, sigs[2], payloads[2])  # the newest is remembered
+    assert verifier.verifications == 3
+    assert verifier(public, sigs[0], payloads[0])  # the oldest was forgotten
+    assert verifier.verifications == 4
+    with pytest.raises(ValueError):
+        crypto.Verifier(capacity=0)

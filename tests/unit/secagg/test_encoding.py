@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.secagg.encoding import FixedPointEncoding
+from accord.secagg.encoding import CHUNK, FixedPointEncoding
 
 
 @st.composite
@@ -102,3 +102,45 @@ def test_invalid_inputs_are_refused():
         enc.encode(np.array([0.0]), 2.0, rng)
     with pytest.raises(ValueError):
         enc.decode(np.zeros(3, np.int32))  # type: ignore[arg-type]
+
+
+def _reference_encode(enc, values, weight, rng):
+    """The one-pass formulas of the module docstring, as first written."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    work = np.clip(flat, -enc.clip, enc.clip)
+    work *= weight * enc.scale
+    work += rng.random(work.size)
+    np.floor(work, out=work)
+    tail = np.floor(weight * enc.weight_scale + rng.random(1))
+    return np.concatenate([work, tail]).astype(np.int32).view(np.uint32)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [(0,), (1,), (CHUNK - 1,), (CHUNK,), (CHUNK + 1,), (3, CHUNK + 5, 2 * CHUNK + 7)],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chunked_encoding_is_bit_identical_to_the_one_pass_formulas(sizes, dtype):
+    # Arrange: values across the clip range, some beyond it, in several tensors
+    data = np.random.default_rng(sum(sizes))
+    parts = [data.normal(0, 0.7, size).astype(dtype) for size in sizes]
+    enc = FixedPointEncoding(clip=1.0, participants=7, max_weight=2.0)
+    # Act
+    encoded = enc.encode_parts(parts, 1.5, np.random.default_rng(3))
+    reference = _reference_encode(
+        enc,
+        np.concatenate([p.astype(np.float64) for p in parts] or [np.zeros(0)]),
+        1.5,
+        np.random.default_rng(3),
+    )
+    # Assert
+    np.testing.assert_array_equal(encoded.words, reference)
+    assert encoded.clipped == sum(int((np.abs(p) > 1.0).sum()) for p in parts)
+
+
+def test_a_non_finite_value_in_a_later_chunk_is_refused():
+    values = np.zeros(CHUNK + 10, dtype=np.float32)
+    values[CHUNK + 3] = np.inf
+    enc = FixedPointEncoding(clip=1.0, participants=3)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        enc.encode_parts([values], 1.0, np.random.default_rng(0))

@@ -157,3 +157,55 @@ def test_each_stage_is_timed(kit):
         t.participants_max_s <= t.participants_total_s for t in run.timings.values()
     )
     np.testing.assert_array_equal(run.result.total, np.full(8, 4, np.uint32))
+
+
+def test_sites_sharing_a_verifier_verify_each_signature_once(make_harness, kit):
+    # Arrange: five sites of one process share a Verifier, as a simulation's do
+    from accord.secagg.crypto import Verifier
+    from accord.secagg.participant import SecAggParticipant
+
+    n = 5
+    h = make_harness(n=n, threshold=3)
+    shared = Verifier()
+    h.parts = {
+        p: SecAggParticipant(
+            h.config, p, k, verifier=shared, entropy=kit.seeded_entropy(0, p)
+        )
+        for p, k in h.identities.items()
+    }
+    # Act
+    result = h.unmask(h.consistency(h.masked(h.share(h.advertise()))))
+    # Assert: the sum is exact; each advertisement and survivor signature was
+    # verified once (not once per site), each dealt share's signature once
+    np.testing.assert_array_equal(result.total, h.expected(h.parts))
+    assert shared.verifications == n + 2 * n * (n - 1) + n
+
+
+def test_the_coordinator_rebuilds_every_needed_secret_in_one_batch(
+    make_harness, monkeypatch
+):
+    # Arrange: six sites, one drops after dealing (its masking key is needed too)
+    from accord.secagg import recovery
+
+    batches = []
+    real = recovery.combine_batch
+
+    def counting(groups, *, threshold):
+        batches.append(len(groups))
+        return real(groups, threshold=threshold)
+
+    def one_by_one(*args, **kwargs):
+        raise AssertionError("a clean round needs no secret rebuilt on its own")
+
+    monkeypatch.setattr(recovery, "combine_batch", counting)
+    monkeypatch.setattr(recovery, "combine_shares", one_by_one)
+    h = make_harness(n=6, threshold=4)
+    stay = [p for p in h.parts if p != "site05"]
+    # Act
+    deliveries = h.share(h.advertise())
+    survivors = h.masked(deliveries, who=stay)
+    result = h.unmask(h.consistency(survivors, who=stay), who=stay)
+    # Assert: 5 seeds and 1 masking key in one batch; the sum is exact
+    assert batches == [6]
+    np.testing.assert_array_equal(result.total, h.expected(stay))
+    assert result.offenders == ()

@@ -51,14 +51,14 @@ def test_a_ckks_message_has_no_place_in_a_masking_round(stage):
 
 
 def test_the_ckks_stage_names_are_the_sessions():
-    pytest.importorskip("Crypto")
+    pytest.importorskip("cryptography")
     from accord.secagg import ckks_session
 
     assert (ckks_session.UPLOAD_STAGE, ckks_session.DECRYPT_STAGE) == CKKS_STAGES
 
 
 def test_the_upload_bound_is_what_the_aggregator_accepts():
-    pytest.importorskip("Crypto")
+    pytest.importorskip("cryptography")
     from accord.secagg.ckks import max_upload_bytes
     from accord.secagg.ckks_keys import CkksParams
 
@@ -68,7 +68,7 @@ def test_the_upload_bound_is_what_the_aggregator_accepts():
 
 
 def test_a_ckks_train_task_carries_its_job_and_no_certificate():
-    pytest.importorskip("Crypto")
+    pytest.importorskip("cryptography")
     from accord.secagg.ckks_keys import CkksParams
     from accord.secagg.ckks_session import CkksJob
     from accord.transport.identity import IdentityBook

@@ -1,0 +1,121 @@
+"""Share format 2 (F_p, 17-byte shares): older shares are refused by name.
+
+Format 1 shares (GF(2^128), 16 bytes, bundles without a format byte) come from an
+older accord; every place that reads a share refuses them with a message naming
+the format, and nothing of the round changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+
+from accord.errors import ShareRejected, SubmissionRefused
+from accord.secagg import transcript as tx
+from accord.secagg.crypto import SEAL_OVERHEAD, seal
+from accord.secagg.messages import ShareKind
+from accord.secagg.shamir import PRIME, SHARE_BYTES, SHARE_FORMAT
+
+
+def _bundle(**changes: object) -> tx.ShareBundle:
+    base = tx.ShareBundle(
+        3, bytes(SHARE_BYTES), b"\x01" * SHARE_BYTES, b"s" * 64, b"m" * 64
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_a_bundle_round_trips_with_its_format_byte():
+    bundle = _bundle()
+    raw = bundle.pack()
+    assert len(raw) == tx.BUNDLE_BYTES == 1 + 2 + 2 * SHARE_BYTES + 2 * 64
+    assert raw[0] == SHARE_FORMAT
+    assert tx.ShareBundle.unpack(raw) == bundle
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        (bytes(tx.FORMAT_1_BUNDLE_BYTES), "share format 1"),
+        (bytes([SHARE_FORMAT + 1]) + bytes(tx.BUNDLE_BYTES - 1), "share format 3"),
+        (bytes(tx.BUNDLE_BYTES - 1), "bytes"),
+        (bytes(tx.BUNDLE_BYTES + 1), "bytes"),
+    ],
+)
+def test_a_bundle_of_another_format_or_size_is_refused(raw, match):
+    with pytest.raises(ValueError, match=match):
+        tx.ShareBundle.unpack(raw)
+
+
+def test_a_bundle_with_a_value_past_the_field_is_refused():
+    raw = _bundle(mask_key=PRIME.to_bytes(SHARE_BYTES, "big")).pack()
+    with pytest.raises(ValueError, match="not a field element"):
+        tx.ShareBundle.unpack(raw)
+
+
+def test_the_signed_statement_names_the_share_format(kit):
+    cfg = kit.make_config(kit.make_identities(3), 4)
+    statement = tx.share_statement(
+        cfg, ShareKind.SELF_MASK, "site00", "site01", 1, bytes(SHARE_BYTES)
+    )
+    assert SHARE_FORMAT.to_bytes(8, "big") in statement
+
+
+def test_the_coordinator_refuses_format_1_share_ciphertexts(harness):
+    directory = harness.advertise()
+    message = harness.parts["site00"].share_keys(directory)
+    old = tx.FORMAT_1_BUNDLE_BYTES + SEAL_OVERHEAD
+    forged = dataclasses.replace(
+        message,
+        shares=tuple(
+            dataclasses.replace(s, ciphertext=os.urandom(old)) for s in message.shares
+        ),
+    )
+    with pytest.raises(SubmissionRefused, match="share format 1") as info:
+        harness.server.receive(forged)
+    assert info.value.kind == "malformed"
+    harness.server.receive(message)  # the state is untouched: the real one fits
+
+
+def test_a_holder_refuses_a_format_1_bundle_and_names_its_dealer(harness):
+    # Arrange: site01 seals a format-1 plaintext for site00 under the right key
+    directory = harness.advertise()
+    deliveries = harness.share(directory)
+    dealer, holder = harness.parts["site01"], harness.parts["site00"]
+    key = tx.share_encryption_key(
+        harness.config,
+        dealer._encryption,
+        holder._advert.encryption_key,
+        "site01",
+        "site00",
+    )
+    ad = tx.share_associated_data(harness.config, "site01", "site00")
+    old = seal(key, bytes(tx.FORMAT_1_BUNDLE_BYTES), associated_data=ad)
+    inbox = deliveries["site00"]
+    shares = tuple(
+        dataclasses.replace(s, ciphertext=old) if s.dealer == "site01" else s
+        for s in inbox.shares
+    )
+    # Act / Assert
+    with pytest.raises(ShareRejected, match="share format 1") as info:
+        holder.masked_input(
+            dataclasses.replace(inbox, shares=shares), harness.inputs["site00"]
+        )
+    assert info.value.offender == "site01"
+
+
+def test_the_coordinator_refuses_a_revealed_format_1_share(harness):
+    signed = harness.consistency(harness.masked(harness.share(harness.advertise())))
+    message = harness.parts["site02"].unmask(signed)
+    old = dataclasses.replace(
+        message,
+        shares=(
+            dataclasses.replace(message.shares[0], value=bytes(16)),
+            *message.shares[1:],
+        ),
+    )
+    with pytest.raises(SubmissionRefused, match="share format 1") as info:
+        harness.server.receive(old)
+    assert info.value.kind == "corrupt"
+    harness.server.receive(message)
