@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("Crypto")
+pytest.importorskip("cryptography")
 
 from accord.coordinator.statistics import read_sum  # noqa: E402
 from accord.data.preprocess import SufficientStats  # noqa: E402

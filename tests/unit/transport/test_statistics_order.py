@@ -9,7 +9,7 @@ from accord.transport.jobs import JobBook, secagg_limit
 from accord.transport.messages import SecAggHeader, TaskOrder
 from accord.transport.secure_rounds import check_stage_header, statistics_order
 
-pytest.importorskip("Crypto")
+pytest.importorskip("cryptography")
 from accord.secagg.session import SecureJob  # noqa: E402
 
 JOB = SecureJob(
