@@ -17,6 +17,13 @@ checkpointed and committed to the store before the next one starts, so that
 lease (:meth:`~accord.store.protocol.RunStore.lease_run`), so a second process that
 would serve the same run is refused before its first round; a caller that took the
 lease already (the deployment CLI does, before it listens) takes it again freely.
+
+With ``[robustness]`` scoring on, a plain round keeps a copy of each valid update,
+scores them against each other and the aggregate (:mod:`accord.detection`), stores
+the scores with the round and counts flags; a site flagged ``quarantine_after``
+times is excluded from aggregation from the next round on (its updates still
+recorded, as ``quarantined``) and a ``quarantined`` run event says when. A secure
+round scores nothing: the coordinator never sees a single update there.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from accord.coordinator.summary import (
     summary_of,
     untrained,
 )
+from accord.detection import FlagRules, QuarantineState, UpdateMatrix, replay
 from accord.errors import (
     AggregateRejected,
     ConfigError,
@@ -64,7 +72,7 @@ from accord.errors import (
     UpdateRejected,
 )
 from accord.params import Params
-from accord.records import MetricValue, ParticipantOutcome, RoundRecord
+from accord.records import MetricValue, ParticipantOutcome, RoundRecord, UpdateScore
 from accord.task.protocol import TrainConfig
 
 if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy; the loop needs none
@@ -147,6 +155,14 @@ class Coordinator:
         self._clock = clock
         self._strategy = Strategy(config.strategy)
         self._bounds = ExampleBounds.of(config)
+        rob = config.robustness
+        self._rules = FlagRules(
+            max_norm_z=rob.max_norm_z,
+            min_cosine=rob.min_cosine,
+            max_distance_z=rob.max_distance_z,
+            min_nearest_ratio=rob.min_nearest_ratio,
+        )
+        self._quarantine = QuarantineState(rob.quarantine_after)
 
     def run(
         self,
@@ -204,6 +220,9 @@ class Coordinator:
                     "tensors differ); resume with the task the run was started with"
                 )
             self._store.reopen_run(run_id)
+            self._quarantine = replay(
+                self.config.robustness.quarantine_after, point.recorded
+            )
             logger.info("run %s resumed at round %d", run_id, point.next_round)
             done = tuple(summary_of(r) for r in point.recorded)
             return self._run_from(
@@ -263,8 +282,10 @@ class Coordinator:
         )
         required = max(1, math.ceil(cfg.round.quorum * len(selected)))
         plan = RoundPlan(number, selected, required)
+        scores: tuple[UpdateScore, ...] = ()
         if cfg.secure_aggregation.mode == "off":
-            outcomes, succeeded, delta, reason = self._plain(plan, params, t0)
+            outcomes, succeeded, delta, reason, scores = self._plain(plan, params, t0)
+            self._count_flags(run_id, number, scores)
         else:
             outcomes, succeeded, delta, reason = self._secure(run_id, plan, params, t0)
         failed = delta is None
@@ -296,6 +317,7 @@ class Coordinator:
                 outcomes=outcomes,
                 metrics=tuple(metrics),
                 checkpoint=checkpoint,
+                scores=scores,
             )
         )
         summary = RoundSummary(
@@ -341,24 +363,53 @@ class Coordinator:
 
     def _plain(
         self, plan: RoundPlan, params: Params, t0: float
-    ) -> tuple[tuple[ParticipantOutcome, ...], int, Params | None, str | None]:
-        """Collect and fold the selected participants' updates in the clear."""
+    ) -> tuple[
+        tuple[ParticipantOutcome, ...],
+        int,
+        Params | None,
+        str | None,
+        tuple[UpdateScore, ...],
+    ]:
+        """Collect and fold the selected participants' updates in the clear.
+
+        With scoring on, also the scores of every valid update (none when the
+        round failed: there is no aggregate to score against).
+        """
+        kept = UpdateMatrix() if self.config.robustness.scoring else None
         rnd = Round(
             plan,
             params.spec,
             self._strategy.accumulator(params.spec),
             bounds=self._bounds,
             max_norm=self.config.strategy.max_update_norm,
+            excluded={
+                q: self._quarantine.reason(q) for q in self._quarantine.quarantined
+            },
+            observer=kept,
         )
         self._executor.submit_train(plan.number, self._jobs(plan.number, plan.selected))
         self._observer.round_started(plan.number, plan.selected)
         self._collect_updates(rnd, t0)
         try:
-            return rnd.outcomes, rnd.succeeded, rnd.aggregate(), None
+            delta = rnd.aggregate()
         except RoundFailed as exc:
             logger.info("round %d failed: %s", plan.number, exc)
-            return rnd.outcomes, rnd.succeeded, None, str(exc)
+            return rnd.outcomes, rnd.succeeded, None, str(exc), ()
+        scores = () if kept is None else kept.score(delta, self._rules)
+        return rnd.outcomes, rnd.succeeded, delta, None, scores
         # The round's accumulator (a float64 copy of the model) goes with ``rnd``.
+
+    def _count_flags(
+        self, run_id: str, number: int, scores: tuple[UpdateScore, ...]
+    ) -> None:
+        """Count the round's flags; record a ``quarantined`` event for each new one."""
+        self._quarantine, newly = self._quarantine.step(number, scores)
+        for who in newly:
+            reason = self._quarantine.reason(who)
+            logger.warning("%s %s", who, reason)
+            self._store.record_event(
+                run_id, round=number, participant=who, kind="quarantined", detail=reason
+            )
 
     def _secure(
         self, run_id: str, plan: RoundPlan, params: Params, t0: float

@@ -24,6 +24,7 @@ from accord.records import (
     RunEvent,
     RunInfo,
     RunStatus,
+    UpdateScore,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "RunEvent",
     "RunInfo",
     "RunStatus",
+    "UpdateScore",
     "check_round",
     "clean_event",
 ]
@@ -96,6 +98,11 @@ def check_round(record: RoundRecord) -> None:
         _choice(where, "metric scope", metric.scope, get_args(MetricScope))
         if not metric.name:
             raise StoreError(f"{where}: a metric has an empty name")
+    scored = [sc.participant for sc in record.scores]
+    if len(set(scored)) != len(scored) or not all(scored):
+        raise StoreError(
+            f"{where}: scores need one distinct, non-empty participant each"
+        )
 
 
 def _fit(text: str, limit: int) -> str:

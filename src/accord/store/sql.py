@@ -274,7 +274,9 @@ class SqlStore:
                 .where(RoundRow.run_id == run_id)
                 .order_by(RoundRow.number)
                 .options(
-                    selectinload(RoundRow.outcomes), selectinload(RoundRow.metrics)
+                    selectinload(RoundRow.outcomes),
+                    selectinload(RoundRow.metrics),
+                    selectinload(RoundRow.scores),
                 )
             )
             return [round_from_row(row) for row in session.scalars(stmt)]
@@ -289,7 +291,9 @@ class SqlStore:
                 .order_by(RoundRow.number.desc())
                 .limit(1)
                 .options(
-                    selectinload(RoundRow.outcomes), selectinload(RoundRow.metrics)
+                    selectinload(RoundRow.outcomes),
+                    selectinload(RoundRow.metrics),
+                    selectinload(RoundRow.scores),
                 )
             )
             row = session.scalars(stmt).first()
