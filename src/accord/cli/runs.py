@@ -17,7 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from accord.cli.errors import reported
-from accord.cli.output import comparison_table
+from accord.cli.output import comparison_table, dumps
+from accord.cli.scores import scores_table, show_json
 from accord.errors import ConfigError, RunNotFound
 from accord.simulation.baselines import Comparison
 from accord.store import RunStore, export_metrics, open_store
@@ -122,8 +123,13 @@ def list_runs(
 
 
 @runs_app.command("show")
-def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) -> None:
-    """One run: each round's outcomes, refused messages, the baselines.
+def show_run(
+    run_id: str,
+    store: str | None = _STORE,
+    directory: Path = _DIR,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """One run: each round's outcomes, update scores, refused messages, baselines.
 
     RUN_ID is a run id, a prefix of one, or ``latest``.
     """
@@ -135,6 +141,9 @@ def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) ->
             events = db.events(run_id)
         finally:
             db.close()
+    if as_json:
+        typer.echo(dumps(show_json(info, rounds, events)))
+        return
     console = Console()
     console.print(
         f"[bold]{info.run_id}[/] {info.name}: {info.status}, seed {info.seed}"
@@ -157,6 +166,8 @@ def show_run(run_id: str, store: str | None = _STORE, directory: Path = _DIR) ->
             r.global_digest[:16],
         )
     console.print(table)
+    if (scored := scores_table(rounds)) is not None:
+        console.print(scored)
     if events:
         refused = Table(title="refused messages")
         for col in ("time (UTC)", "round", "participant", "kind", "detail"):

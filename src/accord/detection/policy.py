@@ -62,10 +62,9 @@ class QuarantineState:
     def reason(self, participant: str) -> str:
         """Why ``participant``'s updates are not aggregated (it must be quarantined)."""
         return (
-            f"quarantined from round {self.since[participant]} after "
-            f"{self.flags.get(participant, 0)} flagged update(s) (robustness."
-            f"quarantine_after = {self.after}); its updates are scored and "
-            "recorded, never aggregated, for the rest of the run"
+            f"quarantined since round {self.since[participant]} (flagged "
+            f"{self.after} times: robustness.quarantine_after); scored and "
+            "recorded, not aggregated"
         )
 
 

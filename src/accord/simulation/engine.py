@@ -56,6 +56,38 @@ def _executor(
     )
 
 
+def _adversary(config: FedConfig, ctx: SimContext, executor: Executor) -> Executor:
+    """The executor, wrapped so that ``[attack]``'s malicious updates are crafted."""
+    attack = config.attack
+    if attack is None or not attack.updates:
+        return executor
+    from accord.simulation.adversary import AdversarialExecutor, update_attack
+
+    logger.info("attack %s by %s", attack.kind, ", ".join(ctx.malicious))
+    return AdversarialExecutor(
+        executor,
+        attack=update_attack(attack),
+        malicious=ctx.malicious,
+        seed=config.federation.seed,
+    )
+
+
+def _central_eval(ctx: SimContext) -> Callable[[Params], Mapping[str, float]]:
+    """Scores on the central test set; with a backdoor, its attack success rate."""
+
+    def central(params: Params) -> Mapping[str, float]:
+        scores = dict(evaluate(ctx.task, params, ctx.data.test))
+        if ctx.trigger is not None:
+            from accord.attacks.data import attack_success_rate
+
+            scores["backdoor_success"] = attack_success_rate(
+                ctx.task, params, ctx.data.test, ctx.trigger
+            )
+        return scores
+
+    return central
+
+
 def _key_holder(config: FedConfig) -> tuple[bytes | None, bytes | None]:
     """(secret, public) CKKS contexts for a ckks run: the engine is the key holder."""
     if config.secure_aggregation.mode != "ckks":
@@ -102,12 +134,10 @@ def _simulate(
     resume: str | None,
 ) -> SimulationResult:
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
-    ctx = build_context(config)
+    ctx = build_context(config, poison=True)
     initial = ctx.task.init_params(config.federation.seed)
     has_test = len(ctx.data.test) > 0
-
-    def central(params: Params) -> Mapping[str, float]:
-        return evaluate(ctx.task, params, ctx.data.test)
+    central = _central_eval(ctx)
 
     comparison: list[Comparison] = []
 
@@ -119,7 +149,7 @@ def _simulate(
         return {"comparison": result.to_dict()}
 
     ckks_secret, ckks_public = _key_holder(config)
-    executor = _executor(config, ctx, initial, ckks_secret)
+    executor = _adversary(config, ctx, _executor(config, ctx, initial, ckks_secret))
     try:
         coordinator = Coordinator(
             config,
