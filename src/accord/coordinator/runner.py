@@ -406,7 +406,7 @@ class Coordinator:
         self._quarantine, newly = self._quarantine.step(number, scores)
         for who in newly:
             reason = self._quarantine.reason(who)
-            logger.warning("%s %s", who, reason)
+            logger.info("%s %s", who, reason)
             self._store.record_event(
                 run_id, round=number, participant=who, kind="quarantined", detail=reason
             )

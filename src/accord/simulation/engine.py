@@ -36,10 +36,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SimulationResult:
-    """The run, and the baseline comparison when it was asked for."""
+    """The run, the baseline comparison when it was asked for, the attackers."""
 
     run: RunResult
     comparison: Comparison | None
+    #: ``[attack]``'s malicious sites (empty without an attack).
+    malicious: tuple[str, ...] = ()
 
 
 def _executor(
@@ -166,4 +168,8 @@ def _simulate(
             run = coordinator.resume(resume, initial, extra_summary=summarise)
     finally:
         executor.close()
-    return SimulationResult(run=run, comparison=comparison[0] if comparison else None)
+    return SimulationResult(
+        run=run,
+        comparison=comparison[0] if comparison else None,
+        malicious=ctx.malicious,
+    )
