@@ -126,3 +126,46 @@ def test_an_attacked_run_is_the_same_in_process_and_in_workers(kind: str) -> Non
         return simulate(cfg, store=MemoryStore()).run.params.digest()
 
     assert digest(0) == digest(2)
+
+
+class _StopAfter:
+    """Interrupts the run like Ctrl-C once round ``number`` is recorded."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def round_started(self, number: int, selected: object) -> None:
+        pass
+
+    def participant_finished(self, number: int, outcome: object) -> None:
+        pass
+
+    def round_finished(self, summary: Any) -> None:
+        if summary.number == self.number:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_run_keeps_its_quarantine_from_the_stored_scores(
+    tmp_path: Path,
+) -> None:
+    cfg = _config(
+        federation={"rounds": 4, "seed": 1},
+        attack={"kind": "scaling", "count": 2},
+        robustness={"max_norm_z": 3.0, "quarantine_after": 2},
+    )
+    bad = _malicious(cfg)
+    whole = MemoryStore()
+    expected = simulate(cfg, store=whole).run
+    store = MemoryStore()
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        simulate(cfg, store=store, checkpoint_dir=ckpt, observer=_StopAfter(2))  # type: ignore[arg-type]
+    (run,) = store.list_runs()
+
+    resumed = simulate(cfg, store=store, checkpoint_dir=ckpt, resume=run.run_id).run
+
+    later = store.rounds(run.run_id)[2:]
+    assert [r.number for r in later] == [3, 4]
+    for r in later:
+        assert {o.participant for o in r.outcomes if o.status == "quarantined"} == bad
+    assert resumed.params.digest() == expected.params.digest()
