@@ -32,6 +32,12 @@ def _pyplot() -> Any:  # matplotlib.pyplot, imported only when drawing
     return plt
 
 
+def _floor(cells: Sequence[Cell]) -> float:
+    """A y axis start that shows differences of a point or two: 5 points below."""
+    values = [c.accuracy for c in cells if not math.isnan(c.accuracy)]
+    return max(0.0, math.floor((min(values, default=0.0) - 0.05) * 10) / 10)
+
+
 def plot_matrix(cells: Sequence[Cell], path: Path, *, title: str) -> Path:
     """Draw ``cells`` to ``path`` (PNG, SVG or PDF by its suffix); return it."""
     plt = _pyplot()
@@ -65,7 +71,8 @@ def plot_matrix(cells: Sequence[Cell], path: Path, *, title: str) -> Path:
             if field == "accuracy" and clean is not None:
                 ax.axhline(clean.accuracy, color=colour, linestyle="--", linewidth=0.8)
         ax.set_xticks(range(len(attacks)), attacks)
-        ax.set_ylim(0, 1)
+        ax.set_xlim(-0.5, len(attacks) - 0.5)
+        ax.set_ylim(_floor(cells) if field == "accuracy" else 0.0, 1.0)
         ax.set_ylabel(label)
     axes[0][0].set_title(title)
     axes[0][0].legend(
