@@ -73,7 +73,7 @@ def matrix_table(cells: list[Cell]) -> Table:
             _pct(c.backdoor_success),
             str(c.flagged_attackers),
             str(c.flagged_honest),
-            c.run_id,
+            c.run_id if c.aborted is None else f"{c.run_id} (aborted)",
         )
     return table
 

@@ -23,17 +23,20 @@ Names:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from accord.config import FedConfig, config_from_mapping
-from accord.errors import ConfigError
+from accord.errors import ConfigError, RunAborted
 from accord.simulation.engine import simulate
 from accord.store.protocol import RunStore
 
 __all__ = ["DEFAULT_POLICY", "Cell", "cell_config", "run_matrix"]
+
+logger = logging.getLogger(__name__)
 
 #: ``+quarantine`` when fed.toml's ``[robustness]`` has no flag rule: a norm more
 #: than 3.5 robust deviations out, or a near copy of another site's update,
@@ -57,6 +60,8 @@ class Cell:
     backdoor_success: float
     flagged_attackers: int
     flagged_honest: int
+    #: Why the cell's run stopped before its last round (None: it completed).
+    aborted: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (NaN kept as None by the JSON writer)."""
@@ -68,6 +73,7 @@ class Cell:
             "backdoor_success": self.backdoor_success,
             "flagged_attackers": self.flagged_attackers,
             "flagged_honest": self.flagged_honest,
+            "aborted": self.aborted,
         }
 
 
@@ -159,27 +165,38 @@ def run_matrix(
     ]
     cells = []
     for attack, defence, cfg in plan:
-        done = simulate(cfg, store=store)
-        result = done.run
-        final: dict[str, float] = {}
-        for summary in reversed(result.rounds):
-            if summary.status == "completed":
-                final = dict(summary.metrics)
-                break
-        bad, honest = _flag_counts(store, result.run_id, done.malicious)
-        cell = Cell(
-            attack=attack,
-            defence=defence,
-            run_id=result.run_id,
-            accuracy=_final(final, "accuracy"),
-            backdoor_success=_final(final, "backdoor_success"),
-            flagged_attackers=bad,
-            flagged_honest=honest,
-        )
+        cell = _run_cell(attack, defence, cfg, store)
         cells.append(cell)
         if on_cell is not None:
             on_cell(cell)
     return cells
+
+
+def _run_cell(attack: str, defence: str, cfg: FedConfig, store: RunStore) -> Cell:
+    """Simulate one cell; a run that aborts is a cell with its reason, not an end."""
+    try:
+        done = simulate(cfg, store=store)
+    except RunAborted as exc:
+        run_id = next(
+            r.run_id for r in store.list_runs() if r.name == cfg.federation.name
+        )
+        logger.warning("cell %s x %s aborted: %s", attack, defence, exc)
+        return Cell(attack, defence, run_id, math.nan, math.nan, 0, 0, aborted=str(exc))
+    final: dict[str, float] = {}
+    for summary in reversed(done.run.rounds):
+        if summary.status == "completed":
+            final = dict(summary.metrics)
+            break
+    bad, honest = _flag_counts(store, done.run.run_id, done.malicious)
+    return Cell(
+        attack=attack,
+        defence=defence,
+        run_id=done.run.run_id,
+        accuracy=_final(final, "accuracy"),
+        backdoor_success=_final(final, "backdoor_success"),
+        flagged_attackers=bad,
+        flagged_honest=honest,
+    )
 
 
 def _flag_counts(

@@ -174,3 +174,34 @@ def test_a_bad_name_is_refused_before_anything_runs(
 ) -> None:
     with pytest.raises(ConfigError, match=match):
         cell_config(BASE, attack, defence)
+
+
+def test_a_cell_whose_run_aborts_is_reported_and_the_matrix_goes_on() -> None:
+    from accord.simulation.robustness import run_matrix
+    from accord.store import MemoryStore
+
+    cfg = config_from_mapping(
+        {
+            "federation": {"rounds": 3, "seed": 1},
+            "data": {"dataset": "digits", "partition": "dirichlet", "sites": 10},
+            "task": {"factory": "accord.task.numpy_task:softmax_regression"},
+            "round": {"quorum": 1.0, "max_failed_rounds": 1},
+            "attack": {"kind": "scaling", "count": 2},
+            "robustness": {"max_norm_z": 3.0, "quarantine_after": 1},
+            "evaluation": {"federated": False},
+            "simulation": {"workers": 0},
+        }
+    )
+    store = MemoryStore()
+
+    cells = run_matrix(
+        cfg, attacks=["scaling"], defences=["mean+quarantine", "mean"], store=store
+    )
+
+    by = {(c.attack, c.defence): c for c in cells}
+    stopped = by[("scaling", "mean+quarantine")]
+    assert stopped.aborted is not None and "needs 10" in stopped.aborted
+    assert store.get_run(stopped.run_id).status == "aborted"
+    assert by[("scaling", "mean")].aborted is None
+    assert by[("scaling", "mean")].accuracy > 0.5
+    assert len(cells) == 4

@@ -148,15 +148,39 @@ def _flag(name: str, flagged: bool) -> UpdateScore:
 
 def test_a_site_is_quarantined_at_the_kth_flag_from_the_next_round() -> None:
     state = QuarantineState(after=2)
+    others = [_flag(x, False) for x in "cde"]
 
-    state, first = state.step(1, [_flag("a", True), _flag("b", False)])
-    state, second = state.step(2, [_flag("a", True), _flag("b", True)])
+    state, first = state.step(1, [_flag("a", True), _flag("b", False), *others])
+    state, second = state.step(2, [_flag("a", True), _flag("b", True), *others])
 
     assert first == () and second == ("a",)
     assert state.quarantined == frozenset({"a"})
     assert state.since["a"] == 3
     assert state.flags == {"a": 2, "b": 1}
     assert "since round 3" in state.reason("a")
+
+
+def test_never_half_of_the_sites_are_quarantined() -> None:
+    names = [f"s{i}" for i in range(10)]
+    state = QuarantineState(after=1)
+
+    state, newly = state.step(1, [_flag(n, n != "s9") for n in names])
+    state, later = state.step(2, [_flag(n, True) for n in names])
+
+    assert state.limit == 4
+    assert newly == ("s0", "s1", "s2", "s3")  # 4 of 10: still a majority in
+    assert later == () and len(state.quarantined) == 4
+    assert state.flags["s9"] == 1 and state.flags["s0"] == 2
+
+
+def test_a_place_left_under_the_cap_takes_the_next_flagged_site() -> None:
+    names = [f"s{i}" for i in range(5)]
+    state = QuarantineState(after=1)
+
+    state, first = state.step(1, [_flag(n, n == "s4") for n in names])
+    state, second = state.step(2, [_flag(n, n in ("s3", "s2")) for n in names])
+
+    assert first == ("s4",) and second == ("s2",)  # limit 2 of 5, in score order
 
 
 def test_without_quarantine_after_flags_are_counted_only() -> None:
@@ -172,9 +196,10 @@ def test_replaying_recorded_rounds_rebuilds_the_state() -> None:
     def record(number: int, flagged: bool) -> RoundRecord:
         return RoundRecord(
             "r", number, t, t, "completed", "d", ("a",), (), (), None,
-            scores=(_flag("a", flagged),),
+            scores=(_flag("a", flagged), _flag("b", False), _flag("c", False)),
         )  # fmt: skip
 
     state = replay(2, [record(1, True), record(2, False), record(3, True)])
 
     assert state.since == {"a": 4}
+    assert state.flags == {"a": 2} and state.seen == {"a", "b", "c"}
