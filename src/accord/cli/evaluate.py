@@ -1,8 +1,9 @@
 """``accord evaluate robustness fed.toml``: the attack x defence matrix.
 
 Each cell is a seeded ``accord simulate`` run, recorded in the store; the command
-prints one table (clean accuracy, accuracy under attack, its drop, backdoor
-success, attackers and honest sites flagged) and writes a plot (the ``report``
+prints one table (the clean score, the score under attack and its drop, in the
+federation's ``[evaluation] metric``; backdoor success; attackers and honest sites
+flagged) and writes a plot (the ``report``
 extra). See :mod:`accord.simulation.robustness` for the names it takes.
 """
 
@@ -41,40 +42,48 @@ def _pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.1f}"
 
 
+def _num(value: float, metric: str) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.3f}" if metric == "loss" else f"{100 * value:.1f}"
+
+
 def matrix_table(cells: list[Cell]) -> Table:
-    """The matrix, one row per cell; the drop is against the defence's clean run."""
-    clean = {c.defence: c.accuracy for c in cells if c.attack == NO_ATTACK}
+    """The matrix, one row per cell; the drop is against the defence's clean run.
+
+    The headline is the federation's ``[evaluation] metric`` (in % but for the
+    loss); accuracy gets its own column when the metric is another.
+    """
+    metric = cells[0].metric if cells else "accuracy"
+    clean = {c.defence: c.score for c in cells if c.attack == NO_ATTACK}
     table = Table(
-        title="robustness: final central accuracy, its drop (points) from the "
-        "defence's attack-free run, backdoor success (%); sites flagged"
+        title=f"robustness: final central {metric}, its drop from the defence's "
+        "attack-free run, backdoor success (%); sites flagged at least once"
     )
-    for col in (
-        "attack",
-        "defence",
-        "clean",
-        "attacked",
-        "drop",
-        "backdoor",
-        "flagged bad",
-        "flagged honest",
-        "run",
-    ):
+    columns = ["attack", "defence", "clean", "attacked", "drop"]
+    if metric != "accuracy":
+        columns.append("accuracy")
+    columns += ["backdoor", "flagged bad", "flagged honest", "run"]
+    for col in columns:
         table.add_column(col, no_wrap=True)
     for c in cells:
         base = clean.get(c.defence, math.nan)
-        table.add_row(
+        row = [
             c.attack,
             c.defence,
-            _pct(base),
-            _pct(c.accuracy),
-            "n/a"
-            if math.isnan(base - c.accuracy)
-            else f"{100 * (base - c.accuracy):.1f}",
+            _num(base, metric),
+            _num(c.score, metric),
+            _num(base - c.score, metric),
+        ]
+        if metric != "accuracy":
+            row.append(_pct(c.accuracy))
+        row += [
             _pct(c.backdoor_success),
             str(c.flagged_attackers),
             str(c.flagged_honest),
             c.run_id if c.aborted is None else f"{c.run_id} (aborted)",
-        )
+        ]
+        table.add_row(*row)
     return table
 
 
@@ -130,7 +139,8 @@ def robustness_command(
 
             def done(cell: Cell) -> None:
                 console.print(
-                    f"{cell.attack} x {cell.defence}: accuracy {_pct(cell.accuracy)}%"
+                    f"{cell.attack} x {cell.defence}: {cell.metric} "
+                    f"{_num(cell.score, cell.metric)}"
                 )
 
             cells = run_matrix(

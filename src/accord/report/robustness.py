@@ -1,7 +1,8 @@
-"""The robustness matrix as a figure: accuracy and backdoor success per cell.
+"""The robustness matrix as a figure: the score and backdoor success per cell.
 
-Two panels of grouped bars, one group per attack and one bar per defence: final
-central accuracy (a dashed line per defence marks its attack-free accuracy) and,
+Two panels of grouped bars, one group per attack and one bar per defence: the final
+central score in the federation's metric (a dashed line per defence marks its
+attack-free score) and,
 when a backdoor was among the attacks, its success rate. Written with matplotlib's
 Agg backend (no display needed); matplotlib comes with the ``report`` extra.
 """
@@ -34,7 +35,7 @@ def _pyplot() -> Any:  # matplotlib.pyplot, imported only when drawing
 
 def _floor(cells: Sequence[Cell]) -> float:
     """A y axis start that shows differences of a point or two: 5 points below."""
-    values = [c.accuracy for c in cells if not math.isnan(c.accuracy)]
+    values = [c.score for c in cells if not math.isnan(c.score)]
     return max(0.0, math.floor((min(values, default=0.0) - 0.05) * 10) / 10)
 
 
@@ -44,6 +45,7 @@ def plot_matrix(cells: Sequence[Cell], path: Path, *, title: str) -> Path:
     attacks = list(dict.fromkeys(c.attack for c in cells))
     defences = list(dict.fromkeys(c.defence for c in cells))
     by = {(c.attack, c.defence): c for c in cells}
+    metric = cells[0].metric if cells else "accuracy"
     backdoor = any(not math.isnan(c.backdoor_success) for c in cells)
     panels = 2 if backdoor else 1
     fig, axes = plt.subplots(
@@ -55,7 +57,7 @@ def plot_matrix(cells: Sequence[Cell], path: Path, *, title: str) -> Path:
     width = 0.8 / max(len(defences), 1)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for panel, (field, label) in enumerate(
-        [("accuracy", "final accuracy"), ("backdoor_success", "backdoor success")][
+        [("score", f"final {metric}"), ("backdoor_success", "backdoor success")][
             :panels
         ]
     ):
@@ -68,11 +70,14 @@ def plot_matrix(cells: Sequence[Cell], path: Path, *, title: str) -> Path:
             colour = colours[j % len(colours)]
             ax.bar(xs, values, width, label=defence, color=colour)
             clean = by.get((NO_ATTACK, defence))
-            if field == "accuracy" and clean is not None:
-                ax.axhline(clean.accuracy, color=colour, linestyle="--", linewidth=0.8)
+            if field == "score" and clean is not None and not math.isnan(clean.score):
+                ax.axhline(clean.score, color=colour, linestyle="--", linewidth=0.8)
         ax.set_xticks(range(len(attacks)), attacks)
         ax.set_xlim(-0.5, len(attacks) - 0.5)
-        ax.set_ylim(_floor(cells) if field == "accuracy" else 0.0, 1.0)
+        if field == "backdoor_success":
+            ax.set_ylim(0.0, 1.0)
+        elif metric != "loss":  # accuracy and AUC lie in [0, 1]
+            ax.set_ylim(_floor(cells), 1.0)
         ax.set_ylabel(label)
     axes[0][0].set_title(title)
     axes[0][0].legend(

@@ -4,7 +4,8 @@
 ``fed.toml`` with ``[attack]`` replaced by the cell's attack and
 ``[strategy] aggregation`` by the cell's rule, simulated with the file's seed, and
 recorded in the store like any run (named ``<name>|<attack>|<defence>``). The
-attack ``none`` is always run: it gives each defence's clean accuracy.
+attack ``none`` is always run: it gives each defence's clean score. A cell's score
+is the final central ``[evaluation] metric`` (accuracy, AUC or loss) of its run.
 
 Names:
 
@@ -62,6 +63,9 @@ class Cell:
     flagged_honest: int
     #: Why the cell's run stopped before its last round (None: it completed).
     aborted: str | None = None
+    #: ``[evaluation] metric`` and its final central value (the table's headline).
+    metric: str = "accuracy"
+    score: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (NaN kept as None by the JSON writer)."""
@@ -70,6 +74,8 @@ class Cell:
             "defence": self.defence,
             "run_id": self.run_id,
             "accuracy": self.accuracy,
+            "metric": self.metric,
+            "score": self.score,
             "backdoor_success": self.backdoor_success,
             "flagged_attackers": self.flagged_attackers,
             "flagged_honest": self.flagged_honest,
@@ -181,7 +187,17 @@ def _run_cell(attack: str, defence: str, cfg: FedConfig, store: RunStore) -> Cel
             r.run_id for r in store.list_runs() if r.name == cfg.federation.name
         )
         logger.warning("cell %s x %s aborted: %s", attack, defence, exc)
-        return Cell(attack, defence, run_id, math.nan, math.nan, 0, 0, aborted=str(exc))
+        return Cell(
+            attack,
+            defence,
+            run_id,
+            math.nan,
+            math.nan,
+            0,
+            0,
+            aborted=str(exc),
+            metric=cfg.evaluation.metric,
+        )
     final: dict[str, float] = {}
     for summary in reversed(done.run.rounds):
         if summary.status == "completed":
@@ -196,6 +212,8 @@ def _run_cell(attack: str, defence: str, cfg: FedConfig, store: RunStore) -> Cel
         backdoor_success=_final(final, "backdoor_success"),
         flagged_attackers=bad,
         flagged_honest=honest,
+        metric=cfg.evaluation.metric,
+        score=_final(final, cfg.evaluation.metric),
     )
 
 

@@ -204,4 +204,24 @@ def test_a_cell_whose_run_aborts_is_reported_and_the_matrix_goes_on() -> None:
     assert store.get_run(stopped.run_id).status == "aborted"
     assert by[("scaling", "mean")].aborted is None
     assert by[("scaling", "mean")].accuracy > 0.5
+    assert by[("scaling", "mean")].score == by[("scaling", "mean")].accuracy
     assert len(cells) == 4
+
+
+def test_the_table_heads_with_the_federations_metric() -> None:
+    from rich.console import Console
+
+    from accord.cli.evaluate import matrix_table
+    from accord.simulation.robustness import Cell
+
+    cells = [
+        Cell("none", "median", "r1", 0.9, float("nan"), 0, 0, metric="auc", score=0.8),
+        Cell("ipm", "median", "r2", 0.9, float("nan"), 2, 1, metric="auc", score=0.7),
+    ]
+    console = Console(width=200, record=True)
+
+    console.print(matrix_table(cells))
+
+    text = console.export_text()
+    assert "final central auc" in text and "accuracy" in text
+    assert "│ 80.0  │ 70.0     │ 10.0 │ 90.0" in text
