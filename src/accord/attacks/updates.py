@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "KINDS",
     "OMNISCIENT",
     "UpdateAttack",
     "alie",
@@ -51,6 +52,8 @@ Direction = Literal["unit_vec", "std", "sign"]
 
 #: Attacks that need the round's honest updates.
 OMNISCIENT = frozenset({"alie", "ipm", "min_max", "min_sum"})
+#: Every kind :class:`UpdateAttack` knows; the data attacks leave updates alone.
+KINDS = OMNISCIENT | {"sign_flip", "scaling", "gaussian", "label_flip", "backdoor"}
 
 
 def alie_z(n: int, f: int) -> float:
@@ -169,6 +172,13 @@ class UpdateAttack:
     direction: Direction = "std"
     gamma_init: float = 10.0
     tolerance: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"unknown attack kind {self.kind!r}; choose one of "
+                f"{', '.join(sorted(KINDS))}"
+            )
 
     @property
     def omniscient(self) -> bool:

@@ -142,3 +142,8 @@ def test_a_data_attack_leaves_the_update_as_trained() -> None:
     )
 
     np.testing.assert_array_equal(out, own)
+
+
+def test_an_unknown_kind_is_refused_not_sent_as_is() -> None:
+    with pytest.raises(ValueError, match="unknown attack kind 'zero'"):
+        UpdateAttack("zero")
