@@ -33,12 +33,15 @@ from accord.errors import ConfigError
 from accord.urls import hide_password
 
 __all__ = [
+    "AttackConfig",
+    "BackdoorConfig",
     "DataConfig",
     "DeploymentConfig",
     "EvaluationConfig",
     "FedConfig",
     "FederationConfig",
     "PrivacyConfig",
+    "RobustnessConfig",
     "RoundConfig",
     "SelectionConfig",
     "SimulationConfig",
@@ -48,6 +51,7 @@ __all__ = [
     "TrainSettings",
     "config_from_mapping",
     "load_config",
+    "refuse_attack",
 ]
 
 
@@ -279,6 +283,143 @@ class EvaluationConfig(_Section):
     metric: Literal["accuracy", "auc", "loss"] = "accuracy"
 
 
+#: Attacks that change a malicious site's update (they need to see it, which
+#: secure aggregation prevents); the others poison its training data.
+UPDATE_ATTACKS = (
+    "sign_flip",
+    "scaling",
+    "gaussian",
+    "alie",
+    "ipm",
+    "min_max",
+    "min_sum",
+)
+AttackKind = Literal[
+    "label_flip",
+    "backdoor",
+    "sign_flip",
+    "scaling",
+    "gaussian",
+    "alie",
+    "ipm",
+    "min_max",
+    "min_sum",
+]
+
+
+class BackdoorConfig(_Section):
+    """A trigger set on a share of the malicious sites' rows, relabelled ``target``.
+
+    ``features`` are the (flattened) feature indices the trigger sets (empty: the
+    last four); ``value`` what it sets them to (None: the largest value those
+    features take in the federation's training data, a bright pixel on images).
+    """
+
+    target: int = Field(default=0, ge=0)
+    features: list[int] = Field(default_factory=list, max_length=10_000)
+    value: float | None = None
+    fraction: float = Field(default=0.5, gt=0, le=1)
+
+
+class AttackConfig(_Section):
+    """``[attack]``: poisoning by some sites, for evaluating defences (simulation only).
+
+    The malicious sites are ``sites`` (names), or ``count`` or ``fraction`` of the
+    sites, drawn with the run's seed: give exactly one. See ``docs/robustness.md``
+    for each ``kind`` and which keys it reads.
+    """
+
+    kind: AttackKind
+    sites: list[str] = Field(default_factory=list)
+    count: int | None = Field(default=None, ge=1)
+    fraction: float | None = Field(default=None, gt=0, lt=1)
+    scale: float | None = Field(default=None, gt=0)
+    noise_std: float = Field(default=1.0, gt=0)
+    z: float | None = None
+    epsilon: float = Field(default=0.5, gt=0)
+    direction: Literal["unit_vec", "std", "sign"] = "std"
+    gamma_init: float = Field(default=10.0, gt=0)
+    tolerance: float = Field(default=1e-5, gt=0)
+    backdoor: BackdoorConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_choice_of_sites(self) -> AttackConfig:
+        given = [
+            k
+            for k, v in (
+                ("sites", self.sites or None),
+                ("count", self.count),
+                ("fraction", self.fraction),
+            )
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "name the malicious sites with exactly one of sites (names), count "
+                f"or fraction; got {', '.join(given) or 'none'}"
+            )
+        if len(set(self.sites)) != len(self.sites):
+            raise ValueError("attack.sites names a site twice")
+        if self.kind == "backdoor" and self.backdoor is None:
+            raise ValueError(
+                'kind = "backdoor" needs an [attack.backdoor] table (target, '
+                "features, value, fraction; an empty table takes the defaults)"
+            )
+        return self
+
+    @property
+    def updates(self) -> bool:
+        """True when the attack rewrites updates (not only the training data)."""
+        return self.kind in UPDATE_ATTACKS
+
+
+class RobustnessConfig(_Section):
+    """``[robustness]``: per-update anomaly scores and the quarantine policy.
+
+    ``scores`` records, for every participant of every plain round, its update's
+    norm, cosine to the aggregate and distances to the others (it keeps a copy of
+    each update during the round: memory O(participants x model)). A flag rule
+    (``max_norm_z``, ``min_cosine``, ``max_distance_z``, ``min_nearest_ratio``)
+    turns scoring on; ``quarantine_after`` excludes a site flagged that many
+    times from aggregation for the rest of the run. See
+    :mod:`accord.detection.scores`.
+    """
+
+    scores: bool = False
+    max_norm_z: float | None = Field(default=None, gt=0)
+    min_cosine: float | None = Field(default=None, ge=-1, le=1)
+    max_distance_z: float | None = Field(default=None, gt=0)
+    min_nearest_ratio: float | None = Field(default=None, gt=0, lt=1)
+    quarantine_after: int | None = Field(default=None, ge=1)
+
+    @property
+    def flags(self) -> bool:
+        """True when some flag rule is set."""
+        return any(
+            v is not None
+            for v in (
+                self.max_norm_z,
+                self.min_cosine,
+                self.max_distance_z,
+                self.min_nearest_ratio,
+            )
+        )
+
+    @property
+    def scoring(self) -> bool:
+        """True when the coordinator scores each update."""
+        return self.scores or self.flags
+
+    @model_validator(mode="after")
+    def _quarantine_needs_a_rule(self) -> RobustnessConfig:
+        if self.quarantine_after is not None and not self.flags:
+            raise ValueError(
+                "quarantine_after needs a flag rule (max_norm_z, min_cosine, "
+                "max_distance_z or min_nearest_ratio) to count flags against"
+            )
+        return self
+
+
 def _default_start_method() -> Literal["spawn", "forkserver", "fork"]:
     """``forkserver`` where the platform has it (workers start warm), else spawn."""
     return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
@@ -413,6 +554,8 @@ class FedConfig(_Section):
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    attack: AttackConfig | None = None
+    robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
     base_dir: str = Field(default=".", exclude=True)
 
     @model_validator(mode="before")
@@ -450,6 +593,7 @@ class FedConfig(_Section):
 def _check_compatibility(cfg: FedConfig) -> None:
     _check_secure(cfg)
     _check_privacy(cfg)
+    _check_robustness(cfg)
     roster = cfg.deployment.participants
     unknown = sorted(set(cfg.deployment.declared_examples) - set(roster))
     if roster and unknown:
@@ -472,6 +616,41 @@ def _check_compatibility(cfg: FedConfig) -> None:
                 f"with {expected} participants; lower it",
                 key="strategy.trim",
             )
+
+
+def _check_robustness(cfg: FedConfig) -> None:
+    """Scores and update attacks need individual updates, which masking hides."""
+    if cfg.secure_aggregation.mode == "off":
+        return
+    if cfg.robustness.scoring:
+        raise ConfigError(
+            "anomaly scores and quarantine need every individual update, and under "
+            "secure aggregation the coordinator sees only their sum (no score can "
+            "be computed or stored); turn [robustness] off or secure aggregation off",
+            key="robustness",
+        )
+    if cfg.attack is not None and cfg.attack.updates:
+        raise ConfigError(
+            f"attack kind {cfg.attack.kind!r} rewrites updates, which secure "
+            "aggregation hides from the simulation engine too; use label_flip or "
+            "backdoor, or turn secure aggregation off",
+            key="attack.kind",
+        )
+
+
+def refuse_attack(cfg: FedConfig, command: str) -> None:
+    """:class:`ConfigError` if ``cfg`` declares an ``[attack]``: simulation only.
+
+    ``accord coordinator`` and ``accord participant`` call it, so that poisoning
+    meant to evaluate defences can never run in a real federation.
+    """
+    if cfg.attack is not None:
+        raise ConfigError(
+            f"[attack] is for evaluating defences in `accord simulate` only; "
+            f"`{command}` refuses to run with it. Remove the [attack] table from "
+            "this fed.toml (keep a copy for simulations)",
+            key="attack",
+        )
 
 
 def _expected_round_size(cfg: FedConfig) -> int:

@@ -21,9 +21,12 @@ __all__ = [
     "RunEvent",
     "RunInfo",
     "RunStatus",
+    "UpdateScore",
 ]
 
-OutcomeStatus = Literal["ok", "failed", "timeout", "rejected"]
+#: ``quarantined``: a valid update from a site the robustness policy excluded
+#: from aggregation for the rest of the run (scored, recorded, never folded).
+OutcomeStatus = Literal["ok", "failed", "timeout", "rejected", "quarantined"]
 RunStatus = Literal["running", "completed", "failed", "aborted"]
 PrivacyLevel = Literal["participant", "record"]
 
@@ -75,6 +78,37 @@ class PrivacySpent:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateScore:
+    """Anomaly scores of one participant's update in one plain round.
+
+    ``norm``: L2 norm of the update; ``cosine``: cosine similarity to the round's
+    aggregate; ``mean_distance``: mean L2 distance to the other updates;
+    ``median_distance``: L2 distance to the coordinate-wise median;
+    ``nearest_ratio``: distance to the nearest other update over the round's median
+    of those (near 0: a copy of another site's update). ``norm_z`` and
+    ``distance_z`` are robust z-scores (median and MAD across the round) of the norm
+    and of the distance to the median. ``flags`` names the rules it broke (empty:
+    not flagged); ``excluded``: the update was not aggregated (quarantined).
+    """
+
+    participant: str
+    norm: float
+    cosine: float
+    mean_distance: float
+    median_distance: float
+    nearest_ratio: float
+    norm_z: float
+    distance_z: float
+    flags: tuple[str, ...] = ()
+    excluded: bool = False
+
+    @property
+    def flagged(self) -> bool:
+        """True when the update broke some flag rule."""
+        return bool(self.flags)
+
+
+@dataclass(frozen=True, slots=True)
 class RoundRecord:
     """Everything about one finished round, written to the store in one transaction."""
 
@@ -89,6 +123,8 @@ class RoundRecord:
     metrics: tuple[MetricValue, ...]
     checkpoint: str | None
     privacy: tuple[PrivacySpent, ...] = ()
+    #: Per-participant anomaly scores (plain rounds with [robustness] scoring on).
+    scores: tuple[UpdateScore, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ FORBIDDEN = ("torch", "grpc", "sqlalchemy", "typer", "sklearn", "pandas")
     [
         "accord",
         "accord.aggregation",
+        "accord.attacks.updates",
+        "accord.detection",
         "accord.coordinator.round",
         "accord.coordinator.runner",
         "accord.params",

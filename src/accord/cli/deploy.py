@@ -63,7 +63,7 @@ from accord.cli.ckks import coordinator_public_context, public_params
 from accord.cli.errors import reported
 from accord.cli.output import dumps, run_json
 from accord.cli.progress import ProgressObserver
-from accord.config import FedConfig, load_config
+from accord.config import FedConfig, load_config, refuse_attack
 from accord.errors import ConfigError, RunAborted
 
 if TYPE_CHECKING:
@@ -177,6 +177,7 @@ def coordinator_command(
         if store is not None:
             overrides["store"] = {"url": store}
         cfg = load_config(config, **overrides)
+        refuse_attack(cfg, "accord coordinator")
         public = coordinator_public_context(cfg, ckks_public)
         if cfg.secure_aggregation.mode == "masking" and insecure:
             raise ConfigError(

@@ -27,6 +27,7 @@ from accord.cli.ckks import register as register_ckks
 from accord.cli.datasets import register as register_datasets
 from accord.cli.deploy import register as register_deploy
 from accord.cli.errors import EXIT_INTERRUPTED
+from accord.cli.evaluate import register as register_evaluate
 from accord.cli.participant import register as register_participant
 from accord.cli.pki import register as register_pki
 from accord.cli.runs import register as register_runs
@@ -69,6 +70,7 @@ register_deploy(app)
 register_participant(app)
 register_pki(app)
 register_ckks(app)
+register_evaluate(app)
 
 
 def main() -> None:

@@ -21,9 +21,17 @@ from rich.table import Table
 
 from accord.cli.errors import reported
 from accord.cli.output import comparison_table, dumps
+from accord.cli.scores import scores_table, show_json
 from accord.errors import ConfigError, RunNotFound
 from accord.simulation.baselines import Comparison
-from accord.store import RoundRecord, RunInfo, RunStore, export_metrics, open_store
+from accord.store import (
+    RoundRecord,
+    RunEvent,
+    RunInfo,
+    RunStore,
+    export_metrics,
+    open_store,
+)
 
 __all__ = ["register"]
 
@@ -150,28 +158,16 @@ def _epsilon(r: RoundRecord) -> float | None:
     return next((p.epsilon for p in r.privacy if p.participant is None), None)
 
 
-def _show_json(info: RunInfo, rounds: list[RoundRecord]) -> None:
-    """The run and its rounds, with the privacy spent, as one JSON document."""
-    document = {
-        "run_id": info.run_id,
-        "name": info.name,
-        "status": info.status,
-        "seed": info.seed,
-        "rounds_planned": info.rounds_planned,
-        "summary": info.summary,
-        "rounds": [
-            {
-                "number": r.number,
-                "status": r.status,
-                "selected": list(r.selected),
-                "ok": sum(1 for o in r.outcomes if o.status == "ok"),
-                "global_digest": r.global_digest,
-                "epsilon": _epsilon(r),
-                "privacy": [dataclasses.asdict(p) for p in r.privacy],
-            }
-            for r in rounds
-        ],
-    }
+def _show_json(
+    info: RunInfo, rounds: list[RoundRecord], events: list[RunEvent]
+) -> None:
+    """The run, its rounds (outcomes, scores, privacy spent) and events as JSON."""
+    document = show_json(info, rounds, events)
+    document["rounds_planned"] = info.rounds_planned
+    for entry, r in zip(document["rounds"], rounds, strict=True):
+        entry["ok"] = sum(1 for o in r.outcomes if o.status == "ok")
+        entry["epsilon"] = _epsilon(r)
+        entry["privacy"] = [dataclasses.asdict(p) for p in r.privacy]
     typer.echo(dumps(document))
 
 
@@ -180,9 +176,9 @@ def show_run(
     run_id: str,
     store: str | None = _STORE,
     directory: Path = _DIR,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """One run: each round's outcomes and epsilon, refused messages, the baselines.
+    """One run: rounds, outcomes, epsilon, update scores, refusals, baselines.
 
     RUN_ID is a run id, a prefix of one, or ``latest``.
     """
@@ -195,7 +191,7 @@ def show_run(
         finally:
             db.close()
     if as_json:
-        _show_json(info, rounds)
+        _show_json(info, rounds, events)
         return
     console = Console()
     console.print(
@@ -238,6 +234,8 @@ def show_run(
         if _is_record(e.kind):
             console.print(f"{e.kind}: {escape(_cut(e.detail))}", highlight=False)
     events = [e for e in events if not _is_record(e.kind)]
+    if (scored := scores_table(rounds)) is not None:
+        console.print(scored)
     if events:
         refused = Table(title="refused messages")
         for col in ("time (UTC)", "round", "participant", "kind", "detail"):

@@ -25,6 +25,12 @@ them, and folds the rest in selection order: the same sums, in the same order, a
 without the rule when nobody is refused. :meth:`Round.announce` hands out each
 outcome as it is recorded; an ``ok`` that the judgement turns into ``rejected`` is
 handed out again.
+
+A participant in ``excluded`` (quarantined by the robustness policy; the value is
+the reason recorded) is validated
+like any other, gets the outcome ``quarantined`` and is never folded; ``observer``
+(the anomaly scoring's :class:`~accord.detection.UpdateMatrix`) sees every valid
+update, folded or not, in selection order.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ __all__ = [
     "Accumulator",
     "Round",
     "RoundPlan",
+    "UpdateObserver",
     "all_finite",
     "not_finite",
     "validate_update",
@@ -62,6 +69,14 @@ class Accumulator(Protocol):
 
     def result(self) -> Params:
         """The aggregate of everything added."""
+        ...
+
+
+class UpdateObserver(Protocol):
+    """Sees every valid update of a round before it is released (scoring)."""
+
+    def add(self, participant: str, update: Params, *, excluded: bool) -> None:
+        """Read ``update`` (it is released right after this returns)."""
         ...
 
 
@@ -148,8 +163,12 @@ class Round:
         bounds: ExampleBounds | None = None,
         max_norm: float | None = None,
         max_norm_ratio: float = 0.0,
+        excluded: Mapping[str, str] | None = None,
+        observer: UpdateObserver | None = None,
     ) -> None:
         self.plan = plan
+        self._excluded: Mapping[str, str] = excluded or {}
+        self._observer = observer
         self._bounds = bounds
         self._max_norm = max_norm
         self._ratio = max_norm_ratio
@@ -231,6 +250,15 @@ class Round:
             )
         except UpdateRejected as exc:
             return self._record(done.participant, "rejected", exc.reason, done)
+        if done.participant in self._excluded:
+            if self._observer is not None:
+                self._waiting[done.participant] = done
+            return self._record(
+                done.participant,
+                "quarantined",
+                self._excluded[done.participant],
+                done,
+            )
         self._waiting[done.participant] = done
         if not self._judged:
             self._norms[done.participant] = l2_norm(done.update)
@@ -265,9 +293,13 @@ class Round:
         while self._next < len(selected) and selected[self._next] in self._outcomes:
             done = self._waiting.pop(selected[self._next], None)
             if done is not None:
-                self._acc.add(done.update, float(done.num_examples))
-                self._total_examples += done.num_examples
-                folded.append(done.participant)
+                out = done.participant in self._excluded
+                if self._observer is not None:
+                    self._observer.add(done.participant, done.update, excluded=out)
+                if not out:
+                    self._acc.add(done.update, float(done.num_examples))
+                    self._total_examples += done.num_examples
+                    folded.append(done.participant)
                 if release is not None:
                     release(done)
                 del done  # the last reference: a mapped update is unmapped here
@@ -341,17 +373,18 @@ class Round:
     def _record(
         self,
         participant: str,
-        status: Literal["ok", "rejected"],
+        status: Literal["ok", "rejected", "quarantined"],
         reason: str | None,
         done: TrainDone,
     ) -> ParticipantOutcome:
-        metrics: Mapping[str, float] = dict(done.metrics) if status == "ok" else {}
+        valid = status != "rejected"
+        metrics: Mapping[str, float] = dict(done.metrics) if valid else {}
         outcome = ParticipantOutcome(
             participant=participant,
             status=status,
             reason=reason,
-            num_examples=done.num_examples if status == "ok" else 0,
-            update_digest=done.update_digest if status == "ok" else None,
+            num_examples=done.num_examples if valid else 0,
+            update_digest=done.update_digest if valid else None,
             duration_s=done.duration_s,
             metrics=metrics,
         )

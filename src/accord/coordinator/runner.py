@@ -22,6 +22,13 @@ clipped updates and each round's epsilon is stored with it
 (:mod:`accord.coordinator.privacy`); a round that would take epsilon past the
 budget does not start, and the run ends there, completed, with the reason
 "budget exhausted" and the epsilon spent in its summary.
+
+With ``[robustness]`` scoring on, a plain round keeps a copy of each valid update,
+scores them against each other and the aggregate (:mod:`accord.detection`), stores
+the scores with the round and counts flags; a site flagged ``quarantine_after``
+times is excluded from aggregation from the next round on (its updates still
+recorded, as ``quarantined``) and a ``quarantined`` run event says when. A secure
+round scores nothing: the coordinator never sees a single update there.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ from accord.coordinator.summary import (
     summary_of,
     untrained,
 )
+from accord.detection import FlagRules, QuarantineState, UpdateMatrix, replay
 from accord.errors import (
     AggregateRejected,
     ConfigError,
@@ -72,7 +80,13 @@ from accord.errors import (
     UpdateRejected,
 )
 from accord.params import Params
-from accord.records import MetricValue, ParticipantOutcome, PrivacySpent, RoundRecord
+from accord.records import (
+    MetricValue,
+    ParticipantOutcome,
+    PrivacySpent,
+    RoundRecord,
+    UpdateScore,
+)
 from accord.task.protocol import TrainConfig
 
 if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy; the loop needs none
@@ -163,6 +177,14 @@ class Coordinator:
         self._privacy: CentralPrivacy | None = None
         if isinstance(executor, Bounding):  # a deployment refuses on arrival
             executor.bound_examples(self._bounds)
+        rob = config.robustness
+        self._rules = FlagRules(
+            max_norm_z=rob.max_norm_z,
+            min_cosine=rob.min_cosine,
+            max_distance_z=rob.max_distance_z,
+            min_nearest_ratio=rob.min_nearest_ratio,
+        )
+        self._quarantine = QuarantineState(rob.quarantine_after)
 
     def run(
         self,
@@ -233,6 +255,9 @@ class Coordinator:
                 self.config, participants=len(eligible(self._executor))
             )
             self._store.reopen_run(run_id)
+            self._quarantine = replay(
+                self.config.robustness.quarantine_after, point.recorded
+            )
             logger.info("run %s resumed at round %d", run_id, point.next_round)
             done = tuple(summary_of(r) for r in point.recorded)
             return self._run_from(
@@ -316,8 +341,10 @@ class Coordinator:
             self._privacy.admit(len(selected), len(roster))
         required = max(1, math.ceil(cfg.round.quorum * len(selected)))
         plan = RoundPlan(number, selected, required)
+        scores: tuple[UpdateScore, ...] = ()
         if cfg.secure_aggregation.mode == "off":
-            outcomes, succeeded, delta, reason = self._plain(plan, params, t0)
+            outcomes, succeeded, delta, reason, scores = self._plain(plan, params, t0)
+            self._count_flags(run_id, number, scores)
         else:
             outcomes, succeeded, delta, reason = self._secure(run_id, plan, params, t0)
         spent: PrivacySpent | None = None
@@ -353,6 +380,7 @@ class Coordinator:
                 metrics=tuple(metrics),
                 checkpoint=checkpoint,
                 privacy=() if spent is None else (spent,),
+                scores=scores,
             )
         )
         summary = RoundSummary(
@@ -399,8 +427,19 @@ class Coordinator:
 
     def _plain(
         self, plan: RoundPlan, params: Params, t0: float
-    ) -> tuple[tuple[ParticipantOutcome, ...], int, Params | None, str | None]:
-        """Collect and fold the selected participants' updates in the clear."""
+    ) -> tuple[
+        tuple[ParticipantOutcome, ...],
+        int,
+        Params | None,
+        str | None,
+        tuple[UpdateScore, ...],
+    ]:
+        """Collect and fold the selected participants' updates in the clear.
+
+        With scoring on, also the scores of every valid update (none when the
+        round failed: there is no aggregate to score against).
+        """
+        kept = UpdateMatrix() if self.config.robustness.scoring else None
         accumulator = (
             self._strategy.accumulator(params.spec)
             if self._privacy is None
@@ -413,16 +452,34 @@ class Coordinator:
             bounds=self._bounds,
             max_norm=self.config.strategy.max_update_norm,
             max_norm_ratio=self.config.strategy.max_norm_ratio,
+            excluded={
+                q: self._quarantine.reason(q) for q in self._quarantine.quarantined
+            },
+            observer=kept,
         )
         self._executor.submit_train(plan.number, self._jobs(plan.number, plan.selected))
         self._observer.round_started(plan.number, plan.selected)
         self._collect_updates(rnd, t0)
         try:
-            return rnd.outcomes, rnd.succeeded, rnd.aggregate(), None
+            delta = rnd.aggregate()
         except RoundFailed as exc:
             logger.info("round %d failed: %s", plan.number, exc)
-            return rnd.outcomes, rnd.succeeded, None, str(exc)
+            return rnd.outcomes, rnd.succeeded, None, str(exc), ()
+        scores = () if kept is None else kept.score(delta, self._rules)
+        return rnd.outcomes, rnd.succeeded, delta, None, scores
         # The round's accumulator (a float64 copy of the model) goes with ``rnd``.
+
+    def _count_flags(
+        self, run_id: str, number: int, scores: tuple[UpdateScore, ...]
+    ) -> None:
+        """Count the round's flags; record a ``quarantined`` event for each new one."""
+        self._quarantine, newly = self._quarantine.step(number, scores)
+        for who in newly:
+            reason = self._quarantine.reason(who)
+            logger.info("%s %s", who, reason)
+            self._store.record_event(
+                run_id, round=number, participant=who, kind="quarantined", detail=reason
+            )
 
     def _secure(
         self, run_id: str, plan: RoundPlan, params: Params, t0: float

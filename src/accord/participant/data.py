@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accord.config import load_config
+from accord.config import load_config, refuse_attack
 from accord.data.arrays import ArrayData, DatasetInfo
 from accord.data.datasets import load_table
 from accord.data.federation import labelled
@@ -73,6 +73,7 @@ def _simulated(rest: str) -> LocalData:
             f"sim:{rest} must name a site: sim:PATH/TO/fed.toml#SITE", key="--data"
         )
     config = load_config(path)
+    refuse_attack(config, "accord participant")
     ctx = build_context(config)
     try:
         chosen = ctx.site(site)

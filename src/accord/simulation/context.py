@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from accord.config import FedConfig
 from accord.data.datasets import declared_levels, load_table
@@ -16,6 +17,9 @@ from accord.data.preprocess import Encoder
 from accord.data.profile import Schema
 from accord.task.loading import load_task
 from accord.task.protocol import Task
+
+if TYPE_CHECKING:
+    from accord.attacks.data import Trigger
 
 __all__ = ["SimContext", "build_context", "federation_schema"]
 
@@ -26,6 +30,9 @@ class SimContext:
 
     data: FederatedData
     task: Task
+    #: ``[attack]``'s malicious sites and backdoor trigger (``poison=True`` only).
+    malicious: tuple[str, ...] = ()
+    trigger: Trigger | None = None
 
     @property
     def participants(self) -> tuple[str, ...]:
@@ -70,11 +77,15 @@ def federation_schema(config: FedConfig) -> Schema:
     )
 
 
-def build_context(config: FedConfig, *, encoder: Encoder | None = None) -> SimContext:
+def build_context(
+    config: FedConfig, *, encoder: Encoder | None = None, poison: bool = False
+) -> SimContext:
     """Load and split the data, then build the task for it.
 
     ``encoder``: a deployment's federated fit, which replaces the one fitted on
-    the coordinator's own sites (its test set and task follow it).
+    the coordinator's own sites (its test set and task follow it). ``poison``:
+    apply ``[attack]``'s data transforms (the simulation engine and its workers
+    only; everything else gets the clean federation).
     """
     d = config.data
     base = Path(config.base_dir)
@@ -97,4 +108,11 @@ def build_context(config: FedConfig, *, encoder: Encoder | None = None) -> SimCo
     task = load_task(
         config.task.factory, data.info, options=config.task.options, base_dir=base
     )
+    if poison and config.attack is not None:
+        from accord.attacks.data import poison_federation
+
+        done = poison_federation(data, config.attack, seed=config.federation.seed)
+        return SimContext(
+            data=done.data, task=task, malicious=done.malicious, trigger=done.trigger
+        )
     return SimContext(data=data, task=task)

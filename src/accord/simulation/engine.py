@@ -50,10 +50,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SimulationResult:
-    """The run, and the baseline comparison when it was asked for."""
+    """The run, the baseline comparison when it was asked for, the attackers."""
 
     run: RunResult
     comparison: Comparison | None
+    #: ``[attack]``'s malicious sites (empty without an attack).
+    malicious: tuple[str, ...] = ()
 
 
 def _executor(
@@ -73,6 +75,38 @@ def _executor(
         ckks_secret=ckks_secret,
         clock=clock,
     )
+
+
+def _adversary(config: FedConfig, ctx: SimContext, executor: Executor) -> Executor:
+    """The executor, wrapped so that ``[attack]``'s malicious updates are crafted."""
+    attack = config.attack
+    if attack is None or not attack.updates:
+        return executor
+    from accord.simulation.adversary import AdversarialExecutor, update_attack
+
+    logger.info("attack %s by %s", attack.kind, ", ".join(ctx.malicious))
+    return AdversarialExecutor(
+        executor,
+        attack=update_attack(attack),
+        malicious=ctx.malicious,
+        seed=config.federation.seed,
+    )
+
+
+def _central_eval(ctx: SimContext) -> Callable[[Params], Mapping[str, float]]:
+    """Scores on the central test set; with a backdoor, its attack success rate."""
+
+    def central(params: Params) -> Mapping[str, float]:
+        scores = dict(evaluate(ctx.task, params, ctx.data.test))
+        if ctx.trigger is not None:
+            from accord.attacks.data import attack_success_rate
+
+            scores["backdoor_success"] = attack_success_rate(
+                ctx.task, params, ctx.data.test, ctx.trigger
+            )
+        return scores
+
+    return central
 
 
 def _key_holder(config: FedConfig) -> tuple[bytes | None, bytes | None]:
@@ -154,12 +188,10 @@ def _simulate(
     clock: Callable[[], float],
 ) -> SimulationResult:
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
-    ctx = build_context(config)
+    ctx = build_context(config, poison=True)
     initial = ctx.task.init_params(config.federation.seed)
     has_test = len(ctx.data.test) > 0
-
-    def central(params: Params) -> Mapping[str, float]:
-        return evaluate(ctx.task, params, ctx.data.test)
+    central = _central_eval(ctx)
 
     comparison: list[Comparison] = []
 
@@ -171,7 +203,9 @@ def _simulate(
         return {"comparison": result.to_dict()}
 
     ckks_secret, ckks_public = _key_holder(config)
-    executor = _executor(config, ctx, initial, ckks_secret, clock)
+    executor = _adversary(
+        config, ctx, _executor(config, ctx, initial, ckks_secret, clock)
+    )
     try:
         coordinator = Coordinator(
             config,
@@ -189,4 +223,8 @@ def _simulate(
             run = coordinator.resume(resume, initial, extra_summary=summarise)
     finally:
         executor.close()
-    return SimulationResult(run=run, comparison=comparison[0] if comparison else None)
+    return SimulationResult(
+        run=run,
+        comparison=comparison[0] if comparison else None,
+        malicious=ctx.malicious,
+    )

@@ -358,7 +358,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
         config = FedConfig.model_validate(
             {**json.loads(setup.config_json), "base_dir": setup.base_dir}
         )
-        ctx = build_context(config)
+        ctx = build_context(config, poison=True)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(setup.threads)
         worker = _Worker(conn, setup, ctx)

@@ -26,6 +26,7 @@ from accord.records import (
     RunEvent,
     RunInfo,
     RunStatus,
+    UpdateScore,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "RunEvent",
     "RunInfo",
     "RunStatus",
+    "UpdateScore",
     "check_round",
     "clean_event",
 ]
@@ -122,6 +124,11 @@ def check_round(record: RoundRecord) -> None:
             raise StoreError(f"{where}: a metric has an empty name")
     for spent in record.privacy:
         _check_privacy(where, spent)
+    scored = [sc.participant for sc in record.scores]
+    if len(set(scored)) != len(scored) or not all(scored):
+        raise StoreError(
+            f"{where}: scores need one distinct, non-empty participant each"
+        )
 
 
 def _fit(text: str, limit: int) -> str:

@@ -43,6 +43,7 @@ from accord.store.records import (
     RunEvent,
     RunInfo,
     RunStatus,
+    UpdateScore,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "PrivacyRow",
     "RoundRow",
     "RunRow",
+    "ScoreRow",
     "event_from_row",
     "metric_from_row",
     "privacy_from_row",
@@ -140,6 +142,9 @@ class RoundRow(Base):
     privacy: Mapped[list[PrivacyRow]] = relationship(
         order_by="PrivacyRow.position", cascade="all, delete-orphan"
     )
+    scores: Mapped[list[ScoreRow]] = relationship(
+        order_by="ScoreRow.position", cascade="all, delete-orphan"
+    )
 
     __table_args__ = (
         UniqueConstraint("run_id", "number"),
@@ -168,7 +173,8 @@ class OutcomeRow(Base):
     __table_args__ = (
         UniqueConstraint("round_id", "participant"),
         CheckConstraint(
-            "status IN ('ok', 'failed', 'timeout', 'rejected')", name="status"
+            "status IN ('ok', 'failed', 'timeout', 'rejected', 'quarantined')",
+            name="status",
         ),
         CheckConstraint("num_examples >= 0", name="num_examples"),
     )
@@ -224,6 +230,33 @@ class PrivacyRow(Base):
         CheckConstraint("level IN ('participant', 'record')", name="level"),
         CheckConstraint("epsilon >= 0", name="epsilon"),
     )
+
+
+class ScoreRow(Base):
+    """Anomaly scores of one participant's update in one round (migration 0004).
+
+    ``flags`` is a JSON list of the rules the update broke; NULL scores mean NaN.
+    """
+
+    __tablename__ = "accord_update_scores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(
+        ForeignKey("accord_rounds.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int]
+    participant: Mapped[str] = mapped_column(String(255))
+    norm: Mapped[float] = mapped_column(NanFloat, nullable=True)
+    cosine: Mapped[float] = mapped_column(NanFloat, nullable=True)
+    mean_distance: Mapped[float] = mapped_column(NanFloat, nullable=True)
+    median_distance: Mapped[float] = mapped_column(NanFloat, nullable=True)
+    nearest_ratio: Mapped[float] = mapped_column(NanFloat, nullable=True)
+    norm_z: Mapped[float] = mapped_column(NanFloat, nullable=True)
+    distance_z: Mapped[float] = mapped_column(NanFloat, nullable=True)
+    flags: Mapped[str] = mapped_column(Text)
+    excluded: Mapped[bool]
+
+    __table_args__ = (UniqueConstraint("round_id", "participant"),)
 
 
 class EventRow(Base):
@@ -303,6 +336,38 @@ def round_to_row(record: RoundRecord) -> RoundRow:
             )
             for i, p in enumerate(record.privacy)
         ],
+        scores=[
+            ScoreRow(
+                position=i,
+                participant=sc.participant,
+                norm=sc.norm,
+                cosine=sc.cosine,
+                mean_distance=sc.mean_distance,
+                median_distance=sc.median_distance,
+                nearest_ratio=sc.nearest_ratio,
+                norm_z=sc.norm_z,
+                distance_z=sc.distance_z,
+                flags=json.dumps(list(sc.flags), ensure_ascii=False),
+                excluded=sc.excluded,
+            )
+            for i, sc in enumerate(record.scores)
+        ],
+    )
+
+
+def score_from_row(row: ScoreRow) -> UpdateScore:
+    """The record of one score row."""
+    return UpdateScore(
+        participant=row.participant,
+        norm=row.norm,
+        cosine=row.cosine,
+        mean_distance=row.mean_distance,
+        median_distance=row.median_distance,
+        nearest_ratio=row.nearest_ratio,
+        norm_z=row.norm_z,
+        distance_z=row.distance_z,
+        flags=tuple(json.loads(row.flags)),
+        excluded=row.excluded,
     )
 
 
@@ -340,6 +405,7 @@ def round_from_row(row: RoundRow) -> RoundRecord:
         ),
         metrics=tuple(metric_from_row(m) for m in row.metrics),
         checkpoint=row.checkpoint,
+        scores=tuple(score_from_row(sc) for sc in row.scores),
         privacy=tuple(privacy_from_row(p) for p in row.privacy),
     )
 

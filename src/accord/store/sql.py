@@ -277,6 +277,7 @@ class SqlStore:
                     selectinload(RoundRow.outcomes),
                     selectinload(RoundRow.metrics),
                     selectinload(RoundRow.privacy),
+                    selectinload(RoundRow.scores),
                 )
             )
             return [round_from_row(row) for row in session.scalars(stmt)]
@@ -294,6 +295,7 @@ class SqlStore:
                     selectinload(RoundRow.outcomes),
                     selectinload(RoundRow.metrics),
                     selectinload(RoundRow.privacy),
+                    selectinload(RoundRow.scores),
                 )
             )
             row = session.scalars(stmt).first()

@@ -1,0 +1,1 @@
+"""Reports with plots (the ``report`` extra: matplotlib), written as files."""
