@@ -308,7 +308,7 @@ class Coordinator:
             round_number=number,
         )
         if self._privacy is not None:  # a round over the budget never starts
-            self._privacy.admit(len(selected), len(roster))
+            self._privacy.admit(len(selected), len(roster), values=params.size)
         required = max(1, math.ceil(cfg.round.quorum * len(selected)))
         plan = RoundPlan(number, selected, required)
         if cfg.secure_aggregation.mode == "off":
@@ -460,6 +460,7 @@ class Coordinator:
                 spec=params.spec,
                 clock=self._clock,
                 on_outcome=report,
+                privacy=self._privacy,
             )
         self._observer.round_started(number, plan.selected)
         out = collector.run(
