@@ -21,7 +21,10 @@ the coordinator can see carries at least the target noise, and one of ``k``
 survivors carries exactly ``k`` shares (Skellam sums are Skellam), which is what the
 round is accounted for.
 
-**Wraparound.** The scale is the largest power of two for which the sum of all
+**Wraparound.** The scale is the largest power of two for which each site's noise
+share stays within :data:`MAX_SHARE` (2^36, where numpy's Poisson sampler is
+accurate; a unit is then still about ``noise_multiplier * clip / 10^5``, far below
+the noise) and the sum of all
 ``participants`` contributions, at its largest (``participants * (clip * scale + 1)``)
 plus the noise of all of them past its ``2^-40`` tail (union bound over the
 coordinates), stays within ``±(2^31 - 1)``: the signed sum decodes exactly except
@@ -42,15 +45,23 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from accord.privacy.skellam import integer_sensitivity, sample_skellam, tail_bound
+from accord.privacy.skellam import (
+    MAX_MU,
+    integer_sensitivity,
+    sample_skellam,
+    tail_bound,
+)
 
-__all__ = ["WRAP_FAILURE", "DistributedNoise"]
+__all__ = ["MAX_SHARE", "WRAP_FAILURE", "DistributedNoise"]
 
 _INT31 = 2**31 - 1
 #: The probability, at most, that a round's noised sum wraps around the ring.
 WRAP_FAILURE = 2.0**-40
 #: Rounding may add at most this fraction of ``clip * scale`` to the sensitivity.
 _MAX_ROUNDING_SHARE = 0.1
+#: The largest noise share a site draws: far inside the range where numpy's
+#: Poisson sampler is accurate (see :mod:`accord.privacy.skellam`).
+MAX_SHARE = MAX_MU / 2**4
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +110,7 @@ class DistributedNoise:
         scale = 2.0 ** math.floor(math.log2(_INT31 / (participants * clip)))
         while scale * clip >= math.sqrt(values) / _MAX_ROUNDING_SHARE:
             share = _share(clip * scale, values, noise_multiplier, threshold)
-            if _fits(clip * scale, values, participants, share):
+            if share <= MAX_SHARE and _fits(clip * scale, values, participants, share):
                 return cls(
                     clip,
                     noise_multiplier,
