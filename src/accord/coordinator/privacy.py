@@ -94,7 +94,7 @@ class CentralPrivacy:
         from accord.privacy.accountant import DpAccountant  # needs the privacy extra
         from accord.privacy.budget import PrivacyBudget
         from accord.privacy.calibration import calibrate_noise_multiplier
-        from accord.privacy.distributed import SkellamAccountant
+        from accord.privacy.distributed import SkellamAccountant, calibrate_multiplier
 
         if not 1 <= round_size <= participants:
             raise ValueError(f"{round_size} selected out of {participants}")
@@ -120,6 +120,17 @@ class CentralPrivacy:
         rate = round_size / participants
         if settings.noise_multiplier is not None:
             self.noise_multiplier = settings.noise_multiplier
+        elif placement == "distributed":
+            assert settings.target_epsilon is not None  # the config guarantees one
+            try:
+                self.noise_multiplier = calibrate_multiplier(
+                    settings.target_epsilon, rounds=rounds, delta=settings.delta
+                )
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{exc}; raise target_epsilon or plan fewer rounds",
+                    key="privacy.target_epsilon",
+                ) from None
         else:
             assert settings.target_epsilon is not None  # the config guarantees one
             self.noise_multiplier = calibrate_noise_multiplier(
@@ -127,9 +138,7 @@ class CentralPrivacy:
                 sampling_rate=rate,
                 steps=rounds,
                 delta=settings.delta,
-                # Skellam is accounted in RDP, where it costs a little more than
-                # the Gaussian: calibrate in RDP, and the budget stops any excess.
-                kind=settings.accountant if placement == "central" else "rdp",
+                kind=settings.accountant,
             )
             logger.info(
                 "noise multiplier %.4f reaches epsilon %g at delta %g over %d rounds",

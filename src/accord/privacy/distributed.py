@@ -26,7 +26,16 @@ import numpy as np
 from accord.privacy._dp import rdp_privacy_accountant
 from accord.privacy.skellam import RDP_ORDERS, skellam_rdp
 
-__all__ = ["SkellamAccountant", "SkellamEvent"]
+__all__ = ["SkellamAccountant", "SkellamEvent", "calibrate_multiplier"]
+
+#: A round's ring sensitivity for calibration. Real rounds have 1e4 to 1e6 (the
+#: scale keeps rounding under a tenth of the clip and shares under 2^36); the
+#: Skellam bound's second-order term shrinks as the sensitivity grows, so
+#: calibrating at the low end is conservative for them.
+_CALIBRATION_L2 = 1e4
+#: Calibrate a hair below the target, so that the real rounds' sensitivities
+#: (which move epsilon by far less) never push the last round over it.
+_CALIBRATION_MARGIN = 1e-4
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +116,38 @@ def _added(
             return out
     out.append((event, count))
     return out
+
+
+def calibrate_multiplier(
+    target_epsilon: float, *, rounds: int, delta: float, share_of_target: float = 1.0
+) -> float:
+    """The smallest noise multiplier whose ``rounds`` Skellam rounds stay in budget.
+
+    Each round is accounted with the noise of the fewest contributors the
+    protocol unmasks (``share_of_target`` times the target noise; 1 when the
+    shares are sized for the threshold), no amplification by sampling. Bisection
+    over the multiplier, since epsilon falls as it grows; ValueError when even
+    a multiplier of 100 spends more than the target.
+    """
+    if not (math.isfinite(target_epsilon) and target_epsilon > 0) or rounds < 1:
+        raise ValueError("need a target epsilon > 0 and at least one round")
+    goal = target_epsilon * (1 - _CALIBRATION_MARGIN)
+
+    def spent(multiplier: float) -> float:
+        l2 = _CALIBRATION_L2
+        mu = share_of_target * (multiplier * l2) ** 2 / 2
+        return _epsilon([(SkellamEvent(mu, l2, l2 * 1e3), rounds)], delta)
+
+    low, high = 1e-3, 100.0
+    if spent(high) > goal:
+        raise ValueError(
+            f"epsilon {target_epsilon} over {rounds} rounds needs a noise multiplier "
+            "above 100"
+        )
+    for _ in range(60):
+        middle = (low + high) / 2
+        if spent(middle) > goal:
+            low = middle
+        else:
+            high = middle
+    return high
