@@ -130,3 +130,20 @@ def test_target_epsilon_is_met_with_the_fewest_contributors(tmp_path: Path) -> N
         rounds = store.rounds(result.run.run_id)
     assert len(rounds) == 3
     assert rounds[-1].privacy[0].epsilon <= worst
+
+
+def test_worker_processes_give_the_in_process_model(tmp_path: Path) -> None:
+    # The job (with its noise plan) crosses to the workers as JSON and back.
+    config = make_config(tmp_path, rounds=1)
+    pooled = config.model_copy(
+        update={"simulation": config.simulation.model_copy(update={"workers": 2})}
+    )
+
+    with MemoryStore() as store:
+        inline = simulate(config, store=store).run
+    with MemoryStore() as store:
+        workers = simulate(pooled, store=store).run
+
+    assert workers.rounds[0].succeeded == SITES
+    assert workers.params.digest() == inline.params.digest()
+    assert workers.rounds[0].epsilon == inline.rounds[0].epsilon
