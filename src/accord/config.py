@@ -218,10 +218,12 @@ class PrivacyConfig(_Section):
 
     ``level = "participant"``: each participant's whole update is clipped to
     ``clip`` (L2) and the coordinator adds Gaussian noise to their mean (DP-FedAvg,
-    central noise). ``"record"``: DP-SGD inside each site (its keys are accepted;
-    a run refuses it until a task supports it). Exactly one of
-    ``noise_multiplier`` and ``target_epsilon`` (turned into a multiplier for the
-    planned rounds). ``delta`` is a fixed 1e-5 unless given: keep it well below
+    central noise); with ``[secure_aggregation] mode = "masking"`` each site clips
+    its own update and adds its share of integer noise inside the ring encoding
+    instead (distributed noise; CKKS is refused). ``"record"``: DP-SGD inside each
+    site (its keys are accepted; a run refuses it until a task supports it). Exactly
+    one of ``noise_multiplier`` and ``target_epsilon`` (turned into a multiplier for
+    the planned rounds). ``delta`` is a fixed 1e-5 unless given: keep it well below
     1 / (number of protected units). ``adaptive_clip`` lets the clip follow the
     ``target_quantile`` of update norms (Andrew et al. 2021), starting from
     ``clip``. A round that would take epsilon past ``budget_epsilon`` does not
@@ -722,12 +724,20 @@ def _check_privacy(cfg: FedConfig) -> None:
             'not account: use aggregation = "mean"',
             key=key,
         )
-    if cfg.secure_aggregation.mode != "off":
+    mode = cfg.secure_aggregation.mode
+    if mode == "ckks":
         raise ConfigError(
-            "participant-level DP with secure aggregation needs each site to clip "
-            "its own update before masking, which accord does not do yet; turn "
-            "secure_aggregation off, or DP off",
+            "participant-level DP with CKKS would need each site to add its share of "
+            "noise under encryption, which accord does not do; use "
+            'secure_aggregation = "masking" (distributed noise) or turn it off '
+            "(central noise)",
             key=key,
+        )
+    if mode == "masking" and cfg.privacy.adaptive_clip:
+        raise ConfigError(
+            "adaptive_clip counts the updates within the clip, which masking hides "
+            "from the coordinator; give a fixed clip with secure aggregation",
+            key="privacy.adaptive_clip",
         )
 
 

@@ -255,6 +255,7 @@ class Deployed:
         self.threads: list[threading.Thread] = []
         self.ended: dict[str, object] = {}
         self.clock: Callable[[], float] | None = None  # the coordinator's, if set
+        self.accept_noise_seed = False
 
     def start(
         self,
@@ -263,11 +264,14 @@ class Deployed:
         policies: Mapping[str, SitePolicy] | None = None,
         folders: Mapping[str, Path] | None = None,
         ckks: Mapping[str, bytes] | None = None,
+        accept_noise_seed: bool = False,
     ) -> None:
         """Start every site; ``silent[site] = stage``: it goes quiet from there.
 
-        ``ckks[site]`` is the secret CKKS context the site holds (none if absent).
+        ``ckks[site]`` is the secret CKKS context the site holds (none if absent);
+        ``accept_noise_seed`` lets the sites take a seeded DP noise share.
         """
+        self.accept_noise_seed = accept_noise_seed
         for name in self.sites:
             folder = (folders or {}).get(name, self.running.federation.root / name)
             self._start(
@@ -297,6 +301,7 @@ class Deployed:
             ca_pem=pki.load_identity(folder).ca_pem,
             policy=policy,
             ckks_context=ckks,
+            accept_noise_seed=self.accept_noise_seed,
         )
 
         def serve():

@@ -104,6 +104,20 @@ def test_participant_dp_needs_the_mean(rule):
     assert info.value.key == "privacy.level"
 
 
-def test_participant_dp_with_secure_aggregation_is_refused_for_now():
-    with pytest.raises(ConfigError, match="clip its own update"):
-        load(privacy=PARTICIPANT, secure_aggregation="masking")
+def test_participant_dp_with_masking_loads_for_distributed_noise():
+    cfg = load(privacy=PARTICIPANT, secure_aggregation="masking")
+    assert cfg.privacy.level == "participant"
+    assert cfg.secure_aggregation.mode == "masking"
+
+
+def test_participant_dp_with_ckks_is_refused():
+    with pytest.raises(ConfigError, match="under encryption") as info:
+        load(privacy=PARTICIPANT, secure_aggregation="ckks")
+    assert info.value.key == "privacy.level"
+
+
+def test_adaptive_clip_with_masking_is_refused():
+    adaptive = {"level": "participant", "noise_multiplier": 1.0, "adaptive_clip": True}
+    with pytest.raises(ConfigError, match="fixed clip") as info:
+        load(privacy=adaptive, secure_aggregation="masking")
+    assert info.value.key == "privacy.adaptive_clip"

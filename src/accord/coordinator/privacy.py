@@ -15,6 +15,17 @@ round whose noised aggregate was computed costs its event even if the aggregate 
 then refused by an integrity check (conservative: its failure reason is
 published).
 
+**Distributed noise.** Under ``[secure_aggregation] mode = "masking"`` the
+coordinator never sees an update: each site clips its own and adds its share of
+Skellam noise inside the ring encoding
+(:class:`~accord.secagg.noised.DistributedNoise`, sized so that any sum the
+protocol unmasks, of at least ``threshold`` sites, carries at least the noise of
+the central mechanism). The round declares a
+:class:`~accord.privacy.distributed.SkellamEvent` for the *realised* contributors
+(``k`` shares) and a :class:`~accord.privacy.distributed.SkellamAccountant`
+composes them; no amplification by sampling is claimed. The budget is checked
+before a round with the fewest contributors the protocol allows.
+
 ``target_epsilon`` is turned into a noise multiplier once, at run start, for the
 planned rounds at the expected sampling rate; it is also the run's budget unless
 ``budget_epsilon`` says otherwise. A resumed run rebuilds its accountant (and an
@@ -26,7 +37,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -36,9 +47,15 @@ from accord.errors import ConfigError
 from accord.params import ParamSpec
 from accord.privacy import AdaptiveClip, NoiseSource
 from accord.records import PrivacySpent, RoundRecord
+from accord.secagg.config import round_parameters
+from accord.secagg.noised import DistributedNoise
 
 if TYPE_CHECKING:  # dp-accounting is imported only once DP is on
+    from accord.privacy.accountant import DpAccountant
+    from accord.privacy.distributed import SkellamAccountant, SkellamEvent
     from accord.privacy.events import DpEvent
+
+Placement = Literal["central", "distributed"]
 
 __all__ = ["INITIAL_ADAPTIVE_CLIP", "CentralPrivacy", "check_supported"]
 
@@ -70,15 +87,27 @@ class CentralPrivacy:
         participants: int,
         round_size: int,
         rounds: int,
+        placement: Placement = "central",
+        secure_threshold: int | None = None,
+        secure_degree: int | None = None,
     ) -> None:
         from accord.privacy.accountant import DpAccountant  # needs the privacy extra
         from accord.privacy.budget import PrivacyBudget
         from accord.privacy.calibration import calibrate_noise_multiplier
+        from accord.privacy.distributed import SkellamAccountant, calibrate_multiplier
 
         if not 1 <= round_size <= participants:
             raise ValueError(f"{round_size} selected out of {participants}")
         self.settings = settings
-        self.accountant = DpAccountant(settings.accountant)
+        self.placement: Placement = placement
+        self._secure = (secure_threshold, secure_degree)
+        self.accountant: DpAccountant | SkellamAccountant = (
+            DpAccountant(settings.accountant)
+            if placement == "central"
+            else SkellamAccountant()
+        )
+        # What the last distributed round released: its plan and contributors.
+        self._released: tuple[DistributedNoise, int] | None = None
         self.budget = PrivacyBudget(
             settings.budget_epsilon or settings.target_epsilon, settings.delta
         )
@@ -91,6 +120,17 @@ class CentralPrivacy:
         rate = round_size / participants
         if settings.noise_multiplier is not None:
             self.noise_multiplier = settings.noise_multiplier
+        elif placement == "distributed":
+            assert settings.target_epsilon is not None  # the config guarantees one
+            try:
+                self.noise_multiplier = calibrate_multiplier(
+                    settings.target_epsilon, rounds=rounds, delta=settings.delta
+                )
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{exc}; raise target_epsilon or plan fewer rounds",
+                    key="privacy.target_epsilon",
+                ) from None
         else:
             assert settings.target_epsilon is not None  # the config guarantees one
             self.noise_multiplier = calibrate_noise_multiplier(
@@ -136,11 +176,15 @@ class CentralPrivacy:
             participants,
             max(sel.min_participants, math.ceil(sel.fraction * participants)),
         )
+        secure = config.secure_aggregation
         return cls(
             config.privacy,
             participants=participants,
             round_size=size,
             rounds=config.federation.rounds,
+            placement="distributed" if secure.mode == "masking" else "central",
+            secure_threshold=secure.threshold,
+            secure_degree=secure.degree,
         )
 
     def epsilon(self) -> float:
@@ -151,21 +195,35 @@ class CentralPrivacy:
         """What the run's stored summary says of its privacy."""
         return {
             "level": self.settings.level,
+            "noise": self.placement,
             "epsilon": self.epsilon(),
             "delta": self.settings.delta,
             "budget_epsilon": self.budget.epsilon,
             "noise_multiplier": self.noise_multiplier,
-            "accountant": self.settings.accountant,
+            "accountant": self._accountant_name,
             "clip": self.clip,
         }
 
+    @property
+    def _accountant_name(self) -> str:
+        return (
+            self.settings.accountant if self.placement == "central" else "skellam-rdp"
+        )
+
     def restore(self, recorded: Sequence[RoundRecord]) -> None:
         """Account the rounds a resumed run recorded; continue their adaptive clip."""
+        from accord.privacy.distributed import SkellamEvent
         from accord.privacy.events import participant_round_event
 
         for record in recorded:
             for spent in record.privacy:
                 if spent.level != "participant" or spent.participant is not None:
+                    continue
+                if self.placement == "distributed":
+                    d = spent.details
+                    self.accountant.compose(
+                        SkellamEvent(d["skellam_mu"], d["l2"], d["l1"])
+                    )
                     continue
                 event = participant_round_event(
                     spent.noise_multiplier, spent.sampling_rate
@@ -173,13 +231,47 @@ class CentralPrivacy:
                 self.accountant.compose(event)
                 self.clip = spent.details.get("next_clip", self.clip)
 
-    def admit(self, selected: int, eligible: int) -> float:
+    def admit(self, selected: int, eligible: int, *, values: int = 1) -> float:
         """Epsilon after a round of ``selected`` out of ``eligible``.
 
-        :class:`~accord.errors.PrivacyBudgetExhausted` if that is over the budget:
-        the round must not start.
+        ``values`` is the model's size (distributed noise's sensitivity depends on
+        it); such a round is checked with the fewest contributors the protocol
+        unmasks. :class:`~accord.errors.PrivacyBudgetExhausted` if that is over
+        the budget: the round must not start.
         """
+        if self.placement == "distributed":
+            threshold, _ = round_parameters(
+                selected, threshold=self._secure[0], degree=self._secure[1]
+            )
+            plan = self.noise_plan(selected, threshold, values)
+            return self.budget.check(self.accountant, _skellam(plan, threshold))
         return self.budget.check(self.accountant, self._event(selected, eligible))
+
+    def noise_plan(
+        self, participants: int, threshold: int, values: int
+    ) -> DistributedNoise:
+        """The distributed noise of a secure round of ``participants`` sites.
+
+        Raises ConfigError when no ring scale fits (too many sites or values).
+        """
+        try:
+            return DistributedNoise.plan(
+                clip=self.clip,
+                noise_multiplier=self.noise_multiplier,
+                participants=participants,
+                threshold=threshold,
+                values=values,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="privacy.noise_multiplier") from None
+
+    def released(self, plan: DistributedNoise, contributors: int) -> None:
+        """A secure round unmasked the noised sum of ``contributors`` sites."""
+        if contributors < plan.threshold:  # the protocol never unmasks fewer
+            raise ValueError(
+                f"{contributors} contributors, below the threshold {plan.threshold}"
+            )
+        self._released = (plan, contributors)
 
     def accumulator(
         self, spec: ParamSpec, number: int, selected: int
@@ -198,6 +290,8 @@ class CentralPrivacy:
 
     def settle(self, selected: int, eligible: int) -> PrivacySpent | None:
         """Account the round just run; None if it drew no noise (nothing released)."""
+        if self.placement == "distributed":
+            return self._settle_distributed(selected, eligible)
         if self._open is None:
             return None
         acc, rng, clip = self._open
@@ -226,7 +320,43 @@ class CentralPrivacy:
             details=details,
         )
 
+    def _settle_distributed(self, selected: int, eligible: int) -> PrivacySpent | None:
+        if self._released is None:
+            return None
+        plan, contributors = self._released
+        self._released = None
+        event = _skellam(plan, contributors)
+        self.accountant.compose(event)
+        return PrivacySpent(
+            level="participant",
+            participant=None,
+            epsilon=self.epsilon(),
+            delta=self.settings.delta,
+            accountant=self._accountant_name,
+            noise_multiplier=self.noise_multiplier,
+            sampling_rate=selected / eligible,
+            clip=plan.clip,
+            details={
+                "distributed": 1.0,
+                "contributors": float(contributors),
+                "threshold": float(plan.threshold),
+                "noise_share": plan.noise_share,
+                "skellam_mu": event.mu,
+                "l2": event.l2,
+                "l1": event.l1,
+                "scale": plan.scale,
+            },
+        )
+
     def _event(self, selected: int, eligible: int) -> DpEvent:
         from accord.privacy.events import participant_round_event
 
         return participant_round_event(self.noise_multiplier, selected / eligible)
+
+
+def _skellam(plan: DistributedNoise, contributors: int) -> SkellamEvent:
+    """The event of a sum of ``contributors`` inputs of ``plan``."""
+    from accord.privacy.distributed import SkellamEvent
+
+    l2, l1 = plan.sensitivity
+    return SkellamEvent(plan.summed_noise(contributors), l2, l1)

@@ -338,7 +338,7 @@ class Coordinator:
             round_number=number,
         )
         if self._privacy is not None:  # a round over the budget never starts
-            self._privacy.admit(len(selected), len(roster))
+            self._privacy.admit(len(selected), len(roster), values=params.size)
         required = max(1, math.ceil(cfg.round.quorum * len(selected)))
         plan = RoundPlan(number, selected, required)
         scores: tuple[UpdateScore, ...] = ()
@@ -522,6 +522,7 @@ class Coordinator:
                 spec=params.spec,
                 clock=self._clock,
                 on_outcome=report,
+                privacy=self._privacy,
             )
         self._observer.round_started(number, plan.selected)
         out = collector.run(

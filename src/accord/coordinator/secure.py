@@ -12,6 +12,13 @@ the protocol's reason and releases nothing.
 The result is the weighted mean update, decoded from the ring sum; no individual
 update, weight or example count ever reaches the coordinator, so the round's
 outcomes carry none (``num_examples`` 0, the digest of the *masked* input).
+
+With participant-level DP (``privacy``, placement ``distributed``) the job carries
+the round's :class:`~accord.secagg.noised.DistributedNoise`: each site clips,
+weighs 1 and adds its noise share in the ring, and the result is the noised sum
+divided by the number selected (the central mechanism's fixed denominator). The
+round is reported to ``privacy`` as released, with its contributors, as soon as
+the sum is unmasked (even if the round then fails its quorum).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from accord.config import SecureAggregationConfig
 from accord.coordinator.executor import Executor, TrainJob
@@ -34,6 +41,9 @@ from accord.secagg.encoding import FixedPointEncoding
 from accord.secagg.messages import Stage
 from accord.secagg.server import SecAggResult, SecAggServer
 from accord.secagg.session import SecureJob, check_secure_spec
+
+if TYPE_CHECKING:
+    from accord.coordinator.privacy import CentralPrivacy
 
 __all__ = ["OutcomeBook", "SecureCollector", "SecureOutcome"]
 
@@ -122,8 +132,10 @@ class SecureCollector:
         spec: ParamSpec,
         clock: Callable[[], float],
         on_outcome: Callable[[ParticipantOutcome], None] = lambda _: None,
+        privacy: CentralPrivacy | None = None,
     ) -> None:
         check_secure_spec(spec)
+        self._privacy = privacy
         self._ex = executor
         self._settings = settings
         self._plan = plan
@@ -156,6 +168,12 @@ class SecureCollector:
             )
         except ConfigError as exc:
             raise SecAggAborted(str(exc), stage="advertise") from None
+        noise, noise_seed = None, None
+        if self._privacy is not None:
+            noise = self._privacy.noise_plan(
+                len(roster), base.threshold, self._spec.size
+            )
+            noise_seed = self._privacy.settings.noise_seed
         job = SecureJob(
             run_id=self._run_id,
             round_number=plan.number,
@@ -166,6 +184,8 @@ class SecureCollector:
             clip=settings.clip,
             max_examples=settings.max_examples,
             identity_keys=tuple((p, keys[p].hex()) for p in roster),
+            noise=noise,
+            noise_seed=noise_seed,
         )
         self._alive = set(roster)
         return job, SecAggServer(base)
@@ -214,9 +234,13 @@ class SecureCollector:
             self._book.settle(p, "ok", note)
         for p in self._plan.selected:
             self._book.settle(p, "timeout", "dropped out")
-        encoding = self.job.encoding
-        weighted, weight = encoding.decode(result.total)
         n = len(result.contributors)
+        noise = self.job.noise
+        if noise is not None:
+            assert self._privacy is not None  # a noised job comes from it
+            self._privacy.released(noise, n)
+            total, _ = noise.decode(result.total)
+            total /= len(self._plan.selected)
         if n < self._plan.required:
             return SecureOutcome(
                 self._book.ordered(),
@@ -225,6 +249,11 @@ class SecureCollector:
                 f"round {self._plan.number} got {n} contributions, needs "
                 f"{self._plan.required}",
             )
+        if noise is not None:
+            delta = Params.unflatten(self._spec, total)
+            return SecureOutcome(self._book.ordered(), n, delta, None, float(n))
+        encoding = self.job.encoding
+        weighted, weight = encoding.decode(result.total)
         if weight <= encoding.weight_bound:
             return SecureOutcome(
                 self._book.ordered(),

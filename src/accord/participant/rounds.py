@@ -69,8 +69,10 @@ class SecureRounds:
         signing: SigningIdentity | None = None,
         ca_pem: bytes | None = None,
         ckks_context: bytes | None = None,
+        accept_noise_seed: bool = False,
     ) -> None:
         self._policy = policy
+        self._accept_noise_seed = accept_noise_seed
         self._signing = signing
         self._ca_pem = ca_pem
         self._ckks_context = ckks_context
@@ -100,7 +102,9 @@ class SecureRounds:
                 from accord.participant.secure import SecureSite
             except ImportError as exc:
                 return f"this site cannot run secure aggregation: {exc}"
-            self._masking = SecureSite(self._signing, self._ca_pem)
+            self._masking = SecureSite(
+                self._signing, self._ca_pem, accept_noise_seed=self._accept_noise_seed
+            )
         plan = self._masking.prepare(order)
         if isinstance(plan, str):
             return plan
@@ -121,7 +125,9 @@ class SecureRounds:
                 from accord.participant.secure import SecureSite
             except ImportError as exc:
                 return f"this site cannot run secure aggregation: {exc}"
-            self._masking = SecureSite(self._signing, self._ca_pem)
+            self._masking = SecureSite(
+                self._signing, self._ca_pem, accept_noise_seed=self._accept_noise_seed
+            )
         plan = self._masking.prepare_sum(order, secure_json)
         if isinstance(plan, str):
             return plan

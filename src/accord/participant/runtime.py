@@ -119,6 +119,8 @@ class ParticipantRuntime:
     part in masking rounds, ``ckks_context`` (the key holder's secret context) in
     CKKS rounds; ``policy`` says which train tasks it refuses. ``pin`` checks the
     CRLs the coordinator sends (``connect`` trusts the same pin's roots).
+    ``accept_noise_seed`` lets a masking round fix the seed of the site's DP noise
+    share (tests that compare a deployment with a simulation; it voids the DP).
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class ParticipantRuntime:
         policy: SitePolicy | None = None,
         ckks_context: bytes | None = None,
         pin: CoordinatorPin | None = None,
+        accept_noise_seed: bool = False,
     ) -> None:
         self._connect = connect
         self._pin = pin
@@ -146,7 +149,11 @@ class ParticipantRuntime:
         self._give_up_after_s = give_up_after_s
         self._policy = policy or SitePolicy()
         self._secure = SecureRounds(
-            self._policy, signing=signing, ca_pem=ca_pem, ckks_context=ckks_context
+            self._policy,
+            signing=signing,
+            ca_pem=ca_pem,
+            ckks_context=ckks_context,
+            accept_noise_seed=accept_noise_seed,
         )
         self._prep = Preparation(
             data, task=task, builder=builder, policy=policy, secure=self._secure

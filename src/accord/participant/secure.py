@@ -12,6 +12,12 @@ into a :class:`~accord.secagg.session.SecureSession` (the float update is not ke
 and returns the advertisement; :meth:`SecureSite.step` answers each later stage.
 One session is open at a time: a new train task or the unmask stage ends it.
 
+A task with distributed DP noise whose noise share is below what its declared
+mechanism needs is refused (:meth:`~accord.secagg.session.SecureJob.from_json`
+says why), and so is one that names a noise seed, which would let whoever knows
+it remove the noise, unless the site was started with ``accept_noise_seed`` (tests
+that compare a deployment with a simulation).
+
 Needs the ``secagg`` extra; the runtime imports this module only when a secure
 task arrives, so a site without it still serves plain rounds.
 """
@@ -55,9 +61,16 @@ class SecurePlan:
 class SecureSite:
     """A site's secure rounds: its identity, the CA it trusts, the open session."""
 
-    def __init__(self, signing: SigningIdentity | None, ca_pem: bytes | None) -> None:
+    def __init__(
+        self,
+        signing: SigningIdentity | None,
+        ca_pem: bytes | None,
+        *,
+        accept_noise_seed: bool = False,
+    ) -> None:
         self._signing = signing
         self._ca_pem = ca_pem
+        self._accept_noise_seed = accept_noise_seed
         self._session: tuple[str, int, SecureSession] | None = None
 
     def drop(self) -> None:
@@ -92,6 +105,11 @@ class SecureSite:
             job = SecureJob.from_json(secure_json)
         except ValueError as exc:
             return str(exc)
+        if job.noise_seed is not None and not self._accept_noise_seed:
+            return (
+                "the task fixes the seed of this site's DP noise, so whoever knows "
+                "it can remove the noise; this site refuses it (a seed is for tests)"
+            )
         if job.round_number != order.round or participant != signing.name:
             return (
                 f"the secure settings are for round {job.round_number} and site "

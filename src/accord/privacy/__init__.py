@@ -15,6 +15,9 @@ Importing this package loads only numpy; the accounting modules, which need the
 - :mod:`accord.privacy.accountant`: PLD (default) and RDP accountants fed with
   those events;
 - :mod:`accord.privacy.calibration`: target epsilon -> noise multiplier;
+- :mod:`accord.privacy.skellam`: the Skellam noise sites add inside secure
+  aggregation (distributed noise), its RDP curve and tail bound (numpy only);
+- :mod:`accord.privacy.distributed`: the Skellam accountant and its calibration;
 - :mod:`accord.privacy.budget`: the check that stops a run before it overspends.
 
 ``docs/privacy.md`` says what each level protects and how epsilon is computed.

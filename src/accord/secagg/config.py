@@ -21,7 +21,24 @@ from accord.secagg.graph import (
     safe_defaults,
 )
 
-__all__ = ["SecAggConfig"]
+__all__ = ["SecAggConfig", "round_parameters"]
+
+
+def round_parameters(
+    participants: int, *, threshold: int | None, degree: int | None
+) -> tuple[int, int]:
+    """The ``(threshold, degree)`` of a round of ``participants``; None: the default.
+
+    Defaults come from :func:`~accord.secagg.graph.safe_defaults`; an explicit
+    degree alone gets the recommended threshold for its neighbourhood size.
+    """
+    default_threshold, default_degree = safe_defaults(participants)
+    degree = default_degree if degree is None else degree
+    if threshold is None:
+        threshold = (
+            default_threshold if degree == default_degree else 2 * (degree + 1) // 3 + 1
+        )
+    return threshold, degree
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +89,9 @@ class SecAggConfig:
         Defaults come from :func:`~accord.secagg.graph.safe_defaults`; an explicit
         degree alone gets the recommended threshold for its neighbourhood size.
         """
-        default_threshold, default_degree = safe_defaults(len(identities))
-        degree = default_degree if degree is None else degree
-        if threshold is None:
-            threshold = (
-                default_threshold
-                if degree == default_degree
-                else 2 * (degree + 1) // 3 + 1
-            )
+        threshold, degree = round_parameters(
+            len(identities), threshold=threshold, degree=degree
+        )
         return cls(
             run_id=run_id,
             round_number=round_number,

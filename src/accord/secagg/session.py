@@ -15,6 +15,15 @@ CA-signed identity certificates a deployed site checks itself).
 ``w_i``: each site's weight is its example count divided by the declared cap
 ``max_examples`` (a count above it counts as the cap), which keeps every weight in
 ``[0, 1]`` for :class:`~accord.secagg.encoding.FixedPointEncoding`.
+
+**Distributed noise.** A job with ``noise`` (participant-level DP under masking,
+:class:`~accord.secagg.noised.DistributedNoise`) is encoded differently: the site
+clips its whole update to the declared L2 ``clip``, weighs it 1 like every site,
+and adds its noise share in the ring. A job whose share is below what its declared
+noise multiplier needs is not a valid job (:meth:`SecureJob.from_json` refuses it
+with the reason). ``noise_seed`` makes that noise reproducible (tests only: the
+coordinator could remove it); a deployed site refuses it unless its operator
+allowed it.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import numpy as np
 
 from accord.errors import ConfigError, SecAggAborted
 from accord.params import Params, ParamSpec
+from accord.privacy.noise import NoiseSource
 from accord.secagg.config import SecAggConfig
 from accord.secagg.crypto import Ed25519PrivateKey, SignatureCheck
 from accord.secagg.encoding import FixedPointEncoding
@@ -43,6 +53,7 @@ from accord.secagg.messages import (
     SurvivorList,
     ToCoordinator,
 )
+from accord.secagg.noised import DistributedNoise
 from accord.secagg.participant import SecAggParticipant
 
 __all__ = ["SecureJob", "SecureSession", "check_secure_spec"]
@@ -86,14 +97,33 @@ class SecureJob:
     clip: float
     max_examples: int
     identity_keys: tuple[tuple[str, str], ...] = ()
+    noise: DistributedNoise | None = None
+    noise_seed: int | None = None
 
     def __post_init__(self) -> None:
         if list(self.roster) != sorted(set(self.roster)) or not self.roster:
             raise ValueError("the roster must be non-empty, sorted and without repeats")
         if self.max_examples < 1:
             raise ValueError("max_examples must be at least 1")
+        if self.noise is not None:
+            self._check_noise(self.noise)
+        elif self.noise_seed is not None:
+            raise ValueError("a noise seed without distributed noise")
         # Both checks raise ValueError or ConfigError with a readable reason.
         FixedPointEncoding(self.clip, len(self.roster))
+
+    def _check_noise(self, noise: DistributedNoise) -> None:
+        if noise.participants != len(self.roster) or noise.threshold != self.threshold:
+            raise ValueError(
+                f"the distributed noise is planned for {noise.participants} sites and "
+                f"threshold {noise.threshold}, the round has {len(self.roster)} and "
+                f"{self.threshold}"
+            )
+        if DistributedNoise.words(noise.values) != self.vector_size:
+            raise ValueError("the distributed noise is planned for another model size")
+        refusal = noise.refusal()
+        if refusal is not None:
+            raise ValueError(refusal)
 
     @property
     def encoding(self) -> FixedPointEncoding:
@@ -145,9 +175,29 @@ class SecureJob:
                 identity_keys=tuple(
                     (str(p), str(k)) for p, k in raw.get("identity_keys", ())
                 ),
+                noise=_noise_of(raw.get("noise")),
+                noise_seed=None
+                if raw.get("noise_seed") is None
+                else int(raw["noise_seed"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a valid secure-aggregation job: {exc}") from None
+
+
+def _noise_of(raw: Any) -> DistributedNoise | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise TypeError("noise must be an object")
+    return DistributedNoise(
+        clip=float(raw["clip"]),
+        noise_multiplier=float(raw["noise_multiplier"]),
+        participants=int(raw["participants"]),
+        threshold=int(raw["threshold"]),
+        values=int(raw["values"]),
+        scale=float(raw["scale"]),
+        noise_share=float(raw["noise_share"]),
+    )
 
 
 class SecureSession:
@@ -180,18 +230,32 @@ class SecureSession:
                 stage="advertise",
             )
         rng = np.random.default_rng(seed)
-        encoded = job.encoding.encode_parts(
-            list(update.values()), job.weight(num_examples), rng
-        )
-        self.clipped = clipped = encoded.clipped
-        if clipped:
-            logger.info(
-                "%d of %d update values exceed the declared range ±%g and were clipped",
-                clipped,
-                update.size,
-                job.clip,
+        self._vector: np.ndarray[Any, np.dtype[np.uint32]] | None
+        if job.noise is not None:
+            flat = update.flatten(np.float64)
+            source = NoiseSource(job.noise_seed)
+            index = job.roster.index(participant)
+            self._vector, was_clipped = job.noise.encode(
+                flat, rng, source.generator(job.round_number, index)
             )
-        self._vector: np.ndarray[Any, np.dtype[np.uint32]] | None = encoded.words
+            del flat
+            self.clipped = int(was_clipped)
+            if was_clipped:
+                logger.info("the update was clipped to L2 norm %g", job.noise.clip)
+        else:
+            encoded = job.encoding.encode_parts(
+                list(update.values()), job.weight(num_examples), rng
+            )
+            self.clipped = clipped = encoded.clipped
+            if clipped:
+                logger.info(
+                    "%d of %d update values exceed the declared range ±%g and were "
+                    "clipped",
+                    clipped,
+                    update.size,
+                    job.clip,
+                )
+            self._vector = encoded.words
         self._state = SecAggParticipant(
             config,
             participant,
