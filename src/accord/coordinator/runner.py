@@ -50,6 +50,7 @@ from accord.coordinator.federated_eval import federated_eval
 from accord.coordinator.integrity import ExampleBounds
 from accord.coordinator.metrics import train_metrics
 from accord.coordinator.privacy import CentralPrivacy, check_supported
+from accord.coordinator.record_privacy import RecordPrivacy
 from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan
 from accord.coordinator.selection import derive_seed, select
@@ -148,8 +149,11 @@ class Coordinator:
         observer: RunObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         ckks_public_context: bytes | None = None,
+        site_rows: Mapping[str, int] | None = None,
     ) -> None:
         self.config = config
+        #: Each site's training rows, for record-level DP (None: declared_examples).
+        self._site_rows = site_rows
         self._ckks_public = ckks_public_context
         self._executor = executor
         self._store = store
@@ -161,6 +165,7 @@ class Coordinator:
         self._bounds = ExampleBounds.of(config)
         check_supported(config)
         self._privacy: CentralPrivacy | None = None
+        self._record: RecordPrivacy | None = None
         if isinstance(executor, Bounding):  # a deployment refuses on arrival
             executor.bound_examples(self._bounds)
 
@@ -185,6 +190,7 @@ class Coordinator:
         self._privacy = CentralPrivacy.of(
             cfg, participants=len(eligible(self._executor))
         )
+        self._record = RecordPrivacy.of(cfg, rows=self._site_rows)
         if run_id is None:
             run_id = create_run(self._store, cfg)
         with self._store.lease_run(run_id):
@@ -227,6 +233,7 @@ class Coordinator:
             self._privacy = CentralPrivacy.of(
                 self.config, participants=len(eligible(self._executor))
             )
+            self._record = RecordPrivacy.of(self.config, rows=self._site_rows)
             self._store.reopen_run(run_id)
             logger.info("run %s resumed at round %d", run_id, point.next_round)
             done = tuple(summary_of(r) for r in point.recorded)
@@ -259,6 +266,8 @@ class Coordinator:
         try:
             if self._privacy is not None:
                 self._privacy.restore(recorded)
+            if self._record is not None:
+                self._record.restore(recorded)
             for number in range(first, cfg.federation.rounds + 1):
                 try:
                     params, state, summary = self._round(run_id, number, params, state)
@@ -276,6 +285,8 @@ class Coordinator:
             final: dict[str, Any] = {"final": last_metrics(summaries)}
             if self._privacy is not None:
                 final["privacy"] = self._privacy.summary()
+            if self._record is not None:
+                final["privacy"] = self._record.summary()
             if extra_summary is not None:
                 final.update(extra_summary(params))
         except BaseException:
@@ -309,15 +320,20 @@ class Coordinator:
         )
         if self._privacy is not None:  # a round over the budget never starts
             self._privacy.admit(len(selected), len(roster))
+        if self._record is not None:  # nor one that would take a site past it
+            self._record.admit(selected)
         required = max(1, math.ceil(cfg.round.quorum * len(selected)))
         plan = RoundPlan(number, selected, required)
         if cfg.secure_aggregation.mode == "off":
-            outcomes, succeeded, delta, reason = self._plain(plan, params, t0)
+            outcomes, succeeded, delta, reason = self._plain(run_id, plan, params, t0)
         else:
             outcomes, succeeded, delta, reason = self._secure(run_id, plan, params, t0)
-        spent: PrivacySpent | None = None
+        spent: tuple[PrivacySpent, ...] = ()
         if self._privacy is not None:
-            spent = self._privacy.settle(len(selected), len(roster))
+            central = self._privacy.settle(len(selected), len(roster))
+            spent = () if central is None else (central,)
+        if self._record is not None:
+            spent = self._record.settle(outcomes)
         failed = delta is None
         if delta is not None:
             params, state, reason = self._step(run_id, number, params, state, delta)
@@ -347,7 +363,7 @@ class Coordinator:
                 outcomes=outcomes,
                 metrics=tuple(metrics),
                 checkpoint=checkpoint,
-                privacy=() if spent is None else (spent,),
+                privacy=spent,
             )
         )
         summary = RoundSummary(
@@ -361,7 +377,7 @@ class Coordinator:
                 f"{m.scope}.{m.name}": m.value for m in metrics if m.participant is None
             },
             reason=reason,
-            epsilon=None if spent is None else spent.epsilon,
+            epsilon=max((p.epsilon for p in spent), default=None),
         )
         self._observer.round_finished(summary)
         return params, state, summary
@@ -393,7 +409,7 @@ class Coordinator:
         return new_params, new_state, None
 
     def _plain(
-        self, plan: RoundPlan, params: Params, t0: float
+        self, run_id: str, plan: RoundPlan, params: Params, t0: float
     ) -> tuple[tuple[ParticipantOutcome, ...], int, Params | None, str | None]:
         """Collect and fold the selected participants' updates in the clear."""
         accumulator = (
@@ -409,7 +425,8 @@ class Coordinator:
             max_norm=self.config.strategy.max_update_norm,
             max_norm_ratio=self.config.strategy.max_norm_ratio,
         )
-        self._executor.submit_train(plan.number, self._jobs(plan.number, plan.selected))
+        jobs = self._jobs(run_id, plan.number, plan.selected)
+        self._executor.submit_train(plan.number, jobs)
         self._observer.round_started(plan.number, plan.selected)
         self._collect_updates(rnd, t0)
         try:
@@ -463,14 +480,17 @@ class Coordinator:
             )
         self._observer.round_started(number, plan.selected)
         out = collector.run(
-            self._jobs(number, plan.selected), t0 + self.config.round.deadline_s
+            self._jobs(run_id, number, plan.selected), t0 + self.config.round.deadline_s
         )
         if out.reason is not None:
             logger.info("round %d failed: %s", number, out.reason)
         return out.outcomes, out.succeeded, out.delta, out.reason
 
-    def _jobs(self, number: int, selected: Sequence[str]) -> list[TrainJob]:
+    def _jobs(
+        self, run_id: str, number: int, selected: Sequence[str]
+    ) -> list[TrainJob]:
         train = self.config.train
+        record = self._record
         index = {p: i for i, p in enumerate(self._executor.participants)}
         return [
             TrainJob(
@@ -482,7 +502,9 @@ class Coordinator:
                     seed=derive_seed(self.config.federation.seed, number, index[p]),
                     round=number,
                     participant=p,
-                    options=dict(train.options),
+                    options=dict(train.options)
+                    if record is None
+                    else {**train.options, **record.options(run_id, p)},
                 ),
             )
             for p in selected

@@ -97,4 +97,8 @@ def build_context(config: FedConfig, *, encoder: Encoder | None = None) -> SimCo
     task = load_task(
         config.task.factory, data.info, options=config.task.options, base_dir=base
     )
+    if config.privacy.sites:  # simulated sites' own policies
+        from accord.simulation.site_policy import guard_sites
+
+        task = guard_sites(config, task, tuple(s.name for s in data.sites))
     return SimContext(data=data, task=task)

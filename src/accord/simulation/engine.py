@@ -20,6 +20,7 @@ from typing import Any
 
 from accord.config import FedConfig
 from accord.coordinator.executor import Executor
+from accord.coordinator.record_privacy import check_task
 from accord.coordinator.runner import Coordinator, RunObserver, RunResult
 from accord.evaluation.metrics import evaluate
 from accord.params import Params
@@ -113,6 +114,7 @@ def _simulate(
 ) -> SimulationResult:
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
     ctx = build_context(config)
+    check_task(config, ctx.task, config.task.factory)
     initial = ctx.task.init_params(config.federation.seed)
     has_test = len(ctx.data.test) > 0
 
@@ -140,6 +142,7 @@ def _simulate(
             observer=observer,
             clock=clock,
             ckks_public_context=ckks_public,
+            site_rows={s.name: len(s.train) for s in ctx.data.sites},
         )
         if resume is None:
             run = coordinator.run(initial, extra_summary=summarise)
