@@ -215,8 +215,8 @@ class RecordPrivacy:
                 self.accountants
             ):
                 continue
-            if outcome.reason is not None and outcome.reason.startswith("site policy"):
-                continue
+            if outcome.reason is not None and outcome.reason.startswith(_REFUSED):
+                continue  # the site refused the task: it trained nothing
             spent.append(self._account(outcome.participant))
         return tuple(spent)
 

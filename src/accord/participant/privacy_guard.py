@@ -52,7 +52,6 @@ class PrivacyGuard:
         policy: SitePolicy,
         *,
         ledger: PrivacyLedger | None,
-        task_supports_dp: bool,
     ) -> None:
         if policy.max_epsilon is not None and ledger is None:
             raise ConfigError(
@@ -62,13 +61,16 @@ class PrivacyGuard:
             )
         self.policy = policy
         self.ledger = ledger
-        self.task_supports_dp = task_supports_dp
 
-    def refusal(self, config: TrainConfig, *, run: str | None = None) -> str | None:
+    def refusal(
+        self, config: TrainConfig, *, supports_dp: bool, run: str | None = None
+    ) -> str | None:
         """Why the site refuses this train task (None: it may train it).
 
-        ``run``: the run the task came from, where the site knows it (a deployed
-        site reads it from the task); a declaration for another run is refused.
+        ``supports_dp``: whether the site's task trains with DP-SGD when declared
+        (:func:`supports_dp_sgd`). ``run``: the run the task came from, where the
+        site knows it (a deployed site reads it from the task); a declaration for
+        another run is refused.
         """
         try:
             plan = DpSgdPlan.of(config.options)
@@ -94,7 +96,7 @@ class PrivacyGuard:
                 f"not {run}"
             )
         run = plan.run
-        if not self.task_supports_dp:
+        if not supports_dp:
             return (
                 f"{_PREFIX}this site's task cannot train with record-level DP-SGD "
                 "(it has no per-example clipping and noise); use a task that "
@@ -120,12 +122,16 @@ class PrivacyGuard:
             )
         return None
 
-    def spent(self, config: TrainConfig) -> None:
-        """Enter a trained round in the ledger (before its update leaves the site)."""
+    def spent(self, config: TrainConfig) -> float | None:
+        """Enter a trained round in the ledger (before its update leaves the site).
+
+        The ledger's total epsilon after it; None when nothing was entered.
+        """
         plan = DpSgdPlan.of(config.options)
         if plan is None or self.ledger is None:
-            return
+            return None
         self.ledger.record(plan.run, config.round, _spend(plan))
+        return self.ledger.epsilon()
 
 
 def _spend(plan: DpSgdPlan) -> RoundSpend:

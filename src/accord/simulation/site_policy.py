@@ -64,7 +64,7 @@ class GuardedTask:
         guard = self.guards.get(config.participant)
         if guard is None:
             return self.task.train(params, data, config)
-        refusal = guard.refusal(config)
+        refusal = guard.refusal(config, supports_dp=self.supports_dp_sgd)
         if refusal is not None:
             raise TaskRefused(refusal)
         result = self.task.train(params, data, config)
@@ -87,7 +87,6 @@ def guard_sites(config: FedConfig, task: Task, sites: tuple[str, ...]) -> Task:
             f"no such sites: {', '.join(unknown)}; the sites are {', '.join(sites)}",
             key="privacy.sites",
         )
-    supports = supports_dp_sgd(task)
     guards = {}
     for name, settings in policies.items():
         policy = SitePolicy(
@@ -96,5 +95,5 @@ def guard_sites(config: FedConfig, task: Task, sites: tuple[str, ...]) -> Task:
             dp_delta=settings.delta,
         )
         ledger = PrivacyLedger(ledger_path(config, name), delta=settings.delta)
-        guards[name] = PrivacyGuard(policy, ledger=ledger, task_supports_dp=supports)
+        guards[name] = PrivacyGuard(policy, ledger=ledger)
     return GuardedTask(task, guards)
