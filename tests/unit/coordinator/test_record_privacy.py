@@ -12,6 +12,7 @@ import pytest
 from accord.config import FedConfig, config_from_mapping
 from accord.coordinator.record_privacy import RecordPrivacy
 from accord.errors import ConfigError, PrivacyLedgerError
+from accord.participant.privacy_ledger import PrivacyLedger
 from accord.privacy.accountant import DpAccountant
 from accord.privacy.dpsgd import site_mechanism
 from accord.privacy.events import dp_sgd_event
@@ -237,3 +238,85 @@ def test_unknown_policy_sites_are_refused(tmp_path: Path) -> None:
     config = _policy_config(tmp_path, {"site-9": {"require_dp": "record"}})
     with MemoryStore() as store, pytest.raises(ConfigError, match="site-9"):
         simulate(config, store=store)
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashAfter:
+    """Stops the coordinator once ``site`` finished round ``number``."""
+
+    def __init__(self, number: int, site: str) -> None:
+        self.number, self.site = number, site
+
+    def round_started(self, number: int, selected: Any) -> None:
+        pass
+
+    def participant_finished(self, number: int, outcome: Any) -> None:
+        if (number, outcome.participant) == (self.number, self.site):
+            raise _Crash
+
+    def round_finished(self, summary: Any) -> None:
+        pass
+
+
+def test_resume_keeps_the_ledger_consistent_a_round_counted_once(
+    tmp_path: Path,
+) -> None:
+    privacy = {
+        "level": "record",
+        "noise_multiplier": Z,
+        "clip": CLIP,
+        "accountant": "pld",
+        "noise_seed": 4,
+    }
+    config = make_config(
+        tmp_path,
+        rounds=3,
+        privacy={**privacy, "sites": {"site-00": {"max_epsilon": 100.0}}},
+    )
+    with MemoryStore() as store:
+        # The coordinator stops in round 2, after site-00 trained it (and its
+        # ledger counted it) but before the round was recorded.
+        with pytest.raises(_Crash):
+            simulate(
+                config,
+                store=store,
+                observer=_CrashAfter(2, "site-00"),
+                checkpoint_dir=tmp_path / "ckpt",
+            )
+        (run,) = store.list_runs()
+        assert [r.number for r in store.rounds(run.run_id)] == [1]
+
+        simulate(
+            config, store=store, resume=run.run_id, checkpoint_dir=tmp_path / "ckpt"
+        )
+        rounds = store.rounds(run.run_id)
+
+    # Round 2 ran again without site-00 (it had spent it); round 3 with it.
+    assert [r.number for r in rounds] == [1, 2, 3]
+    again = {o.participant: o for o in rounds[1].outcomes}["site-00"]
+    assert again.status == "rejected" and "already trained" in (again.reason or "")
+    ledger = PrivacyLedger(ledger_path(config, "site-00"))
+    assert sorted(ledger.runs[run.run_id]) == [1, 2, 3]  # each round once
+    # The coordinator counted the rounds that reached it (1 and 3); the ledger,
+    # the authority, every round trained (1, 2, 3).
+    recorded = {p.participant: p.epsilon for p in rounds[2].privacy}
+    q, steps = site_mechanism(
+        len(_site_rows(config)["site-00"]), batch_size=BATCH, epochs=1
+    )
+    assert recorded["site-00"] == pytest.approx(_pld(q, steps, 2), rel=1e-9)
+    assert ledger.epsilon(run.run_id) == pytest.approx(_pld(q, steps, 3), rel=1e-9)
+
+
+def _site_rows(config: FedConfig) -> dict[str, Any]:
+    from accord.simulation.context import build_context
+
+    return {s.name: s.train for s in build_context(config).data.sites}
+
+
+def _pld(q: float, steps: int, rounds: int) -> float:
+    accountant = DpAccountant("pld")
+    accountant.compose(dp_sgd_event(Z, q, steps), rounds)
+    return accountant.epsilon(1e-5)
