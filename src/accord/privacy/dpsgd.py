@@ -39,6 +39,7 @@ from accord.privacy.noise import add_gaussian
 __all__ = [
     "OPTION_KEY",
     "DpSgdPlan",
+    "noisy_dense_gradient",
     "noisy_gradient",
     "poisson_sample",
     "site_mechanism",
@@ -168,18 +169,79 @@ def noisy_gradient(
     if expected_batch <= 0:
         raise ValueError(f"the expected batch must be > 0, got {expected_batch}")
     batch = per_example[0].shape[0] if per_example else 0
-    sizes = [int(np.prod(g.shape[1:])) for g in per_example]
+    shapes = [g.shape[1:] for g in per_example]
     if batch:
         flat = np.concatenate(
             [np.asarray(g, np.float64).reshape(batch, -1) for g in per_example], axis=1
         )
         summed = clip_per_example(flat, clip).sum(axis=0)
     else:
-        summed = np.zeros(sum(sizes), np.float64)
+        summed = np.zeros(sum(int(np.prod(s)) for s in shapes), np.float64)
+    return _noised_mean(summed, shapes, clip, noise_multiplier, expected_batch, rng)
+
+
+def noisy_dense_gradient(
+    layers: Sequence[
+        tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]
+    ],
+    *,
+    clip: float,
+    noise_multiplier: float,
+    expected_batch: float,
+    rng: np.random.Generator,
+) -> list[npt.NDArray[np.float64]]:
+    """:func:`noisy_gradient` for dense layers, without per-example gradients.
+
+    ``layers[j] = (a, g)``: layer ``j``'s inputs ``a`` ``(batch, d)`` and the
+    gradient of each example's loss with respect to its outputs ``g`` ``(batch,
+    k)``. Example ``i``'s gradient is ``outer(a_i, g_i)`` for the weight ``(d, k)``
+    and ``g_i`` for the bias, so its squared norm is ``|a_i|^2 |g_i|^2 + |g_i|^2``
+    and the sum of the clipped gradients is ``a^T (c * g)`` and ``sum(c * g)``
+    (Goodfellow 2015; the trick of "ghost clipping"): the same result as
+    materialising them, at the cost of two matrix products. Returns, per layer, the
+    weight's and the bias's noisy mean gradient, in that order.
+    """
+    if expected_batch <= 0:
+        raise ValueError(f"the expected batch must be > 0, got {expected_batch}")
+    limit = float(clip)
+    if not (math.isfinite(limit) and limit > 0):
+        raise ValueError(f"a clip must be a finite number > 0, got {clip!r}")
+    batch = layers[0][0].shape[0] if layers else 0
+    sq = np.zeros(batch, np.float64)
+    pairs = [(np.asarray(a, np.float64), np.asarray(g, np.float64)) for a, g in layers]
+    for a, g in pairs:
+        g2 = np.einsum("ij,ij->i", g, g)
+        sq += np.einsum("ij,ij->i", a, a) * g2 + g2
+    norms = np.sqrt(sq)
+    if not np.isfinite(norms).all():
+        raise ValueError("a per-example gradient is not finite; refuse the batch")
+    factors = np.minimum(1.0, limit / np.maximum(norms, np.finfo(np.float64).tiny))
+    # As clip_per_example: round a scale-down toward zero, never above the clip.
+    factors = np.nextafter(factors, 0.0, where=factors < 1.0, out=factors.copy())
+    parts: list[npt.NDArray[np.float64]] = []
+    shapes: list[tuple[int, ...]] = []
+    for a, g in pairs:
+        scaled = g * factors[:, None]
+        parts += [(a.T @ scaled).ravel(), scaled.sum(axis=0)]
+        shapes += [(a.shape[1], g.shape[1]), (g.shape[1],)]
+    summed = np.concatenate(parts) if parts else np.zeros(0, np.float64)
+    return _noised_mean(summed, shapes, clip, noise_multiplier, expected_batch, rng)
+
+
+def _noised_mean(
+    summed: npt.NDArray[np.float64],
+    shapes: Sequence[tuple[int, ...]],
+    clip: float,
+    noise_multiplier: float,
+    expected_batch: float,
+    rng: np.random.Generator,
+) -> list[npt.NDArray[np.float64]]:
+    """Noise ``summed`` (every tensor flat, in order), divide, split into tensors."""
     noised = add_gaussian(summed, noise_multiplier * clip, rng) / expected_batch
     out: list[npt.NDArray[np.float64]] = []
     start = 0
-    for g, size in zip(per_example, sizes, strict=True):
-        out.append(noised[start : start + size].reshape(g.shape[1:]))
+    for shape in shapes:
+        size = int(np.prod(shape))
+        out.append(noised[start : start + size].reshape(shape))
         start += size
     return out

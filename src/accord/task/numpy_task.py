@@ -15,9 +15,11 @@ A train task that declares record-level DP-SGD (a
 :class:`~accord.privacy.dpsgd.DpSgdPlan` in its options, ``[privacy] level =
 "record"``) runs the declared number of steps instead of epochs: each step draws a
 Poisson sample of the rows at the declared rate (from ``config.seed``), computes
-each sampled row's gradient (written by hand, like the plain step's), clips it,
-and adds Gaussian noise from :class:`~accord.privacy.noise.NoiseSource`
-(:func:`~accord.privacy.dpsgd.noisy_gradient`).
+each sampled row's gradient norm and clips it (written by hand, like the plain
+step's; for dense layers the clipped sum is two matrix products, never the
+per-example gradients themselves), and adds Gaussian noise from
+:class:`~accord.privacy.noise.NoiseSource`
+(:func:`~accord.privacy.dpsgd.noisy_dense_gradient`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy.typing as npt
 from accord.data.arrays import ArrayData, DatasetInfo
 from accord.errors import ConfigError, DatasetError
 from accord.params import Params, ParamSpec, TensorSpec
-from accord.privacy.dpsgd import DpSgdPlan, noisy_gradient, poisson_sample
+from accord.privacy.dpsgd import DpSgdPlan, noisy_dense_gradient, poisson_sample
 from accord.privacy.noise import NoiseSource
 from accord.task.protocol import TrainConfig, TrainResult
 
@@ -47,9 +49,9 @@ Weights = dict[str, F32]
 #: One SGD step on a batch (features, labels, one-hot labels, learning rate):
 #: updates the weights in place and returns the summed loss of the batch.
 Step = Callable[[Weights, F32, I64, F32, float], float]
-#: Per-example gradients of a batch (features, labels, one-hot labels): one array
-#: ``(batch, *shape)`` per parameter in spec order, and the batch's summed loss.
-PerExample = Callable[[Weights, F32, I64, F32], tuple[list[F32], float]]
+#: A batch's dense layers as (inputs, per-example output gradients), in spec order
+#: (features, labels, one-hot labels in), and the batch's summed loss.
+PerExample = Callable[[Weights, F32, I64, F32], tuple[list[tuple[F32, F32]], float]]
 _TINY = np.float32(1e-30)
 
 
@@ -147,14 +149,10 @@ def _run_dp_sgd(
     total, seen = 0.0, 0
     for _ in range(plan.steps):
         rows = poisson_sample(len(y), plan.sampling_rate, sampler)
-        if rows.size:
-            grads, loss = per_example(weights, x[rows], y[rows], one_hot[rows])
-        else:
-            grads = [np.zeros((0, *t.shape), np.float32) for t in spec.tensors]
-            loss = 0.0
+        layers, loss = per_example(weights, x[rows], y[rows], one_hot[rows])
         total, seen = total + loss, seen + rows.size
-        noisy = noisy_gradient(
-            grads,
+        noisy = noisy_dense_gradient(
+            layers,
             clip=plan.clip,
             noise_multiplier=plan.noise_multiplier,
             expected_batch=expected,
@@ -265,10 +263,10 @@ class SoftmaxRegression:
 
     def _per_example(
         self, weights: Weights, xb: F32, yb: I64, one_hot: F32
-    ) -> tuple[list[F32], float]:
+    ) -> tuple[list[tuple[F32, F32]], float]:
         w, b = weights["w"], weights["b"]
         grad, loss = _example_gradient(_softmax_inplace(xb @ w + b), yb, one_hot)
-        return [np.einsum("nd,nk->ndk", xb, grad), grad], loss
+        return [(xb, grad)], loss
 
     def _decay(self, weights: Weights) -> dict[str, F32]:
         if not self.weight_decay:
@@ -362,18 +360,13 @@ class NumpyMLP:
 
     def _per_example(
         self, weights: Weights, xb: F32, yb: I64, one_hot: F32
-    ) -> tuple[list[F32], float]:
+    ) -> tuple[list[tuple[F32, F32]], float]:
         w1, b1, w2, b2 = weights["w1"], weights["b1"], weights["w2"], weights["b2"]
         pre = xb @ w1 + b1
         hidden = np.maximum(pre, 0.0)
         out, loss = _example_gradient(_softmax_inplace(hidden @ w2 + b2), yb, one_hot)
         grad_hidden = (out @ w2.T) * (pre > 0.0)
-        return [
-            np.einsum("nd,nh->ndh", xb, grad_hidden),
-            grad_hidden,
-            np.einsum("nh,nk->nhk", hidden, out),
-            out,
-        ], loss
+        return [(xb, grad_hidden), (hidden, out)], loss
 
     def _decay(self, weights: Weights) -> dict[str, F32]:
         if not self.weight_decay:

@@ -9,9 +9,11 @@ Opacus's pieces, made private **once per site** and reused across rounds:
   each example's gradient (over all parameters together) to ``clip``, sums them,
   adds Gaussian noise of standard deviation ``noise_multiplier * clip`` and divides
   by the expected batch size ``sampling_rate * rows``;
-- a :class:`opacus.data_loader.DPDataLoader` whose sampler draws every row
-  independently with probability ``sampling_rate`` (Poisson sampling) for exactly
-  the declared number of steps.
+- Opacus's :class:`~opacus.utils.uniform_sampler.UniformWithReplacementSampler`
+  (the sampler of its ``DPDataLoader``), which draws every row independently with
+  probability ``sampling_rate`` (Poisson sampling) for exactly the declared number
+  of steps; the drawn rows are indexed out of the site's tensors directly (a
+  ``DataLoader`` would collate them one by one, several times slower).
 
 Each round the global weights are copied into the site's module (not assigned: the
 optimizer and the hooks keep their tensors), the optimizer's state is cleared (a
@@ -34,7 +36,6 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -47,8 +48,8 @@ from accord.task.protocol import TrainConfig
 try:
     import torch
     from opacus import GradSampleModule
-    from opacus.data_loader import DPDataLoader
     from opacus.optimizers import DPOptimizer
+    from opacus.utils.uniform_sampler import UniformWithReplacementSampler
     from torch import nn
 except ImportError as exc:  # pragma: no cover - exercised only without opacus
     raise MissingExtraError(
@@ -72,8 +73,14 @@ class PrivateSite:
 
     module: GradSampleModule
     optimizer: DPOptimizer
-    loader: DPDataLoader
-    rows: int
+    sampler: UniformWithReplacementSampler
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @property
+    def rows(self) -> int:
+        """The site's number of training rows."""
+        return len(self.y)
 
     @classmethod
     def make(
@@ -100,9 +107,10 @@ class PrivateSite:
             generator=torch.Generator(),
             secure_mode=True,
         )
-        dataset = torch.utils.data.TensorDataset(x, y)
-        loader = DPDataLoader(dataset, sample_rate=1.0, generator=torch.Generator())
-        return cls(private, dp_optimizer, loader, len(y))
+        sampler = UniformWithReplacementSampler(
+            num_samples=len(y), sample_rate=1.0, generator=torch.Generator()
+        )
+        return cls(private, dp_optimizer, sampler, x, y)
 
     def load(self, params: Params) -> None:
         """Copy the global weights into the site's module, in place."""
@@ -122,7 +130,7 @@ class PrivateSite:
         opt.expected_batch_size = plan.sampling_rate * self.rows
         seed = noise_generator_seed(plan, config)
         opt.generator = torch.Generator().manual_seed(seed)
-        sampler: Any = self.loader.batch_sampler
+        sampler = self.sampler
         sampler.sample_rate = plan.sampling_rate
         sampler.steps = plan.steps
         sampler.generator = torch.Generator().manual_seed(config.seed)
@@ -139,7 +147,9 @@ class PrivateSite:
         opt = self.optimizer
         total = torch.zeros((), dtype=torch.float64)
         seen = 0
-        for xb, yb in self.loader:
+        for drawn in self.sampler:
+            rows = torch.as_tensor(drawn, dtype=torch.int64)
+            xb, yb = self.x[rows], self.y[rows]
             opt.zero_grad(set_to_none=True)
             if len(yb):
                 loss = nn.functional.cross_entropy(self.module(xb), yb)

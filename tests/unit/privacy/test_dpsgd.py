@@ -10,6 +10,7 @@ from accord.errors import ConfigError
 from accord.privacy.dpsgd import (
     OPTION_KEY,
     DpSgdPlan,
+    noisy_dense_gradient,
     noisy_gradient,
     poisson_sample,
     site_mechanism,
@@ -82,6 +83,32 @@ def test_noisy_gradient_clips_each_example_then_adds_scaled_noise() -> None:
     expected = add_gaussian(summed, 2.0, np.random.default_rng(5)) / 4.0
     np.testing.assert_allclose(np.concatenate([o.ravel() for o in out]), expected)
     assert out[1].shape == (1, 1)
+
+
+def test_dense_clipping_equals_clipping_materialised_gradients() -> None:
+    rng = np.random.default_rng(3)
+    a1, g1 = rng.normal(size=(6, 4)), rng.normal(size=(6, 3))
+    a2, g2 = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    per_example = [
+        np.einsum("nd,nk->ndk", a1, g1),
+        g1,
+        np.einsum("nd,nk->ndk", a2, g2),
+        g2,
+    ]
+    kwargs = {"clip": 0.7, "noise_multiplier": 0.9, "expected_batch": 5.0}
+
+    dense = noisy_dense_gradient(
+        [(a1, g1), (a2, g2)], rng=np.random.default_rng(8), **kwargs
+    )
+    plain = noisy_gradient(per_example, rng=np.random.default_rng(8), **kwargs)
+
+    assert [d.shape for d in dense] == [(4, 3), (3,), (3, 2), (2,)]
+    for d, p in zip(dense, plain, strict=True):
+        np.testing.assert_allclose(d, p, rtol=1e-12, atol=1e-12)
+    empty = noisy_dense_gradient(
+        [(a1[:0], g1[:0])], rng=np.random.default_rng(8), **kwargs
+    )
+    assert [e.shape for e in empty] == [(4, 3), (3,)]  # noise alone
 
 
 def test_softmax_regression_dp_step_equals_a_hand_computation() -> None:
