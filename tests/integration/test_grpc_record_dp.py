@@ -50,7 +50,6 @@ deadline_s = 60
 level = "record"
 noise_multiplier = 1.0
 clip = 1.0
-noise_seed = 5
 """
 
 

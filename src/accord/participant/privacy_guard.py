@@ -11,6 +11,8 @@ accountant over its own ledger
   task never trains without the noise the coordinator accounts;
 - without a declaration: refused if the site requires DP (``--require-dp record``)
   or bounds its epsilon (``--max-epsilon``: a task without DP has no bound);
+- a declaration with a noise seed (tests only: it voids the noise) is refused by a
+  site that guards its privacy;
 - a round already in the ledger is refused (trained once, counted once: a resumed
   run goes on without the site for that round);
 - a round that would take the ledger's total epsilon, every run composed, past
@@ -90,6 +92,12 @@ class PrivacyGuard:
                     "privacy, whose epsilon is unbounded"
                 )
             return None
+        if policy.guards_privacy and plan.noise_seed is not None:
+            return (
+                f"{_PREFIX}the task's DP-SGD noise is seeded (noise_seed), so "
+                "whoever knows the seed can remove it: no privacy at all; this site "
+                "guards its privacy and trains only with noise from its own CSPRNG"
+            )
         if run is not None and plan.run != run:
             return (
                 f"{_PREFIX}the task's DP-SGD declaration names run {plan.run}, "

@@ -15,7 +15,9 @@ Importing this package loads only numpy; the accounting modules, which need the
 - :mod:`accord.privacy.accountant`: PLD (default) and RDP accountants fed with
   those events;
 - :mod:`accord.privacy.calibration`: target epsilon -> noise multiplier;
-- :mod:`accord.privacy.budget`: the check that stops a run before it overspends.
+- :mod:`accord.privacy.budget`: the check that stops a run before it overspends;
+- :mod:`accord.privacy.dpsgd`: record-level DP-SGD: the plan a round declares to a
+  site, Poisson sampling and the noisy clipped gradient in numpy.
 
 ``docs/privacy.md`` says what each level protects and how epsilon is computed.
 """

@@ -68,12 +68,25 @@ class DpSgdPlan:
     noise_seed: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("noise_multiplier", "clip"):
+        for name in ("noise_multiplier", "clip", "sampling_rate", "delta"):
             value = getattr(self, name)
-            if not (isinstance(value, float | int) and math.isfinite(value)):
+            if isinstance(value, bool) or not isinstance(value, float | int):
+                raise ConfigError(f"must be a number, got {value!r}", key=name)
+            if not math.isfinite(value):
                 raise ConfigError(f"must be a finite number, got {value!r}", key=name)
             if value <= 0:
                 raise ConfigError(f"must be > 0, got {value!r}", key=name)
+        if self.noise_seed is not None and (
+            isinstance(self.noise_seed, bool)
+            or not isinstance(self.noise_seed, int)
+            or not 0 <= self.noise_seed < 2**63
+        ):
+            raise ConfigError(
+                f"must be an integer in [0, 2**63), got {self.noise_seed!r}",
+                key="noise_seed",
+            )
+        if not isinstance(self.run, str):
+            raise ConfigError(f"must be text, got {self.run!r}", key="run")
         if not 0 < self.sampling_rate <= 1:
             raise ConfigError(
                 f"must be in (0, 1], got {self.sampling_rate!r}", key="sampling_rate"
@@ -118,8 +131,6 @@ class DpSgdPlan:
                     if part
                 )
             )
-        if not isinstance(raw["run"], str):
-            raise ConfigError("the DP-SGD declaration's run must be text", key="run")
         return cls(**{k: raw[k] for k in raw})
 
     @classmethod

@@ -202,7 +202,6 @@ def test_a_site_refuses_a_round_over_its_max_epsilon_and_keeps_a_ledger(
         "noise_multiplier": Z,
         "clip": CLIP,
         "accountant": "pld",
-        "noise_seed": 4,
     }
     config = _policy_config(tmp_path, {"site-00": {"max_epsilon": limit}}, **privacy)
 
@@ -269,7 +268,6 @@ def test_resume_keeps_the_ledger_consistent_a_round_counted_once(
         "noise_multiplier": Z,
         "clip": CLIP,
         "accountant": "pld",
-        "noise_seed": 4,
     }
     config = make_config(
         tmp_path,

@@ -101,6 +101,10 @@ def test_the_policy_refuses_tasks_without_dp_or_that_cannot_honour_it(
     assert open_site.refusal(task("r", 1, dp=False), supports_dp=False) is None
     bad = TrainConfig(options={OPTION_KEY: {"run": "r"}})
     assert "malformed" in (open_site.refusal(bad, supports_dp=True) or "")
+    seeded = DpSgdPlan(**{**task("r", 1).options[OPTION_KEY], "noise_seed": 7})
+    seeded_task = TrainConfig(round=1, options={OPTION_KEY: seeded.to_json()})
+    assert "seeded" in (required.refusal(seeded_task, supports_dp=True) or "")
+    assert open_site.refusal(seeded_task, supports_dp=True) is None
 
 
 def test_max_epsilon_exactly_reached_is_allowed(tmp_path: Path) -> None:

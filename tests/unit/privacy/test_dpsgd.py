@@ -46,6 +46,11 @@ def test_plan_round_trips_and_refuses_bad_values() -> None:
         ("steps", -1),
         ("steps", 1.5),
         ("delta", 1.0),
+        ("clip", True),
+        ("run", 3),
+        ("noise_seed", -1),
+        ("noise_seed", 2**63),
+        ("noise_seed", "7"),
     ]:
         with pytest.raises(ConfigError, match=key):
             DpSgdPlan.from_json({**PLAN.to_json(), key: bad})
