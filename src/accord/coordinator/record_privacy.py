@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # dp-accounting is imported only once DP is on
     from accord.privacy.accountant import DpAccountant
     from accord.privacy.events import DpEvent
 
-__all__ = ["RecordPrivacy", "check_task"]
+__all__ = ["RecordPrivacy", "check_task", "site_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,24 @@ def check_task(config: FedConfig, task: object, name: str) -> None:
             "'participant'",
             key="privacy.level",
         )
+
+
+def site_rows(config: FedConfig, rows: Mapping[str, int] | None) -> dict[str, int]:
+    """Each site's training rows: ``rows``, else ``[deployment] declared_examples``.
+
+    :class:`ConfigError` naming the sites without one (record level needs them).
+    """
+    known = dict(config.deployment.declared_examples if rows is None else rows)
+    missing = sorted(set(config.deployment.participants or known) - set(known))
+    if not known or missing:
+        raise ConfigError(
+            "level = 'record' derives each site's sampling rate (batch_size / "
+            "rows) and steps from its number of training rows; declare them in "
+            "[deployment] declared_examples"
+            + (f" (missing: {', '.join(missing)})" if missing else ""),
+            key="deployment.declared_examples",
+        )
+    return known
 
 
 class RecordPrivacy:
@@ -138,16 +156,7 @@ class RecordPrivacy:
         """
         if config.privacy.level != "record":
             return None
-        known = dict(config.deployment.declared_examples if rows is None else rows)
-        missing = sorted(set(config.deployment.participants or known) - set(known))
-        if not known or missing:
-            raise ConfigError(
-                "level = 'record' derives each site's sampling rate (batch_size / "
-                "rows) and steps from its number of training rows; declare them in "
-                "[deployment] declared_examples"
-                + (f" (missing: {', '.join(missing)})" if missing else ""),
-                key="deployment.declared_examples",
-            )
+        known = site_rows(config, rows)
         return cls(
             config.privacy,
             rows=known,

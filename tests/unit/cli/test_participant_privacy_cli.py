@@ -62,3 +62,33 @@ def test_a_corrupt_ledger_stops_the_site_and_is_kept(tmp_path):
     assert result.exit_code == 1
     assert "privacy ledger" in result.output and "restore it" in result.output
     assert ledger.read_text() == "{ corrupt"
+
+
+@pytest.mark.parametrize(
+    ("task", "extra", "named"),
+    [
+        ("accord.task.numpy_task:softmax_regression", "", "declared_examples"),
+        (
+            "accord.task.sklearn:sgd_classifier",
+            '[deployment]\ndeclared_examples = { "site-00" = 40 }\n',
+            "sgd_classifier",
+        ),
+    ],
+)
+def test_a_record_level_coordinator_refuses_before_it_listens(
+    tmp_path, task, extra, named
+):
+    config = tmp_path / "fed.toml"
+    config.write_text(
+        FED.replace("accord.task.numpy_task:softmax_regression", task)
+        + f'[store]\ndirectory = "{tmp_path / "runs"}"\n'
+        + '[privacy]\nlevel = "record"\nnoise_multiplier = 1.0\nclip = 1.0\n'
+        + extra
+    )
+
+    result = runner.invoke(
+        app, ["coordinator", str(config), "--listen", "127.0.0.1:0", "--insecure"]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert named in result.output
