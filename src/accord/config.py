@@ -42,6 +42,7 @@ __all__ = [
     "FederationConfig",
     "PrivacyConfig",
     "RobustnessConfig",
+    "SitePrivacyConfig",
     "RoundConfig",
     "SelectionConfig",
     "SimulationConfig",
@@ -213,6 +214,19 @@ class SecureAggregationConfig(_Section):
         return {"mode": value} if isinstance(value, str) else value
 
 
+class SitePrivacyConfig(_Section):
+    """A simulated site's own privacy policy (``[privacy.sites.NAME]``).
+
+    What ``accord participant --max-epsilon --delta --require-dp`` sets at a real
+    site; the simulated site enforces it with its own ledger. See
+    ``docs/privacy.md``.
+    """
+
+    max_epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    delta: float = Field(default=1e-5, gt=0, lt=1)
+    require_dp: Literal["record"] | None = None
+
+
 class PrivacyConfig(_Section):
     """Differential privacy: what is protected, how much noise, and the budget.
 
@@ -221,14 +235,15 @@ class PrivacyConfig(_Section):
     central noise); with ``[secure_aggregation] mode = "masking"`` each site clips
     its own update and adds its share of integer noise inside the ring encoding
     instead (distributed noise; CKKS is refused). ``"record"``: DP-SGD inside each
-    site (its keys are accepted; a run refuses it until a task supports it). Exactly
-    one of ``noise_multiplier`` and ``target_epsilon`` (turned into a multiplier for
-    the planned rounds). ``delta`` is a fixed 1e-5 unless given: keep it well below
-    1 / (number of protected units). ``adaptive_clip`` lets the clip follow the
-    ``target_quantile`` of update norms (Andrew et al. 2021), starting from
+    site, each example's gradient clipped to ``clip`` (numpy and PyTorch tasks).
+    Exactly one of ``noise_multiplier`` and ``target_epsilon`` (turned into a
+    multiplier for the planned rounds). ``delta`` is a fixed 1e-5 unless given: keep
+    it well below 1 / (number of protected units). ``adaptive_clip`` lets the clip
+    follow the ``target_quantile`` of update norms (Andrew et al. 2021), starting from
     ``clip``. A round that would take epsilon past ``budget_epsilon`` does not
     start. ``noise_seed`` makes the noise reproducible: tests only, it voids the
-    protection. See ``docs/privacy.md``.
+    protection. ``sites`` gives simulated sites their own policy. See
+    ``docs/privacy.md``.
     """
 
     level: Literal["off", "participant", "record"] = "off"
@@ -243,6 +258,7 @@ class PrivacyConfig(_Section):
     accountant: Literal["pld", "rdp"] = "pld"
     budget_epsilon: float | None = Field(default=None, gt=0)
     noise_seed: int | None = Field(default=None, ge=0, lt=2**63)
+    sites: dict[str, SitePrivacyConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _coherent(self) -> PrivacyConfig:
@@ -269,6 +285,10 @@ class PrivacyConfig(_Section):
             raise ValueError(
                 "level = 'participant' needs clip, the L2 bound on each update "
                 "(or adaptive_clip = true)"
+            )
+        if self.level == "record" and self.clip is None:
+            raise ValueError(
+                "level = 'record' needs clip, the L2 bound on each example's gradient"
             )
         if self.adaptive_clip and self.level != "participant":
             raise ValueError("adaptive_clip applies to level = 'participant' only")

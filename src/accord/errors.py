@@ -16,6 +16,7 @@ terminal or a log whole.
     │   └── SchemaMismatch                  a site's table does not fit the
     │                                       federation's columns; names both
     ├── TaskError (RuntimeError)            the user's task failed or misbehaved
+    ├── TaskRefused (PermissionError)       a site's own policy refuses a task
     ├── UpdateRejected (ValueError)         an update failed validation
     │   └── SubmissionRefused               a message was refused on arrival
     ├── RoundFailed (RuntimeError)          a round could not reach its quorum
@@ -29,6 +30,8 @@ terminal or a log whole.
     ├── PrivacyBudgetExhausted (RuntimeError)  one more DP step would spend more
     │                                       epsilon than the budget (``spent``,
     │                                       ``limit``, ``next``)
+    ├── PrivacyLedgerError (RuntimeError)   a site's privacy ledger is unreadable or
+    │                                       corrupt (``path``); never reset silently
     ├── StoreError (RuntimeError)           the store cannot read or write
     │   ├── RunNotFound (LookupError)       no run with that id
     │   └── RunBusy                         another process is serving that run
@@ -57,6 +60,7 @@ __all__ = [
     "PkiError",
     "PreparationFailed",
     "PrivacyBudgetExhausted",
+    "PrivacyLedgerError",
     "RefusalKind",
     "RoundFailed",
     "RunAborted",
@@ -69,6 +73,7 @@ __all__ = [
     "StoreError",
     "SubmissionRefused",
     "TaskError",
+    "TaskRefused",
     "TransportError",
     "UpdateRejected",
     "excerpt",
@@ -143,6 +148,17 @@ class SchemaMismatch(DatasetError):
 
 class TaskError(AccordError, RuntimeError):
     """The user's task raised or returned something accord cannot use."""
+
+
+class TaskRefused(AccordError, PermissionError):
+    """A site's own policy refuses a task; ``reason`` says which rule and why.
+
+    The round goes on without the site; the refusal is recorded with the round.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class UpdateRejected(AccordError, ValueError):
@@ -265,6 +281,19 @@ class PrivacyBudgetExhausted(AccordError, RuntimeError):
             "multiplier (less accuracy per round)"
         )
         super().__init__(f"privacy budget exhausted: {self.detail}")
+
+
+class PrivacyLedgerError(AccordError, RuntimeError):
+    """A site's privacy ledger cannot be read or written, or is corrupt.
+
+    The ledger is what the site has spent; a corrupt one is never reset (that would
+    forget the epsilon spent), so the site refuses to train until its operator
+    restores the file from a backup or moves it aside knowingly.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class StoreError(AccordError, RuntimeError):

@@ -253,6 +253,11 @@ def _coordinate(
                 _checkpoints(cfg).check_writable()
             to_resume = _run_to_resume(run_store, cfg, resume, console, lease)
             ctx = build_context(cfg)  # the initial model needs the task and data
+            if cfg.privacy.level == "record":  # refused before a port or a run
+                from accord.coordinator.record_privacy import check_task, site_rows
+
+                check_task(cfg, ctx.task, cfg.task.factory)
+                site_rows(cfg, None)
             participants = cfg.deployment.participants or list(ctx.participants)
             # Then claim the address: a coordinator that cannot listen leaves the
             # store as it found it, with no run created or marked aborted in vain.

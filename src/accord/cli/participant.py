@@ -7,8 +7,10 @@ presents the identity certificate of its folder, if it has one, so that it can t
 part in masking rounds, and with ``--ckks-context`` the key holder's secret context
 (``ckks-secret.bin`` from ``accord ckks keys``, checked at start: a public context
 is refused) for CKKS rounds. It enforces its own policy
-(``--require-secure-aggregation``, ``--min-threshold``:
-:mod:`accord.participant.policy`), whatever the federation's configuration says.
+(``--require-secure-aggregation``, ``--min-threshold``, and for differential
+privacy ``--require-dp``, ``--max-epsilon`` and ``--delta`` over its privacy ledger
+in ``--identity``: :mod:`accord.participant.policy`), whatever the federation's
+configuration says.
 With a ``coordinator.pem`` in ``--identity`` (``accord pki sign`` writes it) the
 site trusts only that pinned coordinator certificate, checks the CRL the
 coordinator sends and refuses a revoked coordinator
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -36,6 +38,8 @@ from accord.cli.errors import reported
 from accord.errors import ConfigError, RunAborted, RunInterrupted
 
 if TYPE_CHECKING:
+    from accord.participant.policy import SitePolicy
+    from accord.participant.privacy_ledger import PrivacyLedger
     from accord.task.protocol import Task
     from accord.transport.coordinator_pin import CoordinatorPin
     from accord.transport.identity import SigningIdentity
@@ -95,6 +99,33 @@ def participant_command(
             "(implies --require-secure-aggregation; refuses CKKS rounds).",
         ),
     ] = None,
+    max_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            "--max-epsilon",
+            help="Train only while this site's epsilon, every run together (its "
+            "privacy ledger), stays at most this; refuses tasks without DP.",
+        ),
+    ] = None,
+    dp_delta: Annotated[
+        float,
+        typer.Option("--delta", help="The delta this site accounts epsilon at."),
+    ] = 1e-5,
+    require_dp: Annotated[
+        str | None,
+        typer.Option(
+            "--require-dp",
+            help="'record': train only tasks that declare record-level DP-SGD.",
+        ),
+    ] = None,
+    privacy_ledger: Annotated[
+        Path | None,
+        typer.Option(
+            "--privacy-ledger",
+            help="This site's privacy ledger (default: privacy-ledger.json in "
+            "--identity).",
+        ),
+    ] = None,
     ckks_context: Annotated[
         Path | None,
         typer.Option(
@@ -126,8 +157,13 @@ def participant_command(
                 key="--identity",
             )
         policy = SitePolicy(
-            require_secure_aggregation=require_secure, min_threshold=min_threshold
+            require_secure_aggregation=require_secure,
+            min_threshold=min_threshold,
+            require_dp=_dp_level(require_dp),
+            max_epsilon=max_epsilon,
+            dp_delta=dp_delta,
         )
+        ledger = _ledger(privacy_ledger, identity, policy)
         ckks = _ckks_secret(ckks_context)
         files = load_identity(identity) if identity is not None else None
         signing = _signing_identity(identity, files)
@@ -177,6 +213,7 @@ def participant_command(
                 policy=policy,
                 ckks_context=ckks,
                 pin=pin,
+                ledger=ledger,
             ).run()
         finally:
             log.close()
@@ -208,6 +245,34 @@ def _ended(reason: str) -> None:
     raise RunAborted(  # a newer connection took over, or an older coordinator
         f"the coordinator closed this site's task stream before the run's end: {reason}"
     )
+
+
+def _dp_level(value: str | None) -> Literal["record"] | None:
+    if value is None:
+        return None
+    if value == "record":
+        return "record"
+    raise ConfigError(
+        f"unknown DP level {value!r}; a site can require 'record'", key="--require-dp"
+    )
+
+
+def _ledger(
+    path: Path | None, identity: Path | None, policy: SitePolicy
+) -> PrivacyLedger | None:
+    """The site's privacy ledger: ``--privacy-ledger``, else in ``--identity``."""
+    from accord.participant.privacy_ledger import LEDGER_FILE, PrivacyLedger
+
+    where = path or (identity / LEDGER_FILE if identity is not None else None)
+    if where is None:
+        if policy.max_epsilon is not None:
+            raise ConfigError(
+                "--max-epsilon needs a privacy ledger to count what this site "
+                "spends across runs: pass --identity DIR or --privacy-ledger PATH",
+                key="--max-epsilon",
+            )
+        return None
+    return PrivacyLedger(where, delta=policy.dp_delta)
 
 
 def _ckks_secret(path: Path | None) -> bytes | None:

@@ -154,8 +154,20 @@ def list_runs(
 
 
 def _epsilon(r: RoundRecord) -> float | None:
-    """The federation's epsilon once round ``r`` was done (None: no DP)."""
-    return next((p.epsilon for p in r.privacy if p.participant is None), None)
+    """Epsilon once round ``r`` was done (None: no DP).
+
+    The federation's at participant level; at record level the largest of the
+    sites' (each site's own is in :func:`_site_epsilons`).
+    """
+    central = next((p.epsilon for p in r.privacy if p.participant is None), None)
+    if central is not None:
+        return central
+    return max((p.epsilon for p in r.privacy), default=None)
+
+
+def _site_epsilons(r: RoundRecord) -> dict[str, float]:
+    """Each site's epsilon (record level) once round ``r`` was done."""
+    return {p.participant: p.epsilon for p in r.privacy if p.participant is not None}
 
 
 def _show_json(
@@ -167,6 +179,7 @@ def _show_json(
     for entry, r in zip(document["rounds"], rounds, strict=True):
         entry["ok"] = sum(1 for o in r.outcomes if o.status == "ok")
         entry["epsilon"] = _epsilon(r)
+        entry["sites_epsilon"] = _site_epsilons(r)
         entry["privacy"] = [dataclasses.asdict(p) for p in r.privacy]
     typer.echo(dumps(document))
 
@@ -206,12 +219,21 @@ def show_run(
             f", budget {privacy.get('budget_epsilon') or 'none'}",
             highlight=False,
         )
+        sites = privacy.get("sites")
+        if isinstance(sites, dict) and sites:
+            console.print(
+                "epsilon of each site's records: "
+                + ", ".join(f"{escape(str(k))} {v:.4f}" for k, v in sites.items()),
+                highlight=False,
+            )
     if summary.get("reason"):
         console.print(f"reason: {escape(str(summary['reason']))}", highlight=False)
     dp = any(r.privacy for r in rounds)
     table = Table()
     columns = ["round", "status", "ok", "not ok (reason)", "model digest"]
-    for col in columns + (["epsilon"] if dp else []):
+    record = any(p.participant is not None for r in rounds for p in r.privacy)
+    label = "max site epsilon" if record else "epsilon"
+    for col in columns + ([label] if dp else []):
         table.add_column(col)
     for r in rounds:
         ok = sum(1 for o in r.outcomes if o.status == "ok")

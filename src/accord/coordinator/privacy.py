@@ -66,15 +66,11 @@ INITIAL_ADAPTIVE_CLIP = 0.1
 
 
 def check_supported(config: FedConfig) -> None:
-    """Refuse, at run start, a privacy level this accord cannot run yet."""
-    if config.privacy.level == "record":
-        raise ConfigError(
-            "level = 'record' needs a task that supports DP-SGD (per-example "
-            "clipping and noise inside each site), which this accord does not have "
-            "yet; use level = 'participant' (clip and noise on whole updates) or "
-            "'off'",
-            key="privacy.level",
-        )
+    """Refuse, at run start, a privacy level this accord cannot run.
+
+    Every level runs now: record level (:mod:`accord.coordinator.record_privacy`)
+    checks its task when the task is built (``check_task``).
+    """
 
 
 class CentralPrivacy:
@@ -167,9 +163,9 @@ class CentralPrivacy:
 
     @classmethod
     def of(cls, config: FedConfig, *, participants: int) -> CentralPrivacy | None:
-        """The run's DP (None when ``[privacy] level = "off"``)."""
+        """The run's participant-level DP (None at the other levels)."""
         check_supported(config)
-        if config.privacy.level == "off":
+        if config.privacy.level != "participant":
             return None
         sel = config.selection
         size = min(

@@ -57,6 +57,7 @@ from accord.coordinator.federated_eval import federated_eval
 from accord.coordinator.integrity import ExampleBounds
 from accord.coordinator.metrics import train_metrics
 from accord.coordinator.privacy import CentralPrivacy, check_supported
+from accord.coordinator.record_privacy import RecordPrivacy
 from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan
 from accord.coordinator.selection import derive_seed, select
@@ -162,8 +163,11 @@ class Coordinator:
         observer: RunObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         ckks_public_context: bytes | None = None,
+        site_rows: Mapping[str, int] | None = None,
     ) -> None:
         self.config = config
+        #: Each site's training rows, for record-level DP (None: declared_examples).
+        self._site_rows = site_rows
         self._ckks_public = ckks_public_context
         self._executor = executor
         self._store = store
@@ -175,6 +179,7 @@ class Coordinator:
         self._bounds = ExampleBounds.of(config)
         check_supported(config)
         self._privacy: CentralPrivacy | None = None
+        self._record: RecordPrivacy | None = None
         if isinstance(executor, Bounding):  # a deployment refuses on arrival
             executor.bound_examples(self._bounds)
         rob = config.robustness
@@ -210,6 +215,7 @@ class Coordinator:
         self._privacy = CentralPrivacy.of(
             cfg, participants=len(eligible(self._executor))
         )
+        self._record = RecordPrivacy.of(cfg, rows=self._site_rows)
         if run_id is None:
             run_id = create_run(self._store, cfg)
             if on_created is not None:
@@ -254,6 +260,7 @@ class Coordinator:
             self._privacy = CentralPrivacy.of(
                 self.config, participants=len(eligible(self._executor))
             )
+            self._record = RecordPrivacy.of(self.config, rows=self._site_rows)
             self._store.reopen_run(run_id)
             self._quarantine = replay(
                 self.config.robustness.quarantine_after, point.recorded
@@ -289,6 +296,8 @@ class Coordinator:
         try:
             if self._privacy is not None:
                 self._privacy.restore(recorded)
+            if self._record is not None:
+                self._record.restore(recorded)
             for number in range(first, cfg.federation.rounds + 1):
                 try:
                     params, state, summary = self._round(run_id, number, params, state)
@@ -306,6 +315,8 @@ class Coordinator:
             final: dict[str, Any] = {"final": last_metrics(summaries)}
             if self._privacy is not None:
                 final["privacy"] = self._privacy.summary()
+            if self._record is not None:
+                final["privacy"] = self._record.summary()
             if extra_summary is not None:
                 final.update(extra_summary(params))
         except BaseException:
@@ -339,17 +350,24 @@ class Coordinator:
         )
         if self._privacy is not None:  # a round over the budget never starts
             self._privacy.admit(len(selected), len(roster), values=params.size)
+        if self._record is not None:  # nor one that would take a site past it
+            self._record.admit(selected)
         required = max(1, math.ceil(cfg.round.quorum * len(selected)))
         plan = RoundPlan(number, selected, required)
         scores: tuple[UpdateScore, ...] = ()
         if cfg.secure_aggregation.mode == "off":
-            outcomes, succeeded, delta, reason, scores = self._plain(plan, params, t0)
+            outcomes, succeeded, delta, reason, scores = self._plain(
+                run_id, plan, params, t0
+            )
             self._count_flags(run_id, number, scores)
         else:
             outcomes, succeeded, delta, reason = self._secure(run_id, plan, params, t0)
-        spent: PrivacySpent | None = None
+        spent: tuple[PrivacySpent, ...] = ()
         if self._privacy is not None:
-            spent = self._privacy.settle(len(selected), len(roster))
+            central = self._privacy.settle(len(selected), len(roster))
+            spent = () if central is None else (central,)
+        if self._record is not None:
+            spent = self._record.settle(outcomes)
         failed = delta is None
         if delta is not None:
             params, state, reason = self._step(run_id, number, params, state, delta)
@@ -379,7 +397,7 @@ class Coordinator:
                 outcomes=outcomes,
                 metrics=tuple(metrics),
                 checkpoint=checkpoint,
-                privacy=() if spent is None else (spent,),
+                privacy=spent,
                 scores=scores,
             )
         )
@@ -394,7 +412,7 @@ class Coordinator:
                 f"{m.scope}.{m.name}": m.value for m in metrics if m.participant is None
             },
             reason=reason,
-            epsilon=None if spent is None else spent.epsilon,
+            epsilon=max((p.epsilon for p in spent), default=None),
         )
         self._observer.round_finished(summary)
         return params, state, summary
@@ -426,7 +444,7 @@ class Coordinator:
         return new_params, new_state, None
 
     def _plain(
-        self, plan: RoundPlan, params: Params, t0: float
+        self, run_id: str, plan: RoundPlan, params: Params, t0: float
     ) -> tuple[
         tuple[ParticipantOutcome, ...],
         int,
@@ -457,7 +475,8 @@ class Coordinator:
             },
             observer=kept,
         )
-        self._executor.submit_train(plan.number, self._jobs(plan.number, plan.selected))
+        jobs = self._jobs(run_id, plan.number, plan.selected)
+        self._executor.submit_train(plan.number, jobs)
         self._observer.round_started(plan.number, plan.selected)
         self._collect_updates(rnd, t0)
         try:
@@ -526,14 +545,17 @@ class Coordinator:
             )
         self._observer.round_started(number, plan.selected)
         out = collector.run(
-            self._jobs(number, plan.selected), t0 + self.config.round.deadline_s
+            self._jobs(run_id, number, plan.selected), t0 + self.config.round.deadline_s
         )
         if out.reason is not None:
             logger.info("round %d failed: %s", number, out.reason)
         return out.outcomes, out.succeeded, out.delta, out.reason
 
-    def _jobs(self, number: int, selected: Sequence[str]) -> list[TrainJob]:
+    def _jobs(
+        self, run_id: str, number: int, selected: Sequence[str]
+    ) -> list[TrainJob]:
         train = self.config.train
+        record = self._record
         index = {p: i for i, p in enumerate(self._executor.participants)}
         return [
             TrainJob(
@@ -545,7 +567,9 @@ class Coordinator:
                     seed=derive_seed(self.config.federation.seed, number, index[p]),
                     round=number,
                     participant=p,
-                    options=dict(train.options),
+                    options=dict(train.options)
+                    if record is None
+                    else {**train.options, **record.options(run_id, p)},
                 ),
             )
             for p in selected

@@ -13,6 +13,14 @@ reported to
 the coordinator as refused by the site, with the policy in its reason, and recorded
 in the site log; the round goes on without the site.
 
+Differential privacy is the site's to decide too: with ``--require-dp record`` the
+site trains only tasks that declare record-level DP-SGD, and with ``--max-epsilon
+E`` (at ``--delta``) it trains only while its own accountant, over its own privacy
+ledger of every run it took part in, stays within ``E`` after the round (a task
+without DP has no bound at all, so it is refused too). Those checks are made by
+:class:`~accord.participant.privacy_guard.PrivacyGuard` from the mechanism the task
+declares; nothing the coordinator sends can switch them off.
+
 Evaluation tasks are not concerned: they send only the global model's scores.
 This module is pure: :meth:`SitePolicy.refusal` sees only whether a task is
 secure, by which protocol, and its threshold.
@@ -20,7 +28,9 @@ secure, by which protocol, and its threshold.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Literal
 
 from accord.errors import ConfigError
 
@@ -33,8 +43,37 @@ class SitePolicy:
 
     require_secure_aggregation: bool = False
     min_threshold: int | None = None
+    #: ``"record"``: train only tasks that declare record-level DP-SGD.
+    require_dp: Literal["record"] | None = None
+    #: The most epsilon this site's records may spend, over every run together.
+    max_epsilon: float | None = None
+    #: The delta at which the site accounts its epsilon.
+    dp_delta: float = 1e-5
+
+    @property
+    def guards_privacy(self) -> bool:
+        """Whether the site checks the DP of the tasks it trains."""
+        return self.require_dp is not None or self.max_epsilon is not None
 
     def __post_init__(self) -> None:
+        if self.require_dp not in (None, "record"):
+            raise ConfigError(
+                f"unknown DP level {self.require_dp!r}; the site can require 'record'",
+                key="--require-dp",
+            )
+        if self.max_epsilon is not None and not (
+            math.isfinite(self.max_epsilon) and self.max_epsilon > 0
+        ):
+            raise ConfigError(
+                f"must be a finite number > 0, not {self.max_epsilon!r}",
+                key="--max-epsilon",
+            )
+        if not 0 < self.dp_delta < 1:
+            raise ConfigError(
+                f"must be in (0, 1), not {self.dp_delta!r}; a delta well below "
+                "1 / (the site's records) is the usual choice",
+                key="--delta",
+            )
         if self.min_threshold is not None and self.min_threshold < 2:
             raise ConfigError(
                 f"a minimum threshold must be at least 2, not {self.min_threshold}: "

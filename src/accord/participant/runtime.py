@@ -56,6 +56,7 @@ from threadpoolctl import threadpool_limits
 
 from accord.errors import (
     AuthenticationFailed,
+    PrivacyLedgerError,
     SecAggAborted,
     SubmissionRefused,
     TransportError,
@@ -65,6 +66,8 @@ from accord.participant.backoff import Backoff
 from accord.participant.data import LocalData
 from accord.participant.policy import SitePolicy
 from accord.participant.preparation import Preparation, PreparationRefused, TaskBuilder
+from accord.participant.privacy_guard import PrivacyGuard, supports_dp_sgd
+from accord.participant.privacy_ledger import PrivacyLedger
 from accord.participant.rounds import SecureRounds
 from accord.participant.sitelog import SiteLog
 from accord.participant.table import SiteTable
@@ -117,8 +120,11 @@ class ParticipantRuntime:
     ``signing`` (the site's identity key and certificate) and ``ca_pem`` (the CA
     certificate it checks the roster's identity certificates against) let it take
     part in masking rounds, ``ckks_context`` (the key holder's secret context) in
-    CKKS rounds; ``policy`` says which train tasks it refuses. ``pin`` checks the
-    CRLs the coordinator sends (``connect`` trusts the same pin's roots).
+    CKKS rounds; ``policy`` says which train tasks it refuses, and ``ledger``
+    (:mod:`~accord.participant.privacy_ledger`) is where the site counts the
+    epsilon of every DP-SGD round it trains, checked by the policy before each
+    one (:mod:`~accord.participant.privacy_guard`). ``pin`` checks the CRLs the
+    coordinator sends (``connect`` trusts the same pin's roots).
     ``accept_noise_seed`` lets a masking round fix the seed of the site's DP noise
     share (tests that compare a deployment with a simulation; it voids the DP).
     """
@@ -140,6 +146,7 @@ class ParticipantRuntime:
         ckks_context: bytes | None = None,
         pin: CoordinatorPin | None = None,
         accept_noise_seed: bool = False,
+        ledger: PrivacyLedger | None = None,
     ) -> None:
         self._connect = connect
         self._pin = pin
@@ -148,6 +155,7 @@ class ParticipantRuntime:
         self._threads = threads
         self._give_up_after_s = give_up_after_s
         self._policy = policy or SitePolicy()
+        self._privacy = PrivacyGuard(self._policy, ledger=ledger)
         self._secure = SecureRounds(
             self._policy,
             signing=signing,
@@ -288,8 +296,16 @@ class ParticipantRuntime:
         """Why the site refuses a train task (its policy, a secure round's checks)."""
         self._secure.drop()  # a new round: the last one's secrets go
         if not order.secure_json:
-            return self._policy.refusal(secure=False)
-        return self._secure.admit(order)
+            refusal = self._policy.refusal(secure=False)
+        else:
+            refusal = self._secure.admit(order)
+        if refusal is not None or order.config is None:
+            return refusal
+        # The ledger keys rounds by the run the declaration names: a coordinator
+        # that changed it would only make the site count more, never less.
+        return self._privacy.refusal(
+            order.config, supports_dp=supports_dp_sgd(self._usable()[1])
+        )
 
     def _fetch(self, client: CoordinatorClient, order: TaskOrder) -> Params:
         if self._model is not None and self._model[0] == order.model_digest:
@@ -336,6 +352,15 @@ class ParticipantRuntime:
                 client, order, result.reason, refused=result.status == "rejected"
             )
             return
+        try:  # written ahead: counted before anything of it leaves the site
+            epsilon = self._privacy.spent(config)
+        except PrivacyLedgerError as exc:
+            del out
+            self._keep(buffer)
+            self._fail(client, order, str(exc), refused=False)
+            return
+        if epsilon is not None:
+            self.log.record("privacy_spent", round=order.round, total_epsilon=epsilon)
         if secure:
             self._seal(client, order, out, result)
             del out

@@ -18,7 +18,9 @@ Importing this package loads only numpy; the accounting modules, which need the
 - :mod:`accord.privacy.skellam`: the Skellam noise sites add inside secure
   aggregation (distributed noise), its RDP curve and tail bound (numpy only);
 - :mod:`accord.privacy.distributed`: the Skellam accountant and its calibration;
-- :mod:`accord.privacy.budget`: the check that stops a run before it overspends.
+- :mod:`accord.privacy.budget`: the check that stops a run before it overspends;
+- :mod:`accord.privacy.dpsgd`: record-level DP-SGD: the plan a round declares to a
+  site, Poisson sampling and the noisy clipped gradient in numpy.
 
 ``docs/privacy.md`` says what each level protects and how epsilon is computed.
 """

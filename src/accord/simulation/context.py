@@ -108,6 +108,10 @@ def build_context(
     task = load_task(
         config.task.factory, data.info, options=config.task.options, base_dir=base
     )
+    if config.privacy.sites:  # simulated sites' own policies
+        from accord.simulation.site_policy import guard_sites
+
+        task = guard_sites(config, task, tuple(s.name for s in data.sites))
     if poison and config.attack is not None:
         from accord.attacks.data import poison_federation
 

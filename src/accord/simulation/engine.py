@@ -27,6 +27,7 @@ from typing import Any
 
 from accord.config import FedConfig
 from accord.coordinator.executor import Executor
+from accord.coordinator.record_privacy import check_task
 from accord.coordinator.resume import check_resumable
 from accord.coordinator.runner import (
     Coordinator,
@@ -189,6 +190,7 @@ def _simulate(
 ) -> SimulationResult:
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
     ctx = build_context(config, poison=True)
+    check_task(config, ctx.task, config.task.factory)
     initial = ctx.task.init_params(config.federation.seed)
     has_test = len(ctx.data.test) > 0
     central = _central_eval(ctx)
@@ -216,6 +218,7 @@ def _simulate(
             observer=observer,
             clock=clock,
             ckks_public_context=ckks_public,
+            site_rows={s.name: len(s.train) for s in ctx.data.sites},
         )
         if resume is None:
             run = coordinator.run(initial, extra_summary=summarise, on_created=started)

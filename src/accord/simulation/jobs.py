@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from accord.data.arrays import ArrayData
-from accord.errors import UpdateRejected
+from accord.errors import TaskRefused, UpdateRejected
 from accord.evaluation.metrics import evaluate
 from accord.params import Params
 from accord.task.protocol import Task, TrainConfig, TrainResult
@@ -93,6 +93,8 @@ def train(
     t0 = time.perf_counter()
     try:
         result = task.train(global_params, data, config)
+    except TaskRefused as exc:  # the site's policy (simulated sites' own)
+        return JobError("rejected", exc.reason, time.perf_counter() - t0)
     except Exception as exc:  # the user's code may raise anything; report, don't die
         logger.info("training raised %s", type(exc).__name__)
         return JobError("failed", _describe(exc), time.perf_counter() - t0)

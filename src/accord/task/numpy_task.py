@@ -10,6 +10,16 @@ Training is minibatch SGD with the learning rate, batch size and epochs of the
 :class:`TrainConfig`; rows are shuffled each epoch by ``np.random.default_rng(seed)``,
 so the same parameters, data and config always give bit-identical results. The
 optional L2 ``weight_decay`` applies to weight matrices only, not to biases.
+
+A train task that declares record-level DP-SGD (a
+:class:`~accord.privacy.dpsgd.DpSgdPlan` in its options, ``[privacy] level =
+"record"``) runs the declared number of steps instead of epochs: each step draws a
+Poisson sample of the rows at the declared rate (from ``config.seed``), computes
+each sampled row's gradient norm and clips it (written by hand, like the plain
+step's; for dense layers the clipped sum is two matrix products, never the
+per-example gradients themselves), and adds Gaussian noise from
+:class:`~accord.privacy.noise.NoiseSource`
+(:func:`~accord.privacy.dpsgd.noisy_dense_gradient`).
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ import numpy.typing as npt
 from accord.data.arrays import ArrayData, DatasetInfo
 from accord.errors import ConfigError, DatasetError
 from accord.params import Params, ParamSpec, TensorSpec
+from accord.privacy.dpsgd import DpSgdPlan, noisy_dense_gradient, poisson_sample
+from accord.privacy.noise import NoiseSource
 from accord.task.protocol import TrainConfig, TrainResult
 
 __all__ = ["NumpyMLP", "SoftmaxRegression", "mlp", "softmax_regression"]
@@ -37,6 +49,9 @@ Weights = dict[str, F32]
 #: One SGD step on a batch (features, labels, one-hot labels, learning rate):
 #: updates the weights in place and returns the summed loss of the batch.
 Step = Callable[[Weights, F32, I64, F32, float], float]
+#: A batch's dense layers as (inputs, per-example output gradients), in spec order
+#: (features, labels, one-hot labels in), and the batch's summed loss.
+PerExample = Callable[[Weights, F32, I64, F32], tuple[list[tuple[F32, F32]], float]]
 _TINY = np.float32(1e-30)
 
 
@@ -107,6 +122,51 @@ def _run_sgd(
     return loss
 
 
+def _example_gradient(proba: F32, y: I64, one_hot: F32) -> tuple[F32, float]:
+    """Each row's d(cross-entropy)/d(logits) (not averaged), and the summed loss."""
+    picked = np.maximum(proba[np.arange(y.size), y], _TINY)
+    loss_sum = -float(np.log(picked).sum())
+    proba -= one_hot
+    return proba, loss_sum
+
+
+def _run_dp_sgd(
+    spec: ParamSpec,
+    weights: Weights,
+    data: tuple[F32, I64, F32],
+    config: TrainConfig,
+    plan: DpSgdPlan,
+    per_example: PerExample,
+    decay: Callable[[Weights], dict[str, F32]],
+) -> float:
+    """Run the declared DP-SGD steps; mean loss over the rows they sampled."""
+    x, y, one_hot = data
+    sampler = np.random.default_rng(config.seed)
+    noise = NoiseSource(plan.noise_seed).generator(config.seed)
+    expected = plan.sampling_rate * len(y)
+    names = [t.name for t in spec.tensors]
+    rate = np.float32(config.learning_rate)
+    total, seen = 0.0, 0
+    for _ in range(plan.steps):
+        rows = poisson_sample(len(y), plan.sampling_rate, sampler)
+        layers, loss = per_example(weights, x[rows], y[rows], one_hot[rows])
+        total, seen = total + loss, seen + rows.size
+        noisy = noisy_dense_gradient(
+            layers,
+            clip=plan.clip,
+            noise_multiplier=plan.noise_multiplier,
+            expected_batch=expected,
+            rng=noise,
+        )
+        penalties = decay(weights)
+        for name, g in zip(names, noisy, strict=True):
+            step = g.astype(np.float32)
+            if name in penalties:
+                step += penalties[name]
+            weights[name] -= rate * step
+    return total / seen if seen else float("nan")
+
+
 def _train(
     spec: ParamSpec,
     info: DatasetInfo,
@@ -114,6 +174,8 @@ def _train(
     data: ArrayData,
     config: TrainConfig,
     step: Step,
+    per_example: PerExample | None = None,
+    decay: Callable[[Weights], dict[str, F32]] | None = None,
 ) -> TrainResult:
     """Shared ``train``: validate, copy the weights, run SGD, wrap the result."""
     if config.batch_size <= 0:
@@ -124,7 +186,17 @@ def _train(
     weights: Weights = {n: np.array(a, dtype=np.float32) for n, a in params.items()}
     x, y = _features(info, data.x), _labels(info, data.y)
     metrics: dict[str, float] = {}
-    if len(y) and config.epochs > 0:
+    plan = DpSgdPlan.of(config.options)
+    if plan is not None and len(y):
+        assert per_example is not None and decay is not None  # both tasks give them
+        one_hot = np.eye(info.n_classes, dtype=np.float32)[y]
+        loss = _run_dp_sgd(
+            spec, weights, (x, y, one_hot), config, plan, per_example, decay
+        )
+        if loss == loss:  # NaN when no step drew a row
+            metrics["train_loss"] = loss
+        metrics["dp_steps"] = float(plan.steps)
+    elif len(y) and config.epochs > 0:
         metrics["train_loss"] = _run_sgd(weights, x, y, info.n_classes, config, step)
     logger.debug("trained on %d rows for %d epoch(s)", len(y), config.epochs)
     return TrainResult(Params(weights), num_examples=len(y), metrics=metrics)
@@ -136,6 +208,9 @@ class SoftmaxRegression:
     A binary problem is two classes (``k = 2``), so predictions always have one
     column per class. Initial weights are zero whatever the seed (the loss is convex).
     """
+
+    #: Trains with record-level DP-SGD when a task declares it.
+    supports_dp_sgd = True
 
     def __init__(self, info: DatasetInfo, *, weight_decay: float = 0.0) -> None:
         self.info = info
@@ -155,7 +230,16 @@ class SoftmaxRegression:
         self, params: Params, data: ArrayData, config: TrainConfig
     ) -> TrainResult:
         """Minibatch SGD from ``params`` (which are copied, never modified)."""
-        return _train(self.spec, self.info, params, data, config, self._step)
+        return _train(
+            self.spec,
+            self.info,
+            params,
+            data,
+            config,
+            self._step,
+            self._per_example,
+            self._decay,
+        )
 
     def predict(
         self, params: Params, x: npt.NDArray[np.float32]
@@ -177,6 +261,18 @@ class SoftmaxRegression:
         b -= np.float32(lr) * grad.sum(axis=0)
         return loss
 
+    def _per_example(
+        self, weights: Weights, xb: F32, yb: I64, one_hot: F32
+    ) -> tuple[list[tuple[F32, F32]], float]:
+        w, b = weights["w"], weights["b"]
+        grad, loss = _example_gradient(_softmax_inplace(xb @ w + b), yb, one_hot)
+        return [(xb, grad)], loss
+
+    def _decay(self, weights: Weights) -> dict[str, F32]:
+        if not self.weight_decay:
+            return {}
+        return {"w": np.float32(self.weight_decay) * weights["w"]}
+
 
 class NumpyMLP:
     """A multilayer perceptron with one hidden ReLU layer of ``hidden`` units.
@@ -184,6 +280,9 @@ class NumpyMLP:
     Params ``w1`` ``(d, h)``, ``b1`` ``(h,)``, ``w2`` ``(h, k)``, ``b2`` ``(k,)``.
     Initialised like PyTorch's ``nn.Linear``: uniform in ``±1/sqrt(fan_in)``.
     """
+
+    #: Trains with record-level DP-SGD when a task declares it.
+    supports_dp_sgd = True
 
     def __init__(
         self, info: DatasetInfo, *, hidden: int = 64, weight_decay: float = 0.0
@@ -216,7 +315,16 @@ class NumpyMLP:
         self, params: Params, data: ArrayData, config: TrainConfig
     ) -> TrainResult:
         """Minibatch SGD from ``params`` (which are copied, never modified)."""
-        return _train(self.spec, self.info, params, data, config, self._step)
+        return _train(
+            self.spec,
+            self.info,
+            params,
+            data,
+            config,
+            self._step,
+            self._per_example,
+            self._decay,
+        )
 
     def predict(
         self, params: Params, x: npt.NDArray[np.float32]
@@ -249,6 +357,22 @@ class NumpyMLP:
         w2 -= rate * grad_w2
         b2 -= rate * grad_out.sum(axis=0)
         return loss
+
+    def _per_example(
+        self, weights: Weights, xb: F32, yb: I64, one_hot: F32
+    ) -> tuple[list[tuple[F32, F32]], float]:
+        w1, b1, w2, b2 = weights["w1"], weights["b1"], weights["w2"], weights["b2"]
+        pre = xb @ w1 + b1
+        hidden = np.maximum(pre, 0.0)
+        out, loss = _example_gradient(_softmax_inplace(hidden @ w2 + b2), yb, one_hot)
+        grad_hidden = (out @ w2.T) * (pre > 0.0)
+        return [(xb, grad_hidden), (hidden, out)], loss
+
+    def _decay(self, weights: Weights) -> dict[str, F32]:
+        if not self.weight_decay:
+            return {}
+        decay = np.float32(self.weight_decay)
+        return {"w1": decay * weights["w1"], "w2": decay * weights["w2"]}
 
 
 def softmax_regression(

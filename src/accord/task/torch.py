@@ -22,6 +22,11 @@ built and trained on the CPU. The adapter
 never calls ``torch.set_num_threads``: the engine that runs it decides. It never
 loads pickled weights (``torch.load``).
 
+A train task that declares record-level DP-SGD (``[privacy] level = "record"``)
+is trained through Opacus instead (:mod:`accord.task.torch_dp`): each site's own
+private module, optimizer and Poisson data loader are made once, on its first
+round, and reused.
+
 Each thread builds and keeps its own module, so one task may serve several threads.
 Importing this module without torch installed raises :class:`MissingExtraError`;
 ``accord.task`` itself does not import it.
@@ -42,6 +47,7 @@ import numpy.typing as npt
 from accord.data.arrays import ArrayData, DatasetInfo
 from accord.errors import ConfigError, MissingExtraError, TaskError
 from accord.params import Array, Params, ParamSpec, TensorSpec
+from accord.privacy.dpsgd import DpSgdPlan
 from accord.task.protocol import TrainConfig, TrainResult
 
 try:
@@ -80,6 +86,9 @@ class TorchTask:
     fresh optimizer: ``"sgd"`` (with ``momentum`` and ``weight_decay``) or
     ``"adam"`` (with ``weight_decay``), at ``config.learning_rate``.
     """
+
+    #: Trains with record-level DP-SGD when a task declares it (Opacus).
+    supports_dp_sgd = True
 
     def __init__(
         self,
@@ -142,9 +151,12 @@ class TorchTask:
             raise ConfigError("must be a positive integer", key="batch_size")
         if config.epochs < 0:
             raise ConfigError("must not be negative", key="epochs")
-        module = self._load(params, copy=True)
         x = _tensor(np.asarray(data.x, dtype=self._input_dtype()), copy=False)
         y = _tensor(np.asarray(data.y, dtype=np.int64), copy=False)
+        plan = DpSgdPlan.of(config.options)
+        if plan is not None:
+            return self._train_private(params, x, y, config, plan)
+        module = self._load(params, copy=True)
         metrics: dict[str, float] = {}
         if len(y) and config.epochs > 0:
             module.train()
@@ -155,6 +167,53 @@ class TorchTask:
                 metrics["train_loss"] = self._fit(module, x, y, config)
         logger.debug("trained on %d rows for %d epoch(s)", len(y), config.epochs)
         return TrainResult(_export(module), num_examples=len(y), metrics=metrics)
+
+    def _train_private(
+        self,
+        params: Params,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        config: TrainConfig,
+        plan: DpSgdPlan,
+    ) -> TrainResult:
+        """DP-SGD on this site's private module, made on its first round."""
+        from accord.task.torch_dp import PrivateSite  # needs the privacy extra
+
+        self.spec.check(params)
+        sites: dict[str, PrivateSite] = self._local.__dict__.setdefault("private", {})
+        site = sites.get(config.participant)
+        if site is None or site.rows != len(y):
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(0)
+                module = self.model_fn()
+            optimizer = self._make_torch_optimizer(module, config.learning_rate)
+            site = PrivateSite.make(module, optimizer, x, y)
+            sites[config.participant] = site
+            logger.debug("made %r's model private (Opacus)", config.participant)
+        site.load(params)
+        metrics: dict[str, float] = {"dp_steps": float(plan.steps)}
+        if len(y):
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(config.seed)
+                loss = site.fit(plan, config)
+            if loss == loss:  # NaN when no step drew a row
+                metrics["train_loss"] = loss
+        return TrainResult(site.export(), num_examples=len(y), metrics=metrics)
+
+    def _make_torch_optimizer(
+        self, module: nn.Module, lr: float
+    ) -> torch.optim.Optimizer:
+        """A ``torch.optim`` optimizer (Opacus wraps only those)."""
+        if self.optimizer == "adam":
+            return torch.optim.Adam(
+                module.parameters(), lr=lr, weight_decay=self.weight_decay
+            )
+        return torch.optim.SGD(
+            module.parameters(),
+            lr=lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+        )
 
     def predict(self, params: Params, x: npt.NDArray[np.float32]) -> Array:
         """Softmax probabilities ``(n, k)``, computed without gradients."""

@@ -81,7 +81,24 @@ def test_runs_show_lists_epsilon_per_round_as_text_and_json(tmp_path):
     assert f"{last['epsilon']:.4f}" in shown.stdout
 
 
-def test_record_level_exits_2_with_what_to_do(tmp_path):
-    result = _simulate(tmp_path, level="record")
-    assert result.exit_code == 2
-    assert "needs a task that supports DP-SGD" in result.output
+def test_record_level_shows_each_sites_epsilon_as_text_and_json(tmp_path):
+    result = _simulate(tmp_path, "--json", level="record")
+    assert result.exit_code == 0, result.output
+    run_id = json.loads(result.stdout)["run_id"]
+    where = ["--dir", str(tmp_path / "runs")]
+
+    shown = runner.invoke(app, ["runs", "show", run_id, *where])
+    as_json = runner.invoke(app, ["runs", "show", run_id, "--json", *where])
+
+    assert shown.exit_code == 0, shown.output
+    assert "record level" in shown.stdout
+    assert "epsilon of each site's records" in shown.stdout
+    doc = json.loads(as_json.stdout)
+    sites = doc["summary"]["privacy"]["sites"]
+    assert set(sites) == {"site-00", "site-01", "site-02"}
+    last = doc["rounds"][-1]
+    assert last["sites_epsilon"] == sites
+    assert last["epsilon"] == max(sites.values()) <= 4.5
+    assert {p["level"] for p in last["privacy"]} == {"record"}
+    for name, value in sites.items():
+        assert f"{name} {value:.4f}" in shown.stdout

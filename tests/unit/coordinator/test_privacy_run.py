@@ -145,17 +145,6 @@ def test_target_epsilon_is_reached_at_the_last_planned_round(tmp_path: Path) -> 
     assert rounds[-1].privacy[0].epsilon <= 4.0
 
 
-def test_record_level_is_refused_at_run_start_before_any_run_exists(
-    tmp_path: Path,
-) -> None:
-    config = make_config(tmp_path, level="record", clip=1.0)
-
-    with MemoryStore() as store:
-        with pytest.raises(ConfigError, match="needs a task that supports DP-SGD"):
-            simulate(config, store=store)
-        assert store.list_runs() == []
-
-
 def test_restore_rebuilds_the_accountant_from_recorded_rounds(tmp_path: Path) -> None:
     config = make_config(tmp_path, rounds=2)
     with MemoryStore() as store:
