@@ -150,9 +150,12 @@ def test_a_checkpoint_write_failure_aborts_and_resume_auto_continues_the_run(
         assert store.get_run(run.run_id).status == "aborted"
         assert [r.number for r in store.rounds(run.run_id)] == [1]
 
-    # The sites were told the run ended; their operators start them again.
+    # The sites were told why the run ended (exit 1: it did not finish); their
+    # operators start them again.
     for site, process in zip(SITES, participants, strict=True):
-        deployment.finish(process, site)
+        deployment.may_fail.add(process.pid)
+        deployment.finish(process, site, code=1)
+        assert "run aborted: cannot write checkpoint" in deployment.log(site)
     assert all(deployment.site_events(site, "goodbye") for site in SITES)
 
     # Act 2: the folder is fixed; --resume auto takes the aborted run up again.

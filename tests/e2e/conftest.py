@@ -264,13 +264,15 @@ class Deployment:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
-    def finish(self, process: subprocess.Popen[str], name: str) -> str:
-        """Wait for ``process`` to exit 0; its stdout."""
+    def finish(
+        self, process: subprocess.Popen[str], name: str, *, code: int = 0
+    ) -> str:
+        """Wait for ``process`` to exit with ``code``; its stdout."""
         try:
-            code = process.wait(timeout=240)
+            got = process.wait(timeout=240)
         except subprocess.TimeoutExpired:
             pytest.fail(f"{name} still running: {self.log(name)[-3000:]}")
-        assert code == 0, f"{name} exited {code}: {self.log(name)[-3000:]}"
+        assert got == code, f"{name} exited {got}: {self.log(name)[-3000:]}"
         return (self.root / f"{name}.out").read_text()
 
     def stop_all(self) -> None:

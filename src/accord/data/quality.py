@@ -52,6 +52,9 @@ MAX_ABS = 1e100
 DEFAULT_MAX_LEVELS = 1000
 #: Problems shown per message; the rest are counted.
 _SHOWN = 20
+# A character budget too, so the one line stays readable (and under terminals'
+# and log collectors' line limits) however long each problem's excerpt is.
+_SHOWN_CHARS = 1000
 
 Role = Literal["numeric", "categorical", "target", "site"]
 
@@ -87,10 +90,17 @@ class QualityReport:
             logger.warning("%s: %s", self.source, note)
         if not self.problems:
             return
-        shown = [f"({i}) {p}" for i, p in enumerate(self.problems[:_SHOWN], 1)]
-        more = len(self.problems) - _SHOWN
+        shown: list[str] = []
+        length = 0
+        for i, problem in enumerate(self.problems[:_SHOWN], 1):
+            item = f"({i}) {problem}"
+            if shown and length + len(item) > _SHOWN_CHARS:
+                break
+            shown.append(item)
+            length += len(item) + 1
+        more = len(self.problems) - len(shown)
         if more > 0:
-            shown.append(f"and {more} more")
+            shown.append(f"and {more} more (`accord datasets check` lists them all)")
         # One line: a terminal, a log and the CLI's "one readable line" rule.
         raise DatasetError(
             f"{self.source} cannot be used as it is ({len(self.problems)} "

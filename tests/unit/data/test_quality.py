@@ -108,3 +108,23 @@ def test_max_levels_is_the_most_a_categorical_column_may_have(
         return
     with pytest.raises(DatasetError, match="each level becomes a model input"):
         load_table(source, target="y", categorical="kind", max_levels=20)
+
+
+def test_a_long_list_of_problems_stays_one_bounded_line_and_counts_the_rest() -> None:
+    from accord.data.quality import QualityReport
+
+    long = [f"column 'c{i}' has a problem: " + "x" * 150 for i in range(11)]
+    report = QualityReport(
+        source="csv:site.csv", rows=3, columns=(), problems=tuple(long), notes=()
+    )
+
+    with pytest.raises(DatasetError) as err:
+        report.raise_for_problems()
+
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 1200
+    assert "(1) column 'c0'" in message  # the first problem is always shown
+    shown = sum(f"column 'c{i}'" in message for i in range(11))
+    assert 1 <= shown < 11
+    assert f"and {11 - shown} more (`accord datasets check` lists them all)" in message
+    assert "(11 problem(s))" in message
