@@ -46,7 +46,7 @@ from accord.coordinator.metrics import train_metrics
 from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan
 from accord.coordinator.selection import derive_seed, select
-from accord.coordinator.strategy import Strategy
+from accord.coordinator.strategy import RootUpdate, Strategy
 from accord.coordinator.summary import (
     RoundSummary,
     RunResult,
@@ -136,6 +136,7 @@ class Coordinator:
         observer: RunObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         ckks_public_context: bytes | None = None,
+        root_update: RootUpdate | None = None,
     ) -> None:
         self.config = config
         self._ckks_public = ckks_public_context
@@ -145,7 +146,7 @@ class Coordinator:
         self._central_eval = central_eval
         self._observer: RunObserver = observer or _SilentObserver()
         self._clock = clock
-        self._strategy = Strategy(config.strategy)
+        self._strategy = Strategy(config.strategy, root_update=root_update)
         self._bounds = ExampleBounds.of(config)
 
     def run(
@@ -264,7 +265,7 @@ class Coordinator:
         required = max(1, math.ceil(cfg.round.quorum * len(selected)))
         plan = RoundPlan(number, selected, required)
         if cfg.secure_aggregation.mode == "off":
-            outcomes, succeeded, delta, reason = self._plain(plan, params, t0)
+            outcomes, succeeded, delta, reason = self._plain(plan, params, state, t0)
         else:
             outcomes, succeeded, delta, reason = self._secure(run_id, plan, params, t0)
         failed = delta is None
@@ -340,13 +341,13 @@ class Coordinator:
         return new_params, new_state, None
 
     def _plain(
-        self, plan: RoundPlan, params: Params, t0: float
+        self, plan: RoundPlan, params: Params, state: Params, t0: float
     ) -> tuple[tuple[ParticipantOutcome, ...], int, Params | None, str | None]:
         """Collect and fold the selected participants' updates in the clear."""
         rnd = Round(
             plan,
             params.spec,
-            self._strategy.accumulator(params.spec),
+            self._strategy.accumulator(params.spec, global_params=params, state=state),
             bounds=self._bounds,
             max_norm=self.config.strategy.max_update_norm,
         )
