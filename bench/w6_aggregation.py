@@ -7,6 +7,11 @@ Measures, in one process and one run, the median of ``--repeats`` timings of:
   reference) and a memcpy of all updates;
 * accord's weighted mean (exact float64 batch, float32 batch, and streaming),
   coordinate-wise median and trimmed mean (beta 0.1);
+* every other rule of ``accord.aggregation.RULE_NAMES`` through ``make_rule`` with
+  its defaults (``attackers`` left to the largest its bound allows; FLTrust against an
+  eleventh update as the root update; centered clipping around an eleventh update
+  as the previous aggregate; norm bounding at the median norm, so half are clipped),
+  each also as a ratio to the exact mean measured in the same run;
 * the naive numpy baselines that Flower's ``aggregate``, ``aggregate_median`` and
   ``aggregate_trimmed_avg`` amount to: stack the updates, then ``np.average``,
   ``np.median`` and a trimmed mean (by full sort, and by ``np.partition`` as Flower
@@ -33,9 +38,15 @@ from typing import Any
 import numpy as np
 
 from accord.aggregation import (
+    RULE_NAMES,
+    AggregationRule,
+    CenteredClip,
+    FLTrust,
     MeanAccumulator,
     coordinate_median,
     coordinate_trimmed_mean,
+    l2_norm,
+    make_rule,
     weighted_mean,
 )
 from accord.aggregation.coordinatewise import default_workers
@@ -112,6 +123,26 @@ def streaming_mean(updates: list[Params], weights: list[float]) -> Params:
     return acc.result()
 
 
+def robust_rules(
+    updates: list[Params], extra: Params, workers: int
+) -> dict[str, AggregationRule]:
+    """Every rule beyond mean, median and trimmed mean, as the strategy builds it."""
+    rules: dict[str, AggregationRule] = {}
+    bound = float(np.median([l2_norm(u) for u in updates]))
+    for name in RULE_NAMES:
+        if name in ("mean", "median", "trimmed_mean"):
+            continue
+        if name == "fltrust":
+            rules[name] = FLTrust(reference=extra, workers=workers)
+        elif name == "centered_clip":
+            rules[name] = CenteredClip(center=extra, workers=workers)
+        elif name == "norm_bounding":
+            rules[name] = make_rule(name, bound=bound, workers=workers)
+        else:
+            rules[name] = make_rule(name, workers=workers)
+    return rules
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     updates = make_updates(args.updates, args.params, args.tensors, args.seed)
     weights = [
@@ -139,6 +170,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ms["accord_trimmed"] = timed(
         lambda: coordinate_trimmed_mean(updates, BETA, workers=workers), r
     )
+    extra = make_updates(1, args.params, args.tensors, args.seed + 1)[0]
+    for name, rule in robust_rules(updates, extra, workers).items():
+        ms[f"accord_{name}"] = timed(
+            lambda rule=rule: rule.aggregate(updates, weights), r
+        )
+    if args.rules_only:
+        return {"ms": ms, "median_matches_numpy": None, "workers": workers}
     for rule in ("mean", "median", "trimmed_sort", "trimmed_partition"):
         ms[f"naive_{rule}"] = timed(
             lambda rule=rule: naive(updates, weights, rule), r, warmup=False
@@ -161,22 +199,34 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=0, help="0: accord's default")
     parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument(
+        "--rules-only", action="store_true", help="skip the naive numpy baselines"
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()
     result = measure(args)
     ms = result["ms"]
+    robust = {
+        f"{k.removeprefix('accord_')}_over_mean": ms[k] / ms["accord_mean"]
+        for k in ms
+        if k.removeprefix("accord_") in RULE_NAMES
+    }
     ratio = {
+        **robust,
         "mean_over_bandwidth": ms["accord_mean"] / ms["bandwidth_ref"],
         "mean_float32_over_bandwidth": ms["accord_mean_float32"] / ms["bandwidth_ref"],
         "median_over_mean": ms["accord_median"] / ms["accord_mean"],
         "trimmed_over_mean": ms["accord_trimmed"] / ms["accord_mean"],
-        "naive_mean_over_accord": ms["naive_mean"] / ms["accord_mean"],
-        "naive_median_over_accord": ms["naive_median"] / ms["accord_median"],
-        "naive_trimmed_sort_over_accord": ms["naive_trimmed_sort"]
-        / ms["accord_trimmed"],
-        "naive_trimmed_partition_over_accord": ms["naive_trimmed_partition"]
-        / ms["accord_trimmed"],
     }
+    if not args.rules_only:
+        ratio |= {
+            "naive_mean_over_accord": ms["naive_mean"] / ms["accord_mean"],
+            "naive_median_over_accord": ms["naive_median"] / ms["accord_median"],
+            "naive_trimmed_sort_over_accord": ms["naive_trimmed_sort"]
+            / ms["accord_trimmed"],
+            "naive_trimmed_partition_over_accord": ms["naive_trimmed_partition"]
+            / ms["accord_trimmed"],
+        }
     update_mb = args.params * 4 * args.updates / 1e6
     print(
         json.dumps(

@@ -21,16 +21,17 @@ the same update given twice with weight 1. Robustness is in weight: attackers wh
 total share stays below ``beta`` (below one half for the median) keep the result
 within the range of the honest values at every coordinate.
 
-How: values must be sorted *with* their update's index. Each float32 value is mapped
-to an integer with the same order (flip the magnitude bits of negatives) and packed
-with its index into one int64 key, ``order << 32 | index``; a comparator network
+How: values must be sorted *with* their update's index. A float32 (or float16)
+value widened to float64 has 29 zero bits at the bottom of its mantissa; the index
+goes there. The resulting float64 *key* orders exactly as the value (ties broken by
+index) and rounds back to it exactly. A comparator network
 (:mod:`accord.aggregation.network`) sorts the keys of a chunk with
-``np.minimum``/``np.maximum``; the index gives each sorted position its weight
-(``np.take`` from an ``n``-entry table) and the high half gives back the value
-exactly. float16 is widened to float32 first. float64 updates, and more than
-:data:`~accord.aggregation.order_statistics.NETWORK_MAX_INPUTS` of them, take a
-slower ``argsort`` path with the same definition. A NaN in any update's coordinate
-gives NaN there.
+``np.minimum``/``np.maximum``; the index bits give each sorted position its weight
+(``np.take`` from an ``n``-entry table). An infinity with index bits reads as NaN:
+such coordinates, and real NaNs, are recomputed by the reference definition
+(``argsort``), which float64 updates and more than
+:data:`~accord.aggregation.order_statistics.NETWORK_MAX_INPUTS` updates use
+throughout. A NaN in any update's coordinate gives NaN there.
 """
 
 from __future__ import annotations
@@ -57,33 +58,57 @@ __all__ = [
     "weighted_trimmed_mean",
 ]
 
-#: Coordinates per chunk: about 2n + 8 buffers of 8 bytes each stay within L2.
+#: Coordinates per chunk: about 5n float64 rows of scratch, 0.4 MiB per update.
 CHUNK = 8192
-_LOW32 = np.int64(0xFFFFFFFF)
-_MAGNITUDE = np.int32(0x7FFFFFFF)
+#: Low mantissa bits of a float64 key that hold the update's index. A float32 value
+#: widened to float64 has its 29 lowest mantissa bits zero, so the index changes
+#: neither its order against other values nor its rounding back to float32.
+_INDEX_MASK = np.int64(0xFFFF)
+_VALUE_MASK = ~_INDEX_MASK
 
 
-def _ordered(bits: npt.NDArray[np.int32], out: npt.NDArray[np.int32]) -> None:
-    """``out`` = float32 bit patterns mapped to int32 of the same order (involution)."""
-    np.right_shift(bits, 31, out=out)
-    np.bitwise_and(out, _MAGNITUDE, out=out)
-    np.bitwise_xor(bits, out, out=out)
+def _first_reaching(weights: Sequence[float], target: float, *, strict: bool) -> int:
+    """How many of ``weights``, taken in the given order, first reach ``target``."""
+    total = 0.0
+    for count, w in enumerate(weights, start=1):
+        total += w
+        if total > target or (not strict and total >= target):
+            return count
+    return len(weights)
 
 
-def _key_of_value(value: float) -> np.int64:
-    bits = np.array([value], np.float32).view(np.int32)
-    out = np.empty(1, np.int32)
-    _ordered(bits, out)
-    return np.int64(out[0])
+def _median_last(weights: Sequence[float]) -> int:
+    """The last sorted position that can hold the lower or upper weighted median.
+
+    Whatever the values, the upper median is reached latest when the lightest
+    weights come first; one position of slack absorbs rounding in the sums.
+    """
+    half = math.fsum(weights) / 2
+    last = _first_reaching(sorted(weights), half, strict=True) - 1
+    return min(len(weights) - 1, last + 1)
 
 
-#: Keys at or above / below these hold a NaN (positive NaNs sort above +inf).
-_NAN_ABOVE = (_key_of_value(np.inf) + 1) << 32
-_NAN_BELOW = _key_of_value(-np.inf) << 32
+def _pruned(n: int, outputs: set[int]) -> tuple[tuple[int, int], ...]:
+    """Comparators of the sorting network that the sorted ``outputs`` depend on."""
+    needed = set(outputs)
+    kept = []
+    for lo, hi in reversed(sorting_network(n)):
+        if lo in needed or hi in needed:
+            kept.append((lo, hi))
+            needed |= {lo, hi}
+    return tuple(reversed(kept))
 
 
 class _KeyKernel:
-    """Sorts ``(value, index)`` keys per coordinate, then walks the weighted order."""
+    """Sorts ``(value, index)`` keys per coordinate, then walks the weighted order.
+
+    The keys of a chunk are the rows of one ``(n + 1, chunk)`` float64 buffer; the
+    network permutes row indices instead of moving rows, then one gather puts the
+    rows in sorted order, and the walk over the weights (cumulative sums, the
+    positions where they cross the cut, the trimmed weights) is a handful of
+    whole-array operations. For the median only the positions up to the last that
+    can hold it (:func:`_median_last`) are sorted and summed.
+    """
 
     def __init__(
         self,
@@ -94,134 +119,149 @@ class _KeyKernel:
         size: int,
     ) -> None:
         n = len(weights)
+        self.n = n
         self.table = np.asarray(weights, dtype=np.float64)
         total = math.fsum(weights)
         self.half = total / 2
         self.lo, self.hi = beta * total, (1 - beta) * total
-        self.mode = mode
-        self.comparators = sorting_network(n)
-        self.keys = [np.empty(size, np.int64) for _ in range(n + 1)]
+        self.mode, self.beta = mode, beta
+        self.rows = n
+        if mode == "median":
+            self.rows = _median_last(weights) + 1
+        self.comparators = _pruned(n, set(range(self.rows)))
+        self.index = np.arange(n, dtype=np.int64)[:, None]
+        self.keys = np.empty((n + 1, size))
+        self.sorted = np.empty((self.rows, size))
+        self.bits = np.empty((self.rows, size), np.int64)
+        self.w = np.empty((self.rows, size))
+        self.cum = np.empty((self.rows, size))
+        self.mask = np.empty((self.rows, size), bool)
+        self.where = np.empty((1, size), np.intp)
+        self.pick = np.empty((1, size))
         self.f32 = np.empty(size, np.float32)
-        self.i32 = np.empty(size, np.int32)
-        self.i32b = np.empty(size, np.int32)
-        self.idx = np.empty(size, np.int64)
-        self.w = np.empty(size)
-        self.cum = np.empty(size)
-        self.prev = np.empty(size)
-        self.acc = np.empty(size)
-        self.mask = np.empty(size, bool)
-        self.low = np.empty(size, np.int64)
-        self.high = np.empty(size, np.int64)
+        self.upper = np.empty(size, np.float32)
 
     def __call__(self, inputs: Sequence[Array], out: Array) -> None:
         m = out.shape[0]
-        keys = [k[:m] for k in self.keys]
-        f32, i32 = self.f32[:m], self.i32[:m]
+        keys = self.keys[:, :m]
         for i, x in enumerate(inputs):
-            if x.dtype == np.float32:
-                bits = x.view(np.int32)
-            else:
-                np.copyto(f32, x)
-                bits = f32.view(np.int32)
-            _ordered(bits, i32)
-            np.copyto(keys[i], i32)
-            np.left_shift(keys[i], 32, out=keys[i])
-            np.bitwise_or(keys[i], i, out=keys[i])
-        spare = keys.pop()
+            np.copyto(keys[i], x)  # float32 and float16 widen exactly
+        keys[: self.n].view(np.int64)[...] |= self.index
+        order = list(range(self.n + 1))
         for i, j in self.comparators:
-            np.minimum(keys[i], keys[j], out=spare)
-            np.maximum(keys[i], keys[j], out=keys[j])
-            keys[i], spare = spare, keys[i]
+            spare = order[-1]
+            np.minimum(keys[order[i]], keys[order[j]], out=keys[spare])
+            np.maximum(keys[order[i]], keys[order[j]], out=keys[order[j]])
+            order[i], order[-1] = spare, order[i]
+        # row by row: np.take along axis 0 and np.cumsum over axis 0 walk the
+        # buffer column by column, an order of magnitude slower here
+        rows = self.sorted[:, :m]
+        for position, row in enumerate(order[: self.rows]):
+            np.copyto(rows[position], keys[row])
+        weights = self.w[:, :m]
+        bits = self.bits[:, :m]
+        np.bitwise_and(rows.view(np.int64), _INDEX_MASK, out=bits)
+        np.take(self.table, bits, out=weights)
+        cum = self.cum[:, :m]
+        np.copyto(cum[0], weights[0])
+        for k in range(1, self.rows):
+            np.add(cum[k - 1], weights[k], out=cum[k])
         result = self.f32[:m]
         if self.mode == "median":
-            self._median(keys, result)
+            self._median(rows, cum, result)
         else:
-            self._trimmed(keys, result)
-        nan = (keys[-1] >= _NAN_ABOVE) | (keys[0] < _NAN_BELOW)
-        if nan.any():
-            result[nan] = np.nan
+            self._trimmed(rows, cum, result)
+        # An infinity with index bits is a NaN: those coordinates (and real NaNs)
+        # take the reference path, which handles both.
+        special = np.isnan(result)
+        if special.any():
+            stacked = np.stack([x[special] for x in inputs], axis=1)
+            result[special] = _row_statistic(
+                stacked.astype(np.float64), self.table, self.mode, self.beta
+            )
         np.copyto(out, result, casting="same_kind")
 
-    def _weights_at(self, key: npt.NDArray[np.int64]) -> Array:
-        m = key.shape[0]
-        idx, w = self.idx[:m], self.w[:m]
-        np.bitwise_and(key, _LOW32, out=idx)
-        np.take(self.table, idx, out=w)
-        return w
-
-    def _value(self, key: npt.NDArray[np.int64], out: Array) -> None:
-        """The float32 value a key holds, written into ``out``."""
-        m = key.shape[0]
-        high, ordered = self.i32b[:m], self.i32[:m]
-        np.right_shift(key, 32, out=self.idx[:m])
-        np.copyto(high, self.idx[:m], casting="unsafe")
-        _ordered(high, ordered)
-        np.copyto(out, ordered.view(np.float32))
-
-    def _median(self, keys: list[npt.NDArray[np.int64]], result: Array) -> None:
-        m = result.shape[0]
-        cum, mask, low, high = self.cum[:m], self.mask[:m], self.low[:m], self.high[:m]
-        cum.fill(0.0)
-        for key in keys:
-            # the last position whose preceding weight is below (at most) half is
-            # the first whose cumulative weight reaches (exceeds) it
-            np.less(cum, self.half, out=mask)
-            np.copyto(low, key, where=mask)
+    def _at(self, rows: Array, cum: Array, strict: bool, out: Array) -> None:
+        """``out`` = the first sorted value whose cumulative weight passes half."""
+        m = out.shape[0]
+        mask, where, pick = self.mask[:, :m], self.where[:, :m], self.pick[:, :m]
+        if strict:
             np.less_equal(cum, self.half, out=mask)
-            np.copyto(high, key, where=mask)
-            cum += self._weights_at(key)
-        upper = self.acc[:m].view(np.float32)[:m]
-        self._value(low, result)
-        self._value(high, upper)
+        else:
+            np.less(cum, self.half, out=mask)
+        np.add.reduce(mask, axis=0, dtype=np.intp, out=where[0])
+        np.minimum(where, self.rows - 1, out=where)  # rounding: never past the window
+        pick[...] = np.take_along_axis(rows, where, axis=0)
+        np.copyto(out, pick[0], casting="same_kind")  # rounds the index bits away
+
+    def _median(self, rows: Array, cum: Array, result: Array) -> None:
+        self._at(rows, cum, False, result)
+        # The upper median differs only where a cumulative weight is exactly half
+        # (equal weights and an even count, typically); elsewhere it is the lower.
+        if not (cum == self.half).any():
+            return
+        upper = self.upper[: result.shape[0]]
+        self._at(rows, cum, True, upper)
         result += upper
         result *= np.float32(0.5)
 
-    def _trimmed(self, keys: list[npt.NDArray[np.int64]], result: Array) -> None:
-        m = result.shape[0]
-        cum, prev, acc = self.cum[:m], self.prev[:m], self.acc[:m]
-        kept = self.low[:m].view(np.float64)
-        value = self.high[:m].view(np.float32)[:m]
-        cum.fill(0.0)
-        acc.fill(0.0)
-        for key in keys:
-            np.maximum(cum, self.lo, out=prev)
-            cum += self._weights_at(key)
-            np.minimum(cum, self.hi, out=kept)
-            kept -= prev
-            np.maximum(kept, 0.0, out=kept)
-            self._value(key, value)
-            kept *= value
-            acc += kept
-        acc /= self.hi - self.lo
-        np.copyto(result, acc, casting="same_kind")
+    def _trimmed(self, rows: Array, cum: Array, result: Array) -> None:
+        # kept weight at position k: clip(cum_k) - clip(cum_k-1), clipped to
+        # [lo, hi]; computed in place over the weight buffer
+        clipped = cum
+        np.clip(cum, self.lo, self.hi, out=clipped)
+        kept = self.w[:, : result.shape[0]]
+        np.subtract(clipped[1:], clipped[:-1], out=kept[1:])
+        np.subtract(clipped[0], self.lo, out=kept[0])
+        values = rows
+        values.view(np.int64)[...] &= _VALUE_MASK
+        kept *= values
+        total = self.pick[0, : result.shape[0]]
+        np.add.reduce(kept, axis=0, out=total)
+        total /= self.hi - self.lo
+        np.copyto(result, total, casting="same_kind")
+
+
+def _row_statistic(
+    rows: npt.NDArray[np.float64], table: Array, mode: str, beta: float
+) -> npt.NDArray[np.float64]:
+    """The statistic of each row of ``rows`` (one column per update), by argsort.
+
+    The reference definition, used for float64 updates, for more updates than a
+    network takes, and for the coordinates where the fast path met an infinity or
+    a NaN (a NaN anywhere in a row gives NaN).
+    """
+    total = math.fsum(table.tolist())
+    order = np.argsort(rows, axis=1, kind="stable")
+    values = np.take_along_axis(rows, order, axis=1)
+    sorted_weights = table[order]
+    cum = np.cumsum(sorted_weights, axis=1)
+    with np.errstate(invalid="ignore"):
+        if mode == "median":
+            r = np.arange(len(rows))
+            low = np.argmax(cum >= total / 2, axis=1)
+            high = np.argmax(cum > total / 2, axis=1)
+            result = (values[r, low] + values[r, high]) / 2
+        else:
+            lo, hi = beta * total, (1 - beta) * total
+            prev = cum - sorted_weights
+            kept = np.maximum(np.minimum(cum, hi) - np.maximum(prev, lo), 0.0)
+            terms = np.where(kept > 0, kept * values, 0.0)
+            result = terms.sum(axis=1) / (hi - lo)
+    result[np.isnan(rows).any(axis=1)] = np.nan
+    return np.asarray(result, dtype=np.float64)
 
 
 def _argsort_rows(
     updates: Sequence[Params], weights: Sequence[float], mode: str, beta: float
 ) -> Params:
-    """The same definitions by ``argsort`` over the stacked values (float64, many)."""
+    """:func:`_row_statistic` over whole tensors (float64 updates, or very many)."""
     table = np.asarray(weights, dtype=np.float64)
-    total = math.fsum(weights)
     out: dict[str, Array] = {}
-    for name in updates[0]:
-        stacked = np.stack([u[name].reshape(-1) for u in updates], axis=1)
-        rows = stacked.astype(np.float64)
-        order = np.argsort(rows, axis=1, kind="stable")
-        values = np.take_along_axis(rows, order, axis=1)
-        cum = np.cumsum(table[order], axis=1)
-        prev = cum - table[order]
-        if mode == "median":
-            low = np.argmax(cum >= total / 2, axis=1)
-            high = np.argmax(cum > total / 2, axis=1)
-            r = np.arange(len(rows))
-            result = (values[r, low] + values[r, high]) / 2
-        else:
-            lo, hi = beta * total, (1 - beta) * total
-            kept = np.maximum(np.minimum(cum, hi) - np.maximum(prev, lo), 0.0)
-            result = (kept * values).sum(axis=1) / (hi - lo)
-        result[np.isnan(rows).any(axis=1)] = np.nan
-        dtype = updates[0][name].dtype
-        out[name] = result.astype(dtype).reshape(updates[0][name].shape)
+    for name, first in updates[0].items():
+        rows = np.stack([u[name].reshape(-1) for u in updates], axis=1)
+        result = _row_statistic(rows.astype(np.float64), table, mode, beta)
+        out[name] = result.astype(first.dtype).reshape(first.shape)
     return Params(out)
 
 
