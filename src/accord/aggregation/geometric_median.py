@@ -3,9 +3,12 @@
 The geometric median ``z`` minimises ``sum_i w_i ||x_i - z||``: unlike the mean, a
 minority of the total weight (below one half) cannot move it arbitrarily far,
 however far away its updates are. Weiszfeld's algorithm re-weights the mean by
-``w_i / max(nu, ||x_i - z||)`` until the objective stops decreasing by more than
-``tolerance`` (relative) or ``max_iterations`` is reached; the smoothing ``nu`` keeps
-a weight finite when ``z`` lands on an update.
+``w_i / max(nu, ||x_i - z||)`` until the point moves by less than ``tolerance``
+times the median distance of the updates to it, or ``max_iterations`` is reached;
+the smoothing ``nu`` keeps a weight finite when ``z`` lands on an update. (A test on
+the objective's relative change, as in RFA, stops far too early when an attacker is
+far away: its distance swamps the objective.) Convergence is linear and slows as
+the attackers' share of the weight nears one half.
 
 Every iterate is a convex combination ``z = sum_j a_j x_j`` of the updates, so the
 distances ``||x_i - z||^2 = G_ii - 2 (G a)_i + a^T G a`` come from the Gram matrix
@@ -50,7 +53,7 @@ def weiszfeld(
     weights: Sequence[float],
     *,
     smoothing: float = 1e-6,
-    max_iterations: int = 100,
+    max_iterations: int = 1000,
     tolerance: float = 1e-6,
 ) -> tuple[Vector, int]:
     """Coefficients of the weighted geometric median, and the iterations used.
@@ -62,13 +65,16 @@ def weiszfeld(
         raise ValueError(f"weights must be finite, >= 0, not all 0: {list(weights)}")
     a = w / w.sum()
     dist = distances_to(gram, a)
-    objective = float(w @ dist)
     for iteration in range(1, max_iterations + 1):
         beta = w / np.maximum(dist, smoothing)
-        a = beta / beta.sum()
+        previous, a = a, beta / beta.sum()
         dist = distances_to(gram, a)
-        previous, objective = objective, float(w @ dist)
-        if abs(previous - objective) <= tolerance * max(objective, smoothing):
+        step = previous - a
+        moved = math.sqrt(max(float(step @ gram @ step), 0.0))
+        # relative to the typical distance of the updates to the point, not to
+        # the objective: a far attacker inflates the objective so much that a
+        # relative change in it stops the iterations far from the honest updates
+        if moved <= tolerance * max(float(np.median(dist)), smoothing):
             return a, iteration
     return a, max_iterations
 
@@ -78,7 +84,7 @@ def geometric_median(
     weights: Sequence[float],
     *,
     smoothing: float = 1e-6,
-    max_iterations: int = 100,
+    max_iterations: int = 1000,
     tolerance: float = 1e-6,
     workers: int | None = None,
 ) -> Params:
@@ -108,7 +114,7 @@ class GeometricMedian:
 
     name: ClassVar[str] = "geometric_median"
     streaming: ClassVar[bool] = False
-    max_iterations: int = 100
+    max_iterations: int = 1000
     tolerance: float = 1e-6
     smoothing: float = 1e-6
     workers: int | None = None

@@ -167,10 +167,12 @@ class _KeyKernel:
         for k in range(1, self.rows):
             np.add(cum[k - 1], weights[k], out=cum[k])
         result = self.f32[:m]
-        if self.mode == "median":
-            self._median(rows, cum, result)
-        else:
-            self._trimmed(rows, cum, result)
+        # an infinity's key is a NaN (see below); sums may overflow as numpy's do
+        with np.errstate(invalid="ignore", over="ignore"):
+            if self.mode == "median":
+                self._median(rows, cum, result)
+            else:
+                self._trimmed(rows, cum, result)
         # An infinity with index bits is a NaN: those coordinates (and real NaNs)
         # take the reference path, which handles both.
         special = np.isnan(result)

@@ -185,7 +185,7 @@ def _rule_options(config: StrategyConfig) -> dict[str, Any]:
     if rule == "centered_clip":
         return {"tau": config.tau, "iterations": config.iterations or 3}
     if rule == "geometric_median":
-        options: dict[str, Any] = {"max_iterations": config.iterations or 100}
+        options: dict[str, Any] = {"max_iterations": config.iterations or 1000}
         if config.tolerance is not None:
             options["tolerance"] = config.tolerance
         if config.smoothing is not None:

@@ -121,7 +121,10 @@ def test_rules_read_zero_copy_views_of_received_bytes(make_updates):
     spec = updates[0].spec
     views = [spec.view(bytes(spec.pack(u))) for u in updates]  # read-only arrays
 
-    for name, options in [("mean", {}), ("median", {}), ("trimmed_mean", {})]:
+    for name in RULE_NAMES:
+        options = {"bound": 1.0} if name == "norm_bounding" else {}
+        if name == "fltrust":
+            options = {"reference": updates[0]}
         rule = make_rule(name, **options)
         got = rule.aggregate(views, [1, 2, 3, 4])
         assert got.digest() == rule.aggregate(updates, [1, 2, 3, 4]).digest()

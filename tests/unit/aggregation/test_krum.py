@@ -1,0 +1,99 @@
+"""Krum, Multi-Krum and Bulyan: the bounds on attackers, refused just past them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accord.aggregation import Bulyan, Krum, MultiKrum, make_rule
+from accord.aggregation.bulyan import bulyan_attackers, closest_to_median
+from accord.aggregation.gram import gram_matrix, squared_distances
+from accord.aggregation.krum import krum_attackers, krum_scores
+from accord.errors import ConfigError, TooFewUpdates
+from accord.params import Params
+
+
+def updates_of(n: int, size: int = 12, seed: int = 0) -> list[Params]:
+    rng = np.random.default_rng(seed)
+    return [
+        Params({"w": rng.standard_normal(size).astype(np.float32)}) for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize("f", [0, 1, 2, 4])
+def test_krum_refuses_n_equal_2f_plus_2_and_runs_at_2f_plus_3(f):
+    with pytest.raises(TooFewUpdates) as refused:
+        Krum(attackers=f).aggregate(updates_of(2 * f + 2), [1.0] * (2 * f + 2))
+
+    assert refused.value.required == 2 * f + 3
+    assert "n > 2f + 2" in str(refused.value)
+    assert "attackers" in str(refused.value)  # says what to change
+    Krum(attackers=f).aggregate(updates_of(2 * f + 3), [1.0] * (2 * f + 3))
+    MultiKrum(attackers=f).aggregate(updates_of(2 * f + 3), [1.0] * (2 * f + 3))
+
+
+@pytest.mark.parametrize("f", [0, 1, 2])
+def test_bulyan_refuses_n_equal_4f_plus_2_and_runs_at_4f_plus_3(f):
+    with pytest.raises(TooFewUpdates) as refused:
+        Bulyan(attackers=f).aggregate(updates_of(4 * f + 2), [1.0] * (4 * f + 2))
+
+    assert refused.value.required == 4 * f + 3
+    assert "n >= 4f + 3" in str(refused.value)
+    Bulyan(attackers=f).aggregate(updates_of(4 * f + 3), [1.0] * (4 * f + 3))
+
+
+def test_default_f_is_the_largest_the_bound_allows():
+    assert [krum_attackers(n, None) for n in range(3, 12)] == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+        3,
+        3,
+        4,
+    ]
+    assert [bulyan_attackers(n, None) for n in range(3, 12)] == [0] * 4 + [1] * 4 + [2]
+    with pytest.raises(TooFewUpdates):
+        krum_attackers(2, None)
+    with pytest.raises(TooFewUpdates):
+        bulyan_attackers(2, None)
+
+
+def test_bad_attackers_and_select_options_are_config_errors():
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="attackers"):
+            make_rule("krum", attackers=bad)
+    with pytest.raises(ConfigError, match="select"):
+        make_rule("multi_krum", select=0)
+
+
+def test_krum_scores_sum_the_nearest_n_minus_f_minus_2():
+    # five points on a line: 0, 1, 2, 3, 10; f = 1 -> 2 nearest others each
+    points = [Params({"x": np.array([v], np.float64)}) for v in (0, 1, 2, 3, 10)]
+    dist = squared_distances(gram_matrix(points))
+
+    scores = krum_scores(dist, 1)
+
+    np.testing.assert_allclose(scores, [1 + 4, 1 + 1, 1 + 1, 1 + 4, 49 + 64])
+
+
+def test_multi_krum_never_selects_more_than_n_minus_f():
+    # 7 updates, f = 2: an m of 7 is lowered to 5, leaving out the two outliers
+    rng = np.random.default_rng(3)
+    rows = [rng.standard_normal(4) for _ in range(5)] + [np.full(4, 1e6)] * 2
+    updates = [Params({"w": r}) for r in rows]
+
+    got = MultiKrum(attackers=2, select=7).aggregate(updates, [1.0] * 7)
+
+    np.testing.assert_allclose(got["w"], np.mean(rows[:5], axis=0), rtol=1e-12)
+
+
+def test_closest_to_median_averages_the_window_nearest_the_median():
+    # one coordinate, values 0, 1, 2, 3, 100: the 3 nearest the median (2) are 1..3
+    updates = [Params({"x": np.array([v], np.float32)}) for v in (100, 0, 3, 1, 2)]
+
+    got = closest_to_median(updates, 3)
+
+    assert got["x"][0] == pytest.approx(2.0)
