@@ -347,7 +347,12 @@ class Coordinator:
         rnd = Round(
             plan,
             params.spec,
-            self._strategy.accumulator(params.spec, global_params=params, state=state),
+            self._strategy.accumulator(
+                params.spec,
+                global_params=params,
+                state=state,
+                round_number=plan.number,
+            ),
             bounds=self._bounds,
             max_norm=self.config.strategy.max_update_norm,
         )

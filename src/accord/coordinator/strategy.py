@@ -13,8 +13,8 @@ Two rules need more than the round's updates, and get it here:
   it in its state, next to the optimizer's (``center/<tensor>`` entries), so it is
   checkpointed with the round and a resumed run clips around the same center;
 * ``fltrust`` compares every update with the coordinator's own update on a root
-  dataset. The strategy is given a *root-update source*, ``root_update(global) ->
-  update``, that the coordinator calls once a round; a coordinator without one
+  dataset. The strategy is given a *root-update source*, ``root_update(global,
+  round) -> update``, that the coordinator calls once a round; a coordinator without one
   (``accord coordinator`` has no root data) refuses the rule when it starts.
 
 ``norm_bounding`` streams: updates are clipped as they arrive and folded into the
@@ -47,13 +47,20 @@ from accord.coordinator.round import Accumulator
 from accord.errors import ConfigError
 from accord.params import Params, ParamSpec
 
-__all__ = ["CENTER", "CollectingAccumulator", "RootUpdate", "Strategy"]
+__all__ = [
+    "CENTER",
+    "CollectingAccumulator",
+    "RootUpdate",
+    "Strategy",
+    "check_root_source",
+]
 
 #: Prefix of the centered-clipping center's entries in the strategy's state.
 CENTER = "center/"
 
-#: The coordinator's update on its root dataset, from the round's global model.
-RootUpdate = Callable[[Params], Params]
+#: The coordinator's update on its root dataset, from the round's global model and
+#: the round's number (which seeds its training, so that a resumed run repeats it).
+RootUpdate = Callable[[Params, int], Params]
 
 
 class CollectingAccumulator:
@@ -92,14 +99,7 @@ class Strategy:
             if config.aggregation == "mean"
             else make_rule(config.aggregation, **_rule_options(config))
         )
-        if isinstance(self._rule, FLTrust) and root_update is None:
-            raise ConfigError(
-                "fltrust needs a root dataset at the coordinator to compute its own "
-                "update each round; `accord simulate` draws one from the central test "
-                "set ([strategy] root_examples), a deployed coordinator has none. "
-                "Choose another rule (docs/robustness.md)",
-                key="strategy.aggregation",
-            )
+        check_root_source(config, has_root=root_update is not None)
         self._root_update = root_update
         self._optimizer: ServerOptimizer[Any] = (
             ServerAdam(lr=config.server_lr)
@@ -113,11 +113,13 @@ class Strategy:
         *,
         global_params: Params | None = None,
         state: Params | None = None,
+        round_number: int = 0,
     ) -> Accumulator:
         """A fresh accumulator for one round.
 
-        ``global_params`` is the round's model (FLTrust's root update starts from
-        it) and ``state`` the strategy's state (centered clipping's center).
+        ``global_params`` is the round's model and ``round_number`` its number
+        (FLTrust's root update starts from them) and ``state`` the strategy's state
+        (centered clipping's center).
         """
         share = self.config.max_weight_share
         rule = self._rule
@@ -135,7 +137,8 @@ class Strategy:
         if isinstance(rule, FLTrust):
             if global_params is None or self._root_update is None:
                 raise ValueError("fltrust's accumulator needs the round's model")
-            rule = dataclasses.replace(rule, reference=self._root_update(global_params))
+            reference = self._root_update(global_params, round_number)
+            rule = dataclasses.replace(rule, reference=reference)
         return CollectingAccumulator(rule, share)
 
     def init_state(self, params: Params) -> Params:
@@ -162,6 +165,22 @@ class Strategy:
         if isinstance(self._rule, CenteredClip):
             packed = _with_center(packed, delta)
         return new_params, packed
+
+
+def check_root_source(config: StrategyConfig, *, has_root: bool) -> None:
+    """:class:`~accord.errors.ConfigError` if the rule needs a root set, none given.
+
+    ``accord coordinator`` calls it before it listens, so that a deployment that
+    cannot run FLTrust says so at once rather than once the sites are connected.
+    """
+    if config.aggregation == "fltrust" and not has_root:
+        raise ConfigError(
+            "fltrust needs a root dataset at the coordinator to compute its own "
+            "update each round; `accord simulate` draws one from the central test "
+            "set ([strategy] root_examples), a deployed coordinator has none. "
+            "Choose another rule (docs/robustness.md)",
+            key="strategy.aggregation",
+        )
 
 
 def _center(state: Params) -> Params | None:

@@ -26,6 +26,7 @@ from accord.simulation.baselines import Comparison, compare
 from accord.simulation.context import SimContext, build_context
 from accord.simulation.inprocess import InProcessExecutor
 from accord.simulation.pool import ProcessExecutor, warm_up
+from accord.simulation.root import root_source
 from accord.store.checkpoint import CheckpointStore
 from accord.store.protocol import RunStore
 
@@ -103,6 +104,9 @@ def _simulate(
 ) -> SimulationResult:
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
     ctx = build_context(config)
+    root_update = None
+    if config.strategy.aggregation == "fltrust":
+        root_update, ctx = root_source(config, ctx)
     initial = ctx.task.init_params(config.federation.seed)
     has_test = len(ctx.data.test) > 0
 
@@ -129,6 +133,7 @@ def _simulate(
             central_eval=central if has_test else None,
             observer=observer,
             ckks_public_context=ckks_public,
+            root_update=root_update,
         )
         if resume is None:
             run = coordinator.run(initial, extra_summary=summarise)

@@ -73,7 +73,8 @@ def test_fltrust_is_refused_without_a_root_update_source():
 def test_fltrust_asks_the_root_source_with_the_rounds_model():
     seen: list[Params] = []
 
-    def root_update(global_params: Params) -> Params:
+    def root_update(global_params: Params, round_number: int) -> Params:
+        assert round_number == 3
         seen.append(global_params)
         return update(1.0, 0.0)
 
@@ -85,6 +86,7 @@ def test_fltrust_asks_the_root_source_with_the_rounds_model():
         [update(2.0, 0.0), update(-3.0, 0.0)],
         [1.0, 1.0],
         global_params=model,
+        round_number=3,
     )
 
     assert len(seen) == 1 and seen[0] is model
