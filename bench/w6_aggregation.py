@@ -11,7 +11,8 @@ Measures, in one process and one run, the median of ``--repeats`` timings of:
   its defaults (``attackers`` left to the largest its bound allows; FLTrust against an
   eleventh update as the root update; centered clipping around an eleventh update
   as the previous aggregate; norm bounding at the median norm, so half are clipped),
-  each also as a ratio to the exact mean measured in the same run;
+  each timed alternately with the exact mean (``paired``: the ratio of the two
+  medians, robust to a load that drifts during the run);
 * the naive numpy baselines that Flower's ``aggregate``, ``aggregate_median`` and
   ``aggregate_trimmed_avg`` amount to: stack the updates, then ``np.average``,
   ``np.median`` and a trimmed mean (by full sort, and by ``np.partition`` as Flower
@@ -65,6 +66,28 @@ def timed(fn: Callable[[], object], repeats: int, *, warmup: bool = True) -> flo
         fn()
         times.append((time.perf_counter() - start) * 1e3)
     return round(statistics.median(times), 1)
+
+
+def paired_timings(
+    rule: Callable[[], object], mean: Callable[[], object], repeats: int
+) -> tuple[float, float]:
+    """Medians (ms) of ``rule`` and ``mean`` timed alternately, after a warm-up.
+
+    On a machine others load, the load drifts between timings; alternating them
+    makes the ratio of the two medians compare like with like.
+    """
+    rule()
+    mean()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((mean, times[1]), (rule, times[0])):
+            start = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - start) * 1e3)
+    return (
+        round(statistics.median(times[0]), 1),
+        round(statistics.median(times[1]), 1),
+    )
 
 
 def make_updates(n: int, params: int, tensors: int, seed: int) -> list[Params]:
@@ -171,12 +194,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         lambda: coordinate_trimmed_mean(updates, BETA, workers=workers), r
     )
     extra = make_updates(1, args.params, args.tensors, args.seed + 1)[0]
+    paired: dict[str, float] = {}
     for name, rule in robust_rules(updates, extra, workers).items():
-        ms[f"accord_{name}"] = timed(
-            lambda rule=rule: rule.aggregate(updates, weights), r
+        rule_ms, mean_ms = paired_timings(
+            lambda rule=rule: rule.aggregate(updates, weights),
+            lambda: weighted_mean(updates, weights, workers=workers),
+            r,
         )
+        ms[f"accord_{name}"] = rule_ms
+        paired[name] = round(rule_ms / mean_ms, 2)
     if args.rules_only:
-        return {"ms": ms, "median_matches_numpy": None, "workers": workers}
+        return {
+            "ms": ms,
+            "paired": paired,
+            "median_matches_numpy": None,
+            "workers": workers,
+        }
     for rule in ("mean", "median", "trimmed_sort", "trimmed_partition"):
         ms[f"naive_{rule}"] = timed(
             lambda rule=rule: naive(updates, weights, rule), r, warmup=False
@@ -188,7 +221,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         )
         for name in ours
     )
-    return {"ms": ms, "median_matches_numpy": same, "workers": workers}
+    return {
+        "ms": ms,
+        "paired": paired,
+        "median_matches_numpy": same,
+        "workers": workers,
+    }
 
 
 def main() -> None:
@@ -206,16 +244,12 @@ def main() -> None:
     load_before = os.getloadavg()
     result = measure(args)
     ms = result["ms"]
-    robust = {
-        f"{k.removeprefix('accord_')}_over_mean": ms[k] / ms["accord_mean"]
-        for k in ms
-        if k.removeprefix("accord_") in RULE_NAMES
-    }
+    robust = {f"{k}_over_paired_mean": v for k, v in result["paired"].items()}
     ratio = {
         **robust,
+        "median_over_mean": ms["accord_median"] / ms["accord_mean"],
         "mean_over_bandwidth": ms["accord_mean"] / ms["bandwidth_ref"],
         "mean_float32_over_bandwidth": ms["accord_mean_float32"] / ms["bandwidth_ref"],
-        "median_over_mean": ms["accord_median"] / ms["accord_mean"],
         "trimmed_over_mean": ms["accord_trimmed"] / ms["accord_mean"],
     }
     if not args.rules_only:

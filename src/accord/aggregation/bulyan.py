@@ -83,7 +83,9 @@ class _WindowKernel:
         np.add(wires[(theta - 1) // 2], wires[theta // 2], out=median)
         median *= 0.5
         with np.errstate(over="ignore", invalid="ignore"):
-            np.add.reduce(wires[:beta], axis=0, out=window)
+            np.copyto(window, wires[0])  # (np.add.reduce would stack the list)
+            for wire in wires[1:beta]:
+                window += wire
             _window_cost(wires, 0, beta, median, best_cost, spare)
             np.copyto(best, window)
             for a in range(1, theta - beta + 1):
