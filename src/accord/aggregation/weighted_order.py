@@ -103,9 +103,9 @@ class _KeyKernel:
     """Sorts ``(value, index)`` keys per coordinate, then walks the weighted order.
 
     The keys of a chunk are the rows of one ``(n + 1, chunk)`` float64 buffer; the
-    network permutes row indices instead of moving rows, then one gather puts the
-    rows in sorted order, and the walk over the weights (cumulative sums, the
-    positions where they cross the cut, the trimmed weights) is a handful of
+    network permutes row indices instead of moving rows (``order[k]`` is the row
+    holding sorted position ``k``), and the walk over the weights (cumulative sums,
+    the positions where they cross the cut, the trimmed weights) is a handful of
     whole-array operations. For the median only the positions up to the last that
     can hold it (:func:`_median_last`) are sorted and summed.
     """
@@ -125,21 +125,18 @@ class _KeyKernel:
         self.half = total / 2
         self.lo, self.hi = beta * total, (1 - beta) * total
         self.mode, self.beta = mode, beta
-        self.rows = n
-        if mode == "median":
-            self.rows = _median_last(weights) + 1
+        self.rows = _median_last(weights) + 1 if mode == "median" else n
         self.comparators = _pruned(n, set(range(self.rows)))
         self.index = np.arange(n, dtype=np.int64)[:, None]
         self.keys = np.empty((n + 1, size))
-        self.sorted = np.empty((self.rows, size))
-        self.bits = np.empty((self.rows, size), np.int64)
-        self.w = np.empty((self.rows, size))
+        self.bits = np.empty((self.rows, size), np.int64)  # then the kept weights
         self.cum = np.empty((self.rows, size))
         self.mask = np.empty((self.rows, size), bool)
-        self.where = np.empty((1, size), np.intp)
-        self.pick = np.empty((1, size))
+        self.where = np.empty(size, np.intp)
+        self.columns = np.arange(size)
         self.f32 = np.empty(size, np.float32)
         self.upper = np.empty(size, np.float32)
+        self.acc = np.empty(size)
 
     def __call__(self, inputs: Sequence[Array], out: Array) -> None:
         m = out.shape[0]
@@ -153,26 +150,21 @@ class _KeyKernel:
             np.minimum(keys[order[i]], keys[order[j]], out=keys[spare])
             np.maximum(keys[order[i]], keys[order[j]], out=keys[order[j]])
             order[i], order[-1] = spare, order[i]
-        # row by row: np.take along axis 0 and np.cumsum over axis 0 walk the
-        # buffer column by column, an order of magnitude slower here
-        rows = self.sorted[:, :m]
-        for position, row in enumerate(order[: self.rows]):
-            np.copyto(rows[position], keys[row])
-        weights = self.w[:, :m]
-        bits = self.bits[:, :m]
-        np.bitwise_and(rows.view(np.int64), _INDEX_MASK, out=bits)
-        np.take(self.table, bits, out=weights)
-        cum = self.cum[:, :m]
-        np.copyto(cum[0], weights[0])
+        order = order[: self.rows]
+        bits, cum = self.bits[:, :m], self.cum[:, :m]
+        for position, row in enumerate(order):
+            np.bitwise_and(keys[row].view(np.int64), _INDEX_MASK, out=bits[position])
+        # mode="clip": the indices are valid, and it spares numpy a buffered copy
+        np.take(self.table, bits, out=cum, mode="clip")
         for k in range(1, self.rows):
-            np.add(cum[k - 1], weights[k], out=cum[k])
+            cum[k] += cum[k - 1]
         result = self.f32[:m]
         # an infinity's key is a NaN (see below); sums may overflow as numpy's do
         with np.errstate(invalid="ignore", over="ignore"):
             if self.mode == "median":
-                self._median(rows, cum, result)
+                self._median(keys, order, cum, result)
             else:
-                self._trimmed(rows, cum, result)
+                self._trimmed(keys, order, cum, result)
         # An infinity with index bits is a NaN: those coordinates (and real NaNs)
         # take the reference path, which handles both.
         special = np.isnan(result)
@@ -183,45 +175,51 @@ class _KeyKernel:
             )
         np.copyto(out, result, casting="same_kind")
 
-    def _at(self, rows: Array, cum: Array, strict: bool, out: Array) -> None:
+    def _at(
+        self, keys: Array, order: list[int], cum: Array, strict: bool, out: Array
+    ) -> None:
         """``out`` = the first sorted value whose cumulative weight passes half."""
         m = out.shape[0]
-        mask, where, pick = self.mask[:, :m], self.where[:, :m], self.pick[:, :m]
+        mask, where = self.mask[:, :m], self.where[:m]
         if strict:
             np.less_equal(cum, self.half, out=mask)
         else:
             np.less(cum, self.half, out=mask)
-        np.add.reduce(mask, axis=0, dtype=np.intp, out=where[0])
-        np.minimum(where, self.rows - 1, out=where)  # rounding: never past the window
-        pick[...] = np.take_along_axis(rows, where, axis=0)
-        np.copyto(out, pick[0], casting="same_kind")  # rounds the index bits away
+        np.add.reduce(mask, axis=0, dtype=np.intp, out=where)
+        np.minimum(where, self.rows - 1, out=where)  # rounding: never past the rows
+        rows = np.take(np.asarray(order), where)  # sorted position -> buffer row
+        # float64 -> float32 rounds the index bits away
+        np.copyto(out, keys[rows, self.columns[:m]], casting="same_kind")
 
-    def _median(self, rows: Array, cum: Array, result: Array) -> None:
-        self._at(rows, cum, False, result)
+    def _median(self, keys: Array, order: list[int], cum: Array, result: Array) -> None:
+        self._at(keys, order, cum, False, result)
         # The upper median differs only where a cumulative weight is exactly half
         # (equal weights and an even count, typically); elsewhere it is the lower.
         if not (cum == self.half).any():
             return
         upper = self.upper[: result.shape[0]]
-        self._at(rows, cum, True, upper)
+        self._at(keys, order, cum, True, upper)
         result += upper
         result *= np.float32(0.5)
 
-    def _trimmed(self, rows: Array, cum: Array, result: Array) -> None:
+    def _trimmed(
+        self, keys: Array, order: list[int], cum: Array, result: Array
+    ) -> None:
+        m = result.shape[0]
         # kept weight at position k: clip(cum_k) - clip(cum_k-1), clipped to
-        # [lo, hi]; computed in place over the weight buffer
-        clipped = cum
-        np.clip(cum, self.lo, self.hi, out=clipped)
-        kept = self.w[:, : result.shape[0]]
-        np.subtract(clipped[1:], clipped[:-1], out=kept[1:])
-        np.subtract(clipped[0], self.lo, out=kept[0])
-        values = rows
-        values.view(np.int64)[...] &= _VALUE_MASK
-        kept *= values
-        total = self.pick[0, : result.shape[0]]
-        np.add.reduce(kept, axis=0, out=total)
-        total /= self.hi - self.lo
-        np.copyto(result, total, casting="same_kind")
+        # [lo, hi]; written over the index bits, which are no longer needed
+        np.clip(cum, self.lo, self.hi, out=cum)
+        kept = self.bits[:, :m].view(np.float64)
+        np.subtract(cum[1:], cum[:-1], out=kept[1:])
+        np.subtract(cum[0], self.lo, out=kept[0])
+        for position, row in enumerate(order):
+            value = keys[row]
+            value.view(np.int64)[...] &= _VALUE_MASK
+            kept[position] *= value
+        acc = self.acc[:m]
+        np.add.reduce(kept, axis=0, out=acc)
+        acc /= self.hi - self.lo
+        np.copyto(result, acc, casting="same_kind")
 
 
 def _row_statistic(
