@@ -83,20 +83,25 @@ class _WindowKernel:
         np.add(wires[(theta - 1) // 2], wires[theta // 2], out=median)
         median *= 0.5
         with np.errstate(over="ignore", invalid="ignore"):
-            np.copyto(window, wires[0])  # (np.add.reduce would stack the list)
-            for wire in wires[1:beta]:
-                window += wire
+            _window_sum(wires, 0, beta, best)
             _window_cost(wires, 0, beta, median, best_cost, spare)
-            np.copyto(best, window)
             for a in range(1, theta - beta + 1):
-                window -= wires[a - 1]
-                window += wires[a + beta - 1]
+                # each window summed afresh: sliding (subtract the value leaving)
+                # would lose the others to rounding next to an attacker's 1e30
+                _window_sum(wires, a, beta, window)
                 _window_cost(wires, a, beta, median, cost, spare)
                 better = cost < best_cost
                 np.copyto(best, window, where=better)
                 np.minimum(best_cost, cost, out=best_cost)
             best /= beta
         np.copyto(out, best, casting="same_kind")
+
+
+def _window_sum(wires: Sequence[Array], a: int, beta: int, out: Array) -> None:
+    """``out`` = the sum of the ``beta`` sorted values from position ``a``."""
+    np.copyto(out, wires[a])
+    for wire in wires[a + 1 : a + beta]:
+        out += wire
 
 
 def _window_cost(

@@ -14,17 +14,20 @@ cache and multiplied by its transpose (one BLAS call). Blocks of chunks run on t
 thread pool of :mod:`accord.aggregation.coordinatewise`; their partial matrices are
 added in block order, so the result does not depend on which thread ran what.
 
-``centered=True`` gives the Gram matrix of ``x_i - x_1`` instead. Distances are
-unchanged by the shift (and so are distances to any *affine* combination of the
-updates, which is what the iterative rules compute), but the cancellation in
-``G_ii + G_jj - 2 G_ij`` is not: updates close to each other and far from the origin
-would lose their differences to rounding. The shift removes the common part first,
-in the same pass that widens to float64, and leaves ``(n-1)^2`` products instead of
-``n^2``. Cosines and norms (FLTrust) need the raw matrix: ``centered=False``.
+``centered=True`` first shifts every update, chunk by chunk, by the update whose
+values in that chunk have the median norm. Distances are unchanged by a shift (per
+coordinate, so the shift may differ between chunks; distances to any *affine*
+combination of the updates, which the iterative rules compute, are unchanged too),
+but the cancellation in ``G_ii + G_jj - 2 G_ij`` is not: honest updates close to each
+other and far from the origin, or measured from an attacker's 1e30, would lose their
+differences to rounding. The median-norm update is honest-scaled whenever attackers
+are a minority, and the shift is fused with the widening to float64. Cosines and
+norms (FLTrust) need the raw matrix: ``centered=False``.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 
@@ -33,7 +36,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from accord.aggregation.coordinatewise import BLOCK, check_updates, run_blocks
-from accord.params import Params
+from accord.params import Array, Params
 
 __all__ = ["CHUNK", "gram_matrix", "squared_distances", "squared_norm"]
 
@@ -48,7 +51,7 @@ def gram_matrix(
 ) -> Matrix:
     """The ``n x n`` float64 matrix of inner products of ``updates``.
 
-    With ``centered`` every update is first shifted by the first one (distances
+    With ``centered`` the updates are first shifted by a median-norm one (distances
     survive, norms and cosines do not). Raises ``ValueError`` for
     no updates and :class:`~accord.errors.UpdateRejected` for differing structures.
     """
@@ -60,18 +63,18 @@ def gram_matrix(
 
     def work(index: int, start: int, stop: int) -> None:
         inputs = flat[index]
-        size = min(CHUNK, stop - start)
-        # centered: rows hold x_i - x_0 for i >= 1 (row 0 would be zeros)
-        skip = 1 if centered else 0
-        buffer = np.empty((n - skip, size))
-        acc = np.zeros((n - skip, n - skip))
+        buffer = np.empty((n, min(CHUNK, stop - start)))
+        acc = np.zeros((n, n))
         for lo in range(start, stop, CHUNK):
             hi = min(lo + CHUNK, stop)
             rows = buffer[:, : hi - lo]
-            for row, x in zip(rows, inputs[skip:], strict=True):
-                if centered:  # widen and subtract in one pass
-                    np.subtract(x[lo:hi], inputs[0][lo:hi], out=row, dtype=np.float64)
-                else:
+            if centered:
+                center = inputs[_median_norm(inputs, lo, hi)][lo:hi]
+                for row, x in zip(rows, inputs, strict=True):
+                    # widen and subtract in one pass
+                    np.subtract(x[lo:hi], center, out=row, dtype=np.float64)
+            else:
+                for row, x in zip(rows, inputs, strict=True):
                     np.copyto(row, x[lo:hi])
             acc += rows @ rows.T
         with lock:
@@ -83,11 +86,22 @@ def gram_matrix(
     with threadpool_limits(limits=1, user_api="blas"):
         run_blocks([t.size for t in spec.tensors], work, block=block, workers=workers)
     gram = np.zeros((n, n))
-    inner = gram[1:, 1:] if centered else gram
     for key in sorted(partial):
-        inner += partial[key]
+        gram += partial[key]
     # BLAS computes both triangles separately; make the matrix exactly symmetric.
     return (gram + gram.T) / 2
+
+
+def _median_norm(inputs: Sequence[Array], lo: int, hi: int) -> int:
+    """The update whose values in ``lo:hi`` have the median norm (the chunk's center).
+
+    A minority of attackers cannot be the median, so an attacker's 1e30 never
+    becomes the center that honest updates are measured from.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow ranks last
+        norms = [float(np.dot(x[lo:hi], x[lo:hi])) for x in inputs]
+    keyed = [(math.inf if math.isnan(v) else v, i) for i, v in enumerate(norms)]
+    return sorted(keyed)[len(keyed) // 2][1]
 
 
 def squared_distances(gram: Matrix) -> Matrix:

@@ -97,3 +97,60 @@ def test_closest_to_median_averages_the_window_nearest_the_median():
     got = closest_to_median(updates, 3)
 
     assert got["x"][0] == pytest.approx(2.0)
+
+
+def test_gram_and_bulyan_windows_over_many_chunks_match_numpy():
+    rng = np.random.default_rng(9)
+    rows = rng.standard_normal((7, 300_001)).astype(np.float32)
+    updates = [Params({"w": r}) for r in rows]
+    wide = rows.astype(np.float64)
+
+    raw = gram_matrix(updates, centered=False, workers=2)
+    dist = squared_distances(gram_matrix(updates, workers=2))
+    window = closest_to_median(updates, 3, workers=2)["w"]
+
+    np.testing.assert_allclose(raw, wide @ wide.T, rtol=1e-10)
+    want = ((wide[:, None, :] - wide[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(dist, want, rtol=1e-9)
+    ordered = np.sort(rows, axis=0)
+    median = ordered[3]
+    starts = np.argmin(
+        np.stack(
+            [np.maximum(median - ordered[a], ordered[a + 2] - median) for a in range(5)]
+        ),
+        axis=0,
+    )
+    cols = np.arange(rows.shape[1])
+    expect = sum(ordered[starts + k, cols] for k in range(3)) / np.float32(3)
+    np.testing.assert_allclose(window, expect, rtol=1e-6, atol=1e-6)
+
+
+def test_bulyan_windows_keep_small_values_next_to_a_huge_attacker():
+    # float32: a sliding window sum (subtract the value leaving) would turn
+    # -3e38 + 1 + 2 + 3e38 into 0 and lose the honest values
+    values = [-3e38, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    updates = [Params({"x": np.array([v], np.float32)}) for v in values]
+
+    got = closest_to_median(updates, 4)["x"][0]
+
+    # median 3.5; the window nearest it is 2, 3, 4, 5
+    assert got == pytest.approx((2.0 + 3.0 + 4.0 + 5.0) / 4)
+
+
+def test_distances_stay_exact_with_an_attacker_first_and_honest_updates_far_out():
+    # honest updates share an offset of 1e6 and differ by about 1; the first update
+    # is an attacker at 1e30. Measured from either, their differences would round
+    # away in G_ii + G_jj - 2 G_ij; measured from the median-norm update they do not.
+    rng = np.random.default_rng(12)
+    honest = 1e6 + rng.standard_normal((6, 500))
+    rows = np.vstack([np.full((1, 500), 1e30), honest])
+    updates = [Params({"w": r}) for r in rows]
+    want = ((honest[:, None, :] - honest[None, :, :]) ** 2).sum(-1)
+
+    dist = squared_distances(gram_matrix(updates))
+
+    np.testing.assert_allclose(dist[1:, 1:], want, rtol=1e-6)
+    chosen = Krum(attackers=1).aggregate(updates, [1.0] * 7)
+    # Krum's n - f - 2 = 4 nearest of each honest update are honest ones
+    scores = np.sort(want, axis=1)[:, 1:5].sum(axis=1)
+    assert np.array_equal(chosen["w"], honest[int(np.argmin(scores))])

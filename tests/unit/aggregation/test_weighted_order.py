@@ -15,6 +15,7 @@ from accord.aggregation import (
     weighted_trimmed_mean,
 )
 from accord.aggregation.order_statistics import NETWORK_MAX_INPUTS
+from accord.aggregation.weighted_order import CHUNK, _argsort_rows
 from accord.params import Params
 
 pools = st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), max_size=5)
@@ -132,3 +133,32 @@ def test_a_heavy_site_counts_more_but_a_capped_one_cannot_decide_alone():
     assert weighted_median(updates, raw)["w"][0] == 10.0  # uncapped: it decides
     assert weighted_median(updates, capped)["w"][0] == pytest.approx(6.5)
     assert coordinate_median(updates)["w"][0] == 2.0  # unweighted: it is ignored
+
+
+@pytest.mark.parametrize("mode", ["median", "trimmed"])
+def test_many_chunks_on_threads_match_the_reference_definition(mode):
+    # tensors longer than a chunk and a block, with ties, on two threads
+    rng = np.random.default_rng(8)
+    sizes = (CHUNK * 3 + 17, 300_001, 5)
+    updates = [
+        Params(
+            {
+                f"t{i}": np.round(rng.standard_normal(size), 1).astype(np.float32)
+                for i, size in enumerate(sizes)
+            }
+        )
+        for _ in range(7)
+    ]
+    weights = [float(w) for w in rng.integers(1, 1000, 7)]
+
+    if mode == "median":
+        got = weighted_median(updates, weights, workers=2)
+    else:
+        got = weighted_trimmed_mean(updates, weights, 0.2, workers=2)
+
+    want = _argsort_rows(updates, weights, mode, 0.2)
+    for name in want:
+        if mode == "median":
+            np.testing.assert_array_equal(got[name], want[name])
+        else:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7)
