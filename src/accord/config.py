@@ -426,66 +426,6 @@ def _check_compatibility(cfg: FedConfig) -> None:
             )
 
 
-#: The rules each robust-rule option of ``[strategy]`` applies to.
-_RULE_KEYS: dict[str, tuple[str, ...]] = {
-    "attackers": ("krum", "multi_krum", "bulyan"),
-    "select": ("multi_krum",),
-    "tau": ("centered_clip",),
-    "iterations": ("centered_clip", "geometric_median"),
-    "tolerance": ("geometric_median",),
-    "smoothing": ("geometric_median",),
-    "norm_bound": ("norm_bounding",),
-    "root_examples": ("fltrust",),
-}
-
-
-def _check_rule(strategy: StrategyConfig, n: int) -> None:
-    """Refuse options of another rule, and rules whose bound the rounds cannot meet."""
-    rule = strategy.aggregation
-    for key, rules in _RULE_KEYS.items():
-        if getattr(strategy, key) is not None and rule not in rules:
-            raise ConfigError(
-                f"applies to aggregation = {' or '.join(map(repr, rules))}, not "
-                f"{rule!r}; remove it or choose that rule",
-                key=f"strategy.{key}",
-            )
-    if rule == "norm_bounding" and strategy.norm_bound is None:
-        raise ConfigError(
-            "norm_bounding needs strategy.norm_bound, the L2 norm each update is "
-            "clipped to (a little above honest updates' norms: see "
-            "docs/robustness.md)",
-            key="strategy.norm_bound",
-        )
-    f = strategy.attackers
-    if rule in ("krum", "multi_krum"):
-        need = 2 * (f or 0) + 3
-        bound = "n > 2f + 2"
-    elif rule == "bulyan":
-        need = 4 * (f or 0) + 3
-        bound = "n >= 4f + 3"
-    else:
-        return
-    if n < need:
-        told = "attackers = 0" if f is None else f"attackers = {f}"
-        alternative = (
-            "weighted_trimmed_mean or multi_krum suit small consortia"
-            if rule == "bulyan"
-            else "weighted_trimmed_mean or median work with any number"
-        )
-        raise ConfigError(
-            f"{rule} needs {bound}: with {told} a round needs at least {need} "
-            f"participants, but rounds select {n}; lower attackers, select more "
-            f"participants, or choose another rule ({alternative})",
-            key="strategy.attackers" if f is not None else "strategy.aggregation",
-        )
-    if strategy.select is not None and strategy.select > n - (f or 0):
-        raise ConfigError(
-            f"multi_krum selects at most n - f = {n - (f or 0)} of the {n} "
-            f"participants a round selects, not {strategy.select}; lower it",
-            key="strategy.select",
-        )
-
-
 def _expected_round_size(cfg: FedConfig) -> int:
     """Participants a round selects, as far as the configuration alone tells."""
     sites = len(cfg.deployment.participants) or cfg.data.sites
@@ -582,3 +522,63 @@ def load_config(path: Path | str, **overrides: Mapping[str, Any]) -> FedConfig:
         merged.update(values)
         raw[section] = merged
     return config_from_mapping(raw, base_dir=file.resolve().parent)
+
+
+#: The rules each robust-rule option of ``[strategy]`` applies to.
+_RULE_KEYS: dict[str, tuple[str, ...]] = {
+    "attackers": ("krum", "multi_krum", "bulyan"),
+    "select": ("multi_krum",),
+    "tau": ("centered_clip",),
+    "iterations": ("centered_clip", "geometric_median"),
+    "tolerance": ("geometric_median",),
+    "smoothing": ("geometric_median",),
+    "norm_bound": ("norm_bounding",),
+    "root_examples": ("fltrust",),
+}
+
+
+def _check_rule(strategy: StrategyConfig, n: int) -> None:
+    """Refuse options of another rule, and rules whose bound the rounds cannot meet."""
+    rule = strategy.aggregation
+    for key, rules in _RULE_KEYS.items():
+        if getattr(strategy, key) is not None and rule not in rules:
+            raise ConfigError(
+                f"applies to aggregation = {' or '.join(map(repr, rules))}, not "
+                f"{rule!r}; remove it or choose that rule",
+                key=f"strategy.{key}",
+            )
+    if rule == "norm_bounding" and strategy.norm_bound is None:
+        raise ConfigError(
+            "norm_bounding needs strategy.norm_bound, the L2 norm each update is "
+            "clipped to (a little above honest updates' norms: see "
+            "docs/robustness.md)",
+            key="strategy.norm_bound",
+        )
+    f = strategy.attackers
+    if rule in ("krum", "multi_krum"):
+        need = 2 * (f or 0) + 3
+        bound = "n > 2f + 2"
+    elif rule == "bulyan":
+        need = 4 * (f or 0) + 3
+        bound = "n >= 4f + 3"
+    else:
+        return
+    if n < need:
+        told = "attackers = 0" if f is None else f"attackers = {f}"
+        alternative = (
+            "weighted_trimmed_mean or multi_krum suit small consortia"
+            if rule == "bulyan"
+            else "weighted_trimmed_mean or median work with any number"
+        )
+        raise ConfigError(
+            f"{rule} needs {bound}: with {told} a round needs at least {need} "
+            f"participants, but rounds select {n}; lower attackers, select more "
+            f"participants, or choose another rule ({alternative})",
+            key="strategy.attackers" if f is not None else "strategy.aggregation",
+        )
+    if strategy.select is not None and strategy.select > n - (f or 0):
+        raise ConfigError(
+            f"multi_krum selects at most n - f = {n - (f or 0)} of the {n} "
+            f"participants a round selects, not {strategy.select}; lower it",
+            key="strategy.select",
+        )

@@ -175,9 +175,6 @@ def coordinator_command(
         if store is not None:
             overrides["store"] = {"url": store}
         cfg = load_config(config, **overrides)
-        from accord.coordinator.strategy import check_root_source
-
-        check_root_source(cfg.strategy, has_root=False)  # before anyone connects
         public = coordinator_public_context(cfg, ckks_public)
         if cfg.secure_aggregation.mode == "masking" and insecure:
             raise ConfigError(
@@ -185,6 +182,9 @@ def coordinator_command(
                 "TLS can carry; drop --insecure (see `accord pki`)",
                 key="secure_aggregation.mode",
             )
+        from accord.coordinator.strategy import check_root_source
+
+        check_root_source(cfg.strategy, has_root=False)  # before anyone connects
         if insecure:
             from accord.transport.security import check_insecure_host
 

@@ -133,10 +133,10 @@ class Coordinator:
         store: RunStore,
         checkpoints: CheckpointStore | None = None,
         central_eval: CentralEval | None = None,
+        root_update: RootUpdate | None = None,
         observer: RunObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         ckks_public_context: bytes | None = None,
-        root_update: RootUpdate | None = None,
     ) -> None:
         self.config = config
         self._ckks_public = ckks_public_context
@@ -254,6 +254,7 @@ class Coordinator:
         self, run_id: str, number: int, params: Params, state: Params
     ) -> tuple[Params, Params, RoundSummary]:
         cfg = self.config
+        self._strategy.begin_round(number, params, state)
         started, t0 = datetime.now(UTC), self._clock()
         selected = select(
             eligible(self._executor),
@@ -265,7 +266,7 @@ class Coordinator:
         required = max(1, math.ceil(cfg.round.quorum * len(selected)))
         plan = RoundPlan(number, selected, required)
         if cfg.secure_aggregation.mode == "off":
-            outcomes, succeeded, delta, reason = self._plain(plan, params, state, t0)
+            outcomes, succeeded, delta, reason = self._plain(plan, params, t0)
         else:
             outcomes, succeeded, delta, reason = self._secure(run_id, plan, params, t0)
         failed = delta is None
@@ -341,18 +342,13 @@ class Coordinator:
         return new_params, new_state, None
 
     def _plain(
-        self, plan: RoundPlan, params: Params, state: Params, t0: float
+        self, plan: RoundPlan, params: Params, t0: float
     ) -> tuple[tuple[ParticipantOutcome, ...], int, Params | None, str | None]:
         """Collect and fold the selected participants' updates in the clear."""
         rnd = Round(
             plan,
             params.spec,
-            self._strategy.accumulator(
-                params.spec,
-                global_params=params,
-                state=state,
-                round_number=plan.number,
-            ),
+            self._strategy.accumulator(params.spec),
             bounds=self._bounds,
             max_norm=self.config.strategy.max_update_norm,
         )

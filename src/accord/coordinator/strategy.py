@@ -14,8 +14,12 @@ Two rules need more than the round's updates, and get it here:
   checkpointed with the round and a resumed run clips around the same center;
 * ``fltrust`` compares every update with the coordinator's own update on a root
   dataset. The strategy is given a *root-update source*, ``root_update(global,
-  round) -> update``, that the coordinator calls once a round; a coordinator without one
+  round) -> update``, that it calls once a round; a coordinator without one
   (``accord coordinator`` has no root data) refuses the rule when it starts.
+
+The coordinator calls :meth:`Strategy.begin_round` with the round's number, model
+and state as each round starts; the round's accumulator takes what these two rules
+need from it.
 
 ``norm_bounding`` streams: updates are clipped as they arrive and folded into the
 (capped) mean, so it keeps the mean's O(model) memory.
@@ -101,26 +105,25 @@ class Strategy:
         )
         check_root_source(config, has_root=root_update is not None)
         self._root_update = root_update
+        self._round: tuple[int, Params, Params] | None = None
         self._optimizer: ServerOptimizer[Any] = (
             ServerAdam(lr=config.server_lr)
             if config.server_optimizer == "adam"
             else ServerSGD(lr=config.server_lr, momentum=config.server_momentum)
         )
 
-    def accumulator(
-        self,
-        spec: ParamSpec,
-        *,
-        global_params: Params | None = None,
-        state: Params | None = None,
-        round_number: int = 0,
-    ) -> Accumulator:
-        """A fresh accumulator for one round.
+    def begin_round(self, number: int, global_params: Params, state: Params) -> None:
+        """Start round ``number`` from ``global_params`` and the strategy ``state``.
 
-        ``global_params`` is the round's model and ``round_number`` its number
-        (FLTrust's root update starts from them) and ``state`` the strategy's state
-        (centered clipping's center).
+        The coordinator calls it as each round begins; the round's
+        :meth:`accumulator` then gives the rule what it needs from them: centered
+        clipping its center (kept in ``state``), FLTrust the root update (computed
+        from the model, seeded by the number).
         """
+        self._round = (number, global_params, state)
+
+    def accumulator(self, spec: ParamSpec) -> Accumulator:
+        """A fresh accumulator for the round :meth:`begin_round` started."""
         share = self.config.max_weight_share
         rule = self._rule
         if rule is None or rule.name == "norm_bounding":
@@ -132,12 +135,13 @@ class Strategy:
             if rule is None or self.config.norm_bound is None:
                 return mean
             return NormBoundAccumulator(mean, self.config.norm_bound)
-        if isinstance(rule, CenteredClip) and state is not None:
-            rule = dataclasses.replace(rule, center=_center(state))
+        if isinstance(rule, CenteredClip) and self._round is not None:
+            rule = dataclasses.replace(rule, center=_center(self._round[2]))
         if isinstance(rule, FLTrust):
-            if global_params is None or self._root_update is None:
-                raise ValueError("fltrust's accumulator needs the round's model")
-            reference = self._root_update(global_params, round_number)
+            if self._round is None or self._root_update is None:
+                raise ValueError("fltrust needs begin_round() and a root-update source")
+            number, global_params, _ = self._round
+            reference = self._root_update(global_params, number)
             rule = dataclasses.replace(rule, reference=reference)
         return CollectingAccumulator(rule, share)
 

@@ -104,10 +104,10 @@ def _simulate(
 ) -> SimulationResult:
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
     ctx = build_context(config)
-    root_update = None
-    if config.strategy.aggregation == "fltrust":
-        root_update, ctx = root_source(config, ctx)
     initial = ctx.task.init_params(config.federation.seed)
+    root_update = None
+    if config.strategy.aggregation == "fltrust":  # its root set leaves the test set
+        root_update, ctx = root_source(config, ctx)
     has_test = len(ctx.data.test) > 0
 
     def central(params: Params) -> Mapping[str, float]:
@@ -131,9 +131,9 @@ def _simulate(
             store=store,
             checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None,
             central_eval=central if has_test else None,
+            root_update=root_update,
             observer=observer,
             ckks_public_context=ckks_public,
-            root_update=root_update,
         )
         if resume is None:
             run = coordinator.run(initial, extra_summary=summarise)

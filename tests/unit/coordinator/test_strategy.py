@@ -26,8 +26,12 @@ def update(*values: float) -> Params:
     return Params({"w": np.array(values, np.float32)})
 
 
-def fold(strategy: Strategy, updates, weights, **context) -> Params:
-    acc = strategy.accumulator(updates[0].spec, **context)
+def fold(strategy: Strategy, updates, weights, *, number=1, model=None, state=None):
+    model = update(0.0, 0.0) if model is None else model
+    if state is None:
+        state = strategy.init_state(model)
+    strategy.begin_round(number, model, state)
+    acc = strategy.accumulator(updates[0].spec)
     for u, w in zip(updates, weights, strict=True):
         acc.add(u, w)
     return acc.result()
@@ -85,8 +89,8 @@ def test_fltrust_asks_the_root_source_with_the_rounds_model():
         strategy,
         [update(2.0, 0.0), update(-3.0, 0.0)],
         [1.0, 1.0],
-        global_params=model,
-        round_number=3,
+        number=3,
+        model=model,
     )
 
     assert len(seen) == 1 and seen[0] is model
@@ -117,11 +121,9 @@ def test_a_round_with_too_few_updates_for_its_rule_fails_with_the_reason(
     # Arrange: the round's quorum lets it close with fewer updates than the bound
     strategy = Strategy(strategy_config(**keys))
     names = tuple(f"s{i}" for i in range(10))
-    rnd = Round(
-        RoundPlan(4, names, received),
-        update(0, 0).spec,
-        strategy.accumulator(update(0, 0).spec, global_params=update(0, 0)),
-    )
+    strategy.begin_round(4, update(0, 0), strategy.init_state(update(0, 0)))
+    spec = update(0, 0).spec
+    rnd = Round(RoundPlan(4, names, received), spec, strategy.accumulator(spec))
     for name in names[:received]:
         rnd.receive(
             TrainDone(
