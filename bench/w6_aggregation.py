@@ -7,6 +7,12 @@ Measures, in one process and one run, the median of ``--repeats`` timings of:
   reference) and a memcpy of all updates;
 * accord's weighted mean (exact float64 batch, float32 batch, and streaming),
   coordinate-wise median and trimmed mean (beta 0.1);
+* every other rule of ``accord.aggregation.RULE_NAMES`` through ``make_rule`` with
+  its defaults (``attackers`` left to the largest its bound allows; FLTrust against an
+  eleventh update as the root update; centered clipping around an eleventh update
+  as the previous aggregate; norm bounding at the median norm, so half are clipped),
+  each timed alternately with the exact mean (``paired``: the ratio of the two
+  medians, robust to a load that drifts during the run);
 * the naive numpy baselines that Flower's ``aggregate``, ``aggregate_median`` and
   ``aggregate_trimmed_avg`` amount to: stack the updates, then ``np.average``,
   ``np.median`` and a trimmed mean (by full sort, and by ``np.partition`` as Flower
@@ -33,9 +39,15 @@ from typing import Any
 import numpy as np
 
 from accord.aggregation import (
+    RULE_NAMES,
+    AggregationRule,
+    CenteredClip,
+    FLTrust,
     MeanAccumulator,
     coordinate_median,
     coordinate_trimmed_mean,
+    l2_norm,
+    make_rule,
     weighted_mean,
 )
 from accord.aggregation.coordinatewise import default_workers
@@ -54,6 +66,28 @@ def timed(fn: Callable[[], object], repeats: int, *, warmup: bool = True) -> flo
         fn()
         times.append((time.perf_counter() - start) * 1e3)
     return round(statistics.median(times), 1)
+
+
+def paired_timings(
+    rule: Callable[[], object], mean: Callable[[], object], repeats: int
+) -> tuple[float, float]:
+    """Medians (ms) of ``rule`` and ``mean`` timed alternately, after a warm-up.
+
+    On a machine others load, the load drifts between timings; alternating them
+    makes the ratio of the two medians compare like with like.
+    """
+    rule()
+    mean()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((mean, times[1]), (rule, times[0])):
+            start = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - start) * 1e3)
+    return (
+        round(statistics.median(times[0]), 1),
+        round(statistics.median(times[1]), 1),
+    )
 
 
 def make_updates(n: int, params: int, tensors: int, seed: int) -> list[Params]:
@@ -112,6 +146,26 @@ def streaming_mean(updates: list[Params], weights: list[float]) -> Params:
     return acc.result()
 
 
+def robust_rules(
+    updates: list[Params], extra: Params, workers: int
+) -> dict[str, AggregationRule]:
+    """Every rule beyond mean, median and trimmed mean, as the strategy builds it."""
+    rules: dict[str, AggregationRule] = {}
+    bound = float(np.median([l2_norm(u) for u in updates]))
+    for name in RULE_NAMES:
+        if name in ("mean", "median", "trimmed_mean"):
+            continue
+        if name == "fltrust":
+            rules[name] = FLTrust(reference=extra, workers=workers)
+        elif name == "centered_clip":
+            rules[name] = CenteredClip(center=extra, workers=workers)
+        elif name == "norm_bounding":
+            rules[name] = make_rule(name, bound=bound, workers=workers)
+        else:
+            rules[name] = make_rule(name, workers=workers)
+    return rules
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     updates = make_updates(args.updates, args.params, args.tensors, args.seed)
     weights = [
@@ -139,6 +193,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ms["accord_trimmed"] = timed(
         lambda: coordinate_trimmed_mean(updates, BETA, workers=workers), r
     )
+    extra = make_updates(1, args.params, args.tensors, args.seed + 1)[0]
+    paired: dict[str, float] = {}
+    for name, rule in robust_rules(updates, extra, workers).items():
+        rule_ms, mean_ms = paired_timings(
+            lambda rule=rule: rule.aggregate(updates, weights),
+            lambda: weighted_mean(updates, weights, workers=workers),
+            r,
+        )
+        ms[f"accord_{name}"] = rule_ms
+        paired[name] = round(rule_ms / mean_ms, 2)
+    if args.rules_only:
+        return {
+            "ms": ms,
+            "paired": paired,
+            "median_matches_numpy": None,
+            "workers": workers,
+        }
     for rule in ("mean", "median", "trimmed_sort", "trimmed_partition"):
         ms[f"naive_{rule}"] = timed(
             lambda rule=rule: naive(updates, weights, rule), r, warmup=False
@@ -150,7 +221,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         )
         for name in ours
     )
-    return {"ms": ms, "median_matches_numpy": same, "workers": workers}
+    return {
+        "ms": ms,
+        "paired": paired,
+        "median_matches_numpy": same,
+        "workers": workers,
+    }
 
 
 def main() -> None:
@@ -161,22 +237,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=0, help="0: accord's default")
     parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument(
+        "--rules-only", action="store_true", help="skip the naive numpy baselines"
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()
     result = measure(args)
     ms = result["ms"]
+    robust = {f"{k}_over_paired_mean": v for k, v in result["paired"].items()}
     ratio = {
+        **robust,
+        "median_over_mean": ms["accord_median"] / ms["accord_mean"],
         "mean_over_bandwidth": ms["accord_mean"] / ms["bandwidth_ref"],
         "mean_float32_over_bandwidth": ms["accord_mean_float32"] / ms["bandwidth_ref"],
-        "median_over_mean": ms["accord_median"] / ms["accord_mean"],
         "trimmed_over_mean": ms["accord_trimmed"] / ms["accord_mean"],
-        "naive_mean_over_accord": ms["naive_mean"] / ms["accord_mean"],
-        "naive_median_over_accord": ms["naive_median"] / ms["accord_median"],
-        "naive_trimmed_sort_over_accord": ms["naive_trimmed_sort"]
-        / ms["accord_trimmed"],
-        "naive_trimmed_partition_over_accord": ms["naive_trimmed_partition"]
-        / ms["accord_trimmed"],
     }
+    if not args.rules_only:
+        ratio |= {
+            "naive_mean_over_accord": ms["naive_mean"] / ms["accord_mean"],
+            "naive_median_over_accord": ms["naive_median"] / ms["accord_median"],
+            "naive_trimmed_sort_over_accord": ms["naive_trimmed_sort"]
+            / ms["accord_trimmed"],
+            "naive_trimmed_partition_over_accord": ms["naive_trimmed_partition"]
+            / ms["accord_trimmed"],
+        }
     update_mb = args.params * 4 * args.updates / 1e6
     print(
         json.dumps(

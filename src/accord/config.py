@@ -157,10 +157,38 @@ class StrategyConfig(_Section):
     median norm of the round's valid updates (from 3 updates on; 0: off, and a
     round's updates are folded as they come instead of held until the last). See
     :mod:`accord.coordinator.integrity`.
+
+    The robust rules' options (``docs/robustness.md``) are keys here too, each
+    refused unless its rule is chosen: ``attackers`` (f for krum, multi_krum and
+    bulyan; unset: the largest their bound allows), ``select`` (multi_krum's m),
+    ``tau`` and ``iterations`` (centered_clip), ``iterations``, ``tolerance`` and
+    ``smoothing`` (geometric_median), ``norm_bound`` (norm_bounding, required) and
+    ``root_examples`` (fltrust: the root set the simulation draws from the test set).
     """
 
-    aggregation: Literal["mean", "median", "trimmed_mean"] = "mean"
+    aggregation: Literal[
+        "mean",
+        "median",
+        "trimmed_mean",
+        "weighted_median",
+        "weighted_trimmed_mean",
+        "krum",
+        "multi_krum",
+        "bulyan",
+        "geometric_median",
+        "centered_clip",
+        "fltrust",
+        "norm_bounding",
+    ] = "mean"
     trim: float = Field(default=0.1, ge=0, lt=0.5)
+    attackers: int | None = Field(default=None, ge=0, le=10_000)
+    select: int | None = Field(default=None, ge=1, le=100_000)
+    tau: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    iterations: int | None = Field(default=None, ge=1, le=10_000)
+    tolerance: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
+    smoothing: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    norm_bound: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    root_examples: int | None = Field(default=None, ge=1, le=1_000_000)
     server_optimizer: Literal["sgd", "adam"] = "sgd"
     server_lr: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     server_momentum: float = Field(default=0.0, ge=0, lt=1)
@@ -630,6 +658,7 @@ def _check_compatibility(cfg: FedConfig) -> None:
             f"only {cfg.data.sites} sites; lower it or raise data.sites",
             key="selection.min_participants",
         )
+    _check_rule(cfg.strategy, _expected_round_size(cfg))
     if cfg.strategy.aggregation == "trimmed_mean":
         expected = max(cfg.selection.min_participants, 1)
         if int(cfg.strategy.trim * expected) * 2 >= expected and expected > 1:
@@ -801,3 +830,63 @@ def load_config(path: Path | str, **overrides: Mapping[str, Any]) -> FedConfig:
         merged.update(values)
         raw[section] = merged
     return config_from_mapping(raw, base_dir=file.resolve().parent)
+
+
+#: The rules each robust-rule option of ``[strategy]`` applies to.
+_RULE_KEYS: dict[str, tuple[str, ...]] = {
+    "attackers": ("krum", "multi_krum", "bulyan"),
+    "select": ("multi_krum",),
+    "tau": ("centered_clip",),
+    "iterations": ("centered_clip", "geometric_median"),
+    "tolerance": ("geometric_median",),
+    "smoothing": ("geometric_median",),
+    "norm_bound": ("norm_bounding",),
+    "root_examples": ("fltrust",),
+}
+
+
+def _check_rule(strategy: StrategyConfig, n: int) -> None:
+    """Refuse options of another rule, and rules whose bound the rounds cannot meet."""
+    rule = strategy.aggregation
+    for key, rules in _RULE_KEYS.items():
+        if getattr(strategy, key) is not None and rule not in rules:
+            raise ConfigError(
+                f"applies to aggregation = {' or '.join(map(repr, rules))}, not "
+                f"{rule!r}; remove it or choose that rule",
+                key=f"strategy.{key}",
+            )
+    if rule == "norm_bounding" and strategy.norm_bound is None:
+        raise ConfigError(
+            "norm_bounding needs strategy.norm_bound, the L2 norm each update is "
+            "clipped to (a little above honest updates' norms: see "
+            "docs/robustness.md)",
+            key="strategy.norm_bound",
+        )
+    f = strategy.attackers
+    if rule in ("krum", "multi_krum"):
+        need = 2 * (f or 0) + 3
+        bound = "n > 2f + 2"
+    elif rule == "bulyan":
+        need = 4 * (f or 0) + 3
+        bound = "n >= 4f + 3"
+    else:
+        return
+    if n < need:
+        told = "attackers = 0" if f is None else f"attackers = {f}"
+        alternative = (
+            "weighted_trimmed_mean or multi_krum suit small consortia"
+            if rule == "bulyan"
+            else "weighted_trimmed_mean or median work with any number"
+        )
+        raise ConfigError(
+            f"{rule} needs {bound}: with {told} a round needs at least {need} "
+            f"participants, but rounds select {n}; lower attackers, select more "
+            f"participants, or choose another rule ({alternative})",
+            key="strategy.attackers" if f is not None else "strategy.aggregation",
+        )
+    if strategy.select is not None and strategy.select > n - (f or 0):
+        raise ConfigError(
+            f"multi_krum selects at most n - f = {n - (f or 0)} of the {n} "
+            f"participants a round selects, not {strategy.select}; lower it",
+            key="strategy.select",
+        )

@@ -19,7 +19,10 @@ terminal or a log whole.
     ├── TaskRefused (PermissionError)       a site's own policy refuses a task
     ├── UpdateRejected (ValueError)         an update failed validation
     │   └── SubmissionRefused               a message was refused on arrival
-    ├── RoundFailed (RuntimeError)          a round could not reach its quorum
+    ├── RoundFailed (RuntimeError)          a round could not reach its quorum, or
+    │                                       its rule had too few updates
+    ├── TooFewUpdates (ValueError)          a robust rule got fewer updates than
+    │                                       its bound on attackers needs
     ├── AggregateRejected (ArithmeticError) a round's aggregate or new model failed
     │                                       an integrity check (finite, norm bound)
     ├── RunAborted (RuntimeError)           a run stopped before its last round
@@ -74,6 +77,7 @@ __all__ = [
     "SubmissionRefused",
     "TaskError",
     "TaskRefused",
+    "TooFewUpdates",
     "TransportError",
     "UpdateRejected",
     "excerpt",
@@ -207,14 +211,46 @@ class SubmissionRefused(UpdateRejected):
 class RoundFailed(AccordError, RuntimeError):
     """A round ended without enough valid updates; the global model is unchanged."""
 
-    def __init__(self, *, round_number: int, received: int, required: int) -> None:
+    def __init__(
+        self,
+        *,
+        round_number: int,
+        received: int,
+        required: int,
+        detail: str | None = None,
+    ) -> None:
         self.round_number = round_number
         self.received = received
         self.required = required
+        if detail is not None:  # the aggregation rule refused (TooFewUpdates)
+            super().__init__(
+                f"round {round_number} failed: {detail}; the global model was left "
+                "unchanged"
+            )
+            return
         super().__init__(
             f"round {round_number} got {received} valid update(s) but needs "
             f"{required}; the global model was left unchanged. Raise the deadline, "
             "lower the quorum, or look at the participants' recorded failures."
+        )
+
+
+class TooFewUpdates(AccordError, ValueError):
+    """A robust rule got ``received`` updates; its bound on attackers needs more.
+
+    ``rule`` names the rule and ``bound`` the inequality it needs (``n > 2f + 2``).
+    A round that meets it fails as :class:`RoundFailed`, the model unchanged.
+    """
+
+    def __init__(self, *, rule: str, received: int, required: int, bound: str) -> None:
+        self.rule = rule
+        self.received = received
+        self.required = required
+        self.bound = bound
+        super().__init__(
+            f"{rule} needs {bound}, so at least {required} updates, but got "
+            f"{received}; lower [strategy] attackers, raise the round's quorum, or "
+            "use median or weighted_trimmed_mean, which work for any number"
         )
 
 

@@ -48,7 +48,7 @@ from accord.aggregation.coordinatewise import (
 from accord.errors import UpdateRejected
 from accord.params import Array, Params, ParamSpec
 
-__all__ = ["MeanAccumulator", "weighted_mean"]
+__all__ = ["MeanAccumulator", "linear_combination", "weighted_mean"]
 
 #: Coordinates per chunk: two float64 scratch buffers of 512 KiB each.
 CHUNK = 65_536
@@ -160,6 +160,26 @@ def weighted_mean(
         make_kernel = functools.partial(_MeanKernel, ws, total)
     else:
         make_kernel = functools.partial(_FastMeanKernel, [w / total for w in ws])
+    return map_chunks(updates, make_kernel, chunk=CHUNK, workers=workers)
+
+
+def linear_combination(
+    updates: Sequence[Params],
+    coefficients: Sequence[float],
+    *,
+    workers: int | None = None,
+) -> Params:
+    """Coordinate-wise ``sum(c_i * x_i)`` for coefficients ``c_i >= 0``, not divided.
+
+    The exact float64 path of :func:`weighted_mean` without the final division: the
+    robust rules that work on the Gram matrix (Krum's relatives, the geometric
+    median, centered clipping, FLTrust) end with one such pass over the updates.
+    """
+    check_updates(updates)
+    if len(coefficients) != len(updates):
+        raise ValueError(f"{len(updates)} updates but {len(coefficients)} coefficients")
+    cs = [_check_weight(c) for c in coefficients]
+    make_kernel = functools.partial(_MeanKernel, cs, 1.0)
     return map_chunks(updates, make_kernel, chunk=CHUNK, workers=workers)
 
 

@@ -1,11 +1,14 @@
-"""Aggregation rules: the interface the coordinator uses, and the built-in rules.
+"""Aggregation rules: the interface the coordinator uses, and the registry of rules.
 
-A rule combines the round's updates into one. The classes here are thin, immutable
-wrappers over the pure functions (:func:`weighted_mean`, :func:`coordinate_median`,
-:func:`coordinate_trimmed_mean`), carrying their options from the config.
-``streaming`` tells the coordinator whether it may fold updates in as they arrive
-(:meth:`Mean.accumulator`) instead of holding all of them: only the mean can, which is
-also why only the mean composes with secure aggregation.
+A rule combines the round's updates into one. The classes are thin, immutable
+wrappers over pure functions (:func:`weighted_mean`, :func:`coordinate_median`,
+:func:`coordinate_trimmed_mean`, and the robust rules in their own modules: Krum and
+Multi-Krum, Bulyan, the geometric median, centered clipping, FLTrust, the
+weight-aware median and trimmed mean, norm bounding), carrying their options from
+the config. ``streaming`` tells the coordinator whether it may fold updates in as
+they arrive instead of holding all of them: the mean and norm bounding can, which is
+also why only they could compose with secure aggregation. ``docs/robustness.md``
+says what each rule assumes and stops.
 """
 
 from __future__ import annotations
@@ -14,9 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from accord.aggregation.bulyan import Bulyan
+from accord.aggregation.centered_clip import CenteredClip
+from accord.aggregation.fltrust import FLTrust
+from accord.aggregation.geometric_median import GeometricMedian
+from accord.aggregation.krum import Krum, MultiKrum
 from accord.aggregation.mean import MeanAccumulator, weighted_mean
 from accord.aggregation.median import coordinate_median
+from accord.aggregation.norm_bound import NormBounding
 from accord.aggregation.trimmed_mean import check_beta, coordinate_trimmed_mean
+from accord.aggregation.weighted_order import WeightedMedian, WeightedTrimmedMean
 from accord.errors import ConfigError
 from accord.params import Params, ParamSpec
 
@@ -102,21 +112,32 @@ class TrimmedMean:
         return coordinate_trimmed_mean(updates, self.beta, workers=self.workers)
 
 
+_RULES: tuple[type[AggregationRule], ...] = (
+    Mean,
+    Median,
+    TrimmedMean,
+    WeightedMedian,
+    WeightedTrimmedMean,
+    Krum,
+    MultiKrum,
+    Bulyan,
+    GeometricMedian,
+    CenteredClip,
+    FLTrust,
+    NormBounding,
+)
+
 #: Names accepted by :func:`make_rule`.
-RULE_NAMES: tuple[str, ...] = (Mean.name, Median.name, TrimmedMean.name)
+RULE_NAMES: tuple[str, ...] = tuple(str(cls.name) for cls in _RULES)
 
 
 def make_rule(name: str, **options: Any) -> AggregationRule:
     """Build the rule called ``name`` with ``options`` (e.g. ``beta=0.2``).
 
     Raises :class:`~accord.errors.ConfigError` for an unknown name (listing the known
-    ones) or an option the rule does not take.
+    ones), an option the rule does not take or a missing one it needs.
     """
-    classes: dict[str, type[Mean] | type[Median] | type[TrimmedMean]] = {
-        Mean.name: Mean,
-        Median.name: Median,
-        TrimmedMean.name: TrimmedMean,
-    }
+    classes = {str(cls.name): cls for cls in _RULES}
     cls = classes.get(name)
     if cls is None:
         known = ", ".join(RULE_NAMES)
@@ -124,9 +145,11 @@ def make_rule(name: str, **options: Any) -> AggregationRule:
             f"unknown aggregation rule {name!r}; choose one of: {known}", key="rule"
         )
     try:
-        return cls(**options)
+        rule: AggregationRule = cls(**options)
     except TypeError as exc:
         raise ConfigError(
-            f"rule {name!r} does not accept options {sorted(options)} ({exc})",
+            f"rule {name!r} does not accept options {sorted(options)}, or lacks "
+            f"one it needs ({exc})",
             key="rule",
         ) from exc
+    return rule

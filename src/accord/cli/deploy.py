@@ -185,6 +185,9 @@ def coordinator_command(
                 "TLS can carry; drop --insecure (see `accord pki`)",
                 key="secure_aggregation.mode",
             )
+        from accord.coordinator.strategy import check_root_source
+
+        check_root_source(cfg.strategy, has_root=False)  # before anyone connects
         if insecure:
             from accord.transport.security import check_insecure_host
 

@@ -45,7 +45,7 @@ import numpy as np
 from accord.aggregation.integrity import l2_norm
 from accord.coordinator.executor import JobFailed, TrainDone
 from accord.coordinator.integrity import ExampleBounds, check_examples, outliers
-from accord.errors import RoundFailed, UpdateRejected
+from accord.errors import RoundFailed, TooFewUpdates, UpdateRejected
 from accord.params import Params, ParamSpec
 from accord.records import ParticipantOutcome
 
@@ -359,7 +359,11 @@ class Round:
         )
 
     def aggregate(self) -> Params:
-        """The aggregate of the valid updates; :class:`RoundFailed` without quorum."""
+        """The aggregate of the valid updates.
+
+        :class:`RoundFailed` without quorum, or when the rule has fewer updates than
+        its bound on attackers needs (:class:`~accord.errors.TooFewUpdates`).
+        """
         if self._waiting:
             raise RuntimeError("drain() the round before aggregating it")
         if self.succeeded < self.plan.required:
@@ -368,7 +372,15 @@ class Round:
                 received=self.succeeded,
                 required=self.plan.required,
             )
-        return self._acc.result()
+        try:
+            return self._acc.result()
+        except TooFewUpdates as exc:  # the robust rule's bound on attackers
+            raise RoundFailed(
+                round_number=self.number,
+                received=self.succeeded,
+                required=exc.required,
+                detail=str(exc),
+            ) from exc
 
     def _record(
         self,

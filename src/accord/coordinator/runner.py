@@ -61,7 +61,7 @@ from accord.coordinator.record_privacy import RecordPrivacy
 from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan
 from accord.coordinator.selection import derive_seed, select
-from accord.coordinator.strategy import Strategy
+from accord.coordinator.strategy import RootUpdate, Strategy
 from accord.coordinator.summary import (
     RoundSummary,
     RunResult,
@@ -160,6 +160,7 @@ class Coordinator:
         store: RunStore,
         checkpoints: CheckpointStore | None = None,
         central_eval: CentralEval | None = None,
+        root_update: RootUpdate | None = None,
         observer: RunObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         ckks_public_context: bytes | None = None,
@@ -175,7 +176,7 @@ class Coordinator:
         self._central_eval = central_eval
         self._observer: RunObserver = observer or _SilentObserver()
         self._clock = clock
-        self._strategy = Strategy(config.strategy)
+        self._strategy = Strategy(config.strategy, root_update=root_update)
         self._bounds = ExampleBounds.of(config)
         check_supported(config)
         self._privacy: CentralPrivacy | None = None
@@ -339,6 +340,7 @@ class Coordinator:
         self, run_id: str, number: int, params: Params, state: Params
     ) -> tuple[Params, Params, RoundSummary]:
         cfg = self.config
+        self._strategy.begin_round(number, params, state)
         started, t0 = datetime.now(UTC), self._clock()
         roster = eligible(self._executor)
         selected = select(

@@ -6,11 +6,32 @@ two parts rather than a subclass per combination. ``max_weight_share`` caps each
 participant's share of the round's weight under either rule
 (:func:`~accord.aggregation.cap_weights`); the server optimizer refuses a step whose
 model or state would not be finite, so nothing non-finite is ever kept.
+
+Two rules need more than the round's updates, and get it here:
+
+* ``centered_clip`` clips around the previous round's aggregate. The strategy keeps
+  it in its state, next to the optimizer's (``center/<tensor>`` entries), so it is
+  checkpointed with the round and a resumed run clips around the same center;
+* ``fltrust`` compares every update with the coordinator's own update on a root
+  dataset. The strategy is given a *root-update source*, ``root_update(global,
+  round) -> update``, that it calls once a round; a coordinator without one
+  (``accord coordinator`` has no root data) refuses the rule when it starts.
+
+The coordinator calls :meth:`Strategy.begin_round` with the round's number, model
+and state as each round starts; the round's accumulator takes what these two rules
+need from it.
+
+``norm_bounding`` streams: updates are clipped as they arrive and folded into the
+(capped) mean, so it keeps the mean's O(model) memory.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from accord.aggregation import (
     AggregationRule,
@@ -22,11 +43,28 @@ from accord.aggregation import (
     cap_weights,
     make_rule,
 )
+from accord.aggregation.centered_clip import CenteredClip
+from accord.aggregation.fltrust import FLTrust
+from accord.aggregation.norm_bound import NormBoundAccumulator
 from accord.config import StrategyConfig
 from accord.coordinator.round import Accumulator
+from accord.errors import ConfigError
 from accord.params import Params, ParamSpec
 
-__all__ = ["CollectingAccumulator", "Strategy"]
+__all__ = [
+    "CENTER",
+    "CollectingAccumulator",
+    "RootUpdate",
+    "Strategy",
+    "check_root_source",
+]
+
+#: Prefix of the centered-clipping center's entries in the strategy's state.
+CENTER = "center/"
+
+#: The coordinator's update on its root dataset, from the round's global model and
+#: the round's number (which seeds its training, so that a resumed run repeats it).
+RootUpdate = Callable[[Params, int], Params]
 
 
 class CollectingAccumulator:
@@ -50,49 +88,132 @@ class CollectingAccumulator:
 
 
 class Strategy:
-    """Aggregation rule + server optimizer, configured by ``[strategy]``."""
+    """Aggregation rule + server optimizer, configured by ``[strategy]``.
 
-    def __init__(self, config: StrategyConfig) -> None:
+    ``root_update`` is FLTrust's root-update source (see the module docstring);
+    :class:`~accord.errors.ConfigError` if the rule needs one and none is given.
+    """
+
+    def __init__(
+        self, config: StrategyConfig, *, root_update: RootUpdate | None = None
+    ) -> None:
         self.config = config
         self._rule = (
             None
             if config.aggregation == "mean"
             else make_rule(config.aggregation, **_rule_options(config))
         )
+        check_root_source(config, has_root=root_update is not None)
+        self._root_update = root_update
+        self._round: tuple[int, Params, Params] | None = None
         self._optimizer: ServerOptimizer[Any] = (
             ServerAdam(lr=config.server_lr)
             if config.server_optimizer == "adam"
             else ServerSGD(lr=config.server_lr, momentum=config.server_momentum)
         )
 
+    def begin_round(self, number: int, global_params: Params, state: Params) -> None:
+        """Start round ``number`` from ``global_params`` and the strategy ``state``.
+
+        The coordinator calls it as each round begins; the round's
+        :meth:`accumulator` then gives the rule what it needs from them: centered
+        clipping its center (kept in ``state``), FLTrust the root update (computed
+        from the model, seeded by the number).
+        """
+        self._round = (number, global_params, state)
+
     def accumulator(self, spec: ParamSpec) -> Accumulator:
-        """A fresh accumulator for one round."""
+        """A fresh accumulator for the round :meth:`begin_round` started."""
         share = self.config.max_weight_share
-        if self._rule is not None:
-            return CollectingAccumulator(self._rule, share)
-        if share is None or share >= 1.0:
-            return MeanAccumulator(spec)
-        return CappedMeanAccumulator(spec, share)
+        rule = self._rule
+        if rule is None or rule.name == "norm_bounding":
+            mean: Accumulator = (
+                MeanAccumulator(spec)
+                if share is None or share >= 1.0
+                else CappedMeanAccumulator(spec, share)
+            )
+            if rule is None or self.config.norm_bound is None:
+                return mean
+            return NormBoundAccumulator(mean, self.config.norm_bound)
+        if isinstance(rule, CenteredClip) and self._round is not None:
+            rule = dataclasses.replace(rule, center=_center(self._round[2]))
+        if isinstance(rule, FLTrust):
+            if self._round is None or self._root_update is None:
+                raise ValueError("fltrust needs begin_round() and a root-update source")
+            number, global_params, _ = self._round
+            reference = self._root_update(global_params, number)
+            rule = dataclasses.replace(rule, reference=reference)
+        return CollectingAccumulator(rule, share)
 
     def init_state(self, params: Params) -> Params:
-        """Initial server-optimizer state, as Params so that it checkpoints."""
+        """Initial strategy state, as Params so that it checkpoints."""
         state: Params = self._optimizer.init(params).to_params()
+        if isinstance(self._rule, CenteredClip):
+            zeros = Params({n: np.zeros_like(a) for n, a in params.items()})
+            return _with_center(state, zeros)
         return state
 
     def apply(
         self, global_params: Params, delta: Params, state: Params
     ) -> tuple[Params, Params]:
-        """Next global model and optimizer state from the round's aggregate delta.
+        """Next global model and state from the round's aggregate delta.
 
         Raises :class:`~accord.errors.AggregateRejected` (naming the check and the
         tensor) when the new model or state would not be finite, or the step
         overflowed; ``global_params`` and ``state`` are then still the ones to keep.
         """
-        opt_state = self._optimizer.state_from_params(state)
+        own = Params({k: a for k, a in state.items() if not k.startswith(CENTER)})
+        opt_state = self._optimizer.state_from_params(own)
         new_params, new_state = self._optimizer.apply(global_params, delta, opt_state)
         packed: Params = new_state.to_params()
+        if isinstance(self._rule, CenteredClip):
+            packed = _with_center(packed, delta)
         return new_params, packed
 
 
-def _rule_options(config: StrategyConfig) -> dict[str, float]:
-    return {"beta": config.trim} if config.aggregation == "trimmed_mean" else {}
+def check_root_source(config: StrategyConfig, *, has_root: bool) -> None:
+    """:class:`~accord.errors.ConfigError` if the rule needs a root set, none given.
+
+    ``accord coordinator`` calls it before it listens, so that a deployment that
+    cannot run FLTrust says so at once rather than once the sites are connected.
+    """
+    if config.aggregation == "fltrust" and not has_root:
+        raise ConfigError(
+            "fltrust needs a root dataset at the coordinator to compute its own "
+            "update each round; `accord simulate` draws one from the central test "
+            "set ([strategy] root_examples), a deployed coordinator has none. "
+            "Choose another rule (docs/robustness.md)",
+            key="strategy.aggregation",
+        )
+
+
+def _center(state: Params) -> Params | None:
+    center = {k[len(CENTER) :]: a for k, a in state.items() if k.startswith(CENTER)}
+    return Params(center) if center else None
+
+
+def _with_center(state: Params, center: Params) -> Params:
+    return Params([*state.items(), *((CENTER + k, a) for k, a in center.items())])
+
+
+def _rule_options(config: StrategyConfig) -> dict[str, Any]:
+    """The ``make_rule`` options of the configured rule, from ``[strategy]``."""
+    rule = config.aggregation
+    if rule in ("trimmed_mean", "weighted_trimmed_mean"):
+        return {"beta": config.trim}
+    if rule in ("krum", "bulyan"):
+        return {"attackers": config.attackers}
+    if rule == "multi_krum":
+        return {"attackers": config.attackers, "select": config.select}
+    if rule == "centered_clip":
+        return {"tau": config.tau, "iterations": config.iterations or 3}
+    if rule == "geometric_median":
+        options: dict[str, Any] = {"max_iterations": config.iterations or 1000}
+        if config.tolerance is not None:
+            options["tolerance"] = config.tolerance
+        if config.smoothing is not None:
+            options["smoothing"] = config.smoothing
+        return options
+    if rule == "norm_bounding":
+        return {"bound": config.norm_bound}
+    return {}

@@ -41,6 +41,7 @@ from accord.simulation.baselines import Comparison, compare
 from accord.simulation.context import SimContext, build_context
 from accord.simulation.inprocess import InProcessExecutor
 from accord.simulation.pool import ProcessExecutor, warm_up
+from accord.simulation.root import root_source
 from accord.store.checkpoint import CheckpointStore
 from accord.store.protocol import RunStore
 
@@ -192,6 +193,9 @@ def _simulate(
     ctx = build_context(config, poison=True)
     check_task(config, ctx.task, config.task.factory)
     initial = ctx.task.init_params(config.federation.seed)
+    root_update = None
+    if config.strategy.aggregation == "fltrust":  # its root set leaves the test set
+        root_update, ctx = root_source(config, ctx)
     has_test = len(ctx.data.test) > 0
     central = _central_eval(ctx)
 
@@ -215,6 +219,7 @@ def _simulate(
             store=store,
             checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None,
             central_eval=central if has_test else None,
+            root_update=root_update,
             observer=observer,
             clock=clock,
             ckks_public_context=ckks_public,

@@ -69,7 +69,7 @@ def test_robust_rules_ignore_weights_but_check_their_count(make_updates):
 
 def test_unknown_rule_lists_the_known_ones():
     with pytest.raises(ConfigError) as info:
-        make_rule("krum")
+        make_rule("no_such_rule")
 
     for name in RULE_NAMES:
         assert name in str(info.value)
@@ -92,9 +92,17 @@ def test_rules_are_immutable():
 def test_public_api_is_exactly_all():
     public = {n for n in vars(aggregation) if not n.startswith("_")}
     modules = {
+        "bulyan",
         "capped_mean",
+        "centered_clip",
         "coordinatewise",
         "dp_mean",
+        "fltrust",
+        "geometric_median",
+        "gram",
+        "krum",
+        "norm_bound",
+        "weighted_order",
         "integrity",
         "mean",
         "median",
@@ -114,7 +122,10 @@ def test_rules_read_zero_copy_views_of_received_bytes(make_updates):
     spec = updates[0].spec
     views = [spec.view(bytes(spec.pack(u))) for u in updates]  # read-only arrays
 
-    for name, options in [("mean", {}), ("median", {}), ("trimmed_mean", {})]:
+    for name in RULE_NAMES:
+        options = {"bound": 1.0} if name == "norm_bounding" else {}
+        if name == "fltrust":
+            options = {"reference": updates[0]}
         rule = make_rule(name, **options)
         got = rule.aggregate(views, [1, 2, 3, 4])
         assert got.digest() == rule.aggregate(updates, [1, 2, 3, 4]).digest()
