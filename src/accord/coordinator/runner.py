@@ -22,6 +22,9 @@ clipped updates and each round's epsilon is stored with it
 (:mod:`accord.coordinator.privacy`); a round that would take epsilon past the
 budget does not start, and the run ends there, completed, with the reason
 "budget exhausted" and the epsilon spent in its summary.
+Given a :class:`~accord.coordinator.lineage.LedgerSetup`, the run keeps a signed,
+hash-chained ledger, each round's entry stored with the round
+(:mod:`accord.coordinator.lineage`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from accord.coordinator.executor import (
 )
 from accord.coordinator.federated_eval import federated_eval
 from accord.coordinator.integrity import ExampleBounds
+from accord.coordinator.lineage import LedgerSetup, Lineage
 from accord.coordinator.metrics import train_metrics
 from accord.coordinator.privacy import CentralPrivacy, check_supported
 from accord.coordinator.resume import resume_point
@@ -148,8 +152,11 @@ class Coordinator:
         observer: RunObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
         ckks_public_context: bytes | None = None,
+        ledger: LedgerSetup | None = None,
     ) -> None:
         self.config = config
+        self._ledger = ledger
+        self._lineage: Lineage | None = None
         self._ckks_public = ckks_public_context
         self._executor = executor
         self._store = store
@@ -198,6 +205,7 @@ class Coordinator:
                     f"run {run_id} already has recorded rounds; continue it with resume"
                 )
             logger.info("run %s started: %d rounds", run_id, cfg.federation.rounds)
+            self._start_ledger(run_id, 1)
             state = self._strategy.init_state(initial)
             return self._run_from(run_id, 1, (initial, state), (), extra_summary)
 
@@ -234,6 +242,7 @@ class Coordinator:
             )
             self._store.reopen_run(run_id)
             logger.info("run %s resumed at round %d", run_id, point.next_round)
+            self._start_ledger(run_id, point.next_round)
             done = tuple(summary_of(r) for r in point.recorded)
             return self._run_from(
                 run_id,
@@ -283,8 +292,9 @@ class Coordinator:
                 final["privacy"] = self._privacy.summary()
             if extra_summary is not None:
                 final.update(extra_summary(params))
-        except BaseException:
-            self._store.finish_run(run_id, status="aborted", summary=None)
+        except BaseException as exc:
+            why = f"{type(exc).__name__}: {exc}"[:500]
+            self._finish(run_id, "aborted", None, params, len(summaries), why)
             raise
         result = RunResult(
             run_id=run_id, params=params, rounds=tuple(summaries), stopped=stopped
@@ -296,8 +306,42 @@ class Coordinator:
             logger.info("run %s failed: %s", run_id, reason)  # the CLI says it
             final["reason"] = reason
         status: FinalStatus = "completed" if reason is None else "failed"
-        self._store.finish_run(run_id, status=status, summary=final)
+        self._finish(run_id, status, final, params, len(summaries), final.get("reason"))
         return result
+
+    def _start_ledger(self, run_id: str, next_round: int) -> None:
+        """Open or continue the run's ledger, if it keeps one."""
+        if self._ledger is None:
+            return
+        self._lineage = Lineage(
+            self._ledger,
+            self._store,
+            run_id,
+            config=self.config.to_json_dict(),
+            secure=self.config.secure_aggregation.mode,
+        )
+        self._lineage.start(eligible(self._executor), next_round=next_round)
+
+    def _finish(
+        self,
+        run_id: str,
+        status: FinalStatus,
+        summary: Mapping[str, Any] | None,
+        params: Params,
+        rounds: int,
+        reason: object,
+    ) -> None:
+        """Mark the run ended, with its closing ledger entry if it keeps one."""
+        if self._lineage is None:
+            self._store.finish_run(run_id, status=status, summary=summary)
+            return
+        self._lineage.finish(
+            status=status,
+            summary=summary,
+            model=params.digest(),
+            rounds=rounds,
+            reason=None if reason is None else str(reason),
+        )
 
     def _round(
         self, run_id: str, number: int, params: Params, state: Params
@@ -324,6 +368,7 @@ class Coordinator:
         if self._privacy is not None:
             spent = self._privacy.settle(len(selected), len(roster))
         failed = delta is None
+        aggregate = None if delta is None else delta.digest()
         if delta is not None:
             params, state, reason = self._step(run_id, number, params, state, delta)
             failed = reason is not None
@@ -340,21 +385,23 @@ class Coordinator:
                 run_id, number, params, extra={"opt": state}, digest=digest
             )
             checkpoint = str(path)
-        self._store.record_round(
-            RoundRecord(
-                run_id=run_id,
-                number=number,
-                started_at=started,
-                finished_at=datetime.now(UTC),
-                status=status,
-                global_digest=digest,
-                selected=selected,
-                outcomes=outcomes,
-                metrics=tuple(metrics),
-                checkpoint=checkpoint,
-                privacy=() if spent is None else (spent,),
-            )
+        record = RoundRecord(
+            run_id=run_id,
+            number=number,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            status=status,
+            global_digest=digest,
+            selected=selected,
+            outcomes=outcomes,
+            metrics=tuple(metrics),
+            checkpoint=checkpoint,
+            privacy=() if spent is None else (spent,),
         )
+        if self._lineage is None:
+            self._store.record_round(record)
+        else:
+            self._lineage.record_round(record, aggregate=aggregate)
         summary = RoundSummary(
             number=number,
             status=status,

@@ -1,0 +1,139 @@
+"""The coordinator's side of the ledger: one signed entry per step of a run.
+
+:class:`Lineage` turns what the round loop does into ledger entries
+(:mod:`accord.ledger.writer`) and stores each *with* what it describes: a round's
+entry in :meth:`~accord.store.protocol.RunStore.record_round`'s transaction, the
+closing entry in :meth:`~accord.store.protocol.RunStore.finish_run`'s, so that a
+crash never leaves a round without its entry or an entry without its round. It
+continues the chain the store holds: a resumed run gets a ``run-resumed`` entry and
+its next rounds follow on, each written once (a round that crashed was never
+stored, and is run and written again).
+
+The loop needs it only when a :class:`LedgerSetup` is given (the CLI gives one to
+every simulation and deployment); the cryptography it needs is imported then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from accord.records import LedgerRecord, RoundRecord
+
+if TYPE_CHECKING:
+    from accord.ledger.writer import LedgerSigner, LedgerWriter
+    from accord.store.protocol import FinalStatus, RunStore
+
+__all__ = ["LedgerSetup", "Lineage", "file_digest"]
+
+logger = logging.getLogger(__name__)
+
+
+def _names_only(names: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"participant": n} for n in names]
+
+
+@dataclass(frozen=True)
+class LedgerSetup:
+    """What a run's ledger needs beyond the loop: who signs, and what to record.
+
+    ``code`` maps a name (the task module, the data) to its SHA-256; ``roster``
+    describes the participants (their certificates' fingerprints, in a deployment).
+    """
+
+    signer: LedgerSigner
+    version: str
+    code: Mapping[str, str] = field(default_factory=dict)
+    roster: Callable[[Sequence[str]], list[dict[str, Any]]] = _names_only
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Lineage:
+    """Writes one run's ledger through the store (see the module's docstring)."""
+
+    def __init__(
+        self,
+        setup: LedgerSetup,
+        store: RunStore,
+        run_id: str,
+        *,
+        config: Mapping[str, Any],
+        secure: str,
+    ) -> None:
+        from accord.ledger.writer import LedgerWriter
+
+        self._setup = setup
+        self._store = store
+        self._config = config
+        self._inputs = {"off": "update", "masking": "masked-input"}.get(
+            secure, "ciphertext"
+        )
+        self._writer: LedgerWriter = LedgerWriter(
+            setup.signer, run_id, head=store.ledger(run_id)
+        )
+        self._checkpoint: str | None = None
+
+    def start(self, participants: Sequence[str], *, next_round: int) -> None:
+        """Open the run's ledger, or note that it is taken up again."""
+        roster = self._setup.roster(participants)
+        if self._writer.next_sequence == 0:
+            entry = self._writer.opened(
+                config=self._config,
+                version=self._setup.version,
+                code=self._setup.code,
+                roster=roster,
+            )
+        else:
+            last = self._store.last_completed_round(self._writer.run_id)
+            self._checkpoint = None if last is None else last.checkpoint
+            entry = self._writer.resumed(
+                config=self._config, next_round=next_round, roster=roster
+            )
+        self._store.append_ledger(entry)
+        self._writer.accept(entry)
+
+    def record_round(self, record: RoundRecord, *, aggregate: str | None) -> None:
+        """Store ``record`` and its signed entry in one transaction."""
+        entry = self._writer.round(record, aggregate=aggregate, inputs=self._inputs)
+        self._store.record_round(record, ledger=entry)
+        self._writer.accept(entry)
+        if record.checkpoint is not None:
+            self._checkpoint = record.checkpoint
+        logger.debug("ledger entry %d: round %d", entry.sequence, record.number)
+
+    def finish(
+        self,
+        *,
+        status: FinalStatus,
+        summary: Mapping[str, Any] | None,
+        model: str,
+        rounds: int,
+        reason: str | None,
+    ) -> None:
+        """End the run in the store with its closing entry (final model)."""
+        checkpoint = None
+        if self._checkpoint is not None and Path(self._checkpoint).is_file():
+            checkpoint = file_digest(self._checkpoint)
+        entry: LedgerRecord = self._writer.closed(
+            status=status,
+            model=model,
+            checkpoint=checkpoint,
+            rounds=rounds,
+            reason=reason,
+        )
+        self._store.finish_run(
+            entry.run_id, status=status, summary=summary, ledger=entry
+        )
+        self._writer.accept(entry)
