@@ -42,7 +42,7 @@ from accord.ledger.export import Export
 from accord.ledger.receipt import RECEIPT_TYPE, check_receipts
 from accord.ledger.statement import Statement, parse_statement
 from accord.transport.chain import chain_problem
-from accord.transport.roster import certificate_role
+from accord.transport.roster import certificate_name, certificate_role
 
 __all__ = ["ModelFile", "Problem", "Verdict", "verify_export"]
 
@@ -180,7 +180,8 @@ def _signature_problem(keys: _Keys, env: Envelope, statement: Statement) -> str 
         problem = "is not a coordinator's certificate"
     if problem is not None:
         return f"its signer's certificate {problem}"
-    return _check(keys, env, mine, cert.public_key(), cert.subject.rfc4514_string())
+    who = f"coordinator {certificate_name(cert)!r} (certificate {announced[:16]}…)"
+    return _check(keys, env, mine, cert.public_key(), who)
 
 
 def _check(
