@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accord.config import FedConfig
 from accord.records import LedgerRecord, RoundRecord
 
 if TYPE_CHECKING:
     from accord.ledger.writer import LedgerSigner, LedgerWriter
     from accord.store.protocol import FinalStatus, RunStore
 
-__all__ = ["LedgerSetup", "Lineage", "file_digest"]
+__all__ = ["LedgerSetup", "Lineage", "file_digest", "task_code"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,3 +138,14 @@ class Lineage:
             entry.run_id, status=status, summary=summary, ledger=entry
         )
         self._writer.accept(entry)
+
+
+def task_code(config: FedConfig) -> dict[str, str]:
+    """The SHA-256 of the task's module when it is a file next to ``fed.toml``.
+
+    ``task:build`` names ``task.py`` beside the configuration; a task from an
+    installed package (``accord.task...``) is identified by accord's version.
+    """
+    module = config.task.factory.partition(":")[0]
+    path = Path(config.base_dir) / (module.replace(".", "/") + ".py")
+    return {f"task:{module}": file_digest(path)} if path.is_file() else {}
