@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from accord.config import FedConfig
+from accord.coordinator.lineage import LedgerSetup
 from accord.coordinator.runner import Coordinator, RunResult
 from accord.params import Params
 from accord.participant.backoff import Backoff
@@ -312,12 +313,17 @@ class Deployed:
         self.threads.append(thread)
 
     def run(
-        self, initial: Params, *, clock: Callable[[], float] | None = None
+        self,
+        initial: Params,
+        *,
+        clock: Callable[[], float] | None = None,
+        ledger: LedgerSetup | None = None,
     ) -> tuple[RunResult, MemoryStore]:
         """Wait for every site, run the rounds, end the run.
 
         ``clock`` is the coordinator's (give the executor the same one, a
         :class:`SilenceClock` where sites go silent); ``deploy_sites`` sets one.
+        ``ledger``: the run keeps a signed ledger.
         """
         clock = clock or self.clock
         connected = self.running.executor.wait_for(self.sites, 60)
@@ -329,6 +335,7 @@ class Deployed:
                 executor=self.running.executor,
                 store=store,
                 ckks_public_context=self.ckks_public,
+                ledger=ledger,
                 **({"clock": clock} if clock is not None else {}),
             ).run(initial)
         finally:

@@ -10,7 +10,6 @@ read. Without ``--trust`` it checks a simulation ledger, for integrity only.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from pathlib import Path
@@ -46,7 +45,7 @@ def export_command(
 ) -> None:
     """Write the run's ledger and receipts as one JSON Lines file."""
     from accord.cli.runs import resolve_run
-    from accord.ledger.export import dump_export
+    from accord.ledger.export import export_run
     from accord.store import open_store
 
     with reported():
@@ -56,18 +55,7 @@ def export_command(
             entries, receipts = db.ledger(run_id), db.receipts(run_id)
         finally:
             db.close()
-        if not entries:
-            raise LedgerError(
-                f"run {run_id} has no ledger: it was recorded by an accord that kept "
-                "none, or without the cryptography package"
-            )
-        certificates = [*_signer_certificates(e.envelope for e in entries)]
-        certificates += [r.certificate for r in receipts]
-        text = dump_export(
-            run_id,
-            [e.envelope for e in entries] + [r.envelope for r in receipts],
-            certificates,
-        )
+        text = export_run(run_id, entries, receipts)
         if output is None:
             typer.echo(text, nl=False)
             return
@@ -80,20 +68,6 @@ def export_command(
         f"{run_id} to {escape(str(output))}",
         highlight=False,
     )
-
-
-def _signer_certificates(envelopes: Any) -> list[bytes]:
-    """The coordinator certificates that the opening entries announce."""
-    from accord.ledger.dsse import Envelope
-    from accord.ledger.statement import parse_statement
-
-    out = []
-    for text in envelopes:
-        statement = parse_statement(Envelope.from_json(text).payload)
-        signer = statement.predicate.get("signer")
-        if isinstance(signer, dict) and isinstance(signer.get("certificate"), str):
-            out.append(base64.b64decode(signer["certificate"]))
-    return out
 
 
 def _anchors(trust: Path) -> list[Any]:

@@ -19,13 +19,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from accord.errors import LedgerError
-from accord.ledger.dsse import MAX_ENVELOPE_BYTES
+from accord.ledger.dsse import MAX_ENVELOPE_BYTES, Envelope
+from accord.ledger.statement import parse_statement
+from accord.records import LedgerRecord, ReceiptRecord
 
-__all__ = ["FORMAT_VERSION", "Export", "dump_export", "parse_export"]
+__all__ = ["FORMAT_VERSION", "Export", "dump_export", "export_run", "parse_export"]
 
 FORMAT_VERSION = 1
 _MAX_CERTIFICATES = 10_000
@@ -55,6 +57,35 @@ def dump_export(
     lines = [json.dumps(header, sort_keys=True, separators=(",", ":"))]
     lines.extend(envelopes)
     return "\n".join(lines) + "\n"
+
+
+def export_run(
+    run: str, entries: Sequence[LedgerRecord], receipts: Sequence[ReceiptRecord]
+) -> str:
+    """The export of a run from what its store holds (entries first, then receipts).
+
+    The header carries the certificates of the coordinators that the opening
+    entries announce and those of the sites whose receipts follow.
+    """
+    if not entries:
+        raise LedgerError(
+            f"run {run} has no ledger: it was recorded by an accord that kept none, "
+            "or without the cryptography package"
+        )
+    certificates = []
+    for entry in entries:
+        if entry.kind not in ("run-opened", "run-resumed"):
+            continue
+        signer = parse_statement(Envelope.from_json(entry.envelope).payload).predicate
+        cert = signer.get("signer", {}).get("certificate")
+        if isinstance(cert, str):
+            certificates.append(base64.b64decode(cert))
+    certificates += [r.certificate for r in receipts]
+    return dump_export(
+        run,
+        [e.envelope for e in entries] + [r.envelope for r in receipts],
+        certificates,
+    )
 
 
 def parse_export(text: str, *, source: str = "the export") -> Export:
