@@ -5,7 +5,8 @@ sites' receipts as one file (:mod:`accord.ledger.export`). ``accord audit verify
 ledger.jsonl --trust ca/ [--model final.safetensors]`` checks it with nothing but
 the federation's CA certificate (:mod:`accord.ledger.verify`): exit 0 when it
 holds, 6 when any entry is broken (each one named), 2 when the file or CA cannot be
-read. Without ``--trust`` it checks a simulation ledger, for integrity only.
+read. Without ``--trust`` it checks a simulation ledger, for integrity only
+(``--key`` pins it to its store's key).
 """
 
 from __future__ import annotations
@@ -83,6 +84,23 @@ def _anchors(trust: Path) -> list[Any]:
         ) from exc
 
 
+def _key_id(path: Path) -> str:
+    """The key id of the simulation key in ``path`` (private or public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from accord.ledger.dsse import key_id
+
+    try:
+        data = path.read_bytes()
+        try:
+            public: Any = serialization.load_pem_private_key(data, None).public_key()
+        except (ValueError, TypeError):
+            public = serialization.load_pem_public_key(data)
+    except (OSError, ValueError) as exc:
+        raise LedgerError(f"cannot read the simulation key {path}: {exc}") from exc
+    return key_id(public)
+
+
 def _model_file(path: Path) -> Any:
     from accord.ledger.verify import ModelFile
     from accord.store import CheckpointStore
@@ -113,6 +131,14 @@ def verify_command(
         Path | None,
         typer.Option("--model", help="A model file the run's closing entry must name."),
     ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            help="A simulation ledger's key (the store's ledger-key.pem): the "
+            "ledger must be signed with it.",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON document.")
     ] = False,
@@ -129,7 +155,10 @@ def verify_command(
         parsed = parse_export(text, source=str(export))
         anchors = None if trust is None else _anchors(trust)
         file = None if model is None else _model_file(model)
-        verdict = verify_export(parsed, anchors=anchors, model=file)
+        pinned = None if key is None else _key_id(key)
+        verdict = verify_export(
+            parsed, anchors=anchors, model=file, simulation_key=pinned
+        )
         if as_json:
             typer.echo(json.dumps(_as_json(verdict), indent=2))
         else:
@@ -164,7 +193,7 @@ def _print(verdict: Any, model: Path | None) -> None:
     if not verdict.identity:
         out.print(
             "integrity only, no identity: a simulation ledger is signed with a key "
-            "it carries itself; compare its key id with the store's ledger-key.pem"
+            "it carries itself; pin it with --key <store>/ledger-key.pem"
         )
     if verdict.receipts:
         out.print(f"{verdict.receipts} site receipt(s) hold")

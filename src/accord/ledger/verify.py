@@ -166,7 +166,7 @@ def _signature_problem(keys: _Keys, env: Envelope, statement: Statement) -> str 
                 "is signed by a certificate, not a simulation key: verify it with "
                 "the federation's CA (--trust)"
             )
-        who = "simulation key (integrity only, no identity)"
+        who = f"simulation key {announced[:16]}… (integrity only, no identity)"
         return _check(keys, env, mine, public, who)
     cert = keys.certificates.get(announced)
     if cert is None:
@@ -200,8 +200,14 @@ def verify_export(
     *,
     anchors: Sequence[x509.Certificate] | None,
     model: ModelFile | None = None,
+    simulation_key: str | None = None,
 ) -> Verdict:
-    """Check ``export`` (see the module's docstring); never raises on bad entries."""
+    """Check ``export`` (see the module's docstring); never raises on bad entries.
+
+    ``simulation_key`` (a key id) pins a simulation ledger to the key of its store
+    (``ledger-key.pem``): one signed with any other key is refused, so that a
+    ledger rewritten and signed again by someone without that key is named.
+    """
     keys = _Keys(anchors, _certificates(export.certificates))
     problems: list[Problem] = []
     entries: list[tuple[Statement, str]] = []  # (statement, envelope digest)
@@ -223,6 +229,19 @@ def verify_export(
         previous = env.digest()
         position += 1
     problems += _ends(entries)
+    if simulation_key is not None and entries:
+        first = entries[0][0].predicate.get("signer")
+        announced = first.get("keyid") if isinstance(first, dict) else None
+        if announced != simulation_key:
+            problems.append(
+                Problem(
+                    0,
+                    entries[0][0].kind,
+                    None,
+                    f"is signed by key {str(announced)[:16]}…, not by the given "
+                    f"simulation key {simulation_key[:16]}…",
+                )
+            )
     last = entries[-1][0] if entries else None
     closing = last if last is not None and last.kind == "run-closed" else None
     if model is not None:

@@ -64,8 +64,18 @@ def test_a_simulated_run_verifies_for_integrity_only(simulated):
     final = sorted((runs / "checkpoints").rglob("round-*.safetensors"))[-1]
 
     result = verify(str(export), "--model", str(final))
+    pinned = verify(str(export), "--key", str(runs / "ledger-key.pem"))
+    other = runs.parent / "other-key"
+    other.mkdir()
+    from accord.ledger.writer import simulation_signer
+
+    simulation_signer(other)
+    wrong = verify(str(export), "--key", str(other / "ledger-key.pem"))
 
     assert result.exit_code == 0, result.output
+    assert pinned.exit_code == 0, pinned.output
+    assert wrong.exit_code == 6
+    assert "not by the given simulation key" in wrong.stdout
     assert "5 entries, 3 rounds, closed completed" in result.stdout
     assert "integrity only, no identity" in result.stdout
     assert "verified:" in result.stdout

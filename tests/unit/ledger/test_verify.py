@@ -197,7 +197,9 @@ def test_a_simulation_ledger_verifies_for_integrity_only(tmp_path):
 
     assert verdict.ok, messages(verdict)
     assert not verdict.identity
-    assert verdict.signers == ("simulation key (integrity only, no identity)",)
+    assert verdict.signers == (
+        f"simulation key {signer.signer.keyid[:16]}… (integrity only, no identity)",
+    )
     assert (tmp_path / "ledger-key.pem").stat().st_mode & 0o777 == 0o600
     assert simulation_signer(tmp_path).signer.keyid == signer.signer.keyid
 
@@ -281,3 +283,24 @@ def test_a_payload_that_is_no_statement_is_named(deployed):
     assert messages(verdict)[0].startswith(
         "entry 1 (unreadable): the entry is not an accord ledger statement"
     )
+
+
+def test_a_simulation_ledger_signed_with_another_store_key_is_refused_when_pinned(
+    tmp_path,
+):
+    mine = simulation_signer(tmp_path / "mine")
+    theirs = simulation_signer(tmp_path / "theirs")
+    lines = [r.envelope for r in write_ledger(theirs)]
+
+    pinned = verify_export(
+        export_of(lines, theirs), anchors=None, simulation_key=mine.signer.keyid
+    )
+    right = verify_export(
+        export_of(lines, theirs), anchors=None, simulation_key=theirs.signer.keyid
+    )
+
+    assert right.ok
+    assert messages(pinned) == [
+        f"entry 0 (run-opened): is signed by key {theirs.signer.keyid[:16]}…, not "
+        f"by the given simulation key {mine.signer.keyid[:16]}…"
+    ]
