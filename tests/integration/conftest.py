@@ -318,17 +318,23 @@ class Deployed:
         *,
         clock: Callable[[], float] | None = None,
         ledger: LedgerSetup | None = None,
-    ) -> tuple[RunResult, MemoryStore]:
+        in_store: bool = False,
+    ) -> tuple[RunResult, MemoryStore | SqlStore]:
         """Wait for every site, run the rounds, end the run.
 
         ``clock`` is the coordinator's (give the executor the same one, a
         :class:`SilenceClock` where sites go silent); ``deploy_sites`` sets one.
-        ``ledger``: the run keeps a signed ledger.
+        ``ledger``: the run keeps a signed ledger. ``in_store``: the run is the one
+        the coordinator's store holds and the wire names (as in ``accord
+        coordinator``), not a new one in memory.
         """
         clock = clock or self.clock
         connected = self.running.executor.wait_for(self.sites, 60)
         assert connected == set(self.sites), self.ended
-        store = MemoryStore()
+        store: MemoryStore | SqlStore = (
+            self.running.store if in_store else MemoryStore()
+        )
+        run_id = self.running.run_id if in_store else None
         try:
             result = Coordinator(
                 self.config,
@@ -337,7 +343,7 @@ class Deployed:
                 ckks_public_context=self.ckks_public,
                 ledger=ledger,
                 **({"clock": clock} if clock is not None else {}),
-            ).run(initial)
+            ).run(initial, run_id=run_id)
         finally:
             self.running.executor.close()
             for thread in self.threads:

@@ -1,10 +1,11 @@
-"""A deployed run's ledger: signed by the coordinator's certificate, checked offline.
+"""A deployed run's ledger: coordinator-signed, countersigned by sites, checked offline.
 
 Three participant runtimes over real gRPC with mutual TLS; the coordinator signs
 its ledger with the key of its certificate from the federation's CA. The export
 verifies on a "machine" that has only the CA certificate (a fresh folder holding a
-copy of ca.pem), names the roster's certificate fingerprints, and breaks when an
-entry is signed again by another coordinator of the same federation.
+copy of ca.pem), names the roster's certificate fingerprints, holds each site's
+receipt for the rounds it contributed to, and breaks when an entry is signed again
+by another coordinator of the same federation.
 """
 
 import base64
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.timeout(120)
 FED = """
 [federation]
 name = "grpc-ledger"
-rounds = 2
+rounds = 3
 seed = 5
 [data]
 dataset = "wine"
@@ -59,10 +60,11 @@ def test_a_deployed_run_export_verifies_with_only_the_ca(
     initial = build_context(config).task.init_params(config.federation.seed)
 
     # Act: two rounds over mutual TLS, then the export and an offline check
-    result, store = deployed.run(initial, ledger=setup)
+    result, store = deployed.run(initial, ledger=setup, in_store=True)
     entries = store.ledger(result.run_id)
+    receipts = store.receipts(result.run_id)
     export = tmp_path / "ledger.jsonl"
-    export.write_text(export_run(result.run_id, entries, store.receipts(result.run_id)))
+    export.write_text(export_run(result.run_id, entries, receipts))
     alone = tmp_path / "auditor"
     alone.mkdir()
     shutil.copy(federation.ca / "ca.pem", alone / "ca.pem")
@@ -74,10 +76,16 @@ def test_a_deployed_run_export_verifies_with_only_the_ca(
     assert verified.exit_code == 0, verified.output
     report = json.loads(verified.stdout)
     assert (report["entries"], report["rounds"], report["status"]) == (
-        4,
-        2,
+        5,
+        3,
         "completed",
     )
+    # rounds 1 and 2 countersigned by every site with its next update; the last
+    # round's entry reaches no site (no train task follows it)
+    assert sorted((r.sequence, r.participant) for r in receipts) == [
+        (n, s) for n in (1, 2) for s in SITES
+    ]
+    assert report["receipts"] == 6
     assert report["identity"] and report["final_model"] == result.params.digest()
     assert report["signers"] == [
         f"coordinator 'coordinator' (certificate {setup.signer.signer.keyid[:16]}…)"

@@ -81,10 +81,15 @@ class Lineage:
         self._inputs = {"off": "update", "masking": "masked-input"}.get(
             secure, "ciphertext"
         )
-        self._writer: LedgerWriter = LedgerWriter(
-            setup.signer, run_id, head=store.ledger(run_id)
-        )
+        head = store.ledger(run_id)
+        self._writer: LedgerWriter = LedgerWriter(setup.signer, run_id, head=head)
         self._checkpoint: str | None = None
+        # The last round's entry and who contributed to it in the clear: each of
+        # them gets it with its next train task, to countersign.
+        self._last: tuple[LedgerRecord, frozenset[str]] | None = None
+        rounds = [e for e in head if e.kind == "round"]
+        if rounds:
+            self._remember(rounds[-1])
 
     def start(self, participants: Sequence[str], *, next_round: int) -> None:
         """Open the run's ledger, or note that it is taken up again."""
@@ -110,9 +115,56 @@ class Lineage:
         entry = self._writer.round(record, aggregate=aggregate, inputs=self._inputs)
         self._store.record_round(record, ledger=entry)
         self._writer.accept(entry)
+        self._remember(entry)
         if record.checkpoint is not None:
             self._checkpoint = record.checkpoint
         logger.debug("ledger entry %d: round %d", entry.sequence, record.number)
+
+    def _remember(self, entry: LedgerRecord) -> None:
+        from accord.ledger.dsse import Envelope
+        from accord.ledger.statement import parse_statement
+
+        statement = parse_statement(Envelope.from_json(entry.envelope).payload)
+        outcomes = statement.predicate.get("outcomes", [])
+        clear = statement.predicate.get("inputs") == "update"
+        ok = frozenset(
+            o["participant"]
+            for o in outcomes
+            if clear and isinstance(o, dict) and o.get("status") == "ok"
+        )
+        self._last = (entry, ok)
+
+    def entry_for(self, participant: str) -> str:
+        """The last round's entry if ``participant`` contributed to it, else ""."""
+        if self._last is None or participant not in self._last[1]:
+            return ""
+        return self._last[0].envelope
+
+    def receipt(self, participant: str, text: str, certificate: bytes) -> None:
+        """Check and keep ``participant``'s receipt; a bad one is a run event."""
+        from accord.errors import LedgerError
+        from accord.ledger.receipt import accept_receipt
+
+        run_id = self._writer.run_id
+        try:
+            record = accept_receipt(
+                text,
+                participant=participant,
+                certificate=certificate,
+                entries=self._store.ledger(run_id),
+            )
+        except LedgerError as exc:
+            logger.warning("refused a receipt: %s", exc)
+            self._store.record_event(
+                run_id,
+                round=None,
+                participant=participant,
+                kind="receipt_refused",
+                detail=str(exc),
+            )
+            return
+        self._store.record_receipt(record)
+        logger.debug("receipt of %s for entry %d", participant, record.sequence)
 
     def finish(
         self,

@@ -536,6 +536,9 @@ class Coordinator:
                     participant=p,
                     options=dict(train.options),
                 ),
+                ledger_entry=""
+                if self._lineage is None
+                else self._lineage.entry_for(p),
             )
             for p in selected
         ]
@@ -569,6 +572,10 @@ class Coordinator:
     def _apply(self, rnd: Round, event: Event) -> ParticipantOutcome | None:
         try:
             if isinstance(event, TrainDone):
+                if event.receipt and self._lineage is not None:
+                    self._lineage.receipt(
+                        event.participant, event.receipt, event.certificate
+                    )
                 try:
                     return rnd.receive(event)
                 finally:

@@ -25,12 +25,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from accord.errors import LedgerError
 from accord.ledger.dsse import Envelope, Signer, canonical_json, verify_signature
 from accord.ledger.statement import Statement, parse_statement
+from accord.records import LedgerRecord, ReceiptRecord
 
-__all__ = ["RECEIPT_TYPE", "ReceiptCheck", "check_receipts", "sign_receipt"]
+__all__ = [
+    "RECEIPT_TYPE",
+    "ReceiptCheck",
+    "accept_receipt",
+    "check_receipts",
+    "sign_receipt",
+]
 
 RECEIPT_TYPE = "application/vnd.accord.receipt+json"
 _FIELDS = ("entry", "run", "round", "participant", "update", "model")
@@ -172,3 +180,69 @@ def _signed_by_site(
         if verify_signature(cert.public_key(), env.pae(), sig.sig):
             return True
     return False
+
+
+def accept_receipt(
+    text: str,
+    *,
+    participant: str,
+    certificate: bytes,
+    entries: Sequence[LedgerRecord],
+) -> ReceiptRecord:
+    """At the coordinator: the receipt ``participant`` sent, checked, to store.
+
+    ``certificate`` is the identity certificate (DER) the participant presented
+    when it connected (already checked against the CA); ``entries`` the run's
+    ledger. The receipt must be signed by that certificate's key, name the
+    participant and a round entry of the ledger, and agree with it.
+    :class:`~accord.errors.LedgerError` saying why not.
+    """
+    if not certificate:
+        raise LedgerError(
+            f"{participant} sent a receipt but presented no identity certificate"
+        )
+    env = Envelope.from_json(text)
+    if env.payload_type != RECEIPT_TYPE:
+        raise LedgerError(f"a receipt has payloadType {env.payload_type[:60]!r}")
+    try:
+        cert = x509.load_der_x509_certificate(certificate)
+        body = json.loads(env.payload)
+    except ValueError as exc:
+        raise LedgerError(f"an unreadable receipt from {participant}: {exc}") from None
+    if not isinstance(body, dict) or set(body) != set(_FIELDS):
+        raise LedgerError(f"the receipt of {participant} lacks its fields")
+    if body["participant"] != participant:
+        other = str(body["participant"])[:64]
+        raise LedgerError(f"{participant} sent a receipt in the name of {other!r}")
+    entry = next((e for e in entries if e.digest == body["entry"]), None)
+    if entry is None or entry.kind != "round":
+        raise LedgerError(
+            f"the receipt of {participant} names no round entry of this run's ledger"
+        )
+    statement = parse_statement(Envelope.from_json(entry.envelope).payload)
+    mine = _outcome(statement, participant)
+    if (
+        statement.round != body["round"]
+        or mine is None
+        or mine.get("digest") != body["update"]
+        or statement.predicate.get("model") != body["model"]
+    ):
+        raise LedgerError(
+            f"the receipt of {participant} does not match round {entry.round}'s entry"
+        )
+    keyid = cert.fingerprint(hashes.SHA256()).hex()
+    signed = any(
+        s.keyid == keyid and verify_signature(cert.public_key(), env.pae(), s.sig)
+        for s in env.signatures
+    )
+    if not signed:
+        raise LedgerError(
+            f"the receipt of {participant} is not signed by its identity key"
+        )
+    return ReceiptRecord(
+        run_id=entry.run_id,
+        sequence=entry.sequence,
+        participant=participant,
+        envelope=env.to_json(),
+        certificate=certificate,
+    )
