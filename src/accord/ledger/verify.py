@@ -107,6 +107,8 @@ class _Keys:
     used: dict[str, str] = field(default_factory=dict)
     #: The keyid the last run-opened or run-resumed entry announced, and where.
     current: tuple[str, int] | None = None
+    #: Whether that entry announced a simulation key rather than a certificate.
+    simulation_announced: bool = False
 
 
 def _certificates(ders: Sequence[bytes]) -> dict[str, x509.Certificate]:
@@ -135,6 +137,7 @@ def _learn_signer(keys: _Keys, statement: Statement, position: int) -> None:
         return
     keyid = signer["keyid"]
     keys.current = (keyid, position)
+    keys.simulation_announced = isinstance(signer.get("simulationKey"), str)
     cert = signer.get("certificate")
     if isinstance(cert, str):
         with contextlib.suppress(binascii.Error, ValueError):
@@ -161,6 +164,11 @@ def _signature_problem(keys: _Keys, env: Envelope, statement: Statement) -> str 
         )
     if keys.anchors is None:
         public = keys.simulation.get(announced)
+        if public is None and keys.simulation_announced:
+            return (
+                f"is signed by key {announced[:16]}…, not by the simulation key of "
+                "entry 0: a simulation ledger is signed with one key, its store's"
+            )
         if public is None:
             return (
                 "is signed by a certificate, not a simulation key: verify it with "
@@ -170,9 +178,7 @@ def _signature_problem(keys: _Keys, env: Envelope, statement: Statement) -> str 
         return _check(keys, env, mine, public, who)
     cert = keys.certificates.get(announced)
     if cert is None:
-        if announced in keys.simulation or statement.predicate.get("signer", {}).get(
-            "simulationKey"
-        ):
+        if keys.simulation_announced:
             return "is signed with a simulation key, not by a certificate of this CA"
         return f"its signer {announced[:16]}… has no certificate in the export"
     problem = chain_problem(cert, keys.anchors, purpose="server", at=_at(statement))
