@@ -146,12 +146,12 @@ class Lineage:
         from accord.ledger.receipt import accept_receipt
 
         run_id = self._writer.run_id
-        try:
+        try:  # receipts are for the entry sent out last: no need to read the rest
             record = accept_receipt(
                 text,
                 participant=participant,
                 certificate=certificate,
-                entries=self._store.ledger(run_id),
+                entries=() if self._last is None else (self._last[0],),
             )
         except LedgerError as exc:
             logger.warning("refused a receipt: %s", exc)
