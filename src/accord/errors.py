@@ -39,6 +39,9 @@ terminal or a log whole.
     │   ├── RunNotFound (LookupError)       no run with that id
     │   └── RunBusy                         another process is serving that run
     ├── PkiError (ValueError)               a CA, CSR, key or trust file is unusable
+    ├── LedgerError (ValueError)            a ledger entry, export or key is unusable
+    │   └── LedgerInvalid                   a ledger failed verification; ``problems``
+    │                                       names each entry it breaks
     ├── AuthenticationFailed (PermissionError)  a peer's certificate was refused
     ├── TransportError (ConnectionError)    the coordinator is unreachable or refused us
     └── SecAggAborted (RuntimeError)        a secure-aggregation round stopped, no sum
@@ -59,6 +62,8 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "EquivocationDetected",
+    "LedgerError",
+    "LedgerInvalid",
     "MissingExtraError",
     "PkiError",
     "PreparationFailed",
@@ -367,6 +372,26 @@ class RunBusy(StoreError):
 
 class PkiError(AccordError, ValueError):
     """A PKI operation cannot proceed: bad name, wrong passphrase, unusable file."""
+
+
+class LedgerError(AccordError, ValueError):
+    """A ledger entry, an export or a signing key cannot be read or used."""
+
+
+class LedgerInvalid(LedgerError):
+    """``accord audit verify`` found the ledger edited, cut, reordered or re-signed.
+
+    ``problems`` holds one readable line per broken entry, each naming the entry
+    (position, type, round).
+    """
+
+    def __init__(self, problems: tuple[str, ...]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"the ledger does not verify ({len(problems)} problem(s)): "
+            + "; ".join(problems[:3])
+            + ("; ..." if len(problems) > 3 else "")
+        )
 
 
 class AuthenticationFailed(AccordError, PermissionError):

@@ -12,11 +12,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 __all__ = [
+    "LedgerRecord",
     "MetricValue",
     "OutcomeStatus",
     "ParticipantOutcome",
     "PrivacyLevel",
     "PrivacySpent",
+    "ReceiptRecord",
     "RoundRecord",
     "RunEvent",
     "RunInfo",
@@ -160,3 +162,36 @@ class RunEvent:
     participant: str | None
     kind: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """One signed entry of a run's ledger, as the store keeps it.
+
+    ``envelope`` is the DSSE envelope's JSON (:mod:`accord.ledger.dsse`) and
+    ``digest`` its SHA-256, which the next entry names; ``sequence`` is its place
+    in the run's chain (0 first), ``kind`` its type (``run-opened``, ``round``, ...)
+    and ``round`` the round it describes, if any.
+    """
+
+    run_id: str
+    sequence: int
+    kind: str
+    round: int | None
+    digest: str
+    envelope: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRecord:
+    """A site's receipt for the ledger entry ``sequence`` of a run.
+
+    ``envelope`` is the DSSE envelope's JSON (:mod:`accord.ledger.receipt`);
+    ``certificate`` the DER identity certificate whose key signed it.
+    """
+
+    run_id: str
+    sequence: int
+    participant: str
+    envelope: str
+    certificate: bytes

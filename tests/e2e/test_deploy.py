@@ -3,7 +3,8 @@
 Certificates come from ``accord pki`` (a federation CA, one request and one signed
 certificate per site), every connection is mutual TLS on loopback, and the
 coordinator listens on a port the OS picks. After three rounds the global model
-must equal, bit for bit, the one ``accord simulate`` trains from the same fed.toml:
+must equal, bit for bit, the one ``accord simulate`` trains from the same fed.toml
+(and the run's ledger verifies with only the CA certificate):
 the round loop folds updates in selection order, seeds come from the roster index,
 and each participant trains with one BLAS thread as a simulation worker does.
 The processes are started and, whatever happens, killed by the ``deployment``
@@ -40,6 +41,22 @@ def test_three_processes_over_mutual_tls_train_the_simulated_model_bit_for_bit(
         assert len(sent) == 3 and all(
             e["bytes"] > 0 and len(e["digest"]) == 64 for e in sent
         )
+    # The run's ledger, exported and verified with nothing but the CA certificate;
+    # each site countersigned rounds 1 and 2 with its next update.
+    deployment.accord(
+        "audit", "export", "latest", "--store", deployment.store_url, "-o", "l.jsonl"
+    )
+    (deployment.root / "auditor").mkdir()
+    (deployment.root / "auditor" / "ca.pem").write_bytes(
+        (deployment.root / "ca" / "ca.pem").read_bytes()
+    )
+    verified = json.loads(
+        deployment.accord(
+            "audit", "verify", "l.jsonl", "--trust", "auditor", "--json"
+        ).stdout
+    )
+    assert verified["ok"] and verified["final_model"] == deployed["final_digest"]
+    assert (verified["rounds"], verified["receipts"]) == (3, 6)
 
 
 def test_a_participant_killed_mid_round_is_a_dropout_and_rejoins_later(deployment):

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from accord.config import FedConfig
+from accord.coordinator.lineage import LedgerSetup
 from accord.coordinator.runner import Coordinator, RunResult
 from accord.params import Params
 from accord.participant.backoff import Backoff
@@ -317,25 +318,37 @@ class Deployed:
         self.threads.append(thread)
 
     def run(
-        self, initial: Params, *, clock: Callable[[], float] | None = None
-    ) -> tuple[RunResult, MemoryStore]:
+        self,
+        initial: Params,
+        *,
+        clock: Callable[[], float] | None = None,
+        ledger: LedgerSetup | None = None,
+        in_store: bool = False,
+    ) -> tuple[RunResult, MemoryStore | SqlStore]:
         """Wait for every site, run the rounds, end the run.
 
         ``clock`` is the coordinator's (give the executor the same one, a
         :class:`SilenceClock` where sites go silent); ``deploy_sites`` sets one.
+        ``ledger``: the run keeps a signed ledger. ``in_store``: the run is the one
+        the coordinator's store holds and the wire names (as in ``accord
+        coordinator``), not a new one in memory.
         """
         clock = clock or self.clock
         connected = self.running.executor.wait_for(self.sites, 60)
         assert connected == set(self.sites), self.ended
-        store = MemoryStore()
+        store: MemoryStore | SqlStore = (
+            self.running.store if in_store else MemoryStore()
+        )
+        run_id = self.running.run_id if in_store else None
         try:
             result = Coordinator(
                 self.config,
                 executor=self.running.executor,
                 store=store,
                 ckks_public_context=self.ckks_public,
+                ledger=ledger,
                 **({"clock": clock} if clock is not None else {}),
-            ).run(initial)
+            ).run(initial, run_id=run_id)
         finally:
             self.running.executor.close()
             for thread in self.threads:

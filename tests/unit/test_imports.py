@@ -35,6 +35,31 @@ def test_pure_modules_load_no_heavy_dependency(module):
     assert out.stdout.strip() == ""
 
 
+def test_ledger_loads_no_grpc_sql_cli_or_store():
+    # Arrange: every module of the ledger's pure core, in a fresh interpreter
+    import pkgutil
+
+    import accord.ledger
+
+    names = [m.name for m in pkgutil.iter_modules(accord.ledger.__path__)]
+    assert {"dsse", "statement", "writer", "verify", "receipt", "export"} <= set(names)
+    code = (
+        "import sys\n"
+        + "".join(f"import accord.ledger.{m}\n" for m in names)
+        + "print(','.join(sorted(m for m in sys.modules if m in "
+        f"{FORBIDDEN!r} or m.startswith(('grpc.', 'sqlalchemy.', 'accord.store', "
+        "'accord.cli', 'google.protobuf')))))\n"
+    )
+
+    # Act
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+
+    # Assert
+    assert out.stdout.strip() == ""
+
+
 def test_public_api_matches_all():
     # Subpackages become attributes once imported anywhere; they are not the API.
     exported = {

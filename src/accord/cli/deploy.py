@@ -61,12 +61,14 @@ from rich.markup import escape
 
 from accord.cli.ckks import coordinator_public_context, public_params
 from accord.cli.errors import reported
+from accord.cli.ledger_setup import deployment_ledger
 from accord.cli.output import dumps, run_json
 from accord.cli.progress import ProgressObserver
 from accord.config import FedConfig, load_config, refuse_attack
 from accord.errors import ConfigError, RunAborted
 
 if TYPE_CHECKING:
+    from accord.coordinator.lineage import LedgerSetup
     from accord.coordinator.runner import RunResult
     from accord.params import Params
     from accord.simulation.context import SimContext
@@ -204,6 +206,7 @@ def coordinator_command(
         )
         result, rejections = _coordinate(
             cfg,
+            ledger=deployment_ledger(cfg, identity, trust or pki),
             listen=listen,
             identity=identity,
             trust=trust_store,
@@ -224,6 +227,7 @@ def coordinator_command(
 def _coordinate(
     cfg: FedConfig,
     *,
+    ledger: LedgerSetup,
     listen: str,
     identity: Any,
     trust: Any,
@@ -314,6 +318,7 @@ def _coordinate(
                         resumed,
                         console,
                         public=ckks_public,
+                        ledger=ledger,
                     )
             finally:
                 server.stop(5.0)
@@ -418,6 +423,7 @@ def _train(
     console: Console,
     *,
     public: bytes | None,
+    ledger: LedgerSetup,
 ) -> RunResult:
     """Run (or resume) the rounds of ``run_id`` over the connected participants."""
     from accord.coordinator.runner import Coordinator
@@ -442,6 +448,7 @@ def _train(
             central_eval=central if len(ctx.data.test) else None,
             observer=observer,
             ckks_public_context=public,
+            ledger=ledger,
         )
         if resumed:
             return coordinator.resume(run_id, initial)

@@ -14,6 +14,8 @@ from accord.errors import (
     AuthenticationFailed,
     ConfigError,
     DatasetError,
+    LedgerError,
+    LedgerInvalid,
     MissingExtraError,
     PkiError,
     RoundFailed,
@@ -35,6 +37,8 @@ EXIT_RUN_INTERRUPTED = 75
 #: can fix in what they gave the command (config, data, a run id), 4 for a store that
 #: cannot serve (an unknown run id is a typo, not a broken store).
 EXIT_CODES: tuple[tuple[type[AccordError], int], ...] = (
+    (LedgerInvalid, 6),
+    (LedgerError, 2),
     (ConfigError, 2),
     (DatasetError, 2),
     (RunNotFound, 2),

@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 the run failed or was aborted; 2 invalid configuration,
 data or arguments; 3 a missing optional dependency; 4 the store could not be used;
-5 a certificate was refused; 75 (a participant) the coordinator was interrupted and
-may resume the run; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+5 a certificate was refused; 6 a ledger failed ``accord audit verify``; 75 (a
+participant) the coordinator was interrupted and may resume the run; 130
+interrupted (Ctrl-C); 143 terminated (SIGTERM).
 
 SIGTERM (what ``kill``, systemd and container runtimes send) ends a command the
 way Ctrl-C does, as a :class:`KeyboardInterrupt`: ``finally`` blocks run, a run is
@@ -23,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from accord.cli.audit import register as register_audit
 from accord.cli.ckks import register as register_ckks
 from accord.cli.datasets import register as register_datasets
 from accord.cli.deploy import register as register_deploy
@@ -71,6 +73,7 @@ register_participant(app)
 register_pki(app)
 register_ckks(app)
 register_evaluate(app)
+register_audit(app)
 
 
 def main() -> None:

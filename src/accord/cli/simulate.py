@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from accord.cli.errors import reported
+from accord.cli.ledger_setup import simulation_ledger
 from accord.cli.output import comparison_table, dumps, run_json
 from accord.cli.progress import ProgressObserver
 from accord.config import FedConfig, load_config
@@ -166,6 +167,7 @@ def _with_progress(
             on_baseline=on_baseline,
             resume=resume,
             on_run=on_run,
+            ledger=simulation_ledger(config),
         )
 
 

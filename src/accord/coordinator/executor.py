@@ -49,6 +49,10 @@ class TrainJob:
     participant: str
     config: TrainConfig
     secure: SecureJob | CkksJob | None = None
+    #: The signed ledger entry of the last round this participant contributed
+    #: to, for it to countersign (empty: none; executors that cannot carry it
+    #: leave it out).
+    ledger_entry: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,11 @@ class TrainDone:
     #: The executor proved every value finite as it received them (the round
     #: then checks only the structure, without reading the values again).
     values_checked: bool = False
+    #: The participant's receipt for the ledger entry its job carried (a DSSE
+    #: envelope as JSON), and the identity certificate (DER) it was checked in
+    #: with; empty when it sent none.
+    receipt: str = ""
+    certificate: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

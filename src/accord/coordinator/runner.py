@@ -29,6 +29,10 @@ the scores with the round and counts flags; a site flagged ``quarantine_after``
 times is excluded from aggregation from the next round on (its updates still
 recorded, as ``quarantined``) and a ``quarantined`` run event says when. A secure
 round scores nothing: the coordinator never sees a single update there.
+
+Given a :class:`~accord.coordinator.lineage.LedgerSetup`, the run keeps a signed,
+hash-chained ledger, each round's entry stored with the round
+(:mod:`accord.coordinator.lineage`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from accord.coordinator.executor import (
 )
 from accord.coordinator.federated_eval import federated_eval
 from accord.coordinator.integrity import ExampleBounds
+from accord.coordinator.lineage import LedgerSetup, Lineage
 from accord.coordinator.metrics import train_metrics
 from accord.coordinator.privacy import CentralPrivacy, check_supported
 from accord.coordinator.record_privacy import RecordPrivacy
@@ -165,10 +170,13 @@ class Coordinator:
         clock: Callable[[], float] = time.monotonic,
         ckks_public_context: bytes | None = None,
         site_rows: Mapping[str, int] | None = None,
+        ledger: LedgerSetup | None = None,
     ) -> None:
         self.config = config
         #: Each site's training rows, for record-level DP (None: declared_examples).
         self._site_rows = site_rows
+        self._ledger = ledger
+        self._lineage: Lineage | None = None
         self._ckks_public = ckks_public_context
         self._executor = executor
         self._store = store
@@ -227,6 +235,7 @@ class Coordinator:
                     f"run {run_id} already has recorded rounds; continue it with resume"
                 )
             logger.info("run %s started: %d rounds", run_id, cfg.federation.rounds)
+            self._start_ledger(run_id, 1)
             state = self._strategy.init_state(initial)
             return self._run_from(run_id, 1, (initial, state), (), extra_summary)
 
@@ -267,6 +276,7 @@ class Coordinator:
                 self.config.robustness.quarantine_after, point.recorded
             )
             logger.info("run %s resumed at round %d", run_id, point.next_round)
+            self._start_ledger(run_id, point.next_round)
             done = tuple(summary_of(r) for r in point.recorded)
             return self._run_from(
                 run_id,
@@ -320,8 +330,9 @@ class Coordinator:
                 final["privacy"] = self._record.summary()
             if extra_summary is not None:
                 final.update(extra_summary(params))
-        except BaseException:
-            self._store.finish_run(run_id, status="aborted", summary=None)
+        except BaseException as exc:
+            why = f"{type(exc).__name__}: {exc}"[:500]
+            self._finish(run_id, "aborted", None, params, len(summaries), why)
             raise
         result = RunResult(
             run_id=run_id, params=params, rounds=tuple(summaries), stopped=stopped
@@ -333,8 +344,42 @@ class Coordinator:
             logger.info("run %s failed: %s", run_id, reason)  # the CLI says it
             final["reason"] = reason
         status: FinalStatus = "completed" if reason is None else "failed"
-        self._store.finish_run(run_id, status=status, summary=final)
+        self._finish(run_id, status, final, params, len(summaries), final.get("reason"))
         return result
+
+    def _start_ledger(self, run_id: str, next_round: int) -> None:
+        """Open or continue the run's ledger, if it keeps one."""
+        if self._ledger is None:
+            return
+        self._lineage = Lineage(
+            self._ledger,
+            self._store,
+            run_id,
+            config=self.config.to_json_dict(),
+            secure=self.config.secure_aggregation.mode,
+        )
+        self._lineage.start(eligible(self._executor), next_round=next_round)
+
+    def _finish(
+        self,
+        run_id: str,
+        status: FinalStatus,
+        summary: Mapping[str, Any] | None,
+        params: Params,
+        rounds: int,
+        reason: object,
+    ) -> None:
+        """Mark the run ended, with its closing ledger entry if it keeps one."""
+        if self._lineage is None:
+            self._store.finish_run(run_id, status=status, summary=summary)
+            return
+        self._lineage.finish(
+            status=status,
+            summary=summary,
+            model=params.digest(),
+            rounds=rounds,
+            reason=None if reason is None else str(reason),
+        )
 
     def _round(
         self, run_id: str, number: int, params: Params, state: Params
@@ -371,6 +416,7 @@ class Coordinator:
         if self._record is not None:
             spent = self._record.settle(outcomes)
         failed = delta is None
+        aggregate = None if delta is None else delta.digest()
         if delta is not None:
             params, state, reason = self._step(run_id, number, params, state, delta)
             failed = reason is not None
@@ -387,22 +433,24 @@ class Coordinator:
                 run_id, number, params, extra={"opt": state}, digest=digest
             )
             checkpoint = str(path)
-        self._store.record_round(
-            RoundRecord(
-                run_id=run_id,
-                number=number,
-                started_at=started,
-                finished_at=datetime.now(UTC),
-                status=status,
-                global_digest=digest,
-                selected=selected,
-                outcomes=outcomes,
-                metrics=tuple(metrics),
-                checkpoint=checkpoint,
-                privacy=spent,
-                scores=scores,
-            )
+        record = RoundRecord(
+            run_id=run_id,
+            number=number,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            status=status,
+            global_digest=digest,
+            selected=selected,
+            outcomes=outcomes,
+            metrics=tuple(metrics),
+            checkpoint=checkpoint,
+            privacy=spent,
+            scores=scores,
         )
+        if self._lineage is None:
+            self._store.record_round(record)
+        else:
+            self._lineage.record_round(record, aggregate=aggregate)
         summary = RoundSummary(
             number=number,
             status=status,
@@ -573,6 +621,9 @@ class Coordinator:
                     if record is None
                     else {**train.options, **record.options(run_id, p)},
                 ),
+                ledger_entry=""
+                if self._lineage is None
+                else self._lineage.entry_for(p),
             )
             for p in selected
         ]
@@ -606,6 +657,10 @@ class Coordinator:
     def _apply(self, rnd: Round, event: Event) -> ParticipantOutcome | None:
         try:
             if isinstance(event, TrainDone):
+                if event.receipt and self._lineage is not None:
+                    self._lineage.receipt(
+                        event.participant, event.receipt, event.certificate
+                    )
                 try:
                     return rnd.receive(event)
                 finally:

@@ -68,6 +68,7 @@ from accord.participant.policy import SitePolicy
 from accord.participant.preparation import Preparation, PreparationRefused, TaskBuilder
 from accord.participant.privacy_guard import PrivacyGuard, supports_dp_sgd
 from accord.participant.privacy_ledger import PrivacyLedger
+from accord.participant.receipts import Receipts
 from accord.participant.rounds import SecureRounds
 from accord.participant.sitelog import SiteLog
 from accord.participant.table import SiteTable
@@ -166,6 +167,7 @@ class ParticipantRuntime:
         self._prep = Preparation(
             data, task=task, builder=builder, policy=policy, secure=self._secure
         )
+        self._receipts = Receipts(signing, self.log)
         self._answered: set[tuple[str, int, str]] = set()
         self._model: tuple[str, Params] | None = None
         # The last update's buffer, once nothing reads it any more: the next round
@@ -375,6 +377,7 @@ class ParticipantRuntime:
             num_examples=result.num_examples,
             duration_s=result.duration_s,
             metrics=_finite(result.metrics),
+            receipt=self._receipts.sign(order),
         )
         # Written ahead: if the site stops mid-upload (Ctrl-C, a crash), its log
         # still names the update the coordinator may have received and used.
@@ -393,6 +396,7 @@ class ParticipantRuntime:
         except (KeyboardInterrupt, SystemExit):
             self.log.record("upload_interrupted", round=order.round, digest=digest)
             raise
+        self._receipts.sent(order, digest)
         # The coordinator read the whole stream before its receipt: reuse the buffer.
         del out
         self._keep(buffer)

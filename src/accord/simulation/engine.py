@@ -27,6 +27,7 @@ from typing import Any
 
 from accord.config import FedConfig
 from accord.coordinator.executor import Executor
+from accord.coordinator.lineage import LedgerSetup
 from accord.coordinator.record_privacy import check_task
 from accord.coordinator.resume import check_resumable
 from accord.coordinator.runner import (
@@ -131,6 +132,7 @@ def simulate(
     on_run: Callable[[str], None] | None = None,
     resume: str | None = None,
     clock: Callable[[], float] = time.monotonic,
+    ledger: LedgerSetup | None = None,
 ) -> SimulationResult:
     """Run the federation that ``config`` describes and record it in ``store``.
 
@@ -145,6 +147,7 @@ def simulate(
     one (see :meth:`Coordinator.resume`); ``config`` must be the run's own.
     :class:`~accord.errors.RunBusy` at once if another process is serving it.
     ``clock`` is what the round deadlines are read from (tests skip it ahead).
+    ``ledger``: the run keeps a signed ledger (:mod:`accord.coordinator.lineage`).
     """
     digest = data_digest(config)
     with store.lease_run(resume) if resume is not None else nullcontext():
@@ -163,6 +166,7 @@ def simulate(
             started=lambda run_id: _started(store, run_id, digest, on_run),
             resume=resume,
             clock=clock,
+            ledger=ledger,
         )
 
 
@@ -188,6 +192,7 @@ def _simulate(
     started: Callable[[str], None],
     resume: str | None,
     clock: Callable[[], float],
+    ledger: LedgerSetup | None,
 ) -> SimulationResult:
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
     ctx = build_context(config, poison=True)
@@ -224,6 +229,7 @@ def _simulate(
             clock=clock,
             ckks_public_context=ckks_public,
             site_rows={s.name: len(s.train) for s in ctx.data.sites},
+            ledger=ledger,
         )
         if resume is None:
             run = coordinator.run(initial, extra_summary=summarise, on_created=started)

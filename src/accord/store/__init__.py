@@ -15,11 +15,13 @@ from accord.store.export import export_metrics
 from accord.store.memory import MemoryStore
 from accord.store.protocol import FinalStatus, RunStore
 from accord.store.records import (
+    LedgerRecord,
     MetricScope,
     MetricValue,
     OutcomeStatus,
     ParticipantOutcome,
     PrivacySpent,
+    ReceiptRecord,
     RoundRecord,
     RoundStatus,
     RunEvent,
@@ -32,12 +34,14 @@ __all__ = [
     "Checkpoint",
     "CheckpointStore",
     "FinalStatus",
+    "LedgerRecord",
     "MemoryStore",
     "MetricScope",
     "MetricValue",
     "PrivacySpent",
     "OutcomeStatus",
     "ParticipantOutcome",
+    "ReceiptRecord",
     "RoundRecord",
     "RoundStatus",
     "RunEvent",

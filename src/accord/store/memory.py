@@ -31,13 +31,18 @@ from accord.store.protocol import (
     utc_now,
 )
 from accord.store.records import (
+    LedgerRecord,
     MetricValue,
+    ReceiptRecord,
     RoundRecord,
     RunEvent,
     RunInfo,
     RunStatus,
+    check_ledger,
+    check_receipt,
     check_round,
     clean_event,
+    next_in_chain,
 )
 
 __all__ = ["MemoryStore"]
@@ -58,6 +63,11 @@ class _Run:
     summary_json: str | None = None
     rounds: dict[int, RoundRecord] = field(default_factory=dict)
     events: list[RunEvent] = field(default_factory=list)
+    ledger: list[LedgerRecord] = field(default_factory=list)
+    receipts: dict[tuple[int, str], ReceiptRecord] = field(default_factory=dict)
+
+    def chain(self, entry: LedgerRecord) -> None:
+        next_in_chain(entry, self.ledger[-1].sequence if self.ledger else None)
 
     def info(self) -> RunInfo:
         completed = sum(r.status == "completed" for r in self.rounds.values())
@@ -155,9 +165,13 @@ class MemoryStore:
         logger.info("created run %s (%s)", run_id, name)
         return run_id
 
-    def record_round(self, record: RoundRecord) -> None:
-        """Store one round; all checks run before anything is kept."""
+    def record_round(
+        self, record: RoundRecord, *, ledger: LedgerRecord | None = None
+    ) -> None:
+        """Store one round (and its ledger entry); all checks run before either."""
         check_round(record)
+        if ledger is not None:
+            check_ledger(ledger, run_id=record.run_id, round_number=record.number)
         stored = _normalised(record)
         with self._lock:
             run = self._run(record.run_id)
@@ -172,7 +186,36 @@ class MemoryStore:
                     f"round {record.number} of run {record.run_id} lists a "
                     "participant's outcome twice; nothing of the round was stored"
                 )
+            if ledger is not None:
+                run.chain(ledger)
+                run.ledger.append(ledger)
             run.rounds[record.number] = stored
+
+    def append_ledger(self, entry: LedgerRecord) -> None:
+        """Keep a ledger entry of no round, after the run's last one."""
+        check_ledger(entry, run_id=entry.run_id, round_number=None)
+        with self._lock:
+            run = self._run(entry.run_id)
+            run.chain(entry)
+            run.ledger.append(entry)
+
+    def ledger(self, run_id: str) -> list[LedgerRecord]:
+        """The run's ledger entries, by sequence number."""
+        with self._lock:
+            return list(self._run(run_id).ledger)
+
+    def record_receipt(self, receipt: ReceiptRecord) -> None:
+        """Keep a site's receipt; one already kept is ignored."""
+        check_receipt(receipt)
+        with self._lock:
+            held = self._run(receipt.run_id).receipts
+            held.setdefault((receipt.sequence, receipt.participant), receipt)
+
+    def receipts(self, run_id: str) -> list[ReceiptRecord]:
+        """The run's receipts, by entry and participant."""
+        with self._lock:
+            held = self._run(run_id).receipts
+            return [held[k] for k in sorted(held)]
 
     def record_event(
         self,
@@ -203,12 +246,18 @@ class MemoryStore:
         *,
         status: FinalStatus,
         summary: Mapping[str, Any] | None,
+        ledger: LedgerRecord | None = None,
     ) -> None:
-        """Mark a run as ended with ``status`` and an optional JSON ``summary``."""
+        """Mark a run as ended (and keep its closing ledger entry, atomically)."""
         check_finish(status)
+        if ledger is not None:
+            check_ledger(ledger, run_id=run_id, round_number=None)
         summary_json = None if summary is None else dump_json(summary, what="summary")
         with self._lock:
             run = self._run(run_id)
+            if ledger is not None:
+                run.chain(ledger)
+                run.ledger.append(ledger)
             run.status = status
             run.finished_at = self._clock().astimezone(UTC)
             run.summary_json = summary_json

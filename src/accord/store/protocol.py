@@ -18,7 +18,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from accord.errors import StoreError
-from accord.store.records import MetricValue, RoundRecord, RunEvent, RunInfo
+from accord.store.records import (
+    LedgerRecord,
+    MetricValue,
+    ReceiptRecord,
+    RoundRecord,
+    RunEvent,
+    RunInfo,
+)
 
 __all__ = [
     "FinalStatus",
@@ -51,8 +58,34 @@ class RunStore(Protocol):
         """Start a run with status ``running``; return its new id."""
         ...
 
-    def record_round(self, record: RoundRecord) -> None:
-        """Store one round atomically; :class:`StoreError` if it is already stored."""
+    def record_round(
+        self, record: RoundRecord, *, ledger: LedgerRecord | None = None
+    ) -> None:
+        """Store one round atomically; :class:`StoreError` if it is already stored.
+
+        ``ledger`` is the round's ledger entry, stored in the same transaction:
+        there is never a round without its entry, nor an entry without its round.
+        """
+        ...
+
+    def append_ledger(self, entry: LedgerRecord) -> None:
+        """Store a ledger entry of no round (a run opened, resumed).
+
+        Every entry (here, with a round, with a run's end) must follow the run's
+        last one (:func:`~accord.store.records.next_in_chain`): StoreError if not.
+        """
+        ...
+
+    def ledger(self, run_id: str) -> list[LedgerRecord]:
+        """The run's ledger entries, by sequence number."""
+        ...
+
+    def record_receipt(self, receipt: ReceiptRecord) -> None:
+        """Store a site's receipt for an entry; a second one of it is ignored."""
+        ...
+
+    def receipts(self, run_id: str) -> list[ReceiptRecord]:
+        """The run's receipts, by entry and participant."""
         ...
 
     def record_event(
@@ -83,8 +116,12 @@ class RunStore(Protocol):
         *,
         status: FinalStatus,
         summary: Mapping[str, Any] | None,
+        ledger: LedgerRecord | None = None,
     ) -> None:
-        """Mark a run as ended with ``status`` and an optional JSON ``summary``."""
+        """Mark a run as ended with ``status`` and an optional JSON ``summary``.
+
+        ``ledger`` (the run's closing entry) is stored in the same transaction.
+        """
         ...
 
     def reopen_run(self, run_id: str) -> RunInfo:

@@ -17,11 +17,13 @@ from typing import Literal, get_args
 
 from accord.errors import StoreError
 from accord.records import (
+    LedgerRecord,
     MetricValue,
     OutcomeStatus,
     ParticipantOutcome,
     PrivacyLevel,
     PrivacySpent,
+    ReceiptRecord,
     RoundRecord,
     RunEvent,
     RunInfo,
@@ -30,20 +32,25 @@ from accord.records import (
 )
 
 __all__ = [
+    "LedgerRecord",
     "MetricScope",
     "MetricValue",
     "OutcomeStatus",
     "ParticipantOutcome",
     "PrivacyLevel",
     "PrivacySpent",
+    "ReceiptRecord",
     "RoundRecord",
     "RoundStatus",
     "RunEvent",
     "RunInfo",
     "RunStatus",
     "UpdateScore",
+    "check_ledger",
+    "check_receipt",
     "check_round",
     "clean_event",
+    "next_in_chain",
 ]
 
 RoundStatus = Literal["completed", "failed"]
@@ -55,6 +62,8 @@ MetricScope = Literal["central", "federated", "site", "train"]
 #: cut (they often quote what a peer sent, which can be anything).
 MAX_EVENT_DETAIL = 2000
 MAX_EVENT_PARTICIPANT = 255
+_LEDGER_KINDS = ("run-opened", "run-resumed", "round", "run-closed")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _EVENT_KIND = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 
 
@@ -161,3 +170,49 @@ def clean_event(
         raise StoreError(f"event round is {round_number}; pass >= 0, or None")
     who = None if participant is None else _fit(participant, MAX_EVENT_PARTICIPANT)
     return who, _fit(detail, MAX_EVENT_DETAIL)
+
+
+def check_ledger(entry: LedgerRecord, *, run_id: str, round_number: int | None) -> None:
+    """Raise :class:`StoreError` unless ``entry`` can be stored with what it describes.
+
+    ``round_number`` is the round stored with it (None: an entry of no round).
+    Whether its sequence follows the run's last entry is the store's check, inside
+    its transaction.
+    """
+    where = f"ledger entry {entry.sequence} of run {entry.run_id}"
+    if entry.run_id != run_id:
+        raise StoreError(f"{where} was given with run {run_id}; it belongs to its own")
+    if entry.sequence < 0:
+        raise StoreError(f"{where}: sequence numbers must be >= 0")
+    _choice(where, "kind", entry.kind, _LEDGER_KINDS)
+    if (entry.kind == "round") != (round_number is not None) or (
+        entry.round != round_number
+    ):
+        raise StoreError(
+            f"{where} ({entry.kind}, round {entry.round}) does not describe what it "
+            f"is stored with (round {round_number}); a round's entry goes with it"
+        )
+    if not _HEX64.match(entry.digest) or not entry.envelope:
+        raise StoreError(f"{where} has no digest or no envelope")
+
+
+def check_receipt(receipt: ReceiptRecord) -> None:
+    """Raise :class:`StoreError` unless ``receipt`` can be stored."""
+    where = f"receipt of {receipt.participant!r} for entry {receipt.sequence}"
+    if receipt.sequence < 0 or not receipt.participant:
+        raise StoreError(f"{where} of run {receipt.run_id}: no entry or participant")
+    if len(receipt.participant) > MAX_EVENT_PARTICIPANT:
+        raise StoreError(f"{where}: the participant's name is too long")
+    if not receipt.envelope or not receipt.certificate:
+        raise StoreError(f"{where}: no envelope or no certificate")
+
+
+def next_in_chain(entry: LedgerRecord, last: int | None) -> None:
+    """Raise :class:`StoreError` unless ``entry`` follows the run's entry ``last``."""
+    expected = 0 if last is None else last + 1
+    if entry.sequence != expected:
+        raise StoreError(
+            f"ledger entry {entry.sequence} of run {entry.run_id} does not follow "
+            f"the run's last entry (the next is {expected}); another process may "
+            "be writing this run's ledger: nothing was stored"
+        )

@@ -13,6 +13,7 @@ migrations produce exactly these models.
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 from typing import Any, cast
@@ -32,12 +33,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from accord.store.columns import NanFloat, UtcDateTime
 from accord.store.protocol import dump_json
 from accord.store.records import (
+    LedgerRecord,
     MetricScope,
     MetricValue,
     OutcomeStatus,
     ParticipantOutcome,
     PrivacyLevel,
     PrivacySpent,
+    ReceiptRecord,
     RoundRecord,
     RoundStatus,
     RunEvent,
@@ -49,16 +52,21 @@ from accord.store.records import (
 __all__ = [
     "Base",
     "EventRow",
+    "LedgerRow",
     "MetaRow",
     "MetricRow",
     "OutcomeRow",
     "PrivacyRow",
+    "ReceiptRow",
     "RoundRow",
     "RunRow",
     "ScoreRow",
     "event_from_row",
+    "ledger_from_row",
+    "ledger_to_row",
     "metric_from_row",
     "privacy_from_row",
+    "receipt_from_row",
     "round_from_row",
     "round_to_row",
     "run_info_from_row",
@@ -273,6 +281,74 @@ class EventRow(Base):
     participant: Mapped[str | None] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text)
+
+
+class LedgerRow(Base):
+    """One signed entry of a run's ledger (a DSSE envelope as JSON text)."""
+
+    __tablename__ = "accord_ledger"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("accord_runs.id", ondelete="CASCADE")
+    )
+    sequence: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(32))
+    round: Mapped[int | None]
+    digest: Mapped[str] = mapped_column(String(64))
+    envelope: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "sequence"),
+        CheckConstraint("sequence >= 0", name="sequence"),
+    )
+
+
+class ReceiptRow(Base):
+    """A site's countersignature of a ledger entry, with its identity certificate."""
+
+    __tablename__ = "accord_receipts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("accord_runs.id", ondelete="CASCADE")
+    )
+    sequence: Mapped[int]
+    participant: Mapped[str] = mapped_column(String(255))
+    envelope: Mapped[str] = mapped_column(Text)
+    certificate: Mapped[str] = mapped_column(Text)  # base64 DER
+
+    __table_args__ = (UniqueConstraint("run_id", "sequence", "participant"),)
+
+
+def ledger_to_row(record: LedgerRecord) -> LedgerRow:
+    """The row of one ledger entry."""
+    return LedgerRow(
+        run_id=record.run_id,
+        sequence=record.sequence,
+        kind=record.kind,
+        round=record.round,
+        digest=record.digest,
+        envelope=record.envelope,
+    )
+
+
+def ledger_from_row(row: LedgerRow) -> LedgerRecord:
+    """The record of one ledger row."""
+    return LedgerRecord(
+        row.run_id, row.sequence, row.kind, row.round, row.digest, row.envelope
+    )
+
+
+def receipt_from_row(row: ReceiptRow) -> ReceiptRecord:
+    """The record of one receipt row."""
+    return ReceiptRecord(
+        run_id=row.run_id,
+        sequence=row.sequence,
+        participant=row.participant,
+        envelope=row.envelope,
+        certificate=base64.b64decode(row.certificate),
+    )
 
 
 def event_from_row(row: EventRow) -> RunEvent:

@@ -12,6 +12,7 @@ dies: see :mod:`accord.store.lease`.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -37,20 +38,30 @@ from accord.store.protocol import (
     utc_now,
 )
 from accord.store.records import (
+    LedgerRecord,
     MetricValue,
+    ReceiptRecord,
     RoundRecord,
     RunEvent,
     RunInfo,
+    check_ledger,
+    check_receipt,
     check_round,
     clean_event,
+    next_in_chain,
 )
 from accord.store.schema import (
     EventRow,
+    LedgerRow,
     MetricRow,
+    ReceiptRow,
     RoundRow,
     RunRow,
     event_from_row,
+    ledger_from_row,
+    ledger_to_row,
     metric_from_row,
+    receipt_from_row,
     round_from_row,
     round_to_row,
     run_info_from_row,
@@ -151,9 +162,13 @@ class SqlStore:
             return run_id
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def record_round(self, record: RoundRecord) -> None:
-        """Store one round, its outcomes and metrics in one transaction."""
+    def record_round(
+        self, record: RoundRecord, *, ledger: LedgerRecord | None = None
+    ) -> None:
+        """Store a round, its outcomes, metrics and ledger entry in one transaction."""
         check_round(record)
+        if ledger is not None:
+            check_ledger(ledger, run_id=record.run_id, round_number=record.number)
         action = f"recording round {record.number} of run {record.run_id}"
         row = round_to_row(record)
         with self._session(action, write=True) as session:
@@ -170,7 +185,72 @@ class SqlStore:
                     "recorded; a round is recorded once"
                 )
             session.add(row)
+            if ledger is not None:
+                self._chain(session, ledger)
         logger.debug("recorded round %d of run %s", record.number, record.run_id)
+
+    @staticmethod
+    def _chain(session: Session, entry: LedgerRecord) -> None:
+        """Add ``entry`` in ``session``'s transaction, after the run's last one."""
+        last = session.scalar(
+            select(func.max(LedgerRow.sequence)).where(LedgerRow.run_id == entry.run_id)
+        )
+        next_in_chain(entry, last)
+        session.add(ledger_to_row(entry))
+
+    def append_ledger(self, entry: LedgerRecord) -> None:
+        """Store a ledger entry of no round, after the run's last one."""
+        check_ledger(entry, run_id=entry.run_id, round_number=None)
+        action = f"recording ledger entry {entry.sequence} of run {entry.run_id}"
+        with self._session(action, write=True) as session:
+            self._existing(session, entry.run_id)
+            self._chain(session, entry)
+
+    def ledger(self, run_id: str) -> list[LedgerRecord]:
+        """The run's ledger entries, by sequence number."""
+        stmt = (
+            select(LedgerRow)
+            .where(LedgerRow.run_id == run_id)
+            .order_by(LedgerRow.sequence)
+        )
+        with self._session(f"reading the ledger of run {run_id}") as session:
+            self._existing(session, run_id)
+            return [ledger_from_row(row) for row in session.scalars(stmt)]
+
+    def record_receipt(self, receipt: ReceiptRecord) -> None:
+        """Store a site's receipt; one the store holds already is ignored."""
+        check_receipt(receipt)
+        action = f"recording a receipt of run {receipt.run_id}"
+        with self._session(action, write=True) as session:
+            self._existing(session, receipt.run_id)
+            held = session.scalar(
+                select(ReceiptRow.id).where(
+                    ReceiptRow.run_id == receipt.run_id,
+                    ReceiptRow.sequence == receipt.sequence,
+                    ReceiptRow.participant == receipt.participant,
+                )
+            )
+            if held is None:
+                session.add(
+                    ReceiptRow(
+                        run_id=receipt.run_id,
+                        sequence=receipt.sequence,
+                        participant=receipt.participant,
+                        envelope=receipt.envelope,
+                        certificate=base64.b64encode(receipt.certificate).decode(),
+                    )
+                )
+
+    def receipts(self, run_id: str) -> list[ReceiptRecord]:
+        """The run's receipts, by entry and participant."""
+        stmt = (
+            select(ReceiptRow)
+            .where(ReceiptRow.run_id == run_id)
+            .order_by(ReceiptRow.sequence, ReceiptRow.participant)
+        )
+        with self._session(f"reading receipts of run {run_id}") as session:
+            self._existing(session, run_id)
+            return [receipt_from_row(row) for row in session.scalars(stmt)]
 
     def record_event(
         self,
@@ -210,9 +290,12 @@ class SqlStore:
         *,
         status: FinalStatus,
         summary: Mapping[str, Any] | None,
+        ledger: LedgerRecord | None = None,
     ) -> None:
-        """Mark a run as ended with ``status`` and an optional JSON ``summary``."""
+        """Mark a run as ended (and store its closing ledger entry, atomically)."""
         check_finish(status)
+        if ledger is not None:
+            check_ledger(ledger, run_id=run_id, round_number=None)
         summary_json = None if summary is None else dump_json(summary, what="summary")
         with self._session(f"finishing run {run_id}", write=True) as session:
             row = session.get(RunRow, run_id)
@@ -221,6 +304,8 @@ class SqlStore:
             row.status = status
             row.finished_at = self._clock().astimezone(UTC)
             row.summary = summary_json
+            if ledger is not None:
+                self._chain(session, ledger)
 
     def reopen_run(self, run_id: str) -> RunInfo:
         """Mark a run that did not complete as ``running`` again, to resume it."""

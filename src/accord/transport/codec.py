@@ -145,6 +145,11 @@ def parse_or_malformed(message_type: type[M]) -> Callable[[bytes], M | Malformed
 # Small fields.
 
 
+#: The longest ledger entry or receipt a message may carry (a round entry of a
+#: large federation lists every selected site's outcome).
+MAX_LEDGER_TEXT = 4 * 1024 * 1024
+
+
 def _text(value: str, what: str, *, limit: int = _MAX_TEXT) -> str:
     if len(value) > limit:
         raise _malformed(f"{what} is longer than {limit} characters")
@@ -283,6 +288,7 @@ def _update_header_part(header: UpdateHeader) -> pb.UpdatePart:
             num_examples=header.num_examples,
             duration_s=header.duration_s,
             metrics=dict(header.metrics),
+            receipt=header.receipt,
         )
     )
 
@@ -312,6 +318,7 @@ def decode_update_part(msg: pb.UpdatePart | Chunk) -> UpdateHeader | Chunk:
         num_examples=_count(h.num_examples, "num_examples"),
         duration_s=_duration(h.duration_s),
         metrics=_metrics(h.metrics),
+        receipt=_text(h.receipt, "receipt", limit=MAX_LEDGER_TEXT),
     )
 
 
@@ -387,6 +394,7 @@ def encode_task(order: TaskOrder | Goodbye | Welcome, *, crl: bytes = b"") -> pb
         model_digest=order.model_digest,
         config_json=encode_train_config(order.config) if order.config else "",
         crl=crl,
+        ledger_entry=order.ledger_entry,
         **secure_task_fields(order),
     )
 
@@ -415,6 +423,7 @@ def decode_task(msg: pb.Task) -> TaskOrder | Goodbye | Welcome:
         config,
         **decode_secure_fields(msg),
         crl=crl,
+        ledger_entry=_text(msg.ledger_entry, "ledger_entry", limit=MAX_LEDGER_TEXT),
     )
 
 

@@ -189,7 +189,14 @@ class GrpcExecutor:
         """
         digest = self._require_model().header.digest
         for job in jobs:
-            order = TaskOrder(self.run_id, round_number, "train", digest, job.config)
+            order = TaskOrder(
+                self.run_id,
+                round_number,
+                "train",
+                digest,
+                job.config,
+                ledger_entry=job.ledger_entry,
+            )
             if job.secure is not None:
                 order, rule = secure_order(
                     order,
@@ -449,6 +456,11 @@ class GrpcExecutor:
             self._refuse_if_closed(exc)
             raise
 
+    def _certificate(self, name: str) -> bytes:
+        """The identity certificate (DER) ``name`` presented, or empty."""
+        held = self._identities.certificates([name])
+        return held[0] if held else b""
+
     def _within_bounds(self, job: Job, check: Callable[[], None]) -> None:
         """Run ``check``; if it refuses, fail ``job`` with the reason and refuse.
 
@@ -503,6 +515,8 @@ class GrpcExecutor:
                     update_digest=header.params.digest,
                     token=self._tokens,
                     values_checked=True,
+                    receipt=header.receipt,
+                    certificate=self._certificate(name) if header.receipt else b"",
                 )
             )
         digest = header.params.digest

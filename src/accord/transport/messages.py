@@ -89,7 +89,9 @@ class TaskOrder:
     (``payload``, an encoded ``SecAggMessage``) and no model. ``crl`` (DER, on
     every task and on the :class:`Welcome`) is the CA's revocation list as the
     coordinator holds it; the site verifies it itself
-    (:mod:`accord.transport.coordinator_pin`).
+    (:mod:`accord.transport.coordinator_pin`). ``ledger_entry`` (train tasks) is
+    the signed ledger entry of the last round the site contributed to, which it
+    may countersign (:mod:`accord.ledger.receipt`).
     """
 
     run_id: str
@@ -102,6 +104,7 @@ class TaskOrder:
     payload: bytes = b""
     certificates: tuple[bytes, ...] = ()
     crl: bytes = b""
+    ledger_entry: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +165,11 @@ def farewell(exc: BaseException | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class UpdateHeader:
-    """First message of an update: what follows, and what it was trained from."""
+    """First message of an update: what follows, and what it was trained from.
+
+    ``receipt`` is the site's countersignature of the ledger entry its task carried
+    (a DSSE envelope as JSON), or empty.
+    """
 
     run_id: str
     round: int
@@ -171,6 +178,7 @@ class UpdateHeader:
     num_examples: int
     duration_s: float
     metrics: Mapping[str, float] = field(default_factory=dict)
+    receipt: str = ""
 
 
 @dataclass(frozen=True, slots=True)

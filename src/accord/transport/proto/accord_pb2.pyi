@@ -29,7 +29,7 @@ class Hello(_message.Message):
     def __init__(self, protocol: _Optional[int] = ..., software: _Optional[str] = ..., identity_certificate: _Optional[bytes] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("run_id", "round", "kind", "model_digest", "config_json", "goodbye", "secure_json", "secagg_stage", "secagg", "identity_certificates", "crl")
+    __slots__ = ("run_id", "round", "kind", "model_digest", "config_json", "goodbye", "secure_json", "secagg_stage", "secagg", "identity_certificates", "crl", "ledger_entry")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class Task(_message.Message):
     SECAGG_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
     CRL_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_ENTRY_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     round: int
     kind: JobKind
@@ -52,7 +53,8 @@ class Task(_message.Message):
     secagg: bytes
     identity_certificates: _containers.RepeatedScalarFieldContainer[bytes]
     crl: bytes
-    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[JobKind, str]] = ..., model_digest: _Optional[str] = ..., config_json: _Optional[str] = ..., goodbye: _Optional[str] = ..., secure_json: _Optional[str] = ..., secagg_stage: _Optional[str] = ..., secagg: _Optional[bytes] = ..., identity_certificates: _Optional[_Iterable[bytes]] = ..., crl: _Optional[bytes] = ...) -> None: ...
+    ledger_entry: str
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[JobKind, str]] = ..., model_digest: _Optional[str] = ..., config_json: _Optional[str] = ..., goodbye: _Optional[str] = ..., secure_json: _Optional[str] = ..., secagg_stage: _Optional[str] = ..., secagg: _Optional[bytes] = ..., identity_certificates: _Optional[_Iterable[bytes]] = ..., crl: _Optional[bytes] = ..., ledger_entry: _Optional[str] = ...) -> None: ...
 
 class ModelRequest(_message.Message):
     __slots__ = ("run_id", "digest")
@@ -99,7 +101,7 @@ class ModelPart(_message.Message):
     def __init__(self, header: _Optional[_Union[PackedHeader, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ...) -> None: ...
 
 class UpdateHeader(_message.Message):
-    __slots__ = ("run_id", "round", "base_digest", "params", "num_examples", "duration_s", "metrics")
+    __slots__ = ("run_id", "round", "base_digest", "params", "num_examples", "duration_s", "metrics", "receipt")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +116,7 @@ class UpdateHeader(_message.Message):
     NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     round: int
     base_digest: str
@@ -121,7 +124,8 @@ class UpdateHeader(_message.Message):
     num_examples: int
     duration_s: float
     metrics: _containers.ScalarMap[str, float]
-    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., base_digest: _Optional[str] = ..., params: _Optional[_Union[PackedHeader, _Mapping]] = ..., num_examples: _Optional[int] = ..., duration_s: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    receipt: str
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., base_digest: _Optional[str] = ..., params: _Optional[_Union[PackedHeader, _Mapping]] = ..., num_examples: _Optional[int] = ..., duration_s: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., receipt: _Optional[str] = ...) -> None: ...
 
 class UpdatePart(_message.Message):
     __slots__ = ("header", "chunk")
