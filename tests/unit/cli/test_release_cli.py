@@ -164,3 +164,37 @@ def test_a_config_of_another_federation_is_refused(run):
     assert result.exit_code == 2
     assert "[federation]" in result.output
     assert not (root / "x.safetensors").exists()
+
+
+def test_a_store_key_that_did_not_sign_the_run_is_refused(run, tmp_path):
+    # Arrange: a copy of the store whose simulation key was replaced
+    import shutil
+
+    from accord.ledger.writer import simulation_signer
+
+    root, _ = run
+    copy = tmp_path / "runs"
+    shutil.copytree(root / "runs", copy)
+    (copy / "ledger-key.pem").unlink()
+    simulation_signer(copy)
+    before = SqlStore(f"sqlite:///{copy / 'accord.db'}")
+    try:
+        (info,) = before.list_runs()
+        entries = len(before.ledger(info.run_id))
+    finally:
+        before.close()
+    out = tmp_path / "m.safetensors"
+    args = ["release", "latest", "-o", str(out), "-c", str(root / "fed.toml")]
+
+    # Act
+    result = runner.invoke(app, [*args, "--dir", str(copy)])
+
+    # Assert
+    assert result.exit_code == 2, result.output
+    assert "release it with the key that signed the run" in result.output
+    assert not out.exists()
+    after = SqlStore(f"sqlite:///{copy / 'accord.db'}")
+    try:
+        assert len(after.ledger(info.run_id)) == entries
+    finally:
+        after.close()
