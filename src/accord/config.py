@@ -40,6 +40,7 @@ __all__ = [
     "EvaluationConfig",
     "FedConfig",
     "FederationConfig",
+    "GatesConfig",
     "PrivacyConfig",
     "RobustnessConfig",
     "SitePrivacyConfig",
@@ -331,6 +332,39 @@ class EvaluationConfig(_Section):
     federated: bool = True
     baselines: bool = False
     metric: Literal["accuracy", "auc", "loss"] = "accuracy"
+    #: A column of each site's table whose values are the groups that fairness is
+    #: measured across (it may also be a feature; it is read from the raw table).
+    sensitive: str | None = Field(default=None, min_length=1)
+    #: A prediction is positive (the second class) when its probability is at least
+    #: this: the decision the fairness counts are taken at.
+    decision_threshold: float = Field(default=0.5, gt=0, lt=1)
+
+
+class GatesConfig(_Section):
+    """``[gates]``: what a run's final model must meet before ``accord release``.
+
+    Metric bounds are in ``[evaluation] metric``: a floor for accuracy and AUC, a
+    ceiling for the loss. Every key is off by default; a gate whose figure was not
+    recorded fails (it is never assumed to pass). See :mod:`accord.evaluation.gates`.
+    """
+
+    central_metric: float | None = None
+    federated_metric: float | None = None
+    worst_site_metric: float | None = None
+    max_site_spread: float | None = Field(default=None, ge=0)
+    max_demographic_parity_difference: float | None = Field(default=None, ge=0, le=1)
+    max_equalized_odds_difference: float | None = Field(default=None, ge=0, le=1)
+    max_epsilon: float | None = Field(default=None, ge=0)
+    max_quarantined: int | None = Field(default=None, ge=0)
+    max_flagged: int | None = Field(default=None, ge=0)
+
+    @property
+    def fairness(self) -> bool:
+        """True when a gate needs the per-group confusion counts."""
+        return (
+            self.max_demographic_parity_difference is not None
+            or self.max_equalized_odds_difference is not None
+        )
 
 
 #: Attacks that change a malicious site's update (they need to see it, which
@@ -606,6 +640,7 @@ class FedConfig(_Section):
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
     attack: AttackConfig | None = None
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
     base_dir: str = Field(default=".", exclude=True)
 
     @model_validator(mode="before")
@@ -641,6 +676,12 @@ class FedConfig(_Section):
 
 
 def _check_compatibility(cfg: FedConfig) -> None:
+    if cfg.gates.fairness and cfg.evaluation.sensitive is None:
+        raise ConfigError(
+            "a fairness gate (gates.max_demographic_parity_difference or "
+            "gates.max_equalized_odds_difference) needs the groups to compare: "
+            'declare [evaluation] sensitive = "COLUMN"'
+        )
     _check_secure(cfg)
     _check_privacy(cfg)
     _check_robustness(cfg)

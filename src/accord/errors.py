@@ -42,6 +42,8 @@ terminal or a log whole.
     ├── LedgerError (ValueError)            a ledger entry, export or key is unusable
     │   └── LedgerInvalid                   a ledger failed verification; ``problems``
     │                                       names each entry it breaks
+    ├── ReleaseRefused (RuntimeError)      ``accord release``: a gate failed; the
+    │                                       model was not written (``failed``)
     ├── AuthenticationFailed (PermissionError)  a peer's certificate was refused
     ├── TransportError (ConnectionError)    the coordinator is unreachable or refused us
     └── SecAggAborted (RuntimeError)        a secure-aggregation round stopped, no sum
@@ -70,6 +72,7 @@ __all__ = [
     "PrivacyBudgetExhausted",
     "PrivacyLedgerError",
     "RefusalKind",
+    "ReleaseRefused",
     "RoundFailed",
     "RunAborted",
     "RunBusy",
@@ -391,6 +394,23 @@ class LedgerInvalid(LedgerError):
             f"the ledger does not verify ({len(problems)} problem(s)): "
             + "; ".join(problems[:3])
             + ("; ..." if len(problems) > 3 else "")
+        )
+
+
+class ReleaseRefused(AccordError, RuntimeError):
+    """A run's model failed its release gates; nothing was written.
+
+    ``failed`` holds one readable line per failed gate (``gate: reason``).
+    """
+
+    def __init__(self, run_id: str, failed: tuple[str, ...]) -> None:
+        self.run_id = run_id
+        self.failed = failed
+        super().__init__(
+            f"run {run_id} is not released: {len(failed)} gate(s) failed: "
+            + "; ".join(failed)
+            + ". The decision is recorded; fix the run (or, with the federation's "
+            "agreement, its [gates]) and release again"
         )
 
 

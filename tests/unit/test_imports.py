@@ -22,6 +22,8 @@ FORBIDDEN = ("torch", "grpc", "sqlalchemy", "typer", "sklearn", "pandas")
         "accord.coordinator.runner",
         "accord.params",
         "accord.config",
+        "accord.evaluation.gates",
+        "accord.evaluation.fairness",
     ],
 )
 def test_pure_modules_load_no_heavy_dependency(module):

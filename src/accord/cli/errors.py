@@ -18,6 +18,7 @@ from accord.errors import (
     LedgerInvalid,
     MissingExtraError,
     PkiError,
+    ReleaseRefused,
     RoundFailed,
     RunAborted,
     RunInterrupted,
@@ -25,19 +26,28 @@ from accord.errors import (
     StoreError,
 )
 
-__all__ = ["EXIT_CODES", "EXIT_INTERRUPTED", "EXIT_RUN_INTERRUPTED", "reported"]
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_INTERRUPTED",
+    "EXIT_RELEASE_REFUSED",
+    "EXIT_RUN_INTERRUPTED",
+    "reported",
+]
 
 #: This command was interrupted (Ctrl-C); 128 + SIGINT, as shells report it.
 EXIT_INTERRUPTED = 130
 #: A participant whose coordinator was interrupted: the run may resume, so start
 #: the participant again (EX_TEMPFAIL of sysexits.h: a temporary failure).
 EXIT_RUN_INTERRUPTED = 75
+#: ``accord release``: a release gate failed, the model was not written.
+EXIT_RELEASE_REFUSED = 7
 
 #: Exit code per error class; the first matching entry wins. 2 is for what the user
 #: can fix in what they gave the command (config, data, a run id), 4 for a store that
 #: cannot serve (an unknown run id is a typo, not a broken store).
 EXIT_CODES: tuple[tuple[type[AccordError], int], ...] = (
     (LedgerInvalid, 6),
+    (ReleaseRefused, EXIT_RELEASE_REFUSED),
     (LedgerError, 2),
     (ConfigError, 2),
     (DatasetError, 2),

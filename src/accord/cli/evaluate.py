@@ -1,4 +1,11 @@
-"""``accord evaluate robustness fed.toml``: the attack x defence matrix.
+"""``accord evaluate``: robustness to attacks, and a run's models on each site.
+
+``accord evaluate run RUN --sites A,B``: the models x sites matrix of a recorded
+run, without retraining: each chosen round's global model (``--rounds``, default
+the final one) from the checkpoint store, scored on each simulated site's holdout
+(:mod:`accord.simulation.holdouts`), in the federation's ``[evaluation] metric``.
+
+``accord evaluate robustness fed.toml``: the attack x defence matrix.
 
 Each cell is a seeded ``accord simulate`` run, recorded in the store; the command
 prints one table (the clean score, the score under attack and its drop, in the
@@ -20,12 +27,15 @@ from rich.table import Table
 from accord.cli.errors import reported
 from accord.cli.output import dumps
 from accord.config import load_config
+from accord.errors import ConfigError
 from accord.simulation.robustness import NO_ATTACK, Cell, run_matrix
 from accord.store import open_store
 
 __all__ = ["register"]
 
-evaluate_app = typer.Typer(help="Evaluate a federation: robustness to attacks.")
+evaluate_app = typer.Typer(
+    help="Evaluate a federation: a run's models on each site; robustness to attacks."
+)
 
 _ATTACKS = "alie,ipm,min_max,scaling,sign_flip,label_flip,scaling+backdoor"
 _DEFENCES = "mean,median,trimmed_mean,median+quarantine"
@@ -163,6 +173,144 @@ def robustness_command(
     out.width = max(out.width, 132)  # a run id is never cut; pipes get 132 columns
     out.print(matrix_table(cells))
     out.print(f"plot: {written}")
+
+
+def _rounds(text: str | None, recorded: dict[int, str | None]) -> list[int]:
+    """The rounds ``--rounds`` names (numbers or ``final``); default the final one."""
+    if not recorded:
+        raise ConfigError("the run recorded no completed round: it has no model")
+    final = max(recorded)
+    chosen = []
+    for name in _names(text or "final", "--rounds"):
+        number = final if name == "final" else None
+        if number is None:
+            try:
+                number = int(name)
+            except ValueError:
+                raise typer.BadParameter(
+                    f"--rounds takes round numbers or 'final', not {name!r}"
+                ) from None
+        if number not in recorded:
+            raise ConfigError(
+                f"round {number} is not a completed round of this run; it has "
+                f"{min(recorded)} to {final}"
+            )
+        if recorded[number] is None:
+            raise ConfigError(
+                f"round {number} has no checkpoint ([store] checkpoints = false)"
+            )
+        chosen.append(number)
+    return chosen
+
+
+def _model_matrix(
+    run: str,
+    *,
+    sites: str | None,
+    rounds: str | None,
+    config: Path | None,
+    store: str | None,
+    directory: Path,
+) -> dict[str, object]:
+    from accord.cli.release import run_config
+    from accord.cli.runs import resolve_run
+    from accord.simulation.holdouts import score_sites
+    from accord.store.checkpoint import CheckpointStore
+
+    db = open_store(store, default_dir=directory)
+    try:
+        run_id = resolve_run(db, run)
+        cfg = run_config(dict(db.get_run(run_id).config), config)
+        recorded = {
+            r.number: r.checkpoint for r in db.rounds(run_id) if r.status == "completed"
+        }
+    finally:
+        db.close()
+    chosen = _rounds(rounds, recorded)
+    names = _names(sites, "--sites") if sites else None
+    models = []
+    for number in chosen:
+        path = Path(str(recorded[number]))
+        params = CheckpointStore(path.parent).load(path)
+        scores = score_sites(cfg, params, sites=names)
+        models.append(
+            {
+                "model": f"global round {number}",
+                "round": number,
+                "digest": params.digest(),
+                "sites": {s.site: s.metrics for s in scores},
+            }
+        )
+    return {"run": run_id, "metric": cfg.evaluation.metric, "models": models}
+
+
+def _matrix_table(matrix: dict[str, object]) -> Table:
+    metric = str(matrix["metric"])
+    models = matrix["models"]
+    assert isinstance(models, list)
+    sites = list(models[0]["sites"]) if models else []
+    table = Table(
+        title=f"run {matrix['run']}: {metric} of each model on each site's holdout"
+    )
+    table.add_column("model", no_wrap=True)
+    for site in sites:
+        table.add_column(site, justify="right")
+    for m in models:
+        table.add_row(m["model"], *(_num(m["sites"][s][metric], metric) for s in sites))
+    return table
+
+
+@evaluate_app.command("run")
+def run_command(
+    run: Annotated[
+        str, typer.Argument(help="Run id, a unique prefix of one, or latest.")
+    ],
+    sites: Annotated[
+        str | None, typer.Option(help="Comma-separated sites (default: all).")
+    ] = None,
+    rounds: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated rounds whose global model to score, "
+            "or 'final' (the default)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            exists=True,
+            dir_okay=False,
+            help="The federation's fed.toml (where its task and data are).",
+        ),
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="SQLAlchemy URL of the store.")
+    ] = None,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Folder of the default store.")
+    ] = Path("accord-runs"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the matrix as JSON.")
+    ] = False,
+) -> None:
+    """Score a run's global models on each site's holdout, without retraining."""
+    with reported():
+        matrix = _model_matrix(
+            run,
+            sites=sites,
+            rounds=rounds,
+            config=config,
+            store=store,
+            directory=directory,
+        )
+    if as_json:
+        typer.echo(dumps(matrix))
+        return
+    out = Console()
+    out.width = max(out.width, 132)
+    out.print(_matrix_table(matrix))
 
 
 def register(app: typer.Typer) -> None:

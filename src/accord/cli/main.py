@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 the run failed or was aborted; 2 invalid configuration,
 data or arguments; 3 a missing optional dependency; 4 the store could not be used;
-5 a certificate was refused; 6 a ledger failed ``accord audit verify``; 75 (a
+5 a certificate was refused; 6 a ledger failed ``accord audit verify``; 7 a
+release gate failed (``accord release`` wrote no model); 75 (a
 participant) the coordinator was interrupted and may resume the run; 130
 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 
@@ -32,6 +33,7 @@ from accord.cli.errors import EXIT_INTERRUPTED
 from accord.cli.evaluate import register as register_evaluate
 from accord.cli.participant import register as register_participant
 from accord.cli.pki import register as register_pki
+from accord.cli.release import register as register_release
 from accord.cli.runs import register as register_runs
 from accord.cli.simulate import register as register_simulate
 
@@ -74,6 +76,7 @@ register_pki(app)
 register_ckks(app)
 register_evaluate(app)
 register_audit(app)
+register_release(app)
 
 
 def main() -> None:

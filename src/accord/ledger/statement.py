@@ -39,8 +39,10 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 
 #: ``run-opened``: what the run was set up with; ``run-resumed``: a coordinator took
 #: it up again; ``round``: one round, completed or failed; ``run-closed``: the run
-#: ended (completed, failed or aborted) and its final model.
-EntryKind = Literal["run-opened", "run-resumed", "round", "run-closed"]
+#: ended (completed, failed or aborted) and its final model; ``release``: the
+#: release gates were evaluated on the final model after the run closed (passed or
+#: not, with a reason per gate; there may be several).
+EntryKind = Literal["run-opened", "run-resumed", "round", "run-closed", "release"]
 
 PREDICATE_TYPES: dict[str, EntryKind] = {
     f"https://accord.dev/ledger/{kind}/v1": kind for kind in get_args(EntryKind)

@@ -248,10 +248,11 @@ def verify_export(
                     f"simulation key {simulation_key[:16]}…",
                 )
             )
-    last = entries[-1][0] if entries else None
-    closing = last if last is not None and last.kind == "run-closed" else None
+    found_closing = _closing(entries)
+    closing = None if found_closing is None else found_closing[0]
     if model is not None:
-        problems += _model(closing, position - 1, model)
+        where = position - 1 if found_closing is None else found_closing[1]
+        problems += _model(closing, where, model)
     checked = check_receipts(
         receipts, {d: s for s, d in entries}, keys.anchors, keys.certificates
     )
@@ -318,21 +319,50 @@ def _entry(
     return [Problem(position, st.kind, st.round, m) for m in found]
 
 
+def _closing(
+    entries: Sequence[tuple[Statement, str]],
+) -> tuple[Statement, int] | None:
+    """The run-closed entry that ends the chain (release entries may follow it)."""
+    for index in range(len(entries) - 1, -1, -1):
+        st = entries[index][0]
+        if st.kind != "release":
+            return (st, index) if st.kind == "run-closed" else None
+    return None
+
+
 def _ends(entries: Sequence[tuple[Statement, str]]) -> list[Problem]:
     if not entries:
         return [Problem(None, None, None, "it holds no entry")]
-    last = entries[-1][0]
+    found: list[Problem] = []
+    before = None  # the kind of the last entry that is not a release
+    for index, (st, _) in enumerate(entries):
+        if st.kind != "release":
+            before = st.kind
+        elif before != "run-closed":
+            found.append(
+                Problem(
+                    index,
+                    st.kind,
+                    None,
+                    "a release entry that does not follow the run's closing: only "
+                    "a closed run's model is released",
+                )
+            )
+    position = len(entries) - 1
+    while position > 0 and entries[position][0].kind == "release":
+        position -= 1
+    last = entries[position][0]
     if last.kind != "run-closed":
-        return [
+        return found + [
             Problem(
-                len(entries) - 1,
+                position,
                 last.kind,
                 last.round,
                 "is the last entry, but the run-closed entry should follow it: the "
                 "run is still running or was cut short, or later entries were removed",
             )
         ]
-    return []
+    return found
 
 
 def _model(closing: Statement | None, position: int, model: ModelFile) -> list[Problem]:

@@ -290,6 +290,34 @@ class LedgerWriter:
             },
         )
 
+    def release(
+        self,
+        *,
+        model: str,
+        passed: bool,
+        gates: Mapping[str, Any],
+        results: Sequence[Mapping[str, Any]],
+        fairness: Mapping[str, Any] | None,
+        output: str | None,
+    ) -> LedgerRecord:
+        """The entry of a release decision: the gates, each one's outcome, the file.
+
+        ``output`` is the SHA-256 of the model file written (None when refused).
+        """
+        return self._entry(
+            "release",
+            None,
+            [subject("model:final", model)],
+            {
+                "passed": passed,
+                "model": model,
+                "gates": dict(gates),
+                "results": [dict(r) for r in results],
+                "fairness": None if fairness is None else dict(fairness),
+                "modelFile": output,
+            },
+        )
+
     def _entry(
         self,
         kind: EntryKind,

@@ -21,7 +21,7 @@ from accord.task.protocol import Task
 if TYPE_CHECKING:
     from accord.attacks.data import Trigger
 
-__all__ = ["SimContext", "build_context", "federation_schema"]
+__all__ = ["SimContext", "build_context", "dataset_source", "federation_schema"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class SimContext:
         raise KeyError(name)
 
 
-def _dataset(config: FedConfig) -> str:
+def dataset_source(config: FedConfig) -> str:
     """``[data] dataset``, a ``csv:`` path resolved next to fed.toml."""
     dataset = config.data.dataset
     if dataset.startswith("csv:"):
@@ -64,7 +64,7 @@ def federation_schema(config: FedConfig) -> Schema:
     site's profile against it before round 1.
     """
     options = dict(config.data.options)
-    spec = load_table(_dataset(config), **options).spec
+    spec = load_table(dataset_source(config), **options).spec
     declared = options.get("levels") or {}
     return Schema(
         numeric=spec.numeric,
@@ -90,7 +90,7 @@ def build_context(
     d = config.data
     base = Path(config.base_dir)
     options = dict(d.options)
-    dataset = _dataset(config)
+    dataset = dataset_source(config)
     data = build_federation(
         dataset,
         partition=d.partition,

@@ -135,3 +135,38 @@ def test_a_receipt_without_a_certificate_is_refused(
     run_id = new_run()
     with pytest.raises(StoreError, match="no envelope or no certificate"):
         store.record_receipt(ReceiptRecord(run_id, 1, "site-a", "{}", b""))
+
+
+def test_release_entries_are_stored_after_the_closing_entry(
+    store: RunStore, new_run: NewRun, make_round: MakeRound, writer_for
+) -> None:
+    # Arrange: a closed run
+    run_id = new_run()
+    writer = writer_for(run_id)
+    first = opened(writer)
+    store.append_ledger(first)
+    writer.accept(first)
+    closing = writer.closed(
+        status="completed", model="0" * 64, checkpoint=None, rounds=0, reason=None
+    )
+    store.finish_run(run_id, status="completed", summary={}, ledger=closing)
+    writer.accept(closing)
+
+    # Act: a refused release, then one that passed
+    decisions = []
+    for passed in (False, True):
+        entry = writer.release(
+            model="0" * 64,
+            passed=passed,
+            gates={"max_epsilon": 1.0},
+            results=[],
+            fairness=None,
+            output=None,
+        )
+        store.append_ledger(entry)
+        writer.accept(entry)
+        decisions.append(entry)
+
+    # Assert
+    assert store.ledger(run_id) == [first, closing, *decisions]
+    assert [e.kind for e in store.ledger(run_id)][-2:] == ["release", "release"]

@@ -1,0 +1,200 @@
+"""Releasing a run's final model: gather its figures, judge the gates, record it.
+
+:func:`gate_inputs` reads what a run recorded (pure over the store's records): the
+final round's central, federated and per-site metrics, the largest ε spent by any
+privacy account, the sites flagged or quarantined by the robustness scores.
+:func:`release_model` judges ``[gates]`` on them
+(:func:`~accord.evaluation.gates.evaluate_gates`), records the decision as a run
+event and, when the run keeps a ledger, as a signed ``release`` entry chained after
+the run's closing entry; then, only if every gate passed, writes the final model
+(its checkpoint file, byte for byte). A refused release writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from accord.config import GatesConfig
+from accord.errors import StoreError
+from accord.evaluation.fairness import FairnessReport
+from accord.evaluation.gates import GateInputs, GateResult, evaluate_gates
+from accord.ledger.writer import LedgerSigner, LedgerWriter
+from accord.records import RoundRecord, RunInfo
+from accord.store.protocol import RunStore
+
+__all__ = ["ReleaseDecision", "gate_inputs", "release_model"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseDecision:
+    """What ``accord release`` decided, and the file it wrote (if it passed)."""
+
+    run_id: str
+    model: str
+    results: tuple[GateResult, ...]
+    fairness: FairnessReport | None
+    output: Path | None
+    output_sha256: str | None
+
+    @property
+    def passed(self) -> bool:
+        """Whether every gate passed (the model was written)."""
+        return all(r.passed for r in self.results)
+
+    def to_dict(self) -> dict[str, object]:
+        """As plain JSON data."""
+        return {
+            "run": self.run_id,
+            "passed": self.passed,
+            "model": self.model,
+            "gates": [r.to_dict() for r in self.results],
+            "fairness": None if self.fairness is None else self.fairness.to_dict(),
+            "output": None if self.output is None else str(self.output),
+            "outputSha256": self.output_sha256,
+        }
+
+
+def gate_inputs(
+    run: RunInfo,
+    rounds: Sequence[RoundRecord],
+    *,
+    metric: str,
+    fairness: FairnessReport | None = None,
+) -> GateInputs:
+    """The figures the gates judge, from a run's recorded rounds."""
+    done = [r for r in rounds if r.status == "completed"]
+    last = done[-1] if done else None
+    central = federated = None
+    sites: dict[str, float] = {}
+    for m in () if last is None else last.metrics:
+        if m.name != metric:
+            continue
+        if m.scope == "central" and m.participant is None:
+            central = m.value
+        elif m.scope == "federated" and m.participant is None:
+            federated = m.value
+        elif m.scope == "site" and m.participant is not None:
+            sites[m.participant] = m.value
+    spent: dict[tuple[str, str | None], float] = {}
+    for r in rounds:
+        for p in r.privacy:
+            spent[(p.level, p.participant)] = p.epsilon  # cumulative: keep the last
+    quarantined = {
+        o.participant for r in rounds for o in r.outcomes if o.status == "quarantined"
+    } | {s.participant for r in rounds for s in r.scores if s.excluded}
+    flagged = {s.participant for r in rounds for s in r.scores if s.flagged}
+    return GateInputs(
+        metric=metric,
+        status=run.status,
+        central=central,
+        federated=federated,
+        sites=sites,
+        epsilon=max(spent.values()) if spent else None,
+        scored=any(r.scores for r in rounds),
+        quarantined=tuple(sorted(quarantined)),
+        flagged=tuple(sorted(flagged)),
+        fairness=fairness,
+    )
+
+
+def _stage(checkpoint: Path, output: Path) -> tuple[Path, str]:
+    """Copy the final checkpoint beside ``output``; the copy and its SHA-256.
+
+    The released file is the checkpoint itself, byte for byte (the tensors in
+    order, the model digest in its metadata): ``accord audit verify --model``
+    matches it against the run's closing entry.
+    """
+    tmp = output.with_name(f".{output.name}.partial")
+    try:
+        data = checkpoint.read_bytes()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(
+            f"cannot write the released model to {output}: {exc.strerror or exc}; "
+            "choose a writable path with -o"
+        ) from exc
+    return tmp, hashlib.sha256(data).hexdigest()
+
+
+def release_model(
+    store: RunStore,
+    run_id: str,
+    *,
+    checkpoint: Path,
+    model: str,
+    gates: GatesConfig,
+    metric: str,
+    output: Path,
+    signer: LedgerSigner | None,
+    fairness: FairnessReport | None = None,
+) -> ReleaseDecision:
+    """Judge the gates on the run's final model, record the decision, then write.
+
+    ``checkpoint`` is the final round's checkpoint file and ``model`` its model
+    digest. The decision is recorded (event, ledger entry) before the file
+    appears at ``output``: a model is never out without its record. When a gate
+    fails nothing is written (``decision.passed`` is False; the CLI then raises
+    :class:`~accord.errors.ReleaseRefused`).
+    """
+    run = store.get_run(run_id)
+    inputs = gate_inputs(run, store.rounds(run_id), metric=metric, fairness=fairness)
+    results = tuple(evaluate_gates(gates, inputs))
+    failed = [r for r in results if not r.passed]
+    staged, sha = _stage(checkpoint, output) if not failed else (None, None)
+    try:
+        _record(store, run_id, signer, model, gates, results, fairness, sha)
+        if staged is not None:
+            staged.replace(output)
+    finally:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
+    if failed:
+        logger.warning("run %s's model failed %d gate(s)", run_id, len(failed))
+        return ReleaseDecision(run_id, model, results, fairness, None, None)
+    logger.info("released run %s's model to %s", run_id, output)
+    return ReleaseDecision(run_id, model, results, fairness, output, sha)
+
+
+def _record(
+    store: RunStore,
+    run_id: str,
+    signer: LedgerSigner | None,
+    model: str,
+    gates: GatesConfig,
+    results: tuple[GateResult, ...],
+    fairness: FairnessReport | None,
+    sha: str | None,
+) -> None:
+    """The decision as a run event and, if the run keeps a ledger, an entry."""
+    passed = all(r.passed for r in results)
+    head = store.ledger(run_id)
+    if signer is not None and head:
+        entry = LedgerWriter(signer, run_id, head=head).release(
+            model=model,
+            passed=passed,
+            gates=gates.model_dump(mode="json"),
+            results=[r.to_dict() for r in results],
+            fairness=None if fairness is None else fairness.to_dict(),
+            output=sha,
+        )
+        store.append_ledger(entry)
+    detail = json.dumps(
+        {
+            "passed": passed,
+            "failed": [r.name for r in results if not r.passed],
+            "model": model,
+            "file": sha,
+        }
+    )
+    store.record_event(
+        run_id, round=None, participant=None, kind="release", detail=detail
+    )
