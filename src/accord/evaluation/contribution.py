@@ -136,7 +136,8 @@ def approximation_notes(config: FedConfig) -> tuple[str, ...]:
         )
     if config.privacy.level == "participant":
         notes.append(
-            "central DP noise is added to the real aggregate only; coalition "
-            "models are noise-free"
+            "participant-level DP clips each update and noises the real aggregate "
+            "only; coalition models use the kept updates as sent, unclipped and "
+            "noise-free"
         )
     return tuple(notes)
