@@ -35,6 +35,7 @@ from accord.urls import hide_password
 __all__ = [
     "AttackConfig",
     "BackdoorConfig",
+    "ContributionConfig",
     "DataConfig",
     "DeploymentConfig",
     "EvaluationConfig",
@@ -620,6 +621,18 @@ class DeploymentConfig(_Section):
         return value
 
 
+class ContributionConfig(_Section):
+    """``[contribution]``: keep what ``accord contributions RUN`` needs.
+
+    ``keep_updates`` stores every valid update of every round, and the model the
+    round started from, as safetensors files next to the checkpoints
+    (``{directory}/{run}/updates/round-NNNNN/``): about ``(sites + 1) x model
+    size`` of disk per round (``docs/governance.md``). Off by default.
+    """
+
+    keep_updates: bool = False
+
+
 class FedConfig(_Section):
     """The whole of ``fed.toml``. ``base_dir`` is the folder the file was read from."""
 
@@ -641,6 +654,7 @@ class FedConfig(_Section):
     attack: AttackConfig | None = None
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
+    contribution: ContributionConfig = Field(default_factory=ContributionConfig)
     base_dir: str = Field(default=".", exclude=True)
 
     @model_validator(mode="before")
@@ -712,8 +726,22 @@ def _check_compatibility(cfg: FedConfig) -> None:
 
 def _check_robustness(cfg: FedConfig) -> None:
     """Scores and update attacks need individual updates, which masking hides."""
+    if cfg.contribution.keep_updates and not cfg.store.checkpoints:
+        raise ConfigError(
+            "keep_updates stores the updates next to the checkpoints; set [store] "
+            "checkpoints = true, or keep_updates = false",
+            key="contribution.keep_updates",
+        )
     if cfg.secure_aggregation.mode == "off":
         return
+    if cfg.contribution.keep_updates:
+        raise ConfigError(
+            "under secure aggregation the coordinator sees only the sum of a "
+            "round's updates, never one site's, so none can be kept and no "
+            "per-site contribution (leave-one-out, Shapley) can be computed; set "
+            "keep_updates = false, or turn secure aggregation off",
+            key="contribution.keep_updates",
+        )
     if cfg.robustness.scoring:
         raise ConfigError(
             "anomaly scores and quarantine need every individual update, and under "

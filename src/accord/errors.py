@@ -39,6 +39,9 @@ terminal or a log whole.
     │   ├── RunNotFound (LookupError)       no run with that id
     │   └── RunBusy                         another process is serving that run
     ├── PkiError (ValueError)               a CA, CSR, key or trust file is unusable
+    ├── ContributionUnavailable (ValueError)  a run kept no updates to score
+    │                                       contributions from, or hid them (secure
+    │                                       aggregation); says what can be computed
     ├── LedgerError (ValueError)            a ledger entry, export or key is unusable
     │   └── LedgerInvalid                   a ledger failed verification; ``problems``
     │                                       names each entry it breaks
@@ -62,6 +65,7 @@ __all__ = [
     "AggregateRejected",
     "AuthenticationFailed",
     "ConfigError",
+    "ContributionUnavailable",
     "DatasetError",
     "EquivocationDetected",
     "LedgerError",
@@ -375,6 +379,14 @@ class RunBusy(StoreError):
 
 class PkiError(AccordError, ValueError):
     """A PKI operation cannot proceed: bad name, wrong passphrase, unusable file."""
+
+
+class ContributionUnavailable(AccordError, ValueError):
+    """Contributions cannot be computed for ``run_id``; the message says why."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class LedgerError(AccordError, ValueError):

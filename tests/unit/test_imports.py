@@ -16,6 +16,7 @@ FORBIDDEN = ("torch", "grpc", "sqlalchemy", "typer", "sklearn", "pandas")
     [
         "accord",
         "accord.aggregation",
+        "accord.contribution",
         "accord.attacks.updates",
         "accord.detection",
         "accord.coordinator.round",

@@ -27,6 +27,7 @@ from rich.logging import RichHandler
 
 from accord.cli.audit import register as register_audit
 from accord.cli.ckks import register as register_ckks
+from accord.cli.contributions import register as register_contributions
 from accord.cli.datasets import register as register_datasets
 from accord.cli.deploy import register as register_deploy
 from accord.cli.errors import EXIT_INTERRUPTED
@@ -77,6 +78,7 @@ register_ckks(app)
 register_evaluate(app)
 register_audit(app)
 register_release(app)
+register_contributions(app)
 
 
 def main() -> None:

@@ -59,12 +59,13 @@ from accord.coordinator.executor import (
 )
 from accord.coordinator.federated_eval import federated_eval
 from accord.coordinator.integrity import ExampleBounds
+from accord.coordinator.keeper import UpdateKeeper
 from accord.coordinator.lineage import LedgerSetup, Lineage
 from accord.coordinator.metrics import train_metrics
 from accord.coordinator.privacy import CentralPrivacy, check_supported
 from accord.coordinator.record_privacy import RecordPrivacy
 from accord.coordinator.resume import resume_point
-from accord.coordinator.round import Round, RoundPlan
+from accord.coordinator.round import Round, RoundPlan, UpdateObserver
 from accord.coordinator.selection import derive_seed, select
 from accord.coordinator.strategy import RootUpdate, Strategy
 from accord.coordinator.summary import (
@@ -508,6 +509,15 @@ class Coordinator:
         round failed: there is no aggregate to score against).
         """
         kept = UpdateMatrix() if self.config.robustness.scoring else None
+        observer: UpdateObserver | None = kept
+        if self.config.contribution.keep_updates and self._checkpoints is not None:
+            observer = UpdateKeeper(
+                self._checkpoints.updates(),
+                run_id=run_id,
+                number=plan.number,
+                base=params,
+                inner=kept,
+            )
         accumulator = (
             self._strategy.accumulator(params.spec)
             if self._privacy is None
@@ -523,7 +533,7 @@ class Coordinator:
             excluded={
                 q: self._quarantine.reason(q) for q in self._quarantine.quarantined
             },
-            observer=kept,
+            observer=observer,
         )
         jobs = self._jobs(run_id, plan.number, plan.selected)
         self._executor.submit_train(plan.number, jobs)

@@ -31,12 +31,16 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from accord.errors import StoreError, excerpt
 from accord.params import Array, Params
+
+if TYPE_CHECKING:
+    from accord.store.updates import UpdateArchive
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -119,6 +123,12 @@ class CheckpointStore:
             ) from exc
         logger.debug("saved checkpoint %s", target)
         return target
+
+    def updates(self) -> UpdateArchive:
+        """The run updates kept next to these checkpoints (``[contribution]``)."""
+        from accord.store.updates import UpdateArchive  # it builds on this module
+
+        return UpdateArchive(self)
 
     def check_writable(self) -> None:
         """:class:`StoreError` naming the folder if checkpoints cannot be written.
