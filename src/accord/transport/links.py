@@ -57,6 +57,9 @@ class Links:
         self._open: dict[str, Link] = {}
         self._gone_since: dict[str, float] = {}
         self._closed: Goodbye | None = None
+        # A stream's generator may be finalised at interpreter exit, when the
+        # module's globals are already gone: the drop logs through this reference.
+        self._log = logger
 
     def send(self, name: str, order: TaskOrder) -> bool:
         """Queue ``order`` on ``name``'s stream; False if it has none."""
@@ -148,7 +151,7 @@ class Links:
             if self._open.get(link.name) is link:
                 del self._open[link.name]
                 self._gone_since[link.name] = self._clock()
-                logger.info("%s disconnected", link.name)
+                self._log.info("%s disconnected", link.name)
             self._changed.notify_all()
 
     def wait_for(self, names: Sequence[str], timeout: float) -> frozenset[str]:
