@@ -123,3 +123,83 @@ def test_a_config_other_than_the_runs_is_refused(tmp_path):
 
     assert result.exit_code == 2
     assert "seed" in result.output
+
+
+PARTICIPANT = """
+[privacy]
+level = "participant"
+noise_multiplier = 2.0
+clip = 0.5
+noise_seed = 4
+"""
+
+
+def test_participant_level_gives_every_site_the_federations_epsilon(tmp_path):
+    _run(tmp_path, PARTICIPANT)
+
+    result = _audit(tmp_path, "latest", "--json", "--shadows", "0")
+
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["level"] == "participant"
+    epsilons = {s["epsilon"] for s in doc["sites"]}
+    assert len(epsilons) == 1 and 0 < epsilons.pop() == doc["epsilon"]
+    assert doc["overall"]["bound"]["auc"] < 1.0
+
+
+def test_one_shadow_is_refused_before_anything_runs(tmp_path):
+    _run(tmp_path)
+
+    result = _audit(tmp_path, "latest", "--shadows", "1")
+
+    assert result.exit_code == 2
+    assert "at least 2 shadows" in result.output
+
+
+CSV_FED = """
+[federation]
+name = "mia-csv"
+rounds = 1
+[data]
+dataset = "csv:table.csv"
+partition = "natural"
+sites = 2
+options = {{ target = "label", site_column = "site" }}
+holdout_fraction = 0.4
+[task]
+factory = "accord.task.numpy_task:softmax_regression"
+[evaluation]
+federated = false
+[simulation]
+workers = 0
+[store]
+directory = "{dir}"
+"""
+
+
+def _table(n=60):
+    rows = ["a,b,site,label"]
+    rows += [
+        f"{i % 7},{i % 5},{'north' if i % 2 else 'south'},{i % 3 == 0}"
+        for i in range(n)
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def test_a_csv_run_is_audited_through_its_config_and_refused_once_it_changed(
+    tmp_path,
+):
+    (tmp_path / "table.csv").write_text(_table())
+    config = tmp_path / "fed.toml"
+    config.write_text(CSV_FED.format(dir=tmp_path / "runs"))
+    ran = runner.invoke(app, ["simulate", str(config), "--json"])
+    assert ran.exit_code == 0, ran.output
+    args = ["latest", "--config", str(config), "--shadows", "0"]
+
+    before = _audit(tmp_path, *args)
+    (tmp_path / "table.csv").write_text(_table(61))
+    after = _audit(tmp_path, *args)
+
+    assert before.exit_code == 0, before.output
+    assert after.exit_code == 2
+    assert "changed since it ran" in after.output
