@@ -6,7 +6,8 @@ ledger.jsonl --trust ca/ [--model final.safetensors]`` checks it with nothing bu
 the federation's CA certificate (:mod:`accord.ledger.verify`): exit 0 when it
 holds, 6 when any entry is broken (each one named), 2 when the file or CA cannot be
 read. Without ``--trust`` it checks a simulation ledger, for integrity only
-(``--key`` pins it to its store's key).
+(``--key`` pins it to its store's key). ``accord audit privacy RUN`` attacks a
+run's final model with membership inference (:mod:`accord.cli.privacy_audit`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from accord.errors import LedgerError, LedgerInvalid
 
 __all__ = ["register"]
 
-audit_app = typer.Typer(help="The signed ledger of a run: export, verify.")
+audit_app = typer.Typer(
+    help="The signed ledger of a run: export, verify; its privacy: membership "
+    "inference."
+)
 _STORE = typer.Option(
     None, "--store", help="SQLAlchemy URL (default: the local store)."
 )
@@ -209,5 +213,8 @@ def _print(verdict: Any, model: Path | None) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``accord audit`` to the application."""
+    """Add ``accord audit`` (with ``privacy``) to the application."""
+    from accord.cli.privacy_audit import privacy_command
+
+    audit_app.command("privacy")(privacy_command)
     app.add_typer(audit_app, name="audit")
