@@ -38,10 +38,10 @@ def stop():
     marker.write_text("stopped")
     time.sleep(600)  # until SIGKILL
 
-def stopping_record_round(self, record):
+def stopping_record_round(self, record, **kwargs):
     if (record.number, when) == (number, "before"):
         stop()
-    record_round(self, record)
+    record_round(self, record, **kwargs)
     if (record.number, when) == (number, "after"):
         stop()
 
