@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("Crypto")  # the secagg extra (pycryptodome)
+pytest.importorskip("cryptography")  # the secagg extra (pycryptodome)
 pytest.importorskip("dp_accounting")  # the privacy extra
 
 from accord.config import FedConfig, config_from_mapping

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("Crypto")  # the secagg extra
+pytest.importorskip("cryptography")  # the secagg extra
 pytest.importorskip("dp_accounting")  # the privacy extra
 
 from accord.config import FedConfig, config_from_mapping
