@@ -1,7 +1,11 @@
 """Finding the user's task from a ``module:object`` reference in ``fed.toml``.
 
 The module is looked up first next to ``fed.toml`` (so ``task:build`` means ``task.py``
-beside the config), then on the normal import path. The object is either a ready
+beside the config), then on the normal import path. A file beside ``fed.toml`` is
+loaded from its path under a name of its own (derived from that path), not as plain
+``task``: one process may hold several federations (``accord evaluate``, tests), each
+with its own ``task.py``, and Python's module cache would otherwise hand every one
+the first file imported. The object is either a ready
 :class:`~accord.task.protocol.Task` or a factory called as ``factory(info, **options)``.
 A factory declares the options it takes by its signature; an option it does not name
 (a typo in ``[task] options``) is refused before the call, naming the option and the
@@ -11,7 +15,9 @@ to check its own.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import inspect
 import sys
 from collections.abc import Mapping
@@ -30,9 +36,11 @@ def resolve_object(reference: str, *, base_dir: Path | str = ".") -> Any:
     module_name, _, attr = reference.partition(":")
     base = str(Path(base_dir).resolve())
     if base not in sys.path:
-        sys.path.insert(0, base)
+        sys.path.insert(0, base)  # the task file's own sibling imports
     try:
-        module = importlib.import_module(module_name)
+        module = _beside(module_name, Path(base)) or importlib.import_module(
+            module_name
+        )
     except ImportError as exc:
         raise ConfigError(
             f"cannot import module {module_name!r} ({exc}); it must be importable or "
@@ -48,6 +56,30 @@ def resolve_object(reference: str, *, base_dir: Path | str = ".") -> Any:
                 f"module {module_name!r} has no attribute {attr!r}", key="task.factory"
             ) from None
     return obj
+
+
+def _beside(module_name: str, base: Path) -> Any:
+    """The module ``base/module_name.py`` under a name unique to its path, or None."""
+    if "." in module_name:
+        return None
+    path = base / f"{module_name}.py"
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    unique = f"_accord_task_{digest}_{module_name}"
+    if (cached := sys.modules.get(unique)) is not None:
+        return cached
+    spec = importlib.util.spec_from_file_location(unique, path)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = module  # before running it: dataclasses look it up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[unique]
+        raise
+    return module
 
 
 def load_task(

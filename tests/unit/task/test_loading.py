@@ -7,7 +7,7 @@ import pytest
 
 from accord.data.arrays import DatasetInfo
 from accord.errors import ConfigError
-from accord.task.loading import load_task
+from accord.task.loading import load_task, resolve_object
 
 INFO = DatasetInfo(name="toy", feature_shape=(3,), class_names=("no", "yes"))
 
@@ -58,3 +58,23 @@ def test_the_examples_refuse_a_typo_in_their_options(example, accepted, monkeypa
     assert f"'hiddne' is not an option of task:build, which accepts {accepted}" in (
         str(err.value)
     )
+
+
+def test_two_task_files_of_the_same_name_in_one_process_stay_apart(tmp_path):
+    # Arrange: two federations, each with its own task.py and a helper beside it
+    for name in ("one", "two"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"helper_{name}.py").write_text(f"WHO = {name!r}\n")
+        (folder / "task.py").write_text(
+            f"from helper_{name} import WHO\n\ndef build():\n    return WHO\n"
+        )
+
+    # Act: both resolved in one process, the first twice
+    first = resolve_object("task:build", base_dir=tmp_path / "one")
+    second = resolve_object("task:build", base_dir=tmp_path / "two")
+    again = resolve_object("task:build", base_dir=tmp_path / "one")
+
+    # Assert: each file's own factory (the module cache keyed by path), reused
+    assert (first(), second()) == ("one", "two")
+    assert again is first
