@@ -63,9 +63,17 @@ def test_a_bad_attack_is_refused_naming_the_key(
 
 
 def test_values_just_inside_the_bounds_load() -> None:
-    _config(attack={"kind": "alie", "fraction": 0.99})
-    _config(attack={"kind": "backdoor", "count": 1, "backdoor": {"fraction": 1.0}})
-    _config(robustness={"min_cosine": -1.0, "min_nearest_ratio": 0.01})
+    alie = _config(attack={"kind": "alie", "fraction": 0.99})
+    backdoor = _config(
+        attack={"kind": "backdoor", "count": 1, "backdoor": {"fraction": 1.0}}
+    )
+    rules = _config(robustness={"min_cosine": -1.0, "min_nearest_ratio": 0.01})
+
+    assert alie.attack is not None and alie.attack.fraction == 0.99
+    assert backdoor.attack is not None and backdoor.attack.backdoor is not None
+    assert backdoor.attack.backdoor.fraction == 1.0
+    assert rules.robustness.min_cosine == -1.0
+    assert rules.robustness.min_nearest_ratio == 0.01
 
 
 @pytest.mark.parametrize(
