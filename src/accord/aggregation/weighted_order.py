@@ -24,12 +24,18 @@ within the range of the honest values at every coordinate.
 How: values must be sorted *with* their update's index. A float32 (or float16)
 value widened to float64 has 29 zero bits at the bottom of its mantissa; the index
 goes there. The resulting float64 *key* orders exactly as the value (ties broken by
-index) and rounds back to it exactly. A comparator network
-(:mod:`accord.aggregation.network`) sorts the keys of a chunk with
-``np.minimum``/``np.maximum``; the index bits give each sorted position its weight
-(``np.take`` from an ``n``-entry table). An infinity with index bits reads as NaN:
-such coordinates, and real NaNs, are recomputed by the reference definition
-(``argsort``), which float64 updates and more than
+index) and rounds back to it exactly. A comparator network (Waksman's 29
+comparators for 10 updates, Batcher's from :mod:`accord.aggregation.network`
+otherwise) sorts the keys of a chunk with ``np.minimum``/``np.maximum``; the keys
+start in the buffer rows that make the network leave sorted position ``k`` in row
+``k``, so everything after the sort is a whole-array operation. The index bits
+give each sorted position its weight (``np.take`` from an ``n``-entry table); the
+median is picked by counting the positions before it and one flat ``take``; the
+trimmed mean clips only the positions whose cumulative weight can leave the kept
+range. Every such shortcut leaves the float arithmetic as it was: results are bit
+for bit those of a plain sequential walk (tested). An infinity with index bits
+reads as NaN: such coordinates, and real NaNs, are recomputed by the reference
+definition (``argsort``), which float64 updates and more than
 :data:`~accord.aggregation.order_statistics.NETWORK_MAX_INPUTS` updates use
 throughout. A NaN in any update's coordinate gives NaN there.
 """
@@ -90,15 +96,95 @@ def _median_last(weights: Sequence[float]) -> int:
     return min(len(weights) - 1, last + 1)
 
 
+def _half_reachable(weights: Sequence[float]) -> bool:
+    """Whether some prefix of the sorted weights can sum to exactly half the total.
+
+    Only then can the lower and upper weighted medians differ. A float sum of
+    ``k`` non-negative terms in any order is within ``k`` ulps-worth of the total
+    of the exact subset sum, so a subset whose exact sum is farther from half than
+    that bound never meets it, whatever the values' order. Up to 16 weights all
+    subsets are checked; beyond that the answer is a conservative yes.
+    """
+    n = len(weights)
+    if n > 16:
+        return True
+    table = np.asarray(weights, dtype=np.float64)
+    sums = np.zeros(1)
+    for w in table:  # all 2^n subset sums, each exact to rounding
+        sums = np.concatenate([sums, sums + w])
+    total = math.fsum(weights)
+    slack = 4 * n * np.finfo(np.float64).eps * total
+    return bool(np.any(np.abs(sums - total / 2) <= slack))
+
+
+def _clipped_rows(weights: Sequence[float], lo: float, hi: float) -> tuple[int, int]:
+    """Sorted positions whose cumulative weight can fall outside ``[lo, hi]``.
+
+    Returns ``(a, b)``: only positions before ``a`` can sum to less than ``lo``
+    and only positions from ``b`` on to more than ``hi``, whatever the values'
+    order (position ``k`` sums at least the ``k + 1`` lightest weights and at most
+    the ``k + 1`` heaviest, up to a rounding slack); clipping the others is the
+    identity, so the trimmed mean skips it.
+    """
+    ordered = sorted(weights)
+    n = len(ordered)
+    slack = 4 * n * np.finfo(np.float64).eps * math.fsum(ordered)
+    lightest = np.cumsum(ordered)
+    heaviest = np.cumsum(ordered[::-1])
+    a = int(np.count_nonzero(lightest < lo + slack))
+    b = n - int(np.count_nonzero(heaviest > hi - slack))
+    return a, min(max(a, b), n)
+
+
+#: Waksman's 29-comparator sorting network for 10 inputs (Knuth, TAOCP 5.3.4), by
+#: layers: 10 sites is the consortium size of W6, and Batcher's network needs 32.
+#: Checked on all 2^10 zero-one inputs by the tests (the 0-1 principle).
+_TEN = (
+    ((0, 8), (1, 9), (2, 7), (3, 5), (4, 6)),
+    ((0, 2), (1, 4), (5, 8), (7, 9)),
+    ((0, 3), (2, 4), (5, 7), (6, 9)),
+    ((0, 1), (3, 6), (8, 9)),
+    ((1, 5), (2, 3), (4, 8), (6, 7)),
+    ((1, 2), (3, 5), (4, 6), (7, 8)),
+    ((2, 3), (4, 5), (6, 7)),
+    ((3, 4), (5, 6)),
+)
+
+
+def key_network(n: int) -> tuple[tuple[int, int], ...]:
+    """The sorting network the weighted rules use for ``n`` updates."""
+    if n == 10:
+        return tuple(c for layer in _TEN for c in layer)
+    return sorting_network(n)
+
+
 def _pruned(n: int, outputs: set[int]) -> tuple[tuple[int, int], ...]:
     """Comparators of the sorting network that the sorted ``outputs`` depend on."""
     needed = set(outputs)
     kept = []
-    for lo, hi in reversed(sorting_network(n)):
+    for lo, hi in reversed(key_network(n)):
         if lo in needed or hi in needed:
             kept.append((lo, hi))
             needed |= {lo, hi}
     return tuple(reversed(kept))
+
+
+def _placement(n: int, comparators: Sequence[tuple[int, int]]) -> tuple[int, ...]:
+    """Buffer rows to start the keys and the spare in: position ``k`` ends in row ``k``.
+
+    The kernel runs each comparator without copying rows: the minimum goes to the
+    spare row and the maximum overwrites the upper wire's row, so the rows end up
+    permuted, by a permutation that depends only on the comparators. Starting from
+    its inverse makes the walk after the sort whole-array operations on
+    consecutive rows.
+    """
+    order = list(range(n + 1))
+    for i, _ in comparators:
+        order[i], order[-1] = order[-1], order[i]
+    start = [0] * (n + 1)
+    for position, row in enumerate(order):
+        start[row] = position
+    return tuple(start)
 
 
 class _KeyKernel:
@@ -109,7 +195,8 @@ class _KeyKernel:
     holding sorted position ``k``), and the walk over the weights (cumulative sums,
     the positions where they cross the cut, the trimmed weights) is a handful of
     whole-array operations. For the median only the positions up to the last that
-    can hold it (:func:`_median_last`) are sorted and summed.
+    can hold it (:func:`_median_last`) are sorted and summed, and the answer is
+    picked from them with masked copies (the sorted keys rise with the position).
     """
 
     def __init__(
@@ -128,14 +215,21 @@ class _KeyKernel:
         self.lo, self.hi = beta * total, (1 - beta) * total
         self.mode, self.beta = mode, beta
         self.rows = _median_last(weights) + 1 if mode == "median" else n
+        self.upper_possible = mode == "median" and _half_reachable(weights)
+        self.clipped = _clipped_rows(weights, self.lo, self.hi)
         self.comparators = _pruned(n, set(range(self.rows)))
-        self.index = np.arange(n, dtype=np.int64)[:, None]
+        self.start = _placement(n, self.comparators)
+        # the index of the update whose key each buffer row starts with (the
+        # spare's is 0: it holds no key)
+        self.index = np.zeros((n + 1, 1), np.int64)
+        self.index[list(self.start[:n]), 0] = np.arange(n)
         self.keys = np.empty((n + 1, size))
         self.bits = np.empty((self.rows, size), np.int64)  # then the kept weights
         self.cum = np.empty((self.rows, size))
         self.mask = np.empty((self.rows, size), bool)
-        self.where = np.empty(size, np.intp)
-        self.columns = np.arange(size)
+        self.columns = np.arange(size, dtype=np.intp)
+        # positions before the median's: fewer than 128 fit the cheapest count
+        self.count_dtype = np.int8 if self.rows <= 128 else np.int16
         self.f32 = np.empty(size, np.float32)
         self.upper = np.empty(size, np.float32)
         self.acc = np.empty(size)
@@ -144,29 +238,29 @@ class _KeyKernel:
         m = out.shape[0]
         keys = self.keys[:, :m]
         for i, x in enumerate(inputs):
-            np.copyto(keys[i], x)  # float32 and float16 widen exactly
-        keys[: self.n].view(np.int64)[...] |= self.index
-        order = list(range(self.n + 1))
+            np.copyto(keys[self.start[i]], x)  # float32 and float16 widen exactly
+        keys.view(np.int64)[...] |= self.index
+        order = list(self.start)
         for i, j in self.comparators:
             spare = order[-1]
             np.minimum(keys[order[i]], keys[order[j]], out=keys[spare])
             np.maximum(keys[order[i]], keys[order[j]], out=keys[order[j]])
             order[i], order[-1] = spare, order[i]
-        order = order[: self.rows]
+        # the start placement leaves sorted position k in buffer row k
+        rows = self.rows
         bits, cum = self.bits[:, :m], self.cum[:, :m]
-        for position, row in enumerate(order):
-            np.bitwise_and(keys[row].view(np.int64), _INDEX_MASK, out=bits[position])
+        np.bitwise_and(keys[:rows].view(np.int64), _INDEX_MASK, out=bits)
         # mode="clip": the indices are valid, and it spares numpy a buffered copy
         np.take(self.table, bits, out=cum, mode="clip")
-        for k in range(1, self.rows):
+        for k in range(1, rows):
             cum[k] += cum[k - 1]
         result = self.f32[:m]
         # an infinity's key is a NaN (see below); sums may overflow as numpy's do
         with np.errstate(invalid="ignore", over="ignore"):
             if self.mode == "median":
-                self._median(keys, order, cum, result)
+                self._median(cum, result)
             else:
-                self._trimmed(keys, order, cum, result)
+                self._trimmed(keys, cum, result)
         # An infinity with index bits is a NaN: those coordinates (and real NaNs)
         # take the reference path, which handles both.
         special = np.isnan(result)
@@ -177,47 +271,52 @@ class _KeyKernel:
             )
         np.copyto(out, result, casting="same_kind")
 
-    def _at(
-        self, keys: Array, order: list[int], cum: Array, strict: bool, out: Array
-    ) -> None:
-        """``out`` = the first sorted value whose cumulative weight passes half."""
-        m = out.shape[0]
-        mask, where = self.mask[:, :m], self.where[:m]
-        if strict:
-            np.less_equal(cum, self.half, out=mask)
-        else:
-            np.less(cum, self.half, out=mask)
-        np.add.reduce(mask, axis=0, dtype=np.intp, out=where)
-        np.minimum(where, self.rows - 1, out=where)  # rounding: never past the rows
-        rows = np.take(np.asarray(order), where)  # sorted position -> buffer row
-        # float64 -> float32 rounds the index bits away
-        np.copyto(out, keys[rows, self.columns[:m]], casting="same_kind")
+    def _at(self, cum: Array, strict: bool, out: Array) -> None:
+        """``out`` = the first sorted value whose cumulative weight passes half.
 
-    def _median(self, keys: Array, order: list[int], cum: Array, result: Array) -> None:
-        self._at(keys, order, cum, False, result)
+        Cumulative weights rise with the position, so the positions before it are
+        those whose weight has not passed half: counting them gives the position
+        (the last one where rounding passes none), and a flat ``take`` from the
+        key buffer the value.
+        """
+        m = out.shape[0]
+        mask = self.mask[: self.rows - 1, :m]
+        if strict:
+            np.less_equal(cum[:-1], self.half, out=mask)
+        else:
+            np.less(cum[:-1], self.half, out=mask)
+        count = np.add.reduce(mask.view(np.int8), axis=0, dtype=self.count_dtype)
+        # sorted position k is buffer row k: its offset in the flat buffer
+        flat = count.astype(np.intp)
+        flat *= self.keys.shape[1]
+        flat += self.columns[:m]
+        # float64 -> float32 rounds the index bits away
+        np.copyto(out, np.take(self.keys.reshape(-1), flat), casting="same_kind")
+
+    def _median(self, cum: Array, result: Array) -> None:
+        self._at(cum, False, result)
         # The upper median differs only where a cumulative weight is exactly half
         # (equal weights and an even count, typically); elsewhere it is the lower.
-        if not (cum == self.half).any():
+        if not self.upper_possible or not (cum == self.half).any():
             return
         upper = self.upper[: result.shape[0]]
-        self._at(keys, order, cum, True, upper)
+        self._at(cum, True, upper)
         result += upper
         result *= np.float32(0.5)
 
-    def _trimmed(
-        self, keys: Array, order: list[int], cum: Array, result: Array
-    ) -> None:
+    def _trimmed(self, keys: Array, cum: Array, result: Array) -> None:
         m = result.shape[0]
         # kept weight at position k: clip(cum_k) - clip(cum_k-1), clipped to
         # [lo, hi]; written over the index bits, which are no longer needed
-        np.clip(cum, self.lo, self.hi, out=cum)
+        low, high = self.clipped
+        np.clip(cum[:low], self.lo, self.hi, out=cum[:low])
+        np.clip(cum[high:], self.lo, self.hi, out=cum[high:])
         kept = self.bits[:, :m].view(np.float64)
         np.subtract(cum[1:], cum[:-1], out=kept[1:])
         np.subtract(cum[0], self.lo, out=kept[0])
-        for position, row in enumerate(order):
-            value = keys[row]
-            value.view(np.int64)[...] &= _VALUE_MASK
-            kept[position] *= value
+        values = keys[: self.n]
+        values.view(np.int64)[...] &= _VALUE_MASK
+        kept *= values
         acc = self.acc[:m]
         np.add.reduce(kept, axis=0, out=acc)
         acc /= self.hi - self.lo

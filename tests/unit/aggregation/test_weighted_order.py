@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, seed, settings
@@ -15,7 +17,13 @@ from accord.aggregation import (
     weighted_trimmed_mean,
 )
 from accord.aggregation.order_statistics import NETWORK_MAX_INPUTS
-from accord.aggregation.weighted_order import CHUNK, _argsort_rows
+from accord.aggregation.weighted_order import (
+    CHUNK,
+    _argsort_rows,
+    _clipped_rows,
+    _half_reachable,
+    key_network,
+)
 from accord.params import Params
 
 pools = st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), max_size=5)
@@ -162,3 +170,126 @@ def test_many_chunks_on_threads_match_the_reference_definition(mode):
             np.testing.assert_array_equal(got[name], want[name])
         else:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7)
+
+
+def _sequential_reference(
+    rows: np.ndarray, weights: list[float], mode: str, beta: float
+) -> np.ndarray:
+    """The weighted rules' float arithmetic, written plainly (one column a row).
+
+    Keys are float64 widenings with the update's index in the low mantissa bits,
+    ordered by a stable argsort; cumulative weights, the median's pick and the
+    trimmed mean's kept weights and sum are computed position by position, in the
+    order the kernel uses. The fast path must equal this bit for bit.
+    """
+    n = rows.shape[1]
+    keys = rows.astype(np.float64)
+    keys.view(np.int64)[...] |= np.arange(n, dtype=np.int64)
+    order = np.argsort(keys, axis=1, kind="stable")
+    values = np.take_along_axis(rows, order, axis=1).astype(np.float64)
+    table = np.asarray(weights, dtype=np.float64)
+    cum = table[order]
+    for k in range(1, n):
+        cum[:, k] = cum[:, k - 1] + cum[:, k]
+    total = math.fsum(weights)
+    if mode == "median":
+        half = total / 2
+        last = n - 1
+        low = np.minimum((cum < half).sum(axis=1), last)
+        high = np.minimum((cum <= half).sum(axis=1), last)
+        r = np.arange(len(rows))
+        lower = values[r, low].astype(np.float32)
+        upper = values[r, high].astype(np.float32)
+        exact = (cum == half).any(axis=1)
+        out = np.where(exact, (lower + upper) * np.float32(0.5), lower)
+        return out.astype(np.float32)
+    lo, hi = beta * total, (1 - beta) * total
+    clipped = np.clip(cum, lo, hi)
+    kept = np.empty_like(clipped)
+    kept[:, 0] = clipped[:, 0] - lo
+    kept[:, 1:] = clipped[:, 1:] - clipped[:, :-1]
+    acc = kept[:, 0] * values[:, 0]
+    for k in range(1, n):
+        acc = acc + kept[:, k] * values[:, k]
+    return (acc / (hi - lo)).astype(np.float32)
+
+
+def _tied_rows(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """float32 columns with exact ties, signed zeros, subnormals and near ties."""
+    rows = rng.standard_normal((size, n)).astype(np.float32)
+    pool = np.array([0.0, -0.0, 1.0, -1.0, 0.5, 1e-40, -1e-40], np.float32)
+    tie = rng.random(rows.shape) < 0.4
+    rows[tie] = rng.choice(pool, rows.shape)[tie]
+    near = rng.random(rows.shape) < 0.05  # one ulp from the value beside it
+    shifted = np.nextafter(np.roll(rows, 1, axis=1), np.float32(np.inf))
+    rows[near] = shifted[near]
+    return rows
+
+
+WEIGHTINGS = {
+    "unequal": lambda rng, n: [float(w) for w in rng.integers(50, 5000, n)],
+    "equal": lambda rng, n: [3.0] * n,
+    "zeros": lambda rng, n: [float(w) for w in rng.integers(0, 3, n) * 7] or [1.0],
+    "fractional": lambda rng, n: [float(w) for w in rng.random(n) * 10 + 1e-3],
+    "halving": lambda rng, n: [1.0, 2.0, 3.0, 2.0][:n] + [0.5] * max(0, n - 4),
+}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 9, 10, 11, 16])
+@pytest.mark.parametrize("weighting", sorted(WEIGHTINGS))
+def test_fast_path_equals_the_sequential_arithmetic_bit_for_bit(n, weighting):
+    # Arrange: odd and even counts, ties, zero weights, one site, 10 (Waksman's net)
+    rng = np.random.default_rng([n, len(weighting)])
+    rows = _tied_rows(rng, n, 3 * CHUNK // 2 + 7)  # two chunks, the last partial
+    weights = WEIGHTINGS[weighting](rng, n)
+    if math.fsum(weights) == 0:
+        weights[0] = 1.0
+    updates = [Params({"w": np.ascontiguousarray(rows[:, i])}) for i in range(n)]
+
+    # Act
+    median = weighted_median(updates, weights, workers=1)["w"]
+    trimmed = {b: weighted_trimmed_mean(updates, weights, b)["w"] for b in (0.1, 0.25)}
+
+    # Assert
+    np.testing.assert_array_equal(
+        median, _sequential_reference(rows, weights, "median", 0.0), strict=True
+    )
+    for beta, got in trimmed.items():
+        want = _sequential_reference(rows, weights, "trimmed", beta)
+        np.testing.assert_array_equal(got, want, strict=True)
+
+
+@pytest.mark.parametrize("n", range(1, 17))
+def test_the_weighted_rules_sorting_networks_sort_every_zero_one_input(n):
+    # the 0-1 principle: a comparator network sorts everything iff it sorts 0-1 inputs
+    rows = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    for i, j in key_network(n):
+        lo, hi = np.minimum(rows[:, i], rows[:, j]), np.maximum(rows[:, i], rows[:, j])
+        rows[:, i], rows[:, j] = lo, hi
+    assert (np.diff(rows, axis=1) >= 0).all()
+    if n == 10:
+        assert len(key_network(n)) == 29
+
+
+def test_the_upper_median_is_computed_only_where_half_the_weight_can_be_met():
+    assert _half_reachable([1.0] * 10)  # equal weights, even count
+    assert _half_reachable([1.0, 2.0, 3.0])  # 1 + 2 == 3 == 6 / 2
+    assert not _half_reachable([1.0] * 9)
+    assert not _half_reachable([2252.0, 2713.0, 2612.0, 1749.0, 4733.0])
+    assert _half_reachable([1.0] * 17)  # too many to enumerate: assumed
+
+
+@pytest.mark.parametrize("seed_", range(5))
+def test_only_the_rows_declared_clippable_leave_the_kept_range(seed_):
+    rng = np.random.default_rng(seed_)
+    n = int(rng.integers(2, 13))
+    weights = [float(w) for w in rng.integers(0, 100, n)] + [1.0]
+    total = math.fsum(weights)
+    beta = float(rng.choice([0.05, 0.1, 0.3]))
+    lo, hi = beta * total, (1 - beta) * total
+    low, high = _clipped_rows(weights, lo, hi)
+
+    for _ in range(200):  # random orders of the weights
+        cum = np.cumsum(rng.permutation(weights))
+        outside = (cum < lo) | (cum > hi)
+        assert not outside[low:high].any()
