@@ -12,7 +12,11 @@ function that can be tested on its own:
 - **ALIE**, "A little is enough" (Baruch et al., 2019): ``mean + z * std`` of the
   honest updates per coordinate; by default ``z`` is the paper's ``z_max``:
   ``s = floor(n / 2 + 1) - f`` and ``z = Phi^-1((n - s) / n)`` for ``n``
-  participants of which ``f`` are malicious.
+  participants of which ``f`` are malicious. With a backdoor (``[attack.backdoor]``)
+  it is the paper's backdooring attack instead: each malicious site trains on its
+  poisoned rows, then sends its own update projected per coordinate into
+  ``[mean - z * std, mean + z * std]`` of the honest updates, so that the backdoor
+  rides inside the honest spread.
 - **IPM**, inner-product manipulation (Xie et al., 2019): ``-epsilon * mean``.
 - **min-max / min-sum** (Shejwalkar & Houmansadr, NDSS 2021): ``mean - gamma * p``
   with ``p`` the unit vector of the mean, the coordinate-wise std or the sign of
@@ -41,6 +45,7 @@ __all__ = [
     "OMNISCIENT",
     "UpdateAttack",
     "alie",
+    "alie_backdoor",
     "alie_z",
     "ipm",
     "min_max",
@@ -80,6 +85,17 @@ def alie(honest: Vector, *, z: float) -> Vector:
     """``mean + z * std`` of the rows of ``honest``, per coordinate."""
     mean, std = _stats(honest)
     return mean + z * std
+
+
+def alie_backdoor(own: Vector, honest: Vector, *, z: float) -> Vector:
+    """Each row of ``own`` clipped per coordinate to ``mean +- z * std`` of ``honest``.
+
+    Baruch et al.'s backdooring attack in its projection form: the malicious sites'
+    backdoor-trained updates, kept within ``z`` standard deviations of the honest
+    mean at every coordinate, where robust rules cannot tell them from honest ones.
+    """
+    mean, std = _stats(honest)
+    return np.clip(own, mean - z * std, mean + z * std)
 
 
 def ipm(honest: Vector, *, epsilon: float) -> Vector:
@@ -172,6 +188,9 @@ class UpdateAttack:
     direction: Direction = "std"
     gamma_init: float = 10.0
     tolerance: float = 1e-5
+    #: The malicious sites trained on backdoored rows (``[attack.backdoor]``):
+    #: ALIE then projects their own updates instead of replacing them.
+    backdoor: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -207,6 +226,9 @@ class UpdateAttack:
         if not self.omniscient:
             return own  # a data attack: the update is what the poisoned data gave
         ref = honest if len(honest) else own
+        if self.kind == "alie" and self.backdoor:
+            z = alie_z(n_round, len(own)) if self.z is None else self.z
+            return alie_backdoor(own, ref, z=z)
         crafted = self._omniscient(ref, n_round=n_round, f=len(own))
         return np.tile(crafted, (len(own), 1))
 

@@ -47,6 +47,7 @@ def update_attack(config: AttackConfig) -> UpdateAttack:
         direction=config.direction,
         gamma_init=config.gamma_init,
         tolerance=config.tolerance,
+        backdoor=config.backdoor is not None,
     )
 
 

@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.attacks.updates import UpdateAttack, alie, alie_z, ipm, min_max, min_sum
+from accord.attacks.updates import (
+    UpdateAttack,
+    alie,
+    alie_backdoor,
+    alie_z,
+    ipm,
+    min_max,
+    min_sum,
+)
 
 
 def _honest(seed: int = 0, n: int = 8, d: int = 20) -> np.ndarray:
@@ -147,3 +155,34 @@ def test_a_data_attack_leaves_the_update_as_trained() -> None:
 def test_an_unknown_kind_is_refused_not_sent_as_is() -> None:
     with pytest.raises(ValueError, match="unknown attack kind 'zero'"):
         UpdateAttack("zero")
+
+
+def test_alie_backdoor_projects_each_own_update_into_the_honest_box() -> None:
+    # Baruch et al.'s backdooring attack, projection form: mean +- z std per coordinate
+    honest = _honest(8)
+    mean, std = honest.mean(0), honest.std(0)
+    inside = mean + 0.1 * std  # already within the box: unchanged
+    above, below = mean + 5 * std, mean - 5 * std
+    own = np.stack([inside, above, below])
+
+    out = alie_backdoor(own, honest, z=0.5)
+
+    np.testing.assert_array_equal(out[0], inside)
+    np.testing.assert_allclose(out[1], mean + 0.5 * std)
+    np.testing.assert_allclose(out[2], mean - 0.5 * std)
+    assert (np.abs(out - mean) <= 0.5 * std + 1e-12).all()
+
+
+def test_alie_with_a_backdoor_sends_each_site_its_projected_update() -> None:
+    honest, own = _honest(9), _honest(10, n=2) * 4.0
+
+    out = UpdateAttack("alie", backdoor=True).craft(
+        own, honest, n_round=10, rng=np.random.default_rng()
+    )
+
+    z = alie_z(10, 2)
+    want = np.clip(
+        own, honest.mean(0) - z * honest.std(0), honest.mean(0) + z * honest.std(0)
+    )
+    np.testing.assert_array_equal(out, want)
+    assert not np.array_equal(out[0], out[1])  # not copies: each its own backdoor
