@@ -192,11 +192,12 @@ class _KeyKernel:
 
     The keys of a chunk are the rows of one ``(n + 1, chunk)`` float64 buffer; the
     network permutes row indices instead of moving rows (``order[k]`` is the row
-    holding sorted position ``k``), and the walk over the weights (cumulative sums,
+    holding sorted position ``k``), starting from the placement (:func:`_placement`)
+    that ends with ``order[k] == k``, so the walk over the weights (cumulative sums,
     the positions where they cross the cut, the trimmed weights) is a handful of
     whole-array operations. For the median only the positions up to the last that
     can hold it (:func:`_median_last`) are sorted and summed, and the answer is
-    picked from them with masked copies (the sorted keys rise with the position).
+    picked from them by counting the positions before it.
     """
 
     def __init__(
