@@ -7,7 +7,7 @@ One command runs both halves of the comparison (issue 9) and prints the table::
 Settings (both sides): the digits federation of :data:`peer_data.DIGITS_TOML`
 (10 sites, Dirichlet alpha = 0.5, the example's PyTorch MLP, no server momentum),
 ``m = 5`` of the 10 sites sampled per round, 20 rounds, update clip ``C = 0.3``
-(L2, over the whole update), noise multipliers ``z`` in 0.1, 0.3, 1.0 (and 0: no
+(L2, over the whole update), noise multipliers ``z`` in 0.5, 1, 2 (and 0: no
 DP), delta = 1e-5, uniform weights, Gaussian noise of ``z C`` on the sum, divided by
 ``m``.
 
@@ -136,7 +136,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run both halves; print the table and the JSON line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--noise-multipliers", default="0,0.1,0.3,1.0")
+    ap.add_argument("--noise-multipliers", default="0,0.5,1.0,2.0")
     ap.add_argument("--clip", type=float, default=0.3)
     ap.add_argument("--sampled", type=int, default=5, help="sites per round (of 10)")
     ap.add_argument("--rounds", type=int, default=20)

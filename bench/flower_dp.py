@@ -194,7 +194,7 @@ def main() -> None:
     global ARGS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--manifest", required=True, help="bench/peer_data.py's output")
-    ap.add_argument("--noise-multipliers", default="0,0.1,0.3,1.0")
+    ap.add_argument("--noise-multipliers", default="0,0.5,1.0,2.0")
     ap.add_argument("--clip", type=float, default=0.3)
     ap.add_argument("--sampled", type=int, default=5, help="clients per round")
     ap.add_argument("--rounds", type=int, default=None, help="default: the manifest's")
