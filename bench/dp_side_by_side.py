@@ -2,7 +2,7 @@
 
 One command runs both halves of the comparison (issue 9) and prints the table::
 
-    .venv/bin/python bench/dp_side_by_side.py                    # ~5 min, 2 cores
+    .venv/bin/python bench/dp_side_by_side.py   # 3-6 min on 2 shared cores
 
 Settings (both sides): the digits federation of :data:`peer_data.DIGITS_TOML`
 (10 sites, Dirichlet alpha = 0.5, the example's PyTorch MLP, no server momentum),

@@ -2,7 +2,7 @@
 
 One command runs both halves of the comparison (issue 10) and prints the table::
 
-    .venv/bin/python bench/robustness_side_by_side.py            # ~10 min, 2 cores
+    .venv/bin/python bench/robustness_side_by_side.py   # ~20 min on 2 shared cores
 
 1. writes the digits federation of :data:`peer_data.DIGITS_TOML` (``examples/digits``
    without server momentum, ``trim = 0.2``; 20 rounds, seed 1) to
