@@ -136,14 +136,37 @@ def run_flower(
     run parsed as JSON, plus ``peer_process_wall_s``. Raises ``PeerError`` when a run
     fails, times out or prints no JSON line.
     """
-    if repeats < 1:
-        raise ValueError("repeats must be >= 1")
     py = venv_python()
     path = flower_dir() / script
     if not path.is_file():
         raise PeerError(f"no Flower workload script {path}")
+    return run_peer_script(
+        path, args, repeats=repeats, tag=tag, timeout_s=timeout_s, env=env, python=py
+    )
+
+
+def run_peer_script(
+    path: Path,
+    args: Sequence[str] = (),
+    *,
+    repeats: int,
+    tag: str | None = None,
+    timeout_s: float | None = None,
+    env: Mapping[str, str] | None = None,
+    python: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Run any script (e.g. ``bench/flower_robustness.py``) in the Flower venv.
+
+    The same as :func:`run_flower` for a script given by its path: raw output in
+    ``bench/results-raw/flower-<stem>[-<tag>]-<i>.{out,err}``, the last stdout
+    line of each run parsed as JSON. Raises ``FlowerVenvMissing`` without the venv.
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    py = python or venv_python()
+    script = path.name
     RAW_DIR.mkdir(parents=True, exist_ok=True)
-    stem = Path(script).stem + (f"-{tag}" if tag else "")
+    stem = path.stem + (f"-{tag}" if tag else "")
     cmd = [str(py), str(path), *map(str, args)]
     results: list[dict[str, Any]] = []
     for i in range(1, repeats + 1):

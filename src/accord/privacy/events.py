@@ -54,7 +54,8 @@ def participant_round_event(noise_multiplier: float, sampling_rate: float) -> Dp
     ``noise_multiplier`` times the clip. A rate of 1 (everyone, every round) is
     the plain Gaussian mechanism. accord selects a fixed number of participants;
     accounting it as Poisson sampling at the same rate is the approximation that
-    TensorFlow Federated and Flower make too; it is exact at rate 1.
+    TensorFlow Federated makes too (Flower 1.42's optional accountant for its
+    fixed-clipping wrappers claims no amplification at all); it is exact at rate 1.
     """
     q = _rate(sampling_rate)
     gaussian = gaussian_event(noise_multiplier)
