@@ -94,7 +94,6 @@ def audit_privacy_command(
         model_run,
         run_history,
     )
-    from accord.participant.sitelog import SiteLog
 
     with reported():
         if shadows == 1:
@@ -103,7 +102,7 @@ def audit_privacy_command(
         log = site_log or (identity / "site-log.jsonl" if identity else None)
         if site_log is not None and not site_log.is_file():
             raise ConfigError(f"no site log at {site_log}", key="--site-log")
-        entries = SiteLog.read(log) if log is not None and log.is_file() else []
+        entries = _entries(log)
         run_id, _ = model_run(model)
         history = run_history(entries, run_id)
         source = load_local_data(data, options=parse_options(data_option or []))
@@ -132,6 +131,22 @@ def audit_privacy_command(
         typer.echo(dumps(as_document(result)))
     else:
         _print(result)
+
+
+def _entries(log: Path | None) -> list[dict[str, Any]]:
+    """The site log's entries (none without one); ConfigError if unreadable."""
+    from accord.participant.sitelog import SiteLog
+
+    if log is None or not log.is_file():
+        return []
+    try:
+        return SiteLog.read(log)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot read the site log {log}: {exc}; pass the site log the "
+            "participant wrote",
+            key="--site-log",
+        ) from None
 
 
 def _ledger(

@@ -232,15 +232,35 @@ def run_history(entries: Sequence[Mapping[str, Any]], run_id: str) -> RunHistory
                 encoding = json.dumps(entry["encoding"]).encode("utf-8")
                 data_sha = last_data
         elif event == "trained" and _of_run(entry, run_id):
-            rounds.add(int(entry["round"]))
-            options = entry.get("options") or {}
-            settings = TrainSettings(
-                epochs=int(entry["epochs"]),
-                batch_size=int(entry["batch_size"]),
-                learning_rate=float(entry["learning_rate"]),
-                options={k: v for k, v in dict(options).items() if k != OPTION_KEY},
-            )
+            number, settings = _trained(entry)
+            rounds.add(number)
     return RunHistory(frozenset(rounds), settings, encoding, data_sha)
+
+
+def _trained(entry: Mapping[str, Any]) -> tuple[int, TrainSettings]:
+    """A ``trained`` entry's round and settings; ConfigError if it is malformed."""
+    try:
+        options = entry.get("options") or {}
+        settings = TrainSettings(
+            epochs=int(entry["epochs"]),
+            batch_size=int(entry["batch_size"]),
+            learning_rate=float(entry["learning_rate"]),
+            options={k: v for k, v in dict(options).items() if k != OPTION_KEY},
+        )
+        number = int(entry["round"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"a 'trained' entry of the site log is malformed ({excerpt(repr(exc))}); "
+            "pass the site log the participant wrote",
+            key="--site-log",
+        ) from None
+    if number < 1 or settings.epochs < 1 or settings.batch_size < 1:
+        raise ConfigError(
+            f"a 'trained' entry of the site log has round {number}, epochs "
+            f"{settings.epochs}, batch size {settings.batch_size}: each must be >= 1",
+            key="--site-log",
+        )
+    return number, settings
 
 
 def _ledger_dp(

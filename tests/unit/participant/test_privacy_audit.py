@@ -69,3 +69,21 @@ def test_a_csv_that_changed_since_the_run_is_refused(table):
 
     with pytest.raises(DatasetError, match="changed since the run"):
         audited_rows(table, history, data_sha256="now")
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"epochs": "two"},
+        {"batch_size": 0},
+        {"round": 0},
+        {"learning_rate": None},
+    ],
+)
+def test_a_malformed_trained_entry_names_the_site_log(broken):
+    entry = {**_trained("R1.a", 1), **broken}
+
+    with pytest.raises(ConfigError) as err:
+        run_history([entry], "R1")
+
+    assert err.value.key == "--site-log"
