@@ -365,3 +365,110 @@ def test_resume_auto_of_an_aborted_run_with_another_config_names_it(tmp_path):
     assert f"run {aborted} was started with another configuration" in output
     assert "federation.seed: run has 99" in output
     assert not listened
+
+
+# DP's noise is calibrated before the coordinator listens or creates a run.
+
+DP_FED = (
+    FED
+    + """
+[federation]
+rounds = {rounds}
+[deployment]
+wait_s = 60
+[privacy]
+level = "participant"
+target_epsilon = {target}
+clip = 1.0
+"""
+)
+
+
+def _dp_coordinator(tmp_path, *, rounds, target):
+    config = tmp_path / "fed.toml"
+    config.write_text(DP_FED.format(rounds=rounds, target=target))
+    port_file = tmp_path / "port"
+    result = runner.invoke(
+        app,
+        [
+            "coordinator",
+            str(config),
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure",
+            "--store",
+            f"sqlite:///{tmp_path}/runs.db",
+            "--port-file",
+            str(port_file),
+        ],
+    )
+    return result, port_file
+
+
+def _sites_in_threads(tmp_path, port_file, background):
+    """The three sites of FED as participant runtimes dialing the port file's port."""
+    import time
+
+    from accord.config import load_config
+    from accord.participant.backoff import Backoff
+    from accord.participant.data import LocalData
+    from accord.participant.runtime import ParticipantRuntime
+    from accord.participant.sitelog import SiteLog
+    from accord.simulation.context import build_context
+    from accord.transport.client import CoordinatorClient
+
+    ctx = build_context(load_config(tmp_path / "fed.toml"))
+
+    def serve(name: str) -> None:
+        def connect() -> CoordinatorClient:
+            for _ in range(1200):  # the coordinator writes it once it listens
+                if port_file.exists() and port_file.read_text().strip():
+                    break
+                time.sleep(0.05)
+            port = port_file.read_text().strip()
+            return CoordinatorClient(
+                f"127.0.0.1:{port}", identity=None, insecure_name=name
+            )
+
+        site = ctx.site(name)
+        runtime = ParticipantRuntime(
+            connect,
+            ctx.task,
+            LocalData(name, ctx.data.info, site.train, site.holdout),
+            log=SiteLog(tmp_path / f"{name}.jsonl"),
+            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
+            give_up_after_s=90,
+        )
+        try:
+            runtime.run()
+        finally:
+            runtime.log.close()
+
+    for name in ctx.participants:
+        background(lambda name=name: serve(name))
+
+
+def test_an_unreachable_target_epsilon_exits_2_before_listening_and_leaves_no_run(
+    tmp_path,
+):
+    result, port_file = _dp_coordinator(tmp_path, rounds=50, target=1e-3)
+
+    assert result.exit_code == 2, result.output
+    assert "raise target_epsilon" in " ".join(result.output.split())
+    assert not port_file.exists()  # it never listened
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        assert store.list_runs() == []
+
+
+def test_a_reachable_target_epsilon_creates_exactly_one_run(tmp_path, background):
+    (tmp_path / "fed.toml").write_text(DP_FED.format(rounds=1, target=3.0))
+    _sites_in_threads(tmp_path, tmp_path / "port", background)
+
+    result, _ = _dp_coordinator(tmp_path, rounds=1, target=3.0)
+
+    assert result.exit_code == 0, result.output
+    with SqlStore(f"sqlite:///{tmp_path}/runs.db") as store:
+        (run,) = store.list_runs()
+        (record,) = store.rounds(run.run_id)
+    assert run.status == "completed"
+    assert record.privacy and 0 < record.privacy[0].epsilon <= 3.0

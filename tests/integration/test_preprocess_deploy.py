@@ -163,3 +163,61 @@ def test_deployed_csv_sites_train_the_simulated_model_round_for_round(
     assert [r.metrics for r in deployed.rounds] == [r.metrics for r in simulated.rounds]
     assert not running.executor.rejections.snapshot()
     assert goodbyes == dict.fromkeys(SITES, "run finished")
+    # Each site can audit the released model from its own log and CSV alone.
+    assert_site_audit_matches_simulation(
+        tmp_path, config, per_site, running.run_id, deployed, simulated
+    )
+
+
+def assert_site_audit_matches_simulation(
+    tmp_path, config, per_site, run_id, deployed, simulated
+):
+    """site-01 rebuilds its split from its site log; the figures are simulate's."""
+    import math
+
+    from accord.participant.privacy_audit import (
+        audit_released_model,
+        audited_rows,
+        run_history,
+    )
+    from accord.privacy.audit import ShadowTraining, audit_site
+    from accord.simulation.context import build_context
+    from accord.store import CheckpointStore
+
+    history = run_history(SiteLog.read(tmp_path / "site-01.jsonl"), run_id)
+    table = load_local_data(f"csv:{per_site['site-01']}", options=SITE_OPTIONS)
+    rows = audited_rows(table, history, data_sha256=None)
+    model = CheckpointStore(tmp_path / "released").save(run_id, 3, deployed.params)
+    ctx = build_context(config)
+    twin = ctx.site("site-01")
+
+    local = audit_released_model(
+        build_task(rows, FACTORY),
+        model,
+        site="site-01",
+        members=rows.train,
+        nonmembers=rows.holdout,
+        history=history,
+        ledger=None,
+        shadows=2,
+        seed=1,
+    )
+    expected = audit_site(
+        ctx.task,
+        simulated.params,
+        site="site-01",
+        members=twin.train,
+        nonmembers=twin.holdout,
+        training=ShadowTraining(epochs=2, batch_size=32, learning_rate=0.05, passes=3),
+        epsilon=math.inf,
+        delta=0.0,
+        shadows=2,
+        seed=1,
+    )
+
+    assert history.rounds == {1, 2, 3} and history.settings is not None
+    assert (history.settings.epochs, history.settings.options) == (2, {})
+    np.testing.assert_array_equal(rows.train.x, twin.train.x)
+    np.testing.assert_array_equal(rows.holdout.y, twin.holdout.y)
+    assert local.run_id == run_id and local.passes == 3
+    assert local.audit.attacks == expected.attacks

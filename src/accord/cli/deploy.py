@@ -7,8 +7,10 @@ only the executor differs. Each site runs ``accord participant``
 tasks on local data until the run ends. gRPC and the PKI are imported only when the
 command runs, so the rest of the CLI works without the ``deploy`` extra.
 
-Durability. The coordinator first claims its address (one it cannot bind leaves
-the store untouched), then creates the run in the store before it serves, and
+Durability. The coordinator first calibrates the run's DP noise (a target epsilon
+the planned rounds cannot reach stops it with exit 2, before it listens and with
+no run created), then claims its address (one it cannot bind leaves the store
+untouched), then creates the run in the store before it serves, and
 every message it refuses is recorded there as an event when it is refused. A
 coordinator that died (killed, crashed, machine lost) is started again with
 ``--resume RUN_ID``, or ``--resume auto`` (the one run of this federation that the
@@ -237,6 +239,7 @@ def _coordinate(
     quiet: bool,
     ckks_public: bytes | None,
 ) -> tuple[RunResult, list[dict[str, object]]]:
+    from accord.coordinator.runner import calibrate_privacy
     from accord.simulation.context import build_context
     from accord.store import open_store
     from accord.transport.admission import Limits
@@ -266,6 +269,9 @@ def _coordinate(
                 check_task(cfg, ctx.task, cfg.task.factory)
                 site_rows(cfg, None)
             participants = cfg.deployment.participants or list(ctx.participants)
+            # DP's noise is calibrated for the roster before a port or a run: a
+            # target epsilon the planned rounds cannot reach leaves no run behind.
+            calibrate_privacy(cfg, participants=len(participants))
             # Then claim the address: a coordinator that cannot listen leaves the
             # store as it found it, with no run created or marked aborted in vain.
             dep = cfg.deployment

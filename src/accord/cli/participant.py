@@ -50,10 +50,14 @@ logger = logging.getLogger(__name__)
 
 
 def participant_command(
+    ctx: typer.Context,
     coordinator: Annotated[
-        str, typer.Option("--coordinator", help="HOST:PORT of the coordinator.")
-    ],
-    data: Annotated[str, typer.Option("--data", help="csv:PATH or sim:FED.TOML#SITE.")],
+        str | None,
+        typer.Option("--coordinator", help="HOST:PORT of the coordinator."),
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="csv:PATH or sim:FED.TOML#SITE.")
+    ] = None,
     identity: Annotated[
         Path | None,
         typer.Option("--identity", help="This site's key.pem, cert.pem, ca.pem."),
@@ -140,8 +144,19 @@ def participant_command(
     Exit codes: 0 the run finished; 1 the coordinator aborted the run (its reason
     is printed); 75 the coordinator was interrupted and may resume the run: start
     the participant again; 2 bad options or data; 5 a certificate was refused.
+    ``accord participant audit-privacy``: this site's own privacy audit of a
+    released model.
     """
+    if ctx.invoked_subcommand is not None:
+        return  # the subcommand takes its own options
     with reported():
+        if coordinator is None or data is None:
+            missing = "--coordinator" if coordinator is None else "--data"
+            raise ConfigError(
+                "a participant needs --coordinator HOST:PORT and --data (csv:PATH "
+                "or sim:FED.TOML#SITE)",
+                key=missing,
+            )
         from accord.data.digest import file_sha256
         from accord.participant.data import LocalData, build_task, load_local_data
         from accord.participant.policy import SitePolicy
@@ -168,7 +183,7 @@ def participant_command(
         files = load_identity(identity) if identity is not None else None
         signing = _signing_identity(identity, files)
         pin = _coordinator_pin(identity)
-        local = load_local_data(data, options=_options(data_option or []))
+        local = load_local_data(data, options=parse_options(data_option or []))
         site_task, builder = None, None
         if isinstance(local, LocalData):
             site_task = build_task(local, task)
@@ -321,7 +336,8 @@ def _signing_identity(identity: Path | None, files: Any) -> SigningIdentity | No
     return signing
 
 
-def _options(pairs: list[str]) -> dict[str, str]:
+def parse_options(pairs: list[str]) -> dict[str, str]:
+    """``--data-option KEY=VALUE`` pairs as a mapping."""
     out: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -332,5 +348,10 @@ def _options(pairs: list[str]) -> dict[str, str]:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``accord participant`` to the application."""
-    app.command("participant")(participant_command)
+    """Add ``accord participant`` (and its ``audit-privacy``) to the application."""
+    from accord.cli.participant_audit import audit_privacy_command
+
+    group = typer.Typer(pretty_exceptions_enable=False)
+    group.callback(invoke_without_command=True)(participant_command)
+    group.command("audit-privacy")(audit_privacy_command)
+    app.add_typer(group, name="participant")

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from accord.cli.errors import reported
 
-__all__ = ["privacy_command"]
+__all__ = ["attack_table", "as_document", "privacy_command", "site_document"]
 
 
 def privacy_command(
@@ -113,17 +113,31 @@ def _attacks(attacks: Any) -> dict[str, Any]:
     }
 
 
-def as_document(result: Any) -> dict[str, Any]:
-    """The audit as JSON data (the ``--json`` output)."""
+def _bound(eps: float, delta: float) -> dict[str, Any]:
     from accord.privacy.audit import FPRS
     from accord.privacy.membership import dp_auc_bound, dp_tpr_bound
 
-    def bound(eps: float, delta: float) -> dict[str, Any]:
-        return {
-            "auc": dp_auc_bound(eps, delta),
-            "tpr": {f"fpr_{f:g}": dp_tpr_bound(eps, delta, f) for f in FPRS},
-        }
+    return {
+        "auc": dp_auc_bound(eps, delta),
+        "tpr": {f"fpr_{f:g}": dp_tpr_bound(eps, delta, f) for f in FPRS},
+    }
 
+
+def site_document(s: Any) -> dict[str, Any]:
+    """One site's :class:`~accord.privacy.audit.SiteAudit` as JSON data."""
+    return {
+        "site": s.site,
+        "members": s.members,
+        "nonmembers": s.nonmembers,
+        "epsilon": _num(s.epsilon),
+        "delta": s.delta,
+        "attacks": _attacks(s.attacks),
+        "bound": _bound(s.epsilon, s.delta),
+    }
+
+
+def as_document(result: Any) -> dict[str, Any]:
+    """The audit as JSON data (the ``--json`` output)."""
     return {
         "run_id": result.run_id,
         "round": result.round,
@@ -132,37 +146,24 @@ def as_document(result: Any) -> dict[str, Any]:
         "seed": result.seed,
         "epsilon": _num(result.epsilon),
         "delta": result.delta,
-        "sites": [
-            {
-                "site": s.site,
-                "members": s.members,
-                "nonmembers": s.nonmembers,
-                "epsilon": _num(s.epsilon),
-                "delta": s.delta,
-                "attacks": _attacks(s.attacks),
-                "bound": bound(s.epsilon, s.delta),
-            }
-            for s in result.sites
-        ],
+        "sites": [site_document(s) for s in result.sites],
         "overall": {
             "members": sum(s.members for s in result.sites),
             "nonmembers": sum(s.nonmembers for s in result.sites),
             "attacks": _attacks(result.overall),
-            "bound": bound(result.epsilon, result.delta),
+            "bound": _bound(result.epsilon, result.delta),
         },
         "skipped": dict(result.skipped),
     }
 
 
-def _print(result: Any) -> None:
+def attack_table(
+    rows: list[tuple[str, int, float, float, Any]],
+) -> Table:
+    """Each ``(site, rows, ε, δ, attacks)``: AUC and TPRs beside their bounds."""
     from accord.privacy.audit import FPRS
     from accord.privacy.membership import dp_auc_bound, dp_tpr_bound
 
-    out = Console(highlight=False, soft_wrap=True)
-    out.print(
-        f"run {result.run_id}: membership inference against the model of round "
-        f"{result.round} (DP {result.level}; LiRA offline, {result.shadows} shadows)"
-    )
     table = Table("site", "rows", "ε", "attack", "AUC", "≤", box=None)
     for column in table.columns:
         column.no_wrap = True
@@ -170,7 +171,7 @@ def _print(result: Any) -> None:
         table.add_column(f"TPR@{f * 100:g}%", no_wrap=True)
         table.add_column("≤", no_wrap=True)
 
-    def rows(name: str, n: int, eps: float, delta: float, attacks: Any) -> None:
+    for name, n, eps, delta, attacks in rows:
         for i, (attack, r) in enumerate(attacks.items()):
             cells = [
                 name if i == 0 else "",
@@ -183,12 +184,22 @@ def _print(result: Any) -> None:
             for f in FPRS:
                 cells += [f"{r.tpr[f]:.3f}", f"{dp_tpr_bound(eps, delta, f):.3f}"]
             table.add_row(*cells)
+    return table
 
-    for s in result.sites:
-        rows(s.site, s.members + s.nonmembers, s.epsilon, s.delta, s.attacks)
+
+def _print(result: Any) -> None:
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(
+        f"run {result.run_id}: membership inference against the model of round "
+        f"{result.round} (DP {result.level}; LiRA offline, {result.shadows} shadows)"
+    )
+    rows = [
+        (s.site, s.members + s.nonmembers, s.epsilon, s.delta, s.attacks)
+        for s in result.sites
+    ]
     total = sum(s.members + s.nonmembers for s in result.sites)
-    rows("all", total, result.epsilon, result.delta, result.overall)
-    out.print(table)
+    rows.append(("all", total, result.epsilon, result.delta, result.overall))
+    out.print(attack_table(rows))
     out.print(
         "members: each site's training rows; non-members: its holdout rows, as "
         "many of each. '≤': the most any attack can reach under the site's "

@@ -102,7 +102,14 @@ if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy; the loop ne
     from accord.store.checkpoint import CheckpointStore
     from accord.store.protocol import FinalStatus, RunStore
 
-__all__ = ["Coordinator", "RoundSummary", "RunObserver", "RunResult", "create_run"]
+__all__ = [
+    "Coordinator",
+    "RoundSummary",
+    "RunObserver",
+    "RunResult",
+    "calibrate_privacy",
+    "create_run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +159,26 @@ def create_run(store: RunStore, config: FedConfig) -> str:
         config=config.to_json_dict(),
         seed=config.federation.seed,
         rounds_planned=config.federation.rounds,
+    )
+
+
+def calibrate_privacy(
+    config: FedConfig,
+    *,
+    participants: int,
+    site_rows: Mapping[str, int] | None = None,
+) -> tuple[CentralPrivacy | None, RecordPrivacy | None]:
+    """The run's DP, its noise calibrated: ``ConfigError`` if it cannot be.
+
+    A target epsilon that the planned rounds cannot reach is a configuration
+    error, found before the run exists: :meth:`Coordinator.run` calls this before
+    it creates the run, and ``accord coordinator`` before it listens or creates
+    one (``participants``: the roster the executor will hold; ``site_rows``: each
+    site's training rows, None for ``[deployment] declared_examples``).
+    """
+    return (
+        CentralPrivacy.of(config, participants=participants),
+        RecordPrivacy.of(config, rows=site_rows),
     )
 
 
@@ -222,10 +249,9 @@ class Coordinator:
         cfg = self.config
         # DP's noise is calibrated before a run exists: a target epsilon that cannot
         # be reached is a configuration error, not an aborted run.
-        self._privacy = CentralPrivacy.of(
-            cfg, participants=len(eligible(self._executor))
+        self._privacy, self._record = calibrate_privacy(
+            cfg, participants=len(eligible(self._executor)), site_rows=self._site_rows
         )
-        self._record = RecordPrivacy.of(cfg, rows=self._site_rows)
         if run_id is None:
             run_id = create_run(self._store, cfg)
             if on_created is not None:
@@ -268,10 +294,11 @@ class Coordinator:
                     f"run {run_id}'s checkpoint does not fit the task's model (its "
                     "tensors differ); resume with the task the run was started with"
                 )
-            self._privacy = CentralPrivacy.of(
-                self.config, participants=len(eligible(self._executor))
+            self._privacy, self._record = calibrate_privacy(
+                self.config,
+                participants=len(eligible(self._executor)),
+                site_rows=self._site_rows,
             )
-            self._record = RecordPrivacy.of(self.config, rows=self._site_rows)
             self._store.reopen_run(run_id)
             self._quarantine = replay(
                 self.config.robustness.quarantine_after, point.recorded

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import sys
@@ -354,6 +355,17 @@ class ParticipantRuntime:
                 client, order, result.reason, refused=result.status == "rejected"
             )
             return
+        # How the site trained, for its own privacy audit to repeat it
+        # (:mod:`accord.participant.privacy_audit`); settings, never data.
+        self.log.record(
+            "trained",
+            run_id=order.run_id,
+            round=order.round,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            options=dict(config.options),
+        )
         try:  # written ahead: counted before anything of it leaves the site
             epsilon = self._privacy.spent(config)
         except PrivacyLedgerError as exc:
@@ -425,8 +437,13 @@ class ParticipantRuntime:
         except PreparationRefused as exc:
             self._refuse(client, order, str(exc))
             return
-        if order.stage == "encoding":
-            self.log.record("encoded_data", digest=self._prep.digest)
+        if order.stage == "encoding":  # the encoder and split, for the site's audit
+            self.log.record(
+                "encoded_data",
+                run_id=order.run_id,
+                digest=self._prep.digest,
+                encoding=json.loads(order.payload),
+            )
         self._send_stage(client, order, order.stage, payload, time.perf_counter() - t0)
 
     # Secure rounds.

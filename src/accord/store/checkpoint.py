@@ -48,6 +48,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointStore",
     "bounded_json",
+    "checkpoint_origin",
     "json_depth",
 ]
 
@@ -269,6 +270,18 @@ def _read_metadata(path: Path) -> dict[str, str]:
     if not isinstance(metadata, dict) or metadata.get("accord.format") != _FORMAT:
         raise _corrupt(path, "no accord metadata")
     return {str(k): str(v) for k, v in metadata.items()}
+
+
+def checkpoint_origin(path: Path) -> tuple[str, int]:
+    """The run and round a checkpoint (or a model released from one) came from.
+
+    Reads only the bounded header; :class:`StoreError` if it is not accord's.
+    """
+    metadata = _read_metadata(path)
+    try:
+        return metadata["accord.run_id"], int(metadata["accord.round"])
+    except (KeyError, ValueError) as exc:
+        raise _corrupt(path, f"bad metadata: {excerpt(repr(exc))}") from exc
 
 
 def json_depth(raw: bytes) -> int:

@@ -223,6 +223,40 @@ def test_a_site_refuses_a_round_over_its_max_epsilon_and_keeps_a_ledger(
     assert ledger["total_epsilon"] <= limit
 
 
+def test_a_sites_ledger_carries_epsilon_over_two_runs_and_refuses_the_third(
+    tmp_path: Path,
+) -> None:
+    # Arrange: site-00 allows two rounds of this federation in all, not three.
+    probe = make_config(tmp_path)
+    from accord.simulation.context import build_context
+
+    rows = len(build_context(probe).data.sites[0].train)
+    # More noise than the other tests: PLD accounts it faster.
+    two, three = (expected_epsilon(rows, n, z=3.0, kind="pld") for n in (2, 3))
+    privacy = {
+        "level": "record",
+        "noise_multiplier": 3.0,
+        "clip": CLIP,
+        "accountant": "rdp",  # the coordinator's; a site's ledger keeps PLD
+        "sites": {"site-00": {"max_epsilon": (two + three) / 2}},
+    }
+    config = make_config(tmp_path, rounds=1, privacy=privacy)
+
+    # Act: three runs of one round, one after the other, as one site sees them.
+    runs = [run_sim(config) for _ in range(3)]
+
+    # Assert
+    site = [
+        {o.participant: o for o in rounds[0].outcomes}["site-00"] for *_, rounds in runs
+    ]
+    assert [o.status for o in site] == ["ok", "ok", "rejected"]
+    assert "--max-epsilon" in (site[2].reason or "")
+    assert [rounds[0].status for *_, rounds in runs] == ["completed"] * 3
+    ledger = json.loads(ledger_path(config, "site-00").read_text())
+    assert set(ledger["runs"]) == {run.run_id for _, run, _ in runs[:2]}
+    assert ledger["total_epsilon"] == pytest.approx(two, rel=1e-6)
+
+
 def test_a_corrupt_simulated_ledger_stops_the_run_at_start(tmp_path: Path) -> None:
     config = _policy_config(tmp_path, {"site-01": {"max_epsilon": 5.0}})
     path = ledger_path(config, "site-01")

@@ -122,15 +122,22 @@ def test_a_train_task_sends_local_minus_global_and_logs_it(tmp_path):
     np.testing.assert_array_equal(update["w"], [1.0, 1.0])
     assert header.base_digest == DIGEST and header.num_examples == 4
     assert header.metrics == {"loss": 0.5}  # the NaN metric stays home
-    events = [e["event"] for e in SiteLog.read(tmp_path / "site.jsonl")]
+    entries = SiteLog.read(tmp_path / "site.jsonl")
+    events = [e["event"] for e in entries]
     assert events == [
         "connected",
         "received_task",
         "fetched_model",
+        "trained",
         "sending_update",
         "sent_update",
         "goodbye",
     ]
+    # How it trained, for the site's own privacy audit to repeat it.
+    trained = entries[3]
+    assert (trained["run_id"], trained["round"]) == ("run", 1)
+    assert (trained["epochs"], trained["batch_size"]) == (1, 32)
+    assert (trained["learning_rate"], trained["options"]) == (0.05, {})
 
 
 class InterruptedUpload(Script):
