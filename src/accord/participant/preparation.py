@@ -5,8 +5,9 @@ Before round 1 of a federation on ``csv:`` data the coordinator opens two stages
 ``profile``, answered with the site's :class:`~accord.data.profile.SiteProfile`,
 and ``encoding``, which carries the fitted encoder; the site encodes its rows with
 it, builds its task for the resulting features, and answers with the digest of
-the encoder it applied. Until then it has no training data and refuses train and
-eval tasks.
+the encoder it applied and, when the request asks for one in a run without
+secure aggregation, its guarded data profile (:mod:`accord.data.summary`).
+Until then it has no training data and refuses train and eval tasks.
 
 When the run has secure aggregation on (the request's mode is not ``off``), the
 ``profile`` stage is answered with the site's columns only (names, classes, the
@@ -143,7 +144,10 @@ class Preparation:
         task = _build(self._builder, data)
         self._data, self._task = data, task
         self.digest = encoder_digest(encoder)
-        return encoding_ack(encoder, len(info.feature_names))
+        summary = None
+        if request.summary is not None and not request.secure:
+            summary = source.summary(encoder, request)
+        return encoding_ack(encoder, len(info.feature_names), summary)
 
 
 def _build(builder: TaskBuilder | None, data: LocalData) -> Task:
