@@ -79,7 +79,7 @@ def settle(
 ) -> DataContract:
     """The contract of ``summaries``; :class:`DriftRefused` if flagged and refused.
 
-    Each flag is logged as a warning; record the contract with
+    The flags are logged (one warning, each at info); record the contract with
     :func:`record_contract` (before raising, where the run exists).
     """
     profile = config.profile
@@ -90,8 +90,20 @@ def settle(
         guard=guard_of(profile) if summaries else None,
         thresholds=thresholds_of(profile),
     )
+    if contract.flags:
+        sites = len({f.site for f in contract.flags})
+        shown = "; ".join(str(f) for f in contract.flags[:3])
+        more = len(contract.flags) - 3
+        logger.warning(
+            "data drift: %d flag(s) at %d site(s): %s%s (`accord profile` lists "
+            "them; recorded with the run)",
+            len(contract.flags),
+            sites,
+            shown,
+            f"; and {more} more" if more > 0 else "",
+        )
     for flag in contract.flags:
-        logger.warning("data drift: %s", flag)
+        logger.info("data drift: %s", flag)
     return contract
 
 
@@ -111,7 +123,14 @@ def refuse_if_flagged(config: FedConfig, contract: DataContract) -> None:
 
 
 def record_contract(store: RunStore, run_id: str, contract: DataContract) -> str:
-    """Record the contract and its profiles with the run; return the contract digest."""
+    """Record the contract and its profiles with the run; return the contract digest.
+
+    A run that holds this very contract already (resumed, its sites unchanged)
+    records nothing again.
+    """
+    found = recorded_contract(store, run_id)
+    if found is not None and found[0] == contract.digest:
+        return contract.digest
     doc = {
         "digest": contract.digest,
         "contract": contract.to_dict(),

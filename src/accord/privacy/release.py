@@ -56,7 +56,10 @@ def analytic_gaussian_std(sensitivity: float, epsilon: float, delta: float) -> f
     def achieved(sigma: float) -> float:
         a = sensitivity / (2 * sigma)
         b = epsilon * sigma / sensitivity
-        return _NORMAL.cdf(a - b) - math.exp(epsilon) * _NORMAL.cdf(-a - b)
+        tail = _NORMAL.cdf(-a - b)
+        # e^ε Φ(-a-b) in log space: e^ε alone overflows for ε past 709.
+        second = 0.0 if tail <= 0 else math.exp(min(epsilon + math.log(tail), 700.0))
+        return _NORMAL.cdf(a - b) - second
 
     low, high = 1e-12 * sensitivity, sensitivity
     while achieved(high) > delta:  # δ(σ) decreases in σ: find an upper bound
