@@ -1,18 +1,24 @@
 """Flag a site whose data differs sharply from the rest of the federation.
 
-Each site's :class:`~accord.data.summary.SiteSummary` is compared with the pooled
-summaries of all the *other* sites (so a drifted site does not hide in a pool it
-dominates), measure by measure:
+Each site's :class:`~accord.data.summary.SiteSummary` is compared with a
+*robust reference* made of the *other* sites: per histogram cell the median of
+their shares (renormalized), at the median of their sizes; per numeric column the
+median of their means, in units of the federation's pooled within-site standard
+deviation. A reference of medians, not a pool, is what keeps one drifted site from
+dragging the reference towards itself and getting the honest sites flagged with
+it (with two sites each is the other's reference, and both are flagged). Then,
+measure by measure:
 
 ==================  ===============================================  ==============
 measure             what                                             threshold key
 ==================  ===============================================  ==============
 ``label_rate``      largest difference of one class's share          max_label_diff
 ``smd``             standardized mean difference of a numeric        max_smd
-                    column: ``|m_site - m_rest| / sqrt((s_site² +
-                    s_rest²) / 2)``
+                    column: ``|m_site - median(m_others)| /
+                    s_within``
 ``ks``              Kolmogorov-Smirnov distance between the column's max_ks
-                    binned distributions (at the sketch's edges)
+                    binned distribution and the reference's (at the
+                    sketch's edges)
 ``tvd``             total variation distance of a categorical        max_tvd
                     column's level shares
 ``missing_rate``    difference of a column's missing share           max_missing_diff
@@ -137,15 +143,10 @@ def _filled(sites: Sequence[SiteSummary]) -> dict[_Key, _Slots]:
     return out
 
 
-def _total(parts: Sequence[Floats]) -> Floats:
-    """Cell by cell sum of several sites' estimated counts."""
-    return np.asarray(np.sum(np.stack(parts), axis=0), dtype=np.float64)
-
-
 def _pair(
     filled: Mapping[_Key, _Slots], key: _Key, index: int
 ) -> tuple[Floats, Floats] | None:
-    """One histogram's counts at site ``index`` and at the other sites together."""
+    """One histogram's counts at site ``index``, and the other sites' reference."""
     slots = filled.get(key)
     if slots is None:
         return None
@@ -153,7 +154,21 @@ def _pair(
     if mine is None:
         return None
     rest = [c for j, c in enumerate(slots) if j != index and c is not None]
-    return None if not rest else (mine, _total(rest))
+    reference = _reference(rest)
+    return None if reference is None else (mine, reference)
+
+
+def _reference(rest: Sequence[Floats]) -> Floats | None:
+    """Per cell the median share of ``rest``, renormalized, at their median size."""
+    sized = [c for c in rest if c.sum() > 0]
+    if not sized:
+        return None
+    shares = np.stack([c / c.sum() for c in sized])
+    median = np.median(shares, axis=0)
+    if median.sum() <= 0:  # the sites agree on no cell: their mean shape
+        median = shares.mean(axis=0)
+    size = float(np.median([c.sum() for c in sized]))
+    return np.asarray(median / median.sum() * size, dtype=np.float64)
 
 
 def _site_flags(
@@ -174,12 +189,12 @@ def _site_flags(
         if pair is None:
             continue
         slots = filled[("numeric", name)]
-        others = [
-            (s.numeric[name], float(c[1:].sum()))
+        known = [
+            (j, s.numeric[name], float(c[1:].sum()))
             for j, (s, c) in enumerate(zip(sites, slots, strict=True))
-            if j != index and c is not None
+            if c is not None
         ]
-        yield from _numeric_flags(site, name, column, pair, others, t, z)
+        yield from _numeric_flags(site, name, column, pair, (index, known), t, z)
     for name in mine.categorical:
         pair = _pair(filled, ("categorical", name), index)
         tvd = None if pair is None else _tvd(*pair, t.significance)
@@ -192,7 +207,7 @@ def _numeric_flags(
     name: str,
     column: NumericSummary,
     pair: tuple[Floats, Floats],
-    others: Sequence[tuple[NumericSummary, float]],
+    sites: tuple[int, Sequence[tuple[int, NumericSummary, float]]],
     t: DriftThresholds,
     z: float,
 ) -> Iterator[Flag]:
@@ -201,8 +216,7 @@ def _numeric_flags(
     missing = _shares_flag(np.array([a[0], n]), np.array([b[0], m]), z)
     if missing is not None and missing > t.max_missing_diff:
         yield Flag(site, name, "missing_rate", round(missing, 4), t.max_missing_diff)
-    pooled = _pool([o for o, _ in others], [count for _, count in others])
-    smd = _smd(column, n, pooled, m, z)
+    smd = _smd(column, n, _center(*sites), m, z)
     if smd is not None and smd > t.max_smd:
         yield Flag(site, name, "smd", round(smd, 4), t.max_smd)
     if n > 0 and m > 0:
@@ -233,41 +247,40 @@ def _shares_flag(
     return best
 
 
-def _pool(
-    columns: Sequence[NumericSummary], counts: Sequence[float]
+def _center(
+    index: int, sites: Sequence[tuple[int, NumericSummary, float]]
 ) -> tuple[float, float] | None:
-    """The mean and std of several sites' values together (None: unknown)."""
+    """The other sites' median mean, and the within-site std of every site."""
     known = [
-        (c.mean, c.std, n)
-        for c, n in zip(columns, counts, strict=True)
+        (j, c.mean, c.std, n)
+        for j, c, n in sites
         if c.mean is not None and c.std is not None and n > 0
     ]
-    total = sum(n for _, _, n in known)
-    if total <= 0:
+    means = [mu for j, mu, _, _ in known if j != index]
+    total = sum(n for _, _, _, n in known)
+    if not means or total <= 0:
         return None
-    mean = sum(mu * n for mu, _, n in known) / total
-    second = sum((sd * sd + mu * mu) * n for mu, sd, n in known) / total
-    return mean, math.sqrt(max(second - mean * mean, 0.0))
+    within = math.sqrt(sum(sd * sd * n for _, _, sd, n in known) / total)
+    return float(np.median(means)), within
 
 
 def _smd(
     column: NumericSummary,
     n: float,
-    rest: tuple[float, float] | None,
+    center: tuple[float, float] | None,
     m: float,
     z: float,
 ) -> float | None:
-    if rest is None or column.mean is None or column.std is None or n <= 1 or m <= 1:
+    """``|mean - reference| / within``, when a z test finds the difference real."""
+    if center is None or column.mean is None or n <= 1 or m <= 1:
         return None
-    mean, std = rest
-    spread = math.sqrt((column.std**2 + std**2) / 2)
-    if spread <= 0:
+    reference, within = center
+    if within <= 0:
         return None
-    diff = abs(column.mean - mean)
-    se = math.sqrt(column.std**2 / n + std**2 / m)
-    if se > 0 and diff / se <= z:
+    diff = abs(column.mean - reference)
+    if diff / (within * math.sqrt(1 / n + 1 / m)) <= z:
         return None
-    return diff / spread
+    return diff / within
 
 
 def _tvd(
