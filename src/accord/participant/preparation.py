@@ -6,7 +6,9 @@ Before round 1 of a federation on ``csv:`` data the coordinator opens two stages
 and ``encoding``, which carries the fitted encoder; the site encodes its rows with
 it, builds its task for the resulting features, and answers with the digest of
 the encoder it applied and, when the request asks for one in a run without
-secure aggregation, its guarded data profile (:mod:`accord.data.summary`).
+secure aggregation, its guarded data profile (:mod:`accord.data.summary`), under
+the run's guard with its minimum count raised to the site's own floor
+(``--min-profile-count``) where that is higher.
 Until then it has no training data and refuses train and eval tasks.
 
 When the run has secure aggregation on (the request's mode is not ``off``), the
@@ -25,6 +27,7 @@ site whose policy requires secure aggregation (``--require-secure-aggregation``,
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from accord.data.handshake import (
     PrepareRequest,
@@ -146,6 +149,10 @@ class Preparation:
         self.digest = encoder_digest(encoder)
         summary = None
         if request.summary is not None and not request.secure:
+            floor = self._policy.min_profile_count
+            if floor is not None and floor > request.summary.min_count:
+                guard = replace(request.summary, min_count=floor)
+                request = replace(request, summary=guard)
             summary = source.summary(encoder, request)
         return encoding_ack(encoder, len(info.feature_names), summary)
 
