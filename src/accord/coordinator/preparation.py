@@ -40,7 +40,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from accord.config import SecureAggregationConfig
 from accord.coordinator.documents import record_document, recorded_document
@@ -111,10 +111,30 @@ def prepare(
     executor: Executor,
     participants: Sequence[str],
     schema: Schema,
-    **settings: Any,
+    *,
+    seed: int,
+    holdout_fraction: float,
+    secure_aggregation: str,
+    deadline_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    record: Recorder | None = None,
+    settings: SecureAggregationConfig | None = None,
+    run_id: str = "",
 ) -> Encoder:
-    """:func:`prepare_data`'s encoder (the same arguments)."""
-    return prepare_data(executor, participants, schema, **settings).encoder
+    """:func:`prepare_data`'s encoder, asking no site for its data profile."""
+    return prepare_data(
+        executor,
+        participants,
+        schema,
+        seed=seed,
+        holdout_fraction=holdout_fraction,
+        secure_aggregation=secure_aggregation,
+        deadline_s=deadline_s,
+        clock=clock,
+        record=record,
+        settings=settings,
+        run_id=run_id,
+    ).encoder
 
 
 def prepare_data(
