@@ -3,6 +3,8 @@ IID split is not (seeded)."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accord.data.drift import DriftThresholds, drift_flags
 from accord.data.preprocess import Encoder, FeatureMatrix
@@ -86,3 +88,26 @@ def test_a_difference_under_its_threshold_is_not_flagged():
 
 def test_one_site_has_nothing_to_be_compared_with():
     assert drift_flags(federation(sites=1, shift=3.0), DriftThresholds()) == []
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(2, 6),
+    st.integers(1, 200),
+    st.integers(1, 30),
+)
+def test_identical_sites_are_never_flagged(seed, sites, rows, k):
+    # Arrange: one site's rows, copied to every site (suppression included)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_exponential((rows, 2))
+    x[rng.random(rows) < 0.2, 1] = np.nan
+    codes = rng.integers(0, 4, (rows, 1))
+    features = FeatureMatrix(x, codes, ("x1", "x2"), (("colour", LEVELS),))
+    labels = rng.integers(0, 2, rows)
+    encoder = Encoder.fit([features])
+    summary = summarize(features, labels, CLASSES, encoder, Guard(min_count=k))
+
+    flags = drift_flags([(f"s{i}", summary) for i in range(sites)], DriftThresholds())
+
+    assert flags == []
