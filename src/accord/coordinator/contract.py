@@ -76,10 +76,14 @@ def settle(
     encoder: Encoder,
     classes: Sequence[str],
     summaries: Sequence[tuple[str, SiteSummary]],
+    *,
+    warn: bool = True,
 ) -> DataContract:
-    """The contract of ``summaries``; :class:`DriftRefused` if flagged and refused.
+    """The contract of ``summaries`` and its drift flags (:func:`refuse_if_flagged`
+    then applies ``[profile] refuse``).
 
-    The flags are logged (one warning, each at info); record the contract with
+    The flags are logged (one warning, each at info; ``warn=False``: at info
+    only, for a caller that shows them itself); record the contract with
     :func:`record_contract` (before raising, where the run exists).
     """
     profile = config.profile
@@ -90,7 +94,7 @@ def settle(
         guard=guard_of(profile) if summaries else None,
         thresholds=thresholds_of(profile),
     )
-    if contract.flags:
+    if warn and contract.flags:
         sites = len({f.site for f in contract.flags})
         shown = "; ".join(str(f) for f in contract.flags[:3])
         more = len(contract.flags) - 3

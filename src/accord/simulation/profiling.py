@@ -30,12 +30,13 @@ __all__ = ["simulated_contract"]
 
 
 def simulated_contract(
-    config: FedConfig, *, source: NoiseSource | None = None
+    config: FedConfig, *, source: NoiseSource | None = None, warn: bool = True
 ) -> DataContract:
     """Every simulated site's guarded profile, and the contract they make.
 
     ``source`` draws the DP noise of ``[profile] noise`` (the OS's CSPRNG by
-    default; seeded in tests). Raises :class:`~accord.errors.SchemaMismatch`
+    default; seeded in tests); ``warn``: log the drift flags (``accord profile``
+    prints them instead). Raises :class:`~accord.errors.SchemaMismatch`
     for a site file that does not fit (``site_files``).
     """
     guard = guard_of(config.profile)
@@ -50,7 +51,7 @@ def simulated_contract(
             guarded = replace(request, summary=guard)
             summary = site.summary(fitted.encoder, guarded, source=noise)
             summaries.append((site.name, summary))
-        return settle(config, fitted.encoder, schema.classes, summaries)
+        return settle(config, fitted.encoder, schema.classes, summaries, warn=warn)
     d = config.data
     table, labels, plan = plan_federation(
         dataset_source(config),
@@ -77,4 +78,4 @@ def simulated_contract(
         )
         for name, rows in zip(plan.names, plan.train, strict=True)
     ]
-    return settle(config, encoder, classes, summaries)
+    return settle(config, encoder, classes, summaries, warn=warn)
