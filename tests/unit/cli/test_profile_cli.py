@@ -9,6 +9,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from accord.cli.main import app
+from accord.store import SqlStore
 
 runner = CliRunner()
 
@@ -72,7 +73,8 @@ def test_the_table_names_the_flags_and_the_guard(tmp_path):
 
     assert result.exit_code == 0, result.output
     flat = " ".join(result.stdout.split())
-    assert "drift flags" in flat and "s3" in flat and "smd" in flat
+    assert "drift flags (warnings unless [profile] refuse = true)" in flat
+    assert "s3" in flat and "smd" in flat
     assert "counts under 10 suppressed, no DP noise" in flat
 
 
@@ -109,3 +111,17 @@ def test_dp_noise_is_said_with_its_epsilon(tmp_path):
         "epsilon": 2.0,
         "delta": None,
     }
+
+
+def test_a_simulation_with_refuse_stops_before_round_1(tmp_path):
+    config = write(tmp_path, profile="[profile]\nrefuse = true")
+    store = tmp_path / "runs"
+
+    result = runner.invoke(
+        app, ["simulate", str(config), "--store", f"sqlite:///{store}.db"]
+    )
+
+    assert result.exit_code == 2
+    assert "the run stops before round 1" in " ".join(result.output.split())
+    with SqlStore(f"sqlite:///{store}.db") as db:
+        assert db.list_runs() == []
