@@ -67,6 +67,14 @@ def test_deployed_sites_profile_as_simulated_and_the_contract_is_in_the_ledger(
     # site-02 misses x2 in about 5 of its 30 training rows: under 10, suppressed
     assert profile["sites"]["site-02"]["numeric"]["x2"]["missing"] is None
     assert profile["sites"]["site-00"]["numeric"]["x2"]["missing"] == 0
+    # each site logged the digest of the profile it sent: the contract names it
+    for name in SITES:
+        sent = [
+            e["digest"]
+            for e in SiteLog.read(tmp_path / f"{name}.jsonl")
+            if e["event"] == "sent_profile"
+        ]
+        assert sent == [contract["profiles"][name]]
     flags = [
         e for e in running.store.events(running.run_id) if e.kind == "profile_flag"
     ]

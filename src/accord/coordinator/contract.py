@@ -79,8 +79,9 @@ def settle(
     *,
     warn: bool = True,
 ) -> DataContract:
-    """The contract of ``summaries`` and its drift flags (:func:`refuse_if_flagged`
-    then applies ``[profile] refuse``).
+    """The contract of ``summaries``, with its drift flags.
+
+    :func:`refuse_if_flagged` then applies ``[profile] refuse``.
 
     The flags are logged (one warning, each at info; ``warn=False``: at info
     only, for a caller that shows them itself); record the contract with

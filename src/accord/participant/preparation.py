@@ -26,6 +26,7 @@ site whose policy requires secure aggregation (``--require-secure-aggregation``,
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -36,6 +37,7 @@ from accord.data.handshake import (
     parse_encoding,
 )
 from accord.data.profile import columns_to_json, encoder_digest, profile_to_json
+from accord.data.summary import summary_to_json
 from accord.errors import AccordError
 from accord.participant.data import LocalData
 from accord.participant.policy import SitePolicy
@@ -73,6 +75,9 @@ class Preparation:
         self._data: LocalData | None = None
         self._task: Task | None = None
         self.digest: str | None = None
+        #: SHA-256 of the data profile sent with the encoding answer (None: none
+        #: was asked for): the digest the run's data contract must name for us.
+        self.profile_digest: str | None = None
         if source is None:
             return  # a connection-only runtime: refuses every task (never ready)
         if not isinstance(source, SiteTable):
@@ -154,6 +159,8 @@ class Preparation:
                 guard = replace(request.summary, min_count=floor)
                 request = replace(request, summary=guard)
             summary = source.summary(encoder, request)
+            sent = summary_to_json(summary)
+            self.profile_digest = hashlib.sha256(sent).hexdigest()
         return encoding_ack(encoder, len(info.feature_names), summary)
 
 

@@ -427,6 +427,8 @@ class ParticipantRuntime:
             return
         if order.stage == "encoding":
             self.log.record("encoded_data", digest=self._prep.digest)
+            if self._prep.profile_digest is not None:  # what the contract must name
+                self.log.record("sent_profile", digest=self._prep.profile_digest)
         self._send_stage(client, order, order.stage, payload, time.perf_counter() - t0)
 
     # Secure rounds.
