@@ -33,6 +33,7 @@ from accord.data.summary import (
     MAX_SUMMARY_BYTES,
     Guard,
     SiteSummary,
+    guard_from_dict,
     summary_from_json,
     summary_to_json,
 )
@@ -115,11 +116,7 @@ def _guard(value: Any) -> Guard | None:
     """The guard a request asks a data profile under (None: no profile)."""
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise DatasetError("the preprocessing request's summary guard is bad")
-    # The guard travels as the summary records it: parse it the same way.
-    doc = {"rows": None, "labels": {}, "numeric": {}, "categorical": {}, "guard": value}
-    return summary_from_json(json.dumps(doc).encode("utf-8")).guard
+    return guard_from_dict(value)
 
 
 def _declared(value: Any) -> dict[str, tuple[str, ...]]:

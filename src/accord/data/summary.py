@@ -51,6 +51,7 @@ __all__ = [
     "Guard",
     "NumericSummary",
     "SiteSummary",
+    "guard_from_dict",
     "summarize",
     "summary_from_json",
     "summary_to_json",
@@ -277,7 +278,7 @@ def summary_from_json(data: bytes) -> SiteSummary:
         labels=_cells(doc["labels"], "label counts", _MAX_LEVELS),
         numeric=numeric,
         categorical=categorical,
-        guard=_guard(doc["guard"]),
+        guard=guard_from_dict(doc["guard"]),
     )
 
 
@@ -355,7 +356,8 @@ def _numeric(value: Any, name: str) -> NumericSummary:
     )
 
 
-def _guard(value: Any) -> Guard:
+def guard_from_dict(value: Any) -> Guard:
+    """A guard as :meth:`Guard.to_dict` writes it, checked; DatasetError if not."""
     doc = _object(value, "guard", {"minCount", "noise", "epsilon", "delta"})
     k = _count(doc["minCount"], "minCount")
     noise = doc["noise"]
