@@ -43,6 +43,7 @@ __all__ = [
     "FederationConfig",
     "GatesConfig",
     "PrivacyConfig",
+    "ProfileConfig",
     "RobustnessConfig",
     "SitePrivacyConfig",
     "RoundConfig",
@@ -94,6 +95,40 @@ class DataConfig(_Section):
     other: Literal["drop", "pool"] = "drop"
     min_site_size: int = Field(default=10, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Simulation of separately held tables: each site's own CSV (relative to
+    #: fed.toml), read with ``options`` as a deployed site reads its file;
+    #: ``dataset`` is then the coordinator's reference table (schema, test set).
+    site_files: dict[str, str] = Field(default_factory=dict, max_length=10_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sites_of_files(cls, value: Any) -> Any:
+        """``sites`` defaults to the number of ``site_files``."""
+        if (
+            isinstance(value, Mapping)
+            and value.get("site_files")
+            and ("sites" not in value)
+        ):
+            return {**value, "sites": len(value["site_files"])}
+        return value
+
+    @model_validator(mode="after")
+    def _files_fit(self) -> DataConfig:
+        if not self.site_files:
+            return self
+        if not self.dataset.startswith("csv:"):
+            raise ValueError(
+                "data.site_files needs a csv: dataset (the reference table whose "
+                "schema the sites' files must fit)"
+            )
+        if self.sites != len(self.site_files):
+            raise ValueError(
+                f"data.sites is {self.sites} but data.site_files names "
+                f"{len(self.site_files)} sites; leave data.sites out"
+            )
+        if any(not name or not path for name, path in self.site_files.items()):
+            raise ValueError("data.site_files maps site names to CSV paths, none empty")
+        return self
 
 
 class TaskConfig(_Section):
@@ -633,6 +668,39 @@ class ContributionConfig(_Section):
     keep_updates: bool = False
 
 
+class ProfileConfig(_Section):
+    """``[profile]``: each site's guarded data profile before round 1, drift flags.
+
+    ``min_count``: a count from 1 to ``min_count - 1`` is reported suppressed;
+    ``noise`` (``laplace``/``gaussian``) with ``epsilon`` (and ``delta``) adds
+    DP noise to every count and sum of a profile; the ``max_*`` thresholds flag
+    a site whose data differs from the other sites' (``docs/data.md`` section 10);
+    ``refuse`` stops the run before round 1 when any site is flagged.
+    """
+
+    enabled: bool = True
+    min_count: int = Field(default=10, ge=1, le=1_000_000)
+    noise: Literal["off", "laplace", "gaussian"] = "off"
+    epsilon: float | None = Field(default=None, gt=0, le=1000)
+    delta: float = Field(default=1e-6, gt=0, lt=1)
+    max_smd: float = Field(default=0.5, gt=0, le=100)
+    max_ks: float = Field(default=0.25, gt=0, le=1)
+    max_tvd: float = Field(default=0.25, gt=0, le=1)
+    max_label_diff: float = Field(default=0.2, gt=0, le=1)
+    max_missing_diff: float = Field(default=0.2, gt=0, le=1)
+    significance: float = Field(default=0.001, gt=0, lt=1)
+    refuse: bool = False
+
+    @model_validator(mode="after")
+    def _noise_has_epsilon(self) -> ProfileConfig:
+        if self.noise != "off" and self.epsilon is None:
+            raise ValueError(
+                f"profile.noise = {self.noise!r} needs profile.epsilon (the budget "
+                "of the whole profile, e.g. 1.0)"
+            )
+        return self
+
+
 class FedConfig(_Section):
     """The whole of ``fed.toml``. ``base_dir`` is the folder the file was read from."""
 
@@ -655,6 +723,7 @@ class FedConfig(_Section):
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     contribution: ContributionConfig = Field(default_factory=ContributionConfig)
+    profile: ProfileConfig = Field(default_factory=ProfileConfig)
     base_dir: str = Field(default=".", exclude=True)
 
     @model_validator(mode="before")

@@ -13,8 +13,10 @@ terminal or a log whole.
     ├── ConfigError (ValueError)            fed.toml or an option is invalid
     ├── MissingExtraError (ImportError)     an optional extra is not installed
     ├── DatasetError (ValueError)           a dataset or partition cannot be built
-    │   └── SchemaMismatch                  a site's table does not fit the
-    │                                       federation's columns; names both
+    │   ├── SchemaMismatch                  a site's table does not fit the
+    │   │                                   federation's columns; names both
+    │   └── DriftRefused                    ``[profile] refuse``: sites' data
+    │                                       differs sharply (``flags``)
     ├── TaskError (RuntimeError)            the user's task failed or misbehaved
     ├── TaskRefused (PermissionError)       a site's own policy refuses a task
     ├── UpdateRejected (ValueError)         an update failed validation
@@ -67,6 +69,7 @@ __all__ = [
     "ConfigError",
     "ContributionUnavailable",
     "DatasetError",
+    "DriftRefused",
     "EquivocationDetected",
     "LedgerError",
     "LedgerInvalid",
@@ -160,6 +163,18 @@ class SchemaMismatch(DatasetError):
         super().__init__(message)
         self.site = site
         self.column = column
+
+
+class DriftRefused(DatasetError):
+    """Sites' data profiles differ sharply and ``[profile] refuse`` is set.
+
+    ``flags`` holds each flag's text (site, column, measure, value, threshold).
+    Raised before round 1; without ``refuse`` the same flags are warnings.
+    """
+
+    def __init__(self, message: str, *, flags: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.flags = flags
 
 
 class TaskError(AccordError, RuntimeError):

@@ -57,6 +57,8 @@ def test_csv_sites_deployed_as_processes_train_the_simulated_model(deployment):
         kinds = [e.kind for e in store.events(deployed["run_id"])]
     finally:
         store.close()
-    assert kinds and set(kinds) == {EVENT_KIND}
+    # the fit, the data contract and its drift flags: records, no refusal
+    assert EVENT_KIND in kinds and "data_contract" in kinds
+    assert set(kinds) <= {EVENT_KIND, "data_contract", "profile_flag"}
     for site in SITES:
         assert len(deployment.site_events(site, "encoded_data")) == 1

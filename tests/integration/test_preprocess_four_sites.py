@@ -16,6 +16,8 @@ import pytest
 
 from accord.cli.deploy import _prepare
 from accord.config import FedConfig, load_config
+from accord.coordinator.contract import EVENT_KIND as CONTRACT_KIND
+from accord.coordinator.contract import FLAG_KIND
 from accord.coordinator.preparation import EVENT_KIND, recorded_encoder
 from accord.coordinator.runner import Coordinator
 from accord.data.profile import encoder_digest, encoder_to_json
@@ -151,11 +153,13 @@ def deploy(config, tables, logs: Path, start_coordinator, background, *, secure)
 
 
 def _refusals(running) -> list[str]:
-    """Every event of the run but the recorded fit (refusals of any kind)."""
+    """Every event of the run but its records (the fit, the data contract and
+    its drift flags): refusals of any kind."""
+    records = (EVENT_KIND, CONTRACT_KIND, FLAG_KIND)
     return [
         f"{e.kind}: {e.detail}"
         for e in running.store.events(running.run_id)
-        if e.kind != EVENT_KIND
+        if e.kind not in records
     ]
 
 

@@ -470,9 +470,24 @@ def _prepare(
 ) -> SimContext:
     """Fit the sites' preprocessing (csv: data), record it; the context it gives.
 
-    A new run records the fit; a resumed one checks that it is unchanged.
+    A new run records the fit; a resumed one checks that it is unchanged. With
+    ``[profile] enabled`` (and no secure aggregation) each site also sends its
+    guarded data profile: the data contract and its drift flags are recorded
+    with the run (the ledger's ``data-contract`` entry follows from it), and
+    ``[profile] refuse`` stops a flagged run here, before round 1.
     """
-    from accord.coordinator.preparation import REFUSED_KIND, check_recorded, prepare
+    from accord.coordinator.contract import (
+        guard_of,
+        record_contract,
+        refuse_if_flagged,
+        settle,
+    )
+    from accord.coordinator.preparation import (
+        REFUSED_KIND,
+        check_recorded,
+        prepare_data,
+    )
+    from accord.errors import DriftRefused
     from accord.simulation.context import build_context, federation_schema
 
     def record(site: str | None, detail: str) -> None:
@@ -480,10 +495,11 @@ def _prepare(
             run_id, round=0, participant=site, kind=REFUSED_KIND, detail=detail
         )
 
-    encoder = prepare(
+    schema = federation_schema(cfg)
+    prepared = prepare_data(
         executor,
         connected,
-        federation_schema(cfg),
+        schema,
         seed=cfg.federation.seed,
         holdout_fraction=cfg.data.holdout_fraction,
         secure_aggregation=cfg.secure_aggregation.mode,
@@ -491,8 +507,18 @@ def _prepare(
         record=record,
         settings=cfg.secure_aggregation,
         run_id=executor.run_id,
+        guard=guard_of(cfg.profile) if cfg.profile.enabled else None,
     )
+    encoder = prepared.encoder
     check_recorded(store, run_id, encoder)
+    if cfg.profile.enabled:  # the data contract: recorded, then the ledger's
+        contract = settle(cfg, encoder, schema.classes, prepared.summaries)
+        record_contract(store, run_id, contract)
+        try:
+            refuse_if_flagged(cfg, contract)
+        except DriftRefused as exc:
+            record(None, str(exc))
+            raise
     return build_context(cfg, encoder=encoder)
 
 

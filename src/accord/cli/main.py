@@ -34,6 +34,7 @@ from accord.cli.errors import EXIT_INTERRUPTED
 from accord.cli.evaluate import register as register_evaluate
 from accord.cli.participant import register as register_participant
 from accord.cli.pki import register as register_pki
+from accord.cli.profile import register as register_profile
 from accord.cli.release import register as register_release
 from accord.cli.runs import register as register_runs
 from accord.cli.simulate import register as register_simulate
@@ -71,6 +72,7 @@ def _configure(
 register_simulate(app)
 register_runs(app)
 register_datasets(app)
+register_profile(app)
 register_deploy(app)
 register_participant(app)
 register_pki(app)

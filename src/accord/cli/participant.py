@@ -130,6 +130,14 @@ def participant_command(
             "--identity).",
         ),
     ] = None,
+    min_profile_count: Annotated[
+        int | None,
+        typer.Option(
+            "--min-profile-count",
+            help="Suppress every count under this in the data profile this site "
+            "sends before round 1, whatever the run's [profile] min_count.",
+        ),
+    ] = None,
     ckks_context: Annotated[
         Path | None,
         typer.Option(
@@ -177,6 +185,7 @@ def participant_command(
             require_dp=_dp_level(require_dp),
             max_epsilon=max_epsilon,
             dp_delta=dp_delta,
+            min_profile_count=min_profile_count,
         )
         ledger = _ledger(privacy_ledger, identity, policy)
         ckks = _ckks_secret(ckks_context)

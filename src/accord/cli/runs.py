@@ -42,13 +42,23 @@ _RECORD_CHARS = 200
 def _is_record(kind: str) -> bool:
     """Whether events of ``kind`` record what a run used, rather than a refusal.
 
-    The data's digest and the preprocessing fit: shown one line each, apart from
-    the refused messages.
+    The data's digest, the preprocessing fit, the data contract and its drift
+    flags: shown one line each, apart from the refused messages.
     """
+    from accord.coordinator.contract import EVENT_KIND as CONTRACT
+    from accord.coordinator.contract import FLAG_KIND as FLAG
     from accord.coordinator.preparation import EVENT_KIND as PREPROCESSING
     from accord.data.digest import EVENT_KIND as DATA
 
-    return kind in (DATA, PREPROCESSING)
+    return kind in (DATA, PREPROCESSING, CONTRACT, FLAG)
+
+
+def _first_part(kind: str, detail: str) -> bool:
+    """False for the second and later parts of a data contract (one line is enough)."""
+    from accord.coordinator.contract import EVENT_KIND as CONTRACT
+
+    place = detail.split(" ", 2)[1:2]
+    return kind != CONTRACT or not place or place[0].startswith("1/")
 
 
 def _cut(text: str) -> str:
@@ -253,7 +263,7 @@ def show_run(
         )
     console.print(table)
     for e in events:  # what the run was trained on, kept with it: not refusals
-        if _is_record(e.kind):
+        if _is_record(e.kind) and _first_part(e.kind, e.detail):
             console.print(f"{e.kind}: {escape(_cut(e.detail))}", highlight=False)
     events = [e for e in events if not _is_record(e.kind)]
     if (scored := scores_table(rounds)) is not None:

@@ -109,6 +109,38 @@ class Lineage:
             )
         self._store.append_ledger(entry)
         self._writer.accept(entry)
+        self._contract()
+
+    def _contract(self) -> None:
+        """Write the run's data contract, if one is recorded and not yet written.
+
+        The contract is recorded with the run before its first (or next) round
+        (:mod:`accord.coordinator.contract`); a resumed run whose contract is the
+        one already in its ledger writes none again.
+        """
+        from accord.coordinator.contract import recorded_contract
+
+        found = recorded_contract(self._store, self._writer.run_id)
+        if found is None:
+            return
+        digest, contract, _ = found
+        if digest == self._written_contract():
+            return
+        entry = self._writer.data_contract(contract)
+        self._store.append_ledger(entry)
+        self._writer.accept(entry)
+        logger.debug("ledger entry %d: data contract %s", entry.sequence, digest[:16])
+
+    def _written_contract(self) -> str | None:
+        """The contract digest of the last data-contract entry of the ledger."""
+        from accord.ledger.dsse import Envelope
+        from accord.ledger.statement import parse_statement
+
+        for entry in reversed(self._store.ledger(self._writer.run_id)):
+            if entry.kind == "data-contract":
+                statement = parse_statement(Envelope.from_json(entry.envelope).payload)
+                return dict(statement.subjects).get("contract")
+        return None
 
     def record_round(self, record: RoundRecord, *, aggregate: str | None) -> None:
         """Store ``record`` and its signed entry in one transaction."""

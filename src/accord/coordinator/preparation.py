@@ -16,7 +16,10 @@ wire protocol is unchanged):
    kind, other classes or an undeclared level aborts the run here, naming the
    site and the column, with nothing trained;
 3. ``encoding``: every site gets the encoder and answers with the digest of what
-   it applied, which must be the coordinator's.
+   it applied, which must be the coordinator's, and (when a ``guard`` is given
+   and the run has no secure aggregation) its guarded data profile on the fitted
+   scale (:mod:`accord.data.summary`), which :func:`prepare_data` returns for the
+   data contract (:mod:`accord.coordinator.contract`).
 
 Under secure aggregation (``[secure_aggregation] mode`` other than ``off``) the
 profile holds the site's columns only (:class:`~accord.data.profile.SiteColumns`),
@@ -33,18 +36,20 @@ can check that the sites' data still gives the same fit (:func:`check_recorded`)
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from accord.config import SecureAggregationConfig
+from accord.coordinator.documents import record_document, recorded_document
 from accord.coordinator.executor import Executor, JobFailed, SecAggReply
 from accord.data.handshake import (
     PrepareRequest,
     encoding_payload,
     parse_encoding_ack,
+    parse_encoding_summary,
 )
 from accord.data.preprocess import Encoder
 from accord.data.profile import (
@@ -59,12 +64,12 @@ from accord.data.profile import (
     fit_encoder,
     profile_from_json,
 )
+from accord.data.summary import Guard, SiteSummary
 from accord.errors import (
     DatasetError,
     PreparationFailed,
     RunAborted,
     SchemaMismatch,
-    StoreError,
 )
 
 if TYPE_CHECKING:
@@ -73,9 +78,11 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_KIND",
     "REFUSED_KIND",
+    "Prepared",
     "Recorder",
     "check_recorded",
     "prepare",
+    "prepare_data",
     "record_encoder",
     "recorded_encoder",
 ]
@@ -88,10 +95,16 @@ EVENT_KIND = "preprocessing"
 REFUSED_KIND = "preprocessing_refused"
 #: Where ``prepare`` reports a failed fit: ``(participant or None, detail)``.
 Recorder = Callable[[str | None, str], None]
-#: Characters of encoder JSON per event (the store keeps 2,000 per event).
-_PART = 1800
 _ROUND = 0
 _P = TypeVar("_P", SiteProfile, SiteColumns)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """The fitted encoder, and each site's data profile (empty: none asked for)."""
+
+    encoder: Encoder
+    summaries: tuple[tuple[str, SiteSummary], ...] = ()
 
 
 def prepare(
@@ -108,7 +121,38 @@ def prepare(
     settings: SecureAggregationConfig | None = None,
     run_id: str = "",
 ) -> Encoder:
-    """Gather the profiles of ``participants``, fit, ship; return the encoder.
+    """:func:`prepare_data`'s encoder, asking no site for its data profile."""
+    return prepare_data(
+        executor,
+        participants,
+        schema,
+        seed=seed,
+        holdout_fraction=holdout_fraction,
+        secure_aggregation=secure_aggregation,
+        deadline_s=deadline_s,
+        clock=clock,
+        record=record,
+        settings=settings,
+        run_id=run_id,
+    ).encoder
+
+
+def prepare_data(
+    executor: Executor,
+    participants: Sequence[str],
+    schema: Schema,
+    *,
+    seed: int,
+    holdout_fraction: float,
+    secure_aggregation: str,
+    deadline_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    record: Recorder | None = None,
+    settings: SecureAggregationConfig | None = None,
+    run_id: str = "",
+    guard: Guard | None = None,
+) -> Prepared:
+    """Gather the profiles of ``participants``, fit, ship; the encoder and profiles.
 
     ``participants`` are those connected, in roster order; each one's position in
     ``executor.participants`` picks its holdout split, as in a simulation. Why the
@@ -117,14 +161,22 @@ def prepare(
     the error is raised. With ``secure_aggregation`` other than ``"off"`` the
     statistics are summed securely under ``settings`` (the run's
     ``[secure_aggregation]``), bound to ``run_id`` (the wire's run id).
+    ``guard``: ask each site for its data profile under it (plain runs only:
+    under secure aggregation no site's own statistics are asked for).
     """
     secure = settings or SecureAggregationConfig.model_validate(
         {"mode": secure_aggregation}
     )
     roster = executor.participants
+    wanted = guard if secure_aggregation == "off" else None
     requests = {
         p: PrepareRequest(
-            seed, holdout_fraction, roster.index(p), secure_aggregation, schema.declared
+            seed,
+            holdout_fraction,
+            roster.index(p),
+            secure_aggregation,
+            schema.declared,
+            wanted,
         )
         for p in participants
     }
@@ -154,7 +206,7 @@ def _prepare(
     clock: Callable[[], float],
     secure: SecureAggregationConfig | None,
     run_id: str,
-) -> Encoder:
+) -> Prepared:
     executor.submit_secagg(
         _ROUND, "profile", {p: r.to_json() for p, r in requests.items()}
     )
@@ -197,19 +249,30 @@ def _prepare(
         {p: encoding_payload(r, encoder) for p, r in requests.items()},
     )
     acks = _collect(executor, "encoding", participants, deadline_s, clock)
+    summaries: list[tuple[str, SiteSummary]] = []
     for name in participants:
         try:
             applied = parse_encoding_ack(acks[name])
+            summary = parse_encoding_summary(acks[name])
         except DatasetError as exc:
             raise RunAborted(
                 f"site {name!r} answered the encoding with {exc}"
             ) from None
+        if summary is not None:
+            summaries.append((name, summary))
         if applied != digest:
             raise RunAborted(
                 f"site {name!r} applied the preprocessing {applied[:16]}…, not the "
                 f"fitted {digest[:16]}…; check its accord version"
             )
-    return encoder
+    asked = any(r.summary is not None for r in requests.values())
+    if asked and len(summaries) != len(participants):
+        missing = sorted(set(participants) - {n for n, _ in summaries})
+        raise RunAborted(
+            f"site(s) {', '.join(missing)} sent no data profile before round 1; "
+            "check their accord version, or set [profile] enabled = false"
+        )
+    return Prepared(encoder, tuple(summaries))
 
 
 def _parse(name: str, reply: bytes, parse: Callable[[bytes], _P]) -> _P:
@@ -259,53 +322,13 @@ def _collect(
 def record_encoder(store: RunStore, run_id: str, encoder: Encoder) -> str:
     """Record the encoder with the run (as events, in parts); return its digest."""
     text = encoder_to_json(encoder).decode("utf-8")
-    digest = encoder_digest(encoder)
-    parts = [text[i : i + _PART] for i in range(0, len(text), _PART)] or [""]
-    for i, part in enumerate(parts, 1):
-        store.record_event(
-            run_id,
-            round=_ROUND,
-            participant=None,
-            kind=EVENT_KIND,
-            detail=f"{digest} {i}/{len(parts)} {part}",
-        )
-    return digest
+    return record_document(store, run_id, EVENT_KIND, text)
 
 
 def recorded_encoder(store: RunStore, run_id: str) -> Encoder | None:
     """The encoder last recorded with ``run_id`` (None: none was)."""
-    parts: dict[str, dict[int, str]] = {}
-    totals: dict[str, int] = {}
-    last: str | None = None
-    for event in store.events(run_id):
-        if event.kind != EVENT_KIND:
-            continue
-        digest, place, part = _split(event.detail)
-        index, _, total = place.partition("/")
-        parts.setdefault(digest, {})[int(index)] = part
-        totals[digest] = int(total)
-        last = digest
-    if last is None:
-        return None
-    pieces = parts[last]
-    if sorted(pieces) != list(range(1, totals[last] + 1)):
-        raise StoreError(f"the preprocessing recorded with run {run_id} is incomplete")
-    data = "".join(pieces[i] for i in sorted(pieces)).encode("utf-8")
-    if hashlib.sha256(data).hexdigest() != last:
-        raise StoreError(
-            f"the preprocessing recorded with run {run_id} does not match its digest "
-            f"{last[:16]}…: the store was edited"
-        )
-    return encoder_from_json(data)
-
-
-def _split(detail: str) -> tuple[str, str, str]:
-    digest, _, rest = detail.partition(" ")
-    place, _, part = rest.partition(" ")
-    index, _, total = place.partition("/")
-    if len(digest) != 64 or not index.isdigit() or not total.isdigit():
-        raise StoreError(f"a {EVENT_KIND} event is malformed: {detail[:80]!r}")
-    return digest, place, part
+    data = recorded_document(store, run_id, EVENT_KIND)
+    return None if data is None else encoder_from_json(data)
 
 
 def check_recorded(store: RunStore, run_id: str, encoder: Encoder) -> Mapping[str, str]:

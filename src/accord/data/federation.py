@@ -39,6 +39,7 @@ __all__ = [
     "build_federation",
     "holdout_split",
     "labelled",
+    "plan_federation",
     "plan_rows",
 ]
 
@@ -191,6 +192,41 @@ def build_federation(
     split as asked. ``encoder`` (a deployment's federated fit) replaces the
     encoder fitted on these sites' train rows.
     """
+    table, labels, plan = plan_federation(
+        dataset,
+        partition=partition,
+        sites=sites,
+        seed=seed,
+        alpha=alpha,
+        test_fraction=test_fraction,
+        holdout_fraction=holdout_fraction,
+        site_column=site_column,
+        other=other,
+        min_site_size=min_site_size,
+        options=options,
+    )
+    return _encode(table, labels, plan, encoder)
+
+
+def plan_federation(
+    dataset: str,
+    *,
+    partition: str = "iid",
+    sites: int,
+    seed: int,
+    alpha: float = 0.5,
+    test_fraction: float = 0.2,
+    holdout_fraction: float = 0.2,
+    site_column: str | None = None,
+    other: str = "drop",
+    min_site_size: int = 10,
+    options: Mapping[str, Any] = _NO_OPTIONS,
+) -> tuple[Table, npt.NDArray[np.int64], RowPlan]:
+    """The labelled table, its labels and its :class:`RowPlan`, before encoding.
+
+    What :func:`build_federation` encodes (same arguments), for callers that need
+    each site's rows as they are (the sites' data profiles, :mod:`.summary`).
+    """
     table = load_table(dataset, **options)
     table, labels = labelled(table)
     column = site_column or table.spec.site_column
@@ -214,7 +250,7 @@ def build_federation(
         other=other,
         min_site_size=min_site_size,
     )
-    return _encode(table, labels, plan, encoder)
+    return table, labels, plan
 
 
 def labelled(table: Table) -> tuple[Table, npt.NDArray[np.int64]]:

@@ -9,8 +9,9 @@ site answers with the first message of a secure sum of its statistics.
 ``encoding`` task: the request
 again and the fitted encoder (:func:`encoding_payload`, so that a site that
 restarted in between needs nothing it no longer has); the site answers with
-:func:`encoding_ack`, the digest of the encoder it applied. All JSON, parsed and
-checked field by field.
+:func:`encoding_ack`, the digest of the encoder it applied and, when the request
+names a ``summary`` guard, its guarded data profile on the fitted scale
+(:mod:`accord.data.summary`). All JSON, parsed and checked field by field.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ from accord.data.profile import (
     encoder_from_json,
     encoder_to_json,
 )
+from accord.data.summary import (
+    MAX_SUMMARY_BYTES,
+    Guard,
+    SiteSummary,
+    guard_from_dict,
+    summary_from_json,
+    summary_to_json,
+)
 from accord.errors import DatasetError
 
 __all__ = [
@@ -37,12 +46,13 @@ __all__ = [
     "encoding_payload",
     "parse_encoding",
     "parse_encoding_ack",
+    "parse_encoding_summary",
 ]
 
 _MODES = ("off", "masking", "ckks")
 _REQUIRED = {"seed", "holdout_fraction", "index", "secure_aggregation"}
-#: ``declared`` may be absent (a coordinator from before it was sent).
-_FIELDS = _REQUIRED | {"declared"}
+#: ``declared`` and ``summary`` may be absent (a coordinator from before them).
+_FIELDS = _REQUIRED | {"declared", "summary"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +60,9 @@ class PrepareRequest:
     """How the coordinator asks a site to split its rows and profile them.
 
     ``secure_aggregation`` is the run's mode, so that a site whose policy
-    demands it can refuse to send its statistics in the clear.
+    demands it can refuse to send its statistics in the clear. ``summary`` is the
+    guard of the data profile the site adds to its ``encoding`` answer (None:
+    none is asked for).
     """
 
     seed: int
@@ -58,6 +70,7 @@ class PrepareRequest:
     index: int
     secure_aggregation: str = "off"
     declared: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    summary: Guard | None = None
 
     @property
     def secure(self) -> bool:
@@ -73,6 +86,8 @@ class PrepareRequest:
             "secure_aggregation": self.secure_aggregation,
             "declared": {k: list(v) for k, v in self.declared.items()},
         }
+        if self.summary is not None:
+            doc["summary"] = self.summary.to_dict()
         return json.dumps(doc, sort_keys=True).encode("utf-8")
 
     @classmethod
@@ -93,7 +108,15 @@ class PrepareRequest:
         if not 0 <= fraction < 1:
             raise DatasetError(f"holdout_fraction {fraction} is not in [0, 1)")
         declared = _declared(doc.get("declared", {}))
-        return cls(seed, float(fraction), index, mode, declared)
+        summary = _guard(doc.get("summary"))
+        return cls(seed, float(fraction), index, mode, declared, summary)
+
+
+def _guard(value: Any) -> Guard | None:
+    """The guard a request asks a data profile under (None: no profile)."""
+    if value is None:
+        return None
+    return guard_from_dict(value)
 
 
 def _declared(value: Any) -> dict[str, tuple[str, ...]]:
@@ -173,19 +196,47 @@ def parse_encoding(payload: bytes) -> tuple[PrepareRequest, Encoder]:
     return request, encoder
 
 
-def encoding_ack(encoder: Encoder, features: int) -> bytes:
-    """A site's answer to ``encoding``: what it applied."""
-    doc = {"digest": encoder_digest(encoder), "features": features}
+def encoding_ack(
+    encoder: Encoder, features: int, summary: SiteSummary | None = None
+) -> bytes:
+    """A site's answer to ``encoding``: what it applied, and its data profile."""
+    doc: dict[str, Any] = {"digest": encoder_digest(encoder), "features": features}
+    if summary is not None:
+        doc["summary"] = json.loads(summary_to_json(summary))
     return json.dumps(doc, sort_keys=True).encode("utf-8")
 
 
 def parse_encoding_ack(payload: bytes) -> str:
     """The encoder digest a site says it applied."""
-    doc = _object(payload, "encoding answer", {"digest", "features"})
+    doc = _ack(payload)
     digest = doc["digest"]
     if not isinstance(digest, str) or len(digest) != 64:
         raise DatasetError("the encoding answer's digest is not a SHA-256 hex digest")
     return digest
+
+
+def parse_encoding_summary(payload: bytes) -> SiteSummary | None:
+    """The data profile of a site's ``encoding`` answer (None: it sent none)."""
+    doc = _ack(payload)
+    if "summary" not in doc:
+        return None
+    return summary_from_json(json.dumps(doc["summary"]).encode("utf-8"))
+
+
+def _ack(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_SUMMARY_BYTES + 4096:
+        raise DatasetError("the encoding answer is larger than any profile")
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise DatasetError("the encoding answer is not valid JSON") from None
+    keys = {"digest", "features"}
+    if not isinstance(doc, dict) or not keys <= set(doc) <= keys | {"summary"}:
+        raise DatasetError(
+            "the encoding answer must be an object with digest, features and, "
+            "if asked for, summary"
+        )
+    return doc
 
 
 def _object(payload: bytes | str, what: str, keys: set[str]) -> dict[str, Any]:

@@ -41,8 +41,12 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 #: it up again; ``round``: one round, completed or failed; ``run-closed``: the run
 #: ended (completed, failed or aborted) and its final model; ``release``: the
 #: release gates were evaluated on the final model after the run closed (passed or
-#: not, with a reason per gate; there may be several).
-EntryKind = Literal["run-opened", "run-resumed", "round", "run-closed", "release"]
+#: not, with a reason per gate; there may be several); ``data-contract``: the data
+#: contract agreed before the run's next round (schema, preprocessing digest, each
+#: site's profile digest, drift flags), right after the entry that (re)opened it.
+EntryKind = Literal[
+    "run-opened", "run-resumed", "data-contract", "round", "run-closed", "release"
+]
 
 PREDICATE_TYPES: dict[str, EntryKind] = {
     f"https://accord.dev/ledger/{kind}/v1": kind for kind in get_args(EntryKind)

@@ -17,6 +17,9 @@ and reports each one that breaks, by its position, type and round:
   found in the export by its fingerprint. Without a CA, the ledger must be a
   simulation ledger, signed by the simulation key its first entry publishes: that
   shows integrity only, not who wrote it;
+- the data contract: a ``data-contract`` entry directly follows the entry that
+  opened or resumed the run, and its subjects match the contract it records
+  (:mod:`accord.ledger.contract`);
 - the model: given a model file's digests, the closing entry must name them;
 - the sites' receipts (:mod:`accord.ledger.receipt`).
 
@@ -37,6 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from accord.errors import LedgerError
+from accord.ledger.contract import contract_problems
 from accord.ledger.dsse import IN_TOTO, Envelope, verify_signature
 from accord.ledger.export import Export
 from accord.ledger.receipt import RECEIPT_TYPE, check_receipts
@@ -315,6 +319,8 @@ def _entry(
         s.kind == "round" and s.round == st.round for s, _ in entries
     ):
         found.append(f"round {st.round} is recorded twice")
+    if st.kind == "data-contract":
+        found += contract_problems(st, entries[-1][0].kind if entries else None)
     entries.append((st, env.digest()))
     return [Problem(position, st.kind, st.round, m) for m in found]
 

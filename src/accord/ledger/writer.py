@@ -224,6 +224,22 @@ class LedgerWriter:
             },
         )
 
+    def data_contract(self, contract: Mapping[str, Any]) -> LedgerRecord:
+        """The entry of the data contract agreed before the next round.
+
+        ``contract`` is :meth:`accord.data.contract.DataContract.to_dict`; its
+        canonical JSON's SHA-256 is the entry's ``contract`` subject, and the
+        preprocessing digest it names its ``preprocessing`` subject.
+        """
+        digest = hashlib.sha256(canonical_json(contract)).hexdigest()
+        subjects = [subject("contract", digest)]
+        preprocessing = contract.get("preprocessing")
+        if isinstance(preprocessing, str):
+            subjects.append(subject("preprocessing", preprocessing))
+        return self._entry(
+            "data-contract", None, subjects, {"contract": dict(contract)}
+        )
+
     def round(
         self, record: RoundRecord, *, aggregate: str | None, inputs: str
     ) -> LedgerRecord:

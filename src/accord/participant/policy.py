@@ -49,6 +49,9 @@ class SitePolicy:
     max_epsilon: float | None = None
     #: The delta at which the site accounts its epsilon.
     dp_delta: float = 1e-5
+    #: The smallest count this site's data profile reveals, whatever the run asks
+    #: (``[profile] min_count`` is raised to it, never lowered): a site's own floor.
+    min_profile_count: int | None = None
 
     @property
     def guards_privacy(self) -> bool:
@@ -73,6 +76,13 @@ class SitePolicy:
                 f"must be in (0, 1), not {self.dp_delta!r}; a delta well below "
                 "1 / (the site's records) is the usual choice",
                 key="--delta",
+            )
+        if self.min_profile_count is not None and not (
+            1 <= self.min_profile_count <= 1_000_000
+        ):
+            raise ConfigError(
+                f"must be 1 to 1000000, not {self.min_profile_count}",
+                key="--min-profile-count",
             )
         if self.min_threshold is not None and self.min_threshold < 2:
             raise ConfigError(

@@ -5,8 +5,11 @@ Before round 1 of a federation on ``csv:`` data the coordinator opens two stages
 ``profile``, answered with the site's :class:`~accord.data.profile.SiteProfile`,
 and ``encoding``, which carries the fitted encoder; the site encodes its rows with
 it, builds its task for the resulting features, and answers with the digest of
-the encoder it applied. Until then it has no training data and refuses train and
-eval tasks.
+the encoder it applied and, when the request asks for one in a run without
+secure aggregation, its guarded data profile (:mod:`accord.data.summary`), under
+the run's guard with its minimum count raised to the site's own floor
+(``--min-profile-count``) where that is higher.
+Until then it has no training data and refuses train and eval tasks.
 
 When the run has secure aggregation on (the request's mode is not ``off``), the
 ``profile`` stage is answered with the site's columns only (names, classes, the
@@ -23,7 +26,9 @@ site whose policy requires secure aggregation (``--require-secure-aggregation``,
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 
 from accord.data.handshake import (
     PrepareRequest,
@@ -32,6 +37,7 @@ from accord.data.handshake import (
     parse_encoding,
 )
 from accord.data.profile import columns_to_json, encoder_digest, profile_to_json
+from accord.data.summary import summary_to_json
 from accord.errors import AccordError
 from accord.participant.data import LocalData
 from accord.participant.policy import SitePolicy
@@ -69,6 +75,9 @@ class Preparation:
         self._data: LocalData | None = None
         self._task: Task | None = None
         self.digest: str | None = None
+        #: SHA-256 of the data profile sent with the encoding answer (None: none
+        #: was asked for): the digest the run's data contract must name for us.
+        self.profile_digest: str | None = None
         if source is None:
             return  # a connection-only runtime: refuses every task (never ready)
         if not isinstance(source, SiteTable):
@@ -143,7 +152,16 @@ class Preparation:
         task = _build(self._builder, data)
         self._data, self._task = data, task
         self.digest = encoder_digest(encoder)
-        return encoding_ack(encoder, len(info.feature_names))
+        summary = None
+        if request.summary is not None and not request.secure:
+            floor = self._policy.min_profile_count
+            if floor is not None and floor > request.summary.min_count:
+                guard = replace(request.summary, min_count=floor)
+                request = replace(request, summary=guard)
+            summary = source.summary(encoder, request)
+            sent = summary_to_json(summary)
+            self.profile_digest = hashlib.sha256(sent).hexdigest()
+        return encoding_ack(encoder, len(info.feature_names), summary)
 
 
 def _build(builder: TaskBuilder | None, data: LocalData) -> Task:

@@ -444,6 +444,8 @@ class ParticipantRuntime:
                 digest=self._prep.digest,
                 encoding=json.loads(order.payload),
             )
+            if self._prep.profile_digest is not None:  # what the contract must name
+                self.log.record("sent_profile", digest=self._prep.profile_digest)
         self._send_stage(client, order, order.stage, payload, time.perf_counter() - t0)
 
     # Secure rounds.

@@ -12,7 +12,9 @@ level would send an update of another shape). So it loads a :class:`SiteTable`
    (:func:`~accord.data.federation.holdout_split`) and answers with a
    :class:`~accord.data.profile.SiteProfile` of the training rows;
 2. the ``encoding`` stage carries the fitted encoder, with which the site encodes
-   its train and holdout rows (:meth:`SiteTable.encode`) before any training.
+   its train and holdout rows (:meth:`SiteTable.encode`) before any training,
+   and, when asked, profiles its training rows on the fitted scale under the
+   request's guard (:meth:`SiteTable.summary`, :mod:`accord.data.summary`).
 
 Under secure aggregation the ``profile`` stage is answered with the site's
 columns only (:meth:`SiteTable.columns`), and the statistics
@@ -34,8 +36,10 @@ from accord.data.federation import holdout_split
 from accord.data.handshake import PrepareRequest
 from accord.data.preprocess import Encoder, SufficientStats, extract_features
 from accord.data.profile import SiteColumns, SiteProfile
+from accord.data.summary import SiteSummary, summarize
 from accord.data.sums import statistics_vector
 from accord.errors import DatasetError
+from accord.privacy.noise import NoiseSource
 
 __all__ = ["SiteTable"]
 
@@ -151,4 +155,29 @@ class SiteTable:
             info,
             ArrayData(encoder.transform(features.rows(train)), self.labels[train]),
             ArrayData(encoder.transform(features.rows(held)), self.labels[held]),
+        )
+
+    def summary(
+        self,
+        encoder: Encoder,
+        request: PrepareRequest,
+        *,
+        source: NoiseSource | None = None,
+    ) -> SiteSummary:
+        """The guarded data profile of the training rows (``request.summary``).
+
+        ``source`` draws its DP noise, if the guard asks for any (the OS's CSPRNG
+        unless given: seeded only in tests).
+        """
+        if request.summary is None:
+            raise DatasetError("the request asks for no data profile")
+        features = extract_features(encoder.aligned(self.table))
+        train, _ = self.split(request)
+        return summarize(
+            features.rows(train),
+            self.labels[train],
+            self.table.spec.classes,
+            encoder,
+            request.summary,
+            source=source,
         )

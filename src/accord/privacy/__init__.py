@@ -19,6 +19,8 @@ Importing this package loads only numpy; the accounting modules, which need the
   aggregation (distributed noise), its RDP curve and tail bound (numpy only);
 - :mod:`accord.privacy.distributed`: the Skellam accountant and its calibration;
 - :mod:`accord.privacy.budget`: the check that stops a run before it overspends;
+- :mod:`accord.privacy.release`: Laplace or (analytic) Gaussian noise for a one-off
+  release of counts and sums, such as a site's data profile (numpy only);
 - :mod:`accord.privacy.dpsgd`: record-level DP-SGD: the plan a round declares to a
   site, Poisson sampling and the noisy clipped gradient in numpy.
 

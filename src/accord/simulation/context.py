@@ -89,22 +89,13 @@ def build_context(
     """
     d = config.data
     base = Path(config.base_dir)
-    options = dict(d.options)
     dataset = dataset_source(config)
-    data = build_federation(
-        dataset,
-        partition=d.partition,
-        sites=d.sites,
-        seed=config.federation.seed,
-        alpha=d.alpha,
-        test_fraction=d.test_fraction,
-        holdout_fraction=d.holdout_fraction,
-        site_column=d.site_column,
-        other=d.other,
-        min_site_size=d.min_site_size,
-        options=options,
-        encoder=encoder,
-    )
+    if d.site_files and encoder is None:
+        from accord.simulation.sitefiles import build_site_files
+
+        data = build_site_files(config, dataset, federation_schema(config))
+    else:
+        data = _split_table(config, dataset, encoder)
     task = load_task(
         config.task.factory, data.info, options=config.task.options, base_dir=base
     )
@@ -120,3 +111,24 @@ def build_context(
             data=done.data, task=task, malicious=done.malicious, trigger=done.trigger
         )
     return SimContext(data=data, task=task)
+
+
+def _split_table(
+    config: FedConfig, dataset: str, encoder: Encoder | None
+) -> FederatedData:
+    """The federation cut from one table (``[data] partition``)."""
+    d = config.data
+    return build_federation(
+        dataset,
+        partition=d.partition,
+        sites=d.sites,
+        seed=config.federation.seed,
+        alpha=d.alpha,
+        test_fraction=d.test_fraction,
+        holdout_fraction=d.holdout_fraction,
+        site_column=d.site_column,
+        other=d.other,
+        min_site_size=d.min_site_size,
+        options=dict(d.options),
+        encoder=encoder,
+    )

@@ -7,7 +7,10 @@ a deployment runs; only the executor differs. A run to resume is leased first
 (:meth:`~accord.store.protocol.RunStore.lease_run`): one another process is serving
 is refused before any worker starts, as is one whose configuration or data changed
 since it started (the data's digest is recorded with each new run,
-:mod:`accord.data.digest`).
+:mod:`accord.data.digest`). Before round 1 each site profiles its training rows
+(``[profile]``, :mod:`accord.simulation.profiling`): the data contract and its
+drift flags are recorded with the run and in its ledger, and with ``[profile]
+refuse`` a flagged federation does not start.
 
 Interrupted (Ctrl-C), the round loop marks the run aborted after its last recorded
 round and the executor stops its workers (which ignore SIGINT themselves, so that
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.config import FedConfig
+from accord.coordinator.contract import record_contract, refuse_if_flagged
 from accord.coordinator.executor import Executor
 from accord.coordinator.lineage import LedgerSetup
 from accord.coordinator.record_privacy import check_task
@@ -35,6 +39,7 @@ from accord.coordinator.runner import (
     RunObserver,
     RunResult,
 )
+from accord.data.contract import DataContract
 from accord.data.digest import check_data_digest, data_digest, record_data_digest
 from accord.evaluation.metrics import evaluate
 from accord.params import Params
@@ -182,6 +187,17 @@ def _started(
         on_run(run_id)
 
 
+def _contract(config: FedConfig) -> DataContract | None:
+    """The sites' data contract (``[profile]``), or DriftRefused; None: disabled."""
+    if not config.profile.enabled:
+        return None
+    from accord.simulation.profiling import simulated_contract
+
+    contract = simulated_contract(config)
+    refuse_if_flagged(config, contract)
+    return contract
+
+
 def _simulate(
     config: FedConfig,
     *,
@@ -196,6 +212,16 @@ def _simulate(
 ) -> SimulationResult:
     warm_up(config)  # workers' imports start now, alongside the coordinator's own
     ctx = build_context(config, poison=True)
+    contract = _contract(config)
+    if contract is not None:
+        record = started
+
+        def started(run_id: str) -> None:
+            record_contract(store, run_id, contract)
+            record(run_id)
+
+        if resume is not None:
+            record_contract(store, resume, contract)
     check_task(config, ctx.task, config.task.factory)
     initial = ctx.task.init_params(config.federation.seed)
     root_update = None

@@ -62,7 +62,14 @@ MetricScope = Literal["central", "federated", "site", "train"]
 #: cut (they often quote what a peer sent, which can be anything).
 MAX_EVENT_DETAIL = 2000
 MAX_EVENT_PARTICIPANT = 255
-_LEDGER_KINDS = ("run-opened", "run-resumed", "round", "run-closed", "release")
+_LEDGER_KINDS = (
+    "run-opened",
+    "run-resumed",
+    "data-contract",
+    "round",
+    "run-closed",
+    "release",
+)
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _EVENT_KIND = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 

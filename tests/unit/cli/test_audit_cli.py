@@ -76,7 +76,7 @@ def test_a_simulated_run_verifies_for_integrity_only(simulated):
     assert pinned.exit_code == 0, pinned.output
     assert wrong.exit_code == 6
     assert "not by the given simulation key" in wrong.stdout
-    assert "5 entries, 3 rounds, closed completed" in result.stdout
+    assert "6 entries, 3 rounds, closed completed" in result.stdout
     assert "integrity only, no identity" in result.stdout
     assert "verified:" in result.stdout
     assert (runs / "ledger-key.pem").exists()
@@ -91,24 +91,24 @@ def test_an_earlier_checkpoint_given_as_the_model_exits_6(simulated):
     assert result.exit_code == 6, result.output
     report = json.loads(result.stdout)
     assert not report["ok"]
-    assert report["problems"][0].startswith("entry 4 (run-closed): names final model")
+    assert report["problems"][0].startswith("entry 5 (run-closed): names final model")
 
 
 def test_an_edited_export_exits_6_naming_the_entry(simulated, tmp_path):
     _, export = simulated
     lines = export.read_text().splitlines()
-    envelope = json.loads(lines[3])  # header, opened, round 1, round 2
+    envelope = json.loads(lines[4])  # header, opened, contract, round 1, round 2
     statement = json.loads(base64.b64decode(envelope["payload"]))
     statement["predicate"]["outcomes"][0]["examples"] += 1
     envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
-    lines[3] = json.dumps(envelope)
+    lines[4] = json.dumps(envelope)
     tampered = tmp_path / "tampered.jsonl"
     tampered.write_text("\n".join(lines) + "\n")
 
     result = verify(str(tampered))
 
     assert result.exit_code == 6
-    assert "broken: entry 2 (round 2): its signature does not match" in " ".join(
+    assert "broken: entry 3 (round 2): its signature does not match" in " ".join(
         result.stdout.split()
     )
 
@@ -156,8 +156,10 @@ def test_a_resumed_run_continues_its_chain_each_round_once(tmp_path, ctrl_c):  #
     with SqlStore(url) as store:
         (info,) = store.list_runs()
         entries = store.ledger(info.run_id)
+    # the data contract once: the resumed run's sites still make the same one
     assert [(e.kind, e.round) for e in entries] == [
         ("run-opened", None),
+        ("data-contract", None),
         ("round", 1),
         ("round", 2),
         ("run-closed", None),  # aborted by Ctrl-C
@@ -166,5 +168,5 @@ def test_a_resumed_run_continues_its_chain_each_round_once(tmp_path, ctrl_c):  #
         ("round", 4),
         ("run-closed", None),
     ]
-    assert [e.sequence for e in entries] == list(range(8))
+    assert [e.sequence for e in entries] == list(range(9))
     assert (tmp_path / "ledger-key.pem").exists()  # beside the SQLite file

@@ -170,3 +170,35 @@ def test_release_entries_are_stored_after_the_closing_entry(
     # Assert
     assert store.ledger(run_id) == [first, closing, *decisions]
     assert [e.kind for e in store.ledger(run_id)][-2:] == ["release", "release"]
+
+
+def test_a_data_contract_entry_is_stored_between_the_opening_and_round_1(
+    store: RunStore, new_run: NewRun, make_round: MakeRound, writer_for
+) -> None:
+    run_id = new_run()
+    writer = writer_for(run_id)
+    first = opened(writer)
+    store.append_ledger(first)
+    writer.accept(first)
+    contract = writer.data_contract(
+        {
+            "schema": {"numeric": ["x"], "categorical": {}, "classes": ["n", "y"]},
+            "preprocessing": "1" * 64,
+            "profiles": {"site-a": "2" * 64},
+            "guard": {"minCount": 10, "noise": "off", "epsilon": None, "delta": None},
+            "flags": [],
+        }
+    )
+
+    store.append_ledger(contract)
+    writer.accept(contract)
+    record = make_round(run_id, 1)
+    entry = writer.round(record, aggregate=None, inputs="update")
+    store.record_round(record, ledger=entry)
+
+    assert [e.kind for e in store.ledger(run_id)] == [
+        "run-opened",
+        "data-contract",
+        "round",
+    ]
+    assert store.ledger(run_id)[1] == contract
