@@ -223,7 +223,15 @@ def _federation(inputs: CardInputs) -> Section:
     facts = Facts(
         (
             ("dataset", str(data.get("dataset", "not recorded"))),
-            ("partition", setting(data, "partition", "alpha", "site_column")),
+            (
+                "partition",
+                setting(
+                    data,
+                    "partition",
+                    *(["alpha"] if data.get("partition") == "dirichlet" else []),
+                    "site_column",
+                ),
+            ),
             ("sites planned", str(data.get("sites", "not recorded"))),
             ("secure aggregation", str(secure)),
         )

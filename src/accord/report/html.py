@@ -103,6 +103,7 @@ def figure_json(plot: Plot) -> str:
         template="plotly_white",
         margin={"l": 60, "r": 20, "t": 50, "b": 50},
         barmode="group",
+        showlegend=True,
     )
     if plot.kind == "line":
         figure.update_xaxes(dtick=1)

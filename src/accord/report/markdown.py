@@ -16,8 +16,11 @@ from accord.report.document import Facts, ModelCard, Note, Plot, Table
 __all__ = ["escape", "render_markdown"]
 
 #: Characters that mean something to Markdown anywhere in a line, escaped with a
-#: backslash (CommonMark lets any ASCII punctuation be escaped so).
-_SPECIAL = re.compile(r"([\\`*\[\]<>|&!#~])")
+#: backslash (CommonMark lets any ASCII punctuation be escaped so). A ``]`` makes
+#: a link or an image only when ``(``, ``[`` or ``:`` follows it, so only then is
+#: it escaped, and ``[gates]`` reads as written. Lines start with ``-``, ``|`` or
+#: ``*`` of the renderer's own, so ``#`` and ``1.`` never start one.
+_SPECIAL = re.compile(r"([\\`*<>|&~]|\](?=[(\[:]))")
 #: An underscore at a word's edge starts or ends emphasis; inside a word
 #: (``max_epsilon``) it does not, and is left as it reads.
 _EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")

@@ -138,7 +138,8 @@ def test_markdown_renders_store_strings_inert(full_inputs):
 
 def test_markdown_escape_keeps_a_table_cell_and_a_line_whole():
     assert escape("a|b\nc") == "a\\|b c"
-    assert escape("[x](http://e)") == "\\[x\\](http://e)"
+    assert escape("[x](http://e)") == "[x\\](http://e)"
+    assert escape("![i](e) [r]: e [gates]") == "![i\\](e) [r\\]: e [gates]"
     assert escape("max_epsilon _x_") == "max_epsilon \\_x\\_"
 
 
