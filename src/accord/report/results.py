@@ -150,7 +150,7 @@ def _configured(inputs: CardInputs) -> Facts | None:
     gates = {k: v for k, v in _config(inputs, "gates").items() if v is not None}
     if not gates:
         return None
-    return Facts(tuple((k, number(float(v))) for k, v in gates.items()))
+    return Facts(tuple((f"{k} (bound)", number(float(v))) for k, v in gates.items()))
 
 
 def _release_event(inputs: CardInputs) -> Mapping[str, Any] | None:
