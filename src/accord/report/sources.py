@@ -74,14 +74,23 @@ def check_ledger(
     if not records:
         return None
     entries = read_entries(records[:1])
-    if anchors is None and not _simulation(entries):
+    readable = bool(entries[0].predicate)  # else verification says what broke
+    if anchors is None and readable and not _simulation(entries):
         return LedgerCheck(
             verified=None,
             how="a coordinator's certificate signed it; pass --trust with the "
             "federation's CA to check who signed it",
             receipts=len(receipts),
         )
-    export = parse_export(export_run(run_id, records, receipts))
+    try:
+        export = parse_export(export_run(run_id, records, receipts))
+    except LedgerError as exc:  # an opening entry too damaged to export
+        return LedgerCheck(
+            verified=False,
+            how="the ledger cannot be read back",
+            problems=(str(exc),),
+            receipts=len(receipts),
+        )
     verdict = verify_export(export, anchors=anchors)
     if anchors is None:
         how = (

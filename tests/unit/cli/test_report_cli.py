@@ -218,3 +218,13 @@ def test_html_and_json_together_are_refused(runs):
 
     assert result.exit_code == 2
     assert "choose one of --html and --json" in result.output
+
+
+def test_html_without_plotly_names_the_extra_with_exit_3(runs, monkeypatch, tmp_path):
+    monkeypatch.setitem(__import__("sys").modules, "plotly.graph_objects", None)
+
+    result = report(runs, runs["guarded"], "--html", "-o", str(tmp_path / "c.html"))
+
+    assert result.exit_code == 3
+    assert "plotly" in result.output and "report" in result.output
+    assert not (tmp_path / "c.html").exists()
