@@ -6,7 +6,8 @@ rounds, events and ledger as stored) and returns a
 the federation, rounds and outcome, strategy, privacy, release gates, metrics,
 robustness, contributions, and the ledger with the final model. This module builds
 the sections about how the run was set up and recorded;
-:mod:`accord.report.results` those about what came out of it. A figure the run
+:mod:`accord.report.federation`, :mod:`accord.report.governance` and
+:mod:`accord.report.measures` the others. A figure the run
 did not record is a :func:`~accord.report.document.not_recorded` note saying why
 and how to record it, never a section left out.
 
@@ -18,33 +19,38 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
 
 from accord.ledger.writer import config_digest
-from accord.records import RoundRecord
 from accord.report.document import (
     Block,
     Facts,
     ModelCard,
-    Note,
     Section,
     Table,
     not_recorded,
 )
-from accord.report.inputs import CardInputs, LedgerEntry
-from accord.report.results import (
+from accord.report.federation import federation_section
+from accord.report.governance import (
     contributions_section,
     gates_section,
-    metrics_section,
     privacy_section,
-    robustness_section,
 )
-from accord.report.text import count, setting, short
+from accord.report.inputs import CardInputs
+from accord.report.measures import metrics_section, robustness_section
+from accord.report.text import count, setting
 
 __all__ = ["build_card"]
 
-#: Store events that record what a run used, rather than a refused message.
-_RECORD_EVENTS = ("data_digest", "preprocessing", "release")
+#: Store events that record what a run used or decided, rather than a message
+#: refused: the data's digest, the preprocessing fit, the data contract and its
+#: drift flags, release decisions.
+_RECORD_EVENTS = (
+    "data_digest",
+    "preprocessing",
+    "data_contract",
+    "profile_flag",
+    "release",
+)
 
 
 def build_card(inputs: CardInputs) -> ModelCard:
@@ -55,7 +61,7 @@ def build_card(inputs: CardInputs) -> ModelCard:
         title=f"Model card: run {run.run_id} ({run.name})",
         sections=(
             _identity(inputs),
-            _federation(inputs),
+            federation_section(inputs),
             _rounds(inputs),
             _strategy(inputs),
             privacy_section(inputs),
@@ -66,19 +72,6 @@ def build_card(inputs: CardInputs) -> ModelCard:
             _ledger(inputs),
         ),
     )
-
-
-def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = config.get(name)
-    return value if isinstance(value, Mapping) else {}
-
-
-def _first(inputs: CardInputs, kind: str) -> LedgerEntry | None:
-    return next((e for e in inputs.ledger if e.kind == kind), None)
-
-
-def _last(inputs: CardInputs, kind: str) -> LedgerEntry | None:
-    return next((e for e in reversed(inputs.ledger) if e.kind == kind), None)
 
 
 def _data_digest(inputs: CardInputs) -> str:
@@ -99,7 +92,7 @@ def _data_digest(inputs: CardInputs) -> str:
 
 def _identity(inputs: CardInputs) -> Section:
     run = inputs.run
-    opened = _first(inputs, "run-opened")
+    opened = inputs.first("run-opened")
     predicate = opened.predicate if opened is not None else {}
     no_ledger = "not recorded (the run kept no ledger)"
     if isinstance(predicate.get("config"), str):
@@ -122,7 +115,7 @@ def _identity(inputs: CardInputs) -> Section:
         code_text = no_ledger
     reason = (run.summary or {}).get("reason")
     status = run.status + (f" ({reason})" if reason else "")
-    task = _section(run.config, "task")
+    task = inputs.config("task")
     items = [
         ("run id", run.run_id),
         ("name", run.name),
@@ -142,123 +135,6 @@ def _identity(inputs: CardInputs) -> Section:
         ("data", _data_digest(inputs)),
     ]
     return Section("run", "Run", (Facts(tuple(items)),))
-
-
-def _sites(inputs: CardInputs) -> list[str]:
-    """Every site the run names: its roster, then whoever was selected."""
-    names: dict[str, None] = {}
-    opened = _first(inputs, "run-opened")
-    roster = opened.predicate.get("roster") if opened is not None else None
-    for item in roster if isinstance(roster, list) else ():
-        if isinstance(item, Mapping) and isinstance(item.get("participant"), str):
-            names[item["participant"]] = None
-    for r in inputs.rounds:
-        names.update(dict.fromkeys(r.selected))
-    return list(names)
-
-
-def _site_row(
-    site: str, rounds: tuple[RoundRecord, ...], contract: str
-) -> tuple[str, ...]:
-    outcomes = [o for r in rounds for o in r.outcomes if o.participant == site]
-    ok = [o for o in outcomes if o.status == "ok"]
-    selected = sum(1 for r in rounds if site in r.selected)
-    rows = str(ok[-1].num_examples) if ok else "not recorded (no accepted update)"
-    others: dict[str, int] = {}
-    for o in outcomes:
-        if o.status != "ok":
-            others[o.status] = others.get(o.status, 0) + 1
-    other = ", ".join(f"{k} {v}" for k, v in others.items()) or "none"
-    return (site, rows, f"{len(ok)}/{selected}", other, contract)
-
-
-def _contract_summary(value: object) -> str:
-    """A site's part of a data-contract entry, in a line (its format may grow)."""
-    if isinstance(value, Mapping):
-        parts = []
-        for k, v in value.items():
-            if isinstance(v, str | int | float | bool) or v is None:
-                parts.append(f"{k} {short(str(v), 24)}")
-            elif isinstance(v, list | tuple | Mapping):
-                parts.append(f"{k}: {len(v)}")
-        return "; ".join(parts) or "recorded"
-    return short(str(value), 80)
-
-
-def _contract(inputs: CardInputs) -> tuple[dict[str, str], list[Block]]:
-    """Each site's data-contract summary, and the contract's own blocks."""
-    entry = next((e for e in reversed(inputs.ledger) if "contract" in e.kind), None)
-    if entry is None:
-        return {}, [
-            not_recorded(
-                "the ledger holds no data-contract entry: the sites' schemas and "
-                "profiles were not agreed and recorded before round 1 by the accord "
-                "that ran this (see docs/data.md)"
-            )
-        ]
-    sites = entry.predicate.get("sites")
-    per_site: dict[str, str] = {}
-    if isinstance(sites, Mapping):
-        per_site = {str(k): _contract_summary(v) for k, v in sites.items()}
-    elif isinstance(sites, list):
-        for item in sites:
-            if isinstance(item, Mapping):
-                name = item.get("site", item.get("participant", item.get("name")))
-                if name is not None:
-                    per_site[str(name)] = _contract_summary(
-                        {k: v for k, v in item.items() if v is not name}
-                    )
-    items = [("data contract", f"ledger entry {entry.sequence} ({entry.kind})")]
-    for key, value in entry.predicate.items():
-        if key in ("sites", "run", "sequence", "previous", "at"):
-            continue
-        items.append((key, _contract_summary(value)))
-    return per_site, [Facts(tuple(items))]
-
-
-def _federation(inputs: CardInputs) -> Section:
-    config = inputs.run.config
-    data = _section(config, "data")
-    secure = _section(config, "secure_aggregation").get("mode", "off")
-    facts = Facts(
-        (
-            ("dataset", str(data.get("dataset", "not recorded"))),
-            (
-                "partition",
-                setting(
-                    data,
-                    "partition",
-                    *(["alpha"] if data.get("partition") == "dirichlet" else []),
-                    "site_column",
-                ),
-            ),
-            ("sites planned", str(data.get("sites", "not recorded"))),
-            ("secure aggregation", str(secure)),
-        )
-    )
-    per_site, contract = _contract(inputs)
-    sites = _sites(inputs)
-    blocks: list[Block] = [facts]
-    if sites:
-        missing = "not recorded" if not per_site else "none for this site"
-        rows = tuple(
-            _site_row(s, inputs.rounds, per_site.get(s, missing)) for s in sites
-        )
-        columns = ("site", "rows", "accepted/selected", "other outcomes", "contract")
-        blocks.append(
-            Table(columns, rows, "sites (rows: as in the last accepted update)")
-        )
-    else:
-        blocks.append(not_recorded("no site was selected in any recorded round"))
-    blocks += contract
-    if any(e.kind == "preprocessing" for e in inputs.events):
-        blocks.append(
-            Note(
-                "The deployment's federated preprocessing fit is recorded with the "
-                "run (`accord runs show RUN`)."
-            )
-        )
-    return Section("federation", "Federation", tuple(blocks))
 
 
 def _rounds(inputs: CardInputs) -> Section:
@@ -319,8 +195,8 @@ _RULE_KEYS = (
 
 def _strategy(inputs: CardInputs) -> Section:
     config = inputs.run.config
-    strategy = _section(config, "strategy")
-    robust = _section(config, "robustness")
+    strategy = inputs.config("strategy")
+    robust = inputs.config("robustness")
     rule = str(strategy.get("aggregation", "not recorded"))
     keys = [k for k in _RULE_KEYS if k != "trim" or "trim" in rule]
     rules = [
@@ -371,9 +247,7 @@ def _strategy(inputs: CardInputs) -> Section:
         ),
         (
             "selection",
-            setting(
-                _section(config, "selection"), None, "fraction", "min_participants"
-            ),
+            setting(inputs.config("selection"), None, "fraction", "min_participants"),
         ),
     ]
     if isinstance(attack, Mapping):
@@ -388,7 +262,7 @@ def _strategy(inputs: CardInputs) -> Section:
 
 def _ledger(inputs: CardInputs) -> Section:
     blocks: list[Block] = []
-    closed = _last(inputs, "run-closed")
+    closed = inputs.last("run-closed")
     done = [r for r in inputs.rounds if r.status == "completed"]
     if closed is not None and isinstance(closed.predicate.get("model"), str):
         model = str(closed.predicate["model"])
@@ -398,7 +272,7 @@ def _ledger(inputs: CardInputs) -> Section:
         source = f"round {done[-1].number} (no closing entry names it)"
     else:
         model, source = "none (no round completed)", "the rounds"
-    released = _last(inputs, "release")
+    released = inputs.last("release")
     file_sha = released.predicate.get("modelFile") if released is not None else None
     items = [
         ("final model digest", model),

@@ -14,8 +14,11 @@ text says why and how to record it, so a card never drops a section silently.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from accord.records import RoundRecord
 
 __all__ = [
     "Block",
@@ -28,6 +31,8 @@ __all__ = [
     "Table",
     "card_json",
     "not_recorded",
+    "numbers",
+    "series_per_round",
 ]
 
 
@@ -122,6 +127,23 @@ class ModelCard:
 def not_recorded(why: str) -> Note:
     """The note that stands for a figure nobody recorded: why, and how to."""
     return Note(f"Not recorded: {why}", missing=True)
+
+
+def numbers(values: Sequence[float | None]) -> tuple[float | None, ...]:
+    """``values`` as plot values: NaN (not measured) as None, a gap."""
+    return tuple(None if v is None or math.isnan(v) else float(v) for v in values)
+
+
+def series_per_round(
+    rounds: Sequence[RoundRecord],
+    names: Sequence[str],
+    get: Callable[[RoundRecord, str], float | None],
+) -> tuple[Series, ...]:
+    """One line per name: ``get(round, name)`` in each round (None: a gap)."""
+    xs = tuple(r.number for r in rounds)
+    return tuple(
+        Series(name, xs, numbers([get(r, name) for r in rounds])) for name in names
+    )
 
 
 def _number(value: float | None) -> float | None:

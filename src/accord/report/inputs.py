@@ -65,3 +65,16 @@ class CardInputs:
     check: LedgerCheck | None = None
     contributions: ContributionReport | None = None
     contributions_note: str | None = None
+
+    def config(self, name: str) -> Mapping[str, Any]:
+        """The run's recorded ``[name]`` section (empty if it has none)."""
+        value = self.run.config.get(name)
+        return value if isinstance(value, Mapping) else {}
+
+    def first(self, kind: str) -> LedgerEntry | None:
+        """The run's first ledger entry of ``kind``, if any."""
+        return next((e for e in self.ledger if e.kind == kind), None)
+
+    def last(self, kind: str) -> LedgerEntry | None:
+        """The run's last ledger entry of ``kind``, if any."""
+        return next((e for e in reversed(self.ledger) if e.kind == kind), None)

@@ -152,7 +152,27 @@ def full_inputs() -> CardInputs:
             "data-contract",
             None,
             "1" * 64,
-            {"sites": {HOSTILE: {"rows": 101, "digest": "d" * 64}}, "flags": []},
+            {
+                "contract": {
+                    "schema": {
+                        "numeric": ["age", "dose"],
+                        "categorical": {"sex": ["f", "m"]},
+                        "classes": ["no", "yes"],
+                    },
+                    "preprocessing": "f" * 64,
+                    "profiles": {HOSTILE: "d" * 64, "site-a": "a" * 64},
+                    "guard": {"min_count": 10, "noise": None},
+                    "flags": [
+                        {
+                            "site": HOSTILE,
+                            "column": "age",
+                            "measure": "smd",
+                            "value": 1.5,
+                            "threshold": 0.5,
+                        }
+                    ],
+                }
+            },
         ),
         LedgerEntry(2, "round", 1, "2" * 64, {}),
         LedgerEntry(3, "round", 2, "3" * 64, {}),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from accord.records import PrivacySpent, RunEvent
 from accord.report.card import build_card
 from accord.report.document import Facts, Note, Plot, Table, card_json
+from accord.report.inputs import LedgerEntry
 from accord.report.markdown import escape, render_markdown
 
 HOSTILE = "<script>alert(1)</script>"
@@ -95,29 +98,50 @@ def test_the_card_holds_the_recorded_figures(full_inputs):
 def test_a_data_contract_entry_is_summarised_per_site(full_inputs):
     federation = build_card(full_inputs).section("federation")
 
-    (sites,) = [b for b in federation.blocks if isinstance(b, Table)]
+    sites, flags = [b for b in federation.blocks if isinstance(b, Table)]
     row = {r[0]: r for r in sites.rows}
     assert row[HOSTILE][1] == "101"  # rows from the last accepted update
-    assert row[HOSTILE][4] == f"rows 101; digest {'d' * 23}\u2026"
-    assert row["site-a"][4] == "none for this site"
-    assert facts(federation)["data contract"] == "ledger entry 1 (data-contract)"
+    assert row[HOSTILE][4] == f"profile {'d' * 16}\u2026; 1 drift flag"
+    assert row["site-a"][4] == f"profile {'a' * 16}\u2026; no drift flag"
+    assert flags.rows == ((HOSTILE, "age", "smd", "1.5000", "0.5000"),)
+    summary = facts(federation)
+    assert summary["data contract"] == "ledger entry 1 (data-contract)"
+    assert summary["schema"] == "2 numeric and 1 categorical columns; classes no, yes"
+    assert summary["preprocessing"] == "f" * 64
+    assert summary["drift flags"] == "1"
     assert not missing(federation)
+
+
+def test_another_contract_layout_is_summarised_not_refused(full_inputs):
+    other = LedgerEntry(
+        1, "data-contract", None, "1" * 64, {"sites": {"site-a": {"rows": 7}}}
+    )
+    ledger = tuple(e if e.sequence != 1 else other for e in full_inputs.ledger)
+
+    federation = build_card(dataclasses.replace(full_inputs, ledger=ledger)).section(
+        "federation"
+    )
+
+    (sites,) = [b for b in federation.blocks if isinstance(b, Table)]
+    row = {r[0]: r for r in sites.rows}
+    assert row["site-a"][4] == "rows 7"
+    assert row[HOSTILE][4] == "none for this site"
+    assert facts(federation)["drift flags"] == "0"
 
 
 def test_an_unreadable_contract_entry_degrades_to_its_position(full_inputs):
     ledger = tuple(
-        e if e.kind != "data-contract" else type(e)(e.sequence, e.kind, None, e.digest)
+        e
+        if e.kind != "data-contract"
+        else LedgerEntry(e.sequence, e.kind, None, e.digest)
         for e in full_inputs.ledger
     )
-    inputs = type(full_inputs)(**{**_fields(full_inputs), "ledger": ledger})
 
-    federation = build_card(inputs).section("federation")
+    federation = build_card(dataclasses.replace(full_inputs, ledger=ledger)).section(
+        "federation"
+    )
 
     assert facts(federation)["data contract"] == "ledger entry 1 (data-contract)"
-
-
-def _fields(inputs):
-    return {f: getattr(inputs, f) for f in inputs.__dataclass_fields__}
 
 
 def test_markdown_renders_store_strings_inert(full_inputs):
@@ -165,3 +189,57 @@ def test_every_plot_has_as_many_values_as_positions(full_inputs):
         assert isinstance(plot, Plot)
         for series in plot.series:
             assert len(series.x) == len(series.y)
+
+
+def test_without_a_ledger_the_release_event_names_the_failed_gates(plain_inputs):
+    event = RunEvent(
+        plain_inputs.run.run_id,
+        plain_inputs.rounds[0].finished_at,
+        None,
+        None,
+        "release",
+        '{"passed": false, "failed": ["central_metric"], "model": "m", "file": null}',
+    )
+
+    gates = build_card(dataclasses.replace(plain_inputs, events=(event,))).section(
+        "gates"
+    )
+
+    assert facts(gates) == {"decision": "failed", "failed gates": "central_metric"}
+    assert not missing(gates)
+    rounds = build_card(dataclasses.replace(plain_inputs, events=(event,)))
+    assert facts(rounds.section("rounds"))["messages refused"] == "0 messages"
+
+
+def test_record_level_privacy_lists_each_site_and_quarantine(full_inputs):
+    def record_level(r):
+        spent = tuple(
+            PrivacySpent("record", s, 0.5 * r.number + i, 1e-5, "rdp", 1.1, 0.1, 1.0)
+            for i, s in enumerate(r.selected)
+        )
+        scores = tuple(
+            dataclasses.replace(sc, excluded=sc.participant == HOSTILE)
+            for sc in r.scores
+        )
+        return dataclasses.replace(r, privacy=spent, scores=scores)
+
+    inputs = dataclasses.replace(
+        full_inputs,
+        rounds=tuple(record_level(r) for r in full_inputs.rounds),
+        run=dataclasses.replace(full_inputs.run, summary=None),
+    )
+
+    card = build_card(inputs)
+
+    privacy = card.section("privacy")
+    assert facts(privacy)["epsilon spent (largest of the sites')"] == "2"
+    (sites,) = [b for b in privacy.blocks if isinstance(b, Table)]
+    assert sites.rows == (
+        ("site-a", "1", "1e-05", "1.1000"),
+        (HOSTILE, "2", "1e-05", "1.1000"),
+    )
+    (plot,) = privacy.plots
+    assert [s.name for s in plot.series] == ["site-a", HOSTILE]
+    assert plot.series[1].y == (1.5, 2.0)
+    robustness = facts(card.section("robustness"))
+    assert robustness["sites quarantined"] == HOSTILE
