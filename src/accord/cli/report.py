@@ -108,7 +108,7 @@ def report_command(
     directory: Path = _DIR,
 ) -> None:
     """The model card of RUN: Markdown (default), --json, or --html with plots."""
-    from accord.cli.audit import _anchors
+    from accord.cli.audit import trust_anchors
     from accord.cli.runs import resolve_run
     from accord.report.card import build_card
     from accord.report.document import card_json
@@ -119,7 +119,7 @@ def report_command(
     if as_html and as_json:
         raise typer.BadParameter("choose one of --html and --json")
     with reported():
-        anchors = None if trust is None else _anchors(trust)
+        anchors = None if trust is None else trust_anchors(trust)
         db = open_store(store, default_dir=directory)
         try:
             run_id = resolve_run(db, run)
