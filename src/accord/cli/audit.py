@@ -24,7 +24,7 @@ from rich.markup import escape
 from accord.cli.errors import reported
 from accord.errors import LedgerError, LedgerInvalid
 
-__all__ = ["register"]
+__all__ = ["register", "trust_anchors"]
 
 audit_app = typer.Typer(
     help="The signed ledger of a run: export, verify; its privacy: membership "
@@ -75,7 +75,8 @@ def export_command(
     )
 
 
-def _anchors(trust: Path) -> list[Any]:
+def trust_anchors(trust: Path) -> list[Any]:
+    """The federation's CA certificates from ``--trust`` (a folder or a PEM)."""
     from cryptography import x509
 
     path = trust / "ca.pem" if trust.is_dir() else trust
@@ -157,7 +158,7 @@ def verify_command(
         except (OSError, UnicodeDecodeError) as exc:
             raise LedgerError(f"cannot read {export}: {exc}") from exc
         parsed = parse_export(text, source=str(export))
-        anchors = None if trust is None else _anchors(trust)
+        anchors = None if trust is None else trust_anchors(trust)
         file = None if model is None else _model_file(model)
         pinned = None if key is None else _key_id(key)
         verdict = verify_export(

@@ -36,6 +36,7 @@ from accord.cli.participant import register as register_participant
 from accord.cli.pki import register as register_pki
 from accord.cli.profile import register as register_profile
 from accord.cli.release import register as register_release
+from accord.cli.report import register as register_report
 from accord.cli.runs import register as register_runs
 from accord.cli.simulate import register as register_simulate
 
@@ -81,6 +82,7 @@ register_evaluate(app)
 register_audit(app)
 register_release(app)
 register_contributions(app)
+register_report(app)
 
 
 def main() -> None:
