@@ -191,7 +191,7 @@ class StrategyConfig(_Section):
     smoothing: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     norm_bound: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     root_examples: int | None = Field(default=None, ge=1, le=1_000_000)
-    server_optimizer: Literal["sgd", "adam"] = "sgd"
+    server_optimizer: Literal["sgd", "adam", "yogi", "adagrad"] = "sgd"
     server_lr: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     server_momentum: float = Field(default=0.0, ge=0, lt=1)
     max_examples: int = Field(default=100_000, ge=1, lt=2**53)

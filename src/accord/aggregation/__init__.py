@@ -36,9 +36,11 @@ from accord.aggregation.rule import (
 )
 from accord.aggregation.server_opt import (
     AdamState,
+    ServerAdagrad,
     ServerAdam,
     ServerOptimizer,
     ServerSGD,
+    ServerYogi,
     SGDState,
 )
 from accord.aggregation.trimmed_mean import coordinate_trimmed_mean
@@ -67,9 +69,11 @@ __all__ = [
     "NormBoundAccumulator",
     "NormBounding",
     "SGDState",
+    "ServerAdagrad",
     "ServerAdam",
     "ServerOptimizer",
     "ServerSGD",
+    "ServerYogi",
     "TrimmedMean",
     "WeightedMedian",
     "WeightedTrimmedMean",

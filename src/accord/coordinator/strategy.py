@@ -37,9 +37,11 @@ from accord.aggregation import (
     AggregationRule,
     CappedMeanAccumulator,
     MeanAccumulator,
+    ServerAdagrad,
     ServerAdam,
     ServerOptimizer,
     ServerSGD,
+    ServerYogi,
     cap_weights,
     make_rule,
 )
@@ -57,6 +59,7 @@ __all__ = [
     "RootUpdate",
     "Strategy",
     "check_root_source",
+    "server_optimizer",
 ]
 
 #: Prefix of the centered-clipping center's entries in the strategy's state.
@@ -106,11 +109,7 @@ class Strategy:
         check_root_source(config, has_root=root_update is not None)
         self._root_update = root_update
         self._round: tuple[int, Params, Params] | None = None
-        self._optimizer: ServerOptimizer[Any] = (
-            ServerAdam(lr=config.server_lr)
-            if config.server_optimizer == "adam"
-            else ServerSGD(lr=config.server_lr, momentum=config.server_momentum)
-        )
+        self._optimizer = server_optimizer(config)
 
     def begin_round(self, number: int, global_params: Params, state: Params) -> None:
         """Start round ``number`` from ``global_params`` and the strategy ``state``.
@@ -169,6 +168,18 @@ class Strategy:
         if isinstance(self._rule, CenteredClip):
             packed = _with_center(packed, delta)
         return new_params, packed
+
+
+def server_optimizer(config: StrategyConfig) -> ServerOptimizer[Any]:
+    """The optimizer ``[strategy] server_optimizer`` names, at ``server_lr``."""
+    name, lr = config.server_optimizer, config.server_lr
+    if name == "adam":
+        return ServerAdam(lr=lr)
+    if name == "yogi":
+        return ServerYogi(lr=lr)
+    if name == "adagrad":
+        return ServerAdagrad(lr=lr)
+    return ServerSGD(lr=lr, momentum=config.server_momentum)
 
 
 def check_root_source(config: StrategyConfig, *, has_root: bool) -> None:
