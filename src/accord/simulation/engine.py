@@ -35,6 +35,7 @@ from accord.coordinator.runner import (
     RunObserver,
     RunResult,
 )
+from accord.coordinator.strategy import published_spec
 from accord.data.digest import check_data_digest, data_digest, record_data_digest
 from accord.evaluation.metrics import evaluate
 from accord.params import Params
@@ -73,7 +74,7 @@ def _executor(
     return ProcessExecutor(
         config,
         ctx.participants,
-        initial.spec,
+        published_spec(config.strategy, initial.spec),
         workers=config.simulation.workers,
         ckks_secret=ckks_secret,
         clock=clock,
