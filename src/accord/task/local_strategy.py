@@ -153,8 +153,12 @@ def check_task(task: object, *, proximal: bool, scaffold: bool, name: str) -> No
             raise ConfigError(
                 f"the task {name} ({type(task).__name__}) cannot add {what} to its "
                 "gradient steps"
-                + (f": {why}" if isinstance(why, str) else "")
-                + "; use accord.task.torch or the numpy tasks "
-                "(accord.task.numpy_task:softmax_regression / :mlp), or turn it off",
+                + (
+                    f": {why}"
+                    if isinstance(why, str)
+                    else "; use accord.task.torch or the numpy tasks "
+                    "(accord.task.numpy_task:softmax_regression / :mlp), or turn "
+                    "it off"
+                ),
                 key=f"strategy.{key}",
             )

@@ -150,3 +150,10 @@ def test_a_declaration_round_trips_through_json_and_zero_is_inactive():
 def test_scaffold_without_the_sites_correction_is_refused():
     with pytest.raises(ConfigError, match="no correction"):
         gradient_terms(_declared(scaffold=True, run="r"), _zero(), _zero().spec)
+
+
+def test_a_task_without_the_flags_is_refused_naming_the_adapters_that_can():
+    with pytest.raises(ConfigError, match="numpy tasks") as info:
+        check_task(object(), proximal=True, scaffold=False, name="t:b")
+
+    assert info.value.key == "strategy.proximal_mu"
