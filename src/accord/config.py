@@ -201,6 +201,11 @@ class StrategyConfig(_Section):
     ``tau`` and ``iterations`` (centered_clip), ``iterations``, ``tolerance`` and
     ``smoothing`` (geometric_median), ``norm_bound`` (norm_bounding, required) and
     ``root_examples`` (fltrust: the root set the simulation draws from the test set).
+
+    Strategies for skewed data (``docs/strategies.md``): ``proximal_mu`` (FedProx's
+    proximal term in local training; 0: off), ``scaffold`` (SCAFFOLD's control
+    variates), ``aggregation = "qfedavg"`` with ``q`` (1.0 unless given: q-FedAvg's
+    fairness exponent), and the server optimizers ``yogi`` and ``adagrad``.
     """
 
     aggregation: Literal[
@@ -216,6 +221,7 @@ class StrategyConfig(_Section):
         "centered_clip",
         "fltrust",
         "norm_bounding",
+        "qfedavg",
     ] = "mean"
     trim: float = Field(default=0.1, ge=0, lt=0.5)
     attackers: int | None = Field(default=None, ge=0, le=10_000)
@@ -226,7 +232,10 @@ class StrategyConfig(_Section):
     smoothing: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     norm_bound: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     root_examples: int | None = Field(default=None, ge=1, le=1_000_000)
-    server_optimizer: Literal["sgd", "adam"] = "sgd"
+    q: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
+    proximal_mu: float = Field(default=0.0, ge=0, le=1e6, allow_inf_nan=False)
+    scaffold: bool = False
+    server_optimizer: Literal["sgd", "adam", "yogi", "adagrad"] = "sgd"
     server_lr: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     server_momentum: float = Field(default=0.0, ge=0, lt=1)
     max_examples: int = Field(default=100_000, ge=1, lt=2**53)
@@ -765,6 +774,7 @@ def _check_compatibility(cfg: FedConfig) -> None:
             "gates.max_equalized_odds_difference) needs the groups to compare: "
             'declare [evaluation] sensitive = "COLUMN"'
         )
+    _check_strategies(cfg)
     _check_secure(cfg)
     _check_privacy(cfg)
     _check_robustness(cfg)
@@ -791,6 +801,50 @@ def _check_compatibility(cfg: FedConfig) -> None:
                 f"with {expected} participants; lower it",
                 key="strategy.trim",
             )
+
+
+def _check_strategies(cfg: FedConfig) -> None:
+    """Refuse SCAFFOLD and q-FedAvg where what they rely on is hidden or altered."""
+    strategy = cfg.strategy
+    if strategy.scaffold:
+        key = "strategy.scaffold"
+        if strategy.aggregation != "mean":
+            raise ConfigError(
+                "SCAFFOLD keeps c equal to the mean of the sites' control variates "
+                f"c_i; aggregation = {strategy.aggregation!r} drops or reweights "
+                "updates, which leaves c out of step with the c_i that the sites "
+                "keep, so every later correction c - c_i is biased. Use "
+                'aggregation = "mean" with scaffold',
+                key=key,
+            )
+        if cfg.secure_aggregation.mode != "off":
+            raise ConfigError(
+                "accord's secure rounds mask and sum the model-shaped update only; "
+                "SCAFFOLD's delta_c would have to travel beside it in the clear, "
+                "which shows the coordinator each site's gradient drift. Turn "
+                "scaffold off (FedProx also corrects drift) or secure aggregation off",
+                key=key,
+            )
+        if cfg.privacy.level == "participant":
+            raise ConfigError(
+                "participant-level DP clips each update to one norm, and delta_c "
+                "(the update divided by the local steps times the learning rate) "
+                "would take nearly all of it, leaving the model's part to the "
+                "noise; use level = 'record' (DP-SGD at the sites) with scaffold",
+                key=key,
+            )
+        if cfg.contribution.keep_updates:
+            raise ConfigError(
+                "contribution scores replay the kept model updates as FedAvg "
+                "rounds, which SCAFFOLD's rounds are not; set keep_updates = false",
+                key=key,
+            )
+    if strategy.aggregation == "qfedavg" and cfg.secure_aggregation.mode != "off":
+        raise ConfigError(
+            "q-FedAvg weighs each site's update by its own loss and update norm, "
+            "which secure aggregation hides from the coordinator; turn one off",
+            key="secure_aggregation.mode",
+        )
 
 
 def _check_robustness(cfg: FedConfig) -> None:
@@ -980,6 +1034,7 @@ _RULE_KEYS: dict[str, tuple[str, ...]] = {
     "smoothing": ("geometric_median",),
     "norm_bound": ("norm_bounding",),
     "root_examples": ("fltrust",),
+    "q": ("qfedavg",),
 }
 
 

@@ -26,6 +26,7 @@ from accord.aggregation.mean import (
 )
 from accord.aggregation.median import coordinate_median
 from accord.aggregation.norm_bound import NormBoundAccumulator, NormBounding
+from accord.aggregation.qfedavg import QFedAvgAccumulator
 from accord.aggregation.rule import (
     RULE_NAMES,
     AggregationRule,
@@ -34,11 +35,14 @@ from accord.aggregation.rule import (
     TrimmedMean,
     make_rule,
 )
+from accord.aggregation.scaffold import control_step, site_control_step
 from accord.aggregation.server_opt import (
     AdamState,
+    ServerAdagrad,
     ServerAdam,
     ServerOptimizer,
     ServerSGD,
+    ServerYogi,
     SGDState,
 )
 from accord.aggregation.trimmed_mean import coordinate_trimmed_mean
@@ -66,15 +70,19 @@ __all__ = [
     "MultiKrum",
     "NormBoundAccumulator",
     "NormBounding",
+    "QFedAvgAccumulator",
     "SGDState",
+    "ServerAdagrad",
     "ServerAdam",
     "ServerOptimizer",
     "ServerSGD",
+    "ServerYogi",
     "TrimmedMean",
     "WeightedMedian",
     "WeightedTrimmedMean",
     "cap_weights",
     "check_params",
+    "control_step",
     "coordinate_median",
     "coordinate_trimmed_mean",
     "gram_matrix",
@@ -82,6 +90,7 @@ __all__ = [
     "linear_combination",
     "make_rule",
     "multi_krum",
+    "site_control_step",
     "weighted_mean",
     "weighted_median",
     "weighted_trimmed_mean",

@@ -3,8 +3,12 @@
 Following Reddi et al., "Adaptive Federated Optimization" (ICLR 2021), the aggregated
 update ``mean_delta = mean(local - global)`` is treated as a pseudo-gradient step.
 FedAvg is :class:`ServerSGD` with ``lr=1`` (``new = global + mean_delta``); FedAvgM adds
-``momentum``; FedAdam is :class:`ServerAdam`. Any aggregation rule composes with any
-optimizer: ``ServerAdam(lr=0.01).apply(g, coordinate_trimmed_mean(deltas), s)``.
+``momentum``; FedAdam, FedYogi and FedAdagrad are :class:`ServerAdam`,
+:class:`ServerYogi` and :class:`ServerAdagrad`. The three adaptive ones share one step
+(:func:`_adaptive_step`: first moment, then ``lr m / (sqrt(v) + tau)``) and differ
+only in the second-moment rule they pass it, a plain function each, so there is no
+class hierarchy. Any aggregation rule composes with any optimizer:
+``ServerAdam(lr=0.01).apply(g, coordinate_trimmed_mean(deltas), s)``.
 
 In the style of fedjax, state is explicit and immutable: ``init(params) -> state`` and
 ``apply(global, mean_delta, state) -> (new_global, new_state)``; nothing is mutated, so
@@ -21,7 +25,7 @@ the caller keeps the model and state it passed in.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -34,9 +38,11 @@ from accord.params import Array, Params, ParamSpec
 __all__ = [
     "AdamState",
     "SGDState",
+    "ServerAdagrad",
     "ServerAdam",
     "ServerOptimizer",
     "ServerSGD",
+    "ServerYogi",
 ]
 
 S = TypeVar("S")
@@ -207,6 +213,72 @@ class AdamState:
         return cls(step, groups["m"], groups["v"])
 
 
+#: A second-moment rule: ``(v, d) -> new v``, elementwise on one tensor.
+SecondMoment = Callable[[Array, Array], Array]
+
+
+def _adam_moment(beta2: float) -> SecondMoment:
+    """Adam: ``v = b2 v + (1 - b2) d²`` (an exponential average of ``d²``)."""
+    return lambda v, d: beta2 * v + (1 - beta2) * np.square(d)
+
+
+def _yogi_moment(beta2: float) -> SecondMoment:
+    """Yogi: ``v = v - (1 - b2) d² sign(v - d²)``: additive, so ``v`` moves slowly."""
+
+    def moment(v: Array, d: Array) -> Array:
+        d2 = np.square(d)
+        return v - (1 - beta2) * d2 * np.sign(v - d2)
+
+    return moment
+
+
+def _adagrad_moment(v: Array, d: Array) -> Array:
+    """Adagrad: ``v = v + d²`` (the sum of every round's squares)."""
+    return v + np.square(d)
+
+
+def _check_adaptive(lr: float, beta1: float, beta2: float, eps: float) -> None:
+    if not (math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"must be a positive number, got {lr!r}", key="lr")
+    for key, beta in (("beta1", beta1), ("beta2", beta2)):
+        if not 0.0 <= beta < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {beta!r}", key=key)
+    if not (math.isfinite(eps) and eps > 0):
+        raise ConfigError(f"must be a positive number, got {eps!r}", key="eps")
+
+
+def _adaptive_step(
+    global_params: Params,
+    mean_delta: Params,
+    state: AdamState,
+    *,
+    lr: float,
+    beta1: float,
+    eps: float,
+    moment: SecondMoment,
+) -> tuple[Params, AdamState]:
+    """One step of Reddi et al.'s Algorithm 2 with the given second-moment rule.
+
+    ``m = b1 m + (1 - b1) d``, ``v = moment(v, d)``,
+    ``new = global + lr m / (sqrt(v) + eps)``; checked finite before it is returned.
+    """
+    spec = global_params.spec
+    spec.check(mean_delta)
+    _check_structure(spec, state.m, "first moment")
+    _check_structure(spec, state.v, "second moment")
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below
+        m = Params(
+            {n: beta1 * state.m[n] + (1 - beta1) * d for n, d in mean_delta.items()}
+        )
+        v = Params({n: moment(state.v[n], d) for n, d in mean_delta.items()})
+        new = Params(
+            {n: g + lr * m[n] / (np.sqrt(v[n]) + eps) for n, g in global_params.items()}
+        )
+    out = AdamState(state.step + 1, m, v)
+    _checked(new, out.to_params())
+    return new, out
+
+
 @dataclass(frozen=True, slots=True)
 class ServerAdam:
     """FedAdam (Reddi et al., Algorithm 2), on the pseudo-gradient ``mean_delta``.
@@ -223,13 +295,7 @@ class ServerAdam:
     eps: float = 1e-3
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"must be a positive number, got {self.lr!r}", key="lr")
-        for key, beta in (("beta1", self.beta1), ("beta2", self.beta2)):
-            if not 0.0 <= beta < 1.0:
-                raise ConfigError(f"must be in [0, 1), got {beta!r}", key=key)
-        if not (math.isfinite(self.eps) and self.eps > 0):
-            raise ConfigError(f"must be a positive number, got {self.eps!r}", key="eps")
+        _check_adaptive(self.lr, self.beta1, self.beta2, self.eps)
 
     def init(self, params: Params) -> AdamState:
         """Step 0, ``m = 0``, ``v = eps²``."""
@@ -243,31 +309,92 @@ class ServerAdam:
         self, global_params: Params, mean_delta: Params, state: AdamState
     ) -> tuple[Params, AdamState]:
         """One FedAdam step; returns the new model and a new state."""
-        spec = global_params.spec
-        spec.check(mean_delta)
-        _check_structure(spec, state.m, "first moment")
-        _check_structure(spec, state.v, "second moment")
-        with np.errstate(over="ignore", invalid="ignore"):  # checked below
-            new, m, v = self._step(global_params, mean_delta, state)
-        out = AdamState(state.step + 1, m, v)
-        _checked(new, out.to_params())
-        return new, out
+        return _adaptive_step(
+            global_params,
+            mean_delta,
+            state,
+            lr=self.lr,
+            beta1=self.beta1,
+            eps=self.eps,
+            moment=_adam_moment(self.beta2),
+        )
 
-    def _step(
+
+@dataclass(frozen=True, slots=True)
+class ServerYogi:
+    """FedYogi (Reddi et al., Algorithm 2): Adam with Yogi's additive second moment.
+
+    ``v = v - (1 - b2) d² sign(v - d²)``: ``v`` grows or shrinks by at most
+    ``(1 - b2) d²`` a round, so one round of large updates does not wipe out what
+    it learnt of the scale (Zaheer et al. 2018). Defaults as the paper's:
+    ``b1 = 0.9, b2 = 0.99, τ = 1e-3``, ``v`` starting at ``τ²``, no bias correction.
+    """
+
+    lr: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-3
+
+    def __post_init__(self) -> None:
+        _check_adaptive(self.lr, self.beta1, self.beta2, self.eps)
+
+    def init(self, params: Params) -> AdamState:
+        """Step 0, ``m = 0``, ``v = eps²``."""
+        return AdamState(0, _zeros_like(params), _zeros_like(params, self.eps**2))
+
+    def state_from_params(self, params: Params) -> AdamState:
+        """Rebuild the state from :meth:`AdamState.to_params` output."""
+        return AdamState.from_params(params)
+
+    def apply(
         self, global_params: Params, mean_delta: Params, state: AdamState
-    ) -> tuple[Params, Params, Params]:
-        b1, b2 = self.beta1, self.beta2
-        m = Params({n: b1 * state.m[n] + (1 - b1) * d for n, d in mean_delta.items()})
-        v = Params(
-            {
-                n: b2 * state.v[n] + (1 - b2) * np.square(d)
-                for n, d in mean_delta.items()
-            }
+    ) -> tuple[Params, AdamState]:
+        """One FedYogi step; returns the new model and a new state."""
+        return _adaptive_step(
+            global_params,
+            mean_delta,
+            state,
+            lr=self.lr,
+            beta1=self.beta1,
+            eps=self.eps,
+            moment=_yogi_moment(self.beta2),
         )
-        new = Params(
-            {
-                n: g + self.lr * m[n] / (np.sqrt(v[n]) + self.eps)
-                for n, g in global_params.items()
-            }
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAdagrad:
+    """FedAdagrad (Reddi et al., Algorithm 2): ``v = v + d²``, with momentum ``b1``.
+
+    No ``beta2``: the second moment is the running sum of squares, so steps shrink
+    as rounds accumulate. Defaults as the paper's: ``b1 = 0.9, τ = 1e-3``, ``v``
+    starting at ``τ²``.
+    """
+
+    lr: float = 0.01
+    beta1: float = 0.9
+    eps: float = 1e-3
+
+    def __post_init__(self) -> None:
+        _check_adaptive(self.lr, self.beta1, 0.0, self.eps)
+
+    def init(self, params: Params) -> AdamState:
+        """Step 0, ``m = 0``, ``v = eps²``."""
+        return AdamState(0, _zeros_like(params), _zeros_like(params, self.eps**2))
+
+    def state_from_params(self, params: Params) -> AdamState:
+        """Rebuild the state from :meth:`AdamState.to_params` output."""
+        return AdamState.from_params(params)
+
+    def apply(
+        self, global_params: Params, mean_delta: Params, state: AdamState
+    ) -> tuple[Params, AdamState]:
+        """One FedAdagrad step; returns the new model and a new state."""
+        return _adaptive_step(
+            global_params,
+            mean_delta,
+            state,
+            lr=self.lr,
+            beta1=self.beta1,
+            eps=self.eps,
+            moment=_adagrad_moment,
         )
-        return new, m, v

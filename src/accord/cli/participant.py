@@ -238,6 +238,8 @@ def participant_command(
                 ckks_context=ckks,
                 pin=pin,
                 ledger=ledger,
+                # SCAFFOLD's c_i: in the identity folder, beside the ledger.
+                state_dir=identity / "state" if identity is not None else None,
             ).run()
         finally:
             log.close()

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -51,6 +51,7 @@ from accord.records import ParticipantOutcome
 
 __all__ = [
     "Accumulator",
+    "ReportingAccumulator",
     "Round",
     "RoundPlan",
     "UpdateObserver",
@@ -69,6 +70,24 @@ class Accumulator(Protocol):
 
     def result(self) -> Params:
         """The aggregate of everything added."""
+        ...
+
+
+@runtime_checkable
+class ReportingAccumulator(Accumulator, Protocol):
+    """An accumulator that also reads what each site reported with its update.
+
+    q-FedAvg needs each site's loss before training: :meth:`check_report` refuses
+    a bad report as the update arrives (the update is then ``rejected``), and
+    :meth:`report` gives the report of the update the next ``add`` folds.
+    """
+
+    def check_report(self, metrics: Mapping[str, float]) -> None:
+        """:class:`UpdateRejected` unless ``metrics`` has what the rule needs."""
+        ...
+
+    def report(self, metrics: Mapping[str, float]) -> None:
+        """The report of the update that the next :meth:`add` folds."""
         ...
 
 
@@ -248,6 +267,8 @@ class Round:
                 bounds=self._bounds,
                 max_norm=self._max_norm,
             )
+            if isinstance(self._acc, ReportingAccumulator):
+                self._acc.check_report(done.metrics)
         except UpdateRejected as exc:
             return self._record(done.participant, "rejected", exc.reason, done)
         if done.participant in self._excluded:
@@ -297,6 +318,8 @@ class Round:
                 if self._observer is not None:
                     self._observer.add(done.participant, done.update, excluded=out)
                 if not out:
+                    if isinstance(self._acc, ReportingAccumulator):
+                        self._acc.report(done.metrics)
                     self._acc.add(done.update, float(done.num_examples))
                     self._total_examples += done.num_examples
                     folded.append(done.participant)

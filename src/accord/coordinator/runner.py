@@ -67,7 +67,7 @@ from accord.coordinator.record_privacy import RecordPrivacy
 from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan, UpdateObserver
 from accord.coordinator.selection import derive_seed, select
-from accord.coordinator.strategy import RootUpdate, Strategy
+from accord.coordinator.strategy import RootUpdate, Strategy, published_spec
 from accord.coordinator.summary import (
     RoundSummary,
     RunResult,
@@ -212,7 +212,11 @@ class Coordinator:
         self._central_eval = central_eval
         self._observer: RunObserver = observer or _SilentObserver()
         self._clock = clock
-        self._strategy = Strategy(config.strategy, root_update=root_update)
+        self._strategy = Strategy(
+            config.strategy,
+            root_update=root_update,
+            learning_rate=config.train.learning_rate,
+        )
         self._bounds = ExampleBounds.of(config)
         check_supported(config)
         self._privacy: CentralPrivacy | None = None
@@ -328,7 +332,7 @@ class Coordinator:
         """Run rounds ``first`` to the last from model and state ``start``."""
         cfg = self.config
         params, state = start
-        self._executor.publish(params)
+        self._executor.publish(self._strategy.published(params, state))
         summaries = list(done)
         failed = failed_in_a_row(summaries)
         stopped: str | None = None
@@ -446,12 +450,14 @@ class Coordinator:
         failed = delta is None
         aggregate = None if delta is None else delta.digest()
         if delta is not None:
-            params, state, reason = self._step(run_id, number, params, state, delta)
+            params, state, reason = self._step(
+                run_id, number, params, state, delta, succeeded / max(len(roster), 1)
+            )
             failed = reason is not None
             del delta
         status: Literal["completed", "failed"] = "failed" if failed else "completed"
         metrics: list[MetricValue] = train_metrics(outcomes)
-        self._executor.publish(params)
+        self._executor.publish(self._strategy.published(params, state))
         if status == "completed" and self._evaluates(number):
             metrics += self._evaluate(run_id, number, params, t0)
         digest = params.digest()
@@ -496,7 +502,13 @@ class Coordinator:
         return params, state, summary
 
     def _step(
-        self, run_id: str, number: int, params: Params, state: Params, delta: Params
+        self,
+        run_id: str,
+        number: int,
+        params: Params,
+        state: Params,
+        delta: Params,
+        fraction: float = 1.0,
     ) -> tuple[Params, Params, str | None]:
         """The next model and state, or the old ones and why the step was refused.
 
@@ -508,7 +520,9 @@ class Coordinator:
             check_params(
                 delta, what="aggregate", max_norm=self.config.strategy.max_update_norm
             )
-            new_params, new_state = self._strategy.apply(params, delta, state)
+            new_params, new_state = self._strategy.apply(
+                params, delta, state, fraction=min(1.0, fraction)
+            )
         except AggregateRejected as exc:
             logger.warning("round %d failed: %s", number, exc)
             self._store.record_event(
@@ -545,14 +559,15 @@ class Coordinator:
                 base=params,
                 inner=kept,
             )
+        spec = published_spec(self.config.strategy, params.spec)
         accumulator = (
-            self._strategy.accumulator(params.spec)
+            self._strategy.accumulator(spec)
             if self._privacy is None
-            else self._privacy.accumulator(params.spec, plan.number, len(plan.selected))
+            else self._privacy.accumulator(spec, plan.number, len(plan.selected))
         )
         rnd = Round(
             plan,
-            params.spec,
+            spec,
             accumulator,
             bounds=self._bounds,
             max_norm=self.config.strategy.max_update_norm,
@@ -654,9 +669,11 @@ class Coordinator:
                     seed=derive_seed(self.config.federation.seed, number, index[p]),
                     round=number,
                     participant=p,
-                    options=dict(train.options)
-                    if record is None
-                    else {**train.options, **record.options(run_id, p)},
+                    options={
+                        **train.options,
+                        **({} if record is None else record.options(run_id, p)),
+                        **self._strategy.options(run_id),
+                    },
                 ),
                 ledger_entry=""
                 if self._lineage is None

@@ -21,6 +21,21 @@ The coordinator calls :meth:`Strategy.begin_round` with the round's number, mode
 and state as each round starts; the round's accumulator takes what these two rules
 need from it.
 
+Strategies for skewed data (``docs/strategies.md``) are composed the same way:
+
+* FedProx (``proximal_mu``) changes only local training: the strategy declares it
+  with each train task (:meth:`Strategy.options`);
+* SCAFFOLD (``scaffold``) keeps the coordinator's control variate ``c`` in the
+  state (``scaffold.c/<tensor>`` entries, checkpointed with the round), publishes
+  it with the model (:meth:`Strategy.published`), expects each update to carry
+  ``delta_c`` beside ``delta_y`` (:func:`published_spec`), steps the model with the
+  server optimizer on the mean ``delta_y`` and ``c`` by ``|S|/N`` times the mean
+  ``delta_c`` (:mod:`accord.aggregation.scaffold`);
+* q-FedAvg (``aggregation = "qfedavg"``) asks each site for its loss before
+  training and folds the updates with
+  :class:`~accord.aggregation.qfedavg.QFedAvgAccumulator`, with ``L`` the inverse
+  of the local learning rate; any server optimizer applies the result.
+
 ``norm_bounding`` streams: updates are clipped as they arrive and folded into the
 (capped) mean, so it keeps the mean's O(model) memory.
 """
@@ -37,19 +52,31 @@ from accord.aggregation import (
     AggregationRule,
     CappedMeanAccumulator,
     MeanAccumulator,
+    ServerAdagrad,
     ServerAdam,
     ServerOptimizer,
     ServerSGD,
+    ServerYogi,
     cap_weights,
+    check_params,
     make_rule,
 )
 from accord.aggregation.centered_clip import CenteredClip
 from accord.aggregation.fltrust import FLTrust
 from accord.aggregation.norm_bound import NormBoundAccumulator
+from accord.aggregation.qfedavg import QFedAvgAccumulator
+from accord.aggregation.scaffold import (
+    CONTROL,
+    control_step,
+    split_control,
+    with_control,
+    zero_control,
+)
 from accord.config import StrategyConfig
 from accord.coordinator.round import Accumulator
 from accord.errors import ConfigError
-from accord.params import Params, ParamSpec
+from accord.params import Params, ParamSpec, TensorSpec
+from accord.task.local_strategy import OPTION_KEY, LocalStrategy
 
 __all__ = [
     "CENTER",
@@ -57,6 +84,8 @@ __all__ = [
     "RootUpdate",
     "Strategy",
     "check_root_source",
+    "published_spec",
+    "server_optimizer",
 ]
 
 #: Prefix of the centered-clipping center's entries in the strategy's state.
@@ -95,22 +124,24 @@ class Strategy:
     """
 
     def __init__(
-        self, config: StrategyConfig, *, root_update: RootUpdate | None = None
+        self,
+        config: StrategyConfig,
+        *,
+        root_update: RootUpdate | None = None,
+        learning_rate: float = 0.05,
     ) -> None:
         self.config = config
+        #: q-FedAvg's L: the inverse of the sites' learning rate (``[train]``).
+        self._lipschitz = 1.0 / learning_rate
         self._rule = (
             None
-            if config.aggregation == "mean"
+            if config.aggregation in ("mean", "qfedavg")
             else make_rule(config.aggregation, **_rule_options(config))
         )
         check_root_source(config, has_root=root_update is not None)
         self._root_update = root_update
         self._round: tuple[int, Params, Params] | None = None
-        self._optimizer: ServerOptimizer[Any] = (
-            ServerAdam(lr=config.server_lr)
-            if config.server_optimizer == "adam"
-            else ServerSGD(lr=config.server_lr, momentum=config.server_momentum)
-        )
+        self._optimizer = server_optimizer(config)
 
     def begin_round(self, number: int, global_params: Params, state: Params) -> None:
         """Start round ``number`` from ``global_params`` and the strategy ``state``.
@@ -122,9 +153,32 @@ class Strategy:
         """
         self._round = (number, global_params, state)
 
+    def options(self, run_id: str) -> dict[str, Any]:
+        """What each train task's options declare to local training (may be empty)."""
+        cfg = self.config
+        declared = LocalStrategy(
+            proximal_mu=cfg.proximal_mu,
+            scaffold=cfg.scaffold,
+            report_loss=cfg.aggregation == "qfedavg",
+            run=run_id if cfg.scaffold else "",
+        )
+        return {OPTION_KEY: declared.to_json()} if declared.active else {}
+
+    def published(self, params: Params, state: Params) -> Params:
+        """What the sites train from: the model, with SCAFFOLD's ``c`` after it."""
+        if not self.config.scaffold:
+            return params
+        return with_control(params, _control(state, params))
+
     def accumulator(self, spec: ParamSpec) -> Accumulator:
-        """A fresh accumulator for the round :meth:`begin_round` started."""
+        """A fresh accumulator for the round :meth:`begin_round` started.
+
+        ``spec`` is the updates' (:func:`published_spec`).
+        """
         share = self.config.max_weight_share
+        if self.config.aggregation == "qfedavg":
+            q = 1.0 if self.config.q is None else self.config.q
+            return QFedAvgAccumulator(spec, q=q, lipschitz=self._lipschitz)
         rule = self._rule
         if rule is None or rule.name == "norm_bounding":
             mean: Accumulator = (
@@ -151,24 +205,60 @@ class Strategy:
         if isinstance(self._rule, CenteredClip):
             zeros = Params({n: np.zeros_like(a) for n, a in params.items()})
             return _with_center(state, zeros)
+        if self.config.scaffold:
+            return _with_prefix(state, CONTROL, zero_control(params))
         return state
 
     def apply(
-        self, global_params: Params, delta: Params, state: Params
+        self,
+        global_params: Params,
+        delta: Params,
+        state: Params,
+        *,
+        fraction: float = 1.0,
     ) -> tuple[Params, Params]:
         """Next global model and state from the round's aggregate delta.
 
-        Raises :class:`~accord.errors.AggregateRejected` (naming the check and the
+        ``fraction`` is the share of the federation whose updates the aggregate
+        holds (SCAFFOLD's ``|S|/N``). Raises
+        :class:`~accord.errors.AggregateRejected` (naming the check and the
         tensor) when the new model or state would not be finite, or the step
         overflowed; ``global_params`` and ``state`` are then still the ones to keep.
         """
-        own = Params({k: a for k, a in state.items() if not k.startswith(CENTER)})
+        own = Params(
+            {
+                k: a
+                for k, a in state.items()
+                if not k.startswith(CENTER) and not k.startswith(CONTROL)
+            }
+        )
+        model_delta, delta_c = split_control(delta)
         opt_state = self._optimizer.state_from_params(own)
-        new_params, new_state = self._optimizer.apply(global_params, delta, opt_state)
+        new_params, new_state = self._optimizer.apply(
+            global_params, model_delta, opt_state
+        )
         packed: Params = new_state.to_params()
         if isinstance(self._rule, CenteredClip):
             packed = _with_center(packed, delta)
+        if self.config.scaffold:
+            if delta_c is None:
+                raise ValueError("a SCAFFOLD aggregate without its delta_c")
+            c = control_step(_control(state, global_params), delta_c, fraction=fraction)
+            check_params(c, what="control variate")
+            packed = _with_prefix(packed, CONTROL, c)
         return new_params, packed
+
+
+def server_optimizer(config: StrategyConfig) -> ServerOptimizer[Any]:
+    """The optimizer ``[strategy] server_optimizer`` names, at ``server_lr``."""
+    name, lr = config.server_optimizer, config.server_lr
+    if name == "adam":
+        return ServerAdam(lr=lr)
+    if name == "yogi":
+        return ServerYogi(lr=lr)
+    if name == "adagrad":
+        return ServerAdagrad(lr=lr)
+    return ServerSGD(lr=lr, momentum=config.server_momentum)
 
 
 def check_root_source(config: StrategyConfig, *, has_root: bool) -> None:
@@ -185,6 +275,35 @@ def check_root_source(config: StrategyConfig, *, has_root: bool) -> None:
             "Choose another rule (docs/robustness.md)",
             key="strategy.aggregation",
         )
+
+
+def published_spec(config: StrategyConfig, spec: ParamSpec) -> ParamSpec:
+    """The structure of the published model and of each update under ``config``.
+
+    The model's own, followed with SCAFFOLD by a ``scaffold.c/`` copy of each tensor
+    (``c`` in what is published, ``delta_c`` in what comes back).
+    """
+    if not config.scaffold:
+        return spec
+    return ParamSpec(
+        (
+            *spec.tensors,
+            *(TensorSpec(CONTROL + t.name, t.dtype, t.shape) for t in spec.tensors),
+        )
+    )
+
+
+def _control(state: Params, like: Params) -> Params:
+    """SCAFFOLD's ``c`` from the strategy's state (it must be there)."""
+    c = Params(
+        {k[len(CONTROL) :]: a for k, a in state.items() if k.startswith(CONTROL)}
+    )
+    like.spec.check(c)
+    return c
+
+
+def _with_prefix(state: Params, prefix: str, extra: Params) -> Params:
+    return Params([*state.items(), *((prefix + k, a) for k, a in extra.items())])
 
 
 def _center(state: Params) -> Params | None:

@@ -33,6 +33,11 @@ the ``statistics`` stage whose secure sum then runs like a secure round's
 (:mod:`accord.participant.preparation`), builds its task with ``builder`` for
 the encoded data, and refuses train and eval tasks until then.
 
+The task runs inside :class:`~accord.task.strategy_site.StrategySite`, which does
+the site's part of the round's strategy: its loss before training for q-FedAvg,
+and SCAFFOLD's control variate ``c_i``, kept in ``state_dir`` (never sent; only
+``delta_c`` leaves, with the update).
+
 Everything received, sent (sizes, digests) and refused goes to the
 :class:`~accord.participant.sitelog.SiteLog`. A result the coordinator refuses
 (an update claiming more examples than the federation allows, say) is logged
@@ -51,6 +56,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from threadpoolctl import threadpool_limits
@@ -75,6 +81,7 @@ from accord.participant.sitelog import SiteLog
 from accord.participant.table import SiteTable
 from accord.simulation.jobs import JobError, TrainOutcome, run_eval, run_train
 from accord.task.protocol import Task
+from accord.task.strategy_site import StrategySite
 from accord.transport.jobs import PREPARE_STAGES
 from accord.transport.messages import (
     EvalReport,
@@ -149,8 +156,11 @@ class ParticipantRuntime:
         pin: CoordinatorPin | None = None,
         accept_noise_seed: bool = False,
         ledger: PrivacyLedger | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self._connect = connect
+        self._state_dir = state_dir
+        self._wrapped: tuple[Task, StrategySite] | None = None
         self._pin = pin
         self.log = log or SiteLog()
         self._backoff = backoff or Backoff()
@@ -425,7 +435,13 @@ class ParticipantRuntime:
     def _usable(self) -> tuple[LocalData, Task]:
         ready = self._prep.ready
         assert ready is not None  # _handle refuses jobs before the encoding
-        return ready
+        data, task = ready
+        if self._wrapped is None or self._wrapped[0] is not task:
+            state = None if self._state_dir is None else self._state_dir / "scaffold"
+            # A ``sim:`` site's task comes wrapped for the simulation's own folder.
+            inner = task.task if isinstance(task, StrategySite) else task
+            self._wrapped = (task, StrategySite(inner, state_dir=state))
+        return data, self._wrapped[1]
 
     # The preprocessing fit (round 0).
 

@@ -16,12 +16,21 @@ from accord.data.federation import FederatedData, Site, build_federation
 from accord.data.preprocess import Encoder
 from accord.data.profile import Schema
 from accord.task.loading import load_task
+from accord.task.local_strategy import check_task
 from accord.task.protocol import Task
+from accord.task.strategy_site import StrategySite
 
 if TYPE_CHECKING:
     from accord.attacks.data import Trigger
 
-__all__ = ["SimContext", "build_context", "dataset_source", "federation_schema"]
+__all__ = [
+    "SimContext",
+    "build_context",
+    "dataset_source",
+    "federation_schema",
+    "site_state_dir",
+    "strategy_sites",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,36 @@ def federation_schema(config: FedConfig) -> Schema:
     )
 
 
+def site_state_dir(config: FedConfig) -> Path:
+    """Where simulated sites keep their own state (``<store directory>/sites``).
+
+    Beside their privacy ledgers (:mod:`accord.simulation.site_policy`), so that
+    it carries over to a resumed run as a real site's state folder does.
+    """
+    directory = Path(config.store.directory)
+    if not directory.is_absolute():
+        directory = Path.cwd() / directory
+    return directory / "sites"
+
+
+def strategy_sites(config: FedConfig, task: Task) -> Task:
+    """``task``, checked and wrapped for the strategy's site-side part, if any.
+
+    :class:`~accord.errors.ConfigError` if the task cannot add the gradient terms
+    FedProx or SCAFFOLD need (before any worker trains).
+    """
+    strategy = config.strategy
+    check_task(
+        task,
+        proximal=strategy.proximal_mu > 0,
+        scaffold=strategy.scaffold,
+        name=config.task.factory,
+    )
+    if not strategy.scaffold and strategy.aggregation != "qfedavg":
+        return task
+    return StrategySite(task, state_dir=site_state_dir(config) / "scaffold")
+
+
 def build_context(
     config: FedConfig, *, encoder: Encoder | None = None, poison: bool = False
 ) -> SimContext:
@@ -99,6 +138,7 @@ def build_context(
     task = load_task(
         config.task.factory, data.info, options=config.task.options, base_dir=base
     )
+    task = strategy_sites(config, task)
     if config.privacy.sites:  # simulated sites' own policies
         from accord.simulation.site_policy import guard_sites
 

@@ -39,6 +39,7 @@ from accord.coordinator.runner import (
     RunObserver,
     RunResult,
 )
+from accord.coordinator.strategy import published_spec
 from accord.data.contract import DataContract
 from accord.data.digest import check_data_digest, data_digest, record_data_digest
 from accord.evaluation.metrics import evaluate
@@ -78,7 +79,7 @@ def _executor(
     return ProcessExecutor(
         config,
         ctx.participants,
-        initial.spec,
+        published_spec(config.strategy, initial.spec),
         workers=config.simulation.workers,
         ckks_secret=ckks_secret,
         clock=clock,

@@ -11,6 +11,13 @@ Training is minibatch SGD with the learning rate, batch size and epochs of the
 so the same parameters, data and config always give bit-identical results. The
 optional L2 ``weight_decay`` applies to weight matrices only, not to biases.
 
+A round's strategy may add terms to every gradient
+(:mod:`accord.task.local_strategy`): FedProx's ``mu (w - w_global)`` and
+SCAFFOLD's correction ``c - c_i``. They are computed from the weights before each
+step and applied with it (``w -= lr (grad + terms)``), in plain SGD and in DP-SGD
+alike (the terms depend on the weights and public values only, so they add no
+privacy cost).
+
 A train task that declares record-level DP-SGD (a
 :class:`~accord.privacy.dpsgd.DpSgdPlan` in its options, ``[privacy] level =
 "record"``) runs the declared number of steps instead of epochs: each step draws a
@@ -36,6 +43,7 @@ from accord.errors import ConfigError, DatasetError
 from accord.params import Params, ParamSpec, TensorSpec
 from accord.privacy.dpsgd import DpSgdPlan, noisy_dense_gradient, poisson_sample
 from accord.privacy.noise import NoiseSource
+from accord.task.local_strategy import GradientTerms, gradient_terms
 from accord.task.protocol import TrainConfig, TrainResult
 
 __all__ = ["NumpyMLP", "SoftmaxRegression", "mlp", "softmax_regression"]
@@ -97,13 +105,51 @@ def _output_gradient(proba: F32, y: I64, one_hot: F32) -> tuple[F32, float]:
     return proba, loss_sum
 
 
+def _strategy_terms(terms: GradientTerms) -> Callable[[Weights], dict[str, F32]]:
+    """The strategy's additions to each tensor's gradient at the current weights."""
+    mu = np.float32(terms.mu)
+    anchor = (
+        None
+        if terms.anchor is None
+        else {n: np.asarray(a, np.float32) for n, a in terms.anchor.items()}
+    )
+    correction = (
+        None
+        if terms.correction is None
+        else {n: np.asarray(a, np.float32) for n, a in terms.correction.items()}
+    )
+
+    def added(weights: Weights) -> dict[str, F32]:
+        out: dict[str, F32] = {}
+        for name, w in weights.items():
+            term = np.zeros_like(w)
+            if anchor is not None:
+                term += mu * (w - anchor[name])
+            if correction is not None:
+                term += correction[name]
+            out[name] = term
+        return out
+
+    return added
+
+
 def _run_sgd(
-    weights: Weights, x: F32, y: I64, n_classes: int, config: TrainConfig, step: Step
+    weights: Weights,
+    x: F32,
+    y: I64,
+    n_classes: int,
+    config: TrainConfig,
+    step: Step,
+    terms: Callable[[Weights], dict[str, F32]] | None = None,
 ) -> float:
-    """Run ``config.epochs`` of shuffled minibatch SGD; mean loss of the last epoch."""
+    """Run ``config.epochs`` of shuffled minibatch SGD; mean loss of the last epoch.
+
+    ``terms``: the strategy's gradient terms, taken at the weights before each step.
+    """
     rng = np.random.default_rng(config.seed)
     n, size = len(y), config.batch_size
     one_hot = np.eye(n_classes, dtype=np.float32)[y]
+    rate = np.float32(config.learning_rate)
     loss = float("nan")
     for _ in range(config.epochs):
         perm = rng.permutation(n)
@@ -111,6 +157,7 @@ def _run_sgd(
         total = 0.0
         for start in range(0, n, size):
             end = start + size
+            added = None if terms is None else terms(weights)
             total += step(
                 weights,
                 xs[start:end],
@@ -118,6 +165,9 @@ def _run_sgd(
                 hs[start:end],
                 config.learning_rate,
             )
+            if added is not None:
+                for name, term in added.items():
+                    weights[name] -= rate * term
         loss = total / n
     return loss
 
@@ -138,6 +188,7 @@ def _run_dp_sgd(
     plan: DpSgdPlan,
     per_example: PerExample,
     decay: Callable[[Weights], dict[str, F32]],
+    terms: Callable[[Weights], dict[str, F32]] | None = None,
 ) -> float:
     """Run the declared DP-SGD steps; mean loss over the rows they sampled."""
     x, y, one_hot = data
@@ -159,10 +210,13 @@ def _run_dp_sgd(
             rng=noise,
         )
         penalties = decay(weights)
+        added = {} if terms is None else terms(weights)
         for name, g in zip(names, noisy, strict=True):
             step = g.astype(np.float32)
             if name in penalties:
                 step += penalties[name]
+            if name in added:
+                step += added[name]
             weights[name] -= rate * step
     return total / seen if seen else float("nan")
 
@@ -186,18 +240,22 @@ def _train(
     weights: Weights = {n: np.array(a, dtype=np.float32) for n, a in params.items()}
     x, y = _features(info, data.x), _labels(info, data.y)
     metrics: dict[str, float] = {}
+    declared = gradient_terms(config.options, params, spec)
+    terms = _strategy_terms(declared) if declared.active else None
     plan = DpSgdPlan.of(config.options)
     if plan is not None and len(y):
         assert per_example is not None and decay is not None  # both tasks give them
         one_hot = np.eye(info.n_classes, dtype=np.float32)[y]
         loss = _run_dp_sgd(
-            spec, weights, (x, y, one_hot), config, plan, per_example, decay
+            spec, weights, (x, y, one_hot), config, plan, per_example, decay, terms
         )
         if loss == loss:  # NaN when no step drew a row
             metrics["train_loss"] = loss
         metrics["dp_steps"] = float(plan.steps)
     elif len(y) and config.epochs > 0:
-        metrics["train_loss"] = _run_sgd(weights, x, y, info.n_classes, config, step)
+        metrics["train_loss"] = _run_sgd(
+            weights, x, y, info.n_classes, config, step, terms
+        )
     logger.debug("trained on %d rows for %d epoch(s)", len(y), config.epochs)
     return TrainResult(Params(weights), num_examples=len(y), metrics=metrics)
 
@@ -211,6 +269,9 @@ class SoftmaxRegression:
 
     #: Trains with record-level DP-SGD when a task declares it.
     supports_dp_sgd = True
+    #: Adds FedProx's and SCAFFOLD's gradient terms (accord.task.local_strategy).
+    supports_proximal = True
+    supports_scaffold = True
 
     def __init__(self, info: DatasetInfo, *, weight_decay: float = 0.0) -> None:
         self.info = info
@@ -283,6 +344,9 @@ class NumpyMLP:
 
     #: Trains with record-level DP-SGD when a task declares it.
     supports_dp_sgd = True
+    #: Adds FedProx's and SCAFFOLD's gradient terms (accord.task.local_strategy).
+    supports_proximal = True
+    supports_scaffold = True
 
     def __init__(
         self, info: DatasetInfo, *, hidden: int = 64, weight_decay: float = 0.0

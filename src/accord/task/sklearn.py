@@ -23,6 +23,11 @@ hinge loss, ``Perceptron``) fall back to a softmax of ``decision_function``, wit
 the binary score ``s`` read as the logits ``(0, s)``. Those are monotone scores, not
 calibrated probabilities: fine for accuracy and AUC, not for log loss.
 
+FedProx and SCAFFOLD are refused (:data:`STRATEGY_REFUSAL`): both change every
+gradient step, and scikit-learn's solvers (``partial_fit``'s SGD loop and
+``fit``'s lbfgs) take their steps in compiled code with no hook to add a term to
+the gradient; their only penalty is L2 towards zero, not towards the global model.
+
 scikit-learn is imported only when a task is built or used, so that this module
 imports without it; a missing install raises :class:`MissingExtraError`.
 """
@@ -43,9 +48,23 @@ import numpy.typing as npt
 from accord.data.arrays import ArrayData, DatasetInfo
 from accord.errors import ConfigError, DatasetError, MissingExtraError, TaskError
 from accord.params import Params, ParamSpec, TensorSpec
+from accord.task.local_strategy import LocalStrategy
 from accord.task.protocol import TrainConfig, TrainResult
 
-__all__ = ["SklearnLinearTask", "logistic_regression", "sgd_classifier"]
+__all__ = [
+    "STRATEGY_REFUSAL",
+    "SklearnLinearTask",
+    "logistic_regression",
+    "sgd_classifier",
+]
+
+#: Why the scikit-learn adapter cannot train with FedProx or SCAFFOLD.
+STRATEGY_REFUSAL = (
+    "scikit-learn's solvers take their gradient steps in compiled code with no hook "
+    "to add a term (their only penalty is L2 towards zero, not towards the global "
+    "model), so the adapter can add neither FedProx's proximal term nor SCAFFOLD's "
+    "correction; use FedAvg, FedAdam, FedYogi or q-FedAvg with this task"
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +90,9 @@ class SklearnLinearTask:
     ``config.learning_rate`` at each round (``"eta0"`` for ``SGDClassifier``), or
     ``None`` to leave the estimator's own setting.
     """
+
+    #: Why FedProx and SCAFFOLD are refused (read by the run-start check).
+    strategy_refusal = STRATEGY_REFUSAL
 
     def __init__(
         self,
@@ -104,6 +126,9 @@ class SklearnLinearTask:
         """Fit from ``params`` on ``data``; ``params`` are copied, never modified."""
         if config.epochs < 0:
             raise ConfigError("must not be negative", key="epochs")
+        declared = LocalStrategy.of(config.options)
+        if declared.proximal_mu > 0 or declared.scaffold:
+            raise ConfigError(STRATEGY_REFUSAL, key="strategy")
         estimator = self._estimator(params)
         x, y = self._features(data.x), self._labels(data.y)
         if len(y) and config.epochs > 0:

@@ -27,6 +27,12 @@ is trained through Opacus instead (:mod:`accord.task.torch_dp`): each site's own
 private module, optimizer and Poisson data loader are made once, on its first
 round, and reused.
 
+A round's strategy may add terms to every gradient
+(:mod:`accord.task.local_strategy`): FedProx's ``mu (w - w_global)`` and SCAFFOLD's
+``c - c_i``, added to each trainable parameter's ``.grad`` after the backward pass
+and before the optimizer's step. Not with DP-SGD: Opacus builds the noisy gradient
+inside its own step, after any such addition, so that combination is refused.
+
 Each thread builds and keeps its own module, so one task may serve several threads.
 Importing this module without torch installed raises :class:`MissingExtraError`;
 ``accord.task`` itself does not import it.
@@ -48,6 +54,7 @@ from accord.data.arrays import ArrayData, DatasetInfo
 from accord.errors import ConfigError, MissingExtraError, TaskError
 from accord.params import Array, Params, ParamSpec, TensorSpec
 from accord.privacy.dpsgd import DpSgdPlan
+from accord.task.local_strategy import GradientTerms, gradient_terms
 from accord.task.protocol import TrainConfig, TrainResult
 
 try:
@@ -89,6 +96,9 @@ class TorchTask:
 
     #: Trains with record-level DP-SGD when a task declares it (Opacus).
     supports_dp_sgd = True
+    #: Adds FedProx's and SCAFFOLD's gradient terms (accord.task.local_strategy).
+    supports_proximal = True
+    supports_scaffold = True
 
     def __init__(
         self,
@@ -154,7 +164,16 @@ class TorchTask:
         x = _tensor(np.asarray(data.x, dtype=self._input_dtype()), copy=False)
         y = _tensor(np.asarray(data.y, dtype=np.int64), copy=False)
         plan = DpSgdPlan.of(config.options)
+        terms = gradient_terms(config.options, params, self.spec)
         if plan is not None:
+            if terms.active:
+                raise ConfigError(
+                    "FedProx's and SCAFFOLD's gradient terms cannot be combined with "
+                    "record-level DP-SGD in the torch adapter: Opacus computes the "
+                    "noisy gradient inside its optimizer step, after any term added "
+                    "to .grad. Use the numpy tasks, or turn one of them off",
+                    key="strategy",
+                )
             return self._train_private(params, x, y, config, plan)
         module = self._load(params, copy=True)
         metrics: dict[str, float] = {}
@@ -164,7 +183,7 @@ class TorchTask:
                 # The CPU generator only: torch.manual_seed also seeds every
                 # accelerator, which costs ~0.4 ms per call.
                 torch.default_generator.manual_seed(config.seed)
-                metrics["train_loss"] = self._fit(module, x, y, config)
+                metrics["train_loss"] = self._fit(module, x, y, config, terms)
         logger.debug("trained on %d rows for %d epoch(s)", len(y), config.epochs)
         return TrainResult(_export(module), num_examples=len(y), metrics=metrics)
 
@@ -231,10 +250,16 @@ class TorchTask:
         return proba
 
     def _fit(
-        self, module: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        config: TrainConfig,
+        terms: GradientTerms | None = None,
     ) -> float:
         """Run the epochs; return the mean loss of the last one."""
         optimizer = self._make_optimizer(module, config.learning_rate)
+        add_terms = _term_adder(module, terms)
         generator = torch.Generator().manual_seed(config.seed)
         n, size = len(y), config.batch_size
         total = torch.zeros((), dtype=torch.float64)
@@ -246,6 +271,8 @@ class TorchTask:
                 optimizer.zero_grad(set_to_none=True)
                 loss = nn.functional.cross_entropy(module(x[batch]), y[batch])
                 torch.autograd.backward(loss)  # = loss.backward(), but typed
+                if add_terms is not None:
+                    add_terms()
                 optimizer.step()
                 total += loss.detach() * len(batch)
         return float(total) / n
@@ -284,6 +311,38 @@ class TorchTask:
 
     def _input_dtype(self) -> str:
         return self.spec.tensors[0].dtype if self.spec.tensors else "<f4"
+
+
+def _term_adder(
+    module: nn.Module, terms: GradientTerms | None
+) -> Callable[[], None] | None:
+    """A function adding the strategy's terms to each parameter's ``.grad``."""
+    if terms is None or not terms.active:
+        return None
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    mu = terms.mu
+    anchor = {
+        n: torch.from_numpy(np.array(terms.anchor[n]))
+        for n, _ in named
+        if terms.anchor is not None
+    }
+    correction = {
+        n: torch.from_numpy(np.array(terms.correction[n]))
+        for n, _ in named
+        if terms.correction is not None
+    }
+
+    @torch.no_grad()
+    def add() -> None:
+        for name, p in named:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            if anchor:
+                p.grad.add_(p - anchor[name], alpha=mu)
+            if correction:
+                p.grad.add_(correction[name])
+
+    return add
 
 
 class _Optimizer(Protocol):

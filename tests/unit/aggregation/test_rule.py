@@ -108,7 +108,9 @@ def test_public_api_is_exactly_all():
         "median",
         "network",
         "order_statistics",
+        "qfedavg",
         "rule",
+        "scaffold",
         "server_opt",
         "trimmed_mean",
     }
