@@ -7,16 +7,19 @@ state machine turns into an abort (or, for a bad share, into blame of its dealer
 * :func:`verify_directory` keeps the neighbours' advertisements, each checked
   against the roster's identity key, so the coordinator cannot slip in its own keys.
 * :func:`deal` splits the self-mask seed and the masking secret t-of-m among
-  the live closed neighbourhood, has the dealer sign every share (so a holder can
-  later prove which share it was given), and encrypts each holder's bundle under
+  the live closed neighbourhood, commits to every share with a fresh salt, signs
+  the list of commitments once (so a holder can later prove which share it was
+  given), and encrypts each holder's bundle (its shares and their salts) under
   the pair's AES-GCM key, with the round and both ids as associated data.
 * :func:`open_bundle` is the reverse, and checks that the share index is the one
-  this holder is owed and that both signatures are the dealer's.
+  this holder is owed, that the dealing carries the dealer's signature, and that
+  both shares match their commitments in it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 
 from accord.secagg import transcript as tx
 from accord.secagg.config import SecAggConfig
@@ -32,13 +35,14 @@ from accord.secagg.crypto import (
 )
 from accord.secagg.messages import (
     AdvertiseKeys,
+    Dealing,
     EncryptedShares,
     KeyDirectory,
     ShareKind,
 )
 from accord.secagg.shamir import split_secrets
 
-__all__ = ["deal", "open_bundle", "verify_directory"]
+__all__ = ["deal", "dealing_is_signed", "open_bundle", "verify_directory"]
 
 
 def verify_directory(
@@ -98,29 +102,42 @@ def deal(
     masking_secret: bytes,
     holders: Sequence[str],
     peers: Mapping[str, AdvertiseKeys],
-) -> tuple[tx.ShareBundle, tuple[EncryptedShares, ...]]:
+    salts: Callable[[int], bytes] = os.urandom,
+) -> tuple[tx.ShareBundle, tuple[EncryptedShares, ...], Dealing]:
     """Shares of ``seed`` and ``masking_secret`` for ``holders`` (the dealer included).
 
-    Returns the dealer's own bundle (kept, never sent) and one ciphertext per other
-    holder.
+    Returns the dealer's own bundle (kept, never sent), one ciphertext per other
+    holder, and the signed :class:`~accord.secagg.messages.Dealing`. ``salts``
+    draws the commitments' salts (the OS CSPRNG; tests may seed it).
     """
     t, m = cfg.threshold, len(holders)
     seeds, secrets = split_secrets([seed, masking_secret], threshold=t, holders=m)
-    own: tx.ShareBundle | None = None
-    out: list[EncryptedShares] = []
+    bundles: list[tx.ShareBundle] = []
+    commitments: list[bytes] = []
     for holder, seed_share, key_share in zip(holders, seeds, secrets, strict=True):
         index = seed_share.index
-        signatures = [
-            sign(
-                identity,
-                tx.share_statement(cfg, kind, dealer, holder, index, share.value),
+        bundle = tx.ShareBundle(
+            index,
+            seed_share.value,
+            key_share.value,
+            salts(tx.SALT_BYTES),
+            salts(tx.SALT_BYTES),
+        )
+        for kind in ShareKind:
+            value, salt = bundle.share(kind)
+            commitments.append(
+                tx.share_commitment(cfg, kind, dealer, holder, index, value, salt)
             )
-            for kind, share in (
-                (ShareKind.SELF_MASK, seed_share),
-                (ShareKind.MASK_KEY, key_share),
-            )
-        ]
-        bundle = tx.ShareBundle(index, seed_share.value, key_share.value, *signatures)
+        bundles.append(bundle)
+    listed = b"".join(commitments)
+    dealing = Dealing(
+        dealer,
+        listed,
+        sign(identity, tx.dealing_statement(cfg, dealer, holders, listed)),
+    )
+    own: tx.ShareBundle | None = None
+    out: list[EncryptedShares] = []
+    for holder, bundle in zip(holders, bundles, strict=True):
         if holder == dealer:
             own = bundle
             continue
@@ -135,7 +152,22 @@ def deal(
         )
     if own is None:
         raise ValueError("the dealer must be one of its own share holders")
-    return own, tuple(out)
+    return own, tuple(out), dealing
+
+
+def dealing_is_signed(
+    cfg: SecAggConfig,
+    dealing: Dealing,
+    *,
+    holders: Sequence[str],
+    check: SignatureCheck = verify,
+) -> bool:
+    """True when ``dealing`` lists a commitment pair per holder and is signed."""
+    if len(dealing.commitments) != 2 * tx.COMMITMENT_BYTES * len(holders):
+        return False
+    identity = cfg.identity_keys()[dealing.dealer]
+    statement = tx.dealing_statement(cfg, dealing.dealer, holders, dealing.commitments)
+    return check(identity, dealing.signature, statement)
 
 
 def open_bundle(
@@ -144,10 +176,14 @@ def open_bundle(
     *,
     encryption: X25519PrivateKey | KeyAgreement,
     dealer_keys: AdvertiseKeys,
+    dealing: Dealing,
     expected_index: int,
-    check: SignatureCheck = verify,
 ) -> tx.ShareBundle:
-    """Decrypt and check the bundle ``shares.dealer`` dealt to ``shares.holder``."""
+    """Decrypt and check the bundle ``shares.dealer`` dealt to ``shares.holder``.
+
+    ``dealing`` is the dealer's, its signature already checked
+    (:func:`dealing_is_signed`).
+    """
     dealer, holder = shares.dealer, shares.holder
     key = tx.share_encryption_key(
         cfg, encryption, dealer_keys.encryption_key, dealer, holder
@@ -161,10 +197,11 @@ def open_bundle(
         raise ValueError(f"its shares failed to decrypt ({exc})") from None
     if bundle.index != expected_index:
         raise ValueError(f"it dealt share index {bundle.index}, not {expected_index}")
-    identity = cfg.identity_keys()[dealer]
     for kind in ShareKind:
-        value, signature = bundle.share(kind)
-        statement = tx.share_statement(cfg, kind, dealer, holder, bundle.index, value)
-        if not check(identity, signature, statement):
-            raise ValueError(f"its {kind} share carries no valid signature")
+        value, salt = bundle.share(kind)
+        made = tx.share_commitment(cfg, kind, dealer, holder, bundle.index, value, salt)
+        if made != tx.commitment_of(dealing.commitments, bundle.index, kind):
+            raise ValueError(
+                f"its {kind} share does not match the commitment it signed"
+            )
     return bundle

@@ -28,6 +28,7 @@ from enum import StrEnum
 __all__ = [
     "AdvertiseKeys",
     "ConsistencySignature",
+    "Dealing",
     "EncryptedShares",
     "KeyDirectory",
     "MaskedInput",
@@ -88,13 +89,29 @@ class EncryptedShares:
 
 
 @dataclass(frozen=True, slots=True)
+class Dealing:
+    """A dealer's commitments to every share it dealt, signed once.
+
+    ``commitments`` holds, per holder in share-index order, the salted commitment
+    to its self-mask share then to its masking-key share (32 bytes each);
+    ``signature`` is the dealer's over
+    :func:`~accord.secagg.transcript.dealing_statement`.
+    """
+
+    dealer: str
+    commitments: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class ShareKeys:
-    """Stage 1: one :class:`EncryptedShares` per other holder of the sender's shares."""
+    """Stage 1: one :class:`EncryptedShares` per other holder, and the dealing."""
 
     run_id: str
     round_number: int
     sender: str
     shares: tuple[EncryptedShares, ...]
+    dealing: Dealing
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +136,13 @@ class ConsistencySignature:
 
 @dataclass(frozen=True, slots=True)
 class RevealedShare:
-    """One share revealed at stage 4, with the dealer's signature over it."""
+    """One share revealed at stage 4, with the salt of the dealer's commitment to it."""
 
     dealer: str
     kind: ShareKind
     index: int
     value: bytes
-    signature: bytes
+    salt: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +170,16 @@ class KeyDirectory:
 
 @dataclass(frozen=True, slots=True)
 class SharesDelivery:
-    """Answer to stage 1: the shares addressed to ``recipient`` by dealers in U2."""
+    """Answer to stage 1: the shares addressed to ``recipient`` by dealers in U2.
+
+    ``dealings`` holds the signed :class:`Dealing` of each of those dealers.
+    """
 
     run_id: str
     round_number: int
     recipient: str
     shares: tuple[EncryptedShares, ...]
+    dealings: tuple[Dealing, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,11 @@ What this side checks, because it cannot trust the coordinator:
 
 * advertisements are signed by the roster's identity keys (a coordinator cannot
   substitute its own keys and read the shares);
-* every received share decrypts, is the index the dealer owes this holder, and is
-  signed by the dealer (:class:`~accord.errors.ShareRejected` names the dealer
-  otherwise, so a holder can never be blamed for a dealer's bad share);
+* every dealer's list of share commitments carries its signature (else the
+  coordinator relayed a forged one: the round aborts), and every received share
+  decrypts, is the index the dealer owes this holder, and matches its commitment
+  in that list (:class:`~accord.errors.ShareRejected` names the dealer otherwise,
+  so a holder can never be blamed for a dealer's bad share);
 * enough of its share holders are alive before dealing or sending a masked input;
 * at stage 4, that the survivor set it signed is the one all relayed signatures
   cover (:class:`~accord.errors.EquivocationDetected` otherwise), and only then does
@@ -49,11 +51,17 @@ from accord.secagg.crypto import (
     identity_public,
     sign,
 )
-from accord.secagg.dealing import deal, open_bundle, verify_directory
+from accord.secagg.dealing import (
+    deal,
+    dealing_is_signed,
+    open_bundle,
+    verify_directory,
+)
 from accord.secagg.mask import MaskGenerator, RingVector
 from accord.secagg.messages import (
     AdvertiseKeys,
     ConsistencySignature,
+    Dealing,
     EncryptedShares,
     KeyDirectory,
     MaskedInput,
@@ -106,6 +114,7 @@ class SecAggParticipant:
         self._neighbours = self._graph.of(participant_id)
         self._masks = masks or MaskGenerator()
         self._check: SignatureCheck = verifier or Verifier()
+        self._entropy = entropy
         self._stage = Stage.ADVERTISE
         self._encryption = KeyAgreement(generate_x25519(entropy(32))[0])
         # The two shared secrets are 128 bits (one Shamir field element each); the
@@ -181,7 +190,7 @@ class SecAggParticipant:
                     f"only {len(holders)} of this participant's share holders are in "
                     f"the round, fewer than the threshold {t}"
                 )
-            own, sealed = deal(
+            own, sealed, dealing = deal(
                 self._cfg,
                 dealer=self._me,
                 identity=self._identity,
@@ -190,10 +199,13 @@ class SecAggParticipant:
                 masking_secret=self._masking_secret,
                 holders=holders,
                 peers=self._peers,
+                salts=self._entropy,
             )
             self._bundles[self._me] = own
             self._stage = Stage.MASKED_INPUT
-            return ShareKeys(self._cfg.run_id, self._cfg.round_number, self._me, sealed)
+            return ShareKeys(
+                self._cfg.run_id, self._cfg.round_number, self._me, sealed, dealing
+            )
 
     # -- stage 2 -------------------------------------------------------------
     def masked_input(self, delivery: SharesDelivery, vector: RingVector) -> MaskedInput:
@@ -210,8 +222,15 @@ class SecAggParticipant:
                 "with FixedPointEncoding first)"
             )
         with self._aborting():
+            dealings: dict[str, Dealing] = {}
+            for dealing in delivery.dealings:
+                if dealing.dealer in dealings:
+                    raise self._abort(
+                        f"the coordinator relayed two dealings of {dealing.dealer!r}"
+                    )
+                dealings[dealing.dealer] = dealing
             for shares in delivery.shares:
-                self._receive_bundle(shares)
+                self._receive_bundle(shares, dealings)
             t = self._cfg.threshold
             if len(self._bundles) < t:
                 raise self._abort(
@@ -245,7 +264,9 @@ class SecAggParticipant:
                 masked.astype("<u4", copy=False).tobytes(),
             )
 
-    def _receive_bundle(self, shares: EncryptedShares) -> None:
+    def _receive_bundle(
+        self, shares: EncryptedShares, dealings: dict[str, Dealing]
+    ) -> None:
         dealer = shares.dealer
         if (
             shares.holder != self._me
@@ -257,14 +278,24 @@ class SecAggParticipant:
                 f"{shares.holder!r})"
             )
         holders = self._graph.holders(dealer, alive=self._round_members)
+        dealing = dealings.get(dealer)
+        if dealing is None or not dealing_is_signed(
+            self._cfg, dealing, holders=holders, check=self._check
+        ):
+            # The coordinator checked each dealing's signature when it arrived, so
+            # a missing or unsigned one here was lost or forged on its way.
+            raise self._abort(
+                f"the coordinator relayed the shares of {dealer!r} without the "
+                "commitments it signed"
+            )
         try:
             self._bundles[dealer] = open_bundle(
                 self._cfg,
                 shares,
                 encryption=self._encryption,
                 dealer_keys=self._peers[dealer],
+                dealing=dealing,
                 expected_index=holders.index(self._me) + 1,
-                check=self._check,
             )
         except ValueError as exc:
             raise self._reject(dealer, str(exc)) from None
@@ -314,8 +345,8 @@ class SecAggParticipant:
                 if dealer in self._survivors:
                     kind = ShareKind.SELF_MASK
                 bundle = self._bundles[dealer]
-                value, signature = bundle.share(kind)
-                out.append(RevealedShare(dealer, kind, bundle.index, value, signature))
+                value, salt = bundle.share(kind)
+                out.append(RevealedShare(dealer, kind, bundle.index, value, salt))
             self._forget_secrets()
             self._stage = Stage.DONE
             return UnmaskShares(

@@ -14,12 +14,12 @@ commitment for a self-mask seed, the advertised public key for a masking key).
 The fast path rebuilds every secret the round needs in one batch (dealers whose
 first ``t`` revealed shares have the same indices share one set of Lagrange weights,
 :func:`~accord.secagg.shamir.combine_batch`) and checks each once. Only when a check
-fails (or a share in the batch is unusable) are the dealer's signatures verified
-(they are costly, and almost never needed): a share without a valid dealer signature
-was altered by the holder that revealed it, which is recorded as an offender and
-left out before trying again; if shares that the dealer *did* sign still do not
-rebuild what it committed to, the dealer dealt inconsistent shares and the round
-aborts naming it.
+fails (or a share in the batch is unusable) is each revealed share checked against
+the dealer's signed commitment to it (checked when the dealing arrived at stage 1):
+a share that does not match its commitment was altered by the holder that revealed
+it, which is recorded as an offender and left out before trying again; if shares
+that match what the dealer signed still do not rebuild what it committed to at
+stage 0, the dealer dealt inconsistent shares and the round aborts naming it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from accord.errors import SecAggAborted, ShareRejected
 from accord.secagg import transcript as tx
 from accord.secagg.config import SecAggConfig
-from accord.secagg.crypto import verify, x25519_public
+from accord.secagg.crypto import x25519_public
 from accord.secagg.graph import NeighbourGraph
 from accord.secagg.mask import MaskGenerator, RingVector
 from accord.secagg.messages import (
@@ -55,13 +55,15 @@ def remove_masks(
     adverts: Mapping[str, AdvertiseKeys],
     survivors: tuple[str, ...],
     dealers: Iterable[str],
+    commitments: Mapping[str, bytes],
     reveals: Iterable[UnmaskShares],
     masks: MaskGenerator,
 ) -> tuple[str, ...]:
     """Unmask ``total`` in place; return the holders that revealed forged shares.
 
-    ``dealers`` are all who dealt shares (U2), ``survivors`` those whose inputs are
-    in ``total`` (U3), ``reveals`` the stage-4 messages, in protocol order.
+    ``dealers`` are all who dealt shares (U2), with ``commitments`` their signed
+    lists of share commitments, ``survivors`` those whose inputs are in ``total``
+    (U3), ``reveals`` the stage-4 messages, in protocol order.
     """
     revealed: _Revealed = {}
     for message in reveals:
@@ -86,12 +88,23 @@ def remove_masks(
             private = tx.masking_private_key(cfg, dealer, secret)
             return x25519_public(private) == advert.masking_key
 
+        def dealt(holder: str, share: RevealedShare) -> bool:
+            try:
+                signed = tx.commitment_of(commitments[dealer], share.index, kind)
+            except (KeyError, ValueError):
+                return False
+            made = tx.share_commitment(
+                cfg, kind, dealer, holder, share.index, share.value, share.salt
+            )
+            return made == signed
+
         found = recover_secret(
             cfg,
             dealer=dealer,
             kind=kind,
             revealed=revealed.get((dealer, kind), {}),
             is_committed=committed,
+            is_dealt=dealt,
             candidate=candidates.get((dealer, kind)),
         )
         offenders.update(found.offenders)
@@ -131,9 +144,14 @@ def recover_secret(
     kind: ShareKind,
     revealed: Mapping[str, RevealedShare],
     is_committed: Callable[[bytes], bool],
+    is_dealt: Callable[[str, RevealedShare], bool],
     candidate: bytes | None = None,
 ) -> Recovered:
     """Rebuild ``dealer``'s secret of ``kind`` from ``revealed`` (holder -> share).
+
+    ``is_committed`` checks a rebuilt secret against the dealer's stage-0
+    commitment; ``is_dealt(holder, share)`` checks a revealed share against the
+    dealer's signed commitment to the share it dealt ``holder``.
 
     ``candidate`` is the secret a batch already rebuilt from the first ``threshold``
     shares (None: rebuild it here). Raises :class:`ShareRejected` naming the dealer
@@ -147,15 +165,8 @@ def recover_secret(
         secret = _combine(revealed, holders, t) if candidate is None else candidate
         if secret and is_committed(secret):
             return Recovered(secret, ())
-    keys = cfg.identity_keys()
     forged = tuple(
-        holder
-        for holder, share in revealed.items()
-        if not verify(
-            keys[dealer],
-            share.signature,
-            tx.share_statement(cfg, kind, dealer, holder, share.index, share.value),
-        )
+        holder for holder, share in revealed.items() if not is_dealt(holder, share)
     )
     signed = [h for h in holders if h not in forged]
     if len(signed) < t:

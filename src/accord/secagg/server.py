@@ -30,10 +30,12 @@ from accord.errors import RefusalKind, SecAggAborted, SubmissionRefused
 from accord.secagg import transcript as tx
 from accord.secagg.config import SecAggConfig
 from accord.secagg.crypto import KEY_BYTES, SEAL_OVERHEAD, verify
+from accord.secagg.dealing import dealing_is_signed
 from accord.secagg.mask import MaskGenerator, RingVector
 from accord.secagg.messages import (
     AdvertiseKeys,
     ConsistencySignature,
+    Dealing,
     EncryptedShares,
     KeyDirectory,
     MaskedInput,
@@ -168,21 +170,35 @@ class SecAggServer:
             expected = set(self._index[who]) - {who}
             holders = [s.holder for s in message.shares]
             size = tx.BUNDLE_BYTES + SEAL_OVERHEAD
-            old = tx.FORMAT_1_BUNDLE_BYTES + SEAL_OVERHEAD
-            if any(len(s.ciphertext) == old for s in message.shares):
-                raise _refuse(
-                    "malformed",
-                    "the shares are of share format 1 (an older accord); this "
-                    "coordinator takes format 2: run the same accord version on "
-                    "every site",
-                    who,
-                )
+            older = {
+                tx.FORMAT_1_BUNDLE_BYTES + SEAL_OVERHEAD: 1,
+                tx.FORMAT_2_BUNDLE_BYTES + SEAL_OVERHEAD: 2,
+            }
+            for share in message.shares:
+                if (old := older.get(len(share.ciphertext))) is not None:
+                    raise _refuse(
+                        "malformed",
+                        f"the shares are of bundle format {old} (an older accord); "
+                        "this coordinator takes format "
+                        f"{tx.BUNDLE_FORMAT}: run the same accord version on every "
+                        "site",
+                        who,
+                    )
             if (
                 sorted(holders) != sorted(expected)
                 or any(s.dealer != who for s in message.shares)
                 or any(len(s.ciphertext) != size for s in message.shares)
             ):
                 raise _refuse("malformed", "shares must go once to each holder", who)
+            if message.dealing.dealer != who or not dealing_is_signed(
+                self._cfg, message.dealing, holders=list(self._index[who])
+            ):
+                raise _refuse(
+                    "corrupt",
+                    "the commitments to the shares are not signed by the dealer "
+                    "(one 32-byte commitment per share, per holder in index order)",
+                    who,
+                )
         elif isinstance(message, MaskedInput):
             if len(message.vector) != 4 * self._cfg.vector_size:
                 raise _refuse(
@@ -213,6 +229,13 @@ class SecAggServer:
                 raise _refuse("corrupt", f"no share of {share.dealer!r} is owed", who)
             if share.kind is not kind:
                 raise _refuse("corrupt", f"wrong share of {share.dealer!r}", who)
+            if len(share.salt) != tx.SALT_BYTES:
+                raise _refuse(
+                    "malformed",
+                    f"the share of {share.dealer!r} has a {len(share.salt)}-byte salt, "
+                    f"not {tx.SALT_BYTES}",
+                    who,
+                )
             try:
                 check_share_value(share.value)
             except ValueError as exc:
@@ -255,14 +278,21 @@ class SecAggServer:
             u2 = set(self._dealt)
             self._check_recoverable(u2, u2)
             inbox: dict[str, list[EncryptedShares]] = {p: [] for p in u2}
+            dealings: dict[str, list[Dealing]] = {p: [] for p in u2}
             for dealer in self._in_order(u2):
-                for share in self._dealt[dealer].shares:
+                dealt = self._dealt[dealer]
+                for share in dealt.shares:
                     if share.holder in inbox:
                         inbox[share.holder].append(share)
+                        dealings[share.holder].append(dealt.dealing)
             self._stage = Stage.MASKED_INPUT
             return {
                 p: SharesDelivery(
-                    self._cfg.run_id, self._cfg.round_number, p, tuple(inbox[p])
+                    self._cfg.run_id,
+                    self._cfg.round_number,
+                    p,
+                    tuple(inbox[p]),
+                    tuple(dealings[p]),
                 )
                 for p in self._in_order(u2)
             }
@@ -301,6 +331,7 @@ class SecAggServer:
                 adverts=self._adverts,
                 survivors=self._survivors,
                 dealers=self._dealt,
+                commitments={d: m.dealing.commitments for d, m in self._dealt.items()},
                 reveals=[self._reveals[p] for p in self._in_order(self._reveals)],
                 masks=self._masks,
             )

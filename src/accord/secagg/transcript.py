@@ -7,16 +7,24 @@ the run and round ids: a signature, ciphertext or key of one round, purpose or p
 of participants is useless in any other.
 
 The plaintext a dealer encrypts for each holder (a "share bundle") has a fixed
-layout: the share format (1 byte, :data:`~accord.secagg.shamir.SHARE_FORMAT`),
-2-byte share index, the self-mask share, the masking-key share, and the dealer's
-Ed25519 signature over each share separately, so that a holder can later reveal
-exactly one of them with a signature the coordinator can check on its own. The
-signed statement names the share format too, so a signature over a share of one
-format never vouches for the same bytes read as another.
+layout: the bundle format (1 byte, :data:`BUNDLE_FORMAT`), the 2-byte share index,
+the self-mask share, the masking-key share, and a 16-byte random salt per share.
+Each share is bound by a salted SHA-256 commitment (:func:`share_commitment`), and
+the dealer signs **once** the list of all its commitments, for every holder, in
+share-index order (:func:`dealing_statement`). A holder checks that signature and
+its own two commitments before it relies on a share; at stage 4 it reveals exactly
+one share with its salt, which the coordinator checks against the signed list on
+its own. So a holder can still prove which share it was given and a forged reveal
+is still attributed to the holder, with one signature per dealer instead of one
+per share (bundle format 3; format 2 signed every share, 2 m signatures a dealer).
+The salt makes each commitment hiding (the other holders and the coordinator see
+the whole list): without it, a commitment to a share that ``t - 1`` colluders can
+narrow down would be a 128-bit brute-force target at most, with it nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from accord.secagg.config import SecAggConfig
@@ -34,23 +42,39 @@ from accord.secagg.shamir import SHARE_BYTES, SHARE_FORMAT, check_share_value
 
 __all__ = [
     "BUNDLE_BYTES",
+    "BUNDLE_FORMAT",
+    "COMMITMENT_BYTES",
     "FORMAT_1_BUNDLE_BYTES",
+    "FORMAT_2_BUNDLE_BYTES",
+    "SALT_BYTES",
     "ShareBundle",
     "advertisement",
+    "commitment_of",
+    "dealing_statement",
     "masking_private_key",
     "pairwise_mask_key",
     "seed_commitment",
     "self_mask_key",
     "share_associated_data",
+    "share_commitment",
     "share_encryption_key",
-    "share_statement",
     "survivor_statement",
 ]
 
+#: Version of the bundle layout and of what the dealer signs: 3 is salted
+#: commitments under one signature per dealer; 2 signed each share.
+BUNDLE_FORMAT = 3
+#: Bytes of the random salt of each share's commitment.
+SALT_BYTES = 16
+#: Bytes of one share's commitment (SHA-256).
+COMMITMENT_BYTES = 32
 #: Bytes of a packed :class:`ShareBundle` (the plaintext of each share ciphertext).
-BUNDLE_BYTES = 1 + 2 + 2 * SHARE_BYTES + 2 * SIGNATURE_BYTES
+BUNDLE_BYTES = 1 + 2 + 2 * SHARE_BYTES + 2 * SALT_BYTES
+#: Bytes of a bundle of format 2 (17-byte shares, a signature on each).
+FORMAT_2_BUNDLE_BYTES = 1 + 2 + 2 * SHARE_BYTES + 2 * SIGNATURE_BYTES
 #: Bytes of a bundle of share format 1 (16-byte shares, no format byte).
 FORMAT_1_BUNDLE_BYTES = 2 + 2 * 16 + 2 * SIGNATURE_BYTES
+_KINDS = (ShareKind.SELF_MASK, ShareKind.MASK_KEY)
 
 
 def advertisement(
@@ -91,17 +115,19 @@ def masking_private_key(cfg: SecAggConfig, owner: str, secret: bytes) -> bytes:
     )
 
 
-def share_statement(
+def share_commitment(
     cfg: SecAggConfig,
     kind: ShareKind,
     dealer: str,
     holder: str,
     index: int,
     value: bytes,
+    salt: bytes,
 ) -> bytes:
-    """What a dealer signs for each share it deals."""
-    return frame(
-        "share",
+    """The salted SHA-256 commitment to one dealt share."""
+    return digest(
+        "share-commitment",
+        BUNDLE_FORMAT,
         SHARE_FORMAT,
         cfg.run_id,
         cfg.round_number,
@@ -110,7 +136,41 @@ def share_statement(
         holder,
         index,
         value,
+        salt,
     )
+
+
+def dealing_statement(
+    cfg: SecAggConfig, dealer: str, holders: Sequence[str], commitments: bytes
+) -> bytes:
+    """What a dealer signs at stage 1: its holders and every share's commitment.
+
+    ``holders`` are in share-index order (holder ``i`` holds the shares of index
+    ``i + 1``); ``commitments`` holds, per holder in that order, the commitment to
+    its self-mask share then to its masking-key share.
+    """
+    return frame(
+        "dealing",
+        BUNDLE_FORMAT,
+        SHARE_FORMAT,
+        cfg.run_id,
+        cfg.round_number,
+        dealer,
+        len(holders),
+        *holders,
+        commitments,
+    )
+
+
+def commitment_of(commitments: bytes, index: int, kind: ShareKind) -> bytes:
+    """The commitment to the share of ``kind`` and ``index`` in a dealer's list.
+
+    Raises ValueError if the list holds no such entry.
+    """
+    start = (2 * (index - 1) + _KINDS.index(kind)) * COMMITMENT_BYTES
+    if index < 1 or start + COMMITMENT_BYTES > len(commitments):
+        raise ValueError(f"the dealer's commitments have no entry for index {index}")
+    return commitments[start : start + COMMITMENT_BYTES]
 
 
 def survivor_statement(cfg: SecAggConfig, survivors: tuple[str, ...]) -> bytes:
@@ -157,58 +217,60 @@ def self_mask_key(cfg: SecAggConfig, owner: str, seed: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ShareBundle:
-    """A dealer's two shares for one holder, each with the dealer's signature."""
+    """A dealer's two shares for one holder, each with its commitment's salt."""
 
     index: int
     self_mask: bytes
     mask_key: bytes
-    self_mask_signature: bytes
-    mask_key_signature: bytes
+    self_mask_salt: bytes
+    mask_key_salt: bytes
 
     def pack(self) -> bytes:
         """The fixed-layout plaintext."""
         return (
-            bytes([SHARE_FORMAT])
+            bytes([BUNDLE_FORMAT])
             + self.index.to_bytes(2, "big")
             + self.self_mask
             + self.mask_key
-            + self.self_mask_signature
-            + self.mask_key_signature
+            + self.self_mask_salt
+            + self.mask_key_salt
         )
 
     @classmethod
     def unpack(cls, raw: bytes) -> ShareBundle:
         """Parse :meth:`pack` output.
 
-        Raises ValueError on a wrong length, another share format, or a share value
-        that is not a field element.
+        Raises ValueError on a wrong length, another format, or a share value that
+        is not a field element.
         """
-        if len(raw) == FORMAT_1_BUNDLE_BYTES:
+        older = {FORMAT_1_BUNDLE_BYTES: 1, FORMAT_2_BUNDLE_BYTES: 2}
+        if len(raw) in older:
             raise ValueError(
-                "the shares are of share format 1 (an older accord); this version "
-                f"reads format {SHARE_FORMAT}: run the same accord version everywhere"
+                f"the shares are of bundle format {older[len(raw)]} (an older "
+                f"accord); this version reads format {BUNDLE_FORMAT}: run the same "
+                "accord version everywhere"
             )
         if len(raw) != BUNDLE_BYTES:
             raise ValueError(f"a share bundle has {BUNDLE_BYTES} bytes, not {len(raw)}")
-        if raw[0] != SHARE_FORMAT:
+        if raw[0] != BUNDLE_FORMAT:
             raise ValueError(
-                f"the shares are of share format {raw[0]}; this version reads "
-                f"format {SHARE_FORMAT}: run the same accord version everywhere"
+                f"the shares are of bundle format {raw[0]}; this version reads "
+                f"format {BUNDLE_FORMAT}: run the same accord version everywhere"
             )
-        s, g = SHARE_BYTES, SIGNATURE_BYTES
+        s, g = SHARE_BYTES, SALT_BYTES
         bundle = cls(
             index=int.from_bytes(raw[1:3], "big"),
             self_mask=raw[3 : 3 + s],
             mask_key=raw[3 + s : 3 + 2 * s],
-            self_mask_signature=raw[3 + 2 * s : 3 + 2 * s + g],
-            mask_key_signature=raw[3 + 2 * s + g :],
+            self_mask_salt=raw[3 + 2 * s : 3 + 2 * s + g],
+            mask_key_salt=raw[3 + 2 * s + g :],
         )
         check_share_value(bundle.self_mask)
         check_share_value(bundle.mask_key)
         return bundle
 
     def share(self, kind: ShareKind) -> tuple[bytes, bytes]:
-        """(value, dealer signature) of the share of ``kind``."""
+        """(value, salt) of the share of ``kind``."""
         if kind is ShareKind.SELF_MASK:
-            return self.self_mask, self.self_mask_signature
-        return self.mask_key, self.mask_key_signature
+            return self.self_mask, self.self_mask_salt
+        return self.mask_key, self.mask_key_salt

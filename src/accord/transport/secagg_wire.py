@@ -25,6 +25,7 @@ from accord.errors import SubmissionRefused
 from accord.secagg.messages import (
     AdvertiseKeys,
     ConsistencySignature,
+    Dealing,
     EncryptedShares,
     FromCoordinator,
     KeyDirectory,
@@ -89,6 +90,7 @@ def encode(message: Message) -> bytes:
             _head(out.share_keys, message)
             out.share_keys.sender = message.sender
             out.share_keys.shares.extend(_shares_to(message.shares))
+            _dealing_to(out.share_keys.dealing, message.dealing)
         case MaskedInput():
             _head(out.masked_input, message)
             out.masked_input.sender = message.sender
@@ -104,7 +106,7 @@ def encode(message: Message) -> bytes:
                     kind=s.kind.value,
                     index=s.index,
                     value=s.value,
-                    signature=s.signature,
+                    salt=s.salt,
                 )
                 for s in message.shares
             )
@@ -116,6 +118,8 @@ def encode(message: Message) -> bytes:
             _head(out.shares_delivery, message)
             out.shares_delivery.recipient = message.recipient
             out.shares_delivery.shares.extend(_shares_to(message.shares))
+            for dealing in message.dealings:
+                _dealing_to(out.shares_delivery.dealings.add(), dealing)
         case SurvivorList():
             _head(out.survivor_list, message)
             out.survivor_list.survivors.extend(message.survivors)
@@ -139,6 +143,7 @@ def decode_to_coordinator(data: bytes, stage: Stage) -> ToCoordinator:
                 body.round,
                 body.sender,
                 tuple(_shares_from(body.shares)),
+                _dealing_from(body.dealing),
             )
         case Stage.MASKED_INPUT:
             return MaskedInput(body.run_id, body.round, body.sender, body.vector)
@@ -155,7 +160,7 @@ def decode_to_coordinator(data: bytes, stage: Stage) -> ToCoordinator:
                         _kind(s.kind),
                         s.index,
                         s.value,
-                        s.signature,
+                        s.salt,
                     )
                     for s in body.shares
                 ),
@@ -178,6 +183,7 @@ def decode_from_coordinator(data: bytes, stage: Stage) -> FromCoordinator:
                 body.round,
                 body.recipient,
                 tuple(_shares_from(body.shares)),
+                tuple(_dealing_from(d) for d in body.dealings),
             )
         case Stage.CONSISTENCY:
             return SurvivorList(body.run_id, body.round, tuple(body.survivors))
@@ -264,3 +270,13 @@ def _shares_to(
 
 def _shares_from(shares: Iterable[pb.SecAggEncryptedShares]) -> list[EncryptedShares]:
     return [EncryptedShares(s.dealer, s.holder, s.ciphertext) for s in shares]
+
+
+def _dealing_to(target: pb.SecAggDealing, dealing: Dealing) -> None:
+    target.dealer = dealing.dealer
+    target.commitments = dealing.commitments
+    target.signature = dealing.signature
+
+
+def _dealing_from(body: pb.SecAggDealing) -> Dealing:
+    return Dealing(body.dealer, body.commitments, body.signature)

@@ -256,17 +256,29 @@ class SecAggEncryptedShares(_message.Message):
     ciphertext: bytes
     def __init__(self, dealer: _Optional[str] = ..., holder: _Optional[str] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
 
+class SecAggDealing(_message.Message):
+    __slots__ = ("dealer", "commitments", "signature")
+    DEALER_FIELD_NUMBER: _ClassVar[int]
+    COMMITMENTS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    dealer: str
+    commitments: bytes
+    signature: bytes
+    def __init__(self, dealer: _Optional[str] = ..., commitments: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
 class SecAggShareKeys(_message.Message):
-    __slots__ = ("run_id", "round", "sender", "shares")
+    __slots__ = ("run_id", "round", "sender", "shares", "dealing")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     SHARES_FIELD_NUMBER: _ClassVar[int]
+    DEALING_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     round: int
     sender: str
     shares: _containers.RepeatedCompositeFieldContainer[SecAggEncryptedShares]
-    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., sender: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[SecAggEncryptedShares, _Mapping]]] = ...) -> None: ...
+    dealing: SecAggDealing
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., sender: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[SecAggEncryptedShares, _Mapping]]] = ..., dealing: _Optional[_Union[SecAggDealing, _Mapping]] = ...) -> None: ...
 
 class SecAggMaskedInput(_message.Message):
     __slots__ = ("run_id", "round", "sender", "vector")
@@ -293,18 +305,18 @@ class SecAggConsistency(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., sender: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class SecAggRevealedShare(_message.Message):
-    __slots__ = ("dealer", "kind", "index", "value", "signature")
+    __slots__ = ("dealer", "kind", "index", "value", "salt")
     DEALER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
-    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SALT_FIELD_NUMBER: _ClassVar[int]
     dealer: str
     kind: str
     index: int
     value: bytes
-    signature: bytes
-    def __init__(self, dealer: _Optional[str] = ..., kind: _Optional[str] = ..., index: _Optional[int] = ..., value: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    salt: bytes
+    def __init__(self, dealer: _Optional[str] = ..., kind: _Optional[str] = ..., index: _Optional[int] = ..., value: _Optional[bytes] = ..., salt: _Optional[bytes] = ...) -> None: ...
 
 class SecAggUnmask(_message.Message):
     __slots__ = ("run_id", "round", "sender", "shares")
@@ -329,16 +341,18 @@ class SecAggKeyDirectory(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[SecAggAdvertise, _Mapping]]] = ...) -> None: ...
 
 class SecAggSharesDelivery(_message.Message):
-    __slots__ = ("run_id", "round", "recipient", "shares")
+    __slots__ = ("run_id", "round", "recipient", "shares", "dealings")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     SHARES_FIELD_NUMBER: _ClassVar[int]
+    DEALINGS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     round: int
     recipient: str
     shares: _containers.RepeatedCompositeFieldContainer[SecAggEncryptedShares]
-    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., recipient: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[SecAggEncryptedShares, _Mapping]]] = ...) -> None: ...
+    dealings: _containers.RepeatedCompositeFieldContainer[SecAggDealing]
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., recipient: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[SecAggEncryptedShares, _Mapping]]] = ..., dealings: _Optional[_Iterable[_Union[SecAggDealing, _Mapping]]] = ...) -> None: ...
 
 class SecAggSurvivorList(_message.Message):
     __slots__ = ("run_id", "round", "survivors")

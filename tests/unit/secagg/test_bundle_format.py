@@ -1,8 +1,9 @@
-"""Share format 2 (F_p, 17-byte shares): older shares are refused by name.
+"""Bundle format 3 (F_p shares with salts): older bundles are refused by name.
 
-Format 1 shares (GF(2^128), 16 bytes, bundles without a format byte) come from an
-older accord; every place that reads a share refuses them with a message naming
-the format, and nothing of the round changes.
+Format 1 bundles (GF(2^128), 16-byte shares, no format byte) and format 2 bundles
+(a signature on each share) come from an older accord; every place that reads a
+share refuses them with a message naming the format, and nothing of the round
+changes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from accord.secagg.shamir import PRIME, SHARE_BYTES, SHARE_FORMAT
 
 def _bundle(**changes: object) -> tx.ShareBundle:
     base = tx.ShareBundle(
-        3, bytes(SHARE_BYTES), b"\x01" * SHARE_BYTES, b"s" * 64, b"m" * 64
+        3, bytes(SHARE_BYTES), b"\x01" * SHARE_BYTES, b"s" * 16, b"m" * 16
     )
     return dataclasses.replace(base, **changes)
 
@@ -29,16 +30,18 @@ def _bundle(**changes: object) -> tx.ShareBundle:
 def test_a_bundle_round_trips_with_its_format_byte():
     bundle = _bundle()
     raw = bundle.pack()
-    assert len(raw) == tx.BUNDLE_BYTES == 1 + 2 + 2 * SHARE_BYTES + 2 * 64
-    assert raw[0] == SHARE_FORMAT
+    assert len(raw) == tx.BUNDLE_BYTES == 1 + 2 + 2 * SHARE_BYTES + 2 * 16
+    assert raw[0] == tx.BUNDLE_FORMAT == 3
     assert tx.ShareBundle.unpack(raw) == bundle
 
 
 @pytest.mark.parametrize(
     ("raw", "match"),
     [
-        (bytes(tx.FORMAT_1_BUNDLE_BYTES), "share format 1"),
-        (bytes([SHARE_FORMAT + 1]) + bytes(tx.BUNDLE_BYTES - 1), "share format 3"),
+        (bytes(tx.FORMAT_1_BUNDLE_BYTES), "bundle format 1"),
+        (bytes(tx.FORMAT_2_BUNDLE_BYTES), "bundle format 2"),
+        (bytes([tx.BUNDLE_FORMAT + 1]) + bytes(tx.BUNDLE_BYTES - 1), "format 4"),
+        (bytes([2]) + bytes(tx.BUNDLE_BYTES - 1), "bundle format 2"),
         (bytes(tx.BUNDLE_BYTES - 1), "bytes"),
         (bytes(tx.BUNDLE_BYTES + 1), "bytes"),
     ],
@@ -54,31 +57,53 @@ def test_a_bundle_with_a_value_past_the_field_is_refused():
         tx.ShareBundle.unpack(raw)
 
 
-def test_the_signed_statement_names_the_share_format(kit):
+def test_the_signed_dealing_names_both_formats(kit):
     cfg = kit.make_config(kit.make_identities(3), 4)
-    statement = tx.share_statement(
-        cfg, ShareKind.SELF_MASK, "site00", "site01", 1, bytes(SHARE_BYTES)
-    )
+    statement = tx.dealing_statement(cfg, "site00", ["site00", "site01"], bytes(128))
+    assert tx.BUNDLE_FORMAT.to_bytes(8, "big") in statement
     assert SHARE_FORMAT.to_bytes(8, "big") in statement
 
 
-def test_the_coordinator_refuses_format_1_share_ciphertexts(harness):
+def test_a_commitment_binds_every_field_and_its_salt(kit):
+    cfg = kit.make_config(kit.make_identities(3), 4)
+    base = (ShareKind.SELF_MASK, "site00", "site01", 1, bytes(SHARE_BYTES), bytes(16))
+    made = tx.share_commitment(cfg, *base)
+    assert len(made) == tx.COMMITMENT_BYTES
+    for i, other in enumerate(
+        (ShareKind.MASK_KEY, "site02", "site02", 2, b"\x01" * SHARE_BYTES, b"\x01" * 16)
+    ):
+        changed = list(base)
+        changed[i] = other
+        assert tx.share_commitment(cfg, *changed) != made
+
+
+@pytest.mark.parametrize(
+    ("size", "match"),
+    [
+        (tx.FORMAT_1_BUNDLE_BYTES, "bundle format 1"),
+        (tx.FORMAT_2_BUNDLE_BYTES, "bundle format 2"),
+    ],
+)
+def test_the_coordinator_refuses_older_share_ciphertexts(harness, size, match):
     directory = harness.advertise()
     message = harness.parts["site00"].share_keys(directory)
-    old = tx.FORMAT_1_BUNDLE_BYTES + SEAL_OVERHEAD
+    old = size + SEAL_OVERHEAD
     forged = dataclasses.replace(
         message,
         shares=tuple(
             dataclasses.replace(s, ciphertext=os.urandom(old)) for s in message.shares
         ),
     )
-    with pytest.raises(SubmissionRefused, match="share format 1") as info:
+    with pytest.raises(SubmissionRefused, match=match) as info:
         harness.server.receive(forged)
     assert info.value.kind == "malformed"
     harness.server.receive(message)  # the state is untouched: the real one fits
 
 
-def test_a_holder_refuses_a_format_1_bundle_and_names_its_dealer(harness):
+@pytest.mark.parametrize(
+    "size", [tx.FORMAT_1_BUNDLE_BYTES, tx.FORMAT_2_BUNDLE_BYTES], ids=["f1", "f2"]
+)
+def test_a_holder_refuses_an_older_bundle_and_names_its_dealer(harness, size):
     # Arrange: site01 seals a format-1 plaintext for site00 under the right key
     directory = harness.advertise()
     deliveries = harness.share(directory)
@@ -91,14 +116,14 @@ def test_a_holder_refuses_a_format_1_bundle_and_names_its_dealer(harness):
         "site00",
     )
     ad = tx.share_associated_data(harness.config, "site01", "site00")
-    old = seal(key, bytes(tx.FORMAT_1_BUNDLE_BYTES), associated_data=ad)
+    old = seal(key, bytes(size), associated_data=ad)
     inbox = deliveries["site00"]
     shares = tuple(
         dataclasses.replace(s, ciphertext=old) if s.dealer == "site01" else s
         for s in inbox.shares
     )
     # Act / Assert
-    with pytest.raises(ShareRejected, match="share format 1") as info:
+    with pytest.raises(ShareRejected, match="bundle format") as info:
         holder.masked_input(
             dataclasses.replace(inbox, shares=shares), harness.inputs["site00"]
         )
