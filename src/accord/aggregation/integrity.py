@@ -29,7 +29,18 @@ import numpy as np
 from accord.errors import AggregateRejected
 from accord.params import Array, Params
 
-__all__ = ["cap_weights", "check_params", "is_finite", "l2_norm"]
+__all__ = [
+    "SQUARE_CHUNK",
+    "cap_weights",
+    "check_params",
+    "finite_sum",
+    "is_finite",
+    "l2_norm",
+    "square_sum",
+]
+
+#: Values per chunk of :func:`square_sum`: a 512 KiB float64 buffer, in L2 cache.
+SQUARE_CHUNK = 65_536
 
 
 def cap_weights(weights: Sequence[float], max_share: float | None) -> tuple[float, ...]:
@@ -83,18 +94,55 @@ def is_finite(array: Array) -> bool:
     return bool(np.isfinite(array).all())
 
 
+def square_sum(array: Array) -> float:
+    """``sum(x * x)`` over ``array``'s values in float64, a chunk at a time.
+
+    Each chunk of :data:`SQUARE_CHUNK` values is widened into one small reused
+    float64 buffer (exact: a float16 or float32 square fits a float64's
+    significand) and dotted with itself, so a model-sized float64 copy is never
+    made (its page faults cost more than the arithmetic). NaN or infinity in
+    ``array`` makes the sum NaN or infinite; for float16 and float32 values the
+    converse holds too (their largest squares, summed 2^53 times, stay far below
+    float64's limit), so a finite sum proves them all finite (:func:`finite_sum`).
+    """
+    flat = array.reshape(-1)
+    n = flat.size
+    total = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        if flat.dtype == np.float64:
+            for lo in range(0, n, SQUARE_CHUNK):
+                part = flat[lo : lo + SQUARE_CHUNK]
+                total += float(np.dot(part, part))
+            return total
+        buf = np.empty(min(SQUARE_CHUNK, n))
+        for lo in range(0, n, SQUARE_CHUNK):
+            part = buf[: min(SQUARE_CHUNK, n - lo)]
+            np.copyto(part, flat[lo : lo + SQUARE_CHUNK])
+            total += float(np.dot(part, part))
+    return total
+
+
+def finite_sum(array: Array, squares: float) -> bool:
+    """Whether ``array`` is all finite, given its :func:`square_sum` ``squares``.
+
+    A finite sum of squares settles it without reading ``array`` again, except
+    for float64 values, whose squares can overflow while every value is finite:
+    an infinite sum of float64 values is looked at value by value.
+    """
+    if math.isfinite(squares):
+        return True
+    if array.dtype != np.float64 or math.isnan(squares):
+        return False
+    return is_finite(array)
+
+
 def l2_norm(params: Params) -> float:
     """The L2 norm of all of ``params``' values together, computed in float64.
 
     Past float64's range (values near 1e154 and above) the norm is ``inf``, which
     every bound refuses.
     """
-    total = 0.0
-    with np.errstate(over="ignore", invalid="ignore"):
-        for array in params.values():
-            flat = np.asarray(array, dtype=np.float64).reshape(-1)
-            total += float(np.dot(flat, flat))
-    return math.sqrt(total)
+    return math.sqrt(sum(square_sum(a) for a in params.values()))
 
 
 def check_params(params: Params, *, what: str, max_norm: float | None = None) -> None:

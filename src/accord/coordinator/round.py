@@ -36,13 +36,13 @@ update, folded or not, in selection order.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from accord.aggregation.integrity import l2_norm
+from accord.aggregation.integrity import finite_sum, l2_norm, square_sum
 from accord.coordinator.executor import JobFailed, TrainDone
 from accord.coordinator.integrity import ExampleBounds, check_examples, outliers
 from accord.errors import RoundFailed, TooFewUpdates, UpdateRejected
@@ -51,6 +51,7 @@ from accord.records import ParticipantOutcome
 
 __all__ = [
     "Accumulator",
+    "BatchAccumulator",
     "Round",
     "RoundPlan",
     "UpdateObserver",
@@ -69,6 +70,21 @@ class Accumulator(Protocol):
 
     def result(self) -> Params:
         """The aggregate of everything added."""
+        ...
+
+
+@runtime_checkable
+class BatchAccumulator(Accumulator, Protocol):
+    """An accumulator that can take a whole round's held updates in one call.
+
+    :class:`~accord.aggregation.capped_mean.CappedMeanAccumulator` copies the
+    heaviest updates :meth:`Accumulator.add` gives it (the caller may drop them);
+    a round that holds every update anyway hands them over at once instead, with
+    the same result bit for bit and no copy.
+    """
+
+    def add_last(self, updates: Sequence[Params], weights: Sequence[float]) -> None:
+        """Fold these updates, the round's last; they may be dropped afterwards."""
         ...
 
 
@@ -122,14 +138,21 @@ def validate_update(
     participant: str = "",
     bounds: ExampleBounds | None = None,
     max_norm: float | None = None,
-) -> None:
+    want_norm: bool = False,
+    norm: float | None = None,
+) -> float | None:
     """Raise :class:`UpdateRejected` unless ``update`` fits the model and the bounds.
 
     ``values_checked``: the executor already proved every value finite while it
     received them (a deployment does, chunk by chunk), so only the structure and
     the example count are checked here, without reading the values again (unless
-    ``max_norm`` asks for the update's L2 norm). ``bounds`` limit
-    ``participant``'s example count (None: any positive count).
+    the update's L2 norm is needed and the executor did not give it as ``norm``).
+    ``bounds`` limit ``participant``'s example count (None: any positive count).
+
+    Returns the update's L2 norm when ``max_norm`` or ``want_norm`` asks for it
+    (else None). Where the values are read here, finiteness and the norm come
+    from one pass: a float64 sum of squares per tensor (see
+    :func:`~accord.aggregation.integrity.square_sum`).
     """
     if bounds is None:
         if num_examples <= 0:
@@ -137,18 +160,32 @@ def validate_update(
     else:
         check_examples(num_examples, participant, bounds)
     spec.check(update)
+    wanted = want_norm or max_norm is not None
     if not values_checked:
-        for name, arr in update.items():
-            if not all_finite(arr):
-                raise not_finite(name)
-    if max_norm is not None:
+        norm = None
+        if wanted:
+            total = 0.0
+            for name, arr in update.items():
+                squares = square_sum(arr)
+                if not finite_sum(arr, squares):
+                    raise not_finite(name)
+                total += squares
+            norm = math.sqrt(total)
+        else:
+            for name, arr in update.items():
+                if not all_finite(arr):
+                    raise not_finite(name)
+    if not wanted:
+        return None
+    if norm is None:
         norm = l2_norm(update)
-        if not norm <= max_norm:
-            raise UpdateRejected(
-                f"the update's L2 norm is {norm:.6g}, above this federation's "
-                f"max_update_norm of {max_norm:g}; check the local training (a "
-                "diverged run, a learning rate too high) before sending again"
-            )
+    if max_norm is not None and not norm <= max_norm:
+        raise UpdateRejected(
+            f"the update's L2 norm is {norm:.6g}, above this federation's "
+            f"max_update_norm of {max_norm:g}; check the local training (a "
+            "diverged run, a learning rate too high) before sending again"
+        )
+    return norm
 
 
 class Round:
@@ -239,7 +276,7 @@ class Round:
         """
         self._admit(done.participant, done.round)
         try:
-            validate_update(
+            norm = validate_update(
                 self._spec,
                 done.update,
                 done.num_examples,
@@ -247,6 +284,8 @@ class Round:
                 participant=done.participant,
                 bounds=self._bounds,
                 max_norm=self._max_norm,
+                want_norm=not self._judged and done.participant not in self._excluded,
+                norm=done.norm if done.values_checked else None,
             )
         except UpdateRejected as exc:
             return self._record(done.participant, "rejected", exc.reason, done)
@@ -260,8 +299,8 @@ class Round:
                 done,
             )
         self._waiting[done.participant] = done
-        if not self._judged:
-            self._norms[done.participant] = l2_norm(done.update)
+        if norm is not None and not self._judged:
+            self._norms[done.participant] = norm
         return self._record(done.participant, "ok", None, done)
 
     def announce(self) -> tuple[ParticipantOutcome, ...]:
@@ -289,6 +328,8 @@ class Round:
             if not self.finished:
                 return ()
             self._judge(release)
+            if isinstance(self._acc, BatchAccumulator):
+                return self._fold_held(self._acc, release)
         selected = self.plan.selected
         while self._next < len(selected) and selected[self._next] in self._outcomes:
             done = self._waiting.pop(selected[self._next], None)
@@ -304,6 +345,37 @@ class Round:
                     release(done)
                 del done  # the last reference: a mapped update is unmapped here
             self._next += 1
+        return tuple(folded)
+
+    def _fold_held(
+        self, acc: BatchAccumulator, release: Callable[[TrainDone], None] | None
+    ) -> tuple[str, ...]:
+        """Fold every held update, judged and settled, in one call to ``acc``.
+
+        The observer sees them in selection order, as :meth:`drain` shows them;
+        each is released once ``acc`` has folded them all.
+        """
+        held = [self._waiting.pop(p) for p in self.plan.selected if p in self._waiting]
+        self._next = len(self.plan.selected)
+        folded: list[str] = []
+        try:
+            updates: list[Params] = []
+            weights: list[float] = []
+            for done in held:
+                out = done.participant in self._excluded
+                if self._observer is not None:
+                    self._observer.add(done.participant, done.update, excluded=out)
+                if not out:
+                    updates.append(done.update)
+                    weights.append(float(done.num_examples))
+                    self._total_examples += done.num_examples
+                    folded.append(done.participant)
+            if updates:
+                acc.add_last(updates, weights)
+        finally:
+            if release is not None:
+                for done in held:
+                    release(done)
         return tuple(folded)
 
     def _judge(self, release: Callable[[TrainDone], None] | None) -> None:

@@ -1,0 +1,217 @@
+"""A round that holds its updates folds them with no copy, bit for bit as before.
+
+Under ``[strategy] max_norm_ratio`` the round holds every update until it can judge
+them; with the capped mean (the default ``max_weight_share``) it then hands them
+all to :meth:`CappedMeanAccumulator.add_last` instead of feeding them one by one
+to ``add`` (which copies the heaviest). These tests run the same round both ways
+(the reference hides ``add_last``, forcing the old path) and compare the aggregate
+byte for byte, across a rejected update, a dropped site, an outlier, a binding
+cap, a quarantined site and a mix of dtypes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accord.aggregation.capped_mean import CappedMeanAccumulator
+from accord.coordinator.executor import JobFailed, TrainDone
+from accord.coordinator.round import BatchAccumulator, Round, RoundPlan
+from accord.params import Params, ParamSpec, TensorSpec
+
+SPEC = ParamSpec(
+    (
+        TensorSpec("w32", "<f4", (40, 7)),
+        TensorSpec("w64", "<f8", (33,)),
+        TensorSpec("w16", "<f2", (5, 3)),
+    )
+)
+NAMES = tuple(f"site-{i}" for i in range(8))
+
+
+class OneByOne:
+    """The capped mean without ``add_last``: the path every round took before."""
+
+    def __init__(self, inner: CappedMeanAccumulator) -> None:
+        self.inner = inner
+
+    def add(self, update: Params, weight: float) -> None:
+        self.inner.add(update, weight)
+
+    def result(self) -> Params:
+        return self.inner.result()
+
+
+class Copies:
+    """An observer that keeps a copy of what it saw, to check order and values."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bool, Params]] = []
+
+    def add(self, participant: str, update: Params, *, excluded: bool) -> None:
+        self.seen.append((participant, excluded, update.copy()))
+
+
+def _update(rng: np.random.Generator, scale: float = 1.0) -> Params:
+    return Params(
+        {
+            t.name: (rng.standard_normal(t.shape) * scale).astype(t.dtype)
+            for t in SPEC.tensors
+        }
+    )
+
+
+def _events(seed: int, *, huge: str | None = None, nan: str | None = None):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 500, size=len(NAMES))
+    out: list[TrainDone | JobFailed] = []
+    for i, p in enumerate(NAMES):
+        update = _update(rng, 1e3 if p == huge else 1.0)
+        if p == nan:
+            update["w32"].reshape(-1)[3] = np.nan
+        out.append(
+            TrainDone(
+                participant=p,
+                round=1,
+                update=update,
+                num_examples=int(counts[i]),
+                duration_s=0.0,
+            )
+        )
+    return out
+
+
+def _run(events, acc, *, order, share=0.5, excluded=None, observer=None, released=None):
+    rnd = Round(
+        RoundPlan(1, NAMES, 1),
+        SPEC,
+        acc,
+        max_norm_ratio=10.0,
+        excluded=excluded,
+        observer=observer,
+    )
+    for i in order:
+        event = events[i]
+        if isinstance(event, JobFailed):
+            rnd.fail(event)
+        else:
+            rnd.receive(event)
+        rnd.drain(None if released is None else released.append)
+    return rnd
+
+
+def _same(a: Params, b: Params) -> None:
+    assert list(a) == list(b)
+    for name in a:
+        assert a[name].dtype == b[name].dtype
+        assert a[name].tobytes() == b[name].tobytes(), name
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("share", [0.5, 0.2, 0.125, 1.0])
+def test_the_held_round_folds_bit_for_bit_as_one_update_at_a_time(seed, share):
+    events = _events(seed)
+    order = np.random.default_rng(seed + 10).permutation(len(NAMES))
+    batch = CappedMeanAccumulator(SPEC, share)
+    assert isinstance(batch, BatchAccumulator)
+    new = _run(events, batch, order=order)
+    old = _run(events, OneByOne(CappedMeanAccumulator(SPEC, share)), order=order)
+    assert new.outcomes == old.outcomes
+    _same(new.aggregate(), old.aggregate())
+
+
+def test_a_rejected_update_a_dropped_site_and_an_outlier_change_nothing_else():
+    events = _events(3, huge="site-2", nan="site-5")
+    events[6] = JobFailed("site-6", 1, "train", "failed", "worker died")
+    order = [7, 6, 5, 4, 3, 2, 1, 0]
+    released: list[TrainDone] = []
+    new = _run(events, CappedMeanAccumulator(SPEC, 0.5), order=order, released=released)
+    old = _run(events, OneByOne(CappedMeanAccumulator(SPEC, 0.5)), order=order)
+    status = {o.participant: o.status for o in new.outcomes}
+    assert status["site-2"] == "rejected"  # 1000 x the others' norm
+    assert status["site-5"] == "rejected"  # NaN
+    assert status["site-6"] == "failed"
+    assert new.succeeded == old.succeeded == 5
+    assert new.total_examples == old.total_examples
+    _same(new.aggregate(), old.aggregate())
+    # Every valid update was released once, the outlier included; the NaN one
+    # was never held (the caller releases a rejected update itself).
+    assert sorted(d.participant for d in released) == [
+        "site-0",
+        "site-1",
+        "site-2",
+        "site-3",
+        "site-4",
+        "site-7",
+    ]
+
+
+def test_a_quarantined_site_is_seen_by_the_observer_but_not_folded():
+    events = _events(4)
+    excluded = {"site-1": "flagged twice"}
+    seen_new, seen_old = Copies(), Copies()
+    order = range(len(NAMES))
+    new = _run(
+        events,
+        CappedMeanAccumulator(SPEC, 0.5),
+        order=order,
+        excluded=excluded,
+        observer=seen_new,
+    )
+    old = _run(
+        events,
+        OneByOne(CappedMeanAccumulator(SPEC, 0.5)),
+        order=order,
+        excluded=excluded,
+        observer=seen_old,
+    )
+    assert [(p, x) for p, x, _ in seen_new.seen] == [(p, p == "site-1") for p in NAMES]
+    assert [(p, x) for p, x, _ in seen_old.seen] == [
+        (p, x) for p, x, _ in seen_new.seen
+    ]
+    for (_, _, a), (_, _, b) in zip(seen_new.seen, seen_old.seen, strict=True):
+        _same(a, b)
+    _same(new.aggregate(), old.aggregate())
+    assert new.succeeded == len(NAMES) - 1
+
+
+def test_add_last_after_some_adds_matches_adding_each():
+    rng = np.random.default_rng(5)
+    updates = [_update(rng) for _ in range(6)]
+    weights = [5.0, 900.0, 7.0, 850.0, 3.0, 1000.0]  # three heavy: caps bind
+    one = CappedMeanAccumulator(SPEC, 0.3)
+    for u, w in zip(updates, weights, strict=True):
+        one.add(u, w)
+    mixed = CappedMeanAccumulator(SPEC, 0.3)
+    mixed.add(updates[0], weights[0])
+    mixed.add(updates[1], weights[1])
+    mixed.add_last(updates[2:], weights[2:])
+    _same(mixed.result(), one.result())
+    with pytest.raises(RuntimeError, match="start a new accumulator"):
+        mixed.add(updates[0], 1.0)
+
+
+def test_add_last_copies_nothing_and_leaves_the_callers_arrays_alone():
+    rng = np.random.default_rng(6)
+    updates = [_update(rng) for _ in range(4)]
+    before = [u.copy() for u in updates]
+    acc = CappedMeanAccumulator(SPEC, 0.5)
+    acc.add_last(updates, [10.0, 20.0, 30.0, 40.0])
+    for u in updates:  # the caller may reuse its buffers once add_last returns
+        for a in u.values():
+            a[...] = np.nan
+    result = acc.result()
+    reference = CappedMeanAccumulator(SPEC, 0.5)
+    for u, w in zip(before, [10.0, 20.0, 30.0, 40.0], strict=True):
+        reference.add(u, w)
+    _same(result, reference.result())
+
+
+def test_add_last_refuses_a_bad_weight_before_folding_anything():
+    rng = np.random.default_rng(7)
+    acc = CappedMeanAccumulator(SPEC, 0.5)
+    with pytest.raises(ValueError, match="weight"):
+        acc.add_last([_update(rng), _update(rng)], [1.0, float("nan")])
+    assert acc.count == 0
+    acc.add_last([_update(rng)], [2.0])
+    assert acc.count == 1
