@@ -69,6 +69,14 @@ class CappedMeanAccumulator:
         w = float(weight)
         if not math.isfinite(w) or w < 0:
             raise UpdateRejected(f"weight must be a finite number >= 0, got {weight!r}")
+        if len(self._held) >= self._keep and all(
+            self._weights[i] >= w for i in self._held
+        ):
+            # It would be kept and at once folded as the lightest (the latest
+            # among equals): fold it now, with no copy, in the same place.
+            self._weights.append(w)
+            self._sum.add(update, w)
+            return
         self._hold(update.copy(), w)
 
     def _hold(self, update: Params, w: float) -> None:

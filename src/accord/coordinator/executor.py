@@ -136,8 +136,12 @@ class Executor(Protocol):
         """Every participant this executor can reach, in a stable order."""
         ...
 
-    def publish(self, params: Params) -> None:
-        """Make ``params`` the global model that the next jobs start from."""
+    def publish(self, params: Params, *, digest: str | None = None) -> None:
+        """Make ``params`` the global model that the next jobs start from.
+
+        ``digest``, when the caller has it, is ``params.digest()`` (an executor
+        that names the model by its digest need not hash it again).
+        """
         ...
 
     def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:

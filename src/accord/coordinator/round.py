@@ -19,12 +19,16 @@ with ``max_norm``, its L2 norm, so that one huge but finite update is refused on
 own instead of failing the whole round's aggregate. With ``max_norm_ratio`` (on by
 default) an update is also judged against the median norm of the round's valid
 updates (:func:`~accord.coordinator.integrity.outliers`); that needs every norm, so
-the round then folds nothing until every selected participant has an outcome, holds
-the valid updates (in the executor's buffers, as it holds early arrivals), judges
-them, and folds the rest in selection order: the same sums, in the same order, as
-without the rule when nobody is refused. :meth:`Round.announce` hands out each
-outcome as it is recorded; an ``ok`` that the judgement turns into ``rejected`` is
-handed out again.
+the round holds the valid updates (in the executor's buffers, as it holds early
+arrivals) until it can judge them, and folds them in selection order: the same
+sums, in the same order, as without the rule when nobody is refused. An update is
+folded before the last answer only once no answer still to come can make it an
+outlier: the round's median norm can only be lower than now if every participant
+still pending sent a zero update, so an update within ``max_norm_ratio`` times
+*that* median is safe (:meth:`Round.drain`). Honest rounds fold about half their
+updates while the others still train, which frees their buffers early.
+:meth:`Round.announce` hands out each outcome as it is recorded; an ``ok`` that
+the judgement turns into ``rejected`` is handed out again.
 
 A participant in ``excluded`` (quarantined by the robustness policy; the value is
 the reason recorded) is validated
@@ -35,6 +39,7 @@ update, folded or not, in selection order.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +49,12 @@ import numpy as np
 
 from accord.aggregation.integrity import finite_sum, l2_norm, square_sum
 from accord.coordinator.executor import JobFailed, TrainDone
-from accord.coordinator.integrity import ExampleBounds, check_examples, outliers
+from accord.coordinator.integrity import (
+    MIN_OUTLIER_UPDATES,
+    ExampleBounds,
+    check_examples,
+    outliers,
+)
 from accord.errors import RoundFailed, TooFewUpdates, UpdateRejected
 from accord.params import Params, ParamSpec
 from accord.records import ParticipantOutcome
@@ -210,6 +220,7 @@ class Round:
         self._max_norm = max_norm
         self._ratio = max_norm_ratio
         self._norms: dict[str, float] = {}  # of the valid updates, under the ratio
+        self._sorted_norms: list[float] = []  # the same, ascending
         self._judged = max_norm_ratio <= 0
         self._unannounced: list[str] = []
         self._spec = spec
@@ -301,6 +312,7 @@ class Round:
         self._waiting[done.participant] = done
         if norm is not None and not self._judged:
             self._norms[done.participant] = norm
+            bisect.insort(self._sorted_norms, norm)
         return self._record(done.participant, "ok", None, done)
 
     def announce(self) -> tuple[ParticipantOutcome, ...]:
@@ -318,20 +330,23 @@ class Round:
     ) -> tuple[str, ...]:
         """Fold every valid update whose predecessors are settled, in order.
 
+        Under ``max_norm_ratio`` an update is settled once the judgement cannot
+        refuse it (:meth:`_safe`), or once it is judged.
+
         Each folded event goes to ``release`` (its buffer may be reused or freed)
         before the next is folded, so however many were waiting, only one is read
         at a time. Returns who was folded. A rejected update is never held, so the
         caller releases it as soon as it is received.
         """
         folded: list[str] = []
-        if not self._judged:
-            if not self.finished:
-                return ()
+        if not self._judged and self.finished:
             self._judge(release)
             if isinstance(self._acc, BatchAccumulator):
                 return self._fold_held(self._acc, release)
         selected = self.plan.selected
         while self._next < len(selected) and selected[self._next] in self._outcomes:
+            if not self._judged and not self._safe(selected[self._next]):
+                break  # it waits for the judgement, and so do those after it
             done = self._waiting.pop(selected[self._next], None)
             if done is not None:
                 out = done.participant in self._excluded
@@ -346,6 +361,33 @@ class Round:
                 del done  # the last reference: a mapped update is unmapped here
             self._next += 1
         return tuple(folded)
+
+    def _safe(self, participant: str) -> bool:
+        """Whether the judgement cannot refuse ``participant``, whatever comes.
+
+        The participants still pending can only add norms or stay away; the
+        lowest median they can leave is that of the known norms with a zero for
+        each of them (a zero never raises a median, and a smaller value never
+        raises it either), computed as :func:`statistics.median` computes the
+        final one, so the comparison cannot flip in rounding. With fewer than
+        :data:`~accord.coordinator.integrity.MIN_OUTLIER_UPDATES` norms possible,
+        nobody will be judged at all.
+        """
+        norm = self._norms.get(participant)
+        if norm is None:  # rejected, failed or quarantined: nothing to judge
+            return True
+        known = self._sorted_norms
+        zeros = self._n_selected - len(self._outcomes)
+        n = len(known) + zeros
+        if n < MIN_OUTLIER_UPDATES:
+            return True
+
+        def at(i: int) -> float:
+            return 0.0 if i < zeros else known[i - zeros]
+
+        half = n // 2
+        lowest = at(half) if n % 2 else (at(half - 1) + at(half)) / 2
+        return norm <= self._ratio * lowest
 
     def _fold_held(
         self, acc: BatchAccumulator, release: Callable[[TrainDone], None] | None

@@ -417,17 +417,18 @@ class Coordinator:
         if self._record is not None:
             spent = self._record.settle(outcomes)
         failed = delta is None
-        aggregate = None if delta is None else delta.digest()
+        # The aggregate's digest goes to the ledger only: not hashed without one.
+        aggregate = None if delta is None or self._lineage is None else delta.digest()
         if delta is not None:
             params, state, reason = self._step(run_id, number, params, state, delta)
             failed = reason is not None
             del delta
         status: Literal["completed", "failed"] = "failed" if failed else "completed"
         metrics: list[MetricValue] = train_metrics(outcomes)
-        self._executor.publish(params)
+        digest = params.digest()  # once: the executor and the checkpoint reuse it
+        self._executor.publish(params, digest=digest)
         if status == "completed" and self._evaluates(number):
             metrics += self._evaluate(run_id, number, params, t0)
-        digest = params.digest()
         checkpoint = None
         if self._checkpoints is not None and status == "completed":
             path = self._checkpoints.save(

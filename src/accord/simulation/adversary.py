@@ -83,9 +83,9 @@ class AdversarialExecutor:
         """The inner executor's participants."""
         return self._inner.participants
 
-    def publish(self, params: Params) -> None:
+    def publish(self, params: Params, *, digest: str | None = None) -> None:
         """Publish to the inner executor."""
-        self._inner.publish(params)
+        self._inner.publish(params, digest=digest)
 
     def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:
         """Start the jobs; remember who is honest in this round."""

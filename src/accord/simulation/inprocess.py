@@ -78,7 +78,7 @@ class InProcessExecutor:
         """Site names in partition order."""
         return self._ctx.participants
 
-    def publish(self, params: Params) -> None:
+    def publish(self, params: Params, *, digest: str | None = None) -> None:
         """Keep a read-only copy of the global model."""
         frozen = params.copy()
         for arr in frozen.values():

@@ -216,7 +216,7 @@ class ProcessExecutor:
                 )
             h.ready = True
 
-    def publish(self, params: Params) -> None:
+    def publish(self, params: Params, *, digest: str | None = None) -> None:
         """Write the global model where every worker reads it."""
         self._spec.pack_into(params, self._global.buf)
 

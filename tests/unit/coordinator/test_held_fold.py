@@ -215,3 +215,64 @@ def test_add_last_refuses_a_bad_weight_before_folding_anything():
     assert acc.count == 0
     acc.add_last([_update(rng)], [2.0])
     assert acc.count == 1
+
+
+def _judged_at_the_end(events, acc, order):
+    """The round as it ran before early folding: drained once, after the last."""
+    rnd = Round(RoundPlan(1, NAMES, 1), SPEC, acc, max_norm_ratio=10.0)
+    for i in order:
+        event = events[i]
+        if isinstance(event, JobFailed):
+            rnd.fail(event)
+        else:
+            rnd.receive(event)
+    rnd.drain()
+    return rnd
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_folding_safe_updates_early_changes_no_outcome_and_no_bit(seed):
+    rng = np.random.default_rng(100 + seed)
+    huge = f"site-{rng.integers(len(NAMES))}" if seed % 3 else None
+    events = _events(seed, huge=huge)
+    for i in rng.choice(len(NAMES), size=seed % 4, replace=False):
+        events[i] = JobFailed(NAMES[i], 1, "train", "failed", "dropped")
+    if seed % 2:  # a moderate outlier: 12 x the others, refused only at the end
+        i = int(rng.integers(len(NAMES)))
+        if isinstance(events[i], TrainDone):
+            scaled = Params(
+                {n: a * a.dtype.type(12) for n, a in events[i].update.items()}
+            )
+            events[i] = TrainDone(NAMES[i], 1, scaled, events[i].num_examples, 0.0)
+    order = rng.permutation(len(NAMES))
+    released: list[TrainDone] = []
+    early = _run(
+        events, CappedMeanAccumulator(SPEC, 0.5), order=order, released=released
+    )
+    late = _judged_at_the_end(events, OneByOne(CappedMeanAccumulator(SPEC, 0.5)), order)
+
+    assert early.outcomes == late.outcomes
+    assert early.total_examples == late.total_examples
+    assert sorted(d.participant for d in released) == sorted(
+        e.participant for e in events if isinstance(e, TrainDone)
+    )
+    if early.succeeded:
+        _same(early.aggregate(), late.aggregate())
+
+
+def test_an_honest_round_folds_half_its_updates_before_the_last_answer():
+    events = _events(42)
+    released: list[TrainDone] = []
+    rnd = Round(
+        RoundPlan(1, NAMES, 1),
+        SPEC,
+        CappedMeanAccumulator(SPEC, 0.5),
+        max_norm_ratio=10.0,
+    )
+    folded_after: list[int] = []
+    for event in events:
+        rnd.receive(event)
+        folded_after.append(len(rnd.drain(released.append)))
+    # 8 selected: once 4 norms are known, the lowest median is half the smallest
+    # norm; honest norms are within 5 x of each other, so all 4 fold at once.
+    assert folded_after == [0, 0, 0, 4, 1, 1, 1, 1]
