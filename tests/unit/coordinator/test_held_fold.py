@@ -276,3 +276,56 @@ def test_an_honest_round_folds_half_its_updates_before_the_last_answer():
     # 8 selected: once 4 norms are known, the lowest median is half the smallest
     # norm; honest norms are within 5 x of each other, so all 4 fold at once.
     assert folded_after == [0, 0, 0, 4, 1, 1, 1, 1]
+
+
+class CopyAll:
+    """The capped mean as it was: every update copied and kept, the lightest folded."""
+
+    def __init__(self, share: float) -> None:
+        import math
+
+        from accord.aggregation.integrity import cap_weights
+        from accord.aggregation.mean import MeanAccumulator
+
+        self._cap = lambda ws: cap_weights(ws, share)
+        self._keep = max(1, math.floor(1.0 / share + 1e-9))
+        self._sum = MeanAccumulator(SPEC)
+        self._weights: list[float] = []
+        self._held: dict[int, Params] = {}
+
+    def add(self, update: Params, weight: float) -> None:
+        index = len(self._weights)
+        self._weights.append(weight)
+        self._held[index] = update.copy()
+        if len(self._held) > self._keep:
+            lightest = max(self._held, key=lambda i: (-self._weights[i], i))
+            self._sum.add(self._held.pop(lightest), self._weights[lightest])
+
+    def result(self) -> Params:
+        capped = self._cap(self._weights)
+        for index in sorted(self._held):
+            self._sum.add(self._held.pop(index), capped[index])
+        return self._sum.result()
+
+
+@pytest.mark.parametrize("share", [0.5, 0.3, 0.2])
+@pytest.mark.parametrize(
+    "weights",
+    [
+        [100.0] * 8,  # all equal: every update after the first few folds at once
+        [5.0, 900.0, 7.0, 850.0, 3.0, 1000.0, 900.0, 2.0],
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],  # each heavier than the last
+        [8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0],
+    ],
+)
+def test_adding_one_by_one_is_bit_for_bit_the_copying_capped_mean(share, weights):
+    rng = np.random.default_rng(len(weights) + int(share * 10))
+    updates = [_update(rng) for _ in weights]
+    new, old = CappedMeanAccumulator(SPEC, share), CopyAll(share)
+    for u, w in zip(updates, weights, strict=True):
+        new.add(u, w)
+        old.add(u, w)
+        for a in u.values():  # the caller reuses its buffer once add returns
+            a[...] = np.nan
+
+    _same(new.result(), old.result())
