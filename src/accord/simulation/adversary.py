@@ -126,7 +126,9 @@ class AdversarialExecutor:
             return event
         if not isinstance(event, TrainDone):
             return event
-        own = replace(event, update=event.update.copy(), values_checked=False)
+        own = replace(
+            event, update=event.update.copy(), values_checked=False, norm=None
+        )
         self._inner.release(event)
         if event.participant not in self._malicious:
             rnd.honest.append(own.update.flatten())

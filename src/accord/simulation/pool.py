@@ -363,6 +363,10 @@ class ProcessExecutor:
                     metrics=m["metrics"],
                     update_digest=m["digest"],
                     token=self._lend(h, int(m["slot"])),
+                    # The worker proved the values finite as it wrote them (its
+                    # norm is None otherwise): the round does not read them again.
+                    values_checked=m.get("norm") is not None,
+                    norm=None if m.get("norm") is None else float(m["norm"]),
                 )
             )
         elif op == "secagg_done":
