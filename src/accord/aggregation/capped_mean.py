@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 
 from accord.aggregation.integrity import cap_weights
-from accord.aggregation.mean import MeanAccumulator
+from accord.aggregation.mean import MeanAccumulator, SumBuffers
 from accord.errors import UpdateRejected
 from accord.params import Params, ParamSpec
 
@@ -37,7 +37,12 @@ class CappedMeanAccumulator:
     """Weighted mean over added updates, each share at most ``max_share``."""
 
     def __init__(
-        self, spec: ParamSpec, max_share: float, *, workers: int | None = None
+        self,
+        spec: ParamSpec,
+        max_share: float,
+        *,
+        workers: int | None = None,
+        buffers: SumBuffers | None = None,
     ) -> None:
         if not 0.0 < max_share <= 1.0:
             raise ValueError(f"max_share must be in (0, 1], got {max_share}")
@@ -46,7 +51,7 @@ class CappedMeanAccumulator:
         # At most floor(1 / max_share) participants can reach the cap (each capped
         # one holds exactly max_share of the total); the epsilon keeps 1/0.2 at 5.
         self._keep = max(1, math.floor(1.0 / max_share + 1e-9))
-        self._sum = MeanAccumulator(spec, workers=workers)
+        self._sum = MeanAccumulator(spec, workers=workers, buffers=buffers)
         self._weights: list[float] = []
         self._held: dict[int, Params] = {}
         self._result: Params | None = None

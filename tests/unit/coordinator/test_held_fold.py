@@ -329,3 +329,45 @@ def test_adding_one_by_one_is_bit_for_bit_the_copying_capped_mean(share, weights
             a[...] = np.nan
 
     _same(new.result(), old.result())
+
+
+# -- the float64 sums, reused from round to round ---------------------------------
+
+
+def test_the_next_rounds_sums_reuse_the_buffers_and_give_the_same_bits():
+    from accord.aggregation.mean import MeanAccumulator, SumBuffers
+
+    rng = np.random.default_rng(9)
+    pool = SumBuffers()
+    rounds = [
+        [(_update(rng, 1e3), 7.0), (_update(rng), 1.0)],  # large values first
+        [(_update(rng), 3.0)],  # one update: the first fold overwrites the sums
+        [(_update(rng), 2.0), (_update(rng), 5.0), (_update(rng), 11.0)],
+    ]
+    seen: list[int] = []
+    for adds in rounds:
+        reused = CappedMeanAccumulator(SPEC, 0.5, buffers=pool)
+        fresh = CappedMeanAccumulator(SPEC, 0.5)
+        for update, weight in adds:
+            reused.add(update, weight)
+            fresh.add(update, weight)
+        _same(reused.result(), fresh.result())
+        seen.append(id(reused._sum._acc[0]))
+        del reused  # the round is over: its sums go back to the pool
+    assert len(set(seen)) == 1  # one set of buffers for all three rounds
+
+    alive = MeanAccumulator(SPEC, buffers=pool)
+    other = MeanAccumulator(SPEC, buffers=pool)  # the first is still alive
+    assert all(a is not b for a, b in zip(alive._acc, other._acc, strict=True))
+
+
+def test_a_round_of_another_model_gets_buffers_of_its_own_sizes():
+    from accord.aggregation.mean import MeanAccumulator, SumBuffers
+
+    pool = SumBuffers()
+    first = MeanAccumulator(SPEC, buffers=pool)
+    del first
+    small = ParamSpec((TensorSpec("w", "<f4", (3,)),))
+    acc = MeanAccumulator(small, buffers=pool)
+    acc.add(Params({"w": np.array([1.0, 2.0, 3.0], np.float32)}), 2.0)
+    np.testing.assert_array_equal(acc.result()["w"], [1.0, 2.0, 3.0])
