@@ -94,7 +94,7 @@ def is_finite(array: Array) -> bool:
     return bool(np.isfinite(array).all())
 
 
-def square_sum(array: Array) -> float:
+def square_sum(array: Array, scratch: Array | None = None) -> float:
     """``sum(x * x)`` over ``array``'s values in float64, a chunk at a time.
 
     Each chunk of :data:`SQUARE_CHUNK` values is squared into one small reused
@@ -104,11 +104,12 @@ def square_sum(array: Array) -> float:
     ``array`` makes the sum NaN or infinite; for float16 and float32 values the
     converse holds too (their largest squares, summed 2^53 times, stay far below
     float64's limit), so a finite sum proves them all finite (:func:`finite_sum`).
+    ``scratch``, float64 room for :data:`SQUARE_CHUNK` values, saves allocating it.
     """
     flat = array.reshape(-1)
     n = flat.size
     total = 0.0
-    buf = np.empty(min(SQUARE_CHUNK, n))
+    buf = np.empty(min(SQUARE_CHUNK, n)) if scratch is None else scratch
     with np.errstate(over="ignore", invalid="ignore"):
         for lo in range(0, n, SQUARE_CHUNK):
             part = buf[: min(SQUARE_CHUNK, n - lo)]

@@ -520,6 +520,7 @@ class GrpcExecutor:
                     update_digest=header.params.digest,
                     token=self._tokens,
                     values_checked=True,
+                    norm=spooled.norm,
                     receipt=header.receipt,
                     certificate=self._certificate(name) if header.receipt else b"",
                 )

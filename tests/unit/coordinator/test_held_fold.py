@@ -371,3 +371,38 @@ def test_a_round_of_another_model_gets_buffers_of_its_own_sizes():
     acc = MeanAccumulator(small, buffers=pool)
     acc.add(Params({"w": np.array([1.0, 2.0, 3.0], np.float32)}), 2.0)
     np.testing.assert_array_equal(acc.result()["w"], [1.0, 2.0, 3.0])
+
+
+def test_the_round_takes_the_norm_an_executor_computed_as_it_checked_the_values():
+    rng = np.random.default_rng(11)
+    names = ("a", "b", "c")
+    rnd = Round(
+        RoundPlan(1, names, 1),
+        SPEC,
+        CappedMeanAccumulator(SPEC, 1.0),
+        max_norm_ratio=10.0,
+    )
+    for p, norm in (("a", 1.0), ("b", 1.0), ("c", 100.0)):
+        # Values of equal size: only the executor's norm sets c apart.
+        rnd.receive(
+            TrainDone(p, 1, _update(rng), 5, 0.0, values_checked=True, norm=norm)
+        )
+    rnd.drain()
+    status = {o.participant: o.status for o in rnd.outcomes}
+    assert status == {"a": "ok", "b": "ok", "c": "rejected"}
+    reason = next(o.reason for o in rnd.outcomes if o.participant == "c") or ""
+    assert "L2 norm is 100," in reason
+
+
+def test_a_norm_without_checked_values_is_not_trusted():
+    rng = np.random.default_rng(12)
+    rnd = Round(
+        RoundPlan(1, ("a", "b", "c"), 1),
+        SPEC,
+        CappedMeanAccumulator(SPEC, 1.0),
+        max_norm_ratio=10.0,
+    )
+    for p in ("a", "b", "c"):
+        rnd.receive(TrainDone(p, 1, _update(rng), 5, 0.0, norm=1e30))
+    rnd.drain()
+    assert [o.status for o in rnd.outcomes] == ["ok", "ok", "ok"]
