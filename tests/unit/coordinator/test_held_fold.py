@@ -406,3 +406,45 @@ def test_a_norm_without_checked_values_is_not_trusted():
         rnd.receive(TrainDone(p, 1, _update(rng), 5, 0.0, norm=1e30))
     rnd.drain()
     assert [o.status for o in rnd.outcomes] == ["ok", "ok", "ok"]
+
+
+# -- digests: the new model is hashed once a round ---------------------------------
+
+
+def test_the_round_loop_hashes_the_new_model_once_and_hands_the_digest_on(
+    monkeypatch,
+):
+    from accord.coordinator.runner import Coordinator
+    from accord.store import MemoryStore
+
+    from .test_integrity import Scripted, _config
+
+    class Publishing(Scripted):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.digests: list[str | None] = []
+
+        def publish(self, params: Params, *, digest: str | None = None) -> None:
+            super().publish(params)
+            self.digests.append(digest)
+
+    hashed: list[Params] = []
+    real = Params.digest
+
+    def counting(self: Params) -> str:
+        hashed.append(self)
+        return real(self)
+
+    monkeypatch.setattr(Params, "digest", counting)
+    start = Params({"w": np.zeros(4, np.float32)})
+    executor = Publishing(lambda p, rnd: (Params({"w": np.ones(4, np.float32)}), 5))
+    store = MemoryStore()
+
+    result = Coordinator(_config(rounds=3), executor=executor, store=store).run(start)
+
+    # One digest a round (no ledger: the aggregate is not hashed), the one that
+    # the executor got, the one recorded, and the model's.
+    assert len(hashed) == 3
+    records = store.rounds(result.run_id)
+    assert executor.digests == [None] + [r.global_digest for r in records]
+    assert records[-1].global_digest == real(result.params)
