@@ -53,6 +53,8 @@ __all__ = ["MeanAccumulator", "SumBuffers", "linear_combination", "weighted_mean
 
 #: Coordinates per chunk: two float64 scratch buffers of 512 KiB each.
 CHUNK = 65_536
+#: The largest float64 sums :class:`SumBuffers` keeps from round to round.
+SUM_BUFFERS_MAX_BYTES = 512 * 2**20
 
 
 def _check_weight(weight: float) -> float:
@@ -195,9 +197,14 @@ class SumBuffers:
     never share a buffer. No value carries over: the first update of a round
     overwrites the sums (it is copied in, not added), so a round's mean is bit
     for bit the one fresh buffers give.
+
+    Sums larger than ``max_bytes`` are not kept: between rounds they would stay
+    resident while the new model is made and checkpointed, the moment a very
+    large model needs its memory most (a 2 GB model's sums are 4 GB).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = SUM_BUFFERS_MAX_BYTES) -> None:
+        self._max_bytes = max_bytes
         self._free: tuple[tuple[int, ...], list[Array]] | None = None
 
     def take(self, sizes: Sequence[int]) -> list[Array]:
@@ -208,8 +215,9 @@ class SumBuffers:
         return [np.empty(n, dtype=np.float64) for n in sizes]
 
     def give(self, sizes: tuple[int, ...], buffers: list[Array]) -> None:
-        """Keep ``buffers`` for the next :meth:`take` (only the latest set)."""
-        self._free = (sizes, buffers)
+        """Keep ``buffers`` for the next :meth:`take` (the latest set, if small)."""
+        if sum(b.nbytes for b in buffers) <= self._max_bytes:
+            self._free = (sizes, buffers)
 
 
 class MeanAccumulator:

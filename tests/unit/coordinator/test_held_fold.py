@@ -448,3 +448,22 @@ def test_the_round_loop_hashes_the_new_model_once_and_hands_the_digest_on(
     records = store.rounds(result.run_id)
     assert executor.digests == [None] + [r.global_digest for r in records]
     assert records[-1].global_digest == real(result.params)
+
+
+def test_sums_larger_than_the_bound_are_freed_with_their_round():
+    from accord.aggregation.mean import MeanAccumulator, SumBuffers
+
+    nbytes = 8 * SPEC.size  # the float64 sums of SPEC
+    at_bound = SumBuffers(max_bytes=nbytes)
+    first = MeanAccumulator(SPEC, buffers=at_bound)
+    buffer = first._acc[0]
+    del first
+    second = MeanAccumulator(SPEC, buffers=at_bound)
+    assert second._acc[0] is buffer  # kept: reused
+
+    past = SumBuffers(max_bytes=nbytes - 1)
+    first = MeanAccumulator(SPEC, buffers=past)
+    buffer = first._acc[0]
+    del first
+    second = MeanAccumulator(SPEC, buffers=past)
+    assert second._acc[0] is not buffer  # freed with its round
