@@ -16,7 +16,10 @@ Two pure pieces the coordinator applies around aggregation:
   anything is published, checkpointed or recorded as completed.
 
 Norms are computed in float64 from each tensor's values, so a float32 update near
-the float32 limit has a finite, comparable norm instead of overflowing.
+the float32 limit has a finite, comparable norm instead of overflowing. They are
+summed a chunk at a time (:func:`square_sum`), never through a model-sized float64
+copy, and the same sum proves the values finite (:func:`finite_sum`), so whoever
+reads an update once gets both.
 """
 
 from __future__ import annotations
