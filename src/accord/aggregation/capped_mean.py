@@ -84,6 +84,23 @@ class CappedMeanAccumulator:
             return
         self._hold(update.copy(), w)
 
+    def lend(self, update: Params, weight: float) -> bool:
+        """:meth:`add` without the copy: True if ``update`` itself is kept.
+
+        The caller then keeps ``update`` unchanged until :meth:`result` returns
+        (the round does, under ``max_norm_ratio``); the folds are :meth:`add`'s,
+        bit for bit.
+        """
+        if self._sealed:
+            raise RuntimeError("result() was taken; start a new accumulator")
+        self._spec.check(update)
+        w = float(weight)
+        if not math.isfinite(w) or w < 0:
+            raise UpdateRejected(f"weight must be a finite number >= 0, got {weight!r}")
+        index = len(self._weights)
+        self._hold(update, w)
+        return index in self._held
+
     def _hold(self, update: Params, w: float) -> None:
         """Keep ``update``; fold the lightest kept one if that makes one too many."""
         index = len(self._weights)

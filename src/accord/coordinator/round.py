@@ -62,6 +62,7 @@ from accord.records import ParticipantOutcome
 __all__ = [
     "Accumulator",
     "BatchAccumulator",
+    "LendingAccumulator",
     "Round",
     "RoundPlan",
     "UpdateObserver",
@@ -95,6 +96,22 @@ class BatchAccumulator(Accumulator, Protocol):
 
     def add_last(self, updates: Sequence[Params], weights: Sequence[float]) -> None:
         """Fold these updates, the round's last; they may be dropped afterwards."""
+        ...
+
+
+@runtime_checkable
+class LendingAccumulator(Accumulator, Protocol):
+    """An accumulator that can keep a caller's update instead of copying it.
+
+    :class:`~accord.aggregation.capped_mean.CappedMeanAccumulator` must keep the
+    heaviest updates until the round's weights are all known. A round that can
+    hold updates (under ``max_norm_ratio`` the executor has room for a round's
+    worth) lends them: the accumulator keeps a reference, and the round releases
+    the update only after :meth:`Round.aggregate`.
+    """
+
+    def lend(self, update: Params, weight: float) -> bool:
+        """Fold or keep ``update``; True if it is kept (unchanged until result())."""
         ...
 
 
@@ -229,6 +246,8 @@ class Round:
         self._n_selected = len(set(plan.selected))
         self._waiting: dict[str, TrainDone] = {}
         self._next = 0  # index in plan.selected of the next update to fold
+        # Updates the accumulator keeps (lent, not copied), released by aggregate().
+        self._lent: list[TrainDone] = []
         self._total_examples = 0
 
     @property
@@ -352,15 +371,30 @@ class Round:
                 out = done.participant in self._excluded
                 if self._observer is not None:
                     self._observer.add(done.participant, done.update, excluded=out)
+                kept = False
                 if not out:
-                    self._acc.add(done.update, float(done.num_examples))
+                    kept = self._fold(done)
                     self._total_examples += done.num_examples
                     folded.append(done.participant)
-                if release is not None:
+                if kept:
+                    self._lent.append(done)
+                elif release is not None:
                     release(done)
                 del done  # the last reference: a mapped update is unmapped here
             self._next += 1
         return tuple(folded)
+
+    def _fold(self, done: TrainDone) -> bool:
+        """Fold ``done``; True if the accumulator kept it (lent, released later).
+
+        Only a round under ``max_norm_ratio`` lends: its executor has room for a
+        round's updates, so keeping one until :meth:`aggregate` starves no one.
+        """
+        weight = float(done.num_examples)
+        if self._ratio > 0 and isinstance(self._acc, LendingAccumulator):
+            return self._acc.lend(done.update, weight)
+        self._acc.add(done.update, weight)
+        return False
 
     def _safe(self, participant: str) -> bool:
         """Whether the judgement cannot refuse ``participant``, whatever comes.
@@ -472,29 +506,37 @@ class Round:
             for p in self.pending
         )
 
-    def aggregate(self) -> Params:
+    def aggregate(self, release: Callable[[TrainDone], None] | None = None) -> Params:
         """The aggregate of the valid updates.
 
         :class:`RoundFailed` without quorum, or when the rule has fewer updates than
-        its bound on attackers needs (:class:`~accord.errors.TooFewUpdates`).
+        its bound on attackers needs (:class:`~accord.errors.TooFewUpdates`). The
+        updates the accumulator kept (:class:`LendingAccumulator`) go to
+        ``release`` once it is done with them, whatever the outcome.
         """
         if self._waiting:
             raise RuntimeError("drain() the round before aggregating it")
-        if self.succeeded < self.plan.required:
-            raise RoundFailed(
-                round_number=self.number,
-                received=self.succeeded,
-                required=self.plan.required,
-            )
         try:
-            return self._acc.result()
-        except TooFewUpdates as exc:  # the robust rule's bound on attackers
-            raise RoundFailed(
-                round_number=self.number,
-                received=self.succeeded,
-                required=exc.required,
-                detail=str(exc),
-            ) from exc
+            if self.succeeded < self.plan.required:
+                raise RoundFailed(
+                    round_number=self.number,
+                    received=self.succeeded,
+                    required=self.plan.required,
+                )
+            try:
+                return self._acc.result()
+            except TooFewUpdates as exc:  # the robust rule's bound on attackers
+                raise RoundFailed(
+                    round_number=self.number,
+                    received=self.succeeded,
+                    required=exc.required,
+                    detail=str(exc),
+                ) from exc
+        finally:
+            lent, self._lent = self._lent, []
+            if release is not None:
+                for done in lent:
+                    release(done)
 
     def _record(
         self,

@@ -541,7 +541,7 @@ class Coordinator:
         self._observer.round_started(plan.number, plan.selected)
         self._collect_updates(rnd, t0)
         try:
-            delta = rnd.aggregate()
+            delta = rnd.aggregate(self._executor.release)
         except RoundFailed as exc:
             logger.info("round %d failed: %s", plan.number, exc)
             return rnd.outcomes, rnd.succeeded, None, str(exc), ()

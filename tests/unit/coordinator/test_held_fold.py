@@ -17,6 +17,7 @@ import pytest
 from accord.aggregation.capped_mean import CappedMeanAccumulator
 from accord.coordinator.executor import JobFailed, TrainDone
 from accord.coordinator.round import BatchAccumulator, Round, RoundPlan
+from accord.errors import RoundFailed
 from accord.params import Params, ParamSpec, TensorSpec
 
 SPEC = ParamSpec(
@@ -133,9 +134,10 @@ def test_a_rejected_update_a_dropped_site_and_an_outlier_change_nothing_else():
     assert status["site-6"] == "failed"
     assert new.succeeded == old.succeeded == 5
     assert new.total_examples == old.total_examples
-    _same(new.aggregate(), old.aggregate())
-    # Every valid update was released once, the outlier included; the NaN one
-    # was never held (the caller releases a rejected update itself).
+    _same(new.aggregate(released.append), old.aggregate())
+    # Every valid update was released once, the outlier included (those the
+    # capped mean kept once it was done with them); the NaN one was never held
+    # (the caller releases a rejected update itself).
     assert sorted(d.participant for d in released) == [
         "site-0",
         "site-1",
@@ -253,11 +255,10 @@ def test_folding_safe_updates_early_changes_no_outcome_and_no_bit(seed):
 
     assert early.outcomes == late.outcomes
     assert early.total_examples == late.total_examples
+    _same(early.aggregate(released.append), late.aggregate())
     assert sorted(d.participant for d in released) == sorted(
         e.participant for e in events if isinstance(e, TrainDone)
     )
-    if early.succeeded:
-        _same(early.aggregate(), late.aggregate())
 
 
 def test_an_honest_round_folds_half_its_updates_before_the_last_answer():
@@ -467,3 +468,59 @@ def test_sums_larger_than_the_bound_are_freed_with_their_round():
     del first
     second = MeanAccumulator(SPEC, buffers=past)
     assert second._acc[0] is not buffer  # freed with its round
+
+
+def test_kept_updates_are_lent_not_copied_and_released_after_the_aggregate():
+    events = _events(21)
+    released: list[TrainDone] = []
+    acc = CappedMeanAccumulator(SPEC, 0.5)
+    rnd = Round(RoundPlan(1, NAMES, 1), SPEC, acc, max_norm_ratio=10.0)
+    for event in events[:4]:  # four norms of eight: the four fold early
+        rnd.receive(event)
+        rnd.drain(released.append)
+    assert released == []  # each was kept as it came (lent, not copied)
+    held = list(acc._held.values())
+    assert len(held) == 2
+    assert all(any(h is e.update for e in events[:4]) for h in held)  # no copy
+    for event in events[4:]:
+        rnd.receive(event)
+        rnd.drain(released.append)
+
+    reference = OneByOne(CappedMeanAccumulator(SPEC, 0.5))
+    late = _judged_at_the_end(events, reference, range(len(NAMES)))
+    _same(rnd.aggregate(released.append), late.aggregate())
+    assert sorted(d.participant for d in released) == list(NAMES)
+
+
+def test_lent_updates_are_released_even_when_the_round_fails():
+    events = _events(22)
+    released: list[TrainDone] = []
+    names = NAMES[:4]
+    rnd = Round(
+        RoundPlan(1, names, 3),
+        SPEC,
+        CappedMeanAccumulator(SPEC, 0.5),
+        max_norm_ratio=10.0,
+    )
+    for event in events[:2]:  # two of four norms: both safe, both lent
+        rnd.receive(event)
+        rnd.drain(released.append)
+    for name in names[2:]:
+        rnd.fail(JobFailed(name, 1, "train", "failed", "gone"))
+        rnd.drain(released.append)
+    assert released == []
+
+    with pytest.raises(RoundFailed):  # 2 of the 3 updates it needs
+        rnd.aggregate(released.append)
+    assert [d.participant for d in released] == list(NAMES[:2])
+
+
+def test_without_the_ratio_the_round_copies_instead_of_lending():
+    events = _events(23)
+    released: list[TrainDone] = []
+    rnd = Round(RoundPlan(1, NAMES, 1), SPEC, CappedMeanAccumulator(SPEC, 0.5))
+    for event in events:
+        rnd.receive(event)
+        rnd.drain(released.append)
+    # Nothing holds a round's updates: each is released as soon as it is folded.
+    assert [d.participant for d in released] == list(NAMES)
