@@ -26,7 +26,10 @@ folded before the last answer only once no answer still to come can make it an
 outlier: the round's median norm can only be lower than now if every participant
 still pending sent a zero update, so an update within ``max_norm_ratio`` times
 *that* median is safe (:meth:`Round.drain`). Honest rounds fold about half their
-updates while the others still train, which frees their buffers early.
+updates while the others still train, which frees their buffers early. Since
+such a round has room for its updates anyway, it lends an accumulator the ones it
+must keep (:class:`LendingAccumulator`: the capped mean's heaviest) instead of
+letting it copy them, and releases them after :meth:`Round.aggregate`.
 :meth:`Round.announce` hands out each outcome as it is recorded; an ``ok`` that
 the judgement turns into ``rejected`` is handed out again.
 
