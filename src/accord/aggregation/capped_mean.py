@@ -12,7 +12,10 @@ arrives, the lightest kept one is folded. At :meth:`result` the caps are compute
 from all the weights and the kept updates are folded with their capped weights.
 
 Memory is the float64 sum plus ``floor(1 / max_share)`` copies of the model in its
-own dtype. The order of the float64 sum depends only on the weights and the order
+own dtype. A caller that holds the round's updates anyway (the round does under
+``[strategy] max_norm_ratio``) gives them all at once to :meth:`add_last`, which
+folds them with the same weights in the same order as :meth:`add` would, without
+copying any. The order of the float64 sum depends only on the weights and the order
 updates are added (the round adds them in selection order), so the result is the
 same however the updates raced.
 """
@@ -20,9 +23,10 @@ same however the updates raced.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from accord.aggregation.integrity import cap_weights
-from accord.aggregation.mean import MeanAccumulator
+from accord.aggregation.mean import MeanAccumulator, SumBuffers
 from accord.errors import UpdateRejected
 from accord.params import Params, ParamSpec
 
@@ -33,7 +37,12 @@ class CappedMeanAccumulator:
     """Weighted mean over added updates, each share at most ``max_share``."""
 
     def __init__(
-        self, spec: ParamSpec, max_share: float, *, workers: int | None = None
+        self,
+        spec: ParamSpec,
+        max_share: float,
+        *,
+        workers: int | None = None,
+        buffers: SumBuffers | None = None,
     ) -> None:
         if not 0.0 < max_share <= 1.0:
             raise ValueError(f"max_share must be in (0, 1], got {max_share}")
@@ -42,10 +51,11 @@ class CappedMeanAccumulator:
         # At most floor(1 / max_share) participants can reach the cap (each capped
         # one holds exactly max_share of the total); the epsilon keeps 1/0.2 at 5.
         self._keep = max(1, math.floor(1.0 / max_share + 1e-9))
-        self._sum = MeanAccumulator(spec, workers=workers)
+        self._sum = MeanAccumulator(spec, workers=workers, buffers=buffers)
         self._weights: list[float] = []
         self._held: dict[int, Params] = {}
         self._result: Params | None = None
+        self._sealed = False  # add_last() or result() ran: nothing more is added
 
     @property
     def count(self) -> int:
@@ -58,20 +68,76 @@ class CappedMeanAccumulator:
         Raises :class:`~accord.errors.UpdateRejected` for an update that does not fit
         the spec or a weight that is negative or not finite; nothing changes then.
         """
-        if self._result is not None:
+        if self._sealed:
+            raise RuntimeError("result() was taken; start a new accumulator")
+        self._spec.check(update)
+        w = float(weight)
+        if not math.isfinite(w) or w < 0:
+            raise UpdateRejected(f"weight must be a finite number >= 0, got {weight!r}")
+        if len(self._held) >= self._keep and all(
+            self._weights[i] >= w for i in self._held
+        ):
+            # It would be kept and at once folded as the lightest (the latest
+            # among equals): fold it now, with no copy, in the same place.
+            self._weights.append(w)
+            self._sum.add(update, w)
+            return
+        self._hold(update.copy(), w)
+
+    def lend(self, update: Params, weight: float) -> bool:
+        """:meth:`add` without the copy: True if ``update`` itself is kept.
+
+        The caller then keeps ``update`` unchanged until :meth:`result` returns
+        (the round does, under ``max_norm_ratio``); the folds are :meth:`add`'s,
+        bit for bit.
+        """
+        if self._sealed:
             raise RuntimeError("result() was taken; start a new accumulator")
         self._spec.check(update)
         w = float(weight)
         if not math.isfinite(w) or w < 0:
             raise UpdateRejected(f"weight must be a finite number >= 0, got {weight!r}")
         index = len(self._weights)
+        self._hold(update, w)
+        return index in self._held
+
+    def _hold(self, update: Params, w: float) -> None:
+        """Keep ``update``; fold the lightest kept one if that makes one too many."""
+        index = len(self._weights)
         self._weights.append(w)
-        self._held[index] = update.copy()
+        self._held[index] = update
         if len(self._held) > self._keep:
             # The lightest kept update (the latest among equals) can no longer be
             # capped: the heavier ones kept outnumber the caps possible.
             lightest = max(self._held, key=lambda i: (-self._weights[i], i))
             self._sum.add(self._held.pop(lightest), self._weights[lightest])
+
+    def add_last(self, updates: Sequence[Params], weights: Sequence[float]) -> None:
+        """Add the round's remaining updates at once, then fix the result.
+
+        The result is :meth:`add` of each in turn followed by :meth:`result`, bit
+        for bit (the same folds, with the same weights, in the same order), but no
+        update is copied: the heaviest are folded before this returns, straight
+        from the caller's arrays, which it may release afterwards. Nothing can be
+        added after it (:meth:`result` then only reads the sum). Raises like
+        :meth:`add`, before anything is folded.
+        """
+        if self._sealed:
+            raise RuntimeError("result() was taken; start a new accumulator")
+        if len(updates) != len(weights):
+            raise ValueError(f"{len(updates)} updates but {len(weights)} weights")
+        ws: list[float] = []
+        for update, weight in zip(updates, weights, strict=True):
+            self._spec.check(update)
+            w = float(weight)
+            if not math.isfinite(w) or w < 0:
+                raise UpdateRejected(
+                    f"weight must be a finite number >= 0, got {weight!r}"
+                )
+            ws.append(w)
+        for update, w in zip(updates, ws, strict=True):
+            self._hold(update, w)  # the caller's arrays: alive until we return
+        self._fold_held()
 
     def result(self) -> Params:
         """The capped weighted mean; ``ValueError`` if nothing was added."""
@@ -79,11 +145,18 @@ class CappedMeanAccumulator:
             return self._result
         if not self._weights:
             raise ValueError("no update has been added; the mean is undefined")
+        self._fold_held()
+        self._result = self._sum.result()
+        return self._result
+
+    def _fold_held(self) -> None:
+        """Fold the kept updates with their capped weights; nothing more is added."""
+        self._sealed = True
+        if not self._held:
+            return
         capped = cap_weights(self._weights, self._max_share)
         folded = set(range(len(self._weights))) - set(self._held)
         # A folded update was never among the heaviest, so its weight is uncapped.
         assert all(capped[i] == self._weights[i] for i in folded)
         for index in sorted(self._held):
             self._sum.add(self._held.pop(index), capped[index])
-        self._result = self._sum.result()
-        return self._result

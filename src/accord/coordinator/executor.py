@@ -70,6 +70,9 @@ class TrainDone:
     #: The executor proved every value finite as it received them (the round
     #: then checks only the structure, without reading the values again).
     values_checked: bool = False
+    #: With ``values_checked``: the update's L2 norm, computed in the same pass
+    #: (None: not computed; the round computes it if it needs it).
+    norm: float | None = None
     #: The participant's receipt for the ledger entry its job carried (a DSSE
     #: envelope as JSON), and the identity certificate (DER) it was checked in
     #: with; empty when it sent none.
@@ -133,8 +136,12 @@ class Executor(Protocol):
         """Every participant this executor can reach, in a stable order."""
         ...
 
-    def publish(self, params: Params) -> None:
-        """Make ``params`` the global model that the next jobs start from."""
+    def publish(self, params: Params, *, digest: str | None = None) -> None:
+        """Make ``params`` the global model that the next jobs start from.
+
+        ``digest``, when the caller has it, is ``params.digest()`` (an executor
+        that names the model by its digest need not hash it again).
+        """
         ...
 
     def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:

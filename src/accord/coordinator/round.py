@@ -19,12 +19,19 @@ with ``max_norm``, its L2 norm, so that one huge but finite update is refused on
 own instead of failing the whole round's aggregate. With ``max_norm_ratio`` (on by
 default) an update is also judged against the median norm of the round's valid
 updates (:func:`~accord.coordinator.integrity.outliers`); that needs every norm, so
-the round then folds nothing until every selected participant has an outcome, holds
-the valid updates (in the executor's buffers, as it holds early arrivals), judges
-them, and folds the rest in selection order: the same sums, in the same order, as
-without the rule when nobody is refused. :meth:`Round.announce` hands out each
-outcome as it is recorded; an ``ok`` that the judgement turns into ``rejected`` is
-handed out again.
+the round holds the valid updates (in the executor's buffers, as it holds early
+arrivals) until it can judge them, and folds them in selection order: the same
+sums, in the same order, as without the rule when nobody is refused. An update is
+folded before the last answer only once no answer still to come can make it an
+outlier: the round's median norm can only be lower than now if every participant
+still pending sent a zero update, so an update within ``max_norm_ratio`` times
+*that* median is safe (:meth:`Round.drain`). Honest rounds fold about half their
+updates while the others still train, which frees their buffers early. Since
+such a round has room for its updates anyway, it lends an accumulator the ones it
+must keep (:class:`LendingAccumulator`: the capped mean's heaviest) instead of
+letting it copy them, and releases them after :meth:`Round.aggregate`.
+:meth:`Round.announce` hands out each outcome as it is recorded; an ``ok`` that
+the judgement turns into ``rejected`` is handed out again.
 
 A participant in ``excluded`` (quarantined by the robustness policy; the value is
 the reason recorded) is validated
@@ -35,16 +42,22 @@ update, folded or not, in selection order.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from accord.aggregation.integrity import l2_norm
+from accord.aggregation.integrity import finite_sum, l2_norm, square_sum
 from accord.coordinator.executor import JobFailed, TrainDone
-from accord.coordinator.integrity import ExampleBounds, check_examples, outliers
+from accord.coordinator.integrity import (
+    MIN_OUTLIER_UPDATES,
+    ExampleBounds,
+    check_examples,
+    outliers,
+)
 from accord.errors import RoundFailed, TooFewUpdates, UpdateRejected
 from accord.params import Params, ParamSpec
 from accord.records import ParticipantOutcome
@@ -52,6 +65,8 @@ from accord.records import ParticipantOutcome
 __all__ = [
     "Accumulator",
     "ReportingAccumulator",
+    "BatchAccumulator",
+    "LendingAccumulator",
     "Round",
     "RoundPlan",
     "UpdateObserver",
@@ -88,6 +103,37 @@ class ReportingAccumulator(Accumulator, Protocol):
 
     def report(self, metrics: Mapping[str, float]) -> None:
         """The report of the update that the next :meth:`add` folds."""
+        ...
+
+
+@runtime_checkable
+class BatchAccumulator(Accumulator, Protocol):
+    """An accumulator that can take a whole round's held updates in one call.
+
+    :class:`~accord.aggregation.capped_mean.CappedMeanAccumulator` copies the
+    heaviest updates :meth:`Accumulator.add` gives it (the caller may drop them);
+    a round that holds every update anyway hands them over at once instead, with
+    the same result bit for bit and no copy.
+    """
+
+    def add_last(self, updates: Sequence[Params], weights: Sequence[float]) -> None:
+        """Fold these updates, the round's last; they may be dropped afterwards."""
+        ...
+
+
+@runtime_checkable
+class LendingAccumulator(Accumulator, Protocol):
+    """An accumulator that can keep a caller's update instead of copying it.
+
+    :class:`~accord.aggregation.capped_mean.CappedMeanAccumulator` must keep the
+    heaviest updates until the round's weights are all known. A round that can
+    hold updates (under ``max_norm_ratio`` the executor has room for a round's
+    worth) lends them: the accumulator keeps a reference, and the round releases
+    the update only after :meth:`Round.aggregate`.
+    """
+
+    def lend(self, update: Params, weight: float) -> bool:
+        """Fold or keep ``update``; True if it is kept (unchanged until result())."""
         ...
 
 
@@ -141,14 +187,21 @@ def validate_update(
     participant: str = "",
     bounds: ExampleBounds | None = None,
     max_norm: float | None = None,
-) -> None:
+    want_norm: bool = False,
+    norm: float | None = None,
+) -> float | None:
     """Raise :class:`UpdateRejected` unless ``update`` fits the model and the bounds.
 
     ``values_checked``: the executor already proved every value finite while it
     received them (a deployment does, chunk by chunk), so only the structure and
     the example count are checked here, without reading the values again (unless
-    ``max_norm`` asks for the update's L2 norm). ``bounds`` limit
-    ``participant``'s example count (None: any positive count).
+    the update's L2 norm is needed and the executor did not give it as ``norm``).
+    ``bounds`` limit ``participant``'s example count (None: any positive count).
+
+    Returns the update's L2 norm when ``max_norm`` or ``want_norm`` asks for it
+    (else None). Where the values are read here, finiteness and the norm come
+    from one pass: a float64 sum of squares per tensor (see
+    :func:`~accord.aggregation.integrity.square_sum`).
     """
     if bounds is None:
         if num_examples <= 0:
@@ -156,18 +209,32 @@ def validate_update(
     else:
         check_examples(num_examples, participant, bounds)
     spec.check(update)
+    wanted = want_norm or max_norm is not None
     if not values_checked:
-        for name, arr in update.items():
-            if not all_finite(arr):
-                raise not_finite(name)
-    if max_norm is not None:
+        norm = None
+        if wanted:
+            total = 0.0
+            for name, arr in update.items():
+                squares = square_sum(arr)
+                if not finite_sum(arr, squares):
+                    raise not_finite(name)
+                total += squares
+            norm = math.sqrt(total)
+        else:
+            for name, arr in update.items():
+                if not all_finite(arr):
+                    raise not_finite(name)
+    if not wanted:
+        return None
+    if norm is None:
         norm = l2_norm(update)
-        if not norm <= max_norm:
-            raise UpdateRejected(
-                f"the update's L2 norm is {norm:.6g}, above this federation's "
-                f"max_update_norm of {max_norm:g}; check the local training (a "
-                "diverged run, a learning rate too high) before sending again"
-            )
+    if max_norm is not None and not norm <= max_norm:
+        raise UpdateRejected(
+            f"the update's L2 norm is {norm:.6g}, above this federation's "
+            f"max_update_norm of {max_norm:g}; check the local training (a "
+            "diverged run, a learning rate too high) before sending again"
+        )
+    return norm
 
 
 class Round:
@@ -192,6 +259,7 @@ class Round:
         self._max_norm = max_norm
         self._ratio = max_norm_ratio
         self._norms: dict[str, float] = {}  # of the valid updates, under the ratio
+        self._sorted_norms: list[float] = []  # the same, ascending
         self._judged = max_norm_ratio <= 0
         self._unannounced: list[str] = []
         self._spec = spec
@@ -200,6 +268,8 @@ class Round:
         self._n_selected = len(set(plan.selected))
         self._waiting: dict[str, TrainDone] = {}
         self._next = 0  # index in plan.selected of the next update to fold
+        # Updates the accumulator keeps (lent, not copied), released by aggregate().
+        self._lent: list[TrainDone] = []
         self._total_examples = 0
 
     @property
@@ -258,7 +328,7 @@ class Round:
         """
         self._admit(done.participant, done.round)
         try:
-            validate_update(
+            norm = validate_update(
                 self._spec,
                 done.update,
                 done.num_examples,
@@ -266,6 +336,8 @@ class Round:
                 participant=done.participant,
                 bounds=self._bounds,
                 max_norm=self._max_norm,
+                want_norm=not self._judged and done.participant not in self._excluded,
+                norm=done.norm if done.values_checked else None,
             )
             if isinstance(self._acc, ReportingAccumulator):
                 self._acc.check_report(done.metrics)
@@ -281,8 +353,9 @@ class Round:
                 done,
             )
         self._waiting[done.participant] = done
-        if not self._judged:
-            self._norms[done.participant] = l2_norm(done.update)
+        if norm is not None and not self._judged:
+            self._norms[done.participant] = norm
+            bisect.insort(self._sorted_norms, norm)
         return self._record(done.participant, "ok", None, done)
 
     def announce(self) -> tuple[ParticipantOutcome, ...]:
@@ -300,33 +373,111 @@ class Round:
     ) -> tuple[str, ...]:
         """Fold every valid update whose predecessors are settled, in order.
 
+        Under ``max_norm_ratio`` an update is settled once the judgement cannot
+        refuse it (:meth:`_safe`), or once it is judged.
+
         Each folded event goes to ``release`` (its buffer may be reused or freed)
         before the next is folded, so however many were waiting, only one is read
         at a time. Returns who was folded. A rejected update is never held, so the
         caller releases it as soon as it is received.
         """
         folded: list[str] = []
-        if not self._judged:
-            if not self.finished:
-                return ()
+        if not self._judged and self.finished:
             self._judge(release)
+            if isinstance(self._acc, BatchAccumulator):
+                return self._fold_held(self._acc, release)
         selected = self.plan.selected
         while self._next < len(selected) and selected[self._next] in self._outcomes:
+            if not self._judged and not self._safe(selected[self._next]):
+                break  # it waits for the judgement, and so do those after it
             done = self._waiting.pop(selected[self._next], None)
             if done is not None:
                 out = done.participant in self._excluded
                 if self._observer is not None:
                     self._observer.add(done.participant, done.update, excluded=out)
+                kept = False
                 if not out:
                     if isinstance(self._acc, ReportingAccumulator):
                         self._acc.report(done.metrics)
-                    self._acc.add(done.update, float(done.num_examples))
+                    kept = self._fold(done)
                     self._total_examples += done.num_examples
                     folded.append(done.participant)
-                if release is not None:
+                if kept:
+                    self._lent.append(done)
+                elif release is not None:
                     release(done)
                 del done  # the last reference: a mapped update is unmapped here
             self._next += 1
+        return tuple(folded)
+
+    def _fold(self, done: TrainDone) -> bool:
+        """Fold ``done``; True if the accumulator kept it (lent, released later).
+
+        Only a round under ``max_norm_ratio`` lends: its executor has room for a
+        round's updates, so keeping one until :meth:`aggregate` starves no one.
+        """
+        weight = float(done.num_examples)
+        if self._ratio > 0 and isinstance(self._acc, LendingAccumulator):
+            return self._acc.lend(done.update, weight)
+        self._acc.add(done.update, weight)
+        return False
+
+    def _safe(self, participant: str) -> bool:
+        """Whether the judgement cannot refuse ``participant``, whatever comes.
+
+        The participants still pending can only add norms or stay away; the
+        lowest median they can leave is that of the known norms with a zero for
+        each of them (a zero never raises a median, and a smaller value never
+        raises it either), computed as :func:`statistics.median` computes the
+        final one, so the comparison cannot flip in rounding. With fewer than
+        :data:`~accord.coordinator.integrity.MIN_OUTLIER_UPDATES` norms possible,
+        nobody will be judged at all.
+        """
+        norm = self._norms.get(participant)
+        if norm is None:  # rejected, failed or quarantined: nothing to judge
+            return True
+        known = self._sorted_norms
+        zeros = self._n_selected - len(self._outcomes)
+        n = len(known) + zeros
+        if n < MIN_OUTLIER_UPDATES:
+            return True
+
+        def at(i: int) -> float:
+            return 0.0 if i < zeros else known[i - zeros]
+
+        half = n // 2
+        lowest = at(half) if n % 2 else (at(half - 1) + at(half)) / 2
+        return norm <= self._ratio * lowest
+
+    def _fold_held(
+        self, acc: BatchAccumulator, release: Callable[[TrainDone], None] | None
+    ) -> tuple[str, ...]:
+        """Fold every held update, judged and settled, in one call to ``acc``.
+
+        The observer sees them in selection order, as :meth:`drain` shows them;
+        each is released once ``acc`` has folded them all.
+        """
+        held = [self._waiting.pop(p) for p in self.plan.selected if p in self._waiting]
+        self._next = len(self.plan.selected)
+        folded: list[str] = []
+        try:
+            updates: list[Params] = []
+            weights: list[float] = []
+            for done in held:
+                out = done.participant in self._excluded
+                if self._observer is not None:
+                    self._observer.add(done.participant, done.update, excluded=out)
+                if not out:
+                    updates.append(done.update)
+                    weights.append(float(done.num_examples))
+                    self._total_examples += done.num_examples
+                    folded.append(done.participant)
+            if updates:
+                acc.add_last(updates, weights)
+        finally:
+            if release is not None:
+                for done in held:
+                    release(done)
         return tuple(folded)
 
     def _judge(self, release: Callable[[TrainDone], None] | None) -> None:
@@ -381,29 +532,37 @@ class Round:
             for p in self.pending
         )
 
-    def aggregate(self) -> Params:
+    def aggregate(self, release: Callable[[TrainDone], None] | None = None) -> Params:
         """The aggregate of the valid updates.
 
         :class:`RoundFailed` without quorum, or when the rule has fewer updates than
-        its bound on attackers needs (:class:`~accord.errors.TooFewUpdates`).
+        its bound on attackers needs (:class:`~accord.errors.TooFewUpdates`). The
+        updates the accumulator kept (:class:`LendingAccumulator`) go to
+        ``release`` once it is done with them, whatever the outcome.
         """
         if self._waiting:
             raise RuntimeError("drain() the round before aggregating it")
-        if self.succeeded < self.plan.required:
-            raise RoundFailed(
-                round_number=self.number,
-                received=self.succeeded,
-                required=self.plan.required,
-            )
         try:
-            return self._acc.result()
-        except TooFewUpdates as exc:  # the robust rule's bound on attackers
-            raise RoundFailed(
-                round_number=self.number,
-                received=self.succeeded,
-                required=exc.required,
-                detail=str(exc),
-            ) from exc
+            if self.succeeded < self.plan.required:
+                raise RoundFailed(
+                    round_number=self.number,
+                    received=self.succeeded,
+                    required=self.plan.required,
+                )
+            try:
+                return self._acc.result()
+            except TooFewUpdates as exc:  # the robust rule's bound on attackers
+                raise RoundFailed(
+                    round_number=self.number,
+                    received=self.succeeded,
+                    required=exc.required,
+                    detail=str(exc),
+                ) from exc
+        finally:
+            lent, self._lent = self._lent, []
+            if release is not None:
+                for done in lent:
+                    release(done)
 
     def _record(
         self,

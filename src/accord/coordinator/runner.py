@@ -448,7 +448,8 @@ class Coordinator:
         if self._record is not None:
             spent = self._record.settle(outcomes)
         failed = delta is None
-        aggregate = None if delta is None else delta.digest()
+        # The aggregate's digest goes to the ledger only: not hashed without one.
+        aggregate = None if delta is None or self._lineage is None else delta.digest()
         if delta is not None:
             params, state, reason = self._step(
                 run_id, number, params, state, delta, succeeded / max(len(roster), 1)
@@ -457,10 +458,14 @@ class Coordinator:
             del delta
         status: Literal["completed", "failed"] = "failed" if failed else "completed"
         metrics: list[MetricValue] = train_metrics(outcomes)
-        self._executor.publish(self._strategy.published(params, state))
+        digest = params.digest()  # once: the executor and the checkpoint reuse it
+        published = self._strategy.published(params, state)
+        # SCAFFOLD publishes its control variate after the model: its own digest.
+        self._executor.publish(
+            published, digest=digest if published is params else None
+        )
         if status == "completed" and self._evaluates(number):
             metrics += self._evaluate(run_id, number, params, t0)
-        digest = params.digest()
         checkpoint = None
         if self._checkpoints is not None and status == "completed":
             path = self._checkpoints.save(
@@ -582,7 +587,7 @@ class Coordinator:
         self._observer.round_started(plan.number, plan.selected)
         self._collect_updates(rnd, t0)
         try:
-            delta = rnd.aggregate()
+            delta = rnd.aggregate(self._executor.release)
         except RoundFailed as exc:
             logger.info("round %d failed: %s", plan.number, exc)
             return rnd.outcomes, rnd.succeeded, None, str(exc), ()

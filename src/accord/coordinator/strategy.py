@@ -63,6 +63,7 @@ from accord.aggregation import (
 )
 from accord.aggregation.centered_clip import CenteredClip
 from accord.aggregation.fltrust import FLTrust
+from accord.aggregation.mean import SumBuffers
 from accord.aggregation.norm_bound import NormBoundAccumulator
 from accord.aggregation.qfedavg import QFedAvgAccumulator
 from accord.aggregation.scaffold import (
@@ -141,6 +142,8 @@ class Strategy:
         check_root_source(config, has_root=root_update is not None)
         self._root_update = root_update
         self._round: tuple[int, Params, Params] | None = None
+        #: The mean's float64 sums, reused from round to round (no page faults).
+        self._sums = SumBuffers()
         self._optimizer = server_optimizer(config)
 
     def begin_round(self, number: int, global_params: Params, state: Params) -> None:
@@ -182,9 +185,9 @@ class Strategy:
         rule = self._rule
         if rule is None or rule.name == "norm_bounding":
             mean: Accumulator = (
-                MeanAccumulator(spec)
+                MeanAccumulator(spec, buffers=self._sums)
                 if share is None or share >= 1.0
-                else CappedMeanAccumulator(spec, share)
+                else CappedMeanAccumulator(spec, share, buffers=self._sums)
             )
             if rule is None or self.config.norm_bound is None:
                 return mean

@@ -84,9 +84,9 @@ class AdversarialExecutor:
         """The inner executor's participants."""
         return self._inner.participants
 
-    def publish(self, params: Params) -> None:
+    def publish(self, params: Params, *, digest: str | None = None) -> None:
         """Publish to the inner executor."""
-        self._inner.publish(params)
+        self._inner.publish(params, digest=digest)
 
     def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:
         """Start the jobs; remember who is honest in this round."""
@@ -127,7 +127,9 @@ class AdversarialExecutor:
             return event
         if not isinstance(event, TrainDone):
             return event
-        own = replace(event, update=event.update.copy(), values_checked=False)
+        own = replace(
+            event, update=event.update.copy(), values_checked=False, norm=None
+        )
         self._inner.release(event)
         if event.participant not in self._malicious:
             rnd.honest.append(own.update.flatten())

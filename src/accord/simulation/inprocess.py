@@ -78,7 +78,7 @@ class InProcessExecutor:
         """Site names in partition order."""
         return self._ctx.participants
 
-    def publish(self, params: Params) -> None:
+    def publish(self, params: Params, *, digest: str | None = None) -> None:
         """Keep a read-only copy of the global model."""
         frozen = params.copy()
         for arr in frozen.values():
@@ -188,7 +188,9 @@ class InProcessExecutor:
             )
         assert job is not None
         buffer = self._spares.pop() if self._spares else self._global_like()
-        out = run_train(self._ctx.task, site.train, self._global, job.config, buffer)
+        out = run_train(
+            self._ctx.task, site.train, self._global, job.config, buffer, check=True
+        )
         if isinstance(out, JobError):
             self._spares.append(buffer)
             return JobFailed(
@@ -203,8 +205,10 @@ class InProcessExecutor:
             num_examples=out.num_examples,
             duration_s=out.duration_s,
             metrics=out.metrics,
-            update_digest=buffer.digest(),
+            update_digest=out.digest,
             token=self._tokens,
+            values_checked=out.norm is not None,  # proven finite as written
+            norm=out.norm,
         )
 
     def _global_like(self) -> Params:

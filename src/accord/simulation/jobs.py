@@ -8,17 +8,20 @@ exception that would take the worker down.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from accord.aggregation.integrity import SQUARE_CHUNK, finite_sum
 from accord.data.arrays import ArrayData
 from accord.errors import TaskRefused, UpdateRejected
 from accord.evaluation.metrics import evaluate
-from accord.params import Params
+from accord.params import Array, Params
 from accord.task.protocol import Task, TrainConfig, TrainResult
 
 __all__ = [
@@ -38,11 +41,18 @@ _REASON_LIMIT = 500
 
 @dataclass(frozen=True, slots=True)
 class TrainOutcome:
-    """A successful training job: the update is in the caller's ``out`` buffer."""
+    """A successful training job: the update is in the caller's ``out`` buffer.
+
+    With ``check`` (:func:`write_update`): ``digest`` is the update's
+    :meth:`~accord.params.Params.digest` and ``norm`` its L2 norm, or None when a
+    value is NaN or infinite (the round then finds which and refuses it).
+    """
 
     num_examples: int
     duration_s: float
     metrics: dict[str, float] = field(default_factory=dict)
+    digest: str = ""
+    norm: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +87,22 @@ def _describe(exc: BaseException) -> str:
 
 
 def run_train(
-    task: Task, data: ArrayData, global_params: Params, config: TrainConfig, out: Params
+    task: Task,
+    data: ArrayData,
+    global_params: Params,
+    config: TrainConfig,
+    out: Params,
+    *,
+    check: bool = False,
 ) -> TrainOutcome | JobError:
-    """Train, then write ``local − global`` into ``out`` (same structure as global)."""
+    """Train, then write ``local − global`` into ``out`` (same structure as global).
+
+    ``check``: also the update's digest and norm (see :func:`write_update`).
+    """
     trained = train(task, data, global_params, config)
     if isinstance(trained, JobError):
         return trained
-    return write_update(trained, global_params, out)
+    return write_update(trained, global_params, out, check=check)
 
 
 def train(
@@ -102,24 +121,79 @@ def train(
 
 
 def write_update(
-    trained: Trained, global_params: Params, out: Params
+    trained: Trained, global_params: Params, out: Params, *, check: bool = False
 ) -> TrainOutcome | JobError:
     """Write ``local − global`` into ``out``; the second half of :func:`run_train`.
 
     The duration reported is the training's plus this step's, not the time between.
+    With ``check`` the update's digest, finiteness and L2 norm come from the same
+    pass (:class:`_Checked`): each chunk is hashed and squared while it is still
+    in cache, instead of reading the whole update twice more afterwards.
     """
     t0 = time.perf_counter()
     result = trained.result
+    checked = _Checked(out) if check else None
     try:
         global_params.spec.check(result.params)
         for name, g in global_params.items():
-            np.subtract(result.params[name], g, out=out[name])
+            if checked is None:
+                np.subtract(result.params[name], g, out=out[name])
+            else:
+                checked.subtract(name, result.params[name], g)
     except UpdateRejected as exc:
         elapsed = trained.duration_s + time.perf_counter() - t0
         return JobError("rejected", exc.reason, elapsed)
     metrics = {k: float(v) for k, v in result.metrics.items()}
     elapsed = trained.duration_s + time.perf_counter() - t0
-    return TrainOutcome(int(result.num_examples), elapsed, metrics)
+    if checked is None:
+        return TrainOutcome(int(result.num_examples), elapsed, metrics)
+    return TrainOutcome(
+        int(result.num_examples), elapsed, metrics, checked.digest(), checked.norm()
+    )
+
+
+class _Checked:
+    """``out = local - global``, hashed and squared a chunk at a time as written.
+
+    The digest is :meth:`Params.digest`'s (SHA-256 over the structure, then each
+    tensor's bytes in order); the squares are summed in float64 as
+    :func:`~accord.aggregation.integrity.square_sum` sums them, and a tensor
+    whose sum is not finite is looked at as
+    :func:`~accord.aggregation.integrity.finite_sum` does.
+    """
+
+    def __init__(self, out: Params) -> None:
+        self._out = out
+        self._hash = hashlib.sha256(out.spec.to_json().encode())
+        self._squares = 0.0
+        self._finite = True
+        self._buf = np.empty(0)
+
+    def subtract(self, name: str, local: Array, glob: Array) -> None:
+        """Write tensor ``name`` (the structure was checked); next in order."""
+        dst = self._out[name].reshape(-1)
+        src, base = local.reshape(-1), glob.reshape(-1)
+        n = dst.size
+        if self._buf.size < min(SQUARE_CHUNK, n):
+            self._buf = np.empty(min(SQUARE_CHUNK, n))
+        squares = 0.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            for lo in range(0, n, SQUARE_CHUNK):
+                hi = min(lo + SQUARE_CHUNK, n)
+                part = dst[lo:hi]
+                np.subtract(src[lo:hi], base[lo:hi], out=part)
+                self._hash.update(part.data.cast("B"))
+                sq = self._buf[: hi - lo]
+                np.square(part, out=sq, dtype=np.float64)
+                squares += float(np.add.reduce(sq))
+        self._finite = self._finite and finite_sum(dst, squares)
+        self._squares += squares
+
+    def digest(self) -> str:
+        return self._hash.hexdigest()
+
+    def norm(self) -> float | None:
+        return math.sqrt(self._squares) if self._finite else None
 
 
 def run_eval(task: Task, data: ArrayData, params: Params) -> EvalOutcome | JobError:

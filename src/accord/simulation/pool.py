@@ -14,10 +14,15 @@ A worker has as many update slots as fit in a small budget (one for a large mode
 to 64 for a small one), so that it can run ahead of the coordinator; it trains before
 it takes a slot, so even with one it trains its next site while the coordinator folds
 the previous update. A plain round under ``[strategy] max_norm_ratio`` (the default)
-holds all its updates until the last is in, so then a worker has at least one slot
-per site it serves: shared memory for a whole round's updates. Released slots go
-back in one message when the coordinator is about to wait (or half the slots are
-waiting), not one message per update.
+may hold all its updates until the last is in (it folds one earlier only once no
+answer to come can refuse it), so then a worker has at least one slot per site it
+serves: shared memory for a whole round's updates. A worker writes into its
+lowest-numbered free slot, so slots a round never needs are never touched and cost
+no memory. Released slots go back in one message when the coordinator is about to
+wait (or half the slots are waiting), not one message per update. A worker sends
+each update's digest and L2 norm, computed as it wrote the update
+(:func:`~accord.simulation.jobs.write_update`), so the round reads no value of it
+before folding it.
 """
 
 from __future__ import annotations
@@ -216,7 +221,7 @@ class ProcessExecutor:
                 )
             h.ready = True
 
-    def publish(self, params: Params) -> None:
+    def publish(self, params: Params, *, digest: str | None = None) -> None:
         """Write the global model where every worker reads it."""
         self._spec.pack_into(params, self._global.buf)
 
@@ -363,6 +368,10 @@ class ProcessExecutor:
                     metrics=m["metrics"],
                     update_digest=m["digest"],
                     token=self._lend(h, int(m["slot"])),
+                    # The worker proved the values finite as it wrote them (its
+                    # norm is None otherwise): the round does not read them again.
+                    values_checked=m.get("norm") is not None,
+                    norm=None if m.get("norm") is None else float(m["norm"]),
                 )
             )
         elif op == "secagg_done":

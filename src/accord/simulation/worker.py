@@ -10,6 +10,7 @@ never pickle, to keep to the rule that holds across real trust boundaries.
 from __future__ import annotations
 
 import collections
+import heapq
 import json
 import logging
 import os
@@ -86,7 +87,9 @@ class _Worker:
         self.slots: list[Params] = [
             spec.view(s.buf, writable=True) for s in self._shms[1:]
         ]
-        self.free = collections.deque(range(len(self.slots)))
+        # Lowest-numbered first: a slot never needed is never written, so its
+        # shared memory is never touched and costs no memory at all.
+        self.free = list(range(len(self.slots)))  # a heap
         self.jobs: collections.deque[dict[str, Any]] = collections.deque()
         self.running = True
         self.identities = {p: bytes.fromhex(k) for p, k in setup.identities}
@@ -122,9 +125,10 @@ class _Worker:
                 )
         elif op == "release":
             if "slots" in message:
-                self.free.extend(int(slot) for slot in message["slots"])
+                for slot in message["slots"]:
+                    heapq.heappush(self.free, int(slot))
             else:
-                self.free.append(int(message["slot"]))
+                heapq.heappush(self.free, int(message["slot"]))
         elif op == "stop":
             self.running = False
 
@@ -148,7 +152,7 @@ class _Worker:
             if not self.running:
                 return None
             self.handle(receive(self.conn))
-        return self.free.popleft() if self.running else None
+        return heapq.heappop(self.free) if self.running else None
 
     def run(self, job: dict[str, Any]) -> None:
         site = self.sites[job["participant"]]
@@ -193,11 +197,13 @@ class _Worker:
             slot = self.acquire_slot()
             if slot is None:
                 return  # told to stop while waiting for a slot
-            out = write_update(trained, self.global_params, self.slots[slot])
+            out = write_update(
+                trained, self.global_params, self.slots[slot], check=True
+            )
         del trained  # the task's own copy of the model
         if isinstance(out, JobError):
             if slot is not None:
-                self.free.appendleft(slot)
+                heapq.heappush(self.free, slot)
             send(
                 self.conn,
                 {
@@ -220,7 +226,8 @@ class _Worker:
                 "num_examples": out.num_examples,
                 "metrics": out.metrics,
                 "duration": out.duration_s,
-                "digest": self.slots[slot].digest(),
+                "digest": out.digest,
+                "norm": out.norm,
             },
         )
 

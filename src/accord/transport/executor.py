@@ -169,10 +169,15 @@ class GrpcExecutor:
         """The roster, in the configured order."""
         return self._participants
 
-    def publish(self, params: Params) -> None:
-        """Pack ``params`` once; every FetchModel streams these bytes."""
+    def publish(self, params: Params, *, digest: str | None = None) -> None:
+        """Pack ``params`` once; every FetchModel streams these bytes.
+
+        ``digest`` is ``params.digest()`` if the caller has it (the round loop
+        does: the model is then hashed once per round, not twice).
+        """
         spec = params.spec
-        header = PackedHeader(spec, spec.packed_nbytes, params.digest())
+        digest = params.digest() if digest is None else digest
+        header = PackedHeader(spec, spec.packed_nbytes, digest)
         self._model = Published(header, spec.pack(params))
 
     def bound_examples(self, bounds: ExampleBounds) -> None:
@@ -515,6 +520,7 @@ class GrpcExecutor:
                     update_digest=header.params.digest,
                     token=self._tokens,
                     values_checked=True,
+                    norm=spooled.norm,
                     receipt=header.receipt,
                     certificate=self._certificate(name) if header.receipt else b"",
                 )

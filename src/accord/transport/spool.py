@@ -18,6 +18,7 @@ it is released, so the process never holds more than a few updates' worth.
 from __future__ import annotations
 
 import hashlib
+import math
 import mmap
 import os
 import tempfile
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from accord.coordinator.round import all_finite, not_finite
+from accord.aggregation.integrity import SQUARE_CHUNK, finite_sum, square_sum
+from accord.coordinator.round import not_finite
 from accord.errors import SubmissionRefused
 from accord.params import Params, ParamSpec
 from accord.transport.messages import CHUNK_BYTES
@@ -34,11 +36,14 @@ __all__ = ["SpooledUpdate"]
 
 
 class _ValueCheck:
-    """Digest and finiteness of a packed stream, fed in arbitrary contiguous pieces.
+    """Digest, finiteness and norm of a packed stream, fed in contiguous pieces.
 
     The digest is :meth:`Params.digest`'s: SHA-256 over the structure, then each
     tensor's bytes without the layout's padding. A piece may end inside a value; the
-    few bytes of that value wait for the next piece.
+    few bytes of that value wait for the next piece. Finiteness and the L2 norm
+    come from one float64 sum of squares per piece
+    (:func:`~accord.aggregation.integrity.square_sum`), so the round needs to read
+    no value of the update before it folds it.
     """
 
     def __init__(self, spec: ParamSpec) -> None:
@@ -49,6 +54,8 @@ class _ValueCheck:
             if t.nbytes
         ]
         self._carry = b""
+        self._squares = 0.0
+        self._scratch = np.empty(SQUARE_CHUNK)
 
     def feed(self, offset: int, data: bytes | memoryview) -> None:
         """Check ``data``, which starts at byte ``offset`` of the packed layout."""
@@ -68,15 +75,21 @@ class _ValueCheck:
         if self._carry:
             buf = self._carry + bytes(piece)
         whole = len(buf) - len(buf) % dtype.itemsize
-        if whole and not all_finite(
-            np.frombuffer(buf, dtype=dtype, count=whole // dtype.itemsize)
-        ):
-            raise SubmissionRefused("mismatch", not_finite(name).reason)
+        if whole:
+            values = np.frombuffer(buf, dtype=dtype, count=whole // dtype.itemsize)
+            squares = square_sum(values, self._scratch)
+            if not finite_sum(values, squares):
+                raise SubmissionRefused("mismatch", not_finite(name).reason)
+            self._squares += squares
         self._carry = bytes(buf[whole:])
 
     def digest(self) -> str:
         """The digest of everything fed so far."""
         return self._hash.hexdigest()
+
+    def norm(self) -> float:
+        """The L2 norm of every value fed so far (inf past float64's range)."""
+        return math.sqrt(self._squares)
 
 
 class SpooledUpdate:
@@ -93,6 +106,8 @@ class SpooledUpdate:
         self.spec = spec
         self.total = spec.packed_nbytes
         self.received = 0
+        #: The update's L2 norm, once :meth:`finish` accepted it.
+        self.norm: float | None = None
         self._digest = digest
         self._check = _ValueCheck(spec)
         fd, name = tempfile.mkstemp(dir=directory, prefix=f"{label}-", suffix=".bin")
@@ -126,7 +141,7 @@ class SpooledUpdate:
         """Check size and digest; return a read-only view on the file, not yet read.
 
         Every value was proven finite as it was written (the returned view may be
-        handed to the round with ``values_checked``).
+        handed to the round with ``values_checked``, and :attr:`norm` with it).
         """
         if self.received != self.total:
             raise SubmissionRefused(
@@ -141,6 +156,7 @@ class SpooledUpdate:
                 f"announced {self._digest[:16]}…; the update was damaged or altered",
             )
         self._file.close()
+        self.norm = self._check.norm()
         if self.total == 0:
             return self.spec.view(b"")
         with open(self.path, "rb") as f:

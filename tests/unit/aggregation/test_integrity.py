@@ -17,6 +17,7 @@ from accord.aggregation import (
     l2_norm,
     weighted_mean,
 )
+from accord.aggregation.integrity import SQUARE_CHUNK, finite_sum, square_sum
 from accord.errors import AggregateRejected
 from accord.params import Params
 
@@ -141,6 +142,47 @@ def test_the_norm_of_float32_values_near_the_limit_does_not_overflow():
     big = _p(np.full(4, 3e38, np.float32))
 
     assert l2_norm(big) == pytest.approx(6e38)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize(
+    "size", [0, 1, SQUARE_CHUNK - 1, SQUARE_CHUNK, 2 * SQUARE_CHUNK + 3]
+)
+def test_the_chunked_square_sum_is_the_float64_sum_of_squares(dtype, size):
+    x = np.random.default_rng(size).standard_normal(size).astype(dtype)
+
+    exact = math.fsum(float(v) ** 2 for v in x.astype(np.float64))
+    assert square_sum(x) == pytest.approx(exact, rel=1e-12, abs=0.0)
+    assert l2_norm(_p(x)) == pytest.approx(math.sqrt(exact), rel=1e-12, abs=0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_bad_value_in_any_chunk_makes_the_square_sum_not_finite(dtype, bad):
+    x = np.ones(2 * SQUARE_CHUNK + 5, dtype)
+    x[SQUARE_CHUNK + 1] = bad
+
+    squares = square_sum(x)
+    assert not math.isfinite(squares)
+    assert not finite_sum(x, squares)
+
+
+def test_finite_float64_values_whose_squares_overflow_are_still_finite():
+    x = np.array([1e200, -1e200, 3.0])
+    squares = square_sum(x)
+
+    assert squares == math.inf  # the norm is infinite: any bound refuses it
+    assert finite_sum(x, squares)  # but the values are finite: not a NaN refusal
+    x[2] = np.nan
+    assert not finite_sum(x, square_sum(x))
+
+
+def test_the_largest_float32_values_square_to_a_finite_sum():
+    x = np.full(3, np.finfo(np.float32).max, np.float32)
+    squares = square_sum(x)
+
+    assert math.isfinite(squares)
+    assert finite_sum(x, squares)
 
 
 def test_server_sgd_refuses_a_step_that_overflows_float32():

@@ -154,7 +154,7 @@ class Scripted:
     def participants(self) -> tuple[str, ...]:
         return self._sites
 
-    def publish(self, params: Params) -> None:
+    def publish(self, params: Params, *, digest: str | None = None) -> None:
         self.published.append(params)
 
     def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:

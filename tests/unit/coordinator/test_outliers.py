@@ -1,8 +1,9 @@
 """The default bound on huge updates: ``[strategy] max_norm_ratio`` x the median norm.
 
 The rule (:func:`~accord.coordinator.integrity.outliers`), the round that holds its
-updates until it can judge them (:class:`~accord.coordinator.round.Round`), and the
-round loop with default settings against one site that sends a huge update.
+updates until no answer still to come can make them outliers
+(:class:`~accord.coordinator.round.Round`), and the round loop with default
+settings against one site that sends a huge update.
 """
 
 from __future__ import annotations
@@ -78,22 +79,32 @@ class Folded:
         return _p(0.0)
 
 
-def test_the_round_holds_its_updates_until_it_can_judge_them():
+def test_the_round_holds_each_update_until_no_answer_to_come_can_refuse_it():
     acc = Folded()
     rnd = Round(RoundPlan(1, SITES, 1), _p(0).spec, acc, max_norm_ratio=10.0)
     released: list[str] = []
 
-    # Arrival order differs from selection order; d's update is an outlier.
-    for site, value in (("b", 2.0), ("d", 1e6), ("a", 1.0)):
-        rnd.receive(TrainDone(site, 1, _p(value), 10, 0.1))
-        assert rnd.drain(lambda e: released.append(e.participant)) == ()
-        assert [(o.participant, o.status) for o in rnd.announce()] == [(site, "ok")]
-    rnd.fail(JobFailed("c", 1, "train", "failed", "crashed"))
-    folded = rnd.drain(lambda e: released.append(e.participant))
+    def drain() -> tuple[str, ...]:
+        return rnd.drain(lambda e: released.append(e.participant))
 
-    assert folded == ("a", "b")
+    # Arrival order differs from selection order; d's update is an outlier.
+    for site, value in (("b", 2.0), ("d", 1e6)):
+        rnd.receive(TrainDone(site, 1, _p(value), 10, 0.1))
+        # a (first in selection order) has not answered: nothing can fold.
+        assert drain() == ()
+        assert [(o.participant, o.status) for o in rnd.announce()] == [(site, "ok")]
+    rnd.receive(TrainDone("a", 1, _p(1.0), 10, 0.1))
+    # Norms 2, 4 and 2e6 are known, c's is not: the lowest median c can leave
+    # is that of (0, 2, 4, 2e6), 3, so a and b (norms 2 and 4, under 30) can
+    # never be refused and fold now; d (2e6) waits for the judgement.
+    assert drain() == ("a", "b")
+    assert released == ["a", "b"]
+    assert [(o.participant, o.status) for o in rnd.announce()] == [("a", "ok")]
+    rnd.fail(JobFailed("c", 1, "train", "failed", "crashed"))
+    assert drain() == ()
+
     assert acc.added == [(1.0, 10.0), (2.0, 10.0)]  # selection order
-    assert released == ["d", "a", "b"]  # the outlier at once, the rest as folded
+    assert released == ["a", "b", "d"]  # the outlier once judged
     outcomes = {o.participant: o for o in rnd.outcomes}
     assert outcomes["d"].status == "rejected" and outcomes["d"].num_examples == 0
     reason = outcomes["d"].reason or ""
@@ -104,6 +115,19 @@ def test_the_round_holds_its_updates_until_it_can_judge_them():
         ("d", "rejected"),
     ]
     assert rnd.announce() == ()
+
+
+def test_an_update_at_the_lowest_possible_bound_folds_and_just_past_it_waits():
+    # b and c have norm 2, d is pending: the lowest median is that of
+    # (0, 2, 2, norm of a), 2, so a folds early if its norm is at most 10 x 2.
+    for value, folds in ((10.0, True), (10.0 * (1 + 2**-20), False)):
+        acc = Folded()
+        rnd = Round(RoundPlan(1, SITES, 1), _p(0).spec, acc, max_norm_ratio=10.0)
+        rnd.receive(TrainDone("b", 1, _p(1.0), 10, 0.1))  # norm 2
+        rnd.receive(TrainDone("c", 1, _p(1.0), 10, 0.1))  # norm 2
+        rnd.receive(TrainDone("a", 1, _p(value), 10, 0.1))  # norm 2 x value
+
+        assert rnd.drain() == (("a", "b", "c") if folds else ())
 
 
 def test_without_the_ratio_updates_fold_as_they_come():

@@ -30,7 +30,7 @@ class ScriptedExecutor:
     def participants(self) -> tuple[str, ...]:
         return NAMES
 
-    def publish(self, params: Params) -> None:
+    def publish(self, params: Params, *, digest: str | None = None) -> None:
         pass
 
     def submit_train(self, round_number: int, jobs: Sequence[TrainJob]) -> None:
