@@ -115,7 +115,11 @@ def test_the_markdown_card_holds_the_stored_figures(runs):
     for outcome in last.outcomes:
         assert f"| {outcome.participant} | {outcome.num_examples} | 3/3 |" in card
     assert "- **anomaly scores**: on; flag rules max_norm_z 3.0" in card
-    assert "Not recorded: the ledger holds no data-contract entry" in card
+    # The simulated run records its data contract in the ledger: the card names it.
+    (contract,) = [e for e in runs["ledger"] if e.kind == "data-contract"]
+    named = f"ledger entry {contract.sequence} (data-contract)"
+    assert f"- **data contract**: {named}" in card
+    assert "the ledger holds no data-contract entry" not in card
 
 
 def test_a_run_without_privacy_or_gates_says_not_recorded(runs):
