@@ -5,11 +5,13 @@ when given (the file must describe the same federation: ``[federation]``,
 ``[data]``, ``[task]`` and ``[evaluation]`` as the run recorded them; only the
 gates may differ). Fairness gates need the per-group counts, which are computed
 by scoring the run's final model on each simulated site's holdout
-(:mod:`accord.simulation.holdouts`). The decision is recorded as a ``release``
-run event and, when the run keeps a ledger, a signed ``release`` entry after its
-closing entry (signed with the store's simulation key, or with ``--pki DIR`` for a
-deployed run). Exit 0 and the file written when every gate passes; 7 with each
-failed gate named, and no file, otherwise (see :mod:`accord.cli.errors`).
+(:mod:`accord.simulation.holdouts`), and summed securely when the run used secure
+aggregation (:mod:`accord.simulation.fair_sum`: only the sum is recorded). The
+decision is recorded as a ``release`` run event and, when the run keeps a ledger,
+a signed ``release`` entry after its closing entry (signed with the store's
+simulation key, or with ``--pki DIR`` for a deployed run). Exit 0 and the file
+written when every gate passes; 7 with each failed gate named, and no file,
+otherwise (see :mod:`accord.cli.errors`).
 """
 
 from __future__ import annotations
@@ -159,11 +161,18 @@ def _fairness(cfg: FedConfig, model: FinalModel) -> FairnessReport | None:
     from accord.evaluation.fairness import fairness_report, sum_counts
     from accord.simulation.holdouts import score_sites
 
-    scores = score_sites(cfg, model.params, fairness=True)
+    if cfg.secure_aggregation.mode != "off":
+        from accord.simulation.fair_sum import secure_group_counts
+
+        counts = secure_group_counts(cfg, model.params)
+    else:
+        counts = sum_counts(
+            s.groups for s in score_sites(cfg, model.params, fairness=True)
+        )
     column = cfg.evaluation.sensitive
     assert column is not None  # a fairness gate needs it (config check)
     return fairness_report(
-        sum_counts(s.groups for s in scores),
+        counts,
         column=column,
         threshold=cfg.evaluation.decision_threshold,
     )
