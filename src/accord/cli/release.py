@@ -16,6 +16,7 @@ otherwise (see :mod:`accord.cli.errors`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,6 +31,7 @@ from accord.cli.output import dumps
 from accord.config import FedConfig, StoreConfig, config_from_mapping, load_config
 from accord.errors import ConfigError, LedgerError, ReleaseRefused, StoreError
 from accord.params import Params
+from accord.records import MetricValue
 from accord.store.protocol import RunStore
 
 if TYPE_CHECKING:
@@ -155,17 +157,29 @@ def _signer(
     return signer
 
 
-def _fairness(cfg: FedConfig, model: FinalModel) -> FairnessReport | None:
+def _fairness(
+    cfg: FedConfig, model: FinalModel, recorded: Sequence[MetricValue]
+) -> FairnessReport | None:
+    """The fairness report of the final model, if a gate needs one.
+
+    ``recorded`` are the final round's metrics: a deployed run's sites reported
+    their counts there (summed as the ``federated`` scope); a simulated run's are
+    counted now, securely under secure aggregation.
+    """
     if not cfg.gates.fairness:
         return None
     from accord.evaluation.fairness import fairness_report, sum_counts
+    from accord.evaluation.group_sums import counts_from_metrics
     from accord.simulation.holdouts import score_sites
 
-    if cfg.secure_aggregation.mode != "off":
+    counts = counts_from_metrics(
+        {m.name: m.value for m in recorded if m.scope == "federated"}
+    )
+    if not counts and cfg.secure_aggregation.mode != "off":
         from accord.simulation.fair_sum import secure_group_counts
 
         counts = secure_group_counts(cfg, model.params)
-    else:
+    elif not counts:
         counts = sum_counts(
             s.groups for s in score_sites(cfg, model.params, fairness=True)
         )
@@ -224,6 +238,8 @@ def release_command(
             )
             signer = _signer(db, run_id, keys, pki)
             model = final_model(db, run_id)
+            last = db.last_completed_round(run_id)
+            recorded = last.metrics if last is not None else []
             decision = release_model(
                 db,
                 run_id,
@@ -233,7 +249,7 @@ def release_command(
                 metric=cfg.evaluation.metric,
                 output=output,
                 signer=signer,
-                fairness=_fairness(cfg, model),
+                fairness=_fairness(cfg, model, recorded),
             )
         finally:
             db.close()

@@ -15,10 +15,17 @@ group its TP, FP, TN and FN. A secure sum needs a layout every site agrees on
 before it counts, hence declared groups; a group no holdout row falls in sums to
 zero rows and is left out of the result, as it is of a pooled computation.
 
-The coordinator cannot check one site's counts (it never sees them), so it checks
-the sum: a count that is not a whole number, negative, or beyond ``max_rows``
-means a site sent something no holdout gives, and the sum is refused without
-knowing which site (as for the preprocessing statistics, :mod:`accord.data.sums`).
+In a plain deployed run a site reports its counts with its evaluation metrics
+instead, one metric per group and count (:func:`count_metrics`, named
+``fairness:GROUP:tp`` and so on); the coordinator sums them over the sites like
+the row count ``n`` and reads the federation's back from a round's federated
+metrics (:func:`counts_from_metrics`).
+
+Under secure aggregation the coordinator cannot check one site's counts (it never
+sees them), so it checks the sum: a count that is not a whole number, negative,
+or beyond ``max_rows`` means a site sent something no holdout gives, and the sum
+is refused without knowing which site (as the preprocessing statistics are,
+:mod:`accord.data.sums`).
 """
 
 from __future__ import annotations
@@ -32,7 +39,16 @@ import numpy.typing as npt
 from accord.errors import DatasetError, excerpt
 from accord.evaluation.fairness import GroupCounts
 
-__all__ = ["FIELDS", "counts_from_sum", "counts_length", "counts_vector"]
+__all__ = [
+    "FIELDS",
+    "MAX_GROUPS",
+    "count_metrics",
+    "counts_from_metrics",
+    "counts_from_sum",
+    "counts_length",
+    "counts_vector",
+    "is_count_metric",
+]
 
 Floats = npt.NDArray[np.float64]
 
@@ -40,6 +56,58 @@ Floats = npt.NDArray[np.float64]
 FIELDS = ("tp", "fp", "tn", "fn")
 #: Counts beyond this are not exact in float64.
 _EXACT = 2**53
+#: Most groups a site reports as metrics (a report carries at most 256 metrics).
+MAX_GROUPS = 48
+#: Longest group name a site reports as a metric (a metric name takes 200).
+_MAX_GROUP_NAME = 160
+_PREFIX = "fairness:"
+
+
+def is_count_metric(name: str) -> bool:
+    """Whether a metric name is a per-group confusion count."""
+    return name.startswith(_PREFIX)
+
+
+def count_metrics(counts: Mapping[str, GroupCounts]) -> dict[str, float]:
+    """One site's counts as evaluation metrics (``fairness:GROUP:tp``, ...).
+
+    Raises :class:`DatasetError` for more than :data:`MAX_GROUPS` groups or a
+    group name too long for a metric name.
+    """
+    if len(counts) > MAX_GROUPS:
+        raise DatasetError(
+            f"the sensitive column has {len(counts)} groups in this holdout; at "
+            f"most {MAX_GROUPS} are reported: declare a coarser sensitive column"
+        )
+    out: dict[str, float] = {}
+    for group, c in counts.items():
+        if len(group) > _MAX_GROUP_NAME:
+            raise DatasetError(
+                f"the group {excerpt(group)} is longer than {_MAX_GROUP_NAME} "
+                "characters: shorten the sensitive column's values"
+            )
+        for name, value in c.to_dict().items():
+            out[f"{_PREFIX}{group}:{name}"] = float(value)
+    return out
+
+
+def counts_from_metrics(metrics: Mapping[str, float]) -> dict[str, GroupCounts]:
+    """The counts per group held by ``metrics`` (empty when there are none)."""
+    found: dict[str, dict[str, int]] = {}
+    for key, value in metrics.items():
+        if not is_count_metric(key):
+            continue
+        group, _, name = key[len(_PREFIX) :].rpartition(":")
+        if name not in FIELDS or not group:
+            raise DatasetError(f"{excerpt(key)} is not a group count")
+        if value != math.floor(value) or not 0 <= value < _EXACT:
+            raise DatasetError(f"{excerpt(key)} = {value} is not a count")
+        found.setdefault(group, {})[name] = int(value)
+    return {
+        g: GroupCounts(**parts)
+        for g, parts in sorted(found.items())
+        if any(parts.values())
+    }
 
 
 def counts_length(groups: int) -> int:
