@@ -72,6 +72,7 @@ from accord.errors import ConfigError, RunAborted
 if TYPE_CHECKING:
     from accord.coordinator.lineage import LedgerSetup
     from accord.coordinator.runner import RunResult
+    from accord.data.handshake import FairnessAsk
     from accord.params import Params
     from accord.simulation.context import SimContext
     from accord.store import CheckpointStore, RunStore
@@ -461,6 +462,16 @@ def _train(
         return coordinator.run(initial, run_id=run_id)
 
 
+def _fairness_ask(cfg: FedConfig) -> FairnessAsk | None:
+    """The per-group counts each site reports (a declared sensitive column)."""
+    from accord.data.handshake import FairnessAsk
+
+    column = cfg.evaluation.sensitive
+    if column is None:
+        return None
+    return FairnessAsk(column, cfg.evaluation.decision_threshold)
+
+
 def _prepare(
     cfg: FedConfig,
     executor: GrpcExecutor,
@@ -508,6 +519,7 @@ def _prepare(
         settings=cfg.secure_aggregation,
         run_id=executor.run_id,
         guard=guard_of(cfg.profile) if cfg.profile.enabled else None,
+        fairness=_fairness_ask(cfg),
     )
     encoder = prepared.encoder
     check_recorded(store, run_id, encoder)

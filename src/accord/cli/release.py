@@ -5,15 +5,18 @@ when given (the file must describe the same federation: ``[federation]``,
 ``[data]``, ``[task]`` and ``[evaluation]`` as the run recorded them; only the
 gates may differ). Fairness gates need the per-group counts, which are computed
 by scoring the run's final model on each simulated site's holdout
-(:mod:`accord.simulation.holdouts`). The decision is recorded as a ``release``
-run event and, when the run keeps a ledger, a signed ``release`` entry after its
-closing entry (signed with the store's simulation key, or with ``--pki DIR`` for a
-deployed run). Exit 0 and the file written when every gate passes; 7 with each
-failed gate named, and no file, otherwise (see :mod:`accord.cli.errors`).
+(:mod:`accord.simulation.holdouts`), and summed securely when the run used secure
+aggregation (:mod:`accord.simulation.fair_sum`: only the sum is recorded). The
+decision is recorded as a ``release`` run event and, when the run keeps a ledger,
+a signed ``release`` entry after its closing entry (signed with the store's
+simulation key, or with ``--pki DIR`` for a deployed run). Exit 0 and the file
+written when every gate passes; 7 with each failed gate named, and no file,
+otherwise (see :mod:`accord.cli.errors`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -28,6 +31,7 @@ from accord.cli.output import dumps
 from accord.config import FedConfig, StoreConfig, config_from_mapping, load_config
 from accord.errors import ConfigError, LedgerError, ReleaseRefused, StoreError
 from accord.params import Params
+from accord.records import MetricValue
 from accord.store.protocol import RunStore
 
 if TYPE_CHECKING:
@@ -153,17 +157,36 @@ def _signer(
     return signer
 
 
-def _fairness(cfg: FedConfig, model: FinalModel) -> FairnessReport | None:
+def _fairness(
+    cfg: FedConfig, model: FinalModel, recorded: Sequence[MetricValue]
+) -> FairnessReport | None:
+    """The fairness report of the final model, if a gate needs one.
+
+    ``recorded`` are the final round's metrics: a deployed run's sites reported
+    their counts there (summed as the ``federated`` scope); a simulated run's are
+    counted now, securely under secure aggregation.
+    """
     if not cfg.gates.fairness:
         return None
     from accord.evaluation.fairness import fairness_report, sum_counts
+    from accord.evaluation.group_sums import counts_from_metrics
     from accord.simulation.holdouts import score_sites
 
-    scores = score_sites(cfg, model.params, fairness=True)
+    counts = counts_from_metrics(
+        {m.name: m.value for m in recorded if m.scope == "federated"}
+    )
+    if not counts and cfg.secure_aggregation.mode != "off":
+        from accord.simulation.fair_sum import secure_group_counts
+
+        counts = secure_group_counts(cfg, model.params)
+    elif not counts:
+        counts = sum_counts(
+            s.groups for s in score_sites(cfg, model.params, fairness=True)
+        )
     column = cfg.evaluation.sensitive
     assert column is not None  # a fairness gate needs it (config check)
     return fairness_report(
-        sum_counts(s.groups for s in scores),
+        counts,
         column=column,
         threshold=cfg.evaluation.decision_threshold,
     )
@@ -215,6 +238,8 @@ def release_command(
             )
             signer = _signer(db, run_id, keys, pki)
             model = final_model(db, run_id)
+            last = db.last_completed_round(run_id)
+            recorded = last.metrics if last is not None else []
             decision = release_model(
                 db,
                 run_id,
@@ -224,7 +249,7 @@ def release_command(
                 metric=cfg.evaluation.metric,
                 output=output,
                 signer=signer,
-                fairness=_fairness(cfg, model),
+                fairness=_fairness(cfg, model, recorded),
             )
         finally:
             db.close()

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 from accord.config import FedConfig
 from accord.errors import UpdateRejected
+from accord.evaluation.group_sums import is_count_metric
 
 __all__ = [
     "METRIC_RANGES",
@@ -114,19 +115,22 @@ def check_eval_report(
     """Raise :class:`UpdateRejected` for a report no honest evaluation produces.
 
     The example count is bounded as an update's is; each metric of
-    :data:`METRIC_RANGES` is NaN or within its range; ``n`` (the rows scored) is a
-    whole number from 0 to the example bound.
+    :data:`METRIC_RANGES` is NaN or within its range; ``n`` (the rows scored) and
+    each per-group confusion count (``fairness:GROUP:tp``, ...) is a whole number
+    from 0 to the example bound.
     """
     check_examples(num_examples, participant, bounds)
     for name, value in metrics.items():
-        if name == _COUNT:
+        if name == _COUNT or is_count_metric(name):
             limit = bounds.bound(participant)
             if not (math.isfinite(value) and float(value).is_integer() and value >= 0):
-                raise UpdateRejected(f"metric 'n' must be a whole number, got {value}")
+                raise UpdateRejected(
+                    f"metric {name!r} must be a whole number, got {value}"
+                )
             if value > limit:
                 raise UpdateRejected(
-                    f"metric 'n' = {value:.0f} is above this federation's bound of "
-                    f"{limit} ({bounds.source(participant)})"
+                    f"metric {name!r} = {value:.0f} is above this federation's "
+                    f"bound of {limit} ({bounds.source(participant)})"
                 )
             continue
         span = METRIC_RANGES.get(name)

@@ -2,7 +2,9 @@
 
 A federated metric is the example-weighted mean of the sites' values (so a site with
 ten times the data counts ten times), which equals the metric over the union of their
-holdouts for accuracy and loss. ``n`` is a count, so it is summed rather than averaged.
+holdouts for accuracy and loss. ``n`` is a count, so it is summed rather than averaged;
+so are the per-group confusion counts of a plain deployed run
+(:mod:`accord.evaluation.group_sums`), whose federated sums are the fairness counts.
 Non-finite site values (an AUC on a holdout with one class) are kept per site and left
 out of the federated mean.
 """
@@ -13,6 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from accord.coordinator.executor import EvalDone
+from accord.evaluation.group_sums import is_count_metric
 from accord.records import MetricValue, ParticipantOutcome
 
 __all__ = ["federated_metrics", "train_metrics"]
@@ -31,12 +34,17 @@ def _combine(
             if not math.isfinite(value):
                 continue
             s, n = totals.get(name, (0.0, 0))
-            weight = 1 if name == _COUNT else examples
+            weight = 1 if _summed(name) else examples
             totals[name] = (s + value * weight, n + examples)
     return [
-        MetricValue(scope, None, name, s if name == _COUNT else s / n)
+        MetricValue(scope, None, name, s if _summed(name) else s / n)
         for name, (s, n) in sorted(totals.items())
     ]
+
+
+def _summed(name: str) -> bool:
+    """Counts add up over the sites; every other metric is averaged."""
+    return name == _COUNT or is_count_metric(name)
 
 
 def federated_metrics(results: Mapping[str, EvalDone]) -> list[MetricValue]:

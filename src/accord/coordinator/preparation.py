@@ -46,6 +46,7 @@ from accord.config import SecureAggregationConfig
 from accord.coordinator.documents import record_document, recorded_document
 from accord.coordinator.executor import Executor, JobFailed, SecAggReply
 from accord.data.handshake import (
+    FairnessAsk,
     PrepareRequest,
     encoding_payload,
     parse_encoding_ack,
@@ -151,6 +152,7 @@ def prepare_data(
     settings: SecureAggregationConfig | None = None,
     run_id: str = "",
     guard: Guard | None = None,
+    fairness: FairnessAsk | None = None,
 ) -> Prepared:
     """Gather the profiles of ``participants``, fit, ship; the encoder and profiles.
 
@@ -163,12 +165,15 @@ def prepare_data(
     ``[secure_aggregation]``), bound to ``run_id`` (the wire's run id).
     ``guard``: ask each site for its data profile under it (plain runs only:
     under secure aggregation no site's own statistics are asked for).
+    ``fairness``: ask each site to add its per-group confusion counts to its
+    evaluation reports (plain runs only, for the same reason).
     """
     secure = settings or SecureAggregationConfig.model_validate(
         {"mode": secure_aggregation}
     )
     roster = executor.participants
     wanted = guard if secure_aggregation == "off" else None
+    counts = fairness if secure_aggregation == "off" else None
     requests = {
         p: PrepareRequest(
             seed,
@@ -177,6 +182,7 @@ def prepare_data(
             secure_aggregation,
             schema.declared,
             wanted,
+            counts,
         )
         for p in participants
     }

@@ -40,6 +40,7 @@ from accord.data.summary import (
 from accord.errors import DatasetError
 
 __all__ = [
+    "FairnessAsk",
     "PrepareRequest",
     "StatisticsRequest",
     "encoding_ack",
@@ -51,8 +52,11 @@ __all__ = [
 
 _MODES = ("off", "masking", "ckks")
 _REQUIRED = {"seed", "holdout_fraction", "index", "secure_aggregation"}
-#: ``declared`` and ``summary`` may be absent (a coordinator from before them).
-_FIELDS = _REQUIRED | {"declared", "summary"}
+#: ``declared``, ``summary`` and ``fairness`` may be absent (a coordinator from
+#: before them).
+_FIELDS = _REQUIRED | {"declared", "summary", "fairness"}
+#: Longest sensitive column name a request may carry.
+_MAX_NAME = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,9 @@ class PrepareRequest:
     ``secure_aggregation`` is the run's mode, so that a site whose policy
     demands it can refuse to send its statistics in the clear. ``summary`` is the
     guard of the data profile the site adds to its ``encoding`` answer (None:
-    none is asked for).
+    none is asked for). ``fairness`` (plain runs only) names the sensitive column
+    and decision threshold at which the site adds its per-group confusion counts
+    to each evaluation report (None: none are asked for).
     """
 
     seed: int
@@ -71,6 +77,7 @@ class PrepareRequest:
     secure_aggregation: str = "off"
     declared: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     summary: Guard | None = None
+    fairness: FairnessAsk | None = None
 
     @property
     def secure(self) -> bool:
@@ -88,6 +95,11 @@ class PrepareRequest:
         }
         if self.summary is not None:
             doc["summary"] = self.summary.to_dict()
+        if self.fairness is not None:
+            doc["fairness"] = {
+                "column": self.fairness.column,
+                "threshold": self.fairness.threshold,
+            }
         return json.dumps(doc, sort_keys=True).encode("utf-8")
 
     @classmethod
@@ -109,7 +121,37 @@ class PrepareRequest:
             raise DatasetError(f"holdout_fraction {fraction} is not in [0, 1)")
         declared = _declared(doc.get("declared", {}))
         summary = _guard(doc.get("summary"))
-        return cls(seed, float(fraction), index, mode, declared, summary)
+        fairness = _fairness(doc.get("fairness"))
+        if fairness is not None and mode != "off":
+            raise DatasetError(
+                "the preprocessing request asks for fairness counts in the clear "
+                "under secure aggregation; a site sends them only in plain runs"
+            )
+        return cls(seed, float(fraction), index, mode, declared, summary, fairness)
+
+
+@dataclass(frozen=True, slots=True)
+class FairnessAsk:
+    """The sensitive column and decision threshold of the counts a site reports."""
+
+    column: str
+    threshold: float
+
+
+def _fairness(value: Any) -> FairnessAsk | None:
+    """What fairness counts a request asks for (None: none)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"column", "threshold"}:
+        raise DatasetError("the preprocessing request's fairness is bad")
+    column, threshold = value["column"], value["threshold"]
+    if not isinstance(column, str) or not 0 < len(column) <= _MAX_NAME:
+        raise DatasetError("the preprocessing request's sensitive column is bad")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise DatasetError("the preprocessing request's decision threshold is bad")
+    if not 0 < threshold < 1:
+        raise DatasetError(f"decision threshold {threshold} is not in (0, 1)")
+    return FairnessAsk(column, float(threshold))
 
 
 def _guard(value: Any) -> Guard | None:

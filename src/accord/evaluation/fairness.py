@@ -37,6 +37,7 @@ __all__ = [
     "GroupRates",
     "confusion_by_group",
     "fairness_report",
+    "group_names",
     "sum_counts",
 ]
 
@@ -171,7 +172,7 @@ def confusion_by_group(
     """
     y = np.asarray(y_true).astype(bool)
     decided = np.asarray(positive_proba, dtype=np.float64) >= threshold
-    names = np.array([_group_name(g) for g in np.asarray(groups, dtype=object)])
+    names = np.array(group_names(groups))
     if not (len(y) == len(decided) == len(names)):
         raise ValueError(
             f"labels ({len(y)}), scores ({len(decided)}) and groups ({len(names)}) "
@@ -187,6 +188,11 @@ def confusion_by_group(
             fn=int(np.sum(y[m] & ~decided[m])),
         )
     return out
+
+
+def group_names(values: npt.ArrayLike) -> list[str]:
+    """The group of each sensitive value (as text; None or NaN: the missing group)."""
+    return [_group_name(v) for v in np.asarray(values, dtype=object).reshape(-1)]
 
 
 def _group_name(value: object) -> str:

@@ -30,7 +30,11 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
+import numpy.typing as npt
+
 from accord.data.handshake import (
+    FairnessAsk,
     PrepareRequest,
     StatisticsRequest,
     encoding_ack,
@@ -78,6 +82,9 @@ class Preparation:
         #: SHA-256 of the data profile sent with the encoding answer (None: none
         #: was asked for): the digest the run's data contract must name for us.
         self.profile_digest: str | None = None
+        #: What the site counts per group in each evaluation (plain runs that
+        #: declare a sensitive column): the ask and the holdout rows' values.
+        self.fairness: tuple[FairnessAsk, npt.NDArray[np.object_]] | None = None
         if source is None:
             return  # a connection-only runtime: refuses every task (never ready)
         if not isinstance(source, SiteTable):
@@ -148,6 +155,15 @@ class Preparation:
     def _encoding(self, source: SiteTable, payload: bytes) -> bytes:
         request, encoder = parse_encoding(payload)
         info, train, holdout = source.encode(encoder, request)
+        self.fairness = None
+        if request.fairness is not None and not request.secure:
+            if len(info.class_names) != 2:
+                raise PreparationRefused(
+                    f"fairness counts are defined for two classes; this table has "
+                    f"{len(info.class_names)}: remove [evaluation] sensitive"
+                )
+            values = source.holdout_values(request.fairness.column, request)
+            self.fairness = (request.fairness, values)
         data = LocalData(source.name, info, train, holdout)
         task = _build(self._builder, data)
         self._data, self._task = data, task

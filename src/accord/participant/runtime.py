@@ -63,14 +63,17 @@ from threadpoolctl import threadpool_limits
 
 from accord.errors import (
     AuthenticationFailed,
+    DatasetError,
     PrivacyLedgerError,
     SecAggAborted,
     SubmissionRefused,
+    TaskError,
     TransportError,
 )
 from accord.params import Params
 from accord.participant.backoff import Backoff
 from accord.participant.data import LocalData
+from accord.participant.group_counts import group_count_metrics
 from accord.participant.policy import SitePolicy
 from accord.participant.preparation import Preparation, PreparationRefused, TaskBuilder
 from accord.participant.privacy_guard import PrivacyGuard, supports_dp_sgd
@@ -536,6 +539,14 @@ class ParticipantRuntime:
         data, task = self._usable()
         with self._limits():
             result = run_eval(task, data.holdout, params)
+            counts: dict[str, float] = {}
+            if not isinstance(result, JobError) and self._prep.fairness is not None:
+                try:
+                    counts = group_count_metrics(
+                        task, params, data.holdout, *self._prep.fairness
+                    )
+                except (DatasetError, TaskError) as exc:
+                    result = JobError("failed", str(exc), 0.0)
         if isinstance(result, JobError):
             self._fail(client, order, result.reason, refused=False)
             return
@@ -543,7 +554,7 @@ class ParticipantRuntime:
             run_id=order.run_id,
             round=order.round,
             model_digest=order.model_digest,
-            metrics=_finite(result.metrics),
+            metrics={**_finite(result.metrics), **counts},
             num_examples=result.num_examples,
             duration_s=result.duration_s,
         )

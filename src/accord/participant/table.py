@@ -157,6 +157,26 @@ class SiteTable:
             ArrayData(encoder.transform(features.rows(held)), self.labels[held]),
         )
 
+    def holdout_values(
+        self, column: str, request: PrepareRequest
+    ) -> npt.NDArray[np.object_]:
+        """The holdout rows' raw values of ``column`` (the sensitive attribute).
+
+        Read before encoding, so the column may be a feature or not, as in a
+        simulation (:func:`~accord.simulation.holdouts.holdout_groups`).
+        """
+        if column not in self.table.frame.columns:
+            raise DatasetError(
+                f"the run's sensitive column {column[:80]!r} is not a column of "
+                f"site {self.name!r}'s table; add it, or remove [evaluation] "
+                "sensitive from the federation"
+            )
+        _, held = self.split(request)
+        values: npt.NDArray[np.object_] = self.table.frame[column].to_numpy(
+            dtype=object
+        )[held]
+        return values
+
     def summary(
         self,
         encoder: Encoder,

@@ -12,9 +12,10 @@ as a site would report them, and are summed by the caller
 (:func:`~accord.evaluation.fairness.sum_counts`).
 
 Under secure aggregation a site's own counts would reach the coordinator in the
-clear, which the federation chose to prevent: fairness counts are refused there
-(:class:`~accord.errors.ConfigError`) rather than summed securely (not done in
-this version).
+clear, which the federation chose to prevent: :func:`score_sites` refuses them
+there (:class:`~accord.errors.ConfigError`), and the federation's counts are
+summed securely instead (:mod:`accord.simulation.fair_sum`), over the groups the
+sensitive column declares (:func:`sensitive_values`).
 """
 
 from __future__ import annotations
@@ -30,12 +31,19 @@ from accord.config import FedConfig
 from accord.data.datasets import load_table
 from accord.data.federation import labelled, plan_rows
 from accord.errors import ConfigError, excerpt
-from accord.evaluation.fairness import GroupCounts, confusion_by_group
+from accord.evaluation.fairness import GroupCounts, confusion_by_group, group_names
 from accord.evaluation.metrics import evaluate
 from accord.params import Params
-from accord.simulation.context import build_context, dataset_source
+from accord.simulation.context import SimContext, build_context, dataset_source
 
-__all__ = ["SiteScore", "holdout_groups", "score_sites"]
+__all__ = [
+    "SiteScore",
+    "check_fairness",
+    "holdout_groups",
+    "score_sites",
+    "sensitive_values",
+    "site_counts",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +61,18 @@ def holdout_groups(
     config: FedConfig, column: str
 ) -> dict[str, npt.NDArray[np.object_]]:
     """Each site's holdout rows' values of ``column``, in the holdout's row order."""
+    return sensitive_values(config, column)[0]
+
+
+def sensitive_values(
+    config: FedConfig, column: str
+) -> tuple[dict[str, npt.NDArray[np.object_]], tuple[str, ...]]:
+    """:func:`holdout_groups`, and the groups ``column`` declares (sorted).
+
+    The declared groups are those of the whole table, as the data contract's
+    category set of the column would list them: a secure sum of the counts
+    needs a layout agreed before any site counts.
+    """
     d = config.data
     table, labels = labelled(load_table(dataset_source(config), **dict(d.options)))
     if column not in table.frame.columns:
@@ -77,22 +97,17 @@ def holdout_groups(
         min_site_size=d.min_site_size,
     )
     raw = table.frame[column].to_numpy(dtype=object)
-    return {
+    per_site = {
         name: raw[rows] for name, rows in zip(plan.names, plan.holdout, strict=True)
     }
+    return per_site, tuple(sorted(set(group_names(raw))))
 
 
-def _check_fairness(config: FedConfig, classes: Sequence[str]) -> str:
+def check_fairness(config: FedConfig, classes: Sequence[str]) -> str:
+    """The sensitive column, or :class:`ConfigError` when fairness is undefined."""
     column = config.evaluation.sensitive
     if column is None:
         raise ConfigError('fairness needs [evaluation] sensitive = "COLUMN"')
-    if config.secure_aggregation.mode != "off":
-        raise ConfigError(
-            "fairness counts are refused under secure aggregation: each site's "
-            "per-group counts would reach the coordinator in the clear, and their "
-            "secure sum is not implemented yet; remove the fairness gates or "
-            "release a run without [secure_aggregation]"
-        )
     if len(classes) != 2:
         raise ConfigError(
             f"fairness is defined here for two classes; {len(classes)} were given "
@@ -124,21 +139,48 @@ def score_sites(
         )
     groups = None
     if fairness:
-        column = _check_fairness(config, ctx.data.info.class_names)
+        column = check_fairness(config, ctx.data.info.class_names)
+        if config.secure_aggregation.mode != "off":
+            raise ConfigError(
+                "per-site fairness counts are refused under secure aggregation: "
+                "each site's per-group counts would reach the coordinator in the "
+                "clear; only their secure sum is available (accord release sums "
+                "them securely: accord.simulation.fair_sum)"
+            )
         groups = holdout_groups(config, column)
     out = []
     for name in chosen:
         holdout = ctx.site(name).holdout
         metrics = evaluate(ctx.task, params, holdout)
         counts: dict[str, GroupCounts] = {}
-        if groups is not None and len(holdout):
-            proba = np.asarray(ctx.task.predict(params, holdout.x))
-            counts = confusion_by_group(
-                holdout.y == 1,
-                proba[:, 1],
+        if groups is not None:
+            counts = site_counts(
+                ctx,
+                params,
+                name,
                 groups[name],
                 threshold=config.evaluation.decision_threshold,
             )
         out.append(SiteScore(name, metrics, counts))
     logger.info("scored the model on %d site holdout(s)", len(out))
     return out
+
+
+def site_counts(
+    ctx: SimContext,
+    params: Params,
+    name: str,
+    values: npt.NDArray[np.object_],
+    *,
+    threshold: float,
+) -> dict[str, GroupCounts]:
+    """What site ``name`` counts on its own holdout: decisions per sensitive group.
+
+    ``values`` are its holdout rows' sensitive values; an empty holdout counts
+    nothing.
+    """
+    holdout = ctx.site(name).holdout
+    if not len(holdout):
+        return {}
+    proba = np.asarray(ctx.task.predict(params, holdout.x))
+    return confusion_by_group(holdout.y == 1, proba[:, 1], values, threshold=threshold)
