@@ -69,6 +69,7 @@ from accord.coordinator.selection import derive_seed  # noqa: E402
 from accord.evaluation.metrics import accuracy  # noqa: E402
 from accord.simulation.adversary import _SALT, update_attack  # noqa: E402
 from accord.task.loading import load_task  # noqa: E402
+from accord.task.local_strategy import OPTION_KEY, LocalStrategy  # noqa: E402
 
 
 @cache
@@ -126,7 +127,10 @@ def train_reply(msg: Message, partition_id: int) -> Message:
 
     The config record carries ``manifest`` (path), ``data`` (variant) and
     ``uniform`` (1: report weight 1 under ``dp-weight``, for DP-FedAvg's equal
-    weights). The site's seed is accord's for the run seed, round and site.
+    weights), and from Flower's FedProx ``proximal-mu``: the task then adds
+    ``mu (w - w_global)`` to every gradient, declared to it as accord's
+    coordinator declares FedProx. The site's seed is accord's for the run seed,
+    round and site.
     """
     config = msg.content["config"]
     path = str(config["manifest"])
@@ -134,6 +138,10 @@ def train_reply(msg: Message, partition_id: int) -> Message:
     data = arrays(path, str(config["data"]))
     rnd = int(config["server-round"])
     train = m["train"]
+    options = dict(train["options"])
+    mu = float(config.get("proximal-mu", 0.0))
+    if mu > 0:
+        options[OPTION_KEY] = LocalStrategy(proximal_mu=mu).to_json()
     settings = TrainConfig(
         epochs=train["epochs"],
         batch_size=train["batch_size"],
@@ -141,7 +149,7 @@ def train_reply(msg: Message, partition_id: int) -> Message:
         seed=derive_seed(m["seed"], rnd, partition_id),
         round=rnd,
         participant=m["sites"][partition_id],
-        options=train["options"],
+        options=options,
     )
     local = ArrayData(data[f"train_x_{partition_id}"], data[f"train_y_{partition_id}"])
     result = task(path).train(to_params(msg.content["arrays"]), local, settings)

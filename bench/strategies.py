@@ -1,8 +1,11 @@
-"""Strategies for skewed data on digits, against pooled training with the same passes.
+"""Strategies for skewed data, against pooled training with the same passes.
 
-FedAvg, FedProx, SCAFFOLD, FedAdam and FedYogi (and FedAdagrad, q-FedAvg).
+FedAvg, FedProx, SCAFFOLD, FedAdam and FedYogi (and FedAdagrad, q-FedAvg), and with
+``--flower`` Flower 1.42's FedAvg, FedProx, FedAdam and FedYogi on the same splits.
 
-Each federation is scikit-learn's digits dealt to 10 sites by a Dirichlet label skew
+Each federation is ``--dataset`` (scikit-learn's digits, or ``fashion_mnist``: the
+10,000 t10k images of the Debian package ``dataset-fashion-mnist``, 784 pixels)
+dealt to 10 sites by a Dirichlet label skew
 (alpha 0.1 and 0.5, accord's seeded partitioner), trained with the numpy MLP
 (``accord.task.numpy_task:mlp``, 64 hidden units: no torch needed) for ``--rounds``
 rounds of ``--epochs`` local epochs, plain SGD at lr 0.05, batch 32, every site in
@@ -18,8 +21,16 @@ The strategies' settings are fixed here (not tuned per split): FedProx mu = 0.01
 with Reddi et al.'s beta1 = 0.9, beta2 = 0.99, tau = 1e-3, q-FedAvg q = 1
 (L = 1 / lr).
 
+With ``--flower``, each (alpha, seed) federation is exported from accord's own
+data pipeline (``bench/peer_data.py``: the same sites, rows and test set) and
+``bench/flower_strategies.py`` runs Flower's strategies on it in Flower's venv
+(``bench/.venv-flower``, made by ``bench/setup-flower.sh``) with the same task,
+local training, rounds and per-site seeds; its rows are scored on the same test
+set and divided by the same pooled accuracy.
+
 Run: ``PYTHONPATH=src .venv/bin/python bench/strategies.py`` (about a minute per
-seed on two cores). Prints a Markdown table, then one JSON line (the last line).
+seed on two cores for digits). Prints a Markdown table, then one JSON line (the
+last line).
 """
 
 from __future__ import annotations
@@ -32,6 +43,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from peer import RAW_DIR, FlowerVenvMissing, PeerError, run_peer_script, venv_python
+from peer_data import export_federation
 
 from accord.config import FedConfig, config_from_mapping
 from accord.simulation.engine import simulate
@@ -58,7 +72,7 @@ def config(
     baselines: bool,
     state: Path,
 ) -> FedConfig:
-    """One federation: digits, 10 Dirichlet sites, the numpy MLP."""
+    """One federation: the dataset, 10 Dirichlet sites, the numpy MLP."""
     return config_from_mapping(
         {
             "federation": {
@@ -67,7 +81,7 @@ def config(
                 "seed": seed,
             },
             "data": {
-                "dataset": "digits",
+                "dataset": args.dataset,
                 "partition": "dirichlet",
                 "alpha": alpha,
                 "sites": 10,
@@ -120,7 +134,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=list(STRATEGIES))
+    parser.add_argument("--dataset", default="digits", help="digits, fashion_mnist")
+    parser.add_argument(
+        "--flower",
+        action="store_true",
+        help="also run Flower's FedAvg/FedProx/FedAdam/FedYogi on the same splits",
+    )
     args = parser.parse_args()
+    if args.flower:
+        try:
+            venv_python()
+        except FlowerVenvMissing as exc:
+            raise SystemExit(f"strategies: {exc}") from None
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for alpha in args.alphas:
@@ -131,8 +156,41 @@ def main() -> None:
                     per.setdefault(name, []).append(got)
                     print(f"alpha={alpha} seed={seed} {name}: {got}", file=sys.stderr)
             results[str(alpha)] = per
+        if args.flower:
+            flower_cells(results, args, Path(tmp))
     summary = table(results, args)
     print(json.dumps({"workload": "strategies", "args": vars(args), **summary}))
+
+
+def flower_cells(
+    results: dict[str, dict[str, list[dict[str, float]]]],
+    args: argparse.Namespace,
+    tmp: Path,
+) -> None:
+    """Run Flower's strategies on every (alpha, seed) split; add them to results."""
+    manifests = []
+    for alpha in args.alphas:
+        for seed in args.seeds:
+            cfg = config(alpha, seed, {}, args, baselines=False, state=tmp)
+            out = RAW_DIR / f"strategies-peer/{args.dataset}-a{alpha}-s{seed}"
+            extra = {"alpha": str(alpha)}
+            manifests.append(export_federation(cfg, [], out, extra=extra))
+    try:
+        (flower,) = run_peer_script(
+            Path(__file__).resolve().parent / "flower_strategies.py",
+            ["--manifests", ",".join(str(m) for m in manifests)],
+            repeats=1,
+            tag=args.dataset,
+            timeout_s=7200,
+        )
+    except PeerError as exc:
+        raise SystemExit(f"strategies: {exc}") from None
+    for cell in flower["cells"]:
+        got = {"accuracy": float(cell["accuracy"]), "seconds": cell["wall_s"]}
+        name = f"Flower {cell['strategy']}"
+        results[cell["alpha"]].setdefault(name, []).append(got)
+        where = f"alpha={cell['alpha']} seed={cell['seed']}"
+        print(f"{where} {name}: {got}", file=sys.stderr)
 
 
 def table(
@@ -141,7 +199,8 @@ def table(
     """Print the Markdown table; return the figures."""
     figures: dict[str, Any] = {}
     print(
-        f"digits, 10 sites, numpy MLP, {args.rounds} rounds x {args.epochs} epoch(s), "
+        f"{args.dataset}, 10 sites, numpy MLP, "
+        f"{args.rounds} rounds x {args.epochs} epoch(s), "
         f"mean over seeds {args.seeds}\n"
     )
     print("| alpha | strategy | accuracy | / pooled | worst site |")
@@ -163,7 +222,8 @@ def table(
             }
             shown = f"{rows[name]['worst_site']:.4f}" if worst else "-"
             print(f"| {alpha} | {name} | {acc:.4f} | {acc / pooled:.3f} | {shown} |")
-        best = max(rows, key=lambda n: rows[n]["accuracy"])
+        ours = [n for n in rows if not n.startswith("Flower ")]
+        best = max(ours, key=lambda n: rows[n]["accuracy"])
         figures[alpha] = {"pooled": pooled, "rows": rows, "best": best}
     print()
     return figures

