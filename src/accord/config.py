@@ -36,6 +36,7 @@ __all__ = [
     "AttackConfig",
     "BackdoorConfig",
     "ContributionConfig",
+    "CompressionConfig",
     "DataConfig",
     "DeploymentConfig",
     "EvaluationConfig",
@@ -677,6 +678,18 @@ class ContributionConfig(_Section):
     keep_updates: bool = False
 
 
+class CompressionConfig(_Section):
+    """``[compression]``: what a site does to its update before sending it.
+
+    ``q8``/``q4``: stochastic 8- or 4-bit quantization per tensor; ``topk``: the
+    ``fraction`` largest values with error feedback
+    (:mod:`accord.transforms.compression`). Simulation only for now.
+    """
+
+    method: Literal["none", "q8", "q4", "topk"] = "none"
+    fraction: float = Field(default=0.01, gt=0.0, le=1.0)
+
+
 class ProfileConfig(_Section):
     """``[profile]``: each site's guarded data profile before round 1, drift flags.
 
@@ -733,6 +746,7 @@ class FedConfig(_Section):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     contribution: ContributionConfig = Field(default_factory=ContributionConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
+    compression: CompressionConfig = Field(default_factory=CompressionConfig)
     base_dir: str = Field(default=".", exclude=True)
 
     @model_validator(mode="before")
@@ -778,6 +792,7 @@ def _check_compatibility(cfg: FedConfig) -> None:
     _check_secure(cfg)
     _check_privacy(cfg)
     _check_robustness(cfg)
+    _check_compression(cfg)
     roster = cfg.deployment.participants
     unknown = sorted(set(cfg.deployment.declared_examples) - set(roster))
     if roster and unknown:
@@ -801,6 +816,26 @@ def _check_compatibility(cfg: FedConfig) -> None:
                 f"with {expected} participants; lower it",
                 key="strategy.trim",
             )
+
+
+def _check_compression(cfg: FedConfig) -> None:
+    """Refuse compression where the secure sum needs what it would change."""
+    method, secure = cfg.compression.method, cfg.secure_aggregation.mode
+    if method == "topk" and secure != "off":
+        raise ConfigError(
+            "top-k sparsification does not compose with secure aggregation: each "
+            "site keeps different coordinates, and the masked sum needs every site's "
+            'dense vector; use method = "q8" without secure aggregation, or "none"',
+            key="compression.method",
+        )
+    if method in ("q8", "q4") and secure != "off":
+        raise ConfigError(
+            f"{method} is not implemented with secure aggregation: the secure "
+            "encoding already sends each value as a fixed-point element of a 2^32 "
+            "ring, and masks would have to be drawn in the quantized ring instead; "
+            'use method = "none" with secure aggregation',
+            key="compression.method",
+        )
 
 
 def _check_strategies(cfg: FedConfig) -> None:

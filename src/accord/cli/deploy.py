@@ -183,6 +183,13 @@ def coordinator_command(
             overrides["store"] = {"url": store}
         cfg = load_config(config, **overrides)
         refuse_attack(cfg, "accord coordinator")
+        if cfg.compression.method != "none":
+            raise ConfigError(
+                f"{cfg.compression.method} is implemented for `accord simulate` only: "
+                "deployed participants still send dense updates over gRPC; set "
+                '[compression] method = "none" to deploy',
+                key="compression.method",
+            )
         public = coordinator_public_context(cfg, ckks_public)
         if cfg.secure_aggregation.mode == "masking" and insecure:
             raise ConfigError(

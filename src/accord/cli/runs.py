@@ -22,6 +22,7 @@ from rich.table import Table
 from accord.cli.errors import reported
 from accord.cli.output import comparison_table, dumps
 from accord.cli.scores import scores_table, show_json
+from accord.coordinator.transfers import EVENT_KIND as TRANSFER
 from accord.errors import ConfigError, RunNotFound
 from accord.simulation.baselines import Comparison
 from accord.store import (
@@ -64,6 +65,23 @@ def _first_part(kind: str, detail: str) -> bool:
 def _cut(text: str) -> str:
     """``text`` cut to :data:`_RECORD_CHARS` characters (a fit spans many events)."""
     return text if len(text) <= _RECORD_CHARS else text[:_RECORD_CHARS] + "…"
+
+
+def _bytes_table(events: list[RunEvent]) -> Table | None:
+    """Bytes the sites' updates took per round (``[compression]`` runs), or None."""
+    from accord.coordinator.transfers import per_round
+
+    rounds = per_round(events)
+    if not rounds:
+        return None
+    table = Table(title=f"update bytes sent ({rounds[0].method})")
+    for col in ("round", "sites", "bytes sent", "dense bytes", "x fewer"):
+        table.add_column(col, justify="right")
+    for r in rounds:
+        table.add_row(
+            str(r.round), str(r.sites), str(r.sent), str(r.dense), f"{r.ratio:.1f}"
+        )
+    return table
 
 
 runs_app = typer.Typer(
@@ -266,6 +284,9 @@ def show_run(
         if _is_record(e.kind) and _first_part(e.kind, e.detail):
             console.print(f"{e.kind}: {escape(_cut(e.detail))}", highlight=False)
     events = [e for e in events if not _is_record(e.kind)]
+    if (sent := _bytes_table(events)) is not None:
+        console.print(sent)
+    events = [e for e in events if e.kind != TRANSFER]
     if (scored := scores_table(rounds)) is not None:
         console.print(scored)
     if events:

@@ -78,6 +78,9 @@ class TrainDone:
     #: with; empty when it sent none.
     receipt: str = ""
     certificate: bytes = b""
+    #: The bytes the participant sent for this update, where the executor measured
+    #: them (``[compression]``); None: not counted.
+    bytes_sent: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

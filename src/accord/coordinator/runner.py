@@ -76,6 +76,7 @@ from accord.coordinator.summary import (
     summary_of,
     untrained,
 )
+from accord.coordinator.transfers import record_transfers
 from accord.detection import FlagRules, QuarantineState, UpdateMatrix, replay
 from accord.errors import (
     AggregateRejected,
@@ -208,6 +209,8 @@ class Coordinator:
         self._ckks_public = ckks_public_context
         self._executor = executor
         self._store = store
+        #: Bytes each participant sent in the round being collected (compression).
+        self._sent: dict[str, int] = {}
         self._checkpoints = checkpoints
         self._central_eval = central_eval
         self._observer: RunObserver = observer or _SilentObserver()
@@ -585,7 +588,16 @@ class Coordinator:
         jobs = self._jobs(run_id, plan.number, plan.selected)
         self._executor.submit_train(plan.number, jobs)
         self._observer.round_started(plan.number, plan.selected)
+        self._sent.clear()
         self._collect_updates(rnd, t0)
+        record_transfers(
+            self._store,
+            run_id,
+            plan.number,
+            self._sent,
+            method=self.config.compression.method,
+            dense=spec.packed_nbytes,
+        )
         try:
             delta = rnd.aggregate(self._executor.release)
         except RoundFailed as exc:
@@ -720,6 +732,8 @@ class Coordinator:
                     self._lineage.receipt(
                         event.participant, event.receipt, event.certificate
                     )
+                if event.bytes_sent is not None:
+                    self._sent[event.participant] = event.bytes_sent
                 try:
                     return rnd.receive(event)
                 finally:

@@ -75,7 +75,12 @@ def _executor(
     clock: Callable[[], float],
 ) -> Executor:
     if config.simulation.workers == 0:
-        return InProcessExecutor(ctx, ckks_secret=ckks_secret)
+        return InProcessExecutor(
+            ctx,
+            ckks_secret=ckks_secret,
+            compression=config.compression,
+            seed=config.federation.seed,
+        )
     return ProcessExecutor(
         config,
         ctx.participants,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from accord.config import CompressionConfig
 from accord.coordinator.executor import (
     EvalDone,
     Event,
@@ -24,10 +25,11 @@ from accord.coordinator.executor import (
     TrainDone,
     TrainJob,
 )
-from accord.errors import ConfigError
+from accord.errors import ConfigError, UpdateRejected
 from accord.params import Params
+from accord.simulation.compression import SiteCompressors, decode_into
 from accord.simulation.context import SimContext
-from accord.simulation.jobs import JobError, run_eval, run_train
+from accord.simulation.jobs import JobError, TrainOutcome, run_eval, run_train
 
 if TYPE_CHECKING:
     from accord.secagg.crypto import Verifier
@@ -54,7 +56,12 @@ class InProcessExecutor:
         *,
         entropy: Callable[[str], Callable[[int], bytes]] | None = None,
         ckks_secret: bytes | None = None,
+        compression: CompressionConfig | None = None,
+        seed: int = 0,
     ) -> None:
+        # ``[compression]``: each site compresses, then the update is decoded here.
+        self._compression = compression or CompressionConfig()
+        self._compressors = SiteCompressors(self._compression, seed)
         # The key holder's secret CKKS context, which every site holds (ckks mode).
         self._ckks_secret = ckks_secret
         # ``entropy(site)`` replaces the OS CSPRNG for a site's round secrets, so
@@ -196,6 +203,8 @@ class InProcessExecutor:
             return JobFailed(
                 participant, number, "train", out.status, out.reason, out.duration_s
             )
+        if self._compressors.enabled:
+            return self._compressed(number, participant, buffer, out)
         self._tokens += 1
         self._lent[self._tokens] = buffer
         return TrainDone(
@@ -209,6 +218,31 @@ class InProcessExecutor:
             token=self._tokens,
             values_checked=out.norm is not None,  # proven finite as written
             norm=out.norm,
+        )
+
+    def _compressed(
+        self, number: int, participant: str, buffer: Params, out: TrainOutcome
+    ) -> Event:
+        """What the site sends, decoded over its buffer as the coordinator would."""
+        payload = self._compressors.compress(participant, number, buffer)
+        try:
+            decode_into(self._compression, payload, buffer)
+        except UpdateRejected as exc:
+            self._spares.append(buffer)
+            return JobFailed(
+                participant, number, "train", "rejected", exc.reason, 0.0, True
+            )
+        self._tokens += 1
+        self._lent[self._tokens] = buffer
+        return TrainDone(
+            participant=participant,
+            round=number,
+            update=buffer,
+            num_examples=out.num_examples,
+            duration_s=out.duration_s,
+            metrics=out.metrics,
+            token=self._tokens,
+            bytes_sent=len(payload),
         )
 
     def _global_like(self) -> Params:

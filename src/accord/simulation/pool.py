@@ -50,8 +50,9 @@ from accord.coordinator.executor import (
     TrainDone,
     TrainJob,
 )
-from accord.errors import ConfigError, TaskError
+from accord.errors import ConfigError, TaskError, UpdateRejected
 from accord.params import Params, ParamSpec
+from accord.simulation.compression import decode_into
 from accord.simulation.preload import (
     preload_modules,
     thread_env,
@@ -355,8 +356,12 @@ class ProcessExecutor:
         elif op == "setup_failed":
             logger.error("worker %d could not restart: %s", h.index, m["reason"])
         elif op == "train_done":
+            payload = h.conn.recv_bytes() if "compressed" in m else None
             if h.outstanding.pop((rnd, "train", p), None) is None:
                 self._send(h, {"op": "release", "slot": m["slot"]})  # abandoned job
+                return
+            if payload is not None:
+                self._decompressed(h, m, payload)
                 return
             self._events.append(
                 TrainDone(
@@ -408,6 +413,31 @@ class ProcessExecutor:
                     float(m.get("duration", 0.0)),
                 )
             )
+
+    def _decompressed(self, h: _Handle, m: dict[str, Any], payload: bytes) -> None:
+        """Decode a site's compressed update over its slot; refuse a malformed one."""
+        p, rnd, slot = m["participant"], int(m["round"]), int(m["slot"])
+        update = self._spec.view(h.slots[slot].buf, writable=True)
+        try:
+            decode_into(self._config.compression, payload, update)
+        except UpdateRejected as exc:
+            self._send(h, {"op": "release", "slot": slot})
+            self._events.append(
+                JobFailed(p, rnd, "train", "rejected", exc.reason, 0.0, True)
+            )
+            return
+        self._events.append(
+            TrainDone(
+                participant=p,
+                round=rnd,
+                update=h.views[slot],
+                num_examples=int(m["num_examples"]),
+                duration_s=float(m["duration"]),
+                metrics=m["metrics"],
+                token=self._lend(h, slot),
+                bytes_sent=len(payload),
+            )
+        )
 
     def _on_death(self, h: _Handle) -> None:
         h.process.join(timeout=2)  # the pipe closes just before the exit code is known

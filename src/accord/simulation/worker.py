@@ -24,6 +24,7 @@ from typing import Any
 
 from accord.config import FedConfig
 from accord.params import Params, ParamSpec
+from accord.simulation.compression import SiteCompressors
 from accord.simulation.context import SimContext, build_context
 from accord.simulation.jobs import (
     JobError,
@@ -77,9 +78,16 @@ def receive(conn: Connection) -> dict[str, Any]:
 
 
 class _Worker:
-    def __init__(self, conn: Connection, setup: WorkerSetup, ctx: SimContext) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        setup: WorkerSetup,
+        ctx: SimContext,
+        compressors: SiteCompressors,
+    ) -> None:
         self.conn = conn
         self.ctx = ctx
+        self.compressors = compressors
         self.sites = {s.name: s for s in ctx.data.sites}
         spec = ParamSpec.from_json(setup.spec_json)
         self._shms = [attach(setup.global_shm)] + [attach(n) for n in setup.slot_shms]
@@ -217,6 +225,13 @@ class _Worker:
             )
             return
         assert slot is not None  # only a failed training has none
+        payload: bytes | None = None
+        if self.compressors.enabled:
+            # The slot keeps the dense update only until the coordinator decodes
+            # what the site sent over it; its digest and norm were the dense one's.
+            payload = self.compressors.compress(
+                job["participant"], job["round"], self.slots[slot]
+            )
         send(
             self.conn,
             {
@@ -226,10 +241,15 @@ class _Worker:
                 "num_examples": out.num_examples,
                 "metrics": out.metrics,
                 "duration": out.duration_s,
-                "digest": out.digest,
-                "norm": out.norm,
+                **(
+                    {"digest": out.digest, "norm": out.norm}
+                    if payload is None
+                    else {"compressed": len(payload)}
+                ),
             },
         )
+        if payload is not None:
+            self.conn.send_bytes(payload)  # the frame that follows the header
 
     def open(
         self, job: dict[str, Any], head: dict[str, Any], config: TrainConfig
@@ -368,7 +388,8 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
         ctx = build_context(config, poison=True)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(setup.threads)
-        worker = _Worker(conn, setup, ctx)
+        compressors = SiteCompressors(config.compression, config.federation.seed)
+        worker = _Worker(conn, setup, ctx, compressors)
     except Exception as exc:  # report any start-up failure to the coordinator
         send(conn, {"op": "setup_failed", "reason": f"{type(exc).__name__}: {exc}"})
         return
