@@ -21,6 +21,7 @@ from rich.table import Table
 
 from accord.cli.errors import reported
 from accord.cli.output import comparison_table, dumps
+from accord.cli.personal import personal_json, personal_table
 from accord.cli.scores import scores_table, show_json
 from accord.errors import ConfigError, RunNotFound
 from accord.simulation.baselines import Comparison
@@ -191,6 +192,7 @@ def _show_json(
         entry["epsilon"] = _epsilon(r)
         entry["sites_epsilon"] = _site_epsilons(r)
         entry["privacy"] = [dataclasses.asdict(p) for p in r.privacy]
+    document["personalization"] = personal_json(rounds)
     typer.echo(dumps(document))
 
 
@@ -266,6 +268,8 @@ def show_run(
         if _is_record(e.kind) and _first_part(e.kind, e.detail):
             console.print(f"{e.kind}: {escape(_cut(e.detail))}", highlight=False)
     events = [e for e in events if not _is_record(e.kind)]
+    if (personal := personal_table(rounds)) is not None:
+        console.print(personal)
     if (scored := scores_table(rounds)) is not None:
         console.print(scored)
     if events:
