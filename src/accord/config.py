@@ -43,6 +43,7 @@ __all__ = [
     "FedConfig",
     "FederationConfig",
     "GatesConfig",
+    "PersonalizationConfig",
     "PrivacyConfig",
     "ProfileConfig",
     "RobustnessConfig",
@@ -384,6 +385,21 @@ class EvaluationConfig(_Section):
     #: A prediction is positive (the second class) when its probability is at least
     #: this: the decision the fairness counts are taken at.
     decision_threshold: float = Field(default=0.5, gt=0, lt=1)
+
+
+class PersonalizationConfig(_Section):
+    """``[personalization]``: each site's own model beside the global one.
+
+    ``method = "finetune"``: at every federated evaluation each site fine-tunes a
+    copy of the global model on its own training rows for ``epochs`` epochs (at
+    ``learning_rate``, ``[train] learning_rate`` if unset, and ``[train]
+    batch_size``) and scores both models on its holdout; the fine-tuned model never
+    leaves the site (``docs/strategies.md``).
+    """
+
+    method: Literal["off", "finetune"] = "off"
+    epochs: int = Field(default=1, ge=1, le=1000)
+    learning_rate: float | None = Field(default=None, gt=0)
 
 
 class GatesConfig(_Section):
@@ -747,6 +763,9 @@ class FedConfig(_Section):
     contribution: ContributionConfig = Field(default_factory=ContributionConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
+    personalization: PersonalizationConfig = Field(
+        default_factory=PersonalizationConfig
+    )
     base_dir: str = Field(default=".", exclude=True)
 
     @model_validator(mode="before")
@@ -789,6 +808,11 @@ def _check_compatibility(cfg: FedConfig) -> None:
             'declare [evaluation] sensitive = "COLUMN"'
         )
     _check_strategies(cfg)
+    if cfg.personalization.method != "off" and not cfg.evaluation.federated:
+        raise ConfigError(
+            "personalization is scored at the federated evaluation, which is off: "
+            'set [evaluation] federated = true or personalization.method = "off"'
+        )
     _check_secure(cfg)
     _check_privacy(cfg)
     _check_robustness(cfg)

@@ -40,6 +40,7 @@ from accord.errors import ConfigError, RunAborted, RunInterrupted
 if TYPE_CHECKING:
     from accord.participant.policy import SitePolicy
     from accord.participant.privacy_ledger import PrivacyLedger
+    from accord.task.personalization import FineTune
     from accord.task.protocol import Task
     from accord.transport.coordinator_pin import CoordinatorPin
     from accord.transport.identity import SigningIdentity
@@ -146,6 +147,23 @@ def participant_command(
             "every update: keep it at the site, mode 0600).",
         ),
     ] = None,
+    finetune_epochs: Annotated[
+        int,
+        typer.Option(
+            "--finetune-epochs",
+            min=0,
+            max=1000,
+            help="Personalization: at each evaluation also fine-tune a copy of the "
+            "global model on this site's training rows for this many epochs and "
+            "report its scores beside the global model's (0: off).",
+        ),
+    ] = 0,
+    finetune_lr: Annotated[
+        float,
+        typer.Option(
+            "--finetune-lr", min=1e-12, help="Learning rate of that fine-tuning."
+        ),
+    ] = 0.05,
 ) -> None:
     """Serve this site's tasks from a coordinator until its run ends.
 
@@ -240,10 +258,20 @@ def participant_command(
                 ledger=ledger,
                 # SCAFFOLD's c_i: in the identity folder, beside the ledger.
                 state_dir=identity / "state" if identity is not None else None,
+                finetune=_finetune(finetune_epochs, finetune_lr),
             ).run()
         finally:
             log.close()
         _ended(reason)
+
+
+def _finetune(epochs: int, learning_rate: float) -> FineTune | None:
+    """The site's own fine-tuning setting (``--finetune-epochs``); None: off."""
+    from accord.task.personalization import FineTune
+
+    if epochs == 0:
+        return None
+    return FineTune(epochs=epochs, batch_size=32, learning_rate=learning_rate, seed=0)
 
 
 def _ended(reason: str) -> None:

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from accord.cli.errors import reported
 from accord.cli.output import comparison_table, dumps
+from accord.cli.personal import personal_json, personal_table
 from accord.cli.scores import scores_table, show_json
 from accord.coordinator.transfers import EVENT_KIND as TRANSFER
 from accord.errors import ConfigError, RunNotFound
@@ -209,6 +210,7 @@ def _show_json(
         entry["epsilon"] = _epsilon(r)
         entry["sites_epsilon"] = _site_epsilons(r)
         entry["privacy"] = [dataclasses.asdict(p) for p in r.privacy]
+    document["personalization"] = personal_json(rounds)
     typer.echo(dumps(document))
 
 
@@ -287,6 +289,8 @@ def show_run(
     if (sent := _bytes_table(events)) is not None:
         console.print(sent)
     events = [e for e in events if e.kind != TRANSFER]
+    if (personal := personal_table(rounds)) is not None:
+        console.print(personal)
     if (scored := scores_table(rounds)) is not None:
         console.print(scored)
     if events:

@@ -61,6 +61,9 @@ METRIC_RANGES: Mapping[str, tuple[float, float]] = {
     "loss": (0.0, math.inf),
 }
 _COUNT = "n"
+#: The prefix of a site's personalized-model metrics
+#: (:mod:`accord.task.personalization`).
+_PERSONAL = "personalized_"
 #: The fewest valid updates a round needs before :func:`outliers` judges any: with
 #: fewer, a median says nothing about which one is out of line.
 MIN_OUTLIER_UPDATES = 3
@@ -133,7 +136,8 @@ def check_eval_report(
                     f"bound of {limit} ({bounds.source(participant)})"
                 )
             continue
-        span = METRIC_RANGES.get(name)
+        # A personalized model's metric (personalized_accuracy) has its twin's range.
+        span = METRIC_RANGES.get(name.removeprefix(_PERSONAL))
         if span is None or math.isnan(value):
             continue
         low, high = span

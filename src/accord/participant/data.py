@@ -32,6 +32,7 @@ from accord.errors import ConfigError, excerpt
 from accord.participant.table import SiteTable
 from accord.simulation.context import build_context
 from accord.task.loading import load_task
+from accord.task.personalization import FineTune
 from accord.task.protocol import Task
 
 __all__ = ["LocalData", "build_task", "load_local_data"]
@@ -47,6 +48,8 @@ class LocalData:
     holdout: ArrayData
     task_reference: str | None = None
     task: Task | None = field(default=None, compare=False)
+    #: ``sim:`` data: the fed.toml's ``[personalization]`` fine-tuning (None: off).
+    finetune: FineTune | None = None
 
 
 def load_local_data(
@@ -89,6 +92,7 @@ def _simulated(rest: str) -> LocalData:
         holdout=chosen.holdout,
         task_reference=config.task.factory,
         task=ctx.task,
+        finetune=ctx.finetune,
     )
 
 

@@ -38,6 +38,11 @@ the site's part of the round's strategy: its loss before training for q-FedAvg,
 and SCAFFOLD's control variate ``c_i``, kept in ``state_dir`` (never sent; only
 ``delta_c`` leaves, with the update).
 
+Personalization is the site's own choice: with ``finetune`` (or a ``sim:`` site
+whose fed.toml asks for it) each eval task also fine-tunes a copy of the global
+model on the site's training rows and reports its scores beside the global
+model's (:mod:`accord.task.personalization`); the fine-tuned model stays here.
+
 Everything received, sent (sizes, digests) and refused goes to the
 :class:`~accord.participant.sitelog.SiteLog`. A result the coordinator refuses
 (an update claiming more examples than the federation allows, say) is logged
@@ -82,7 +87,14 @@ from accord.participant.receipts import Receipts
 from accord.participant.rounds import SecureRounds
 from accord.participant.sitelog import SiteLog
 from accord.participant.table import SiteTable
-from accord.simulation.jobs import JobError, TrainOutcome, run_eval, run_train
+from accord.simulation.jobs import (
+    JobError,
+    SitePersonalization,
+    TrainOutcome,
+    run_eval,
+    run_train,
+)
+from accord.task.personalization import FineTune
 from accord.task.protocol import Task
 from accord.task.strategy_site import StrategySite
 from accord.transport.jobs import PREPARE_STAGES
@@ -160,9 +172,13 @@ class ParticipantRuntime:
         accept_noise_seed: bool = False,
         ledger: PrivacyLedger | None = None,
         state_dir: Path | None = None,
+        finetune: FineTune | None = None,
     ) -> None:
         self._connect = connect
         self._state_dir = state_dir
+        # The site's own choice to fine-tune at evaluation (a sim: site's fed.toml
+        # may also ask for it): the personalized model is the site's business.
+        self._finetune = finetune
         self._wrapped: tuple[Task, StrategySite] | None = None
         self._pin = pin
         self.log = log or SiteLog()
@@ -537,8 +553,14 @@ class ParticipantRuntime:
         self, client: CoordinatorClient, order: TaskOrder, params: Params
     ) -> None:
         data, task = self._usable()
+        setting = self._finetune or data.finetune
+        personal = (
+            None
+            if setting is None
+            else SitePersonalization(setting, data.train, order.round, data.name)
+        )
         with self._limits():
-            result = run_eval(task, data.holdout, params)
+            result = run_eval(task, data.holdout, params, personal=personal)
             counts: dict[str, float] = {}
             if not isinstance(result, JobError) and self._prep.fairness is not None:
                 try:

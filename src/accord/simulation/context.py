@@ -15,8 +15,10 @@ from accord.data.datasets import declared_levels, load_table
 from accord.data.federation import FederatedData, Site, build_federation
 from accord.data.preprocess import Encoder
 from accord.data.profile import Schema
+from accord.simulation.jobs import SitePersonalization
 from accord.task.loading import load_task
 from accord.task.local_strategy import check_task
+from accord.task.personalization import FineTune
 from accord.task.protocol import Task
 from accord.task.strategy_site import StrategySite
 
@@ -42,6 +44,16 @@ class SimContext:
     #: ``[attack]``'s malicious sites and backdoor trigger (``poison=True`` only).
     malicious: tuple[str, ...] = ()
     trigger: Trigger | None = None
+    #: ``[personalization]``'s fine-tuning at each evaluation (None: off).
+    finetune: FineTune | None = None
+
+    def personal(self, name: str, round_number: int) -> SitePersonalization | None:
+        """What site ``name`` needs to fine-tune at round ``round_number``'s eval."""
+        if self.finetune is None:
+            return None
+        return SitePersonalization(
+            self.finetune, self.site(name).train, round_number, name
+        )
 
     @property
     def participants(self) -> tuple[str, ...]:
@@ -148,9 +160,13 @@ def build_context(
 
         done = poison_federation(data, config.attack, seed=config.federation.seed)
         return SimContext(
-            data=done.data, task=task, malicious=done.malicious, trigger=done.trigger
+            data=done.data,
+            task=task,
+            malicious=done.malicious,
+            trigger=done.trigger,
+            finetune=FineTune.of(config),
         )
-    return SimContext(data=data, task=task)
+    return SimContext(data=data, task=task, finetune=FineTune.of(config))
 
 
 def _split_table(

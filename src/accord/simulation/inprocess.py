@@ -187,7 +187,8 @@ class InProcessExecutor:
         if job is not None and job.secure is not None:
             return self._open(number, participant, job)
         if kind == "eval":
-            ev = run_eval(self._ctx.task, site.holdout, self._global)
+            personal = self._ctx.personal(participant, number)
+            ev = run_eval(self._ctx.task, site.holdout, self._global, personal=personal)
             if isinstance(ev, JobError):
                 return JobFailed(participant, number, "eval", ev.status, ev.reason)
             return EvalDone(

@@ -22,11 +22,13 @@ from accord.data.arrays import ArrayData
 from accord.errors import TaskRefused, UpdateRejected
 from accord.evaluation.metrics import evaluate
 from accord.params import Array, Params
+from accord.task.personalization import FineTune, personalized_scores
 from accord.task.protocol import Task, TrainConfig, TrainResult
 
 __all__ = [
     "EvalOutcome",
     "JobError",
+    "SitePersonalization",
     "TrainOutcome",
     "Trained",
     "run_eval",
@@ -70,6 +72,16 @@ class EvalOutcome:
     metrics: dict[str, float]
     num_examples: int
     duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SitePersonalization:
+    """What a site needs to fine-tune the global model at evaluation."""
+
+    setting: FineTune
+    train: ArrayData
+    round_number: int
+    participant: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +208,35 @@ class _Checked:
         return math.sqrt(self._squares) if self._finite else None
 
 
-def run_eval(task: Task, data: ArrayData, params: Params) -> EvalOutcome | JobError:
-    """Score ``params`` on ``data`` with accord's metrics."""
+def run_eval(
+    task: Task,
+    data: ArrayData,
+    params: Params,
+    *,
+    personal: SitePersonalization | None = None,
+) -> EvalOutcome | JobError:
+    """Score ``params`` on ``data`` with accord's metrics.
+
+    With ``personal``, also the site's fine-tuned copy of ``params``
+    (:mod:`accord.task.personalization`), under ``personalized_`` names.
+    """
     t0 = time.perf_counter()
     try:
         metrics = evaluate(task, params, data)
     except Exception as exc:  # the user's predict may raise anything
         return JobError("failed", _describe(exc), time.perf_counter() - t0)
+    if personal is not None:
+        try:
+            metrics |= personalized_scores(
+                task,
+                params,
+                train=personal.train,
+                holdout=data,
+                setting=personal.setting,
+                round_number=personal.round_number,
+                participant=personal.participant,
+            )
+        except Exception as exc:  # the user's train may raise anything
+            reason = f"personalization (fine-tuning) failed: {_describe(exc)}"
+            return JobError("failed", reason, time.perf_counter() - t0)
     return EvalOutcome(metrics, len(data), time.perf_counter() - t0)

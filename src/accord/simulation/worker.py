@@ -166,7 +166,10 @@ class _Worker:
         site = self.sites[job["participant"]]
         head = {"participant": job["participant"], "round": job["round"]}
         if job["kind"] == "eval":
-            ev = run_eval(self.ctx.task, site.holdout, self.global_params)
+            personal = self.ctx.personal(job["participant"], job["round"])
+            ev = run_eval(
+                self.ctx.task, site.holdout, self.global_params, personal=personal
+            )
             if isinstance(ev, JobError):
                 send(
                     self.conn,

@@ -108,6 +108,8 @@ def test_the_round_records_an_absurd_count_as_rejected_and_folds_nothing():
         ({"accuracy": 1.0, "auc": 0.0, "loss": 0.0, "n": 1000.0}, 1000),
         ({"auc": math.nan, "loss": 3.5}, 10),  # an undefined AUC is allowed
         ({"custom": -7.0}, 10),  # metrics accord does not define are not judged
+        # a site's personalized model is held to its twin's range
+        ({"personalized_accuracy": 1.0, "personalized_loss": 0.0}, 10),
     ],
 )
 def test_reports_within_range_pass(metrics, count):
@@ -124,6 +126,9 @@ def test_reports_within_range_pass(metrics, count):
         ({"auc": 1.0}, 1001, "1001 is above"),
         ({"n": 1001.0}, 1000, "'n' = 1001 is above"),
         ({"n": 2.5}, 10, "whole number"),
+        ({"personalized_accuracy": 1.0000001}, 10, "'personalized_accuracy' = 1.0"),
+        ({"personalized_loss": -1e-9}, 10, "'personalized_loss' = -1e-09 is outside"),
+        ({"personalized_loss": math.inf}, 10, "must be finite"),
     ],
 )
 def test_reports_just_past_a_bound_are_refused(metrics, count, reason):
