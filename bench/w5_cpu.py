@@ -153,6 +153,8 @@ def instrument(meter: Meter) -> tuple[set[str], set[str]]:
 
     method(MaskGenerator, "add", "mask expansion (AES-CTR)", prims)
     method(MaskGenerator, "expand", "mask expansion (AES-CTR)", prims)
+    if hasattr(MaskGenerator, "combine"):  # absent from older trees
+        method(MaskGenerator, "combine", "mask expansion (AES-CTR)", prims)
     function("accord.secagg.crypto", "agree", "X25519", prims)
     function("accord.secagg.crypto", "derive_key", "HKDF", prims)
     function("accord.secagg.crypto", "sign", "Ed25519 sign", prims)

@@ -57,7 +57,7 @@ from accord.secagg.dealing import (
     open_bundle,
     verify_directory,
 )
-from accord.secagg.mask import MaskGenerator, RingVector
+from accord.secagg.mask import MaskGenerator, RingVector, SignedKey
 from accord.secagg.messages import (
     AdvertiseKeys,
     ConsistencySignature,
@@ -237,13 +237,11 @@ class SecAggParticipant:
                     f"only {len(self._bundles)} of this participant's share holders "
                     f"are still in the round, fewer than the threshold {t}"
                 )
-            # The self-mask is written straight into the output, then the input is
-            # added: one pass fewer over the vector than copying it first.
-            masked = self._masks.expand(
-                tx.self_mask_key(self._cfg, self._me, self._seed),
-                np.empty_like(vector),
-            )
-            np.add(masked, vector, out=masked)
+            # Every mask at once, block by block, onto a copy of the input (one pass
+            # over the vector, whatever the number of masks).
+            masks: list[SignedKey] = [
+                (tx.self_mask_key(self._cfg, self._me, self._seed), 1)
+            ]
             for peer in self._bundles:
                 if peer == self._me:
                     continue
@@ -255,7 +253,8 @@ class SecAggParticipant:
                     first,
                     second,
                 )
-                self._masks.add(key, masked, sign=1 if first == peer else -1)
+                masks.append((key, 1 if first == peer else -1))
+            masked = self._masks.combine(np.empty_like(vector), masks, base=vector)
             self._stage = Stage.CONSISTENCY
             return MaskedInput(
                 self._cfg.run_id,

@@ -32,7 +32,7 @@ from accord.secagg import transcript as tx
 from accord.secagg.config import SecAggConfig
 from accord.secagg.crypto import x25519_public
 from accord.secagg.graph import NeighbourGraph
-from accord.secagg.mask import MaskGenerator, RingVector
+from accord.secagg.mask import MaskGenerator, RingVector, SignedKey
 from accord.secagg.messages import (
     AdvertiseKeys,
     RevealedShare,
@@ -110,9 +110,12 @@ def remove_masks(
         offenders.update(found.offenders)
         return found.secret
 
+    # Every secret is rebuilt and checked before the total is touched; then all
+    # the masks come off in one blocked pass over it.
+    remove: list[SignedKey] = []
     for owner in survivors:
         seed = rebuild(owner, ShareKind.SELF_MASK)
-        masks.add(tx.self_mask_key(cfg, owner, seed), total, sign=-1)
+        remove.append((tx.self_mask_key(cfg, owner, seed), -1))
     for dropped in gone:
         peers = sorted(graph.of(dropped) & alive, key=order.__getitem__)
         if not peers:
@@ -125,7 +128,8 @@ def remove_masks(
                 cfg, private, adverts[peer].masking_key, first, second
             )
             # ``peer`` added this mask with sign +1 if ``dropped`` comes first.
-            masks.add(key, total, sign=-1 if first == dropped else 1)
+            remove.append((key, -1 if first == dropped else 1))
+    masks.combine(total, remove)
     return tuple(sorted(offenders, key=order.__getitem__))
 
 

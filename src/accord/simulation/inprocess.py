@@ -33,6 +33,7 @@ from accord.simulation.jobs import JobError, TrainOutcome, run_eval, run_train
 
 if TYPE_CHECKING:
     from accord.secagg.crypto import Verifier
+    from accord.secagg.mask import MaskGenerator
     from accord.secagg.session import SecureSession
 
 __all__ = ["InProcessExecutor"]
@@ -79,6 +80,7 @@ class InProcessExecutor:
         self._identities: dict[str, bytes] = {}  # private keys, made on first use
         self._sessions: dict[str, tuple[int, SecureSession]] = {}
         self._verifier: Verifier | None = None  # the sites' shared one
+        self._masks: MaskGenerator | None = None  # the sites' shared mask buffers
 
     @property
     def participants(self) -> tuple[str, ...]:
@@ -283,8 +285,10 @@ class InProcessExecutor:
         self._sessions.pop(participant, None)
         if self._verifier is None:
             from accord.secagg.crypto import Verifier
+            from accord.secagg.mask import MaskGenerator
 
             self._verifier = Verifier()
+            self._masks = MaskGenerator()
         opened = open_session(
             self._ctx.task,
             self._ctx.site(participant).train,
@@ -294,6 +298,7 @@ class InProcessExecutor:
             self._identities[participant],
             self._buffer,
             verifier=self._verifier,
+            masks=self._masks,
             **({"entropy": self._entropy(participant)} if self._entropy else {}),
         )
         if isinstance(opened, JobError):

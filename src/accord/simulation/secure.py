@@ -21,6 +21,7 @@ from accord.errors import SecAggAborted, SubmissionRefused
 from accord.params import Params
 from accord.secagg.ckks_session import CkksJob, ckks_decrypt, ckks_upload
 from accord.secagg.crypto import Ed25519PrivateKey, SignatureCheck, identity_public
+from accord.secagg.mask import MaskGenerator
 from accord.secagg.messages import Stage
 from accord.secagg.session import SecureJob, SecureSession
 from accord.simulation.jobs import JobError, train, write_update
@@ -86,6 +87,7 @@ def open_session(
     buffer: Params,
     *,
     verifier: SignatureCheck | None = None,
+    masks: MaskGenerator | None = None,
     entropy: Callable[[int], bytes] = os.urandom,
 ) -> OpenSession | JobError:
     """Train, encode the update into the ring and advertise keys.
@@ -94,6 +96,8 @@ def open_session(
     session keeps only the encoded words. ``verifier``: one
     :class:`~accord.secagg.crypto.Verifier` for all the sites of a process, so
     that what they all check (advertisements, survivor signatures) is verified once.
+    ``masks``: one :class:`~accord.secagg.mask.MaskGenerator` for all the sites of a
+    process (its buffers are reused, never shared by two sites at once).
     """
     trained = train(task, data, global_params, config)
     if isinstance(trained, JobError):
@@ -113,6 +117,7 @@ def open_session(
             out.num_examples,
             seed=config.seed,
             verifier=verifier,
+            masks=masks,
             entropy=entropy,
         )
         advert = encode(session.advertise())

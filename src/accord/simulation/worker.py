@@ -104,6 +104,7 @@ class _Worker:
         self.ckks_secret = bytes.fromhex(setup.ckks_secret) or None
         self.sessions: dict[str, tuple[int, Any]] = {}  # site -> (round, session)
         self.verifier: Any = None  # the sites' shared signature Verifier, if secure
+        self.masks: Any = None  # the sites' shared MaskGenerator, if secure
         self._scratch: Params | None = None  # a secure round's plain update
 
     def handle(self, message: dict[str, Any]) -> None:
@@ -292,8 +293,10 @@ class _Worker:
             return
         if self.verifier is None:
             from accord.secagg.crypto import Verifier
+            from accord.secagg.mask import MaskGenerator
 
             self.verifier = Verifier()
+            self.masks = MaskGenerator()
         opened = open_session(
             self.ctx.task,
             self.sites[participant].train,
@@ -303,6 +306,7 @@ class _Worker:
             identity,
             self._scratch,
             verifier=self.verifier,
+            masks=self.masks,
         )
         if isinstance(opened, JobError):
             self.fail(head, "train", opened.status, opened.reason, opened.duration_s)

@@ -56,3 +56,56 @@ def test_bad_inputs_are_refused():
         gen.add(KEY, np.zeros(4, np.uint32), sign=2)
     with pytest.raises(ValueError):
         MaskGenerator(chunk_words=1)
+
+
+def _signed_keys(count: int) -> list[tuple[bytes, int]]:
+    rng = np.random.default_rng(7)
+    return [
+        (rng.bytes(32), 1 if i % 3 else -1)  # both signs, in no particular order
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("chunk", [4, 7, 1000, 1 << 15])
+def test_combine_equals_adding_each_mask_in_turn(chunk):
+    # Arrange
+    keys = _signed_keys(9)
+    vec = np.random.default_rng(1).integers(0, 2**32, 10_001, dtype=np.uint32)
+    expected = vec.copy()
+    for key, sign in keys:
+        MaskGenerator().add(key, expected, sign=sign)
+    # Act
+    got = MaskGenerator(chunk_words=chunk).combine(vec.copy(), keys)
+    # Assert
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_combine_onto_a_base_leaves_the_base_unchanged():
+    keys = _signed_keys(4)
+    base = np.random.default_rng(2).integers(0, 2**32, 3_333, dtype=np.uint32)
+    kept = base.copy()
+    out = MaskGenerator(chunk_words=100).combine(np.empty_like(base), keys, base=base)
+    np.testing.assert_array_equal(base, kept)
+    in_place = MaskGenerator().combine(base.copy(), keys)
+    np.testing.assert_array_equal(out, in_place)
+    # Taking the masks off again gives the base back.
+    undo = [(key, -sign) for key, sign in keys]
+    np.testing.assert_array_equal(MaskGenerator().combine(out, undo), kept)
+
+
+def test_combine_without_masks_copies_the_base():
+    base = np.arange(10, dtype=np.uint32)
+    out = MaskGenerator().combine(np.zeros(10, np.uint32), [], base=base)
+    np.testing.assert_array_equal(out, base)
+
+
+def test_combine_refuses_bad_inputs():
+    gen = MaskGenerator()
+    with pytest.raises(ValueError, match="sign"):
+        gen.combine(np.zeros(4, np.uint32), [(KEY, 0)])
+    with pytest.raises(ValueError, match="32 bytes"):
+        gen.combine(np.zeros(4, np.uint32), [(KEY[:16], 1)])
+    with pytest.raises(ValueError, match="base"):
+        gen.combine(np.zeros(4, np.uint32), [(KEY, 1)], base=np.zeros(5, np.uint32))
+    with pytest.raises(TypeError):
+        gen.combine(np.zeros(4, np.int32), [(KEY, 1)])
