@@ -120,10 +120,14 @@ def _reference_encode(enc, values, weight, rng):
     [(0,), (1,), (CHUNK - 1,), (CHUNK,), (CHUNK + 1,), (3, CHUNK + 5, 2 * CHUNK + 7)],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_chunked_encoding_is_bit_identical_to_the_one_pass_formulas(sizes, dtype):
-    # Arrange: values across the clip range, some beyond it, in several tensors
+@pytest.mark.parametrize("spread", [0.7, 0.05])
+def test_chunked_encoding_is_bit_identical_to_the_one_pass_formulas(
+    sizes, dtype, spread
+):
+    # Arrange: values across the clip range, some beyond it (spread 0.7) or all
+    # within it (0.05: no chunk needs clipping), in several tensors
     data = np.random.default_rng(sum(sizes))
-    parts = [data.normal(0, 0.7, size).astype(dtype) for size in sizes]
+    parts = [data.normal(0, spread, size).astype(dtype) for size in sizes]
     enc = FixedPointEncoding(clip=1.0, participants=7, max_weight=2.0)
     # Act
     encoded = enc.encode_parts(parts, 1.5, np.random.default_rng(3))
@@ -141,6 +145,17 @@ def test_chunked_encoding_is_bit_identical_to_the_one_pass_formulas(sizes, dtype
 def test_a_non_finite_value_in_a_later_chunk_is_refused():
     values = np.zeros(CHUNK + 10, dtype=np.float32)
     values[CHUNK + 3] = np.inf
+    enc = FixedPointEncoding(clip=1.0, participants=3)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        enc.encode_parts([values], 1.0, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_a_non_finite_value_among_small_ones_is_refused(bad):
+    # Every other value is within the clip range: the chunk's maximum must still
+    # catch it.
+    values = np.full(CHUNK + 10, 0.01, dtype=np.float64)
+    values[7] = bad
     enc = FixedPointEncoding(clip=1.0, participants=3)
     with pytest.raises(ValueError, match="NaN or infinity"):
         enc.encode_parts([values], 1.0, np.random.default_rng(0))

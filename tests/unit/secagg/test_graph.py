@@ -93,3 +93,25 @@ def test_bad_graphs_are_refused():
         build_graph(["a", "a", "b"], degree=2, seed=b"")
     with pytest.raises(ValueError, match="even"):
         build_graph(IDS[:10], degree=3, seed=b"")
+
+
+def test_the_same_roster_degree_and_seed_give_one_shared_read_only_graph():
+    first = build_graph(IDS, degree=20, seed=b"run/1")
+    again = build_graph(list(IDS), degree=20, seed=b"run/1")
+    other = build_graph(IDS, degree=20, seed=b"run/2")
+    assert again is first
+    assert other is not first and other.neighbours != first.neighbours
+    with pytest.raises(TypeError):
+        first.neighbours["p000"] = frozenset()  # type: ignore[index]
+
+
+def test_remembered_holders_are_the_computed_ones_and_a_fresh_list_each_time():
+    graph = build_graph(IDS, degree=8, seed=b"holders")
+    alive = frozenset(IDS[::2])
+    who = IDS[10]
+    expected = [p for p in IDS if p == who or (p in graph.of(who) and p in alive)]
+    got = graph.holders(who, alive=alive)
+    assert got == expected
+    got.append("intruder")  # the caller's list, not the graph's memory
+    assert graph.holders(who, alive=alive) == expected
+    assert graph.holders(who) == [p for p in IDS if p == who or p in graph.of(who)]
