@@ -33,6 +33,7 @@ import hashlib
 import os
 import struct
 from collections.abc import Callable
+from functools import lru_cache
 
 from accord.errors import MissingExtraError
 
@@ -67,6 +68,7 @@ __all__ = [
     "agree",
     "derive_key",
     "digest",
+    "extend_frame",
     "frame",
     "generate_x25519",
     "identity_public",
@@ -98,17 +100,38 @@ def frame(*parts: bytes | str | int) -> bytes:
     always the first field, so the encoding is also domain-separated from anything
     that is not this protocol.
     """
-    out = [_PROTOCOL_FIELD]
+    return extend_frame(_PROTOCOL_FIELD, *parts)
+
+
+def extend_frame(framed: bytes, *parts: bytes | str | int) -> bytes:
+    """The :func:`frame` of ``framed``'s fields followed by ``parts``.
+
+    ``frame(*a, *b) == extend_frame(frame(*a), *b)``: a caller that frames many
+    strings sharing their first fields frames those once.
+    """
+    out = [framed]
     for part in parts:
-        if isinstance(part, str):
-            raw = part.encode()
-        elif isinstance(part, int):
-            raw = part.to_bytes(8, "big", signed=True)
+        if type(part) is bytes:
+            out.append(_LENGTH.pack(len(part)))
+            out.append(part)
+        elif isinstance(part, (str, int)):
+            # Labels, ids and small numbers recur in every string of a round.
+            out.append(_field(part))
         else:
-            raw = part if type(part) is bytes else bytes(part)
-        out.append(_LENGTH.pack(len(raw)))
-        out.append(raw)
+            raw = bytes(part)
+            out.append(_LENGTH.pack(len(raw)))
+            out.append(raw)
     return b"".join(out)
+
+
+@lru_cache(maxsize=1 << 12)
+def _field(part: str | int) -> bytes:
+    """One string or integer field of :func:`frame`, length prefix included."""
+    if isinstance(part, str):
+        raw = part.encode()
+    else:
+        raw = part.to_bytes(8, "big", signed=True)
+    return _LENGTH.pack(len(raw)) + raw
 
 
 def digest(*parts: bytes | str | int) -> bytes:

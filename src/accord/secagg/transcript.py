@@ -24,8 +24,10 @@ narrow down would be a 128-bit brute-force target at most, with it nothing.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from accord.secagg.config import SecAggConfig
 from accord.secagg.crypto import (
@@ -35,6 +37,7 @@ from accord.secagg.crypto import (
     agree,
     derive_key,
     digest,
+    extend_frame,
     frame,
 )
 from accord.secagg.messages import ShareKind
@@ -124,19 +127,26 @@ def share_commitment(
     value: bytes,
     salt: bytes,
 ) -> bytes:
-    """The salted SHA-256 commitment to one dealt share."""
-    return digest(
+    """The salted SHA-256 commitment to one dealt share.
+
+    ``digest("share-commitment", BUNDLE_FORMAT, SHARE_FORMAT, run, round, kind,
+    dealer, holder, index, value, salt)``; the fields every commitment of a dealer
+    shares are framed once.
+    """
+    head = _commitment_head(cfg.run_id, cfg.round_number, str(kind), dealer)
+    return hashlib.sha256(extend_frame(head, holder, index, value, salt)).digest()
+
+
+@lru_cache(maxsize=1024)
+def _commitment_head(run_id: str, round_number: int, kind: str, dealer: str) -> bytes:
+    return frame(
         "share-commitment",
         BUNDLE_FORMAT,
         SHARE_FORMAT,
-        cfg.run_id,
-        cfg.round_number,
-        str(kind),
+        run_id,
+        round_number,
+        kind,
         dealer,
-        holder,
-        index,
-        value,
-        salt,
     )
 
 
@@ -149,12 +159,27 @@ def dealing_statement(
     ``i + 1``); ``commitments`` holds, per holder in that order, the commitment to
     its self-mask share then to its masking-key share.
     """
+    return _dealing_statement(
+        cfg.run_id, cfg.round_number, dealer, tuple(holders), bytes(commitments)
+    )
+
+
+@lru_cache(maxsize=1024)
+def _dealing_statement(
+    run_id: str,
+    round_number: int,
+    dealer: str,
+    holders: tuple[str, ...],
+    commitments: bytes,
+) -> bytes:
+    # Remembered (a pure function of its arguments): every holder of a dealer, and
+    # the coordinator, check the same statement; a simulation process hosts many.
     return frame(
         "dealing",
         BUNDLE_FORMAT,
         SHARE_FORMAT,
-        cfg.run_id,
-        cfg.round_number,
+        run_id,
+        round_number,
         dealer,
         len(holders),
         *holders,

@@ -144,3 +144,47 @@ def test_the_coordinator_refuses_a_revealed_format_1_share(harness):
         harness.server.receive(old)
     assert info.value.kind == "corrupt"
     harness.server.receive(message)
+
+
+def test_commitments_and_dealing_statements_are_the_documented_frames(kit):
+    # The shared fields are framed once and the statements remembered; the bytes
+    # must stay exactly those of the one-call formulas (what dealers signed).
+    from accord.secagg.crypto import digest, frame
+
+    cfg = kit.make_config(kit.make_identities(3), 4)
+    for kind in ShareKind:
+        for holder, index in (("site01", 2), ("site02", 3)):
+            value, salt = os.urandom(SHARE_BYTES), os.urandom(16)
+            expected = digest(
+                "share-commitment",
+                tx.BUNDLE_FORMAT,
+                SHARE_FORMAT,
+                cfg.run_id,
+                cfg.round_number,
+                str(kind),
+                "site00",
+                holder,
+                index,
+                value,
+                salt,
+            )
+            got = tx.share_commitment(cfg, kind, "site00", holder, index, value, salt)
+            assert got == expected
+    holders = ["site00", "site01", "site02"]
+    listed = os.urandom(2 * tx.COMMITMENT_BYTES * 3)
+    for _ in range(2):  # computed, then remembered
+        assert tx.dealing_statement(cfg, "site00", holders, listed) == frame(
+            "dealing",
+            tx.BUNDLE_FORMAT,
+            SHARE_FORMAT,
+            cfg.run_id,
+            cfg.round_number,
+            "site00",
+            3,
+            *holders,
+            listed,
+        )
+    other = bytes([listed[0] ^ 1]) + listed[1:]
+    assert tx.dealing_statement(cfg, "site00", holders, other) != (
+        tx.dealing_statement(cfg, "site00", holders, listed)
+    )

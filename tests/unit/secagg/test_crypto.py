@@ -16,6 +16,23 @@ def test_frame_is_unambiguous():
     assert crypto.frame("x").startswith(len(crypto.PROTOCOL).to_bytes(4, "big"))
 
 
+def test_frame_encodes_each_kind_of_field_and_extends_a_frame():
+    parts = ("label", 7, -1, True, b"\x00raw", bytearray(b"ba"), memoryview(b"mv"), "é")
+    expected = crypto.frame()
+    for part in parts:
+        if isinstance(part, str):
+            raw = part.encode()
+        elif isinstance(part, int):
+            raw = part.to_bytes(8, "big", signed=True)
+        else:
+            raw = bytes(part)
+        expected += len(raw).to_bytes(4, "big") + raw
+    assert crypto.frame(*parts) == expected
+    for cut in range(len(parts) + 1):
+        head = crypto.frame(*parts[:cut])
+        assert crypto.extend_frame(head, *parts[cut:]) == expected
+
+
 def test_x25519_agreement_is_symmetric():
     a, a_pub = crypto.generate_x25519()
     b, b_pub = crypto.generate_x25519()
