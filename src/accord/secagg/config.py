@@ -11,7 +11,7 @@ the neighbour-graph degree. It is validated once, here; the state machines trust
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from accord.secagg.crypto import KEY_BYTES, frame
 from accord.secagg.graph import (
@@ -56,8 +56,10 @@ class SecAggConfig:
     vector_size: int
     threshold: int
     degree: int
+    _keys: Mapping[str, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_keys", dict(self.identities))
         ids = [pid for pid, _ in self.identities]
         if ids != sorted(set(ids)):
             raise ValueError("identities must be sorted by id, each id once")
@@ -109,6 +111,10 @@ class SecAggConfig:
     def identity_keys(self) -> dict[str, bytes]:
         """Participant id to raw Ed25519 public key."""
         return dict(self.identities)
+
+    def identity_key(self, participant: str) -> bytes:
+        """The raw Ed25519 public key of ``participant``; KeyError off the roster."""
+        return self._keys[participant]
 
     def order(self) -> dict[str, int]:
         """Participant id to its position in protocol order."""

@@ -114,14 +114,20 @@ def deal(
     seeds, secrets = split_secrets([seed, masking_secret], threshold=t, holders=m)
     bundles: list[tx.ShareBundle] = []
     commitments: list[bytes] = []
-    for holder, seed_share, key_share in zip(holders, seeds, secrets, strict=True):
+    g = tx.SALT_BYTES
+    drawn = salts(2 * g * m)  # every salt in one draw from the CSPRNG
+    if len(drawn) != 2 * g * m:
+        raise ValueError("the salt source returned the wrong number of bytes")
+    for i, (holder, seed_share, key_share) in enumerate(
+        zip(holders, seeds, secrets, strict=True)
+    ):
         index = seed_share.index
         bundle = tx.ShareBundle(
             index,
             seed_share.value,
             key_share.value,
-            salts(tx.SALT_BYTES),
-            salts(tx.SALT_BYTES),
+            drawn[2 * g * i : 2 * g * i + g],
+            drawn[2 * g * i + g : 2 * g * (i + 1)],
         )
         for kind in ShareKind:
             value, salt = bundle.share(kind)
@@ -165,7 +171,7 @@ def dealing_is_signed(
     """True when ``dealing`` lists a commitment pair per holder and is signed."""
     if len(dealing.commitments) != 2 * tx.COMMITMENT_BYTES * len(holders):
         return False
-    identity = cfg.identity_keys()[dealing.dealer]
+    identity = cfg.identity_key(dealing.dealer)
     statement = tx.dealing_statement(cfg, dealing.dealer, holders, dealing.commitments)
     return check(identity, dealing.signature, statement)
 

@@ -92,3 +92,17 @@ def test_config_is_hashable_and_frozen(kit):
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.threshold = 2  # type: ignore[misc]
     assert isinstance(cfg, SecAggConfig)
+
+
+def test_identity_key_is_the_rosters_and_survives_replace(kit):
+    cfg = kit.make_config(kit.make_identities(5), 10)
+    keys = cfg.identity_keys()
+    assert all(cfg.identity_key(p) == keys[p] for p in cfg.participants)
+    with pytest.raises(KeyError):
+        cfg.identity_key("not-on-the-roster")
+    first = cfg.participants[0]
+    other = dataclasses.replace(
+        cfg, identities=((first, b"\x07" * 32), *cfg.identities[1:])
+    )
+    assert other.identity_key(first) == b"\x07" * 32
+    assert cfg.identity_key(first) == keys[first]

@@ -163,3 +163,51 @@ def test_a_revealed_share_with_a_salt_of_another_size_is_refused(harness, size):
         harness.server.receive(bad)
     assert info.value.kind == "malformed"
     harness.server.receive(message)
+
+
+def test_every_share_gets_its_own_salt_from_one_draw(kit):
+    # Arrange: a salt source that records its calls
+    from accord.secagg.crypto import generate_x25519
+    from accord.secagg.dealing import deal
+    from accord.secagg.participant import SecAggParticipant
+
+    identities = kit.make_identities(5)
+    cfg = kit.make_config(identities, 8)
+    parts = {p: SecAggParticipant(cfg, p, k) for p, k in identities.items()}
+    adverts = {p: part.advertise() for p, part in parts.items()}
+    holders = list(cfg.participants)
+    calls: list[int] = []
+    rng = np.random.default_rng(5)
+
+    def salts(n: int) -> bytes:
+        calls.append(n)
+        return rng.bytes(n)
+
+    # Act
+    own, sealed, dealing = deal(
+        cfg,
+        dealer=holders[0],
+        identity=identities[holders[0]],
+        encryption=generate_x25519()[0],
+        seed=bytes(16),
+        masking_secret=bytes(range(16)),
+        holders=holders,
+        peers=adverts,
+        salts=salts,
+    )
+    # Assert: one call for all 2 m salts, each used once
+    assert calls == [2 * tx.SALT_BYTES * len(holders)]
+    assert own.self_mask_salt != own.mask_key_salt
+    assert len(sealed) == len(holders) - 1
+    with pytest.raises(ValueError, match="wrong number"):
+        deal(
+            cfg,
+            dealer=holders[0],
+            identity=identities[holders[0]],
+            encryption=generate_x25519()[0],
+            seed=bytes(16),
+            masking_secret=bytes(16),
+            holders=holders,
+            peers=adverts,
+            salts=lambda n: bytes(n - 1),
+        )
