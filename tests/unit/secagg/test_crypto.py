@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from accord.secagg import crypto
@@ -151,3 +152,30 @@ def test_a_verifier_stays_within_its_capacity():
     assert verifier.verifications == 4
     with pytest.raises(ValueError):
         crypto.Verifier(capacity=0)
+
+
+def test_hkdf_is_rfc_5869_test_case_3():
+    # RFC 5869 A.3: SHA-256, IKM = 22 bytes of 0x0b, no salt, no info; the first
+    # 32 bytes of its 42-byte OKM.
+    okm = crypto.hkdf_sha256(bytes([0x0B] * 22), b"")
+    assert okm.hex() == (
+        "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"
+    )
+
+
+def test_derive_key_is_cryptographys_hkdf_byte_for_byte():
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    rng = np.random.default_rng(11)
+    for size in (16, 32, 33, 64, 65, 200):
+        secret = rng.bytes(size)
+        context = crypto.frame("run", 4, "a", "b")
+        expected = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=None,
+            info=crypto.frame("hkdf", "pairwise-mask", context),
+        ).derive(secret)
+        got = crypto.derive_key(secret, purpose="pairwise-mask", context=context)
+        assert got == expected
