@@ -253,6 +253,9 @@ def child(name: str, mode: str, rounds: int) -> dict[str, Any]:
         "steady_wall_s": round(sum(r["wall_s"] for r in steady) / n, 5),
         "phases_cpu_s": phases,
         "primitives_cpu_s": {k: v for k, v in prims.items() if v > 0},
+        "per_round_cpu_s": [
+            {k: round(v, 5) for k, v in r["spent"].items() if v > 0} for r in per_round
+        ],
     }
 
 

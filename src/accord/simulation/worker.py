@@ -26,6 +26,7 @@ from accord.config import FedConfig
 from accord.params import Params, ParamSpec
 from accord.simulation.compression import SiteCompressors
 from accord.simulation.context import SimContext, build_context
+from accord.simulation.heap import settle_heap
 from accord.simulation.jobs import (
     JobError,
     TrainOutcome,
@@ -397,6 +398,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
             sys.modules["torch"].set_num_threads(setup.threads)
         compressors = SiteCompressors(config.compression, config.federation.seed)
         worker = _Worker(conn, setup, ctx, compressors)
+        settle_heap()
     except Exception as exc:  # report any start-up failure to the coordinator
         send(conn, {"op": "setup_failed", "reason": f"{type(exc).__name__}: {exc}"})
         return
