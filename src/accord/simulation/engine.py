@@ -46,7 +46,7 @@ from accord.evaluation.metrics import evaluate
 from accord.params import Params
 from accord.simulation.baselines import Comparison, compare
 from accord.simulation.context import SimContext, build_context
-from accord.simulation.heap import settled_heap
+from accord.simulation.heap import release_heap, settle_heap
 from accord.simulation.inprocess import InProcessExecutor
 from accord.simulation.pool import ProcessExecutor, warm_up
 from accord.simulation.root import root_source
@@ -250,29 +250,28 @@ def _simulate(
     executor = _adversary(
         config, ctx, _executor(config, ctx, initial, ckks_secret, clock)
     )
+    settle_heap()  # the start-up objects are not rescanned by the rounds' collections
     try:
-        with settled_heap():  # the start-up objects are not rescanned
-            coordinator = Coordinator(
-                config,
-                executor=executor,
-                store=store,
-                checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None,
-                central_eval=central if has_test else None,
-                root_update=root_update,
-                observer=observer,
-                clock=clock,
-                ckks_public_context=ckks_public,
-                site_rows={s.name: len(s.train) for s in ctx.data.sites},
-                ledger=ledger,
-            )
-            if resume is None:
-                run = coordinator.run(
-                    initial, extra_summary=summarise, on_created=started
-                )
-            else:
-                run = coordinator.resume(resume, initial, extra_summary=summarise)
+        coordinator = Coordinator(
+            config,
+            executor=executor,
+            store=store,
+            checkpoints=CheckpointStore(checkpoint_dir) if checkpoint_dir else None,
+            central_eval=central if has_test else None,
+            root_update=root_update,
+            observer=observer,
+            clock=clock,
+            ckks_public_context=ckks_public,
+            site_rows={s.name: len(s.train) for s in ctx.data.sites},
+            ledger=ledger,
+        )
+        if resume is None:
+            run = coordinator.run(initial, extra_summary=summarise, on_created=started)
+        else:
+            run = coordinator.resume(resume, initial, extra_summary=summarise)
     finally:
         executor.close()
+        release_heap()
     return SimulationResult(
         run=run,
         comparison=comparison[0] if comparison else None,

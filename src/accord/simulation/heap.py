@@ -14,17 +14,15 @@ skip. Objects created afterwards (each round's) are collected as before; only th
 start-up objects are no longer rescanned. Freed start-up objects are still freed
 by reference counting; only a start-up object that later becomes part of an
 unreachable cycle is kept, which the collection before freezing makes rare.
-:func:`settled_heap` unfreezes when the run ends, for a process (a test session,
+:func:`release_heap` unfreezes when the run ends, for a process (a test session,
 a notebook) that goes on to do other things; a worker process just exits.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-__all__ = ["settle_heap", "settled_heap"]
+__all__ = ["release_heap", "settle_heap"]
 
 
 def settle_heap() -> None:
@@ -33,11 +31,6 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-@contextmanager
-def settled_heap() -> Iterator[None]:
-    """:func:`settle_heap` for the duration of the block, then unfreeze."""
-    settle_heap()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
+def release_heap() -> None:
+    """Undo :func:`settle_heap` (the frozen objects are collectable again)."""
+    gc.unfreeze()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import gc
 
-from accord.simulation.heap import settled_heap
+from accord.simulation.heap import release_heap, settle_heap
 
 
 class _Cycle:
@@ -18,13 +18,16 @@ def test_the_heap_is_collected_then_frozen_for_the_run_and_unfrozen_after():
     del garbage
     live = [_Cycle()]
     # Act / Assert
-    with settled_heap():
+    settle_heap()
+    try:
         frozen = gc.get_freeze_count()
         assert frozen > 0
         assert not any(
             isinstance(o, _Cycle) and o is not live[0] for o in gc.get_objects()
         )  # the garbage was collected, not frozen
         assert gc.is_tracked(live[0])
+    finally:
+        release_heap()
     assert gc.get_freeze_count() == 0
     # The live object is an ordinary one again: a later full collection sees it.
     assert any(o is live[0] for o in gc.get_objects(generation=2))
