@@ -429,6 +429,7 @@ class Coordinator:
             minimum=cfg.selection.min_participants,
             run_seed=cfg.federation.seed,
             round_number=number,
+            count=cfg.selection.count,
         )
         if self._privacy is not None:  # a round over the budget never starts
             self._privacy.admit(len(selected), len(roster), values=params.size)
@@ -584,6 +585,8 @@ class Coordinator:
                 q: self._quarantine.reason(q) for q in self._quarantine.quarantined
             },
             observer=observer,
+            uniform=self.config.strategy.weighting == "uniform",
+            close_fraction=self.config.round.close_fraction,
         )
         jobs = self._jobs(run_id, plan.number, plan.selected)
         self._executor.submit_train(plan.number, jobs)
@@ -712,11 +715,15 @@ class Coordinator:
             round_number=rnd.number,
             deadline=t0 + self.config.round.deadline_s,
             clock=self._clock,
-            finished=lambda: rnd.finished,
+            finished=lambda: rnd.closable,
             pending=lambda: rnd.pending,
             handle=handle,
             expire=expire,
         )
+        if not rnd.finished:  # closed early: the stragglers are late
+            cut = tuple(o.participant for o in rnd.close())
+            self._executor.abandon(rnd.number, cut)
+            late += cut
         if late:
             self._drain(rnd)
 
