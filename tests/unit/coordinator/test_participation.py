@@ -1,4 +1,4 @@
-"""Client sampling by count, uniform weighting and the straggler cut (close_fraction)."""
+"""Client sampling by count, uniform weighting, the straggler cut (close_fraction)."""
 
 import numpy as np
 import pytest
