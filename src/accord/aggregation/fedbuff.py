@@ -71,6 +71,11 @@ class FedBuffBuffer:
         self._count = 0
 
     @property
+    def spec(self) -> ParamSpec:
+        """The model structure every update must fit."""
+        return self._spec
+
+    @property
     def count(self) -> int:
         """Updates folded since the last :meth:`take`."""
         return self._count
