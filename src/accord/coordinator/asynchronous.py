@@ -27,9 +27,12 @@ Wall-clock deadlines (``round.deadline_s``) still bound each batch.
 **Choices.** A site has at most one outcome per version (the store's rule for a
 round): a second update that arrives while its first is still in the buffer
 waits for the next version, and is folded there, one version staler. A job that
-fails is recorded (``failed`` or ``timeout``) and the site is given the newest
-model again. If no valid update comes in ``max_failed_rounds`` × roster jobs in a
-row the run is aborted. A resumed async run starts every site afresh from the last
+fails (``failed``, ``timeout``) or is refused (``rejected``, ``stale: ...``) is
+recorded as a run event ``async_refused`` and as the site's outcome of the
+version, unless a valid update of the site is folded into the same version (it
+then takes the outcome's place); the site is given the newest model again. If no
+valid update comes in ``max_failed_rounds`` × roster jobs in a row, the run is
+aborted. A resumed async run starts every site afresh from the last
 recorded version at that version's virtual time: the work in flight when it
 stopped is lost, as it would be in a crash, so it does not end with the exact
 model of an uninterrupted run.
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOCK",
+    "REFUSED_EVENT",
     "VIRTUAL_TIME",
     "AsyncDriver",
     "Dispatch",
@@ -74,6 +78,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The run event that records each refused or failed async job.
+REFUSED_EVENT = "async_refused"
 
 #: The metric (scope :data:`CLOCK`) that holds the virtual time a round or
 #: version was made at (simulation only).
@@ -195,9 +202,10 @@ class AsyncDriver:
             number = version + 1
             started, t0, since = datetime.now(UTC), c.clock(), self._now
             outcomes: dict[str, ParticipantOutcome] = {}
+            c.observer.round_started(number, self._roster)
             waiting, self._deferred = self._deferred, []
             for job, result in waiting:  # a site's second update, one version on
-                if buffer.full or job.site in outcomes:
+                if buffer.full or _has_ok(outcomes, job.site):
                     self._deferred.append((job, result))
                 else:
                     self._fold(job, result, version, buffer, outcomes)
@@ -208,7 +216,7 @@ class AsyncDriver:
                     self._flush(params)
                 result = self._results.pop(job.seq)
                 self._now = job.finish
-                if job.site in outcomes:
+                if _has_ok(outcomes, job.site) and result.update is not None:
                     self._deferred.append((job, result))
                 else:
                     ok = self._fold(job, result, version, buffer, outcomes)
@@ -265,7 +273,9 @@ class AsyncDriver:
         staleness = version - job.base
         facts = {"staleness": float(staleness), "base_version": float(job.base)}
         if result.update is None:
-            outcomes[job.site] = _outcome(job.site, result, result.status, facts)
+            self._record(
+                outcomes, version, _outcome(job.site, result, result.status, facts)
+            )
             return False
         c = self._c
         reason: str | None = None
@@ -290,12 +300,40 @@ class AsyncDriver:
         if reason is not None:
             logger.info("%s: update refused: %s", job.site, reason)
             refused = _Result(None, 0, result.duration_s, {}, None, "rejected", reason)
-            outcomes[job.site] = _outcome(job.site, refused, "rejected", facts)
+            self._record(
+                outcomes, version, _outcome(job.site, refused, "rejected", facts)
+            )
             return False
         weight = 1.0 if self._uniform else float(result.num_examples)
         facts["staleness_weight"] = buffer.add(result.update, weight, staleness)
-        outcomes[job.site] = _outcome(job.site, result, "ok", facts)
+        self._record(outcomes, version, _outcome(job.site, result, "ok", facts))
         return True
+
+    def _record(
+        self,
+        outcomes: dict[str, ParticipantOutcome],
+        version: int,
+        outcome: ParticipantOutcome,
+    ) -> None:
+        """Keep ``outcome`` for the version being made, and tell the observer.
+
+        A refused or failed job is also recorded as a run event
+        (:data:`REFUSED_EVENT`), since a site's later valid update in the same
+        version takes its place among the version's outcomes (one per site).
+        """
+        site = outcome.participant
+        if outcome.status != "ok":
+            self._c.store.record_event(
+                self._run_id,
+                round=version + 1,
+                participant=site,
+                kind=REFUSED_EVENT,
+                detail=f"{outcome.status}: {outcome.reason}",
+            )
+        prior = outcomes.get(site)
+        if prior is None or (prior.status != "ok" and outcome.status == "ok"):
+            outcomes[site] = outcome
+        self._c.observer.participant_finished(version + 1, outcome)
 
     def _flush(self, params: Params) -> None:
         """Train every dispatched job not trained yet, in one batch from ``params``.
@@ -358,6 +396,12 @@ class AsyncDriver:
             handle=handle,
             expire=expire,
         )
+
+
+def _has_ok(outcomes: Mapping[str, ParticipantOutcome], site: str) -> bool:
+    """Whether ``site`` already has an update in the version being made."""
+    prior = outcomes.get(site)
+    return prior is not None and prior.status == "ok"
 
 
 def _failed(event: JobFailed) -> _Result:

@@ -272,6 +272,16 @@ class Coordinator:
         return self._executor
 
     @property
+    def store(self) -> RunStore:
+        """Where the run is recorded."""
+        return self._store
+
+    @property
+    def observer(self) -> RunObserver:
+        """Who is told of progress (the CLI's progress bar)."""
+        return self._observer
+
+    @property
     def clock(self) -> Callable[[], float]:
         """The clock deadlines are read from."""
         return self._clock
