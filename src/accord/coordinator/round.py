@@ -260,6 +260,7 @@ class Round:
         self._uniform = uniform
         #: ``[round] close_fraction``: how many answers close the round early.
         self._close_after = max(1, math.ceil(close_fraction * len(set(plan.selected))))
+        self._late = 0  # participants recorded late by close()
         self._excluded: Mapping[str, str] = excluded or {}
         self._observer = observer
         self._bounds = bounds
@@ -318,33 +319,42 @@ class Round:
         """True once enough selected participants answered to close the round.
 
         With ``close_fraction`` below 1 that is before every participant did:
-        :meth:`close` then records the others as late.
+        :meth:`close` then records the others as late. Participants already
+        recorded late do not count as answers.
         """
-        return len(self._outcomes) >= self._close_after
+        return self.finished or len(self._outcomes) - self._late >= self._close_after
 
-    def close(self) -> tuple[ParticipantOutcome, ...]:
-        """Record every pending participant as late (``timeout``): a straggler cut.
+    def close(
+        self, participants: Sequence[str] | None = None, *, why: str = ""
+    ) -> tuple[ParticipantOutcome, ...]:
+        """Record pending participants as late (``timeout``): a straggler cut.
 
-        Their updates, should they come, are not this round's to fold any more
-        (:meth:`receive` refuses a participant that has an outcome).
+        ``participants``: those (None: every pending one), e.g. the ones a
+        simulation's virtual clock knows to finish after the round closes;
+        ``why`` replaces the reason's explanation. Their updates, should they
+        come, are not this round's to fold any more (:meth:`receive` refuses a
+        participant that has an outcome).
         """
-        answered, selected = len(self._outcomes), self._n_selected
-        return tuple(
+        answered, selected = len(self._outcomes) - self._late, self._n_selected
+        because = why or (
+            f"the round closed once {answered} of its {selected} selected "
+            "participants answered (round.close_fraction)"
+        )
+        cut = self.pending if participants is None else participants
+        out = tuple(
             self.fail(
                 JobFailed(
                     participant=p,
                     round=self.number,
                     kind="train",
                     status="timeout",
-                    reason=(
-                        f"late: the round closed once {answered} of its {selected} "
-                        "selected participants answered (round.close_fraction); "
-                        "the update is not aggregated"
-                    ),
+                    reason=f"late: {because}; the update is not aggregated",
                 )
             )
-            for p in self.pending
+            for p in cut
         )
+        self._late += len(out)
+        return out
 
     def _weight(self, done: TrainDone) -> float:
         """An update's weight in the mean: its examples, or 1 (uniform)."""

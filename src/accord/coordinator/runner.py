@@ -734,7 +734,16 @@ class Coordinator:
             uniform=self.config.strategy.weighting == "uniform",
             close_fraction=self.config.round.close_fraction,
         )
-        jobs = self._jobs(run_id, plan.number, plan.selected)
+        late = self._virtually_late(plan.selected)
+        if late:
+            rnd.close(
+                late,
+                why="on the simulation's virtual clock it finishes after the round "
+                f"closed (round.close_fraction = {self.config.round.close_fraction:g})",
+            )
+        jobs = self._jobs(
+            run_id, plan.number, [p for p in plan.selected if p not in late]
+        )
         self._executor.submit_train(plan.number, jobs)
         self._observer.round_started(plan.number, plan.selected)
         self._sent.clear()
@@ -755,6 +764,23 @@ class Coordinator:
         scores = () if kept is None else kept.score(delta, self._rules)
         return rnd.outcomes, rnd.succeeded, delta, None, scores
         # The round's accumulator (a float64 copy of the model) goes with ``rnd``.
+
+    def _virtually_late(self, selected: Sequence[str]) -> tuple[str, ...]:
+        """Who a simulated round closes without, by ``close_fraction``.
+
+        On the simulation's virtual clock (``job_time``) the order sites finish
+        in is known before they train: the slowest beyond ``ceil(close_fraction ×
+        selected)`` (ties: the later in selection order) are late, and are not
+        trained at all. Without a virtual clock (a deployment, or a simulation
+        without ``slowdown``), lateness is by arrival: empty here.
+        """
+        cf = self.config.round.close_fraction
+        if self.job_time is None or cf >= 1 or not selected:
+            return ()
+        job_time = self.job_time
+        order = sorted(range(len(selected)), key=lambda i: (job_time(selected[i]), i))
+        keep = max(1, math.ceil(cf * len(selected)))
+        return tuple(selected[i] for i in sorted(order[keep:]))
 
     def _count_flags(
         self, run_id: str, number: int, scores: tuple[UpdateScore, ...]

@@ -201,3 +201,25 @@ def test_the_deployed_coordinator_refuses_async_mode(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "round.mode" in result.output and "simulate" in result.output
+
+
+def test_close_fraction_on_the_virtual_clock_cuts_the_slowest_site(
+    tmp_path: Path,
+) -> None:
+    cfg = _config(tmp_path, rounds=2)
+    cfg = cfg.model_copy(
+        update={
+            "round": cfg.round.model_copy(
+                update={"mode": "sync", "close_fraction": 0.75}
+            )
+        }
+    )
+    rounds = _run(tmp_path, cfg)
+    for r in rounds:
+        late = [o for o in r.outcomes if o.status == "timeout"]
+        assert [o.participant for o in late] == ["site-03"]  # 6 times slower
+        assert late[0].reason.startswith("late: on the simulation's virtual clock")
+        assert sum(o.status == "ok" for o in r.outcomes) == 3
+        assert r.selected == ("site-00", "site-01", "site-02", "site-03")
+    # The round lasts until the third fastest site is done: a fast site's time.
+    assert _metric(rounds[0], "virtual_time") < 12 * 6
