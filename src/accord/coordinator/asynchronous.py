@@ -58,6 +58,7 @@ from accord.coordinator.collector import collect
 from accord.coordinator.executor import Event, JobFailed, TrainDone, eligible
 from accord.coordinator.round import validate_update
 from accord.coordinator.strategy import published_spec
+from accord.coordinator.transfers import record_transfers
 from accord.errors import ConfigError, RunAborted, UpdateRejected
 from accord.params import Params
 from accord.records import MetricValue, OutcomeStatus, ParticipantOutcome, RoundRecord
@@ -155,7 +156,8 @@ class _Result:
     digest: str | None
     status: OutcomeStatus = "ok"
     reason: str | None = None
-    norm: float | None = None
+    #: Bytes the site sent for it (``[compression]``); None: not counted.
+    bytes_sent: int | None = None
 
 
 class AsyncDriver:
@@ -183,6 +185,7 @@ class AsyncDriver:
         self._pending: list[Dispatch] = []  # dispatched, not trained yet
         self._results: dict[int, _Result] = {}  # by Dispatch.seq
         self._deferred: list[tuple[Dispatch, _Result]] = []
+        self._sent: dict[str, int] = {}  # bytes of the version's folded updates
         self._batches = itertools.count(1_000_000 * (1 + len(recorded)))
         self._index = {p: i for i, p in enumerate(coordinator.executor.participants)}
 
@@ -234,6 +237,15 @@ class AsyncDriver:
                     )
             self._flush(params)  # what trains from this version, before it goes
             delta = buffer.take()
+            sent, self._sent = self._sent, {}
+            record_transfers(
+                c.store,
+                self._run_id,
+                number,
+                sent,
+                method=c.config.compression.method,
+                dense=spec.packed_nbytes,
+            )
             ordered = tuple(outcomes.values())
             from accord.coordinator.runner import Concluding
 
@@ -306,6 +318,8 @@ class AsyncDriver:
             return False
         weight = 1.0 if self._uniform else float(result.num_examples)
         facts["staleness_weight"] = buffer.add(result.update, weight, staleness)
+        if result.bytes_sent is not None:
+            self._sent[job.site] = result.bytes_sent
         self._record(outcomes, version, _outcome(job.site, result, "ok", facts))
         return True
 
@@ -366,6 +380,7 @@ class AsyncDriver:
                         event.duration_s,
                         dict(event.metrics),
                         event.update_digest,
+                        bytes_sent=event.bytes_sent,
                     )
                 finally:
                     c.executor.release(event)

@@ -223,3 +223,23 @@ def test_close_fraction_on_the_virtual_clock_cuts_the_slowest_site(
         assert r.selected == ("site-00", "site-01", "site-02", "site-03")
     # The round lasts until the third fastest site is done: a fast site's time.
     assert _metric(rounds[0], "virtual_time") < 12 * 6
+
+
+def test_compressed_async_updates_record_their_bytes_per_version(
+    tmp_path: Path,
+) -> None:
+    from accord.coordinator.transfers import EVENT_KIND
+
+    cfg = _config(tmp_path, rounds=3)
+    cfg = cfg.model_copy(
+        update={"compression": cfg.compression.model_copy(update={"method": "q8"})}
+    )
+    store = SqlStore(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        run = simulate(cfg, store=store).run
+        rounds = store.rounds(run.run_id)
+        events = [e for e in store.events(run.run_id) if e.kind == EVENT_KIND]
+    finally:
+        store.close()
+    folded = {(r.number, o.participant) for r in rounds for o in r.outcomes}
+    assert {(e.round, e.participant) for e in events} == folded
