@@ -187,12 +187,13 @@ class AsyncDriver:
         self._deferred: list[tuple[Dispatch, _Result]] = []
         self._sent: dict[str, int] = {}  # bytes of the version's folded updates
         self._batches = itertools.count(1_000_000 * (1 + len(recorded)))
-        self._index = {p: i for i, p in enumerate(coordinator.executor.participants)}
 
     def versions(
         self, first: int, params: Params, state: Params
     ) -> Iterator[tuple[Params, Params, RoundSummary]]:
         """Model, state and summary of each version from ``first`` to the last."""
+        from accord.coordinator.runner import Concluding  # runner imports this module
+
         c, rnd = self._c, self._rnd
         spec = published_spec(c.config.strategy, params.spec)
         buffer = FedBuffBuffer(spec, rnd.buffer_size, rule=rnd.staleness_weight)
@@ -247,8 +248,6 @@ class AsyncDriver:
                 dense=spec.packed_nbytes,
             )
             ordered = tuple(outcomes.values())
-            from accord.coordinator.runner import Concluding
-
             params, state, summary = c.conclude(
                 self._run_id,
                 Concluding(
