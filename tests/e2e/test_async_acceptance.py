@@ -63,6 +63,6 @@ def test_async_finishes_sooner_than_sync_with_a_slow_site(measured) -> None:
 
 def test_async_is_as_accurate_within_two_points(measured) -> None:
     (sync_acc, _, _), (async_acc, _, _) = measured["sync"], measured["async"]
-    # Measured: sync 0.9638, async 0.9749.
+    # Measured: sync 0.9638, async 0.9694.
     assert async_acc >= sync_acc - 0.02, (async_acc, sync_acc)
     assert async_acc > 0.9

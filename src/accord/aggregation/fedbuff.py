@@ -17,7 +17,8 @@ fresh one, and the damping is the point. With every update fresh (``s = 0``) the
 result is FedAvg's weighted mean. ``staleness_weight = "constant"`` (``g = 1``) is
 the choice of plain asynchronous averaging, kept for comparison.
 
-The server optimizer (``[strategy] server_optimizer``, ``server_lr``) then applies
+``[strategy] max_weight_share`` caps each ``w_i``'s share of ``Σ w`` first, as in a
+synchronous round. The server optimizer (``server_optimizer``, ``server_lr``) applies
 ``Δ`` as it applies a synchronous round's mean. Sums are float64 whatever the
 model's dtype; the fold order is the caller's (the async driver folds in its
 virtual clock's order, so the same seed gives the same model).
@@ -30,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from accord.aggregation.integrity import cap_weights
 from accord.params import Params, ParamSpec
 
 __all__ = ["FedBuffBuffer", "StalenessRule", "staleness_weight"]
@@ -53,22 +55,30 @@ def staleness_weight(staleness: int, rule: StalenessRule = "sqrt") -> float:
 
 
 class FedBuffBuffer:
-    """Holds the staleness-weighted sum of up to ``size`` updates (see module doc).
+    """Holds up to ``size`` updates and their weights until :meth:`take` (module doc).
 
-    Only the running sums are kept (O(model) memory, however large ``size``).
+    ``max_share`` (``[strategy] max_weight_share``) caps any one update's share of
+    the buffer's total weight, as a synchronous round caps a participant's
+    (:func:`~accord.aggregation.integrity.cap_weights`); the staleness weight
+    then applies on top. That needs every weight before the sum, so the buffer
+    keeps references to its ``size`` updates (the caller must not change them).
     """
 
     def __init__(
-        self, spec: ParamSpec, size: int, *, rule: StalenessRule = "sqrt"
+        self,
+        spec: ParamSpec,
+        size: int,
+        *,
+        rule: StalenessRule = "sqrt",
+        max_share: float | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"a buffer holds at least one update, got size {size}")
         self._spec = spec
         self.size = size
         self._rule = rule
-        self._sums = {t.name: np.zeros(t.shape, np.float64) for t in spec.tensors}
-        self._weight = 0.0
-        self._count = 0
+        self._max_share = max_share
+        self._held: list[tuple[Params, float, float]] = []  # update, weight, g(s)
 
     @property
     def spec(self) -> ParamSpec:
@@ -77,18 +87,18 @@ class FedBuffBuffer:
 
     @property
     def count(self) -> int:
-        """Updates folded since the last :meth:`take`."""
-        return self._count
+        """Updates added since the last :meth:`take`."""
+        return len(self._held)
 
     @property
     def full(self) -> bool:
         """True once ``size`` updates are in: time for a step."""
-        return self._count >= self.size
+        return len(self._held) >= self.size
 
     def add(self, update: Params, weight: float, staleness: int) -> float:
-        """Fold ``update`` with ``weight`` (examples or 1) at ``staleness``.
+        """Add ``update`` with ``weight`` (examples or 1) at ``staleness``.
 
-        Returns the staleness weight it got. ``ValueError`` for a full buffer or
+        Returns the staleness weight it gets. ``ValueError`` for a full buffer or
         a weight that is not positive and finite; the update must fit ``spec``.
         """
         if self.full:
@@ -97,28 +107,24 @@ class FedBuffBuffer:
             raise ValueError(f"an update's weight must be positive, got {weight}")
         self._spec.check(update)
         factor = staleness_weight(staleness, self._rule)
-        scale = weight * factor
-        for name, total in self._sums.items():
-            total += np.asarray(update[name], np.float64) * scale
-        self._weight += weight
-        self._count += 1
+        self._held.append((update, weight, factor))
         return factor
 
     def take(self) -> Params:
-        """The aggregate Δ of what was folded, in the model's dtypes; then empty.
+        """The aggregate Δ of what was added, in the model's dtypes; then empty.
 
-        ``ValueError`` if nothing was folded.
+        Sums are float64, in the order the updates were added. ``ValueError`` if
+        nothing was added.
         """
-        if self._count == 0:
+        if not self._held:
             raise ValueError("the buffer is empty: nothing to aggregate")
-        out = Params(
-            {
-                t.name: (self._sums[t.name] / self._weight).astype(t.dtype)
-                for t in self._spec.tensors
-            }
-        )
-        for total in self._sums.values():
-            total.fill(0.0)
-        self._weight = 0.0
-        self._count = 0
-        return out
+        held, self._held = self._held, []
+        weights = cap_weights([w for _, w, _ in held], self._max_share)
+        total = math.fsum(weights)
+        out: dict[str, np.ndarray] = {}
+        for t in self._spec.tensors:
+            acc = np.zeros(t.shape, np.float64)
+            for (update, _, factor), weight in zip(held, weights, strict=True):
+                acc += np.asarray(update[t.name], np.float64) * (weight * factor)
+            out[t.name] = (acc / total).astype(t.dtype)
+        return Params(out)

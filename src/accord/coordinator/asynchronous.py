@@ -196,7 +196,12 @@ class AsyncDriver:
 
         c, rnd = self._c, self._rnd
         spec = published_spec(c.config.strategy, params.spec)
-        buffer = FedBuffBuffer(spec, rnd.buffer_size, rule=rnd.staleness_weight)
+        buffer = FedBuffBuffer(
+            spec,
+            rnd.buffer_size,
+            rule=rnd.staleness_weight,
+            max_share=c.config.strategy.max_weight_share,
+        )
         version = first - 1
         for site in self._roster:
             self._pending.append(self._schedule.dispatch(site, version, self._now))

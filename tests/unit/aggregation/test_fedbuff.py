@@ -78,3 +78,12 @@ def test_refusals():
         buf.add(_p(1.0), 1, 0)
     with pytest.raises(ValueError, match="at least one"):
         FedBuffBuffer(_p(0.0).spec, 0)
+
+
+def test_max_share_caps_a_heavy_update_before_the_staleness_weight():
+    # Weights 10 and 30 under a 0.5 share: 30 is capped to 10 (cap_weights), so
+    # (10 * 1 * A + 10 * 0.5 * B) / 20 = ([10, 20] + [20, -10]) / 20.
+    buf = FedBuffBuffer(_p(0, 0).spec, 2, max_share=0.5)
+    buf.add(_p(1, 2), 10, 0)
+    buf.add(_p(4, -2), 30, 3)
+    np.testing.assert_allclose(buf.take()["w"], [1.5, 0.5], rtol=1e-7)
