@@ -395,11 +395,43 @@ class PersonalizationConfig(_Section):
     ``learning_rate``, ``[train] learning_rate`` if unset, and ``[train]
     batch_size``) and scores both models on its holdout; the fine-tuned model never
     leaves the site (``docs/strategies.md``).
+
+    ``method = "fedper"``: the tensors whose names match a glob of ``private``
+    (the head) stay at each site, trained there and never sent; only the others
+    are federated (:mod:`accord.task.fedper`). ``method = "ditto"``: each site also
+    trains a personal model pulled toward the global one with strength
+    ``lambda`` (:mod:`accord.task.ditto`).
     """
 
-    method: Literal["off", "finetune"] = "off"
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
+        serialize_by_alias=True,
+    )
+
+    method: Literal["off", "finetune", "fedper", "ditto"] = "off"
     epochs: int = Field(default=1, ge=1, le=1000)
     learning_rate: float | None = Field(default=None, gt=0)
+    private: list[str] = Field(default_factory=list, max_length=1000)
+    lam: float = Field(default=0.1, ge=0, le=1e6, alias="lambda")
+
+    @model_validator(mode="after")
+    def _keys_of_method(self) -> PersonalizationConfig:
+        if self.method == "fedper" and not self.private:
+            raise ValueError(
+                'method = "fedper" needs private = ["glob", ...]: the names of the '
+                'tensors that stay at each site (the head, e.g. ["fc2.*"])'
+            )
+        if self.private and self.method != "fedper":
+            raise ValueError(
+                "private is FedPer's setting but method is "
+                f'"{self.method}": drop it or set method = "fedper"'
+            )
+        if any(not p.strip() for p in self.private):
+            raise ValueError("private: an empty pattern matches nothing")
+        return self
 
 
 class GatesConfig(_Section):
@@ -812,6 +844,13 @@ def _check_compatibility(cfg: FedConfig) -> None:
         raise ConfigError(
             "personalization is scored at the federated evaluation, which is off: "
             'set [evaluation] federated = true or personalization.method = "off"'
+        )
+    if cfg.personalization.method in ("fedper", "ditto") and cfg.strategy.scaffold:
+        raise ConfigError(
+            f"{cfg.personalization.method} and SCAFFOLD do not compose: SCAFFOLD's "
+            "control variates correct the whole model's steps, which "
+            f"{cfg.personalization.method} changes at each site; turn one off",
+            key="personalization.method",
         )
     _check_secure(cfg)
     _check_privacy(cfg)

@@ -16,8 +16,11 @@ from accord.data.federation import FederatedData, Site, build_federation
 from accord.data.preprocess import Encoder
 from accord.data.profile import Schema
 from accord.simulation.jobs import SitePersonalization
+from accord.task.ditto import DittoSite
+from accord.task.fedper import FedPerSite
 from accord.task.loading import load_task
 from accord.task.local_strategy import check_task
+from accord.task.personal_state import MemoryStore, PrivateSelection, find_personal
 from accord.task.personalization import FineTune
 from accord.task.protocol import Task
 from accord.task.strategy_site import StrategySite
@@ -30,6 +33,7 @@ __all__ = [
     "build_context",
     "dataset_source",
     "federation_schema",
+    "personal_sites",
     "site_state_dir",
     "strategy_sites",
 ]
@@ -48,8 +52,12 @@ class SimContext:
     finetune: FineTune | None = None
 
     def personal(self, name: str, round_number: int) -> SitePersonalization | None:
-        """What site ``name`` needs to fine-tune at round ``round_number``'s eval."""
-        if self.finetune is None:
+        """What site ``name`` needs to score its own model at a round's eval.
+
+        Fine-tuning's setting, or (FedPer, Ditto) None as the setting: the task
+        keeps the site's own model.
+        """
+        if self.finetune is None and find_personal(self.task) is None:
             return None
         return SitePersonalization(
             self.finetune, self.site(name).train, round_number, name
@@ -110,6 +118,27 @@ def site_state_dir(config: FedConfig) -> Path:
     return directory / "sites"
 
 
+def personal_sites(config: FedConfig, task: Task) -> Task:
+    """``task``, wrapped for FedPer or Ditto (``[personalization]``), if asked.
+
+    Each site's own tensors are kept in memory (:class:`MemoryStore`): a simulated
+    site is served by one process for the whole run. A deployed site swaps in its
+    state folder (:meth:`FedPerSite.with_store`). :class:`ConfigError` for patterns
+    that match nothing or everything, or a task that cannot do Ditto.
+    """
+    p = config.personalization
+    if p.method == "fedper":
+        return FedPerSite(
+            task,
+            private=PrivateSelection(p.private),
+            store=MemoryStore(),
+            seed=config.federation.seed,
+        )
+    if p.method == "ditto":
+        return DittoSite(task, lam=p.lam, store=MemoryStore())
+    return task
+
+
 def strategy_sites(config: FedConfig, task: Task) -> Task:
     """``task``, checked and wrapped for the strategy's site-side part, if any.
 
@@ -150,7 +179,7 @@ def build_context(
     task = load_task(
         config.task.factory, data.info, options=config.task.options, base_dir=base
     )
-    task = strategy_sites(config, task)
+    task = strategy_sites(config, personal_sites(config, task))
     if config.privacy.sites:  # simulated sites' own policies
         from accord.simulation.site_policy import guard_sites
 

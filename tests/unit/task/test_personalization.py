@@ -62,7 +62,9 @@ def test_the_setting_follows_the_config_and_is_off_by_default():
         ({"method": "finetune", "epochs": 0}, "personalization.epochs"),
         ({"method": "finetune", "epochs": 1001}, "personalization.epochs"),
         ({"method": "finetune", "learning_rate": 0.0}, "personalization.learning_rate"),
-        ({"method": "ditto"}, "personalization.method"),
+        ({"method": "fedavg"}, "personalization.method"),
+        ({"method": "ditto", "lambda": -1.0}, "personalization.lambda"),
+        ({"method": "fedper", "private": []}, "personalization"),
         ({"method": "finetune", "head": ["w"]}, "personalization.head"),
     ],
 )
