@@ -16,11 +16,10 @@ from accord.data.federation import FederatedData, Site, build_federation
 from accord.data.preprocess import Encoder
 from accord.data.profile import Schema
 from accord.simulation.jobs import SitePersonalization
-from accord.task.ditto import DittoSite
-from accord.task.fedper import FedPerSite
 from accord.task.loading import load_task
 from accord.task.local_strategy import check_task
-from accord.task.personal_state import MemoryStore, PrivateSelection, find_personal
+from accord.task.personal_method import PersonalMethod
+from accord.task.personal_state import MemoryStore, find_personal
 from accord.task.personalization import FineTune
 from accord.task.protocol import Task
 from accord.task.strategy_site import StrategySite
@@ -123,20 +122,11 @@ def personal_sites(config: FedConfig, task: Task) -> Task:
 
     Each site's own tensors are kept in memory (:class:`MemoryStore`): a simulated
     site is served by one process for the whole run. A deployed site swaps in its
-    state folder (:meth:`FedPerSite.with_store`). :class:`ConfigError` for patterns
-    that match nothing or everything, or a task that cannot do Ditto.
+    state folder (``with_store``). :class:`ConfigError` for patterns that match
+    nothing or everything, or a task that cannot do Ditto.
     """
-    p = config.personalization
-    if p.method == "fedper":
-        return FedPerSite(
-            task,
-            private=PrivateSelection(p.private),
-            store=MemoryStore(),
-            seed=config.federation.seed,
-        )
-    if p.method == "ditto":
-        return DittoSite(task, lam=p.lam, store=MemoryStore())
-    return task
+    method = PersonalMethod.of(config)
+    return task if method is None else method.wrap(task, MemoryStore())
 
 
 def strategy_sites(config: FedConfig, task: Task) -> Task:
