@@ -489,7 +489,7 @@ class ParticipantRuntime:
         store: PersonalStore = (
             MemoryStore()
             if self._state_dir is None or not run_id
-            else FileStore(self._state_dir / "personal" / run_id)
+            else FileStore.for_run(self._state_dir, run_id)
         )
         rebound = with_store(task, store)  # a sim: site's, as its fed.toml declares
         if rebound is not None:

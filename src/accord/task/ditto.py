@@ -99,9 +99,11 @@ class DittoSite:
         """The task's predictions."""
         return self.task.predict(params, x)
 
-    def personal_model(self, params: Params, site: str) -> Params:
-        """The site's ``v``; the global model for a site that never trained."""
-        kept = self.store.load(site, like=params)
+    def personal_model(
+        self, params: Params, site: str, *, before: int = 2**62
+    ) -> Params:
+        """The site's ``v`` as of a round before ``before``; else ``params``."""
+        kept = self.store.load(site, like=params, before=before)
         return params if kept is None else kept
 
     def train(
@@ -110,10 +112,10 @@ class DittoSite:
         """The global update as FedAvg's; then one personal step, kept here."""
         result = self.task.train(params, data, config)
         site = config.participant
-        v = self.personal_model(params, site)
+        v = self.personal_model(params, site, before=config.round)
         own = self.task.train(
             v, data, personal_config(config, lam=self.lam, anchor=params)
         )
         params.spec.check(own.params)
-        self.store.save(site, own.params)
+        self.store.save(site, config.round, own.params)
         return result

@@ -71,8 +71,8 @@ class FedPerSite:
         """The shared tensors of the task's initial model."""
         return self.private.split(self.task.init_params(seed))[0]
 
-    def _head(self, site: str) -> Params:
-        kept = self.store.load(site, like=self._initial_head)
+    def _head(self, site: str, before: int) -> Params:
+        kept = self.store.load(site, like=self._initial_head, before=before)
         return self._initial_head if kept is None else kept
 
     def _full(self, shared: Params, head: Params) -> Params:
@@ -85,20 +85,22 @@ class FedPerSite:
             )
         return Params([(n, parts[n]) for n in self._order])
 
-    def personal_model(self, params: Params, site: str) -> Params:
-        """The site's body (``params``) with its own head."""
-        return self._full(params, self._head(site))
+    def personal_model(
+        self, params: Params, site: str, *, before: int = 2**62
+    ) -> Params:
+        """The site's body (``params``) with its head from before round ``before``."""
+        return self._full(params, self._head(site, before))
 
     def train(
         self, params: Params, data: ArrayData, config: TrainConfig
     ) -> TrainResult:
         """Train body and the site's head; keep the head, return the body."""
         site = config.participant
-        full = self.personal_model(params, site)
+        full = self.personal_model(params, site, before=config.round)
         result = self.task.train(full, data, config)
         full.spec.check(result.params)
         shared, head = self.private.split(result.params)
-        self.store.save(site, head)
+        self.store.save(site, config.round, head)
         logger.debug("FedPer: kept %d private tensor(s) at %s", len(head), site)
         return dataclasses.replace(result, params=shared)
 

@@ -6,8 +6,13 @@ Ditto's whole personal model. A :class:`PersonalStore` holds them per site name:
 
 * :class:`MemoryStore` in a simulation, where each site is served by one warm
   worker process for the whole run (as the compression error feedback is);
-* :class:`FileStore` at a deployed site: one safetensors file per site in the
-  participant's state folder, written atomically, so that it survives a restart.
+* :class:`FileStore` at a deployed site: safetensors files in the participant's
+  state folder, written atomically, so that they survive a restart.
+
+Both keep the tensors by the round that produced them, and a round loads the
+newest of an *earlier* round: a round trained again (the coordinator was
+interrupted before recording it) starts from what the first attempt started from,
+so a resumed run matches an uninterrupted one, as SCAFFOLD's ``c_i`` does.
 
 :class:`PersonalModels` is what the evaluation asks of a wrapper that keeps such
 state: the site's own model for the published one
@@ -41,6 +46,10 @@ __all__ = [
 ]
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_WIRE = re.compile(r"\.[0-9a-f]{8}$")
+_FILE = re.compile(r"^round-(\d{5,})\.safetensors$")
+#: Rounds a store keeps per site: the newest, and the one before for a re-run.
+_KEPT = 2
 
 
 class PrivateSelection:
@@ -86,14 +95,17 @@ class PrivateSelection:
 
 
 class PersonalStore(Protocol):
-    """A site's own tensors, by site name."""
+    """A site's own tensors, by site name and the round that produced them."""
 
-    def load(self, site: str, *, like: Params) -> Params | None:
-        """The site's tensors (shaped as ``like``), or None if it has none yet."""
+    def load(self, site: str, *, like: Params, before: int) -> Params | None:
+        """The newest tensors of a round before ``before`` (shaped as ``like``).
+
+        None if the site has none yet.
+        """
         ...
 
-    def save(self, site: str, params: Params) -> None:
-        """Keep ``params`` as the site's tensors."""
+    def save(self, site: str, round_number: int, params: Params) -> None:
+        """Keep ``params`` as the site's tensors after ``round_number``."""
         ...
 
 
@@ -101,55 +113,85 @@ class MemoryStore:
     """A simulated site's tensors, in the memory of the process serving it."""
 
     def __init__(self) -> None:
-        self._kept: dict[str, Params] = {}
+        self._kept: dict[str, dict[int, Params]] = {}
 
-    def load(self, site: str, *, like: Params) -> Params | None:
-        """The site's tensors, or None (``like`` is checked against them)."""
-        kept = self._kept.get(site)
-        if kept is not None:
-            like.spec.check(kept)
+    def load(self, site: str, *, like: Params, before: int) -> Params | None:
+        """The newest tensors before round ``before``, or None."""
+        rounds = [r for r in self._kept.get(site, {}) if r < before]
+        if not rounds:
+            return None
+        kept = self._kept[site][max(rounds)]
+        like.spec.check(kept)
         return kept
 
-    def save(self, site: str, params: Params) -> None:
+    def save(self, site: str, round_number: int, params: Params) -> None:
         """Keep a copy of ``params`` (the caller may reuse its buffers)."""
-        self._kept[site] = params.copy()
+        kept = self._kept.setdefault(site, {})
+        kept[round_number] = params.copy()
+        for old in sorted(kept)[:-_KEPT]:
+            del kept[old]
 
 
 class FileStore:
-    """A deployed site's tensors: ``<directory>/<site>.safetensors``."""
+    """A deployed site's tensors: ``<directory>/<site>/round-NNNNN.safetensors``."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def _path(self, site: str) -> Path:
+    @classmethod
+    def for_run(cls, state_dir: Path, wire_run_id: str) -> FileStore:
+        """The store of one run under a site's ``state_dir``: ``personal/<run>``.
+
+        ``wire_run_id`` is the id a coordinator process uses on the wire
+        (``{run}.{8 hex}``); the store's run id before its suffix names the
+        folder, so a coordinator that resumes the run finds the same tensors.
+        :class:`ConfigError` for an id that cannot name a folder.
+        """
+        run = _WIRE.sub("", wire_run_id)
+        if not _SAFE.match(run):
+            raise ConfigError(f"run id {run!r} cannot name a folder")
+        return cls(state_dir / "personal" / run)
+
+    def folder(self, site: str) -> Path:
+        """Where ``site``'s files are."""
         if not _SAFE.match(site):
             raise ConfigError(
-                f"site name {site!r} cannot name a file "
+                f"site name {site!r} cannot name a folder "
                 "(letters, digits, '.', '_', '-')"
             )
-        return self.directory / f"{site}.safetensors"
+        return self.directory / site
 
-    def load(self, site: str, *, like: Params) -> Params | None:
-        """The site's tensors; :class:`StoreError` if the file does not fit."""
-        path = self._path(site)
-        if not path.exists():
+    def _rounds(self, folder: Path) -> list[int]:
+        if not folder.is_dir():
+            return []
+        return sorted(
+            int(m.group(1)) for p in folder.iterdir() if (m := _FILE.match(p.name))
+        )
+
+    def load(self, site: str, *, like: Params, before: int) -> Params | None:
+        """The newest file before ``before``; :class:`StoreError` if it is unfit."""
+        folder = self.folder(site)
+        earlier = [r for r in self._rounds(folder) if r < before]
+        if not earlier:
             return None
+        path = folder / f"round-{earlier[-1]:05d}.safetensors"
         try:
             raw = load_file(path)
             out = Params({n: raw[n] for n in like})
             like.spec.check(out)
         except Exception as exc:  # a torn or foreign file: say which
             raise StoreError(
-                f"the site's personal model {path} is unreadable or does not fit the "
-                f"model ({exc}); delete it to start the site's own tensors afresh"
+                f"the site's own tensors in {path} are unreadable or do not fit the "
+                f"model ({exc}); delete {folder} to start them afresh"
             ) from exc
         return out
 
-    def save(self, site: str, params: Params) -> None:
-        """Write ``params`` atomically (a crash leaves the old file or the new)."""
-        target = self._path(site)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+    def save(self, site: str, round_number: int, params: Params) -> None:
+        """Write atomically (a crash leaves the old file or the new); prune."""
+        folder = self.folder(site)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"round-{round_number:05d}.safetensors"
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         os.close(fd)
         try:
             save_file({n: np.ascontiguousarray(a) for n, a in params.items()}, tmp)
@@ -157,6 +199,9 @@ class FileStore:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        for r in self._rounds(folder)[:-_KEPT]:
+            if r < round_number:
+                (folder / f"round-{r:05d}.safetensors").unlink(missing_ok=True)
 
 
 @runtime_checkable
@@ -168,8 +213,10 @@ class PersonalModels(Protocol):
         """The user's task, which scores the site's own (full) model."""
         ...
 
-    def personal_model(self, params: Params, site: str) -> Params:
-        """The site's own model, given the published model ``params``."""
+    def personal_model(
+        self, params: Params, site: str, *, before: int = 2**62
+    ) -> Params:
+        """The site's own model (as of a round before ``before``) for ``params``."""
         ...
 
 

@@ -117,7 +117,7 @@ def personalized_scores(
         keeper = find_personal(task)
         if keeper is None:
             raise TaskError("no fine-tuning setting and the task keeps no own model")
-        own_model = keeper.personal_model(model, participant)
+        own_model = keeper.personal_model(model, participant, before=round_number + 1)
         kept: Mapping[str, float] = evaluate(keeper.inner, own_model, holdout)
         return {PREFIX + k: float(kept[k]) for k in _PAIRED}
     inner = _inner(task)

@@ -27,19 +27,21 @@ from accord.task.sklearn import sgd_classifier
 
 INFO = DatasetInfo("two", (2,), ("a", "b"))
 ROW = ArrayData(np.array([[1.0, 2.0]], np.float32), np.array([0]))
-CONFIG = TrainConfig(epochs=1, batch_size=1, learning_rate=0.5, participant="s")
+CONFIG = TrainConfig(
+    epochs=1, batch_size=1, learning_rate=0.5, round=1, participant="s"
+)
 GLOBAL = Params({"w": np.ones((2, 2), np.float32), "b": np.ones(2, np.float32)})
 ZERO = Params({"w": np.zeros((2, 2), np.float32), "b": np.zeros(2, np.float32)})
 
 
 def test_the_personal_step_matches_the_hand_computed_one():
     store = MemoryStore()
-    store.save("s", ZERO)
+    store.save("s", 0, ZERO)
     site = DittoSite(softmax_regression(INFO), lam=0.5, store=store)
 
     site.train(GLOBAL, ROW, CONFIG)
 
-    own = store.load("s", like=GLOBAL)
+    own = store.load("s", like=GLOBAL, before=2)
     assert own is not None
     np.testing.assert_allclose(own["w"], [[0.5, 0.0], [0.75, -0.25]], atol=1e-6)
     np.testing.assert_allclose(own["b"], [0.5, 0.0], atol=1e-6)
@@ -47,7 +49,7 @@ def test_the_personal_step_matches_the_hand_computed_one():
 
 def test_the_global_update_is_plain_fedavg_and_lambda_zero_is_local_training():
     store = MemoryStore()
-    store.save("s", ZERO)
+    store.save("s", 0, ZERO)
     task = softmax_regression(INFO)
     site = DittoSite(task, lam=0.0, store=store)
 
@@ -57,7 +59,7 @@ def test_the_global_update_is_plain_fedavg_and_lambda_zero_is_local_training():
     plain_local = task.train(ZERO, ROW, CONFIG).params
     for name in GLOBAL:
         np.testing.assert_array_equal(sent.params[name], plain_global[name])
-        own = store.load("s", like=GLOBAL)
+        own = store.load("s", like=GLOBAL, before=2)
         assert own is not None
         np.testing.assert_array_equal(own[name], plain_local[name])
 
@@ -69,7 +71,7 @@ def test_a_site_without_a_personal_model_starts_it_from_the_global_one():
     assert site.personal_model(GLOBAL, "s") is GLOBAL
     site.train(GLOBAL, ROW, CONFIG)
 
-    own = store.load("s", like=GLOBAL)
+    own = store.load("s", like=GLOBAL, before=2)
     # v = w: the proximal term is zero, so the first step is plain SGD from w
     expected = softmax_regression(INFO).train(GLOBAL, ROW, CONFIG).params
     assert own is not None
@@ -98,12 +100,12 @@ def test_the_torch_adapter_takes_the_same_personal_step():
     glob = Params({"weight": np.ones((2, 2), np.float32), "bias": np.ones(2)})
     glob = glob.astype(np.float32)
     store = MemoryStore()
-    store.save("s", Params({n: np.zeros_like(a) for n, a in glob.items()}))
+    store.save("s", 0, Params({n: np.zeros_like(a) for n, a in glob.items()}))
     site = DittoSite(task, lam=0.5, store=store)
 
     site.train(glob, ROW, CONFIG)
 
-    own = store.load("s", like=glob)
+    own = store.load("s", like=glob, before=2)
     assert own is not None
     np.testing.assert_allclose(own["weight"], [[0.5, 0.75], [0.0, -0.25]], atol=1e-6)
     np.testing.assert_allclose(own["bias"], [0.5, 0.0], atol=1e-6)

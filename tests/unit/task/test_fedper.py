@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ from accord.task.personal_state import FileStore, MemoryStore, PrivateSelection
 INFO = DatasetInfo("toy", (4,), ("a", "b", "c"))
 RNG = np.random.default_rng(0)
 DATA = ArrayData(RNG.normal(size=(40, 4)).astype(np.float32), RNG.integers(0, 3, 40))
-CONFIG = TrainConfig(epochs=2, batch_size=8, learning_rate=0.1, participant="site-a")
+CONFIG = TrainConfig(
+    epochs=2, batch_size=8, learning_rate=0.1, round=1, participant="site-a"
+)
 
 
 def _site(store: MemoryStore | FileStore | None = None) -> FedPerSite:
@@ -46,7 +49,7 @@ def test_the_head_never_leaves_the_site():
 
     sent = site.train(body, DATA, CONFIG)
 
-    kept = store.load("site-a", like=first_head)
+    kept = store.load("site-a", like=first_head, before=2)
     assert kept is not None
     assert tuple(sent.params) == ("w1", "b1")
     wire = bytes(sent.params.spec.pack(sent.params))
@@ -63,7 +66,7 @@ def test_a_round_starts_from_the_head_the_site_kept():
     site.train(body, DATA, CONFIG)
     head = site.personal_model(body, "site-a")
 
-    again = site.train(body, DATA, CONFIG)
+    again = site.train(body, DATA, dataclasses.replace(CONFIG, round=2))
 
     by_hand = task.train(head, DATA, CONFIG).params
     for name in ("w1", "b1"):
@@ -120,19 +123,41 @@ def test_the_head_in_a_state_folder_survives_a_restart(tmp_path: Path):
     restarted = _site(FileStore(tmp_path))
 
     after = restarted.personal_model(body, "site-a")
-    assert (tmp_path / "site-a.safetensors").is_file()
+    assert (tmp_path / "site-a" / "round-00001.safetensors").is_file()
     for name in before:
         np.testing.assert_array_equal(after[name], before[name])
 
 
+def test_a_round_trained_again_starts_from_the_head_of_the_round_before(
+    tmp_path: Path,
+):
+    site = _site(FileStore(tmp_path))
+    body = site.init_params(3)
+    site.train(body, DATA, CONFIG)
+    head_1 = site.personal_model(body, "site-a")
+    first = site.train(body, DATA, dataclasses.replace(CONFIG, round=2))
+
+    # the coordinator died before recording round 2 and asks for it again
+    again = site.train(body, DATA, dataclasses.replace(CONFIG, round=2))
+
+    np.testing.assert_array_equal(again.params["w1"], first.params["w1"])
+    assert site.personal_model(body, "site-a", before=2)["w2"].tobytes() == (
+        head_1["w2"].tobytes()
+    )
+    site.train(body, DATA, dataclasses.replace(CONFIG, round=3))
+    files = sorted(p.name for p in (tmp_path / "site-a").iterdir())
+    assert files == ["round-00002.safetensors", "round-00003.safetensors"]
+
+
 def test_a_foreign_head_file_is_refused_naming_it(tmp_path: Path):
-    (tmp_path / "site-a.safetensors").write_bytes(b"not a safetensors file")
+    (tmp_path / "site-a").mkdir()
+    (tmp_path / "site-a" / "round-00001.safetensors").write_bytes(b"not a file")
     site = _site(FileStore(tmp_path))
 
-    with pytest.raises(StoreError, match="site-a.safetensors"):
+    with pytest.raises(StoreError, match="round-00001.safetensors"):
         site.personal_model(site.init_params(3), "site-a")
 
 
 def test_a_site_name_that_cannot_be_a_file_is_refused(tmp_path: Path):
-    with pytest.raises(ConfigError, match="cannot name a file"):
-        FileStore(tmp_path).save("../up", Params({"w": np.zeros(1, np.float32)}))
+    with pytest.raises(ConfigError, match="cannot name a folder"):
+        FileStore(tmp_path).save("../up", 1, Params({"w": np.zeros(1, np.float32)}))
