@@ -32,7 +32,7 @@ __all__ = [
     "build_context",
     "dataset_source",
     "federation_schema",
-    "personal_sites",
+    "personal_methods",
     "site_state_dir",
     "strategy_sites",
 ]
@@ -117,7 +117,7 @@ def site_state_dir(config: FedConfig) -> Path:
     return directory / "sites"
 
 
-def personal_sites(config: FedConfig, task: Task) -> Task:
+def personal_methods(config: FedConfig, task: Task) -> Task:
     """``task``, wrapped for FedPer or Ditto (``[personalization]``), if asked.
 
     Each site's own tensors are kept in memory (:class:`MemoryStore`): a simulated
@@ -169,7 +169,7 @@ def build_context(
     task = load_task(
         config.task.factory, data.info, options=config.task.options, base_dir=base
     )
-    task = strategy_sites(config, personal_sites(config, task))
+    task = strategy_sites(config, personal_methods(config, task))
     if config.privacy.sites:  # simulated sites' own policies
         from accord.simulation.site_policy import guard_sites
 

@@ -8,17 +8,44 @@ checkpoints, a secure run's sum); worker processes give the in-process figures.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from safetensors.numpy import load_file
+from typer.testing import CliRunner
 
+from accord.cli.main import app
 from accord.config import FedConfig, config_from_mapping
 from accord.simulation.engine import simulate
 from accord.store import MemoryStore
 
 HEAD = ["w2", "b2"]
+runner = CliRunner()
+
+DITTO_TOML = """
+[federation]
+rounds = 10
+seed = 0
+[data]
+dataset = "digits"
+partition = "dirichlet"
+alpha = 0.1
+sites = 10
+min_site_size = 20
+[task]
+factory = "accord.task.numpy_task:mlp"
+[evaluation]
+every = 10
+[simulation]
+workers = 0
+[store]
+directory = "{dir}"
+[personalization]
+method = "ditto"
+lambda = 0.1
+"""
 
 
 def _config(tmp_path: Path, personal: dict[str, Any], **extra: Any) -> FedConfig:
@@ -137,3 +164,39 @@ def test_workers_keep_the_sites_models_as_the_coordinator_process_does(
 
     assert pooled == inline
     assert all("personalized_loss" in v for v in inline.values())
+
+
+def test_runs_show_and_the_report_put_ditto_beside_the_global_model(tmp_path: Path):
+    fed = tmp_path / "fed.toml"
+    fed.write_text(DITTO_TOML.format(dir=tmp_path / "runs"))
+    runs = ["--dir", str(tmp_path / "runs")]
+
+    simulated = runner.invoke(app, ["simulate", str(fed), "--json"])
+    shown = runner.invoke(app, ["runs", "show", "latest", "--json", *runs])
+    table = runner.invoke(app, ["runs", "show", "latest", *runs])
+    card = runner.invoke(app, ["report", "latest", "--json", *runs])
+
+    assert simulated.exit_code == 0, simulated.output
+    assert shown.exit_code == 0 and table.exit_code == 0, shown.output
+    assert card.exit_code == 0, card.output
+    sites = json.loads(shown.stdout)["personalization"]["sites"]
+    worst = min(sites, key=lambda s: sites[s]["global"]["accuracy"])
+    glob = sites[worst]["global"]["accuracy"]
+    own = sites[worst]["personalized"]["accuracy"]
+    assert own > glob + 0.2, (worst, glob, own)
+    row = next(line for line in table.stdout.splitlines() if f" {worst} " in line)
+    assert f"{glob:.4f}" in row and f"{own:.4f}" in row, row
+    metrics = next(
+        s for s in json.loads(card.stdout)["sections"] if s["key"] == "metrics"
+    )
+    facts = dict(
+        item for b in metrics["blocks"] if b["type"] == "facts" for item in b["items"]
+    )
+    assert facts["personalization"] == "ditto"
+    assert facts["worst site, global model accuracy"] == f"{glob:.4f}"
+    personal = next(
+        b for b in metrics["blocks"] if b.get("title", "").startswith("personalization")
+    )
+    assert [worst, f"{glob:.4f}", f"{own:.4f}"] == [
+        personal["rows"][list(sites).index(worst)][i] for i in (0, 2, 3)
+    ]
