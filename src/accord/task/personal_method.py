@@ -15,7 +15,7 @@ from typing import Literal
 from accord.config import FedConfig
 from accord.task.ditto import DittoSite
 from accord.task.fedper import FedPerSite
-from accord.task.personal_state import PersonalStore, PrivateSelection
+from accord.task.personal_state import MemoryStore, PersonalStore, PrivateSelection
 from accord.task.protocol import Task
 
 __all__ = ["PersonalMethod", "with_store"]
@@ -57,6 +57,10 @@ class PersonalMethod:
                 seed=self.seed,
             )
         return DittoSite(task, lam=self.lam, store=store)
+
+    def check(self, task: Task) -> None:
+        """:class:`~accord.errors.ConfigError` now if ``task`` cannot do this."""
+        self.wrap(task, MemoryStore())
 
 
 def with_store(task: object, store: PersonalStore) -> Task | None:
