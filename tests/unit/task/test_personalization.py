@@ -214,3 +214,37 @@ def test_a_task_that_returns_a_different_model_is_a_task_error(digits):
 def test_a_setting_out_of_range_is_refused(epochs, batch, lr):
     with pytest.raises(ValueError):
         FineTune(epochs=epochs, batch_size=batch, learning_rate=lr, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("personalization", "extra", "says"),
+    [
+        ({"method": "ditto", "private": ["w"]}, {}, "private is FedPer's setting"),
+        ({"method": "fedper", "private": [" "]}, {}, "empty pattern"),
+        (
+            {"method": "fedper", "private": ["w"]},
+            {"strategy": {"scaffold": True}},
+            "do not compose",
+        ),
+        (
+            {"method": "ditto"},
+            {"evaluation": {"federated": False}},
+            "federated evaluation",
+        ),
+    ],
+)
+def test_fedper_and_ditto_settings_that_cannot_work_are_refused(
+    personalization, extra, says
+):
+    with pytest.raises(ConfigError, match=says):
+        _config(personalization, **extra)
+
+
+def test_ditto_lambda_keeps_its_toml_name_through_the_stored_config():
+    config = _config({"method": "ditto", "lambda": 0.25})
+
+    stored = config.to_json_dict()
+    again = type(config).model_validate({**stored, "base_dir": "."})
+
+    assert stored["personalization"]["lambda"] == 0.25
+    assert again.personalization.lam == 0.25
