@@ -228,7 +228,7 @@ def _simulate(
 
         if resume is not None:
             record_contract(store, resume, contract)
-    check_task(config, ctx.task, config.task.factory)
+    check_task(config, ctx.task, config.task_settings.factory)
     initial = ctx.task.init_params(config.federation.seed)
     root_update = None
     if config.strategy.aggregation == "fltrust":  # its root set leaves the test set

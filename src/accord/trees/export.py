@@ -14,6 +14,7 @@ is tested against xgboost itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +57,24 @@ def _tree_json(tree: Tree, index: int, features: int) -> dict[str, Any]:
     }
 
 
-def to_xgboost_json(booster: Booster) -> dict[str, Any]:
-    """The XGBoost JSON document of ``booster``."""
+def to_xgboost_json(
+    booster: Booster, *, feature_names: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The XGBoost JSON document of ``booster``, with the features' names if given.
+
+    Raises ValueError when names are given but not one per feature.
+    """
     count = len(booster.trees)
+    names = list(feature_names)
+    if names and len(names) != booster.features:
+        raise ValueError(
+            f"{len(names)} feature name(s) for a model of {booster.features} features"
+        )
     return {
         "learner": {
             "attributes": {},
-            "feature_names": [],
-            "feature_types": [],
+            "feature_names": names,
+            "feature_types": ["float"] * len(names),
             "gradient_booster": {
                 "model": {
                     "gbtree_model_param": {
