@@ -7,7 +7,6 @@ installs it) or Playwright is not installed; nothing else makes them skip.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,11 +54,10 @@ def serving(app: Any, *, tls: Any = None) -> Iterator[int]:
     """Serve ``app`` as ``accord dashboard`` does, on an ephemeral loopback port."""
     import uvicorn
 
-    from accord.dashboard.server import server_config
+    from accord.dashboard.server import listen, server_config
 
     config = server_config(app, host="127.0.0.1", port=0, tls=tls)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listen("127.0.0.1", 0)
     port = int(sock.getsockname()[1])
     server = uvicorn.Server(config)
     thread = threading.Thread(

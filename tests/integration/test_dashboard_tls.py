@@ -8,7 +8,6 @@ in uvicorn in a thread, as ``accord dashboard --host ... --pki --trust`` runs it
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import threading
 import time
@@ -24,7 +23,7 @@ pytest.importorskip("cryptography")
 import uvicorn
 
 from accord.dashboard.app import create_app
-from accord.dashboard.server import TlsFiles, server_config
+from accord.dashboard.server import TlsFiles, listen, server_config
 from accord.store import MemoryStore
 from accord.transport import pki
 
@@ -67,8 +66,7 @@ def server(federation: dict[str, Path]) -> Iterator[int]:
         port=0,
         tls=TlsFiles(federation["server"], federation["ca"]),
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listen("127.0.0.1", 0)
     port = sock.getsockname()[1]
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -50,7 +50,12 @@ def dashboard_command(
 ) -> None:
     """Serve the store's runs, live, as read-only web pages with plots."""
     with reported():
-        from accord.dashboard.server import TlsFiles, check_binding, server_config
+        from accord.dashboard.server import (
+            TlsFiles,
+            check_binding,
+            listen,
+            server_config,
+        )
 
         if (pki is None) != (trust is None):
             raise ConfigError(
@@ -66,16 +71,18 @@ def dashboard_command(
         db = open_store(store, default_dir=directory)
         try:
             config = server_config(create_app(db), host=host, port=port, tls=tls)
-            scheme = "https" if tls else "http"
-            shown = f"[{host}]" if ":" in host else host
-            Console(stderr=True).print(
-                f"accord dashboard (read-only) on {scheme}://{shown}:{port}/ "
-                "(Ctrl-C stops it)",
-                highlight=False,
-            )
-            import uvicorn
+            with listen(host, port) as sock:
+                scheme = "https" if tls else "http"
+                shown = f"[{host}]" if ":" in host else host
+                bound = sock.getsockname()[1]
+                Console(stderr=True).print(
+                    f"accord dashboard (read-only) on {scheme}://{shown}:{bound}/ "
+                    "(Ctrl-C stops it)",
+                    highlight=False,
+                )
+                import uvicorn
 
-            uvicorn.Server(config).run()
+                uvicorn.Server(config).run(sockets=[sock])
         finally:
             db.close()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
     "check_binding",
     "guarded_protocol",
     "is_loopback",
+    "listen",
     "serve",
     "server_config",
 ]
@@ -200,8 +202,30 @@ def server_config(app: Any, *, host: str, port: int, tls: TlsFiles | None) -> An
     )
 
 
-def serve(app: Any, *, host: str, port: int, tls: TlsFiles | None) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port``, or a ConfigError saying why not.
+
+    Bound here rather than by uvicorn, so that a port in use is one clear error
+    (exit 2) before anything is served; port 0 picks a free one.
+    """
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        return socket.create_server((address, port), family=family)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another "
+            "--port (or stop what holds it)",
+            key="--port",
+        ) from exc
+
+
+def serve(
+    app: Any, *, host: str, port: int, tls: TlsFiles | None
+) -> None:  # pragma: no cover - runs until interrupted; the CLI and tests use parts
     """Serve ``app`` until interrupted (Ctrl-C, SIGTERM)."""
     import uvicorn
 
-    uvicorn.Server(server_config(app, host=host, port=port, tls=tls)).run()
+    config = server_config(app, host=host, port=port, tls=tls)
+    with listen(host, port) as sock:
+        uvicorn.Server(config).run(sockets=[sock])

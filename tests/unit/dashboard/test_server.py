@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from accord.cli.main import app
-from accord.dashboard.server import TlsFiles, check_binding, is_loopback
+from accord.dashboard.server import TlsFiles, check_binding, is_loopback, listen
 from accord.errors import ConfigError
 
 runner = CliRunner()
@@ -71,3 +71,10 @@ def test_the_pki_issues_an_auditor_certificate(tmp_path, monkeypatch):
     assert (identity.name, identity.role) == ("audit-office", "auditor")
     listed = runner.invoke(app, ["pki", "list", "--ca", str(ca)])
     assert "auditor" in listed.output
+
+
+def test_a_port_in_use_is_one_clear_error():
+    with listen("127.0.0.1", 0) as held:
+        port = held.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            listen("127.0.0.1", port)
