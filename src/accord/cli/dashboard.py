@@ -66,7 +66,14 @@ def dashboard_command(
         tls = None if pki is None or trust is None else TlsFiles(pki, trust)
         check_binding(host, tls)  # before the store is opened or anything imported
         from accord.dashboard.app import create_app
+        from accord.errors import StoreError
         from accord.store import open_store
+
+        if store is None and not (directory / "accord.db").is_file():
+            raise StoreError(
+                f"no store at {directory / 'accord.db'}: run `accord simulate` "
+                "there first, or name the store with --dir DIR or --store URL"
+            )
 
         db = open_store(store, default_dir=directory)
         try:

@@ -13,7 +13,8 @@ every path, so no handler added later can become a way to write):
   ``plotly`` package ships it: nothing comes from a CDN.
 
 Every response carries :data:`CONTENT_SECURITY_POLICY` (scripts and styles from
-this server only, no inline script, no frames, no form posts) and is not cached.
+this server only, no inline script, no frames, no form posts); none but the
+static assets is cached.
 The store is read under a lock: one request at a time reads it, which a
 dashboard's load allows, and no store needs to be safe across threads.
 """
@@ -27,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from accord.errors import MissingExtraError, RunNotFound
 from accord.report.card import build_card
@@ -77,6 +78,7 @@ _HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 _HERE = Path(__file__).parent
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
 #: How often a page of a running run polls for progress (milliseconds).
 POLL_MS = 2000
 
@@ -126,7 +128,15 @@ def create_app(store: RunStore, *, poll_ms: int = POLL_MS) -> FastAPI:
         else:
             response = await call_next(request)
         response.headers.update(_HEADERS)
+        if request.url.path.startswith("/static/") and response.status_code == 200:
+            # plotly.js is megabytes: a browser keeps it for an hour (the run's
+            # data, in pages and JSON, is never cached)
+            response.headers["Cache-Control"] = "private, max-age=3600"
         return response
+
+    def read(path: str, **options: Any) -> Callable[[_Handler], _Handler]:
+        """A route answering GET and HEAD (FastAPI's ``get`` answers GET only)."""
+        return app.api_route(path, methods=["GET", "HEAD"], **options)
 
     @contextmanager
     def reading() -> Iterator[RunStore]:
@@ -160,25 +170,25 @@ def create_app(store: RunStore, *, poll_ms: int = POLL_MS) -> FastAPI:
         )
         return HTMLResponse(page, status_code=exc.status_code)
 
-    @app.get("/static/{name}")
+    @read("/static/{name}")
     def static(name: str) -> Response:
         if name not in assets:
             raise HTTPException(status_code=404, detail=f"no asset {name!r}")
         body, media = assets[name]
         return Response(body, media_type=media)
 
-    @app.get("/", response_class=HTMLResponse)
+    @read("/", response_class=HTMLResponse)
     def runs_page(request: Request) -> Response:
         with reading() as db:
             runs = [views.run_row(r) for r in db.list_runs()]
         return templates.TemplateResponse(request, "runs.html", {"runs": runs})
 
-    @app.get("/api/runs")
+    @read("/api/runs")
     def runs_json() -> list[dict[str, Any]]:
         with reading() as db:
             return [views.run_row(r) for r in db.list_runs()]
 
-    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    @read("/runs/{run_id}", response_class=HTMLResponse)
     def run_page(request: Request, run_id: str) -> Response:
         from accord.report.html import render_block
 
@@ -202,7 +212,7 @@ def create_app(store: RunStore, *, poll_ms: int = POLL_MS) -> FastAPI:
         }
         return templates.TemplateResponse(request, "run.html", context)
 
-    @app.get("/api/runs/{run_id}")
+    @read("/api/runs/{run_id}")
     def run_json(run_id: str) -> dict[str, Any]:
         data = inputs(run_id, ledger=True)
         return {
@@ -210,7 +220,7 @@ def create_app(store: RunStore, *, poll_ms: int = POLL_MS) -> FastAPI:
             "card": card_json(build_card(data)),
         }
 
-    @app.get("/api/runs/{run_id}/live")
+    @read("/api/runs/{run_id}/live")
     def run_live(run_id: str) -> dict[str, Any]:
         return views.live(inputs(run_id, ledger=False))
 

@@ -152,6 +152,23 @@ def test_every_response_carries_the_csp_and_no_inline_script_runs(client, record
     assert all('src="/static/' in s or 'type="application/json"' in s for s in scripts)
 
 
+def test_head_is_answered_like_get(client, recorded):
+    _, run_id = recorded
+    for path in ("/", f"/runs/{run_id}", "/api/runs"):
+        response = client.head(path)
+        assert response.status_code == 200, path
+        assert response.content == b""
+
+
+def test_only_static_assets_may_be_cached(client, recorded):
+    _, run_id = recorded
+    assert client.get("/static/dashboard.css").headers["cache-control"] == (
+        "private, max-age=3600"
+    )
+    for path in ("/", f"/runs/{run_id}", f"/api/runs/{run_id}/live"):
+        assert client.get(path).headers["cache-control"] == "no-store", path
+
+
 def test_plotly_js_is_served_from_the_installed_package(client):
     import plotly.offline
 

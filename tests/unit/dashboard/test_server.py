@@ -78,3 +78,10 @@ def test_a_port_in_use_is_one_clear_error():
         port = held.getsockname()[1]
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
             listen("127.0.0.1", port)
+
+
+def test_the_command_does_not_create_a_store_where_there_is_none(tmp_path):
+    result = runner.invoke(app, ["dashboard", "--dir", str(tmp_path / "none")])
+    assert result.exit_code == 4, result.output
+    assert "no store at" in result.output
+    assert not (tmp_path / "none").exists()

@@ -24,6 +24,7 @@
   }
   var url = root.getAttribute("data-live");
   var interval = Number(root.getAttribute("data-interval")) || 2000;
+  var recorded = root.getAttribute("data-recorded");
 
   function text(id, value) {
     var element = document.getElementById(id);
@@ -58,7 +59,13 @@
       );
     }
     var ids = Object.keys(live.figures);
-    if (live.status !== "running" || ids.slice().sort().join(" ") !== shownPlots()) {
+    var changed = ids.slice().sort().join(" ") !== shownPlots();
+    // A new plot (or a run that ended) needs the page rendered again; only once
+    // per new round, so a page never reloads in a loop.
+    if (
+      live.status !== "running" ||
+      (changed && String(live.rounds_recorded) !== recorded)
+    ) {
       window.location.reload();
       return false;
     }
