@@ -167,6 +167,68 @@ def test_a_site_that_raises_is_recorded_and_the_round_goes_on(
     assert all("disk on fire" in (reason or "") for _, reason in failed)
 
 
+_DYING_TASK = '''
+import os
+import time
+
+from accord.task.numpy_task import softmax_regression
+
+
+class Dying:
+    """Softmax regression whose site-01 kills its process, or hangs, in training."""
+
+    def __init__(self, info, mode):
+        self.inner = softmax_regression(info)
+        self.mode = mode
+
+    def init_params(self, seed):
+        return self.inner.init_params(seed)
+
+    def train(self, params, data, config):
+        if config.participant == "site-01":
+            if self.mode == "exit":
+                os._exit(3)
+            time.sleep(600)
+        return self.inner.train(params, data, config)
+
+    def predict(self, params, x):
+        return self.inner.predict(params, x)
+
+
+def build(info, *, mode="exit"):
+    return Dying(info, mode)
+'''
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [("exit", "Ray actor died"), ("hang", "deadline")],
+)
+def test_a_dead_or_hung_actor_is_replaced(
+    ray_local: Any, tmp_path: Path, mode: str, reason: str
+) -> None:
+    # Arrange: two actors; site-01 is alone in actor 1 and kills it (or hangs).
+    (tmp_path / "dying_task.py").write_text(_DYING_TASK)
+    cfg = _wine(
+        tmp_path,
+        task={"factory": "dying_task:build", "options": {"mode": mode}},
+        simulation={"engine": "ray", "workers": 2},
+        round={"quorum": 0.5, "deadline_s": 8},
+        evaluation={"federated": False},
+    ).model_copy(update={"base_dir": str(tmp_path)})
+    # Act
+    run, rounds = _run(cfg, tmp_path / "r.db")
+    # Assert: both rounds completed with the other sites; site-01 failed in each
+    # (so its actor came back for round 2), with the reason.
+    assert [r.status for r in run.rounds] == ["completed"] * 2
+    for r in rounds:
+        by_site = {o.participant: o for o in r.outcomes}
+        assert by_site["site-00"].status == "ok"
+        assert by_site["site-02"].status == "ok"
+        assert by_site["site-01"].status != "ok"
+        assert reason in (by_site["site-01"].reason or "")
+
+
 def test_ray_engine_refuses_what_it_cannot_run(tmp_path: Path) -> None:
     # No actor in-process, an address without Ray, secure rounds on Ray.
     with pytest.raises(ConfigError, match="workers"):
