@@ -2,7 +2,8 @@
 
 accord side: ``accord simulate fed.toml --json`` as a subprocess, the W2 and W3
 federations of ``w2_overhead.py`` and ``w3_bigmodel.py`` (``bench/tasks.py``'s
-``NoiseTask``, no training, evaluation and baselines off, store on) with
+``NoiseTask``, no training, evaluation, baselines and the data profile off, store
+on) with
 ``[simulation] engine = "ray"``, ``workers = 2``: two Ray actors on a private local
 Ray started by the run itself (loopback, no dashboard), so its start-up is inside
 the process wall time, as Flower's is. With ``--process`` the same federations also
@@ -45,13 +46,19 @@ RAY = """
 engine = "ray"
 workers = 2
 """
+#: The sites' data profile runs once before round 1, not in a round; at 10,000
+#: sites it takes minutes (accord's own cost, not the executor's), so it is off.
+NO_PROFILE = """
+[profile]
+enabled = false
+"""
 
 
 def _toml(base: str, engine: str, rounds: int | None = None) -> str:
     text = base
     if rounds is not None:
         text = text.replace(f"rounds = {w2_overhead.ROUNDS}", f"rounds = {rounds}", 1)
-    return text + (RAY if engine == "ray" else "")
+    return text + NO_PROFILE + (RAY if engine == "ray" else "")
 
 
 def accord_w2(clients: int, engine: str, rounds: int, i: int) -> dict[str, Any]:

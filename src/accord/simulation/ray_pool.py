@@ -38,6 +38,8 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +61,7 @@ from accord.simulation.compression import decode_into
 from accord.simulation.preload import threads_per_worker
 from accord.simulation.ray_host import SiteHost
 
-__all__ = ["RayExecutor", "batch_size", "start_ray"]
+__all__ = ["RayExecutor", "batch_size", "loopback_only", "start_ray"]
 
 logger = logging.getLogger(__name__)
 _START_TIMEOUT_S = 300.0
@@ -83,31 +85,74 @@ def _ray() -> Any:
     return ray
 
 
+#: Ray's switch that makes a node take 127.0.0.1 as its address (meant for
+#: laptops); with it, every Ray server of the node listens on loopback only.
+_LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 def start_ray(address: str, *, num_cpus: int) -> bool:
     """Initialise Ray for a simulation; True if this call started it.
 
-    ``"local"``: a new single-node instance bound to 127.0.0.1, without the
-    dashboard, with ``num_cpus`` CPUs. Otherwise join the cluster at
-    ``address``. A Ray the caller already initialised is used as it is.
+    ``"local"``: a new single-node instance whose servers (GCS, raylet, workers)
+    listen on 127.0.0.1 only, without the dashboard, with ``num_cpus`` CPUs.
+    ``ray.init(_node_ip_address="127.0.0.1")`` alone does not do it: Ray swaps a
+    loopback address for the machine's reachable one and its gRPC servers then
+    listen on every interface; Ray's single-machine mode (the switch above, read
+    when Ray is imported and when it picks the node's address) keeps the node on
+    loopback. Otherwise join the cluster at ``address``. A Ray the caller already
+    initialised is used as it is.
     """
+    if address == "local":
+        previous = os.environ.get(_LOOPBACK_SWITCH)
+        os.environ[_LOOPBACK_SWITCH] = "0"
     ray = _ray()
     if ray.is_initialized():
+        if address == "local":
+            _restore(previous)
         return False
     common: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": logging.WARNING,
         "log_to_driver": True,
     }
-    if address == "local":
+    if address != "local":
+        ray.init(address=address, **common)
+        return True
+    constants = sys.modules.get("ray._private.ray_constants")
+    switch = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    try:
+        if constants is not None and switch is not None:
+            constants.ENABLE_RAY_CLUSTER = False  # imported before the switch was set
         ray.init(
             address="local",
             num_cpus=num_cpus,
             _node_ip_address="127.0.0.1",
             **common,
         )
-    else:
-        ray.init(address=address, **common)
+    finally:
+        if constants is not None and switch is not None:
+            constants.ENABLE_RAY_CLUSTER = switch
+        _restore(previous)
+    if not loopback_only(ray):
+        logger.warning(
+            "the local Ray instance took address %s, not loopback: its servers may "
+            "be reachable from the network",
+            ray.get_runtime_context().gcs_address,
+        )
     return True
+
+
+def _restore(previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop(_LOOPBACK_SWITCH, None)
+    else:
+        os.environ[_LOOPBACK_SWITCH] = previous
+
+
+def loopback_only(ray: Any) -> bool:
+    """Whether the running Ray's GCS (hence its node) is on loopback."""
+    host = str(ray.get_runtime_context().gcs_address).rsplit(":", 1)[0]
+    return host in ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 def batch_size(jobs: int, actors: int, nbytes: int) -> int:

@@ -1,13 +1,15 @@
 """``[simulation] engine = "ray"``: sites in Ray actors, same model as worker processes.
 
-One private Ray instance per module, bound to loopback without its dashboard
-(:func:`ray_local`), shut down after. The executor finds it initialised and uses it
+One private Ray instance per module, started as the engine starts it (every server
+on loopback, no dashboard: :func:`~accord.simulation.ray_pool.start_ray`), shut
+down after. The executor finds it initialised and uses it
 as it is. Skipped where the ``ray`` extra is not installed; the configuration and
 batching tests run everywhere.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 from accord.config import FedConfig, config_from_mapping
 from accord.errors import ConfigError, MissingExtraError
 from accord.simulation.engine import simulate
-from accord.simulation.ray_pool import _ray, batch_size
+from accord.simulation.ray_pool import _ray, batch_size, loopback_only, start_ray
 from accord.store import SqlStore
 
 REPO = Path(__file__).resolve().parents[3]
@@ -29,19 +31,19 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[Any]:
-    """A two-CPU Ray on 127.0.0.1 for this module, shut down after it."""
+    """A two-CPU Ray on loopback for this module (as engine = "ray" starts it)."""
     ray = pytest.importorskip("ray")
-    ray.init(
-        address="local",
-        include_dashboard=False,
-        num_cpus=2,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-    )
+    assert start_ray("local", num_cpus=2)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def test_the_local_ray_listens_on_loopback_only(ray_local: Any) -> None:
+    # Every Ray server of the node (GCS, raylet, workers) binds the node's address.
+    assert loopback_only(ray_local)
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ  # restored
 
 
 def _covid(tmp_path: Path, engine: str, workers: int) -> FedConfig:
