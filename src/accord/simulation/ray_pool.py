@@ -118,12 +118,12 @@ def start_ray(address: str, *, num_cpus: int) -> bool:
     if address != "local":
         ray.init(address=address, **common)
         return True
-    constants = sys.modules.get("ray._private.ray_constants")
+    constants: Any = sys.modules.get("ray._private.ray_constants")
     switch = getattr(constants, "ENABLE_RAY_CLUSTER", None)
     try:
         if constants is not None and switch is not None:
             # Ray was imported before the switch was set: set what it read.
-            setattr(constants, "ENABLE_RAY_CLUSTER", False)  # noqa: B010
+            constants.ENABLE_RAY_CLUSTER = False
         ray.init(
             address="local",
             num_cpus=num_cpus,
@@ -132,7 +132,7 @@ def start_ray(address: str, *, num_cpus: int) -> bool:
         )
     finally:
         if constants is not None and switch is not None:
-            setattr(constants, "ENABLE_RAY_CLUSTER", switch)  # noqa: B010
+            constants.ENABLE_RAY_CLUSTER = switch
         _restore(previous)
     if not loopback_only(ray):
         logger.warning(
