@@ -38,6 +38,7 @@ from accord.report.sources import gather
 from accord.store.protocol import RunStore
 
 try:
+    import jinja2  # noqa: F401  (the templates' engine: named if missing)
     from fastapi import FastAPI, HTTPException, Request, Response
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
     from fastapi.templating import Jinja2Templates

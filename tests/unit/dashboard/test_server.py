@@ -85,3 +85,26 @@ def test_the_command_does_not_create_a_store_where_there_is_none(tmp_path):
     assert result.exit_code == 4, result.output
     assert "no store at" in result.output
     assert not (tmp_path / "none").exists()
+
+
+def test_an_auditor_cannot_call_the_coordinator(tmp_path):
+    pytest.importorskip("cryptography")
+    from accord.errors import AuthenticationFailed
+    from accord.transport import pki
+    from accord.transport.trust import TrustStore, verify_peer
+
+    passphrase = b"auditor and coordinator"
+    ca = tmp_path / "ca"
+    pki.init_ca(ca, federation="dash", passphrase=passphrase)
+    for name, role in (("site-a", "participant"), ("audit-office", "auditor")):
+        csr = pki.request(tmp_path / name, name, role=role)
+        pki.sign(ca, csr, passphrase=passphrase, role=role)
+    trust = TrustStore.load(ca)
+    # the coordinator's handshake pins its callers: the auditor is not one
+    assert set(trust.handshake_roots().pinned) == {"site-a"}
+    with pytest.raises(AuthenticationFailed, match="has role 'auditor'"):
+        verify_peer(
+            (tmp_path / "audit-office" / "cert.pem").read_bytes(),
+            trust,
+            roles=("participant", "admin"),
+        )
