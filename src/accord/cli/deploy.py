@@ -66,7 +66,7 @@ from accord.cli.errors import reported
 from accord.cli.ledger_setup import deployment_ledger
 from accord.cli.output import dumps, run_json
 from accord.cli.progress import ProgressObserver
-from accord.config import FedConfig, load_config, refuse_attack
+from accord.config import FedConfig, load_config, refuse_attack, refuse_trees
 from accord.errors import ConfigError, RunAborted
 
 if TYPE_CHECKING:
@@ -182,6 +182,7 @@ def coordinator_command(
         if store is not None:
             overrides["store"] = {"url": store}
         cfg = load_config(config, **overrides)
+        refuse_trees(cfg, "accord coordinator")
         refuse_attack(cfg, "accord coordinator")
         if cfg.compression.method != "none":
             raise ConfigError(
@@ -274,7 +275,7 @@ def _coordinate(
             if cfg.privacy.level == "record":  # refused before a port or a run
                 from accord.coordinator.record_privacy import check_task, site_rows
 
-                check_task(cfg, ctx.task, cfg.task.factory)
+                check_task(cfg, ctx.task, cfg.task_settings.factory)
                 site_rows(cfg, None)
             participants = cfg.deployment.participants or list(ctx.participants)
             # DP's noise is calibrated for the roster before a port or a run: a

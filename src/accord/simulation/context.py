@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SimContext",
     "build_context",
+    "build_data",
     "dataset_source",
     "federation_schema",
     "personal_methods",
@@ -140,7 +141,7 @@ def strategy_sites(config: FedConfig, task: Task) -> Task:
         task,
         proximal=strategy.proximal_mu > 0,
         scaffold=strategy.scaffold,
-        name=config.task.factory,
+        name=config.task_settings.factory,
     )
     if not strategy.scaffold and strategy.aggregation != "qfedavg":
         return task
@@ -157,17 +158,13 @@ def build_context(
     apply ``[attack]``'s data transforms (the simulation engine and its workers
     only; everything else gets the clean federation).
     """
-    d = config.data
     base = Path(config.base_dir)
-    dataset = dataset_source(config)
-    if d.site_files and encoder is None:
-        from accord.simulation.sitefiles import build_site_files
-
-        data = build_site_files(config, dataset, federation_schema(config))
-    else:
-        data = _split_table(config, dataset, encoder)
+    data = build_data(config, encoder=encoder)
     task = load_task(
-        config.task.factory, data.info, options=config.task.options, base_dir=base
+        config.task_settings.factory,
+        data.info,
+        options=config.task_settings.options,
+        base_dir=base,
     )
     task = strategy_sites(config, personal_methods(config, task))
     if config.privacy.sites:  # simulated sites' own policies
@@ -186,6 +183,20 @@ def build_context(
             finetune=FineTune.of(config),
         )
     return SimContext(data=data, task=task, finetune=FineTune.of(config))
+
+
+def build_data(config: FedConfig, *, encoder: Encoder | None = None) -> FederatedData:
+    """The federation's sites and central test set, as ``[data]`` describes them.
+
+    What :func:`build_context` builds before the task; gradient-boosted trees
+    (which have no task) use it alone.
+    """
+    dataset = dataset_source(config)
+    if config.data.site_files and encoder is None:
+        from accord.simulation.sitefiles import build_site_files
+
+        return build_site_files(config, dataset, federation_schema(config))
+    return _split_table(config, dataset, encoder)
 
 
 def _split_table(
