@@ -679,6 +679,7 @@ class SimulationConfig(_Section):
         if self.engine != "ray" and self.address != "local":
             raise ValueError('address names a Ray cluster and needs engine = "ray"')
         return self
+
     #: A site's training takes this many times longer on the simulation's
     #: virtual clock (:mod:`accord.simulation.timing`); sites not named: 1.
     slowdown: dict[str, float] = Field(default_factory=dict, max_length=100_000)
@@ -1088,6 +1089,8 @@ def _check_model(cfg: FedConfig) -> None:
                 "sum, plainly or under masking (docs/trees.md); remove it",
                 key=key,
             )
+
+
 #: What an async run refuses, and why: each needs a round's full set of updates.
 _ASYNC_REFUSED: tuple[tuple[str, str], ...] = (
     (
