@@ -34,7 +34,7 @@ import numpy.typing as npt
 from accord.config import FedConfig
 from accord.data.arrays import ArrayData
 from accord.data.federation import FederatedData
-from accord.errors import ConfigError, RunInterrupted
+from accord.errors import ConfigError
 from accord.evaluation.metrics import accuracy, log_loss, roc_auc
 from accord.records import MetricValue, ParticipantOutcome, RoundRecord
 from accord.simulation.baselines import Comparison
@@ -124,9 +124,9 @@ def simulate_trees(
 ) -> TreesRun:
     """Grow, score and record the federation's trees; the run.
 
-    ``model_dir`` is the folder the run's ``{run}/model.json`` goes to. Ctrl-C
-    marks the run aborted (a gbdt run cannot resume yet) and raises
-    :class:`~accord.errors.RunInterrupted`.
+    ``model_dir`` is the folder the run's ``{run}/model.json`` goes to;
+    ``on_run`` gets the run's id once it exists. Ctrl-C marks the run aborted (a
+    gbdt run cannot resume yet) and propagates.
     """
     params = tree_params(config)
     data = build_data(config)
@@ -146,12 +146,10 @@ def simulate_trees(
         path = recorder.model_path
         if path is None:  # written with the last tree, which boost always grows
             raise RuntimeError("the boosting loop ended before its last tree")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C: recorded trees stay, the run is aborted
+        logger.warning("run %s interrupted after %d tree(s)", run_id, recorder.done)
         store.finish_run(run_id, status="aborted", summary={"kind": "gbdt"})
-        raise RunInterrupted(
-            f"run {run_id} interrupted after {recorder.done} tree(s); a gbdt run "
-            "cannot resume yet: start it again"
-        ) from None
+        raise
     except BaseException:
         store.finish_run(run_id, status="failed", summary={"kind": "gbdt"})
         raise
