@@ -573,12 +573,32 @@ def _default_start_method() -> Literal["spawn", "forkserver", "fork"]:
 
 
 class SimulationConfig(_Section):
-    """How ``accord simulate`` runs the participants on this machine."""
+    """How ``accord simulate`` runs the participants.
+
+    ``engine = "process"`` (the default): warm worker processes on this machine
+    (:mod:`accord.simulation.pool`). ``engine = "ray"``: ``workers`` Ray actors
+    (:mod:`accord.simulation.ray_pool`) on a local Ray instance (``address =
+    "local"``, bound to loopback) or on the cluster at ``address`` (``"auto"``,
+    ``"HOST:PORT"`` or ``"ray://HOST:PORT"``).
+    """
 
     workers: int = Field(default=2, ge=0, le=256)
     start_method: Literal["spawn", "forkserver", "fork"] = Field(
         default_factory=_default_start_method
     )
+    engine: Literal["process", "ray"] = "process"
+    address: str = Field(default="local", min_length=1)
+
+    @model_validator(mode="after")
+    def _ray_needs_actors(self) -> SimulationConfig:
+        if self.engine == "ray" and self.workers < 1:
+            raise ValueError(
+                'engine = "ray" runs the sites in `workers` Ray actors: set workers '
+                '>= 1, or engine = "process" with workers = 0 to debug in-process'
+            )
+        if self.engine != "ray" and self.address != "local":
+            raise ValueError('address names a Ray cluster and needs engine = "ray"')
+        return self
 
 
 class StoreConfig(_Section):
@@ -885,6 +905,13 @@ def _check_compatibility(cfg: FedConfig) -> None:
     _check_privacy(cfg)
     _check_robustness(cfg)
     _check_compression(cfg)
+    if cfg.simulation.engine == "ray" and cfg.secure_aggregation.mode != "off":
+        raise ConfigError(
+            "secure aggregation is not implemented on the Ray engine (its "
+            "multi-stage rounds run in worker processes only); use engine = "
+            '"process" with secure aggregation',
+            key="simulation.engine",
+        )
     roster = cfg.deployment.participants
     unknown = sorted(set(cfg.deployment.declared_examples) - set(roster))
     if roster and unknown:

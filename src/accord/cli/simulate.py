@@ -55,6 +55,12 @@ logger = logging.getLogger(__name__)
 _WORKERS = typer.Option(
     None, "--workers", "-w", help="Worker processes; 0 runs in-process."
 )
+_ENGINE = typer.Option(
+    None,
+    "--engine",
+    help='Override simulation.engine: "process" (worker processes) or "ray" '
+    "(Ray actors, needs the ray extra).",
+)
 _ROUNDS = typer.Option(None, "--rounds", "-r", help="Override federation.rounds.")
 _SEED = typer.Option(None, "--seed", help="Override federation.seed.")
 _STORE = typer.Option(
@@ -76,11 +82,20 @@ _JSON = typer.Option(
 
 
 def _overrides(
-    workers: int | None, rounds: int | None, seed: int | None, store: str | None
+    workers: int | None,
+    rounds: int | None,
+    seed: int | None,
+    store: str | None,
+    engine: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    if workers is not None:
-        out["simulation"] = {"workers": workers}
+    if workers is not None or engine is not None:
+        sim: dict[str, Any] = {}
+        if workers is not None:
+            sim["workers"] = workers
+        if engine is not None:
+            sim["engine"] = engine
+        out["simulation"] = sim
     if rounds is not None or seed is not None:
         fed: dict[str, Any] = {}
         if rounds is not None:
@@ -241,6 +256,7 @@ def simulate_command(
     store: str | None = _STORE,
     resume: str | None = _RESUME,
     as_json: bool = _JSON,
+    engine: str | None = _ENGINE,
 ) -> None:
     """Run the federation described by a fed.toml on this machine.
 
@@ -248,13 +264,13 @@ def simulate_command(
     command that resumes it, and exits 130; ``--resume auto`` continues that run.
     """
     with reported():
-        cfg = load_config(config, **_overrides(workers, rounds, seed, store))
+        cfg = load_config(config, **_overrides(workers, rounds, seed, store, engine))
         if cfg.model.kind == "gbdt":
             from accord.cli.trees import run_trees
 
             if rounds is not None:  # one tree per round: --rounds sets the trees
                 more = {
-                    **_overrides(workers, rounds, seed, store),
+                    **_overrides(workers, rounds, seed, store, engine),
                     "trees": {"trees": rounds},
                 }
                 cfg = load_config(config, **more)
