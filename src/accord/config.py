@@ -950,6 +950,7 @@ _NOT_FOR_TREES: tuple[tuple[str, Callable[[FedConfig], bool]], ...] = (
     ("strategy.aggregation", lambda c: c.strategy.aggregation != "mean"),
     ("strategy.server_optimizer", lambda c: c.strategy.server_optimizer != "sgd"),
     ("selection.fraction", lambda c: c.selection.fraction != 1.0),
+    ("simulation.engine", lambda c: c.simulation.engine != "process"),
 )
 
 
