@@ -7,9 +7,11 @@ mode = "masking"``, under the SecAgg masking protocol (only sums reach it). Each
 tree is recorded in the store as a round, like any run's: every site's outcome
 (the rows it summed over), the central test metrics and each site's holdout
 metrics. The final model is written as XGBoost JSON beside the store's
-checkpoints (``{store directory}/trees/{run}/model.json``), named by the last
-round's ``checkpoint`` and the run's summary, so ``accord runs`` lists the run
-and ``xgboost.Booster(model_file=...)`` loads the model.
+checkpoints (``{store directory}/checkpoints/{run}/model.json``) and named by the
+run's summary (``model``), so ``accord runs`` lists the run and
+``xgboost.Booster(model_file=...)`` loads the model. The rounds name no
+checkpoint: a checkpoint is a safetensors file of parameters, which commands
+such as ``accord release`` load; they refuse a gbdt run instead.
 
 With ``[evaluation] baselines`` the run is compared with XGBoost on the pooled
 training rows (same depth, trees, learning rate, bins and regularisation; the
@@ -209,11 +211,10 @@ class _Recorder:
             for s in self._data.sites:
                 found = score(booster.predict_proba(s.holdout.x), s.holdout)
                 metrics += [MetricValue("site", s.name, k, v) for k, v in found.items()]
-        path = None
-        if number == booster.params.trees:  # the model, named by its last round
+        if number == booster.params.trees:  # the model, before its round is stored
             path = _write_model(booster, self._data, self._model_dir / self._run)
             self.model_path = path
-        self._record(number, booster, tuple(metrics), checkpoint=_text(path))
+        self._record(number, booster, tuple(metrics))
         if self._on_tree is not None:
             self._on_tree(number, self.central)
 
@@ -222,8 +223,6 @@ class _Recorder:
         number: int,
         booster: Booster,
         metrics: tuple[MetricValue, ...],
-        *,
-        checkpoint: str | None,
     ) -> None:
         now = utc_now()
         spent = time.perf_counter() - self._clock
@@ -242,15 +241,11 @@ class _Recorder:
                 selected=tuple(s.name for s in self._sites),
                 outcomes=outcomes,
                 metrics=metrics,
-                checkpoint=checkpoint,
+                checkpoint=None,  # a round's checkpoint is safetensors; see summary
             )
         )
         self._started, self._clock = now, time.perf_counter()
         self.done = number
-
-
-def _text(path: Path | None) -> str | None:
-    return None if path is None else str(path)
 
 
 def _digest(booster: Booster) -> str:
