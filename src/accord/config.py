@@ -789,7 +789,7 @@ class TreesConfig(_Section):
     )
 
     trees: int | None = Field(default=None, ge=1, le=10_000)
-    depth: int = Field(default=4, ge=1, le=12)
+    depth: int = Field(default=4, ge=1, le=8)
     learning_rate: float = Field(default=0.3, gt=0, le=1)
     bins: int = Field(default=64, ge=2, le=256)
     reg_lambda: float = Field(default=1.0, ge=0, alias="lambda")

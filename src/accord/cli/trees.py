@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from accord.cli.ledger_setup import simulation_ledger
 from accord.cli.output import comparison_table, dumps
 from accord.config import FedConfig
 from accord.errors import ConfigError
@@ -63,6 +64,7 @@ def run_trees(config: FedConfig, *, as_json: bool, resume: str | None) -> TreesR
                 on_tree=on_tree,
                 on_baseline=on_baseline,
                 on_run=started.append,
+                ledger=simulation_ledger(config),
             )
         if as_json:
             typer.echo(dumps(_as_json(store, run)))

@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.config import FedConfig
+from accord.coordinator.lineage import LedgerSetup
 from accord.data.arrays import ArrayData
 from accord.data.federation import FederatedData
 from accord.errors import ConfigError
@@ -41,7 +42,8 @@ from accord.evaluation.metrics import accuracy, log_loss, roc_auc
 from accord.records import MetricValue, ParticipantOutcome, RoundRecord
 from accord.simulation.baselines import Comparison
 from accord.simulation.context import build_data
-from accord.store.protocol import RunStore, utc_now
+from accord.simulation.trees_ledger import TreesLedger
+from accord.store.protocol import FinalStatus, RunStore, utc_now
 from accord.trees import (
     Booster,
     MaskedSum,
@@ -123,12 +125,14 @@ def simulate_trees(
     on_tree: Callable[[int, Mapping[str, float]], None] | None = None,
     on_baseline: Callable[[str], None] | None = None,
     on_run: Callable[[str], None] | None = None,
+    ledger: LedgerSetup | None = None,
 ) -> TreesRun:
     """Grow, score and record the federation's trees; the run.
 
     ``model_dir`` is the folder the run's ``{run}/model.json`` goes to;
-    ``on_run`` gets the run's id once it exists. Ctrl-C marks the run aborted (a
-    gbdt run cannot resume yet) and propagates.
+    ``on_run`` gets the run's id once it exists; ``ledger``: sign the run's
+    entries (:mod:`accord.simulation.trees_ledger`; None: keep none). Ctrl-C
+    marks the run aborted (a gbdt run cannot resume yet) and propagates.
     """
     params = tree_params(config)
     data = build_data(config)
@@ -142,7 +146,18 @@ def simulate_trees(
     )
     if on_run is not None:
         on_run(run_id)
+    signed = None
+    if ledger is not None:
+        signed = TreesLedger(
+            ledger,
+            store,
+            run_id,
+            config=config.to_json_dict(),
+            sites=[s.name for s in sites],
+            masked=isinstance(summer, MaskedSum),
+        )
     recorder = _Recorder(config, store, run_id, data, sites, on_tree, model_dir)
+    recorder.ledger = signed
     try:
         booster = boost(sites, params, summer, on_tree=recorder.tree_done)
         path = recorder.model_path
@@ -150,10 +165,10 @@ def simulate_trees(
             raise RuntimeError("the boosting loop ended before its last tree")
     except KeyboardInterrupt:  # Ctrl-C: recorded trees stay, the run is aborted
         logger.warning("run %s interrupted after %d tree(s)", run_id, recorder.done)
-        store.finish_run(run_id, status="aborted", summary={"kind": "gbdt"})
+        recorder.finish("aborted", {"kind": "gbdt"}, reason="interrupted")
         raise
-    except BaseException:
-        store.finish_run(run_id, status="failed", summary={"kind": "gbdt"})
+    except BaseException as exc:
+        recorder.finish("failed", {"kind": "gbdt"}, reason=type(exc).__name__)
         raise
     comparison = None
     if config.evaluation.baselines:
@@ -169,7 +184,7 @@ def simulate_trees(
     }
     if comparison is not None:
         summary["comparison"] = _finite(comparison.to_dict())
-    store.finish_run(run_id, status="completed", summary=summary)
+    recorder.finish("completed", summary, reason=None)
     sums = summer.rounds if isinstance(summer, MaskedSum) else 0
     return TreesRun(run_id, booster, path, recorder.central, comparison, sums)
 
@@ -191,6 +206,8 @@ class _Recorder:
         self._data, self._sites, self._on_tree = data, sites, on_tree
         self._model_dir = model_dir
         self.model_path: Path | None = None
+        self.ledger: TreesLedger | None = None
+        self._digest = hashlib.sha256(b"").hexdigest()  # no tree yet
         self._started = utc_now()
         self._clock = time.perf_counter()
         self.done = 0
@@ -226,38 +243,58 @@ class _Recorder:
     ) -> None:
         now = utc_now()
         spent = time.perf_counter() - self._clock
+        self._digest = hashlib.sha256(_model_bytes(booster, self._data)).hexdigest()
         outcomes = tuple(
             ParticipantOutcome(s.name, "ok", None, s.rows, None, spent)
             for s in self._sites
         )
-        self._store.record_round(
-            RoundRecord(
-                run_id=self._run,
-                number=number,
-                started_at=self._started,
-                finished_at=now,
-                status="completed",
-                global_digest=_digest(booster),
-                selected=tuple(s.name for s in self._sites),
-                outcomes=outcomes,
-                metrics=metrics,
-                checkpoint=None,  # a round's checkpoint is safetensors; see summary
-            )
+        record = RoundRecord(
+            run_id=self._run,
+            number=number,
+            started_at=self._started,
+            finished_at=now,
+            status="completed",
+            global_digest=self._digest,
+            selected=tuple(s.name for s in self._sites),
+            outcomes=outcomes,
+            metrics=metrics,
+            checkpoint=None,  # a round's checkpoint is safetensors; see summary
         )
+        if self.ledger is not None:
+            self.ledger.record_round(record)
+        else:
+            self._store.record_round(record)
         self._started, self._clock = now, time.perf_counter()
         self.done = number
 
+    def finish(
+        self, status: FinalStatus, summary: dict[str, Any], *, reason: str | None
+    ) -> None:
+        """End the run, with its closing ledger entry when it keeps a ledger."""
+        if self.ledger is None:
+            self._store.finish_run(self._run, status=status, summary=summary)
+            return
+        path = None if self.model_path is None else str(self.model_path)
+        self.ledger.finish(
+            status=status,
+            model=self._digest,
+            path=path,
+            rounds=self.done,
+            summary=summary,
+            reason=reason,
+        )
 
-def _digest(booster: Booster) -> str:
-    document = json.dumps(to_xgboost_json(booster), sort_keys=True).encode()
-    return hashlib.sha256(document).hexdigest()
+
+def _model_bytes(booster: Booster, data: FederatedData) -> bytes:
+    """The model file's bytes: canonical XGBoost JSON, so its digest is stable."""
+    document = to_xgboost_json(booster, feature_names=data.info.feature_names)
+    return json.dumps(document, sort_keys=True).encode("utf-8")
 
 
 def _write_model(booster: Booster, data: FederatedData, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.json"
-    document = to_xgboost_json(booster, feature_names=data.info.feature_names)
-    path.write_text(json.dumps(document), encoding="utf-8")
+    path.write_bytes(_model_bytes(booster, data))
     logger.info("wrote the XGBoost JSON model to %s", path)
     return path
 
