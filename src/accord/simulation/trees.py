@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.config import FedConfig
-from accord.coordinator.lineage import LedgerSetup
+from accord.coordinator.lineage import LedgerSetup, file_digest
 from accord.data.arrays import ArrayData
 from accord.data.federation import FederatedData
 from accord.errors import ConfigError
@@ -207,7 +207,8 @@ class _Recorder:
         self._model_dir = model_dir
         self.model_path: Path | None = None
         self.ledger: TreesLedger | None = None
-        self._digest = hashlib.sha256(b"").hexdigest()  # no tree yet
+        self._chain = hashlib.sha256(b"").hexdigest()  # no tree yet
+        self._file_digest: str | None = None
         self._started = utc_now()
         self._clock = time.perf_counter()
         self.done = 0
@@ -229,8 +230,9 @@ class _Recorder:
                 found = score(booster.predict_proba(s.holdout.x), s.holdout)
                 metrics += [MetricValue("site", s.name, k, v) for k, v in found.items()]
         if number == booster.params.trees:  # the model, before its round is stored
-            path = _write_model(booster, self._data, self._model_dir / self._run)
-            self.model_path = path
+            folder = self._model_dir / self._run
+            self.model_path = _write_model(booster, self._data, folder)
+            self._file_digest = file_digest(self.model_path)
         self._record(number, booster, tuple(metrics))
         if self._on_tree is not None:
             self._on_tree(number, self.central)
@@ -243,7 +245,10 @@ class _Recorder:
     ) -> None:
         now = utc_now()
         spent = time.perf_counter() - self._clock
-        self._digest = hashlib.sha256(_model_bytes(booster, self._data)).hexdigest()
+        # Each round's model digest chains the last one with the new tree's arrays:
+        # hashing the whole ensemble every round would cost O(trees^2).
+        tree = json.dumps(asdict(booster.trees[-1]), sort_keys=True).encode()
+        self._chain = hashlib.sha256(self._chain.encode() + tree).hexdigest()
         outcomes = tuple(
             ParticipantOutcome(s.name, "ok", None, s.rows, None, spent)
             for s in self._sites
@@ -254,7 +259,7 @@ class _Recorder:
             started_at=self._started,
             finished_at=now,
             status="completed",
-            global_digest=self._digest,
+            global_digest=self._chain,
             selected=tuple(s.name for s in self._sites),
             outcomes=outcomes,
             metrics=metrics,
@@ -277,7 +282,7 @@ class _Recorder:
         path = None if self.model_path is None else str(self.model_path)
         self.ledger.finish(
             status=status,
-            model=self._digest,
+            model=self._file_digest or self._chain,
             path=path,
             rounds=self.done,
             summary=summary,
@@ -285,16 +290,11 @@ class _Recorder:
         )
 
 
-def _model_bytes(booster: Booster, data: FederatedData) -> bytes:
-    """The model file's bytes: canonical XGBoost JSON, so its digest is stable."""
-    document = to_xgboost_json(booster, feature_names=data.info.feature_names)
-    return json.dumps(document, sort_keys=True).encode("utf-8")
-
-
 def _write_model(booster: Booster, data: FederatedData, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.json"
-    path.write_bytes(_model_bytes(booster, data))
+    document = to_xgboost_json(booster, feature_names=data.info.feature_names)
+    path.write_text(json.dumps(document), encoding="utf-8")
     logger.info("wrote the XGBoost JSON model to %s", path)
     return path
 

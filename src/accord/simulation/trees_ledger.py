@@ -4,12 +4,12 @@ A gbdt run keeps the same hash-chained, signed ledger as any simulated run
 (:mod:`accord.ledger`, signed with the store folder's simulation key): the entry
 that opens it (settings, accord's version, the roster), one entry per tree
 (the round: who summed over how many rows, the model's digest, the central
-metrics) and the closing entry. A tree's "model" is the SHA-256 of the XGBoost
-JSON document of the ensemble so far; the closing entry's is that of the model
-file's bytes, so ``accord audit verify ledger.jsonl --model model.json`` checks
-the file. The round entries' ``inputs`` say what the sites sent: ``histogram``
-(each site's histograms, seen by the coordinator) or ``masked-histogram`` (only
-sums), never an update digest.
+metrics) and the closing entry. A tree's "model" digest chains the previous
+one with the new tree's node arrays (SHA-256); the closing entry's is the
+SHA-256 of the model file's bytes, so ``accord audit verify ledger.jsonl
+--model model.json`` checks the file. The round entries' ``inputs`` say what
+the sites sent: ``histogram`` (each site's histograms, seen by the coordinator)
+or ``masked-histogram`` (only sums), never an update digest.
 """
 
 from __future__ import annotations
