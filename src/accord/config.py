@@ -884,7 +884,7 @@ class TreesConfig(_Section):
     )
 
     trees: int | None = Field(default=None, ge=1, le=10_000)
-    depth: int = Field(default=4, ge=1, le=12)
+    depth: int = Field(default=4, ge=1, le=8)
     learning_rate: float = Field(default=0.3, gt=0, le=1)
     bins: int = Field(default=64, ge=2, le=256)
     reg_lambda: float = Field(default=1.0, ge=0, alias="lambda")
@@ -1057,6 +1057,7 @@ _NOT_FOR_TREES: tuple[tuple[str, Callable[[FedConfig], bool]], ...] = (
     ("selection.count", lambda c: c.selection.count is not None),
     ("round.mode", lambda c: c.round.mode != "sync"),
     ("round.close_fraction", lambda c: c.round.close_fraction < 1),
+    ("simulation.engine", lambda c: c.simulation.engine != "process"),
 )
 
 

@@ -58,7 +58,19 @@ _SAME = ("federation", "data", "task", "evaluation")
 
 
 def run_config(stored: dict[str, object], path: Path | None) -> FedConfig:
-    """The run's configuration, or ``path``'s if it describes the same federation."""
+    """The run's configuration, or ``path``'s if it describes the same federation.
+
+    A run of gradient-boosted trees is refused: its model is an XGBoost JSON
+    file, which the commands that take this configuration do not load yet.
+    """
+    model = stored.get("model")
+    if isinstance(model, dict) and model.get("kind") == "gbdt":
+        raise ConfigError(
+            "this run grew gradient-boosted trees; its model is the XGBoost JSON "
+            "file its summary names (`accord runs show RUN --json`), which this "
+            "command does not evaluate or release yet (docs/trees.md, section 6)",
+            key="model.kind",
+        )
     if path is None:
         return config_from_mapping(stored, base_dir=".")
     cfg = load_config(path)

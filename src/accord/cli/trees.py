@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from accord.cli.ledger_setup import simulation_ledger
 from accord.cli.output import comparison_table, dumps
 from accord.config import FedConfig
 from accord.errors import ConfigError
@@ -37,6 +38,7 @@ def run_trees(config: FedConfig, *, as_json: bool, resume: str | None) -> TreesR
     store = open_store(config.store.url, default_dir=directory)
     console = Console(stderr=as_json, quiet=as_json)
     metric = config.evaluation.metric
+    started: list[str] = []
     try:
         with Progress(
             TextColumn("[bold]{task.description}"),
@@ -61,11 +63,21 @@ def run_trees(config: FedConfig, *, as_json: bool, resume: str | None) -> TreesR
                 model_dir=directory / "checkpoints",
                 on_tree=on_tree,
                 on_baseline=on_baseline,
+                on_run=started.append,
+                ledger=simulation_ledger(config),
             )
         if as_json:
             typer.echo(dumps(_as_json(store, run)))
         else:
             _print(console, run)
+    except KeyboardInterrupt:
+        said = f"run {started[0]} stopped, marked aborted" if started else "no run"
+        Console(stderr=True, highlight=False).print(
+            f"\ninterrupted: {said}; a gradient-boosted tree run cannot be "
+            "resumed yet: start it again",
+            markup=False,
+        )
+        raise
     finally:
         store.close()
     return run

@@ -7,9 +7,11 @@ mode = "masking"``, under the SecAgg masking protocol (only sums reach it). Each
 tree is recorded in the store as a round, like any run's: every site's outcome
 (the rows it summed over), the central test metrics and each site's holdout
 metrics. The final model is written as XGBoost JSON beside the store's
-checkpoints (``{store directory}/trees/{run}/model.json``), named by the last
-round's ``checkpoint`` and the run's summary, so ``accord runs`` lists the run
-and ``xgboost.Booster(model_file=...)`` loads the model.
+checkpoints (``{store directory}/checkpoints/{run}/model.json``) and named by the
+run's summary (``model``), so ``accord runs`` lists the run and
+``xgboost.Booster(model_file=...)`` loads the model. The rounds name no
+checkpoint: a checkpoint is a safetensors file of parameters, which commands
+such as ``accord release`` load; they refuse a gbdt run instead.
 
 With ``[evaluation] baselines`` the run is compared with XGBoost on the pooled
 training rows (same depth, trees, learning rate, bins and regularisation; the
@@ -24,7 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +34,16 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.config import FedConfig
+from accord.coordinator.lineage import LedgerSetup, file_digest
 from accord.data.arrays import ArrayData
 from accord.data.federation import FederatedData
-from accord.errors import ConfigError, RunInterrupted
+from accord.errors import ConfigError
 from accord.evaluation.metrics import accuracy, log_loss, roc_auc
 from accord.records import MetricValue, ParticipantOutcome, RoundRecord
 from accord.simulation.baselines import Comparison
 from accord.simulation.context import build_data
-from accord.store.protocol import RunStore, utc_now
+from accord.simulation.trees_ledger import TreesLedger
+from accord.store.protocol import FinalStatus, RunStore, utc_now
 from accord.trees import (
     Booster,
     MaskedSum,
@@ -121,12 +125,14 @@ def simulate_trees(
     on_tree: Callable[[int, Mapping[str, float]], None] | None = None,
     on_baseline: Callable[[str], None] | None = None,
     on_run: Callable[[str], None] | None = None,
+    ledger: LedgerSetup | None = None,
 ) -> TreesRun:
     """Grow, score and record the federation's trees; the run.
 
-    ``model_dir`` is the folder the run's ``{run}/model.json`` goes to. Ctrl-C
-    marks the run aborted (a gbdt run cannot resume yet) and raises
-    :class:`~accord.errors.RunInterrupted`.
+    ``model_dir`` is the folder the run's ``{run}/model.json`` goes to;
+    ``on_run`` gets the run's id once it exists; ``ledger``: sign the run's
+    entries (:mod:`accord.simulation.trees_ledger`; None: keep none). Ctrl-C
+    marks the run aborted (a gbdt run cannot resume yet) and propagates.
     """
     params = tree_params(config)
     data = build_data(config)
@@ -140,20 +146,29 @@ def simulate_trees(
     )
     if on_run is not None:
         on_run(run_id)
+    signed = None
+    if ledger is not None:
+        signed = TreesLedger(
+            ledger,
+            store,
+            run_id,
+            config=config.to_json_dict(),
+            sites=[s.name for s in sites],
+            masked=isinstance(summer, MaskedSum),
+        )
     recorder = _Recorder(config, store, run_id, data, sites, on_tree, model_dir)
+    recorder.ledger = signed
     try:
         booster = boost(sites, params, summer, on_tree=recorder.tree_done)
         path = recorder.model_path
         if path is None:  # written with the last tree, which boost always grows
             raise RuntimeError("the boosting loop ended before its last tree")
-    except KeyboardInterrupt:
-        store.finish_run(run_id, status="aborted", summary={"kind": "gbdt"})
-        raise RunInterrupted(
-            f"run {run_id} interrupted after {recorder.done} tree(s); a gbdt run "
-            "cannot resume yet: start it again"
-        ) from None
-    except BaseException:
-        store.finish_run(run_id, status="failed", summary={"kind": "gbdt"})
+    except KeyboardInterrupt:  # Ctrl-C: recorded trees stay, the run is aborted
+        logger.warning("run %s interrupted after %d tree(s)", run_id, recorder.done)
+        recorder.finish("aborted", {"kind": "gbdt"}, reason="interrupted")
+        raise
+    except BaseException as exc:
+        recorder.finish("failed", {"kind": "gbdt"}, reason=type(exc).__name__)
         raise
     comparison = None
     if config.evaluation.baselines:
@@ -169,7 +184,7 @@ def simulate_trees(
     }
     if comparison is not None:
         summary["comparison"] = _finite(comparison.to_dict())
-    store.finish_run(run_id, status="completed", summary=summary)
+    recorder.finish("completed", summary, reason=None)
     sums = summer.rounds if isinstance(summer, MaskedSum) else 0
     return TreesRun(run_id, booster, path, recorder.central, comparison, sums)
 
@@ -191,6 +206,9 @@ class _Recorder:
         self._data, self._sites, self._on_tree = data, sites, on_tree
         self._model_dir = model_dir
         self.model_path: Path | None = None
+        self.ledger: TreesLedger | None = None
+        self._chain = hashlib.sha256(b"").hexdigest()  # no tree yet
+        self._file_digest: str | None = None
         self._started = utc_now()
         self._clock = time.perf_counter()
         self.done = 0
@@ -211,11 +229,11 @@ class _Recorder:
             for s in self._data.sites:
                 found = score(booster.predict_proba(s.holdout.x), s.holdout)
                 metrics += [MetricValue("site", s.name, k, v) for k, v in found.items()]
-        path = None
-        if number == booster.params.trees:  # the model, named by its last round
-            path = _write_model(booster, self._data, self._model_dir / self._run)
-            self.model_path = path
-        self._record(number, booster, tuple(metrics), checkpoint=_text(path))
+        if number == booster.params.trees:  # the model, before its round is stored
+            folder = self._model_dir / self._run
+            self.model_path = _write_model(booster, self._data, folder)
+            self._file_digest = file_digest(self.model_path)
+        self._record(number, booster, tuple(metrics))
         if self._on_tree is not None:
             self._on_tree(number, self.central)
 
@@ -224,40 +242,52 @@ class _Recorder:
         number: int,
         booster: Booster,
         metrics: tuple[MetricValue, ...],
-        *,
-        checkpoint: str | None,
     ) -> None:
         now = utc_now()
         spent = time.perf_counter() - self._clock
+        # Each round's model digest chains the last one with the new tree's arrays:
+        # hashing the whole ensemble every round would cost O(trees^2).
+        tree = json.dumps(asdict(booster.trees[-1]), sort_keys=True).encode()
+        self._chain = hashlib.sha256(self._chain.encode() + tree).hexdigest()
         outcomes = tuple(
             ParticipantOutcome(s.name, "ok", None, s.rows, None, spent)
             for s in self._sites
         )
-        self._store.record_round(
-            RoundRecord(
-                run_id=self._run,
-                number=number,
-                started_at=self._started,
-                finished_at=now,
-                status="completed",
-                global_digest=_digest(booster),
-                selected=tuple(s.name for s in self._sites),
-                outcomes=outcomes,
-                metrics=metrics,
-                checkpoint=checkpoint,
-            )
+        record = RoundRecord(
+            run_id=self._run,
+            number=number,
+            started_at=self._started,
+            finished_at=now,
+            status="completed",
+            global_digest=self._chain,
+            selected=tuple(s.name for s in self._sites),
+            outcomes=outcomes,
+            metrics=metrics,
+            checkpoint=None,  # a round's checkpoint is safetensors; see summary
         )
+        if self.ledger is not None:
+            self.ledger.record_round(record)
+        else:
+            self._store.record_round(record)
         self._started, self._clock = now, time.perf_counter()
         self.done = number
 
-
-def _text(path: Path | None) -> str | None:
-    return None if path is None else str(path)
-
-
-def _digest(booster: Booster) -> str:
-    document = json.dumps(to_xgboost_json(booster), sort_keys=True).encode()
-    return hashlib.sha256(document).hexdigest()
+    def finish(
+        self, status: FinalStatus, summary: dict[str, Any], *, reason: str | None
+    ) -> None:
+        """End the run, with its closing ledger entry when it keeps a ledger."""
+        if self.ledger is None:
+            self._store.finish_run(self._run, status=status, summary=summary)
+            return
+        path = None if self.model_path is None else str(self.model_path)
+        self.ledger.finish(
+            status=status,
+            model=self._file_digest or self._chain,
+            path=path,
+            rounds=self.done,
+            summary=summary,
+            reason=reason,
+        )
 
 
 def _write_model(booster: Booster, data: FederatedData, folder: Path) -> Path:

@@ -35,7 +35,7 @@ class TreeParams:
 
     def __post_init__(self) -> None:
         _whole("trees", self.trees, 1, 10_000)
-        _whole("depth", self.max_depth, 1, 12)
+        _whole("depth", self.max_depth, 1, 8)
         _whole("bins", self.bins, 2, 256)
         _whole("sketch_cells", self.sketch_cells, 2, 65_536)
         _real("sketch_range", self.sketch_range, low=0.0, open_low=True)

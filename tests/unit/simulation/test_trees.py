@@ -34,8 +34,8 @@ def test_each_tree_is_a_recorded_round_and_the_model_loads_in_xgboost(
     assert info.status == "completed" and info.rounds_completed == 4
     assert [r.number for r in rounds] == [1, 2, 3, 4]
     assert all(len(r.outcomes) == 3 for r in rounds)
-    assert rounds[-1].checkpoint == str(run.model_path)
     assert info.summary is not None and info.summary["kind"] == "gbdt"
+    assert info.summary["model"] == str(run.model_path)
     assert math.isclose(info.summary["final"]["central.auc"], run.central["auc"])
     sites = {m.participant for m in rounds[0].metrics if m.scope == "site"}
     assert len(sites) == 3
@@ -75,3 +75,24 @@ def test_a_multiclass_dataset_is_refused_before_a_run_starts(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="two classes"):
         simulate_trees(config, store, model_dir=tmp_path)
     assert store.list_runs() == []
+
+
+def test_ctrl_c_keeps_the_recorded_trees_and_marks_the_run_aborted(
+    tmp_path: Path,
+) -> None:
+    config = config_from_mapping({**RAW, "evaluation": {"metric": "auc"}})
+    store = MemoryStore()
+    started: list[str] = []
+
+    def interrupt(number: int, central: object) -> None:
+        if number == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        simulate_trees(
+            config, store, model_dir=tmp_path, on_tree=interrupt, on_run=started.append
+        )
+
+    info = store.get_run(started[0])
+    assert info.status == "aborted" and info.rounds_completed == 2
+    assert not (tmp_path / started[0] / "model.json").exists()

@@ -56,6 +56,7 @@ def test_trees_beside_a_task_model_are_refused() -> None:
         ("secure_aggregation", {"mode": "ckks"}, "secure_aggregation.mode"),
         ("compression", {"method": "q8"}, "compression.method"),
         ("strategy", {"aggregation": "median"}, "strategy.aggregation"),
+        ("simulation", {"engine": "ray", "workers": 2}, "simulation.engine"),
     ],
 )
 def test_settings_trees_do_not_have_are_refused_by_key(
