@@ -15,7 +15,12 @@ from accord.secagg.encoding import FixedPointEncoding
 from accord.secagg.session import SecureJob
 from accord.task.protocol import TrainConfig
 from accord.transport.jobs import secagg_limit
-from accord.transport.messages import FailureReport, SecAggHeader, TaskOrder
+from accord.transport.messages import (
+    FailureReport,
+    SecAggHeader,
+    TaskOrder,
+    task_digest,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -48,6 +53,13 @@ def secure_round(coordinator, listen):
     stop.set()
 
 
+def _answers(executor, name, stage, round_number) -> str:
+    """The digest of the task a message of ``stage`` answers ("": none open)."""
+    kind = "train" if stage == "advertise" else "secagg"
+    task = executor.task(name, kind, round_number)
+    return "" if task is None else task_digest(task)
+
+
 def _send(coordinator, name, stage, payload, *, round=1, run_id=None, total=None):
     header = SecAggHeader(
         run_id or coordinator.executor.run_id,
@@ -55,6 +67,7 @@ def _send(coordinator, name, stage, payload, *, round=1, run_id=None, total=None
         stage,
         len(payload) if total is None else total,
         0.25,
+        answers=_answers(coordinator.executor, name, stage, round),
     )
     with coordinator.client(name) as client:
         return client.submit_secagg(header, payload, timeout_s=60)

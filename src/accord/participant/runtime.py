@@ -107,6 +107,7 @@ from accord.transport.messages import (
     TaskOrder,
     UpdateHeader,
     Welcome,
+    task_digest,
 )
 
 if TYPE_CHECKING:  # the runtime itself needs no grpc: tests drive it with a fake
@@ -133,9 +134,14 @@ _UNPREPARED = (
 
 
 def _job_key(order: TaskOrder) -> tuple[str, int, str]:
-    """What identifies a job across reconnections: a secure round has one per stage."""
-    kind = f"secagg:{order.stage}" if order.kind == "secagg" else order.kind
-    return order.run_id, order.round, kind
+    """What identifies a job across reconnections: a secure round has one per stage.
+
+    A stage task is keyed by the message it carries too: a round's masking sum
+    and the secure sum of its fairness counts open stages of the same names.
+    """
+    if order.kind == "secagg":
+        return order.run_id, order.round, f"secagg:{order.stage}:{task_digest(order)}"
+    return order.run_id, order.round, order.kind
 
 
 class ParticipantRuntime:
@@ -530,7 +536,12 @@ class ParticipantRuntime:
         duration_s: float,
     ) -> None:
         header = SecAggHeader(
-            order.run_id, order.round, stage, len(payload), duration_s
+            order.run_id,
+            order.round,
+            stage,
+            len(payload),
+            duration_s,
+            answers=task_digest(order),
         )
         try:
             receipt = client.submit_secagg(header, payload)

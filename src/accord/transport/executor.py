@@ -68,7 +68,7 @@ from accord.errors import RunAborted, SubmissionRefused, UpdateRejected
 from accord.params import Params
 from accord.transport.call_metadata import UploadTag
 from accord.transport.identity import IdentityBook, IdentityCertificate
-from accord.transport.jobs import Job, JobBook, check_update_header
+from accord.transport.jobs import Job, JobBook, check_answers, check_update_header
 from accord.transport.links import Links
 from accord.transport.messages import (
     RUN_FINISHED,
@@ -76,6 +76,7 @@ from accord.transport.messages import (
     EvalReport,
     FailureReport,
     Goodbye,
+    JobKind,
     PackedHeader,
     ParticipantState,
     Published,
@@ -218,6 +219,16 @@ class GrpcExecutor:
         digest = self._require_model().header.digest
         for p in participants:
             self._dispatch(p, TaskOrder(self.run_id, round_number, "eval", digest))
+
+    def task(self, name: str, kind: JobKind, round_number: int) -> TaskOrder | None:
+        """The task last handed to ``name`` as its ``kind`` job of the round.
+
+        None: none was. It is what a stage message must answer (by its
+        :func:`~accord.transport.messages.task_digest`).
+        """
+        with self._lock:
+            job = self._jobs.get(name, kind, round_number)
+        return None if job is None else job.order
 
     def identity_keys(self, participants: Sequence[str]) -> Mapping[str, bytes]:
         """The keys of the verified identity certificates these participants hold."""
@@ -544,6 +555,7 @@ class GrpcExecutor:
                 name, header.stage, header.round, header.run_id
             )
             check_stage_header(header, self._secure.get(header.round))
+            check_answers(header, job)
             job.state = "receiving"
         try:
             payload = assemble(parts, header.total_bytes)
