@@ -93,6 +93,7 @@ from accord.transport.secure_codec import assemble
 from accord.transport.secure_rounds import (
     CkksLimits,
     check_stage_header,
+    fairness_order,
     oversized_task,
     secure_order,
     statistics_order,
@@ -240,15 +241,17 @@ class GrpcExecutor:
         """Push each participant its message opening ``stage`` (a ``secagg`` task).
 
         A message too large for a task fails its job at once. A ``statistics``
-        task (the preprocessing's secure sum) carries its roster's certificates,
-        and its job bounds the sum's later stages (:func:`statistics_order`).
+        task (the preprocessing's secure sum) or a ``fairness`` task (a round's
+        per-group counts) carries its roster's certificates, and its job bounds
+        the sum's later stages (:func:`statistics_order`, :func:`fairness_order`).
         """
         for name, payload in payloads.items():
             order = TaskOrder(
                 self.run_id, round_number, "secagg", "", stage=stage, payload=payload
             )
-            if stage == "statistics":
-                order, job = statistics_order(order, identities=self._identities)
+            if stage in ("statistics", "fairness"):
+                opened = statistics_order if stage == "statistics" else fairness_order
+                order, job = opened(order, identities=self._identities)
                 with self._lock:
                     self._secure = {round_number: job}
             self._dispatch(name, order, refusal=oversized_task(stage, payload))
