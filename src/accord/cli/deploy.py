@@ -459,6 +459,7 @@ def _train(
     checkpoints = _checkpoints(cfg) if cfg.store.checkpoints else None
     initial = ctx.task.init_params(cfg.federation.seed)
     done = len(store.rounds(run_id)) if resumed else 0
+    groups = _fairness_groups(cfg, store, run_id)
     with ProgressObserver(
         console,
         rounds=max(cfg.federation.rounds - done, 0),
@@ -473,10 +474,23 @@ def _train(
             observer=observer,
             ckks_public_context=public,
             ledger=ledger,
+            fairness_groups=groups,
         )
         if resumed:
             return coordinator.resume(run_id, initial)
         return coordinator.run(initial, run_id=run_id)
+
+
+def _fairness_groups(
+    cfg: FedConfig, store: RunStore, run_id: str
+) -> tuple[str, ...] | None:
+    """The declared groups of the run's secure fairness sums (None: none)."""
+    if cfg.evaluation.sensitive is None or cfg.secure_aggregation.mode == "off":
+        return None
+    from accord.coordinator.group_sum import run_groups
+    from accord.coordinator.preparation import recorded_encoder
+
+    return run_groups(cfg, recorded_encoder(store, run_id))
 
 
 def _fairness_ask(cfg: FedConfig) -> FairnessAsk | None:

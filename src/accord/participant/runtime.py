@@ -56,6 +56,7 @@ warning, which ``accord participant`` shows on its terminal.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -81,7 +82,11 @@ from accord.errors import (
 from accord.params import Params
 from accord.participant.backoff import Backoff
 from accord.participant.data import LocalData
-from accord.participant.group_counts import group_count_metrics
+from accord.participant.group_counts import (
+    group_count_metrics,
+    group_counts,
+    secure_counts_words,
+)
 from accord.participant.policy import SitePolicy
 from accord.participant.preparation import Preparation, PreparationRefused, TaskBuilder
 from accord.participant.privacy_guard import PrivacyGuard, supports_dp_sgd
@@ -107,7 +112,7 @@ from accord.task.personal_state import (
 from accord.task.personalization import FineTune
 from accord.task.protocol import Task
 from accord.task.strategy_site import StrategySite
-from accord.transport.jobs import PREPARE_STAGES
+from accord.transport.jobs import FAIRNESS_STAGES, PREPARE_STAGES
 from accord.transport.messages import (
     EvalReport,
     FailureReport,
@@ -117,6 +122,7 @@ from accord.transport.messages import (
     TaskOrder,
     UpdateHeader,
     Welcome,
+    task_digest,
 )
 
 if TYPE_CHECKING:  # the runtime itself needs no grpc: tests drive it with a fake
@@ -142,10 +148,25 @@ _UNPREPARED = (
 )
 
 
+_NOT_COUNTING = (
+    "this site counts no decisions per group: the run's preparation did not ask "
+    "for fairness counts ([evaluation] sensitive), or its data is not encoded yet"
+)
+_COUNTS_PLAIN = (
+    "this run has no secure aggregation: the site reports its per-group counts "
+    "with its evaluation, and takes part in no secure sum of them"
+)
+
+
 def _job_key(order: TaskOrder) -> tuple[str, int, str]:
-    """What identifies a job across reconnections: a secure round has one per stage."""
-    kind = f"secagg:{order.stage}" if order.kind == "secagg" else order.kind
-    return order.run_id, order.round, kind
+    """What identifies a job across reconnections: a secure round has one per stage.
+
+    A stage task is keyed by the message it carries too: a round's masking sum
+    and the secure sum of its fairness counts open stages of the same names.
+    """
+    if order.kind == "secagg":
+        return order.run_id, order.round, f"secagg:{order.stage}:{task_digest(order)}"
+    return order.run_id, order.round, order.kind
 
 
 class ParticipantRuntime:
@@ -316,6 +337,9 @@ class ParticipantRuntime:
         )
         if order.kind == "secagg" and order.stage in PREPARE_STAGES:
             self._prepare(client, order)
+            return
+        if order.kind == "secagg" and order.stage == FAIRNESS_STAGES[0]:
+            self._fairness_sum(client, order)
             return
         if order.kind == "secagg":
             self._secagg(client, order)
@@ -555,6 +579,59 @@ class ParticipantRuntime:
             return
         self._send_stage(client, order, order.stage, reply, time.perf_counter() - t0)
 
+    def _fairness_sum(self, client: CoordinatorClient, order: TaskOrder) -> None:
+        """Count per group on the named model, mask the counts, advertise.
+
+        The ``fairness`` task of a secure run (:mod:`accord.coordinator.
+        group_sum`): admitted like the preprocessing's secure sum (the roster's
+        certificates, the site's minimum threshold), counted on the model the
+        task names (the one the site just evaluated), laid out over the declared
+        groups and encoded exactly; only the masked counts leave the site.
+        """
+        from accord.data.handshake import FairnessSumRequest
+
+        t0 = time.perf_counter()
+        fairness = self._prep.fairness
+        if self._prep.ready is None or fairness is None:
+            self._refuse(client, order, _NOT_COUNTING)
+            return
+        if not self._prep.fairness_secure:
+            self._refuse(client, order, _COUNTS_PLAIN)
+            return
+        try:
+            request = FairnessSumRequest.from_json(order.payload)
+        except DatasetError as exc:
+            self._refuse(client, order, f"the fairness task is unusable: {exc}")
+            return
+        refusal = self._secure.admit_sum(order, request.secure_json)
+        if refusal is not None:
+            self._refuse(client, order, refusal)
+            return
+        named = dataclasses.replace(order, model_digest=request.model_digest)
+        try:
+            params = self._fetch(client, named)
+        except SubmissionRefused as exc:
+            self._secure.drop()
+            self._refuse(client, order, f"the global model is unusable: {exc.reason}")
+            return
+        data, task = self._usable()
+        try:
+            with self._limits():
+                counts = group_counts(task, params, data.holdout, *fairness)
+            words = secure_counts_words(counts, request.groups)
+            payload = self._secure.seal_sum(order, words)
+        except (DatasetError, TaskError, SecAggAborted, ValueError) as exc:
+            self._secure.drop()
+            self._refuse(client, order, f"its fairness counts cannot be summed: {exc}")
+            return
+        self.log.record(
+            "counted_groups",
+            round=order.round,
+            model_digest=request.model_digest,
+            groups=len(counts),
+        )
+        self._send_stage(client, order, order.stage, payload, time.perf_counter() - t0)
+
     def _send_stage(
         self,
         client: CoordinatorClient,
@@ -564,7 +641,12 @@ class ParticipantRuntime:
         duration_s: float,
     ) -> None:
         header = SecAggHeader(
-            order.run_id, order.round, stage, len(payload), duration_s
+            order.run_id,
+            order.round,
+            stage,
+            len(payload),
+            duration_s,
+            answers=task_digest(order),
         )
         try:
             receipt = client.submit_secagg(header, payload)
@@ -596,7 +678,9 @@ class ParticipantRuntime:
         with self._limits():
             result = run_eval(task, data.holdout, params, personal=personal)
             counts: dict[str, float] = {}
-            if not isinstance(result, JobError) and self._prep.fairness is not None:
+            plain = self._prep.fairness is not None and not self._prep.fairness_secure
+            if not isinstance(result, JobError) and plain:
+                assert self._prep.fairness is not None
                 try:
                     counts = group_count_metrics(
                         task, params, data.holdout, *self._prep.fairness
