@@ -614,7 +614,7 @@ class ParticipantRuntime:
             self._secure.drop()
             self._refuse(client, order, f"the global model is unusable: {exc.reason}")
             return
-        data, task = self._usable()
+        data, task = self._usable(order.run_id)
         try:
             with self._limits():
                 counts = group_counts(task, params, data.holdout, *fairness)
