@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +58,7 @@ __all__ = [
     "config_from_mapping",
     "load_config",
     "refuse_attack",
+    "refuse_trees",
 ]
 
 
@@ -443,11 +444,43 @@ class PersonalizationConfig(_Section):
     ``learning_rate``, ``[train] learning_rate`` if unset, and ``[train]
     batch_size``) and scores both models on its holdout; the fine-tuned model never
     leaves the site (``docs/strategies.md``).
+
+    ``method = "fedper"``: the tensors whose names match a glob of ``private``
+    (the head) stay at each site, trained there and never sent; only the others
+    are federated (:mod:`accord.task.fedper`). ``method = "ditto"``: each site also
+    trains a personal model pulled toward the global one with strength
+    ``lambda`` (:mod:`accord.task.ditto`).
     """
 
-    method: Literal["off", "finetune"] = "off"
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
+        serialize_by_alias=True,
+    )
+
+    method: Literal["off", "finetune", "fedper", "ditto"] = "off"
     epochs: int = Field(default=1, ge=1, le=1000)
     learning_rate: float | None = Field(default=None, gt=0)
+    private: list[str] = Field(default_factory=list, max_length=1000)
+    lam: float = Field(default=0.1, ge=0, le=1e6, alias="lambda")
+
+    @model_validator(mode="after")
+    def _keys_of_method(self) -> PersonalizationConfig:
+        if self.method == "fedper" and not self.private:
+            raise ValueError(
+                'method = "fedper" needs private = ["glob", ...]: the names of the '
+                'tensors that stay at each site (the head, e.g. ["fc2.*"])'
+            )
+        if self.private and self.method != "fedper":
+            raise ValueError(
+                "private is FedPer's setting but method is "
+                f'"{self.method}": drop it or set method = "fedper"'
+            )
+        if any(not p.strip() for p in self.private):
+            raise ValueError("private: an empty pattern matches nothing")
+        return self
 
 
 class GatesConfig(_Section):
@@ -620,12 +653,33 @@ def _default_start_method() -> Literal["spawn", "forkserver", "fork"]:
 
 
 class SimulationConfig(_Section):
-    """How ``accord simulate`` runs the participants on this machine."""
+    """How ``accord simulate`` runs the participants.
+
+    ``engine = "process"`` (the default): warm worker processes on this machine
+    (:mod:`accord.simulation.pool`). ``engine = "ray"``: ``workers`` Ray actors
+    (:mod:`accord.simulation.ray_pool`) on a local Ray instance (``address =
+    "local"``, bound to loopback) or on the cluster at ``address`` (``"auto"``,
+    ``"HOST:PORT"`` or ``"ray://HOST:PORT"``).
+    """
 
     workers: int = Field(default=2, ge=0, le=256)
     start_method: Literal["spawn", "forkserver", "fork"] = Field(
         default_factory=_default_start_method
     )
+    engine: Literal["process", "ray"] = "process"
+    address: str = Field(default="local", min_length=1)
+
+    @model_validator(mode="after")
+    def _ray_needs_actors(self) -> SimulationConfig:
+        if self.engine == "ray" and self.workers < 1:
+            raise ValueError(
+                'engine = "ray" runs the sites in `workers` Ray actors: set workers '
+                '>= 1, or engine = "process" with workers = 0 to debug in-process'
+            )
+        if self.engine != "ray" and self.address != "local":
+            raise ValueError('address names a Ray cluster and needs engine = "ray"')
+        return self
+
     #: A site's training takes this many times longer on the simulation's
     #: virtual clock (:mod:`accord.simulation.timing`); sites not named: 1.
     slowdown: dict[str, float] = Field(default_factory=dict, max_length=100_000)
@@ -801,12 +855,54 @@ class ProfileConfig(_Section):
         return self
 
 
+class ModelConfig(_Section):
+    """``[model]``: what kind of model the federation trains.
+
+    ``task`` (the default): the model of ``[task]``, trained by rounds of local
+    updates. ``gbdt``: gradient-boosted trees grown by the federation from summed
+    gradient histograms (``[trees]``, ``docs/trees.md``); simulation only.
+    """
+
+    kind: Literal["task", "gbdt"] = "task"
+
+
+class TreesConfig(_Section):
+    """``[trees]``: federated gradient-boosted trees (``docs/trees.md``).
+
+    XGBoost's settings by XGBoost's names: ``trees`` (default
+    ``[federation] rounds``; one tree per round), ``depth``, ``learning_rate``
+    (eta), ``bins`` (max_bin), ``lambda``, ``gamma`` and ``min_child_weight``;
+    ``sketch_cells`` and ``sketch_range`` set the quantile sketch's grid.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
+        populate_by_name=True,
+    )
+
+    trees: int | None = Field(default=None, ge=1, le=10_000)
+    depth: int = Field(default=4, ge=1, le=8)
+    learning_rate: float = Field(default=0.3, gt=0, le=1)
+    bins: int = Field(default=64, ge=2, le=256)
+    reg_lambda: float = Field(default=1.0, ge=0, alias="lambda")
+    gamma: float = Field(default=0.0, ge=0)
+    min_child_weight: float = Field(default=1.0, ge=0)
+    sketch_cells: int = Field(default=4096, ge=2, le=65_536)
+    sketch_range: float = Field(default=8.0, gt=0, le=1e6)
+
+
 class FedConfig(_Section):
     """The whole of ``fed.toml``. ``base_dir`` is the folder the file was read from."""
 
     federation: FederationConfig = Field(default_factory=FederationConfig)
     data: DataConfig
-    task: TaskConfig
+    #: None only for ``[model] kind = "gbdt"``, which needs no task.
+    task: TaskConfig | None = None
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    trees: TreesConfig | None = None
     train: TrainSettings = Field(default_factory=TrainSettings)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     round: RoundConfig = Field(default_factory=RoundConfig)
@@ -857,12 +953,37 @@ class FedConfig(_Section):
             "secure_aggregation": {**secure, key: bound},
         }
 
+    @model_validator(mode="before")
+    @classmethod
+    def _trees_imply_gbdt(cls, value: Any) -> Any:
+        """A ``[trees]`` section without ``[model]`` means ``kind = "gbdt"``."""
+        if isinstance(value, Mapping) and "trees" in value and "model" not in value:
+            return {**value, "model": {"kind": "gbdt"}}
+        return value
+
+    @property
+    def task_settings(self) -> TaskConfig:
+        """``[task]``; :class:`ConfigError` for a federation without one (gbdt)."""
+        if self.task is None:
+            raise ConfigError(
+                "this federation trains gradient-boosted trees ([model] kind = "
+                '"gbdt") and has no [task]',
+                key="task",
+            )
+        return self.task
+
+    @property
+    def trees_settings(self) -> TreesConfig:
+        """``[trees]``, its defaults where the section is absent."""
+        return self.trees if self.trees is not None else TreesConfig()
+
     def to_json_dict(self) -> dict[str, Any]:
         """The configuration as plain JSON-able data (what the store records)."""
         return self.model_dump(mode="json")
 
 
 def _check_compatibility(cfg: FedConfig) -> None:
+    _check_model(cfg)
     if cfg.gates.fairness and cfg.evaluation.sensitive is None:
         raise ConfigError(
             "a fairness gate (gates.max_demographic_parity_difference or "
@@ -875,10 +996,24 @@ def _check_compatibility(cfg: FedConfig) -> None:
             "personalization is scored at the federated evaluation, which is off: "
             'set [evaluation] federated = true or personalization.method = "off"'
         )
+    if cfg.personalization.method in ("fedper", "ditto") and cfg.strategy.scaffold:
+        raise ConfigError(
+            f"{cfg.personalization.method} and SCAFFOLD do not compose: SCAFFOLD's "
+            "control variates correct the whole model's steps, which "
+            f"{cfg.personalization.method} changes at each site; turn one off",
+            key="personalization.method",
+        )
     _check_secure(cfg)
     _check_privacy(cfg)
     _check_robustness(cfg)
     _check_compression(cfg)
+    if cfg.simulation.engine == "ray" and cfg.secure_aggregation.mode != "off":
+        raise ConfigError(
+            "secure aggregation is not implemented on the Ray engine (its "
+            "multi-stage rounds run in worker processes only); use engine = "
+            '"process" with secure aggregation',
+            key="simulation.engine",
+        )
     _check_participation(cfg)
     _check_async(cfg)
     roster = cfg.deployment.participants
@@ -903,6 +1038,57 @@ def _check_compatibility(cfg: FedConfig) -> None:
                 f"trim={cfg.strategy.trim} would discard every update of a round "
                 f"with {expected} participants; lower it",
                 key="strategy.trim",
+            )
+
+
+#: Sections that change how a task's updates are made or combined: they mean
+#: nothing to trees grown from summed histograms (``docs/trees.md``).
+_NOT_FOR_TREES: tuple[tuple[str, Callable[[FedConfig], bool]], ...] = (
+    ("privacy.level", lambda c: c.privacy.level != "off"),
+    ("secure_aggregation.mode", lambda c: c.secure_aggregation.mode == "ckks"),
+    ("attack", lambda c: c.attack is not None),
+    ("compression.method", lambda c: c.compression.method != "none"),
+    ("personalization.method", lambda c: c.personalization.method != "off"),
+    ("contribution.keep_updates", lambda c: c.contribution.keep_updates),
+    ("robustness.scores", lambda c: c.robustness.scores),
+    ("strategy.aggregation", lambda c: c.strategy.aggregation != "mean"),
+    ("strategy.server_optimizer", lambda c: c.strategy.server_optimizer != "sgd"),
+    ("selection.fraction", lambda c: c.selection.fraction != 1.0),
+    ("selection.count", lambda c: c.selection.count is not None),
+    ("round.mode", lambda c: c.round.mode != "sync"),
+    ("round.close_fraction", lambda c: c.round.close_fraction < 1),
+    ("simulation.engine", lambda c: c.simulation.engine != "process"),
+)
+
+
+def _check_model(cfg: FedConfig) -> None:
+    """``[task]`` for task models; ``[trees]`` only with the settings trees have."""
+    if cfg.model.kind == "task":
+        if cfg.task is None:
+            raise ConfigError(
+                "is missing: name the task's factory (module:object), or set "
+                '[model] kind = "gbdt" for gradient-boosted trees',
+                key="task.factory",
+            )
+        if cfg.trees is not None:
+            raise ConfigError(
+                '[trees] applies to [model] kind = "gbdt"; remove one of them',
+                key="trees",
+            )
+        return
+    if cfg.task is not None:
+        raise ConfigError(
+            'gradient-boosted trees ([model] kind = "gbdt") are grown by accord '
+            "itself and take no task; remove [task]",
+            key="task",
+        )
+    for key, used in _NOT_FOR_TREES:
+        if used(cfg):
+            raise ConfigError(
+                'is not supported for gradient-boosted trees ([model] kind = "gbdt") '
+                "yet: trees are grown from summed histograms, every site in every "
+                "sum, plainly or under masking (docs/trees.md); remove it",
+                key=key,
             )
 
 
@@ -1092,6 +1278,23 @@ def _check_robustness(cfg: FedConfig) -> None:
             "aggregation hides from the simulation engine too; use label_flip or "
             "backdoor, or turn secure aggregation off",
             key="attack.kind",
+        )
+
+
+def refuse_trees(cfg: FedConfig, command: str) -> None:
+    """:class:`ConfigError` for gradient-boosted trees: not deployable yet.
+
+    Deployed sites exchange model updates over gRPC; the per-level histogram
+    exchange that trees need has no wire messages yet, so ``accord coordinator``
+    and ``accord participant`` refuse a gbdt federation before they listen or dial.
+    """
+    if cfg.model.kind == "gbdt":
+        raise ConfigError(
+            f"gradient-boosted trees run in `accord simulate` only for now; "
+            f"`{command}` refuses them: the deployed protocol carries model updates, "
+            "not the per-level gradient histograms trees are grown from "
+            "(docs/trees.md, section 6)",
+            key="model.kind",
         )
 
 

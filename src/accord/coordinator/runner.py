@@ -223,12 +223,20 @@ class Coordinator:
         site_rows: Mapping[str, int] | None = None,
         ledger: LedgerSetup | None = None,
         job_time: Callable[[str], float] | None = None,
+        fairness_groups: Sequence[str] | None = None,
     ) -> None:
         self.config = config
         #: A train job's duration per site on the simulation's virtual clock
         #: (:mod:`accord.simulation.timing`); async mode needs it. None: no
         #: virtual clock (a deployment).
         self.job_time = job_time
+        #: The declared groups of a deployed secure run's fairness sum (None: no
+        #: secure sum of the counts; :mod:`accord.coordinator.group_sum`).
+        self._fairness_groups = (
+            tuple(fairness_groups)
+            if fairness_groups and config.secure_aggregation.mode != "off"
+            else None
+        )
         #: Each site's training rows, for record-level DP (None: declared_examples).
         self._site_rows = site_rows
         self._ledger = ledger
@@ -611,11 +619,10 @@ class Coordinator:
         digest = params.digest()  # once: the executor and the checkpoint reuse it
         published = self._strategy.published(params, state)
         # SCAFFOLD publishes its control variate after the model: its own digest.
-        self._executor.publish(
-            published, digest=digest if published is params else None
-        )
+        shown = digest if published is params else published.digest()
+        self._executor.publish(published, digest=shown)
         if status == "completed" and self._evaluates(number):
-            metrics += self._evaluate(run_id, number, params, t0)
+            metrics += self._evaluate(run_id, number, params, t0, published=shown)
         checkpoint = None
         if self._checkpoints is not None and status == "completed":
             path = self._checkpoints.save(
@@ -931,7 +938,7 @@ class Coordinator:
         return number % ev.every == 0 or number == self.config.federation.rounds
 
     def _evaluate(
-        self, run_id: str, number: int, params: Params, t0: float
+        self, run_id: str, number: int, params: Params, t0: float, *, published: str
     ) -> list[MetricValue]:
         out: list[MetricValue] = []
         ev = self.config.evaluation
@@ -940,7 +947,36 @@ class Coordinator:
                 out.append(MetricValue("central", None, name, float(value)))
         if ev.federated:
             out += self._federated_eval(run_id, number, t0)
+            if self._fairness_groups is not None:
+                out += self._fairness_sum(run_id, number, published)
         return out
+
+    def _fairness_sum(
+        self, run_id: str, number: int, published: str
+    ) -> list[MetricValue]:
+        """The round's per-group counts, summed securely; who is in them, recorded."""
+        from accord.coordinator.group_sum import EVENT_KIND, secure_group_sum
+
+        assert self._fairness_groups is not None
+        wire = getattr(self._executor, "run_id", run_id)
+        done = secure_group_sum(
+            self._executor,
+            round_number=number,
+            model_digest=published,
+            groups=self._fairness_groups,
+            settings=self.config.secure_aggregation,
+            bounds=self._bounds,
+            clock=self._clock,
+            run_id=wire if isinstance(wire, str) else run_id,
+        )
+        self._store.record_event(
+            run_id,
+            round=number,
+            participant=None,
+            kind=EVENT_KIND,
+            detail=done.detail(),
+        )
+        return done.metrics()
 
     def _federated_eval(self, run_id: str, number: int, t0: float) -> list[MetricValue]:
         def refused(done: EvalDone | JobFailed, reason: str) -> None:

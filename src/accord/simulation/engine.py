@@ -1,9 +1,10 @@
 """``accord simulate``: a whole federation on this machine, recorded in the store.
 
 It builds the sites' data and the task, starts the executor (warm worker processes,
-or in-process with ``workers = 0``), runs the coordinator's round loop and, when asked,
-trains the pooled and site-alone baselines for comparison. The round logic is the one
-a deployment runs; only the executor differs. A run to resume is leased first
+Ray actors with ``engine = "ray"``, or in-process with ``workers = 0``), runs the
+coordinator's round loop and, when asked, trains the pooled and site-alone baselines
+for comparison. The round logic is the one a deployment runs; only the executor
+differs. A run to resume is leased first
 (:meth:`~accord.store.protocol.RunStore.lease_run`): one another process is serving
 is refused before any worker starts, as is one whose configuration or data changed
 since it started (the data's digest is recorded with each new run,
@@ -80,6 +81,16 @@ def _executor(
             ckks_secret=ckks_secret,
             compression=config.compression,
             seed=config.federation.seed,
+        )
+    if config.simulation.engine == "ray":
+        from accord.simulation.ray_pool import RayExecutor
+
+        return RayExecutor(
+            config,
+            ctx.participants,
+            published_spec(config.strategy, initial.spec),
+            workers=config.simulation.workers,
+            clock=clock,
         )
     return ProcessExecutor(
         config,
@@ -242,7 +253,7 @@ def _simulate(
 
         if resume is not None:
             record_contract(store, resume, contract)
-    check_task(config, ctx.task, config.task.factory)
+    check_task(config, ctx.task, config.task_settings.factory)
     initial = ctx.task.init_params(config.federation.seed)
     root_update = None
     if config.strategy.aggregation == "fltrust":  # its root set leaves the test set
