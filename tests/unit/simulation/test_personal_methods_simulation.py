@@ -218,3 +218,31 @@ def test_fedper_baselines_train_the_users_whole_model(tmp_path: Path):
     # (measured 0.900; the body with the initial head scores 0.304)
     assert result.comparison.pooled["accuracy"] > 0.8
     assert result.comparison.federated["accuracy"] < 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray's own, as it starts
+@pytest.mark.parametrize(
+    "personal",
+    [{"method": "fedper", "private": HEAD}, {"method": "ditto", "lambda": 0.5}],
+)
+def test_ray_actors_keep_the_sites_models_as_the_coordinator_process_does(
+    tmp_path: Path, personal: dict[str, Any]
+):
+    ray = pytest.importorskip("ray")
+    from accord.simulation.ray_pool import start_ray
+
+    small = {"federation": {"rounds": 3}, "data": {"sites": 4}}
+    inline = _sites(_config(tmp_path, personal, **small))
+    assert start_ray("local", num_cpus=2)
+    try:
+        actors = _sites(
+            _config(
+                tmp_path, personal, **small, simulation={"workers": 2, "engine": "ray"}
+            )
+        )
+    finally:
+        ray.shutdown()
+
+    assert actors == inline
+    assert all("personalized_accuracy" in v for v in inline.values())
