@@ -162,14 +162,44 @@ class TrainSettings(_Section):
 
 
 class SelectionConfig(_Section):
-    """Which participants train in a round."""
+    """Which participants train in a round.
+
+    ``count`` (when given) samples exactly that many participants per round
+    (seeded, at least ``min_participants``, at most the roster) instead of
+    ``fraction`` of them; the two are exclusive. Who was sampled is recorded with
+    each round (``accord runs show``).
+    """
 
     fraction: float = Field(default=1.0, gt=0, le=1)
+    count: int | None = Field(default=None, ge=1, le=100_000)
     min_participants: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _count_or_fraction(self) -> SelectionConfig:
+        # A dumped configuration holds both keys (fraction at its default 1.0).
+        if self.count is not None and self.fraction != 1.0:
+            raise ValueError(
+                "give selection.count (participants per round) or selection.fraction "
+                "(share of the roster per round), not both"
+            )
+        return self
 
 
 class RoundConfig(_Section):
-    """Deadline and quorum of a round."""
+    """Deadline, quorum and straggler cut of a round; synchronous or asynchronous.
+
+    ``close_fraction`` closes a synchronous round as soon as that fraction of its
+    selected participants answered (rounded up): the others are recorded as late
+    (outcome ``timeout``, reason ``late: ...``) and their updates, if they come,
+    are dropped, never aggregated. 1.0 (the default) waits for everyone or for
+    ``deadline_s``.
+
+    ``mode = "async"`` trains FedBuff-style (:mod:`accord.coordinator.asynchronous`):
+    every site trains continuously from the newest model it was given; each
+    ``buffer_size`` updates make a new model version (recorded like a round, and
+    ``federation.rounds`` counts versions); an update more than ``max_staleness``
+    versions old is refused and recorded. Simulation only for now.
+    """
 
     deadline_s: float = Field(default=600.0, gt=0, le=_MAX_SECONDS)
     quorum: float = Field(
@@ -180,6 +210,21 @@ class RoundConfig(_Section):
         "round needs to complete",
     )
     max_failed_rounds: int = Field(default=3, ge=1)
+    close_fraction: float = Field(default=1.0, gt=0, le=1)
+    mode: Literal["sync", "async"] = "sync"
+    buffer_size: int = Field(default=3, ge=1, le=100_000)
+    max_staleness: int = Field(default=10, ge=0, le=100_000)
+    staleness_weight: Literal["sqrt", "constant"] = "sqrt"
+
+    @model_validator(mode="after")
+    def _async_keys(self) -> RoundConfig:
+        if self.mode == "async" and self.close_fraction < 1:
+            raise ValueError(
+                "close_fraction cuts stragglers of a synchronous round; an async run "
+                "has no round to close (slow sites just contribute staler updates): "
+                "remove close_fraction or use mode = 'sync'"
+            )
+        return self
 
 
 class StrategyConfig(_Section):
@@ -245,6 +290,9 @@ class StrategyConfig(_Section):
     max_weight_share: float | None = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
     max_update_norm: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_norm_ratio: float = Field(default=10.0, ge=0, allow_inf_nan=False)
+    #: How a site's update counts in the mean: by its example count (FedAvg) or
+    #: the same for every site (``uniform``), in rounds and in async buffers.
+    weighting: Literal["examples", "uniform"] = "examples"
 
     @field_validator("max_norm_ratio")
     @classmethod
@@ -632,6 +680,21 @@ class SimulationConfig(_Section):
             raise ValueError('address names a Ray cluster and needs engine = "ray"')
         return self
 
+    #: A site's training takes this many times longer on the simulation's
+    #: virtual clock (:mod:`accord.simulation.timing`); sites not named: 1.
+    slowdown: dict[str, float] = Field(default_factory=dict, max_length=100_000)
+
+    @field_validator("slowdown")
+    @classmethod
+    def _positive_factors(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(k for k, f in value.items() if not (0 < f <= 1e6))
+        if bad:
+            raise ValueError(
+                f"slowdown factors must be above 0 and at most 1e6; {', '.join(bad)} "
+                "are not"
+            )
+        return value
+
 
 class StoreConfig(_Section):
     """Where runs are recorded.
@@ -951,6 +1014,8 @@ def _check_compatibility(cfg: FedConfig) -> None:
             '"process" with secure aggregation',
             key="simulation.engine",
         )
+    _check_participation(cfg)
+    _check_async(cfg)
     roster = cfg.deployment.participants
     unknown = sorted(set(cfg.deployment.declared_examples) - set(roster))
     if roster and unknown:
@@ -989,6 +1054,9 @@ _NOT_FOR_TREES: tuple[tuple[str, Callable[[FedConfig], bool]], ...] = (
     ("strategy.aggregation", lambda c: c.strategy.aggregation != "mean"),
     ("strategy.server_optimizer", lambda c: c.strategy.server_optimizer != "sgd"),
     ("selection.fraction", lambda c: c.selection.fraction != 1.0),
+    ("selection.count", lambda c: c.selection.count is not None),
+    ("round.mode", lambda c: c.round.mode != "sync"),
+    ("round.close_fraction", lambda c: c.round.close_fraction < 1),
 )
 
 
@@ -1021,6 +1089,97 @@ def _check_model(cfg: FedConfig) -> None:
                 "sum, plainly or under masking (docs/trees.md); remove it",
                 key=key,
             )
+
+
+#: What an async run refuses, and why: each needs a round's full set of updates.
+_ASYNC_REFUSED: tuple[tuple[str, str], ...] = (
+    (
+        "secure_aggregation.mode",
+        "secure aggregation unmasks a round's sum once every selected site sent its "
+        "share, and an async buffer mixes sites trained from different versions",
+    ),
+    (
+        "privacy.level",
+        "participant-level DP is accounted per round with a sampling rate, which "
+        "an async buffer (sites contributing as fast as they train) does not have",
+    ),
+    (
+        "strategy.scaffold",
+        "SCAFFOLD's control variates assume every update starts from the model "
+        "the control variate was computed for",
+    ),
+    (
+        "robustness",
+        "anomaly scores compare the updates of one round against each other",
+    ),
+    (
+        "contribution.keep_updates",
+        "contribution scores replay the kept updates as FedAvg rounds",
+    ),
+)
+
+
+def _check_participation(cfg: FedConfig) -> None:
+    """Refuse participation settings that cannot do what they say."""
+    rnd = cfg.round
+    if rnd.close_fraction < rnd.quorum:
+        raise ConfigError(
+            f"close_fraction {rnd.close_fraction:g} closes a round before its quorum "
+            f"of {rnd.quorum:g} could answer, so every round would fail; raise "
+            "close_fraction to at least round.quorum",
+            key="round.close_fraction",
+        )
+    if cfg.secure_aggregation.mode == "off":
+        return
+    if cfg.strategy.weighting == "uniform":
+        raise ConfigError(
+            "in a secure round each site weights its own masked update by its "
+            "example count before the sum; uniform weighting is not implemented "
+            'there: use weighting = "examples", or turn secure aggregation off',
+            key="strategy.weighting",
+        )
+    if rnd.close_fraction < 1:
+        raise ConfigError(
+            "a secure round's sum unmasks only after its stages, which wait for "
+            "every surviving site; close_fraction is not implemented there (use "
+            "deadline_s to cut stragglers)",
+            key="round.close_fraction",
+        )
+
+
+def _check_async(cfg: FedConfig) -> None:
+    """Refuse in async mode what relies on a round's synchronized updates."""
+    if cfg.round.mode != "async":
+        return
+    active = {
+        "secure_aggregation.mode": cfg.secure_aggregation.mode != "off",
+        "privacy.level": cfg.privacy.level != "off",
+        "strategy.scaffold": cfg.strategy.scaffold,
+        "robustness": cfg.robustness.scoring,
+        "contribution.keep_updates": cfg.contribution.keep_updates,
+    }
+    for key, why in _ASYNC_REFUSED:
+        if active[key]:
+            raise ConfigError(
+                f'round.mode = "async" does not compose with {key}: {why}; turn one '
+                "of them off",
+                key=key,
+            )
+    if cfg.strategy.aggregation != "mean":
+        raise ConfigError(
+            'round.mode = "async" folds a buffer of updates with FedBuff\'s '
+            f"staleness-weighted mean; aggregation = {cfg.strategy.aggregation!r} "
+            'is not implemented for it: use aggregation = "mean"',
+            key="strategy.aggregation",
+        )
+    sites = len(cfg.deployment.participants) or cfg.data.sites
+    if cfg.round.buffer_size > sites:
+        raise ConfigError(
+            f"async buffer_size {cfg.round.buffer_size} is more than the {sites} "
+            "sites; "
+            "a version would wait on updates from the same sites again and again",
+            key="round.buffer_size",
+        )
 
 
 def _check_compression(cfg: FedConfig) -> None:
@@ -1156,9 +1315,14 @@ def refuse_attack(cfg: FedConfig, command: str) -> None:
 def _expected_round_size(cfg: FedConfig) -> int:
     """Participants a round selects, as far as the configuration alone tells."""
     sites = len(cfg.deployment.participants) or cfg.data.sites
-    return max(
-        math.ceil(cfg.selection.fraction * sites), cfg.selection.min_participants
+    if cfg.round.mode == "async":
+        return cfg.round.buffer_size
+    wanted = (
+        math.ceil(cfg.selection.fraction * sites)
+        if cfg.selection.count is None
+        else min(cfg.selection.count, sites)
     )
+    return max(wanted, cfg.selection.min_participants)
 
 
 def _check_secure(cfg: FedConfig) -> None:

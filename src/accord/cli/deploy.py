@@ -191,6 +191,15 @@ def coordinator_command(
                 '[compression] method = "none" to deploy',
                 key="compression.method",
             )
+        if cfg.round.mode == "async":
+            raise ConfigError(
+                'round.mode = "async" is implemented for `accord simulate` only: its '
+                "driver orders updates on the simulation's virtual clock to stay "
+                "reproducible, and the gRPC coordinator still serves one round at a "
+                "time (a site must be able to fetch a newer model while others "
+                'train); set [round] mode = "sync" to deploy (docs/strategies.md)',
+                key="round.mode",
+            )
         public = coordinator_public_context(cfg, ckks_public)
         if cfg.secure_aggregation.mode == "masking" and insecure:
             raise ConfigError(
