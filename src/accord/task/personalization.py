@@ -117,7 +117,9 @@ def personalized_scores(
         keeper = find_personal(task)
         if keeper is None:
             raise TaskError("no fine-tuning setting and the task keeps no own model")
-        own_model = keeper.personal_model(model, participant, before=round_number + 1)
+        # The newest the site kept: an evaluation follows the site's training (an
+        # async run numbers its training batches apart from its versions).
+        own_model = keeper.personal_model(model, participant)
         kept: Mapping[str, float] = evaluate(keeper.inner, own_model, holdout)
         return {PREFIX + k: float(kept[k]) for k in _PAIRED}
     inner = _inner(task)
