@@ -1058,6 +1058,7 @@ _NOT_FOR_TREES: tuple[tuple[str, Callable[[FedConfig], bool]], ...] = (
     ("round.mode", lambda c: c.round.mode != "sync"),
     ("round.close_fraction", lambda c: c.round.close_fraction < 1),
     ("simulation.engine", lambda c: c.simulation.engine != "process"),
+    ("simulation.slowdown", lambda c: bool(c.simulation.slowdown)),
 )
 
 

@@ -57,6 +57,8 @@ def test_trees_beside_a_task_model_are_refused() -> None:
         ("compression", {"method": "q8"}, "compression.method"),
         ("strategy", {"aggregation": "median"}, "strategy.aggregation"),
         ("simulation", {"engine": "ray", "workers": 2}, "simulation.engine"),
+        ("simulation", {"slowdown": {"a": 2.0}}, "simulation.slowdown"),
+        ("round", {"mode": "async"}, "round.mode"),
     ],
 )
 def test_settings_trees_do_not_have_are_refused_by_key(
