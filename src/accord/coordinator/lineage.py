@@ -230,6 +230,6 @@ def task_code(config: FedConfig) -> dict[str, str]:
     ``task:build`` names ``task.py`` beside the configuration; a task from an
     installed package (``accord.task...``) is identified by accord's version.
     """
-    module = config.task.factory.partition(":")[0]
+    module = config.task_settings.factory.partition(":")[0]
     path = Path(config.base_dir) / (module.replace(".", "/") + ".py")
     return {f"task:{module}": file_digest(path)} if path.is_file() else {}

@@ -42,6 +42,9 @@ Personalization is the site's own choice: with ``finetune`` (or a ``sim:`` site
 whose fed.toml asks for it) each eval task also fine-tunes a copy of the global
 model on the site's training rows and reports its scores beside the global
 model's (:mod:`accord.task.personalization`); the fine-tuned model stays here.
+FedPer and Ditto (``personal``, or a ``sim:`` site's fed.toml) keep the site's own
+tensors (FedPer's head, Ditto's personal model) in ``state_dir/personal/<run>/``
+as safetensors, so they survive a restart; only the shared tensors are sent.
 
 Everything received, sent (sizes, digests) and refused goes to the
 :class:`~accord.participant.sitelog.SiteLog`. A result the coordinator refuses
@@ -93,6 +96,13 @@ from accord.simulation.jobs import (
     TrainOutcome,
     run_eval,
     run_train,
+)
+from accord.task.personal_method import PersonalMethod, with_store
+from accord.task.personal_state import (
+    FileStore,
+    MemoryStore,
+    PersonalStore,
+    find_personal,
 )
 from accord.task.personalization import FineTune
 from accord.task.protocol import Task
@@ -173,13 +183,17 @@ class ParticipantRuntime:
         ledger: PrivacyLedger | None = None,
         state_dir: Path | None = None,
         finetune: FineTune | None = None,
+        personal: PersonalMethod | None = None,
     ) -> None:
         self._connect = connect
         self._state_dir = state_dir
         # The site's own choice to fine-tune at evaluation (a sim: site's fed.toml
         # may also ask for it): the personalized model is the site's business.
         self._finetune = finetune
-        self._wrapped: tuple[Task, StrategySite] | None = None
+        # FedPer or Ditto, the site's own choice (a sim: site's task comes with
+        # its fed.toml's): wraps a plain task; its tensors are kept per run.
+        self._personal = personal
+        self._wrapped: tuple[Task, str, StrategySite] | None = None
         self._pin = pin
         self.log = log or SiteLog()
         self._backoff = backoff or Backoff()
@@ -336,7 +350,7 @@ class ParticipantRuntime:
         # The ledger keys rounds by the run the declaration names: a coordinator
         # that changed it would only make the site count more, never less.
         return self._privacy.refusal(
-            order.config, supports_dp=supports_dp_sgd(self._usable()[1])
+            order.config, supports_dp=supports_dp_sgd(self._usable(order.run_id)[1])
         )
 
     def _fetch(self, client: CoordinatorClient, order: TaskOrder) -> Params:
@@ -374,7 +388,7 @@ class ParticipantRuntime:
         if buffer is None or len(buffer) != spec.packed_nbytes:
             buffer = bytearray(spec.packed_nbytes)
         out = spec.view(buffer, writable=True)
-        data, task = self._usable()
+        data, task = self._usable(order.run_id)
         with self._limits():
             # In the clear, the update's digest comes from the pass that writes
             # it (a masked or encrypted one is never sent as it is: no digest).
@@ -453,16 +467,36 @@ class ParticipantRuntime:
             receipt_digest=receipt.digest,
         )
 
-    def _usable(self) -> tuple[LocalData, Task]:
+    def _usable(self, run_id: str) -> tuple[LocalData, Task]:
         ready = self._prep.ready
         assert ready is not None  # _handle refuses jobs before the encoding
         data, task = ready
-        if self._wrapped is None or self._wrapped[0] is not task:
+        wrapped = self._wrapped
+        if wrapped is None or wrapped[0] is not task or wrapped[1] != run_id:
             state = None if self._state_dir is None else self._state_dir / "scaffold"
             # A ``sim:`` site's task comes wrapped for the simulation's own folder.
             inner = task.task if isinstance(task, StrategySite) else task
-            self._wrapped = (task, StrategySite(inner, state_dir=state))
-        return data, self._wrapped[1]
+            inner = self._personalized(inner, run_id)
+            wrapped = self._wrapped = (
+                task,
+                run_id,
+                StrategySite(inner, state_dir=state),
+            )
+        return data, wrapped[2]
+
+    def _personalized(self, task: Task, run_id: str) -> Task:
+        """``task`` keeping FedPer's or Ditto's tensors in this run's state folder."""
+        store: PersonalStore = (
+            MemoryStore()
+            if self._state_dir is None or not run_id
+            else FileStore.for_run(self._state_dir, run_id)
+        )
+        rebound = with_store(task, store)  # a sim: site's, as its fed.toml declares
+        if rebound is not None:
+            return rebound
+        if self._personal is not None:
+            return self._personal.wrap(task, store)
+        return task
 
     # The preprocessing fit (round 0).
 
@@ -552,11 +586,11 @@ class ParticipantRuntime:
     def _evaluate(
         self, client: CoordinatorClient, order: TaskOrder, params: Params
     ) -> None:
-        data, task = self._usable()
+        data, task = self._usable(order.run_id)
         setting = self._finetune or data.finetune
         personal = (
             None
-            if setting is None
+            if setting is None and find_personal(task) is None
             else SitePersonalization(setting, data.train, order.round, data.name)
         )
         with self._limits():

@@ -134,6 +134,20 @@ def _central_eval(ctx: SimContext) -> Callable[[Params], Mapping[str, float]]:
     return central
 
 
+def _job_time(config: FedConfig, ctx: SimContext) -> Callable[[str], float] | None:
+    """The virtual clock's job durations, when the run is timed on it.
+
+    An async run needs it to order updates; a synchronous run with ``[simulation]
+    slowdown`` records its rounds on it too, so the two compare. Others: None
+    (their records stay as they were).
+    """
+    if config.round.mode != "async" and not config.simulation.slowdown:
+        return None
+    from accord.simulation.timing import job_times
+
+    return job_times(config, {s.name: len(s.train) for s in ctx.data.sites})
+
+
 def _key_holder(config: FedConfig) -> tuple[bytes | None, bytes | None]:
     """(secret, public) CKKS contexts for a ckks run: the engine is the key holder."""
     if config.secure_aggregation.mode != "ckks":
@@ -239,7 +253,7 @@ def _simulate(
 
         if resume is not None:
             record_contract(store, resume, contract)
-    check_task(config, ctx.task, config.task.factory)
+    check_task(config, ctx.task, config.task_settings.factory)
     initial = ctx.task.init_params(config.federation.seed)
     root_update = None
     if config.strategy.aggregation == "fltrust":  # its root set leaves the test set
@@ -273,6 +287,7 @@ def _simulate(
             ckks_public_context=ckks_public,
             site_rows={s.name: len(s.train) for s in ctx.data.sites},
             ledger=ledger,
+            job_time=_job_time(config, ctx),
         )
         if resume is None:
             run = coordinator.run(initial, extra_summary=summarise, on_created=started)

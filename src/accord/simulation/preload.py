@@ -99,7 +99,7 @@ def preload_modules(config: FedConfig) -> list[str]:
     modules = [
         "accord.simulation.worker",
         *_DATASET_MODULES.get(kind, ()),
-        *_task_modules(config.task.factory, Path(config.base_dir)),
+        *_task_modules(config.task_settings.factory, Path(config.base_dir)),
     ]
     return list(dict.fromkeys(modules))
 
