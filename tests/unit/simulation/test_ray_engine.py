@@ -232,7 +232,7 @@ def test_a_dead_or_hung_actor_is_replaced(
 
 
 def test_ray_engine_refuses_what_it_cannot_run(tmp_path: Path) -> None:
-    # No actor in-process, an address without Ray, secure rounds on Ray.
+    # No actor in-process, an address without Ray, secure rounds or trees on Ray.
     with pytest.raises(ConfigError, match="workers"):
         _wine(tmp_path, simulation={"engine": "ray", "workers": 0})
     with pytest.raises(ConfigError, match="engine"):
@@ -242,6 +242,14 @@ def test_ray_engine_refuses_what_it_cannot_run(tmp_path: Path) -> None:
             tmp_path,
             simulation={"engine": "ray"},
             secure_aggregation={"mode": "masking"},
+        )
+    with pytest.raises(ConfigError, match="simulation.engine"):  # trees: in-process
+        config_from_mapping(
+            {
+                "data": {"dataset": "wine", "sites": 3},
+                "model": {"kind": "gbdt"},
+                "simulation": {"engine": "ray"},
+            }
         )
 
 
