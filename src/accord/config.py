@@ -669,6 +669,10 @@ class SimulationConfig(_Section):
     engine: Literal["process", "ray"] = "process"
     address: str = Field(default="local", min_length=1)
 
+    #: A site's training takes this many times longer on the simulation's
+    #: virtual clock (:mod:`accord.simulation.timing`); sites not named: 1.
+    slowdown: dict[str, float] = Field(default_factory=dict, max_length=100_000)
+
     @model_validator(mode="after")
     def _ray_needs_actors(self) -> SimulationConfig:
         if self.engine == "ray" and self.workers < 1:
@@ -679,10 +683,6 @@ class SimulationConfig(_Section):
         if self.engine != "ray" and self.address != "local":
             raise ValueError('address names a Ray cluster and needs engine = "ray"')
         return self
-
-    #: A site's training takes this many times longer on the simulation's
-    #: virtual clock (:mod:`accord.simulation.timing`); sites not named: 1.
-    slowdown: dict[str, float] = Field(default_factory=dict, max_length=100_000)
 
     @field_validator("slowdown")
     @classmethod
@@ -1007,6 +1007,13 @@ def _check_compatibility(cfg: FedConfig) -> None:
     _check_privacy(cfg)
     _check_robustness(cfg)
     _check_compression(cfg)
+    if cfg.simulation.engine == "ray" and cfg.model.kind == "gbdt":
+        raise ConfigError(
+            "gradient-boosted trees are grown in the coordinator's process (their "
+            "histogram rounds have no executor yet), so the Ray engine would not be "
+            'used; leave engine = "process" for a gbdt federation',
+            key="simulation.engine",
+        )
     if cfg.simulation.engine == "ray" and cfg.secure_aggregation.mode != "off":
         raise ConfigError(
             "secure aggregation is not implemented on the Ray engine (its "

@@ -117,6 +117,32 @@ def test_compressed_updates_match_in_process(ray_local: Any, tmp_path: Path) -> 
     assert all(o.status == "ok" for r in ray_rounds for o in r.outcomes)
 
 
+def test_an_async_run_on_ray_gives_the_in_process_model(
+    ray_local: Any, tmp_path: Path
+) -> None:
+    # Arrange: FedBuff with a slow site; the virtual clock orders the updates.
+    async_round = {"round": {"mode": "async", "buffer_size": 2}}
+    slow = {"slowdown": {"site-02": 6.0}}
+    on_ray_cfg = _wine(
+        tmp_path,
+        simulation={"engine": "ray", "workers": 2, **slow},
+        evaluation={"federated": False},
+        **async_round,
+    )
+    local_cfg = _wine(
+        tmp_path,
+        simulation={"workers": 0, **slow},
+        evaluation={"federated": False},
+        **async_round,
+    )
+    # Act
+    on_ray, _ = _run(on_ray_cfg, tmp_path / "ray.db")
+    in_process, _ = _run(local_cfg, tmp_path / "local.db")
+    # Assert
+    assert [r.status for r in on_ray.rounds] == ["completed"] * len(on_ray.rounds)
+    assert on_ray.params.digest() == in_process.params.digest()
+
+
 _FAILING_TASK = '''
 from accord.task.numpy_task import softmax_regression
 
@@ -232,7 +258,7 @@ def test_a_dead_or_hung_actor_is_replaced(
 
 
 def test_ray_engine_refuses_what_it_cannot_run(tmp_path: Path) -> None:
-    # No actor in-process, an address without Ray, secure rounds on Ray.
+    # No actor in-process, an address without Ray, secure rounds or trees on Ray.
     with pytest.raises(ConfigError, match="workers"):
         _wine(tmp_path, simulation={"engine": "ray", "workers": 0})
     with pytest.raises(ConfigError, match="engine"):
@@ -242,6 +268,14 @@ def test_ray_engine_refuses_what_it_cannot_run(tmp_path: Path) -> None:
             tmp_path,
             simulation={"engine": "ray"},
             secure_aggregation={"mode": "masking"},
+        )
+    with pytest.raises(ConfigError, match="simulation.engine"):  # trees: in-process
+        config_from_mapping(
+            {
+                "data": {"dataset": "wine", "sites": 3},
+                "model": {"kind": "gbdt"},
+                "simulation": {"engine": "ray"},
+            }
         )
 
 
