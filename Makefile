@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an open range would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[datasets,sklearn,torch,deploy,secagg,ckks,privacy,report,postgres,dev]"
+	$(BIN)/pip install --quiet -e ".[datasets,sklearn,torch,deploy,secagg,ckks,privacy,report,trees,dashboard,postgres,ray,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +58,7 @@ __all__ = [
     "config_from_mapping",
     "load_config",
     "refuse_attack",
+    "refuse_trees",
 ]
 
 
@@ -161,14 +162,44 @@ class TrainSettings(_Section):
 
 
 class SelectionConfig(_Section):
-    """Which participants train in a round."""
+    """Which participants train in a round.
+
+    ``count`` (when given) samples exactly that many participants per round
+    (seeded, at least ``min_participants``, at most the roster) instead of
+    ``fraction`` of them; the two are exclusive. Who was sampled is recorded with
+    each round (``accord runs show``).
+    """
 
     fraction: float = Field(default=1.0, gt=0, le=1)
+    count: int | None = Field(default=None, ge=1, le=100_000)
     min_participants: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _count_or_fraction(self) -> SelectionConfig:
+        # A dumped configuration holds both keys (fraction at its default 1.0).
+        if self.count is not None and self.fraction != 1.0:
+            raise ValueError(
+                "give selection.count (participants per round) or selection.fraction "
+                "(share of the roster per round), not both"
+            )
+        return self
 
 
 class RoundConfig(_Section):
-    """Deadline and quorum of a round."""
+    """Deadline, quorum and straggler cut of a round; synchronous or asynchronous.
+
+    ``close_fraction`` closes a synchronous round as soon as that fraction of its
+    selected participants answered (rounded up): the others are recorded as late
+    (outcome ``timeout``, reason ``late: ...``) and their updates, if they come,
+    are dropped, never aggregated. 1.0 (the default) waits for everyone or for
+    ``deadline_s``.
+
+    ``mode = "async"`` trains FedBuff-style (:mod:`accord.coordinator.asynchronous`):
+    every site trains continuously from the newest model it was given; each
+    ``buffer_size`` updates make a new model version (recorded like a round, and
+    ``federation.rounds`` counts versions); an update more than ``max_staleness``
+    versions old is refused and recorded. Simulation only for now.
+    """
 
     deadline_s: float = Field(default=600.0, gt=0, le=_MAX_SECONDS)
     quorum: float = Field(
@@ -179,6 +210,21 @@ class RoundConfig(_Section):
         "round needs to complete",
     )
     max_failed_rounds: int = Field(default=3, ge=1)
+    close_fraction: float = Field(default=1.0, gt=0, le=1)
+    mode: Literal["sync", "async"] = "sync"
+    buffer_size: int = Field(default=3, ge=1, le=100_000)
+    max_staleness: int = Field(default=10, ge=0, le=100_000)
+    staleness_weight: Literal["sqrt", "constant"] = "sqrt"
+
+    @model_validator(mode="after")
+    def _async_keys(self) -> RoundConfig:
+        if self.mode == "async" and self.close_fraction < 1:
+            raise ValueError(
+                "close_fraction cuts stragglers of a synchronous round; an async run "
+                "has no round to close (slow sites just contribute staler updates): "
+                "remove close_fraction or use mode = 'sync'"
+            )
+        return self
 
 
 class StrategyConfig(_Section):
@@ -244,6 +290,9 @@ class StrategyConfig(_Section):
     max_weight_share: float | None = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
     max_update_norm: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_norm_ratio: float = Field(default=10.0, ge=0, allow_inf_nan=False)
+    #: How a site's update counts in the mean: by its example count (FedAvg) or
+    #: the same for every site (``uniform``), in rounds and in async buffers.
+    weighting: Literal["examples", "uniform"] = "examples"
 
     @field_validator("max_norm_ratio")
     @classmethod
@@ -395,11 +444,43 @@ class PersonalizationConfig(_Section):
     ``learning_rate``, ``[train] learning_rate`` if unset, and ``[train]
     batch_size``) and scores both models on its holdout; the fine-tuned model never
     leaves the site (``docs/strategies.md``).
+
+    ``method = "fedper"``: the tensors whose names match a glob of ``private``
+    (the head) stay at each site, trained there and never sent; only the others
+    are federated (:mod:`accord.task.fedper`). ``method = "ditto"``: each site also
+    trains a personal model pulled toward the global one with strength
+    ``lambda`` (:mod:`accord.task.ditto`).
     """
 
-    method: Literal["off", "finetune"] = "off"
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
+        serialize_by_alias=True,
+    )
+
+    method: Literal["off", "finetune", "fedper", "ditto"] = "off"
     epochs: int = Field(default=1, ge=1, le=1000)
     learning_rate: float | None = Field(default=None, gt=0)
+    private: list[str] = Field(default_factory=list, max_length=1000)
+    lam: float = Field(default=0.1, ge=0, le=1e6, alias="lambda")
+
+    @model_validator(mode="after")
+    def _keys_of_method(self) -> PersonalizationConfig:
+        if self.method == "fedper" and not self.private:
+            raise ValueError(
+                'method = "fedper" needs private = ["glob", ...]: the names of the '
+                'tensors that stay at each site (the head, e.g. ["fc2.*"])'
+            )
+        if self.private and self.method != "fedper":
+            raise ValueError(
+                "private is FedPer's setting but method is "
+                f'"{self.method}": drop it or set method = "fedper"'
+            )
+        if any(not p.strip() for p in self.private):
+            raise ValueError("private: an empty pattern matches nothing")
+        return self
 
 
 class GatesConfig(_Section):
@@ -572,12 +653,47 @@ def _default_start_method() -> Literal["spawn", "forkserver", "fork"]:
 
 
 class SimulationConfig(_Section):
-    """How ``accord simulate`` runs the participants on this machine."""
+    """How ``accord simulate`` runs the participants.
+
+    ``engine = "process"`` (the default): warm worker processes on this machine
+    (:mod:`accord.simulation.pool`). ``engine = "ray"``: ``workers`` Ray actors
+    (:mod:`accord.simulation.ray_pool`) on a local Ray instance (``address =
+    "local"``, bound to loopback) or on the cluster at ``address`` (``"auto"``,
+    ``"HOST:PORT"`` or ``"ray://HOST:PORT"``).
+    """
 
     workers: int = Field(default=2, ge=0, le=256)
     start_method: Literal["spawn", "forkserver", "fork"] = Field(
         default_factory=_default_start_method
     )
+    engine: Literal["process", "ray"] = "process"
+    address: str = Field(default="local", min_length=1)
+
+    #: A site's training takes this many times longer on the simulation's
+    #: virtual clock (:mod:`accord.simulation.timing`); sites not named: 1.
+    slowdown: dict[str, float] = Field(default_factory=dict, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _ray_needs_actors(self) -> SimulationConfig:
+        if self.engine == "ray" and self.workers < 1:
+            raise ValueError(
+                'engine = "ray" runs the sites in `workers` Ray actors: set workers '
+                '>= 1, or engine = "process" with workers = 0 to debug in-process'
+            )
+        if self.engine != "ray" and self.address != "local":
+            raise ValueError('address names a Ray cluster and needs engine = "ray"')
+        return self
+
+    @field_validator("slowdown")
+    @classmethod
+    def _positive_factors(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(k for k, f in value.items() if not (0 < f <= 1e6))
+        if bad:
+            raise ValueError(
+                f"slowdown factors must be above 0 and at most 1e6; {', '.join(bad)} "
+                "are not"
+            )
+        return value
 
 
 class StoreConfig(_Section):
@@ -739,12 +855,54 @@ class ProfileConfig(_Section):
         return self
 
 
+class ModelConfig(_Section):
+    """``[model]``: what kind of model the federation trains.
+
+    ``task`` (the default): the model of ``[task]``, trained by rounds of local
+    updates. ``gbdt``: gradient-boosted trees grown by the federation from summed
+    gradient histograms (``[trees]``, ``docs/trees.md``); simulation only.
+    """
+
+    kind: Literal["task", "gbdt"] = "task"
+
+
+class TreesConfig(_Section):
+    """``[trees]``: federated gradient-boosted trees (``docs/trees.md``).
+
+    XGBoost's settings by XGBoost's names: ``trees`` (default
+    ``[federation] rounds``; one tree per round), ``depth``, ``learning_rate``
+    (eta), ``bins`` (max_bin), ``lambda``, ``gamma`` and ``min_child_weight``;
+    ``sketch_cells`` and ``sketch_range`` set the quantile sketch's grid.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
+        populate_by_name=True,
+    )
+
+    trees: int | None = Field(default=None, ge=1, le=10_000)
+    depth: int = Field(default=4, ge=1, le=8)
+    learning_rate: float = Field(default=0.3, gt=0, le=1)
+    bins: int = Field(default=64, ge=2, le=256)
+    reg_lambda: float = Field(default=1.0, ge=0, alias="lambda")
+    gamma: float = Field(default=0.0, ge=0)
+    min_child_weight: float = Field(default=1.0, ge=0)
+    sketch_cells: int = Field(default=4096, ge=2, le=65_536)
+    sketch_range: float = Field(default=8.0, gt=0, le=1e6)
+
+
 class FedConfig(_Section):
     """The whole of ``fed.toml``. ``base_dir`` is the folder the file was read from."""
 
     federation: FederationConfig = Field(default_factory=FederationConfig)
     data: DataConfig
-    task: TaskConfig
+    #: None only for ``[model] kind = "gbdt"``, which needs no task.
+    task: TaskConfig | None = None
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    trees: TreesConfig | None = None
     train: TrainSettings = Field(default_factory=TrainSettings)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     round: RoundConfig = Field(default_factory=RoundConfig)
@@ -795,12 +953,37 @@ class FedConfig(_Section):
             "secure_aggregation": {**secure, key: bound},
         }
 
+    @model_validator(mode="before")
+    @classmethod
+    def _trees_imply_gbdt(cls, value: Any) -> Any:
+        """A ``[trees]`` section without ``[model]`` means ``kind = "gbdt"``."""
+        if isinstance(value, Mapping) and "trees" in value and "model" not in value:
+            return {**value, "model": {"kind": "gbdt"}}
+        return value
+
+    @property
+    def task_settings(self) -> TaskConfig:
+        """``[task]``; :class:`ConfigError` for a federation without one (gbdt)."""
+        if self.task is None:
+            raise ConfigError(
+                "this federation trains gradient-boosted trees ([model] kind = "
+                '"gbdt") and has no [task]',
+                key="task",
+            )
+        return self.task
+
+    @property
+    def trees_settings(self) -> TreesConfig:
+        """``[trees]``, its defaults where the section is absent."""
+        return self.trees if self.trees is not None else TreesConfig()
+
     def to_json_dict(self) -> dict[str, Any]:
         """The configuration as plain JSON-able data (what the store records)."""
         return self.model_dump(mode="json")
 
 
 def _check_compatibility(cfg: FedConfig) -> None:
+    _check_model(cfg)
     if cfg.gates.fairness and cfg.evaluation.sensitive is None:
         raise ConfigError(
             "a fairness gate (gates.max_demographic_parity_difference or "
@@ -813,10 +996,33 @@ def _check_compatibility(cfg: FedConfig) -> None:
             "personalization is scored at the federated evaluation, which is off: "
             'set [evaluation] federated = true or personalization.method = "off"'
         )
+    if cfg.personalization.method in ("fedper", "ditto") and cfg.strategy.scaffold:
+        raise ConfigError(
+            f"{cfg.personalization.method} and SCAFFOLD do not compose: SCAFFOLD's "
+            "control variates correct the whole model's steps, which "
+            f"{cfg.personalization.method} changes at each site; turn one off",
+            key="personalization.method",
+        )
     _check_secure(cfg)
     _check_privacy(cfg)
     _check_robustness(cfg)
     _check_compression(cfg)
+    if cfg.simulation.engine == "ray" and cfg.model.kind == "gbdt":
+        raise ConfigError(
+            "gradient-boosted trees are grown in the coordinator's process (their "
+            "histogram rounds have no executor yet), so the Ray engine would not be "
+            'used; leave engine = "process" for a gbdt federation',
+            key="simulation.engine",
+        )
+    if cfg.simulation.engine == "ray" and cfg.secure_aggregation.mode != "off":
+        raise ConfigError(
+            "secure aggregation is not implemented on the Ray engine (its "
+            "multi-stage rounds run in worker processes only); use engine = "
+            '"process" with secure aggregation',
+            key="simulation.engine",
+        )
+    _check_participation(cfg)
+    _check_async(cfg)
     roster = cfg.deployment.participants
     unknown = sorted(set(cfg.deployment.declared_examples) - set(roster))
     if roster and unknown:
@@ -840,6 +1046,149 @@ def _check_compatibility(cfg: FedConfig) -> None:
                 f"with {expected} participants; lower it",
                 key="strategy.trim",
             )
+
+
+#: Sections that change how a task's updates are made or combined: they mean
+#: nothing to trees grown from summed histograms (``docs/trees.md``).
+_NOT_FOR_TREES: tuple[tuple[str, Callable[[FedConfig], bool]], ...] = (
+    ("privacy.level", lambda c: c.privacy.level != "off"),
+    ("secure_aggregation.mode", lambda c: c.secure_aggregation.mode == "ckks"),
+    ("attack", lambda c: c.attack is not None),
+    ("compression.method", lambda c: c.compression.method != "none"),
+    ("personalization.method", lambda c: c.personalization.method != "off"),
+    ("contribution.keep_updates", lambda c: c.contribution.keep_updates),
+    ("robustness.scores", lambda c: c.robustness.scores),
+    ("strategy.aggregation", lambda c: c.strategy.aggregation != "mean"),
+    ("strategy.server_optimizer", lambda c: c.strategy.server_optimizer != "sgd"),
+    ("selection.fraction", lambda c: c.selection.fraction != 1.0),
+    ("selection.count", lambda c: c.selection.count is not None),
+    ("round.mode", lambda c: c.round.mode != "sync"),
+    ("round.close_fraction", lambda c: c.round.close_fraction < 1),
+    ("simulation.engine", lambda c: c.simulation.engine != "process"),
+    ("simulation.slowdown", lambda c: bool(c.simulation.slowdown)),
+)
+
+
+def _check_model(cfg: FedConfig) -> None:
+    """``[task]`` for task models; ``[trees]`` only with the settings trees have."""
+    if cfg.model.kind == "task":
+        if cfg.task is None:
+            raise ConfigError(
+                "is missing: name the task's factory (module:object), or set "
+                '[model] kind = "gbdt" for gradient-boosted trees',
+                key="task.factory",
+            )
+        if cfg.trees is not None:
+            raise ConfigError(
+                '[trees] applies to [model] kind = "gbdt"; remove one of them',
+                key="trees",
+            )
+        return
+    if cfg.task is not None:
+        raise ConfigError(
+            'gradient-boosted trees ([model] kind = "gbdt") are grown by accord '
+            "itself and take no task; remove [task]",
+            key="task",
+        )
+    for key, used in _NOT_FOR_TREES:
+        if used(cfg):
+            raise ConfigError(
+                'is not supported for gradient-boosted trees ([model] kind = "gbdt") '
+                "yet: trees are grown from summed histograms, every site in every "
+                "sum, plainly or under masking (docs/trees.md); remove it",
+                key=key,
+            )
+
+
+#: What an async run refuses, and why: each needs a round's full set of updates.
+_ASYNC_REFUSED: tuple[tuple[str, str], ...] = (
+    (
+        "secure_aggregation.mode",
+        "secure aggregation unmasks a round's sum once every selected site sent its "
+        "share, and an async buffer mixes sites trained from different versions",
+    ),
+    (
+        "privacy.level",
+        "participant-level DP is accounted per round with a sampling rate, which "
+        "an async buffer (sites contributing as fast as they train) does not have",
+    ),
+    (
+        "strategy.scaffold",
+        "SCAFFOLD's control variates assume every update starts from the model "
+        "the control variate was computed for",
+    ),
+    (
+        "robustness",
+        "anomaly scores compare the updates of one round against each other",
+    ),
+    (
+        "contribution.keep_updates",
+        "contribution scores replay the kept updates as FedAvg rounds",
+    ),
+)
+
+
+def _check_participation(cfg: FedConfig) -> None:
+    """Refuse participation settings that cannot do what they say."""
+    rnd = cfg.round
+    if rnd.close_fraction < rnd.quorum:
+        raise ConfigError(
+            f"close_fraction {rnd.close_fraction:g} closes a round before its quorum "
+            f"of {rnd.quorum:g} could answer, so every round would fail; raise "
+            "close_fraction to at least round.quorum",
+            key="round.close_fraction",
+        )
+    if cfg.secure_aggregation.mode == "off":
+        return
+    if cfg.strategy.weighting == "uniform":
+        raise ConfigError(
+            "in a secure round each site weights its own masked update by its "
+            "example count before the sum; uniform weighting is not implemented "
+            'there: use weighting = "examples", or turn secure aggregation off',
+            key="strategy.weighting",
+        )
+    if rnd.close_fraction < 1:
+        raise ConfigError(
+            "a secure round's sum unmasks only after its stages, which wait for "
+            "every surviving site; close_fraction is not implemented there (use "
+            "deadline_s to cut stragglers)",
+            key="round.close_fraction",
+        )
+
+
+def _check_async(cfg: FedConfig) -> None:
+    """Refuse in async mode what relies on a round's synchronized updates."""
+    if cfg.round.mode != "async":
+        return
+    active = {
+        "secure_aggregation.mode": cfg.secure_aggregation.mode != "off",
+        "privacy.level": cfg.privacy.level != "off",
+        "strategy.scaffold": cfg.strategy.scaffold,
+        "robustness": cfg.robustness.scoring,
+        "contribution.keep_updates": cfg.contribution.keep_updates,
+    }
+    for key, why in _ASYNC_REFUSED:
+        if active[key]:
+            raise ConfigError(
+                f'round.mode = "async" does not compose with {key}: {why}; turn one '
+                "of them off",
+                key=key,
+            )
+    if cfg.strategy.aggregation != "mean":
+        raise ConfigError(
+            'round.mode = "async" folds a buffer of updates with FedBuff\'s '
+            f"staleness-weighted mean; aggregation = {cfg.strategy.aggregation!r} "
+            'is not implemented for it: use aggregation = "mean"',
+            key="strategy.aggregation",
+        )
+    sites = len(cfg.deployment.participants) or cfg.data.sites
+    if cfg.round.buffer_size > sites:
+        raise ConfigError(
+            f"async buffer_size {cfg.round.buffer_size} is more than the {sites} "
+            "sites; "
+            "a version would wait on updates from the same sites again and again",
+            key="round.buffer_size",
+        )
 
 
 def _check_compression(cfg: FedConfig) -> None:
@@ -940,6 +1289,23 @@ def _check_robustness(cfg: FedConfig) -> None:
         )
 
 
+def refuse_trees(cfg: FedConfig, command: str) -> None:
+    """:class:`ConfigError` for gradient-boosted trees: not deployable yet.
+
+    Deployed sites exchange model updates over gRPC; the per-level histogram
+    exchange that trees need has no wire messages yet, so ``accord coordinator``
+    and ``accord participant`` refuse a gbdt federation before they listen or dial.
+    """
+    if cfg.model.kind == "gbdt":
+        raise ConfigError(
+            f"gradient-boosted trees run in `accord simulate` only for now; "
+            f"`{command}` refuses them: the deployed protocol carries model updates, "
+            "not the per-level gradient histograms trees are grown from "
+            "(docs/trees.md, section 6)",
+            key="model.kind",
+        )
+
+
 def refuse_attack(cfg: FedConfig, command: str) -> None:
     """:class:`ConfigError` if ``cfg`` declares an ``[attack]``: simulation only.
 
@@ -958,9 +1324,14 @@ def refuse_attack(cfg: FedConfig, command: str) -> None:
 def _expected_round_size(cfg: FedConfig) -> int:
     """Participants a round selects, as far as the configuration alone tells."""
     sites = len(cfg.deployment.participants) or cfg.data.sites
-    return max(
-        math.ceil(cfg.selection.fraction * sites), cfg.selection.min_participants
+    if cfg.round.mode == "async":
+        return cfg.round.buffer_size
+    wanted = (
+        math.ceil(cfg.selection.fraction * sites)
+        if cfg.selection.count is None
+        else min(cfg.selection.count, sites)
     )
+    return max(wanted, cfg.selection.min_participants)
 
 
 def _check_secure(cfg: FedConfig) -> None:

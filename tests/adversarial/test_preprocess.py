@@ -21,7 +21,7 @@ from accord.errors import PreparationFailed, SchemaMismatch, SubmissionRefused
 from accord.participant.policy import SitePolicy
 from accord.participant.sitelog import SiteLog
 from accord.transport.jobs import PREPARE_MAX_BYTES
-from accord.transport.messages import SecAggHeader, TaskOrder
+from accord.transport.messages import SecAggHeader, TaskOrder, task_digest
 
 from ..integration.test_preprocess_deploy import SITES, start_csv_sites, write_tables
 
@@ -152,7 +152,12 @@ def _attacker_profile(running, received, payload: bytes, *, announce=None):
         if isinstance(message, TaskOrder) and message.stage == "profile":
             break
     header = SecAggHeader(
-        message.run_id, 0, "profile", announce or len(payload), duration_s=0.0
+        message.run_id,
+        0,
+        "profile",
+        announce or len(payload),
+        duration_s=0.0,
+        answers=task_digest(message),
     )
     return running.client("site-02").submit_secagg(header, payload)
 

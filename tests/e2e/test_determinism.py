@@ -5,6 +5,8 @@ into a process can change its floating-point environment (torch's import does, h
 so the comparison is between processes that load the same modules.
 """
 
+import pytest
+
 
 def _final_digest(repo, tmp_path, accord_json, workers: int) -> str:
     out = accord_json(
@@ -27,3 +29,21 @@ def test_same_seed_same_model_across_executors(repo, tmp_path, accord_json):
     assert _final_digest(repo, tmp_path, accord_json, 2) == in_process
     assert _final_digest(repo, tmp_path, accord_json, 1) == in_process
     assert _final_digest(repo, tmp_path, accord_json, 0) == in_process
+
+
+def test_ray_engine_gives_the_same_model(repo, tmp_path, accord_json):
+    """`--engine ray` starts its own Ray on loopback and ends with the same model."""
+    pytest.importorskip("ray")
+    out = accord_json(
+        "simulate",
+        str(repo / "examples" / "covid" / "fed.toml"),
+        "--rounds",
+        "3",
+        "--engine",
+        "ray",
+        "--store",
+        f"sqlite:///{tmp_path}/ray.db",
+        cwd=tmp_path,
+    )
+    assert [r["status"] for r in out["rounds"]] == ["completed"] * 3
+    assert out["final_digest"] == _final_digest(repo, tmp_path, accord_json, 2)

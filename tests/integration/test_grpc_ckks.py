@@ -30,7 +30,7 @@ from accord.secagg.ckks_release import PRECISION
 from accord.secagg.ckks_session import CkksJob
 from accord.simulation.context import build_context
 from accord.task.protocol import TrainConfig
-from accord.transport.messages import SecAggHeader, TaskOrder
+from accord.transport.messages import SecAggHeader, TaskOrder, task_digest
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -177,7 +177,12 @@ def ckks_round(start_coordinator, holder, listen):
 
 def _send(running, name, stage, payload, *, total=None):
     size = len(payload) if total is None else total
-    header = SecAggHeader(running.executor.run_id, 1, stage, size, 0.25)
+    kind = "train" if stage == "ckks_upload" else "secagg"
+    task = running.executor.task(name, kind, 1)
+    answers = "" if task is None else task_digest(task)
+    header = SecAggHeader(
+        running.executor.run_id, 1, stage, size, 0.25, answers=answers
+    )
     with running.client(name) as client:
         return client.submit_secagg(header, payload, timeout_s=60)
 

@@ -1,5 +1,6 @@
 """SubmitSecAgg over real gRPC: each stray message is refused, recorded, harmless."""
 
+import dataclasses
 import hashlib
 import threading
 
@@ -9,19 +10,36 @@ import pytest
 pytest.importorskip("cryptography")  # the secagg extra
 
 from accord.coordinator.executor import JobFailed, SecAggReply, TrainJob
+from accord.data.handshake import FairnessSumRequest
 from accord.errors import SubmissionRefused
 from accord.params import Params
 from accord.secagg.encoding import FixedPointEncoding
 from accord.secagg.session import SecureJob
 from accord.task.protocol import TrainConfig
 from accord.transport.jobs import secagg_limit
-from accord.transport.messages import FailureReport, SecAggHeader, TaskOrder
+from accord.transport.messages import (
+    FailureReport,
+    SecAggHeader,
+    TaskOrder,
+    task_digest,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
 SITES = ("site-00", "site-01", "site-02")
 MODEL = Params({"w": np.zeros((3, 4), np.float32), "b": np.zeros(3, np.float32)})
 WORDS = FixedPointEncoding.words(MODEL.size)
+JOB = SecureJob(
+    run_id="run",
+    round_number=1,
+    roster=SITES,
+    vector_size=WORDS,
+    threshold=3,
+    degree=2,
+    clip=1.0,
+    max_examples=100,
+    identity_keys=(("site-00", "00" * 32),),
+)
 
 
 @pytest.fixture
@@ -31,21 +49,17 @@ def secure_round(coordinator, listen):
     streams = {name: listen(coordinator, name, stop) for name in SITES}
     assert coordinator.executor.wait_for(SITES, 60) == set(SITES)
     coordinator.executor.publish(MODEL)
-    job = SecureJob(
-        run_id="run",
-        round_number=1,
-        roster=SITES,
-        vector_size=WORDS,
-        threshold=3,
-        degree=2,
-        clip=1.0,
-        max_examples=100,
-        identity_keys=(("site-00", "00" * 32),),
-    )
-    jobs = [TrainJob(n, TrainConfig(round=1, participant=n), secure=job) for n in SITES]
+    jobs = [TrainJob(n, TrainConfig(round=1, participant=n), secure=JOB) for n in SITES]
     coordinator.executor.submit_train(1, jobs)
     yield streams
     stop.set()
+
+
+def _answers(executor, name, stage, round_number) -> str:
+    """The digest of the task a message of ``stage`` answers ("": none open)."""
+    kind = "train" if stage == "advertise" else "secagg"
+    task = executor.task(name, kind, round_number)
+    return "" if task is None else task_digest(task)
 
 
 def _send(coordinator, name, stage, payload, *, round=1, run_id=None, total=None):
@@ -55,6 +69,7 @@ def _send(coordinator, name, stage, payload, *, round=1, run_id=None, total=None
         stage,
         len(payload) if total is None else total,
         0.25,
+        answers=_answers(coordinator.executor, name, stage, round),
     )
     with coordinator.client(name) as client:
         return client.submit_secagg(header, payload, timeout_s=60)
@@ -133,6 +148,49 @@ def test_replays_of_an_answered_or_a_past_stage_are_refused(coordinator, secure_
     assert counts == {("duplicate", 3), ("stale", 1)}
     stages = [e.stage for e in _drain(ex) if isinstance(e, SecAggReply)]
     assert stages == ["advertise", "share_keys"]  # nothing refused got through
+
+
+def test_a_replayed_answer_of_the_training_sum_is_refused_in_the_fairness_sum(
+    coordinator, secure_round
+):
+    # Round 1's training sum: site-00 answers its share_keys stage.
+    ex = coordinator.executor
+    _send(coordinator, "site-00", "advertise", b"advert")
+    ex.submit_secagg(1, "share_keys", {"site-00": b"training directory"})
+    training = _answers(ex, "site-00", "share_keys", 1)
+    _send(coordinator, "site-00", "share_keys", b"training shares")
+    # Round 1's fairness sum opens stages of the same names, its own tasks.
+    job = dataclasses.replace(JOB, run_id="run/fairness", identity_keys=())
+    request = FairnessSumRequest("ab" * 32, ("blue", "red"), job.to_json())
+    ex.submit_secagg(1, "fairness", {"site-00": request.to_json()})
+    _send(coordinator, "site-00", "fairness", b"fairness advert")
+    ex.submit_secagg(1, "share_keys", {"site-00": b"fairness directory"})
+
+    # The training answer, replayed, and one tampered to name no task.
+    replayed = SecAggHeader(ex.run_id, 1, "share_keys", 15, 0.1, answers=training)
+    tampered = dataclasses.replace(replayed, answers="")
+    refusals = []
+    for header in (replayed, tampered):
+        with (
+            pytest.raises(SubmissionRefused) as info,
+            coordinator.client("site-00") as client,
+        ):
+            client.submit_secagg(header, b"training shares", timeout_s=60)
+        refusals.append(info.value)
+
+    assert [r.kind for r in refusals] == ["stale", "stale"]
+    assert all("does not answer the open task" in r.reason for r in refusals)
+    assert ("site-00", 1, "stale") in coordinator.events()
+    # The answer to the open task still goes through, once.
+    assert training != _answers(ex, "site-00", "share_keys", 1)
+    _send(coordinator, "site-00", "share_keys", b"fairness shares")
+    stages = [(e.stage, e.payload) for e in _drain(ex) if isinstance(e, SecAggReply)]
+    assert stages == [
+        ("advertise", b"advert"),
+        ("share_keys", b"training shares"),
+        ("fairness", b"fairness advert"),
+        ("share_keys", b"fairness shares"),
+    ]
 
 
 def test_another_run_or_round_is_refused(coordinator, secure_round):

@@ -19,10 +19,11 @@ from accord.coordinator.contract import recorded_contract
 from accord.coordinator.lineage import LedgerSetup
 from accord.coordinator.preparation import REFUSED_KIND
 from accord.coordinator.runner import Coordinator
-from accord.errors import DriftRefused, SchemaMismatch
+from accord.errors import DatasetError, DriftRefused, SchemaMismatch
 from accord.ledger.export import dump_export, parse_export
 from accord.ledger.verify import verify_export
 from accord.ledger.writer import simulation_signer
+from accord.participant.data import load_local_data
 from accord.participant.sitelog import SiteLog
 from accord.simulation.profiling import simulated_contract
 
@@ -139,3 +140,64 @@ def test_a_renamed_column_at_a_deployed_site_is_refused_naming_both(
 
     assert (caught.value.site, caught.value.column) == ("site-01", "x2")
     assert "site 'site-01' has no column 'x2'" in str(caught.value)
+
+
+def test_a_new_category_at_a_deployed_site_stops_the_run_before_round_1(
+    start_coordinator, tmp_path, background
+):
+    # fed.toml declares colour's levels (those of the coordinator's reference
+    # table); site-02's own table holds "yellow" besides them.
+    declared = ', levels = { colour = ["red", "green", "blue"] }'
+    write_tables(tmp_path)
+    reference = tmp_path / "all.csv"
+    reference.write_text(reference.read_text().replace(",yellow,", ",blue,"))
+    fed = tmp_path / "fed.toml"
+    fed.write_text(
+        fed.read_text().replace(
+            'categorical = "colour"', 'categorical = "colour"' + declared
+        )
+    )
+    config = load_config(fed)
+    per_site = {name: tmp_path / f"{name}.csv" for name in SITES}
+    assert "yellow" in per_site["site-02"].read_text()
+    running = start_coordinator(SITES)
+    start_csv_sites(running, per_site, tmp_path, background)
+
+    with pytest.raises(SchemaMismatch) as caught:
+        _prepare(config, running.executor, list(SITES), running.store, running.run_id)
+    running.executor.close()
+
+    assert (caught.value.site, caught.value.column) == ("site-02", "colour")
+    assert "'yellow'" in str(caught.value)
+    assert running.store.rounds(running.run_id) == []  # nothing trained
+    refused = [
+        e for e in running.store.events(running.run_id) if e.kind == REFUSED_KIND
+    ]
+    assert [e.participant for e in refused] == ["site-02"]
+
+
+def test_a_changed_type_at_a_deployed_site_stops_the_run_before_round_1(
+    start_coordinator, tmp_path, background
+):
+    config, per_site = write_tables(tmp_path)
+    path: Path = per_site["site-01"]
+    header, *rows = path.read_text().splitlines()
+    rows = [
+        ",".join([r.split(",")[0], "high", *r.split(",")[2:]]) if i % 7 == 0 else r
+        for i, r in enumerate(rows)
+    ]  # x2 became text at site-01
+    path.write_text("\n".join([header, *rows]) + "\n")
+    # The site's own load refuses it as numeric; its operator declares it text.
+    with pytest.raises(DatasetError, match="column 'x2' is not numeric"):
+        load_local_data(f"csv:{path}", options={"target": "y", "categorical": "colour"})
+    running = start_coordinator(SITES)
+    text = {"site-01": {"categorical": "colour,x2"}}
+    start_csv_sites(running, per_site, tmp_path, background, options=text)
+
+    with pytest.raises(SchemaMismatch) as caught:
+        _prepare(config, running.executor, list(SITES), running.store, running.run_id)
+    running.executor.close()
+
+    assert (caught.value.site, caught.value.column) == ("site-01", "x2")
+    assert "site-01" in str(caught.value) and "x2" in str(caught.value)
+    assert running.store.rounds(running.run_id) == []

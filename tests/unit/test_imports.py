@@ -25,6 +25,7 @@ FORBIDDEN = ("torch", "grpc", "sqlalchemy", "typer", "sklearn", "pandas")
         "accord.config",
         "accord.evaluation.gates",
         "accord.evaluation.fairness",
+        "accord.trees",
     ],
 )
 def test_pure_modules_load_no_heavy_dependency(module):

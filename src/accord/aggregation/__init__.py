@@ -14,6 +14,7 @@ from accord.aggregation.bulyan import Bulyan
 from accord.aggregation.capped_mean import CappedMeanAccumulator
 from accord.aggregation.centered_clip import CenteredClip
 from accord.aggregation.dp_mean import DpMeanAccumulator
+from accord.aggregation.fedbuff import FedBuffBuffer, staleness_weight
 from accord.aggregation.fltrust import FLTrust
 from accord.aggregation.geometric_median import GeometricMedian
 from accord.aggregation.gram import gram_matrix
@@ -55,6 +56,7 @@ from accord.aggregation.weighted_order import (
 
 __all__ = [
     "RULE_NAMES",
+    "FedBuffBuffer",
     "AdamState",
     "AggregationRule",
     "Bulyan",
@@ -91,6 +93,7 @@ __all__ = [
     "make_rule",
     "multi_krum",
     "site_control_step",
+    "staleness_weight",
     "weighted_mean",
     "weighted_median",
     "weighted_trimmed_mean",

@@ -66,7 +66,7 @@ from accord.cli.errors import reported
 from accord.cli.ledger_setup import deployment_ledger
 from accord.cli.output import dumps, run_json
 from accord.cli.progress import ProgressObserver
-from accord.config import FedConfig, load_config, refuse_attack
+from accord.config import FedConfig, load_config, refuse_attack, refuse_trees
 from accord.errors import ConfigError, RunAborted
 
 if TYPE_CHECKING:
@@ -182,6 +182,7 @@ def coordinator_command(
         if store is not None:
             overrides["store"] = {"url": store}
         cfg = load_config(config, **overrides)
+        refuse_trees(cfg, "accord coordinator")
         refuse_attack(cfg, "accord coordinator")
         if cfg.compression.method != "none":
             raise ConfigError(
@@ -189,6 +190,15 @@ def coordinator_command(
                 "deployed participants still send dense updates over gRPC; set "
                 '[compression] method = "none" to deploy',
                 key="compression.method",
+            )
+        if cfg.round.mode == "async":
+            raise ConfigError(
+                'round.mode = "async" is implemented for `accord simulate` only: its '
+                "driver orders updates on the simulation's virtual clock to stay "
+                "reproducible, and the gRPC coordinator still serves one round at a "
+                "time (a site must be able to fetch a newer model while others "
+                'train); set [round] mode = "sync" to deploy (docs/strategies.md)',
+                key="round.mode",
             )
         public = coordinator_public_context(cfg, ckks_public)
         if cfg.secure_aggregation.mode == "masking" and insecure:
@@ -274,7 +284,7 @@ def _coordinate(
             if cfg.privacy.level == "record":  # refused before a port or a run
                 from accord.coordinator.record_privacy import check_task, site_rows
 
-                check_task(cfg, ctx.task, cfg.task.factory)
+                check_task(cfg, ctx.task, cfg.task_settings.factory)
                 site_rows(cfg, None)
             participants = cfg.deployment.participants or list(ctx.participants)
             # DP's noise is calibrated for the roster before a port or a run: a
@@ -449,6 +459,7 @@ def _train(
     checkpoints = _checkpoints(cfg) if cfg.store.checkpoints else None
     initial = ctx.task.init_params(cfg.federation.seed)
     done = len(store.rounds(run_id)) if resumed else 0
+    groups = _fairness_groups(cfg, store, run_id)
     with ProgressObserver(
         console,
         rounds=max(cfg.federation.rounds - done, 0),
@@ -463,10 +474,23 @@ def _train(
             observer=observer,
             ckks_public_context=public,
             ledger=ledger,
+            fairness_groups=groups,
         )
         if resumed:
             return coordinator.resume(run_id, initial)
         return coordinator.run(initial, run_id=run_id)
+
+
+def _fairness_groups(
+    cfg: FedConfig, store: RunStore, run_id: str
+) -> tuple[str, ...] | None:
+    """The declared groups of the run's secure fairness sums (None: none)."""
+    if cfg.evaluation.sensitive is None or cfg.secure_aggregation.mode == "off":
+        return None
+    from accord.coordinator.group_sum import run_groups
+    from accord.coordinator.preparation import recorded_encoder
+
+    return run_groups(cfg, recorded_encoder(store, run_id))
 
 
 def _fairness_ask(cfg: FedConfig) -> FairnessAsk | None:

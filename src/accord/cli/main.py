@@ -28,6 +28,7 @@ from rich.logging import RichHandler
 from accord.cli.audit import register as register_audit
 from accord.cli.ckks import register as register_ckks
 from accord.cli.contributions import register as register_contributions
+from accord.cli.dashboard import register as register_dashboard
 from accord.cli.datasets import register as register_datasets
 from accord.cli.deploy import register as register_deploy
 from accord.cli.errors import EXIT_INTERRUPTED
@@ -83,6 +84,7 @@ register_audit(app)
 register_release(app)
 register_contributions(app)
 register_report(app)
+register_dashboard(app)
 
 
 def main() -> None:

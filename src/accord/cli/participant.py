@@ -40,6 +40,7 @@ from accord.errors import ConfigError, RunAborted, RunInterrupted
 if TYPE_CHECKING:
     from accord.participant.policy import SitePolicy
     from accord.participant.privacy_ledger import PrivacyLedger
+    from accord.task.personal_method import PersonalMethod
     from accord.task.personalization import FineTune
     from accord.task.protocol import Task
     from accord.transport.coordinator_pin import CoordinatorPin
@@ -164,6 +165,30 @@ def participant_command(
             "--finetune-lr", min=1e-12, help="Learning rate of that fine-tuning."
         ),
     ] = 0.05,
+    personalize: Annotated[
+        str,
+        typer.Option(
+            "--personalize",
+            help="Personalization kept at this site: fedper (the --private tensors "
+            "are trained here and never sent) or ditto (a personal model pulled "
+            "toward the global one by --ditto-lambda); kept in the identity "
+            "folder's state/personal. A sim: site follows its fed.toml. off: none.",
+        ),
+    ] = "off",
+    private: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--private",
+            help="FedPer: a glob of the parameter names that stay here (the head, "
+            "e.g. 'fc2.*'); repeat for more.",
+        ),
+    ] = None,
+    ditto_lambda: Annotated[
+        float,
+        typer.Option(
+            "--ditto-lambda", min=0.0, max=1e6, help="Ditto's proximal strength."
+        ),
+    ] = 0.1,
 ) -> None:
     """Serve this site's tasks from a coordinator until its run ends.
 
@@ -211,9 +236,12 @@ def participant_command(
         signing = _signing_identity(identity, files)
         pin = _coordinator_pin(identity)
         local = load_local_data(data, options=parse_options(data_option or []))
+        personal = _personal(personalize, private or [], ditto_lambda)
         site_task, builder = None, None
         if isinstance(local, LocalData):
             site_task = build_task(local, task)
+            if personal is not None:  # refuse bad patterns before dialling out
+                _check_personal(personal, site_task)
         elif task is None:
             raise ConfigError("name the task: --task module:object", key="--task")
         else:
@@ -259,6 +287,7 @@ def participant_command(
                 # SCAFFOLD's c_i: in the identity folder, beside the ledger.
                 state_dir=identity / "state" if identity is not None else None,
                 finetune=_finetune(finetune_epochs, finetune_lr),
+                personal=personal,
             ).run()
         finally:
             log.close()
@@ -272,6 +301,45 @@ def _finetune(epochs: int, learning_rate: float) -> FineTune | None:
     if epochs == 0:
         return None
     return FineTune(epochs=epochs, batch_size=32, learning_rate=learning_rate, seed=0)
+
+
+def _personal(method: str, private: list[str], lam: float) -> PersonalMethod | None:
+    """The site's FedPer or Ditto setting (``--personalize``); None: off."""
+    from accord.task.personal_method import PersonalMethod
+
+    if method not in ("off", "fedper", "ditto"):
+        raise ConfigError(
+            f"unknown personalization {method!r}: use off, fedper or ditto",
+            key="--personalize",
+        )
+    if private and method != "fedper":
+        raise ConfigError(
+            "--private names FedPer's private tensors: add --personalize fedper",
+            key="--private",
+        )
+    if method == "off":
+        return None
+    if method == "fedper" and not private:
+        raise ConfigError(
+            "--personalize fedper needs --private GLOB: the tensors that stay here "
+            "(the head)",
+            key="--private",
+        )
+    chosen: Literal["fedper", "ditto"] = "fedper" if method == "fedper" else "ditto"
+    return PersonalMethod(method=chosen, private=tuple(private), lam=lam)
+
+
+def _check_personal(personal: PersonalMethod, task: Task) -> None:
+    """Refuse ``--personalize`` that the task cannot do, or that its fed.toml sets."""
+    from accord.task.personal_state import find_personal
+
+    if find_personal(task) is not None:
+        raise ConfigError(
+            "this sim: site's fed.toml already sets [personalization] (FedPer or "
+            "Ditto), which the site follows: drop --personalize",
+            key="--personalize",
+        )
+    personal.check(task)
 
 
 def _ended(reason: str) -> None:

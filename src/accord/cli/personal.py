@@ -15,30 +15,13 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from accord.report.personal import PREFIX, personal_sites
 from accord.store import RoundRecord
-from accord.task.personalization import PREFIX
 
 __all__ = ["personal_json", "personal_sites", "personal_table"]
 
 _SHOWN = ("accuracy", "loss")
 _SHORT = {"accuracy": "acc", "loss": "loss"}
-
-
-def personal_sites(
-    rounds: list[RoundRecord],
-) -> tuple[int, dict[str, dict[str, float]]] | None:
-    """The newest round with personalized metrics, and each site's metrics in it.
-
-    None when no round has any (personalization off).
-    """
-    for r in reversed(rounds):
-        sites: dict[str, dict[str, float]] = {}
-        for m in r.metrics:
-            if m.scope == "site" and m.participant is not None:
-                sites.setdefault(m.participant, {})[m.name] = m.value
-        if any(k.startswith(PREFIX) for v in sites.values() for k in v):
-            return r.number, dict(sorted(sites.items()))
-    return None
 
 
 def personal_json(rounds: list[RoundRecord]) -> dict[str, Any] | None:

@@ -30,7 +30,7 @@ PASSPHRASE_ENV = "ACCORD_CA_PASSPHRASE"
 
 # The values of accord.transport.roster.Role, repeated so that `--help` works
 # without the deploy extra; a test checks that the two agree.
-RoleName = Literal["participant", "admin", "coordinator"]
+RoleName = Literal["participant", "admin", "coordinator", "auditor"]
 
 pki_app = typer.Typer(
     help="The federation's certificate authority: init, request, sign, pin, revoke, "

@@ -16,6 +16,7 @@ otherwise (see :mod:`accord.cli.errors`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,19 @@ _SAME = ("federation", "data", "task", "evaluation")
 
 
 def run_config(stored: dict[str, object], path: Path | None) -> FedConfig:
-    """The run's configuration, or ``path``'s if it describes the same federation."""
+    """The run's configuration, or ``path``'s if it describes the same federation.
+
+    A run of gradient-boosted trees is refused: its model is an XGBoost JSON
+    file, which the commands that take this configuration do not load yet.
+    """
+    model = stored.get("model")
+    if isinstance(model, dict) and model.get("kind") == "gbdt":
+        raise ConfigError(
+            "this run grew gradient-boosted trees; its model is the XGBoost JSON "
+            "file its summary names (`accord runs show RUN --json`), which this "
+            "command does not evaluate or release yet (docs/trees.md, section 6)",
+            key="model.kind",
+        )
     if path is None:
         return config_from_mapping(stored, base_dir=".")
     cfg = load_config(path)
@@ -158,12 +171,16 @@ def _signer(
 
 
 def _fairness(
-    cfg: FedConfig, model: FinalModel, recorded: Sequence[MetricValue]
+    cfg: FedConfig,
+    model: FinalModel,
+    recorded: Sequence[MetricValue],
+    secure_sum: str | None = None,
 ) -> FairnessReport | None:
     """The fairness report of the final model, if a gate needs one.
 
-    ``recorded`` are the final round's metrics: a deployed run's sites reported
-    their counts there (summed as the ``federated`` scope); a simulated run's are
+    ``recorded`` are the final round's metrics: a deployed run's counts are
+    there (summed as the ``federated`` scope; under secure aggregation by the
+    round's secure sum, whose record is ``secure_sum``); a simulated run's are
     counted now, securely under secure aggregation.
     """
     if not cfg.gates.fairness:
@@ -175,6 +192,12 @@ def _fairness(
     counts = counts_from_metrics(
         {m.name: m.value for m in recorded if m.scope == "federated"}
     )
+    if not counts and secure_sum is not None:
+        raise ConfigError(
+            "the final round's per-group counts were not summed securely, so the "
+            f"fairness gates cannot be judged: {_why_not_summed(secure_sum)}; see "
+            "`accord runs show RUN`, and run again with every site online"
+        )
     if not counts and cfg.secure_aggregation.mode != "off":
         from accord.simulation.fair_sum import secure_group_counts
 
@@ -190,6 +213,29 @@ def _fairness(
         column=column,
         threshold=cfg.evaluation.decision_threshold,
     )
+
+
+def _why_not_summed(detail: str) -> str:
+    """The reason a round's secure fairness sum recorded for not closing."""
+    try:
+        reason = json.loads(detail).get("reason")
+    except (ValueError, AttributeError):
+        reason = None
+    return str(reason) if reason else "no reason recorded"
+
+
+def _secure_sum(db: RunStore, run_id: str, number: int | None) -> str | None:
+    """The record of round ``number``'s secure fairness sum (None: it had none)."""
+    if number is None:
+        return None
+    from accord.coordinator.group_sum import EVENT_KIND
+
+    found = [
+        e.detail
+        for e in db.events(run_id)
+        if e.kind == EVENT_KIND and e.round == number
+    ]
+    return found[-1] if found else None
 
 
 def gates_table(decision: ReleaseDecision) -> Table:
@@ -249,7 +295,12 @@ def release_command(
                 metric=cfg.evaluation.metric,
                 output=output,
                 signer=signer,
-                fairness=_fairness(cfg, model, recorded),
+                fairness=_fairness(
+                    cfg,
+                    model,
+                    recorded,
+                    _secure_sum(db, run_id, last.number if last else None),
+                ),
             )
         finally:
             db.close()

@@ -44,7 +44,7 @@ from accord.cli.progress import ProgressObserver
 from accord.config import FedConfig, load_config
 from accord.coordinator.resumable import interrupted_run
 from accord.coordinator.summary import untrained
-from accord.errors import AccordError, RunAborted
+from accord.errors import AccordError, ConfigError, RunAborted
 from accord.simulation.engine import SimulationResult, simulate
 from accord.store import CheckpointStore, RunStore, open_store
 
@@ -54,6 +54,12 @@ logger = logging.getLogger(__name__)
 
 _WORKERS = typer.Option(
     None, "--workers", "-w", help="Worker processes; 0 runs in-process."
+)
+_ENGINE = typer.Option(
+    None,
+    "--engine",
+    help='Override simulation.engine: "process" (worker processes) or "ray" '
+    "(Ray actors, needs the ray extra).",
 )
 _ROUNDS = typer.Option(None, "--rounds", "-r", help="Override federation.rounds.")
 _SEED = typer.Option(None, "--seed", help="Override federation.seed.")
@@ -76,11 +82,20 @@ _JSON = typer.Option(
 
 
 def _overrides(
-    workers: int | None, rounds: int | None, seed: int | None, store: str | None
+    workers: int | None,
+    rounds: int | None,
+    seed: int | None,
+    store: str | None,
+    engine: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    if workers is not None:
-        out["simulation"] = {"workers": workers}
+    if workers is not None or engine is not None:
+        sim: dict[str, Any] = {}
+        if workers is not None:
+            sim["workers"] = workers
+        if engine is not None:
+            sim["engine"] = engine
+        out["simulation"] = sim
     if rounds is not None or seed is not None:
         fed: dict[str, Any] = {}
         if rounds is not None:
@@ -241,6 +256,7 @@ def simulate_command(
     store: str | None = _STORE,
     resume: str | None = _RESUME,
     as_json: bool = _JSON,
+    engine: str | None = _ENGINE,
 ) -> None:
     """Run the federation described by a fed.toml on this machine.
 
@@ -248,7 +264,18 @@ def simulate_command(
     command that resumes it, and exits 130; ``--resume auto`` continues that run.
     """
     with reported():
-        cfg = load_config(config, **_overrides(workers, rounds, seed, store))
+        cfg = load_config(config, **_overrides(workers, rounds, seed, store, engine))
+        if cfg.model.kind == "gbdt":
+            from accord.cli.trees import run_trees
+
+            if rounds is not None:  # one tree per round: --rounds sets the trees
+                more = {
+                    **_overrides(workers, rounds, seed, store, engine),
+                    "trees": {"trees": rounds},
+                }
+                cfg = load_config(config, **more)
+            run_trees(cfg, as_json=as_json, resume=resume)
+            return
         command = _command(config, rounds=rounds, seed=seed, store=store)
         result = _run(cfg, as_json=as_json, resume=resume, command=command)
         if (reason := untrained(result.run)) is not None:
@@ -266,16 +293,35 @@ def _command(
     return out
 
 
+_MODEL = typer.Option(
+    "logreg",
+    "--model",
+    help="logreg: logistic regression by federated averaging; gbdt: "
+    "gradient-boosted trees from summed histograms (compared with pooled XGBoost).",
+)
+_DEMOS = {"logreg": "covid.toml", "gbdt": "covid_gbdt.toml"}
+
+
 def demo_command(
     workers: int | None = _WORKERS,
     store: str | None = _STORE,
     as_json: bool = _JSON,
+    model: str = _MODEL,
 ) -> None:
     """Federate COVID-19 test results across hospital clinics, then compare."""
     with reported():
-        demo = resources.files("accord.demo").joinpath("covid.toml")
+        if model not in _DEMOS:
+            raise ConfigError(
+                f"is {model!r}; choose one of {', '.join(_DEMOS)}", key="--model"
+            )
+        demo = resources.files("accord.demo").joinpath(_DEMOS[model])
         with resources.as_file(demo) as path:
             cfg = load_config(path, **_overrides(workers, None, None, store))
+        if cfg.model.kind == "gbdt":
+            from accord.cli.trees import run_trees
+
+            run_trees(cfg, as_json=as_json, resume=None)
+            return
         _run(cfg, as_json=as_json)
 
 

@@ -228,8 +228,11 @@ def task_code(config: FedConfig) -> dict[str, str]:
     """The SHA-256 of the task's module when it is a file next to ``fed.toml``.
 
     ``task:build`` names ``task.py`` beside the configuration; a task from an
-    installed package (``accord.task...``) is identified by accord's version.
+    installed package (``accord.task...``) is identified by accord's version;
+    so are gradient-boosted trees, which have no task.
     """
+    if config.task is None:
+        return {}
     module = config.task.factory.partition(":")[0]
     path = Path(config.base_dir) / (module.replace(".", "/") + ".py")
     return {f"task:{module}": file_digest(path)} if path.is_file() else {}

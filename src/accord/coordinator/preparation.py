@@ -165,15 +165,17 @@ def prepare_data(
     ``[secure_aggregation]``), bound to ``run_id`` (the wire's run id).
     ``guard``: ask each site for its data profile under it (plain runs only:
     under secure aggregation no site's own statistics are asked for).
-    ``fairness``: ask each site to add its per-group confusion counts to its
-    evaluation reports (plain runs only, for the same reason).
+    ``fairness``: ask each site to count its decisions per group at each
+    evaluation: added to its evaluation reports in a plain run, summed securely
+    after each evaluation under secure aggregation
+    (:mod:`accord.coordinator.group_sum`).
     """
     secure = settings or SecureAggregationConfig.model_validate(
         {"mode": secure_aggregation}
     )
     roster = executor.participants
     wanted = guard if secure_aggregation == "off" else None
-    counts = fairness if secure_aggregation == "off" else None
+    counts = fairness
     requests = {
         p: PrepareRequest(
             seed,

@@ -251,8 +251,16 @@ class Round:
         max_norm_ratio: float = 0.0,
         excluded: Mapping[str, str] | None = None,
         observer: UpdateObserver | None = None,
+        uniform: bool = False,
+        close_fraction: float = 1.0,
     ) -> None:
         self.plan = plan
+        #: ``[strategy] weighting = "uniform"``: every update weighs 1, not its
+        #: example count.
+        self._uniform = uniform
+        #: ``[round] close_fraction``: how many answers close the round early.
+        self._close_after = max(1, math.ceil(close_fraction * len(set(plan.selected))))
+        self._late = 0  # participants recorded late by close()
         self._excluded: Mapping[str, str] = excluded or {}
         self._observer = observer
         self._bounds = bounds
@@ -305,6 +313,52 @@ class Round:
         # Outcomes are only ever recorded for selected participants, once each, so
         # counting them is enough (``pending`` is O(selected), asked after each event).
         return len(self._outcomes) >= self._n_selected
+
+    @property
+    def closable(self) -> bool:
+        """True once enough selected participants answered to close the round.
+
+        With ``close_fraction`` below 1 that is before every participant did:
+        :meth:`close` then records the others as late. Participants already
+        recorded late do not count as answers.
+        """
+        return self.finished or len(self._outcomes) - self._late >= self._close_after
+
+    def close(
+        self, participants: Sequence[str] | None = None, *, why: str = ""
+    ) -> tuple[ParticipantOutcome, ...]:
+        """Record pending participants as late (``timeout``): a straggler cut.
+
+        ``participants``: those (None: every pending one), e.g. the ones a
+        simulation's virtual clock knows to finish after the round closes;
+        ``why`` replaces the reason's explanation. Their updates, should they
+        come, are not this round's to fold any more (:meth:`receive` refuses a
+        participant that has an outcome).
+        """
+        answered, selected = len(self._outcomes) - self._late, self._n_selected
+        because = why or (
+            f"the round closed once {answered} of its {selected} selected "
+            "participants answered (round.close_fraction)"
+        )
+        cut = self.pending if participants is None else participants
+        out = tuple(
+            self.fail(
+                JobFailed(
+                    participant=p,
+                    round=self.number,
+                    kind="train",
+                    status="timeout",
+                    reason=f"late: {because}; the update is not aggregated",
+                )
+            )
+            for p in cut
+        )
+        self._late += len(out)
+        return out
+
+    def _weight(self, done: TrainDone) -> float:
+        """An update's weight in the mean: its examples, or 1 (uniform)."""
+        return 1.0 if self._uniform else float(done.num_examples)
 
     def _admit(self, participant: str, round_number: int) -> None:
         if round_number != self.plan.number:
@@ -416,7 +470,7 @@ class Round:
         Only a round under ``max_norm_ratio`` lends: its executor has room for a
         round's updates, so keeping one until :meth:`aggregate` starves no one.
         """
-        weight = float(done.num_examples)
+        weight = self._weight(done)
         if self._ratio > 0 and isinstance(self._acc, LendingAccumulator):
             return self._acc.lend(done.update, weight)
         self._acc.add(done.update, weight)
@@ -469,7 +523,7 @@ class Round:
                     self._observer.add(done.participant, done.update, excluded=out)
                 if not out:
                     updates.append(done.update)
-                    weights.append(float(done.num_examples))
+                    weights.append(self._weight(done))
                     self._total_examples += done.num_examples
                     folded.append(done.participant)
             if updates:

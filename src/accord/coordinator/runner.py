@@ -40,7 +40,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -183,6 +184,27 @@ def calibrate_privacy(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Concluding:
+    """What a round (or an async version) hands :meth:`Coordinator._conclude`."""
+
+    number: int
+    started: datetime
+    t0: float
+    selected: tuple[str, ...]
+    outcomes: tuple[ParticipantOutcome, ...]
+    succeeded: int
+    reason: str | None
+    scores: tuple[UpdateScore, ...] = ()
+    spent: tuple[PrivacySpent, ...] = ()
+    #: The share of the federation behind the aggregate (SCAFFOLD's |S|/N).
+    fraction: float = 1.0
+    #: Metrics recorded beside the training ones (an async version's clock).
+    extra_metrics: tuple[MetricValue, ...] = ()
+    #: The duration to report (None: measured on the coordinator's clock).
+    duration_s: float | None = None
+
+
 class Coordinator:
     """Runs the configured number of rounds over an executor and records them."""
 
@@ -200,8 +222,21 @@ class Coordinator:
         ckks_public_context: bytes | None = None,
         site_rows: Mapping[str, int] | None = None,
         ledger: LedgerSetup | None = None,
+        job_time: Callable[[str], float] | None = None,
+        fairness_groups: Sequence[str] | None = None,
     ) -> None:
         self.config = config
+        #: A train job's duration per site on the simulation's virtual clock
+        #: (:mod:`accord.simulation.timing`); async mode needs it. None: no
+        #: virtual clock (a deployment).
+        self.job_time = job_time
+        #: The declared groups of a deployed secure run's fairness sum (None: no
+        #: secure sum of the counts; :mod:`accord.coordinator.group_sum`).
+        self._fairness_groups = (
+            tuple(fairness_groups)
+            if fairness_groups and config.secure_aggregation.mode != "off"
+            else None
+        )
         #: Each site's training rows, for record-level DP (None: declared_examples).
         self._site_rows = site_rows
         self._ledger = ledger
@@ -234,6 +269,50 @@ class Coordinator:
             min_nearest_ratio=rob.min_nearest_ratio,
         )
         self._quarantine = QuarantineState(rob.quarantine_after)
+        #: Why the run stopped before its last round (DP budget), if it did.
+        self._stopped: str | None = None
+        #: The virtual clock of a simulated synchronous run (with ``job_time``).
+        self._virtual_now = 0.0
+
+    @property
+    def executor(self) -> Executor:
+        """Where the jobs run."""
+        return self._executor
+
+    @property
+    def store(self) -> RunStore:
+        """Where the run is recorded."""
+        return self._store
+
+    @property
+    def observer(self) -> RunObserver:
+        """Who is told of progress (the CLI's progress bar)."""
+        return self._observer
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock deadlines are read from."""
+        return self._clock
+
+    @property
+    def bounds(self) -> ExampleBounds:
+        """The federation's bounds on an update's example count."""
+        return self._bounds
+
+    def conclude(
+        self,
+        run_id: str,
+        c: Concluding,
+        params: Params,
+        state: Params,
+        delta: Params | None,
+    ) -> tuple[Params, Params, RoundSummary]:
+        """Step, publish, evaluate, checkpoint and record a round or async version."""
+        return self._conclude(run_id, c, params, state, delta)
+
+    def jobs(self, run_id: str, number: int, sites: Sequence[str]) -> list[TrainJob]:
+        """Train jobs for ``sites``, seeded by ``number`` (a round or async batch)."""
+        return self._jobs(run_id, number, sites)
 
     def run(
         self,
@@ -344,13 +423,8 @@ class Coordinator:
                 self._privacy.restore(recorded)
             if self._record is not None:
                 self._record.restore(recorded)
-            for number in range(first, cfg.federation.rounds + 1):
-                try:
-                    params, state, summary = self._round(run_id, number, params, state)
-                except PrivacyBudgetExhausted as exc:
-                    stopped = f"budget exhausted before round {number}: {exc.detail}"
-                    logger.info("run %s stopped: %s", run_id, stopped)
-                    break
+            for made in self._rounds(run_id, first, params, state, recorded):
+                params, _, summary = made
                 summaries.append(summary)
                 failed = failed + 1 if summary.status == "failed" else 0
                 if failed >= cfg.round.max_failed_rounds:
@@ -358,6 +432,7 @@ class Coordinator:
                         f"{failed} rounds in a row failed (last: {summary.reason}); "
                         f"see `accord runs show {run_id}`"
                     )
+            stopped = self._stopped
             final: dict[str, Any] = {"final": last_metrics(summaries)}
             if self._privacy is not None:
                 final["privacy"] = self._privacy.summary()
@@ -381,6 +456,38 @@ class Coordinator:
         status: FinalStatus = "completed" if reason is None else "failed"
         self._finish(run_id, status, final, params, len(summaries), final.get("reason"))
         return result
+
+    def _rounds(
+        self,
+        run_id: str,
+        first: int,
+        params: Params,
+        state: Params,
+        recorded: Sequence[RoundRecord],
+    ) -> Iterator[tuple[Params, Params, RoundSummary]]:
+        """Each round's (or async version's) model, state and summary, as made.
+
+        A round that DP's budget cannot pay for ends the iteration, with the
+        reason in ``self._stopped``.
+        """
+        self._stopped = None
+        if self.config.round.mode == "async":
+            from accord.coordinator.asynchronous import AsyncDriver
+
+            driver = AsyncDriver(self, run_id, recorded)
+            yield from driver.versions(first, params, state)
+            return
+        from accord.coordinator.asynchronous import last_time
+
+        self._virtual_now = last_time(recorded)
+        for number in range(first, self.config.federation.rounds + 1):
+            try:
+                params, state, summary = self._round(run_id, number, params, state)
+            except PrivacyBudgetExhausted as exc:
+                self._stopped = f"budget exhausted before round {number}: {exc.detail}"
+                logger.info("run %s stopped: %s", run_id, self._stopped)
+                return
+            yield params, state, summary
 
     def _start_ledger(self, run_id: str, next_round: int) -> None:
         """Open or continue the run's ledger, if it keeps one."""
@@ -429,6 +536,7 @@ class Coordinator:
             minimum=cfg.selection.min_participants,
             run_seed=cfg.federation.seed,
             round_number=number,
+            count=cfg.selection.count,
         )
         if self._privacy is not None:  # a round over the budget never starts
             self._privacy.admit(len(selected), len(roster), values=params.size)
@@ -450,25 +558,71 @@ class Coordinator:
             spent = () if central is None else (central,)
         if self._record is not None:
             spent = self._record.settle(outcomes)
+        clock: tuple[MetricValue, ...] = ()
+        if self.job_time is not None:
+            from accord.coordinator.asynchronous import (
+                CLOCK,
+                VIRTUAL_TIME,
+                sync_round_time,
+            )
+
+            self._virtual_now += sync_round_time(
+                selected, self.job_time, cfg.round.close_fraction
+            )
+            clock = (MetricValue(CLOCK, None, VIRTUAL_TIME, self._virtual_now),)
+        return self._conclude(
+            run_id,
+            Concluding(
+                extra_metrics=clock,
+                number=number,
+                started=started,
+                t0=t0,
+                selected=selected,
+                outcomes=outcomes,
+                succeeded=succeeded,
+                reason=reason,
+                scores=scores,
+                spent=spent,
+                fraction=succeeded / max(len(roster), 1),
+            ),
+            params,
+            state,
+            delta,
+        )
+
+    def _conclude(
+        self,
+        run_id: str,
+        c: Concluding,
+        params: Params,
+        state: Params,
+        delta: Params | None,
+    ) -> tuple[Params, Params, RoundSummary]:
+        """Step the model by ``delta``, publish, evaluate, checkpoint and record.
+
+        What every round (and every async version) ends with, once its updates
+        are in: ``delta`` None means the round failed (``c.reason`` says why).
+        """
+        number, started, t0, selected = c.number, c.started, c.t0, c.selected
+        outcomes, succeeded, reason, spent = c.outcomes, c.succeeded, c.reason, c.spent
         failed = delta is None
         # The aggregate's digest goes to the ledger only: not hashed without one.
         aggregate = None if delta is None or self._lineage is None else delta.digest()
         if delta is not None:
             params, state, reason = self._step(
-                run_id, number, params, state, delta, succeeded / max(len(roster), 1)
+                run_id, number, params, state, delta, c.fraction
             )
             failed = reason is not None
             del delta
         status: Literal["completed", "failed"] = "failed" if failed else "completed"
-        metrics: list[MetricValue] = train_metrics(outcomes)
+        metrics: list[MetricValue] = train_metrics(outcomes) + list(c.extra_metrics)
         digest = params.digest()  # once: the executor and the checkpoint reuse it
         published = self._strategy.published(params, state)
         # SCAFFOLD publishes its control variate after the model: its own digest.
-        self._executor.publish(
-            published, digest=digest if published is params else None
-        )
+        shown = digest if published is params else published.digest()
+        self._executor.publish(published, digest=shown)
         if status == "completed" and self._evaluates(number):
-            metrics += self._evaluate(run_id, number, params, t0)
+            metrics += self._evaluate(run_id, number, params, t0, published=shown)
         checkpoint = None
         if self._checkpoints is not None and status == "completed":
             path = self._checkpoints.save(
@@ -487,7 +641,7 @@ class Coordinator:
             metrics=tuple(metrics),
             checkpoint=checkpoint,
             privacy=spent,
-            scores=scores,
+            scores=c.scores,
         )
         if self._lineage is None:
             self._store.record_round(record)
@@ -498,7 +652,7 @@ class Coordinator:
             status=status,
             selected=len(selected),
             succeeded=succeeded,
-            duration_s=self._clock() - t0,
+            duration_s=self._clock() - t0 if c.duration_s is None else c.duration_s,
             global_digest=digest,
             metrics={
                 f"{m.scope}.{m.name}": m.value for m in metrics if m.participant is None
@@ -584,8 +738,19 @@ class Coordinator:
                 q: self._quarantine.reason(q) for q in self._quarantine.quarantined
             },
             observer=observer,
+            uniform=self.config.strategy.weighting == "uniform",
+            close_fraction=self.config.round.close_fraction,
         )
-        jobs = self._jobs(run_id, plan.number, plan.selected)
+        late = self._virtually_late(plan.selected)
+        if late:
+            rnd.close(
+                late,
+                why="on the simulation's virtual clock it finishes after the round "
+                f"closed (round.close_fraction = {self.config.round.close_fraction:g})",
+            )
+        jobs = self._jobs(
+            run_id, plan.number, [p for p in plan.selected if p not in late]
+        )
         self._executor.submit_train(plan.number, jobs)
         self._observer.round_started(plan.number, plan.selected)
         self._sent.clear()
@@ -606,6 +771,23 @@ class Coordinator:
         scores = () if kept is None else kept.score(delta, self._rules)
         return rnd.outcomes, rnd.succeeded, delta, None, scores
         # The round's accumulator (a float64 copy of the model) goes with ``rnd``.
+
+    def _virtually_late(self, selected: Sequence[str]) -> tuple[str, ...]:
+        """Who a simulated round closes without, by ``close_fraction``.
+
+        On the simulation's virtual clock (``job_time``) the order sites finish
+        in is known before they train: the slowest beyond ``ceil(close_fraction ×
+        selected)`` (ties: the later in selection order) are late, and are not
+        trained at all. Without a virtual clock (a deployment, or a simulation
+        without ``slowdown``), lateness is by arrival: empty here.
+        """
+        cf = self.config.round.close_fraction
+        if self.job_time is None or cf >= 1 or not selected:
+            return ()
+        job_time = self.job_time
+        order = sorted(range(len(selected)), key=lambda i: (job_time(selected[i]), i))
+        keep = max(1, math.ceil(cf * len(selected)))
+        return tuple(selected[i] for i in sorted(order[keep:]))
 
     def _count_flags(
         self, run_id: str, number: int, scores: tuple[UpdateScore, ...]
@@ -712,11 +894,15 @@ class Coordinator:
             round_number=rnd.number,
             deadline=t0 + self.config.round.deadline_s,
             clock=self._clock,
-            finished=lambda: rnd.finished,
+            finished=lambda: rnd.closable,
             pending=lambda: rnd.pending,
             handle=handle,
             expire=expire,
         )
+        if not rnd.finished:  # closed early: the stragglers are late
+            cut = tuple(o.participant for o in rnd.close())
+            self._executor.abandon(rnd.number, cut)
+            late += cut
         if late:
             self._drain(rnd)
 
@@ -752,7 +938,7 @@ class Coordinator:
         return number % ev.every == 0 or number == self.config.federation.rounds
 
     def _evaluate(
-        self, run_id: str, number: int, params: Params, t0: float
+        self, run_id: str, number: int, params: Params, t0: float, *, published: str
     ) -> list[MetricValue]:
         out: list[MetricValue] = []
         ev = self.config.evaluation
@@ -761,7 +947,36 @@ class Coordinator:
                 out.append(MetricValue("central", None, name, float(value)))
         if ev.federated:
             out += self._federated_eval(run_id, number, t0)
+            if self._fairness_groups is not None:
+                out += self._fairness_sum(run_id, number, published)
         return out
+
+    def _fairness_sum(
+        self, run_id: str, number: int, published: str
+    ) -> list[MetricValue]:
+        """The round's per-group counts, summed securely; who is in them, recorded."""
+        from accord.coordinator.group_sum import EVENT_KIND, secure_group_sum
+
+        assert self._fairness_groups is not None
+        wire = getattr(self._executor, "run_id", run_id)
+        done = secure_group_sum(
+            self._executor,
+            round_number=number,
+            model_digest=published,
+            groups=self._fairness_groups,
+            settings=self.config.secure_aggregation,
+            bounds=self._bounds,
+            clock=self._clock,
+            run_id=wire if isinstance(wire, str) else run_id,
+        )
+        self._store.record_event(
+            run_id,
+            round=number,
+            participant=None,
+            kind=EVENT_KIND,
+            detail=done.detail(),
+        )
+        return done.metrics()
 
     def _federated_eval(self, run_id: str, number: int, t0: float) -> list[MetricValue]:
         def refused(done: EvalDone | JobFailed, reason: str) -> None:

@@ -32,13 +32,18 @@ def select(
     minimum: int,
     run_seed: int,
     round_number: int,
+    count: int | None = None,
 ) -> tuple[str, ...]:
     """Sample ``ceil(fraction * n)`` participants (at least ``minimum``), roster order.
 
-    With ``fraction == 1`` every participant is chosen and no randomness is used.
+    ``count`` (``[selection] count``) samples that many instead of a fraction:
+    a fixed number per round whatever the roster's size, which is how client
+    sampling is usually stated. With every participant wanted (``fraction == 1``,
+    or ``count`` at least the roster) all are chosen and no randomness is used.
     """
     n = len(roster)
-    count = min(n, max(minimum, math.ceil(fraction * n)))
+    wanted = math.ceil(fraction * n) if count is None else count
+    count = min(n, max(minimum, wanted))
     if count >= n:
         return tuple(roster)
     rng = np.random.default_rng([run_seed, round_number, 0x5E1EC7])

@@ -17,6 +17,7 @@ names a ``summary`` guard, its guarded data profile on the fitted scale
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ from accord.errors import DatasetError
 
 __all__ = [
     "FairnessAsk",
+    "FairnessSumRequest",
     "PrepareRequest",
     "StatisticsRequest",
     "encoding_ack",
@@ -55,8 +57,11 @@ _REQUIRED = {"seed", "holdout_fraction", "index", "secure_aggregation"}
 #: ``declared``, ``summary`` and ``fairness`` may be absent (a coordinator from
 #: before them).
 _FIELDS = _REQUIRED | {"declared", "summary", "fairness"}
-#: Longest sensitive column name a request may carry.
+#: Longest sensitive column name (or group name) a request may carry.
 _MAX_NAME = 200
+#: Most declared groups a fairness sum lays out (as many as a site reports).
+_MAX_GROUPS = 48
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +71,12 @@ class PrepareRequest:
     ``secure_aggregation`` is the run's mode, so that a site whose policy
     demands it can refuse to send its statistics in the clear. ``summary`` is the
     guard of the data profile the site adds to its ``encoding`` answer (None:
-    none is asked for). ``fairness`` (plain runs only) names the sensitive column
-    and decision threshold at which the site adds its per-group confusion counts
-    to each evaluation report (None: none are asked for).
+    none is asked for). ``fairness`` names the sensitive column and decision
+    threshold at which the site counts its decisions per group (None: none are
+    asked for): in a plain run it adds the counts to each evaluation report;
+    under secure aggregation it sends nothing in the clear and answers each
+    round's ``fairness`` task (:class:`FairnessSumRequest`) with the counts
+    masked instead.
     """
 
     seed: int
@@ -122,11 +130,6 @@ class PrepareRequest:
         declared = _declared(doc.get("declared", {}))
         summary = _guard(doc.get("summary"))
         fairness = _fairness(doc.get("fairness"))
-        if fairness is not None and mode != "off":
-            raise DatasetError(
-                "the preprocessing request asks for fairness counts in the clear "
-                "under secure aggregation; a site sends them only in plain runs"
-            )
         return cls(seed, float(fraction), index, mode, declared, summary, fairness)
 
 
@@ -215,6 +218,53 @@ class StatisticsRequest:
         ):
             raise DatasetError("the statistics message's columns or job are bad")
         return cls(request, tuple(columns), secure)
+
+
+@dataclass(frozen=True, slots=True)
+class FairnessSumRequest:
+    """The ``fairness`` task: sum the site's per-group counts of one model securely.
+
+    Sent after a round's evaluation in a deployment under secure aggregation
+    (:mod:`accord.coordinator.group_sum`). ``model_digest`` names the global model
+    whose decisions the site counts (the one it just evaluated); ``groups`` are
+    the federation's declared groups of the sensitive column, the layout of
+    :func:`~accord.evaluation.group_sums.counts_vector`; ``secure_json`` is the
+    sum's :class:`~accord.secagg.session.SecureJob` as JSON, opaque here.
+    """
+
+    model_digest: str
+    groups: tuple[str, ...]
+    secure_json: str
+
+    def to_json(self) -> bytes:
+        """Canonical JSON."""
+        doc = {
+            "model": self.model_digest,
+            "groups": list(self.groups),
+            "secure": self.secure_json,
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> FairnessSumRequest:
+        """Parse and check; :class:`DatasetError` says what is wrong."""
+        doc = _object(payload, "fairness message", {"model", "groups", "secure"})
+        model, groups, secure = doc["model"], doc["groups"], doc["secure"]
+        if not isinstance(model, str) or not _DIGEST.fullmatch(model):
+            raise DatasetError("the fairness message's model digest is bad")
+        if (
+            not isinstance(groups, list)
+            or not 0 < len(groups) <= _MAX_GROUPS
+            or not all(isinstance(g, str) and 0 < len(g) <= _MAX_NAME for g in groups)
+            or len(set(groups)) != len(groups)
+        ):
+            raise DatasetError(
+                f"the fairness message's groups are bad (1 to {_MAX_GROUPS} "
+                f"distinct names of at most {_MAX_NAME} characters)"
+            )
+        if not isinstance(secure, str):
+            raise DatasetError("the fairness message's job is bad")
+        return cls(model, tuple(groups), secure)
 
 
 def _count(value: Any) -> bool:

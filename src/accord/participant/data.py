@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accord.config import load_config, refuse_attack
+from accord.config import load_config, refuse_attack, refuse_trees
 from accord.data.arrays import ArrayData, DatasetInfo
 from accord.data.datasets import load_table
 from accord.data.federation import labelled
@@ -76,6 +76,7 @@ def _simulated(rest: str) -> LocalData:
             f"sim:{rest} must name a site: sim:PATH/TO/fed.toml#SITE", key="--data"
         )
     config = load_config(path)
+    refuse_trees(config, "accord participant")
     refuse_attack(config, "accord participant")
     ctx = build_context(config)
     try:
@@ -90,7 +91,7 @@ def _simulated(rest: str) -> LocalData:
         info=ctx.data.info,
         train=chosen.train,
         holdout=chosen.holdout,
-        task_reference=config.task.factory,
+        task_reference=config.task_settings.factory,
         task=ctx.task,
         finetune=ctx.finetune,
     )

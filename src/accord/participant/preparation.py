@@ -82,9 +82,13 @@ class Preparation:
         #: SHA-256 of the data profile sent with the encoding answer (None: none
         #: was asked for): the digest the run's data contract must name for us.
         self.profile_digest: str | None = None
-        #: What the site counts per group in each evaluation (plain runs that
-        #: declare a sensitive column): the ask and the holdout rows' values.
+        #: What the site counts per group in each evaluation (runs that declare
+        #: a sensitive column): the ask and the holdout rows' values.
         self.fairness: tuple[FairnessAsk, npt.NDArray[np.object_]] | None = None
+        #: Whether the counts are summed securely (the ``fairness`` task) rather
+        #: than reported with the evaluation: never in the clear under secure
+        #: aggregation.
+        self.fairness_secure = False
         if source is None:
             return  # a connection-only runtime: refuses every task (never ready)
         if not isinstance(source, SiteTable):
@@ -156,7 +160,8 @@ class Preparation:
         request, encoder = parse_encoding(payload)
         info, train, holdout = source.encode(encoder, request)
         self.fairness = None
-        if request.fairness is not None and not request.secure:
+        self.fairness_secure = request.secure
+        if request.fairness is not None:
             if len(info.class_names) != 2:
                 raise PreparationRefused(
                     f"fairness counts are defined for two classes; this table has "

@@ -42,6 +42,9 @@ Personalization is the site's own choice: with ``finetune`` (or a ``sim:`` site
 whose fed.toml asks for it) each eval task also fine-tunes a copy of the global
 model on the site's training rows and reports its scores beside the global
 model's (:mod:`accord.task.personalization`); the fine-tuned model stays here.
+FedPer and Ditto (``personal``, or a ``sim:`` site's fed.toml) keep the site's own
+tensors (FedPer's head, Ditto's personal model) in ``state_dir/personal/<run>/``
+as safetensors, so they survive a restart; only the shared tensors are sent.
 
 Everything received, sent (sizes, digests) and refused goes to the
 :class:`~accord.participant.sitelog.SiteLog`. A result the coordinator refuses
@@ -53,6 +56,7 @@ warning, which ``accord participant`` shows on its terminal.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -78,7 +82,11 @@ from accord.errors import (
 from accord.params import Params
 from accord.participant.backoff import Backoff
 from accord.participant.data import LocalData
-from accord.participant.group_counts import group_count_metrics
+from accord.participant.group_counts import (
+    group_count_metrics,
+    group_counts,
+    secure_counts_words,
+)
 from accord.participant.policy import SitePolicy
 from accord.participant.preparation import Preparation, PreparationRefused, TaskBuilder
 from accord.participant.privacy_guard import PrivacyGuard, supports_dp_sgd
@@ -94,10 +102,17 @@ from accord.simulation.jobs import (
     run_eval,
     run_train,
 )
+from accord.task.personal_method import PersonalMethod, with_store
+from accord.task.personal_state import (
+    FileStore,
+    MemoryStore,
+    PersonalStore,
+    find_personal,
+)
 from accord.task.personalization import FineTune
 from accord.task.protocol import Task
 from accord.task.strategy_site import StrategySite
-from accord.transport.jobs import PREPARE_STAGES
+from accord.transport.jobs import FAIRNESS_STAGES, PREPARE_STAGES
 from accord.transport.messages import (
     EvalReport,
     FailureReport,
@@ -107,6 +122,7 @@ from accord.transport.messages import (
     TaskOrder,
     UpdateHeader,
     Welcome,
+    task_digest,
 )
 
 if TYPE_CHECKING:  # the runtime itself needs no grpc: tests drive it with a fake
@@ -132,10 +148,25 @@ _UNPREPARED = (
 )
 
 
+_NOT_COUNTING = (
+    "this site counts no decisions per group: the run's preparation did not ask "
+    "for fairness counts ([evaluation] sensitive), or its data is not encoded yet"
+)
+_COUNTS_PLAIN = (
+    "this run has no secure aggregation: the site reports its per-group counts "
+    "with its evaluation, and takes part in no secure sum of them"
+)
+
+
 def _job_key(order: TaskOrder) -> tuple[str, int, str]:
-    """What identifies a job across reconnections: a secure round has one per stage."""
-    kind = f"secagg:{order.stage}" if order.kind == "secagg" else order.kind
-    return order.run_id, order.round, kind
+    """What identifies a job across reconnections: a secure round has one per stage.
+
+    A stage task is keyed by the message it carries too: a round's masking sum
+    and the secure sum of its fairness counts open stages of the same names.
+    """
+    if order.kind == "secagg":
+        return order.run_id, order.round, f"secagg:{order.stage}:{task_digest(order)}"
+    return order.run_id, order.round, order.kind
 
 
 class ParticipantRuntime:
@@ -173,13 +204,17 @@ class ParticipantRuntime:
         ledger: PrivacyLedger | None = None,
         state_dir: Path | None = None,
         finetune: FineTune | None = None,
+        personal: PersonalMethod | None = None,
     ) -> None:
         self._connect = connect
         self._state_dir = state_dir
         # The site's own choice to fine-tune at evaluation (a sim: site's fed.toml
         # may also ask for it): the personalized model is the site's business.
         self._finetune = finetune
-        self._wrapped: tuple[Task, StrategySite] | None = None
+        # FedPer or Ditto, the site's own choice (a sim: site's task comes with
+        # its fed.toml's): wraps a plain task; its tensors are kept per run.
+        self._personal = personal
+        self._wrapped: tuple[Task, str, StrategySite] | None = None
         self._pin = pin
         self.log = log or SiteLog()
         self._backoff = backoff or Backoff()
@@ -303,6 +338,9 @@ class ParticipantRuntime:
         if order.kind == "secagg" and order.stage in PREPARE_STAGES:
             self._prepare(client, order)
             return
+        if order.kind == "secagg" and order.stage == FAIRNESS_STAGES[0]:
+            self._fairness_sum(client, order)
+            return
         if order.kind == "secagg":
             self._secagg(client, order)
             return
@@ -336,7 +374,7 @@ class ParticipantRuntime:
         # The ledger keys rounds by the run the declaration names: a coordinator
         # that changed it would only make the site count more, never less.
         return self._privacy.refusal(
-            order.config, supports_dp=supports_dp_sgd(self._usable()[1])
+            order.config, supports_dp=supports_dp_sgd(self._usable(order.run_id)[1])
         )
 
     def _fetch(self, client: CoordinatorClient, order: TaskOrder) -> Params:
@@ -374,7 +412,7 @@ class ParticipantRuntime:
         if buffer is None or len(buffer) != spec.packed_nbytes:
             buffer = bytearray(spec.packed_nbytes)
         out = spec.view(buffer, writable=True)
-        data, task = self._usable()
+        data, task = self._usable(order.run_id)
         with self._limits():
             # In the clear, the update's digest comes from the pass that writes
             # it (a masked or encrypted one is never sent as it is: no digest).
@@ -453,16 +491,36 @@ class ParticipantRuntime:
             receipt_digest=receipt.digest,
         )
 
-    def _usable(self) -> tuple[LocalData, Task]:
+    def _usable(self, run_id: str) -> tuple[LocalData, Task]:
         ready = self._prep.ready
         assert ready is not None  # _handle refuses jobs before the encoding
         data, task = ready
-        if self._wrapped is None or self._wrapped[0] is not task:
+        wrapped = self._wrapped
+        if wrapped is None or wrapped[0] is not task or wrapped[1] != run_id:
             state = None if self._state_dir is None else self._state_dir / "scaffold"
             # A ``sim:`` site's task comes wrapped for the simulation's own folder.
             inner = task.task if isinstance(task, StrategySite) else task
-            self._wrapped = (task, StrategySite(inner, state_dir=state))
-        return data, self._wrapped[1]
+            inner = self._personalized(inner, run_id)
+            wrapped = self._wrapped = (
+                task,
+                run_id,
+                StrategySite(inner, state_dir=state),
+            )
+        return data, wrapped[2]
+
+    def _personalized(self, task: Task, run_id: str) -> Task:
+        """``task`` keeping FedPer's or Ditto's tensors in this run's state folder."""
+        store: PersonalStore = (
+            MemoryStore()
+            if self._state_dir is None or not run_id
+            else FileStore.for_run(self._state_dir, run_id)
+        )
+        rebound = with_store(task, store)  # a sim: site's, as its fed.toml declares
+        if rebound is not None:
+            return rebound
+        if self._personal is not None:
+            return self._personal.wrap(task, store)
+        return task
 
     # The preprocessing fit (round 0).
 
@@ -521,6 +579,59 @@ class ParticipantRuntime:
             return
         self._send_stage(client, order, order.stage, reply, time.perf_counter() - t0)
 
+    def _fairness_sum(self, client: CoordinatorClient, order: TaskOrder) -> None:
+        """Count per group on the named model, mask the counts, advertise.
+
+        The ``fairness`` task of a secure run (:mod:`accord.coordinator.
+        group_sum`): admitted like the preprocessing's secure sum (the roster's
+        certificates, the site's minimum threshold), counted on the model the
+        task names (the one the site just evaluated), laid out over the declared
+        groups and encoded exactly; only the masked counts leave the site.
+        """
+        from accord.data.handshake import FairnessSumRequest
+
+        t0 = time.perf_counter()
+        fairness = self._prep.fairness
+        if self._prep.ready is None or fairness is None:
+            self._refuse(client, order, _NOT_COUNTING)
+            return
+        if not self._prep.fairness_secure:
+            self._refuse(client, order, _COUNTS_PLAIN)
+            return
+        try:
+            request = FairnessSumRequest.from_json(order.payload)
+        except DatasetError as exc:
+            self._refuse(client, order, f"the fairness task is unusable: {exc}")
+            return
+        refusal = self._secure.admit_sum(order, request.secure_json)
+        if refusal is not None:
+            self._refuse(client, order, refusal)
+            return
+        named = dataclasses.replace(order, model_digest=request.model_digest)
+        try:
+            params = self._fetch(client, named)
+        except SubmissionRefused as exc:
+            self._secure.drop()
+            self._refuse(client, order, f"the global model is unusable: {exc.reason}")
+            return
+        data, task = self._usable(order.run_id)
+        try:
+            with self._limits():
+                counts = group_counts(task, params, data.holdout, *fairness)
+            words = secure_counts_words(counts, request.groups)
+            payload = self._secure.seal_sum(order, words)
+        except (DatasetError, TaskError, SecAggAborted, ValueError) as exc:
+            self._secure.drop()
+            self._refuse(client, order, f"its fairness counts cannot be summed: {exc}")
+            return
+        self.log.record(
+            "counted_groups",
+            round=order.round,
+            model_digest=request.model_digest,
+            groups=len(counts),
+        )
+        self._send_stage(client, order, order.stage, payload, time.perf_counter() - t0)
+
     def _send_stage(
         self,
         client: CoordinatorClient,
@@ -530,7 +641,12 @@ class ParticipantRuntime:
         duration_s: float,
     ) -> None:
         header = SecAggHeader(
-            order.run_id, order.round, stage, len(payload), duration_s
+            order.run_id,
+            order.round,
+            stage,
+            len(payload),
+            duration_s,
+            answers=task_digest(order),
         )
         try:
             receipt = client.submit_secagg(header, payload)
@@ -552,17 +668,19 @@ class ParticipantRuntime:
     def _evaluate(
         self, client: CoordinatorClient, order: TaskOrder, params: Params
     ) -> None:
-        data, task = self._usable()
+        data, task = self._usable(order.run_id)
         setting = self._finetune or data.finetune
         personal = (
             None
-            if setting is None
+            if setting is None and find_personal(task) is None
             else SitePersonalization(setting, data.train, order.round, data.name)
         )
         with self._limits():
             result = run_eval(task, data.holdout, params, personal=personal)
             counts: dict[str, float] = {}
-            if not isinstance(result, JobError) and self._prep.fairness is not None:
+            plain = self._prep.fairness is not None and not self._prep.fairness_secure
+            if not isinstance(result, JobError) and plain:
+                assert self._prep.fairness is not None
                 try:
                     counts = group_count_metrics(
                         task, params, data.holdout, *self._prep.fairness

@@ -39,12 +39,12 @@ from accord.report.inputs import CardInputs
 from accord.report.measures import metrics_section, robustness_section
 from accord.report.text import count, setting
 
-__all__ = ["build_card"]
+__all__ = ["RECORD_EVENTS", "build_card"]
 
 #: Store events that record what a run used or decided, rather than a message
 #: refused: the data's digest, the preprocessing fit, the data contract and its
 #: drift flags, release decisions.
-_RECORD_EVENTS = (
+RECORD_EVENTS = (
     "data_digest",
     "preprocessing",
     "data_contract",
@@ -140,7 +140,7 @@ def _identity(inputs: CardInputs) -> Section:
 def _rounds(inputs: CardInputs) -> Section:
     run, rounds = inputs.run, inputs.rounds
     done = sum(1 for r in rounds if r.status == "completed")
-    refused = [e for e in inputs.events if e.kind not in _RECORD_EVENTS]
+    refused = [e for e in inputs.events if e.kind not in RECORD_EVENTS]
     facts = Facts(
         (
             ("rounds planned", str(run.rounds_planned)),

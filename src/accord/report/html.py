@@ -23,7 +23,13 @@ from typing import Any
 from accord.errors import MissingExtraError
 from accord.report.document import Facts, ModelCard, Note, Plot, Series, Table
 
-__all__ = ["CONTENT_SECURITY_POLICY", "figure_json", "render_html"]
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "figure_json",
+    "plot_id",
+    "render_block",
+    "render_html",
+]
 
 #: Nothing may be fetched: scripts and styles are inline, images data: URIs.
 CONTENT_SECURITY_POLICY = (
@@ -110,7 +116,23 @@ def figure_json(plot: Plot) -> str:
     return str(figure.to_json())
 
 
-def _block(block: Facts | Table | Note | Plot, plot_ids: dict[str, int]) -> str:
+def plot_id(key: str, plot_ids: dict[str, int]) -> str:
+    """The page element id of the next plot keyed ``key`` (counted in ``plot_ids``).
+
+    The first plot of a key is ``plot-KEY``, later ones ``plot-KEY-1``, ... so
+    that a page and the dashboard's live figures name each plot alike.
+    """
+    n = plot_ids.get(key, 0)
+    plot_ids[key] = n + 1
+    return f"plot-{key}" + (f"-{n}" if n else "")
+
+
+def render_block(block: Facts | Table | Note | Plot, plot_ids: dict[str, int]) -> str:
+    """One block of a card as HTML, every string escaped (see the module).
+
+    A plot is an empty element and its figure in an inert JSON block, drawn by a
+    script of the page (this file's own, or the dashboard's).
+    """
     esc = html.escape
     if isinstance(block, Facts):
         items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in block.items)
@@ -129,9 +151,7 @@ def _block(block: Facts | Table | Note | Plot, plot_ids: dict[str, int]) -> str:
     if isinstance(block, Note):
         cls = ' class="missing"' if block.missing else ""
         return f"<p{cls}>{esc(block.text)}</p>"
-    n = plot_ids.get(block.key, 0)
-    plot_ids[block.key] = n + 1
-    ident = f"plot-{block.key}" + (f"-{n}" if n else "")
+    ident = plot_id(block.key, plot_ids)
     return (
         f'<div class="plot" id="{esc(ident)}" role="img" '
         f'aria-label="{esc(block.title)}"></div>\n'
@@ -147,7 +167,7 @@ def render_html(card: ModelCard) -> str:
     body = [f"<h1>{esc(card.title)}</h1>"]
     for section in card.sections:
         body.append(f'<section id="{esc(section.key)}"><h2>{esc(section.title)}</h2>')
-        body += [_block(b, plot_ids) for b in section.blocks]
+        body += [render_block(b, plot_ids) for b in section.blocks]
         body.append("</section>")
     scripts = ""
     if card.plots:

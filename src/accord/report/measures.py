@@ -1,7 +1,8 @@
 """The model card's measured sections: metrics and anomaly scores, with plots.
 
 Global metrics per round and final, each site's holdout metrics, per-group
-fairness figures (from the last release), and the robustness scores of each
+fairness figures (from the last release), each site's global and personalized
+metrics (:mod:`accord.report.personal`), and the robustness scores of each
 site's update per round: each a function of
 :class:`~accord.report.inputs.CardInputs` returning one
 :class:`~accord.report.document.Section`. The plots carry the figures as
@@ -23,6 +24,7 @@ from accord.report.document import (
     series_per_round,
 )
 from accord.report.inputs import CardInputs
+from accord.report.personal import personal_blocks
 from accord.report.text import count, number
 
 __all__ = ["metrics_section", "robustness_section"]
@@ -208,6 +210,7 @@ def metrics_section(inputs: CardInputs) -> Section:
         )
     blocks += _site_blocks(inputs, metric)
     blocks += _group_blocks(inputs)
+    blocks += personal_blocks(inputs)
     return Section("metrics", "Metrics", tuple(blocks))
 
 

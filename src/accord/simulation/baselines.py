@@ -32,7 +32,8 @@ from accord.data.arrays import ArrayData
 from accord.evaluation.metrics import evaluate
 from accord.params import Params
 from accord.simulation.context import SimContext
-from accord.task.protocol import TrainConfig
+from accord.task.personal_state import find_personal
+from accord.task.protocol import Task, TrainConfig
 
 __all__ = ["Comparison", "compare"]
 
@@ -105,8 +106,14 @@ def compare(
     *,
     on_step: Callable[[str], None] | None = None,
 ) -> Comparison:
-    """Train the pooled and site-alone baselines; score them beside ``federated``."""
-    init = ctx.task.init_params(config.federation.seed)
+    """Train the pooled and site-alone baselines; score them beside ``federated``.
+
+    They train the user's whole model: under FedPer or Ditto, the task those
+    wrap (a baseline has no sites to keep a head or a personal model for).
+    """
+    keeper = find_personal(ctx.task)
+    task = ctx.task if keeper is None else keeper.inner
+    init = task.init_params(config.federation.seed)
     metric = config.evaluation.metric
     failed: dict[str, str] = {}
     best: dict[str, dict[str, float]] = {}
@@ -119,7 +126,7 @@ def compare(
             data, holdout = ctx.data.sites[index].train, ctx.data.sites[index].holdout
         try:
             final, best[name] = _train(
-                ctx, config, init, data, holdout, index=index, metric=metric
+                ctx, task, config, init, data, holdout, index=index, metric=metric
             )
         except Exception as exc:  # the user's task: any error costs this baseline
             reason = f"{type(exc).__name__}: {exc}"[:300]
@@ -137,6 +144,7 @@ def compare(
 
 def _train(
     ctx: SimContext,
+    task: Task,
     config: FedConfig,
     init: Params,
     data: ArrayData,
@@ -160,14 +168,14 @@ def _train(
             seed=derive_seed(config.federation.seed + 1 + index, step, 0),
             options=dict(config.train.options),
         )
-        params = ctx.task.train(params, data, settings).params
+        params = task.train(params, data, settings).params
         if len(holdout):
-            score = evaluate(ctx.task, params, holdout)[metric]
+            score = evaluate(task, params, holdout)[metric]
             key = -score if metric == "loss" else score
             if math.isfinite(key) and (chosen is None or key > chosen[0]):
                 chosen = (key, step + 1, params)
-    final = evaluate(ctx.task, params, ctx.data.test)
+    final = evaluate(task, params, ctx.data.test)
     if chosen is None:
         return final, {**final, "pass": float(passes)}
-    at_best = evaluate(ctx.task, chosen[2], ctx.data.test)
+    at_best = evaluate(task, chosen[2], ctx.data.test)
     return final, {**at_best, "pass": float(chosen[1])}

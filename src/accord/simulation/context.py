@@ -18,6 +18,8 @@ from accord.data.profile import Schema
 from accord.simulation.jobs import SitePersonalization
 from accord.task.loading import load_task
 from accord.task.local_strategy import check_task
+from accord.task.personal_method import PersonalMethod
+from accord.task.personal_state import MemoryStore, find_personal
 from accord.task.personalization import FineTune
 from accord.task.protocol import Task
 from accord.task.strategy_site import StrategySite
@@ -28,8 +30,10 @@ if TYPE_CHECKING:
 __all__ = [
     "SimContext",
     "build_context",
+    "build_data",
     "dataset_source",
     "federation_schema",
+    "personal_methods",
     "site_state_dir",
     "strategy_sites",
 ]
@@ -48,8 +52,12 @@ class SimContext:
     finetune: FineTune | None = None
 
     def personal(self, name: str, round_number: int) -> SitePersonalization | None:
-        """What site ``name`` needs to fine-tune at round ``round_number``'s eval."""
-        if self.finetune is None:
+        """What site ``name`` needs to score its own model at a round's eval.
+
+        Fine-tuning's setting, or (FedPer, Ditto) None as the setting: the task
+        keeps the site's own model.
+        """
+        if self.finetune is None and find_personal(self.task) is None:
             return None
         return SitePersonalization(
             self.finetune, self.site(name).train, round_number, name
@@ -110,6 +118,18 @@ def site_state_dir(config: FedConfig) -> Path:
     return directory / "sites"
 
 
+def personal_methods(config: FedConfig, task: Task) -> Task:
+    """``task``, wrapped for FedPer or Ditto (``[personalization]``), if asked.
+
+    Each site's own tensors are kept in memory (:class:`MemoryStore`): a simulated
+    site is served by one process for the whole run. A deployed site swaps in its
+    state folder (``with_store``). :class:`ConfigError` for patterns that match
+    nothing or everything, or a task that cannot do Ditto.
+    """
+    method = PersonalMethod.of(config)
+    return task if method is None else method.wrap(task, MemoryStore())
+
+
 def strategy_sites(config: FedConfig, task: Task) -> Task:
     """``task``, checked and wrapped for the strategy's site-side part, if any.
 
@@ -121,7 +141,7 @@ def strategy_sites(config: FedConfig, task: Task) -> Task:
         task,
         proximal=strategy.proximal_mu > 0,
         scaffold=strategy.scaffold,
-        name=config.task.factory,
+        name=config.task_settings.factory,
     )
     if not strategy.scaffold and strategy.aggregation != "qfedavg":
         return task
@@ -138,19 +158,15 @@ def build_context(
     apply ``[attack]``'s data transforms (the simulation engine and its workers
     only; everything else gets the clean federation).
     """
-    d = config.data
     base = Path(config.base_dir)
-    dataset = dataset_source(config)
-    if d.site_files and encoder is None:
-        from accord.simulation.sitefiles import build_site_files
-
-        data = build_site_files(config, dataset, federation_schema(config))
-    else:
-        data = _split_table(config, dataset, encoder)
+    data = build_data(config, encoder=encoder)
     task = load_task(
-        config.task.factory, data.info, options=config.task.options, base_dir=base
+        config.task_settings.factory,
+        data.info,
+        options=config.task_settings.options,
+        base_dir=base,
     )
-    task = strategy_sites(config, task)
+    task = strategy_sites(config, personal_methods(config, task))
     if config.privacy.sites:  # simulated sites' own policies
         from accord.simulation.site_policy import guard_sites
 
@@ -167,6 +183,20 @@ def build_context(
             finetune=FineTune.of(config),
         )
     return SimContext(data=data, task=task, finetune=FineTune.of(config))
+
+
+def build_data(config: FedConfig, *, encoder: Encoder | None = None) -> FederatedData:
+    """The federation's sites and central test set, as ``[data]`` describes them.
+
+    What :func:`build_context` builds before the task; gradient-boosted trees
+    (which have no task) use it alone.
+    """
+    dataset = dataset_source(config)
+    if config.data.site_files and encoder is None:
+        from accord.simulation.sitefiles import build_site_files
+
+        return build_site_files(config, dataset, federation_schema(config))
+    return _split_table(config, dataset, encoder)
 
 
 def _split_table(

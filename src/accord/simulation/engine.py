@@ -1,9 +1,10 @@
 """``accord simulate``: a whole federation on this machine, recorded in the store.
 
 It builds the sites' data and the task, starts the executor (warm worker processes,
-or in-process with ``workers = 0``), runs the coordinator's round loop and, when asked,
-trains the pooled and site-alone baselines for comparison. The round logic is the one
-a deployment runs; only the executor differs. A run to resume is leased first
+Ray actors with ``engine = "ray"``, or in-process with ``workers = 0``), runs the
+coordinator's round loop and, when asked, trains the pooled and site-alone baselines
+for comparison. The round logic is the one a deployment runs; only the executor
+differs. A run to resume is leased first
 (:meth:`~accord.store.protocol.RunStore.lease_run`): one another process is serving
 is refused before any worker starts, as is one whose configuration or data changed
 since it started (the data's digest is recorded with each new run,
@@ -82,6 +83,16 @@ def _executor(
             compression=config.compression,
             seed=config.federation.seed,
         )
+    if config.simulation.engine == "ray":
+        from accord.simulation.ray_pool import RayExecutor
+
+        return RayExecutor(
+            config,
+            ctx.participants,
+            published_spec(config.strategy, initial.spec),
+            workers=config.simulation.workers,
+            clock=clock,
+        )
     return ProcessExecutor(
         config,
         ctx.participants,
@@ -122,6 +133,20 @@ def _central_eval(ctx: SimContext) -> Callable[[Params], Mapping[str, float]]:
         return scores
 
     return central
+
+
+def _job_time(config: FedConfig, ctx: SimContext) -> Callable[[str], float] | None:
+    """The virtual clock's job durations, when the run is timed on it.
+
+    An async run needs it to order updates; a synchronous run with ``[simulation]
+    slowdown`` records its rounds on it too, so the two compare. Others: None
+    (their records stay as they were).
+    """
+    if config.round.mode != "async" and not config.simulation.slowdown:
+        return None
+    from accord.simulation.timing import job_times
+
+    return job_times(config, {s.name: len(s.train) for s in ctx.data.sites})
 
 
 def _key_holder(config: FedConfig) -> tuple[bytes | None, bytes | None]:
@@ -229,7 +254,7 @@ def _simulate(
 
         if resume is not None:
             record_contract(store, resume, contract)
-    check_task(config, ctx.task, config.task.factory)
+    check_task(config, ctx.task, config.task_settings.factory)
     initial = ctx.task.init_params(config.federation.seed)
     root_update = None
     if config.strategy.aggregation == "fltrust":  # its root set leaves the test set
@@ -264,6 +289,7 @@ def _simulate(
             ckks_public_context=ckks_public,
             site_rows={s.name: len(s.train) for s in ctx.data.sites},
             ledger=ledger,
+            job_time=_job_time(config, ctx),
         )
         if resume is None:
             run = coordinator.run(initial, extra_summary=summarise, on_created=started)

@@ -76,9 +76,13 @@ class EvalOutcome:
 
 @dataclass(frozen=True, slots=True)
 class SitePersonalization:
-    """What a site needs to fine-tune the global model at evaluation."""
+    """What a site needs to score its own model at evaluation.
 
-    setting: FineTune
+    ``setting`` None: the task keeps the site's own model (FedPer, Ditto:
+    :func:`~accord.task.personal_state.find_personal`).
+    """
+
+    setting: FineTune | None
     train: ArrayData
     round_number: int
     participant: str

@@ -99,7 +99,7 @@ def preload_modules(config: FedConfig) -> list[str]:
     modules = [
         "accord.simulation.worker",
         *_DATASET_MODULES.get(kind, ()),
-        *_task_modules(config.task.factory, Path(config.base_dir)),
+        *_task_modules(config.task_settings.factory, Path(config.base_dir)),
     ]
     return list(dict.fromkeys(modules))
 
@@ -114,7 +114,7 @@ def warm_up(config: FedConfig) -> None:
     torch's thread count themselves.
     """
     sim = config.simulation
-    if sim.workers < 1 or sim.start_method != "forkserver":
+    if sim.workers < 1 or sim.engine != "process" or sim.start_method != "forkserver":
         return
     mp.get_context("forkserver").set_forkserver_preload(preload_modules(config))
     with thread_env(threads_per_worker(sim.workers)):

@@ -16,7 +16,10 @@ so with ``supports_proximal`` and ``supports_scaffold`` and read the two gradien
 terms with :func:`gradient_terms`; a task without them is refused when the run
 starts (:func:`check_task`) and again by the site. SCAFFOLD's correction
 ``c - c_i`` is made at the site and handed to the adapter in the options under
-:data:`CORRECTION_KEY` (never sent: it is built where it is used).
+:data:`CORRECTION_KEY` (never sent: it is built where it is used). Ditto's personal
+model is regularised toward the global model, not toward where its own training
+starts: the site hands that anchor under :data:`ANCHOR_KEY`
+(:mod:`accord.task.ditto`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from accord.errors import ConfigError
 from accord.params import Params, ParamSpec
 
 __all__ = [
+    "ANCHOR_KEY",
     "CORRECTION_KEY",
     "OPTION_KEY",
     "GradientTerms",
@@ -42,6 +46,9 @@ __all__ = [
 OPTION_KEY = "accord.strategy"
 #: The key under which the site hands SCAFFOLD's ``c - c_i`` to the adapter.
 CORRECTION_KEY = "accord.scaffold_correction"
+#: The key under which a site hands the proximal term's anchor (Ditto's global
+#: model) to the adapter; absent, the anchor is where training starts (FedProx).
+ANCHOR_KEY = "accord.proximal_anchor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +124,9 @@ def gradient_terms(
 ) -> GradientTerms:
     """The terms declared in ``options`` for training that starts from ``start``.
 
-    ``start`` is the global model (FedProx's anchor). :class:`ConfigError` if the
-    site's SCAFFOLD correction is missing or does not fit the model.
+    ``start`` is the global model (FedProx's anchor) unless the site gave another
+    anchor under :data:`ANCHOR_KEY`. :class:`ConfigError` if the site's SCAFFOLD
+    correction or that anchor is missing or does not fit the model.
     """
     declared = LocalStrategy.of(options)
     correction = options.get(CORRECTION_KEY)
@@ -131,9 +139,16 @@ def gradient_terms(
             )
         spec.check(correction)
     mu = float(declared.proximal_mu)
+    anchor = options.get(ANCHOR_KEY, start)
+    if anchor is not start:
+        if not isinstance(anchor, Params):
+            raise ConfigError(
+                "the proximal anchor the site gave is not a model", key="proximal_mu"
+            )
+        spec.check(anchor)
     return GradientTerms(
         mu=mu,
-        anchor=start if mu > 0 else None,
+        anchor=anchor if mu > 0 else None,
         correction=correction if declared.scaffold else None,
     )
 

@@ -13,6 +13,10 @@ sent, stored or kept: it is rebuilt from the newest global model at each evaluat
 
 Fine-tuning is deterministic: its seed is derived from the federation's seed, the
 round and the site's name (:func:`finetune_seed`).
+
+FedPer and Ditto (:mod:`accord.task.fedper`, :mod:`accord.task.ditto`) keep the
+site's own model as they train; :func:`personalized_scores` without a fine-tuning
+setting scores that one, under the same names.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from accord.data.arrays import ArrayData
 from accord.errors import TaskError
 from accord.evaluation.metrics import evaluate
 from accord.params import Params
+from accord.task.personal_state import find_personal
 from accord.task.protocol import Task, TrainConfig
 from accord.task.strategy_site import StrategySite
 
@@ -96,16 +101,27 @@ def personalized_scores(
     *,
     train: ArrayData,
     holdout: ArrayData,
-    setting: FineTune,
+    setting: FineTune | None,
     round_number: int,
     participant: str,
 ) -> dict[str, float]:
     """Fine-tune ``params`` on ``train``; the result's scores on ``holdout``.
 
-    The names carry :data:`PREFIX`. :class:`TaskError` if the task's training
-    returns parameters that do not fit the model.
+    ``setting`` None: score the site's own model that the task keeps (FedPer,
+    Ditto); :class:`TaskError` if it keeps none. The names carry :data:`PREFIX`.
+    :class:`TaskError` if the task's training returns parameters that do not fit
+    the model.
     """
     model = split_control(params)[0]
+    if setting is None:
+        keeper = find_personal(task)
+        if keeper is None:
+            raise TaskError("no fine-tuning setting and the task keeps no own model")
+        # The newest the site kept: an evaluation follows the site's training (an
+        # async run numbers its training batches apart from its versions).
+        own_model = keeper.personal_model(model, participant)
+        kept: Mapping[str, float] = evaluate(keeper.inner, own_model, holdout)
+        return {PREFIX + k: float(kept[k]) for k in _PAIRED}
     inner = _inner(task)
     if len(train) == 0:  # nothing to fine-tune on: the site's model is the global
         own = model

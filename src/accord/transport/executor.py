@@ -68,7 +68,7 @@ from accord.errors import RunAborted, SubmissionRefused, UpdateRejected
 from accord.params import Params
 from accord.transport.call_metadata import UploadTag
 from accord.transport.identity import IdentityBook, IdentityCertificate
-from accord.transport.jobs import Job, JobBook, check_update_header
+from accord.transport.jobs import Job, JobBook, check_answers, check_update_header
 from accord.transport.links import Links
 from accord.transport.messages import (
     RUN_FINISHED,
@@ -76,6 +76,7 @@ from accord.transport.messages import (
     EvalReport,
     FailureReport,
     Goodbye,
+    JobKind,
     PackedHeader,
     ParticipantState,
     Published,
@@ -92,6 +93,7 @@ from accord.transport.secure_codec import assemble
 from accord.transport.secure_rounds import (
     CkksLimits,
     check_stage_header,
+    fairness_order,
     oversized_task,
     secure_order,
     statistics_order,
@@ -219,6 +221,16 @@ class GrpcExecutor:
         for p in participants:
             self._dispatch(p, TaskOrder(self.run_id, round_number, "eval", digest))
 
+    def task(self, name: str, kind: JobKind, round_number: int) -> TaskOrder | None:
+        """The task last handed to ``name`` as its ``kind`` job of the round.
+
+        None: none was. It is what a stage message must answer (by its
+        :func:`~accord.transport.messages.task_digest`).
+        """
+        with self._lock:
+            job = self._jobs.get(name, kind, round_number)
+        return None if job is None else job.order
+
     def identity_keys(self, participants: Sequence[str]) -> Mapping[str, bytes]:
         """The keys of the verified identity certificates these participants hold."""
         return self._identities.keys(participants)
@@ -229,15 +241,17 @@ class GrpcExecutor:
         """Push each participant its message opening ``stage`` (a ``secagg`` task).
 
         A message too large for a task fails its job at once. A ``statistics``
-        task (the preprocessing's secure sum) carries its roster's certificates,
-        and its job bounds the sum's later stages (:func:`statistics_order`).
+        task (the preprocessing's secure sum) or a ``fairness`` task (a round's
+        per-group counts) carries its roster's certificates, and its job bounds
+        the sum's later stages (:func:`statistics_order`, :func:`fairness_order`).
         """
         for name, payload in payloads.items():
             order = TaskOrder(
                 self.run_id, round_number, "secagg", "", stage=stage, payload=payload
             )
-            if stage == "statistics":
-                order, job = statistics_order(order, identities=self._identities)
+            if stage in ("statistics", "fairness"):
+                opened = statistics_order if stage == "statistics" else fairness_order
+                order, job = opened(order, identities=self._identities)
                 with self._lock:
                     self._secure = {round_number: job}
             self._dispatch(name, order, refusal=oversized_task(stage, payload))
@@ -544,6 +558,7 @@ class GrpcExecutor:
                 name, header.stage, header.round, header.run_id
             )
             check_stage_header(header, self._secure.get(header.round))
+            check_answers(header, job)
             job.state = "receiving"
         try:
             payload = assemble(parts, header.total_bytes)

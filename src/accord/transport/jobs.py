@@ -39,6 +39,7 @@ from accord.transport.messages import (
     SecAggHeader,
     TaskOrder,
     UpdateHeader,
+    task_digest,
 )
 
 if TYPE_CHECKING:
@@ -46,11 +47,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CKKS_STAGES",
+    "FAIRNESS_STAGES",
     "PREPARE_MAX_BYTES",
     "PREPARE_STAGES",
     "STAGES",
     "Job",
     "JobBook",
+    "check_answers",
     "check_secagg_header",
     "check_update_header",
     "secagg_limit",
@@ -62,6 +65,11 @@ __all__ = [
 STAGES = ("advertise", "share_keys", "masked_input", "consistency", "unmask")
 #: The stages of a CKKS round (:mod:`accord.secagg.ckks_session`'s, repeated alike).
 CKKS_STAGES = ("ckks_upload", "ckks_decrypt")
+#: The secure sum of a round's fairness counts, after its evaluation
+#: (:mod:`accord.coordinator.group_sum`): ``fairness`` opens it (its answer is
+#: the key advertisement), then the masking stages, as ``secagg`` jobs of the
+#: round the counts are of.
+FAIRNESS_STAGES = ("fairness", *STAGES[1:])
 #: The stages that fit a deployment's preprocessing before round 1, as ``secagg``
 #: jobs of round 0 (:mod:`accord.coordinator.preparation`).
 PREPARE_STAGES = ("profile", "statistics", "encoding")
@@ -149,7 +157,8 @@ class JobBook:
 
     def admit_stage(self, name: str, stage: str, round_number: int, run_id: str) -> Job:
         """The open job a message of ``name`` for a secure round's ``stage`` answers."""
-        if stage not in STAGES and stage not in CKKS_STAGES + PREPARE_STAGES:
+        known = STAGES + CKKS_STAGES + PREPARE_STAGES + FAIRNESS_STAGES
+        if stage not in known:
             raise SubmissionRefused(
                 "malformed", f"unknown secure-aggregation stage {stage[:64]!r}"
             )
@@ -177,7 +186,9 @@ class JobBook:
         current = job.order.stage
         if stage != current:
             protocol = next(
-                p for p in (CKKS_STAGES, PREPARE_STAGES, STAGES) if current in p
+                p
+                for p in (CKKS_STAGES, PREPARE_STAGES, FAIRNESS_STAGES, STAGES)
+                if current in p
             )
             if stage not in protocol:
                 raise SubmissionRefused(
@@ -271,6 +282,24 @@ class JobBook:
         for job in failed:
             job.state = "failed"
         return failed
+
+
+def check_answers(header: SecAggHeader, job: Job) -> None:
+    """Refuse a stage message that answers another task than ``job``'s.
+
+    Stage, round and sender do not identify the message a reply answers: a
+    round's masking sum and the secure sum of its fairness counts open stages of
+    the same names in the same round, so a reply to the one, replayed, would
+    pass for a reply to the other. Every stage message therefore names the
+    :func:`~accord.transport.messages.task_digest` of the task it answers.
+    """
+    expected = task_digest(job.order)
+    if header.answers != expected:
+        raise SubmissionRefused(
+            "stale",
+            f"replay: this {header.stage[:64]} message of round {header.round} "
+            f"does not answer the open task ({expected[:16]}…)",
+        )
 
 
 def _still_open(job: Job, what: str) -> Job:

@@ -8,6 +8,7 @@ transport imports generated code.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ __all__ = [
     "UpdateHeader",
     "Welcome",
     "farewell",
+    "task_digest",
     "wire_run_id",
 ]
 
@@ -194,6 +196,35 @@ class SecAggHeader:
     stage: str
     total_bytes: int
     duration_s: float
+    #: :func:`task_digest` of the task the message answers: a stage's answer is
+    #: keyed by the message it answers, not only by its stage, round and sender.
+    answers: str = ""
+
+
+def task_digest(order: TaskOrder) -> str:
+    """SHA-256 (hex) of what a task asks: the key its secure-stage answer names.
+
+    Two sums can open stages of the same name in the same round (a training
+    round's masking and the fairness counts' after its evaluation); the answer
+    to one must not be taken for an answer to the other, so the coordinator
+    admits a stage message only if it names the digest of the job it answers
+    (:meth:`~accord.transport.jobs.JobBook.admit_stage`). Covers the run, round,
+    kind, stage, model, secure settings and payload (not the certificates or
+    CRL, which only help the site check the task).
+    """
+    h = hashlib.sha256(b"accord-task-v1")
+    for part in (
+        order.run_id.encode("utf-8"),
+        str(order.round).encode("ascii"),
+        order.kind.encode("utf-8"),
+        order.stage.encode("utf-8"),
+        order.model_digest.encode("utf-8"),
+        order.secure_json.encode("utf-8"),
+        order.payload,
+    ):
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,7 @@ _OU = NameOID.ORGANIZATIONAL_UNIT_NAME
 _USAGES: dict[Role, list[x509.ObjectIdentifier]] = {
     "participant": [ExtendedKeyUsageOID.CLIENT_AUTH],
     "admin": [ExtendedKeyUsageOID.CLIENT_AUTH],
+    "auditor": [ExtendedKeyUsageOID.CLIENT_AUTH],
     "coordinator": [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
 }
 

@@ -45,7 +45,8 @@ __all__ = [
     "validate_name",
 ]
 
-Role = Literal["participant", "admin", "coordinator"]
+#: ``auditor`` reads (the dashboard) and changes nothing; ``admin`` also operates.
+Role = Literal["participant", "admin", "coordinator", "auditor"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
 #: File names in a CA directory (and in a copy of it that a coordinator trusts).

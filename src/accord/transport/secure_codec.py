@@ -38,6 +38,8 @@ MAX_CERTIFICATE_BYTES = 16 * 1024
 _MAX_CERTIFICATES = 100_000
 _MAX_JSON = 1 << 20
 _MAX_STAGE = 64
+#: Length of a task digest (SHA-256, hex) that a stage message names.
+_DIGEST_HEX = 64
 
 
 def _malformed(reason: str) -> SubmissionRefused:
@@ -88,6 +90,7 @@ def secagg_frames(header: SecAggHeader, payload: bytes) -> Iterator[bytes]:
         stage=header.stage,
         total_bytes=header.total_bytes,
         duration_s=header.duration_s,
+        answers=header.answers,
     )
     yield pb.SecAggPart(header=head).SerializeToString()
     mem = memoryview(payload)
@@ -114,12 +117,15 @@ def decode_secagg_part(msg: pb.SecAggPart | Chunk) -> SecAggHeader | Chunk:
         raise _malformed("duration_s must be a finite non-negative number")
     if h.total_bytes >= 2**63:
         raise _malformed("total_bytes is out of range")
+    if len(h.answers) > _DIGEST_HEX:
+        raise _malformed("answers is too long for a task digest")
     return SecAggHeader(
         run_id=h.run_id,
         round=int(h.round),
         stage=h.stage,
         total_bytes=int(h.total_bytes),
         duration_s=float(h.duration_s),
+        answers=h.answers,
     )
 
 

@@ -14,7 +14,8 @@ parameters, and a decryption is exactly ``8 * (values + 1)`` bytes
 
 :func:`secure_order` is called only with a job the round loop made, so the secagg
 modules it imports are loaded already (as :func:`statistics_order` is only for a
-secure sum the preprocessing fit opened); this module imports none of them itself,
+secure sum the preprocessing fit opened, and :func:`fairness_order` for one a
+round's fairness counts opened); this module imports none of them itself,
 which keeps the extras out of plain deployments.
 """
 
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 from accord.errors import ConfigError, SubmissionRefused
 from accord.transport.jobs import (
     CKKS_STAGES,
+    FAIRNESS_STAGES,
     PREPARE_MAX_BYTES,
     PREPARE_STAGES,
     check_secagg_header,
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CkksLimits",
     "check_stage_header",
+    "fairness_order",
     "oversized_task",
     "secure_order",
     "statistics_order",
@@ -132,6 +135,25 @@ def statistics_order(
     return dataclasses.replace(order, certificates=certificates), job
 
 
+def fairness_order(
+    order: TaskOrder, *, identities: IdentityBook
+) -> tuple[TaskOrder, SecureJob]:
+    """A ``fairness`` task with its roster's certificates, and its secure sum's job.
+
+    The task opens the secure sum of a round's per-group counts, after its
+    evaluation; its payload, the coordinator's own
+    :class:`~accord.data.handshake.FairnessSumRequest`, names the
+    :class:`~accord.secagg.session.SecureJob` that bounds the sum's later stages.
+    """
+    from accord.data.handshake import FairnessSumRequest
+    from accord.secagg.session import SecureJob
+
+    request = FairnessSumRequest.from_json(order.payload)
+    job = SecureJob.from_json(request.secure_json)
+    certificates = identities.certificates(job.roster)
+    return dataclasses.replace(order, certificates=certificates), job
+
+
 def check_stage_header(
     header: SecAggHeader, rule: SecureJob | CkksLimits | None
 ) -> None:
@@ -146,6 +168,9 @@ def check_stage_header(
         return
     if isinstance(rule, CkksLimits):
         rule.check(header)
+        return
+    if header.stage == FAIRNESS_STAGES[0]:  # the fairness sum's advertisement
+        check_secagg_header(dataclasses.replace(header, stage="advertise"), rule)
         return
     if header.stage in CKKS_STAGES:
         raise SubmissionRefused(

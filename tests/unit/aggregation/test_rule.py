@@ -97,6 +97,7 @@ def test_public_api_is_exactly_all():
         "centered_clip",
         "coordinatewise",
         "dp_mean",
+        "fedbuff",
         "fltrust",
         "geometric_median",
         "gram",

@@ -17,12 +17,13 @@ from accord.evaluation.group_sums import (
 )
 
 
-def test_the_ask_travels_and_is_refused_under_secure_aggregation():
+def test_the_ask_travels_in_plain_and_secure_runs():
     plain = PrepareRequest(1, 0.2, 0, fairness=FairnessAsk("colour", 0.5))
     assert PrepareRequest.from_json(plain.to_json()) == plain
-    forged = plain.to_json().replace(b'"off"', b'"masking"')
-    with pytest.raises(DatasetError, match="in the clear under secure"):
-        PrepareRequest.from_json(forged)
+    # Under secure aggregation the ask means: count, then sum securely (the
+    # ``fairness`` task); the site reports nothing in the clear.
+    secure = PrepareRequest.from_json(plain.to_json().replace(b'"off"', b'"masking"'))
+    assert secure.secure and secure.fairness == FairnessAsk("colour", 0.5)
     bad = plain.to_json().replace(b'"threshold": 0.5', b'"threshold": 1.0')
     with pytest.raises(DatasetError, match="not in \\(0, 1\\)"):
         PrepareRequest.from_json(bad)

@@ -62,7 +62,9 @@ def test_the_setting_follows_the_config_and_is_off_by_default():
         ({"method": "finetune", "epochs": 0}, "personalization.epochs"),
         ({"method": "finetune", "epochs": 1001}, "personalization.epochs"),
         ({"method": "finetune", "learning_rate": 0.0}, "personalization.learning_rate"),
-        ({"method": "ditto"}, "personalization.method"),
+        ({"method": "fedavg"}, "personalization.method"),
+        ({"method": "ditto", "lambda": -1.0}, "personalization.lambda"),
+        ({"method": "fedper", "private": []}, "personalization"),
         ({"method": "finetune", "head": ["w"]}, "personalization.head"),
     ],
 )
@@ -212,3 +214,37 @@ def test_a_task_that_returns_a_different_model_is_a_task_error(digits):
 def test_a_setting_out_of_range_is_refused(epochs, batch, lr):
     with pytest.raises(ValueError):
         FineTune(epochs=epochs, batch_size=batch, learning_rate=lr, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("personalization", "extra", "says"),
+    [
+        ({"method": "ditto", "private": ["w"]}, {}, "private is FedPer's setting"),
+        ({"method": "fedper", "private": [" "]}, {}, "empty pattern"),
+        (
+            {"method": "fedper", "private": ["w"]},
+            {"strategy": {"scaffold": True}},
+            "do not compose",
+        ),
+        (
+            {"method": "ditto"},
+            {"evaluation": {"federated": False}},
+            "federated evaluation",
+        ),
+    ],
+)
+def test_fedper_and_ditto_settings_that_cannot_work_are_refused(
+    personalization, extra, says
+):
+    with pytest.raises(ConfigError, match=says):
+        _config(personalization, **extra)
+
+
+def test_ditto_lambda_keeps_its_toml_name_through_the_stored_config():
+    config = _config({"method": "ditto", "lambda": 0.25})
+
+    stored = config.to_json_dict()
+    again = type(config).model_validate({**stored, "base_dir": "."})
+
+    assert stored["personalization"]["lambda"] == 0.25
+    assert again.personalization.lam == 0.25

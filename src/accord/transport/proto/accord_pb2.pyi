@@ -399,18 +399,20 @@ class SecAggMessage(_message.Message):
     def __init__(self, advertise: _Optional[_Union[SecAggAdvertise, _Mapping]] = ..., share_keys: _Optional[_Union[SecAggShareKeys, _Mapping]] = ..., masked_input: _Optional[_Union[SecAggMaskedInput, _Mapping]] = ..., consistency: _Optional[_Union[SecAggConsistency, _Mapping]] = ..., unmask: _Optional[_Union[SecAggUnmask, _Mapping]] = ..., key_directory: _Optional[_Union[SecAggKeyDirectory, _Mapping]] = ..., shares_delivery: _Optional[_Union[SecAggSharesDelivery, _Mapping]] = ..., survivor_list: _Optional[_Union[SecAggSurvivorList, _Mapping]] = ..., survivor_signatures: _Optional[_Union[SecAggSurvivorSignatures, _Mapping]] = ...) -> None: ...
 
 class SecAggHeader(_message.Message):
-    __slots__ = ("run_id", "round", "stage", "total_bytes", "duration_s")
+    __slots__ = ("run_id", "round", "stage", "total_bytes", "duration_s", "answers")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     round: int
     stage: str
     total_bytes: int
     duration_s: float
-    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., stage: _Optional[str] = ..., total_bytes: _Optional[int] = ..., duration_s: _Optional[float] = ...) -> None: ...
+    answers: str
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., stage: _Optional[str] = ..., total_bytes: _Optional[int] = ..., duration_s: _Optional[float] = ..., answers: _Optional[str] = ...) -> None: ...
 
 class SecAggPart(_message.Message):
     __slots__ = ("header", "chunk")

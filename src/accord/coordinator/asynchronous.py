@@ -1,0 +1,452 @@
+"""Asynchronous training with bounded staleness, FedBuff-style (``mode = "async"``).
+
+No round waits for its slowest site. Every site trains from the newest model it was
+given and is handed the newest one again as soon as it reports; each
+``buffer_size`` valid updates make one new model version
+(:class:`~accord.aggregation.fedbuff.FedBuffBuffer`, weighted ``1/sqrt(1+s)`` by
+their staleness ``s``: how many versions were made since the model they trained
+from). An update more than ``max_staleness`` versions old is refused, recorded as
+``rejected`` with the reason ``stale: ...``. A version is recorded exactly like a
+round (``federation.rounds`` counts versions): model checkpoint, evaluation, and
+one outcome per contributing site, whose metrics hold the ``staleness`` and the
+``base_version`` it trained from; the version's ``train.virtual_time`` metric is
+the clock when it was made. So ``accord runs show``, ``export`` and the ledger
+read an async run as they read a synchronous one.
+
+**Time.** The order in which updates arrive decides the model, so it must not be
+left to the operating system's scheduling, or the same seed would not give the
+same model. The driver keeps a virtual clock instead: a job at site ``s`` takes
+``job_time(s)`` (the simulation's cost model, :mod:`accord.simulation.timing`,
+where ``[simulation] slowdown`` makes a site slower), and updates are folded in
+the order of their virtual finish times (ties by dispatch order). The jobs
+themselves still run in parallel: every site dispatched from the same version is
+trained in one batch on the executor, when the first of their results is needed
+or before the model they train from is replaced (:meth:`AsyncDriver._flush`).
+Wall-clock deadlines (``round.deadline_s``) still bound each batch.
+
+**Choices.** A site has at most one outcome per version (the store's rule for a
+round): a second update that arrives while its first is still in the buffer
+waits for the next version, and is folded there, one version staler. A job that
+fails (``failed``, ``timeout``) or is refused (``rejected``, ``stale: ...``) is
+recorded as a run event ``async_refused`` and as the site's outcome of the
+version, unless a valid update of the site is folded into the same version (it
+then takes the outcome's place); the site is given the newest model again. If no
+valid update comes in ``max_failed_rounds`` × roster jobs in a row, the run is
+aborted. A resumed async run starts every site afresh from the last
+recorded version at that version's virtual time: the work in flight when it
+stopped is lost, as it would be in a crash, so it does not end with the exact
+model of an uninterrupted run.
+
+Deployment (``accord coordinator``) refuses async mode at start (a deployed site's
+speed is real time, which this deterministic driver does not take); see
+``docs/strategies.md``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from accord.aggregation.fedbuff import FedBuffBuffer
+from accord.coordinator.collector import collect
+from accord.coordinator.executor import Event, JobFailed, TrainDone, eligible
+from accord.coordinator.round import validate_update
+from accord.coordinator.strategy import published_spec
+from accord.coordinator.transfers import record_transfers
+from accord.errors import ConfigError, RunAborted, UpdateRejected
+from accord.params import Params
+from accord.records import MetricValue, OutcomeStatus, ParticipantOutcome, RoundRecord
+
+if TYPE_CHECKING:
+    from accord.coordinator.runner import Coordinator
+    from accord.coordinator.summary import RoundSummary
+
+__all__ = [
+    "CLOCK",
+    "REFUSED_EVENT",
+    "VIRTUAL_TIME",
+    "AsyncDriver",
+    "Dispatch",
+    "Schedule",
+    "last_time",
+    "sync_round_time",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The run event that records each refused or failed async job.
+REFUSED_EVENT = "async_refused"
+
+#: The metric (scope :data:`CLOCK`) that holds the virtual time a round or
+#: version was made at (simulation only).
+VIRTUAL_TIME = "virtual_time"
+CLOCK = "train"
+
+
+def sync_round_time(
+    selected: Sequence[str], job_time: Callable[[str], float], close_fraction: float
+) -> float:
+    """A synchronous round's virtual duration: until enough selected sites answer.
+
+    Every selected site trains at once, so the round lasts until the
+    ``ceil(close_fraction × selected)``-th fastest of them is done (the slowest
+    when ``close_fraction`` is 1).
+    """
+    if not selected:
+        return 0.0
+    times = sorted(job_time(s) for s in selected)
+    needed = max(1, math.ceil(close_fraction * len(times)))
+    return times[min(needed, len(times)) - 1]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Dispatch:
+    """One job: ``site`` trains from version ``base``, from ``start`` to ``finish``."""
+
+    finish: float
+    seq: int
+    site: str = field(compare=False)
+    base: int = field(compare=False)
+    start: float = field(compare=False)
+
+
+class Schedule:
+    """The virtual clock's queue of jobs in flight: pure, no I/O.
+
+    :meth:`next` gives the job that finishes first (ties: the one dispatched
+    first), so the same dispatches always come back in the same order.
+    """
+
+    def __init__(self, job_time: Callable[[str], float]) -> None:
+        self._job_time = job_time
+        self._heap: list[Dispatch] = []
+        self._seq = itertools.count()
+
+    def dispatch(self, site: str, base: int, now: float) -> Dispatch:
+        """Start ``site`` on version ``base`` at ``now``; the job, queued."""
+        took = self._job_time(site)
+        if not took > 0:
+            raise ValueError(f"a job at {site} must take some time, got {took}")
+        job = Dispatch(now + took, next(self._seq), site, base, now)
+        heapq.heappush(self._heap, job)
+        return job
+
+    def next(self) -> Dispatch:
+        """The job in flight that finishes first, taken off the queue."""
+        return heapq.heappop(self._heap)
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """A trained job's outcome, copied off the executor's buffers."""
+
+    update: Params | None  # None: failed
+    num_examples: int
+    duration_s: float
+    metrics: Mapping[str, float]
+    digest: str | None
+    status: OutcomeStatus = "ok"
+    reason: str | None = None
+    #: Bytes the site sent for it (``[compression]``); None: not counted.
+    bytes_sent: int | None = None
+
+
+class AsyncDriver:
+    """Makes a run's model versions one after the other (see module doc)."""
+
+    def __init__(
+        self, coordinator: Coordinator, run_id: str, recorded: Sequence[RoundRecord]
+    ) -> None:
+        job_time = coordinator.job_time
+        if job_time is None:
+            raise ConfigError(
+                'round.mode = "async" needs the simulation\'s virtual clock to order '
+                "updates reproducibly; this coordinator has none (a deployment). "
+                'Use mode = "sync" here',
+                key="round.mode",
+            )
+        self._c = coordinator
+        self._run_id = run_id
+        cfg = coordinator.config
+        self._rnd = cfg.round
+        self._uniform = cfg.strategy.weighting == "uniform"
+        self._schedule = Schedule(job_time)
+        self._roster = eligible(coordinator.executor)
+        self._now = last_time(recorded)
+        self._pending: list[Dispatch] = []  # dispatched, not trained yet
+        self._results: dict[int, _Result] = {}  # by Dispatch.seq
+        self._deferred: list[tuple[Dispatch, _Result]] = []
+        self._sent: dict[str, int] = {}  # bytes of the version's folded updates
+        self._batches = itertools.count(1_000_000 * (1 + len(recorded)))
+
+    def versions(
+        self, first: int, params: Params, state: Params
+    ) -> Iterator[tuple[Params, Params, RoundSummary]]:
+        """Model, state and summary of each version from ``first`` to the last."""
+        from accord.coordinator.runner import Concluding  # runner imports this module
+
+        c, rnd = self._c, self._rnd
+        spec = published_spec(c.config.strategy, params.spec)
+        buffer = FedBuffBuffer(
+            spec,
+            rnd.buffer_size,
+            rule=rnd.staleness_weight,
+            max_share=c.config.strategy.max_weight_share,
+        )
+        version = first - 1
+        for site in self._roster:
+            self._pending.append(self._schedule.dispatch(site, version, self._now))
+        without_update = 0
+        limit = rnd.max_failed_rounds * max(len(self._roster), 1)
+        while version < c.config.federation.rounds:
+            number = version + 1
+            started, t0, since = datetime.now(UTC), c.clock(), self._now
+            outcomes: dict[str, ParticipantOutcome] = {}
+            c.observer.round_started(number, self._roster)
+            waiting, self._deferred = self._deferred, []
+            for job, result in waiting:  # a site's second update, one version on
+                if buffer.full or _has_ok(outcomes, job.site):
+                    self._deferred.append((job, result))
+                else:
+                    self._fold(job, result, version, buffer, outcomes)
+            filler: str | None = None  # whose update filled the buffer
+            while not buffer.full:
+                job = self._schedule.next()
+                if job.seq not in self._results:
+                    self._flush(params)
+                result = self._results.pop(job.seq)
+                self._now = job.finish
+                if _has_ok(outcomes, job.site) and result.update is not None:
+                    self._deferred.append((job, result))
+                else:
+                    ok = self._fold(job, result, version, buffer, outcomes)
+                    without_update = 0 if ok else without_update + 1
+                    if without_update >= limit:
+                        raise RunAborted(
+                            f"no valid update in {without_update} async jobs in a "
+                            f"row; see `accord runs show {self._run_id}`"
+                        )
+                if buffer.full:  # it gets the new version, made below
+                    filler = job.site
+                else:
+                    self._pending.append(
+                        self._schedule.dispatch(job.site, version, self._now)
+                    )
+            self._flush(params)  # what trains from this version, before it goes
+            delta = buffer.take()
+            sent, self._sent = self._sent, {}
+            record_transfers(
+                c.store,
+                self._run_id,
+                number,
+                sent,
+                method=c.config.compression.method,
+                dense=spec.packed_nbytes,
+            )
+            ordered = tuple(outcomes.values())
+            params, state, summary = c.conclude(
+                self._run_id,
+                Concluding(
+                    number=number,
+                    started=started,
+                    t0=t0,
+                    selected=tuple(outcomes),
+                    outcomes=ordered,
+                    succeeded=sum(o.status == "ok" for o in ordered),
+                    reason=None,
+                    extra_metrics=(MetricValue(CLOCK, None, VIRTUAL_TIME, self._now),),
+                    duration_s=self._now - since,
+                ),
+                params,
+                state,
+                delta,
+            )
+            version = number
+            if filler is not None:
+                self._pending.append(
+                    self._schedule.dispatch(filler, version, self._now)
+                )
+            yield params, state, summary
+
+    def _fold(
+        self,
+        job: Dispatch,
+        result: _Result,
+        version: int,
+        buffer: FedBuffBuffer,
+        outcomes: dict[str, ParticipantOutcome],
+    ) -> bool:
+        """Judge one result and fold it if valid; record its outcome. True if folded."""
+        staleness = version - job.base
+        facts = {"staleness": float(staleness), "base_version": float(job.base)}
+        if result.update is None:
+            self._record(
+                outcomes, version, _outcome(job.site, result, result.status, facts)
+            )
+            return False
+        c = self._c
+        reason: str | None = None
+        if staleness > self._rnd.max_staleness:
+            reason = (
+                f"stale: trained from version {job.base}, {staleness} versions "
+                f"behind version {version}, above round.max_staleness = "
+                f"{self._rnd.max_staleness}; not aggregated"
+            )
+        else:
+            try:
+                validate_update(
+                    buffer.spec,
+                    result.update,
+                    result.num_examples,
+                    participant=job.site,
+                    bounds=c.bounds,
+                    max_norm=c.config.strategy.max_update_norm,
+                )
+            except UpdateRejected as exc:
+                reason = exc.reason
+        if reason is not None:
+            logger.info("%s: update refused: %s", job.site, reason)
+            refused = _Result(None, 0, result.duration_s, {}, None, "rejected", reason)
+            self._record(
+                outcomes, version, _outcome(job.site, refused, "rejected", facts)
+            )
+            return False
+        weight = 1.0 if self._uniform else float(result.num_examples)
+        facts["staleness_weight"] = buffer.add(result.update, weight, staleness)
+        if result.bytes_sent is not None:
+            self._sent[job.site] = result.bytes_sent
+        self._record(outcomes, version, _outcome(job.site, result, "ok", facts))
+        return True
+
+    def _record(
+        self,
+        outcomes: dict[str, ParticipantOutcome],
+        version: int,
+        outcome: ParticipantOutcome,
+    ) -> None:
+        """Keep ``outcome`` for the version being made, and tell the observer.
+
+        A refused or failed job is also recorded as a run event
+        (:data:`REFUSED_EVENT`), since a site's later valid update in the same
+        version takes its place among the version's outcomes (one per site).
+        """
+        site = outcome.participant
+        if outcome.status != "ok":
+            self._c.store.record_event(
+                self._run_id,
+                round=version + 1,
+                participant=site,
+                kind=REFUSED_EVENT,
+                detail=f"{outcome.status}: {outcome.reason}",
+            )
+        prior = outcomes.get(site)
+        if prior is None or (prior.status != "ok" and outcome.status == "ok"):
+            outcomes[site] = outcome
+        self._c.observer.participant_finished(version + 1, outcome)
+
+    def _flush(self, params: Params) -> None:
+        """Train every dispatched job not trained yet, in one batch from ``params``.
+
+        They all start from the current version: the executor publishes it
+        (the coordinator did, when it made it). Each result is copied off the
+        executor's buffers and kept until the virtual clock reaches it.
+        """
+        jobs, self._pending = self._pending, []
+        if not jobs:
+            return
+        c = self._c
+        batch = next(self._batches)
+        by_site = {j.site: j for j in jobs}
+        if len(by_site) != len(jobs):
+            raise RuntimeError("a site was dispatched twice in one batch")
+        c.executor.submit_train(batch, c.jobs(self._run_id, batch, list(by_site)))
+        answered: set[str] = set()
+
+        def handle(event: Event) -> None:
+            if isinstance(event, TrainDone):
+                job = by_site.get(event.participant)
+                if event.round != batch or job is None or job.site in answered:
+                    c.executor.release(event)
+                    return
+                try:
+                    self._results[job.seq] = _Result(
+                        event.update.copy(),
+                        event.num_examples,
+                        event.duration_s,
+                        dict(event.metrics),
+                        event.update_digest,
+                        bytes_sent=event.bytes_sent,
+                    )
+                finally:
+                    c.executor.release(event)
+                answered.add(job.site)
+            elif isinstance(event, JobFailed) and event.kind == "train":
+                job = by_site.get(event.participant)
+                if event.round != batch or job is None or job.site in answered:
+                    return
+                self._results[job.seq] = _failed(event)
+                answered.add(job.site)
+
+        def expire(late: tuple[str, ...]) -> None:
+            for site in late:
+                job = by_site[site]
+                reason = f"no update within the deadline ({self._rnd.deadline_s:g} s)"
+                self._results[job.seq] = _Result(
+                    None, 0, self._rnd.deadline_s, {}, None, "timeout", reason
+                )
+                answered.add(site)
+
+        collect(
+            c.executor,
+            round_number=batch,
+            deadline=c.clock() + self._rnd.deadline_s,
+            clock=c.clock,
+            finished=lambda: len(answered) == len(by_site),
+            pending=lambda: [s for s in by_site if s not in answered],
+            handle=handle,
+            expire=expire,
+        )
+
+
+def _has_ok(outcomes: Mapping[str, ParticipantOutcome], site: str) -> bool:
+    """Whether ``site`` already has an update in the version being made."""
+    prior = outcomes.get(site)
+    return prior is not None and prior.status == "ok"
+
+
+def _failed(event: JobFailed) -> _Result:
+    return _Result(None, 0, event.duration_s, {}, None, event.status, event.reason)
+
+
+def _outcome(
+    site: str, result: _Result, status: OutcomeStatus, facts: Mapping[str, float]
+) -> ParticipantOutcome:
+    """The recorded outcome of one async job, its staleness in its metrics."""
+    ok = status == "ok"
+    return ParticipantOutcome(
+        participant=site,
+        status=status,
+        reason=result.reason,
+        num_examples=result.num_examples if ok else 0,
+        update_digest=result.digest if ok else None,
+        duration_s=result.duration_s,
+        metrics={**result.metrics, **facts} if ok else dict(facts),
+    )
+
+
+def last_time(recorded: Sequence[RoundRecord]) -> float:
+    """The virtual time of the last recorded version (0 for a new run)."""
+    for record in reversed(recorded):
+        for m in record.metrics:
+            if m.scope == CLOCK and m.name == VIRTUAL_TIME and m.participant is None:
+                return m.value
+    return 0.0
