@@ -26,6 +26,7 @@ from accord.coordinator.executor import (
     TrainJob,
 )
 from accord.coordinator.runner import Coordinator
+from accord.coordinator.transfers import per_round
 from accord.params import Params
 from accord.simulation.context import build_context
 from accord.simulation.engine import simulate
@@ -224,3 +225,30 @@ def test_a_replayed_message_is_refused_and_recorded(tmp_path):
     assert outcome.status == "rejected"
     assert "site-00" in outcome.reason
     assert record.status == "completed"  # five of six, above the threshold
+
+
+@pytest.mark.parametrize("method", ["q8", "q4"])
+def test_quantized_masking_keeps_the_sum_through_a_dropout(tmp_path, method):
+    # q4 sums at most 7 sites; six fit. One site drops before its masked input.
+    extra = {
+        "federation": {"rounds": 1},
+        "secure_aggregation": {"clip": 0.5, "max_examples": 300},
+    }
+    silent = {"site-03": "share_keys"}
+    fixed, fixed_store, _ = run_with(make_config(tmp_path, **extra), silent)
+    packed, packed_store, _ = run_with(
+        make_config(tmp_path, compression={"method": method}, **extra), silent
+    )
+    assert [r.succeeded for r in packed.rounds] == [5]
+    # Each site's integer is within one unit (max_weight * clip / m) of its
+    # weighted value, so the mean moves by less than 5 units / total weight.
+    m = (2 ** (8 if method == "q8" else 4) - 1) // (2 * 6)
+    assert 0 < max_diff(packed.params, fixed.params) < 5 * 0.5 / m / 2.0
+    # What travelled: the 650 values packed 4 (or 8) to a word, plus the weight
+    # word, in the same message frame as the 651 fixed-point words.
+    (sent_fixed,) = per_round(fixed_store.events(fixed.run_id))
+    (sent_packed,) = per_round(packed_store.events(packed.run_id))
+    frame = sent_fixed.sent // 5 - 4 * 651
+    per_word = 4 if method == "q8" else 8
+    assert sent_packed.sent == 5 * (4 * (-(-650 // per_word) + 1) + frame)
+    assert (sent_packed.method, sent_packed.sites) == (method, 5)
