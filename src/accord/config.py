@@ -815,7 +815,9 @@ class CompressionConfig(_Section):
 
     ``q8``/``q4``: stochastic 8- or 4-bit quantization per tensor; ``topk``: the
     ``fraction`` largest values with error feedback
-    (:mod:`accord.transforms.compression`). Simulation only for now.
+    (:mod:`accord.transforms.compression`). Under masking secure aggregation,
+    ``q8``/``q4`` pack quantized integers into the ring instead
+    (:mod:`accord.secagg.packed`). Simulation only for now.
     """
 
     method: Literal["none", "q8", "q4", "topk"] = "none"
