@@ -277,7 +277,10 @@ class SecureCollector:
         if noise is not None:
             delta = Params.unflatten(self._spec, total)
             return SecureOutcome(self._book.ordered(), n, delta, None, float(n))
-        weighted, weight = self.job.decode(result.total, n, self._spec.size)
+        try:
+            weighted, weight = self.job.decode(result.total, n, self._spec.size)
+        except ValueError as exc:  # a packed sum no honest inputs give
+            return SecureOutcome(self._book.ordered(), n, None, str(exc))
         if weight <= self.job.encoding.weight_bound:
             return SecureOutcome(
                 self._book.ordered(),
