@@ -3,9 +3,10 @@
 The example's federation (ten sites, Dirichlet alpha = 0.5, the PyTorch MLP, 30
 rounds, two worker processes) runs under masking, once with the 32-bit
 fixed-point encoding and once with ``q8`` (8-bit integers packed four to a ring
-word, :mod:`accord.secagg.packed`). Both use the same declared range (``clip =
-0.25``) and weight cap (``max_examples = 228``, the largest site). Bytes are the
-masked inputs the sites actually sent, as recorded per site per round.
+word, :mod:`accord.secagg.packed`). Both use the same declared range
+(``clip = 0.05``, which clips a few values) and weight cap (``max_examples =
+228``, the largest site). Bytes are the masked inputs the sites actually
+sent, as recorded per site per round.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _run(repo: Path, tmp_path: Path, method: str) -> tuple[float, int]:
         evaluation={"federated": False, "baselines": False},
         store={"directory": str(tmp_path / method), "checkpoints": False},
         compression={"method": method},
-        secure_aggregation={"mode": "masking", "clip": 0.25, "max_examples": 228},
+        secure_aggregation={"mode": "masking", "clip": 0.05, "max_examples": 228},
     )
     store = SqlStore(f"sqlite:///{tmp_path / method}.db")
     try:
