@@ -815,7 +815,9 @@ class CompressionConfig(_Section):
 
     ``q8``/``q4``: stochastic 8- or 4-bit quantization per tensor; ``topk``: the
     ``fraction`` largest values with error feedback
-    (:mod:`accord.transforms.compression`). Simulation only for now.
+    (:mod:`accord.transforms.compression`). Under masking secure aggregation,
+    ``q8``/``q4`` pack quantized integers into the ring instead
+    (:mod:`accord.secagg.packed`). Simulation only for now.
     """
 
     method: Literal["none", "q8", "q4", "topk"] = "none"
@@ -1201,12 +1203,38 @@ def _check_compression(cfg: FedConfig) -> None:
             'dense vector; use method = "q8" without secure aggregation, or "none"',
             key="compression.method",
         )
-    if method in ("q8", "q4") and secure != "off":
+    if method in ("q8", "q4") and secure == "ckks":
         raise ConfigError(
-            f"{method} is not implemented with secure aggregation: the secure "
-            "encoding already sends each value as a fixed-point element of a 2^32 "
-            "ring, and masks would have to be drawn in the quantized ring instead; "
-            'use method = "none" with secure aggregation',
+            f"{method} does not compose with CKKS: ciphertexts of quantized values "
+            'are no smaller; use mode = "masking" (quantized sums are packed '
+            'there) or method = "none"',
+            key="compression.method",
+        )
+    if method in ("q8", "q4") and secure == "masking":
+        _check_quantized_masking(cfg, bits=8 if method == "q8" else 4)
+
+
+def _check_quantized_masking(cfg: FedConfig, *, bits: int) -> None:
+    """Refuse q8/q4 under masking where the packed ring field would overflow."""
+    method = cfg.compression.method
+    if cfg.privacy.level == "participant":
+        raise ConfigError(
+            f"{method} with masking does not carry distributed DP noise: each "
+            "site's noise share needs the 32-bit fixed-point encoding; use "
+            'method = "none" with privacy.level = "participant"',
+            key="compression.method",
+        )
+    most = ((1 << bits) - 1) // 2
+    if cfg.data.partition == "natural" and cfg.selection.count is None:
+        return  # the number of sites is the data's: checked when a round starts
+    sites = cfg.selection.count or cfg.data.sites
+    if sites > most:
+        raise ConfigError(
+            f"{method} under secure aggregation sums {bits}-bit integers in one "
+            f"{bits}-bit field of the ring: {sites} sites x 2 x max|q| must stay "
+            f"below 2^{bits}, so it sums at most {most} sites per round. Use "
+            + ('method = "q8", ' if bits == 4 else "")
+            + 'fewer sites per round ([selection] count) or method = "none"',
             key="compression.method",
         )
 

@@ -10,6 +10,7 @@ the plain weighted mean, within the encoding's error.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,11 +27,14 @@ from accord.coordinator.executor import (
     TrainJob,
 )
 from accord.coordinator.runner import Coordinator
+from accord.coordinator.transfers import per_round
 from accord.params import Params
+from accord.secagg.messages import Stage
 from accord.simulation.context import build_context
 from accord.simulation.engine import simulate
 from accord.simulation.inprocess import InProcessExecutor
 from accord.store import MemoryStore
+from accord.transport.secagg_wire import decode_to_coordinator, encode
 
 STAGES = ["advertise", "share_keys", "masked_input", "consistency", "unmask"]
 SITES = [f"site-{i:02d}" for i in range(6)]
@@ -224,3 +228,63 @@ def test_a_replayed_message_is_refused_and_recorded(tmp_path):
     assert outcome.status == "rejected"
     assert "site-00" in outcome.reason
     assert record.status == "completed"  # five of six, above the threshold
+
+
+@pytest.mark.parametrize("method", ["q8", "q4"])
+def test_quantized_masking_keeps_the_sum_through_a_dropout(tmp_path, method):
+    # q4 sums at most 7 sites; six fit. One site drops before its masked input.
+    extra = {
+        "federation": {"rounds": 1},
+        "secure_aggregation": {"clip": 0.5, "max_examples": 300},
+    }
+    silent = {"site-03": "share_keys"}
+    fixed, fixed_store, _ = run_with(make_config(tmp_path, **extra), silent)
+    packed, packed_store, _ = run_with(
+        make_config(tmp_path, compression={"method": method}, **extra), silent
+    )
+    assert [r.succeeded for r in packed.rounds] == [5]
+    # Each site's integer is within one unit (max_weight * clip / m) of its
+    # weighted value, so the mean moves by less than 5 units / total weight.
+    m = (2 ** (8 if method == "q8" else 4) - 1) // (2 * 6)
+    assert 0 < max_diff(packed.params, fixed.params) < 5 * 0.5 / m / 2.0
+    # What travelled: the 650 values packed 4 (or 8) to a word, plus the weight
+    # word, in the same message frame as the 651 fixed-point words.
+    (sent_fixed,) = per_round(fixed_store.events(fixed.run_id))
+    (sent_packed,) = per_round(packed_store.events(packed.run_id))
+    frame = sent_fixed.sent // 5 - 4 * 651
+    per_word = 4 if method == "q8" else 8
+    assert sent_packed.sent == 5 * (4 * (-(-650 // per_word) + 1) + frame)
+    assert (sent_packed.method, sent_packed.sites) == (method, 5)
+
+
+def test_a_packed_input_no_honest_site_sends_fails_the_round(tmp_path):
+    """A site whose masked input is garbage corrupts the sum: the round says so."""
+    config = make_config(
+        tmp_path, federation={"rounds": 1}, compression={"method": "q8"}
+    )
+    ctx = build_context(config)
+    initial = ctx.task.init_params(config.federation.seed)
+
+    class Forging(Lossy):
+        def next_event(self, timeout):
+            event = super().next_event(timeout)
+            if (
+                isinstance(event, SecAggReply)
+                and event.stage == "masked_input"
+                and event.participant == "site-02"
+            ):
+                message = decode_to_coordinator(event.payload, Stage.MASKED_INPUT)
+                forged = replace(message, vector=b"\xff" * len(message.vector))
+                return replace(event, payload=encode(forged))
+            return event
+
+    store = MemoryStore()
+    executor = Forging(InProcessExecutor(ctx), {})
+    try:
+        result = Coordinator(config, executor=executor, store=store).run(initial)
+    finally:
+        executor.close()
+    (record,) = store.rounds(result.run_id)
+    assert record.status == "failed"
+    assert "exceeds what the contributors" in result.rounds[0].reason
+    assert result.params.digest() == initial.digest()

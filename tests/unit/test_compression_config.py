@@ -42,10 +42,52 @@ def test_topk_with_secure_aggregation_is_refused_with_the_reason():
 
 
 @pytest.mark.parametrize("method", ["q8", "q4"])
-@pytest.mark.parametrize("mode", ["masking", "ckks"])
-def test_quantization_with_secure_aggregation_is_refused_with_the_reason(method, mode):
-    with pytest.raises(ConfigError, match="already sends each value as a fixed-point"):
-        load(secure_aggregation=mode, compression={"method": method})
+def test_quantization_with_ckks_is_refused_with_the_reason(method):
+    with pytest.raises(ConfigError, match="does not compose with CKKS"):
+        load(secure_aggregation="ckks", compression={"method": method})
+
+
+@pytest.mark.parametrize(("method", "sites"), [("q8", 10), ("q8", 127), ("q4", 7)])
+def test_quantization_with_masking_loads_where_the_sum_fits(method, sites):
+    cfg = load(
+        data={"dataset": "digits", "sites": sites},
+        secure_aggregation="masking",
+        compression={"method": method},
+    )
+    assert (cfg.compression.method, cfg.secure_aggregation.mode) == (method, "masking")
+
+
+@pytest.mark.parametrize(
+    ("method", "sites", "most"), [("q8", 128, 127), ("q4", 10, 7), ("q4", 8, 7)]
+)
+def test_quantization_with_masking_refuses_a_sum_that_would_overflow(
+    method, sites, most
+):
+    with pytest.raises(ConfigError, match=f"sums at most {most} sites per round"):
+        load(
+            data={"dataset": "digits", "sites": sites},
+            secure_aggregation="masking",
+            compression={"method": method},
+        )
+
+
+def test_quantization_with_masking_counts_the_sites_selected_per_round():
+    cfg = load(
+        data={"dataset": "digits", "sites": 10},
+        selection={"count": 5},
+        secure_aggregation="masking",
+        compression={"method": "q4"},
+    )
+    assert cfg.selection.count == 5
+
+
+def test_quantization_with_masking_and_distributed_noise_is_refused():
+    with pytest.raises(ConfigError, match="does not carry distributed DP noise"):
+        load(
+            secure_aggregation="masking",
+            compression={"method": "q8"},
+            privacy={"level": "participant", "noise_multiplier": 1.0, "clip": 1.0},
+        )
 
 
 @pytest.mark.parametrize("method", ["q8", "q4", "topk"])

@@ -115,6 +115,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Bits per value in the masking ring by ``[compression] method``: quantized
+#: updates are packed several to a word (:mod:`accord.secagg.packed`).
+_RING_BITS = {"q8": 8, "q4": 4}
+
 CentralEval = Callable[[Params], Mapping[str, float]]
 
 
@@ -843,11 +847,21 @@ class Coordinator:
                 clock=self._clock,
                 on_outcome=report,
                 privacy=self._privacy,
+                bits=_RING_BITS.get(self.config.compression.method, 32),
             )
         self._observer.round_started(number, plan.selected)
         out = collector.run(
             self._jobs(run_id, number, plan.selected), t0 + self.config.round.deadline_s
         )
+        if isinstance(collector, SecureCollector):
+            record_transfers(
+                self._store,
+                run_id,
+                number,
+                collector.sent,
+                method=self.config.compression.method,
+                dense=params.spec.packed_nbytes,
+            )
         if out.reason is not None:
             logger.info("round %d failed: %s", number, out.reason)
         return out.outcomes, out.succeeded, out.delta, out.reason

@@ -39,6 +39,7 @@ from accord.records import ParticipantOutcome
 from accord.secagg.config import SecAggConfig
 from accord.secagg.encoding import FixedPointEncoding
 from accord.secagg.messages import Stage
+from accord.secagg.packed import PackedEncoding
 from accord.secagg.server import SecAggResult, SecAggServer
 from accord.secagg.session import SecureJob, check_secure_spec
 
@@ -81,6 +82,7 @@ class OutcomeBook:
         self._outcomes: dict[str, ParticipantOutcome] = {}
         self._digest: dict[str, str] = {}
         self._duration: dict[str, float] = {}
+        self._sent: dict[str, int] = {}
 
     def spent(self, who: str, seconds: float) -> None:
         """Add a stage's reported time to ``who``'s total."""
@@ -89,6 +91,11 @@ class OutcomeBook:
     def contributed(self, who: str, sent: bytes) -> None:
         """``who``'s hidden update is in the sum; keep the digest of what it sent."""
         self._digest[who] = hashlib.sha256(sent).hexdigest()
+        self._sent[who] = len(sent)
+
+    def sent(self) -> dict[str, int]:
+        """Bytes of the masked input each contributor sent (what carries the update)."""
+        return dict(self._sent)
 
     def has_contributed(self, who: str) -> bool:
         """True once ``who``'s hidden update is in the sum."""
@@ -133,8 +140,10 @@ class SecureCollector:
         clock: Callable[[], float],
         on_outcome: Callable[[ParticipantOutcome], None] = lambda _: None,
         privacy: CentralPrivacy | None = None,
+        bits: int = 32,
     ) -> None:
         check_secure_spec(spec)
+        self._bits = bits
         self._privacy = privacy
         self._ex = executor
         self._settings = settings
@@ -156,8 +165,8 @@ class SecureCollector:
                     p, "failed", "no identity key: it cannot take part in secure rounds"
                 )
         roster = tuple(sorted(p for p in plan.selected if p in keys))
-        vector_size = FixedPointEncoding.words(self._spec.size)
         try:
+            vector_size = self._vector_size(len(roster))
             base = SecAggConfig.create(
                 run_id=self._run_id,
                 round_number=plan.number,
@@ -186,9 +195,25 @@ class SecureCollector:
             identity_keys=tuple((p, keys[p].hex()) for p in roster),
             noise=noise,
             noise_seed=noise_seed,
+            bits=self._bits,
         )
         self._alive = set(roster)
         return job, SecAggServer(base)
+
+    @property
+    def sent(self) -> dict[str, int]:
+        """Bytes of the masked input each contributor sent, so far."""
+        return self._book.sent()
+
+    def _vector_size(self, roster: int) -> int:
+        """Ring words of the round's updates; ConfigError if the roster overflows."""
+        if self._bits == 32:
+            return FixedPointEncoding.words(self._spec.size)
+        try:
+            packed = PackedEncoding(self._bits, self._settings.clip, roster)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="compression.method") from None
+        return packed.words(self._spec.size)
 
     def run(self, jobs: Sequence[TrainJob], training_deadline: float) -> SecureOutcome:
         """Train, then run every stage; ``training_deadline`` is on the clock."""
@@ -252,9 +277,11 @@ class SecureCollector:
         if noise is not None:
             delta = Params.unflatten(self._spec, total)
             return SecureOutcome(self._book.ordered(), n, delta, None, float(n))
-        encoding = self.job.encoding
-        weighted, weight = encoding.decode(result.total)
-        if weight <= encoding.weight_bound:
+        try:
+            weighted, weight = self.job.decode(result.total, n, self._spec.size)
+        except ValueError as exc:  # a packed sum no honest inputs give
+            return SecureOutcome(self._book.ordered(), n, None, str(exc))
+        if weight <= self.job.encoding.weight_bound:
             return SecureOutcome(
                 self._book.ordered(),
                 n,

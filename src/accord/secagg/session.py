@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from accord.errors import ConfigError, SecAggAborted
 from accord.params import Params, ParamSpec
@@ -54,6 +55,7 @@ from accord.secagg.messages import (
     ToCoordinator,
 )
 from accord.secagg.noised import DistributedNoise
+from accord.secagg.packed import PackedEncoding
 from accord.secagg.participant import SecAggParticipant
 
 __all__ = ["SecureJob", "SecureSession", "check_secure_spec"]
@@ -99,6 +101,9 @@ class SecureJob:
     identity_keys: tuple[tuple[str, str], ...] = ()
     noise: DistributedNoise | None = None
     noise_seed: int | None = None
+    #: Bits per value in the ring: 32 (fixed point), or 8 / 4 (``q8``/``q4``
+    #: quantization packed several to a word, :mod:`accord.secagg.packed`).
+    bits: int = 32
 
     def __post_init__(self) -> None:
         if list(self.roster) != sorted(set(self.roster)) or not self.roster:
@@ -109,8 +114,13 @@ class SecureJob:
             self._check_noise(self.noise)
         elif self.noise_seed is not None:
             raise ValueError("a noise seed without distributed noise")
+        if self.bits != 32 and self.noise is not None:
+            raise ValueError(
+                "quantized secure rounds do not carry distributed noise: the noise "
+                "share needs the 32-bit fixed-point encoding"
+            )
         # Both checks raise ValueError or ConfigError with a readable reason.
-        FixedPointEncoding(self.clip, len(self.roster))
+        self.encoding  # noqa: B018 - built for its checks (the headroom above all)
 
     def _check_noise(self, noise: DistributedNoise) -> None:
         if noise.participants != len(self.roster) or noise.threshold != self.threshold:
@@ -126,9 +136,24 @@ class SecureJob:
             raise ValueError(refusal)
 
     @property
-    def encoding(self) -> FixedPointEncoding:
-        """How floats become ring words in this round."""
-        return FixedPointEncoding(self.clip, len(self.roster), max_weight=1.0)
+    def encoding(self) -> FixedPointEncoding | PackedEncoding:
+        """How floats become ring words in this round (by :attr:`bits`)."""
+        if self.bits == 32:
+            return FixedPointEncoding(self.clip, len(self.roster), max_weight=1.0)
+        return PackedEncoding(self.bits, self.clip, len(self.roster), max_weight=1.0)
+
+    def words(self, values: int) -> int:
+        """Ring words of an update of ``values`` floats in this round."""
+        return self.encoding.words(values)
+
+    def decode(
+        self, total: npt.NDArray[np.uint32], contributors: int, values: int
+    ) -> tuple[npt.NDArray[np.float64], float]:
+        """The unmasked ring total as (``sum w_i x_i``, ``sum w_i``)."""
+        encoding = self.encoding
+        if isinstance(encoding, PackedEncoding):
+            return encoding.decode(total, contributors, values)
+        return encoding.decode(total)
 
     def weight(self, num_examples: int) -> float:
         """A site's weight in ``[0, 1]``: its examples over the declared cap."""
@@ -179,6 +204,7 @@ class SecureJob:
                 noise_seed=None
                 if raw.get("noise_seed") is None
                 else int(raw["noise_seed"]),
+                bits=int(raw.get("bits", 32)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a valid secure-aggregation job: {exc}") from None
@@ -223,10 +249,10 @@ class SecureSession:
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
         config = job.config(keys)
-        if config.vector_size != FixedPointEncoding.words(update.size):
+        if config.vector_size != job.words(update.size):
             raise SecAggAborted(
-                f"the round expects {config.vector_size - 1} values, the update has "
-                f"{update.size}",
+                f"the round expects {config.vector_size} ring words, the update of "
+                f"{update.size} values makes {job.words(update.size)}",
                 stage="advertise",
             )
         rng = np.random.default_rng(seed)
