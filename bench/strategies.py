@@ -234,7 +234,15 @@ def flower_cells(
     try:
         (flower,) = run_peer_script(
             Path(__file__).resolve().parent / "flower_strategies.py",
-            ["--manifests", ",".join(str(m) for m in manifests)],
+            [
+                "--manifests",
+                ",".join(str(m) for m in manifests),
+                *(
+                    []
+                    if args.server_lr is None
+                    else ["--server-lr", str(args.server_lr)]
+                ),
+            ],
             repeats=1,
             tag=args.dataset,
             timeout_s=7200,
