@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -47,7 +48,7 @@ from typing import Any
 from peer import RAW_DIR, FlowerVenvMissing, PeerError, run_peer_script, venv_python
 from peer_data import export_federation
 
-from accord.config import FedConfig, config_from_mapping
+from accord.config import FedConfig, config_from_mapping, load_config
 from accord.simulation.engine import simulate
 from accord.store import MemoryStore
 
@@ -64,7 +65,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 
 
 def config(
-    alpha: float,
+    alpha: float | str,
     seed: int,
     strategy: dict[str, Any],
     args: argparse.Namespace,
@@ -72,7 +73,28 @@ def config(
     baselines: bool,
     state: Path,
 ) -> FedConfig:
-    """One federation: the dataset, 10 Dirichlet sites, the numpy MLP."""
+    """One federation: the dataset, 10 Dirichlet sites, the numpy MLP.
+
+    With ``--example``, the example's own ``fed.toml`` instead (its natural split,
+    task and local training), with the strategy, rounds, epochs, seed and
+    evaluation replaced so every strategy and pooled see the same passes.
+    """
+    evaluation = {
+        "federated": True,
+        "every": args.rounds,
+        "baselines": baselines,
+        "metric": args.metric,
+    }
+    if args.example is not None:
+        return load_config(
+            args.example,
+            federation={"rounds": args.rounds, "seed": seed},
+            train={"epochs": args.epochs},
+            strategy={**strategy, "max_weight_share": 1.0},
+            evaluation=evaluation,
+            simulation={"workers": 0},
+            store={"directory": str(state)},
+        )
     return config_from_mapping(
         {
             "federation": {
@@ -93,12 +115,7 @@ def config(
             },
             "train": {"epochs": args.epochs, "batch_size": 32, "learning_rate": 0.05},
             "strategy": {**strategy, "max_weight_share": 1.0},
-            "evaluation": {
-                "federated": True,
-                "every": args.rounds,
-                "baselines": baselines,
-                "metric": "accuracy",
-            },
+            "evaluation": evaluation,
             "simulation": {"workers": 0},
             "store": {"directory": str(state)},
         }
@@ -106,24 +123,31 @@ def config(
 
 
 def run_one(
-    alpha: float, seed: int, name: str, args: argparse.Namespace, state: Path
+    alpha: float | str, seed: int, name: str, args: argparse.Namespace, state: Path
 ) -> dict[str, float]:
-    """Final central accuracy, worst site's holdout accuracy, pooled (FedAvg only)."""
+    """Final central metric, worst site's holdout metric, pooled (FedAvg only)."""
     baselines = name == "FedAvg"
-    cfg = config(alpha, seed, STRATEGIES[name], args, baselines=baselines, state=state)
+    strategy = dict(STRATEGIES[name])
+    if args.server_lr is not None and "server_optimizer" in strategy:
+        strategy["server_lr"] = args.server_lr
+    cfg = config(alpha, seed, strategy, args, baselines=baselines, state=state)
     t0 = time.perf_counter()
     store = MemoryStore()
     result = simulate(cfg, store=store)
     last = store.rounds(result.run.run_id)[-1]
+    metric = args.metric
     central = [
-        m.value for m in last.metrics if (m.scope, m.name) == ("central", "accuracy")
+        m.value for m in last.metrics if (m.scope, m.name) == ("central", metric)
     ]
-    sites = [m.value for m in last.metrics if (m.scope, m.name) == ("site", "accuracy")]
+    sites = [m.value for m in last.metrics if (m.scope, m.name) == ("site", metric)]
+    if not central:
+        raise SystemExit(f"strategies: no central {metric!r} in the last round")
     out = {"accuracy": central[0], "seconds": time.perf_counter() - t0}
-    if sites:
-        out["worst_site"] = min(sites)
+    finite = [v for v in sites if math.isfinite(v)]
+    if finite:
+        out["worst_site"] = min(finite)
     if result.comparison is not None:
-        out["pooled"] = result.comparison.pooled["accuracy"]
+        out["pooled"] = result.comparison.pooled[metric]
     return out
 
 
@@ -136,11 +160,39 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(STRATEGIES))
     parser.add_argument("--dataset", default="digits", help="digits, fashion_mnist")
     parser.add_argument(
+        "--example",
+        type=Path,
+        default=None,
+        help="an example's fed.toml (e.g. examples/lending_club/fed.toml): its "
+        "natural split, task and training instead of --dataset/--alphas",
+    )
+    parser.add_argument(
+        "--server-lr",
+        type=float,
+        default=None,
+        help="server lr of FedAdam/FedYogi/FedAdagrad (default 0.03)",
+    )
+    parser.add_argument(
+        "--metric",
+        default="accuracy",
+        help="the headline metric (accuracy, auc, loss); auc for a natural split",
+    )
+    parser.add_argument(
         "--flower",
         action="store_true",
         help="also run Flower's FedAvg/FedProx/FedAdam/FedYogi on the same splits",
     )
     args = parser.parse_args()
+    unknown = [n for n in args.only if n not in STRATEGIES]
+    if unknown:
+        parser.error(f"unknown strategies {unknown}; known: {list(STRATEGIES)}")
+    if args.example is not None:
+        if not args.example.is_file():
+            parser.error(f"--example {args.example}: no such fed.toml")
+        if args.flower:
+            parser.error("--flower runs on the Dirichlet splits only, not --example")
+        args.dataset = args.example.parent.name
+        args.alphas = ["natural"]
     if args.flower:
         try:
             venv_python()
@@ -159,7 +211,11 @@ def main() -> None:
         if args.flower:
             flower_cells(results, args, Path(tmp))
     summary = table(results, args)
-    print(json.dumps({"workload": "strategies", "args": vars(args), **summary}))
+    print(
+        json.dumps(
+            {"workload": "strategies", "args": vars(args), **summary}, default=str
+        )
+    )
 
 
 def flower_cells(
@@ -178,7 +234,15 @@ def flower_cells(
     try:
         (flower,) = run_peer_script(
             Path(__file__).resolve().parent / "flower_strategies.py",
-            ["--manifests", ",".join(str(m) for m in manifests)],
+            [
+                "--manifests",
+                ",".join(str(m) for m in manifests),
+                *(
+                    []
+                    if args.server_lr is None
+                    else ["--server-lr", str(args.server_lr)]
+                ),
+            ],
             repeats=1,
             tag=args.dataset,
             timeout_s=7200,
@@ -198,12 +262,14 @@ def table(
 ) -> dict[str, Any]:
     """Print the Markdown table; return the figures."""
     figures: dict[str, Any] = {}
+    where = "natural split" if args.example is not None else "10 sites, numpy MLP"
+    lr = "" if args.server_lr is None else f", server lr {args.server_lr}"
     print(
-        f"{args.dataset}, 10 sites, numpy MLP, "
-        f"{args.rounds} rounds x {args.epochs} epoch(s), "
+        f"{args.dataset}, {where}, "
+        f"{args.rounds} rounds x {args.epochs} epoch(s){lr}, "
         f"mean over seeds {args.seeds}\n"
     )
-    print("| alpha | strategy | accuracy | / pooled | worst site |")
+    print(f"| alpha | strategy | {args.metric} | / pooled | worst site |")
     print("|---|---|---|---|---|")
     for alpha, per in results.items():
         pooled = statistics.fmean(r["pooled"] for r in per["FedAvg"])

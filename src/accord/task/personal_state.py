@@ -35,6 +35,7 @@ from safetensors.numpy import load_file, save_file
 from accord.errors import ConfigError, StoreError
 from accord.params import Params
 from accord.task.protocol import Task
+from accord.task.site_folder import site_folder
 
 __all__ = [
     "FileStore",
@@ -154,12 +155,7 @@ class FileStore:
 
     def folder(self, site: str) -> Path:
         """Where ``site``'s files are."""
-        if not _SAFE.match(site):
-            raise ConfigError(
-                f"site name {site!r} cannot name a folder "
-                "(letters, digits, '.', '_', '-')"
-            )
-        return self.directory / site
+        return self.directory / site_folder(site)
 
     def _rounds(self, folder: Path) -> list[int]:
         if not folder.is_dir():

@@ -19,7 +19,8 @@ gradient terms:
   ``delta_c`` (rounded once to the tensor's dtype). ``c_i`` itself never leaves.
 
 ``c_i`` is kept in :class:`ControlStore` files, one per round the site trained
-(``<dir>/<run>/<site>/round-NNNNN.safetensors``, written atomically). A round loads
+(``<dir>/<run>/<site>/round-NNNNN.safetensors``, written atomically; ``<site>``
+is :func:`~accord.task.site_folder.site_folder` of the name). A round loads
 the newest file of an *earlier* round, so a round that is trained again after the
 coordinator was interrupted (it was never recorded) starts from the same ``c_i`` as
 the first time: a resumed run matches an uninterrupted one. Older files are pruned.
@@ -48,6 +49,7 @@ from accord.params import Params
 from accord.privacy.dpsgd import DpSgdPlan
 from accord.task.local_strategy import CORRECTION_KEY, LocalStrategy
 from accord.task.protocol import Task, TrainConfig, TrainResult
+from accord.task.site_folder import site_folder
 
 __all__ = ["ControlStore", "StrategySite", "local_steps"]
 
@@ -78,7 +80,7 @@ class ControlStore:
         self.directory = directory
 
     def _folder(self, run: str, site: str) -> Path:
-        return self.directory / _safe(run, "run id") / _safe(site, "site name")
+        return self.directory / _safe(run, "run id") / site_folder(site)
 
     def _rounds(self, folder: Path) -> list[int]:
         if not folder.is_dir():

@@ -158,6 +158,16 @@ def test_a_foreign_head_file_is_refused_naming_it(tmp_path: Path):
         site.personal_model(site.init_params(3), "site-a")
 
 
-def test_a_site_name_that_cannot_be_a_file_is_refused(tmp_path: Path):
-    with pytest.raises(ConfigError, match="cannot name a folder"):
-        FileStore(tmp_path).save("../up", 1, Params({"w": np.zeros(1, np.float32)}))
+def test_a_site_name_with_path_characters_stays_inside_the_store(tmp_path: Path):
+    store = FileStore(tmp_path / "store")
+    store.save("../up", 1, Params({"w": np.ones(1, np.float32)}))
+
+    assert not (tmp_path / "up").exists()
+    assert [p.name for p in (tmp_path / "store").iterdir()] == ["%2E%2E%2Fup"]
+    got = store.load("../up", like=Params({"w": np.zeros(1, np.float32)}), before=2)
+    assert got is not None and got["w"][0] == 1.0
+
+
+def test_an_empty_site_name_is_refused(tmp_path: Path):
+    with pytest.raises(ConfigError, match="empty site name"):
+        FileStore(tmp_path).save("", 1, Params({"w": np.zeros(1, np.float32)}))
