@@ -28,6 +28,12 @@ data pipeline (``bench/peer_data.py``: the same sites, rows and test set) and
 local training, rounds and per-site seeds; its rows are scored on the same test
 set and divided by the same pooled accuracy.
 
+With ``--example FED.TOML`` the federation is an example's own natural split,
+task and ``[train]`` (``examples/lending_club``: 10 states; ``examples/covid``: 8
+clinics) with the rounds, epochs, seed, strategy and evaluation replaced as above;
+``--metric auc`` scores the rare-outcome examples. ``--server-lr`` replaces the
+adaptive strategies' server lr (what was tried is in ``docs/strategies.md``).
+
 Run: ``PYTHONPATH=src .venv/bin/python bench/strategies.py`` (about a minute per
 seed on two cores for digits). Prints a Markdown table, then one JSON line (the
 last line).
