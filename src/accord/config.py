@@ -815,13 +815,18 @@ class CompressionConfig(_Section):
 
     ``q8``/``q4``: stochastic 8- or 4-bit quantization per tensor; ``topk``: the
     ``fraction`` largest values with error feedback
-    (:mod:`accord.transforms.compression`). Under masking secure aggregation,
+    (:mod:`accord.transforms.compression`); ``warmup_rounds``: top-k's density
+    starts higher and falls 4x per round (25 %, 6.25 %, ...) to ``fraction`` over
+    that many first rounds (Deep Gradient Compression's warm-up, Lin et al. 2018;
+    0 turns it off). Under masking secure aggregation,
     ``q8``/``q4`` pack quantized integers into the ring instead
     (:mod:`accord.secagg.packed`). Simulation only for now.
     """
 
     method: Literal["none", "q8", "q4", "topk"] = "none"
     fraction: float = Field(default=0.01, gt=0.0, le=1.0)
+    warmup_rounds: int = Field(default=0, ge=0, le=1000)
+    momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
 class ProfileConfig(_Section):

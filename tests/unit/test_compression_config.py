@@ -93,3 +93,12 @@ def test_quantization_with_masking_and_distributed_noise_is_refused():
 @pytest.mark.parametrize("method", ["q8", "q4", "topk"])
 def test_compression_without_secure_aggregation_loads(method):
     assert load(compression={"method": method}).compression.method == method
+
+
+def test_topk_warm_up_and_momentum_are_off_by_default_and_bounded():
+    cfg = load(compression={"method": "topk"})
+    assert (cfg.compression.warmup_rounds, cfg.compression.momentum) == (0, 0.0)
+    with pytest.raises(ConfigError, match="compression.momentum"):
+        load(compression={"method": "topk", "momentum": 1.0})
+    with pytest.raises(ConfigError, match="compression.warmup_rounds"):
+        load(compression={"method": "topk", "warmup_rounds": -1})

@@ -22,11 +22,18 @@ import numpy as np
 
 from accord.config import CompressionConfig
 from accord.params import Params
-from accord.transforms.compression import Compressor, decode
+from accord.transforms.compression import Compressor, decode, topk_fraction
 
-__all__ = ["SiteCompressors", "decode_into"]
+__all__ = ["SiteCompressors", "decode_into", "round_fraction"]
 
 logger = logging.getLogger(__name__)
+
+
+def round_fraction(config: CompressionConfig, round_number: int) -> float:
+    """Top-k's density in ``round_number``: ``fraction`` after the warm-up."""
+    if config.method != "topk":
+        return config.fraction
+    return topk_fraction(config.fraction, config.warmup_rounds, round_number)
 
 
 class SiteCompressors:
@@ -46,24 +53,36 @@ class SiteCompressors:
         """The bytes ``site`` sends for ``update`` (its residual moves on)."""
         compressor = self._sites.get(site)
         if compressor is None:
-            compressor = Compressor(self._config.method, self._config.fraction)
+            compressor = Compressor(
+                self._config.method,
+                self._config.fraction,
+                momentum=self._config.momentum,
+            )
             self._sites[site] = compressor
         rng = np.random.default_rng(
             [self._seed, round_number, zlib.crc32(site.encode())]
         )
         sizes = [a.size for a in update.values()]
         flat = update.flatten().astype(np.float64, copy=False)
-        payload, _ = compressor.compress(flat, sizes, rng)
+        payload, _ = compressor.compress(
+            flat, sizes, rng, fraction=round_fraction(self._config, round_number)
+        )
         return payload
 
 
-def decode_into(config: CompressionConfig, payload: bytes, out: Params) -> None:
-    """Decode a site's ``payload`` into ``out``; UpdateRejected with the reason."""
+def decode_into(
+    config: CompressionConfig, round_number: int, payload: bytes, out: Params
+) -> None:
+    """Decode a site's ``payload`` for ``round_number`` into ``out``.
+
+    UpdateRejected with the reason when the payload is malformed (top-k's length
+    is that of the round's density, so the round is needed).
+    """
     flat = decode(
         payload,
         [a.size for a in out.values()],
         method=config.method,
-        fraction=config.fraction,
+        fraction=round_fraction(config, round_number),
     )
     start = 0
     for array in out.values():

@@ -229,7 +229,7 @@ class InProcessExecutor:
         """What the site sends, decoded over its buffer as the coordinator would."""
         payload = self._compressors.compress(participant, number, buffer)
         try:
-            decode_into(self._compression, payload, buffer)
+            decode_into(self._compression, number, payload, buffer)
         except UpdateRejected as exc:
             self._spares.append(buffer)
             return JobFailed(

@@ -419,7 +419,7 @@ class ProcessExecutor:
         p, rnd, slot = m["participant"], int(m["round"]), int(m["slot"])
         update = self._spec.view(h.slots[slot].buf, writable=True)
         try:
-            decode_into(self._config.compression, payload, update)
+            decode_into(self._config.compression, rnd, payload, update)
         except UpdateRejected as exc:
             self._send(h, {"op": "release", "slot": slot})
             self._events.append(

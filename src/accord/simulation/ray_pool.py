@@ -443,7 +443,7 @@ class RayExecutor:
         buffer = bytearray(self._nbytes)
         update = self._spec.view(buffer, writable=True)
         try:
-            decode_into(self._config.compression, blob, update)
+            decode_into(self._config.compression, round_number, blob, update)
         except UpdateRejected as exc:
             self._events.append(
                 JobFailed(p, round_number, "train", "rejected", exc.reason, 0.0, True)

@@ -11,7 +11,11 @@ model's tensor order:
 - ``topk``: the ``fraction`` largest values by magnitude, as sorted indices and
   float32 values, with error feedback (Seide et al. 2014; Stich et al. 2018): what
   a site did not send is kept as its residual and added to its next update, so
-  nothing is lost, only delayed.
+  nothing is lost, only delayed. Optionally with Deep Gradient Compression's
+  density warm-up (Lin et al. 2018, section 3.3): over the first rounds the
+  density starts at 25 % and falls 4x per round until it reaches ``fraction``
+  (:func:`topk_fraction`), so the early, large and fast-changing updates are not
+  held back in the residual while the model is far from any optimum.
 
 The body is then deflated with :mod:`zlib` (the codes of a quantized update are
 concentrated near the middle levels and the sorted indices are close together).
@@ -46,6 +50,7 @@ __all__ = [
     "decode",
     "encode",
     "topk_count",
+    "topk_fraction",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +68,22 @@ _MAX_INDEXED = 2**32  # indices are uint32
 def topk_count(size: int, fraction: float) -> int:
     """How many values top-k sends of ``size``: at least one, at most all."""
     return max(1, min(size, math.ceil(fraction * size)))
+
+
+def topk_fraction(fraction: float, warmup_rounds: int, round_number: int) -> float:
+    """Top-k's density in ``round_number`` (1-based) with a warm-up.
+
+    In the first ``warmup_rounds`` rounds the density is ``4 ** -round_number``
+    (25 %, 6.25 %, 1.5625 %, ...: DGC's exponential schedule), never below
+    ``fraction`` and never above 1; afterwards it is ``fraction``. Site and
+    coordinator both derive it from the configuration and the round, so nothing
+    about it travels.
+    """
+    if round_number < 1:
+        raise ValueError(f"rounds are numbered from 1, got {round_number}")
+    if round_number > warmup_rounds:
+        return fraction
+    return min(1.0, max(fraction, 0.25**round_number))
 
 
 def compressed_size(sizes: Sequence[int], method: Method, fraction: float) -> int:
@@ -223,20 +244,36 @@ class Compressor:
 
     method: Method
     fraction: float
+    momentum: float = 0.0
     residual: FloatArray | None = None
+    velocity: FloatArray | None = None
 
     def compress(
-        self, update: FloatArray, sizes: Sequence[int], rng: np.random.Generator
+        self,
+        update: FloatArray,
+        sizes: Sequence[int],
+        rng: np.random.Generator,
+        *,
+        fraction: float | None = None,
     ) -> tuple[bytes, FloatArray]:
-        """The payload for ``update`` and its decoded form; updates the residual."""
+        """The payload for ``update`` and its decoded form; updates the residual.
+
+        ``fraction`` overrides top-k's density for this update (a warm-up round's,
+        :func:`topk_fraction`); the decoder must be given the same.
+        """
+        density = self.fraction if fraction is None else fraction
         if self.method != "topk":
-            return encode(
-                update, sizes, method=self.method, fraction=self.fraction, rng=rng
-            )
+            return encode(update, sizes, method=self.method, fraction=density, rng=rng)
+        if self.momentum > 0.0:
+            if self.velocity is not None and self.velocity.size == update.size:
+                update = self.momentum * self.velocity + update
+            self.velocity = update
         if self.residual is not None and self.residual.size == update.size:
             update = update + self.residual
         payload, sent = encode(
-            update, sizes, method=self.method, fraction=self.fraction, rng=rng
+            update, sizes, method=self.method, fraction=density, rng=rng
         )
+        if self.velocity is not None:
+            self.velocity = np.where(sent != 0.0, 0.0, self.velocity)
         self.residual = update - sent
         return payload, sent

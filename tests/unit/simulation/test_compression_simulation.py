@@ -22,7 +22,14 @@ from accord.simulation.engine import simulate
 from accord.store import SqlStore
 
 
-def _config(tmp_path: Path, method: str, *, workers: int = 0) -> FedConfig:
+def _config(
+    tmp_path: Path,
+    method: str,
+    *,
+    workers: int = 0,
+    warmup_rounds: int = 0,
+    momentum: float = 0.0,
+) -> FedConfig:
     return config_from_mapping(
         {
             "federation": {"rounds": 3, "seed": 2},
@@ -33,7 +40,12 @@ def _config(tmp_path: Path, method: str, *, workers: int = 0) -> FedConfig:
             "profile": {"enabled": False},
             "simulation": {"workers": workers},
             "store": {"directory": str(tmp_path / "runs"), "checkpoints": False},
-            "compression": {"method": method, "fraction": 0.1},
+            "compression": {
+                "method": method,
+                "fraction": 0.1,
+                "warmup_rounds": warmup_rounds,
+                "momentum": momentum,
+            },
         }
     )
 
@@ -63,6 +75,29 @@ def test_bytes_sent_are_recorded_per_site_per_round(
     assert [t.sites for t in per_round(events)] == [3, 3, 3]
     assert all(o.status == "ok" for r in rounds for o in r.outcomes)
     assert rounds[-1].metrics  # it learned enough to be scored
+    accuracy = [m.value for m in rounds[-1].metrics if m.name == "accuracy"]
+    assert accuracy and accuracy[0] > 0.8
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_topk_warm_up_and_momentum_decode_each_round_with_its_density(
+    tmp_path: Path, workers: int
+) -> None:
+    # Arrange: the softmax regression's weights and biases; the warm-up sends 25 % in
+    # round 1, then the 10 % target from round 2 on.
+    config = _config(tmp_path, "topk", workers=workers, warmup_rounds=3, momentum=0.5)
+    store = SqlStore(f"sqlite:///{tmp_path / 'r.db'}")
+    # Act
+    run = simulate(config, store=store).run
+    events = [e for e in store.events(run.run_id) if e.kind == EVENT_KIND]
+    rounds = store.rounds(run.run_id)
+    store.close()
+    # Assert: every payload decoded (no site refused), round 1 the largest.
+    assert all(o.status == "ok" for r in rounds for o in r.outcomes)
+    sent = dict.fromkeys((1, 2, 3), 0)
+    for e in events:
+        sent[e.round] += json.loads(e.detail)["bytes"]
+    assert sent[1] > 1.5 * sent[2] and sent[1] > 1.5 * sent[3]
     accuracy = [m.value for m in rounds[-1].metrics if m.name == "accuracy"]
     assert accuracy and accuracy[0] > 0.8
 

@@ -14,6 +14,7 @@ from accord.transforms.compression import (
     decode,
     encode,
     topk_count,
+    topk_fraction,
 )
 
 SIZES = [300, 7, 1]  # an odd-sized tensor exercises 4-bit padding, 1 a constant
@@ -209,3 +210,54 @@ def test_decompression_bomb_stops_at_the_expected_size() -> None:
     bomb = zlib.compress(b"\0" * 10_000_000)
     with pytest.raises(UpdateRejected, match=r"expected 332 bytes once inflated, got"):
         decode(bomb, SIZES, method="q8", fraction=0.01)
+
+
+def test_topk_fraction_warms_up_four_times_sparser_per_round() -> None:
+    # DGC's schedule: 25 %, 6.25 %, 1.5625 %, then never below the target.
+    assert [topk_fraction(0.01, 3, r) for r in (1, 2, 3, 4, 30)] == [
+        0.25,
+        0.0625,
+        0.015625,
+        0.01,
+        0.01,
+    ]
+    assert topk_fraction(0.1, 3, 2) == 0.1  # 6.25 % would be below the target
+    assert topk_fraction(0.01, 0, 1) == 0.01  # no warm-up
+    with pytest.raises(ValueError, match="numbered from 1"):
+        topk_fraction(0.01, 3, 0)
+
+
+def test_momentum_correction_by_hand() -> None:
+    # Three values, one sent per message, momentum 0.5 (Lin et al. 2018, eq. 5).
+    sizes = [3]
+    compressor = Compressor("topk", 1 / 3, momentum=0.5)
+    rng = np.random.default_rng(0)
+    # Round 1: u = g = (1, 2, 4); v = u; index 2 goes, its velocity is masked.
+    _, first = compressor.compress(np.array([1.0, 2.0, 4.0]), sizes, rng)
+    assert first.tolist() == [0.0, 0.0, 4.0]
+    assert compressor.velocity is not None and compressor.residual is not None
+    assert compressor.velocity.tolist() == [1.0, 2.0, 0.0]
+    assert compressor.residual.tolist() == [1.0, 2.0, 0.0]
+    # Round 2: u = 0.5 (1, 2, 0) + (1, 1, 1) = (1.5, 2, 1);
+    # v = (1, 2, 0) + u = (2.5, 4, 1): index 1 goes (4).
+    _, second = compressor.compress(np.array([1.0, 1.0, 1.0]), sizes, rng)
+    assert second.tolist() == [0.0, 4.0, 0.0]
+    assert compressor.velocity.tolist() == [1.5, 0.0, 1.0]
+    assert compressor.residual.tolist() == [2.5, 0.0, 1.0]
+
+
+def test_without_momentum_no_velocity_is_kept() -> None:
+    compressor = Compressor("topk", 0.01)
+    compressor.compress(_update(), SIZES, np.random.default_rng(0))
+    assert compressor.velocity is None
+
+
+def test_a_warm_up_round_is_decoded_with_its_own_density() -> None:
+    update = _update()
+    payload, sent = Compressor("topk", 0.01).compress(
+        update, SIZES, np.random.default_rng(0), fraction=0.25
+    )
+    assert np.count_nonzero(sent) == topk_count(update.size, 0.25)
+    assert np.array_equal(decode(payload, SIZES, method="topk", fraction=0.25), sent)
+    with pytest.raises(UpdateRejected, match="wrong length"):
+        decode(payload, SIZES, method="topk", fraction=0.01)
