@@ -95,9 +95,9 @@ def test_compression_without_secure_aggregation_loads(method):
     assert load(compression={"method": method}).compression.method == method
 
 
-def test_topk_warm_up_and_momentum_are_off_by_default_and_bounded():
-    cfg = load(compression={"method": "topk"})
-    assert (cfg.compression.warmup_rounds, cfg.compression.momentum) == (0, 0.0)
+def test_topk_warm_up_and_momentum_defaults_and_bounds():
+    c = load(compression={"method": "topk"}).compression
+    assert (c.warmup_rounds, c.momentum, c.momentum_masking) == (3, 0.5, False)
     with pytest.raises(ConfigError, match="compression.momentum"):
         load(compression={"method": "topk", "momentum": 1.0})
     with pytest.raises(ConfigError, match="compression.warmup_rounds"):

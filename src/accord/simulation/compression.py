@@ -57,6 +57,7 @@ class SiteCompressors:
                 self._config.method,
                 self._config.fraction,
                 momentum=self._config.momentum,
+                masking=self._config.momentum_masking,
             )
             self._sites[site] = compressor
         rng = np.random.default_rng(

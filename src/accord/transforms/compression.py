@@ -237,14 +237,16 @@ def decode(
 class Compressor:
     """One site's compression, with top-k's error-feedback residual.
 
-    The residual lives in this object (a simulated site's worker keeps one per
-    site): it is not checkpointed, so a restarted worker or a resumed run starts
+    The residual and the momentum-correction velocity (``momentum`` > 0; masked
+    where a value was sent when ``masking``) live in this object (a simulated
+    site's worker keeps one per site): they are not checkpointed, so a restarted worker or a resumed run starts
     it again from zero, which delays what was still owed but loses nothing sent.
     """
 
     method: Method
     fraction: float
     momentum: float = 0.0
+    masking: bool = False
     residual: FloatArray | None = None
     velocity: FloatArray | None = None
 
@@ -273,7 +275,7 @@ class Compressor:
         payload, sent = encode(
             update, sizes, method=self.method, fraction=density, rng=rng
         )
-        if self.velocity is not None:
+        if self.velocity is not None and self.masking:
             self.velocity = np.where(sent != 0.0, 0.0, self.velocity)
         self.residual = update - sent
         return payload, sent

@@ -228,9 +228,10 @@ def test_topk_fraction_warms_up_four_times_sparser_per_round() -> None:
 
 
 def test_momentum_correction_by_hand() -> None:
-    # Three values, one sent per message, momentum 0.5 (Lin et al. 2018, eq. 5).
+    # Three values, one sent per message, momentum 0.5 with factor masking
+    # (Lin et al. 2018, eqs. 5 and 7).
     sizes = [3]
-    compressor = Compressor("topk", 1 / 3, momentum=0.5)
+    compressor = Compressor("topk", 1 / 3, momentum=0.5, masking=True)
     rng = np.random.default_rng(0)
     # Round 1: u = g = (1, 2, 4); v = u; index 2 goes, its velocity is masked.
     _, first = compressor.compress(np.array([1.0, 2.0, 4.0]), sizes, rng)
@@ -244,6 +245,19 @@ def test_momentum_correction_by_hand() -> None:
     assert second.tolist() == [0.0, 4.0, 0.0]
     assert compressor.velocity.tolist() == [1.5, 0.0, 1.0]
     assert compressor.residual.tolist() == [2.5, 0.0, 1.0]
+
+
+def test_momentum_correction_without_masking_by_hand() -> None:
+    compressor = Compressor("topk", 1 / 3, momentum=0.5)
+    rng = np.random.default_rng(0)
+    compressor.compress(np.array([1.0, 2.0, 4.0]), [3], rng)
+    assert compressor.velocity is not None and compressor.residual is not None
+    assert compressor.velocity.tolist() == [1.0, 2.0, 4.0]  # kept where sent
+    # u = 0.5 (1, 2, 4) + (1, 1, 1) = (1.5, 2, 3); v = (1, 2, 0) + u = (2.5, 4, 3)
+    _, second = compressor.compress(np.array([1.0, 1.0, 1.0]), [3], rng)
+    assert second.tolist() == [0.0, 4.0, 0.0]
+    assert compressor.velocity.tolist() == [1.5, 2.0, 3.0]
+    assert compressor.residual.tolist() == [2.5, 0.0, 3.0]
 
 
 def test_without_momentum_no_velocity_is_kept() -> None:
