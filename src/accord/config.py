@@ -822,9 +822,9 @@ class CompressionConfig(_Section):
     across rounds and feeds it to the error feedback instead of the bare update
     (DGC's momentum correction; 0 turns it off), ``momentum_masking`` zeroes it
     where a value was sent (DGC's factor masking; measured worse here, so off).
-    Defaults measured on digits in ``docs/compression.md``. Under masking secure aggregation,
-    ``q8``/``q4`` pack quantized integers into the ring instead
-    (:mod:`accord.secagg.packed`). Simulation only for now.
+    Defaults measured on digits in ``docs/compression.md``. Under masking
+    secure aggregation, ``q8``/``q4`` pack quantized integers into the ring
+    instead (:mod:`accord.secagg.packed`). Simulation only for now.
     """
 
     method: Literal["none", "q8", "q4", "topk"] = "none"

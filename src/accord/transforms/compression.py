@@ -239,8 +239,9 @@ class Compressor:
 
     The residual and the momentum-correction velocity (``momentum`` > 0; masked
     where a value was sent when ``masking``) live in this object (a simulated
-    site's worker keeps one per site): they are not checkpointed, so a restarted worker or a resumed run starts
-    it again from zero, which delays what was still owed but loses nothing sent.
+    site's worker keeps one per site): they are not checkpointed, so a restarted
+    worker or a resumed run starts them again from zero, which delays what was
+    still owed but loses nothing sent.
     """
 
     method: Method
