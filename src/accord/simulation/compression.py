@@ -6,11 +6,12 @@ momentum-correction velocity per site, in memory: a worker that restarts, or a
 resumed run, starts them from zero again (what was owed is dropped, nothing sent
 is lost). Top-k's density in a warm-up round (:func:`round_fraction`) is derived
 from the configuration and the round number on both sides, so the coordinator
-decodes each round's payload at the length its site used. Sites stay with one worker for a whole
-run, so their residual does too. The coordinator's side (:func:`decode_into`) decodes
-the bytes the site sent into the update buffer the round then validates as any
-other update (shape, finite values, norms), after :func:`~accord.transforms.
-compression.decode` refused a malformed payload with its reason.
+decodes each round's payload at the length its site used. Sites stay with one
+worker for a whole run, so their residual does too. The coordinator's side
+(:func:`decode_into`) decodes the bytes the site sent into the update buffer the
+round then validates as any other update (shape, finite values, norms), after
+:func:`~accord.transforms.compression.decode` refused a malformed payload with
+its reason.
 
 Stochastic rounding draws from a generator seeded by the run's seed, the round and
 the site's name, so a seeded run is repeatable.
