@@ -184,11 +184,13 @@ def coordinator_command(
         cfg = load_config(config, **overrides)
         refuse_trees(cfg, "accord coordinator")
         refuse_attack(cfg, "accord coordinator")
-        if cfg.compression.method != "none":
+        if cfg.compression.method != "none" and cfg.secure_aggregation.mode != "off":
             raise ConfigError(
-                f"{cfg.compression.method} is implemented for `accord simulate` only: "
-                "deployed participants still send dense updates over gRPC; set "
-                '[compression] method = "none" to deploy',
+                f"{cfg.compression.method} under secure aggregation is implemented for "
+                "`accord simulate` only: a deployed site masks its dense 32-bit "
+                "update, and the deployed masking path does not carry the packed "
+                'quantized words yet; set [compression] method = "none", or deploy '
+                "without secure aggregation (q8/q4/topk are deployed in plain rounds)",
                 key="compression.method",
             )
         if cfg.round.mode == "async":
@@ -315,6 +317,9 @@ def _coordinate(
                     grace_s=cfg.deployment.grace_s,
                     on_reject=event_recorder(run_store, run_id),
                     ckks_params=ckks_params,
+                    compression=None
+                    if cfg.compression.method == "none"
+                    else (cfg.compression.method, cfg.compression.fraction),
                 )
             except BaseException:
                 server.stop(None)
