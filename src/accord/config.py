@@ -817,7 +817,8 @@ class CompressionConfig(_Section):
     ``fraction`` largest values with error feedback
     (:mod:`accord.transforms.compression`). Under masking secure aggregation,
     ``q8``/``q4`` pack quantized integers into the ring instead
-    (:mod:`accord.secagg.packed`). Simulation only for now.
+    (:mod:`accord.secagg.packed`). In a simulation and in a deployment
+    (:mod:`accord.participant.compression`, :mod:`accord.transport.compressed`).
     """
 
     method: Literal["none", "q8", "q4", "topk"] = "none"

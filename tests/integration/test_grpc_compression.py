@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accord.config import load_config
+from accord.config import config_from_mapping, load_config
 from accord.coordinator.executor import TrainDone, TrainJob
 from accord.coordinator.runner import Coordinator
 from accord.coordinator.transfers import EVENT_KIND
@@ -244,3 +244,38 @@ def test_a_compressed_update_of_the_wrong_shape_is_refused(q8_round):
     assert info.value.kind == "mismatch"
     assert "structure" in info.value.reason
     assert q8_round.events() == [("site-02", 1, "mismatch")]
+
+
+@pytest.mark.parametrize("method", ["q8", "q4"])
+def test_deployed_quantized_masking_gives_the_simulations_model_and_bytes(
+    deploy_sites, tmp_path: Path, method: str
+):
+    raw: dict = {
+        "federation": {"name": "grpc-q8-masking", "rounds": 2, "seed": 11},
+        "data": {"dataset": "wine", "sites": len(SITES)},
+        "task": {"factory": "accord.task.numpy_task:softmax_regression"},
+        "round": {"deadline_s": 120, "quorum": 0.5},
+        "evaluation": {"federated": False},
+        "simulation": {"workers": 0},
+        "secure_aggregation": {"mode": "masking", "stage_timeout_s": 60},
+        "compression": {"method": method},
+    }
+    config = config_from_mapping(raw, base_dir=tmp_path)
+    ctx = build_context(config)
+    initial = ctx.task.init_params(config.federation.seed)
+    sim_store = MemoryStore()
+    executor = InProcessExecutor(ctx)
+    try:
+        simulated = Coordinator(config, executor=executor, store=sim_store).run(initial)
+    finally:
+        executor.close()
+
+    deployed = deploy_sites(SITES, config)
+    run, store = deployed.run(initial)
+
+    assert [r.succeeded for r in run.rounds] == [3, 3]
+    assert run.params.digest() == simulated.params.digest()
+    received = _bytes(store, run.run_id)
+    assert set(received) == {(r, s) for r in (1, 2) for s in SITES}
+    assert received == _bytes(sim_store, simulated.run_id)
+    assert not deployed.site_log("site-01", "sent_update")  # nothing in the clear

@@ -184,15 +184,6 @@ def coordinator_command(
         cfg = load_config(config, **overrides)
         refuse_trees(cfg, "accord coordinator")
         refuse_attack(cfg, "accord coordinator")
-        if cfg.compression.method != "none" and cfg.secure_aggregation.mode != "off":
-            raise ConfigError(
-                f"{cfg.compression.method} under secure aggregation is implemented for "
-                "`accord simulate` only: a deployed site masks its dense 32-bit "
-                "update, and the deployed masking path does not carry the packed "
-                'quantized words yet; set [compression] method = "none", or deploy '
-                "without secure aggregation (q8/q4/topk are deployed in plain rounds)",
-                key="compression.method",
-            )
         if cfg.round.mode == "async":
             raise ConfigError(
                 'round.mode = "async" is implemented for `accord simulate` only: its '
@@ -317,8 +308,11 @@ def _coordinate(
                     grace_s=cfg.deployment.grace_s,
                     on_reject=event_recorder(run_store, run_id),
                     ckks_params=ckks_params,
+                    # Plain rounds only: a masked round's quantized words travel in
+                    # the secure job's packed encoding (bits), not as a payload.
                     compression=None
                     if cfg.compression.method == "none"
+                    or cfg.secure_aggregation.mode != "off"
                     else (cfg.compression.method, cfg.compression.fraction),
                 )
             except BaseException:

@@ -281,8 +281,10 @@ class Compressor:
     """One site's compression, with top-k's error-feedback residual.
 
     The residual lives in this object (a simulated site's worker keeps one per
-    site): it is not checkpointed, so a restarted worker or a resumed run starts
-    it again from zero, which delays what was still owed but loses nothing sent.
+    site): it is not checkpointed there, so a restarted worker or a resumed run
+    starts it again from zero, which delays what was still owed but loses nothing
+    sent. A deployed site saves it in its state folder after each round
+    (:mod:`accord.participant.compression`).
     """
 
     method: Method

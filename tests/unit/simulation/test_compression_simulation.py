@@ -114,23 +114,3 @@ def test_runs_show_prints_the_bytes_per_round(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "update bytes sent (q4)" in result.output
     assert "x fewer" in result.output
-
-
-def test_a_deployed_coordinator_refuses_compression_under_masking(
-    tmp_path: Path,
-) -> None:
-    config = tmp_path / "fed.toml"
-    config.write_text(
-        '[data]\ndataset = "wine"\nsites = 3\n[task]\n'
-        'factory = "accord.task.numpy_task:softmax_regression"\n'
-        f'[store]\ndirectory = "{tmp_path / "runs"}"\n'
-        '[secure_aggregation]\nmode = "masking"\n'
-        '[compression]\nmethod = "q8"\n'
-    )
-
-    result = CliRunner().invoke(
-        app, ["coordinator", str(config), "--listen", "127.0.0.1:0", "--insecure"]
-    )
-
-    assert result.exit_code == 2, result.output
-    assert "under secure aggregation is implemented for" in result.output
