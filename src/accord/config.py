@@ -824,7 +824,8 @@ class CompressionConfig(_Section):
     where a value was sent (DGC's factor masking; measured worse here, so off).
     Defaults measured on digits in ``docs/compression.md``. Under masking
     secure aggregation, ``q8``/``q4`` pack quantized integers into the ring
-    instead (:mod:`accord.secagg.packed`). Simulation only for now.
+    instead (:mod:`accord.secagg.packed`). In a simulation and in a deployment
+    (:mod:`accord.participant.compression`, :mod:`accord.transport.compressed`).
     """
 
     method: Literal["none", "q8", "q4", "topk"] = "none"

@@ -184,13 +184,6 @@ def coordinator_command(
         cfg = load_config(config, **overrides)
         refuse_trees(cfg, "accord coordinator")
         refuse_attack(cfg, "accord coordinator")
-        if cfg.compression.method != "none":
-            raise ConfigError(
-                f"{cfg.compression.method} is implemented for `accord simulate` only: "
-                "deployed participants still send dense updates over gRPC; set "
-                '[compression] method = "none" to deploy',
-                key="compression.method",
-            )
         if cfg.round.mode == "async":
             raise ConfigError(
                 'round.mode = "async" is implemented for `accord simulate` only: its '
@@ -315,6 +308,13 @@ def _coordinate(
                     grace_s=cfg.deployment.grace_s,
                     on_reject=event_recorder(run_store, run_id),
                     ckks_params=ckks_params,
+                    # Plain rounds only: a masked round's quantized words travel in
+                    # the secure job's packed encoding (bits), not as a payload.
+                    compression=None
+                    if cfg.compression.method == "none"
+                    or cfg.secure_aggregation.mode != "off"
+                    else (cfg.compression.method, cfg.compression.fraction),
+                    compression_warmup=cfg.compression.warmup_rounds,
                 )
             except BaseException:
                 server.stop(None)

@@ -97,6 +97,8 @@ from accord.records import (
     UpdateScore,
 )
 from accord.task.protocol import TrainConfig
+from accord.transforms.compression import OPTION_KEY as COMPRESSION_OPTION
+from accord.transforms.compression import Declared
 
 if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy; the loop needs none
     from accord.coordinator.ckks_round import CkksCollector
@@ -886,6 +888,7 @@ class Coordinator:
                         **train.options,
                         **({} if record is None else record.options(run_id, p)),
                         **self._strategy.options(run_id),
+                        **self._compression_option(),
                     },
                 ),
                 ledger_entry=""
@@ -894,6 +897,27 @@ class Coordinator:
             )
             for p in selected
         ]
+
+    def _compression_option(self) -> dict[str, str]:
+        """The train option declaring ``[compression]`` to a deployed site.
+
+        A simulated site compresses in its worker regardless
+        (:mod:`accord.simulation.compression`); a deployed one reads this
+        (:mod:`accord.participant.compression`). The masked path carries its own
+        ``bits`` in the secure job instead.
+        """
+        c = self.config.compression
+        if c.method == "none" or self.config.secure_aggregation.mode != "off":
+            return {}
+        declared = Declared(
+            c.method,
+            c.fraction,
+            self.config.federation.seed,
+            warmup_rounds=c.warmup_rounds,
+            momentum=c.momentum,
+            masking=c.momentum_masking,
+        )
+        return {COMPRESSION_OPTION: declared.to_json()}
 
     def _collect_updates(self, rnd: Round, t0: float) -> None:
         def handle(event: Event) -> None:

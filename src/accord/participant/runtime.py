@@ -72,6 +72,7 @@ from threadpoolctl import threadpool_limits
 
 from accord.errors import (
     AuthenticationFailed,
+    ConfigError,
     DatasetError,
     PrivacyLedgerError,
     SecAggAborted,
@@ -81,6 +82,7 @@ from accord.errors import (
 )
 from accord.params import Params
 from accord.participant.backoff import Backoff
+from accord.participant.compression import SiteCompression
 from accord.participant.data import LocalData
 from accord.participant.group_counts import (
     group_count_metrics,
@@ -112,6 +114,7 @@ from accord.task.personal_state import (
 from accord.task.personalization import FineTune
 from accord.task.protocol import Task
 from accord.task.strategy_site import StrategySite
+from accord.transforms.compression import Declared
 from accord.transport.jobs import FAIRNESS_STAGES, PREPARE_STAGES
 from accord.transport.messages import (
     EvalReport,
@@ -208,6 +211,7 @@ class ParticipantRuntime:
     ) -> None:
         self._connect = connect
         self._state_dir = state_dir
+        self._compression = SiteCompression(state_dir)
         # The site's own choice to fine-tune at evaluation (a sim: site's fed.toml
         # may also ask for it): the personalized model is the site's business.
         self._finetune = finetune
@@ -450,11 +454,31 @@ class ParticipantRuntime:
             self._keep(buffer)  # only the masked or encrypted form is kept
             return
         digest = result.digest
+        payload: bytes | bytearray = buffer
+        try:
+            declared = Declared.of(config.options)
+            if declared is not None:
+                payload = self._compression.compress(
+                    declared, order.run_id, config.participant, order.round, out
+                )
+                digest = out.digest()  # of what the coordinator will decode
+                self.log.record(
+                    "compressed_update",
+                    round=order.round,
+                    method=declared.method,
+                    bytes=len(payload),
+                    dense=len(buffer),
+                )
+        except (ValueError, ConfigError, OSError) as exc:
+            del out
+            self._keep(buffer)
+            self._fail(client, order, f"compression: {exc}", refused=False)
+            return
         header = UpdateHeader(
             run_id=order.run_id,
             round=order.round,
             base_digest=order.model_digest,
-            params=PackedHeader(spec, spec.packed_nbytes, digest),
+            params=PackedHeader(spec, len(payload), digest),
             num_examples=result.num_examples,
             duration_s=result.duration_s,
             metrics=_finite(result.metrics),
@@ -465,12 +489,12 @@ class ParticipantRuntime:
         self.log.record(
             "sending_update",
             round=order.round,
-            bytes=len(buffer),
+            bytes=len(payload),
             digest=digest,
             num_examples=result.num_examples,
         )
         try:
-            receipt = client.submit_update(header, buffer)
+            receipt = client.submit_update(header, payload)
         except SubmissionRefused as exc:
             self._refused_by_coordinator(client, order, exc)
             return
@@ -485,7 +509,7 @@ class ParticipantRuntime:
         self.log.record(
             "sent_update",
             round=order.round,
-            bytes=len(buffer),
+            bytes=len(payload),
             digest=digest,
             num_examples=result.num_examples,
             receipt_digest=receipt.digest,

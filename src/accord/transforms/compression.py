@@ -31,12 +31,13 @@ framework, and the decoder must check bytes sent by another party without it.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -44,8 +45,11 @@ import numpy.typing as npt
 from accord.errors import UpdateRejected
 
 __all__ = [
+    "OPTION_KEY",
+    "Declared",
     "Method",
     "Compressor",
+    "max_payload",
     "compressed_size",
     "decode",
     "encode",
@@ -63,6 +67,104 @@ _HEADER = np.dtype("<f4")  # offset and step, per tensor
 _INDEX = np.dtype("<u4")
 _VALUE = np.dtype("<f4")
 _MAX_INDEXED = 2**32  # indices are uint32
+
+#: The train-task option under which a deployed coordinator declares the
+#: compression a site applies to its update (JSON of :class:`Declared`).
+OPTION_KEY = "accord.compression"
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    """The compression a coordinator asks of a deployed site, with the run's seed.
+
+    The seed (the run's ``[federation] seed``) makes the site's stochastic rounding
+    the simulation's: it draws from ``(seed, round, crc32(site))``. Top-k's
+    warm-up, momentum correction and factor masking travel too, so a deployed site
+    compresses exactly as a simulated one.
+    """
+
+    method: Method
+    fraction: float
+    seed: int
+    warmup_rounds: int = 0
+    momentum: float = 0.0
+    masking: bool = False
+
+    def to_json(self) -> str:
+        """The option's value (plain JSON, parsed by :meth:`of`)."""
+        return json.dumps(
+            {
+                "method": self.method,
+                "fraction": self.fraction,
+                "seed": self.seed,
+                "warmup_rounds": self.warmup_rounds,
+                "momentum": self.momentum,
+                "masking": self.masking,
+            },
+            sort_keys=True,
+        )
+
+    def round_fraction(self, round_number: int) -> float:
+        """Top-k's density in ``round_number`` (:func:`topk_fraction`)."""
+        if self.method != "topk":
+            return self.fraction
+        return topk_fraction(self.fraction, self.warmup_rounds, round_number)
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> Declared | None:
+        """What ``options`` declare (None: send the update dense); ValueError if bad."""
+        raw = options.get(OPTION_KEY)
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or set(doc) != set(_DECLARED_KEYS):
+            raise ValueError(f"option {OPTION_KEY} is not a compression declaration")
+        method, fraction, seed = doc["method"], doc["fraction"], doc["seed"]
+        warmup, momentum, masking = (
+            doc["warmup_rounds"],
+            doc["momentum"],
+            doc["masking"],
+        )
+        if (
+            method not in _METHODS
+            or not isinstance(seed, int)
+            or isinstance(seed, bool)
+        ):
+            raise ValueError(f"option {OPTION_KEY} declares method {method!r}")
+        if not isinstance(fraction, int | float) or not 0.0 < float(fraction) <= 1.0:
+            raise ValueError(f"option {OPTION_KEY} declares fraction {fraction!r}")
+        if (
+            not isinstance(warmup, int)
+            or isinstance(warmup, bool)
+            or not 0 <= warmup <= 1000
+        ):
+            raise ValueError(f"option {OPTION_KEY} declares warmup_rounds {warmup!r}")
+        if (
+            not isinstance(momentum, int | float)
+            or isinstance(momentum, bool)
+            or not 0.0 <= float(momentum) < 1.0
+        ):
+            raise ValueError(f"option {OPTION_KEY} declares momentum {momentum!r}")
+        if not isinstance(masking, bool):
+            raise ValueError(f"option {OPTION_KEY} declares masking {masking!r}")
+        return cls(method, float(fraction), seed, warmup, float(momentum), masking)
+
+
+_DECLARED_KEYS = ("method", "fraction", "seed", "warmup_rounds", "momentum", "masking")
+_METHODS = ("q8", "q4", "topk")
+
+
+def max_payload(sizes: Sequence[int], method: Method, fraction: float) -> int:
+    """The most bytes a well-formed payload for tensors of ``sizes`` can take.
+
+    zlib's worst case for incompressible data (``compressBound``): the body plus
+    5 bytes per 16 KiB stored block and its 11-byte wrapper, rounded up.
+    """
+    body = compressed_size(sizes, method, fraction)
+    return body + 5 * (body // 16384 + 1) + 16
 
 
 def topk_count(size: int, fraction: float) -> int:
@@ -241,7 +343,8 @@ class Compressor:
     where a value was sent when ``masking``) live in this object (a simulated
     site's worker keeps one per site): they are not checkpointed, so a restarted
     worker or a resumed run starts them again from zero, which delays what was
-    still owed but loses nothing sent.
+    still owed but loses nothing sent. A deployed site saves both in its state
+    folder after each round (:mod:`accord.participant.compression`).
     """
 
     method: Method

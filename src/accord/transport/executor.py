@@ -66,11 +66,18 @@ from accord.coordinator.integrity import (
 )
 from accord.errors import RunAborted, SubmissionRefused, UpdateRejected
 from accord.params import Params
+from accord.transforms.compression import Method, topk_fraction
 from accord.transport.call_metadata import UploadTag
+from accord.transport.compressed import (
+    check_compressed_header,
+    gather,
+    packed_update,
+)
 from accord.transport.identity import IdentityBook, IdentityCertificate
 from accord.transport.jobs import Job, JobBook, check_answers, check_update_header
 from accord.transport.links import Links
 from accord.transport.messages import (
+    CHUNK_BYTES,
     RUN_FINISHED,
     Chunk,
     EvalReport,
@@ -139,6 +146,8 @@ class GrpcExecutor:
         on_reject: Sink | None = None,
         clock: Callable[[], float] = time.monotonic,
         ckks_params: CkksParams | None = None,
+        compression: tuple[Method, float] | None = None,
+        compression_warmup: int = 0,
     ) -> None:
         if not participants or len(set(participants)) != len(participants):
             raise ValueError("participants must be distinct names, at least one")
@@ -156,6 +165,10 @@ class GrpcExecutor:
         self._held: dict[int, SpooledUpdate] = {}
         self._identities = IdentityBook()
         self._ckks_params = ckks_params
+        #: ``[compression]`` (method, top-k fraction): what plain updates carry.
+        self._compression = compression
+        #: Top-k's warm-up rounds: a round's density is derived from them.
+        self._compression_warmup = compression_warmup
         # By round: what bounds its stage messages.
         self._secure: dict[int, SecureJob | CkksLimits] = {}
         self._tokens = 0
@@ -442,7 +455,14 @@ class GrpcExecutor:
             if self._closed:
                 raise SubmissionRefused("stale", _SHUTTING_DOWN)
             job = self._jobs.admit(name, "train", header.round, header.run_id)
-            check_update_header(header, self._require_model().header, job)
+            model_header = self._require_model().header
+            if self._compression is None:
+                check_update_header(header, model_header, job)
+            else:
+                method, fraction = self._round_compression(header.round)
+                check_compressed_header(
+                    header, model_header, job, method=method, fraction=fraction
+                )
             bounds = self._bounds
             if bounds is not None:
                 self._within_bounds(
@@ -462,12 +482,25 @@ class GrpcExecutor:
             self._refuse_if_closed(exc)
             raise
         try:
-            for part in parts:
-                if not isinstance(part, Chunk):
-                    raise SubmissionRefused("malformed", "a second header")
-                spooled.write(part.offset, part.data)
+            sent: int | None = None
+            if self._compression is None:
+                for part in parts:
+                    if not isinstance(part, Chunk):
+                        raise SubmissionRefused("malformed", "a second header")
+                    spooled.write(part.offset, part.data)
+            else:
+                method, fraction = self._round_compression(header.round)
+                payload = gather(parts, header.params.total_bytes)
+                sent = len(payload)
+                packed = packed_update(
+                    payload, model_header, method=method, fraction=fraction
+                )
+                view = memoryview(packed)
+                for offset in range(0, len(packed), CHUNK_BYTES):
+                    spooled.write(offset, view[offset : offset + CHUNK_BYTES])
+                del view
             update = spooled.finish()
-            return self._accept(name, header, spooled, update)
+            return self._accept(name, header, spooled, update, sent)
         except BaseException as exc:
             spooled.discard()
             with self._lock:
@@ -512,7 +545,12 @@ class GrpcExecutor:
             raise SubmissionRefused("stale", _SHUTTING_DOWN) from exc
 
     def _accept(
-        self, name: str, header: UpdateHeader, spooled: SpooledUpdate, update: Params
+        self,
+        name: str,
+        header: UpdateHeader,
+        spooled: SpooledUpdate,
+        update: Params,
+        sent: int | None = None,
     ) -> Receipt:
         with self._lock:
             job = self._jobs.get(name, "train", header.round)
@@ -537,6 +575,7 @@ class GrpcExecutor:
                     norm=spooled.norm,
                     receipt=header.receipt,
                     certificate=self._certificate(name) if header.receipt else b"",
+                    bytes_sent=sent,
                 )
             )
         digest = header.params.digest
@@ -657,6 +696,14 @@ class GrpcExecutor:
         self._stop_reason = reason
 
     # Internals.
+
+    def _round_compression(self, round_number: int) -> tuple[Method, float]:
+        """The method and the density a plain update of ``round_number`` carries."""
+        assert self._compression is not None  # callers check
+        method, fraction = self._compression
+        if method == "topk":
+            fraction = topk_fraction(fraction, self._compression_warmup, round_number)
+        return method, fraction
 
     def _require_model(self) -> Published:
         if self._model is None:

@@ -149,20 +149,3 @@ def test_runs_show_prints_the_bytes_per_round(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "update bytes sent (q4)" in result.output
     assert "x fewer" in result.output
-
-
-def test_a_deployed_coordinator_refuses_compression(tmp_path: Path) -> None:
-    config = tmp_path / "fed.toml"
-    config.write_text(
-        '[data]\ndataset = "wine"\nsites = 3\n[task]\n'
-        'factory = "accord.task.numpy_task:softmax_regression"\n'
-        f'[store]\ndirectory = "{tmp_path / "runs"}"\n'
-        '[compression]\nmethod = "q8"\n'
-    )
-
-    result = CliRunner().invoke(
-        app, ["coordinator", str(config), "--listen", "127.0.0.1:0", "--insecure"]
-    )
-
-    assert result.exit_code == 2, result.output
-    assert "simulate` only" in result.output
