@@ -184,14 +184,14 @@ def coordinator_command(
         cfg = load_config(config, **overrides)
         refuse_trees(cfg, "accord coordinator")
         refuse_attack(cfg, "accord coordinator")
-        if cfg.round.mode == "async":
+        if cfg.round.mode == "async" and cfg.evaluation.federated:
             raise ConfigError(
-                'round.mode = "async" is implemented for `accord simulate` only: its '
-                "driver orders updates on the simulation's virtual clock to stay "
-                "reproducible, and the gRPC coordinator still serves one round at a "
-                "time (a site must be able to fetch a newer model while others "
-                'train); set [round] mode = "sync" to deploy (docs/strategies.md)',
-                key="round.mode",
+                'a deployed round.mode = "async" run has no federated evaluation: '
+                "each site is always training (a new job as soon as it reports), so "
+                "an evaluation job would wait behind the slowest site's training; "
+                "set [evaluation] federated = false (central evaluation still runs "
+                "where the coordinator has data; docs/strategies.md)",
+                key="evaluation.federated",
             )
         public = coordinator_public_context(cfg, ckks_public)
         if cfg.secure_aggregation.mode == "masking" and insecure:
@@ -315,6 +315,8 @@ def _coordinate(
                     or cfg.secure_aggregation.mode != "off"
                     else (cfg.compression.method, cfg.compression.fraction),
                     compression_warmup=cfg.compression.warmup_rounds,
+                    # Async mode: earlier versions stay served to the jobs given them.
+                    versions=cfg.round.mode == "async",
                 )
             except BaseException:
                 server.stop(None)

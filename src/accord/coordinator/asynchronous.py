@@ -48,10 +48,10 @@ import heapq
 import itertools
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from accord.aggregation.fedbuff import FedBuffBuffer
 from accord.coordinator.collector import collect
@@ -74,6 +74,7 @@ __all__ = [
     "AsyncDriver",
     "Dispatch",
     "Schedule",
+    "VersionServer",
     "last_time",
     "sync_round_time",
 ]
@@ -167,13 +168,18 @@ class AsyncDriver:
         self, coordinator: Coordinator, run_id: str, recorded: Sequence[RoundRecord]
     ) -> None:
         job_time = coordinator.job_time
+        #: A deployment's executor (no virtual clock): updates fold in arrival order.
+        self._server: VersionServer | None = None
         if job_time is None:
-            raise ConfigError(
-                'round.mode = "async" needs the simulation\'s virtual clock to order '
-                "updates reproducibly; this coordinator has none (a deployment). "
-                'Use mode = "sync" here',
-                key="round.mode",
-            )
+            if not isinstance(coordinator.executor, VersionServer):
+                raise ConfigError(
+                    'round.mode = "async" needs the simulation\'s virtual clock, or an '
+                    "executor that serves several model versions at once (a "
+                    'deployment\'s); this one has neither. Use mode = "sync" here',
+                    key="round.mode",
+                )
+            self._server = coordinator.executor
+            job_time = _no_clock
         self._c = coordinator
         self._run_id = run_id
         cfg = coordinator.config
@@ -202,6 +208,9 @@ class AsyncDriver:
             rule=rnd.staleness_weight,
             max_share=c.config.strategy.max_weight_share,
         )
+        if self._server is not None:
+            yield from self._arrivals(first, params, state, buffer, self._server)
+            return
         version = first - 1
         for site in self._roster:
             self._pending.append(self._schedule.dispatch(site, version, self._now))
@@ -276,6 +285,164 @@ class AsyncDriver:
                     self._schedule.dispatch(filler, version, self._now)
                 )
             yield params, state, summary
+
+    def _arrivals(
+        self,
+        first: int,
+        params: Params,
+        state: Params,
+        buffer: FedBuffBuffer,
+        server: VersionServer,
+    ) -> Iterator[tuple[Params, Params, RoundSummary]]:
+        """:meth:`versions` in a deployment: updates fold in their arrival order.
+
+        Each site gets its own job (a fresh wire round number, so that a replay of
+        an earlier job is refused by the executor's job book), from the version
+        published when it was sent; it gets the newest one again as soon as it
+        reports. A job has ``round.deadline_s`` on the real clock. After each
+        version the executor keeps serving only the versions that outstanding
+        jobs were given and that are within ``max_staleness``.
+        """
+        from accord.coordinator.runner import Concluding  # runner imports this module
+
+        c, rnd = self._c, self._rnd
+        version = first - 1
+        live: dict[str, _Live] = {}
+
+        def send(site: str, base: int) -> None:
+            if site in eligible(c.executor) and site not in live:
+                batch = next(self._batches)
+                c.executor.submit_train(batch, c.jobs(self._run_id, batch, [site]))
+                order = server.task(site, "train", batch)
+                live[site] = _Live(
+                    Dispatch(0.0, batch, site, base, 0.0),
+                    c.clock() + rnd.deadline_s,
+                    "" if order is None else order.model_digest,
+                )
+
+        for site in self._roster:
+            send(site, version)
+        without_update = 0
+        limit = rnd.max_failed_rounds * max(len(self._roster), 1)
+        while version < c.config.federation.rounds:
+            number = version + 1
+            started, t0 = datetime.now(UTC), c.clock()
+            outcomes: dict[str, ParticipantOutcome] = {}
+            c.observer.round_started(number, self._roster)
+            waiting, self._deferred = self._deferred, []
+            for job, result in waiting:  # a site's second update, one version on
+                if buffer.full or _has_ok(outcomes, job.site):
+                    self._deferred.append((job, result))
+                else:
+                    self._fold(job, result, version, buffer, outcomes)
+            filler: str | None = None
+            while not buffer.full:
+                if not live:
+                    raise RunAborted(
+                        "no site is left to train (every one removed); "
+                        f"see `accord runs show {self._run_id}`"
+                    )
+                got = self._arrival(live)
+                if got is None:
+                    continue
+                job, result = got
+                if _has_ok(outcomes, job.site) and result.update is not None:
+                    self._deferred.append((job, result))
+                else:
+                    ok = self._fold(job, result, version, buffer, outcomes)
+                    without_update = 0 if ok else without_update + 1
+                    if without_update >= limit:
+                        raise RunAborted(
+                            f"no valid update in {without_update} async jobs in a "
+                            f"row; see `accord runs show {self._run_id}`"
+                        )
+                if buffer.full:
+                    filler = job.site
+                else:
+                    send(job.site, version)
+            delta = buffer.take()
+            sent, self._sent = self._sent, {}
+            record_transfers(
+                c.store,
+                self._run_id,
+                number,
+                sent,
+                method=c.config.compression.method,
+                dense=buffer.spec.packed_nbytes,
+            )
+            ordered = tuple(outcomes.values())
+            params, state, summary = c.conclude(
+                self._run_id,
+                Concluding(
+                    number=number,
+                    started=started,
+                    t0=t0,
+                    selected=tuple(outcomes),
+                    outcomes=ordered,
+                    succeeded=sum(o.status == "ok" for o in ordered),
+                    reason=None,
+                ),
+                params,
+                state,
+                delta,
+            )
+            version = number
+            if filler is not None:
+                send(filler, version)
+            server.keep(
+                {
+                    j.digest
+                    for j in live.values()
+                    if version - j.job.base <= rnd.max_staleness
+                }
+            )
+            yield params, state, summary
+        for site, held in live.items():  # the run is over: late updates are stale
+            c.executor.abandon(held.job.seq, [site])
+
+    def _arrival(self, live: dict[str, _Live]) -> tuple[Dispatch, _Result] | None:
+        """The next job to end, taken out of ``live``; None if nothing came yet.
+
+        A job past its deadline ends as ``timeout`` (its executor job abandoned,
+        so a late update is refused as stale); an event of a job that is not
+        outstanding (an earlier job of the site) is released and ignored.
+        """
+        c = self._c
+        now = c.clock()
+        for site, held in live.items():
+            if held.deadline <= now:
+                del live[site]
+                c.executor.abandon(held.job.seq, [site])
+                reason = f"no update within the deadline ({self._rnd.deadline_s:g} s)"
+                return held.job, _Result(
+                    None, 0, self._rnd.deadline_s, {}, None, "timeout", reason
+                )
+        wait = min(h.deadline for h in live.values()) - now
+        event = c.executor.next_event(max(wait, 0.0))
+        if isinstance(event, TrainDone):
+            held_or_none = live.get(event.participant)
+            try:
+                if held_or_none is None or held_or_none.job.seq != event.round:
+                    return None
+                result = _Result(
+                    event.update.copy(),
+                    event.num_examples,
+                    event.duration_s,
+                    dict(event.metrics),
+                    event.update_digest,
+                    bytes_sent=event.bytes_sent,
+                )
+            finally:
+                c.executor.release(event)
+            del live[event.participant]
+            return held_or_none.job, result
+        if isinstance(event, JobFailed) and event.kind == "train":
+            held_or_none = live.get(event.participant)
+            if held_or_none is None or held_or_none.job.seq != event.round:
+                return None
+            del live[event.participant]
+            return held_or_none.job, _failed(event)
+        return None
 
     def _fold(
         self,
@@ -415,6 +582,48 @@ class AsyncDriver:
             handle=handle,
             expire=expire,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Live:
+    """A deployed site's outstanding job: its dispatch, deadline and model digest."""
+
+    job: Dispatch
+    deadline: float
+    digest: str
+
+
+class _Order(Protocol):
+    """What the driver reads of a task an executor handed out."""
+
+    @property
+    def model_digest(self) -> str:
+        """The digest of the model the task trains from."""
+        ...
+
+
+@runtime_checkable
+class VersionServer(Protocol):
+    """An executor that serves earlier model versions while newer ones are published.
+
+    A deployment's (:class:`~accord.transport.executor.GrpcExecutor` made with
+    ``versions=True``): the async driver then folds updates in arrival order.
+    """
+
+    def keep(self, digests: Collection[str]) -> None:
+        """Serve only these earlier models besides the current one."""
+        ...
+
+    def task(
+        self, name: str, kind: Literal["train", "eval", "secagg"], round_number: int
+    ) -> _Order | None:
+        """The task last handed to ``name`` as its ``kind`` job of the round."""
+        ...
+
+
+def _no_clock(site: str) -> float:
+    """A deployment has no virtual clock: its jobs are not scheduled on one."""
+    raise RuntimeError(f"no virtual clock in a deployment (asked for {site})")
 
 
 def _has_ok(outcomes: Mapping[str, ParticipantOutcome], site: str) -> bool:

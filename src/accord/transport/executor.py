@@ -47,7 +47,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -131,7 +131,10 @@ class GrpcExecutor:
     processes a fresh one (the store's run id and a random suffix, see
     :func:`wire_run_id`), so that after a restart nothing sent to, or received
     from, the process that died is admitted. ``on_reject`` receives every refusal
-    as it is made (see :mod:`~accord.transport.rejections`). ``ckks_params`` are
+    as it is made (see :mod:`~accord.transport.rejections`). ``versions`` (async
+    mode) keeps serving earlier published models until :meth:`keep` releases
+    them, so that a site still training from an older version can fetch it
+    (:mod:`accord.coordinator.asynchronous`). ``ckks_params`` are
     the key holder's CKKS parameters (those of its public context), which bound a
     CKKS round's uploads; a CKKS round cannot start without them.
     """
@@ -148,6 +151,7 @@ class GrpcExecutor:
         ckks_params: CkksParams | None = None,
         compression: tuple[Method, float] | None = None,
         compression_warmup: int = 0,
+        versions: bool = False,
     ) -> None:
         if not participants or len(set(participants)) != len(participants):
             raise ValueError("participants must be distinct names, at least one")
@@ -162,6 +166,10 @@ class GrpcExecutor:
         self._links = Links(self.run_id, clock)
         self._events: queue.Queue[Event] = queue.Queue()
         self._model: Published | None = None
+        #: Async mode (``versions``): earlier published models still served, by
+        #: digest, until :meth:`keep` lets them go.
+        self._versions = versions
+        self._kept: dict[str, Published] = {}
         self._held: dict[int, SpooledUpdate] = {}
         self._identities = IdentityBook()
         self._ckks_params = ckks_params
@@ -193,7 +201,22 @@ class GrpcExecutor:
         spec = params.spec
         digest = params.digest() if digest is None else digest
         header = PackedHeader(spec, spec.packed_nbytes, digest)
-        self._model = Published(header, spec.pack(params))
+        published = Published(header, spec.pack(params))
+        with self._lock:
+            if self._versions and self._model is not None:
+                self._kept[self._model.header.digest] = self._model
+            self._model = published
+
+    def keep(self, digests: Collection[str]) -> None:
+        """Serve only these earlier models besides the current one (async mode).
+
+        An async run's jobs train from the version they were given while newer
+        ones are published; the driver names the versions its outstanding jobs
+        may still fetch (those within ``max_staleness``), and the rest are
+        released. A fetch of a released one is refused as ``stale``.
+        """
+        with self._lock:
+            self._kept = {d: m for d, m in self._kept.items() if d in digests}
 
     def bound_examples(self, bounds: ExampleBounds) -> None:
         """Refuse updates and reports beyond ``bounds`` as they arrive."""
@@ -434,6 +457,10 @@ class GrpcExecutor:
         self._jobs.check_member(name)
         self._jobs.check_run(run_id)
         model = self._require_model()
+        with self._lock:
+            kept = self._kept.get(digest)
+        if kept is not None:
+            return kept
         if digest != model.header.digest:
             raise SubmissionRefused(
                 "stale",

@@ -3,7 +3,8 @@
 Versions are recorded like rounds, with each contribution's staleness; updates
 older than ``max_staleness`` are refused and recorded; the virtual clock orders
 updates, so worker processes give the in-process model; a stopped async run
-resumes after its last version; the deployed coordinator refuses async mode.
+resumes after its last version; the deployed coordinator refuses async mode with
+federated evaluation (a site is always training, so an evaluation would wait).
 """
 
 from __future__ import annotations
@@ -193,7 +194,9 @@ def test_a_synchronous_run_with_slowdown_is_timed_by_its_slowest_site(
     assert _metric(rounds[1], "virtual_time") == 2 * per_round
 
 
-def test_the_deployed_coordinator_refuses_async_mode(tmp_path: Path) -> None:
+def test_the_deployed_coordinator_refuses_async_with_federated_evaluation(
+    tmp_path: Path,
+) -> None:
     config = tmp_path / "fed.toml"
     config.write_text(
         '[data]\ndataset = "wine"\nsites = 3\n'
@@ -204,7 +207,7 @@ def test_the_deployed_coordinator_refuses_async_mode(tmp_path: Path) -> None:
         app, ["coordinator", str(config), "--listen", "127.0.0.1:0", "--insecure"]
     )
     assert result.exit_code == 2
-    assert "round.mode" in result.output and "simulate" in result.output
+    assert "evaluation.federated" in result.output and "async" in result.output
 
 
 def test_close_fraction_on_the_virtual_clock_cuts_the_slowest_site(
