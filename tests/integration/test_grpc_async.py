@@ -17,17 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from accord.cli.ledger_setup import deployment_ledger
+from accord.cli.main import app
 from accord.config import config_from_mapping
 from accord.coordinator.asynchronous import REFUSED_EVENT
 from accord.coordinator.runner import Coordinator
+from accord.ledger.export import export_run
 from accord.params import Params
 from accord.participant.backoff import Backoff
 from accord.participant.data import LocalData
 from accord.participant.runtime import ParticipantRuntime
 from accord.participant.sitelog import SiteLog
 from accord.simulation.context import build_context
-from accord.store import MemoryStore
+from accord.transport import pki
+from accord.transport.identity import load_signing_identity
 
 SITES = ("site-00", "site-01", "site-02")
 SLOW = "site-02"
@@ -95,9 +100,12 @@ def _config(tmp_path: Path):
 
 
 def test_a_slow_site_is_folded_stale_or_refused_and_the_run_completes(
-    start_coordinator, tmp_path: Path, background
+    start_coordinator, federation, tmp_path: Path, background
 ) -> None:
     cfg = _config(tmp_path)
+    ledger = deployment_ledger(
+        cfg, pki.load_identity(federation.root / "coordinator"), federation.ca
+    )
     running = start_coordinator(SITES, versions=True)
     executor = running.executor
     versions = Versions()
@@ -119,12 +127,15 @@ def test_a_slow_site_is_folded_stale_or_refused_and_the_run_completes(
             if name == SLOW
             else ctx.task
         )
+        folder = federation.root / name
         runtime = ParticipantRuntime(
             lambda n=name: running.client(n),
             task,
             data,
             log=SiteLog(tmp_path / f"{name}.jsonl"),
             backoff=Backoff(initial_s=0.05, maximum_s=0.5),
+            signing=load_signing_identity(folder),
+            ca_pem=pki.load_identity(folder).ca_pem,
         )
 
         def serve(r: ParticipantRuntime = runtime) -> None:
@@ -135,10 +146,12 @@ def test_a_slow_site_is_folded_stale_or_refused_and_the_run_completes(
 
         threads.append(background(serve))
     assert executor.wait_for(SITES, 30) == set(SITES)
-    store = MemoryStore()
+    store = running.store
     initial = build_context(cfg).task.init_params(cfg.federation.seed)
     try:
-        result = Coordinator(cfg, executor=executor, store=store).run(initial)
+        result = Coordinator(cfg, executor=executor, store=store, ledger=ledger).run(
+            initial, run_id=running.run_id
+        )
     finally:
         versions.done.set()
         executor.close()
@@ -173,3 +186,16 @@ def test_a_slow_site_is_folded_stale_or_refused_and_the_run_completes(
     # The model moved, and each version is recorded with its own model.
     assert result.params.digest() != initial.digest()
     assert len({r.global_digest for r in records}) == VERSIONS
+    # The ledger: one entry per version, countersigned by the sites that
+    # contributed (receipts of an entry older than the newest are accepted within
+    # max_staleness), and the export verifies offline.
+    events = {e.kind for e in store.events(result.run_id)}
+    assert "receipt_refused" not in events
+    receipts = store.receipts(result.run_id)
+    assert {r.participant for r in receipts} >= {"site-00", "site-01"}
+    export = tmp_path / "ledger.jsonl"
+    export.write_text(export_run(result.run_id, store.ledger(result.run_id), receipts))
+    verified = CliRunner().invoke(
+        app, ["audit", "verify", str(export), "--trust", str(federation.ca), "--json"]
+    )
+    assert verified.exit_code == 0, verified.output

@@ -424,6 +424,7 @@ class AsyncDriver:
             try:
                 if held_or_none is None or held_or_none.job.seq != event.round:
                     return None
+                c.receipt(event)
                 result = _Result(
                     event.update.copy(),
                     event.num_examples,

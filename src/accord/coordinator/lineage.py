@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,14 @@ class Lineage:
         *,
         config: Mapping[str, Any],
         secure: str,
+        window: int = 1,
     ) -> None:
+        """``window``: how many of the last round entries a receipt may name.
+
+        1 for synchronous rounds (a site countersigns the entry it was just
+        given); an async run's site may report after newer versions were
+        recorded, so it takes ``max_staleness + 1``.
+        """
         from accord.ledger.writer import LedgerWriter
 
         self._setup = setup
@@ -87,6 +95,7 @@ class Lineage:
         # The last round's entry and who contributed to it in the clear: each of
         # them gets it with its next train task, to countersign.
         self._last: tuple[LedgerRecord, frozenset[str]] | None = None
+        self._recent: deque[LedgerRecord] = deque(maxlen=max(window, 1))
         rounds = [e for e in head if e.kind == "round"]
         if rounds:
             self._remember(rounds[-1])
@@ -165,6 +174,7 @@ class Lineage:
             if clear and isinstance(o, dict) and o.get("status") == "ok"
         )
         self._last = (entry, ok)
+        self._recent.append(entry)
 
     def entry_for(self, participant: str) -> str:
         """The last round's entry if ``participant`` contributed to it, else ""."""
@@ -178,12 +188,12 @@ class Lineage:
         from accord.ledger.receipt import accept_receipt
 
         run_id = self._writer.run_id
-        try:  # receipts are for the entry sent out last: no need to read the rest
+        try:  # receipts are for the entries sent out last: no need to read the rest
             record = accept_receipt(
                 text,
                 participant=participant,
                 certificate=certificate,
-                entries=() if self._last is None else (self._last[0],),
+                entries=tuple(self._recent),
             )
         except LedgerError as exc:
             logger.warning("refused a receipt: %s", exc)

@@ -316,6 +316,11 @@ class Coordinator:
         """Step, publish, evaluate, checkpoint and record a round or async version."""
         return self._conclude(run_id, c, params, state, delta)
 
+    def receipt(self, event: TrainDone) -> None:
+        """Check and keep the ledger receipt an update carries, if the run has one."""
+        if event.receipt and self._lineage is not None:
+            self._lineage.receipt(event.participant, event.receipt, event.certificate)
+
     def jobs(self, run_id: str, number: int, sites: Sequence[str]) -> list[TrainJob]:
         """Train jobs for ``sites``, seeded by ``number`` (a round or async batch)."""
         return self._jobs(run_id, number, sites)
@@ -505,6 +510,9 @@ class Coordinator:
             run_id,
             config=self.config.to_json_dict(),
             secure=self.config.secure_aggregation.mode,
+            window=self.config.round.max_staleness + 1
+            if self.config.round.mode == "async"
+            else 1,
         )
         self._lineage.start(eligible(self._executor), next_round=next_round)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 
 from accord.errors import LedgerError
 from accord.participant.sitelog import SiteLog
@@ -47,6 +48,30 @@ class Receipts:
         while len(self._sent) > _KEPT:
             del self._sent[next(iter(self._sent))]
 
+    def _folded(
+        self, run_id: str, predicate: Mapping[str, object], name: str
+    ) -> str | None:
+        """The digest the entry names for this site, if this site sent it.
+
+        An async run's jobs are numbered apart from the versions their updates
+        are folded into (``round.mode = "async"``): the entry's round is not the
+        job's, so the site finds its update by the digest it sent instead.
+        """
+        outcomes = predicate.get("outcomes")
+        if not isinstance(outcomes, list):
+            return None
+        mine = next(
+            (
+                o
+                for o in outcomes
+                if isinstance(o, dict) and o.get("participant") == name
+            ),
+            None,
+        )
+        claimed = None if mine is None else mine.get("digest")
+        sent = {d for (r, _), d in self._sent.items() if r == run_id}
+        return claimed if isinstance(claimed, str) and claimed in sent else None
+
     def sign(self, order: TaskOrder) -> str:
         """The receipt for the entry ``order`` carries (JSON), or "" if none."""
         if not order.ledger_entry or self._signing is None:
@@ -60,6 +85,8 @@ class Receipts:
         try:
             entry = parse_statement(Envelope.from_json(order.ledger_entry).payload)
             sent = self._sent.get((order.run_id, entry.round or -1))
+            if sent is None:
+                sent = self._folded(order.run_id, entry.predicate, signing.name)
             if entry.run != order.run_id.rpartition(".")[0] and entry.run != (
                 order.run_id
             ):
