@@ -198,7 +198,8 @@ class RoundConfig(_Section):
     every site trains continuously from the newest model it was given; each
     ``buffer_size`` updates make a new model version (recorded like a round, and
     ``federation.rounds`` counts versions); an update more than ``max_staleness``
-    versions old is refused and recorded. Simulation only for now.
+    versions old is refused and recorded. The simulation orders updates on its
+    virtual clock; a deployment folds them in arrival order.
     """
 
     deadline_s: float = Field(default=600.0, gt=0, le=_MAX_SECONDS)

@@ -37,9 +37,14 @@ recorded version at that version's virtual time: the work in flight when it
 stopped is lost, as it would be in a crash, so it does not end with the exact
 model of an uninterrupted run.
 
-Deployment (``accord coordinator``) refuses async mode at start (a deployed site's
-speed is real time, which this deterministic driver does not take); see
-``docs/strategies.md``.
+**Deployment** (``accord coordinator``): with no virtual clock, and an executor
+that serves several model versions at once (:class:`VersionServer`, the gRPC
+executor made with ``versions=True``), :meth:`AsyncDriver._arrivals` folds updates
+in their real arrival order (not reproducible). Each site has one job at a time,
+numbered apart from the versions (so a replay of an earlier job is refused by the
+executor), with ``round.deadline_s`` of real time; after each version the executor
+keeps only the versions outstanding jobs were given within ``max_staleness``. The
+judging, folding and recording are the simulation's. See ``docs/strategies.md``.
 """
 
 from __future__ import annotations
