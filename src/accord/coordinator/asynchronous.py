@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLOCK",
     "REFUSED_EVENT",
+    "UNUSED_EVENT",
     "VIRTUAL_TIME",
     "AsyncDriver",
     "Dispatch",
@@ -88,6 +89,9 @@ logger = logging.getLogger(__name__)
 
 #: The run event that records each refused or failed async job.
 REFUSED_EVENT = "async_refused"
+
+#: The run event of a deployed job that ended after the last version was made.
+UNUSED_EVENT = "async_unused"
 
 #: The metric (scope :data:`CLOCK`) that holds the virtual time a round or
 #: version was made at (simulation only).
@@ -402,8 +406,30 @@ class AsyncDriver:
                 }
             )
             yield params, state, summary
-        for site, held in live.items():  # the run is over: late updates are stale
-            c.executor.abandon(held.job.seq, [site])
+        self._drain(live, version)
+
+    def _drain(self, live: dict[str, _Live], version: int) -> None:
+        """Let the jobs still out end before the run does; their updates unused.
+
+        A site reads its goodbye only after its current job: if the coordinator
+        stopped first, the site's upload would find no server and it would retry
+        for as long as it waits for a coordinator. So each outstanding job is
+        awaited until it answers or reaches its deadline; what it sends is
+        released unread and recorded as a run event ``async_unused``.
+        """
+        while live:
+            got = self._arrival(live)
+            if got is None:
+                continue
+            job, result = got
+            self._c.store.record_event(
+                self._run_id,
+                round=version,
+                participant=job.site,
+                kind=UNUSED_EVENT,
+                detail=f"{result.status}: trained from version {job.base} after "
+                "the last version was made; not aggregated",
+            )
 
     def _arrival(self, live: dict[str, _Live]) -> tuple[Dispatch, _Result] | None:
         """The next job to end, taken out of ``live``; None if nothing came yet.
