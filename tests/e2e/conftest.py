@@ -198,6 +198,10 @@ class Deployment:
                 stderr=err,
                 text=True,
                 start_new_session=True,
+                # A terminal's Ctrl-C, whatever started pytest: a job started with
+                # ``&`` by a non-interactive shell ignores SIGINT, and so would its
+                # children, which the Ctrl-C tests then wait on forever.
+                preexec_fn=_default_sigint,
             )
         self.processes.append(process)
         if may_fail:
@@ -353,3 +357,8 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         yield d
     finally:
         d.stop_all()
+
+
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default (Python's Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
