@@ -207,8 +207,6 @@ class AsyncDriver:
         self, first: int, params: Params, state: Params
     ) -> Iterator[tuple[Params, Params, RoundSummary]]:
         """Model, state and summary of each version from ``first`` to the last."""
-        from accord.coordinator.runner import Concluding  # runner imports this module
-
         c, rnd = self._c, self._rnd
         spec = published_spec(c.config.strategy, params.spec)
         buffer = FedBuffBuffer(
@@ -260,33 +258,15 @@ class AsyncDriver:
                         self._schedule.dispatch(job.site, version, self._now)
                     )
             self._flush(params)  # what trains from this version, before it goes
-            delta = buffer.take()
-            sent, self._sent = self._sent, {}
-            record_transfers(
-                c.store,
-                self._run_id,
+            params, state, summary = self._conclude(
                 number,
-                sent,
-                method=c.config.compression.method,
+                started=started,
+                t0=t0,
+                outcomes=outcomes,
                 dense=spec.packed_nbytes,
-            )
-            ordered = tuple(outcomes.values())
-            params, state, summary = c.conclude(
-                self._run_id,
-                Concluding(
-                    number=number,
-                    started=started,
-                    t0=t0,
-                    selected=tuple(outcomes),
-                    outcomes=ordered,
-                    succeeded=sum(o.status == "ok" for o in ordered),
-                    reason=None,
-                    extra_metrics=(MetricValue(CLOCK, None, VIRTUAL_TIME, self._now),),
-                    duration_s=self._now - since,
-                ),
-                params,
-                state,
-                delta,
+                step=(params, state, buffer.take()),
+                extra=(MetricValue(CLOCK, None, VIRTUAL_TIME, self._now),),
+                duration_s=self._now - since,
             )
             version = number
             if filler is not None:
@@ -312,8 +292,6 @@ class AsyncDriver:
         version the executor keeps serving only the versions that outstanding
         jobs were given and that are within ``max_staleness``.
         """
-        from accord.coordinator.runner import Concluding  # runner imports this module
-
         c, rnd = self._c, self._rnd
         version = first - 1
         live: dict[str, _Live] = {}
@@ -369,31 +347,13 @@ class AsyncDriver:
                     filler = job.site
                 else:
                     send(job.site, version)
-            delta = buffer.take()
-            sent, self._sent = self._sent, {}
-            record_transfers(
-                c.store,
-                self._run_id,
+            params, state, summary = self._conclude(
                 number,
-                sent,
-                method=c.config.compression.method,
+                started=started,
+                t0=t0,
+                outcomes=outcomes,
                 dense=buffer.spec.packed_nbytes,
-            )
-            ordered = tuple(outcomes.values())
-            params, state, summary = c.conclude(
-                self._run_id,
-                Concluding(
-                    number=number,
-                    started=started,
-                    t0=t0,
-                    selected=tuple(outcomes),
-                    outcomes=ordered,
-                    succeeded=sum(o.status == "ok" for o in ordered),
-                    reason=None,
-                ),
-                params,
-                state,
-                delta,
+                step=(params, state, buffer.take()),
             )
             version = number
             if filler is not None:
@@ -407,6 +367,51 @@ class AsyncDriver:
             )
             yield params, state, summary
         self._drain(live, version)
+
+    def _conclude(
+        self,
+        number: int,
+        *,
+        started: datetime,
+        t0: float,
+        outcomes: Mapping[str, ParticipantOutcome],
+        dense: int,
+        step: tuple[Params, Params, Params],
+        extra: tuple[MetricValue, ...] = (),
+        duration_s: float | None = None,
+    ) -> tuple[Params, Params, RoundSummary]:
+        """Record version ``number``'s transfers, then conclude it like a round."""
+        from accord.coordinator.runner import Concluding  # runner imports this module
+
+        c = self._c
+        sent, self._sent = self._sent, {}
+        record_transfers(
+            c.store,
+            self._run_id,
+            number,
+            sent,
+            method=c.config.compression.method,
+            dense=dense,
+        )
+        ordered = tuple(outcomes.values())
+        params, state, delta = step
+        return c.conclude(
+            self._run_id,
+            Concluding(
+                number=number,
+                started=started,
+                t0=t0,
+                selected=tuple(outcomes),
+                outcomes=ordered,
+                succeeded=sum(o.status == "ok" for o in ordered),
+                reason=None,
+                extra_metrics=extra,
+                duration_s=duration_s,
+            ),
+            params,
+            state,
+            delta,
+        )
 
     def _drain(self, live: dict[str, _Live], version: int) -> None:
         """Let the jobs still out end before the run does; their updates unused.
