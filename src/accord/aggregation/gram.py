@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 from accord.aggregation.coordinatewise import BLOCK, check_updates, run_blocks
 from accord.params import Array, Params
 
-__all__ = ["CHUNK", "gram_matrix", "squared_distances", "squared_norm"]
+__all__ = ["CHUNK", "gram_matrix", "squared_distances", "squared_norm", "squared_norms"]
 
 #: Coordinates per chunk: 10 updates x 16384 x 8 bytes = 1.3 MiB of float64 buffer.
 CHUNK = 16_384
@@ -68,15 +68,16 @@ def gram_matrix(
         for lo in range(start, stop, CHUNK):
             hi = min(lo + CHUNK, stop)
             rows = buffer[:, : hi - lo]
+            for row, x in zip(rows, inputs, strict=True):
+                np.copyto(row, x[lo:hi])
             if centered:
-                center = inputs[_median_norm(inputs, lo, hi)][lo:hi]
-                for row, x in zip(rows, inputs, strict=True):
-                    # widen and subtract in one pass
-                    np.subtract(x[lo:hi], center, out=row, dtype=np.float64)
-            else:
-                for row, x in zip(rows, inputs, strict=True):
-                    np.copyto(row, x[lo:hi])
-            acc += rows @ rows.T
+                # float64(x) - float64(c), as a widening subtract would give, but
+                # on the cached buffer: a mixed-dtype ufunc is 4x slower per row
+                center = rows[_median_norm(inputs, lo, hi)].copy()
+                np.subtract(rows, center, out=rows)
+            # np.dot, not @: numpy's matmul keeps the GIL for these small products,
+            # so the pool's threads would run them one at a time
+            acc += np.dot(rows, rows.T)
         with lock:
             partial[(index, start)] = acc
 
@@ -115,25 +116,37 @@ def squared_distances(gram: Matrix) -> Matrix:
 
 def squared_norm(update: Params, *, workers: int | None = None) -> float:
     """``||update||^2`` summed in float64, chunk by chunk (no float64 copy of it)."""
-    spec = update.spec
-    flat = [update[t.name].reshape(-1) for t in spec.tensors]
-    partial: dict[tuple[int, int], float] = {}
+    return squared_norms([update], workers=workers)[0]
+
+
+def squared_norms(
+    updates: Sequence[Params], *, workers: int | None = None
+) -> list[float]:
+    """Each update's ``||x||^2`` in float64, all in one pass over the updates.
+
+    Each chunk is widened into a cached float64 buffer and dotted with itself (one
+    BLAS call, held to one thread: OpenBLAS's own threads on top of the pool's spin
+    on a busy machine, measured 100x slower). Blocks are summed in block order, so
+    an update's value does not depend on the others given with it or on threads.
+    """
+    spec = check_updates(updates)
+    n = len(updates)
+    flat = [[u[t.name].reshape(-1) for u in updates] for t in spec.tensors]
+    partial: dict[tuple[int, int], list[float]] = {}
     lock = threading.Lock()
 
     def work(index: int, start: int, stop: int) -> None:
-        x = flat[index]
         buffer = np.empty(min(CHUNK, stop - start))
-        total = 0.0
-        for lo in range(start, stop, CHUNK):
-            part = buffer[: min(lo + CHUNK, stop) - lo]
-            np.copyto(part, x[lo : lo + part.size])
-            # not np.dot: OpenBLAS threads a long dot product, and its threads
-            # fight this pool's (measured 100x slower on a loaded 2-core machine)
-            np.multiply(part, part, out=part)
-            total += float(np.add.reduce(part))
+        totals = [0.0] * n
+        for i, x in enumerate(flat[index]):
+            for lo in range(start, stop, CHUNK):
+                part = buffer[: min(lo + CHUNK, stop) - lo]
+                np.copyto(part, x[lo : lo + part.size])
+                totals[i] += float(np.dot(part, part))
         with lock:
-            partial[(index, start)] = total
+            partial[(index, start)] = totals
 
     block = CHUNK * max(1, BLOCK // CHUNK)
-    run_blocks([t.size for t in spec.tensors], work, block=block, workers=workers)
-    return float(sum(partial[key] for key in sorted(partial)))
+    with threadpool_limits(limits=1, user_api="blas"):
+        run_blocks([t.size for t in spec.tensors], work, block=block, workers=workers)
+    return [float(sum(partial[key][i] for key in sorted(partial))) for i in range(n)]

@@ -166,6 +166,57 @@ def weighted_mean(
     return map_chunks(updates, make_kernel, chunk=CHUNK, workers=workers)
 
 
+class _ScaledMeanKernel(_MeanKernel):
+    """:class:`_MeanKernel` over ``x * scale`` rounded to ``x``'s dtype first."""
+
+    def __init__(
+        self,
+        weights: Sequence[float],
+        scales: Sequence[float | None],
+        total: float,
+        dtype: np.dtype[Any],
+        size: int,
+    ) -> None:
+        super().__init__(weights, total, dtype, size)
+        self.scales = scales
+        self.scaled = np.empty(size, dtype)
+
+    def __call__(self, inputs: Sequence[Array], out: Array) -> None:
+        m = out.shape[0]
+        acc, scratch, scaled = self.acc[:m], self.scratch[:m], self.scaled[:m]
+        for i, (x, w, scale) in enumerate(
+            zip(inputs, self.weights, self.scales, strict=True)
+        ):
+            if scale is not None:
+                np.multiply(x, x.dtype.type(scale), out=scaled)
+                x = scaled
+            _add_weighted(acc, x, w, scratch, i == 0)
+        _finish(acc, self.total, out)
+
+
+def scaled_mean(
+    updates: Sequence[Params],
+    weights: Sequence[float],
+    scales: Sequence[float | None],
+    *,
+    workers: int | None = None,
+) -> Params:
+    """:func:`weighted_mean` of the updates, each first multiplied by its scale.
+
+    ``x * scale`` is rounded to ``x``'s dtype before it is weighted, as if each
+    scaled update were made first (``None``: not scaled), bit for bit, but chunk by
+    chunk in cache: no scaled copy of a whole update is ever allocated.
+    """
+    check_updates(updates)
+    if not len(weights) == len(scales) == len(updates):
+        raise ValueError(
+            f"{len(updates)} updates, {len(weights)} weights and {len(scales)} scales"
+        )
+    ws = [_check_weight(w) for w in weights]
+    make_kernel = functools.partial(_ScaledMeanKernel, ws, list(scales), _total(ws))
+    return map_chunks(updates, make_kernel, chunk=CHUNK, workers=workers)
+
+
 def linear_combination(
     updates: Sequence[Params],
     coefficients: Sequence[float],

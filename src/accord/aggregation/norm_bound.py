@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from accord.aggregation.gram import squared_norm
-from accord.aggregation.mean import weighted_mean
+from accord.aggregation.gram import squared_norm, squared_norms
+from accord.aggregation.mean import scaled_mean
 from accord.errors import ConfigError
 from accord.params import Params
 
@@ -48,11 +48,15 @@ def bound_norm(
     Returns the update and whether it was scaled. The scale is computed in float64
     and applied in each tensor's dtype.
     """
-    norm = math.sqrt(squared_norm(update, workers=workers))
-    if norm <= bound:
+    scale = _scale(math.sqrt(squared_norm(update, workers=workers)), bound)
+    if scale is None:
         return update, False
-    scale = bound / norm
-    return Params({k: (a * scale).astype(a.dtype) for k, a in update.items()}), True
+    return Params({k: a * a.dtype.type(scale) for k, a in update.items()}), True
+
+
+def _scale(norm: float, bound: float) -> float | None:
+    """``bound / norm`` where ``norm`` exceeds ``bound`` (None: within it)."""
+    return None if norm <= bound else bound / norm
 
 
 class _Accumulator(Protocol):
@@ -99,5 +103,8 @@ class NormBounding:
         """Clip every update, then the weighted mean (as the accumulator does)."""
         if len(weights) != len(updates):
             raise ValueError(f"{len(updates)} updates but {len(weights)} weights")
-        bounded = [bound_norm(u, self.bound, workers=self.workers)[0] for u in updates]
-        return weighted_mean(bounded, weights, workers=self.workers)
+        scales = [
+            _scale(math.sqrt(s), self.bound)
+            for s in squared_norms(updates, workers=self.workers)
+        ]
+        return scaled_mean(updates, weights, scales, workers=self.workers)
