@@ -64,10 +64,15 @@ __all__ = [
     "weighted_trimmed_mean",
 ]
 
-#: Coordinates per chunk: about 4n float64 rows of scratch (5 MiB for 10 updates),
-#: in L3. Each step is a numpy call with a microsecond of Python around it, so long
-#: chunks pay; 16384 was fastest on the 2-core EPYC of W6 (8192: 10 % slower).
-CHUNK = 16_384
+#: Coordinates per chunk of the sort: n + 1 float64 rows (5.8 MiB for 10 updates),
+#: in L3. Each comparator is two numpy calls on one row; a thread releases the GIL
+#: only inside them, so short rows leave the pool's threads queuing for it (at
+#: 16384, two threads were no faster than one on the 2-core EPYC of W6).
+CHUNK = 65_536
+#: Coordinates per piece of the walk after the sort: its 2-D steps (weights,
+#: cumulative sums, cuts) on 3n rows of scratch stay in L2-L3 at this size, and
+#: each call is already long enough to be worth releasing the GIL for.
+WALK = 16_384
 #: Low mantissa bits of a float64 key that hold the update's index. A float32 value
 #: widened to float64 has its 29 lowest mantissa bits zero, so the index changes
 #: neither its order against other values nor its rounding back to float32.
@@ -225,15 +230,16 @@ class _KeyKernel:
         self.index = np.zeros((n + 1, 1), np.int64)
         self.index[list(self.start[:n]), 0] = np.arange(n)
         self.keys = np.empty((n + 1, size))
-        self.bits = np.empty((self.rows, size), np.int64)  # then the kept weights
-        self.cum = np.empty((self.rows, size))
-        self.mask = np.empty((self.rows, size), bool)
+        walk = min(size, WALK)
+        self.bits = np.empty((self.rows, walk), np.int64)  # then the kept weights
+        self.cum = np.empty((self.rows, walk))
+        self.mask = np.empty((self.rows, walk), bool)
         self.columns = np.arange(size, dtype=np.intp)
         # positions before the median's: fewer than 128 fit the cheapest count
         self.count_dtype = np.int8 if self.rows <= 128 else np.int16
         self.f32 = np.empty(size, np.float32)
-        self.upper = np.empty(size, np.float32)
-        self.acc = np.empty(size)
+        self.upper = np.empty(walk, np.float32)
+        self.acc = np.empty(walk)
 
     def __call__(self, inputs: Sequence[Array], out: Array) -> None:
         m = out.shape[0]
@@ -248,20 +254,10 @@ class _KeyKernel:
             np.maximum(keys[order[i]], keys[order[j]], out=keys[order[j]])
             order[i], order[-1] = spare, order[i]
         # the start placement leaves sorted position k in buffer row k
-        rows = self.rows
-        bits, cum = self.bits[:, :m], self.cum[:, :m]
-        np.bitwise_and(keys[:rows].view(np.int64), _INDEX_MASK, out=bits)
-        # mode="clip": the indices are valid, and it spares numpy a buffered copy
-        np.take(self.table, bits, out=cum, mode="clip")
-        for k in range(1, rows):
-            cum[k] += cum[k - 1]
         result = self.f32[:m]
-        # an infinity's key is a NaN (see below); sums may overflow as numpy's do
-        with np.errstate(invalid="ignore", over="ignore"):
-            if self.mode == "median":
-                self._median(cum, result)
-            else:
-                self._trimmed(keys, cum, result)
+        for lo in range(0, m, WALK):
+            hi = min(lo + WALK, m)
+            self._walk(lo, hi, result[lo:hi])
         # An infinity with index bits is a NaN: those coordinates (and real NaNs)
         # take the reference path, which handles both.
         special = np.isnan(result)
@@ -272,13 +268,30 @@ class _KeyKernel:
             )
         np.copyto(out, result, casting="same_kind")
 
-    def _at(self, cum: Array, strict: bool, out: Array) -> None:
+    def _walk(self, lo: int, hi: int, result: Array) -> None:
+        """The statistic of the sorted columns ``lo:hi`` of the key buffer."""
+        rows, m = self.rows, hi - lo
+        keys = self.keys[:, lo:hi]
+        bits, cum = self.bits[:, :m], self.cum[:, :m]
+        np.bitwise_and(keys[:rows].view(np.int64), _INDEX_MASK, out=bits)
+        # mode="clip": the indices are valid, and it spares numpy a buffered copy
+        np.take(self.table, bits, out=cum, mode="clip")
+        for k in range(1, rows):
+            cum[k] += cum[k - 1]
+        # an infinity's key is a NaN (see below); sums may overflow as numpy's do
+        with np.errstate(invalid="ignore", over="ignore"):
+            if self.mode == "median":
+                self._median(cum, lo, result)
+            else:
+                self._trimmed(keys, cum, result)
+
+    def _at(self, cum: Array, lo: int, strict: bool, out: Array) -> None:
         """``out`` = the first sorted value whose cumulative weight passes half.
 
         Cumulative weights rise with the position, so the positions before it are
         those whose weight has not passed half: counting them gives the position
         (the last one where rounding passes none), and a flat ``take`` from the
-        key buffer the value.
+        key buffer the value. ``lo`` is the first column of ``cum`` in the buffer.
         """
         m = out.shape[0]
         mask = self.mask[: self.rows - 1, :m]
@@ -290,18 +303,18 @@ class _KeyKernel:
         # sorted position k is buffer row k: its offset in the flat buffer
         flat = count.astype(np.intp)
         flat *= self.keys.shape[1]
-        flat += self.columns[:m]
+        flat += self.columns[lo : lo + m]
         # float64 -> float32 rounds the index bits away
         np.copyto(out, np.take(self.keys.reshape(-1), flat), casting="same_kind")
 
-    def _median(self, cum: Array, result: Array) -> None:
-        self._at(cum, False, result)
+    def _median(self, cum: Array, lo: int, result: Array) -> None:
+        self._at(cum, lo, False, result)
         # The upper median differs only where a cumulative weight is exactly half
         # (equal weights and an even count, typically); elsewhere it is the lower.
         if not self.upper_possible or not (cum == self.half).any():
             return
         upper = self.upper[: result.shape[0]]
-        self._at(cum, True, upper)
+        self._at(cum, lo, True, upper)
         result += upper
         result *= np.float32(0.5)
 
