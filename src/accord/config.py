@@ -568,6 +568,7 @@ class AttackConfig(_Section):
     direction: Literal["unit_vec", "std", "sign"] = "std"
     gamma_init: float = Field(default=10.0, gt=0)
     tolerance: float = Field(default=1e-5, gt=0)
+    examples: int | None = Field(default=None, ge=1, lt=2**53)
     backdoor: BackdoorConfig | None = None
 
     @model_validator(mode="after")
@@ -599,6 +600,15 @@ class AttackConfig(_Section):
     def updates(self) -> bool:
         """True when the attack rewrites updates (not only the training data)."""
         return self.kind in UPDATE_ATTACKS
+
+    @property
+    def in_flight(self) -> bool:
+        """True when the engine must touch what the malicious sites send.
+
+        An update attack rewrites their updates; ``examples`` rewrites the example
+        count they claim for them (any kind: a count is a claim, not data).
+        """
+        return self.updates or self.examples is not None
 
 
 class RobustnessConfig(_Section):
@@ -1326,6 +1336,14 @@ def _check_robustness(cfg: FedConfig) -> None:
             "aggregation hides from the simulation engine too; use label_flip or "
             "backdoor, or turn secure aggregation off",
             key="attack.kind",
+        )
+    if cfg.attack is not None and cfg.attack.examples is not None:
+        raise ConfigError(
+            "attack.examples rewrites the example count a malicious site claims, "
+            "which a secure round folds into the masked sum where the simulation "
+            "engine cannot reach it (there every site is weighted up to "
+            "max_examples); remove examples, or turn secure aggregation off",
+            key="attack.examples",
         )
 
 

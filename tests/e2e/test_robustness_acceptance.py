@@ -1,22 +1,24 @@
 """Issue 10's end-to-end acceptance on digits: ALIE and scaling attackers.
 
 ``examples/digits`` (10 sites, Dirichlet alpha = 0.5, the PyTorch MLP of its
-``task.py``, seed 1), 2 malicious sites drawn by the seed, in process, through
-:func:`accord.simulation.robustness.run_matrix` (what ``accord evaluate
+``task.py``, 30 rounds, seed 1), 2 malicious sites drawn by the seed, in process,
+through :func:`accord.simulation.robustness.run_matrix` (what ``accord evaluate
 robustness`` runs), with FedAvg (``mean``) and the defence ``docs/robustness.md``
-recommends (``centered_clip`` with its defaults), 12 rounds instead of 30 to stay
-affordable. What holds, per attack (figures in ``docs/robustness.md``):
+recommends (``centered_clip+quarantine``: centered clipping, sites quarantined
+after two flags on norm or copies).
 
+The attackers are the ones the brief asks us to assume: they pass every check,
+including a *plausible* example count. Each claims 600 examples for every update
+(``[attack] examples``; the largest honest site trained on 228, the federation's
+bound is 100,000), and ALIE uses ``z = 3``. With their true counts, ALIE at the
+paper's ``z_max`` (0.253) or at ``z = 3`` costs FedAvg under a point on digits:
+the two sites drawn hold 10 % of the example weight (``docs/robustness.md``).
+
+- **ALIE**: FedAvg loses more than 10 points; the defence stays within 3 points of
+  attack-free FedAvg; both attackers are flagged (they send one vector: copies).
 - **scaling + backdoor** (model replacement, Bagdasaryan et al.): the backdoor
-  succeeds against FedAvg; centered clipping stops it and stays within 3 points
-  of attack-free FedAvg; both attackers are flagged in the stored scores.
-- **ALIE** (Baruch et al., ``z`` = the paper's ``z_max`` = 0.253 for 10 sites and
-  2 attackers): the acceptance's first clause does **not** hold on digits. FedAvg
-  loses well under 10 points (it did at ``z`` = 1, 2 and 5 too, and the paper's
-  backdooring variant implanted no trigger); this test pins that finding so that
-  a change that makes ALIE bite here is noticed and the docs updated. Centered
-  clipping stays within 3 points, and both attackers are flagged (they send one
-  vector: copies).
+  takes FedAvg; the defence keeps its accuracy within 3 points and the backdoor
+  under 10 %; both attackers are flagged (by norm).
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from accord.store import SqlStore
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 pytest.importorskip("torch")
 
+DEFENCE = "centered_clip+quarantine"
+
 
 def test_alie_and_scaling_attackers_on_digits(repo, tmp_path):
     # Arrange
     cfg = load_config(
         repo / "examples" / "digits" / "fed.toml",
-        federation={"rounds": 12},
-        attack={"kind": "alie", "count": 2},
+        attack={"kind": "alie", "count": 2, "z": 3.0, "examples": 600},
         evaluation={"federated": False, "baselines": False},
         simulation={"workers": 0},
         store={"directory": str(tmp_path), "checkpoints": False},
@@ -50,7 +53,7 @@ def test_alie_and_scaling_attackers_on_digits(repo, tmp_path):
         cells = run_matrix(
             cfg,
             attacks=["alie", "scaling+backdoor"],
-            defences=["mean", "centered_clip"],
+            defences=["mean", DEFENCE],
             store=store,
         )
         flagged = {
@@ -62,20 +65,28 @@ def test_alie_and_scaling_attackers_on_digits(repo, tmp_path):
             }
             for c in cells
         }
+        claims = {
+            o.participant: o.num_examples
+            for c in cells
+            if c.attack == "alie"
+            for o in store.rounds(c.run_id)[0].outcomes
+        }
     finally:
         store.close()
     got = {(c.attack, c.defence): c for c in cells}
     clean = got["none", "mean"].accuracy
 
-    # Assert: the model replacement's backdoor takes FedAvg, not centered clipping
+    # Assert: the attackers lied about their counts, and only they did
     assert len(malicious) == 2
+    assert {p for p, n in claims.items() if n == 600} == malicious
     assert all(c.aborted is None for c in cells)
+    # FedAvg falls to both: ALIE by more than 10 points, the backdoor takes hold
+    assert clean - got["alie", "mean"].accuracy > 0.10
     assert got["scaling+backdoor", "mean"].backdoor_success >= 0.9
-    assert got["scaling+backdoor", "centered_clip"].backdoor_success <= 0.05
-    # ALIE at z_max does not cost FedAvg 10 points here (see the module docstring)
-    assert clean - got["alie", "mean"].accuracy < 0.10
+    # the recommended defence holds within 3 points, and the backdoor under 10 %
     for attack in ("alie", "scaling+backdoor"):
-        defended = got[attack, "centered_clip"].accuracy
+        defended = got[attack, DEFENCE].accuracy
         assert defended >= clean - 0.03, (attack, defended, clean)
-        for defence in ("mean", "centered_clip"):
+        for defence in ("mean", DEFENCE):
             assert malicious <= flagged[attack, defence], (attack, defence)
+    assert got["scaling+backdoor", DEFENCE].backdoor_success <= 0.10

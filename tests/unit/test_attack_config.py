@@ -49,6 +49,9 @@ def test_an_attack_and_a_policy_load_with_their_defaults() -> None:
         ({"kind": "alie", "count": 1, "epsilon": 0.0}, "epsilon"),
         ({"kind": "alie", "count": 1, "sacle": 2.0}, "sacle"),
         ({"kind": "min_max", "count": 1, "direction": "up"}, "direction"),
+        ({"kind": "alie", "count": 1, "examples": 0}, "examples"),
+        ({"kind": "alie", "count": 1, "examples": 2**53}, "examples"),
+        ({"kind": "alie", "count": 1, "examples": 1.5}, "examples"),
         (
             {"kind": "backdoor", "count": 1, "backdoor": {"fraction": 1.01}},
             "fraction",
@@ -99,6 +102,20 @@ def test_scores_and_update_attacks_are_refused_under_secure_aggregation() -> Non
     with pytest.raises(ConfigError, match="rewrites updates"):
         _config(attack={"kind": "scaling", "count": 1}, **secure)
     assert _config(attack={"kind": "label_flip", "count": 1}, **secure).attack
+    with pytest.raises(ConfigError, match="attack.examples") as claimed:
+        _config(attack={"kind": "label_flip", "count": 1, "examples": 50}, **secure)
+    assert "masked sum" in str(claimed.value)
+
+
+def test_a_claimed_count_routes_any_attack_through_the_engine() -> None:
+    claim = _config(attack={"kind": "label_flip", "count": 1, "examples": 1})
+    plain = _config(attack={"kind": "label_flip", "count": 1})
+    top = _config(attack={"kind": "ipm", "count": 1, "examples": 2**53 - 1})
+
+    assert claim.attack is not None and claim.attack.in_flight
+    assert not claim.attack.updates and claim.attack.examples == 1
+    assert plain.attack is not None and not plain.attack.in_flight
+    assert top.attack is not None and top.attack.examples == 2**53 - 1
 
 
 FED = """

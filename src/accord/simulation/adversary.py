@@ -7,7 +7,9 @@ honest updates, as their threat model grants: a malicious site's own update is
 held until every honest participant of the round has answered (or failed), then
 the crafted updates are released, in selection order. Non-omniscient attacks (sign
 flipping, scaling, Gaussian noise) rewrite a malicious update as it arrives. The
-maths is :mod:`accord.attacks.updates`; this module only routes updates.
+maths is :mod:`accord.attacks.updates`; this module only routes updates, and
+replaces the example count they claim where ``[attack] examples`` sets one (an
+attacker's plausible lie: the count weighs its update and nobody can check it).
 
 It lives in the simulation engine, never in a participant or the coordinator:
 ``accord coordinator`` and ``accord participant`` refuse ``[attack]``. Every
@@ -71,8 +73,10 @@ class AdversarialExecutor:
         attack: UpdateAttack,
         malicious: Sequence[str],
         seed: int,
+        examples: int | None = None,
     ) -> None:
         self._inner = inner
+        self._examples = examples
         self._attack = attack
         self._malicious = frozenset(malicious)
         self._seed = seed
@@ -164,7 +168,14 @@ class AdversarialExecutor:
         out = []
         for done, vec in zip(own, crafted, strict=True):
             update = Params.unflatten(spec, vec)
-            out.append(replace(done, update=update, update_digest=update.digest()))
+            out.append(
+                replace(
+                    done,
+                    update=update,
+                    update_digest=update.digest(),
+                    num_examples=self._examples or done.num_examples,
+                )
+            )
         logger.debug(
             "round %d: %s sent %s updates", rnd.number, len(out), self._attack.kind
         )

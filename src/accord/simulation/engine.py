@@ -106,7 +106,7 @@ def _executor(
 def _adversary(config: FedConfig, ctx: SimContext, executor: Executor) -> Executor:
     """The executor, wrapped so that ``[attack]``'s malicious updates are crafted."""
     attack = config.attack
-    if attack is None or not attack.updates:
+    if attack is None or not attack.in_flight:
         return executor
     from accord.simulation.adversary import AdversarialExecutor, update_attack
 
@@ -116,6 +116,7 @@ def _adversary(config: FedConfig, ctx: SimContext, executor: Executor) -> Execut
         attack=update_attack(attack),
         malicious=ctx.malicious,
         seed=config.federation.seed,
+        examples=attack.examples,
     )
 
 

@@ -85,6 +85,41 @@ def test_alie_attackers_are_flagged_as_copies_of_each_other() -> None:
         assert all(o.status == "ok" for o in r.outcomes)  # no quarantine asked
 
 
+def test_malicious_sites_claim_the_attacks_count_and_the_bound_still_holds() -> None:
+    # Arrange: label flippers that claim 600 examples (the data has ~1,200 rows)
+    claim = {"kind": "label_flip", "count": 2, "examples": 600}
+    cfg = _config(attack=claim)
+    bad = _malicious(cfg)
+    honest_run = simulate(
+        _config(attack={**claim, "examples": None}),
+        store=(honest_store := MemoryStore()),
+    ).run
+    store = MemoryStore()
+
+    # Act
+    run = simulate(cfg, store=store).run
+    bounded = _config(attack=claim, strategy={"max_examples": 599})
+    refused_store = MemoryStore()
+    refused = simulate(bounded, store=refused_store).run
+
+    # Assert: only the attackers' counts change, and the model with them
+    honest = {
+        o.participant: o.num_examples
+        for o in honest_store.rounds(honest_run.run_id)[0].outcomes
+    }
+    for r in store.rounds(run.run_id):
+        got = {o.participant: o.num_examples for o in r.outcomes}
+        assert {p for p, n in got.items() if n == 600} == bad
+        assert all(got[p] == honest[p] for p in got if p not in bad)
+        assert all(honest[p] < 600 for p in bad)
+    assert run.params.digest() != honest_run.params.digest()
+    # A claim above max_examples is refused with the reason, as any site's is
+    for r in refused_store.rounds(refused.run_id):
+        status = {o.participant: (o.status, o.reason or "") for o in r.outcomes}
+        assert {p for p, (st, _) in status.items() if st != "ok"} == bad
+        assert all("above this federation's bound of 599" in status[p][1] for p in bad)
+
+
 def test_without_robustness_nothing_is_scored() -> None:
     store = MemoryStore()
 
