@@ -14,6 +14,7 @@ from typing import Any, Literal
 __all__ = [
     "LedgerRecord",
     "MetricValue",
+    "NewEvent",
     "OutcomeStatus",
     "ParticipantOutcome",
     "PrivacyLevel",
@@ -143,6 +144,19 @@ class RunInfo:
     rounds_completed: int
     config: Mapping[str, Any]
     summary: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to record: a :class:`RunEvent` before the store dates it.
+
+    :meth:`~accord.store.RunStore.record_events` takes a batch of them.
+    """
+
+    round: int | None
+    participant: str | None
+    kind: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from accord.records import NewEvent
+
 if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy
     from accord.records import RunEvent
     from accord.store.protocol import RunStore
@@ -37,14 +39,20 @@ def record_transfers(
     dense: int,
 ) -> None:
     """Record what each site in ``sent`` sent in round ``number`` (bytes)."""
-    for participant, nbytes in sorted(sent.items()):
-        store.record_event(
-            run_id,
-            round=number,
-            participant=participant,
-            kind=EVENT_KIND,
-            detail=json.dumps({"method": method, "bytes": nbytes, "dense": dense}),
-        )
+    # one transaction for the round (a commit per site cost a 20-site secure
+    # round of 100k parameters 15 % of its CPU)
+    store.record_events(
+        run_id,
+        [
+            NewEvent(
+                round=number,
+                participant=participant,
+                kind=EVENT_KIND,
+                detail=json.dumps({"method": method, "bytes": nbytes, "dense": dense}),
+            )
+            for participant, nbytes in sorted(sent.items())
+        ],
+    )
     if sent:
         total = sum(sent.values())
         logger.info(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -33,6 +33,7 @@ from accord.store.protocol import (
 from accord.store.records import (
     LedgerRecord,
     MetricValue,
+    NewEvent,
     ReceiptRecord,
     RoundRecord,
     RunEvent,
@@ -234,6 +235,28 @@ class MemoryStore:
             run = self._run(run_id)
             at = self._clock().astimezone(UTC)
             run.events.append(RunEvent(run_id, at, round, who, kind, text))
+
+    def record_events(self, run_id: str, events: Sequence[NewEvent]) -> None:
+        """Keep several events of the run, in order: all of them or none."""
+        cleaned = [
+            (
+                e,
+                clean_event(
+                    round_number=e.round,
+                    participant=e.participant,
+                    kind=e.kind,
+                    detail=e.detail,
+                ),
+            )
+            for e in events
+        ]
+        with self._lock:
+            run = self._run(run_id)
+            at = self._clock().astimezone(UTC)
+            run.events.extend(
+                RunEvent(run_id, at, e.round, who, e.kind, text)
+                for e, (who, text) in cleaned
+            )
 
     def events(self, run_id: str) -> list[RunEvent]:
         """The run's events, in the order they were recorded."""

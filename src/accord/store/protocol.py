@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
@@ -21,6 +21,7 @@ from accord.errors import StoreError
 from accord.store.records import (
     LedgerRecord,
     MetricValue,
+    NewEvent,
     ReceiptRecord,
     RoundRecord,
     RunEvent,
@@ -103,6 +104,14 @@ class RunStore(Protocol):
         ``unauthenticated``, ``malformed``, ...); ``detail`` says why, readably.
         ``participant`` and ``detail`` may quote a peer and are stored cut to a
         bounded length (see :func:`~accord.store.records.clean_event`).
+        """
+        ...
+
+    def record_events(self, run_id: str, events: Sequence[NewEvent]) -> None:
+        """Store several events of the run at once, in order: all of them or none.
+
+        What :meth:`record_event` does for each, in one transaction (a round's
+        per-site transfer counts are one write, not one per site).
         """
         ...
 

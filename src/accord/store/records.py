@@ -19,6 +19,7 @@ from accord.errors import StoreError
 from accord.records import (
     LedgerRecord,
     MetricValue,
+    NewEvent,
     OutcomeStatus,
     ParticipantOutcome,
     PrivacyLevel,
@@ -35,6 +36,7 @@ __all__ = [
     "LedgerRecord",
     "MetricScope",
     "MetricValue",
+    "NewEvent",
     "OutcomeStatus",
     "ParticipantOutcome",
     "PrivacyLevel",

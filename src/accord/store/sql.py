@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from accord.store.protocol import (
 from accord.store.records import (
     LedgerRecord,
     MetricValue,
+    NewEvent,
     ReceiptRecord,
     RoundRecord,
     RunEvent,
@@ -276,6 +277,33 @@ class SqlStore:
         with self._session(f"recording an event of run {run_id}", write=True) as s:
             self._existing(s, run_id)
             s.add(row)
+
+    def record_events(self, run_id: str, events: Sequence[NewEvent]) -> None:
+        """Store several events of the run in one transaction, in order."""
+        at = self._clock().astimezone(UTC)
+        rows = []
+        for event in events:
+            who, text = clean_event(
+                round_number=event.round,
+                participant=event.participant,
+                kind=event.kind,
+                detail=event.detail,
+            )
+            rows.append(
+                EventRow(
+                    run_id=run_id,
+                    at=at,
+                    round=event.round,
+                    participant=who,
+                    kind=event.kind,
+                    detail=text,
+                )
+            )
+        if not rows:
+            return
+        with self._session(f"recording events of run {run_id}", write=True) as s:
+            self._existing(s, run_id)
+            s.add_all(rows)
 
     def events(self, run_id: str) -> list[RunEvent]:
         """The run's events, in the order they were recorded."""

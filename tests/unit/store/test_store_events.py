@@ -9,6 +9,7 @@ import pytest
 
 from accord.errors import RunNotFound, StoreError
 from accord.store import RoundRecord, RunEvent, RunStore
+from accord.store.records import NewEvent
 from accord.store.records import MAX_EVENT_DETAIL, MAX_EVENT_PARTICIPANT
 
 NewRun = Callable[..., str]
@@ -35,6 +36,43 @@ def test_events_come_back_in_recording_order(store: RunStore, new_run: NewRun) -
     assert got[0].at < got[1].at
     assert all(e.at.utcoffset() is not None for e in got)
     assert [e.detail for e in store.events(other)] == ["other"]
+
+
+def test_a_batch_of_events_is_kept_in_order_after_the_earlier_ones(
+    store: RunStore, new_run: NewRun
+) -> None:
+    run_id = new_run()
+    store.record_event(run_id, round=1, participant="a", kind="stale", detail="x")
+    batch = [
+        NewEvent(round=2, participant=f"site-{i}", kind="update_bytes", detail=str(i))
+        for i in range(5)
+    ]
+
+    store.record_events(run_id, batch)
+    store.record_events(run_id, [])
+
+    got = store.events(run_id)
+    assert [(e.round, e.participant, e.kind, e.detail) for e in got] == [
+        (1, "a", "stale", "x"),
+        *((2, f"site-{i}", "update_bytes", str(i)) for i in range(5)),
+    ]
+    assert len({e.at for e in got[1:]}) == 1  # one write, one time
+    assert got[0].at <= got[1].at
+
+
+def test_a_batch_with_one_bad_event_records_none_of_it(
+    store: RunStore, new_run: NewRun
+) -> None:
+    run_id = new_run()
+    good = NewEvent(round=1, participant="p\x00q", kind="update_bytes", detail="d")
+    bad = NewEvent(round=-1, participant=None, kind="update_bytes", detail="d")
+
+    with pytest.raises(StoreError, match="pass >= 0"):
+        store.record_events(run_id, [good, bad])
+    with pytest.raises(RunNotFound):
+        store.record_events("no-such-run", [good])
+
+    assert store.events(run_id) == []
 
 
 def test_events_change_nothing_else(
