@@ -9,8 +9,7 @@ import pytest
 
 from accord.errors import RunNotFound, StoreError
 from accord.store import RoundRecord, RunEvent, RunStore
-from accord.store.records import NewEvent
-from accord.store.records import MAX_EVENT_DETAIL, MAX_EVENT_PARTICIPANT
+from accord.store.records import MAX_EVENT_DETAIL, MAX_EVENT_PARTICIPANT, NewEvent
 
 NewRun = Callable[..., str]
 MakeRound = Callable[..., RoundRecord]
