@@ -110,5 +110,8 @@ def test_invalid_hyperparameters_name_the_key(factory, key):
 
 
 def test_values_just_inside_the_bounds_are_accepted():
-    ServerYogi(beta1=0.0, beta2=0.999999, eps=1e-12)
-    ServerAdagrad(beta1=0.999999, eps=1e-12)
+    yogi = ServerYogi(beta1=0.0, beta2=0.999999, eps=1e-12)
+    adagrad = ServerAdagrad(beta1=0.999999, eps=1e-12)
+
+    assert (yogi.beta1, yogi.beta2, yogi.eps) == (0.0, 0.999999, 1e-12)
+    assert (adagrad.beta1, adagrad.eps) == (0.999999, 1e-12)
