@@ -228,12 +228,7 @@ class AsyncDriver:
             started, t0, since = datetime.now(UTC), c.clock(), self._now
             outcomes: dict[str, ParticipantOutcome] = {}
             c.observer.round_started(number, self._roster)
-            waiting, self._deferred = self._deferred, []
-            for job, result in waiting:  # a site's second update, one version on
-                if buffer.full or _has_ok(outcomes, job.site):
-                    self._deferred.append((job, result))
-                else:
-                    self._fold(job, result, version, buffer, outcomes)
+            self._replay(version, buffer, outcomes)
             filler: str | None = None  # whose update filled the buffer
             while not buffer.full:
                 job = self._schedule.next()
@@ -241,16 +236,9 @@ class AsyncDriver:
                     self._flush(params)
                 result = self._results.pop(job.seq)
                 self._now = job.finish
-                if _has_ok(outcomes, job.site) and result.update is not None:
-                    self._deferred.append((job, result))
-                else:
-                    ok = self._fold(job, result, version, buffer, outcomes)
-                    without_update = 0 if ok else without_update + 1
-                    if without_update >= limit:
-                        raise RunAborted(
-                            f"no valid update in {without_update} async jobs in a "
-                            f"row; see `accord runs show {self._run_id}`"
-                        )
+                without_update = self._take(
+                    job, result, version, buffer, outcomes, without_update, limit
+                )
                 if buffer.full:  # it gets the new version, made below
                     filler = job.site
                 else:
@@ -316,12 +304,7 @@ class AsyncDriver:
             started, t0 = datetime.now(UTC), c.clock()
             outcomes: dict[str, ParticipantOutcome] = {}
             c.observer.round_started(number, self._roster)
-            waiting, self._deferred = self._deferred, []
-            for job, result in waiting:  # a site's second update, one version on
-                if buffer.full or _has_ok(outcomes, job.site):
-                    self._deferred.append((job, result))
-                else:
-                    self._fold(job, result, version, buffer, outcomes)
+            self._replay(version, buffer, outcomes)
             filler: str | None = None
             while not buffer.full:
                 if not live:
@@ -333,16 +316,9 @@ class AsyncDriver:
                 if got is None:
                     continue
                 job, result = got
-                if _has_ok(outcomes, job.site) and result.update is not None:
-                    self._deferred.append((job, result))
-                else:
-                    ok = self._fold(job, result, version, buffer, outcomes)
-                    without_update = 0 if ok else without_update + 1
-                    if without_update >= limit:
-                        raise RunAborted(
-                            f"no valid update in {without_update} async jobs in a "
-                            f"row; see `accord runs show {self._run_id}`"
-                        )
+                without_update = self._take(
+                    job, result, version, buffer, outcomes, without_update, limit
+                )
                 if buffer.full:
                     filler = job.site
                 else:
@@ -480,6 +456,47 @@ class AsyncDriver:
             del live[event.participant]
             return held_or_none.job, _failed(event)
         return None
+
+    def _replay(
+        self,
+        version: int,
+        buffer: FedBuffBuffer,
+        outcomes: dict[str, ParticipantOutcome],
+    ) -> None:
+        """Fold the results held back from the last version, while they fit."""
+        waiting, self._deferred = self._deferred, []
+        for job, result in waiting:  # a site's second update, one version on
+            if buffer.full or _has_ok(outcomes, job.site):
+                self._deferred.append((job, result))
+            else:
+                self._fold(job, result, version, buffer, outcomes)
+
+    def _take(
+        self,
+        job: Dispatch,
+        result: _Result,
+        version: int,
+        buffer: FedBuffBuffer,
+        outcomes: dict[str, ParticipantOutcome],
+        misses: int,
+        limit: int,
+    ) -> int:
+        """Fold one arrival, or hold it back if its site has one in this version.
+
+        Returns how many jobs in a row have brought no valid update; raises
+        :class:`RunAborted` when that count reaches ``limit``.
+        """
+        if _has_ok(outcomes, job.site) and result.update is not None:
+            self._deferred.append((job, result))
+            return misses
+        ok = self._fold(job, result, version, buffer, outcomes)
+        misses = 0 if ok else misses + 1
+        if misses >= limit:
+            raise RunAborted(
+                f"no valid update in {misses} async jobs in a row; see "
+                f"`accord runs show {self._run_id}`"
+            )
+        return misses
 
     def _fold(
         self,
