@@ -101,7 +101,7 @@ def _run(events, acc, *, order, share=0.5, excluded=None, observer=None, release
     return rnd
 
 
-def _same(a: Params, b: Params) -> None:
+def assert_same_bits(a: Params, b: Params) -> None:
     assert list(a) == list(b)
     for name in a:
         assert a[name].dtype == b[name].dtype
@@ -118,7 +118,7 @@ def test_the_held_round_folds_bit_for_bit_as_one_update_at_a_time(seed, share):
     new = _run(events, batch, order=order)
     old = _run(events, OneByOne(CappedMeanAccumulator(SPEC, share)), order=order)
     assert new.outcomes == old.outcomes
-    _same(new.aggregate(), old.aggregate())
+    assert_same_bits(new.aggregate(), old.aggregate())
 
 
 def test_a_rejected_update_a_dropped_site_and_an_outlier_change_nothing_else():
@@ -134,7 +134,7 @@ def test_a_rejected_update_a_dropped_site_and_an_outlier_change_nothing_else():
     assert status["site-6"] == "failed"
     assert new.succeeded == old.succeeded == 5
     assert new.total_examples == old.total_examples
-    _same(new.aggregate(released.append), old.aggregate())
+    assert_same_bits(new.aggregate(released.append), old.aggregate())
     # Every valid update was released once, the outlier included (those the
     # capped mean kept once it was done with them); the NaN one was never held
     # (the caller releases a rejected update itself).
@@ -172,8 +172,8 @@ def test_a_quarantined_site_is_seen_by_the_observer_but_not_folded():
         (p, x) for p, x, _ in seen_new.seen
     ]
     for (_, _, a), (_, _, b) in zip(seen_new.seen, seen_old.seen, strict=True):
-        _same(a, b)
-    _same(new.aggregate(), old.aggregate())
+        assert_same_bits(a, b)
+    assert_same_bits(new.aggregate(), old.aggregate())
     assert new.succeeded == len(NAMES) - 1
 
 
@@ -188,7 +188,7 @@ def test_add_last_after_some_adds_matches_adding_each():
     mixed.add(updates[0], weights[0])
     mixed.add(updates[1], weights[1])
     mixed.add_last(updates[2:], weights[2:])
-    _same(mixed.result(), one.result())
+    assert_same_bits(mixed.result(), one.result())
     with pytest.raises(RuntimeError, match="start a new accumulator"):
         mixed.add(updates[0], 1.0)
 
@@ -206,7 +206,7 @@ def test_add_last_copies_nothing_and_leaves_the_callers_arrays_alone():
     reference = CappedMeanAccumulator(SPEC, 0.5)
     for u, w in zip(before, [10.0, 20.0, 30.0, 40.0], strict=True):
         reference.add(u, w)
-    _same(result, reference.result())
+    assert_same_bits(result, reference.result())
 
 
 def test_add_last_refuses_a_bad_weight_before_folding_anything():
@@ -255,7 +255,7 @@ def test_folding_safe_updates_early_changes_no_outcome_and_no_bit(seed):
 
     assert early.outcomes == late.outcomes
     assert early.total_examples == late.total_examples
-    _same(early.aggregate(released.append), late.aggregate())
+    assert_same_bits(early.aggregate(released.append), late.aggregate())
     assert sorted(d.participant for d in released) == sorted(
         e.participant for e in events if isinstance(e, TrainDone)
     )
@@ -329,7 +329,7 @@ def test_adding_one_by_one_is_bit_for_bit_the_copying_capped_mean(share, weights
         for a in u.values():  # the caller reuses its buffer once add returns
             a[...] = np.nan
 
-    _same(new.result(), old.result())
+    assert_same_bits(new.result(), old.result())
 
 
 # -- the float64 sums, reused from round to round ---------------------------------
@@ -352,7 +352,7 @@ def test_the_next_rounds_sums_reuse_the_buffers_and_give_the_same_bits():
         for update, weight in adds:
             reused.add(update, weight)
             fresh.add(update, weight)
-        _same(reused.result(), fresh.result())
+        assert_same_bits(reused.result(), fresh.result())
         seen.append(id(reused._sum._acc[0]))
         del reused  # the round is over: its sums go back to the pool
     assert len(set(seen)) == 1  # one set of buffers for all three rounds
@@ -488,7 +488,7 @@ def test_kept_updates_are_lent_not_copied_and_released_after_the_aggregate():
 
     reference = OneByOne(CappedMeanAccumulator(SPEC, 0.5))
     late = _judged_at_the_end(events, reference, range(len(NAMES)))
-    _same(rnd.aggregate(released.append), late.aggregate())
+    assert_same_bits(rnd.aggregate(released.append), late.aggregate())
     assert sorted(d.participant for d in released) == list(NAMES)
 
 
