@@ -228,13 +228,7 @@ class MemoryStore:
         detail: str,
     ) -> None:
         """Keep one event of the run (a refused message)."""
-        who, text = clean_event(
-            round_number=round, participant=participant, kind=kind, detail=detail
-        )
-        with self._lock:
-            run = self._run(run_id)
-            at = self._clock().astimezone(UTC)
-            run.events.append(RunEvent(run_id, at, round, who, kind, text))
+        self.record_events(run_id, [NewEvent(round, participant, kind, detail)])
 
     def record_events(self, run_id: str, events: Sequence[NewEvent]) -> None:
         """Keep several events of the run, in order: all of them or none."""

@@ -263,20 +263,7 @@ class SqlStore:
         detail: str,
     ) -> None:
         """Store one event of the run (a refused message), durably."""
-        who, text = clean_event(
-            round_number=round, participant=participant, kind=kind, detail=detail
-        )
-        row = EventRow(
-            run_id=run_id,
-            at=self._clock().astimezone(UTC),
-            round=round,
-            participant=who,
-            kind=kind,
-            detail=text,
-        )
-        with self._session(f"recording an event of run {run_id}", write=True) as s:
-            self._existing(s, run_id)
-            s.add(row)
+        self.record_events(run_id, [NewEvent(round, participant, kind, detail)])
 
     def record_events(self, run_id: str, events: Sequence[NewEvent]) -> None:
         """Store several events of the run in one transaction, in order."""
