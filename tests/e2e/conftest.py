@@ -279,6 +279,26 @@ class Deployment:
         assert got == code, f"{name} exited {got}: {self.log(name)[-3000:]}"
         return (self.root / f"{name}.out").read_text()
 
+    def exit_code(
+        self, process: subprocess.Popen[str], name: str, timeout: float = 120
+    ) -> int:
+        """``process``'s exit code; if it is still running after ``timeout``, fail.
+
+        A process still running is sent SIGABRT first: accord's CLI has
+        faulthandler on, so its log then ends with every thread's stack, which
+        says where it hung.
+        """
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+            pytest.fail(
+                f"{name} still running {timeout:.0f} s on: {self.log(name)[-6000:]}"
+            )
+
     def stop_all(self) -> None:
         """Kill whatever is still running (the test may have failed half-way)."""
         for process in self.processes:

@@ -165,7 +165,9 @@ def test_a_fresh_user_simulates_interrupts_resumes_and_deploys(deployment):
     simulation = deployment.spawn("simulate", "simulate", "fed.toml")
     deployment.wait_until(lambda: (root / f"held-{HELD}").exists(), "round 3")
     os.killpg(simulation.pid, signal.SIGINT)
-    assert simulation.wait(timeout=120) == 130, deployment.log("simulate")
+    assert deployment.exit_code(simulation, "simulate") == 130, deployment.log(
+        "simulate"
+    )
     deployment.may_fail.add(simulation.pid)
     (root / f"hold-{HELD}").unlink()
 
@@ -257,11 +259,12 @@ def test_ctrl_c_at_the_coordinator_tells_the_sites_and_they_exit_75(deployment):
     )
 
     os.killpg(coordinator.pid, signal.SIGINT)
-    assert coordinator.wait(timeout=120) == 130, deployment.log("coordinator")
+    code = deployment.exit_code(coordinator, "coordinator")
+    assert code == 130, deployment.log("coordinator")
 
     interrupted = "run interrupted by the coordinator; it may resume"
     for clinic in idle:  # waiting for their next task: the goodbye reaches them
-        assert sites[clinic].wait(timeout=120) == 75, deployment.log(clinic)
+        assert deployment.exit_code(sites[clinic], clinic) == 75, deployment.log(clinic)
         said = " ".join(deployment.log(clinic).split())
         assert interrupted in said and "Start this participant again" in said
         (goodbye,) = deployment.site_events(clinic, "goodbye")
@@ -295,7 +298,8 @@ def test_sigterm_ends_a_coordinator_as_ctrl_c_does_with_143(deployment):
 
     os.killpg(coordinator.pid, signal.SIGTERM)  # waiting for its participants
 
-    assert coordinator.wait(timeout=120) == 143, deployment.log("coordinator")
+    code = deployment.exit_code(coordinator, "coordinator")
+    assert code == 143, deployment.log("coordinator")
     assert "Traceback" not in deployment.log("coordinator")
     with SqlStore(deployment.store_url) as store:
         (run,) = store.list_runs()
