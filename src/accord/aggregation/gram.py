@@ -33,10 +33,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from threadpoolctl import threadpool_limits
 
 from accord.aggregation.coordinatewise import BLOCK, check_updates, run_blocks
 from accord.params import Array, Params
+from accord.threads import limited
 
 __all__ = ["CHUNK", "gram_matrix", "squared_distances", "squared_norm", "squared_norms"]
 
@@ -84,7 +84,7 @@ def gram_matrix(
     block = CHUNK * max(1, BLOCK // CHUNK)
     # The pool's threads each multiply small matrices; BLAS threads of its own on
     # top would only fight them for the cores (2.5x slower measured under load).
-    with threadpool_limits(limits=1, user_api="blas"):
+    with limited(1, "blas"):
         run_blocks([t.size for t in spec.tensors], work, block=block, workers=workers)
     gram = np.zeros((n, n))
     for key in sorted(partial):
@@ -147,6 +147,6 @@ def squared_norms(
             partial[(index, start)] = totals
 
     block = CHUNK * max(1, BLOCK // CHUNK)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with limited(1, "blas"):
         run_blocks([t.size for t in spec.tensors], work, block=block, workers=workers)
     return [float(sum(partial[key][i] for key in sorted(partial))) for i in range(n)]

@@ -68,8 +68,6 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from threadpoolctl import threadpool_limits
-
 from accord.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -114,6 +112,7 @@ from accord.task.personal_state import (
 from accord.task.personalization import FineTune
 from accord.task.protocol import Task
 from accord.task.strategy_site import StrategySite
+from accord.threads import limited
 from accord.transforms.compression import Declared
 from accord.transport.jobs import FAIRNESS_STAGES, PREPARE_STAGES
 from accord.transport.messages import (
@@ -799,7 +798,7 @@ class ParticipantRuntime:
         if torch is not None:
             torch.set_num_threads(self._threads)
         try:
-            with threadpool_limits(limits=self._threads):
+            with limited(self._threads):
                 yield
         finally:
             if torch is not None and saved is not None:

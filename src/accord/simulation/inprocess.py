@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from accord.config import CompressionConfig
 from accord.coordinator.executor import (
@@ -30,6 +29,7 @@ from accord.params import Params
 from accord.simulation.compression import SiteCompressors, decode_into
 from accord.simulation.context import SimContext
 from accord.simulation.jobs import JobError, TrainOutcome, run_eval, run_train
+from accord.threads import limited
 
 if TYPE_CHECKING:
     from accord.secagg.crypto import Verifier
@@ -137,7 +137,7 @@ class InProcessExecutor:
         if message is not None:
             return self._step(number, participant, *message)
         # Same BLAS thread count as a worker process, so results match bit for bit.
-        with threadpool_limits(limits=1):
+        with limited(1):
             return self._run(kind, number, participant, job)
 
     def _step(self, number: int, participant: str, stage: str, blob: bytes) -> Event:
