@@ -783,6 +783,15 @@ class DeploymentConfig(_Section):
         description="refused calls one caller may make before it is throttled",
     )
 
+    spool_memory_mib: int = Field(
+        default=1024,
+        ge=0,
+        le=1 << 20,
+        description="MiB of received updates the coordinator holds in memory, in "
+        "buffers reused from round to round; past it, updates are spooled to files "
+        "(0: always files)",
+    )
+
     declared_examples: dict[str, int] = Field(
         default_factory=dict,
         description="examples each site declared at enrolment, by participant name: "

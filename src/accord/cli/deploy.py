@@ -306,6 +306,7 @@ def _coordinate(
                     participants,
                     run_id=wire_run_id(run_id),
                     grace_s=cfg.deployment.grace_s,
+                    spool_memory=cfg.deployment.spool_memory_mib * 2**20,
                     on_reject=event_recorder(run_store, run_id),
                     ckks_params=ckks_params,
                     # Plain rounds only: a masked round's quantized words travel in

@@ -105,7 +105,7 @@ from accord.transport.secure_rounds import (
     secure_order,
     statistics_order,
 )
-from accord.transport.spool import SpooledUpdate
+from accord.transport.spool import MemorySpool, SpooledUpdate
 
 if TYPE_CHECKING:
     from accord.secagg.ckks_keys import CkksParams
@@ -118,13 +118,18 @@ _POLL_S = 0.25
 
 
 _SHUTTING_DOWN = "the run is over: the coordinator is shutting down"
+#: Bytes of received updates held in memory rather than in spool files
+#: (``[deployment] spool_memory_mib``'s default).
+SPOOL_MEMORY = 1024 * 2**20
 
 
 class GrpcExecutor:
     """Runs jobs at participants connected over gRPC; see the module docstring.
 
     ``participants`` is the federation's roster in the fixed order the round loop
-    selects and seeds by. ``grace_s`` is how long a participant may stay
+    selects and seeds by. Received updates are held in memory up to
+    ``spool_memory`` bytes, past that in files under ``spool_dir``
+    (:mod:`~accord.transport.spool`). ``grace_s`` is how long a participant may stay
     disconnected with a job waiting before the job fails (one that reconnects
     within it gets the job again). ``run_id`` names the run on the wire: messages
     of any other run are refused as stale. ``accord coordinator`` gives each of its
@@ -145,6 +150,7 @@ class GrpcExecutor:
         *,
         run_id: str | None = None,
         spool_dir: Path | None = None,
+        spool_memory: int = SPOOL_MEMORY,
         grace_s: float = 30.0,
         on_reject: Sink | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -159,6 +165,7 @@ class GrpcExecutor:
         self.run_id = run_id or uuid.uuid4().hex
         self._tmp = tempfile.TemporaryDirectory(prefix="accord-spool-", dir=spool_dir)
         self.spool_dir = Path(self._tmp.name)
+        self._memory = MemorySpool(spool_memory)
         self._grace_s = grace_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -502,6 +509,7 @@ class GrpcExecutor:
                 header.params.spec,
                 digest=header.params.digest,
                 label=f"{name}-r{header.round}",
+                memory=self._memory,
             )
         except BaseException as exc:
             with self._lock:

@@ -41,8 +41,15 @@ def clock() -> Clock:
 
 @pytest.fixture
 def executor(tmp_path, clock):
+    # spool_memory=0: every update goes to a spool file, which these tests look at
+    # (test_spool_memory.py has the updates held in memory).
     ex = GrpcExecutor(
-        SITES, run_id="run-1", spool_dir=tmp_path, grace_s=10, clock=clock
+        SITES,
+        run_id="run-1",
+        spool_dir=tmp_path,
+        spool_memory=0,
+        grace_s=10,
+        clock=clock,
     )
     ex.publish(MODEL)
     yield ex
