@@ -237,10 +237,25 @@ class ParticipantRuntime:
         )
         self._receipts = Receipts(signing, self.log)
         self._answered: set[tuple[str, int, str]] = set()
-        self._model: tuple[str, Params] | None = None
+        #: The last model fetched: its digest, its view and the buffer behind it.
+        self._model: tuple[str, Params, bytearray] | None = None
         # The last update's buffer, once nothing reads it any more: the next round
         # writes into it instead of faulting in a fresh model-sized allocation.
         self._spare: bytearray | None = None
+
+    def _last_model_buffer(self) -> bytearray | None:
+        """The last model's buffer, to receive the next one, if nothing reads it.
+
+        The model is forgotten either way (a new one is being fetched). Its
+        views (arrays a task may have kept) hold a reference to the buffer, so
+        the buffer is reused only when this frame's is the last one: a fresh,
+        model-sized allocation costs its page faults every round.
+        """
+        if self._model is None:
+            return None
+        buffer, self._model = self._model[2], None
+        # This frame's name and getrefcount's argument: no one else's.
+        return buffer if sys.getrefcount(buffer) == 2 else None
 
     def _keep(self, buffer: bytearray) -> None:
         """Keep ``buffer`` for the next update, if it is small enough to hold on to."""
@@ -383,7 +398,9 @@ class ParticipantRuntime:
     def _fetch(self, client: CoordinatorClient, order: TaskOrder) -> Params:
         if self._model is not None and self._model[0] == order.model_digest:
             return self._model[1]
-        header, buffer = client.fetch_model(order.run_id, order.model_digest)
+        header, buffer = client.fetch_model(
+            order.run_id, order.model_digest, into=self._last_model_buffer()
+        )
         params = header.spec.view(buffer)
         actual = params.digest()
         if actual != order.model_digest or header.digest != order.model_digest:
@@ -395,7 +412,7 @@ class ParticipantRuntime:
         self.log.record(
             "fetched_model", round=order.round, bytes=len(buffer), digest=actual
         )
-        self._model = (actual, params)
+        self._model = (actual, params, buffer)
         return params
 
     def _train(

@@ -168,15 +168,24 @@ class CoordinatorClient(_Base):
             call.cancel()
 
     def fetch_model(
-        self, run_id: str, digest: str, *, timeout_s: float = 3600.0
+        self,
+        run_id: str,
+        digest: str,
+        *,
+        timeout_s: float = 3600.0,
+        into: bytearray | None = None,
     ) -> tuple[PackedHeader, bytearray]:
-        """Download the global model ``digest``: its header and packed bytes."""
+        """Download the global model ``digest``: its header and packed bytes.
+
+        The bytes are written into ``into`` when it has the model's size (a
+        buffer nothing reads any more), else into a new one.
+        """
         request = pb.ModelRequest(run_id=run_id, digest=digest)
         try:
             parts = self._calls["FetchModel"](
                 request, metadata=self._metadata, timeout=timeout_s
             )
-            return _assemble(codec.decode_model_part(p) for p in parts)
+            return _assemble((codec.decode_model_part(p) for p in parts), into)
         except grpc.RpcError as exc:
             raise translate(exc) from None
 
@@ -249,7 +258,7 @@ class AdminClient(_Base):
 
 
 def _assemble(
-    parts: Iterator[PackedHeader | codec.Chunk],
+    parts: Iterator[PackedHeader | codec.Chunk], into: bytearray | None = None
 ) -> tuple[PackedHeader, bytearray]:
     header = next(parts, None)
     if not isinstance(header, PackedHeader):
@@ -262,7 +271,9 @@ def _assemble(
             f"the model header announces {header.total_bytes} bytes for a layout of "
             f"{header.spec.packed_nbytes}",
         )
-    buffer = bytearray(header.total_bytes)
+    buffer = into
+    if buffer is None or len(buffer) != header.total_bytes:
+        buffer = bytearray(header.total_bytes)
     filled = 0
     for part in parts:
         if not isinstance(part, codec.Chunk) or part.offset != filled:

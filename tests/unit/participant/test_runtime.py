@@ -49,9 +49,11 @@ class AddOne:
 class Script:
     """A fake CoordinatorClient: each connection plays the next list of messages."""
 
-    def __init__(self, *sessions, model=GLOBAL, refuse_update=None):
+    def __init__(self, *sessions, model=GLOBAL, refuse_update=None, models=()):
         self.sessions = list(sessions)
         self.model = model
+        self.models = {m.digest(): m for m in models}  # by digest, else ``model``
+        self.received_into: list = []  # the buffer each fetch was offered
         self.refuse_update = refuse_update
         self.updates, self.evals, self.failures, self.secagg = [], [], [], []
         self.connections = 0
@@ -67,9 +69,15 @@ class Script:
                 raise item
             yield item
 
-    def fetch_model(self, run_id, digest):
-        m = self.model
-        return PackedHeader(m.spec, m.spec.packed_nbytes, m.digest()), m.spec.pack(m)
+    def fetch_model(self, run_id, digest, into=None):
+        m = self.models.get(digest, self.model)
+        # What was offered, without keeping it (a reference would stop its reuse).
+        self.received_into.append(None if into is None else (id(into), bytes(into)))
+        packed = m.spec.pack(m)
+        if into is not None and len(into) == len(packed):  # as the real client does
+            into[:] = packed
+            packed = into
+        return PackedHeader(m.spec, m.spec.packed_nbytes, m.digest()), packed
 
     def submit_update(self, header, buffer):
         if self.refuse_update is not None:
@@ -319,6 +327,51 @@ def test_each_round_sends_its_own_update_when_the_buffer_is_reused():
     assert [h.params.digest for h, _ in script.updates] == [
         Params({"w": np.full(2, r, np.float32)}).digest() for r in (1, 2)
     ]
+
+
+class Keeper(AddOne):
+    """Keeps every global model it trained from (as a task with history might)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list = []
+
+    def train(self, params, data, config):
+        self.kept.append(params["w"])
+        return super().train(params, data, config)
+
+
+MODELS = [Params({"w": np.full(2, 10.0 * r, np.float32)}) for r in (1, 2, 3)]
+
+
+def three_rounds(task):
+    orders = [train_order(r, MODELS[r - 1].digest()) for r in (1, 2, 3)]
+    script = Script([*orders, Goodbye("run", "done")], models=MODELS)
+    assert runtime(script, task=task).run() == "done"
+    return script
+
+
+def test_each_round_receives_its_model_into_the_last_ones_buffer():
+    script = three_rounds(AddOne())
+
+    first, second, third = script.received_into
+    assert first is None  # nothing to reuse yet
+    packed = [bytes(m.spec.pack(m)) for m in MODELS]
+    assert second is not None and third is not None
+    assert (second[1], third[1]) == (packed[0], packed[1])  # the last model's bytes
+    assert third[0] == second[0]  # in one buffer, round after round
+    sent = [h.params.spec.view(b)["w"].tolist() for h, b in script.updates]
+    assert sent == [[1.0, 1.0]] * 3  # each round's update from its own model
+    bases = [h.base_digest for h, _ in script.updates]
+    assert bases == [m.digest() for m in MODELS]
+
+
+def test_a_model_a_task_still_holds_is_not_overwritten_by_the_next_one():
+    task = Keeper()
+    script = three_rounds(task)
+
+    assert script.received_into == [None, None, None]  # every buffer still read
+    assert [w.tolist() for w in task.kept] == [[10.0, 10.0], [20.0, 20.0], [30.0, 30.0]]
 
 
 # Secure rounds and the site's policy.
