@@ -36,9 +36,16 @@ MIB = 2**20
 
 
 class TreeMemory(threading.Thread):
-    """Peak summed PSS and RSS of a process and all its descendants."""
+    """Peak summed PSS and RSS of a process and all its descendants.
 
-    def __init__(self, pid: int, period: float = 0.05) -> None:
+    Every 0.25 s by default, as the Flower peer's scripts sample theirs: a sample
+    reads each process's ``smaps_rollup``, which makes the kernel walk its page
+    tables, about 9 ms of CPU for a W5 tree of five processes (measured on the 2
+    cores of 2026-12-07). Every 0.05 s, as before, that took 17 % of a core from
+    the run being timed and made a 20 x 100k masked round 0.23 s instead of 0.17 s.
+    """
+
+    def __init__(self, pid: int, period: float = 0.25) -> None:
         super().__init__(daemon=True)
         self.root = psutil.Process(pid)
         self.period = period

@@ -205,3 +205,18 @@ def test_recursion_limit_is_left_as_it_was(tmp_path: Path) -> None:
         load_config(path)
 
     assert sys.getrecursionlimit() == limit
+
+
+@pytest.mark.parametrize(
+    ("mib", "ok"), [(-1, False), (0, True), (1 << 20, True), ((1 << 20) + 1, False)]
+)
+def test_the_spool_memory_budget_is_from_0_to_a_tebibyte(
+    tmp_path: Path, mib: int, ok: bool
+) -> None:
+    path = write(tmp_path, HEAD + f"[deployment]\nspool_memory_mib = {mib}\n")
+
+    if ok:
+        assert load_config(path).deployment.spool_memory_mib == mib
+    else:
+        with pytest.raises(ConfigError, match="deployment.spool_memory_mib"):
+            load_config(path)
