@@ -19,7 +19,7 @@ from accord.coordinator.lineage import LedgerSetup
 from accord.coordinator.runner import Coordinator, RunResult
 from accord.params import Params
 from accord.participant.backoff import Backoff
-from accord.participant.data import LocalData
+from accord.participant.data import LocalData, build_task, load_local_data
 from accord.participant.policy import SitePolicy
 from accord.participant.runtime import ParticipantRuntime
 from accord.participant.sitelog import SiteLog
@@ -413,6 +413,97 @@ def background() -> Iterator[Callable[[Callable[[], object]], threading.Thread]]
     yield start
     for thread in threads:
         thread.join(10)
+
+
+class SimSites:
+    """Participant runtimes on a fed.toml's simulated partitions, in threads."""
+
+    def __init__(self, running: Running, sites: tuple[str, ...]) -> None:
+        self.running = running
+        self.sites = sites
+        self.threads: list[threading.Thread] = []
+        #: What each site's ``run()`` returned: the coordinator's goodbye.
+        self.goodbyes: dict[str, str] = {}
+
+    def run(
+        self,
+        config: FedConfig,
+        initial: Params,
+        *,
+        store: MemoryStore | None = None,
+        close: bool = True,
+        **coordinator: object,
+    ) -> RunResult:
+        """Wait for every site, run the rounds (``coordinator``: more Coordinator
+        arguments), end the run and wait for the sites to leave.
+
+        ``close=False`` leaves the executor open (its spool folder with it) for
+        the test to look at; the test then calls :meth:`close`.
+        """
+        connected = self.running.executor.wait_for(self.sites, 20)
+        assert connected == set(self.sites)
+        ran = False
+        try:
+            result = Coordinator(
+                config,
+                executor=self.running.executor,
+                store=MemoryStore() if store is None else store,
+                **coordinator,
+            ).run(initial)
+            ran = True
+            return result
+        finally:
+            if close or not ran:
+                self.close()
+
+    def close(self) -> None:
+        """End the run at the executor; wait for the sites to leave."""
+        self.running.executor.close()
+        for thread in self.threads:
+            thread.join(10)
+
+
+@pytest.fixture
+def sim_sites(background):
+    """``sim_sites(running, fed_toml, sites, logs, **options)``: sites started.
+
+    Each site trains on ``sim:FED_TOML#SITE`` with the task the fed.toml names
+    (``fed_toml`` may be a function of the site's name too) and logs to
+    ``logs/SITE.jsonl``. ``options`` go to each
+    :class:`ParticipantRuntime`: a value, or a function of the site's name that
+    gives it (``state_dir=lambda name: ...``).
+    """
+
+    def start(
+        running: Running,
+        fed_toml: Path | Callable[[str], Path],
+        sites: tuple[str, ...],
+        logs: Path,
+        **options: object,
+    ) -> SimSites:
+        started = SimSites(running, sites)
+        for name in sites:
+            toml = fed_toml(name) if callable(fed_toml) else fed_toml
+            data = load_local_data(f"sim:{toml}#{name}")
+            runtime = ParticipantRuntime(
+                lambda n=name: running.client(n),
+                build_task(data, None),
+                data,
+                log=SiteLog(logs / f"{name}.jsonl"),
+                backoff=Backoff(initial_s=0.05, maximum_s=0.5),
+                **{k: v(name) if callable(v) else v for k, v in options.items()},
+            )
+
+            def serve(r: ParticipantRuntime = runtime, n: str = name) -> None:
+                try:
+                    started.goodbyes[n] = r.run()
+                finally:
+                    r.log.close()
+
+            started.threads.append(background(serve))
+        return started
+
+    return start
 
 
 def _ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:

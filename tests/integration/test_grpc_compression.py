@@ -24,10 +24,6 @@ from accord.coordinator.runner import Coordinator
 from accord.coordinator.transfers import EVENT_KIND
 from accord.errors import SubmissionRefused
 from accord.params import Params
-from accord.participant.backoff import Backoff
-from accord.participant.data import build_task, load_local_data
-from accord.participant.runtime import ParticipantRuntime
-from accord.participant.sitelog import SiteLog
 from accord.simulation.context import build_context
 from accord.simulation.inprocess import InProcessExecutor
 from accord.store.memory import MemoryStore
@@ -71,7 +67,7 @@ def _bytes(store: MemoryStore, run_id: str) -> dict[tuple[int, str], int]:
 
 @pytest.mark.parametrize("method", ["q8", "topk"])
 def test_a_deployed_compressed_run_gives_the_simulations_model_and_bytes(
-    start_coordinator, tmp_path: Path, background, method: str
+    start_coordinator, tmp_path: Path, sim_sites, method: str
 ):
     fed_toml = tmp_path / "fed.toml"
     fed_toml.write_text(FED.format(store=tmp_path / "sim", method=method))
@@ -91,33 +87,15 @@ def test_a_deployed_compressed_run_gives_the_simulations_model_and_bytes(
         compression=(method, 0.1),
         compression_warmup=config.compression.warmup_rounds,
     )
-    threads = []
-    for name in SITES:
-        data = load_local_data(f"sim:{fed_toml}#{name}")
-        runtime = ParticipantRuntime(
-            lambda n=name: coordinator.client(n),
-            build_task(data, None),
-            data,
-            log=SiteLog(tmp_path / f"{name}.jsonl"),
-            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
-            state_dir=tmp_path / "state" / name,
-        )
-
-        def serve(r=runtime):
-            try:
-                r.run()
-            finally:
-                r.log.close()
-
-        threads.append(background(serve))
-    assert coordinator.executor.wait_for(SITES, 20) == set(SITES)
     store = MemoryStore()
-    deployed = Coordinator(config, executor=coordinator.executor, store=store).run(
-        initial
+    sites = sim_sites(
+        coordinator,
+        fed_toml,
+        SITES,
+        tmp_path,
+        state_dir=lambda n: tmp_path / "state" / n,
     )
-    coordinator.executor.close()
-    for thread in threads:
-        thread.join(10)
+    deployed = sites.run(config, initial, store=store)
 
     assert [r.status for r in deployed.rounds] == ["completed"] * 3
     assert deployed.params.digest() == simulated.params.digest()

@@ -16,10 +16,6 @@ from safetensors.numpy import load_file
 
 from accord.config import load_config
 from accord.coordinator.runner import Coordinator
-from accord.participant.backoff import Backoff
-from accord.participant.data import build_task, load_local_data
-from accord.participant.runtime import ParticipantRuntime
-from accord.participant.sitelog import SiteLog
 from accord.records import MetricValue
 from accord.simulation.context import build_context
 from accord.simulation.inprocess import InProcessExecutor
@@ -27,6 +23,7 @@ from accord.store.memory import MemoryStore
 from accord.task.personal_method import PersonalMethod
 
 SITES = ("site-00", "site-01", "site-02")
+OWN_CHOICE = "site-02"  # chooses ditto itself (--personalize), on a plain fed.toml
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -71,42 +68,23 @@ def _simulate(tmp_path: Path, method: str) -> tuple[Path, str, list]:
 
 
 def test_deployed_sites_train_ditto_as_the_simulation_does(
-    coordinator, tmp_path: Path, background
+    coordinator, tmp_path: Path, sim_sites
 ):
     fed_toml, simulated, sim_rounds = _simulate(tmp_path, "ditto")
     plain_toml, plain, _ = _simulate(tmp_path, "off")
     config = load_config(fed_toml)
     initial = build_context(config).task.init_params(config.federation.seed)
-    threads = []
-    for name in SITES:
-        own_choice = name == "site-02"  # --personalize ditto on a plain fed.toml
-        data = load_local_data(f"sim:{plain_toml if own_choice else fed_toml}#{name}")
-        runtime = ParticipantRuntime(
-            lambda n=name: coordinator.client(n),
-            build_task(data, None),
-            data,
-            log=SiteLog(tmp_path / f"{name}.jsonl"),
-            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
-            state_dir=tmp_path / "state" / name,
-            personal=PersonalMethod(method="ditto") if own_choice else None,
-        )
-
-        def serve(r=runtime):
-            try:
-                r.run()
-            finally:
-                r.log.close()
-
-        threads.append(background(serve))
-    assert coordinator.executor.wait_for(SITES, 20) == set(SITES)
-
     store = MemoryStore()
-    deployed = Coordinator(config, executor=coordinator.executor, store=store).run(
-        initial
+    sites = sim_sites(
+        coordinator,
+        lambda n: plain_toml if n == OWN_CHOICE else fed_toml,
+        SITES,
+        tmp_path,
+        state_dir=lambda n: tmp_path / "state" / n,
+        # --personalize ditto at a site of a plain fed.toml
+        personal=lambda n: PersonalMethod(method="ditto") if n == OWN_CHOICE else None,
     )
-    coordinator.executor.close()
-    for thread in threads:
-        thread.join(10)
+    deployed = sites.run(config, initial, store=store)
 
     assert [r.status for r in deployed.rounds] == ["completed"] * 2
     assert deployed.params.digest() == simulated == plain

@@ -13,10 +13,6 @@ import pytest
 
 from accord.config import load_config
 from accord.coordinator.runner import Coordinator
-from accord.participant.backoff import Backoff
-from accord.participant.data import build_task, load_local_data
-from accord.participant.runtime import ParticipantRuntime
-from accord.participant.sitelog import SiteLog
 from accord.records import MetricValue
 from accord.simulation.context import build_context
 from accord.simulation.inprocess import InProcessExecutor
@@ -69,40 +65,21 @@ def _simulate(tmp_path: Path, method: str) -> tuple[Path, str, list]:
 
 
 def test_deployed_sites_fine_tune_as_the_simulation_does(
-    coordinator, tmp_path: Path, background
+    coordinator, tmp_path: Path, sim_sites
 ):
     fed_toml, simulated, sim_rounds = _simulate(tmp_path, "finetune")
     _, plain, _ = _simulate(tmp_path, "off")
     config = load_config(fed_toml)
     initial = build_context(config).task.init_params(config.federation.seed)
-    threads = []
-    for name in SITES:
-        data = load_local_data(f"sim:{fed_toml}#{name}")
-        runtime = ParticipantRuntime(
-            lambda n=name: coordinator.client(n),
-            build_task(data, None),
-            data,
-            log=SiteLog(tmp_path / f"{name}.jsonl"),
-            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
-            state_dir=tmp_path / "state" / name,
-        )
-
-        def serve(r=runtime):
-            try:
-                r.run()
-            finally:
-                r.log.close()
-
-        threads.append(background(serve))
-    assert coordinator.executor.wait_for(SITES, 20) == set(SITES)
-
     store = MemoryStore()
-    deployed = Coordinator(config, executor=coordinator.executor, store=store).run(
-        initial
+    sites = sim_sites(
+        coordinator,
+        fed_toml,
+        SITES,
+        tmp_path,
+        state_dir=lambda n: tmp_path / "state" / n,
     )
-    coordinator.executor.close()
-    for thread in threads:
-        thread.join(10)
+    deployed = sites.run(config, initial, store=store)
 
     assert [r.status for r in deployed.rounds] == ["completed"] * 2
     assert deployed.params.digest() == simulated == plain

@@ -12,10 +12,6 @@ import pytest
 
 from accord.config import load_config
 from accord.coordinator.runner import Coordinator
-from accord.participant.backoff import Backoff
-from accord.participant.data import build_task, load_local_data
-from accord.participant.runtime import ParticipantRuntime
-from accord.participant.sitelog import SiteLog
 from accord.simulation.context import build_context
 from accord.simulation.inprocess import InProcessExecutor
 from accord.store.memory import MemoryStore
@@ -48,7 +44,7 @@ noise_seed = 5
 
 
 def test_dp_rounds_over_mutual_tls_equal_the_simulation(
-    coordinator, tmp_path: Path, background
+    coordinator, tmp_path: Path, sim_sites
 ):
     # Arrange
     fed_toml = tmp_path / "fed.toml"
@@ -60,34 +56,10 @@ def test_dp_rounds_over_mutual_tls_equal_the_simulation(
     simulated = Coordinator(
         config, executor=InProcessExecutor(ctx), store=sim_store
     ).run(initial)
-    threads = []
-    for name in SITES:
-        data = load_local_data(f"sim:{fed_toml}#{name}")
-        runtime = ParticipantRuntime(
-            lambda n=name: coordinator.client(n),
-            build_task(data, None),
-            data,
-            log=SiteLog(tmp_path / f"{name}.jsonl"),
-            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
-        )
-
-        def serve(r=runtime):
-            try:
-                r.run()
-            finally:
-                r.log.close()
-
-        threads.append(background(serve))
-    assert coordinator.executor.wait_for(SITES, 20) == set(SITES)
-
     # Act
     store = MemoryStore()
-    deployed = Coordinator(config, executor=coordinator.executor, store=store).run(
-        initial
-    )
-    coordinator.executor.close()
-    for thread in threads:
-        thread.join(10)
+    sites = sim_sites(coordinator, fed_toml, SITES, tmp_path)
+    deployed = sites.run(config, initial, store=store)
 
     # Assert: same model, and the same epsilon accounted after every round
     assert [r.status for r in deployed.rounds] == ["completed"] * 3

@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 
 from accord.config import load_config
-from accord.coordinator.runner import Coordinator
-from accord.participant.backoff import Backoff
-from accord.participant.data import build_task, load_local_data
 from accord.participant.policy import SitePolicy
 from accord.participant.privacy_ledger import PrivacyLedger
-from accord.participant.runtime import ParticipantRuntime
-from accord.participant.sitelog import SiteLog
 from accord.privacy.accountant import DpAccountant
 from accord.privacy.dpsgd import site_mechanism
 from accord.privacy.events import dp_sgd_event
@@ -61,7 +56,7 @@ def epsilon(rows: int, rounds: int) -> float:
 
 
 def test_a_site_policy_refuses_over_its_epsilon_and_the_round_goes_on(
-    coordinator, tmp_path: Path, background
+    coordinator, tmp_path: Path, sim_sites
 ):
     # Arrange: the coordinator knows each site's rows from declared_examples.
     probe = tmp_path / "probe.toml"
@@ -77,38 +72,19 @@ def test_a_site_policy_refuses_over_its_epsilon_and_the_round_goes_on(
     config = load_config(fed_toml)
     limit = (epsilon(rows["site-00"], 1) + epsilon(rows["site-00"], 2)) / 2
     ledgers = {name: tmp_path / name / "privacy-ledger.json" for name in SITES}
-    threads = []
-    for name in SITES:
-        data = load_local_data(f"sim:{fed_toml}#{name}")
-        policy = SitePolicy(max_epsilon=limit) if name == "site-00" else SitePolicy()
-        runtime = ParticipantRuntime(
-            lambda n=name: coordinator.client(n),
-            build_task(data, None),
-            data,
-            log=SiteLog(tmp_path / f"{name}.jsonl"),
-            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
-            policy=policy,
-            ledger=PrivacyLedger(ledgers[name]),
-        )
-
-        def serve(r=runtime):
-            try:
-                r.run()
-            finally:
-                r.log.close()
-
-        threads.append(background(serve))
-    assert coordinator.executor.wait_for(SITES, 20) == set(SITES)
     initial = build_context(config).task.init_params(config.federation.seed)
 
     # Act
     store = MemoryStore()
-    result = Coordinator(config, executor=coordinator.executor, store=store).run(
-        initial
+    sites = sim_sites(
+        coordinator,
+        fed_toml,
+        SITES,
+        tmp_path,
+        policy=lambda n: SitePolicy(max_epsilon=limit if n == "site-00" else None),
+        ledger=lambda n: PrivacyLedger(ledgers[n]),
     )
-    coordinator.executor.close()
-    for thread in threads:
-        thread.join(10)
+    result = sites.run(config, initial, store=store)
 
     # Assert: both rounds completed; site-00 trained round 1 only.
     assert [r.status for r in result.rounds] == ["completed"] * 2

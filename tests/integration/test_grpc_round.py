@@ -6,9 +6,6 @@ import pytest
 
 from accord.config import load_config
 from accord.coordinator.runner import Coordinator
-from accord.participant.backoff import Backoff
-from accord.participant.data import build_task, load_local_data
-from accord.participant.runtime import ParticipantRuntime
 from accord.participant.sitelog import SiteLog
 from accord.simulation.context import build_context
 from accord.simulation.inprocess import InProcessExecutor
@@ -42,34 +39,8 @@ def fed_toml(tmp_path: Path) -> Path:
     return path
 
 
-def _start_sites(coordinator, fed_toml: Path, logs: Path, background) -> dict:
-    """A participant runtime per site, each in a thread; returns their goodbyes."""
-    goodbyes: dict[str, str] = {}
-    threads = []
-    for name in SITES:
-        data = load_local_data(f"sim:{fed_toml}#{name}")
-        runtime = ParticipantRuntime(
-            lambda n=name: coordinator.client(n),
-            build_task(data, None),
-            data,
-            log=SiteLog(logs / f"{name}.jsonl"),
-            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
-        )
-
-        def serve(r=runtime, n=name):
-            try:
-                goodbyes[n] = r.run()
-            finally:
-                r.log.close()
-
-        threads.append(background(serve))
-    assert coordinator.executor.wait_for(SITES, 20) == set(SITES)
-    goodbyes["threads"] = threads
-    return goodbyes
-
-
 def test_three_rounds_over_mutual_tls_equal_the_simulation_bit_for_bit(
-    coordinator, fed_toml, tmp_path, background
+    coordinator, fed_toml, tmp_path, sim_sites
 ):
     config = load_config(fed_toml)
     ctx = build_context(config)
@@ -77,15 +48,9 @@ def test_three_rounds_over_mutual_tls_equal_the_simulation_bit_for_bit(
     simulated = Coordinator(
         config, executor=InProcessExecutor(ctx), store=MemoryStore()
     ).run(initial)
-    goodbyes = _start_sites(coordinator, fed_toml, tmp_path, background)
+    sites = sim_sites(coordinator, fed_toml, SITES, tmp_path)
 
-    store = MemoryStore()
-    deployed = Coordinator(config, executor=coordinator.executor, store=store).run(
-        initial
-    )
-    coordinator.executor.close()
-    for thread in goodbyes.pop("threads"):
-        thread.join(10)
+    deployed = sites.run(config, initial)
 
     assert [r.status for r in deployed.rounds] == ["completed"] * 3
     assert deployed.params.digest() == simulated.params.digest()
@@ -95,7 +60,7 @@ def test_three_rounds_over_mutual_tls_equal_the_simulation_bit_for_bit(
     assert events.count("sent_update") == 3
     assert events.count("sent_eval") == 3
     assert events[0] == "connected"
-    assert goodbyes == dict.fromkeys(SITES, "run finished")
+    assert sites.goodbyes == dict.fromkeys(SITES, "run finished")
 
 
 def test_a_participant_that_is_not_connected_fails_its_job_at_once(coordinator):
@@ -112,16 +77,21 @@ def test_a_participant_that_is_not_connected_fails_its_job_at_once(coordinator):
     assert "not connected" in event.reason
 
 
-def test_spool_files_are_gone_once_every_update_was_released(
-    coordinator, fed_toml, tmp_path, background
+@pytest.mark.parametrize("in_memory", [False, True], ids=["files", "memory"])
+def test_the_spool_keeps_nothing_of_a_released_update(
+    start_coordinator, fed_toml, tmp_path, sim_sites, in_memory
 ):
     config = load_config(fed_toml)
-    ctx = build_context(config)
-    _start_sites(coordinator, fed_toml, tmp_path, background)
+    initial = build_context(config).task.init_params(1)
+    budget = 1 << 30 if in_memory else 0
+    coordinator = start_coordinator(SITES, spool_memory=budget)
+    sites = sim_sites(coordinator, fed_toml, SITES, tmp_path)
 
-    Coordinator(config, executor=coordinator.executor, store=MemoryStore()).run(
-        ctx.task.init_params(1)
-    )
+    result = sites.run(config, initial, close=False)
 
+    assert [r.status for r in result.rounds] == ["completed"] * 3
     assert list(coordinator.executor.spool_dir.iterdir()) == []
-    coordinator.executor.close()
+    # In memory: one buffer per site of a round, reused from round to round.
+    held = coordinator.executor._memory.held
+    assert held == (len(SITES) * initial.spec.packed_nbytes if in_memory else 0)
+    sites.close()

@@ -11,10 +11,6 @@ import pytest
 
 from accord.config import load_config
 from accord.coordinator.runner import Coordinator
-from accord.participant.backoff import Backoff
-from accord.participant.data import build_task, load_local_data
-from accord.participant.runtime import ParticipantRuntime
-from accord.participant.sitelog import SiteLog
 from accord.simulation.context import build_context
 from accord.simulation.inprocess import InProcessExecutor
 from accord.store.memory import MemoryStore
@@ -50,7 +46,7 @@ directory = "{store}"
     ids=["scaffold", "qfedavg"],
 )
 def test_a_deployed_run_equals_the_simulation(
-    coordinator, tmp_path: Path, background, strategy: str
+    coordinator, tmp_path: Path, sim_sites, strategy: str
 ):
     fed_toml = tmp_path / "fed.toml"
     fed_toml.write_text(FED.format(store=tmp_path / "sim", strategy=strategy))
@@ -60,34 +56,15 @@ def test_a_deployed_run_equals_the_simulation(
     simulated = Coordinator(
         config, executor=InProcessExecutor(ctx), store=MemoryStore()
     ).run(initial)
-    threads = []
-    for name in SITES:
-        data = load_local_data(f"sim:{fed_toml}#{name}")
-        runtime = ParticipantRuntime(
-            lambda n=name: coordinator.client(n),
-            build_task(data, None),
-            data,
-            log=SiteLog(tmp_path / f"{name}.jsonl"),
-            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
-            state_dir=tmp_path / "state" / name,
-        )
-
-        def serve(r=runtime):
-            try:
-                r.run()
-            finally:
-                r.log.close()
-
-        threads.append(background(serve))
-    assert coordinator.executor.wait_for(SITES, 20) == set(SITES)
-
     store = MemoryStore()
-    deployed = Coordinator(config, executor=coordinator.executor, store=store).run(
-        initial
+    sites = sim_sites(
+        coordinator,
+        fed_toml,
+        SITES,
+        tmp_path,
+        state_dir=lambda n: tmp_path / "state" / n,
     )
-    coordinator.executor.close()
-    for thread in threads:
-        thread.join(10)
+    deployed = sites.run(config, initial, store=store)
 
     assert [r.status for r in deployed.rounds] == ["completed"] * 3
     assert deployed.params.digest() == simulated.params.digest()

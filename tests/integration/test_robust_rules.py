@@ -18,10 +18,6 @@ from accord.cli.main import app
 from accord.config import config_from_mapping, load_config
 from accord.coordinator.runner import Coordinator
 from accord.errors import ConfigError
-from accord.participant.backoff import Backoff
-from accord.participant.data import build_task, load_local_data
-from accord.participant.runtime import ParticipantRuntime
-from accord.participant.sitelog import SiteLog
 from accord.simulation.context import build_context
 from accord.simulation.engine import simulate
 from accord.simulation.inprocess import InProcessExecutor
@@ -172,7 +168,7 @@ def test_a_deployment_config_accepts_every_rule_but_fltrust(rule, tmp_path):
 
 @pytest.mark.parametrize("rule", ["centered_clip", "weighted_trimmed_mean"])
 def test_a_deployment_over_mutual_tls_applies_the_rule_as_the_simulation_does(
-    rule, coordinator, tmp_path, background
+    rule, coordinator, tmp_path, sim_sites
 ):
     # Arrange: the same fed.toml simulated in-process and deployed to 3 sites
     fed = tmp_path / "fed.toml"
@@ -183,35 +179,10 @@ def test_a_deployment_over_mutual_tls_applies_the_rule_as_the_simulation_does(
     simulated = Coordinator(
         config, executor=InProcessExecutor(ctx), store=MemoryStore()
     ).run(initial)
-    threads = []
-    for name in ("site-00", "site-01", "site-02"):
-        data = load_local_data(f"sim:{fed}#{name}")
-        runtime = ParticipantRuntime(
-            lambda n=name: coordinator.client(n),
-            build_task(data, None),
-            data,
-            log=SiteLog(tmp_path / f"{name}.jsonl"),
-            backoff=Backoff(initial_s=0.05, maximum_s=0.5),
-        )
-
-        def serve(r=runtime):
-            try:
-                r.run()
-            finally:
-                r.log.close()
-
-        threads.append(background(serve))
-    assert (
-        len(coordinator.executor.wait_for(("site-00", "site-01", "site-02"), 20)) == 3
-    )
 
     # Act
-    deployed = Coordinator(
-        config, executor=coordinator.executor, store=MemoryStore()
-    ).run(initial)
-    coordinator.executor.close()
-    for thread in threads:
-        thread.join(10)
+    sites = sim_sites(coordinator, fed, ("site-00", "site-01", "site-02"), tmp_path)
+    deployed = sites.run(config, initial)
 
     # Assert: bit for bit, the clipping center carried between rounds included
     assert [r.status for r in deployed.rounds] == ["completed"] * 2
