@@ -1,4 +1,4 @@
-"""Native thread pools (BLAS, OpenMP) limited for the span of a block.
+"""Threads: native pools (BLAS, OpenMP) limited for a block; work on the side.
 
 ``threadpoolctl.threadpool_limits`` finds the native libraries anew on every call
 by walking every shared object the process has loaded: about 1.3 ms, paid by every
@@ -6,16 +6,22 @@ simulated job and every Gram matrix. A :class:`threadpoolctl.ThreadpoolControlle
 finds them once and limits them in about 30 us. The one here is made again only when
 an import may have loaded a new library (the number of imported modules changed),
 so a task that imports torch between jobs still has its pools limited.
+
+:func:`in_background` runs one call on a thread of its own, for work that
+releases the GIL (hashing, numpy) and can overlap the caller's.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Literal, cast
+from typing import Literal, TypeVar, cast
 
 from threadpoolctl import ThreadpoolController
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _controller: ThreadpoolController | None = None
@@ -37,3 +43,29 @@ def limited(
     """At most ``threads`` threads in each native pool (of ``api``; all by default)."""
     limiter = _current().limit(limits=threads, user_api=api)
     return cast(AbstractContextManager[object], limiter)
+
+
+def in_background(fn: Callable[[], T]) -> Callable[[], T]:
+    """Start ``fn()`` on a thread; the function returned waits for its result.
+
+    It returns what ``fn`` returned, or raises what ``fn`` raised.
+    """
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # handed to the caller, raised there
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="accord-background", daemon=True)
+    thread.start()
+
+    def wait() -> T:
+        thread.join()
+        if failure:
+            raise failure[0]
+        return result[0]
+
+    return wait

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import types
 
 import numpy as np  # noqa: F401  (loads the BLAS whose pool is limited)
@@ -46,3 +47,29 @@ def test_the_libraries_are_found_once_until_an_import(
     with threads.limited(1):
         pass
     assert threads._controller is not first  # a new import: looked for again
+
+
+def test_work_in_the_background_runs_beside_the_caller_and_returns() -> None:
+    started = threading.Event()
+    go_on = threading.Event()
+
+    def work() -> str:
+        started.set()
+        assert go_on.wait(10)  # the caller goes on meanwhile
+        return "done"
+
+    wait = threads.in_background(work)
+    assert started.wait(10)
+    go_on.set()
+
+    assert wait() == "done"
+
+
+def test_what_the_background_work_raised_is_raised_to_the_caller() -> None:
+    def work() -> None:
+        raise ValueError("bad input")
+
+    wait = threads.in_background(work)
+
+    with pytest.raises(ValueError, match="bad input"):
+        wait()

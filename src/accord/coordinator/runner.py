@@ -97,6 +97,7 @@ from accord.records import (
     UpdateScore,
 )
 from accord.task.protocol import TrainConfig
+from accord.threads import in_background
 from accord.transforms.compression import OPTION_KEY as COMPRESSION_OPTION
 from accord.transforms.compression import Declared
 
@@ -621,7 +622,12 @@ class Coordinator:
         outcomes, succeeded, reason, spent = c.outcomes, c.succeeded, c.reason, c.spent
         failed = delta is None
         # The aggregate's digest goes to the ledger only: not hashed without one.
-        aggregate = None if delta is None or self._lineage is None else delta.digest()
+        # It is taken on a thread while the model steps and is hashed itself
+        # (hashing and numpy release the GIL; nothing here writes to ``delta``):
+        # the workers or sites wait for this end of the round.
+        aggregate: Callable[[], str] | None = None
+        if delta is not None and self._lineage is not None:
+            aggregate = in_background(delta.digest)
         if delta is not None:
             params, state, reason = self._step(
                 run_id, number, params, state, delta, c.fraction
@@ -660,7 +666,9 @@ class Coordinator:
         if self._lineage is None:
             self._store.record_round(record)
         else:
-            self._lineage.record_round(record, aggregate=aggregate)
+            self._lineage.record_round(
+                record, aggregate=None if aggregate is None else aggregate()
+            )
         summary = RoundSummary(
             number=number,
             status=status,
