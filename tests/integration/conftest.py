@@ -468,8 +468,9 @@ def sim_sites(background):
     """``sim_sites(running, fed_toml, sites, logs, **options)``: sites started.
 
     Each site trains on ``sim:FED_TOML#SITE`` with the task the fed.toml names
-    (``fed_toml`` may be a function of the site's name too) and logs to
-    ``logs/SITE.jsonl``. ``options`` go to each
+    (``fed_toml`` may be a function of the site's name too), logs to
+    ``logs/SITE.jsonl`` and keeps its state in ``logs/state/SITE``. ``options`` go
+    to each
     :class:`ParticipantRuntime`: a value, or a function of the site's name that
     gives it (``state_dir=lambda name: ...``).
     """
@@ -482,6 +483,7 @@ def sim_sites(background):
         **options: object,
     ) -> SimSites:
         started = SimSites(running, sites)
+        options.setdefault("state_dir", lambda name: logs / "state" / name)
         for name in sites:
             toml = fed_toml(name) if callable(fed_toml) else fed_toml
             data = load_local_data(f"sim:{toml}#{name}")

@@ -88,13 +88,7 @@ def test_a_deployed_compressed_run_gives_the_simulations_model_and_bytes(
         compression_warmup=config.compression.warmup_rounds,
     )
     store = MemoryStore()
-    sites = sim_sites(
-        coordinator,
-        fed_toml,
-        SITES,
-        tmp_path,
-        state_dir=lambda n: tmp_path / "state" / n,
-    )
+    sites = sim_sites(coordinator, fed_toml, SITES, tmp_path)
     deployed = sites.run(config, initial, store=store)
 
     assert [r.status for r in deployed.rounds] == ["completed"] * 3

@@ -80,7 +80,6 @@ def test_deployed_sites_train_ditto_as_the_simulation_does(
         lambda n: plain_toml if n == OWN_CHOICE else fed_toml,
         SITES,
         tmp_path,
-        state_dir=lambda n: tmp_path / "state" / n,
         # --personalize ditto at a site of a plain fed.toml
         personal=lambda n: PersonalMethod(method="ditto") if n == OWN_CHOICE else None,
     )

@@ -72,13 +72,7 @@ def test_deployed_sites_fine_tune_as_the_simulation_does(
     config = load_config(fed_toml)
     initial = build_context(config).task.init_params(config.federation.seed)
     store = MemoryStore()
-    sites = sim_sites(
-        coordinator,
-        fed_toml,
-        SITES,
-        tmp_path,
-        state_dir=lambda n: tmp_path / "state" / n,
-    )
+    sites = sim_sites(coordinator, fed_toml, SITES, tmp_path)
     deployed = sites.run(config, initial, store=store)
 
     assert [r.status for r in deployed.rounds] == ["completed"] * 2

@@ -57,13 +57,7 @@ def test_a_deployed_run_equals_the_simulation(
         config, executor=InProcessExecutor(ctx), store=MemoryStore()
     ).run(initial)
     store = MemoryStore()
-    sites = sim_sites(
-        coordinator,
-        fed_toml,
-        SITES,
-        tmp_path,
-        state_dir=lambda n: tmp_path / "state" / n,
-    )
+    sites = sim_sites(coordinator, fed_toml, SITES, tmp_path)
     deployed = sites.run(config, initial, store=store)
 
     assert [r.status for r in deployed.rounds] == ["completed"] * 3
