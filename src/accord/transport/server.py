@@ -26,6 +26,9 @@ TLS (``insecure``) there is no CA to check it against, so it is ignored.
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import traceback
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -57,6 +60,9 @@ __all__ = ["CoordinatorServer", "bind", "serve"]
 MAX_PENDING_CALLS = 1024
 
 logger = logging.getLogger(__name__)
+
+#: How long :meth:`CoordinatorServer.stop` waits for gRPC past the grace period.
+STOP_WAIT_S = 30.0
 
 
 def _generic_handlers(handlers: Handlers) -> list[Any]:
@@ -126,11 +132,32 @@ class CoordinatorServer:
         logger.info("coordinator listening on %s", self.address)
         return self
 
-    def stop(self, grace_s: float | None = 5.0) -> None:
-        """Stop accepting calls; give running ones ``grace_s`` to finish."""
-        self.server.stop(grace_s).wait()
+    def stop(self, grace_s: float | None = 5.0, *, wait_s: float = STOP_WAIT_S) -> None:
+        """Stop accepting calls; give running ones ``grace_s`` to finish.
+
+        Then the calls still open are cancelled, and gRPC is waited for
+        ``wait_s`` more at most: past that, every thread's stack goes to the log
+        (where it hangs) and the caller goes on to close the store and end the
+        run rather than wait forever.
+        """
+        stopped = self.server.stop(grace_s)
+        if not stopped.wait(timeout=(grace_s or 0.0) + wait_s):
+            logger.warning(
+                "the gRPC server had not stopped %.0f s after its calls were "
+                "cancelled; going on without it (the threads follow)",
+                wait_s,
+            )
+            _log_threads()
         if self.gate is not None:
             self.gate.close()
+
+
+def _log_threads() -> None:
+    """Every thread's stack, to the log: where a server that will not stop hangs."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        stack = "".join(traceback.format_stack(frame))
+        logger.warning("thread %s:\n%s", names.get(ident, ident), stack)
 
 
 def bind(
