@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Literal, TypeVar, cast
 
@@ -50,22 +51,7 @@ def in_background(fn: Callable[[], T]) -> Callable[[], T]:
 
     It returns what ``fn`` returned, or raises what ``fn`` raised.
     """
-    result: list[T] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(fn())
-        except BaseException as exc:  # handed to the caller, raised there
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="accord-background", daemon=True)
-    thread.start()
-
-    def wait() -> T:
-        thread.join()
-        if failure:
-            raise failure[0]
-        return result[0]
-
-    return wait
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="accord-background")
+    future = pool.submit(fn)
+    pool.shutdown(wait=False)  # the one thread ends with ``fn``
+    return future.result

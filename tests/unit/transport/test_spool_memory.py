@@ -184,3 +184,10 @@ def test_the_executor_holds_updates_in_memory_reused_round_after_round(executor)
         executor.release(event)
         del event
         assert executor._memory.held == size  # one buffer, reused
+
+
+def test_the_executors_default_budget_is_the_configs() -> None:
+    from accord.config import DeploymentConfig
+    from accord.transport.executor import SPOOL_MEMORY
+
+    assert DeploymentConfig().spool_memory_mib * 2**20 == SPOOL_MEMORY
