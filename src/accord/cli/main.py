@@ -40,6 +40,7 @@ from accord.cli.release import register as register_release
 from accord.cli.report import register as register_report
 from accord.cli.runs import register as register_runs
 from accord.cli.simulate import register as register_simulate
+from accord.memory import keep_freed_memory
 
 __all__ = ["app", "main"]
 
@@ -92,6 +93,8 @@ def main() -> None:
     # A fatal signal (SIGBUS from a mapped file, SIGSEGV in a native library)
     # prints where it struck instead of ending the process without a word.
     faulthandler.enable()
+    # This process is accord's own: a round's freed arrays are kept for the next.
+    keep_freed_memory()
     terminated: list[int] = []
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:

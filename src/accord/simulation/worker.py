@@ -23,6 +23,7 @@ from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 from accord.config import FedConfig
+from accord.memory import keep_freed_memory
 from accord.params import Params, ParamSpec
 from accord.simulation.compression import SiteCompressors
 from accord.simulation.context import SimContext, build_context
@@ -386,6 +387,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     KeyboardInterrupt traceback over the coordinator's message.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()  # a job's freed arrays serve the next job's, unfaulted
     try:
         # Under forkserver the environment is the server's, set for the first run.
         for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
