@@ -17,18 +17,34 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import blake3
 import numpy as np
 import numpy.typing as npt
 
 from accord.errors import UpdateRejected
 
-__all__ = ["ALLOWED_DTYPES", "Array", "ParamSpec", "Params", "TensorSpec"]
+__all__ = [
+    "ALLOWED_DTYPES",
+    "DIGEST_ALGORITHM",
+    "Array",
+    "ParamSpec",
+    "Params",
+    "TensorSpec",
+    "params_hasher",
+]
 
 Array = npt.NDArray[np.floating[Any]]
 
 #: Float dtypes a parameter may have, by their little-endian numpy name.
 ALLOWED_DTYPES: frozenset[str] = frozenset({"<f2", "<f4", "<f8"})
 _ALIGN = 64
+#: The hash of :meth:`Params.digest`, by the name in-toto digest sets give it.
+#: BLAKE3 is collision-resistant like SHA-256 and twice its speed on one core of
+#: the benchmark machine (3.4 against 1.5 GB/s): every round hashes every update
+#: and model, up to 31 models' worth of bytes a round in a deployment of ten.
+#: Earlier versions of accord recorded SHA-256 digests
+#: (:meth:`Params.matches` still accepts them).
+DIGEST_ALGORITHM = "blake3"
 
 
 def _dtype_name(dtype: np.dtype[Any]) -> str:
@@ -242,9 +258,27 @@ class Params(Mapping[str, Array]):
         return sum(a.nbytes for a in self._arrays.values())
 
     def digest(self) -> str:
-        """SHA-256 over structure and raw bytes: equal iff the parameters are equal."""
-        h = hashlib.sha256()
-        h.update(self.spec.to_json().encode())
+        """BLAKE3 over structure and raw bytes: equal iff the parameters are equal.
+
+        64 hex digits: the structure's JSON, then each tensor's bytes in order
+        (:func:`params_hasher`).
+        """
+        return self._hashed(params_hasher(self.spec))
+
+    def matches(self, digest: str) -> bool:
+        """Whether ``digest`` is these parameters' digest, or their SHA-256 one.
+
+        For digests that earlier versions recorded (checkpoints, round records,
+        ledgers), which were SHA-256 over the same bytes; both hashes are
+        collision-resistant, so accepting either accepts nothing else.
+        """
+        return self.digest() == digest or self.legacy_digest() == digest
+
+    def legacy_digest(self) -> str:
+        """SHA-256 over the same bytes as :meth:`digest`: what earlier versions kept."""
+        return self._hashed(hashlib.sha256(self.spec.to_json().encode()))
+
+    def _hashed(self, h: blake3.blake3 | hashlib._Hash) -> str:
         for a in self._arrays.values():
             if a.size:
                 h.update(np.require(a, requirements="C").data.cast("B"))
@@ -294,3 +328,8 @@ class Params(Mapping[str, Array]):
     def scale(self, factor: float) -> Params:
         """Multiply every array by ``factor``, keeping dtypes."""
         return Params({n: (a * factor).astype(a.dtype) for n, a in self.items()})
+
+
+def params_hasher(spec: ParamSpec) -> blake3.blake3:
+    """The hash of :meth:`Params.digest`, fed ``spec``; then each tensor's bytes."""
+    return blake3.blake3(spec.to_json().encode())

@@ -24,6 +24,8 @@ from accord.errors import (
 from accord.participant.backoff import Backoff
 from accord.participant.runtime import ParticipantRuntime
 from accord.transport import pki
+from accord.transport.messages import PROTOCOL_VERSION
+from accord.transport.proto import accord_pb2 as pb
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -218,3 +220,25 @@ def _eval(coordinator):
     from accord.transport.messages import EvalReport
 
     return EvalReport(coordinator.executor.run_id, 1, "x" * 64, {"auc": 0.5}, 3, 0.1)
+
+
+@pytest.mark.parametrize("spoken", [PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1])
+def test_a_member_speaking_another_protocol_is_told_both_versions(
+    coordinator, raw_channel, spoken
+):
+    # Protocol 1 hashed models and updates with SHA-256: a member of that version
+    # would find every model corrupt. It is refused at its Hello, by name.
+    hello = pb.Hello(protocol=spoken, software="accord 0.0.1")
+    with raw_channel("site-00") as channel:
+        subscribe = channel.stream_stream(
+            "/accord.v1.Federation/Subscribe",
+            request_serializer=pb.Hello.SerializeToString,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            next(subscribe(iter([hello]), timeout=30))
+
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (
+        f"this coordinator speaks protocol {PROTOCOL_VERSION}, the participant "
+        f"{spoken}" in str(info.value.details())
+    )

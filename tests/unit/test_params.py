@@ -85,6 +85,31 @@ def test_digest_changes_with_values_names_and_order():
     )
 
 
+def test_the_digest_is_blake3_of_the_structure_then_each_tensors_bytes():
+    import blake3
+
+    a = Params({"x": np.arange(3, dtype=np.float32), "e": np.zeros(0, np.float64)})
+    expected = blake3.blake3(a.spec.to_json().encode())
+    expected.update(np.arange(3, dtype=np.float32).tobytes())
+    assert a.digest() == expected.hexdigest()
+    assert len(a.digest()) == 64
+
+
+def test_matches_takes_the_digest_or_the_sha256_earlier_versions_recorded():
+    import hashlib
+
+    a = Params({"x": np.arange(3, dtype=np.float32)})
+    legacy = hashlib.sha256(a.spec.to_json().encode())
+    legacy.update(np.arange(3, dtype=np.float32).tobytes())
+    assert a.legacy_digest() == legacy.hexdigest() != a.digest()
+    assert a.matches(a.digest())
+    assert a.matches(legacy.hexdigest())
+    other = Params({"x": np.arange(1, 4, dtype=np.float32)})
+    assert not a.matches(other.digest())
+    assert not a.matches(other.legacy_digest())
+    assert not a.matches("")
+
+
 @pytest.mark.parametrize(
     ("other", "reason"),
     [

@@ -114,11 +114,16 @@ def _model_file(path: Path) -> Any:
         data = path.read_bytes()
     except OSError as exc:
         raise LedgerError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:  # an accord checkpoint: its model's digest, whatever else the file holds
-        params = CheckpointStore(path.parent).load(path).digest()
+    try:  # an accord checkpoint: its model's digests, whatever else the file holds
+        params = CheckpointStore(path.parent).load(path)
     except Exception:  # noqa: BLE001 - any other file is compared by its bytes
-        params = None
-    return ModelFile(str(path), hashlib.sha256(data).hexdigest(), params)
+        return ModelFile(str(path), hashlib.sha256(data).hexdigest(), None)
+    return ModelFile(
+        str(path),
+        hashlib.sha256(data).hexdigest(),
+        params.digest(),
+        params.legacy_digest(),
+    )
 
 
 @audit_app.command("verify")

@@ -196,7 +196,7 @@ def resume_point(
         path = Path(last.checkpoint)  # the run kept them somewhere else
     checkpoint = checkpoints.load_checkpoint(path)
     if (checkpoint.run_id, checkpoint.round_number) != (run_id, last.number) or (
-        checkpoint.params.digest() != last.global_digest
+        not checkpoint.params.matches(last.global_digest)
     ):
         raise StoreError(
             f"checkpoint {path} is not the model of round {last.number} of run "

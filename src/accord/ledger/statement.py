@@ -4,15 +4,17 @@ Each entry of a run's ledger is an in-toto Statement
 (https://github.com/in-toto/attestation, ``spec/v1/statement.md``)::
 
     {"_type": "https://in-toto.io/Statement/v1",
-     "subject": [{"name": "model:round-3", "digest": {"sha256": "..."}}],
+     "subject": [{"name": "model:round-3", "digest": {"blake3": "..."}}],
      "predicateType": "https://accord.dev/ledger/round/v1",
      "predicate": {"run": "...", "sequence": 4, "previous": "<sha256>", ...}}
 
 The predicate types are accord's own (:data:`PREDICATE_TYPES`). Every predicate
 carries the run's id, the entry's ``sequence`` (0, 1, 2, ... in the order written)
 and ``previous``, the SHA-256 of the previous entry's DSSE envelope (None for the
-first): that is the hash chain. :func:`parse_statement` reads one back strictly,
-since an export is untrusted input.
+first): that is the hash chain. A subject's digest is SHA-256 for a document
+(the config, the contract) and :meth:`~accord.params.Params.digest`'s BLAKE3 for a
+model or an aggregate (earlier ledgers named those SHA-256 too).
+:func:`parse_statement` reads one back strictly, since an export is untrusted input.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Literal, get_args
 from accord.errors import LedgerError
 
 __all__ = [
+    "ALGORITHMS",
     "PREDICATE_TYPES",
     "STATEMENT_TYPE",
     "EntryKind",
@@ -53,11 +56,15 @@ PREDICATE_TYPES: dict[str, EntryKind] = {
 }
 _TYPE_OF = {kind: uri for uri, kind in PREDICATE_TYPES.items()}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: The digest algorithms a subject may name, as in-toto digest sets spell them.
+ALGORITHMS = ("sha256", "blake3")
 
 
-def subject(name: str, sha256: str) -> dict[str, Any]:
-    """One in-toto subject: a named artefact and its SHA-256."""
-    return {"name": name, "digest": {"sha256": sha256}}
+def subject(name: str, digest: str, algorithm: str = "sha256") -> dict[str, Any]:
+    """One in-toto subject: a named artefact and its digest (64 hex digits)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"digest algorithm {algorithm!r} is not one of {ALGORITHMS}")
+    return {"name": name, "digest": {algorithm: digest}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,13 +144,18 @@ def _subjects(value: object) -> tuple[tuple[str, str], ...]:
     out = []
     for item in value:
         digest = item.get("digest") if isinstance(item, dict) else None
-        sha = digest.get("sha256") if isinstance(digest, dict) else None
         name = item.get("name") if isinstance(item, dict) else None
+        digests = digest if isinstance(digest, dict) else {}
+        named = [digests[a] for a in ALGORITHMS if a in digests]
         if (
             not isinstance(name, str)
-            or not isinstance(sha, str)
-            or not _HEX64.match(sha)
+            or len(named) != 1
+            or not isinstance(named[0], str)
+            or not _HEX64.match(named[0])
         ):
-            raise _fail("a subject lacks a name or a sha256 digest")
-        out.append((name, sha))
+            raise _fail(
+                "a subject lacks a name or a digest (one of "
+                f"{', '.join(ALGORITHMS)}, 64 hex digits)"
+            )
+        out.append((name, named[0]))
     return tuple(out)

@@ -55,11 +55,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ModelFile:
-    """A model file to check against the closing entry: its digests."""
+    """A model file to check against the closing entry: its digests.
+
+    ``params_digest`` and ``legacy_digest`` are its parameters'
+    :meth:`~accord.params.Params.digest` and SHA-256 one (which ledgers of earlier
+    versions name), when the file is an accord checkpoint.
+    """
 
     path: str
     file_sha256: str
     params_digest: str | None
+    legacy_digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,9 +385,8 @@ def _model(closing: Statement | None, position: int, model: ModelFile) -> list[P
             )
         ]
     named = closing.predicate.get("model"), closing.predicate.get("checkpointFile")
-    if model.file_sha256 in named or (
-        model.params_digest is not None and model.params_digest in named
-    ):
+    held_digests = (model.file_sha256, model.params_digest, model.legacy_digest)
+    if any(d is not None and d in named for d in held_digests):
         return []
     held = model.params_digest or model.file_sha256
     return [

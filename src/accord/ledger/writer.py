@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from accord.errors import LedgerError
 from accord.ledger.dsse import IN_TOTO, Envelope, KeySigner, canonical_json, key_id
 from accord.ledger.statement import EntryKind, build_statement, subject
+from accord.params import DIGEST_ALGORITHM as PARAMS
 from accord.records import LedgerRecord, RoundRecord
 
 __all__ = [
@@ -241,12 +242,26 @@ class LedgerWriter:
         )
 
     def round(
-        self, record: RoundRecord, *, aggregate: str | None, inputs: str
+        self,
+        record: RoundRecord,
+        *,
+        aggregate: str | None,
+        inputs: str,
+        algorithm: str = PARAMS,
     ) -> LedgerRecord:
-        """The entry of one round; ``inputs`` says what the update digests cover."""
-        subjects = [subject(f"model:round-{record.number}", record.global_digest)]
+        """The entry of one round; ``inputs`` says what the update digests cover.
+
+        ``algorithm`` names the model's and the aggregate's digest: a
+        :class:`~accord.params.Params` digest unless the run's models are not
+        parameters (a tree run's chain of SHA-256).
+        """
+        subjects = [
+            subject(f"model:round-{record.number}", record.global_digest, algorithm)
+        ]
         if aggregate is not None:
-            subjects.append(subject(f"aggregate:round-{record.number}", aggregate))
+            subjects.append(
+                subject(f"aggregate:round-{record.number}", aggregate, algorithm)
+            )
         predicate = {
             "round": record.number,
             "status": record.status,
@@ -291,12 +306,16 @@ class LedgerWriter:
         checkpoint: str | None,
         rounds: int,
         reason: str | None,
+        algorithm: str = PARAMS,
     ) -> LedgerRecord:
-        """The entry that ends a run: its status and final model (the release)."""
+        """The entry that ends a run: its status and final model (the release).
+
+        ``algorithm`` names ``model``'s digest, as for :meth:`round`.
+        """
         return self._entry(
             "run-closed",
             None,
-            [subject("model:final", model)],
+            [subject("model:final", model, algorithm)],
             {
                 "status": status,
                 "model": model,
@@ -323,7 +342,7 @@ class LedgerWriter:
         return self._entry(
             "release",
             None,
-            [subject("model:final", model)],
+            [subject("model:final", model, PARAMS)],
             {
                 "passed": passed,
                 "model": model,

@@ -8,7 +8,6 @@ exception that would take the worker down.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -21,7 +20,7 @@ from accord.aggregation.integrity import SQUARE_CHUNK, finite_sum
 from accord.data.arrays import ArrayData
 from accord.errors import TaskRefused, UpdateRejected
 from accord.evaluation.metrics import evaluate
-from accord.params import Array, Params
+from accord.params import Array, Params, params_hasher
 from accord.task.personalization import FineTune, personalized_scores
 from accord.task.protocol import Task, TrainConfig, TrainResult
 
@@ -171,7 +170,7 @@ def write_update(
 class _Checked:
     """``out = local - global``, hashed and squared a chunk at a time as written.
 
-    The digest is :meth:`Params.digest`'s (SHA-256 over the structure, then each
+    The digest is :meth:`Params.digest`'s (BLAKE3 over the structure, then each
     tensor's bytes in order); the squares are summed in float64 as
     :func:`~accord.aggregation.integrity.square_sum` sums them, and a tensor
     whose sum is not finite is looked at as
@@ -180,7 +179,7 @@ class _Checked:
 
     def __init__(self, out: Params) -> None:
         self._out = out
-        self._hash = hashlib.sha256(out.spec.to_json().encode())
+        self._hash = params_hasher(out.spec)
         self._squares = 0.0
         self._finite = True
         self._buf = np.empty(0)

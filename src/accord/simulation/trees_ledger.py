@@ -53,7 +53,9 @@ class TreesLedger:
 
     def record_round(self, record: RoundRecord) -> None:
         """Store one tree's round and its signed entry in one transaction."""
-        entry = self._writer.round(record, aggregate=None, inputs=self._inputs)
+        entry = self._writer.round(
+            record, aggregate=None, inputs=self._inputs, algorithm="sha256"
+        )
         self._store.record_round(record, ledger=entry)
         self._writer.accept(entry)
 
@@ -69,7 +71,12 @@ class TreesLedger:
     ) -> None:
         """End the run with its closing entry (``model``: the final digest)."""
         entry: LedgerRecord = self._writer.closed(
-            status=status, model=model, checkpoint=path, rounds=rounds, reason=reason
+            status=status,
+            model=model,
+            checkpoint=path,
+            rounds=rounds,
+            reason=reason,
+            algorithm="sha256",
         )
         self._store.finish_run(
             self._writer.run_id, status=status, summary=summary, ledger=entry

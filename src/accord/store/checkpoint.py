@@ -346,13 +346,13 @@ def _assemble(
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise _corrupt(path, f"bad metadata: {excerpt(repr(exc))}") from exc
     params = _group(path, tensors, order, order)
-    if params.digest() != expected:
+    if not params.matches(expected):
         raise _corrupt(path, "model digest does not match its contents")
     extra: dict[str, Params] = {}
     for group, names in groups.items():
         keys = [f"{group}/{n}" for n in names]
         extra[group] = _group(path, tensors, keys, names)
-        if extra[group].digest() != dict(digests).get(group):
+        if not extra[group].matches(str(dict(digests).get(group))):
             raise _corrupt(path, f"digest of extra group {group!r} does not match")
     if len(tensors) != len(order) + sum(len(n) for n in groups.values()):
         raise _corrupt(path, "it holds tensors its metadata does not list")

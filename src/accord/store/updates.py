@@ -122,7 +122,7 @@ class UpdateArchive:
                     f"{outcome.participant} was not kept in {folder}; contributions "
                     "need every valid update of a round"
                 )
-            if update.digest() != outcome.update_digest:
+            if not update.matches(str(outcome.update_digest)):
                 raise StoreError(
                     f"round {number} of run {run_id}: the kept update of "
                     f"{outcome.participant} is not the one the round recorded (digest "

@@ -44,8 +44,11 @@ __all__ = [
     "wire_run_id",
 ]
 
-#: Version of the wire protocol; a participant sends it in its Hello.
-PROTOCOL_VERSION = 1
+#: Version of the wire protocol; a participant sends it in its Hello. 2: models'
+#: and updates' digests are BLAKE3 (:meth:`accord.params.Params.digest`), not
+#: SHA-256, so a coordinator and a participant of different versions would refuse
+#: every model and update as corrupt; they now refuse each other at the Hello.
+PROTOCOL_VERSION = 2
 #: Largest slice of a packed buffer in one message: far below the 4 MiB message
 #: limit, large enough that per-message overhead is negligible.
 CHUNK_BYTES = 1 << 20

@@ -25,7 +25,6 @@ number of participants: past it, updates go to files as before.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import mmap
 import os
@@ -39,7 +38,7 @@ import numpy as np
 from accord.aggregation.integrity import SQUARE_CHUNK, finite_sum, square_sum
 from accord.coordinator.round import not_finite
 from accord.errors import SubmissionRefused
-from accord.params import Params, ParamSpec
+from accord.params import Params, ParamSpec, params_hasher
 from accord.transport.messages import CHUNK_BYTES
 
 __all__ = ["MemorySpool", "SpooledUpdate"]
@@ -48,7 +47,7 @@ __all__ = ["MemorySpool", "SpooledUpdate"]
 class _ValueCheck:
     """Digest, finiteness and norm of a packed stream, fed in contiguous pieces.
 
-    The digest is :meth:`Params.digest`'s: SHA-256 over the structure, then each
+    The digest is :meth:`Params.digest`'s: BLAKE3 over the structure, then each
     tensor's bytes without the layout's padding. A piece may end inside a value; the
     few bytes of that value wait for the next piece. Finiteness and the L2 norm
     come from one float64 sum of squares per piece
@@ -57,7 +56,7 @@ class _ValueCheck:
     """
 
     def __init__(self, spec: ParamSpec) -> None:
-        self._hash = hashlib.sha256(spec.to_json().encode())
+        self._hash = params_hasher(spec)
         self._regions = [
             (t.name, np.dtype(t.dtype), off, off + t.nbytes)
             for t, off in zip(spec.tensors, spec.offsets(), strict=True)

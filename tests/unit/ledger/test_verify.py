@@ -176,6 +176,19 @@ def test_a_swapped_model_file_is_named_against_the_closing_entry(deployed):
     assert "not this run's final model" in problem
 
 
+def test_a_model_named_by_its_sha256_in_an_earlier_ledger_verifies(deployed):
+    # Earlier versions named a checkpoint's parameters by SHA-256, not BLAKE3.
+    signer, lines, anchors = deployed
+    earlier = ModelFile("final.safetensors", digest(1), digest(999), digest(103))
+    other = ModelFile("final.safetensors", digest(1), digest(999), digest(104))
+
+    good = verify_export(export_of(lines, signer), anchors=anchors, model=earlier)
+    bad = verify_export(export_of(lines, signer), anchors=anchors, model=other)
+
+    assert good.ok, messages(good)
+    assert not bad.ok
+
+
 def test_a_ledger_from_another_ca_is_refused(deployed, tmp_path):
     signer, lines, _ = deployed
     from accord.transport import pki

@@ -222,6 +222,28 @@ def test_edited_metadata_is_detected(
         CheckpointStore(saved.parent).load(saved)
 
 
+def test_a_checkpoint_of_an_earlier_version_with_sha256_digests_loads(
+    tmp_path: Path, params: Params
+) -> None:
+    # Earlier versions recorded SHA-256 digests of the model and each extra group.
+    store = CheckpointStore(tmp_path)
+    moments = params.scale(0.5)
+    path = store.save(RUN, 1, params, extra={"opt": moments})
+    _edit_metadata(path, "accord.digest", params.legacy_digest())
+    _edit_metadata(
+        path, "accord.extra_digests", json.dumps({"opt": moments.legacy_digest()})
+    )
+
+    checkpoint = store.load_checkpoint(path)
+
+    assert_identical(checkpoint.params, params)
+    assert_identical(checkpoint.extra["opt"], moments)
+    # ... and a SHA-256 of other values is still refused.
+    _edit_metadata(path, "accord.digest", moments.legacy_digest())
+    with pytest.raises(StoreError, match="model digest does not match"):
+        store.load(path)
+
+
 def test_foreign_safetensors_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "model.safetensors"
     save_file({"w": np.zeros(3, np.float32)}, path)
