@@ -149,6 +149,7 @@ def _attacked(
     """
     federation.enrol(ATTACKER)
     running = start_coordinator((*HONEST, ATTACKER))
+    sites = []
     for name in (*HONEST, ATTACKER):
         site = "site-00" if name == ATTACKER else name  # the attacker has real data
         data = load_local_data(f"sim:{fed_toml}#{site}")
@@ -173,7 +174,7 @@ def _attacked(
             finally:
                 r.log.close()
 
-        background(serve)
+        sites.append(background(serve))
     everyone = {*HONEST, ATTACKER}
     assert running.executor.wait_for(tuple(everyone), 20) == everyone
     config = load_config(fed_toml)
@@ -185,6 +186,11 @@ def _attacked(
         )
     finally:
         running.executor.close()
+    # The sites log a receipt after the coordinator has the message: read their
+    # logs only once they have said goodbye and stopped.
+    for thread in sites:
+        thread.join(timeout=30)
+        assert not thread.is_alive(), f"{thread.name} did not stop"
     return result, store, running
 
 

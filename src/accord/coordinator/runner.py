@@ -43,6 +43,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from accord.aggregation.integrity import check_params
@@ -231,8 +233,17 @@ class Coordinator:
         ledger: LedgerSetup | None = None,
         job_time: Callable[[str], float] | None = None,
         fairness_groups: Sequence[str] | None = None,
+        overlap: bool = False,
     ) -> None:
         self.config = config
+        #: Whether a plain round's checkpoint may be written, and the round then
+        #: recorded, while the next round's jobs run. Only where those jobs reach
+        #: no other organization (a simulation): they start from a model whose
+        #: round is not recorded yet, which a crash would make a round that
+        #: never was (the round is run again on resume).
+        self._overlap = overlap
+        #: What is left of the last round's end when it overlaps this round.
+        self._pending: Callable[[], None] | None = None
         #: A train job's duration per site on the simulation's virtual clock
         #: (:mod:`accord.simulation.timing`); async mode needs it. None: no
         #: virtual clock (a deployment).
@@ -444,6 +455,7 @@ class Coordinator:
                         f"{failed} rounds in a row failed (last: {summary.reason}); "
                         f"see `accord runs show {run_id}`"
                     )
+            self._flush()
             stopped = self._stopped
             final: dict[str, Any] = {"final": last_metrics(summaries)}
             if self._privacy is not None:
@@ -453,6 +465,7 @@ class Coordinator:
             if extra_summary is not None:
                 final.update(extra_summary(params))
         except BaseException as exc:
+            self._flush_after(exc)
             why = f"{type(exc).__name__}: {exc}"[:500]
             self._finish(run_id, "aborted", None, params, len(summaries), why)
             raise
@@ -603,6 +616,9 @@ class Coordinator:
             params,
             state,
             delta,
+            overlap=self._overlap
+            and cfg.secure_aggregation.mode == "off"
+            and number < cfg.federation.rounds,
         )
 
     def _conclude(
@@ -612,12 +628,19 @@ class Coordinator:
         params: Params,
         state: Params,
         delta: Params | None,
+        *,
+        overlap: bool = False,
     ) -> tuple[Params, Params, RoundSummary]:
         """Step the model by ``delta``, publish, evaluate, checkpoint and record.
 
         What every round (and every async version) ends with, once its updates
         are in: ``delta`` None means the round failed (``c.reason`` says why).
+        With ``overlap``, a completed round's checkpoint is written on a thread
+        and the round recorded (with what observers are told of it) by
+        :meth:`_flush`, once the next round's jobs are out; the next round's
+        duration includes any wait for it.
         """
+        self._flush()
         number, started, t0, selected = c.number, c.started, c.t0, c.selected
         outcomes, succeeded, reason, spent = c.outcomes, c.succeeded, c.reason, c.spent
         failed = delta is None
@@ -643,13 +666,8 @@ class Coordinator:
         self._executor.publish(published, digest=shown)
         if status == "completed" and self._evaluates(number):
             metrics += self._evaluate(run_id, number, params, t0, published=shown)
-        checkpoint = None
-        if self._checkpoints is not None and status == "completed":
-            path = self._checkpoints.save(
-                run_id, number, params, extra={"opt": state}, digest=digest
-            )
-            checkpoint = str(path)
-        record = RoundRecord(
+        record = partial(
+            RoundRecord,
             run_id=run_id,
             number=number,
             started_at=started,
@@ -659,31 +677,76 @@ class Coordinator:
             selected=selected,
             outcomes=outcomes,
             metrics=tuple(metrics),
-            checkpoint=checkpoint,
             privacy=spent,
             scores=c.scores,
         )
-        if self._lineage is None:
-            self._store.record_round(record)
-        else:
-            self._lineage.record_round(
-                record, aggregate=None if aggregate is None else aggregate()
+
+        def finish(path: Path | None, summary: RoundSummary) -> None:
+            done = record(checkpoint=None if path is None else str(path))
+            if self._lineage is None:
+                self._store.record_round(done)
+            else:
+                self._lineage.record_round(
+                    done, aggregate=None if aggregate is None else aggregate()
+                )
+            self._observer.round_finished(summary)
+
+        def summarised() -> RoundSummary:
+            return RoundSummary(
+                number=number,
+                status=status,
+                selected=len(selected),
+                succeeded=succeeded,
+                duration_s=self._clock() - t0 if c.duration_s is None else c.duration_s,
+                global_digest=digest,
+                metrics={
+                    f"{m.scope}.{m.name}": m.value
+                    for m in metrics
+                    if m.participant is None
+                },
+                reason=reason,
+                epsilon=max((p.epsilon for p in spent), default=None),
             )
-        summary = RoundSummary(
-            number=number,
-            status=status,
-            selected=len(selected),
-            succeeded=succeeded,
-            duration_s=self._clock() - t0 if c.duration_s is None else c.duration_s,
-            global_digest=digest,
-            metrics={
-                f"{m.scope}.{m.name}": m.value for m in metrics if m.participant is None
-            },
-            reason=reason,
-            epsilon=max((p.epsilon for p in spent), default=None),
-        )
-        self._observer.round_finished(summary)
+
+        checkpoints = self._checkpoints if status == "completed" else None
+
+        def save() -> Path | None:
+            if checkpoints is None:
+                return None
+            return checkpoints.save(
+                run_id, number, params, extra={"opt": state}, digest=digest
+            )
+
+        if overlap and checkpoints is not None:
+            written = in_background(save)
+            summary = summarised()
+            self._pending = lambda: finish(written(), summary)
+        else:
+            path = save()
+            finish(path, summary := summarised())
         return params, state, summary
+
+    def _flush(self) -> None:
+        """Finish the last round's end if it overlapped this round (see ``overlap``).
+
+        Its checkpoint written, the round recorded, observers told. A failure
+        (the checkpoint could not be written) is raised here, once.
+        """
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending()
+
+    def _flush_after(self, exc: BaseException) -> None:
+        """:meth:`_flush` as a run is aborted by ``exc``: the last round is kept."""
+        try:
+            self._flush()
+        except Exception:
+            logger.exception(
+                "the last round's checkpoint or record failed while the run was "
+                "aborted (%s: %s); a resume runs that round again",
+                type(exc).__name__,
+                exc,
+            )
 
     def _step(
         self,
@@ -774,6 +837,7 @@ class Coordinator:
             run_id, plan.number, [p for p in plan.selected if p not in late]
         )
         self._executor.submit_train(plan.number, jobs)
+        self._flush()  # the last round's end, while this round's jobs run
         self._observer.round_started(plan.number, plan.selected)
         self._sent.clear()
         self._collect_updates(rnd, t0)

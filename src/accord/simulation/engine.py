@@ -291,6 +291,7 @@ def _simulate(
             site_rows={s.name: len(s.train) for s in ctx.data.sites},
             ledger=ledger,
             job_time=_job_time(config, ctx),
+            overlap=True,  # the next round's jobs reach only this machine's workers
         )
         if resume is None:
             run = coordinator.run(initial, extra_summary=summarise, on_created=started)
