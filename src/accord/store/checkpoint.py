@@ -16,8 +16,14 @@ from elsewhere can be read safely. Two things it does not do are done here:
 
 A write goes to a temporary file in the same directory, is fsynced, then renamed over
 the final name (``os.replace`` is atomic): a crash leaves the old file or the new
-one, never half of one. ``extra`` groups (server-optimizer state) are stored next to
-the model under ``{group}/{name}`` and verified the same way.
+one, never half of one. Once on disk, its pages are dropped from the page cache
+(``POSIX_FADV_DONTNEED``): a checkpoint is read again only by a resume, and a run
+writes one a round, whose cached pages the kernel would otherwise have to reclaim
+while the next ones are written (on the benchmark machine a 40 MB write cost 16 ms
+of CPU into a page cache without them, 150 ms into one that kept them).
+
+``extra`` groups (server-optimizer state) are stored next to the model under
+``{group}/{name}`` and verified the same way.
 """
 
 from __future__ import annotations
@@ -224,12 +230,19 @@ def _write_atomically(
         save_file(tensors, tmp, metadata=metadata)
         with tmp.open("rb+") as f:
             os.fsync(f.fileno())
+            _drop_cached(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     _fsync_dir(target.parent)
+
+
+def _drop_cached(fd: int) -> None:
+    """Let the kernel drop a file's cached pages, written out already (POSIX)."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -242,6 +243,28 @@ def test_a_checkpoint_of_an_earlier_version_with_sha256_digests_loads(
     _edit_metadata(path, "accord.digest", moments.legacy_digest())
     with pytest.raises(StoreError, match="model digest does not match"):
         store.load(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="POSIX only")
+def test_a_written_checkpoint_leaves_the_page_cache(
+    tmp_path: Path, params: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    advised: list[tuple[str, int, int, int]] = []
+    fadvise = os.posix_fadvise
+
+    def spy(fd: int, offset: int, length: int, advice: int) -> None:
+        synced = os.fstat(fd).st_size  # the whole file, written before the advice
+        advised.append((os.readlink(f"/proc/self/fd/{fd}"), synced, length, advice))
+        fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    path = CheckpointStore(tmp_path).save(RUN, 3, params)
+
+    [(name, size, length, advice)] = advised
+    assert Path(name).name.startswith(f".{path.name}.")  # the file before its rename
+    assert size == path.stat().st_size
+    assert (length, advice) == (0, os.POSIX_FADV_DONTNEED)
+    assert_identical(CheckpointStore(tmp_path).load(path), params)
 
 
 def test_foreign_safetensors_file_is_refused(tmp_path: Path) -> None:
