@@ -681,7 +681,7 @@ class Coordinator:
             scores=c.scores,
         )
 
-        def finish(path: Path | None, summary: RoundSummary) -> None:
+        def recorded(path: Path | None) -> None:
             done = record(checkpoint=None if path is None else str(path))
             if self._lineage is None:
                 self._store.record_round(done)
@@ -689,7 +689,6 @@ class Coordinator:
                 self._lineage.record_round(
                     done, aggregate=None if aggregate is None else aggregate()
                 )
-            self._observer.round_finished(summary)
 
         def summarised() -> RoundSummary:
             return RoundSummary(
@@ -720,10 +719,16 @@ class Coordinator:
         if overlap and checkpoints is not None:
             written = in_background(save)
             summary = summarised()
-            self._pending = lambda: finish(written(), summary)
+
+            def finish() -> None:
+                recorded(written())
+                self._observer.round_finished(summary)
+
+            self._pending = finish
         else:
-            path = save()
-            finish(path, summary := summarised())
+            recorded(save())
+            summary = summarised()
+            self._observer.round_finished(summary)
         return params, state, summary
 
     def _flush(self) -> None:
