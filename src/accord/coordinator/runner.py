@@ -719,10 +719,15 @@ class Coordinator:
         if overlap and checkpoints is not None:
             written = in_background(save)
             summary = summarised()
+            done: list[str] = []  # the steps taken: a Ctrl-C may come between them
 
             def finish() -> None:
-                recorded(written())
-                self._observer.round_finished(summary)
+                if "recorded" not in done:
+                    recorded(written())  # the thread's result can be asked again
+                    done.append("recorded")
+                if "told" not in done:
+                    self._observer.round_finished(summary)
+                    done.append("told")
 
             self._pending = finish
         else:
@@ -735,11 +740,19 @@ class Coordinator:
         """Finish the last round's end if it overlapped this round (see ``overlap``).
 
         Its checkpoint written, the round recorded, observers told. A failure
-        (the checkpoint could not be written) is raised here, once.
+        (the checkpoint could not be written) is raised here, once. An interrupt
+        (Ctrl-C while the checkpoint is still being written) leaves what is left
+        of it pending, for :meth:`_flush_after` to finish.
         """
-        pending, self._pending = self._pending, None
-        if pending is not None:
+        pending = self._pending
+        if pending is None:
+            return
+        try:
             pending()
+        except Exception:
+            self._pending = None
+            raise
+        self._pending = None
 
     def _flush_after(self, exc: BaseException) -> None:
         """:meth:`_flush` as a run is aborted by ``exc``: the last round is kept."""

@@ -4,14 +4,21 @@ With ``overlap`` (what the simulation engine sets), a completed plain round's
 checkpoint is written on a thread and the round recorded once the next round's
 jobs are out. Whatever happens, a round is recorded before the next one is said to
 start, its checkpoint is on disk when it is recorded, a run stopped between the
-two still records it, a checkpoint that cannot be written stops the run unrecorded,
+two still records it (also when Ctrl-C comes while its checkpoint is being
+waited for), a checkpoint that cannot be written stops the run unrecorded,
 and the rounds are those of a run without overlap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -188,3 +195,82 @@ def test_a_run_stopped_before_the_last_round_was_recorded_records_it(
     with MemoryStore() as store:
         whole = simulate(config, store=store, checkpoint_dir=tmp_path / "whole")
     assert result.run.params.digest() == whole.run.params.digest()
+
+
+class SlowCheckpoints(CheckpointStore):
+    """Checkpoints whose write of round ``number`` waits for ``go``."""
+
+    def __init__(self, root: Path, number: int) -> None:
+        super().__init__(root)
+        self.number = number
+        self.started, self.go = threading.Event(), threading.Event()
+
+    def save(self, run_id: str, round_number: int, params: Params, **kw) -> Path:  # type: ignore[no-untyped-def]
+        if round_number == self.number:
+            self.started.set()
+            assert self.go.wait(30), "never let go"
+        return super().save(run_id, round_number, params, **kw)
+
+
+def _stack(thread_id: int) -> Iterator[FrameType]:
+    """The frames ``thread_id`` runs, innermost first."""
+    frame: FrameType | None = sys._current_frames().get(thread_id)
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def _in(thread_id: int, name: str, innermost: str | None = None) -> bool:
+    frames = list(_stack(thread_id))
+    return any(f.f_code.co_name == name for f in frames) and (
+        innermost is None or frames[0].f_code.co_name == innermost
+    )
+
+
+def _wait_for(what, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def test_ctrl_c_while_the_last_checkpoint_is_awaited_still_records_that_round(
+    tmp_path: Path,
+) -> None:
+    # Round 3's jobs are out and the coordinator waits for round 2's checkpoint
+    # (still being written) to record round 2: Ctrl-C comes in that wait. The
+    # checkpoint is let go only once the run is being stopped; round 2 is kept.
+    checkpoints = SlowCheckpoints(tmp_path, number=2)
+    main = threading.main_thread().ident
+    assert main == threading.get_ident()
+    seen: dict[str, bool] = {}
+
+    def press_ctrl_c() -> None:
+        assert main is not None
+        assert checkpoints.started.wait(30)
+        seen["waiting"] = _wait_for(lambda: _in(main, "_flush", innermost="wait"))
+        os.kill(os.getpid(), signal.SIGINT)
+        seen["stopping"] = _wait_for(lambda: _in(main, "_flush_after"))
+        checkpoints.go.set()
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
+    try:
+        with MemoryStore() as store:
+            with pytest.raises(KeyboardInterrupt):
+                _run(make_config(), store, checkpoints, overlap=True)
+
+            (run,) = store.list_runs()
+            rounds = store.rounds(run.run_id)
+            assert run.status == "aborted"
+            assert [r.number for r in rounds] == [1, 2]
+            loaded = checkpoints.load(Path(str(rounds[-1].checkpoint)))
+            assert loaded.digest() == rounds[-1].global_digest
+    finally:
+        checkpoints.go.set()
+        presser.join(30)
+        signal.signal(signal.SIGINT, previous)
+    assert seen == {"waiting": True, "stopping": True}
