@@ -24,7 +24,9 @@ process holds 40 MB, per round it sends them to each of 10 client processes at o
 (a thread per connection) and each client sends its 40 MB back; a round ends when
 the server has every reply (``sendall``/``recv_into``, no per-message copies).
 Steady s/round = mean of rounds 2..5. The same copy wrapped in mutual TLS (Python's
-``ssl``, the run's own certificates) is reported too, as the cost of encryption alone.
+``ssl``, the run's own certificates) is reported too, as the cost of encryption alone,
+and so is the same traffic over bare ``grpcio`` with mutual TLS (``grpc_copy.py``: 1 MiB
+messages both ways, no framework), as the cost of the transport accord is built on.
 
 Flower side (``--peer``): ``w_deploy.py`` (1 SuperLink + 10 SuperNodes, insecure
 HTTP), about 2 minutes a run.
@@ -52,6 +54,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import grpc_copy
 import psutil
 from common import (
     BENCH_DIR,
@@ -437,13 +440,20 @@ def raw_client(
 
 
 def run_raw(
-    folder: Path, *, clients: int, nbytes: int, rounds: int, tls: bool
+    folder: Path,
+    *,
+    clients: int,
+    nbytes: int,
+    rounds: int,
+    tls: bool,
+    grpc: bool = False,
 ) -> dict[str, Any]:
-    """The raw copy as separate processes; the server's per-round times."""
+    """The raw (or bare gRPC) copy as separate processes; the server's round times."""
     me = [sys.executable, str(Path(__file__).resolve())]
-    extra = ["--tls-dir", str(folder)] if tls else []
+    extra = ["--tls-dir", str(folder)] if tls or grpc else []
+    kind = "grpc" if grpc else "raw"
     server = subprocess.Popen(
-        [*me, "--raw-server", "--clients", str(clients), "--bytes", str(nbytes)]
+        [*me, f"--{kind}-server", "--clients", str(clients), "--bytes", str(nbytes)]
         + ["--rounds", str(rounds), *extra],
         stdout=subprocess.PIPE,
         text=True,
@@ -452,7 +462,7 @@ def run_raw(
     port = int(server.stdout.readline())
     procs = [
         subprocess.Popen(
-            [*me, "--raw-client", str(port), "--name", s, "--bytes", str(nbytes)]
+            [*me, f"--{kind}-client", str(port), "--name", s, "--bytes", str(nbytes)]
             + ["--rounds", str(rounds), *extra]
         )
         for s in sites(clients)
@@ -490,10 +500,15 @@ def main() -> None:
         "--no-checkpoints", action="store_true", help="store.checkpoints = false"
     )
     ap.add_argument("--no-tls-raw", action="store_true", help="skip the TLS raw copy")
+    ap.add_argument(
+        "--no-grpc-copy", action="store_true", help="skip the bare gRPC (mTLS) copy"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
     # Internal: the raw copy's processes.
     ap.add_argument("--raw-server", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--raw-client", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--grpc-server", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--grpc-client", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--name", default="", help=argparse.SUPPRESS)
     ap.add_argument("--bytes", type=int, default=MODEL_BYTES, help=argparse.SUPPRESS)
     ap.add_argument("--tls-dir", type=Path, default=None, help=argparse.SUPPRESS)
@@ -503,6 +518,12 @@ def main() -> None:
         return
     if ns.raw_client is not None:
         raw_client(ns.raw_client, ns.name, ns.bytes, ns.rounds, ns.tls_dir)
+        return
+    if ns.grpc_server:
+        grpc_copy.serve(ns.bytes, ns.clients, ns.rounds, ns.tls_dir)
+        return
+    if ns.grpc_client is not None:
+        grpc_copy.client(ns.grpc_client, ns.name, ns.bytes, ns.rounds, ns.tls_dir)
         return
 
     nbytes = ns.params * 4
@@ -517,6 +538,7 @@ def main() -> None:
     folder = make_folder(toml, ns.clients)
     raws: list[dict[str, Any]] = []
     raws_tls: list[dict[str, Any]] = []
+    grpcs: list[dict[str, Any]] = []
 
     def accord_run(i: int) -> dict[str, Any]:
         r = run_deployment(folder, clients=ns.clients, tag=f"r{i}")
@@ -531,6 +553,17 @@ def main() -> None:
             )
             raws_tls.append(raw_tls)
             stderr(f"raw TLS copy {i}: {json.dumps(raw_tls)}")
+        if not ns.no_grpc_copy:
+            bare = run_raw(
+                folder,
+                clients=ns.clients,
+                nbytes=nbytes,
+                rounds=ns.rounds,
+                tls=True,
+                grpc=True,
+            )
+            grpcs.append(bare)
+            stderr(f"bare gRPC copy {i}: {json.dumps(bare)}")
         return r
 
     try:
@@ -612,6 +645,21 @@ def main() -> None:
             accord["steady_s_per_round"] / out["raw_tls_copy"]["steady_s_per_round"],
             2,
         )
+    if grpcs:
+        out["grpc_tls_copy"] = {
+            "steady_s_per_round": med(grpcs, "steady_s_per_round"),
+            "runs_steady_s_per_round": [r["steady_s_per_round"] for r in grpcs],
+        }
+        ratios["steady_round_accord_over_grpc_tls"] = round(
+            accord["steady_s_per_round"] / out["grpc_tls_copy"]["steady_s_per_round"],
+            2,
+        )
+        if raws_tls:
+            ratios["grpc_tls_copy_over_raw_tls"] = round(
+                out["grpc_tls_copy"]["steady_s_per_round"]
+                / out["raw_tls_copy"]["steady_s_per_round"],
+                2,
+            )
     targets = {"round_le_3x_raw_copy": ratios["steady_round_accord_over_raw"] <= 3}
     if theirs:
         from peer import median_of
