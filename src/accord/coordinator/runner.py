@@ -635,10 +635,10 @@ class Coordinator:
 
         What every round (and every async version) ends with, once its updates
         are in: ``delta`` None means the round failed (``c.reason`` says why).
-        With ``overlap``, a completed round's checkpoint is written on a thread
-        and the round recorded (with what observers are told of it) by
-        :meth:`_flush`, once the next round's jobs are out; the next round's
-        duration includes any wait for it.
+        A completed round's checkpoint is written on a thread while the model is
+        published and evaluated. With ``overlap``, the round is recorded (with
+        what observers are told of it) by :meth:`_flush`, once the next round's
+        jobs are out; the next round's duration includes any wait for it.
         """
         self._flush()
         number, started, t0, selected = c.number, c.started, c.t0, c.selected
@@ -660,6 +660,20 @@ class Coordinator:
         status: Literal["completed", "failed"] = "failed" if failed else "completed"
         metrics: list[MetricValue] = train_metrics(outcomes) + list(c.extra_metrics)
         digest = params.digest()  # once: the executor and the checkpoint reuse it
+        checkpoints = self._checkpoints if status == "completed" else None
+
+        def save() -> Path | None:
+            if checkpoints is None:
+                return None
+            return checkpoints.save(
+                run_id, number, params, extra={"opt": state}, digest=digest
+            )
+
+        # The checkpoint is written (on a thread: writing and fsyncing release the
+        # GIL) while the model is packed for the sites and evaluated; nothing here
+        # writes to ``params`` or ``state``. The round is recorded once it is on
+        # disk, and (without overlap) before the next round's jobs go out.
+        written = in_background(save) if checkpoints is not None else save
         published = self._strategy.published(params, state)
         # SCAFFOLD publishes its control variate after the model: its own digest.
         shown = digest if published is params else published.digest()
@@ -707,17 +721,7 @@ class Coordinator:
                 epsilon=max((p.epsilon for p in spent), default=None),
             )
 
-        checkpoints = self._checkpoints if status == "completed" else None
-
-        def save() -> Path | None:
-            if checkpoints is None:
-                return None
-            return checkpoints.save(
-                run_id, number, params, extra={"opt": state}, digest=digest
-            )
-
         if overlap and checkpoints is not None:
-            written = in_background(save)
             summary = summarised()
             done: list[str] = []  # the steps taken: a Ctrl-C may come between them
 
@@ -731,7 +735,7 @@ class Coordinator:
 
             self._pending = finish
         else:
-            recorded(save())
+            recorded(written())
             summary = summarised()
             self._observer.round_finished(summary)
         return params, state, summary
