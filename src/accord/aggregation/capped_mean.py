@@ -158,5 +158,9 @@ class CappedMeanAccumulator:
         folded = set(range(len(self._weights))) - set(self._held)
         # A folded update was never among the heaviest, so its weight is uncapped.
         assert all(capped[i] == self._weights[i] for i in folded)
-        for index in sorted(self._held):
-            self._sum.add(self._held.pop(index), capped[index])
+        order = sorted(self._held)
+        # In one pass over the sums: bit for bit the adds in this order.
+        self._sum.add_many(
+            [self._held[index] for index in order], [capped[index] for index in order]
+        )
+        self._held.clear()

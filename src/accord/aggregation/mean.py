@@ -336,6 +336,37 @@ class MeanAccumulator:
         self._run(work)
         self._weights.append(w)
 
+    def add_many(self, updates: Sequence[Params], weights: Sequence[float]) -> None:
+        """:meth:`add` of each update in turn, bit for bit, in one pass over the sums.
+
+        Each block of the float64 sums is read and written once for all of
+        ``updates`` while it is in cache, instead of once per update: the sums are
+        four fifths of a fold's memory traffic, so folding the updates a round
+        held until its end costs about half as much. Raises like :meth:`add`,
+        before anything is folded.
+        """
+        if len(updates) != len(weights):
+            raise ValueError(f"{len(updates)} updates but {len(weights)} weights")
+        for update in updates:
+            self._spec.check(update)
+        ws = [_check_weight(w) for w in weights]
+        if not ws:
+            return
+        first = not self._weights
+        flats = [[u[t.name].reshape(-1) for t in self._spec.tensors] for u in updates]
+
+        def work(index: int, start: int, stop: int) -> None:
+            acc, xs = self._acc[index], [flat[index] for flat in flats]
+            scratch = np.empty(min(CHUNK, stop - start))
+            for lo in range(start, stop, CHUNK):
+                hi = min(lo + CHUNK, stop)
+                part, tmp = acc[lo:hi], scratch[: hi - lo]
+                for k, (x, w) in enumerate(zip(xs, ws, strict=True)):
+                    _add_weighted(part, x[lo:hi], w, tmp, first and k == 0)
+
+        self._run(work)
+        self._weights.extend(ws)
+
     def result(self, dtype: npt.DTypeLike | None = None) -> Params:
         """The weighted mean so far, as ``dtype`` or each tensor's own dtype.
 

@@ -246,3 +246,58 @@ def test_mismatched_structure_is_rejected(make_updates):
         weighted_mean([update], [1, 2])
     with pytest.raises(ValueError, match="no updates"):
         weighted_mean([], [])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    shape_list=shapes,
+    seed=seeds,
+    weights=st.lists(weight_values, min_size=2, max_size=8).filter(
+        lambda ws: sum(ws) > 0
+    ),
+    split=st.integers(0, 8),
+)
+def test_add_many_is_each_add_in_turn_bit_for_bit(
+    make_updates, shape_list, seed, weights, split
+):
+    # The first ``split`` updates one by one (none: add_many starts the sums),
+    # the rest in one call.
+    updates = make_updates(len(weights), shape_list, seed=seed)
+    k = min(split, len(weights))
+    acc = MeanAccumulator(updates[0].spec)
+    for update, weight in zip(updates[:k], weights[:k], strict=True):
+        acc.add(update, weight)
+    acc.add_many(updates[k:], weights[k:])
+
+    assert acc.count == len(weights)
+    assert_identical(acc.result(), stream(updates, weights))
+
+
+@pytest.mark.parametrize("size", [CHUNK - 1, CHUNK + 1, 3 * CHUNK + 17])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_add_many_over_chunks_and_threads_is_each_add(make_updates, size, dtype):
+    updates = make_updates(4, [(size,), (3, 5)], seed=size, dtype=dtype)
+    weights = [1.0, 3.0, 0.25, 1.0]  # 1.0: the plain widening copy, first and later
+    for workers in (1, 2):
+        acc = MeanAccumulator(updates[0].spec, workers=workers)
+        acc.add_many(updates, weights)
+        assert_identical(acc.result(), stream(updates, weights))
+
+
+def test_add_many_refuses_before_folding_anything(make_updates):
+    updates = make_updates(3, [(6,)])
+    acc = MeanAccumulator(updates[0].spec)
+    acc.add(updates[0], 2)
+    before = acc.result()
+    wrong = Params({"layer0.weight": np.zeros(6, np.float64)})
+
+    with pytest.raises(UpdateRejected, match="weight"):
+        acc.add_many(updates[1:], [1.0, float("nan")])
+    with pytest.raises(UpdateRejected, match="dtype"):
+        acc.add_many([updates[1], wrong], [1.0, 1.0])
+    with pytest.raises(ValueError, match="2 updates but 1 weights"):
+        acc.add_many(updates[1:], [1.0])
+    acc.add_many([], [])
+
+    assert acc.count == 1
+    assert_identical(acc.result(), before)
