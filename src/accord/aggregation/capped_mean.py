@@ -101,8 +101,45 @@ class CappedMeanAccumulator:
         self._hold(update, w)
         return index in self._held
 
-    def _hold(self, update: Params, w: float) -> None:
-        """Keep ``update``; fold the lightest kept one if that makes one too many."""
+    def lend_many(
+        self, updates: Sequence[Params], weights: Sequence[float]
+    ) -> list[bool]:
+        """:meth:`lend` of each update in turn: whether each is kept.
+
+        The folds those calls would make are made in one pass over the sums
+        (:meth:`MeanAccumulator.add_many`), in the same order, bit for bit. Raises
+        like :meth:`lend`, before anything is kept or folded.
+        """
+        if self._sealed:
+            raise RuntimeError("result() was taken; start a new accumulator")
+        if len(updates) != len(weights):
+            raise ValueError(f"{len(updates)} updates but {len(weights)} weights")
+        ws: list[float] = []
+        for update, weight in zip(updates, weights, strict=True):
+            self._spec.check(update)
+            w = float(weight)
+            if not math.isfinite(w) or w < 0:
+                raise UpdateRejected(
+                    f"weight must be a finite number >= 0, got {weight!r}"
+                )
+            ws.append(w)
+        first = len(self._weights)
+        folds: list[tuple[Params, float]] = []
+        for update, w in zip(updates, ws, strict=True):
+            self._hold(update, w, deferred=folds)
+        self._sum.add_many([u for u, _ in folds], [w for _, w in folds])
+        return [first + k in self._held for k in range(len(ws))]
+
+    def _hold(
+        self,
+        update: Params,
+        w: float,
+        deferred: list[tuple[Params, float]] | None = None,
+    ) -> None:
+        """Keep ``update``; fold the lightest kept one if that makes one too many.
+
+        With ``deferred``, that fold is appended to it for the caller to make.
+        """
         index = len(self._weights)
         self._weights.append(w)
         self._held[index] = update
@@ -110,7 +147,11 @@ class CappedMeanAccumulator:
             # The lightest kept update (the latest among equals) can no longer be
             # capped: the heavier ones kept outnumber the caps possible.
             lightest = max(self._held, key=lambda i: (-self._weights[i], i))
-            self._sum.add(self._held.pop(lightest), self._weights[lightest])
+            fold = (self._held.pop(lightest), self._weights[lightest])
+            if deferred is None:
+                self._sum.add(*fold)
+            else:
+                deferred.append(fold)
 
     def add_last(self, updates: Sequence[Params], weights: Sequence[float]) -> None:
         """Add the round's remaining updates at once, then fix the result.
@@ -135,9 +176,10 @@ class CappedMeanAccumulator:
                     f"weight must be a finite number >= 0, got {weight!r}"
                 )
             ws.append(w)
+        folds: list[tuple[Params, float]] = []
         for update, w in zip(updates, ws, strict=True):
-            self._hold(update, w)  # the caller's arrays: alive until we return
-        self._fold_held()
+            self._hold(update, w, deferred=folds)  # alive until we return
+        self._fold_held(first=folds)
 
     def result(self) -> Params:
         """The capped weighted mean; ``ValueError`` if nothing was added."""
@@ -149,18 +191,21 @@ class CappedMeanAccumulator:
         self._result = self._sum.result()
         return self._result
 
-    def _fold_held(self) -> None:
-        """Fold the kept updates with their capped weights; nothing more is added."""
+    def _fold_held(self, first: Sequence[tuple[Params, float]] = ()) -> None:
+        """Fold ``first`` (folds deferred), then the kept updates, capped; seal.
+
+        All in one pass over the sums: bit for bit the adds in this order.
+        """
         self._sealed = True
-        if not self._held:
-            return
-        capped = cap_weights(self._weights, self._max_share)
-        folded = set(range(len(self._weights))) - set(self._held)
-        # A folded update was never among the heaviest, so its weight is uncapped.
-        assert all(capped[i] == self._weights[i] for i in folded)
+        capped: Sequence[float] = ()
+        if self._held:
+            capped = cap_weights(self._weights, self._max_share)
+            folded = set(range(len(self._weights))) - set(self._held)
+            # A folded update was never among the heaviest: its weight is uncapped.
+            assert all(capped[i] == self._weights[i] for i in folded)
         order = sorted(self._held)
-        # In one pass over the sums: bit for bit the adds in this order.
-        self._sum.add_many(
-            [self._held[index] for index in order], [capped[index] for index in order]
-        )
+        updates = [u for u, _ in first] + [self._held[index] for index in order]
+        weights = [w for _, w in first] + [capped[index] for index in order]
+        if updates:
+            self._sum.add_many(updates, weights)
         self._held.clear()

@@ -66,6 +66,7 @@ __all__ = [
     "Accumulator",
     "ReportingAccumulator",
     "BatchAccumulator",
+    "BatchLendingAccumulator",
     "LendingAccumulator",
     "Round",
     "RoundPlan",
@@ -134,6 +135,22 @@ class LendingAccumulator(Accumulator, Protocol):
 
     def lend(self, update: Params, weight: float) -> bool:
         """Fold or keep ``update``; True if it is kept (unchanged until result())."""
+        ...
+
+
+@runtime_checkable
+class BatchLendingAccumulator(LendingAccumulator, Protocol):
+    """A lending accumulator that takes several updates settled together at once.
+
+    :meth:`lend_many` is :meth:`LendingAccumulator.lend` of each in turn, bit for
+    bit, with the folds made in one pass over the sums: a round folds the
+    updates one :meth:`Round.drain` settles in one call.
+    """
+
+    def lend_many(
+        self, updates: Sequence[Params], weights: Sequence[float]
+    ) -> list[bool]:
+        """Fold or keep each update in turn; whether each is kept."""
         ...
 
 
@@ -432,8 +449,11 @@ class Round:
 
         Each folded event goes to ``release`` (its buffer may be reused or freed)
         before the next is folded, so however many were waiting, only one is read
-        at a time. Returns who was folded. A rejected update is never held, so the
-        caller releases it as soon as it is received.
+        at a time; except under ``max_norm_ratio`` with an accumulator that
+        lends (:class:`BatchLendingAccumulator`), where the round holds every
+        update anyway: the updates settled together are folded in one call (one
+        pass over the sums), then released. Returns who was folded. A rejected
+        update is never held, so the caller releases it as soon as it is received.
         """
         folded: list[str] = []
         if not self._judged and self.finished:
@@ -441,28 +461,54 @@ class Round:
             if isinstance(self._acc, BatchAccumulator):
                 return self._fold_held(self._acc, release)
         selected = self.plan.selected
+        lends = self._ratio > 0 and isinstance(self._acc, BatchLendingAccumulator)
+        reports = isinstance(self._acc, ReportingAccumulator)
+        batch: list[TrainDone] | None = [] if lends and not reports else None
         while self._next < len(selected) and selected[self._next] in self._outcomes:
             if not self._judged and not self._safe(selected[self._next]):
                 break  # it waits for the judgement, and so do those after it
             done = self._waiting.pop(selected[self._next], None)
-            if done is not None:
-                out = done.participant in self._excluded
-                if self._observer is not None:
-                    self._observer.add(done.participant, done.update, excluded=out)
-                kept = False
-                if not out:
-                    if isinstance(self._acc, ReportingAccumulator):
-                        self._acc.report(done.metrics)
-                    kept = self._fold(done)
-                    self._total_examples += done.num_examples
-                    folded.append(done.participant)
-                if kept:
+            self._next += 1
+            if done is None:
+                continue
+            out = done.participant in self._excluded
+            if self._observer is not None:
+                self._observer.add(done.participant, done.update, excluded=out)
+            if out:
+                if release is not None:
+                    release(done)
+                del done
+                continue
+            if batch is not None:  # folded below, with the others settled
+                batch.append(done)
+            else:
+                if isinstance(self._acc, ReportingAccumulator):
+                    self._acc.report(done.metrics)
+                if self._fold(done):
                     self._lent.append(done)
                 elif release is not None:
                     release(done)
-                del done  # the last reference: a mapped update is unmapped here
-            self._next += 1
+            self._total_examples += done.num_examples
+            folded.append(done.participant)
+            del done  # the last reference: a mapped update is unmapped here
+        if batch:
+            self._lend_together(batch, release)
         return tuple(folded)
+
+    def _lend_together(
+        self, batch: list[TrainDone], release: Callable[[TrainDone], None] | None
+    ) -> None:
+        """Fold ``batch`` in one call; keep what the accumulator kept, free the rest."""
+        acc = self._acc
+        assert isinstance(acc, BatchLendingAccumulator)
+        kept = acc.lend_many(
+            [done.update for done in batch], [self._weight(done) for done in batch]
+        )
+        for done, keep in zip(batch, kept, strict=True):
+            if keep:
+                self._lent.append(done)
+            elif release is not None:
+                release(done)
 
     def _fold(self, done: TrainDone) -> bool:
         """Fold ``done``; True if the accumulator kept it (lent, released later).

@@ -17,7 +17,7 @@ import pytest
 from accord.aggregation.capped_mean import CappedMeanAccumulator
 from accord.coordinator.executor import JobFailed, TrainDone
 from accord.coordinator.round import BatchAccumulator, Round, RoundPlan
-from accord.errors import RoundFailed
+from accord.errors import RoundFailed, UpdateRejected
 from accord.params import Params, ParamSpec, TensorSpec
 
 SPEC = ParamSpec(
@@ -478,10 +478,15 @@ def test_kept_updates_are_lent_not_copied_and_released_after_the_aggregate():
     for event in events[:4]:  # four norms of eight: the four fold early
         rnd.receive(event)
         rnd.drain(released.append)
-    assert released == []  # each was kept as it came (lent, not copied)
+    # The fourth settles all four at once, lent together (lend_many): the two
+    # the accumulator keeps are the sites' own arrays (no copy), not released;
+    # the two it folded are released at once, held by nothing.
     held = list(acc._held.values())
     assert len(held) == 2
     assert all(any(h is e.update for e in events[:4]) for h in held)  # no copy
+    assert len(released) == 2
+    assert not any(h is d.update for d in released for h in held)
+    assert {d.participant for d in released} < {e.participant for e in events[:4]}
     for event in events[4:]:
         rnd.receive(event)
         rnd.drain(released.append)
@@ -524,3 +529,96 @@ def test_without_the_ratio_the_round_copies_instead_of_lending():
         rnd.drain(released.append)
     # Nothing holds a round's updates: each is released as soon as it is folded.
     assert [d.participant for d in released] == list(NAMES)
+
+
+# -- updates settled together are lent together ----------------------------------
+
+
+class LendsOneAtATime:
+    """The capped mean without ``lend_many``: a round lends it one update at a time."""
+
+    def __init__(self, inner: CappedMeanAccumulator) -> None:
+        self.inner = inner
+
+    def add(self, update: Params, weight: float) -> None:
+        self.inner.add(update, weight)
+
+    def lend(self, update: Params, weight: float) -> bool:
+        return self.inner.lend(update, weight)
+
+    def add_last(self, updates, weights) -> None:  # type: ignore[no-untyped-def]
+        self.inner.add_last(updates, weights)
+
+    def result(self) -> Params:
+        return self.inner.result()
+
+
+class CountsBatches(CappedMeanAccumulator):
+    """The capped mean, noting how many updates each ``lend_many`` took."""
+
+    def __init__(self, spec: ParamSpec, share: float) -> None:
+        super().__init__(spec, share)
+        self.batches: list[int] = []
+
+    def lend_many(self, updates, weights):  # type: ignore[no-untyped-def]
+        self.batches.append(len(updates))
+        return super().lend_many(updates, weights)
+
+
+@pytest.mark.parametrize("share", [0.5, 0.3, 0.2])
+@pytest.mark.parametrize(
+    "weights",
+    [
+        [100.0] * 8,
+        [5.0, 900.0, 7.0, 850.0, 3.0, 1000.0, 900.0, 2.0],
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+        [8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0],
+    ],
+)
+@pytest.mark.parametrize("cuts", [(0, 8), (1, 4, 8), (3, 5, 6, 8)])
+def test_lending_together_is_bit_for_bit_the_copying_capped_mean(share, weights, cuts):
+    rng = np.random.default_rng(len(cuts) + int(share * 10))
+    updates = [_update(rng) for _ in weights]
+    new, old = CappedMeanAccumulator(SPEC, share), CopyAll(share)
+    for u, w in zip(updates, weights, strict=True):
+        old.add(u, w)
+    start = 0
+    for stop in cuts:
+        kept = new.lend_many(updates[start:stop], weights[start:stop])
+        held = list(new._held.values())
+        for u, keep in zip(updates[start:stop], kept, strict=True):
+            # kept: held as it is (no copy); not kept: folded, held by nothing
+            assert any(h is u for h in held) == keep
+        start = stop
+
+    assert_same_bits(new.result(), old.result())
+
+
+def test_lend_many_refuses_before_keeping_or_folding_anything():
+    rng = np.random.default_rng(8)
+    acc = CappedMeanAccumulator(SPEC, 0.5)
+    acc.lend(_update(rng), 3.0)
+    with pytest.raises(UpdateRejected, match="weight"):
+        acc.lend_many([_update(rng), _update(rng)], [1.0, -2.0])
+    wrong = Params({"w32": np.zeros((40, 7), np.float64)})
+    with pytest.raises(UpdateRejected):
+        acc.lend_many([_update(rng), wrong], [1.0, 1.0])
+    with pytest.raises(ValueError, match="2 updates but 1 weights"):
+        acc.lend_many([_update(rng), _update(rng)], [1.0])
+    assert acc.count == 1
+    assert len(acc._held) == 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_round_lends_the_updates_settled_together_in_one_call(seed):
+    events = _events(seed, huge="site-3" if seed % 2 else None)
+    order = np.random.default_rng(seed + 50).permutation(len(NAMES))
+    counting = CountsBatches(SPEC, 0.5)
+    released: list[TrainDone] = []
+    together = _run(events, counting, order=order, released=released)
+    apart = _run(events, LendsOneAtATime(CappedMeanAccumulator(SPEC, 0.5)), order=order)
+
+    assert max(counting.batches) > 1  # half the norms settle several at once
+    assert together.outcomes == apart.outcomes
+    assert_same_bits(together.aggregate(released.append), apart.aggregate())
+    assert sorted(d.participant for d in released) == list(NAMES)  # each once
