@@ -504,6 +504,13 @@ def main() -> None:
         "--no-grpc-copy", action="store_true", help="skip the bare gRPC (mTLS) copy"
     )
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
+    ap.add_argument(
+        "--sample-period",
+        type=float,
+        default=0.25,
+        help="seconds between memory samples of accord's processes (each sample "
+        "reads 11 smaps_rollup: CPU taken from the run it measures)",
+    )
     # Internal: the raw copy's processes.
     ap.add_argument("--raw-server", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--raw-client", type=int, default=None, help=argparse.SUPPRESS)
@@ -541,7 +548,9 @@ def main() -> None:
     grpcs: list[dict[str, Any]] = []
 
     def accord_run(i: int) -> dict[str, Any]:
-        r = run_deployment(folder, clients=ns.clients, tag=f"r{i}")
+        r = run_deployment(
+            folder, clients=ns.clients, tag=f"r{i}", sample_period_s=ns.sample_period
+        )
         raw = run_raw(
             folder, clients=ns.clients, nbytes=nbytes, rounds=ns.rounds, tls=False
         )

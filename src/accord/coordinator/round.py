@@ -29,7 +29,9 @@ still pending sent a zero update, so an update within ``max_norm_ratio`` times
 updates while the others still train, which frees their buffers early. Since
 such a round has room for its updates anyway, it lends an accumulator the ones it
 must keep (:class:`LendingAccumulator`: the capped mean's heaviest) instead of
-letting it copy them, and releases them after :meth:`Round.aggregate`.
+letting it copy them, and releases them after :meth:`Round.aggregate`; the updates
+one drain settles together are lent in one call (:class:`BatchLendingAccumulator`),
+which folds them in one pass over the float64 sums.
 :meth:`Round.announce` hands out each outcome as it is recorded; an ``ok`` that
 the judgement turns into ``rejected`` is handed out again.
 
