@@ -68,12 +68,7 @@ class CappedMeanAccumulator:
         Raises :class:`~accord.errors.UpdateRejected` for an update that does not fit
         the spec or a weight that is negative or not finite; nothing changes then.
         """
-        if self._sealed:
-            raise RuntimeError("result() was taken; start a new accumulator")
-        self._spec.check(update)
-        w = float(weight)
-        if not math.isfinite(w) or w < 0:
-            raise UpdateRejected(f"weight must be a finite number >= 0, got {weight!r}")
+        (w,) = self._checked([update], [weight])
         if len(self._held) >= self._keep and all(
             self._weights[i] >= w for i in self._held
         ):
@@ -91,12 +86,7 @@ class CappedMeanAccumulator:
         (the round does, under ``max_norm_ratio``); the folds are :meth:`add`'s,
         bit for bit.
         """
-        if self._sealed:
-            raise RuntimeError("result() was taken; start a new accumulator")
-        self._spec.check(update)
-        w = float(weight)
-        if not math.isfinite(w) or w < 0:
-            raise UpdateRejected(f"weight must be a finite number >= 0, got {weight!r}")
+        (w,) = self._checked([update], [weight])
         index = len(self._weights)
         self._hold(update, w)
         return index in self._held
@@ -109,6 +99,22 @@ class CappedMeanAccumulator:
         The folds those calls would make are made in one pass over the sums
         (:meth:`MeanAccumulator.add_many`), in the same order, bit for bit. Raises
         like :meth:`lend`, before anything is kept or folded.
+        """
+        ws = self._checked(updates, weights)
+        first = len(self._weights)
+        folds: list[tuple[Params, float]] = []
+        for update, w in zip(updates, ws, strict=True):
+            self._hold(update, w, deferred=folds)
+        self._sum.add_many([u for u, _ in folds], [w for _, w in folds])
+        return [first + k in self._held for k in range(len(ws))]
+
+    def _checked(
+        self, updates: Sequence[Params], weights: Sequence[float]
+    ) -> list[float]:
+        """The weights as floats, once every update fits and every weight is valid.
+
+        Raises (:class:`~accord.errors.UpdateRejected`, or ``RuntimeError`` once
+        sealed) before anything changes.
         """
         if self._sealed:
             raise RuntimeError("result() was taken; start a new accumulator")
@@ -123,12 +129,7 @@ class CappedMeanAccumulator:
                     f"weight must be a finite number >= 0, got {weight!r}"
                 )
             ws.append(w)
-        first = len(self._weights)
-        folds: list[tuple[Params, float]] = []
-        for update, w in zip(updates, ws, strict=True):
-            self._hold(update, w, deferred=folds)
-        self._sum.add_many([u for u, _ in folds], [w for _, w in folds])
-        return [first + k in self._held for k in range(len(ws))]
+        return ws
 
     def _hold(
         self,
@@ -163,19 +164,7 @@ class CappedMeanAccumulator:
         added after it (:meth:`result` then only reads the sum). Raises like
         :meth:`add`, before anything is folded.
         """
-        if self._sealed:
-            raise RuntimeError("result() was taken; start a new accumulator")
-        if len(updates) != len(weights):
-            raise ValueError(f"{len(updates)} updates but {len(weights)} weights")
-        ws: list[float] = []
-        for update, weight in zip(updates, weights, strict=True):
-            self._spec.check(update)
-            w = float(weight)
-            if not math.isfinite(w) or w < 0:
-                raise UpdateRejected(
-                    f"weight must be a finite number >= 0, got {weight!r}"
-                )
-            ws.append(w)
+        ws = self._checked(updates, weights)
         folds: list[tuple[Params, float]] = []
         for update, w in zip(updates, ws, strict=True):
             self._hold(update, w, deferred=folds)  # alive until we return
