@@ -730,8 +730,8 @@ class Coordinator:
                     recorded(written())  # the thread's result can be asked again
                     done.append("recorded")
                 if "told" not in done:
+                    done.append("told")  # once, even if the observer is interrupted
                     self._observer.round_finished(summary)
-                    done.append("told")
 
             self._pending = finish
         else:
@@ -759,10 +759,14 @@ class Coordinator:
         self._pending = None
 
     def _flush_after(self, exc: BaseException) -> None:
-        """:meth:`_flush` as a run is aborted by ``exc``: the last round is kept."""
+        """:meth:`_flush` as a run is aborted by ``exc``: the last round is kept.
+
+        Whatever this raises (a second Ctrl-C included) is logged, so that the run
+        is still closed as aborted.
+        """
         try:
             self._flush()
-        except Exception:
+        except BaseException:
             logger.exception(
                 "the last round's checkpoint or record failed while the run was "
                 "aborted (%s: %s); a resume runs that round again",

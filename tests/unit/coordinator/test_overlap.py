@@ -274,3 +274,36 @@ def test_ctrl_c_while_the_last_checkpoint_is_awaited_still_records_that_round(
         presser.join(30)
         signal.signal(signal.SIGINT, previous)
     assert seen == {"waiting": True, "stopping": True}
+
+
+class InterruptedWhileTold(Watcher):
+    """Ctrl-C while the progress display is told that round ``number`` finished."""
+
+    def __init__(self, store: RunStore, checkpoints: CheckpointStore, number: int):
+        super().__init__(store, checkpoints)
+        self.number = number
+
+    def round_finished(self, summary: RoundSummary) -> None:
+        super().round_finished(summary)
+        if summary.number == self.number:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_the_observer_is_told_keeps_the_round_and_closes_the_run(
+    tmp_path: Path,
+) -> None:
+    # With overlap, round 2's end (record, then observers) runs once round 3's jobs
+    # are out; the interrupt comes from the observer. The round stays recorded,
+    # the observer is not told twice, and the run is closed as aborted.
+    with MemoryStore() as store:
+        watcher = InterruptedWhileTold(store, CheckpointStore(tmp_path), number=2)
+        with pytest.raises(KeyboardInterrupt):
+            simulate(
+                make_config(), store=store, checkpoint_dir=tmp_path, observer=watcher
+            )
+
+        (run,) = store.list_runs()
+        assert run.status == "aborted"
+        assert [r.number for r in store.rounds(run.run_id)] == [1, 2]
+        assert watcher.heard.count(("finished", 2)) == 1
+        assert watcher.problems == []
