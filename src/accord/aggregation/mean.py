@@ -321,20 +321,7 @@ class MeanAccumulator:
         differs from the spec or the weight is negative or not finite; the
         accumulator is then unchanged.
         """
-        self._spec.check(update)
-        w = _check_weight(weight)
-        first = not self._weights
-        flat = [update[t.name].reshape(-1) for t in self._spec.tensors]
-
-        def work(index: int, start: int, stop: int) -> None:
-            acc, x = self._acc[index], flat[index]
-            scratch = np.empty(min(CHUNK, stop - start))
-            for lo in range(start, stop, CHUNK):
-                hi = min(lo + CHUNK, stop)
-                _add_weighted(acc[lo:hi], x[lo:hi], w, scratch[: hi - lo], first)
-
-        self._run(work)
-        self._weights.append(w)
+        self.add_many((update,), (weight,))
 
     def add_many(self, updates: Sequence[Params], weights: Sequence[float]) -> None:
         """:meth:`add` of each update in turn, bit for bit, in one pass over the sums.
