@@ -123,8 +123,12 @@ def run_accord(
     timeout_s: float = 900.0,
     extra_args: Sequence[str] = (),
     keep_doc: bool = False,
+    src: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``accord simulate fed.toml --json`` in ``folder``; measure it from outside.
+
+    ``src``: another tree's ``src/`` to run instead of the installed library (put
+    first on ``PYTHONPATH``, which the workers inherit).
 
     Returns ``process_wall_s``, ``peak_tree_pss_mb``, ``peak_tree_rss_mb``,
     ``peak_processes`` and ``round_s`` (each round's ``duration_s``), plus the
@@ -140,6 +144,7 @@ def run_accord(
         proc = subprocess.Popen(
             [*cmd, *extra_args],
             cwd=folder,
+            env=None if src is None else dict(os.environ, PYTHONPATH=str(src)),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,

@@ -18,8 +18,11 @@ figure is steady s/round (mean of rounds 2..5) and the ratio secure / plain. Wor
 ``--peer`` also runs Flower's ``w_secagg.py --secagg 1`` and ``--secagg 0`` (20 x
 100k, its own settings) and reports accord secure / Flower SecAgg+.
 
+``--compare OTHER/src`` runs another tree (before) alternately with this one (after),
+run by run, and reports each tree's figures and ratios side by side.
+
 Run: ``.venv/bin/python bench/w5_rounds.py [--repeats 3] [--peer]
-[--workloads 20x100k,100x1M]``. Prints one JSON line.
+[--workloads 20x100k,100x1M] [--compare /path/to/other/src]``. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from pathlib import Path
 from typing import Any
 
 from common import machine, make_federation, median, run_accord, stderr, steady
@@ -86,11 +90,11 @@ directory = "@STORE@"
 """
 
 
-def accord_run(name: str, mode: str, i: int) -> dict[str, Any]:
+def accord_run(name: str, mode: str, i: int, src: Path | None = None) -> dict[str, Any]:
     spec = WORKLOADS[name]
     folder = make_federation(config(name, spec, mode), with_tasks=True)
     try:
-        r = run_accord(folder, tag=f"w5r-{name}-{mode}-{i}", timeout_s=1800)
+        r = run_accord(folder, tag=f"w5r-{name}-{mode}-{i}", timeout_s=1800, src=src)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     assert all(s == spec["n"] for s in r["succeeded"]), r["succeeded"]
@@ -125,6 +129,32 @@ def flower(repeats: int) -> dict[str, Any]:
     return out
 
 
+def summarise(runs: dict[str, list[dict[str, Any]]], modes: list[str]) -> Any:
+    """Each mode's median steady s/round and peak PSS, and secure / plain."""
+    entry: dict[str, Any] = {
+        mode: {
+            "steady_s_per_round": round(
+                median([r["steady_s_per_round"] for r in rs]), 4
+            ),
+            "runs": [r["steady_s_per_round"] for r in rs],
+            "peak_tree_pss_mb": round(median([r["peak_tree_pss_mb"] for r in rs]), 1),
+        }
+        for mode, rs in runs.items()
+    }
+    for mode in modes:
+        if mode != "off" and "off" in entry:
+            entry[f"{mode}_over_plain"] = round(
+                entry[mode]["steady_s_per_round"] / entry["off"]["steady_s_per_round"],
+                3,
+            )
+            # Paired: each run against the plain run just before it.
+            entry[f"{mode}_over_plain_paired"] = [
+                round(a["steady_s_per_round"] / b["steady_s_per_round"], 3)
+                for a, b in zip(runs[mode], runs["off"], strict=True)
+            ]
+    return entry
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -133,7 +163,16 @@ def main() -> None:
     ap.add_argument(
         "--modes", default="off,masking", help="also ckks: off,masking,ckks"
     )
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="another tree's src/ (before), alternated with this one (after)",
+    )
     ns = ap.parse_args()
+    trees: dict[str, Path | None] = {"after": None}
+    if ns.compare is not None:
+        trees = {"before": ns.compare.resolve(), **trees}
     doc: dict[str, Any] = {
         "workload": "W5 whole rounds in accord simulate (2 workers), 5 rounds, "
         "NoiseTask, secure_aggregation off vs masking",
@@ -141,36 +180,25 @@ def main() -> None:
         "repeats": ns.repeats,
         "rounds": {},
     }
+    if ns.compare is not None:
+        doc["trees"] = {t: str(src or "this tree") for t, src in trees.items()}
+    modes = ns.modes.split(",")
     for name in ns.workloads.split(","):
-        modes = ns.modes.split(",")
-        runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+        runs = {t: {m: [] for m in modes} for t in trees}
         for i in range(ns.repeats):
-            for mode in modes:
-                runs[mode].append(accord_run(name, mode, i + 1))
-                stderr(f"{name} {mode} run {i + 1}: {json.dumps(runs[mode][-1])}")
-        entry = {
-            mode: {
-                "steady_s_per_round": round(
-                    median([r["steady_s_per_round"] for r in rs]), 4
-                ),
-                "runs": [r["steady_s_per_round"] for r in rs],
-                "peak_tree_pss_mb": round(
-                    median([r["peak_tree_pss_mb"] for r in rs]), 1
-                ),
-            }
-            for mode, rs in runs.items()
-        }
-        for mode in modes:
-            if mode != "off" and "off" in entry:
-                entry[f"{mode}_over_plain"] = round(
-                    entry[mode]["steady_s_per_round"]
-                    / entry["off"]["steady_s_per_round"],
-                    3,
-                )
-        doc["rounds"][name] = entry
+            for tree, src in trees.items():
+                for mode in modes:
+                    runs[tree][mode].append(accord_run(name, mode, i + 1, src))
+                    stderr(
+                        f"{name} {tree} {mode} run {i + 1}: "
+                        f"{json.dumps(runs[tree][mode][-1])}"
+                    )
+        entries = {t: summarise(rs, modes) for t, rs in runs.items()}
+        doc["rounds"][name] = entries if ns.compare is not None else entries["after"]
     if ns.peer:
         doc["flower"] = flower(ns.repeats)
         for name, entry in doc["rounds"].items():
+            entry = entry.get("after", entry)
             if name.startswith("20x100k") and "masking" in entry:
                 entry["masking_over_flower_secaggplus"] = round(
                     entry["masking"]["steady_s_per_round"]

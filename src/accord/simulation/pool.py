@@ -53,6 +53,7 @@ from accord.coordinator.executor import (
 from accord.errors import ConfigError, TaskError, UpdateRejected
 from accord.params import Params, ParamSpec
 from accord.simulation.compression import decode_into
+from accord.simulation.frames import receive_frame, send_frame
 from accord.simulation.preload import (
     preload_modules,
     thread_env,
@@ -302,7 +303,7 @@ class ProcessExecutor:
             try:
                 send(h.conn, header)
                 for p in names:
-                    h.conn.send_bytes(payloads[p])
+                    send_frame(h.conn, payloads[p])
             except (BrokenPipeError, OSError):
                 self._on_death(h)
 
@@ -347,6 +348,13 @@ class ProcessExecutor:
     def _read(self, h: _Handle) -> None:
         try:
             m = receive(h.conn)
+            # A payload's frame follows its header: read both before acting on them.
+            payload = (
+                receive_frame(h.conn)
+                if m["op"] == "secagg_done"
+                or (m["op"] == "train_done" and "compressed" in m)
+                else None
+            )
         except (EOFError, OSError):
             self._on_death(h)
             return
@@ -356,7 +364,6 @@ class ProcessExecutor:
         elif op == "setup_failed":
             logger.error("worker %d could not restart: %s", h.index, m["reason"])
         elif op == "train_done":
-            payload = h.conn.recv_bytes() if "compressed" in m else None
             if h.outstanding.pop((rnd, "train", p), None) is None:
                 self._send(h, {"op": "release", "slot": m["slot"]})  # abandoned job
                 return
@@ -379,8 +386,7 @@ class ProcessExecutor:
                     norm=None if m.get("norm") is None else float(m["norm"]),
                 )
             )
-        elif op == "secagg_done":
-            payload = h.conn.recv_bytes()  # the frame that follows the header
+        elif op == "secagg_done" and payload is not None:
             stage = str(m["stage"])
             kind: Literal["train", "secagg"] = (
                 "train" if stage in ("advertise", "ckks_upload") else "secagg"

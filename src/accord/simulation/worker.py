@@ -27,6 +27,7 @@ from accord.memory import keep_freed_memory
 from accord.params import Params, ParamSpec
 from accord.simulation.compression import SiteCompressors
 from accord.simulation.context import SimContext, build_context
+from accord.simulation.frames import receive_frame, send_frame
 from accord.simulation.heap import settle_heap
 from accord.simulation.jobs import (
     JobError,
@@ -124,7 +125,7 @@ class _Worker:
         elif op == "secagg":
             # The header names the sites; one raw frame per site follows.
             for p in message["participants"]:
-                payload = self.conn.recv_bytes()
+                payload = receive_frame(self.conn)
                 self.jobs.append(
                     {
                         "kind": "secagg",
@@ -255,7 +256,7 @@ class _Worker:
             },
         )
         if payload is not None:
-            self.conn.send_bytes(payload)  # the frame that follows the header
+            send_frame(self.conn, payload)  # the frame that follows the header
 
     def open(
         self, job: dict[str, Any], head: dict[str, Any], config: TrainConfig
@@ -352,7 +353,7 @@ class _Worker:
             self.conn,
             {"op": "secagg_done", **head, "stage": stage, "duration": duration},
         )
-        self.conn.send_bytes(payload)
+        send_frame(self.conn, payload)
 
     def fail(
         self, head: dict[str, Any], kind: str, status: str, reason: str, duration: float
