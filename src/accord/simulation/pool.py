@@ -231,6 +231,8 @@ class ProcessExecutor:
         """Send each worker its share of the jobs in one message."""
         grouped: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
         now = time.monotonic()
+        # A secure round's sites share one job (its roster and keys): JSON once.
+        secure: dict[int, str] = {}
         for job in jobs:
             h = self._owner(job.participant)
             h.outstanding[(round_number, "train", job.participant)] = now
@@ -248,7 +250,9 @@ class ProcessExecutor:
                 },
             }
             if job.secure is not None:
-                item["secure"] = job.secure.to_json()
+                if id(job.secure) not in secure:
+                    secure[id(job.secure)] = job.secure.to_json()
+                item["secure"] = secure[id(job.secure)]
             grouped[h.index].append(item)
         for index, items in grouped.items():
             self._send(
