@@ -86,3 +86,38 @@ def test_the_connection_is_still_usable_after_a_frame():
     assert receive_frame(reader) == b"abc"
     assert reader.recv_bytes() == b"after"
     assert not reader.closed and reader.fileno() >= 0
+
+
+def test_a_worker_that_dies_inside_a_frame_is_taken_for_dead_not_raised():
+    # The coordinator's read of one worker message, with the worker's end of the
+    # pipe closed 60 bytes into the masked input that follows its header.
+    import collections
+
+    from accord.simulation.pool import ProcessExecutor, _Handle
+
+    coordinator, worker = mp.Pipe(duplex=True)
+    handle = _Handle(0, process=None, conn=coordinator, slots=[], views=[])
+    executor = ProcessExecutor.__new__(ProcessExecutor)
+    executor._events = collections.deque()
+    executor._handles = [handle]
+    deaths = []
+    executor._on_death = deaths.append
+    send(
+        worker,
+        {
+            "op": "secagg_done",
+            "participant": "site-1",
+            "round": 2,
+            "stage": "masked_input",
+            "duration": 0.5,
+        },
+    )
+    raw = socket.socket(fileno=os.dup(worker.fileno()))
+    raw.sendall(struct.pack("!Q", 100) + b"m" * 40)
+    raw.close()
+    worker.close()
+
+    executor._read(handle)
+
+    assert deaths == [handle]
+    assert not executor._events
