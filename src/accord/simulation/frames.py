@@ -34,7 +34,7 @@ def send_frame(conn: Connection, data: bytes | memoryview) -> None:
         if sock is None:
             conn.send_bytes(data)
             return
-        sock.sendall(_LENGTH.pack(len(data)))
+        sock.sendall(_LENGTH.pack(memoryview(data).nbytes))  # bytes, not items
         sock.sendall(data)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from accord.transport.messages import Chunk
 
-__all__ = ["chunk_frame", "fast_chunk"]
+__all__ = ["chunk_frame", "fast_chunk", "varint"]
 
 # ModelPart and UpdatePart both hold the chunk as field 2; Chunk holds offset as
 # field 1 (varint) and data as field 2.
@@ -27,7 +27,8 @@ _DATA_TAG = 0x12  # field 2, length-delimited
 _MAX_VARINT = 10
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """Protobuf's base-128 varint of a non-negative integer."""
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -58,10 +59,10 @@ def chunk_frame(offset: int, data: Any) -> bytes:
     n = mem.nbytes
     inner = b""
     if offset:
-        inner += bytes((_OFFSET_TAG,)) + _varint(offset)
+        inner += bytes((_OFFSET_TAG,)) + varint(offset)
     if n:
-        inner += bytes((_DATA_TAG,)) + _varint(n)
-    head = bytes((_CHUNK_TAG,)) + _varint(len(inner) + n) + inner
+        inner += bytes((_DATA_TAG,)) + varint(n)
+    head = bytes((_CHUNK_TAG,)) + varint(len(inner) + n) + inner
     return b"".join((head, mem))
 
 

@@ -40,6 +40,7 @@ from accord.secagg.messages import (
     ToCoordinator,
     UnmaskShares,
 )
+from accord.transport.frames import varint
 from accord.transport.proto import accord_pb2 as pb
 
 __all__ = [
@@ -138,32 +139,23 @@ def _masked_input(message: MaskedInput) -> bytes:
     when serialized, and the vector is ``SecAggMaskedInput``'s last field (4), the
     masked input ``SecAggMessage``'s only one (3): so protobuf serializes the
     other fields, and the two fields' tags and lengths are written around the
-    vector here. The bytes are exactly ``SerializeToString``'s (tested), parsed by
-    the same parser as every other message.
+    vector here, as :mod:`accord.transport.frames` does for model chunks. The bytes
+    are exactly ``SerializeToString``'s (tested), parsed by the same parser as
+    every other message.
     """
     head = pb.SecAggMaskedInput(
         run_id=message.run_id, round=message.round_number, sender=message.sender
     ).SerializeToString()
     vector = message.vector
     # proto3 leaves an empty bytes field out.
-    field = _tag(4) + _varint(len(vector)) if vector else b""
+    field = _tag(4) + varint(len(vector)) if vector else b""
     size = len(head) + len(field) + len(vector)
-    return b"".join((_tag(3), _varint(size), head, field, vector))
+    return b"".join((_tag(3), varint(size), head, field, vector))
 
 
 def _tag(number: int) -> bytes:
     """The key of a length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2)
-
-
-def _varint(value: int) -> bytes:
-    """Protobuf's base-128 varint of a non-negative integer."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return varint(number << 3 | 2)
 
 
 def decode_to_coordinator(data: bytes, stage: Stage) -> ToCoordinator:

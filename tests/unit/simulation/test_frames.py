@@ -7,6 +7,7 @@ import socket
 import struct
 import threading
 
+import numpy as np
 import pytest
 
 from accord.simulation.frames import MAX_FRAME_BYTES, receive_frame, send_frame
@@ -19,9 +20,9 @@ def _payload(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def _exchange(duplex: bool) -> None:
+def _exchange(duplex: bool, payloads: list[bytes]) -> list[tuple[int, bytes]]:
+    """Each payload as a JSON header and a frame; what the reader got, in order."""
     reader, writer = mp.Pipe(duplex=duplex)
-    payloads = [_payload(n, i) for i, n in enumerate(SIZES)]
 
     def talk() -> None:
         for i, data in enumerate(payloads):
@@ -36,17 +37,34 @@ def _exchange(duplex: bool) -> None:
         header = receive(reader)
         got.append((header["i"], receive_frame(reader)))
     thread.join()
+    return got
+
+
+def test_frames_and_json_messages_interleave_in_order_over_a_socket_pair():
+    payloads = [_payload(n, i) for i, n in enumerate(SIZES)]
+
+    got = _exchange(True, payloads)
+
     assert got == list(enumerate(payloads))
     assert all(type(frame) is bytes for _, frame in got)
 
 
-def test_frames_and_json_messages_interleave_in_order_over_a_socket_pair():
-    _exchange(duplex=True)
-
-
 def test_a_one_way_pipe_carries_the_same_frames_by_the_connections_framing():
     # duplex=False is an os.pipe, not a socket: both ends fall back together.
-    _exchange(duplex=False)
+    payloads = [_payload(n, i) for i, n in enumerate(SIZES)]
+
+    got = _exchange(False, payloads)
+
+    assert got == list(enumerate(payloads))
+
+
+def test_a_frame_of_wide_items_carries_its_bytes_not_its_item_count():
+    reader, writer = mp.Pipe(duplex=True)
+    words = np.arange(1000, dtype=np.uint32)
+
+    send_frame(writer, memoryview(words))
+
+    assert receive_frame(reader) == words.tobytes()
 
 
 def test_a_stream_closed_inside_a_frame_is_end_of_file_not_a_short_frame():
