@@ -108,11 +108,11 @@ def test_count_and_fraction_together_are_refused():
 
 
 def test_close_fraction_below_quorum_is_refused():
-    from accord.config import _check_compatibility
+    from accord.config.checks import check_compatibility
 
     cfg = _config(round={"close_fraction": 0.3, "quorum": 0.5})
     with pytest.raises(ConfigError, match="quorum") as err:
-        _check_compatibility(cfg)
+        check_compatibility(cfg)
     assert err.value.key == "round.close_fraction"
 
 
@@ -126,12 +126,12 @@ def test_close_fraction_below_quorum_is_refused():
     ],
 )
 def test_async_refuses_what_needs_a_synchronous_round(sections, key):
-    from accord.config import _check_compatibility
+    from accord.config.checks import check_compatibility
 
     rnd = {"mode": "async", **sections.pop("round", {})}
     cfg = _config(round=rnd, **sections)
     with pytest.raises(ConfigError, match="async") as err:
-        _check_compatibility(cfg)
+        check_compatibility(cfg)
     assert err.value.key == key
 
 

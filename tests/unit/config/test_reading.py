@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from accord.config import load_config
-from accord.config_file import MAX_CONFIG_BYTES, MAX_DEPTH
+from accord.config.reading import MAX_CONFIG_BYTES, MAX_DEPTH
 from accord.errors import ConfigError
 
 HEAD = '[data]\ndataset = "synthetic"\nsites = 3\n[task]\nfactory = "t:build"\n'
