@@ -62,6 +62,7 @@ from accord.aggregation.fedbuff import FedBuffBuffer
 from accord.coordinator.collector import collect
 from accord.coordinator.executor import Event, JobFailed, TrainDone, eligible
 from accord.coordinator.round import validate_update
+from accord.coordinator.round_end import Concluding
 from accord.coordinator.strategy import published_spec
 from accord.coordinator.transfers import record_transfers
 from accord.errors import ConfigError, RunAborted, UpdateRejected
@@ -357,8 +358,6 @@ class AsyncDriver:
         duration_s: float | None = None,
     ) -> tuple[Params, Params, RoundSummary]:
         """Record version ``number``'s transfers, then conclude it like a round."""
-        from accord.coordinator.runner import Concluding  # runner imports this module
-
         c = self._c
         sent, self._sent = self._sent, {}
         record_transfers(

@@ -33,6 +33,13 @@ round scores nothing: the coordinator never sees a single update there.
 Given a :class:`~accord.coordinator.lineage.LedgerSetup`, the run keeps a signed,
 hash-chained ledger, each round's entry stored with the round
 (:mod:`accord.coordinator.lineage`).
+
+The loop delegates each part of a round: a plain round's updates are collected by
+:mod:`accord.coordinator.plain`, a secure round's by
+:mod:`accord.coordinator.secure` (or :mod:`accord.coordinator.ckks_round`), an
+async run's by :mod:`accord.coordinator.asynchronous`; every round ends in
+:mod:`accord.coordinator.round_end` (step, publish, checkpoint, record), which has
+the new model measured by :mod:`accord.coordinator.model_eval`.
 """
 
 from __future__ import annotations
@@ -41,34 +48,28 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from accord.aggregation.integrity import check_params
 from accord.config import FedConfig
-from accord.coordinator.collector import collect
 from accord.coordinator.executor import (
     Bounding,
-    EvalDone,
-    Event,
     Executor,
-    JobFailed,
     TrainDone,
     TrainJob,
     eligible,
 )
-from accord.coordinator.federated_eval import federated_eval
 from accord.coordinator.integrity import ExampleBounds
 from accord.coordinator.keeper import UpdateKeeper
 from accord.coordinator.lineage import LedgerSetup, Lineage
-from accord.coordinator.metrics import train_metrics
+from accord.coordinator.model_eval import CentralEval, ModelEvaluation
+from accord.coordinator.plain import PlainCollector
 from accord.coordinator.privacy import CentralPrivacy, check_supported
 from accord.coordinator.record_privacy import RecordPrivacy
 from accord.coordinator.resume import resume_point
 from accord.coordinator.round import Round, RoundPlan, UpdateObserver
+from accord.coordinator.round_end import Concluding, RoundEnd
 from accord.coordinator.selection import derive_seed, select
 from accord.coordinator.strategy import RootUpdate, Strategy, published_spec
 from accord.coordinator.summary import (
@@ -82,13 +83,10 @@ from accord.coordinator.summary import (
 from accord.coordinator.transfers import record_transfers
 from accord.detection import FlagRules, QuarantineState, UpdateMatrix, replay
 from accord.errors import (
-    AggregateRejected,
     ConfigError,
     PrivacyBudgetExhausted,
-    RoundFailed,
     RunAborted,
     StoreError,
-    UpdateRejected,
 )
 from accord.params import Params
 from accord.records import (
@@ -99,7 +97,6 @@ from accord.records import (
     UpdateScore,
 )
 from accord.task.protocol import TrainConfig
-from accord.threads import in_background
 from accord.transforms.compression import OPTION_KEY as COMPRESSION_OPTION
 from accord.transforms.compression import Declared
 
@@ -123,8 +120,6 @@ logger = logging.getLogger(__name__)
 #: Bits per value in the masking ring by ``[compression] method``: quantized
 #: updates are packed several to a word (:mod:`accord.secagg.packed`).
 _RING_BITS = {"q8": 8, "q4": 4}
-
-CentralEval = Callable[[Params], Mapping[str, float]]
 
 
 class RunObserver(Protocol):
@@ -193,27 +188,6 @@ def calibrate_privacy(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Concluding:
-    """What a round (or an async version) hands :meth:`Coordinator._conclude`."""
-
-    number: int
-    started: datetime
-    t0: float
-    selected: tuple[str, ...]
-    outcomes: tuple[ParticipantOutcome, ...]
-    succeeded: int
-    reason: str | None
-    scores: tuple[UpdateScore, ...] = ()
-    spent: tuple[PrivacySpent, ...] = ()
-    #: The share of the federation behind the aggregate (SCAFFOLD's |S|/N).
-    fraction: float = 1.0
-    #: Metrics recorded beside the training ones (an async version's clock).
-    extra_metrics: tuple[MetricValue, ...] = ()
-    #: The duration to report (None: measured on the coordinator's clock).
-    duration_s: float | None = None
-
-
 class Coordinator:
     """Runs the configured number of rounds over an executor and records them."""
 
@@ -242,19 +216,10 @@ class Coordinator:
         #: round is not recorded yet, which a crash would make a round that
         #: never was (the round is run again on resume).
         self._overlap = overlap
-        #: What is left of the last round's end when it overlaps this round.
-        self._pending: Callable[[], None] | None = None
         #: A train job's duration per site on the simulation's virtual clock
         #: (:mod:`accord.simulation.timing`); async mode needs it. None: no
         #: virtual clock (a deployment).
         self.job_time = job_time
-        #: The declared groups of a deployed secure run's fairness sum (None: no
-        #: secure sum of the counts; :mod:`accord.coordinator.group_sum`).
-        self._fairness_groups = (
-            tuple(fairness_groups)
-            if fairness_groups and config.secure_aggregation.mode != "off"
-            else None
-        )
         #: Each site's training rows, for record-level DP (None: declared_examples).
         self._site_rows = site_rows
         self._ledger = ledger
@@ -262,10 +227,7 @@ class Coordinator:
         self._ckks_public = ckks_public_context
         self._executor = executor
         self._store = store
-        #: Bytes each participant sent in the round being collected (compression).
-        self._sent: dict[str, int] = {}
         self._checkpoints = checkpoints
-        self._central_eval = central_eval
         self._observer: RunObserver = observer or _SilentObserver()
         self._clock = clock
         self._strategy = Strategy(
@@ -274,6 +236,25 @@ class Coordinator:
             learning_rate=config.train.learning_rate,
         )
         self._bounds = ExampleBounds.of(config)
+        self._evaluation = ModelEvaluation(
+            config,
+            executor=executor,
+            store=store,
+            clock=clock,
+            bounds=self._bounds,
+            central_eval=central_eval,
+            fairness_groups=fairness_groups,
+        )
+        self._end = RoundEnd(
+            config,
+            executor=executor,
+            store=store,
+            strategy=self._strategy,
+            evaluation=self._evaluation,
+            observer=self._observer,
+            clock=clock,
+            checkpoints=checkpoints,
+        )
         check_supported(config)
         self._privacy: CentralPrivacy | None = None
         self._record: RecordPrivacy | None = None
@@ -326,7 +307,9 @@ class Coordinator:
         delta: Params | None,
     ) -> tuple[Params, Params, RoundSummary]:
         """Step, publish, evaluate, checkpoint and record a round or async version."""
-        return self._conclude(run_id, c, params, state, delta)
+        return self._end.conclude(
+            run_id, c, params, state, delta, lineage=self._lineage
+        )
 
     def receipt(self, event: TrainDone) -> None:
         """Check and keep the ledger receipt an update carries, if the run has one."""
@@ -455,7 +438,7 @@ class Coordinator:
                         f"{failed} rounds in a row failed (last: {summary.reason}); "
                         f"see `accord runs show {run_id}`"
                     )
-            self._flush()
+            self._end.flush()
             stopped = self._stopped
             final: dict[str, Any] = {"final": last_metrics(summaries)}
             if self._privacy is not None:
@@ -465,7 +448,7 @@ class Coordinator:
             if extra_summary is not None:
                 final.update(extra_summary(params))
         except BaseException as exc:
-            self._flush_after(exc)
+            self._end.flush_after(exc)
             why = f"{type(exc).__name__}: {exc}"[:500]
             self._finish(run_id, "aborted", None, params, len(summaries), why)
             raise
@@ -598,7 +581,7 @@ class Coordinator:
                 selected, self.job_time, cfg.round.close_fraction
             )
             clock = (MetricValue(CLOCK, None, VIRTUAL_TIME, self._virtual_now),)
-        return self._conclude(
+        return self._end.conclude(
             run_id,
             Concluding(
                 extra_metrics=clock,
@@ -616,197 +599,11 @@ class Coordinator:
             params,
             state,
             delta,
+            lineage=self._lineage,
             overlap=self._overlap
             and cfg.secure_aggregation.mode == "off"
             and number < cfg.federation.rounds,
         )
-
-    def _conclude(
-        self,
-        run_id: str,
-        c: Concluding,
-        params: Params,
-        state: Params,
-        delta: Params | None,
-        *,
-        overlap: bool = False,
-    ) -> tuple[Params, Params, RoundSummary]:
-        """Step the model by ``delta``, publish, evaluate, checkpoint and record.
-
-        What every round (and every async version) ends with, once its updates
-        are in: ``delta`` None means the round failed (``c.reason`` says why).
-        A completed round's checkpoint is written on a thread while the model is
-        published and evaluated. With ``overlap``, the round is recorded (with
-        what observers are told of it) by :meth:`_flush`, once the next round's
-        jobs are out; the next round's duration includes any wait for it.
-        """
-        self._flush()
-        number, started, t0, selected = c.number, c.started, c.t0, c.selected
-        outcomes, succeeded, reason, spent = c.outcomes, c.succeeded, c.reason, c.spent
-        failed = delta is None
-        # The aggregate's digest goes to the ledger only: not hashed without one.
-        # It is taken on a thread while the model steps and is hashed itself
-        # (hashing and numpy release the GIL; nothing here writes to ``delta``):
-        # the workers or sites wait for this end of the round.
-        aggregate: Callable[[], str] | None = None
-        if delta is not None and self._lineage is not None:
-            aggregate = in_background(delta.digest)
-        if delta is not None:
-            params, state, reason = self._step(
-                run_id, number, params, state, delta, c.fraction
-            )
-            failed = reason is not None
-            del delta
-        status: Literal["completed", "failed"] = "failed" if failed else "completed"
-        metrics: list[MetricValue] = train_metrics(outcomes) + list(c.extra_metrics)
-        digest = params.digest()  # once: the executor and the checkpoint reuse it
-        checkpoints = self._checkpoints if status == "completed" else None
-
-        def save() -> Path | None:
-            if checkpoints is None:
-                return None
-            return checkpoints.save(
-                run_id, number, params, extra={"opt": state}, digest=digest
-            )
-
-        # The checkpoint is written (on a thread: writing and fsyncing release the
-        # GIL) while the model is packed for the sites and evaluated; nothing here
-        # writes to ``params`` or ``state``. The round is recorded once it is on
-        # disk, and (without overlap) before the next round's jobs go out.
-        written = in_background(save) if checkpoints is not None else save
-        published = self._strategy.published(params, state)
-        # SCAFFOLD publishes its control variate after the model: its own digest.
-        shown = digest if published is params else published.digest()
-        self._executor.publish(published, digest=shown)
-        if status == "completed" and self._evaluates(number):
-            metrics += self._evaluate(run_id, number, params, t0, published=shown)
-        record = partial(
-            RoundRecord,
-            run_id=run_id,
-            number=number,
-            started_at=started,
-            finished_at=datetime.now(UTC),
-            status=status,
-            global_digest=digest,
-            selected=selected,
-            outcomes=outcomes,
-            metrics=tuple(metrics),
-            privacy=spent,
-            scores=c.scores,
-        )
-
-        def recorded(path: Path | None) -> None:
-            done = record(checkpoint=None if path is None else str(path))
-            if self._lineage is None:
-                self._store.record_round(done)
-            else:
-                self._lineage.record_round(
-                    done, aggregate=None if aggregate is None else aggregate()
-                )
-
-        def summarised() -> RoundSummary:
-            return RoundSummary(
-                number=number,
-                status=status,
-                selected=len(selected),
-                succeeded=succeeded,
-                duration_s=self._clock() - t0 if c.duration_s is None else c.duration_s,
-                global_digest=digest,
-                metrics={
-                    f"{m.scope}.{m.name}": m.value
-                    for m in metrics
-                    if m.participant is None
-                },
-                reason=reason,
-                epsilon=max((p.epsilon for p in spent), default=None),
-            )
-
-        if overlap and checkpoints is not None:
-            summary = summarised()
-            done: list[str] = []  # the steps taken: a Ctrl-C may come between them
-
-            def finish() -> None:
-                if "recorded" not in done:
-                    recorded(written())  # the thread's result can be asked again
-                    done.append("recorded")
-                if "told" not in done:
-                    done.append("told")  # once, even if the observer is interrupted
-                    self._observer.round_finished(summary)
-
-            self._pending = finish
-        else:
-            recorded(written())
-            summary = summarised()
-            self._observer.round_finished(summary)
-        return params, state, summary
-
-    def _flush(self) -> None:
-        """Finish the last round's end if it overlapped this round (see ``overlap``).
-
-        Its checkpoint written, the round recorded, observers told. A failure
-        (the checkpoint could not be written) is raised here, once. An interrupt
-        (Ctrl-C while the checkpoint is still being written) leaves what is left
-        of it pending, for :meth:`_flush_after` to finish.
-        """
-        pending = self._pending
-        if pending is None:
-            return
-        try:
-            pending()
-        except Exception:
-            self._pending = None
-            raise
-        self._pending = None
-
-    def _flush_after(self, exc: BaseException) -> None:
-        """:meth:`_flush` as a run is aborted by ``exc``: the last round is kept.
-
-        Whatever this raises (a second Ctrl-C included) is logged, so that the run
-        is still closed as aborted.
-        """
-        try:
-            self._flush()
-        except BaseException:
-            logger.exception(
-                "the last round's checkpoint or record failed while the run was "
-                "aborted (%s: %s); a resume runs that round again",
-                type(exc).__name__,
-                exc,
-            )
-
-    def _step(
-        self,
-        run_id: str,
-        number: int,
-        params: Params,
-        state: Params,
-        delta: Params,
-        fraction: float = 1.0,
-    ) -> tuple[Params, Params, str | None]:
-        """The next model and state, or the old ones and why the step was refused.
-
-        The aggregate, the new model and the new optimizer state are checked (finite,
-        and the aggregate against ``max_update_norm``) before any of them is kept; a
-        refusal is logged and recorded as a run event (``aggregate_refused``).
-        """
-        try:
-            check_params(
-                delta, what="aggregate", max_norm=self.config.strategy.max_update_norm
-            )
-            new_params, new_state = self._strategy.apply(
-                params, delta, state, fraction=min(1.0, fraction)
-            )
-        except AggregateRejected as exc:
-            logger.warning("round %d failed: %s", number, exc)
-            self._store.record_event(
-                run_id,
-                round=number,
-                participant=None,
-                kind="aggregate_refused",
-                detail=str(exc),
-            )
-            return params, state, str(exc)
-        return new_params, new_state, None
 
     def _plain(
         self, run_id: str, plan: RoundPlan, params: Params, t0: float
@@ -862,24 +659,32 @@ class Coordinator:
         jobs = self._jobs(
             run_id, plan.number, [p for p in plan.selected if p not in late]
         )
-        self._executor.submit_train(plan.number, jobs)
-        self._flush()  # the last round's end, while this round's jobs run
-        self._observer.round_started(plan.number, plan.selected)
-        self._sent.clear()
-        self._collect_updates(rnd, t0)
+
+        def submitted() -> None:
+            self._end.flush()  # the last round's end, while this round's jobs run
+            self._observer.round_started(plan.number, plan.selected)
+
+        collector = PlainCollector(
+            executor=self._executor,
+            rnd=rnd,
+            clock=self._clock,
+            on_outcome=partial(self._observer.participant_finished, plan.number),
+            receipt=self.receipt,
+        )
+        collector.collect(
+            jobs, t0=t0, deadline_s=self.config.round.deadline_s, submitted=submitted
+        )
         record_transfers(
             self._store,
             run_id,
             plan.number,
-            self._sent,
+            collector.sent,
             method=self.config.compression.method,
             dense=spec.packed_nbytes,
         )
-        try:
-            delta = rnd.aggregate(self._executor.release)
-        except RoundFailed as exc:
-            logger.info("round %d failed: %s", plan.number, exc)
-            return rnd.outcomes, rnd.succeeded, None, str(exc), ()
+        delta, reason = collector.aggregate()
+        if delta is None:
+            return rnd.outcomes, rnd.succeeded, None, reason, ()
         scores = () if kept is None else kept.score(delta, self._rules)
         return rnd.outcomes, rnd.succeeded, delta, None, scores
         # The round's accumulator (a float64 copy of the model) goes with ``rnd``.
@@ -1024,119 +829,3 @@ class Coordinator:
             masking=c.momentum_masking,
         )
         return {COMPRESSION_OPTION: declared.to_json()}
-
-    def _collect_updates(self, rnd: Round, t0: float) -> None:
-        def handle(event: Event) -> None:
-            self._apply(rnd, event)
-            self._drain(rnd)
-
-        def expire(late: tuple[str, ...]) -> None:
-            rnd.expire(self._clock() - t0)
-
-        late = collect(
-            self._executor,
-            round_number=rnd.number,
-            deadline=t0 + self.config.round.deadline_s,
-            clock=self._clock,
-            finished=lambda: rnd.closable,
-            pending=lambda: rnd.pending,
-            handle=handle,
-            expire=expire,
-        )
-        if not rnd.finished:  # closed early: the stragglers are late
-            cut = tuple(o.participant for o in rnd.close())
-            self._executor.abandon(rnd.number, cut)
-            late += cut
-        if late:
-            self._drain(rnd)
-
-    def _drain(self, rnd: Round) -> None:
-        rnd.drain(self._executor.release)
-        for outcome in rnd.announce():  # an ok may come again as rejected (Round)
-            self._observer.participant_finished(rnd.number, outcome)
-
-    def _apply(self, rnd: Round, event: Event) -> ParticipantOutcome | None:
-        try:
-            if isinstance(event, TrainDone):
-                if event.receipt and self._lineage is not None:
-                    self._lineage.receipt(
-                        event.participant, event.receipt, event.certificate
-                    )
-                if event.bytes_sent is not None:
-                    self._sent[event.participant] = event.bytes_sent
-                try:
-                    return rnd.receive(event)
-                finally:
-                    if not rnd.holds(event):
-                        self._executor.release(event)
-            if isinstance(event, JobFailed) and event.kind == "train":
-                return rnd.fail(event)
-        except UpdateRejected as exc:
-            logger.warning("ignored a message in round %d: %s", rnd.number, exc)
-            return None
-        logger.debug("ignored a stale %s in round %d", type(event).__name__, rnd.number)
-        return None
-
-    def _evaluates(self, number: int) -> bool:
-        ev = self.config.evaluation
-        return number % ev.every == 0 or number == self.config.federation.rounds
-
-    def _evaluate(
-        self, run_id: str, number: int, params: Params, t0: float, *, published: str
-    ) -> list[MetricValue]:
-        out: list[MetricValue] = []
-        ev = self.config.evaluation
-        if ev.central and self._central_eval is not None:
-            for name, value in self._central_eval(params).items():
-                out.append(MetricValue("central", None, name, float(value)))
-        if ev.federated:
-            out += self._federated_eval(run_id, number, t0)
-            if self._fairness_groups is not None:
-                out += self._fairness_sum(run_id, number, published)
-        return out
-
-    def _fairness_sum(
-        self, run_id: str, number: int, published: str
-    ) -> list[MetricValue]:
-        """The round's per-group counts, summed securely; who is in them, recorded."""
-        from accord.coordinator.group_sum import EVENT_KIND, secure_group_sum
-
-        assert self._fairness_groups is not None
-        wire = getattr(self._executor, "run_id", run_id)
-        done = secure_group_sum(
-            self._executor,
-            round_number=number,
-            model_digest=published,
-            groups=self._fairness_groups,
-            settings=self.config.secure_aggregation,
-            bounds=self._bounds,
-            clock=self._clock,
-            run_id=wire if isinstance(wire, str) else run_id,
-        )
-        self._store.record_event(
-            run_id,
-            round=number,
-            participant=None,
-            kind=EVENT_KIND,
-            detail=done.detail(),
-        )
-        return done.metrics()
-
-    def _federated_eval(self, run_id: str, number: int, t0: float) -> list[MetricValue]:
-        def refused(done: EvalDone | JobFailed, reason: str) -> None:
-            self._store.record_event(
-                run_id,
-                round=done.round,
-                participant=done.participant,
-                kind="eval_refused",
-                detail=reason,
-            )
-
-        return federated_eval(
-            self._executor,
-            number=number,
-            deadline=t0 + 2 * self.config.round.deadline_s,
-            clock=self._clock,
-            bounds=self._bounds,
-            refused=refused,
-        )

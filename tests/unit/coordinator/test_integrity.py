@@ -270,8 +270,10 @@ def test_an_aggregate_past_the_norm_bound_is_refused_and_the_state_kept():
     )
     model, state = _p(0.0), Params({"step": np.array(0.0)})
 
-    kept = coordinator._step(run_id, 1, model, state, _p(1.0))  # norm 2: at the bound
-    refused = coordinator._step(run_id, 1, model, state, _p(1.0000001))
+    kept = coordinator._end.step(
+        run_id, 1, model, state, _p(1.0)
+    )  # norm 2: at the bound
+    refused = coordinator._end.step(run_id, 1, model, state, _p(1.0000001))
 
     assert kept[2] is None
     assert refused[0] is model and refused[1] is state

@@ -250,9 +250,9 @@ def test_ctrl_c_while_the_last_checkpoint_is_awaited_still_records_that_round(
     def press_ctrl_c() -> None:
         assert main is not None
         assert checkpoints.started.wait(30)
-        seen["waiting"] = _wait_for(lambda: _in(main, "_flush", innermost="wait"))
+        seen["waiting"] = _wait_for(lambda: _in(main, "flush", innermost="wait"))
         os.kill(os.getpid(), signal.SIGINT)
-        seen["stopping"] = _wait_for(lambda: _in(main, "_flush_after"))
+        seen["stopping"] = _wait_for(lambda: _in(main, "flush_after"))
         checkpoints.go.set()
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
