@@ -436,10 +436,12 @@ class Round:
 
         Under ``max_norm_ratio`` an ``ok`` is provisional until the round has
         judged its updates (in :meth:`drain`, once every participant answered): a
-        participant whose update is then refused comes again, ``rejected``.
+        participant whose update is then refused comes again, ``rejected``. One
+        judged before its ``ok`` was handed out comes once, ``rejected``: each
+        participant at most once a call, with its outcome as it stands.
         """
         names, self._unannounced = self._unannounced, []
-        return tuple(self._outcomes[p] for p in names)
+        return tuple(self._outcomes[p] for p in dict.fromkeys(names))
 
     def drain(
         self, release: Callable[[TrainDone], None] | None = None

@@ -117,6 +117,21 @@ def test_the_round_holds_each_update_until_no_answer_to_come_can_refuse_it():
     assert rnd.announce() == ()
 
 
+def test_an_ok_judged_before_it_was_announced_comes_once_rejected():
+    # d's provisional ok and its refusal fall between two announcements (the
+    # last answer both records it and lets the round judge): it is handed out
+    # once, as it stands, not once as ok and once as rejected.
+    rnd = Round(RoundPlan(1, SITES, 1), _p(0).spec, Folded(), max_norm_ratio=10.0)
+    for site in ("a", "b", "c"):
+        rnd.receive(TrainDone(site, 1, _p(1.0), 10, 0.1))
+    rnd.drain()
+    assert [o.participant for o in rnd.announce()] == ["a", "b", "c"]
+    rnd.receive(TrainDone("d", 1, _p(1e6), 10, 0.1))
+    rnd.drain()
+    assert [(o.participant, o.status) for o in rnd.announce()] == [("d", "rejected")]
+    assert rnd.announce() == ()
+
+
 def test_an_update_at_the_lowest_possible_bound_folds_and_just_past_it_waits():
     # b and c have norm 2, d is pending: the lowest median is that of
     # (0, 2, 2, norm of a), 2, so a folds early if its norm is at most 10 x 2.
