@@ -7,9 +7,10 @@ check its digest, run :func:`~accord.simulation.jobs.run_train` or
 with the same single BLAS thread by default, so a deployment reproduces a
 simulation bit for bit) and stream the result back. A job that fails, or a result
 the coordinator refuses, is reported with its reason so that the round need not
-wait for its deadline. When the stream breaks the runtime dials again after an
-exponential backoff with jitter; it stops when the coordinator says goodbye, when
-its certificate is refused (no retry changes that), or when asked to.
+wait for its deadline. Staying connected (dialing out, redialing after a backoff,
+giving up, the coordinator's CRLs checked against the site's pin) is
+:mod:`accord.participant.connection`'s job; it stops when the coordinator says
+goodbye, when the site's certificate is refused, or when asked to.
 
 Secure rounds (:mod:`accord.participant.rounds`): a train task carrying secure
 settings is checked first (the site's
@@ -19,12 +20,6 @@ key holder's context for CKKS, :mod:`accord.participant.ckks`); the trained upda
 is masked or encrypted at once and only the protocol's messages leave the site,
 through ``SubmitSecAgg``, one per stage. The site's policy may refuse plain train
 tasks, or secure ones below a minimum threshold.
-
-Revocation at the site: with a ``pin`` (the coordinator certificate(s) the site
-trusts and the newest CRL it holds, :mod:`accord.transport.coordinator_pin`), the
-CRL that comes with each message is checked and kept when newer (a forged or older
-one is refused and recorded); a CRL that revokes a pinned certificate ends the
-connection, and the next dial trusts only the pins left, or refuses to dial.
 
 A site on ``csv:`` data (:class:`~accord.participant.table.SiteTable`) has no
 features until the coordinator fits the federation's preprocessing: it answers
@@ -69,18 +64,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from accord.errors import (
-    AuthenticationFailed,
     ConfigError,
     DatasetError,
     PrivacyLedgerError,
     SecAggAborted,
     SubmissionRefused,
     TaskError,
-    TransportError,
 )
 from accord.params import Params
 from accord.participant.backoff import Backoff
 from accord.participant.compression import SiteCompression
+from accord.participant.connection import serve
 from accord.participant.data import LocalData
 from accord.participant.group_counts import (
     group_count_metrics,
@@ -118,12 +112,10 @@ from accord.transport.jobs import FAIRNESS_STAGES, PREPARE_STAGES
 from accord.transport.messages import (
     EvalReport,
     FailureReport,
-    Goodbye,
     PackedHeader,
     SecAggHeader,
     TaskOrder,
     UpdateHeader,
-    Welcome,
     task_digest,
 )
 
@@ -263,77 +255,15 @@ class ParticipantRuntime:
 
     def run(self, stop: threading.Event | None = None) -> str:
         """Serve tasks; return the coordinator's goodbye (or ``"stopped"``)."""
-        stop = stop or threading.Event()
-        failures, last_contact = 0, time.monotonic()
-        last_error = "none"
-        while not stop.is_set():
-            client = self._dial()
-            try:
-                for message in client.subscribe():
-                    failures, last_contact = 0, time.monotonic()
-                    if not isinstance(message, Goodbye):
-                        self._check_crl(message.crl)
-                    if isinstance(message, Goodbye):
-                        self.log.record("goodbye", reason=message.reason)
-                        return message.reason
-                    if isinstance(message, Welcome):
-                        self.log.record(
-                            "connected", run_id=message.run_id, round=message.round
-                        )
-                    else:
-                        self._handle(client, message)
-                self.log.record("disconnected", reason="the task stream ended")
-            except SubmissionRefused as exc:
-                self.log.record(
-                    "refused_by_coordinator", kind=exc.kind, reason=exc.reason
-                )
-                raise TransportError(
-                    f"the coordinator refused this site: {exc.reason}", code=exc.kind
-                ) from None
-            except TransportError as exc:
-                self.log.record("disconnected", code=exc.code, reason=str(exc))
-                if exc.code == "UNAUTHENTICATED":
-                    # Retrying cannot help: the certificate itself was refused
-                    # (revoked, or not on the roster). Exit code 5 says so.
-                    raise AuthenticationFailed(
-                        f"the coordinator refused this site's certificate ({exc})"
-                    ) from None
-                last_error = str(exc)
-            finally:
-                client.close()
-            waited = time.monotonic() - last_contact
-            if self._give_up_after_s is not None and waited > self._give_up_after_s:
-                raise TransportError(
-                    f"no contact with the coordinator for {waited:.0f} s; giving up "
-                    f"(last error: {last_error}). {give_up_hint(last_error)}"
-                )
-            stop.wait(self._backoff.delay(failures))
-            failures += 1
-        return "stopped"
-
-    def _dial(self) -> CoordinatorClient:
-        try:
-            return self._connect()
-        except AuthenticationFailed as exc:  # no pinned coordinator is usable
-            self.log.record("refused_coordinator", reason=str(exc))
-            raise
-
-    def _check_crl(self, der: bytes) -> None:
-        """Keep a newer CRL; leave a coordinator whose certificate it revokes."""
-        if self._pin is None or not der:
-            return
-        verdict = self._pin.observe(der)
-        if verdict.outcome == "refused":
-            self.log.record("refused_crl", number=verdict.number, reason=verdict.reason)
-        elif verdict.outcome == "updated":
-            self.log.record("crl_updated", number=verdict.number)
-        if verdict.revoked_pins:
-            self.log.record("coordinator_revoked", fingerprints=verdict.revoked_pins)
-            raise TransportError(
-                f"CRL {verdict.number} revokes the pinned coordinator certificate; "
-                "closing the connection",
-                code="COORDINATOR_REVOKED",
-            )
+        return serve(
+            self._connect,
+            self._handle,
+            log=self.log,
+            backoff=self._backoff,
+            pin=self._pin,
+            give_up_after_s=self._give_up_after_s,
+            stop=stop,
+        )
 
     # One task.
 
@@ -825,23 +755,3 @@ class ParticipantRuntime:
 def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
     """Metrics the wire accepts (a non-finite value would refuse the whole message)."""
     return {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
-
-
-def give_up_hint(last_error: str) -> str:
-    """What a site's operator should check, from the last connection error.
-
-    A refused TCP connection means nothing listens at the address: the certificate
-    never came into it. Anything else (a handshake that failed, a reset) is most
-    often the coordinator's TLS refusing this site's certificate.
-    """
-    if "connection refused" in last_error.lower():
-        return (
-            "Nothing is listening at the coordinator's address: check that the "
-            "coordinator is running, and the host and port given to --coordinator"
-        )
-    return (
-        "If the coordinator is running, its TLS handshake may be refusing this "
-        "site's certificate: check that the federation's CA issued it, that it has "
-        "not expired (openssl x509 -in cert.pem -noout -issuer -dates) and that the "
-        "operator has not revoked it (accord pki list, at the CA)"
-    )
