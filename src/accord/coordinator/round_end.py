@@ -123,6 +123,8 @@ class RoundEnd:
         published and evaluated. With ``overlap``, the round is recorded (with
         what observers are told of it) by :meth:`flush`, once the next round's
         jobs are out; the next round's duration includes any wait for it.
+        ``lineage`` is the run's ledger, which records the round with its entry
+        (None: the run keeps none, and the round goes to the store alone).
         """
         self.flush()
         number, started, t0, selected = c.number, c.started, c.t0, c.selected
