@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.errors import UpdateRejected
+from accord.jsontext import parse_json
 
 __all__ = [
     "ALLOWED_DTYPES",
@@ -178,7 +179,7 @@ class ParamSpec:
     def from_json(cls, text: str | bytes) -> ParamSpec:
         """Parse :meth:`to_json` output, validating every field."""
         try:
-            raw = json.loads(text)
+            raw = parse_json(text)
             tensors = tuple(
                 TensorSpec(str(name), str(dtype), tuple(int(d) for d in shape))
                 for name, dtype, shape in raw

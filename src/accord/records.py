@@ -6,12 +6,14 @@ Plain frozen dataclasses shared by the round engine (which produces them) and th
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 __all__ = [
+    "MAX_METRIC_NAME",
     "LedgerRecord",
     "MetricValue",
     "NewEvent",
@@ -25,6 +27,7 @@ __all__ = [
     "RunInfo",
     "RunStatus",
     "UpdateScore",
+    "metric_name_problem",
 ]
 
 #: ``quarantined``: a valid update from a site the robustness policy excluded
@@ -32,6 +35,29 @@ __all__ = [
 OutcomeStatus = Literal["ok", "failed", "timeout", "rejected", "quarantined"]
 RunStatus = Literal["running", "completed", "failed", "aborted"]
 PrivacyLevel = Literal["participant", "record"]
+
+#: The most characters a metric's name may have (the store's column holds 255).
+MAX_METRIC_NAME = 200
+
+
+def metric_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a stored metric, or None if it can.
+
+    A site names the metrics it reports, and every name ends up in a round's
+    record: an empty one, an overlong one, or one with control characters (NUL,
+    which PostgreSQL's text refuses) or unpaired surrogates (not encodable) would
+    make recording the round fail, so such names are refused where they arrive.
+    """
+    if not name:
+        return "a metric has an empty name"
+    if len(name) > MAX_METRIC_NAME:
+        return f"a metric name is longer than {MAX_METRIC_NAME} characters"
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        return (
+            f"metric name {name[:60]!r} contains control characters or unpaired "
+            "surrogates"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)

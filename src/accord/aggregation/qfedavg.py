@@ -30,11 +30,19 @@ import numpy as np
 from accord.errors import UpdateRejected
 from accord.params import Params, ParamSpec
 
-__all__ = ["LOSS_METRIC", "QFedAvgAccumulator", "check_loss", "qfedavg"]
+__all__ = [
+    "LOSS_METRIC",
+    "MAX_LOSS_POWER",
+    "QFedAvgAccumulator",
+    "check_loss",
+    "qfedavg",
+]
 
 #: The metric a site reports its pre-training loss under.
 LOSS_METRIC = "initial_loss"
 _FLOOR = 1e-12
+#: The largest ``F^q`` (and ``F^(q-1)``) a site's reported loss may give.
+MAX_LOSS_POWER = 1e100
 
 
 def check_loss(metrics: Mapping[str, float]) -> float:
@@ -53,12 +61,34 @@ def check_loss(metrics: Mapping[str, float]) -> float:
     return loss
 
 
+def _powers(loss: float, q: float) -> tuple[float, float]:
+    """``(F^q, F^(q-1))`` of a checked loss; UpdateRejected if either is out of reach.
+
+    A finite loss can still have a power past the largest float (``1e200 ** 2``
+    raises OverflowError), and a power near it would overflow the step's sums: so
+    each power is bounded by :data:`MAX_LOSS_POWER`, which no real training loss
+    reaches (``1e100`` is a loss of ``1e50`` at ``q = 2``).
+    """
+    try:
+        fq = loss**q
+        fq1 = 0.0 if q == 0 else max(loss, _FLOOR) ** (q - 1)
+    except OverflowError:
+        fq = fq1 = math.inf
+    if not (fq <= MAX_LOSS_POWER and fq1 <= MAX_LOSS_POWER):
+        raise UpdateRejected(
+            f"the reported loss before training, {loss:.6g}, is too large for "
+            f"q-FedAvg at q = {q:g} (its powers pass {MAX_LOSS_POWER:g}); report the "
+            "local loss of the model you received"
+        )
+    return fq, fq1
+
+
 def _terms(
     loss: float, norm2: float, q: float, lipschitz: float
 ) -> tuple[float, float]:
     """``(F^q, h)`` for one site; ``norm2 = ||Delta_k||^2``."""
-    fq = loss**q
-    curvature = 0.0 if q == 0 else q * max(loss, _FLOOR) ** (q - 1) * norm2
+    fq, fq1 = _powers(loss, q)
+    curvature = 0.0 if q == 0 else q * fq1 * norm2
     return fq, curvature + lipschitz * fq
 
 
@@ -77,12 +107,14 @@ class QFedAvgAccumulator:
         self._loss: float | None = None
 
     def check_report(self, metrics: Mapping[str, float]) -> None:
-        """Refuse an update whose pre-training loss is missing, < 0 or not finite."""
-        check_loss(metrics)
+        """Refuse a missing, negative, non-finite or overflowing pre-training loss."""
+        _powers(check_loss(metrics), self._q)
 
     def report(self, metrics: Mapping[str, float]) -> None:
         """The loss of the update the next :meth:`add` folds."""
-        self._loss = check_loss(metrics)
+        loss = check_loss(metrics)
+        _powers(loss, self._q)
+        self._loss = loss
 
     def add(self, update: Params, weight: float) -> None:
         """Fold one update (``weight``, its example count, is not used)."""

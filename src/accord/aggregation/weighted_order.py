@@ -429,6 +429,8 @@ class WeightedMedian:
 
     name: ClassVar[str] = "weighted_median"
     streaming: ClassVar[bool] = False
+    #: The weight share one site must stay below for the median to stay honest.
+    breakdown: ClassVar[float] = 0.5
     workers: int | None = None
 
     def aggregate(self, updates: Sequence[Params], weights: Sequence[float]) -> Params:

@@ -109,7 +109,34 @@ def final_model(store: RunStore, run_id: str) -> FinalModel:
         )
     path = Path(last.checkpoint)
     params = CheckpointStore(path.parent).load(path)
+    named = {f"round {last.number}'s record": last.global_digest}
+    closed = _closing_model(store, run_id)
+    if closed is not None:
+        named["the ledger's run-closed entry"] = closed
+    for where, digest in named.items():
+        if not params.matches(digest):
+            raise StoreError(
+                f"{path} holds model {params.digest()[:16]}…, but {where} names "
+                f"{digest[:16]}… as run {run_id}'s final model: the checkpoint was "
+                "replaced or the record altered; restore the run's own checkpoint "
+                "before releasing"
+            )
     return FinalModel(path, params, params.digest())
+
+
+def _closing_model(store: RunStore, run_id: str) -> str | None:
+    """The final model the run's ledger names, if its last opening was closed."""
+    from accord.ledger.dsse import Envelope
+    from accord.ledger.statement import parse_statement
+
+    for entry in reversed(store.ledger(run_id)):
+        if entry.kind in ("run-opened", "run-resumed"):
+            return None  # running again since its last closing
+        if entry.kind == "run-closed":
+            statement = parse_statement(Envelope.from_json(entry.envelope).payload)
+            model = statement.predicate.get("model")
+            return model if isinstance(model, str) else None
+    return None
 
 
 def _announced(store: RunStore, run_id: str) -> str | None:

@@ -26,7 +26,14 @@ Wall-clock deadlines (``round.deadline_s``) still bound each batch.
 
 **Choices.** A site has at most one outcome per version (the store's rule for a
 round): a second update that arrives while its first is still in the buffer
-waits for the next version, and is folded there, one version staler. A job that
+waits for the next version, and is folded there, one version staler; the site
+trains again only once that update is taken, so no site holds more than one
+update back in the coordinator's memory. ``[strategy] max_norm_ratio`` judges
+each update as a synchronous round does, against the median norm of the
+:data:`NORM_WINDOW` buffers' worth of updates folded last and its own; the run's
+first updates, with nothing folded to compare against, are held until three are
+in (a buffer's worth, if the buffer is smaller) and judged by their own median
+(a resumed run starts that over). A job that
 fails (``failed``, ``timeout``) or is refused (``rejected``, ``stale: ...``) is
 recorded as a run event ``async_refused`` and as the site's outcome of the
 version, unless a valid update of the site is folded into the same version (it
@@ -49,10 +56,12 @@ judging, folding and recording are the simulation's. See ``docs/strategies.md``.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
 import math
+import statistics
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +70,11 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from accord.aggregation.fedbuff import FedBuffBuffer
 from accord.coordinator.collector import collect
 from accord.coordinator.executor import Event, JobFailed, TrainDone, eligible
+from accord.coordinator.integrity import (
+    MIN_OUTLIER_UPDATES,
+    check_metric_names,
+    outliers,
+)
 from accord.coordinator.round import validate_update
 from accord.coordinator.round_end import Concluding
 from accord.coordinator.strategy import published_spec
@@ -75,6 +89,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOCK",
+    "NORM_WINDOW",
     "REFUSED_EVENT",
     "UNUSED_EVENT",
     "VIRTUAL_TIME",
@@ -98,6 +113,8 @@ UNUSED_EVENT = "async_unused"
 #: version was made at (simulation only).
 VIRTUAL_TIME = "virtual_time"
 CLOCK = "train"
+#: How many buffers' worth of folded updates the norm rule judges against.
+NORM_WINDOW = 2
 
 
 def sync_round_time(
@@ -138,6 +155,7 @@ class Schedule:
         self._job_time = job_time
         self._heap: list[Dispatch] = []
         self._seq = itertools.count()
+        self._busy: collections.Counter[str] = collections.Counter()
 
     def dispatch(self, site: str, base: int, now: float) -> Dispatch:
         """Start ``site`` on version ``base`` at ``now``; the job, queued."""
@@ -146,11 +164,18 @@ class Schedule:
             raise ValueError(f"a job at {site} must take some time, got {took}")
         job = Dispatch(now + took, next(self._seq), site, base, now)
         heapq.heappush(self._heap, job)
+        self._busy[site] += 1
         return job
 
     def next(self) -> Dispatch:
         """The job in flight that finishes first, taken off the queue."""
-        return heapq.heappop(self._heap)
+        job = heapq.heappop(self._heap)
+        self._busy[job.site] -= 1
+        return job
+
+    def busy(self, site: str) -> bool:
+        """True while a job of ``site`` is in flight."""
+        return self._busy[site] > 0
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -201,6 +226,12 @@ class AsyncDriver:
         self._pending: list[Dispatch] = []  # dispatched, not trained yet
         self._results: dict[int, _Result] = {}  # by Dispatch.seq
         self._deferred: list[tuple[Dispatch, _Result]] = []
+        #: The first valid updates, until the norm rule has enough to judge them.
+        self._unjudged: list[tuple[Dispatch, _Result, float]] = []
+        #: Norms of the updates folded last, which the norm rule judges against.
+        self._norms: collections.deque[float] = collections.deque(
+            maxlen=NORM_WINDOW * cfg.round.buffer_size
+        )
         self._sent: dict[str, int] = {}  # bytes of the version's folded updates
         self._batches = itertools.count(1_000_000 * (1 + len(recorded)))
 
@@ -220,8 +251,7 @@ class AsyncDriver:
             yield from self._arrivals(first, params, state, buffer, self._server)
             return
         version = first - 1
-        for site in self._roster:
-            self._pending.append(self._schedule.dispatch(site, version, self._now))
+        self._dispatch_idle(version)
         without_update = 0
         limit = rnd.max_failed_rounds * max(len(self._roster), 1)
         while version < c.config.federation.rounds:
@@ -230,8 +260,13 @@ class AsyncDriver:
             outcomes: dict[str, ParticipantOutcome] = {}
             c.observer.round_started(number, self._roster)
             self._replay(version, buffer, outcomes)
-            filler: str | None = None  # whose update filled the buffer
             while not buffer.full:
+                self._dispatch_idle(version)
+                if not self._schedule:
+                    raise RunAborted(
+                        "no site is left to train (each one holds an update back); "
+                        f"see `accord runs show {self._run_id}`"
+                    )
                 job = self._schedule.next()
                 if job.seq not in self._results:
                     self._flush(params)
@@ -240,12 +275,6 @@ class AsyncDriver:
                 without_update = self._take(
                     job, result, version, buffer, outcomes, without_update, limit
                 )
-                if buffer.full:  # it gets the new version, made below
-                    filler = job.site
-                else:
-                    self._pending.append(
-                        self._schedule.dispatch(job.site, version, self._now)
-                    )
             self._flush(params)  # what trains from this version, before it goes
             params, state, summary = self._conclude(
                 number,
@@ -258,10 +287,7 @@ class AsyncDriver:
                 duration_s=self._now - since,
             )
             version = number
-            if filler is not None:
-                self._pending.append(
-                    self._schedule.dispatch(filler, version, self._now)
-                )
+            self._dispatch_idle(version)  # those whose update filled the buffer
             yield params, state, summary
 
     def _arrivals(
@@ -296,8 +322,12 @@ class AsyncDriver:
                     "" if order is None else order.model_digest,
                 )
 
-        for site in self._roster:
-            send(site, version)
+        def idle(base: int) -> None:
+            for site in self._roster:
+                if not self._waits(site):
+                    send(site, base)
+
+        idle(version)
         without_update = 0
         limit = rnd.max_failed_rounds * max(len(self._roster), 1)
         while version < c.config.federation.rounds:
@@ -306,8 +336,8 @@ class AsyncDriver:
             outcomes: dict[str, ParticipantOutcome] = {}
             c.observer.round_started(number, self._roster)
             self._replay(version, buffer, outcomes)
-            filler: str | None = None
             while not buffer.full:
+                idle(version)
                 if not live:
                     raise RunAborted(
                         "no site is left to train (every one removed); "
@@ -320,10 +350,6 @@ class AsyncDriver:
                 without_update = self._take(
                     job, result, version, buffer, outcomes, without_update, limit
                 )
-                if buffer.full:
-                    filler = job.site
-                else:
-                    send(job.site, version)
             params, state, summary = self._conclude(
                 number,
                 started=started,
@@ -333,8 +359,7 @@ class AsyncDriver:
                 step=(params, state, buffer.take()),
             )
             version = number
-            if filler is not None:
-                send(filler, version)
+            idle(version)  # those whose update filled the buffer
             server.keep(
                 {
                     j.digest
@@ -470,6 +495,27 @@ class AsyncDriver:
             else:
                 self._fold(job, result, version, buffer, outcomes)
 
+    def _dispatch_idle(self, base: int) -> None:
+        """Start every site with no job in flight and nothing held, on ``base``.
+
+        In roster order, so the same run dispatches in the same order.
+        """
+        for site in self._roster:
+            if not self._schedule.busy(site) and not self._waits(site):
+                self._pending.append(self._schedule.dispatch(site, base, self._now))
+
+    def _waits(self, site: str) -> bool:
+        """True while a result of ``site`` is held back.
+
+        For a later version, or until the norm rule can judge it. Such a site is
+        not given another job until that result is taken: one held result per
+        site, so a site much faster than the others cannot pile up model-sized
+        results in the coordinator's memory.
+        """
+        return any(job.site == site for job, _ in self._deferred) or any(
+            job.site == site for job, _, _ in self._unjudged
+        )
+
     def _take(
         self,
         job: Dispatch,
@@ -485,7 +531,8 @@ class AsyncDriver:
         Returns how many jobs in a row have brought no valid update; raises
         :class:`RunAborted` when that count reaches ``limit``.
         """
-        if _has_ok(outcomes, job.site) and result.update is not None:
+        held = any(j.site == job.site for j, _, _ in self._unjudged)
+        if (_has_ok(outcomes, job.site) or held) and result.update is not None:
             self._deferred.append((job, result))
             return misses
         ok = self._fold(job, result, version, buffer, outcomes)
@@ -505,7 +552,10 @@ class AsyncDriver:
         buffer: FedBuffBuffer,
         outcomes: dict[str, ParticipantOutcome],
     ) -> bool:
-        """Judge one result and fold it if valid; record its outcome. True if folded."""
+        """Judge one result and fold it if valid; record its outcome.
+
+        True if it is valid: folded, or held until the norm rule can judge it.
+        """
         staleness = version - job.base
         facts = {"staleness": float(staleness), "base_version": float(job.base)}
         if result.update is None:
@@ -513,39 +563,137 @@ class AsyncDriver:
                 outcomes, version, _outcome(job.site, result, result.status, facts)
             )
             return False
-        c = self._c
-        reason: str | None = None
+        reason, norm = self._check(job, result, version, buffer)
+        if reason is None and norm is not None:
+            if len(self._norms) < MIN_OUTLIER_UPDATES - 1 and self._judges():
+                self._unjudged.append((job, result, norm))
+                if len(self._unjudged) >= min(MIN_OUTLIER_UPDATES, buffer.size):
+                    self._judge_held(version, buffer, outcomes)
+                return True
+            reason = self._outlier(norm)
+        if reason is not None:
+            self._refuse(job, result, reason, version, outcomes)
+            return False
+        self._add(job, result, norm, version, buffer, outcomes)
+        return True
+
+    def _check(
+        self, job: Dispatch, result: _Result, version: int, buffer: FedBuffBuffer
+    ) -> tuple[str | None, float | None]:
+        """Why ``result`` cannot be folded (None if it can); its norm if judged."""
+        assert result.update is not None
+        staleness = version - job.base
         if staleness > self._rnd.max_staleness:
-            reason = (
+            return (
                 f"stale: trained from version {job.base}, {staleness} versions "
                 f"behind version {version}, above round.max_staleness = "
                 f"{self._rnd.max_staleness}; not aggregated"
+            ), None
+        c = self._c
+        try:
+            norm = validate_update(
+                buffer.spec,
+                result.update,
+                result.num_examples,
+                participant=job.site,
+                bounds=c.bounds,
+                max_norm=c.config.strategy.max_update_norm,
+                want_norm=self._judges(),
             )
-        else:
-            try:
-                validate_update(
-                    buffer.spec,
-                    result.update,
-                    result.num_examples,
-                    participant=job.site,
-                    bounds=c.bounds,
-                    max_norm=c.config.strategy.max_update_norm,
-                )
-            except UpdateRejected as exc:
-                reason = exc.reason
-        if reason is not None:
-            logger.info("%s: update refused: %s", job.site, reason)
-            refused = _Result(None, 0, result.duration_s, {}, None, "rejected", reason)
-            self._record(
-                outcomes, version, _outcome(job.site, refused, "rejected", facts)
-            )
-            return False
+            check_metric_names(result.metrics)
+        except UpdateRejected as exc:
+            return exc.reason, None
+        return None, norm
+
+    def _judges(self) -> bool:
+        """Whether ``[strategy] max_norm_ratio`` judges this run's updates."""
+        ratio = self._c.config.strategy.max_norm_ratio
+        return ratio > 0 and len(self._roster) >= MIN_OUTLIER_UPDATES
+
+    def _outlier(self, norm: float) -> str | None:
+        """Why an update of L2 norm ``norm`` is out of line with those just folded.
+
+        The synchronous rule judges a round's updates by their own median; an
+        asynchronous version has no round to wait for, so an update is judged
+        against the median of the norms of the updates folded last
+        (:data:`NORM_WINDOW` buffers' worth) and its own. The honest majority
+        sets that median, whatever one site sends.
+        """
+        ratio = self._c.config.strategy.max_norm_ratio
+        median = statistics.median([norm, *self._norms])
+        if norm <= ratio * median:
+            return None
+        return (
+            f"the update's L2 norm is {norm:.6g}, more than {ratio:g} times the "
+            f"median norm {median:.6g} of the {len(self._norms)} updates folded last "
+            "and this one ([strategy] max_norm_ratio); check the local training (a "
+            "diverged run, a learning rate too high, scaled data) before sending again"
+        )
+
+    def _judge_held(
+        self,
+        version: int,
+        buffer: FedBuffBuffer,
+        outcomes: dict[str, ParticipantOutcome],
+    ) -> None:
+        """Judge the run's first updates together, once there are enough of them.
+
+        With too few folded norms to compare against, the first updates are held
+        until :data:`~accord.coordinator.integrity.MIN_OUTLIER_UPDATES` are in (or
+        a buffer's worth, if the buffer is smaller) and judged by their median
+        with those folded, as a synchronous round's are (not at all with fewer
+        than three); those that pass fold in arrival order (held for the next
+        version if the buffer fills).
+        """
+        held, self._unjudged = self._unjudged, []
+        order = [job.site for job, _, _ in held]
+        folded = {f"\0{i}": n for i, n in enumerate(self._norms)}  # no site's name
+        refused = outliers(
+            {**folded, **{job.site: norm for job, _, norm in held}},
+            self._c.config.strategy.max_norm_ratio,
+            order=order,
+        )
+        for job, result, norm in held:
+            if job.site in refused:
+                self._refuse(job, result, refused[job.site], version, outcomes)
+            elif buffer.full or _has_ok(outcomes, job.site):
+                self._deferred.append((job, result))
+            else:
+                self._add(job, result, norm, version, buffer, outcomes)
+
+    def _refuse(
+        self,
+        job: Dispatch,
+        result: _Result,
+        reason: str,
+        version: int,
+        outcomes: dict[str, ParticipantOutcome],
+    ) -> None:
+        staleness = version - job.base
+        facts = {"staleness": float(staleness), "base_version": float(job.base)}
+        logger.info("%s: update refused: %s", job.site, reason)
+        refused = _Result(None, 0, result.duration_s, {}, None, "rejected", reason)
+        self._record(outcomes, version, _outcome(job.site, refused, "rejected", facts))
+
+    def _add(
+        self,
+        job: Dispatch,
+        result: _Result,
+        norm: float | None,
+        version: int,
+        buffer: FedBuffBuffer,
+        outcomes: dict[str, ParticipantOutcome],
+    ) -> None:
+        assert result.update is not None
+        staleness = version - job.base
+        facts = {"staleness": float(staleness), "base_version": float(job.base)}
         weight = 1.0 if self._uniform else float(result.num_examples)
         facts["staleness_weight"] = buffer.add(result.update, weight, staleness)
+        if norm is not None:
+            self._norms.append(norm)
         if result.bytes_sent is not None:
             self._sent[job.site] = result.bytes_sent
         self._record(outcomes, version, _outcome(job.site, result, "ok", facts))
-        return True
 
     def _record(
         self,

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from accord.config import FedConfig
 from accord.errors import UpdateRejected
 from accord.evaluation.group_sums import is_count_metric
+from accord.records import metric_name_problem
 
 __all__ = [
     "METRIC_RANGES",
@@ -50,6 +51,7 @@ __all__ = [
     "ExampleBounds",
     "check_eval_report",
     "check_examples",
+    "check_metric_names",
     "outliers",
 ]
 
@@ -109,6 +111,14 @@ def check_examples(num_examples: int, participant: str, bounds: ExampleBounds) -
         )
 
 
+def check_metric_names(metrics: Mapping[str, float]) -> None:
+    """Raise :class:`UpdateRejected` for a metric name the round could not record."""
+    for name in metrics:
+        problem = metric_name_problem(name)
+        if problem is not None:
+            raise UpdateRejected(problem)
+
+
 def check_eval_report(
     metrics: Mapping[str, float],
     num_examples: int,
@@ -123,6 +133,7 @@ def check_eval_report(
     from 0 to the example bound.
     """
     check_examples(num_examples, participant, bounds)
+    check_metric_names(metrics)
     for name, value in metrics.items():
         if name == _COUNT or is_count_metric(name):
             limit = bounds.bound(participant)

@@ -6,7 +6,7 @@ holdouts for accuracy and loss. ``n`` is a count, so it is summed rather than av
 so are the per-group confusion counts of a plain deployed run
 (:mod:`accord.evaluation.group_sums`), whose federated sums are the fairness counts.
 Non-finite site values (an AUC on a holdout with one class) are kept per site and left
-out of the federated mean.
+out of the federated mean; finite ones never make it infinite (:func:`_mean`).
 """
 
 from __future__ import annotations
@@ -26,20 +26,46 @@ _COUNT = "n"
 def _combine(
     scope: str, parts: Iterable[tuple[Mapping[str, float], int]]
 ) -> list[MetricValue]:
-    totals: dict[str, tuple[float, int]] = {}
+    values: dict[str, list[tuple[float, int]]] = {}
     for metrics, examples in parts:
         if examples <= 0:
             continue
         for name, value in metrics.items():
-            if not math.isfinite(value):
-                continue
-            s, n = totals.get(name, (0.0, 0))
-            weight = 1 if _summed(name) else examples
-            totals[name] = (s + value * weight, n + examples)
-    return [
-        MetricValue(scope, None, name, s if _summed(name) else s / n)
-        for name, (s, n) in sorted(totals.items())
-    ]
+            if math.isfinite(value):
+                values.setdefault(name, []).append((value, examples))
+    out = []
+    for name, pairs in sorted(values.items()):
+        combined = _sum(pairs) if _summed(name) else _mean(pairs)
+        if math.isfinite(combined):
+            out.append(MetricValue(scope, None, name, combined))
+    return out
+
+
+def _sum(pairs: list[tuple[float, int]]) -> float:
+    total = 0.0
+    for value, _ in pairs:
+        total += value
+    return total
+
+
+def _mean(pairs: list[tuple[float, int]]) -> float:
+    """The example-weighted mean of finite ``(value, examples)`` pairs.
+
+    Finite values can still overflow the weighted sum (a site's ``1e308`` times its
+    example count): then each value is weighed by its share of the examples instead,
+    which keeps every term, and so the mean, within the values' own range.
+    """
+    weighted, examples = 0.0, 0
+    for value, n in pairs:
+        weighted += value * n
+        examples += n
+    mean = weighted / examples
+    if math.isfinite(mean):
+        return mean
+    try:
+        return math.fsum(value * (n / examples) for value, n in pairs)
+    except OverflowError:  # shares rounding up past 1 at the largest float
+        return math.nan
 
 
 def _summed(name: str) -> bool:

@@ -10,9 +10,11 @@ replaced) and runs again from the start; selection and training seeds depend onl
 
 A run resumes only with the configuration it was started with: everything that
 shapes the model must be equal. Only the settings that say how this machine runs it
-may differ: the ``[simulation]`` and ``[store]`` sections, and how long a
-coordinator waits for participants (``deployment.wait_s``, ``deployment.grace_s``);
-the deployment's roster may not, since selection and seeds follow it.
+may differ: the ``[simulation]`` and ``[store]`` sections (except
+``simulation.slowdown``, which decides which sites a round closes without), and how
+long a coordinator waits for participants (``deployment.wait_s``,
+``deployment.grace_s``); the deployment's roster may not, since selection and seeds
+follow it.
 
 A run resumes only from a store that still has every round it committed. The
 checkpoints on disk are the witness: a round's checkpoint is written just before the
@@ -30,12 +32,15 @@ Pure: no store or file-format imports.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accord.config import config_from_mapping
+from pydantic import BaseModel
+
+from accord.config import FedConfig, config_from_mapping
 from accord.errors import ConfigError, StoreError
 from accord.params import Params
 from accord.records import RoundRecord, RunInfo
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
     from accord.store.protocol import RunStore
 
 __all__ = [
+    "COMPUTING_KEYS",
     "EXECUTION_KEYS",
     "EXECUTION_SECTIONS",
     "ResumePoint",
@@ -54,10 +60,16 @@ __all__ = [
     "resume_point",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: Config sections that say how a run is executed, not what it computes.
 EXECUTION_SECTIONS = frozenset({"simulation", "store"})
 #: Single settings of other sections that say how, not what (dotted keys).
 EXECUTION_KEYS = frozenset({"deployment.wait_s", "deployment.grace_s"})
+#: Settings of the execution sections that do change what a run computes:
+#: ``slowdown`` decides which sites a round closes without (``close_fraction``)
+#: and the order in which an asynchronous run folds its updates.
+COMPUTING_KEYS = frozenset({"simulation.slowdown"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +82,37 @@ class ResumePoint:
     recorded: tuple[RoundRecord, ...]
 
 
+def _computing(section: str, stored: Any, current: Any) -> list[str]:
+    """The differences in an execution section's :data:`COMPUTING_KEYS`."""
+    out: list[str] = []
+    for dotted in sorted(COMPUTING_KEYS):
+        head, _, leaf = dotted.partition(".")
+        if head != section:
+            continue
+        default = _default(section, leaf)
+        before = stored.get(leaf, default) if isinstance(stored, dict) else default
+        after = current.get(leaf, default) if isinstance(current, dict) else default
+        out += _differences(before, after, dotted)
+    return out
+
+
+def _default(section: str, leaf: str) -> Any:
+    """A setting's default, as the store keeps it (JSON)."""
+    model = FedConfig.model_fields[section].annotation
+    assert isinstance(model, type) and issubclass(model, BaseModel)
+    value = model.model_fields[leaf].get_default(call_default_factory=True)
+    return json.loads(json.dumps(value))
+
+
 def _differences(stored: Any, current: Any, key: str) -> list[str]:
     if isinstance(stored, dict) and isinstance(current, dict):
         out: list[str] = []
         for name in sorted(set(stored) | set(current), key=str):
             sub = f"{key}.{name}" if key else str(name)
-            if (not key and name in EXECUTION_SECTIONS) or sub in EXECUTION_KEYS:
-                continue
-            out += _differences(stored.get(name), current.get(name), sub)
+            if not key and name in EXECUTION_SECTIONS:
+                out += _computing(name, stored.get(name), current.get(name))
+            elif sub not in EXECUTION_KEYS:
+                out += _differences(stored.get(name), current.get(name), sub)
         return out
     if stored == current:
         return []
@@ -108,8 +143,8 @@ def check_same_config(
             f"run {run_id} was started with another configuration, so resuming it "
             f"with this one would not continue the same training:\n  {listed}\n"
             "Resume with the fed.toml and options the run was started with (only "
-            "[simulation] and [store] may differ, and deployment.wait_s and "
-            "grace_s), or start a new run"
+            "[simulation] but its slowdown, [store], and deployment.wait_s and "
+            "grace_s may differ), or start a new run"
         )
 
 
@@ -135,9 +170,55 @@ def check_resumable(
             "Start a new run instead"
         )
     check_same_config(run_id, info.config, config)
+    recorded = store.rounds(run_id)
+    check_ledger_rounds(store, run_id, recorded)
     if checkpoints is not None:
-        check_no_lost_rounds(run_id, len(store.rounds(run_id)), checkpoints)
+        check_no_lost_rounds(run_id, len(recorded), checkpoints)
     return info
+
+
+def check_ledger_rounds(
+    store: RunStore, run_id: str, recorded: Sequence[RoundRecord]
+) -> dict[int, str]:
+    """The model each round entry of the run's ledger names, by round number.
+
+    A round and its ledger entry are committed in one transaction, so they are
+    never one without the other: a store whose rounds and ledger disagree was
+    altered (rows deleted by hand, a ledger cut short), and a resume would sign a
+    chain that no longer records what the run did, or train a recorded round
+    again. :class:`StoreError` saying which rounds differ. A run with no ledger
+    passes (``{}``).
+    """
+    chain = store.ledger(run_id)
+    if not chain:
+        return {}
+    entries = [e for e in chain if e.kind == "round"]
+    in_ledger = {e.round: e for e in entries if e.round is not None}
+    in_rounds = {r.number for r in recorded}
+    if set(in_ledger) != in_rounds or len(in_ledger) != len(entries):
+        only_ledger = sorted(set(in_ledger) - in_rounds)
+        only_store = sorted(in_rounds - set(in_ledger))
+        raise StoreError(
+            f"run {run_id} cannot resume: its ledger and its rounds disagree "
+            f"(rounds only in the ledger: {only_ledger or 'none'}; rounds the "
+            f"ledger lacks: {only_store or 'none'}; a round and its entry are "
+            "committed together, so the store was altered). Restore the database "
+            "from a backup, or start a new run"
+        )
+    return {number: _entry_model(e.envelope, number) for number, e in in_ledger.items()}
+
+
+def _entry_model(envelope: str, number: int) -> str:
+    """The digest a round entry names as the round's model ("" if none)."""
+    from accord.errors import LedgerError
+    from accord.ledger.dsse import Envelope
+    from accord.ledger.statement import parse_statement
+
+    try:
+        statement = parse_statement(Envelope.from_json(envelope).payload)
+    except LedgerError:
+        return ""
+    return dict(statement.subjects).get(f"model:round-{number}", "")
 
 
 def check_no_lost_rounds(
@@ -179,9 +260,14 @@ def resume_point(
     """
     check_resumable(store, run_id, config)
     recorded = tuple(store.rounds(run_id))
+    models = check_ledger_rounds(store, run_id, recorded)
     _check_numbering(run_id, [r.number for r in recorded])
     if checkpoints is not None:
         check_no_lost_rounds(run_id, len(recorded), checkpoints)
+        for partial in checkpoints.discard_partial(run_id):
+            logger.info(
+                "removed %s, a checkpoint a stopped process left unfinished", partial
+            )
     completed = [r for r in recorded if r.status == "completed"]
     if not completed:
         return ResumePoint(len(recorded) + 1, None, None, recorded)
@@ -195,8 +281,11 @@ def resume_point(
     if not path.is_file() and last.checkpoint:
         path = Path(last.checkpoint)  # the run kept them somewhere else
     checkpoint = checkpoints.load_checkpoint(path)
+    named = [last.global_digest]
+    if models.get(last.number):  # the signed entry too, not only the store's row
+        named.append(models[last.number])
     if (checkpoint.run_id, checkpoint.round_number) != (run_id, last.number) or (
-        not checkpoint.params.matches(last.global_digest)
+        not all(checkpoint.params.matches(d) for d in named)
     ):
         raise StoreError(
             f"checkpoint {path} is not the model of round {last.number} of run "

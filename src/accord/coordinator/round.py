@@ -58,6 +58,7 @@ from accord.coordinator.integrity import (
     MIN_OUTLIER_UPDATES,
     ExampleBounds,
     check_examples,
+    check_metric_names,
     outliers,
 )
 from accord.errors import RoundFailed, TooFewUpdates, UpdateRejected
@@ -412,6 +413,7 @@ class Round:
                 want_norm=not self._judged and done.participant not in self._excluded,
                 norm=done.norm if done.values_checked else None,
             )
+            check_metric_names(done.metrics)
             if isinstance(self._acc, ReportingAccumulator):
                 self._acc.check_report(done.metrics)
         except UpdateRejected as exc:

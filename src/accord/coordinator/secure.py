@@ -281,6 +281,9 @@ class SecureCollector:
             weighted, weight = self.job.decode(result.total, n, self._spec.size)
         except ValueError as exc:  # a packed sum no honest inputs give
             return SecureOutcome(self._book.ordered(), n, None, str(exc))
+        problem = self.job.implausible(weighted, weight, n)
+        if problem is not None:
+            return SecureOutcome(self._book.ordered(), n, None, problem)
         if weight <= self.job.encoding.weight_bound:
             return SecureOutcome(
                 self._book.ordered(),

@@ -97,6 +97,10 @@ CENTER = "center/"
 RootUpdate = Callable[[Params, int], Params]
 
 
+#: How far below a rule's breakdown share :func:`held_below` holds the cap.
+_BELOW = 2.0**-20
+
+
 class CollectingAccumulator:
     """Keeps a copy of every update for rules that need them all (median, trimmed)."""
 
@@ -113,8 +117,25 @@ class CollectingAccumulator:
 
     def result(self) -> Params:
         """Apply the rule to every collected update."""
-        weights = cap_weights(self._weights, self._max_share)
+        share = held_below(self._max_share, getattr(self._rule, "breakdown", None))
+        weights = cap_weights(self._weights, share)
         return self._rule.aggregate(self._updates, list(weights))
+
+
+def held_below(share: float | None, breakdown: float | None) -> float | None:
+    """The weight cap a rule that breaks at ``breakdown`` can take from ``share``.
+
+    A weighted median holds while no site has half the total weight: *strictly*
+    below. A ``max_weight_share`` at or past it (the default 0.5) let one site,
+    capped at exactly half, pull the median halfway to any value it sent; the cap
+    is then held just below. ``share`` None (no cap, the operator's choice) is
+    kept. The weighted trimmed mean declares no breakdown here: its ``beta`` is
+    the operator's trade between weighting and robustness (a site above ``beta``
+    of the weight is not trimmed away, docs/robustness.md).
+    """
+    if share is None or breakdown is None or share < breakdown:
+        return share
+    return breakdown * (1.0 - _BELOW)
 
 
 class Strategy:

@@ -125,6 +125,70 @@ def _stage(checkpoint: Path, output: Path) -> tuple[Path, str]:
     return tmp, hashlib.sha256(data).hexdigest()
 
 
+def unsigned_figures(
+    store: RunStore, run_id: str, rounds: Sequence[RoundRecord]
+) -> str | None:
+    """Which recorded figure differs from the round's signed ledger entry, if any.
+
+    The gates read the store's rows (metrics, privacy spent), which anyone with
+    write access to the database can edit; each round's ledger entry signed the
+    federation-level metrics and the privacy spent as they were recorded. A run
+    without a ledger has nothing to compare (None). Per-site scores are not in the
+    entry and are not compared.
+    """
+    from accord.ledger.dsse import Envelope
+    from accord.ledger.statement import parse_statement
+
+    signed = {
+        e.round: parse_statement(Envelope.from_json(e.envelope).payload).predicate
+        for e in store.ledger(run_id)
+        if e.kind == "round"
+    }
+    for record in rounds:
+        predicate = signed.get(record.number)
+        if predicate is None:
+            continue
+        rows = {
+            f"{m.scope}.{m.name}": m.value
+            for m in record.metrics
+            if m.participant is None
+        }
+        entry = predicate.get("metrics")
+        entry = entry if isinstance(entry, dict) else {}
+        for name in sorted(set(rows) | set(entry)):
+            if not _same(rows.get(name), entry.get(name)):
+                return (
+                    f"round {record.number} metric {name} is {rows.get(name)!r} in "
+                    f"the store, {entry.get(name)!r} in the round's signed entry"
+                )
+        spent = [(p.level, p.participant, p.epsilon) for p in record.privacy]
+        listed = predicate.get("privacy")
+        entries = [
+            (p.get("level"), p.get("participant"), p.get("epsilon"))
+            for p in (listed if isinstance(listed, list) else [])
+            if isinstance(p, dict)
+        ]
+        same = len(spent) == len(entries) and all(
+            a[:2] == b[:2] and _same(a[2], b[2])
+            for a, b in zip(spent, entries, strict=True)
+        )
+        if not same:
+            return (
+                f"round {record.number}'s privacy spent differs from its signed entry"
+            )
+    return None
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal figures, NaN (an undefined metric) equal to itself and to null."""
+    undefined = (None, "NaN")
+    a_nan = a in undefined or (isinstance(a, float) and a != a)
+    b_nan = b in undefined or (isinstance(b, float) and b != b)
+    if a_nan or b_nan:
+        return a_nan and b_nan
+    return a == b
+
+
 def release_model(
     store: RunStore,
     run_id: str,
@@ -146,7 +210,15 @@ def release_model(
     :class:`~accord.errors.ReleaseRefused`).
     """
     run = store.get_run(run_id)
-    inputs = gate_inputs(run, store.rounds(run_id), metric=metric, fairness=fairness)
+    rounds = store.rounds(run_id)
+    problem = unsigned_figures(store, run_id, rounds)
+    if problem is not None:
+        raise StoreError(
+            f"run {run_id}'s {problem}: the store was altered after the round was "
+            "signed, so no gate is judged on it; restore the database, or audit it "
+            "with `accord audit export` and `accord audit verify`"
+        )
+    inputs = gate_inputs(run, rounds, metric=metric, fairness=fairness)
     results = tuple(evaluate_gates(gates, inputs))
     failed = [r for r in results if not r.passed]
     staged, sha = _stage(checkpoint, output) if not failed else (None, None)

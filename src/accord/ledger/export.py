@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from accord.errors import LedgerError
+from accord.jsontext import parse_json
 from accord.ledger.dsse import MAX_ENVELOPE_BYTES, Envelope
 from accord.ledger.statement import parse_statement
 from accord.records import LedgerRecord, ReceiptRecord
@@ -99,7 +100,7 @@ def parse_export(text: str, *, source: str = "the export") -> Export:
         raise LedgerError(f"{source} is empty; export a run with `accord audit export`")
     head = lines[0]
     try:
-        header = json.loads(head) if len(head) <= MAX_ENVELOPE_BYTES else None
+        header = parse_json(head) if len(head) <= MAX_ENVELOPE_BYTES else None
     except ValueError:
         header = None
     if not isinstance(header, dict) or header.get("accordLedger") != FORMAT_VERSION:

@@ -20,7 +20,6 @@ says why (:class:`~accord.errors.LedgerError`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from accord.errors import LedgerError
+from accord.jsontext import parse_json
 from accord.ledger.dsse import Envelope, Signer, canonical_json, verify_signature
 from accord.ledger.statement import Statement, parse_statement
 from accord.records import LedgerRecord, ReceiptRecord
@@ -127,7 +127,7 @@ def _check(
     certificates: Mapping[str, x509.Certificate],
 ) -> ReceiptCheck:
     try:
-        body = json.loads(env.payload)
+        body = parse_json(env.payload)
     except ValueError:
         body = None
     if not isinstance(body, dict) or set(body) != set(_FIELDS):
@@ -206,7 +206,7 @@ def accept_receipt(
         raise LedgerError(f"a receipt has payloadType {env.payload_type[:60]!r}")
     try:
         cert = x509.load_der_x509_certificate(certificate)
-        body = json.loads(env.payload)
+        body = parse_json(env.payload)
     except ValueError as exc:
         raise LedgerError(f"an unreadable receipt from {participant}: {exc}") from None
     if not isinstance(body, dict) or set(body) != set(_FIELDS):

@@ -346,11 +346,11 @@ def _ends(entries: Sequence[tuple[Statement, str]]) -> list[Problem]:
     if not entries:
         return [Problem(None, None, None, "it holds no entry")]
     found: list[Problem] = []
-    before = None  # the kind of the last entry that is not a release
+    before: Statement | None = None  # the last entry that is not a release
     for index, (st, _) in enumerate(entries):
         if st.kind != "release":
-            before = st.kind
-        elif before != "run-closed":
+            before = st
+        elif before is None or before.kind != "run-closed":
             found.append(
                 Problem(
                     index,
@@ -358,6 +358,18 @@ def _ends(entries: Sequence[tuple[Statement, str]]) -> list[Problem]:
                     None,
                     "a release entry that does not follow the run's closing: only "
                     "a closed run's model is released",
+                )
+            )
+        elif st.predicate.get("model") != before.predicate.get("model"):
+            found.append(
+                Problem(
+                    index,
+                    st.kind,
+                    None,
+                    f"releases model {str(st.predicate.get('model'))[:16]}…, but the "
+                    "run-closed entry names "
+                    f"{str(before.predicate.get('model'))[:16]}… as the run's final "
+                    "model: the release is not of this run's model",
                 )
             )
     position = len(entries) - 1

@@ -21,13 +21,13 @@ certificate for masking, the key holder's secret context for CKKS).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from accord.errors import AccordError, SecAggAborted
+from accord.jsontext import parse_json
 from accord.params import Params
 from accord.participant.policy import SitePolicy
 from accord.transport.messages import TaskOrder
@@ -53,7 +53,7 @@ _NO_CONTEXT = (
 def _is_ckks(secure_json: str) -> bool:
     """Whether a secure task's settings are a CKKS round's."""
     try:
-        raw = json.loads(secure_json)
+        raw = parse_json(secure_json)
     except ValueError:
         return False  # the masking checks say what is wrong with it
     return isinstance(raw, dict) and raw.get("mode") == "ckks"

@@ -540,7 +540,9 @@ class ParticipantRuntime:
         t0 = time.perf_counter()
         try:
             reply = self._secure.answer(order)
-        except SecAggAborted as exc:
+        except (SecAggAborted, ValueError) as exc:
+            # ValueError: a peer's key or message no check above caught; the round
+            # fails for this site, the participant stays up for the next one.
             self._fail(client, order, str(exc), refused=False)
             return
         except SubmissionRefused as exc:

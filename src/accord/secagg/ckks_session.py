@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.errors import SecAggAborted
+from accord.jsontext import parse_json
 from accord.params import Params
 from accord.secagg.ckks import CkksParticipant, decrypt_sum
 from accord.secagg.ckks_release import NormalSource, release, system_normal
@@ -68,7 +69,7 @@ class CkksJob:
     def from_json(cls, text: str | bytes) -> CkksJob:
         """Parse and validate a job; ValueError with the reason if it is not one."""
         try:
-            raw: dict[str, Any] = json.loads(text)
+            raw: dict[str, Any] = parse_json(text)
             return cls(
                 run_id=str(raw["run_id"]),
                 round_number=int(raw["round_number"]),

@@ -78,6 +78,7 @@ __all__ = [
     "random_secret",
     "seal",
     "sign",
+    "small_order",
     "verify",
     "x25519_public",
 ]
@@ -89,6 +90,18 @@ KEY_BYTES = 32
 #: Bytes of an Ed25519 signature.
 SIGNATURE_BYTES = 64
 _NONCE_BYTES = 12
+_P25519 = 2**255 - 19
+#: The u-coordinates of every X25519 point of small order, on the curve and on its
+#: twist: 0 (order 2), 1 (order 4), p - 1 (order 4, twist) and the two of order 8.
+_SMALL_ORDER_U = frozenset(
+    {
+        0,
+        1,
+        _P25519 - 1,
+        325606250916557431795983626356110631294008115727848805560023387167927233504,
+        39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    }
+)
 #: Bytes :func:`seal` adds to a plaintext (nonce and GCM tag).
 SEAL_OVERHEAD = _NONCE_BYTES + 16
 _LENGTH = struct.Struct(">I")
@@ -160,6 +173,19 @@ def x25519_public(private_raw: bytes) -> bytes:
     return (
         X25519PrivateKey.from_private_bytes(private_raw).public_key().public_bytes_raw()
     )
+
+
+def small_order(public: bytes) -> bool:
+    """True for an X25519 public key of small order, in any of its encodings.
+
+    An agreement with such a key gives the all-zero secret whatever the private
+    key (a clamped scalar is a multiple of the cofactor), so it carries no secret
+    and ``cryptography`` refuses it with ValueError. Checked by arithmetic, not by
+    an agreement: the coordinator checks every advertised key, each round.
+    X25519 ignores the top bit and reduces modulo p, so those are undone first.
+    """
+    u = int.from_bytes(public, "little") & ((1 << 255) - 1)
+    return u % _P25519 in _SMALL_ORDER_U
 
 
 def agree(

@@ -31,6 +31,7 @@ from accord.secagg.crypto import (
     open_sealed,
     seal,
     sign,
+    small_order,
     verify,
 )
 from accord.secagg.messages import (
@@ -84,6 +85,12 @@ def verify_directory(
         peers[who] = advert
     if me not in seen:
         raise ValueError("the coordinator left out this participant's advertisement")
+    for who, advert in peers.items():
+        if small_order(advert.encryption_key) or small_order(advert.masking_key):
+            raise ValueError(
+                f"the advertisement of {who!r} carries a small-order X25519 key, "
+                "which agrees on the all-zero secret with anyone"
+            )
     public = [
         k for a in (own, *peers.values()) for k in (a.encryption_key, a.masking_key)
     ]

@@ -124,9 +124,16 @@ def remove_masks(
         private = tx.masking_private_key(cfg, dropped, secret)
         for peer in peers:
             first, second = sorted((peer, dropped), key=order.__getitem__)
-            key = tx.pairwise_mask_key(
-                cfg, private, adverts[peer].masking_key, first, second
-            )
+            try:
+                key = tx.pairwise_mask_key(
+                    cfg, private, adverts[peer].masking_key, first, second
+                )
+            except ValueError:  # a key the coordinator refuses on arrival
+                raise SecAggAborted(
+                    f"the masking key {peer!r} advertised agrees on no secret with "
+                    f"{dropped!r}'s, so their mask cannot be removed",
+                    stage=Stage.UNMASK.value,
+                ) from None
             # ``peer`` added this mask with sign +1 if ``dropped`` comes first.
             remove.append((key, -1 if first == dropped else 1))
     masks.combine(total, remove)

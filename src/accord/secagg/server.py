@@ -29,7 +29,7 @@ import numpy as np
 from accord.errors import RefusalKind, SecAggAborted, SubmissionRefused
 from accord.secagg import transcript as tx
 from accord.secagg.config import SecAggConfig
-from accord.secagg.crypto import KEY_BYTES, SEAL_OVERHEAD, verify
+from accord.secagg.crypto import KEY_BYTES, SEAL_OVERHEAD, small_order, verify
 from accord.secagg.dealing import dealing_is_signed
 from accord.secagg.mask import MaskGenerator, RingVector
 from accord.secagg.messages import (
@@ -91,6 +91,7 @@ class SecAggServer:
         self._stage = Stage.ADVERTISE
         self._total: RingVector = np.zeros(config.vector_size, dtype=np.uint32)
         self._adverts: dict[str, AdvertiseKeys] = {}  # U1
+        self._public_keys: set[bytes] = set()  # every key U1 advertised
         self._dealt: dict[str, ShareKeys] = {}  # U2
         self._inputs: set[str] = set()  # U3, growing
         self._survivors: tuple[str, ...] = ()  # U3, closed
@@ -165,6 +166,28 @@ class SecAggServer:
             if not verify(self._keys[who], message.signature, statement):
                 raise _refuse(
                     "corrupt", "the advertisement's signature is invalid", who
+                )
+            public = (message.encryption_key, message.masking_key)
+            if any(small_order(k) for k in public):
+                raise _refuse(
+                    "malformed",
+                    "a public key is a small-order X25519 point, which agrees on the "
+                    "all-zero secret with anyone; advertise fresh keys",
+                    who,
+                )
+            if public[0] == public[1]:
+                raise _refuse(
+                    "malformed",
+                    "the encryption and masking keys are the same; the protocol "
+                    "needs two independent key pairs",
+                    who,
+                )
+            if any(k in self._public_keys for k in public):
+                raise _refuse(
+                    "malformed",
+                    "a public key another participant advertised this round; "
+                    "advertise fresh keys",
+                    who,
                 )
         elif isinstance(message, ShareKeys):
             expected = set(self._index[who]) - {who}
@@ -247,6 +270,7 @@ class SecAggServer:
         who = message.sender
         if isinstance(message, AdvertiseKeys):
             self._adverts[who] = message
+            self._public_keys.update((message.encryption_key, message.masking_key))
         elif isinstance(message, ShareKeys):
             self._dealt[who] = message
         elif isinstance(message, MaskedInput):

@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.errors import ConfigError, SecAggAborted
+from accord.jsontext import parse_json
 from accord.params import Params, ParamSpec
 from accord.privacy.noise import NoiseSource
 from accord.secagg.config import SecAggConfig
@@ -155,6 +156,40 @@ class SecureJob:
             return encoding.decode(total, contributors, values)
         return encoding.decode(total)
 
+    def implausible(
+        self, weighted: npt.NDArray[np.float64], weight: float, contributors: int
+    ) -> str | None:
+        """Why a decoded total no ``contributors`` honest sites can produce is one.
+
+        Every honest site encodes a weight in ``[0, 1]`` and values clipped to
+        ``[-clip, clip]`` times that weight, so the total weight lies in
+        ``[0, contributors]`` and each coordinate of the weighted sum within
+        ``clip`` times the total weight, up to the encoding's rounding. A site
+        running modified code can write any ring words, and masking hides which
+        site did: a total outside those bounds is refused whole rather than
+        released (a negative weight word could otherwise inflate the mean, words
+        past the clip range shift it by up to ``contributors * clip``).
+        """
+        encoding = self.encoding
+        slack = encoding.weight_bound
+        if not -slack <= weight <= contributors + slack:
+            return (
+                f"the unmasked total weight {weight:.6g} is outside [0, "
+                f"{contributors}], the range {contributors} contributors' weights "
+                "can sum to: a participant sent a weight no honest site encodes; "
+                "nothing is released"
+            )
+        bound = self.clip * max(weight, 0.0) + self.clip * slack
+        bound += contributors / encoding.scale
+        largest = float(np.max(np.abs(weighted))) if weighted.size else 0.0
+        if not largest <= bound:
+            return (
+                f"a coordinate of the unmasked weighted sum is {largest:.6g}, above "
+                f"clip x total weight ({bound:.6g}): a participant sent values "
+                "beyond the clip range; nothing is released"
+            )
+        return None
+
     def weight(self, num_examples: int) -> float:
         """A site's weight in ``[0, 1]``: its examples over the declared cap."""
         return min(max(num_examples, 0), self.max_examples) / self.max_examples
@@ -187,7 +222,7 @@ class SecureJob:
     def from_json(cls, text: str | bytes) -> SecureJob:
         """Parse and validate a job; ValueError with the reason if it is not one."""
         try:
-            raw: dict[str, Any] = json.loads(text)
+            raw: dict[str, Any] = parse_json(text)
             return cls(
                 run_id=str(raw["run_id"]),
                 round_number=int(raw["round_number"]),

@@ -10,7 +10,6 @@ train, encode and mask the update in the site's own process, answer each stage.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 
 from accord.data.arrays import ArrayData
 from accord.errors import SecAggAborted, SubmissionRefused
+from accord.jsontext import parse_json
 from accord.params import Params
 from accord.secagg.ckks_session import CkksJob, ckks_decrypt, ckks_upload
 from accord.secagg.crypto import Ed25519PrivateKey, SignatureCheck, identity_public
@@ -198,7 +198,7 @@ def decrypt_ckks(
 def parse_job(text: str) -> SecureJob | CkksJob:
     """A training job's secure settings, masking or CKKS; ValueError if neither."""
     try:
-        mode = json.loads(text).get("mode", "masking")
+        mode = parse_json(text).get("mode", "masking")
     except (ValueError, AttributeError):
         raise ValueError("secure settings are not a JSON object") from None
     return CkksJob.from_json(text) if mode == "ckks" else SecureJob.from_json(text)

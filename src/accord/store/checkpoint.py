@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 _FORMAT = "accord-checkpoint/1"
 _NAME = re.compile(r"^round-(\d{5,})\.safetensors$")
+#: A checkpoint's temporary file while it is written (:func:`_write_atomically`).
+_PARTIAL = re.compile(r"^\.round-\d+\.safetensors\..+\.tmp$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: The largest JSON header read (accord writes ~150 bytes per tensor: 100k tensors).
 MAX_HEADER_BYTES = 16 << 20
@@ -180,6 +182,26 @@ class CheckpointStore:
         that the store has not lost rounds its checkpoints show were committed.
         """
         return sorted(number for number, _ in self._found(run_id))
+
+    def discard_partial(self, run_id: str) -> list[Path]:
+        """Remove the half-written files a killed writer left in ``run_id``'s folder.
+
+        A checkpoint is written to a temporary file and renamed into place
+        (:func:`_write_atomically`); a process killed before the rename leaves the
+        temporary file, a whole model's size, that nothing reads. Call this only
+        while holding the run (its lease), before it writes again. Returns what
+        was removed.
+        """
+        folder = self.path(run_id, 0).parent
+        if not folder.is_dir():
+            return []
+        removed = []
+        for p in folder.iterdir():
+            if _PARTIAL.match(p.name) and p.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+        return removed
 
     def _found(self, run_id: str) -> list[tuple[int, Path]]:
         folder = self.path(run_id, 0).parent

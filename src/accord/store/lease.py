@@ -46,6 +46,7 @@ import re
 import socket
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ if sys.platform != "win32":
     import fcntl
 
 __all__ = [
+    "database_file",
     "Acquire",
     "Holder",
     "Leases",
@@ -210,7 +212,7 @@ def _nothing() -> None:
 
 def acquirer(url: URL, engine: Engine, *, where: str) -> Acquire:
     """How a store on ``url`` takes a lease across processes (see the module)."""
-    path = engines.sqlite_path(url)
+    path = database_file(url)
     if path is not None:
         return lambda run_id, holder: lock_file(
             lease_file(path, run_id), run_id, holder
@@ -218,6 +220,29 @@ def acquirer(url: URL, engine: Engine, *, where: str) -> Acquire:
     if url.get_backend_name() == "postgresql":
         return lambda run_id, holder: advisory_lock(engine, run_id, holder, where=where)
     return in_process
+
+
+def database_file(url: URL) -> Path | None:
+    """The file a SQLite URL opens, as one name whatever the URL calls it.
+
+    Two URLs may open the same file: a relative and an absolute path, a symbolic
+    link, or SQLite's ``file:`` URI form (``?uri=true``). Their leases must be
+    the same lock file, so the path is resolved (links followed) and a URI is
+    read as SQLite reads it. None for an in-memory database and other backends.
+    """
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database
+    if not database or database == ":memory:":
+        return None
+    if url.query.get("uri"):
+        if url.query.get("mode") == "memory" or not database.startswith("file:"):
+            return None
+        parsed = urllib.parse.urlparse(database)
+        database = urllib.parse.unquote(parsed.path)
+        if not database or database == ":memory:":
+            return None
+    return Path(database).resolve()
 
 
 def lease_file(database: Path, run_id: str) -> Path:

@@ -30,6 +30,7 @@ from accord.records import (
     RunInfo,
     RunStatus,
     UpdateScore,
+    metric_name_problem,
 )
 
 __all__ = [
@@ -138,8 +139,9 @@ def check_round(record: RoundRecord) -> None:
         _check_outcome(where, outcome)
     for metric in record.metrics:
         _choice(where, "metric scope", metric.scope, get_args(MetricScope))
-        if not metric.name:
-            raise StoreError(f"{where}: a metric has an empty name")
+        problem = metric_name_problem(metric.name)
+        if problem is not None:
+            raise StoreError(f"{where}: {problem}")
     for spent in record.privacy:
         _check_privacy(where, spent)
     scored = [sc.participant for sc in record.scores]

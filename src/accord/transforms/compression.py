@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.errors import UpdateRejected
+from accord.jsontext import parse_json
 
 __all__ = [
     "OPTION_KEY",
@@ -117,7 +118,7 @@ class Declared:
         if raw is None:
             return None
         try:
-            doc = json.loads(raw) if isinstance(raw, str) else None
+            doc = parse_json(raw) if isinstance(raw, str) else None
         except ValueError:
             doc = None
         if not isinstance(doc, dict) or set(doc) != set(_DECLARED_KEYS):

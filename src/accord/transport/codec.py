@@ -29,7 +29,9 @@ from typing import Any, TypeVar
 from google.protobuf.message import DecodeError, Message
 
 from accord.errors import RefusalKind, SubmissionRefused
+from accord.jsontext import parse_json
 from accord.params import ParamSpec, TensorSpec
+from accord.records import metric_name_problem
 from accord.task.protocol import TrainConfig
 from accord.transport.frames import chunk_frame, fast_chunk
 from accord.transport.messages import (
@@ -175,10 +177,13 @@ def _metrics(values: Mapping[str, float]) -> dict[str, float]:
         raise _malformed(f"more than {_MAX_METRICS} metrics")
     out: dict[str, float] = {}
     for name in sorted(values):
+        problem = metric_name_problem(name)
+        if problem is not None:
+            raise _malformed(problem)
         value = float(values[name])
         if not math.isfinite(value):
             raise _malformed(f"metric {name!r} is {value}; metrics must be finite")
-        out[_text(name, "a metric name", limit=200)] = value
+        out[name] = value
     return out
 
 
@@ -344,7 +349,7 @@ def encode_train_config(config: TrainConfig) -> str:
 def decode_train_config(text: str) -> TrainConfig:
     """Parse :func:`encode_train_config`'s JSON, checking every field's type."""
     try:
-        raw = json.loads(text)
+        raw = parse_json(text)
     except ValueError as exc:
         raise _malformed(f"the training configuration is not JSON: {exc}") from None
     ints = ("epochs", "batch_size", "seed", "round")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from accord.errors import MissingExtraError, PkiError
+from accord.jsontext import parse_json
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -140,7 +141,7 @@ def _b64(value: object, what: str, source: str) -> bytes:
 
 def _document(data: bytes, source: str) -> dict[str, Any]:
     try:
-        doc = json.loads(data)
+        doc = parse_json(data)
     except (UnicodeDecodeError, json.JSONDecodeError):
         doc = None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:

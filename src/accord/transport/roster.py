@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Literal, get_args
 
 from accord.errors import MissingExtraError, PkiError
+from accord.jsontext import parse_json
 
 try:
     from cryptography import x509
@@ -193,7 +194,7 @@ class Roster:
     def from_bytes(cls, data: bytes, *, source: str = "roster") -> Roster:
         """Parse a ``roster.json``; raise PkiError naming ``source`` if malformed."""
         try:
-            doc = json.loads(data)
+            doc = parse_json(data)
             entries = tuple(RosterEntry.from_json(e) for e in doc["certificates"])
             return cls(str(doc["federation"]), str(doc["federation_id"]), entries)
         except (ValueError, KeyError, TypeError) as exc:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accord.aggregation.qfedavg import LOSS_METRIC, QFedAvgAccumulator, qfedavg
+from accord.aggregation.qfedavg import (
+    LOSS_METRIC,
+    MAX_LOSS_POWER,
+    QFedAvgAccumulator,
+    qfedavg,
+)
 from accord.errors import UpdateRejected
 from accord.params import Params
 
@@ -79,3 +84,27 @@ def test_add_needs_a_report_first():
 
     with pytest.raises(ValueError, match="report"):
         acc.add(U[0], 1.0)
+
+
+@pytest.mark.parametrize(
+    ("loss", "q"),
+    [
+        (1e200, 2.0),  # 1e400: Python's float power raises OverflowError
+        (1e101, 1.0),  # finite, just past the bound on F^q
+        (1e51, 2.0),  # F^q = 1e102
+    ],
+)
+def test_a_finite_loss_whose_power_overflows_is_refused_not_raised(loss, q):
+    acc = QFedAvgAccumulator(U[0].spec, q=q, lipschitz=10.0)
+
+    with pytest.raises(UpdateRejected, match="too large for q-FedAvg"):
+        acc.check_report({LOSS_METRIC: loss})
+    with pytest.raises(UpdateRejected, match="too large for q-FedAvg"):
+        acc.report({LOSS_METRIC: loss})
+
+
+def test_a_loss_just_within_the_power_bound_gives_a_finite_step():
+    loss = MAX_LOSS_POWER ** (1 / 2) * 0.999  # F^2 just under the bound
+    step = qfedavg([*U, Params({"w": np.array(1.0)})], [*F, loss], q=2.0, lipschitz=1)
+
+    assert np.isfinite(step["w"])

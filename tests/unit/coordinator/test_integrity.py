@@ -324,3 +324,35 @@ def test_a_lying_eval_report_is_refused_recorded_and_left_out():
     (event,) = store.events(result.run_id)
     assert (event.participant, event.kind) == ("c", "eval_refused")
     assert "is above this federation's bound" in event.detail
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("", "empty name"),
+        ("x" * 201, "longer than 200"),
+        ("loss\x00", "control characters"),
+        ("acc\nuracy", "control characters"),
+        ("\ud800", "unpaired surrogates"),
+    ],
+)
+def test_a_metric_name_the_store_cannot_keep_is_refused(name, reason):
+    with pytest.raises(UpdateRejected, match=reason):
+        check_eval_report({name: 0.5}, 10, "a", BOUNDS)
+
+    class Acc:
+        def add(self, update: Params, weight: float) -> None:
+            raise AssertionError("a refused update was folded")
+
+        def result(self) -> Params:
+            return _p(0.0)
+
+    rnd = Round(RoundPlan(1, SITES, 1), _p(0).spec, Acc(), bounds=BOUNDS)
+    outcome = rnd.receive(TrainDone("c", 1, _p(1.0), 10, 0.1, metrics={name: 1.0}))
+    rnd.drain()
+    assert outcome.status == "rejected"
+    assert reason in (outcome.reason or "")
+
+
+def test_a_name_of_200_characters_is_kept():
+    check_eval_report({"x" * 200: 0.5, "fairness:é:tp": 3.0}, 10, "a", BOUNDS)

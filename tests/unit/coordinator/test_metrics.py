@@ -46,3 +46,19 @@ def test_train_metrics_ignore_participants_that_did_not_contribute():
 def test_no_results_give_no_metrics():
     assert federated_metrics({}) == []
     assert train_metrics([]) == []
+
+
+def test_finite_values_that_overflow_the_weighted_sum_give_a_finite_mean():
+    # 1.7e308 x 30 examples overflows; weighed by its share it does not.
+    results = {"a": _eval("a", 10, loss=1.0), "b": _eval("b", 30, loss=1.7e308)}
+    values = federated_metrics(results)
+    fed = {m.name: m.value for m in values if m.scope == "federated"}
+
+    assert math.isfinite(fed["loss"])
+    assert fed["loss"] == pytest.approx(1.7e308 * 0.75)
+
+
+def test_train_metrics_that_overflow_stay_finite():
+    values = train_metrics([_outcome("ok", 10, 1e308), _outcome("ok", 30, 1e308)])
+
+    assert [(m.name, m.value) for m in values] == [("train_loss", pytest.approx(1e308))]

@@ -173,7 +173,7 @@ def test_config_differences_are_all_listed() -> None:
     assert "federation.rounds: run has 4, config has 9" in message
     assert 'federation.name: run has "federation", config has "other"' in message
     assert "train.options.extra: run has null, config has [1, 2]" in message
-    assert "only [simulation] and [store] may differ" in message
+    assert "only [simulation] but its slowdown, [store]" in message
 
 
 def test_a_coordinator_may_wait_longer_but_not_change_its_roster() -> None:
@@ -218,3 +218,16 @@ def test_a_run_created_first_is_the_one_that_runs(tmp_path: Path) -> None:
         assert [r.number for r in store.rounds(run_id)] == [1, 2]
         with pytest.raises(StoreError, match="continue it with resume"):
             coordinator.run(initial, run_id=run_id)
+
+
+def test_a_resume_with_another_slowdown_is_refused() -> None:
+    """slowdown decides which sites a round closes without: it shapes the model."""
+    stored = make_config().to_json_dict()
+    slower = dict(stored, simulation={"workers": 8, "slowdown": {"site-02": 50.0}})
+    same = dict(stored, simulation={"workers": 8})  # slowdown left at its default
+
+    check_same_config("r", stored, same)
+    with pytest.raises(
+        ConfigError, match=r"simulation\.slowdown\.site-02: run has null"
+    ):
+        check_same_config("r", stored, slower)

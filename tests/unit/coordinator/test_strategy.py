@@ -142,3 +142,35 @@ def test_a_round_with_too_few_updates_for_its_rule_fails_with_the_reason(
     assert "round 4 failed" in str(failed.value)
     assert keys["aggregation"] in str(failed.value)
     assert failed.value.received == received
+
+
+@pytest.mark.parametrize("rule", ["weighted_median"])
+def test_a_site_at_the_default_share_cannot_pull_a_median(rule):
+    """Capped at exactly half the weight, one site pulled the median halfway."""
+    from accord.aggregation import make_rule
+    from accord.coordinator.strategy import CollectingAccumulator
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(16)
+    honest = [
+        Params({"w": (base + 0.1 * rng.standard_normal(16)).astype(np.float32)})
+        for _ in range(4)
+    ]
+    acc = CollectingAccumulator(make_rule(rule), 0.5)  # the default share
+    for update in honest:
+        acc.add(update, 10.0)
+    acc.add(Params({"w": np.full(16, 1e30, np.float32)}), 100_000.0)
+
+    out = acc.result()["w"]
+    assert np.isfinite(out).all()
+    assert float(np.abs(out).max()) <= max(float(np.abs(u["w"]).max()) for u in honest)
+
+
+def test_held_below_keeps_a_cap_under_the_breakdown_and_leaves_others():
+    from accord.coordinator.strategy import held_below
+
+    assert held_below(0.5, 0.5) < 0.5
+    assert held_below(0.9, 0.5) < 0.5
+    assert held_below(0.3, 0.5) == 0.3
+    assert held_below(None, 0.5) is None
+    assert held_below(0.5, None) == 0.5

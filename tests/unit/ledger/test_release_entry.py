@@ -71,3 +71,24 @@ def test_a_release_entry_before_the_closing_entry_is_named(tmp_path):
         p.position == 2 and "does not follow the run's closing" in p.message
         for p in verdict.problems
     )
+
+
+def test_a_release_of_another_model_than_the_closed_one_is_named(tmp_path):
+    signer = simulation_signer(tmp_path)
+    records = write_ledger(signer)  # closed with digest(103) as the final model
+    writer = LedgerWriter(signer, "run-1", head=records)
+    other = writer.release(
+        model=digest(102),  # round 2's model, released as the final one
+        passed=True,
+        gates={},
+        results=[],
+        fairness=None,
+        output=digest(9),
+    )
+
+    verdict = verdict_of([*records, other], signer)
+
+    assert not verdict.ok
+    (problem,) = verdict.problems
+    assert problem.position == len(records)
+    assert "the release is not of this run's model" in problem.message
