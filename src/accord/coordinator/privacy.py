@@ -34,6 +34,7 @@ adaptive clip) from the privacy recorded with its rounds.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -44,9 +45,10 @@ import numpy as np
 from accord.aggregation.dp_mean import DpMeanAccumulator
 from accord.config import FedConfig, PrivacyConfig
 from accord.errors import ConfigError
+from accord.jsontext import parse_json
 from accord.params import ParamSpec
 from accord.privacy import AdaptiveClip, NoiseSource
-from accord.records import PrivacySpent, RoundRecord
+from accord.records import PrivacySpent, RoundRecord, RunEvent
 from accord.secagg.config import round_parameters
 from accord.secagg.noised import DistributedNoise
 
@@ -57,12 +59,22 @@ if TYPE_CHECKING:  # dp-accounting is imported only once DP is on
 
 Placement = Literal["central", "distributed"]
 
-__all__ = ["INITIAL_ADAPTIVE_CLIP", "CentralPrivacy", "check_supported"]
+__all__ = [
+    "INITIAL_ADAPTIVE_CLIP",
+    "RELEASED_EVENT",
+    "CentralPrivacy",
+    "check_supported",
+    "released_detail",
+    "released_spend",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Where an adaptive clip starts when ``clip`` is not given (Andrew et al.'s 0.1).
 INITIAL_ADAPTIVE_CLIP = 0.1
+#: The run event written, before a round's noised model leaves the coordinator,
+#: with the round's participant-level spend (:func:`released_detail`).
+RELEASED_EVENT = "privacy_released"
 
 
 def check_supported(config: FedConfig) -> None:
@@ -206,26 +218,54 @@ class CentralPrivacy:
             self.settings.accountant if self.placement == "central" else "skellam-rdp"
         )
 
-    def restore(self, recorded: Sequence[RoundRecord]) -> None:
-        """Account the rounds a resumed run recorded; continue their adaptive clip."""
-        from accord.privacy.distributed import SkellamEvent
-        from accord.privacy.events import participant_round_event
+    def restore(
+        self, recorded: Sequence[RoundRecord], released: Sequence[RunEvent] = ()
+    ) -> None:
+        """Account the rounds a resumed run recorded; continue their adaptive clip.
 
+        ``released`` are the run's :data:`RELEASED_EVENT` events: a round's noised
+        model goes to the sites (and its evaluation) before the round is recorded,
+        so a process stopped in between released a model the records do not
+        account. Each such release is composed too, so the budget holds across
+        crashes; the round run again spends its own.
+        """
+        recorded_spend: set[int] = set()
         for record in recorded:
             for spent in record.privacy:
                 if spent.level != "participant" or spent.participant is not None:
                     continue
-                if self.placement == "distributed":
-                    d = spent.details
-                    self.accountant.compose(
-                        SkellamEvent(d["skellam_mu"], d["l2"], d["l1"])
-                    )
+                recorded_spend.add(record.number)
+                self._compose(spent)
+                if self.placement == "central":
+                    self.clip = spent.details.get("next_clip", self.clip)
+        by_round: dict[int, list[RunEvent]] = {}
+        for event in released:
+            if event.kind == RELEASED_EVENT and event.round is not None:
+                by_round.setdefault(event.round, []).append(event)
+        for number, events in sorted(by_round.items()):
+            if number in recorded_spend:
+                events = events[:-1]  # the last release is the one recorded
+            for event in events:
+                lost = released_spend(event.detail)
+                if lost is None:
                     continue
-                event = participant_round_event(
-                    spent.noise_multiplier, spent.sampling_rate
+                logger.warning(
+                    "round %d's noised model was released before a stop that kept "
+                    "it from being recorded: its privacy spent is accounted",
+                    number,
                 )
-                self.accountant.compose(event)
-                self.clip = spent.details.get("next_clip", self.clip)
+                self._compose(lost)
+
+    def _compose(self, spent: PrivacySpent) -> None:
+        from accord.privacy.distributed import SkellamEvent
+        from accord.privacy.events import participant_round_event
+
+        if self.placement == "distributed":
+            d = spent.details
+            self.accountant.compose(SkellamEvent(d["skellam_mu"], d["l2"], d["l1"]))
+            return
+        event = participant_round_event(spent.noise_multiplier, spent.sampling_rate)
+        self.accountant.compose(event)
 
     def admit(self, selected: int, eligible: int, *, values: int = 1) -> float:
         """Epsilon after a round of ``selected`` out of ``eligible``.
@@ -356,3 +396,39 @@ def _skellam(plan: DistributedNoise, contributors: int) -> SkellamEvent:
 
     l2, l1 = plan.sensitivity
     return SkellamEvent(plan.summed_noise(contributors), l2, l1)
+
+
+def released_detail(spent: PrivacySpent) -> str:
+    """The :data:`RELEASED_EVENT` detail of a round's participant-level spend."""
+    return json.dumps(
+        {
+            "noise_multiplier": spent.noise_multiplier,
+            "sampling_rate": spent.sampling_rate,
+            "epsilon": spent.epsilon,
+            "delta": spent.delta,
+            "accountant": spent.accountant,
+            "clip": spent.clip,
+            "details": dict(spent.details),
+        },
+        sort_keys=True,
+    )
+
+
+def released_spend(detail: str) -> PrivacySpent | None:
+    """The spend :func:`released_detail` wrote; None if the detail is unreadable."""
+    try:
+        d = parse_json(detail)
+        return PrivacySpent(
+            level="participant",
+            participant=None,
+            epsilon=float(d["epsilon"]),
+            delta=float(d["delta"]),
+            accountant=str(d["accountant"]),
+            noise_multiplier=float(d["noise_multiplier"]),
+            sampling_rate=float(d["sampling_rate"]),
+            clip=None if d.get("clip") is None else float(d["clip"]),
+            details={str(k): float(v) for k, v in d["details"].items()},
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        logger.error("a %s event is unreadable: %.200s", RELEASED_EVENT, detail)
+        return None

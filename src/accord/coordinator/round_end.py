@@ -34,6 +34,7 @@ from accord.coordinator.executor import Executor
 from accord.coordinator.lineage import Lineage
 from accord.coordinator.metrics import train_metrics
 from accord.coordinator.model_eval import ModelEvaluation
+from accord.coordinator.privacy import RELEASED_EVENT, released_detail
 from accord.coordinator.strategy import Strategy
 from accord.coordinator.summary import RoundSummary
 from accord.errors import AggregateRejected
@@ -159,6 +160,19 @@ class RoundEnd:
         # GIL) while the model is packed for the sites and evaluated; nothing here
         # writes to ``params`` or ``state``. The round is recorded once it is on
         # disk, and (without overlap) before the next round's jobs go out.
+        released = [
+            p for p in spent if p.level == "participant" and p.participant is None
+        ]
+        if released:
+            # Durable before the noised model leaves: a stop before the round is
+            # recorded must not let a resumed run forget this release.
+            self._store.record_event(
+                run_id,
+                round=number,
+                participant=None,
+                kind=RELEASED_EVENT,
+                detail=released_detail(released[-1]),
+            )
         written = in_background(save) if checkpoints is not None else save
         published = self._strategy.published(params, state)
         # SCAFFOLD publishes its control variate after the model: its own digest.

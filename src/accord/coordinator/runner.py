@@ -426,7 +426,7 @@ class Coordinator:
         stopped: str | None = None
         try:
             if self._privacy is not None:
-                self._privacy.restore(recorded)
+                self._privacy.restore(recorded, self._store.events(run_id))
             if self._record is not None:
                 self._record.restore(recorded)
             for made in self._rounds(run_id, first, params, state, recorded):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from accord.config import FedConfig, config_from_mapping
+from accord.coordinator.privacy import RELEASED_EVENT as RELEASED
 from accord.coordinator.privacy import CentralPrivacy
 from accord.coordinator.summary import RoundSummary
 from accord.errors import ConfigError
@@ -217,3 +218,62 @@ def test_an_unreachable_target_is_refused_before_any_run_exists(
             simulate(config, store=store)
         assert store.list_runs() == []
     assert err.value.key == "privacy.target_epsilon"
+
+
+def _dp_config(tmp_path: Path, rounds: int) -> FedConfig:
+    return config_from_mapping(
+        {
+            "federation": {"rounds": rounds, "seed": 3},
+            "data": {"dataset": "synthetic", "sites": 4, "options": {"rows": 400}},
+            "task": {"factory": "accord.task.numpy_task:softmax_regression"},
+            "evaluation": {"federated": True},
+            "simulation": {"workers": 0},
+            "privacy": {
+                "level": "participant",
+                "noise_multiplier": 1.5,
+                "clip": 0.5,
+                "accountant": "rdp",
+            },
+        },
+        base_dir=tmp_path,
+    )
+
+
+def test_a_release_a_stop_kept_from_being_recorded_is_still_accounted(
+    tmp_path: Path,
+) -> None:
+    """Round 2's noised model reached the sites (and their evaluation), then the
+    coordinator stopped before recording it: the resumed run runs round 2 again
+    with fresh noise, so the sites saw three releases, and three are accounted."""
+
+    class StopsOnce(MemoryStore):
+        stopped = False
+
+        def record_round(self, record: Any, *a: Any, **k: Any) -> None:
+            if record.number == 2 and not StopsOnce.stopped:
+                StopsOnce.stopped = True
+                raise KeyboardInterrupt("stopped after round 2 was released")
+            super().record_round(record, *a, **k)
+
+    with StopsOnce() as store:
+        with pytest.raises(KeyboardInterrupt):
+            simulate(_dp_config(tmp_path, 2), store=store, checkpoint_dir=tmp_path)
+        (run,) = store.list_runs()
+        released = [e.round for e in store.events(run.run_id) if e.kind == RELEASED]
+        assert released == [1, 2]
+        resumed = simulate(
+            _dp_config(tmp_path, 2),
+            store=store,
+            checkpoint_dir=tmp_path,
+            resume=run.run_id,
+        )
+    with MemoryStore() as clean:
+        three = simulate(
+            _dp_config(tmp_path / "clean", 3),
+            store=clean,
+            checkpoint_dir=tmp_path / "clean",
+        )
+    two = [r.epsilon for r in three.run.rounds]
+
+    assert resumed.run.rounds[-1].epsilon == pytest.approx(two[2])  # three releases
+    assert resumed.run.rounds[-1].epsilon > two[1]
