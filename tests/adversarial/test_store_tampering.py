@@ -308,3 +308,56 @@ def test_release_gates_are_judged_on_the_signed_figures(tmp_path):
     assert released.exit_code != 0
     assert not out.exists()
     assert "round 3 metric federated.accuracy is 0.995 in the store" in released.output
+
+
+def _export(tmp_path: Path):
+    out = tmp_path / "ledger.jsonl"
+    args = ["audit", "export", "latest", "--store", _url(tmp_path), "-o", str(out)]
+    return runner.invoke(app, args), out
+
+
+def test_export_refuses_a_ledger_cut_after_an_earlier_closing(
+    tmp_path,
+    ctrl_c,  # noqa: F811
+):
+    """Cut at the aborted closing, the ledger verifies alone; the store knows the
+    run completed four rounds, so the export refuses."""
+    run_id = _interrupted_at_2(tmp_path, ctrl_c)
+    assert _simulate(tmp_path, "--resume", "auto").exit_code == 0
+    honest, out = _export(tmp_path)
+    assert honest.exit_code == 0, honest.output
+    out.unlink()
+    with SqlStore(_url(tmp_path)) as store:
+        first_close = min(
+            e.sequence for e in store.ledger(run_id) if e.kind == "run-closed"
+        )
+    _sql(
+        tmp_path,
+        "DELETE FROM accord_ledger WHERE run_id=? AND sequence>?",
+        run_id,
+        first_close,
+    )
+
+    cut, out = _export(tmp_path)
+
+    assert cut.exit_code != 0
+    assert not out.exists()
+    assert "the store has rounds 1-4, the ledger's round entries 1-2" in cut.output
+    assert "the store says the run completed" in cut.output
+
+
+def test_export_refuses_a_ledger_whose_release_entry_was_deleted(tmp_path):
+    (tmp_path / "fed.toml").write_text(FED3)
+    assert _simulate(tmp_path, "--json").exit_code == 0
+    run_id = _run_id(tmp_path)
+    model = tmp_path / "model.safetensors"
+    assert _release(tmp_path, model).exit_code == 0
+    _sql(
+        tmp_path, "DELETE FROM accord_ledger WHERE run_id=? AND kind='release'", run_id
+    )
+
+    cut, out = _export(tmp_path)
+
+    assert cut.exit_code != 0
+    assert not out.exists()
+    assert "the store recorded 1 release(s), the ledger holds 0" in cut.output

@@ -50,7 +50,7 @@ def export_command(
 ) -> None:
     """Write the run's ledger and receipts as one JSON Lines file."""
     from accord.cli.runs import resolve_run
-    from accord.ledger.export import export_run
+    from accord.ledger.export import disagreements, export_run
     from accord.store import open_store
 
     with reported():
@@ -58,8 +58,18 @@ def export_command(
         try:
             run_id = resolve_run(db, run)
             entries, receipts = db.ledger(run_id), db.receipts(run_id)
+            found = disagreements(
+                db.get_run(run_id), db.rounds(run_id), entries, db.events(run_id)
+            )
         finally:
             db.close()
+        if found:
+            raise LedgerError(
+                f"run {run_id}'s ledger disagrees with the store's record of it ("
+                + "; ".join(found)
+                + "): entries were removed from the ledger or rows edited in the "
+                "database. Nothing was exported; restore the database from a backup"
+            )
         text = export_run(run_id, entries, receipts)
         if output is None:
             typer.echo(text, nl=False)

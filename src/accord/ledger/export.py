@@ -26,9 +26,16 @@ from accord.errors import LedgerError
 from accord.jsontext import parse_json
 from accord.ledger.dsse import MAX_ENVELOPE_BYTES, Envelope
 from accord.ledger.statement import parse_statement
-from accord.records import LedgerRecord, ReceiptRecord
+from accord.records import LedgerRecord, ReceiptRecord, RoundRecord, RunEvent, RunInfo
 
-__all__ = ["FORMAT_VERSION", "Export", "dump_export", "export_run", "parse_export"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Export",
+    "disagreements",
+    "dump_export",
+    "export_run",
+    "parse_export",
+]
 
 FORMAT_VERSION = 1
 _MAX_CERTIFICATES = 10_000
@@ -125,3 +132,60 @@ def parse_export(text: str, *, source: str = "the export") -> Export:
             raise LedgerError(f"{source}'s header holds an unreadable certificate")
         decoded.append(der)
     return Export(run, tuple(decoded), tuple(lines[1:]))
+
+
+def disagreements(
+    run: RunInfo,
+    rounds: Sequence[RoundRecord],
+    entries: Sequence[LedgerRecord],
+    events: Sequence[RunEvent],
+) -> list[str]:
+    """Where the store's own record of a run contradicts the run's ledger.
+
+    The verifier reads an export alone, so a ledger cut at an entry boundary (its
+    last rounds, its closing, a release) still verifies there; the store knows
+    better. A round and its entry are committed together, the closing entry with
+    the run's status, and each release's entry before its event: so the rounds
+    must be those of the round entries, a closed run's status the last closing
+    entry's, and no release event may lack its entry. A run with no ledger (one
+    recorded before ledgers existed) has nothing to compare.
+    """
+    if not entries:
+        return []
+    found: list[str] = []
+    in_ledger = sorted(e.round for e in entries if e.kind == "round" and e.round)
+    in_store = sorted(r.number for r in rounds)
+    if in_ledger != in_store:
+        found.append(
+            f"the store has rounds {_span(in_store)}, the ledger's round entries "
+            f"{_span(in_ledger)}"
+        )
+    kinds = [e.kind for e in entries if e.kind != "release"]
+    if run.status != "running":
+        closing = [e for e in entries if e.kind == "run-closed"]
+        status = None
+        if closing and kinds and kinds[-1] == "run-closed":
+            predicate = parse_statement(
+                Envelope.from_json(closing[-1].envelope).payload
+            ).predicate
+            status = predicate.get("status")
+        if status != run.status:
+            found.append(
+                f"the store says the run {run.status}, the ledger's last entry "
+                + ("is not its closing" if status is None else f"says {status}")
+            )
+    released = sum(1 for e in events if e.kind == "release")
+    signed = sum(1 for e in entries if e.kind == "release")
+    if released > signed:
+        found.append(
+            f"the store recorded {released} release(s), the ledger holds {signed}"
+        )
+    return found
+
+
+def _span(numbers: Sequence[int]) -> str:
+    if not numbers:
+        return "none"
+    if list(numbers) == list(range(numbers[0], numbers[-1] + 1)):
+        return f"{numbers[0]}-{numbers[-1]}"
+    return ", ".join(str(n) for n in numbers)
