@@ -214,7 +214,9 @@ def test_the_coordinator_aborts_cleanly_if_a_small_order_key_got_past_it(
         h.parts["site04"].masked_input(deliveries["site04"], h.inputs["site04"])
     )
     u3 = h.server.survivor_list()
-    statement = tx.survivor_statement(cfg, u3.survivors)
+    statement = tx.survivor_statement(
+        cfg, u3.survivors, tx.directory_digest(cfg, directory.keys)
+    )
     for p in u3.survivors:
         h.server.receive(
             ConsistencySignature("run-1", 1, p, sign(h.identities[p], statement))
@@ -384,3 +386,31 @@ def test_a_total_weight_past_the_contributors_is_not_released():
     outcome = run_collector(_words(4, 5, value_units=0, weight=1.5), examples=100_000)
     assert outcome.delta is None
     assert "is outside [0, 5]" in (outcome.reason or "")  # 5.5 wraps below 0
+
+
+def test_survivor_signatures_of_another_sum_are_not_accepted():
+    """Two sums under one run and round (a coordinator's word): the signatures
+    collected in one do not vouch for the survivor set in the other."""
+    from accord.secagg.messages import SurvivorSignatures
+    from accord.secagg.participant import SecAggParticipant
+
+    from ..unit.secagg.conftest import seeded_entropy
+
+    a = Harness(n=5, seed=0)
+    b = Harness(n=5, seed=0)  # the same roster, run and round: a second sum
+    b.parts = {
+        p: SecAggParticipant(b.config, p, k, entropy=seeded_entropy(99, p))
+        for p, k in b.identities.items()
+    }
+    survivors_a = a.masked(a.share(a.advertise()))
+    signed_a = [a.parts[p].consistency_check(survivors_a) for p in a.parts]
+    survivors_b = b.masked(b.share(b.advertise()))
+    assert survivors_b.survivors == survivors_a.survivors
+    signed_b = [b.parts[p].consistency_check(survivors_b) for p in b.parts]
+    u3 = survivors_b.survivors
+    relayed = SurvivorSignatures("run-1", 1, u3, (signed_b[0], *signed_a[1:]))
+
+    with pytest.raises(SecAggAborted, match="do not cover the survivor set"):
+        b.parts["site00"].unmask(relayed)
+    # The sum's own signatures still unlock it for the others.
+    assert b.parts["site01"].unmask(SurvivorSignatures("run-1", 1, u3, tuple(signed_b)))

@@ -65,11 +65,14 @@ def check_signatures(
     signed: SurvivorSignatures,
     *,
     survivors: tuple[str, ...],
+    directory: bytes,
     check: SignatureCheck = verify,
 ) -> None:
     """Check the relayed signatures all cover ``survivors`` (the set signed here).
 
-    Raises :class:`EquivocationDetected` if the set or any signature differs, and
+    ``directory`` is the digest of this sum's key directory, which each signature
+    covers too (:func:`~accord.secagg.transcript.directory_digest`). Raises
+    :class:`EquivocationDetected` if the set or any signature differs, and
     ValueError if fewer than ``threshold`` participants confirmed it.
     """
     stage = str(Stage.UNMASK)
@@ -80,7 +83,7 @@ def check_signatures(
             stage=stage,
         )
     keys = cfg.identity_keys()
-    statement = tx.survivor_statement(cfg, survivors)
+    statement = tx.survivor_statement(cfg, survivors, directory)
     valid: set[str] = set()
     forged: list[str] = []
     for item in signed.signatures:

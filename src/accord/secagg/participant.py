@@ -126,6 +126,7 @@ class SecAggParticipant:
         self._seed = entropy(SECRET_BYTES)
         self._advert: AdvertiseKeys | None = None
         self._round_members: frozenset[str] = frozenset()
+        self._directory = b""  # the digest of the key directory received (U1)
         self._peers: dict[str, AdvertiseKeys] = {}
         self._bundles: dict[str, tx.ShareBundle] = {}
         self._survivors: tuple[str, ...] = ()
@@ -178,6 +179,7 @@ class SecAggParticipant:
             except ValueError as exc:
                 raise self._abort(str(exc)) from None
             self._round_members = frozenset(a.sender for a in directory.keys)
+            self._directory = tx.directory_digest(self._cfg, directory.keys)
             t = self._cfg.threshold
             if len(self._round_members) < t:
                 raise self._abort(
@@ -315,7 +317,9 @@ class SecAggParticipant:
             except ValueError as exc:
                 raise self._abort(str(exc)) from None
             self._survivors = survivors.survivors
-            statement = tx.survivor_statement(self._cfg, self._survivors)
+            statement = tx.survivor_statement(
+                self._cfg, self._survivors, self._directory
+            )
             self._stage = Stage.UNMASK
             return ConsistencySignature(
                 self._cfg.run_id,
@@ -334,7 +338,11 @@ class SecAggParticipant:
         with self._aborting():
             try:
                 check_signatures(
-                    self._cfg, signed, survivors=self._survivors, check=self._check
+                    self._cfg,
+                    signed,
+                    survivors=self._survivors,
+                    directory=self._directory,
+                    check=self._check,
                 )
             except ValueError as exc:
                 raise self._abort(str(exc)) from None

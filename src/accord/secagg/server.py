@@ -92,6 +92,7 @@ class SecAggServer:
         self._total: RingVector = np.zeros(config.vector_size, dtype=np.uint32)
         self._adverts: dict[str, AdvertiseKeys] = {}  # U1
         self._public_keys: set[bytes] = set()  # every key U1 advertised
+        self._directory = b""  # the digest of the directory sent (U1)
         self._dealt: dict[str, ShareKeys] = {}  # U2
         self._inputs: set[str] = set()  # U3, growing
         self._survivors: tuple[str, ...] = ()  # U3, closed
@@ -230,7 +231,9 @@ class SecAggServer:
                     who,
                 )
         elif isinstance(message, ConsistencySignature):
-            statement = tx.survivor_statement(self._cfg, self._survivors)
+            statement = tx.survivor_statement(
+                self._cfg, self._survivors, self._directory
+            )
             if not verify(self._keys[who], message.signature, statement):
                 raise _refuse("corrupt", "the signature does not cover U3", who)
         else:
@@ -290,11 +293,9 @@ class SecAggServer:
                 holders = self._graph.holders(dealer, alive=u1)
                 self._index[dealer] = {h: i + 1 for i, h in enumerate(holders)}
             self._stage = Stage.SHARE_KEYS
-            return KeyDirectory(
-                self._cfg.run_id,
-                self._cfg.round_number,
-                tuple(self._adverts[p] for p in self._in_order(u1)),
-            )
+            listed = tuple(self._adverts[p] for p in self._in_order(u1))
+            self._directory = tx.directory_digest(self._cfg, listed)
+            return KeyDirectory(self._cfg.run_id, self._cfg.round_number, listed)
 
     def deliver_shares(self) -> dict[str, SharesDelivery]:
         """Close stage 1: for each participant in U2, the shares addressed to it."""

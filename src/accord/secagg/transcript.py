@@ -40,7 +40,7 @@ from accord.secagg.crypto import (
     extend_frame,
     frame,
 )
-from accord.secagg.messages import ShareKind
+from accord.secagg.messages import AdvertiseKeys, ShareKind
 from accord.secagg.shamir import SHARE_BYTES, SHARE_FORMAT, check_share_value
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "advertisement",
     "commitment_of",
     "dealing_statement",
+    "directory_digest",
     "masking_private_key",
     "pairwise_mask_key",
     "seed_commitment",
@@ -198,9 +199,29 @@ def commitment_of(commitments: bytes, index: int, kind: ShareKind) -> bytes:
     return commitments[start : start + COMMITMENT_BYTES]
 
 
-def survivor_statement(cfg: SecAggConfig, survivors: tuple[str, ...]) -> bytes:
-    """What each survivor signs at the consistency check (stage 3)."""
-    return frame("survivors", cfg.run_id, cfg.round_number, *survivors)
+def directory_digest(cfg: SecAggConfig, adverts: Sequence[AdvertiseKeys]) -> bytes:
+    """The digest of the key directory one sum's participants were sent (U1).
+
+    Every key is fresh per sum, so it names the sum itself: a survivor's
+    signature over it (:func:`survivor_statement`) cannot be relayed into another
+    sum that the coordinator runs under the same run and round (a fairness or
+    statistics sum beside a training round's), and participants shown different
+    directories do not vouch for one another.
+    """
+    fields: list[bytes | str | int] = ["key-directory", cfg.run_id, cfg.round_number]
+    for a in adverts:
+        fields += [a.sender, a.encryption_key, a.masking_key, a.seed_commitment]
+    return digest(*fields)
+
+
+def survivor_statement(
+    cfg: SecAggConfig, survivors: tuple[str, ...], directory: bytes
+) -> bytes:
+    """What each survivor signs at the consistency check (stage 3).
+
+    ``directory`` is :func:`directory_digest` of the sum's key directory.
+    """
+    return frame("survivors", cfg.run_id, cfg.round_number, directory, *survivors)
 
 
 def share_associated_data(cfg: SecAggConfig, dealer: str, holder: str) -> bytes:
