@@ -15,6 +15,15 @@ step) is ``sum_k F_k^q L u_k / sum_k h_k``. Sites weigh by their loss, not their
 example counts. :class:`QFedAvgAccumulator` folds updates one at a time: the
 numerator is one float64 copy of the model, the denominator a number.
 
+A site's weight is the loss it reports, to the power ``q``: a site that claims a
+huge (finite) loss would decide the step alone. ``[strategy] max_weight_share``
+caps each site's share of ``sum F^q`` as it caps an example count's share in
+FedAvg: the capped site's whole term (``F^q`` in the numerator, ``h_k`` in the
+denominator) is scaled by the same factor. That needs every ``F^q`` before any
+term is weighed, so with a cap below 1 the accumulator keeps each update until
+:meth:`~QFedAvgAccumulator.result` (as the median rules do); with every share
+under the cap the result is the streaming one, bit for bit.
+
 A loss of 0 with ``0 < q < 1`` would make ``F^(q-1)`` infinite; such a site
 contributes nothing to the numerator (``F^q = 0``), and its ``h_k`` is taken at
 ``F = 1e-12`` so that it does not void every other site's contribution.
@@ -27,8 +36,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from accord.aggregation.integrity import cap_weights
 from accord.errors import UpdateRejected
-from accord.params import Params, ParamSpec
+from accord.params import Array, Params, ParamSpec
 
 __all__ = [
     "LOSS_METRIC",
@@ -95,7 +105,14 @@ def _terms(
 class QFedAvgAccumulator:
     """Folds ``(update, loss)`` pairs into q-FedAvg's step; O(model) memory."""
 
-    def __init__(self, spec: ParamSpec, *, q: float, lipschitz: float) -> None:
+    def __init__(
+        self,
+        spec: ParamSpec,
+        *,
+        q: float,
+        lipschitz: float,
+        max_share: float | None = None,
+    ) -> None:
         if not (math.isfinite(q) and q >= 0):
             raise ValueError(f"q must be a finite number >= 0, got {q!r}")
         if not (math.isfinite(lipschitz) and lipschitz > 0):
@@ -105,6 +122,9 @@ class QFedAvgAccumulator:
         self._num = {t.name: np.zeros(t.shape, np.float64) for t in spec.tensors}
         self._den = 0.0
         self._loss: float | None = None
+        #: With a cap: each update's (F^q, h, update), weighed at :meth:`result`.
+        self._share = None if max_share is None or max_share >= 1.0 else max_share
+        self._held: list[tuple[float, float, Params]] = []
 
     def check_report(self, metrics: Mapping[str, float]) -> None:
         """Refuse a missing, negative, non-finite or overflowing pre-training loss."""
@@ -124,12 +144,25 @@ class QFedAvgAccumulator:
         wide = {n: a.astype(np.float64) for n, a in update.items()}
         norm2 = self._l**2 * math.fsum(float(np.vdot(a, a)) for a in wide.values())
         fq, h = _terms(loss, norm2, self._q, self._l)
+        if self._share is not None:
+            self._held.append((fq, h, update.copy()))
+            return
+        self._fold(wide, fq, h)
+
+    def _fold(self, wide: Mapping[str, Array], fq: float, h: float) -> None:
         for name, a in wide.items():
             self._num[name] += (fq * self._l) * a
         self._den += h
 
     def result(self) -> Params:
         """``sum F^q L u_k / sum h_k``, in each tensor's dtype."""
+        if self._held:
+            held, self._held = self._held, []
+            capped = cap_weights([fq for fq, _, _ in held], self._share)
+            for (fq, h, update), weight in zip(held, capped, strict=True):
+                scale = 1.0 if weight == fq else (weight / fq if fq > 0 else 0.0)
+                wide = {n: a.astype(np.float64) for n, a in update.items()}
+                self._fold(wide, weight, h if scale == 1.0 else scale * h)
         if self._den <= 0:
             raise ValueError(
                 "q-FedAvg's denominator is 0: every site reported a loss of 0 and an "

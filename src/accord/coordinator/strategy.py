@@ -202,7 +202,9 @@ class Strategy:
         share = self.config.max_weight_share
         if self.config.aggregation == "qfedavg":
             q = 1.0 if self.config.q is None else self.config.q
-            return QFedAvgAccumulator(spec, q=q, lipschitz=self._lipschitz)
+            return QFedAvgAccumulator(
+                spec, q=q, lipschitz=self._lipschitz, max_share=share
+            )
         rule = self._rule
         if rule is None or rule.name == "norm_bounding":
             mean: Accumulator = (

@@ -108,3 +108,61 @@ def test_a_loss_just_within_the_power_bound_gives_a_finite_step():
     step = qfedavg([*U, Params({"w": np.array(1.0)})], [*F, loss], q=2.0, lipschitz=1)
 
     assert np.isfinite(step["w"])
+
+
+def _step(updates, losses, *, q=1.0, share=None):
+    acc = QFedAvgAccumulator(updates[0].spec, q=q, lipschitz=10.0, max_share=share)
+    for update, loss in zip(updates, losses, strict=True):
+        acc.check_report({LOSS_METRIC: loss})
+        acc.report({LOSS_METRIC: loss})
+        acc.add(update, 1.0)
+    return acc.result()["w"]
+
+
+def _sites(seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal(8)
+    return [
+        Params({"w": (base + 0.1 * rng.standard_normal(8)).astype(np.float32)})
+        for _ in range(3)
+    ]
+
+
+def test_with_every_share_under_the_cap_the_step_is_the_streaming_one():
+    honest = _sites()
+    losses = [0.7, 0.8, 0.9]  # each F^q well under half of the sum
+
+    capped = _step(honest, losses, share=0.5)
+    streaming = _step(honest, losses)
+
+    np.testing.assert_array_equal(capped, streaming)  # bit for bit
+
+
+def test_a_site_claiming_a_huge_loss_is_capped_at_its_share():
+    honest = _sites()
+    evil = Params({"w": (-honest[0]["w"]).astype(np.float32)})  # honest size, flipped
+    losses = [0.7, 0.8, 0.9, 1e50]  # finite, F^q under the power bound
+
+    def cos(step):
+        a = evil["w"].astype(np.float64)
+        return float(step @ a / np.linalg.norm(step) / np.linalg.norm(a))
+
+    taken = _step([*honest, evil], losses)
+    capped = _step([*honest, evil], losses, share=0.5)
+
+    assert cos(taken) > 0.999  # without the cap the claimed loss decides the step
+    # With it the site weighs as much as all the others together, no more: the
+    # step is the hand computation with its F^q capped to 0.7 + 0.8 + 0.9.
+    weights = [0.7, 0.8, 0.9, 2.4]
+    sites = [*honest, evil]
+    num = sum(
+        w * 10.0 * u["w"].astype(np.float64)
+        for w, u in zip(weights, sites, strict=True)
+    )
+    h = [
+        1.0 * 100.0 * float(np.vdot(u["w"], u["w"])) + 10.0 * f
+        for u, f in zip(sites, losses, strict=True)
+    ]
+    h[3] *= 2.4 / 1e50
+    np.testing.assert_allclose(capped, (num / sum(h)).astype(np.float32), rtol=1e-5)
+    assert cos(capped) < 0.9
