@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from accord.jsontext import parse_json
 __all__ = [
     "ALLOWED_DTYPES",
     "DIGEST_ALGORITHM",
+    "MAX_PACKED_BYTES",
     "Array",
     "ParamSpec",
     "Params",
@@ -52,6 +54,11 @@ def _dtype_name(dtype: np.dtype[Any]) -> str:
     return dtype.newbyteorder("<").str if dtype.byteorder == ">" else dtype.str
 
 
+#: The largest packed model accepted (1 TiB): a larger shape is a hostile or
+#: corrupt header, refused before anything is allocated for it.
+MAX_PACKED_BYTES = 1 << 40
+
+
 @dataclass(frozen=True, slots=True)
 class TensorSpec:
     """Name, dtype (little-endian numpy string, ``'<f4'``) and shape of one array."""
@@ -62,8 +69,8 @@ class TensorSpec:
 
     @property
     def size(self) -> int:
-        """Number of elements."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        """Number of elements (exact: a product past int64 does not wrap)."""
+        return math.prod(int(d) for d in self.shape)
 
     @property
     def nbytes(self) -> int:
@@ -89,6 +96,11 @@ class ParamSpec:
                 )
             if any(d < 0 for d in t.shape):
                 raise ValueError(f"parameter {t.name!r} has a negative dimension")
+        if self.packed_nbytes > MAX_PACKED_BYTES:
+            raise ValueError(
+                f"the parameters would take {self.packed_nbytes} bytes, more than "
+                f"{MAX_PACKED_BYTES} (1 TiB): an impossible shape"
+            )
 
     @property
     def names(self) -> tuple[str, ...]:

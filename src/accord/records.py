@@ -28,6 +28,7 @@ __all__ = [
     "RunStatus",
     "UpdateScore",
     "metric_name_problem",
+    "plain_text",
 ]
 
 #: ``quarantined``: a valid update from a site the robustness policy excluded
@@ -38,6 +39,23 @@ PrivacyLevel = Literal["participant", "record"]
 
 #: The most characters a metric's name may have (the store's column holds 255).
 MAX_METRIC_NAME = 200
+
+
+def plain_text(text: str) -> str:
+    """``text`` with control and format characters replaced by U+FFFD.
+
+    For free text another party wrote (a site's failure reason): escape
+    sequences would otherwise reach an operator's terminal (a hidden hyperlink,
+    a cleared screen) and NUL a PostgreSQL text column. Tabs and newlines stay.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        c
+        if c in "\t\n" or unicodedata.category(c) not in ("Cc", "Cf", "Cs")
+        else "\ufffd"
+        for c in text
+    )
 
 
 def metric_name_problem(name: str) -> str | None:

@@ -14,6 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from accord.cli.text import shown
 from accord.coordinator.runner import RoundSummary
 from accord.records import ParticipantOutcome
 
@@ -71,8 +72,8 @@ class ProgressObserver:
             self._progress.advance(self._sites)
         if outcome.status != "ok":
             self._console.print(
-                f"  [yellow]round {number}: {outcome.participant} {outcome.status}"
-                f"[/] {outcome.reason}",
+                f"  [yellow]round {number}: {shown(outcome.participant)} "
+                f"{outcome.status}[/] {shown(outcome.reason)}",
                 highlight=False,
             )
 
@@ -82,7 +83,7 @@ class ProgressObserver:
         self._progress.update(self._rounds, advance=1, status=status)
         if summary.status == "failed":
             self._console.print(
-                f"  [red]round {summary.number} failed:[/] {summary.reason}"
+                f"  [red]round {summary.number} failed:[/] {shown(summary.reason)}"
             )
 
     def finish_baselines(self, total: int) -> None:

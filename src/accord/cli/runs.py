@@ -23,6 +23,7 @@ from accord.cli.errors import reported
 from accord.cli.output import comparison_table, dumps
 from accord.cli.personal import personal_json, personal_table
 from accord.cli.scores import scores_table, show_json
+from accord.cli.text import shown
 from accord.coordinator.transfers import EVENT_KIND as TRANSFER
 from accord.errors import ConfigError, RunNotFound
 from accord.simulation.baselines import Comparison
@@ -173,7 +174,7 @@ def list_runs(
         )
         table.add_row(
             r.run_id,
-            r.name,
+            shown(r.name),
             r.status,
             f"{r.rounds_completed}/{r.rounds_planned}",
             r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -238,7 +239,7 @@ def show_run(
         return
     console = Console()
     console.print(
-        f"[bold]{info.run_id}[/] {info.name}: {info.status}, seed {info.seed}"
+        f"[bold]{info.run_id}[/] {shown(info.name)}: {info.status}, seed {info.seed}"
     )
     summary = info.summary or {}
     privacy = summary.get("privacy")
@@ -268,7 +269,7 @@ def show_run(
     for r in rounds:
         ok = sum(1 for o in r.outcomes if o.status == "ok")
         bad = "; ".join(
-            f"{o.participant} {o.status}: {o.reason}"
+            f"{shown(o.participant)} {o.status}: {shown(o.reason)}"
             for o in r.outcomes
             if o.status != "ok"
         )

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DASHBOARD_ROLES",
+    "LOOPBACK_HOSTS",
     "TlsFiles",
     "check_binding",
     "guarded_protocol",
@@ -39,6 +40,8 @@ __all__ = [
     "listen",
     "serve",
     "server_config",
+    "loopback_only",
+    "request_host",
 ]
 
 logger = logging.getLogger(__name__)
@@ -121,6 +124,49 @@ def _refusal_app(reason: str) -> Callable[[_Scope, _Receive, _Send], Awaitable[N
     return refuse
 
 
+#: The names a loopback dashboard answers to (the ``Host`` header, port aside).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def request_host(headers: list[tuple[bytes, bytes]]) -> str:
+    """The host a request names in its ``Host`` header, without the port."""
+    raw = next((v for k, v in headers if k.lower() == b"host"), b"")
+    host = raw.decode("latin-1").strip().lower()
+    if host.startswith("["):  # [::1]:8765
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+def loopback_only(app: Any) -> Callable[[_Scope, _Receive, _Send], Awaitable[None]]:
+    """``app``, answering 421 to a request whose ``Host`` is not a loopback name.
+
+    The unauthenticated dashboard relies on listening on loopback only. A page
+    the operator opens elsewhere can still reach it by DNS rebinding (a name of
+    the attacker's that resolves to 127.0.0.1 later), and would then read the
+    runs as same-origin: such a request names the attacker's host, so it is
+    refused.
+    """
+    body = b"this dashboard answers only to 127.0.0.1, localhost or [::1]\n"
+
+    async def guarded(scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] != "http" or request_host(scope["headers"]) in LOOPBACK_HOSTS:
+            await app(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 421,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return guarded
+
+
 def admit(transport: asyncio.BaseTransport, trust: TrustStore) -> str | None:
     """Why the connection's client certificate may not read, or None if it may."""
     from accord.transport.trust import verify_peer
@@ -182,7 +228,7 @@ def server_config(app: Any, *, host: str, port: int, tls: TlsFiles | None) -> An
         "lifespan": "off",
     }
     if tls is None:
-        return uvicorn.Config(app, http="h11", **common)
+        return uvicorn.Config(loopback_only(app), http="h11", **common)
     from accord.transport.enrolment import load_identity
     from accord.transport.trust import TrustStore
 

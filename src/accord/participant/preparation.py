@@ -132,7 +132,17 @@ class Preparation:
                 "federation must run with secure aggregation on ([secure_aggregation] "
                 'mode = "masking") to sum them securely (docs/security.md)'
             )
-        return profile_to_json(source.profile(request))
+        profile = source.profile(request)
+        floor = self._policy.min_profile_count
+        if floor is not None and profile.train_rows < floor:
+            # Counts, sums and sums of squares of a few rows are those rows' values
+            # (one row: exactly); a split the coordinator chose can make it few.
+            raise PreparationRefused(
+                f"the preprocessing profile would describe {profile.train_rows} "
+                f"training rows (holdout_fraction {request.holdout_fraction:g}), "
+                f"fewer than this site's floor of {floor} (--min-profile-count)"
+            )
+        return profile_to_json(profile)
 
     def _statistics(self, source: SiteTable, order: TaskOrder) -> bytes:
         """Admit the secure sum, encode the statistics exactly, advertise."""

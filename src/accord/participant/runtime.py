@@ -102,6 +102,7 @@ from accord.task.personal_state import (
     MemoryStore,
     PersonalStore,
     find_personal,
+    run_folder,
 )
 from accord.task.personalization import FineTune
 from accord.task.protocol import Task
@@ -270,6 +271,11 @@ class ParticipantRuntime:
     def _handle(self, client: CoordinatorClient, order: TaskOrder) -> None:
         if _job_key(order) in self._answered:
             self.log.record("ignored_repeat", round=order.round, kind=order.kind)
+            return
+        try:
+            run_folder(order.run_id)
+        except ConfigError as exc:  # it would name this site's state folders
+            self._refuse(client, order, str(exc))
             return
         detail: dict[str, object] = {"model_digest": order.model_digest}
         if order.kind == "secagg":

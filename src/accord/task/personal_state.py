@@ -44,6 +44,7 @@ __all__ = [
     "PersonalStore",
     "PrivateSelection",
     "find_personal",
+    "run_folder",
 ]
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -133,6 +134,18 @@ class MemoryStore:
             del kept[old]
 
 
+def run_folder(wire_run_id: str) -> str:
+    """The folder name of a run's state: its id before the wire suffix.
+
+    :class:`ConfigError` for an id that cannot name a folder (``../..``, a
+    separator, a leading dot): a site refuses such a task before anything.
+    """
+    run = _WIRE.sub("", wire_run_id)
+    if not _SAFE.match(run):
+        raise ConfigError(f"run id {run[:100]!r} cannot name a folder")
+    return run
+
+
 class FileStore:
     """A deployed site's tensors: ``<directory>/<site>/round-NNNNN.safetensors``."""
 
@@ -148,10 +161,7 @@ class FileStore:
         folder, so a coordinator that resumes the run finds the same tensors.
         :class:`ConfigError` for an id that cannot name a folder.
         """
-        run = _WIRE.sub("", wire_run_id)
-        if not _SAFE.match(run):
-            raise ConfigError(f"run id {run!r} cannot name a folder")
-        return cls(state_dir / "personal" / run)
+        return cls(state_dir / "personal" / run_folder(wire_run_id))
 
     def folder(self, site: str) -> Path:
         """Where ``site``'s files are."""

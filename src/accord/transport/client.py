@@ -257,6 +257,19 @@ class AdminClient(_Base):
         return bool(reply.accepted)
 
 
+#: The largest model buffer allocated before its bytes arrive (1 GiB).
+_PREALLOCATE_MAX = 1 << 30
+
+
+def _allocated(size: int) -> bytearray:
+    try:
+        return bytearray(size)
+    except MemoryError:
+        raise SubmissionRefused(
+            "too_large", f"a model of {size} bytes does not fit in this site's memory"
+        ) from None
+
+
 def _assemble(
     parts: Iterator[PackedHeader | codec.Chunk], into: bytearray | None = None
 ) -> tuple[PackedHeader, bytearray]:
@@ -271,20 +284,34 @@ def _assemble(
             f"the model header announces {header.total_bytes} bytes for a layout of "
             f"{header.spec.packed_nbytes}",
         )
+    total = header.total_bytes
     buffer = into
-    if buffer is None or len(buffer) != header.total_bytes:
-        buffer = bytearray(header.total_bytes)
+    if buffer is None or len(buffer) != total:
+        # Up front only what a model this size plausibly is: a header announcing
+        # more grows its buffer as the bytes come, so a lie costs the liar the
+        # bytes it must send, not this process its memory.
+        buffer = _allocated(total if total <= _PREALLOCATE_MAX else 0)
     filled = 0
     for part in parts:
         if not isinstance(part, codec.Chunk) or part.offset != filled:
             raise SubmissionRefused("malformed", "model chunks out of order")
         end = filled + len(part.data)
-        if end > len(buffer):
+        if end > total:
             raise SubmissionRefused("too_large", "the model stream runs past its size")
-        buffer[filled:end] = part.data
+        if end > len(buffer):
+            try:
+                buffer += part.data
+            except MemoryError:
+                raise SubmissionRefused(
+                    "too_large",
+                    f"the model announced as {total} bytes does not fit in this "
+                    "site's memory",
+                ) from None
+        else:
+            buffer[filled:end] = part.data
         filled = end
-    if filled != len(buffer):
+    if filled != total:
         raise SubmissionRefused(
-            "malformed", f"the model stream ended after {filled} of {len(buffer)} bytes"
+            "malformed", f"the model stream ended after {filled} of {total} bytes"
         )
     return header, buffer

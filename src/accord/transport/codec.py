@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError, Message
 from accord.errors import RefusalKind, SubmissionRefused
 from accord.jsontext import parse_json
 from accord.params import ParamSpec, TensorSpec
-from accord.records import metric_name_problem
+from accord.records import metric_name_problem, plain_text
 from accord.task.protocol import TrainConfig
 from accord.transport.frames import chunk_frame, fast_chunk
 from accord.transport.messages import (
@@ -474,7 +474,7 @@ def decode_failure(msg: pb.FailureReport) -> FailureReport:
         run_id=_text(msg.run_id, "run_id", limit=128),
         round=int(msg.round),
         kind=_kind(msg.kind),
-        reason=_text(msg.reason, "reason"),
+        reason=plain_text(_text(msg.reason, "reason")),
         refused=bool(msg.refused),
         duration_s=_duration(msg.duration_s),
     )
