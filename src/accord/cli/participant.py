@@ -288,10 +288,22 @@ def participant_command(
                 state_dir=identity / "state" if identity is not None else None,
                 finetune=_finetune(finetune_epochs, finetune_lr),
                 personal=personal,
+                name=_site_name(files, insecure_name),
             ).run()
         finally:
             log.close()
         _ended(reason)
+
+
+def _site_name(files: Any, insecure_name: str | None) -> str | None:
+    """The name the coordinator knows this site by (its certificate's, --insecure's)."""
+    if files is None:
+        return insecure_name
+    from cryptography import x509
+
+    from accord.transport.roster import certificate_name
+
+    return certificate_name(x509.load_pem_x509_certificate(files.cert_pem))
 
 
 def _finetune(epochs: int, learning_rate: float) -> FineTune | None:

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from accord.config.base import MAX_SECONDS, Section
+from accord.task.protocol import TRAIN_BOUNDS
 
 __all__ = [
     "CompressionConfig",
@@ -113,8 +114,10 @@ class TaskConfig(Section):
 class TrainSettings(Section):
     """Local training settings sent to every participant each round."""
 
-    epochs: int = Field(default=1, ge=1, le=10_000)
-    batch_size: int = Field(default=32, ge=1)
+    epochs: int = Field(
+        default=1, ge=TRAIN_BOUNDS["epochs"][0], le=TRAIN_BOUNDS["epochs"][1]
+    )
+    batch_size: int = Field(default=32, ge=1, le=TRAIN_BOUNDS["batch_size"][1])
     learning_rate: float = Field(default=0.05, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -1,7 +1,11 @@
 """Staying connected to the coordinator: dial out, follow the task stream, redial.
 
 A site never listens: :func:`serve` dials the coordinator, follows its task stream
-and hands each task to the runtime, one at a time. When the stream breaks it
+and hands each task to the runtime, one at a time, with the run the stream serves:
+the one its :class:`~accord.transport.messages.Welcome` named (or, from a
+coordinator that sent none, its first task's). A coordinator serves one run per
+stream, so the runtime refuses a task of any other run: a coordinator that named a
+new run in each task would make the site keep state for each. When the stream breaks it
 dials again after an exponential backoff with jitter
 (:class:`~accord.participant.backoff.Backoff`); it stops when the coordinator
 says goodbye, when the site's certificate is refused (no retry changes that:
@@ -38,7 +42,7 @@ __all__ = ["give_up_hint", "serve"]
 
 def serve(
     connect: Callable[[], CoordinatorClient],
-    handle: Callable[[CoordinatorClient, TaskOrder], None],
+    handle: Callable[[CoordinatorClient, TaskOrder, str], None],
     *,
     log: SiteLog,
     backoff: Backoff,
@@ -58,6 +62,7 @@ def serve(
     last_error = "none"
     while not stop.is_set():
         client = _dial(connect, log)
+        stream_run: str | None = None
         try:
             for message in client.subscribe():
                 failures, last_contact = 0, time.monotonic()
@@ -67,8 +72,10 @@ def serve(
                 _check_crl(pin, log, message.crl)
                 if isinstance(message, Welcome):
                     log.record("connected", run_id=message.run_id, round=message.round)
+                    stream_run = stream_run or message.run_id
                 else:
-                    handle(client, message)
+                    stream_run = stream_run or message.run_id
+                    handle(client, message, stream_run)
             log.record("disconnected", reason="the task stream ended")
         except SubmissionRefused as exc:
             log.record("refused_by_coordinator", kind=exc.kind, reason=exc.reason)

@@ -87,6 +87,7 @@ from accord.participant.privacy_guard import PrivacyGuard, supports_dp_sgd
 from accord.participant.privacy_ledger import PrivacyLedger
 from accord.participant.receipts import Receipts
 from accord.participant.rounds import SecureRounds
+from accord.participant.site_state import prune_runs
 from accord.participant.sitelog import SiteLog
 from accord.participant.table import SiteTable
 from accord.simulation.jobs import (
@@ -96,6 +97,7 @@ from accord.simulation.jobs import (
     run_eval,
     run_train,
 )
+from accord.task.local_strategy import LocalStrategy
 from accord.task.personal_method import PersonalMethod, with_store
 from accord.task.personal_state import (
     FileStore,
@@ -105,7 +107,7 @@ from accord.task.personal_state import (
     run_folder,
 )
 from accord.task.personalization import FineTune
-from accord.task.protocol import Task
+from accord.task.protocol import Task, TrainConfig
 from accord.task.strategy_site import StrategySite
 from accord.threads import limited
 from accord.transforms.compression import Declared
@@ -200,9 +202,14 @@ class ParticipantRuntime:
         state_dir: Path | None = None,
         finetune: FineTune | None = None,
         personal: PersonalMethod | None = None,
+        name: str | None = None,
     ) -> None:
         self._connect = connect
+        self._name = name
         self._state_dir = state_dir
+        #: The runs this process has served: the first task of another prunes
+        #: the state folder (:func:`~accord.participant.site_state.prune_runs`).
+        self._runs: set[str] = set()
         self._compression = SiteCompression(state_dir)
         # The site's own choice to fine-tune at evaluation (a sim: site's fed.toml
         # may also ask for it): the personalized model is the site's business.
@@ -268,7 +275,7 @@ class ParticipantRuntime:
 
     # One task.
 
-    def _handle(self, client: CoordinatorClient, order: TaskOrder) -> None:
+    def _handle(self, client: CoordinatorClient, order: TaskOrder, run: str) -> None:
         if _job_key(order) in self._answered:
             self.log.record("ignored_repeat", round=order.round, kind=order.kind)
             return
@@ -277,6 +284,19 @@ class ParticipantRuntime:
         except ConfigError as exc:  # it would name this site's state folders
             self._refuse(client, order, str(exc))
             return
+        if order.run_id != run:  # each run would get its own state folders
+            self._refuse(
+                client,
+                order,
+                f"this connection serves run {run!r}; a task of run "
+                f"{order.run_id!r} is refused",
+            )
+            return
+        if order.run_id not in self._runs:
+            self._runs.add(order.run_id)
+            if self._state_dir is not None:
+                for removed in prune_runs(self._state_dir, keep=order.run_id):
+                    self.log.record("state_pruned", folder=str(removed))
         detail: dict[str, object] = {"model_digest": order.model_digest}
         if order.kind == "secagg":
             detail = {"stage": order.stage}
@@ -325,10 +345,13 @@ class ParticipantRuntime:
             refusal = self._secure.admit(order)
         if refusal is not None or order.config is None:
             return refusal
-        # The ledger keys rounds by the run the declaration names: a coordinator
-        # that changed it would only make the site count more, never less.
+        refusal = _addressed(order.config, order.run_id, self._name)
+        if refusal is not None:
+            return refusal
         return self._privacy.refusal(
-            order.config, supports_dp=supports_dp_sgd(self._usable(order.run_id)[1])
+            order.config,
+            supports_dp=supports_dp_sgd(self._usable(order.run_id)[1]),
+            run=run_folder(order.run_id),
         )
 
     def _fetch(self, client: CoordinatorClient, order: TaskOrder) -> Params:
@@ -758,6 +781,30 @@ class ParticipantRuntime:
         finally:
             if torch is not None and saved is not None:
                 torch.set_num_threads(saved)
+
+
+def _addressed(config: TrainConfig, wire_run: str, name: str | None) -> str | None:
+    """Why a train task is not this site's to train in this run (None: it is).
+
+    The participant it names keys the site's state folders and seeds its draws,
+    and SCAFFOLD's declared run keys its ``c_i``: a coordinator that named a new
+    one in each task would make the site keep state for each.
+    """
+    if name is not None and config.participant != name:
+        return (
+            f"the task is addressed to participant {config.participant!r}; this "
+            f"site is {name!r}"
+        )
+    try:
+        declared = LocalStrategy.of(config.options)
+    except ConfigError:
+        return None  # the task refuses it, with the reason, when it trains
+    if declared.scaffold and declared.run != run_folder(wire_run):
+        return (
+            f"the task's SCAFFOLD declaration names run {declared.run!r}, not "
+            f"{run_folder(wire_run)!r}"
+        )
+    return None
 
 
 def _finite(metrics: Mapping[str, float]) -> dict[str, float]:

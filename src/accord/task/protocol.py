@@ -19,7 +19,19 @@ import numpy.typing as npt
 from accord.data.arrays import ArrayData
 from accord.params import Params
 
-__all__ = ["Task", "TaskFactory", "TrainConfig", "TrainResult"]
+__all__ = ["TRAIN_BOUNDS", "Task", "TaskFactory", "TrainConfig", "TrainResult"]
+
+#: The inclusive range of each integer a train task carries, as a site accepts
+#: it: epochs as ``[train] epochs`` allows, seeds of 32 bits (what
+#: :func:`~accord.coordinator.selection.derive_seed` draws and every library
+#: accepts). A coordinator cannot ask a site for a billion epochs, or a batch of
+#: zero rows.
+TRAIN_BOUNDS: Mapping[str, tuple[int, int]] = {
+    "epochs": (1, 10_000),
+    "batch_size": (1, 2**31 - 1),
+    "seed": (0, 2**32 - 1),
+    "round": (0, 2**31 - 1),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from accord.errors import RefusalKind, SubmissionRefused
 from accord.jsontext import parse_json
 from accord.params import ParamSpec, TensorSpec
 from accord.records import metric_name_problem, plain_text
-from accord.task.protocol import TrainConfig
+from accord.task.protocol import TRAIN_BOUNDS, TrainConfig
 from accord.transport.frames import chunk_frame, fast_chunk
 from accord.transport.messages import (
     CHUNK_BYTES,
@@ -362,6 +362,10 @@ def decode_train_config(text: str) -> TrainConfig:
         raise _malformed("the training configuration lacks fields or has extra ones")
     if not all(isinstance(raw[k], int) and not isinstance(raw[k], bool) for k in ints):
         raise _malformed(f"{', '.join(ints)} must be integers")
+    for key in ints:
+        low, high = TRAIN_BOUNDS[key]
+        if not low <= raw[key] <= high:
+            raise _malformed(f"{key} must be in [{low}, {high}], got {raw[key]}")
     lr = raw["learning_rate"]
     if (
         not isinstance(lr, (int, float))
