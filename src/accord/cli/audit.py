@@ -19,9 +19,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from accord.cli.errors import reported
+from accord.cli.text import shown
 from accord.errors import LedgerError, LedgerInvalid
 
 __all__ = ["register", "trust_anchors"]
@@ -80,7 +80,7 @@ def export_command(
             raise LedgerError(f"cannot write {output}: {exc.strerror or exc}") from exc
     Console(stderr=True).print(
         f"wrote {len(entries)} entries and {len(receipts)} receipt(s) of run "
-        f"{run_id} to {escape(str(output))}",
+        f"{run_id} to {shown(str(output))}",
         highlight=False,
     )
 
@@ -205,11 +205,11 @@ def _as_json(verdict: Any) -> dict[str, Any]:
 def _print(verdict: Any, model: Path | None) -> None:
     out = Console(highlight=False, soft_wrap=True)
     out.print(
-        f"run {verdict.run}: {verdict.entries} entries, {verdict.rounds} rounds, "
-        f"closed {verdict.status or '(not closed)'}"
+        f"run {shown(verdict.run)}: {verdict.entries} entries, {verdict.rounds} "
+        f"rounds, closed {shown(verdict.status or '(not closed)')}"
     )
     for signer in verdict.signers:
-        out.print(f"signed by {escape(signer)}")
+        out.print(f"signed by {shown(signer)}")
     if not verdict.identity:
         out.print(
             "integrity only, no identity: a simulation ledger is signed with a key "
@@ -218,10 +218,10 @@ def _print(verdict: Any, model: Path | None) -> None:
     if verdict.receipts:
         out.print(f"{verdict.receipts} site receipt(s) hold")
     if verdict.final_model is not None:
-        held = f" = {escape(str(model))}" if model is not None and verdict.ok else ""
-        out.print(f"final model {verdict.final_model}{held}")
+        held = f" = {shown(str(model))}" if model is not None and verdict.ok else ""
+        out.print(f"final model {shown(verdict.final_model)}{held}")
     for problem in verdict.problems:
-        out.print(f"[bold red]broken:[/] {escape(str(problem))}")
+        out.print(f"[bold red]broken:[/] {shown(str(problem))}")
     if verdict.ok:
         out.print(
             "[bold green]verified:[/] the chain is whole and every signature holds"

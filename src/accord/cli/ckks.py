@@ -29,6 +29,7 @@ import typer
 from rich.console import Console
 
 from accord.cli.errors import reported
+from accord.cli.text import shown
 from accord.errors import ConfigError, MissingExtraError
 
 if TYPE_CHECKING:
@@ -171,9 +172,10 @@ def keys_command(
         _write_new(secret, holder.secret_context, 0o600)
         _write_new(public, holder.public_context, 0o644)
     Console().print(
-        f"wrote {secret} (secret: it decrypts every update; give it to every site "
-        f"out of band, NEVER to the coordinator) and {public} (for the coordinator: "
-        f"accord coordinator --ckks-public {public.name}); key id "
+        f"wrote {shown(secret)} (secret: it decrypts every update; give it to "
+        f"every site out of band, NEVER to the coordinator) and {shown(public)} "
+        "(for the coordinator: accord coordinator --ckks-public "
+        f"{shown(public.name)}); key id "
         f"{holder.key_id.hex()}",
         highlight=False,
     )
@@ -197,7 +199,7 @@ def show_command(
     kind = "SECRET (for the sites only)" if ctx.secret else "public (coordinator)"
     p = ctx.params
     Console().print(
-        f"{path}: {kind} CKKS context, key id {ctx.key_id.hex()}; "
+        f"{shown(path)}: {kind} CKKS context, key id {ctx.key_id.hex()}; "
         f"N = {p.poly_modulus_degree}, primes {list(p.coeff_mod_bit_sizes)}, "
         f"scale 2**{p.scale_bits}",
         highlight=False,

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from accord.cli.errors import reported
 from accord.cli.output import dumps
 from accord.cli.runs import resolve_run
+from accord.cli.text import shown
 from accord.config import FedConfig, config_from_mapping, load_config
 from accord.contribution import ContributionReport, Method, account
 from accord.coordinator.resume import check_same_config
@@ -106,7 +106,7 @@ def _table(report: ContributionReport) -> Table:
         table.add_column(col)
     for s in report.sites:
         ci = "" if s.ci_low is None else f"[{s.ci_low:+.4f}, {s.ci_high:+.4f}]"
-        table.add_row(escape(s.site), str(s.rounds), _num(s.loo), _num(s.shapley), ci)
+        table.add_row(shown(s.site), str(s.rounds), _num(s.loo), _num(s.shapley), ci)
     return table
 
 
@@ -157,7 +157,7 @@ def contributions_command(
         highlight=False,
     )
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {shown(note)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

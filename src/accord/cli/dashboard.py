@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from accord.cli.errors import reported
+from accord.cli.text import shown
 from accord.errors import ConfigError
 
 __all__ = ["dashboard_command", "register"]
@@ -80,11 +81,11 @@ def dashboard_command(
             config = server_config(create_app(db), host=host, port=port, tls=tls)
             with listen(host, port) as sock:
                 scheme = "https" if tls else "http"
-                shown = f"[{host}]" if ":" in host else host
+                named = f"[{host}]" if ":" in host else host
                 bound = sock.getsockname()[1]
+                url = shown(f"{scheme}://{named}:{bound}/")
                 Console(stderr=True).print(
-                    f"accord dashboard (read-only) on {scheme}://{shown}:{bound}/ "
-                    "(Ctrl-C stops it)",
+                    f"accord dashboard (read-only) on {url} (Ctrl-C stops it)",
                     highlight=False,
                 )
                 import uvicorn

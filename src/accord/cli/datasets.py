@@ -14,10 +14,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from accord.cli.errors import reported
+from accord.cli.text import shown
 from accord.config import load_config
 from accord.data import list_datasets
 from accord.data.datasets import check_table
@@ -82,7 +82,7 @@ def check_command(config: Path = _CONFIG, as_json: bool = _JSON) -> None:
 
 def _print(report: QualityReport) -> None:
     console = Console()
-    table = Table(title=f"{escape(report.source)}: {report.rows:,} rows")
+    table = Table(title=f"{shown(report.source)}: {report.rows:,} rows")
     table.add_column("column", no_wrap=True)  # the name to look for in the file
     table.add_column("role")
     for col in ("kind", "missing", "non-finite", "distinct"):
@@ -91,7 +91,7 @@ def _print(report: QualityReport) -> None:
     for c in report.columns:
         largest = "" if c.largest is None else f"{c.largest:.4g}"
         table.add_row(
-            escape(c.name),
+            shown(c.name),
             c.role,
             c.kind,
             f"{c.missing:,}",
@@ -101,9 +101,9 @@ def _print(report: QualityReport) -> None:
         )
     console.print(table)
     for note in report.notes:
-        console.print(f"note: {escape(note)}")
+        console.print(f"note: {shown(note)}")
     for problem in report.problems:
-        console.print(f"[bold red]problem:[/] {escape(problem)}")
+        console.print(f"[bold red]problem:[/] {shown(problem)}")
     if not report.problems:
         console.print("no problems: the table can be trained on as it is")
 

@@ -59,13 +59,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from accord.cli.ckks import coordinator_public_context, public_params
 from accord.cli.errors import reported
 from accord.cli.ledger_setup import deployment_ledger
 from accord.cli.output import dumps, run_json
 from accord.cli.progress import ProgressObserver
+from accord.cli.text import shown
 from accord.config import FedConfig, load_config, refuse_attack, refuse_trees
 from accord.errors import ConfigError, RunAborted
 
@@ -332,7 +332,7 @@ def _coordinate(
                     if port_file is not None:
                         port_file.write_text(f"{server.port}\n", encoding="utf-8")
                     mode = "plaintext" if insecure else "mutual TLS"
-                    console.print(f"listening on {server.address} ({mode})")
+                    console.print(f"listening on {shown(server.address)} ({mode})")
                     connected = _wait(executor, participants, cfg, console)
                     if cfg.data.dataset.startswith("csv:"):
                         ctx = _prepare(cfg, executor, connected, run_store, run_id)
@@ -355,7 +355,7 @@ def _coordinate(
             f"{len(refused)} message(s) refused"
         )
         if result.stopped is not None:  # exit 0: the budget did its job
-            console.print(f"stopped: {escape(result.stopped)}", highlight=False)
+            console.print(f"stopped: {shown(result.stopped)}", highlight=False)
         return result, [r.to_json() for r in refused]
     finally:
         run_store.close()
@@ -382,10 +382,12 @@ def _run_to_resume(
     if resume is None:
         return None
     if resume == "auto":
-        found = interrupted_run(store, cfg.federation.name, lease, console.print)
+        found = interrupted_run(
+            store, cfg.federation.name, lease, lambda said: console.print(shown(said))
+        )
         if found is None:
             console.print(
-                f"no interrupted run of {cfg.federation.name!r} to resume; "
+                f"no interrupted run of {shown(repr(cfg.federation.name))} to resume; "
                 "starting a new one"
             )
             return None

@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
+from accord.cli.text import shown
 from accord.errors import (
     AccordError,
     AuthenticationFailed,
@@ -72,10 +72,12 @@ def reported() -> Iterator[None]:
         yield
     except AccordError as exc:
         code = next(c for cls, c in EXIT_CODES if isinstance(exc, cls))
-        # escape: messages quote config sections such as "[deployment]", which
-        # Rich would otherwise take for markup and drop. soft_wrap: a line of the
+        # shown: messages quote config sections such as "[deployment]", which
+        # Rich would otherwise take for markup and drop, and text from a store, a
+        # file or a peer (a coordinator's reason), whose control characters would
+        # reach the terminal. soft_wrap: a line of the
         # message stays one line of output, whatever the terminal's width.
         Console(stderr=True).print(
-            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            f"[bold red]error:[/] {shown(str(exc))}", highlight=False, soft_wrap=True
         )
         raise typer.Exit(code) from None

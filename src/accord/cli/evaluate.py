@@ -26,6 +26,7 @@ from rich.table import Table
 
 from accord.cli.errors import reported
 from accord.cli.output import dumps
+from accord.cli.text import shown
 from accord.config import load_config
 from accord.errors import ConfigError
 from accord.simulation.robustness import NO_ATTACK, Cell, run_matrix
@@ -79,8 +80,8 @@ def matrix_table(cells: list[Cell]) -> Table:
     for c in cells:
         base = clean.get(c.defence, math.nan)
         row = [
-            c.attack,
-            c.defence,
+            shown(c.attack),
+            shown(c.defence),
             _num(base, metric),
             _num(c.score, metric),
             _num(base - c.score, metric),
@@ -149,7 +150,7 @@ def robustness_command(
 
             def done(cell: Cell) -> None:
                 console.print(
-                    f"{cell.attack} x {cell.defence}: {cell.metric} "
+                    f"{shown(cell.attack)} x {shown(cell.defence)}: {cell.metric} "
                     f"{_num(cell.score, cell.metric)}"
                 )
 
@@ -172,7 +173,7 @@ def robustness_command(
     out = Console()
     out.width = max(out.width, 132)  # a run id is never cut; pipes get 132 columns
     out.print(matrix_table(cells))
-    out.print(f"plot: {written}")
+    out.print(f"plot: {shown(written)}")
 
 
 def _rounds(text: str | None, recorded: dict[int, str | None]) -> list[int]:
@@ -254,7 +255,7 @@ def _matrix_table(matrix: dict[str, object]) -> Table:
     )
     table.add_column("model", no_wrap=True)
     for site in sites:
-        table.add_column(site, justify="right")
+        table.add_column(shown(site), justify="right")
     for m in models:
         table.add_row(m["model"], *(_num(m["sites"][s][metric], metric) for s in sites))
     return table

@@ -10,9 +10,9 @@ import json
 import math
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
+from accord.cli.text import shown
 from accord.coordinator.runner import RunResult
 from accord.simulation.baselines import Comparison
 
@@ -81,7 +81,7 @@ def comparison_table(c: Comparison) -> Table:
         ("[bold]federated[/]", None, dict(c.federated)),
         ("pooled data", "pooled", dict(c.pooled)),
     ]
-    rows += [(f"  {escape(n)} alone", n, dict(m)) for n, m in c.sites.items()]
+    rows += [(f"  {shown(n)} alone", n, dict(m)) for n, m in c.sites.items()]
     for label, baseline, m in rows:
         best = c.best.get(baseline, {}) if baseline is not None else {}
         at_best = (
@@ -103,5 +103,5 @@ def comparison_table(c: Comparison) -> Table:
         ratio = c.federated[c.metric] / pooled_best
         table.caption += f"; {100 * ratio:.1f}% of pooled at its best pass"
     for name, reason in c.failed.items():
-        table.caption += f"\nbaseline {escape(name)} failed: {escape(reason)}"
+        table.caption += f"\nbaseline {shown(name)} failed: {shown(reason)}"
     return table

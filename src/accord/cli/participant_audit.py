@@ -24,6 +24,7 @@ import typer
 from rich.console import Console
 
 from accord.cli.errors import reported
+from accord.cli.text import shown
 from accord.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def audit_privacy_command(
             source, history, data_sha256=file_sha256(csv) if csv else None
         )
         err = Console(stderr=True, quiet=as_json, highlight=False)
-        err.print(f"auditing {rows.name} against run {run_id}'s model …")
+        err.print(f"auditing {shown(rows.name)} against run {run_id}'s model …")
         result = audit_released_model(
             _task(rows, task),
             model,
@@ -221,7 +222,7 @@ def _print(result: LocalAudit) -> None:
     a = result.audit
     out = Console(highlight=False, soft_wrap=True)
     out.print(
-        f"{a.site}: membership inference against run {result.run_id}'s model of "
+        f"{shown(a.site)}: membership inference against run {result.run_id}'s model of "
         f"round {result.round} (LiRA offline, {a.shadows} shadows trained here, "
         f"{result.passes} pass(es) each)"
     )
@@ -231,15 +232,15 @@ def _print(result: LocalAudit) -> None:
         )
     )
     if math.isinf(a.epsilon):
-        where = result.ledger or "no privacy ledger"
+        where = shown(result.ledger) if result.ledger else "no privacy ledger"
         out.print(
             f"ε = ∞: {where} records no record-level DP of this site in run "
             f"{result.run_id}, so no attack is ruled out"
         )
     else:
         out.print(
-            f"ε = {a.epsilon:.4g} at δ = {a.delta:g}, as {result.ledger} records "
-            f"for run {result.run_id}"
+            f"ε = {a.epsilon:.4g} at δ = {a.delta:g}, as {shown(result.ledger)} "
+            f"records for run {result.run_id}"
         )
     out.print(
         "members: this site's training rows; non-members: its holdout rows, as "

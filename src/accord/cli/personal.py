@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
+from accord.cli.text import shown
 from accord.report.personal import PREFIX, personal_sites
 from accord.store import RoundRecord
 
@@ -86,7 +86,7 @@ def personal_table(rounds: list[RoundRecord]) -> Table | None:
         )
         cells = [_num(values.get(k)) for n in _SHOWN for k in (n, PREFIX + n)]
         table.add_row(
-            escape(site),
+            shown(site),
             f"{values.get('n', math.nan):.0f}",
             *cells,
             "n/a" if gain is None else f"{gain:+.4f}",

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from accord.cli.errors import reported
+from accord.cli.text import shown
 
 __all__ = ["PASSPHRASE_ENV", "register"]
 
@@ -86,10 +87,11 @@ def init_command(
             directory, federation=federation, passphrase=passphrase, days=days
         )
     Console().print(
-        f"created the CA of [bold]{info.federation}[/] (id {info.federation_id}) in "
-        f"{info.directory}\nCA fingerprint (SHA-256): {info.fingerprint}\n"
-        f"Give {info.directory / pki.CA_CERT} to every site; keep the passphrase "
-        "and ca.key safe.",
+        f"created the CA of [bold]{shown(info.federation)}[/] (id "
+        f"{info.federation_id}) in {shown(info.directory)}\n"
+        f"CA fingerprint (SHA-256): {info.fingerprint}\n"
+        f"Give {shown(info.directory / pki.CA_CERT)} to every site; keep the "
+        "passphrase and ca.key safe.",
         highlight=False,
     )
 
@@ -232,9 +234,9 @@ def revoke_command(
         revoked = pki.revoke(ca, name, passphrase=passphrase)
     serials = ", ".join(f"{e.serial:x}" for e in revoked)
     Console().print(
-        f"revoked {name!r} (serial {serials}); {ca / pki.CRL} and "
-        f"{ca / pki.ROSTER} were updated: copy them to the coordinator if it reads "
-        "a copy.",
+        f"revoked {shown(repr(name))} (serial {serials}); {shown(ca / pki.CRL)} "
+        f"and {shown(ca / pki.ROSTER)} were updated: copy them to the coordinator "
+        "if it reads a copy.",
         highlight=False,
     )
 
@@ -254,7 +256,9 @@ def list_command(
         rows = [{**e.to_json(), "status": e.status(now)} for e in roster.entries]
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"roster of {roster.federation} ({roster.federation_id})")
+    table = Table(
+        title=f"roster of {shown(roster.federation)} ({shown(roster.federation_id)})"
+    )
     for col in ("name", "role", "status", "serial", "not after (UTC)", "fingerprint"):
         table.add_column(col)
     for e in roster.entries:
@@ -262,8 +266,8 @@ def list_command(
         if e.revoked_at is not None:
             status += f" {e.revoked_at:%Y-%m-%d %H:%M}"
         table.add_row(
-            e.name,
-            e.role,
+            shown(e.name),
+            shown(e.role),
             status,
             f"{e.serial:x}"[:16],
             f"{e.not_after:%Y-%m-%d %H:%M}",
@@ -295,7 +299,8 @@ def verify_command(
             data, pki.TrustStore.load(trust), usage="server" if server else "client"
         )
     Console().print(
-        f"accepted: {who.name!r} ({who.role}), serial {who.serial:x}", highlight=False
+        f"accepted: {shown(repr(who.name))} ({who.role}), serial {who.serial:x}",
+        highlight=False,
     )
 
 

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from accord.cli.errors import reported
+from accord.cli.text import shown
 
 __all__ = ["attack_table", "as_document", "privacy_command", "site_document"]
 
@@ -86,7 +87,7 @@ def privacy_command(
                 sites=tuple(site or ()),
                 shadows=shadows,
                 seed=seed,
-                on_site=lambda name: err.print(f"auditing {name} …"),
+                on_site=lambda name: err.print(f"auditing {shown(name)} …"),
             )
         finally:
             db.close()
@@ -174,10 +175,10 @@ def attack_table(
     for name, n, eps, delta, attacks in rows:
         for i, (attack, r) in enumerate(attacks.items()):
             cells = [
-                name if i == 0 else "",
+                shown(name) if i == 0 else "",
                 str(n) if i == 0 else "",
                 ("∞" if math.isinf(eps) else f"{eps:.3g}") if i == 0 else "",
-                attack,
+                shown(attack),
                 f"{r.auc:.3f}",
                 f"{dp_auc_bound(eps, delta):.3f}",
             ]
@@ -206,4 +207,4 @@ def _print(result: Any) -> None:
         "(ε, δ) (TPR ≤ e^ε·FPR + δ); AUC 0.5 is guessing."
     )
     for name, why in result.skipped.items():
-        out.print(f"not audited: {name}: {why}")
+        out.print(f"not audited: {shown(name)}: {shown(why)}")

@@ -18,11 +18,11 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from accord.cli.errors import reported
 from accord.cli.output import dumps
+from accord.cli.text import shown
 from accord.config import load_config
 
 __all__ = ["register"]
@@ -66,7 +66,7 @@ def _print(document: dict[str, Any], k: int) -> None:
         sites.add_column(column)
     for name, site in document["sites"].items():
         labels = ", ".join(f"{c}: {_shown(n, k)}" for c, n in site["labels"].items())
-        sites.add_row(escape(name), _shown(site["rows"], k), escape(labels))
+        sites.add_row(shown(name), _shown(site["rows"], k), shown(labels))
     console.print(sites)
     columns = Table(
         title=f"columns per site (–: suppressed, a count under {k} or the one that "
@@ -78,8 +78,8 @@ def _print(document: dict[str, Any], k: int) -> None:
         for col, c in site["numeric"].items():
             quartiles = " / ".join(_shown(q, k) for q in c["quartiles"])
             columns.add_row(
-                escape(name),
-                escape(col),
+                shown(name),
+                shown(col),
                 _shown(c["missing"], k),
                 _shown(c["mean"], k),
                 _shown(c["std"], k),
@@ -90,15 +90,15 @@ def _print(document: dict[str, Any], k: int) -> None:
             text = ", ".join(f"{v}: {_shown(n, k)}" for v, n in items[:_LEVELS])
             if len(items) > _LEVELS:
                 text += f", … {len(items) - _LEVELS} more"
-            columns.add_row(escape(name), escape(col), "", "", "", escape(text))
+            columns.add_row(shown(name), shown(col), "", "", "", shown(text))
     console.print(columns)
-    flags = Table(title=escape("drift flags (warnings unless [profile] refuse = true)"))
+    flags = Table(title=shown("drift flags (warnings unless [profile] refuse = true)"))
     for column in ("site", "column", "measure", "value", "threshold"):
         flags.add_column(column)
     for f in document["flags"]:
         flags.add_row(
-            escape(f["site"]),
-            escape(f["column"]),
+            shown(f["site"]),
+            shown(f["column"]),
             f["measure"],
             f"{f['value']:.4g}",
             f"{f['threshold']:.4g}",

@@ -94,7 +94,7 @@ class ProgressObserver:
 
     def baseline_done(self, name: str) -> None:
         """One baseline model trained."""
-        self._progress.update(self._sites, advance=1, status=name)
+        self._progress.update(self._sites, advance=1, status=shown(name))
 
     def _status(self, summary: RoundSummary) -> str:
         spent = "" if summary.epsilon is None else f", epsilon {summary.epsilon:.3f}"

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from accord.cli.errors import reported
 from accord.cli.output import dumps
+from accord.cli.text import shown
 from accord.config import FedConfig, StoreConfig, config_from_mapping, load_config
 from accord.errors import ConfigError, LedgerError, ReleaseRefused, StoreError
 from accord.params import Params
@@ -272,7 +272,7 @@ def gates_table(decision: ReleaseDecision) -> Table:
         table.add_column(col)
     for r in decision.results:
         mark = "[green]pass[/]" if r.passed else "[bold red]FAIL[/]"
-        table.add_row(r.name, mark, escape(r.reason))
+        table.add_row(shown(r.name), mark, shown(r.reason))
     return table
 
 
@@ -344,7 +344,7 @@ def release_command(
             raise ReleaseRefused(run_id, failed)
     Console(stderr=True).print(
         f"released run {run_id}'s model {decision.model[:16]}… to "
-        f"{escape(str(output))} (sha256 {decision.output_sha256})",
+        f"{shown(str(output))} (sha256 {decision.output_sha256})",
         highlight=False,
     )
 

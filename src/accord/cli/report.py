@@ -19,9 +19,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from accord.cli.errors import reported
+from accord.cli.text import shown
 from accord.errors import ContributionUnavailable, StoreError
 
 __all__ = ["register", "report_command"]
@@ -156,7 +156,7 @@ def report_command(
             return
         _write(text, out)
     Console(stderr=True).print(
-        f"wrote the model card of run {run_id} to {escape(str(out))}",
+        f"wrote the model card of run {run_id} to {shown(str(out))}",
         highlight=False,
     )
 

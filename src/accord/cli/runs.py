@@ -16,7 +16,6 @@ from typing import Literal
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from accord.cli.errors import reported
@@ -254,11 +253,11 @@ def show_run(
         if isinstance(sites, dict) and sites:
             console.print(
                 "epsilon of each site's records: "
-                + ", ".join(f"{escape(str(k))} {v:.4f}" for k, v in sites.items()),
+                + ", ".join(f"{shown(str(k))} {v:.4f}" for k, v in sites.items()),
                 highlight=False,
             )
     if summary.get("reason"):
-        console.print(f"reason: {escape(str(summary['reason']))}", highlight=False)
+        console.print(f"reason: {shown(str(summary['reason']))}", highlight=False)
     dp = any(r.privacy for r in rounds)
     table = Table()
     columns = ["round", "status", "ok", "not ok (reason)", "model digest"]
@@ -285,7 +284,7 @@ def show_run(
     console.print(table)
     for e in events:  # what the run was trained on, kept with it: not refusals
         if _is_record(e.kind) and _first_part(e.kind, e.detail):
-            console.print(f"{e.kind}: {escape(_cut(e.detail))}", highlight=False)
+            console.print(f"{shown(e.kind)}: {shown(_cut(e.detail))}", highlight=False)
     events = [e for e in events if not _is_record(e.kind)]
     if (sent := _bytes_table(events)) is not None:
         console.print(sent)
@@ -302,9 +301,9 @@ def show_run(
             refused.add_row(
                 e.at.strftime("%Y-%m-%d %H:%M:%S"),
                 "" if e.round is None else str(e.round),
-                escape(e.participant or "(unauthenticated)"),
-                e.kind,
-                escape(e.detail),  # quotes what a peer sent: no markup from it
+                shown(e.participant or "(unauthenticated)"),
+                shown(e.kind),
+                shown(e.detail),  # quotes what a peer sent: no markup from it
             )
         console.print(refused)
     comparison = (info.summary or {}).get("comparison")

@@ -12,9 +12,9 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 
+from accord.cli.text import shown
 from accord.store import RoundRecord, RunEvent, RunInfo
 
 __all__ = ["scores_table", "show_json"]
@@ -54,7 +54,7 @@ def scores_table(rounds: list[RoundRecord]) -> Table | None:
                 mark = f"quarantined{'; ' if mark else ''}{mark}"
             table.add_row(
                 str(r.number),
-                escape(s.participant),
+                shown(s.participant),
                 _num(s.norm),
                 _num(s.norm_z),
                 _num(s.cosine),

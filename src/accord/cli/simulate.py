@@ -35,12 +35,12 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from accord.cli.errors import reported
 from accord.cli.ledger_setup import simulation_ledger
 from accord.cli.output import comparison_table, dumps, run_json
 from accord.cli.progress import ProgressObserver
+from accord.cli.text import shown
 from accord.config import FedConfig, load_config
 from accord.coordinator.resumable import interrupted_run
 from accord.coordinator.summary import untrained
@@ -191,7 +191,11 @@ def _auto(store: RunStore, config: FedConfig, lease: ExitStack) -> str | None:
 
     The coordinator's rule (:mod:`accord.coordinator.resumable`).
     """
-    say = Console(stderr=True).print
+    err = Console(stderr=True)
+
+    def say(text: str) -> None:
+        err.print(shown(text))
+
     found = interrupted_run(store, config.federation.name, lease, say)
     if found is None:
         say(
@@ -243,7 +247,7 @@ def _print_results(
         f"final model {run.params.digest()[:16]}"
     )
     if run.stopped is not None:  # exit 0: the budget did what it was set to do
-        console.print(f"[yellow]stopped:[/] {escape(run.stopped)}", highlight=False)
+        console.print(f"[yellow]stopped:[/] {shown(run.stopped)}", highlight=False)
     if result.comparison is not None:
         console.print(comparison_table(result.comparison))
 

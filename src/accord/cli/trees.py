@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from accord.cli.ledger_setup import simulation_ledger
 from accord.cli.output import comparison_table, dumps
+from accord.cli.text import shown
 from accord.config import FedConfig
 from accord.errors import ConfigError
 from accord.simulation.trees import TreesRun, simulate_trees, tree_params
@@ -55,7 +56,7 @@ def run_trees(config: FedConfig, *, as_json: bool, resume: str | None) -> TreesR
                 progress.update(bar, completed=number, status=status)
 
             def on_baseline(name: str) -> None:
-                progress.update(bar, description="baselines", status=name)
+                progress.update(bar, description="baselines", status=shown(name))
 
             run = simulate_trees(
                 config,
@@ -117,7 +118,7 @@ def _as_json(store: RunStore, run: TreesRun) -> dict[str, Any]:
 def _print(console: Console, run: TreesRun) -> None:
     console.print(
         f"\nrun [bold]{run.run_id}[/]: {len(run.booster.trees)} trees grown; "
-        f"model (XGBoost JSON) {run.model_path}",
+        f"model (XGBoost JSON) {shown(run.model_path)}",
         highlight=False,
     )
     if run.secure_sums:
