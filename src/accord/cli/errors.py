@@ -75,8 +75,8 @@ def reported() -> Iterator[None]:
         # shown: messages quote config sections such as "[deployment]", which
         # Rich would otherwise take for markup and drop, and text from a store, a
         # file or a peer (a coordinator's reason), whose control characters would
-        # reach the terminal. soft_wrap: a line of the
-        # message stays one line of output, whatever the terminal's width.
+        # reach the terminal. soft_wrap: a line of the message stays one line of
+        # output, whatever the terminal's width.
         Console(stderr=True).print(
             f"[bold red]error:[/] {shown(str(exc))}", highlight=False, soft_wrap=True
         )
