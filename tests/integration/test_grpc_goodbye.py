@@ -60,19 +60,37 @@ class StopAfter:
             raise self.error
 
 
+class DiskFullAfter(MemoryStore):
+    """A store whose disk fills as round ``number + 1`` is recorded."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
+
+    def record_round(self, record, **kwargs):
+        if record.number > self.number:
+            raise StoreError(f"disk full while recording round {record.number}")
+        super().record_round(record, **kwargs)
+
+
 def run_until(deploy_sites, tmp_path: Path, error: BaseException):
-    """Run the federation until ``error`` after round 1; the sites and the store."""
+    """Run the federation until ``error`` after round 1; the sites and the store.
+
+    A ``StoreError`` comes from the store, as the round after is recorded; any
+    other error from the progress observer (an interrupt: an observer's own
+    exception only detaches it, :mod:`accord.coordinator.observer`).
+    """
     fed = tmp_path / "fed.toml"
     fed.write_text(FED)
     config = load_config(fed)
     deployed = deploy_sites(SITES, config)
     executor = deployed.running.executor
     assert executor.wait_for(SITES, 20) == set(SITES), deployed.ended
-    store = MemoryStore()
+    full = isinstance(error, StoreError)
+    store = DiskFullAfter(1) if full else MemoryStore()
     initial = build_context(config).task.init_params(config.federation.seed)
-    coordinator = Coordinator(
-        config, executor=executor, store=store, observer=StopAfter(1, error)
-    )
+    observer = None if full else StopAfter(1, error)
+    coordinator = Coordinator(config, executor=executor, store=store, observer=observer)
     with pytest.raises(type(error)), executor.ending():
         coordinator.run(initial)
     for thread in deployed.threads:
@@ -108,10 +126,10 @@ def test_an_interrupted_coordinator_tells_the_sites_it_may_resume(
 
 
 def test_an_aborted_run_tells_the_sites_why(deploy_sites, tmp_path):
-    error = StoreError("disk full while recording round 1")
+    error = StoreError("disk full")
     deployed, store = run_until(deploy_sites, tmp_path, error)
 
-    expected = "run aborted: disk full while recording round 1"
+    expected = "run aborted: disk full while recording round 2"
     assert deployed.ended == dict.fromkeys(SITES, expected)
     for site in SITES:
         assert [e["reason"] for e in deployed.site_log(site, "goodbye")] == [expected]

@@ -49,7 +49,7 @@ from accord.records import (
 from accord.threads import in_background
 
 if TYPE_CHECKING:  # the store's implementations pull in SQLAlchemy
-    from accord.coordinator.runner import RunObserver
+    from accord.coordinator.observer import RunObserver
     from accord.store.checkpoint import CheckpointStore
     from accord.store.protocol import RunStore
 

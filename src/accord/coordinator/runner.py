@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from accord.config import FedConfig
 from accord.coordinator.executor import (
@@ -64,6 +64,7 @@ from accord.coordinator.integrity import ExampleBounds
 from accord.coordinator.keeper import UpdateKeeper
 from accord.coordinator.lineage import LedgerSetup, Lineage
 from accord.coordinator.model_eval import CentralEval, ModelEvaluation
+from accord.coordinator.observer import Guarded, RunObserver, SilentObserver
 from accord.coordinator.plain import PlainCollector
 from accord.coordinator.privacy import CentralPrivacy, check_supported
 from accord.coordinator.record_privacy import RecordPrivacy
@@ -120,37 +121,6 @@ logger = logging.getLogger(__name__)
 #: Bits per value in the masking ring by ``[compression] method``: quantized
 #: updates are packed several to a word (:mod:`accord.secagg.packed`).
 _RING_BITS = {"q8": 8, "q4": 4}
-
-
-class RunObserver(Protocol):
-    """Receives progress as it happens (the CLI draws it; tests record it)."""
-
-    def round_started(self, number: int, selected: Sequence[str]) -> None:
-        """A round dispatched its jobs."""
-        ...
-
-    def participant_finished(self, number: int, outcome: ParticipantOutcome) -> None:
-        """A selected participant's job ended, well or not.
-
-        An ``ok`` may be followed by a ``rejected`` for the same participant, once
-        the round judges its updates (``[strategy] max_norm_ratio``).
-        """
-        ...
-
-    def round_finished(self, summary: RoundSummary) -> None:
-        """A round was recorded."""
-        ...
-
-
-class _SilentObserver:
-    def round_started(self, number: int, selected: Sequence[str]) -> None:
-        pass
-
-    def participant_finished(self, number: int, outcome: ParticipantOutcome) -> None:
-        pass
-
-    def round_finished(self, summary: RoundSummary) -> None:
-        pass
 
 
 def create_run(store: RunStore, config: FedConfig) -> str:
@@ -228,7 +198,10 @@ class Coordinator:
         self._executor = executor
         self._store = store
         self._checkpoints = checkpoints
-        self._observer: RunObserver = observer or _SilentObserver()
+        # A display that raises is detached, not the run's end (.observer).
+        self._observer: RunObserver = (
+            SilentObserver() if observer is None else Guarded(observer)
+        )
         self._clock = clock
         self._strategy = Strategy(
             config.strategy,

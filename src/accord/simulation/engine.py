@@ -33,13 +33,10 @@ from accord.config import FedConfig
 from accord.coordinator.contract import record_contract, refuse_if_flagged
 from accord.coordinator.executor import Executor
 from accord.coordinator.lineage import LedgerSetup
+from accord.coordinator.observer import RunObserver
 from accord.coordinator.record_privacy import check_task
 from accord.coordinator.resume import check_resumable
-from accord.coordinator.runner import (
-    Coordinator,
-    RunObserver,
-    RunResult,
-)
+from accord.coordinator.runner import Coordinator, RunResult
 from accord.coordinator.strategy import published_spec
 from accord.data.contract import DataContract
 from accord.data.digest import check_data_digest, data_digest, record_data_digest

@@ -273,8 +273,9 @@ def test_unknown_policy_sites_are_refused(tmp_path: Path) -> None:
         simulate(config, store=store)
 
 
-class _Crash(Exception):
-    pass
+class _Crash(BaseException):
+    """The coordinator's process ending there (an observer's own Exception would
+    only detach it: :mod:`accord.coordinator.observer`)."""
 
 
 class _CrashAfter:
