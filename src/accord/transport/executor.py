@@ -323,9 +323,29 @@ class GrpcExecutor:
             spooled.discard()
 
     def abandon(self, round_number: int, participants: Sequence[str]) -> None:
-        """Close these jobs: late results are refused as stale."""
+        """Close these jobs: late results are refused as stale.
+
+        An upload still streaming in for one of them is stopped at once (its
+        reader, see :meth:`receive_update`): the watchdog bounds the gap between
+        two of its messages, not the upload, so without this a participant
+        trickling a byte at a time under the idle timeout would hold a thread,
+        a call slot and a spool buffer long after the round gave up on it.
+        """
         with self._lock:
-            self._jobs.abandon(round_number, participants)
+            receiving = self._jobs.abandon(round_number, participants)
+            readers = [job.reader for job in receiving if job.reader is not None]
+            for job in receiving:
+                job.reader = None
+        reason = (
+            f"round {round_number} stopped waiting for your upload while it was "
+            "arriving (its deadline passed, or it closed with enough updates); "
+            "the coordinator stopped reading it"
+        )
+        for reader in readers:  # each records the refusal and tells the sender
+            try:
+                reader(reason)
+            except Exception:  # a call that ended meanwhile; the round goes on
+                logger.exception("could not stop an upload of round %d", round_number)
 
     @contextlib.contextmanager
     def ending(self) -> Iterator[None]:
@@ -477,9 +497,18 @@ class GrpcExecutor:
         return model
 
     def receive_update(
-        self, name: str, parts: Iterator[UpdateHeader | Chunk]
+        self,
+        name: str,
+        parts: Iterator[UpdateHeader | Chunk],
+        *,
+        reader: Callable[[str], None] | None = None,
     ) -> Receipt:
-        """Admit, spool and check one update stream; queue its TrainDone."""
+        """Admit, spool and check one update stream; queue its TrainDone.
+
+        ``reader`` stops reading ``parts`` from another thread, with the reason
+        the sender is told; :meth:`abandon` calls it if the job closes while the
+        update streams in, so that no upload outlives its job's deadline.
+        """
         header = next(parts, None)
         if not isinstance(header, UpdateHeader):
             raise SubmissionRefused(
@@ -502,7 +531,21 @@ class GrpcExecutor:
                 self._within_bounds(
                     job, lambda: check_examples(header.num_examples, name, bounds)
                 )
-            job.state = "receiving"
+            job.state, job.reader = "receiving", reader
+        try:
+            return self._spool_update(name, header, parts, model_header)
+        finally:
+            with self._lock:
+                job.reader = None
+
+    def _spool_update(
+        self,
+        name: str,
+        header: UpdateHeader,
+        parts: Iterator[UpdateHeader | Chunk],
+        model_header: PackedHeader,
+    ) -> Receipt:
+        """Spool and check the chunks of an admitted update; accept it."""
         try:
             spooled = SpooledUpdate(
                 self.spool_dir,
@@ -617,9 +660,16 @@ class GrpcExecutor:
         return Receipt(self.run_id, header.round, name, digest, spooled.total)
 
     def receive_secagg(
-        self, name: str, parts: Iterator[SecAggHeader | Chunk]
+        self,
+        name: str,
+        parts: Iterator[SecAggHeader | Chunk],
+        *,
+        reader: Callable[[str], None] | None = None,
     ) -> Receipt:
-        """Admit and assemble one message of a secure round; queue its SecAggReply."""
+        """Admit and assemble one message of a secure round; queue its SecAggReply.
+
+        ``reader``: as :meth:`receive_update`'s.
+        """
         header = next(parts, None)
         if not isinstance(header, SecAggHeader):
             raise SubmissionRefused(
@@ -633,14 +683,16 @@ class GrpcExecutor:
             )
             check_stage_header(header, self._secure.get(header.round))
             check_answers(header, job)
-            job.state = "receiving"
+            job.state, job.reader = "receiving", reader
         try:
             payload = assemble(parts, header.total_bytes)
         except BaseException:
             with self._lock:
+                job.reader = None
                 self._jobs.reopen(name, header.round, job.order.kind)
             raise
         with self._lock:
+            job.reader = None
             if job.state != "receiving" or self._closed:
                 raise SubmissionRefused(
                     "stale", f"round {header.round} closed while the message arrived"

@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+import grpc
+
 from accord.errors import AuthenticationFailed, SubmissionRefused
 from accord.transport.admission import Admission, Limits, RefusalThrottle, Slot
 from accord.transport.call_metadata import UploadTag
@@ -39,6 +41,7 @@ from accord.transport.executor import GrpcExecutor
 from accord.transport.revocation import RevocationWatch
 from accord.transport.roster import Role
 from accord.transport.security import Authenticator
+from accord.transport.status import CODES
 from accord.transport.trust import Identity
 from accord.transport.watchdog import Watchdog, Watched
 
@@ -185,6 +188,28 @@ class Gate:
 
         return self.watchdog.watch(requests, cancel=context.cancel, on_cut=cut)
 
+    def stopper(
+        self, messages: Watched[Any], context: Any, call: Admitted, round: int
+    ) -> Callable[[str], None]:
+        """A function that ends the upload ``messages`` reads, from any thread.
+
+        Given a reason, it marks the stream cut (the handler's read raises
+        :class:`~.watchdog.StreamCut` and answers nothing more), records a
+        ``stale`` refusal with that reason, and cancels the call with the
+        refusal's status and reason, which the sender reads. The executor calls
+        it when the upload's job closes (:meth:`~.executor.GrpcExecutor.abandon`).
+        """
+
+        def stop(reason: str) -> None:
+            if not messages.stop():
+                return  # the upload ended, or the watchdog cut it, meanwhile
+            refusal = SubmissionRefused("stale", reason, participant=call.name)
+            self._ex.reject(call.name, call.method, refusal, round)
+            self.refused(call.name, refusal.kind)
+            _cancel_with(context, CODES[refusal.kind], reason)
+
+        return stop
+
     def refused(self, name: str | None, kind: str) -> None:
         """Charge a refusal to ``name``'s budget (not one refused for using it up)."""
         if kind != "throttled":
@@ -205,3 +230,26 @@ class Gate:
 #: A revoked participant's task stream is ended by the executor, with the reason,
 #: rather than cancelled, so that the site hears why and stops dialling.
 _STREAMS: Sequence[str] = ("Subscribe",)
+
+
+def _cancel_with(context: Any, code: grpc.StatusCode, details: str) -> None:
+    """Cancel ``context``'s call from any thread, answering ``code`` and ``details``.
+
+    A servicer answers with a status from its handler's thread only
+    (``context.abort``), and that thread is blocked reading the request;
+    ``context.cancel()`` ends the call with a bare ``CANCELLED``. The core call
+    beneath can be cancelled with a status, which gRPC sends as the call's
+    trailers (``grpc_call_cancel_with_status``), but grpcio reaches it only
+    through a private attribute: where a grpcio version lacks it, the call is
+    cancelled plainly, and the sender reads ``CANCELLED`` (the record still holds
+    the reason). ``tests/adversarial/test_upload_deadline.py`` checks the reason
+    arrives.
+    """
+    core = getattr(getattr(context, "_rpc_event", None), "call", None)
+    if core is not None:
+        try:
+            core.cancel(code.value[0], details)
+            return
+        except Exception:
+            logger.debug("cancelling with a status failed; cancelling", exc_info=True)
+    context.cancel()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -40,7 +41,7 @@ from accord.transport.proto import accord_pb2 as pb
 from accord.transport.roster import Role
 from accord.transport.secure_codec import decode_secagg_part
 from accord.transport.status import CODES, REFUSAL_KEY
-from accord.transport.watchdog import StreamCut
+from accord.transport.watchdog import StreamCut, Watched
 
 __all__ = ["FRAME_CACHE_BYTES", "Handlers"]
 
@@ -242,18 +243,20 @@ class Handlers:
         assert tag is not None  # the gate read it for an upload
         with self._gate.held(call):
             messages = self._gate.watch(requests, context, call, tag.round)
+            stop = self._gate.stopper(messages, context, call, tag.round)
 
             def parts() -> Iterator[UpdateHeader | codec.Chunk]:
                 for msg in messages:
                     if isinstance(msg, Malformed):
                         raise SubmissionRefused(msg.kind, msg.reason)
-                    part = codec.decode_update_part(msg)
+                    part = _not_empty(codec.decode_update_part(msg))
                     if isinstance(part, UpdateHeader):
                         check_header(tag, run_id=part.run_id, round=part.round)
                     yield part
 
             def receive() -> pb.Receipt:
-                receipt = self._ex.receive_update(call.name, parts())
+                with _stopped_quietly(messages):
+                    receipt = self._ex.receive_update(call.name, parts(), reader=stop)
                 return codec.encode_receipt(receipt)
 
             try:
@@ -307,12 +310,13 @@ class Handlers:
         assert tag is not None  # the gate read it for an upload
         with self._gate.held(call):
             messages = self._gate.watch(requests, context, call, tag.round)
+            stop = self._gate.stopper(messages, context, call, tag.round)
 
             def parts() -> Iterator[SecAggHeader | codec.Chunk]:
                 for msg in messages:
                     if isinstance(msg, Malformed):
                         raise SubmissionRefused(msg.kind, msg.reason)
-                    part = decode_secagg_part(msg)
+                    part = _not_empty(decode_secagg_part(msg))
                     if isinstance(part, SecAggHeader):
                         check_header(
                             tag, run_id=part.run_id, round=part.round, stage=part.stage
@@ -320,7 +324,8 @@ class Handlers:
                     yield part
 
             def receive() -> pb.Receipt:
-                receipt = self._ex.receive_secagg(call.name, parts())
+                with _stopped_quietly(messages):
+                    receipt = self._ex.receive_secagg(call.name, parts(), reader=stop)
                 return codec.encode_receipt(receipt)
 
             try:
@@ -364,6 +369,40 @@ class Handlers:
             logger.warning("%s asked the run to stop: %s", call.name, reason)
             self._ex.stop(f"stopped by {call.name}: {reason}")
             return pb.StopReply(accepted=True)
+
+
+P = TypeVar("P")
+
+
+def _not_empty(part: P) -> P:
+    """Refuse a chunk without bytes: it carries nothing but a reset idle timer.
+
+    A sender never needs one (its last chunk ends the data; an update of no
+    bytes has no chunks), and a stream of them would keep an upload alive
+    under the watchdog for nothing.
+    """
+    if isinstance(part, codec.Chunk) and not len(part.data):
+        raise SubmissionRefused(
+            "malformed",
+            f"an empty chunk at offset {part.offset}: a chunk must carry bytes",
+        )
+    return part
+
+
+@contextmanager
+def _stopped_quietly(messages: Watched[Any]) -> Iterator[None]:
+    """Let a refusal end an upload its job's end stopped, unrecorded a second time.
+
+    The job's end records the refusal and answers the sender
+    (:meth:`~.gate.Gate.stopper`); the executor may still refuse the update it
+    was finishing meanwhile (its round closed), which must not be recorded again.
+    """
+    try:
+        yield
+    except SubmissionRefused as exc:
+        if messages.cut:
+            raise StreamCut("the upload's job ended") from exc
+        raise
 
 
 def _abort(context: Any, failure: _Failure) -> NoReturn:

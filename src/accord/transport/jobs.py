@@ -27,8 +27,8 @@ a masking stage's message by what the protocol can produce
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from accord.errors import SubmissionRefused
@@ -85,11 +85,19 @@ _OPEN_STATES: frozenset[JobState] = frozenset({"sent", "receiving"})
 
 @dataclass
 class Job:
-    """One job given to one participant, and how far it got."""
+    """One job given to one participant, and how far it got.
+
+    ``reader`` is set while the job's upload streams in (``receiving``): called
+    with a reason, it stops reading that upload at once, so that an upload never
+    outlives its job (see :meth:`JobBook.abandon`).
+    """
 
     participant: str
     order: TaskOrder
     state: JobState = "sent"
+    reader: Callable[[str], None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 class JobBook:
@@ -219,14 +227,23 @@ class JobBook:
         if job is not None and job.state == "receiving":
             job.state = "sent"
 
-    def abandon(self, round_number: int, participants: Sequence[str]) -> None:
-        """Close these participants' open jobs of ``round_number``."""
+    def abandon(self, round_number: int, participants: Sequence[str]) -> list[Job]:
+        """Close these participants' open jobs of ``round_number``.
+
+        Return those whose upload was streaming in (``receiving``): the caller
+        stops reading them (their :attr:`Job.reader`), since what they would
+        deliver is refused as stale anyway.
+        """
         kinds: tuple[JobKind, ...] = ("train", "eval", "secagg")
+        receiving: list[Job] = []
         for p in participants:
             for kind in kinds:
                 job = self._jobs.get((p, kind, round_number))
                 if job is not None and job.state in ("sent", "receiving"):
+                    if job.state == "receiving":
+                        receiving.append(job)
                     job.state = "abandoned"
+        return receiving
 
     def waiting(self, name: str) -> list[TaskOrder]:
         """Jobs of ``name`` handed out but not started on (sent again on reconnect)."""

@@ -13,6 +13,10 @@ injectable clock) cancels each call that kept its handler waiting longer than
 :class:`StreamCut`, which the server lets end the call without another record.
 Only time spent *waiting for the
 caller* counts: a handler busy writing a chunk to disk is never cut.
+
+The watchdog bounds the gaps between messages, not a call: what bounds an upload
+is its job, whose end stops it (:meth:`Watched.stop`, called when the round gives
+up on the job; see :meth:`~accord.transport.executor.GrpcExecutor.abandon`).
 """
 
 from __future__ import annotations
@@ -73,8 +77,19 @@ class Watched(Generic[T]):
 
     @property
     def cut(self) -> bool:
-        """Whether the watchdog cancelled the call."""
+        """Whether the watchdog cancelled the call, or :meth:`stop` was called."""
         return self._watch.cut
+
+    def stop(self) -> bool:
+        """Mark the call cut now, from any thread; False if it already ended.
+
+        For a call that must end for another reason than silence (its job's
+        deadline passed): the reader's pending or next read raises
+        :class:`StreamCut`, and whoever stopped it cancels the call and records
+        why. False: the reader was done (:meth:`close`), or the watchdog cut it
+        first; nothing is to be done or recorded.
+        """
+        return self._dog.claim(self._watch)
 
     def close(self) -> None:
         """Stop watching (the handler is done reading)."""
@@ -111,6 +126,15 @@ class Watchdog:
         with self._lock:
             self._watches.add(watch)
         return Watched(messages, watch, self)
+
+    def claim(self, watch: _Watch) -> bool:
+        """Stop watching ``watch`` and mark it cut, unless it is no longer watched."""
+        with self._lock:
+            if watch not in self._watches:
+                return False
+            self._watches.discard(watch)
+            watch.cut = True
+            return True
 
     def forget(self, watch: _Watch) -> None:
         """Stop watching ``watch``."""

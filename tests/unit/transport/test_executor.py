@@ -440,6 +440,40 @@ def test_an_update_arriving_while_the_coordinator_closes_is_stale(executor):
     assert refused(executor, "a", parts(header, buffer)).kind == "stale"
 
 
+def test_abandoning_a_job_stops_the_upload_streaming_in_for_it(executor):
+    # The round's deadline passes while a's update arrives: its reader is told
+    # to stop reading, with the reason its sender gets; b's job, whose update
+    # came in full, has no upload left to stop.
+    for name in ("a", "b"):
+        connect(executor, name)
+    train(executor, 1, "a", "b")
+    header, buffer = update()
+    executor.receive_update("b", parts(header, buffer), reader=pytest.fail)
+    stopped: list[str] = []
+    stream = parts(header, buffer)
+
+    def arriving():
+        yield next(stream)
+        yield next(stream)
+        executor.abandon(1, ["a", "b"])  # the round loop, at the deadline
+        yield from stream
+
+    error = refused_with(executor, "a", arriving(), reader=stopped.append)
+
+    assert len(stopped) == 1
+    assert stopped[0].startswith("round 1 stopped waiting for your upload")
+    assert "deadline passed" in stopped[0]
+    assert error.kind == "stale"
+    executor.abandon(1, ["a"])  # again: nothing is streaming any more
+    assert len(stopped) == 1
+
+
+def refused_with(ex, name, stream, **options) -> SubmissionRefused:
+    with pytest.raises(SubmissionRefused) as info:
+        ex.receive_update(name, stream, **options)
+    return info.value
+
+
 # Example bounds, given by the round loop: refused on arrival, before the body.
 
 

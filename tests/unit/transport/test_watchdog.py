@@ -124,3 +124,36 @@ def test_the_watchdog_thread_cuts_without_explicit_checks():
     finally:
         dog.close()
     assert len(cuts) == 1 and stream.cancelled.is_set()
+
+
+def test_stop_cuts_a_watched_stream_once_and_not_one_already_cut_or_closed():
+    # Stopped from another thread (its job's deadline), a stream being read ends
+    # with StreamCut; a second stop, or one after the watchdog's own cut or after
+    # the reader closed, claims nothing (nothing to record twice).
+    clock, stream, cuts = Clock(), Stream(), []
+    dog = Watchdog(first_byte_s=1, idle_s=1, clock=clock)
+    watched = dog.watch(iter(stream), cancel=stream.cancelled.set, on_cut=cuts.append)
+    out: list = []
+    thread = _reader(watched, out)
+    stream.send("header")
+    for _ in range(500):  # until the reader waits for the message after it
+        if out and stream.waiting.is_set():
+            break
+        threading.Event().wait(0.01)
+
+    assert watched.stop() is True
+    stream.cancelled.set()  # what the stopper does next
+    thread.join(5)
+
+    assert out[0] == "header" and isinstance(out[1], StreamCut)
+    assert watched.cut and dog.watching() == 0
+    assert watched.stop() is False
+    clock.now = 10
+    assert dog.check() == 0 and cuts == []
+
+    idle = dog.watch(iter(Stream()), cancel=lambda: None, on_cut=cuts.append)
+    idle._watch.waiting_since = 0.0
+    assert dog.check() == 1 and idle.stop() is False
+    closed = dog.watch(iter(Stream()), cancel=lambda: None, on_cut=cuts.append)
+    closed.close()
+    assert closed.stop() is False and not closed.cut
