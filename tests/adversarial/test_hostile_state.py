@@ -162,7 +162,7 @@ def test_a_new_run_per_connection_keeps_only_the_newest_runs_state(tmp_path):
             for run in runs
         )
     )
-    for run in runs:
+    for _ in runs:
         runtime = _runtime(script, tmp_path, name="site-00")
         assert runtime.run() == "bye"
         # Each run's residual is written later than the last one's.
