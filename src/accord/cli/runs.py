@@ -55,6 +55,18 @@ def _is_record(kind: str) -> bool:
     return kind in (DATA, PREPROCESSING, CONTRACT, FLAG)
 
 
+def _is_bookkeeping(kind: str) -> bool:
+    """Whether events of ``kind`` are the privacy accounting's notes for a resume.
+
+    They record what a round released before its record, not a refusal, and are
+    in ``--json``'s events, not in the refused messages.
+    """
+    from accord.coordinator.privacy import RELEASED_EVENT
+    from accord.coordinator.record_privacy import DISPATCHED_EVENT
+
+    return kind in (RELEASED_EVENT, DISPATCHED_EVENT)
+
+
 def _first_part(kind: str, detail: str) -> bool:
     """False for the second and later parts of a data contract (one line is enough)."""
     from accord.coordinator.contract import EVENT_KIND as CONTRACT
@@ -286,6 +298,7 @@ def show_run(
         if _is_record(e.kind) and _first_part(e.kind, e.detail):
             console.print(f"{shown(e.kind)}: {shown(_cut(e.detail))}", highlight=False)
     events = [e for e in events if not _is_record(e.kind)]
+    events = [e for e in events if not _is_bookkeeping(e.kind)]
     if (sent := _bytes_table(events)) is not None:
         console.print(sent)
     events = [e for e in events if e.kind != TRANSFER]

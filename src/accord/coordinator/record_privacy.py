@@ -29,22 +29,34 @@ events.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from accord.config import FedConfig, PrivacyConfig
 from accord.errors import ConfigError
+from accord.jsontext import parse_json
 from accord.privacy.dpsgd import OPTION_KEY, DpSgdPlan, site_mechanism
-from accord.records import ParticipantOutcome, PrivacySpent, RoundRecord
+from accord.records import (
+    NewEvent,
+    ParticipantOutcome,
+    PrivacySpent,
+    RoundRecord,
+    RunEvent,
+)
 
 if TYPE_CHECKING:  # dp-accounting is imported only once DP is on
     from accord.privacy.accountant import DpAccountant
     from accord.privacy.events import DpEvent
 
-__all__ = ["RecordPrivacy", "check_task", "site_rows"]
+__all__ = ["DISPATCHED_EVENT", "RecordPrivacy", "check_task", "site_rows"]
 
 logger = logging.getLogger(__name__)
+
+#: The run event recorded for each site a record-level DP round is declared to,
+#: before its task goes out (:meth:`RecordPrivacy.dispatched`).
+DISPATCHED_EVENT = "privacy_dispatched"
 
 #: Outcomes whose update reached the coordinator: the site released a DP-SGD round.
 _RELEASED = ("ok", "rejected", "timeout")
@@ -229,8 +241,29 @@ class RecordPrivacy:
             spent.append(self._account(outcome.participant))
         return tuple(spent)
 
-    def restore(self, recorded: Sequence[RoundRecord]) -> None:
-        """Account the rounds a resumed run recorded."""
+    def dispatched(self, number: int, selected: Sequence[str]) -> NewEvent:
+        """The event to record before round ``number``'s tasks go to ``selected``.
+
+        One per round, naming the sites in its detail (JSON): a round's per-site
+        rows would outnumber everything else the run records.
+        """
+        sites = sorted(site for site in selected if site in self.accountants)
+        return NewEvent(
+            round=number,
+            participant=None,
+            kind=DISPATCHED_EVENT,
+            detail=json.dumps({"sites": sites}),
+        )
+
+    def restore(
+        self, recorded: Sequence[RoundRecord], events: Sequence[RunEvent] = ()
+    ) -> None:
+        """Account the rounds a resumed run recorded, and the attempts it lost.
+
+        ``events`` are the run's: each :data:`DISPATCHED_EVENT` of an attempt the
+        records do not account (a round never recorded, or an earlier attempt of
+        one recorded later) counts one round of the site's mechanism.
+        """
         from accord.privacy.events import dp_sgd_event
 
         for record in recorded:
@@ -243,6 +276,19 @@ class RecordPrivacy:
                     self.accountants[site].compose(
                         dp_sgd_event(spent.noise_multiplier, spent.sampling_rate, steps)
                     )
+        numbers = {record.number for record in recorded}
+        for (number, site), count in _attempts(events).items():
+            lost = count - 1 if number in numbers else count  # the last is recorded
+            if lost <= 0 or site not in self.accountants:
+                continue
+            logger.warning(
+                "round %d was declared to %s and lost before it was recorded: its "
+                "record-level privacy spent is counted as released",
+                number,
+                site,
+            )
+            if self._mechanism(site)[1]:
+                self.accountants[site].compose(self._event(site), lost)
 
     def _account(self, site: str) -> PrivacySpent:
         q, steps = self._mechanism(site)
@@ -274,3 +320,27 @@ class RecordPrivacy:
 
         q, steps = self._mechanism(site)
         return dp_sgd_event(self.noise_multiplier, q, steps)
+
+
+def _attempts(events: Sequence[RunEvent]) -> dict[tuple[int, str], int]:
+    """How many times each round was declared to each site.
+
+    An unreadable event (the store was edited) is logged and counts for no
+    site; the sites' own ledgers still hold what they spent.
+    """
+    counts: dict[tuple[int, str], int] = {}
+    for event in events:
+        if event.kind != DISPATCHED_EVENT or event.round is None:
+            continue
+        try:
+            sites = parse_json(event.detail)["sites"]
+            if not isinstance(sites, list):
+                raise TypeError("sites is not a list")
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.error("a %s event is unreadable (%s)", DISPATCHED_EVENT, exc)
+            continue
+        for site in sites:
+            if isinstance(site, str):
+                key = (event.round, site)
+                counts[key] = counts.get(key, 0) + 1
+    return counts

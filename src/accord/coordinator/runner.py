@@ -401,7 +401,7 @@ class Coordinator:
             if self._privacy is not None:
                 self._privacy.restore(recorded, self._store.events(run_id))
             if self._record is not None:
-                self._record.restore(recorded)
+                self._record.restore(recorded, self._store.events(run_id))
             for made in self._rounds(run_id, first, params, state, recorded):
                 params, _, summary = made
                 summaries.append(summary)
@@ -526,6 +526,11 @@ class Coordinator:
             self._privacy.admit(len(selected), len(roster), values=params.size)
         if self._record is not None:  # nor one that would take a site past it
             self._record.admit(selected)
+            # Before any task goes out: a stop before the round is recorded
+            # must not make the sites' releases vanish from the accounting.
+            self._store.record_events(
+                run_id, [self._record.dispatched(number, selected)]
+            )
         required = max(1, math.ceil(cfg.round.quorum * len(selected)))
         plan = RoundPlan(number, selected, required)
         scores: tuple[UpdateScore, ...] = ()

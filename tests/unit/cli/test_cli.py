@@ -273,3 +273,29 @@ def test_datasets_check_passes_a_clean_table(tmp_path):
 
     assert checked.exit_code == 0, checked.output
     assert "no problems" in checked.stdout
+
+
+def test_runs_show_keeps_privacy_bookkeeping_out_of_the_refused_messages(tmp_path):
+    from accord.coordinator.privacy import RELEASED_EVENT
+    from accord.coordinator.record_privacy import DISPATCHED_EVENT
+    from accord.store import SqlStore
+
+    run_id = json.loads(_simulate(tmp_path).stdout)["run_id"]
+    with SqlStore(f"sqlite:///{tmp_path}/runs/accord.db") as store:
+        for kind in (RELEASED_EVENT, DISPATCHED_EVENT):
+            store.record_event(
+                run_id, round=2, participant=None, kind=kind, detail='{"sites": []}'
+            )
+
+    shown = runner.invoke(
+        app, ["runs", "show", run_id, "--dir", str(tmp_path / "runs")]
+    )
+    as_json = runner.invoke(
+        app, ["runs", "show", run_id, "--dir", str(tmp_path / "runs"), "--json"]
+    )
+
+    assert shown.exit_code == 0, shown.output
+    assert "refused messages" not in shown.stdout
+    assert DISPATCHED_EVENT not in shown.stdout
+    kinds = {e["kind"] for e in json.loads(as_json.stdout)["events"]}
+    assert {RELEASED_EVENT, DISPATCHED_EVENT} <= kinds  # kept in the record

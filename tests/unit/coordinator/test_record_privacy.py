@@ -333,13 +333,14 @@ def test_resume_keeps_the_ledger_consistent_a_round_counted_once(
     assert again.status == "rejected" and "already trained" in (again.reason or "")
     ledger = PrivacyLedger(ledger_path(config, "site-00"))
     assert sorted(ledger.runs[run.run_id]) == [1, 2, 3]  # each round once
-    # The coordinator counted the rounds that reached it (1 and 3); the ledger,
-    # the authority, every round trained (1, 2, 3).
+    # Round 2's first attempt reached the coordinator before it stopped: its
+    # privacy_dispatched event counts it on resume, so the coordinator's figure
+    # is the ledger's, the authority's: every round trained (1, 2, 3).
     recorded = {p.participant: p.epsilon for p in rounds[2].privacy}
     q, steps = site_mechanism(
         len(_site_rows(config)["site-00"]), batch_size=BATCH, epochs=1
     )
-    assert recorded["site-00"] == pytest.approx(_pld(q, steps, 2), rel=1e-9)
+    assert recorded["site-00"] == pytest.approx(_pld(q, steps, 3), rel=1e-9)
     assert ledger.epsilon(run.run_id) == pytest.approx(_pld(q, steps, 3), rel=1e-9)
 
 
@@ -353,3 +354,66 @@ def _pld(q: float, steps: int, rounds: int) -> float:
     accountant = DpAccountant("pld")
     accountant.compose(dp_sgd_event(Z, q, steps), rounds)
     return accountant.epsilon(1e-5)
+
+
+def _event(number: int, detail: str) -> Any:
+    from datetime import UTC, datetime
+
+    from accord.coordinator.record_privacy import DISPATCHED_EVENT
+    from accord.records import RunEvent
+
+    return RunEvent("run", datetime.now(UTC), number, None, DISPATCHED_EVENT, detail)
+
+
+def test_restore_counts_every_attempt_the_records_do_not(tmp_path: Path, caplog):
+    config = make_config(tmp_path, rounds=5)
+    rows = {"site-00": 100, "site-01": 120, "site-02": 90}
+    whole = RecordPrivacy.of(config, rows=rows)
+    assert whole is not None
+    recorded = []
+    for number in (1, 2):  # two rounds recorded, every site in each
+        record = whole.dispatched(number, list(rows))
+        assert json.loads(record.detail) == {"sites": sorted(rows)}
+        spent = whole.settle([_ok(site) for site in rows])
+        recorded.append(_record(number, spent))
+
+    resumed = RecordPrivacy.of(config, rows=rows)
+    assert resumed is not None
+    events = [
+        _event(1, json.dumps({"sites": sorted(rows)})),  # recorded: nothing more
+        _event(2, json.dumps({"sites": ["site-00"]})),  # a lost first attempt
+        _event(2, json.dumps({"sites": sorted(rows)})),  # the attempt recorded
+        _event(3, json.dumps({"sites": ["site-00", "site-01"]})),  # never recorded
+        _event(3, "{not json"),  # unreadable: logged, counts for no one
+        _event(4, json.dumps({"sites": ["nobody"]})),  # not a site of the run
+    ]
+    resumed.restore(recorded, events)
+
+    def rounds_of(site: str, n: int) -> float:
+        q, steps = site_mechanism(rows[site], batch_size=BATCH, epochs=1)
+        accountant = DpAccountant("rdp")
+        accountant.compose(dp_sgd_event(Z, q, steps), n)
+        return accountant.epsilon(1e-5)
+
+    epsilons = resumed.epsilons()
+    assert epsilons["site-00"] == pytest.approx(rounds_of("site-00", 4), rel=1e-9)
+    assert epsilons["site-01"] == pytest.approx(rounds_of("site-01", 3), rel=1e-9)
+    assert epsilons["site-02"] == pytest.approx(rounds_of("site-02", 2), rel=1e-9)
+    assert "privacy_dispatched event is unreadable" in caplog.text
+
+
+def _ok(site: str) -> Any:
+    from accord.records import ParticipantOutcome
+
+    return ParticipantOutcome(site, "ok", None, 10, None, 0.1)
+
+
+def _record(number: int, spent: Any) -> Any:
+    from datetime import UTC, datetime
+
+    from accord.records import RoundRecord
+
+    now = datetime.now(UTC)
+    return RoundRecord(
+        "run", number, now, now, "completed", "0" * 64, (), (), (), None, spent
+    )
