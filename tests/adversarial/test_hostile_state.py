@@ -112,25 +112,13 @@ def test_a_train_task_addressed_to_another_participant_is_refused(tmp_path):
     assert os.listdir(tmp_path / "state" / "compression" / "run") == ["site-00"]
 
 
-def test_a_scaffold_declaration_for_another_run_is_refused(tmp_path):
-    declared = LocalStrategy(scaffold=True, run="elsewhere")
-    options = {STRATEGY_KEY: declared.to_json()}
-    script = Script(
-        [
-            Welcome("run.0123abcd", 0),
-            _train("run.0123abcd", 1, options=options),
-            Goodbye("run", "done"),
-        ]
-    )
-    assert _runtime(script, tmp_path, name="site-00").run() == "done"
-    (failure,) = script.failures
-    assert "SCAFFOLD declaration names run 'elsewhere', not 'run'" in failure.reason
-    assert not (tmp_path / "state" / "scaffold").exists()
+def _scaffold(run):
+    return {STRATEGY_KEY: LocalStrategy(scaffold=True, run=run).to_json()}
 
 
-def test_a_dp_declaration_for_another_run_is_refused_by_a_deployed_site(tmp_path):
+def _dp(run):
     plan = DpSgdPlan(
-        run="elsewhere",
+        run=run,
         noise_multiplier=1.0,
         clip=1.0,
         sampling_rate=0.5,
@@ -138,19 +126,50 @@ def test_a_dp_declaration_for_another_run_is_refused_by_a_deployed_site(tmp_path
         delta=1e-5,
         accountant="rdp",
     )
-    policy = SitePolicy(max_epsilon=100.0, dp_delta=1e-5)
-    ledger = PrivacyLedger(tmp_path / "ledger.jsonl")
+    return {DP_KEY: plan.to_json()}
+
+
+def test_a_runs_tasks_declare_their_state_under_one_run(tmp_path):
+    """The first declaration binds the run's: SCAFFOLD's c_i folder and the DP
+    ledger's key cannot change from one task to the next."""
+    wire = "run.0123abcd"
     script = Script(
         [
-            Welcome("run.0123abcd", 0),
-            _train("run.0123abcd", 1, options={DP_KEY: plan.to_json()}),
-            Goodbye("run", "done"),
+            Welcome(wire, 0),
+            _train(wire, 1, options=_scaffold("run")),
+            _train(wire, 2, options=_scaffold("elsewhere")),
+            _train(wire, 3, options=_dp("another")),
+            _train(wire, 4, options={**_dp("run"), **_scaffold("other")}),
+            Goodbye(wire, "done"),
+        ]
+    )
+    assert _runtime(script, tmp_path, name="site-00").run() == "done"
+
+    reasons = {f.round: f.reason for f in script.failures}
+    assert "no control variate" in reasons[1]  # trained as declared, and failed
+    assert "under run 'elsewhere'; this run's tasks declared 'run'" in reasons[2]
+    assert "under run 'another'; this run's tasks declared 'run'" in reasons[3]
+    assert "DP-SGD and SCAFFOLD state under ['other', 'run']" in reasons[4]
+    assert not (tmp_path / "state" / "scaffold" / "elsewhere").exists()
+
+
+def test_a_dp_declaration_for_another_run_is_refused_before_the_ledger(tmp_path):
+    policy = SitePolicy(max_epsilon=100.0, dp_delta=1e-5)
+    ledger = PrivacyLedger(tmp_path / "ledger.jsonl")
+    wire = "run.0123abcd"
+    script = Script(
+        [
+            Welcome(wire, 0),
+            _train(wire, 1, options=_dp("run")),
+            _train(wire, 2, options=_dp("elsewhere")),
+            Goodbye(wire, "done"),
         ]
     )
     runtime = _runtime(script, tmp_path, name="site-00", policy=policy, ledger=ledger)
     assert runtime.run() == "done"
-    (failure,) = script.failures
-    assert "names run elsewhere, not run" in failure.reason
+    first, second = script.failures
+    assert "cannot train with record-level DP-SGD" in first.reason  # AddOne has none
+    assert "this run's tasks declared 'run'" in second.reason
     assert ledger.epsilon() == 0.0
 
 

@@ -90,6 +90,7 @@ from accord.participant.rounds import SecureRounds
 from accord.participant.site_state import prune_runs
 from accord.participant.sitelog import SiteLog
 from accord.participant.table import SiteTable
+from accord.privacy.dpsgd import DpSgdPlan
 from accord.simulation.jobs import (
     JobError,
     SitePersonalization,
@@ -210,6 +211,9 @@ class ParticipantRuntime:
         #: The runs this process has served: the first task of another prunes
         #: the state folder (:func:`~accord.participant.site_state.prune_runs`).
         self._runs: set[str] = set()
+        #: The run each wire run's train tasks declare their site state under
+        #: (DP-SGD's ledger entries, SCAFFOLD's c_i): the first one declared.
+        self._declared: dict[str, str] = {}
         self._compression = SiteCompression(state_dir)
         # The site's own choice to fine-tune at evaluation (a sim: site's fed.toml
         # may also ask for it): the personalized model is the site's business.
@@ -345,13 +349,23 @@ class ParticipantRuntime:
             refusal = self._secure.admit(order)
         if refusal is not None or order.config is None:
             return refusal
-        refusal = _addressed(order.config, order.run_id, self._name)
+        refusal = _addressed(order.config, self._name)
         if refusal is not None:
             return refusal
+        declared = sorted(_declared_runs(order.config))
+        if len(declared) > 1:
+            return f"the task declares its DP-SGD and SCAFFOLD state under {declared}"
+        if declared:  # the first binds this run's: one ledger key, one c_i folder
+            bound = self._declared.setdefault(order.run_id, declared[0])
+            if declared[0] != bound:
+                return (
+                    f"the task declares its site state (DP-SGD, SCAFFOLD) under run "
+                    f"{declared[0]!r}; this run's tasks declared {bound!r}"
+                )
         return self._privacy.refusal(
             order.config,
             supports_dp=supports_dp_sgd(self._usable(order.run_id)[1]),
-            run=run_folder(order.run_id),
+            run=self._declared.get(order.run_id),
         )
 
     def _fetch(self, client: CoordinatorClient, order: TaskOrder) -> Params:
@@ -783,28 +797,36 @@ class ParticipantRuntime:
                 torch.set_num_threads(saved)
 
 
-def _addressed(config: TrainConfig, wire_run: str, name: str | None) -> str | None:
-    """Why a train task is not this site's to train in this run (None: it is).
+def _addressed(config: TrainConfig, name: str | None) -> str | None:
+    """Why a train task is not this site's to train (None: it is).
 
-    The participant it names keys the site's state folders and seeds its draws,
-    and SCAFFOLD's declared run keys its ``c_i``: a coordinator that named a new
-    one in each task would make the site keep state for each.
+    The participant it names keys the site's state folders and seeds its draws:
+    a coordinator that named a new one in each task would make the site keep
+    state for each.
     """
     if name is not None and config.participant != name:
         return (
             f"the task is addressed to participant {config.participant!r}; this "
             f"site is {name!r}"
         )
-    try:
-        declared = LocalStrategy.of(config.options)
-    except ConfigError:
-        return None  # the task refuses it, with the reason, when it trains
-    if declared.scaffold and declared.run != run_folder(wire_run):
-        return (
-            f"the task's SCAFFOLD declaration names run {declared.run!r}, not "
-            f"{run_folder(wire_run)!r}"
-        )
     return None
+
+
+def _declared_runs(config: TrainConfig) -> set[str]:
+    """The runs a train task's declarations key the site's state by.
+
+    DP-SGD's plan keys the site's privacy ledger, SCAFFOLD's declaration its
+    ``c_i``; both name the coordinator's run (its store's id, which the wire's
+    need not be). A malformed declaration is the task's to refuse, with its
+    reason, and names none here.
+    """
+    try:
+        plan = DpSgdPlan.of(config.options)
+        strategy = LocalStrategy.of(config.options)
+    except ConfigError:
+        return set()
+    runs = set() if plan is None else {plan.run}
+    return runs | ({strategy.run} if strategy.scaffold else set())
 
 
 def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
