@@ -43,7 +43,7 @@ from pydantic import BaseModel
 from accord.config import FedConfig, config_from_mapping
 from accord.errors import ConfigError, StoreError
 from accord.params import Params
-from accord.records import RoundRecord, RunInfo
+from accord.records import LedgerRecord, RoundRecord, RunInfo
 
 if TYPE_CHECKING:
     from accord.store.checkpoint import CheckpointStore
@@ -158,11 +158,30 @@ def check_resumable(
 
     :class:`~accord.errors.RunNotFound` or :class:`StoreError` if there is no such
     run or it completed; :class:`ConfigError` if ``config`` is not the run's own
-    (:func:`check_same_config`); :class:`StoreError` if ``checkpoints`` show rounds
-    the store lost (:func:`check_no_lost_rounds`). Cheap (no checkpoint is read,
-    only their names): a coordinator checks it before it listens, so that
-    participants never connect to a run that cannot go on.
+    (:func:`check_same_config`); :class:`StoreError` if its rounds and ledger
+    disagree (:func:`check_ledger_rounds`) or ``checkpoints`` show rounds the store
+    lost (:func:`check_no_lost_rounds`). Cheap (no checkpoint is read, only their
+    names, and no ledger entry is parsed): a coordinator checks it before it
+    listens, so that participants never connect to a run that cannot go on.
     """
+    return _resumable(store, run_id, config, checkpoints).info
+
+
+@dataclass(frozen=True)
+class _Resumable:
+    """What the checks before a resume read: the run, its rounds, its entries."""
+
+    info: RunInfo
+    recorded: tuple[RoundRecord, ...]
+    entries: Mapping[int, LedgerRecord]
+
+
+def _resumable(
+    store: RunStore,
+    run_id: str,
+    config: Mapping[str, Any],
+    checkpoints: CheckpointStore | None,
+) -> _Resumable:
     info = store.get_run(run_id)
     if info.status == "completed":
         raise StoreError(
@@ -170,42 +189,39 @@ def check_resumable(
             "Start a new run instead"
         )
     check_same_config(run_id, info.config, config)
-    recorded = store.rounds(run_id)
-    check_ledger_rounds(store, run_id, recorded)
+    recorded = tuple(store.rounds(run_id))
+    entries = check_ledger_rounds(store, info, recorded)
     if checkpoints is not None:
         check_no_lost_rounds(run_id, len(recorded), checkpoints)
-    return info
+    return _Resumable(info, recorded, entries)
 
 
 def check_ledger_rounds(
-    store: RunStore, run_id: str, recorded: Sequence[RoundRecord]
-) -> dict[int, str]:
-    """The model each round entry of the run's ledger names, by round number.
+    store: RunStore, info: RunInfo, recorded: Sequence[RoundRecord]
+) -> dict[int, LedgerRecord]:
+    """The run's round entries by round number, if its ledger and store agree.
 
-    A round and its ledger entry are committed in one transaction, so they are
-    never one without the other: a store whose rounds and ledger disagree was
-    altered (rows deleted by hand, a ledger cut short), and a resume would sign a
-    chain that no longer records what the run did, or train a recorded round
-    again. :class:`StoreError` saying which rounds differ. A run with no ledger
+    A round and its ledger entry are committed in one transaction, the closing
+    entry with the run's status: a store that contradicts its ledger was altered
+    (rows deleted by hand, a ledger cut short), and a resume would sign a chain
+    that no longer records what the run did, or train a recorded round again.
+    :class:`StoreError` listing what differs, by the rule ``accord audit export``
+    applies (:func:`~accord.ledger.export.disagreements`). A run with no ledger
     passes (``{}``).
     """
+    from accord.ledger.export import disagreements
+
+    run_id = info.run_id
     chain = store.ledger(run_id)
-    if not chain:
-        return {}
-    entries = [e for e in chain if e.kind == "round"]
-    in_ledger = {e.round: e for e in entries if e.round is not None}
-    in_rounds = {r.number for r in recorded}
-    if set(in_ledger) != in_rounds or len(in_ledger) != len(entries):
-        only_ledger = sorted(set(in_ledger) - in_rounds)
-        only_store = sorted(in_rounds - set(in_ledger))
+    found = disagreements(info, recorded, chain, store.events(run_id))
+    if found:
         raise StoreError(
-            f"run {run_id} cannot resume: its ledger and its rounds disagree "
-            f"(rounds only in the ledger: {only_ledger or 'none'}; rounds the "
-            f"ledger lacks: {only_store or 'none'}; a round and its entry are "
-            "committed together, so the store was altered). Restore the database "
-            "from a backup, or start a new run"
+            f"run {run_id} cannot resume: its store contradicts its ledger ("
+            + "; ".join(found)
+            + "; a round and its entry are committed together, so the store was "
+            "altered). Restore the database from a backup, or start a new run"
         )
-    return {number: _entry_model(e.envelope, number) for number, e in in_ledger.items()}
+    return {e.round: e for e in chain if e.kind == "round" and e.round is not None}
 
 
 def _entry_model(envelope: str, number: int) -> str:
@@ -258,12 +274,10 @@ def resume_point(
     run's own (:func:`check_same_config`). :class:`StoreError` if the run completed
     or its records and checkpoints cannot take it further.
     """
-    check_resumable(store, run_id, config)
-    recorded = tuple(store.rounds(run_id))
-    models = check_ledger_rounds(store, run_id, recorded)
+    checked = _resumable(store, run_id, config, checkpoints)
+    recorded = checked.recorded
     _check_numbering(run_id, [r.number for r in recorded])
     if checkpoints is not None:
-        check_no_lost_rounds(run_id, len(recorded), checkpoints)
         for partial in checkpoints.discard_partial(run_id):
             logger.info(
                 "removed %s, a checkpoint a stopped process left unfinished", partial
@@ -282,8 +296,9 @@ def resume_point(
         path = Path(last.checkpoint)  # the run kept them somewhere else
     checkpoint = checkpoints.load_checkpoint(path)
     named = [last.global_digest]
-    if models.get(last.number):  # the signed entry too, not only the store's row
-        named.append(models[last.number])
+    entry = checked.entries.get(last.number)
+    if entry is not None and (signed := _entry_model(entry.envelope, last.number)):
+        named.append(signed)  # the signed entry's too, not only the store's row
     if (checkpoint.run_id, checkpoint.round_number) != (run_id, last.number) or (
         not all(checkpoint.params.matches(d) for d in named)
     ):
