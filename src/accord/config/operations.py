@@ -131,8 +131,8 @@ class DeploymentConfig(Section):
         default=120.0,
         gt=0,
         le=3600,
-        description="how long an upload may pause between two messages; then it is "
-        "cut and recorded",
+        description="how long an upload may pause between two messages, or a "
+        "download leave a message unread; then it is cut and recorded",
     )
     refusals_per_s: float = Field(
         default=2.0,

@@ -52,7 +52,8 @@ class Limits:
     overall; None means ``per_peer`` times (participants + 2), room for every
     participant and two admins. ``first_byte_s``: how long a call may stay open
     before its first message arrives; ``idle_s``: how long an upload may pause
-    between two messages; either cut, the call is cancelled and recorded.
+    between two messages, or a stream to the caller (a download, a task stream)
+    leave one message untaken; either cut, the call is cancelled and recorded.
     ``refusals_per_s`` and ``refusal_burst``: the token bucket of refused calls per
     caller.
     """

@@ -14,8 +14,10 @@ For each call, in order (:meth:`Gate.enter`):
 
 Only then does the handler read the request, through :meth:`Gate.watch`, which cuts
 a caller that keeps the coordinator waiting (:class:`~.watchdog.Watchdog`) and
-records it as ``idle``. Every refusal the server records is also charged to the
-caller's refusal budget (:meth:`Gate.refused`).
+records it as ``idle``; what a handler streams back goes through
+:meth:`Gate.deliver`, which cuts and records a caller that stops reading it.
+Every refusal the server records is also charged to the caller's refusal budget
+(:meth:`Gate.refused`).
 
 While a participant's call is open, its certificate is checked again whenever the
 trust store changes (:class:`~.revocation.RevocationWatch`): a revoked participant is
@@ -43,7 +45,7 @@ from accord.transport.roster import Role
 from accord.transport.security import Authenticator
 from accord.transport.status import CODES
 from accord.transport.trust import Identity
-from accord.transport.watchdog import Watchdog, Watched
+from accord.transport.watchdog import Delivering, Watchdog, Watched
 
 __all__ = ["Admitted", "Gate", "Upload"]
 
@@ -187,6 +189,37 @@ class Gate:
             self.refused(call.name, "idle")
 
         return self.watchdog.watch(requests, cancel=context.cancel, on_cut=cut)
+
+    def deliver(
+        self, messages: Iterator[T], context: Any, call: Admitted
+    ) -> Delivering[T]:
+        """``messages`` for a handler to stream to its caller, cut if it stops reading.
+
+        A message the caller leaves untaken longer than ``idle_s`` (its
+        flow-control window stays full) cancels the call with
+        ``DEADLINE_EXCEEDED`` and the reason, which the caller reads after what
+        it had buffered, and records an ``idle`` refusal, as a request stream's
+        silence does (:meth:`watch`): such a call would otherwise hold a
+        coordinator thread, blocked in gRPC's send, until the caller gave up.
+        """
+
+        def cut(reason: str) -> None:
+            try:  # recorded first: the record is there once the slot is free
+                self._ex.rejections.add(
+                    participant=call.name,
+                    method=call.method,
+                    round=0,
+                    kind="idle",
+                    reason=reason,
+                )
+                self.refused(call.name, "idle")
+            finally:
+                _cancel_with(context, grpc.StatusCode.DEADLINE_EXCEEDED, reason)
+
+        delivering = self.watchdog.deliver(messages, cut=cut)
+        if not context.add_callback(delivering.forget):
+            delivering.forget()  # the call already ended
+        return delivering
 
     def stopper(
         self, messages: Watched[Any], context: Any, call: Admitted, round: int

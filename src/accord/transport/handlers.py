@@ -3,7 +3,9 @@
 Each handler passes the :class:`~accord.transport.gate.Gate` first, before it reads a
 byte of the request; then it reads the request under the gate's watchdog, decodes it
 with :mod:`~accord.transport.codec` and passes it to the
-:class:`~accord.transport.executor.GrpcExecutor`. Errors become a gRPC status here
+:class:`~accord.transport.executor.GrpcExecutor`; what it streams back (a model
+download, a task stream) goes out under the watchdog too
+(:meth:`~accord.transport.gate.Gate.deliver`). Errors become a gRPC status here
 only, by one table (:data:`~accord.transport.status.CODES`); see
 :mod:`accord.transport.server` for the whole picture. :mod:`~accord.transport.server`
 registers these handlers and owns the gRPC server.
@@ -197,15 +199,24 @@ class Handlers:
             )
             context.add_callback(lambda: self._ex.wake(name))
             trust = self._gate.auth.trust
-            # Each step under _run: a participant expelled mid-stream (revoked)
-            # hears UNAUTHENTICATED with the reason, and stops dialling.
-            while (
-                item := self._run(
-                    context, "Subscribe", lambda: next(stream, None), name=name
-                )
-            ) is not None:
-                # The CRL as of each message: sites learn revocations.
-                yield codec.encode_task(item, crl=trust.crl_der() if trust else b"")
+
+            def tasks() -> Iterator[pb.Task]:
+                # Each step under _run: a participant expelled mid-stream
+                # (revoked) hears UNAUTHENTICATED with the reason, and stops
+                # dialling.
+                while (
+                    item := self._run(
+                        context, "Subscribe", lambda: next(stream, None), name=name
+                    )
+                ) is not None:
+                    # The CRL as of each message: sites learn revocations.
+                    crl = trust.crl_der() if trust else b""
+                    yield codec.encode_task(item, crl=crl)
+
+            # Idle by design while no task is due (waiting for one never counts);
+            # cut only if a task stays unread for idle_s: the site then dials
+            # again and gets its waiting jobs (Links' grace period).
+            yield from self._gate.deliver(tasks(), context, call)
 
     def _identity(
         self, context: Any, name: str, hello: pb.Hello
@@ -234,7 +245,9 @@ class Handlers:
                 lambda: self._ex.model(call.name, req.run_id, req.digest),
                 name=call.name,
             )
-            yield from self._model_frames(model.header, model.buffer)
+            # Cut if the caller stops reading: a blocked send holds this thread.
+            frames = iter(self._model_frames(model.header, model.buffer))
+            yield from self._gate.deliver(frames, context, call)
 
     def submit_update(self, requests: Iterator[Any], context: Any) -> pb.Receipt:
         """Receive an update stream; answer its receipt."""

@@ -17,6 +17,16 @@ caller* counts: a handler busy writing a chunk to disk is never cut.
 The watchdog bounds the gaps between messages, not a call: what bounds an upload
 is its job, whose end stops it (:meth:`Watched.stop`, called when the round gives
 up on the job; see :meth:`~accord.transport.executor.GrpcExecutor.abandon`).
+
+The same rule holds the other way (:meth:`Watchdog.deliver`): a handler streaming
+messages *to* a caller (a model download, a task stream) hands each one to gRPC,
+whose send blocks while the caller's flow-control window is full, that is while
+the caller does not read. The time from handing a message over to being asked for
+the next one is watched; past ``idle_s`` the call is cut (``cut(reason)`` cancels
+and records it) and the stream ends. Time the handler spends producing a message
+(waiting for the next task) never counts, nor does a slow link that still takes
+each message within ``idle_s``. gRPC reports no progress inside a message, so the
+unit is one message: at most a chunk (1 MiB) for a download.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["StreamCut", "Watchdog", "Watched"]
+__all__ = ["Delivering", "StreamCut", "Watchdog", "Watched"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +57,10 @@ class _Watch:
     waiting_since: float | None = None
     messages: int = 0
     cut: bool = False
+    #: A stream to the caller: ``waiting_since`` is when a message was handed over.
+    sending: bool = False
+    #: The stream ended: never watched again.
+    done: bool = False
 
 
 class Watched(Generic[T]):
@@ -96,6 +110,66 @@ class Watched(Generic[T]):
         self._dog.forget(self._watch)
 
 
+class Delivering(Generic[T]):
+    """The messages a handler streams to its caller, cut if the caller stops reading.
+
+    gRPC's server asks this iterator for a message, sends it, and asks for the
+    next one only once the send is done: the gap between the two is the time
+    the caller took to take the message (:meth:`Watchdog.deliver`). Cut, the
+    stream ends (``StopIteration``) rather than raising, so that gRPC, whose
+    call is already cancelled with the reason, logs no traceback.
+    """
+
+    def __init__(self, messages: Iterator[T], watch: _Watch, dog: Watchdog) -> None:
+        self._messages = messages
+        self._watch = watch
+        self._dog = dog
+
+    def __iter__(self) -> Delivering[T]:
+        return self
+
+    def __next__(self) -> T:
+        self._dog.forget(self._watch)  # asked again: the last message went out
+        self._watch.waiting_since = None
+        if self._watch.cut:
+            self.close()
+            raise StopIteration
+        try:
+            item = next(self._messages)
+        except BaseException:
+            self.close()
+            raise
+        self._watch.messages += 1
+        self._dog.enlist(self._watch)
+        return item
+
+    @property
+    def cut(self) -> bool:
+        """Whether the watchdog cut the call."""
+        return self._watch.cut
+
+    def forget(self) -> None:
+        """Stop watching for good: the call ended, from any thread.
+
+        :meth:`~.gate.Gate.deliver` has gRPC call it when the call ends, so
+        that a call its caller cancelled while a message was pending is not
+        cut, and recorded, later.
+        """
+        self._dog.retire(self._watch)
+
+    def close(self) -> None:
+        """Stop watching, and close the messages' generator (the stream ended).
+
+        From the handler's thread only (``yield from`` calls it when the
+        handler's generator is closed): a generator cannot be closed while it
+        runs.
+        """
+        self.forget()
+        close = getattr(self._messages, "close", None)
+        if close is not None:
+            close()
+
+
 class Watchdog:
     """Cancels calls whose caller keeps the coordinator waiting; see the module."""
 
@@ -127,6 +201,30 @@ class Watchdog:
             self._watches.add(watch)
         return Watched(messages, watch, self)
 
+    def deliver(
+        self, messages: Iterator[T], *, cut: Callable[[str], None]
+    ) -> Delivering[T]:
+        """Wrap ``messages``, which a handler streams to its caller; see the module.
+
+        A message the caller leaves untaken for more than ``idle_s`` calls
+        ``cut(reason)``, which must cancel the call (the handler's thread is
+        blocked in gRPC's send until it is) and record why.
+        """
+        return Delivering(messages, _Watch(lambda: None, cut, sending=True), self)
+
+    def enlist(self, watch: _Watch) -> None:
+        """Watch ``watch`` from now (a message handed over), unless it is done."""
+        with self._lock:
+            if not watch.done and not watch.cut:
+                watch.waiting_since = self.clock()
+                self._watches.add(watch)
+
+    def retire(self, watch: _Watch) -> None:
+        """Stop watching ``watch`` for good."""
+        with self._lock:
+            watch.done = True
+            self._watches.discard(watch)
+
     def claim(self, watch: _Watch) -> bool:
         """Stop watching ``watch`` and mark it cut, unless it is no longer watched."""
         with self._lock:
@@ -149,6 +247,10 @@ class Watchdog:
             for w in self._watches:
                 since = w.waiting_since
                 if since is None:
+                    continue
+                if w.sending:
+                    if now - since > self.idle_s:
+                        expired.append((w, _unread(self.idle_s)))
                     continue
                 first = w.messages == 0
                 limit = self.first_byte_s if first else self.idle_s
@@ -189,3 +291,10 @@ class Watchdog:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+
+
+def _unread(idle_s: float) -> str:
+    return (
+        f"the caller did not read a message for {idle_s:g} s (its flow-control "
+        "window stayed full); the call was cut"
+    )

@@ -2,6 +2,8 @@
 
 import threading
 
+import pytest
+
 from accord.transport.watchdog import StreamCut, Watchdog
 
 
@@ -157,3 +159,82 @@ def test_stop_cuts_a_watched_stream_once_and_not_one_already_cut_or_closed():
     closed = dog.watch(iter(Stream()), cancel=lambda: None, on_cut=cuts.append)
     closed.close()
     assert closed.stop() is False and not closed.cut
+
+
+# Streams to the caller: the time a message waits for the caller to take it.
+
+
+def _producer(clock: Clock, takes_s: float):
+    """Messages 0, 1, 2, ...; producing each takes ``takes_s`` on ``clock``."""
+    n = 0
+    while True:
+        clock.now += takes_s
+        yield n
+        n += 1
+
+
+def test_a_message_the_caller_leaves_untaken_past_idle_s_is_cut_and_ends_the_stream():
+    clock, cuts = Clock(), []
+    dog = Watchdog(first_byte_s=1, idle_s=10, clock=clock)
+    produced = _producer(clock, 0)
+    delivering = dog.deliver(produced, cut=cuts.append)
+
+    assert next(delivering) == 0  # handed to gRPC: watched from now
+    assert dog.watching() == 1
+    clock.now += 10  # not longer than idle_s
+    assert dog.check() == 0
+    clock.now += 0.5
+    assert dog.check() == 1
+
+    assert len(cuts) == 1 and "did not read a message for 10 s" in cuts[0]
+    assert delivering.cut and dog.watching() == 0
+    assert list(delivering) == []  # gRPC asks again: the stream ends, quietly
+    assert produced.gi_frame is None  # and the handler's generator is closed
+    assert dog.check() == 0 and len(cuts) == 1  # once
+
+
+def test_only_the_wait_after_handing_a_message_over_counts_not_producing_it():
+    # A task stream waits a long time for its next task: never cut for that; a
+    # slow link taking each message within idle_s is never cut either.
+    clock, cuts = Clock(), []
+    dog = Watchdog(first_byte_s=1, idle_s=10, clock=clock)
+    delivering = dog.deliver(_producer(clock, 1000), cut=cuts.append)
+    for _ in range(5):
+        next(delivering)
+        assert dog.watching() == 1
+        clock.now += 9
+        assert dog.check() == 0
+    assert cuts == [] and not delivering.cut
+
+
+def test_a_delivery_whose_call_ended_is_never_cut():
+    # The caller cancelled while a message was pending: gRPC asks for no more,
+    # and calls forget() when the call ends.
+    clock, cuts = Clock(), []
+    dog = Watchdog(first_byte_s=1, idle_s=10, clock=clock)
+    delivering = dog.deliver(_producer(clock, 0), cut=cuts.append)
+    next(delivering)
+    delivering.forget()
+    clock.now += 100
+    assert dog.check() == 0 and cuts == [] and dog.watching() == 0
+    next(delivering)  # even were it asked again, it is not watched again
+    clock.now += 100
+    assert dog.check() == 0 and dog.watching() == 0
+
+
+def test_a_finished_or_failing_delivery_stops_being_watched():
+    clock, cuts = Clock(), []
+    dog = Watchdog(first_byte_s=1, idle_s=10, clock=clock)
+    assert list(dog.deliver(iter([1, 2]), cut=cuts.append)) == [1, 2]
+    assert dog.watching() == 0
+
+    def failing():
+        yield 1
+        raise ValueError("refused")
+
+    delivering = dog.deliver(failing(), cut=cuts.append)
+    next(delivering)
+    with pytest.raises(ValueError, match="refused"):
+        next(delivering)
+    clock.now += 100
+    assert dog.watching() == 0 and dog.check() == 0 and cuts == []
