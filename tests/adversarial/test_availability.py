@@ -242,8 +242,11 @@ def test_a_member_holding_silent_streams_gets_its_share_only_and_is_cut(
     # an honest member's calls still went through meanwhile.
     assert codes == {
         grpc.StatusCode.RESOURCE_EXHAUSTED: 16,
-        grpc.StatusCode.CANCELLED: 4,
+        grpc.StatusCode.DEADLINE_EXCEEDED: 4,
     }
+    cut = [c for c in calls if c.code() == grpc.StatusCode.DEADLINE_EXCEEDED]
+    # The member reads why (it was a bare CANCELLED before).
+    assert {c.details() for c in cut} == {"no first message for 1 s; the call was cut"}
     header, model = honest.fetch_model(
         running.executor.run_id, running.executor._model.header.digest
     )

@@ -176,19 +176,26 @@ class Gate:
     def watch(
         self, requests: Iterator[T], context: Any, call: Admitted, round: int = 0
     ) -> Watched[T]:
-        """``requests``, cut (and recorded) if the caller keeps the server waiting."""
+        """``requests``, cut (and recorded) if the caller keeps the server waiting.
+
+        The caller reads ``DEADLINE_EXCEEDED`` with the reason, as a download it
+        stops reading does (:meth:`deliver`).
+        """
 
         def cut(reason: str) -> None:
-            self._ex.rejections.add(
-                participant=call.name,
-                method=call.method,
-                round=round,
-                kind="idle",
-                reason=reason,
-            )
-            self.refused(call.name, "idle")
+            try:
+                self._ex.rejections.add(
+                    participant=call.name,
+                    method=call.method,
+                    round=round,
+                    kind="idle",
+                    reason=reason,
+                )
+                self.refused(call.name, "idle")
+            finally:
+                _cancel_with(context, grpc.StatusCode.DEADLINE_EXCEEDED, reason)
 
-        return self.watchdog.watch(requests, cancel=context.cancel, on_cut=cut)
+        return self.watchdog.watch(requests, cancel=_later, on_cut=cut)
 
     def deliver(
         self, messages: Iterator[T], context: Any, call: Admitted
@@ -263,6 +270,10 @@ class Gate:
 #: A revoked participant's task stream is ended by the executor, with the reason,
 #: rather than cancelled, so that the site hears why and stops dialling.
 _STREAMS: Sequence[str] = ("Subscribe",)
+
+
+def _later() -> None:
+    """The watchdog's cancel for a request stream: ``cut`` cancels, with a reason."""
 
 
 def _cancel_with(context: Any, code: grpc.StatusCode, details: str) -> None:
