@@ -29,11 +29,11 @@ round): a second update that arrives while its first is still in the buffer
 waits for the next version, and is folded there, one version staler; the site
 trains again only once that update is taken, so no site holds more than one
 update back in the coordinator's memory. ``[strategy] max_norm_ratio`` judges
-each update as a synchronous round does, against the median norm of the
-:data:`NORM_WINDOW` buffers' worth of updates folded last and its own; the run's
-first updates, with nothing folded to compare against, are held until three are
-in (a buffer's worth, if the buffer is smaller) and judged by their own median
-(a resumed run starts that over). A job that
+each update against the median norm of the updates folded last and its own
+(:mod:`accord.coordinator.async_norms`); the run's first updates, with nothing
+folded to compare against, are held until three are in (a buffer's worth, if the
+buffer is smaller) and judged by their own median (a resumed run starts that
+over). A job that
 fails (``failed``, ``timeout``) or is refused (``rejected``, ``stale: ...``) is
 recorded as a run event ``async_refused`` and as the site's outcome of the
 version, unless a valid update of the site is folded into the same version (it
@@ -61,20 +61,16 @@ import heapq
 import itertools
 import logging
 import math
-import statistics
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from accord.aggregation.fedbuff import FedBuffBuffer
+from accord.coordinator.async_norms import NORM_WINDOW, NormJudge
 from accord.coordinator.collector import collect
 from accord.coordinator.executor import Event, JobFailed, TrainDone, eligible
-from accord.coordinator.integrity import (
-    MIN_OUTLIER_UPDATES,
-    check_metric_names,
-    outliers,
-)
+from accord.coordinator.integrity import check_metric_names
 from accord.coordinator.round import validate_update
 from accord.coordinator.round_end import Concluding
 from accord.coordinator.strategy import published_spec
@@ -113,8 +109,6 @@ UNUSED_EVENT = "async_unused"
 #: version was made at (simulation only).
 VIRTUAL_TIME = "virtual_time"
 CLOCK = "train"
-#: How many buffers' worth of folded updates the norm rule judges against.
-NORM_WINDOW = 2
 
 
 def sync_round_time(
@@ -228,9 +222,10 @@ class AsyncDriver:
         self._deferred: list[tuple[Dispatch, _Result]] = []
         #: The first valid updates, until the norm rule has enough to judge them.
         self._unjudged: list[tuple[Dispatch, _Result, float]] = []
-        #: Norms of the updates folded last, which the norm rule judges against.
-        self._norms: collections.deque[float] = collections.deque(
-            maxlen=NORM_WINDOW * cfg.round.buffer_size
+        self._norm_rule = NormJudge(
+            cfg.strategy.max_norm_ratio,
+            sites=len(self._roster),
+            buffer_size=cfg.round.buffer_size,
         )
         self._sent: dict[str, int] = {}  # bytes of the version's folded updates
         self._batches = itertools.count(1_000_000 * (1 + len(recorded)))
@@ -565,12 +560,12 @@ class AsyncDriver:
             return False
         reason, norm = self._check(job, result, version, buffer)
         if reason is None and norm is not None:
-            if len(self._norms) < MIN_OUTLIER_UPDATES - 1 and self._judges():
+            if self._norm_rule.must_hold():
                 self._unjudged.append((job, result, norm))
-                if len(self._unjudged) >= min(MIN_OUTLIER_UPDATES, buffer.size):
+                if self._norm_rule.gathered(len(self._unjudged)):
                     self._judge_held(version, buffer, outcomes)
                 return True
-            reason = self._outlier(norm)
+            reason = self._norm_rule.outlier(norm)
         if reason is not None:
             self._refuse(job, result, reason, version, outcomes)
             return False
@@ -598,37 +593,12 @@ class AsyncDriver:
                 participant=job.site,
                 bounds=c.bounds,
                 max_norm=c.config.strategy.max_update_norm,
-                want_norm=self._judges(),
+                want_norm=self._norm_rule.active,
             )
             check_metric_names(result.metrics)
         except UpdateRejected as exc:
             return exc.reason, None
         return None, norm
-
-    def _judges(self) -> bool:
-        """Whether ``[strategy] max_norm_ratio`` judges this run's updates."""
-        ratio = self._c.config.strategy.max_norm_ratio
-        return ratio > 0 and len(self._roster) >= MIN_OUTLIER_UPDATES
-
-    def _outlier(self, norm: float) -> str | None:
-        """Why an update of L2 norm ``norm`` is out of line with those just folded.
-
-        The synchronous rule judges a round's updates by their own median; an
-        asynchronous version has no round to wait for, so an update is judged
-        against the median of the norms of the updates folded last
-        (:data:`NORM_WINDOW` buffers' worth) and its own. The honest majority
-        sets that median, whatever one site sends.
-        """
-        ratio = self._c.config.strategy.max_norm_ratio
-        median = statistics.median([norm, *self._norms])
-        if norm <= ratio * median:
-            return None
-        return (
-            f"the update's L2 norm is {norm:.6g}, more than {ratio:g} times the "
-            f"median norm {median:.6g} of the {len(self._norms)} updates folded last "
-            "and this one ([strategy] max_norm_ratio); check the local training (a "
-            "diverged run, a learning rate too high, scaled data) before sending again"
-        )
 
     def _judge_held(
         self,
@@ -638,21 +608,11 @@ class AsyncDriver:
     ) -> None:
         """Judge the run's first updates together, once there are enough of them.
 
-        With too few folded norms to compare against, the first updates are held
-        until :data:`~accord.coordinator.integrity.MIN_OUTLIER_UPDATES` are in (or
-        a buffer's worth, if the buffer is smaller) and judged by their median
-        with those folded, as a synchronous round's are (not at all with fewer
-        than three); those that pass fold in arrival order (held for the next
-        version if the buffer fills).
+        By :meth:`NormJudge.first`; those that pass fold in arrival order (held
+        for the next version if the buffer fills).
         """
         held, self._unjudged = self._unjudged, []
-        order = [job.site for job, _, _ in held]
-        folded = {f"\0{i}": n for i, n in enumerate(self._norms)}  # no site's name
-        refused = outliers(
-            {**folded, **{job.site: norm for job, _, norm in held}},
-            self._c.config.strategy.max_norm_ratio,
-            order=order,
-        )
+        refused = self._norm_rule.first([(job.site, norm) for job, _, norm in held])
         for job, result, norm in held:
             if job.site in refused:
                 self._refuse(job, result, refused[job.site], version, outcomes)
@@ -690,7 +650,7 @@ class AsyncDriver:
         weight = 1.0 if self._uniform else float(result.num_examples)
         facts["staleness_weight"] = buffer.add(result.update, weight, staleness)
         if norm is not None:
-            self._norms.append(norm)
+            self._norm_rule.folded(norm)
         if result.bytes_sent is not None:
             self._sent[job.site] = result.bytes_sent
         self._record(outcomes, version, _outcome(job.site, result, "ok", facts))
