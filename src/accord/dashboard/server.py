@@ -101,25 +101,25 @@ def check_binding(host: str, tls: TlsFiles | None) -> None:
         )
 
 
+async def _plain(send: _Send, status: int, body: bytes, *, close: bool) -> None:
+    """Answer ``status`` with a plain-text ``body`` (and close the connection)."""
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _refusal_app(reason: str) -> Callable[[_Scope, _Receive, _Send], Awaitable[None]]:
     """An ASGI app that answers every request of a connection 403, with why."""
     body = f"certificate refused: {reason}\n".encode()
 
     async def refuse(scope: _Scope, receive: _Receive, send: _Send) -> None:
-        if scope["type"] != "http":
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        if scope["type"] == "http":
+            await _plain(send, 403, body, close=True)
 
     return refuse
 
@@ -152,17 +152,7 @@ def loopback_only(app: Any) -> Callable[[_Scope, _Receive, _Send], Awaitable[Non
         if scope["type"] != "http" or request_host(scope["headers"]) in LOOPBACK_HOSTS:
             await app(scope, receive, send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 421,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _plain(send, 421, body, close=False)
 
     return guarded
 
