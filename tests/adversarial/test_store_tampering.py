@@ -315,6 +315,47 @@ def test_release_gates_are_judged_on_the_signed_figures(tmp_path):
     assert "round 3 metric federated.accuracy is 0.995 in the store" in released.output
 
 
+def test_release_gates_judge_each_sites_signed_score(tmp_path):
+    """A worst-site gate reads per-site rows: those are in the signed entry too."""
+    (tmp_path / "fed.toml").write_text(FED3)
+    assert _simulate(tmp_path, "--json").exit_code == 0
+    run_id = _run_id(tmp_path)
+    with SqlStore(_url(tmp_path)) as store:
+        last = store.rounds(run_id)[-1]
+    sites = {
+        m.participant: m.value
+        for m in last.metrics
+        if m.scope == "site" and m.participant is not None and m.name == "accuracy"
+    }
+    worst = min(sites, key=lambda s: sites[s])
+    gate = (sites[worst] + 1.0) / 2  # above the worst site's score
+    text = FED3.replace("[evaluation]\n", '[evaluation]\nmetric = "accuracy"\n')
+    gates = f"[gates]\nworst_site_metric = {gate}\n"
+    (tmp_path / "gated.toml").write_text(text + gates)
+    out = tmp_path / "model.safetensors"
+    args = ["release", "latest", "-o", str(out), "-c", str(tmp_path / "gated.toml")]
+    honest = runner.invoke(app, [*args, "--store", _url(tmp_path)])
+    assert honest.exit_code != 0 and "worst_site_metric" in honest.output
+    # The worst site's final accuracy row, edited past the gate.
+    _sql(
+        tmp_path,
+        "UPDATE accord_metrics SET value=? WHERE scope='site' AND participant=? "
+        "AND name='accuracy' AND round_id=(SELECT id FROM accord_rounds WHERE "
+        "run_id=? AND number=3)",
+        1.0,
+        worst,
+        run_id,
+    )
+
+    released = runner.invoke(app, [*args, "--store", _url(tmp_path)])
+
+    assert released.exit_code != 0
+    assert not out.exists()
+    assert f"round 3 metric site.accuracy of site {worst} is 1.0 in the store" in (
+        released.output
+    )
+
+
 def _export(tmp_path: Path):
     out = tmp_path / "ledger.jsonl"
     args = ["audit", "export", "latest", "--store", _url(tmp_path), "-o", str(out)]

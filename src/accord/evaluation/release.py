@@ -15,15 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from accord.config import GatesConfig
 from accord.errors import StoreError
 from accord.evaluation.fairness import FairnessReport
 from accord.evaluation.gates import GateInputs, GateResult, evaluate_gates
-from accord.ledger.writer import LedgerSigner, LedgerWriter
+from accord.ledger.writer import LedgerSigner, LedgerWriter, site_metrics
 from accord.records import RoundRecord, RunInfo
 from accord.store.protocol import RunStore
 
@@ -132,9 +133,9 @@ def unsigned_figures(
 
     The gates read the store's rows (metrics, privacy spent), which anyone with
     write access to the database can edit; each round's ledger entry signed the
-    federation-level metrics and the privacy spent as they were recorded. A run
-    without a ledger has nothing to compare (None). Per-site scores are not in the
-    entry and are not compared.
+    federation-level metrics and the privacy spent as they were recorded, and
+    (entries written since they held them) each site's metrics and its update's
+    flags. A run without a ledger has nothing to compare (None).
     """
     from accord.ledger.dsse import Envelope
     from accord.ledger.statement import parse_statement
@@ -161,6 +162,9 @@ def unsigned_figures(
                     f"round {record.number} metric {name} is {rows.get(name)!r} in "
                     f"the store, {entry.get(name)!r} in the round's signed entry"
                 )
+        differs = _unsigned_site_figures(record, predicate)
+        if differs is not None:
+            return differs
         spent = [(p.level, p.participant, p.epsilon) for p in record.privacy]
         listed = predicate.get("privacy")
         entries = [
@@ -175,6 +179,44 @@ def unsigned_figures(
         if not same:
             return (
                 f"round {record.number}'s privacy spent differs from its signed entry"
+            )
+    return None
+
+
+def _unsigned_site_figures(
+    record: RoundRecord, predicate: Mapping[str, Any]
+) -> str | None:
+    """Which site metric or update flag differs from the signed entry, if any.
+
+    Entries written before they held them (no ``siteMetrics``, no ``scores``)
+    have nothing to compare.
+    """
+    entry = predicate.get("siteMetrics")
+    if isinstance(entry, dict):
+        rows = site_metrics(record.metrics)
+        for site in sorted(set(rows) | set(entry)):
+            mine = rows.get(site, {})
+            signed = entry.get(site)
+            signed = signed if isinstance(signed, dict) else {}
+            for name in sorted(set(mine) | set(signed)):
+                if not _same(mine.get(name), signed.get(name)):
+                    return (
+                        f"round {record.number} metric {name} of site {site} is "
+                        f"{mine.get(name)!r} in the store, {signed.get(name)!r} in "
+                        "the round's signed entry"
+                    )
+    listed = predicate.get("scores")
+    if isinstance(listed, list):
+        stored = [(s.participant, list(s.flags), s.excluded) for s in record.scores]
+        signed_scores = [
+            (s.get("participant"), s.get("flags"), s.get("excluded"))
+            for s in listed
+            if isinstance(s, dict)
+        ]
+        if stored != signed_scores:
+            return (
+                f"round {record.number}'s update flags (flagged, excluded sites) "
+                "differ from its signed entry"
             )
     return None
 

@@ -23,7 +23,7 @@ import base64
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from accord.errors import LedgerError
 from accord.ledger.dsse import IN_TOTO, Envelope, KeySigner, canonical_json, key_id
 from accord.ledger.statement import EntryKind, build_statement, subject
 from accord.params import DIGEST_ALGORITHM as PARAMS
-from accord.records import LedgerRecord, RoundRecord
+from accord.records import LedgerRecord, MetricValue, RoundRecord
 
 __all__ = [
     "SIMULATION_KEY",
@@ -47,6 +47,7 @@ __all__ = [
     "certificate_signer",
     "config_digest",
     "simulation_signer",
+    "site_metrics",
 ]
 
 logger = logging.getLogger(__name__)
@@ -295,6 +296,16 @@ class LedgerWriter:
                 for m in record.metrics
                 if m.participant is None
             },
+            # Each site's own figures and flags, which release gates read too.
+            "siteMetrics": site_metrics(record.metrics),
+            "scores": [
+                {
+                    "participant": s.participant,
+                    "flags": list(s.flags),
+                    "excluded": s.excluded,
+                }
+                for s in record.scores
+            ],
         }
         return self._entry("round", record.number, subjects, predicate)
 
@@ -381,3 +392,12 @@ class LedgerWriter:
             digest=envelope.digest(),
             envelope=envelope.to_json(),
         )
+
+
+def site_metrics(metrics: Iterable[MetricValue]) -> dict[str, dict[str, float]]:
+    """The participant-scoped metrics, by participant then ``scope.name``."""
+    out: dict[str, dict[str, float]] = {}
+    for m in metrics:
+        if m.participant is not None:
+            out.setdefault(m.participant, {})[f"{m.scope}.{m.name}"] = m.value
+    return out
