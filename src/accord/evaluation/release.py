@@ -154,14 +154,9 @@ def unsigned_figures(
             for m in record.metrics
             if m.participant is None
         }
-        entry = predicate.get("metrics")
-        entry = entry if isinstance(entry, dict) else {}
-        for name in sorted(set(rows) | set(entry)):
-            if not _same(rows.get(name), entry.get(name)):
-                return (
-                    f"round {record.number} metric {name} is {rows.get(name)!r} in "
-                    f"the store, {entry.get(name)!r} in the round's signed entry"
-                )
+        differs = _metric_differs(record.number, rows, predicate.get("metrics"))
+        if differs is not None:
+            return differs
         differs = _unsigned_site_figures(record, predicate)
         if differs is not None:
             return differs
@@ -196,15 +191,9 @@ def _unsigned_site_figures(
         rows = site_metrics(record.metrics)
         for site in sorted(set(rows) | set(entry)):
             mine = rows.get(site, {})
-            signed = entry.get(site)
-            signed = signed if isinstance(signed, dict) else {}
-            for name in sorted(set(mine) | set(signed)):
-                if not _same(mine.get(name), signed.get(name)):
-                    return (
-                        f"round {record.number} metric {name} of site {site} is "
-                        f"{mine.get(name)!r} in the store, {signed.get(name)!r} in "
-                        "the round's signed entry"
-                    )
+            differs = _metric_differs(record.number, mine, entry.get(site), site)
+            if differs is not None:
+                return differs
     listed = predicate.get("scores")
     if isinstance(listed, list):
         stored = [(s.participant, list(s.flags), s.excluded) for s in record.scores]
@@ -217,6 +206,24 @@ def _unsigned_site_figures(
             return (
                 f"round {record.number}'s update flags (flagged, excluded sites) "
                 "differ from its signed entry"
+            )
+    return None
+
+
+def _metric_differs(
+    number: int,
+    stored: Mapping[str, float],
+    signed: object,
+    site: str | None = None,
+) -> str | None:
+    """The first metric (by name) whose stored value is not the signed one."""
+    entry = signed if isinstance(signed, dict) else {}
+    whose = "" if site is None else f" of site {site}"
+    for name in sorted(set(stored) | set(entry)):
+        if not _same(stored.get(name), entry.get(name)):
+            return (
+                f"round {number} metric {name}{whose} is {stored.get(name)!r} in "
+                f"the store, {entry.get(name)!r} in the round's signed entry"
             )
     return None
 
