@@ -5,8 +5,9 @@ and hands each task to the runtime, one at a time, with the run the stream serve
 the one its :class:`~accord.transport.messages.Welcome` named (or, from a
 coordinator that sent none, its first task's). A coordinator serves one run per
 stream, so the runtime refuses a task of any other run: a coordinator that named a
-new run in each task would make the site keep state for each. When the stream breaks it
-dials again after an exponential backoff with jitter
+new run in each task would make the site keep state for each.
+
+When the stream breaks it dials again after an exponential backoff with jitter
 (:class:`~accord.participant.backoff.Backoff`); it stops when the coordinator
 says goodbye, when the site's certificate is refused (no retry changes that:
 :class:`~accord.errors.AuthenticationFailed`), when the coordinator refuses the
