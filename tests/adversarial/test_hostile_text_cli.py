@@ -34,7 +34,7 @@ WIDE = {"COLUMNS": "400"}
 FACTORY = "accord.task.numpy_task:softmax_regression"
 
 
-def _literal(text: str) -> None:
+def assert_literal(text: str) -> None:
     """``text`` holds HOSTILE as it was written, less its escape character."""
     assert "\x1b" not in text, repr(text[:800])
     assert "bad [/] here" in text, text
@@ -115,8 +115,8 @@ def test_audit_privacy_prints_a_site_name_and_skip_reason_literally(
         env=WIDE,
     )
     out = _ran(result)
-    _literal(result.stdout)
-    _literal(result.stderr)  # "auditing SITE …"
+    assert_literal(result.stdout)
+    assert_literal(result.stderr)  # "auditing SITE …"
     assert out.count("bad [/] here") >= 4  # progress, table, skipped name and why
 
 
@@ -137,7 +137,7 @@ def test_participant_audit_prints_its_site_name_and_ledger_path_literally(
                 audit=audit, run_id="r1", round=3, passes=1, ledger=HOSTILE
             )
         )
-        _literal(capsys.readouterr().out)
+        assert_literal(capsys.readouterr().out)
 
 
 # accord contributions ---
@@ -161,7 +161,7 @@ def test_contributions_prints_site_names_and_notes_literally(tmp_path, monkeypat
     monkeypatch.setattr(module, "compute", lambda *a, **k: ("r1", report))
     result = runner.invoke(app, ["contributions", "r1"], env=WIDE)
     out = _ran(result)
-    _literal(out)
+    assert_literal(out)
     assert f"note: {HOSTILE}".replace("\x1b", "\ufffd") in out
 
 
@@ -184,7 +184,7 @@ def test_release_gates_table_prints_gate_names_and_reasons_literally():
     console = _console()
     console.print(gates_table(decision))
     out = _printed(console)
-    _literal(out)
+    assert_literal(out)
     assert out.count("bad [/] here") == 2  # the gate's name and its reason
 
 
@@ -201,7 +201,7 @@ def test_a_refused_release_names_its_gates_literally():
 
     result = CliRunner().invoke(command, [], env=WIDE)
     _ran(result, 7)
-    _literal(result.stderr)
+    assert_literal(result.stderr)
 
 
 # accord evaluate ---
@@ -224,7 +224,7 @@ def test_evaluate_run_prints_site_names_literally(monkeypatch):
     }
     monkeypatch.setattr(module, "_model_matrix", lambda *a, **k: matrix)
     result = runner.invoke(app, ["evaluate", "run", "r1"], env=WIDE)
-    _literal(_ran(result))
+    assert_literal(_ran(result))
 
 
 def test_evaluate_robustness_table_prints_names_literally():
@@ -234,7 +234,7 @@ def test_evaluate_robustness_table_prints_names_literally():
     cell = Cell(HOSTILE, HOSTILE, "r1", 0.5, math.nan, 0, 0, score=0.5)
     console = _console()
     console.print(matrix_table([cell]))
-    _literal(_printed(console))
+    assert_literal(_printed(console))
 
 
 # accord runs show: what the store kept besides the rounds ---
@@ -269,7 +269,7 @@ def test_runs_show_prints_events_and_the_summary_reason_literally(tmp_path):
         app, ["runs", "show", run_id, "--dir", str(tmp_path / "runs")], env=WIDE
     )
     out = _ran(result)
-    _literal(out)
+    assert_literal(out)
     # the reason, the site's epsilon, the event's participant and detail, the
     # site alone in the comparison, its failed baseline's name and reason
     assert out.count("bad [/] here") >= 7, out
@@ -296,7 +296,7 @@ def test_audit_verify_prints_what_the_export_says_literally(capsys, monkeypatch)
     )
     _print(verdict, None)
     out = capsys.readouterr().out
-    _literal(out)
+    assert_literal(out)
     assert out.count("bad [/] here") == 5
 
 
@@ -347,7 +347,7 @@ def test_profile_prints_site_and_column_names_literally(capsys, monkeypatch):
         "preprocessing": "0" * 64,
     }
     _print(document, 1)
-    _literal(capsys.readouterr().out)
+    assert_literal(capsys.readouterr().out)
 
 
 def test_datasets_check_prints_a_csv_column_name_literally(tmp_path):
@@ -365,7 +365,7 @@ def test_datasets_check_prints_a_csv_column_name_literally(tmp_path):
         app, ["datasets", "check", str(tmp_path / "fed.toml")], env=WIDE
     )
     assert result.exit_code in (0, 2), repr(result.exception)
-    _literal(result.output)
+    assert_literal(result.output)
 
 
 # accord simulate / coordinator --resume auto: the federation's name ---
@@ -412,7 +412,7 @@ def test_pki_list_prints_a_roster_literally(tmp_path):
     (tmp_path / "roster.json").write_text(json.dumps(roster), encoding="utf-8")
     result = runner.invoke(app, ["pki", "list", "--ca", str(tmp_path)], env=WIDE)
     out = _ran(result)
-    _literal(out)
+    assert_literal(out)
     assert out.count("bad [/] here") == 2, out
 
 
